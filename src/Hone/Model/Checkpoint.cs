@@ -1,0 +1,157 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Hone.Formats;
+using Hone.Tensors;
+
+namespace Hone.Model;
+
+public enum CheckpointFormat { HuggingFace, Gguf }
+
+/// <summary>A tensor of a checkpoint, under its canonical (GGUF-style) name, readable in place.</summary>
+/// <param name="SourceName">the name as stored in the file</param>
+/// <param name="Shape">row-major, outermost first</param>
+public sealed unsafe record CheckpointTensor(string Name, string SourceName, string File, TensorType? Type, string TypeName,
+    long[] Shape, nint Data, long ByteLength)
+{
+    public byte* Pointer => (byte*)Data;
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+    public string ShapeText => $"[{string.Join(", ", Shape)}]";
+}
+
+/// <summary>
+/// A model on disk: a Hugging Face directory (config.json + model.safetensors or a sharded index) or a .gguf file.
+/// Either is accepted wherever a model is asked for. Tensors are memory-mapped, not copied.
+/// </summary>
+public sealed class Checkpoint : IDisposable
+{
+    readonly List<IDisposable> _files = new();
+    readonly Dictionary<string, CheckpointTensor> _byName = new();
+
+    public string Path { get; }
+    public CheckpointFormat Format { get; }
+    public ModelConfig Config { get; }
+    public IReadOnlyList<CheckpointTensor> Tensors { get; }
+    /// <summary>The GGUF file, for its metadata (tokenizer and so on), when the checkpoint is one.</summary>
+    public GgufFile? Gguf { get; }
+    /// <summary>The directory of a Hugging Face checkpoint (tokenizer.json and friends live there).</summary>
+    public string? Directory { get; }
+
+    Checkpoint(string path, CheckpointFormat format, ModelConfig config, List<CheckpointTensor> tensors, GgufFile? gguf, string? directory, List<IDisposable> files)
+    {
+        Path = path; Format = format; Config = config; Tensors = tensors; Gguf = gguf; Directory = directory; _files = files;
+        foreach (var t in tensors)
+            if (!_byName.TryAdd(t.Name, t))
+                throw new ModelFormatException(t.File, $"tensor appears twice (also in {_byName[t.Name].File})", $"tensor '{t.SourceName}'");
+    }
+
+    public static Checkpoint Open(string path)
+    {
+        if (System.IO.Directory.Exists(path)) return OpenHuggingFace(path);
+        if (File.Exists(path))
+        {
+            if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || LooksLikeGguf(path)) return OpenGguf(path);
+            throw new ModelFormatException(path, "not a model: expected a .gguf file or a Hugging Face model directory");
+        }
+        throw new FileNotFoundException($"{path}: no such model file or directory", path);
+    }
+
+    static bool LooksLikeGguf(string path)
+    {
+        using var f = File.OpenRead(path);
+        Span<byte> magic = stackalloc byte[4];
+        return f.Read(magic) == 4 && magic.SequenceEqual("GGUF"u8);
+    }
+
+    public bool TryGet(string canonicalName, out CheckpointTensor tensor) => _byName.TryGetValue(canonicalName, out tensor!);
+
+    public CheckpointTensor? Find(TensorRole role, int layer = -1, bool bias = false) =>
+        _byName.GetValueOrDefault(TensorNames.Gguf(role, layer, bias));
+
+    static unsafe Checkpoint OpenGguf(string path)
+    {
+        var gguf = GgufFile.Open(path);
+        try
+        {
+            var tensors = new List<CheckpointTensor>();
+            foreach (var t in gguf.Tensors)
+            {
+                var type = t.Type;
+                tensors.Add(new CheckpointTensor(t.Name, t.Name, path, type.Traits().Compute ? type : null, type.Name(), t.Shape,
+                    (nint)gguf.TensorData(t), t.ByteLength));
+            }
+            long? vocab = tensors.FirstOrDefault(t => t.Name == "token_embd.weight")?.Shape[0];
+            bool hasOutput = tensors.Any(t => t.Name == "output.weight");
+            bool hasBias = tensors.Any(t => t.Name == "blk.0.attn_q.bias");
+            var config = ModelConfig.FromGguf(gguf, vocab, hasOutput, hasBias);
+            return new Checkpoint(path, CheckpointFormat.Gguf, config, tensors, gguf, null, [gguf]);
+        }
+        catch { gguf.Dispose(); throw; }
+    }
+
+    static unsafe Checkpoint OpenHuggingFace(string dir)
+    {
+        var configPath = System.IO.Path.Combine(dir, "config.json");
+        if (!File.Exists(configPath)) throw new ModelFormatException(dir, "not a Hugging Face model directory: config.json is missing");
+        var config = ModelConfig.FromHuggingFaceJson(configPath);
+        var files = new List<IDisposable>();
+        try
+        {
+            var shards = ShardFiles(dir);
+            var tensors = new List<CheckpointTensor>();
+            foreach (var (shardPath, expectedNames) in shards)
+            {
+                var st = SafetensorsFile.Open(shardPath);
+                files.Add(st);
+                foreach (var name in expectedNames)
+                    if (!st.TryGetTensor(name, out _))
+                        throw new ModelFormatException(shardPath, "listed in model.safetensors.index.json but missing from the shard", $"tensor '{name}'");
+                foreach (var t in st.Tensors)
+                {
+                    if (TensorNames.IsIgnorableHuggingFace(t.Name)) continue;
+                    string canonical = TensorNames.HuggingFaceToGguf(t.Name) ?? t.Name;
+                    var type = t.Type is TensorType tt && tt.Traits().Compute ? tt : (TensorType?)null;
+                    tensors.Add(new CheckpointTensor(canonical, t.Name, shardPath, type, t.DType, t.Shape, (nint)st.TensorData(t), t.End - t.Begin));
+                }
+            }
+            return new Checkpoint(dir, CheckpointFormat.HuggingFace, config, tensors, null, dir, files);
+        }
+        catch { foreach (var f in files) f.Dispose(); throw; }
+    }
+
+    /// <summary>The safetensors files of a directory, each with the tensor names the index promises it holds.</summary>
+    static List<(string Path, List<string> Names)> ShardFiles(string dir)
+    {
+        var index = System.IO.Path.Combine(dir, "model.safetensors.index.json");
+        if (File.Exists(index))
+        {
+            JsonNode? root;
+            try { root = JsonNode.Parse(File.ReadAllText(index)); }
+            catch (JsonException e) { throw new ModelFormatException(index, $"not valid JSON: {e.Message}"); }
+            if (root?["weight_map"] is not JsonObject map) throw new ModelFormatException(index, "missing weight_map", "weight_map");
+            var byFile = new Dictionary<string, List<string>>();
+            foreach (var (name, fileNode) in map)
+            {
+                string file = fileNode is JsonValue v && v.TryGetValue(out string? s) ? s : throw new ModelFormatException(index, "file name is not a string", $"weight_map['{name}']");
+                if (file.Contains('/') || file.Contains('\\') || file.Contains(".."))
+                    throw new ModelFormatException(index, $"shard name '{file}' must be a plain file name", $"weight_map['{name}']");
+                if (!byFile.TryGetValue(file, out var list)) byFile[file] = list = new();
+                list.Add(name);
+            }
+            return byFile.Select(kv =>
+            {
+                var p = System.IO.Path.Combine(dir, kv.Key);
+                if (!File.Exists(p)) throw new ModelFormatException(index, $"shard '{kv.Key}' does not exist", "weight_map");
+                return (p, kv.Value);
+            }).ToList();
+        }
+        var single = System.IO.Path.Combine(dir, "model.safetensors");
+        if (File.Exists(single)) return [(single, new List<string>())];
+        throw new ModelFormatException(dir, "no model.safetensors or model.safetensors.index.json in the directory");
+    }
+
+    public void Dispose()
+    {
+        foreach (var f in _files) f.Dispose();
+        _files.Clear();
+    }
+}

@@ -1,0 +1,48 @@
+using Hone.Tensors;
+
+namespace Hone.Model;
+
+/// <summary>
+/// Something that changes what a projection computes (LoRA, DoRA, routed LoRA experts). It runs after the base
+/// product: y[T, out] holds W·x when it is called, and it updates y in place.
+/// </summary>
+public unsafe interface ILinearAdapter
+{
+    /// <param name="x">X[T, in], row stride ldx</param>
+    /// <param name="y">Y[T, out], row stride ldy, holding the base output</param>
+    void Apply(WorkerPool pool, WeightMatrix weight, float* x, int tokens, int ldx, float* y, int ldy);
+}
+
+/// <summary>
+/// The one choke point every projection goes through (llama.cpp's build_lora_mm): Y = X·Wᵀ (+ bias), then any
+/// adapter attached to W. Decode (one token) takes the matrix-vector path, everything else the GEMM.
+/// </summary>
+public static unsafe class Linear
+{
+    /// <param name="x">X[T, W.Cols], row stride ldx</param>
+    /// <param name="y">Y[T, W.Rows], row stride ldy; with accumulate, Y += X·Wᵀ (the residual add, fused)</param>
+    /// <param name="bias">[W.Rows] or null</param>
+    /// <param name="scratch">[T, W.Rows] floats, needed only when an adapter meets accumulate</param>
+    public static void Forward(WorkerPool pool, WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy,
+        bool accumulate, ILinearAdapter? adapter = null, float* scratch = null)
+    {
+        if (adapter != null && accumulate)
+        {
+            if (scratch == null) throw new ArgumentException("an adapted projection with accumulate needs scratch space");
+            Forward(pool, w, bias, x, tokens, ldx, scratch, w.Rows, false, adapter);
+            for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, scratch + (long)t * w.Rows, w.Rows);
+            return;
+        }
+        if (tokens == 1) MatVec.Multiply(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, y, accumulate);
+        else Gemm.MultiplyWeights(pool, tokens, w.Rows, w.Cols, x, ldx, w.Type, w.Data, w.RowBytes, y, ldy, accumulate);
+        if (bias != null) for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, bias, w.Rows);
+        adapter?.Apply(pool, w, x, tokens, ldx, y, ldy);
+    }
+
+    static void Add(float* y, float* b, int n)
+    {
+        var ys = new Span<float>(y, n);
+        var bs = new ReadOnlySpan<float>(b, n);
+        for (int i = 0; i < n; i++) ys[i] += bs[i];
+    }
+}

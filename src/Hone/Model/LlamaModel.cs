@@ -1,0 +1,136 @@
+using Hone.Tensors;
+
+namespace Hone.Model;
+
+/// <summary>
+/// The Llama-family forward pass for inference:
+/// embedding → L × [RMSNorm → attention (GQA, RoPE, optional qkv bias) → residual → RMSNorm → SwiGLU MLP → residual]
+/// → RMSNorm → head.
+/// Glossary: T tokens in a step (≤ MaxBatch), D hidden, F feed-forward, L layers, H heads, Hkv KV heads, Dh head dim,
+/// V vocabulary, Tmax context. All buffers, the KV cache [L, Tmax, Hkv·Dh] included, are allocated once here;
+/// a forward step allocates nothing.
+/// </summary>
+public sealed unsafe class LlamaModel : IDisposable
+{
+    readonly NativeBuffer _keys, _values;          // [L, Tmax, Hkv·Dh]
+    readonly NativeBuffer _x, _h, _q, _attention;  // [MaxBatch, D] ×2, [MaxBatch, H·Dh] ×2
+    readonly NativeBuffer _gate, _up, _scratch;    // [MaxBatch, F] ×2, [MaxBatch, max(D, F, V?)] adapter scratch
+    readonly Rope _rope;
+
+    public ModelConfig Config { get; }
+    public LlamaWeights Weights { get; }
+    public WorkerPool Pool { get; }
+    public int MaxContext { get; }
+    public int MaxBatch { get; }
+    /// <summary>Tokens currently in the KV cache (the position of the next token).</summary>
+    public int Position { get; private set; }
+    /// <summary>Adapters by canonical weight name ("blk.0.attn_q.weight"); empty for the plain model.</summary>
+    public Dictionary<string, ILinearAdapter> Adapters { get; } = new();
+
+    public LlamaModel(LlamaWeights weights, WorkerPool pool, int maxContext = 0, int maxBatch = 512)
+    {
+        Weights = weights;
+        Config = weights.Config;
+        Pool = pool;
+        MaxContext = maxContext > 0 ? maxContext : Config.MaxPositions;
+        MaxBatch = Math.Max(1, Math.Min(maxBatch, MaxContext));
+        var c = Config;
+        long kvFloats = (long)c.Layers * MaxContext * c.KvDim;
+        _keys = new NativeBuffer(kvFloats * 4);
+        _values = new NativeBuffer(kvFloats * 4);
+        _x = new NativeBuffer((long)MaxBatch * c.HiddenSize * 4);
+        _h = new NativeBuffer((long)MaxBatch * c.HiddenSize * 4);
+        _q = new NativeBuffer((long)MaxBatch * c.QueryDim * 4);
+        _attention = new NativeBuffer((long)MaxBatch * c.QueryDim * 4);
+        _gate = new NativeBuffer((long)MaxBatch * c.IntermediateSize * 4);
+        _up = new NativeBuffer((long)MaxBatch * c.IntermediateSize * 4);
+        _scratch = new NativeBuffer((long)MaxBatch * Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)) * 4);
+        _rope = new Rope(c.HeadDim, c.RotaryDims, MaxContext, c.RopeTheta, c.RopeLayout, c.RopeLinearFactor, c.RopeLlama3, weights.RopeFrequencyDivisors);
+    }
+
+    /// <summary>Forget the cached context.</summary>
+    public void Reset() => Position = 0;
+
+    /// <summary>Drop cached positions from <paramref name="position"/> on (to reuse a shared prefix).</summary>
+    public void Truncate(int position)
+    {
+        if (position < 0 || position > Position) throw new ArgumentOutOfRangeException(nameof(position));
+        Position = position;
+    }
+
+    /// <summary>
+    /// Append <paramref name="tokens"/> at the current position and compute logits: for every token
+    /// (<paramref name="logits"/> is [T, V]) or only for the last one ([V]).
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allLogits = false)
+    {
+        int v = Config.VocabSize;
+        if (tokens.Length == 0) throw new ArgumentException("no tokens to process");
+        if (Position + tokens.Length > MaxContext)
+            throw new InvalidOperationException($"context full: {Position} + {tokens.Length} tokens exceed the context of {MaxContext}");
+        if (logits.Length < (allLogits ? (long)tokens.Length * v : v))
+            throw new ArgumentException($"logits buffer holds {logits.Length} floats, needs {(allLogits ? (long)tokens.Length * v : v)}");
+        foreach (var t in tokens)
+            if ((uint)t >= (uint)v) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary of {v}");
+        fixed (float* logitsPointer = logits)
+            for (int start = 0; start < tokens.Length; start += MaxBatch)
+            {
+                int count = Math.Min(MaxBatch, tokens.Length - start);
+                bool last = start + count == tokens.Length;
+                Step(tokens.Slice(start, count), allLogits ? logitsPointer + (long)start * v : (last ? logitsPointer : null), allLogits);
+            }
+    }
+
+    void Step(ReadOnlySpan<int> tokens, float* logits, bool allLogits)
+    {
+        var c = Config;
+        int T = tokens.Length, D = c.HiddenSize, F = c.IntermediateSize, Qd = c.QueryDim, Kd = c.KvDim;
+        float* x = _x.AsFloats, h = _h.AsFloats, q = _q.AsFloats, att = _attention.AsFloats;
+        float* gate = _gate.AsFloats, up = _up.AsFloats, scratch = _scratch.AsFloats;
+        for (int t = 0; t < T; t++) Weights.TokenEmbedding.ReadRow(tokens[t], x + (long)t * D);
+        float scale = 1f / MathF.Sqrt(c.HeadDim);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            var w = Weights.Layers[l];
+            float* kCache = _keys.AsFloats + (long)l * MaxContext * Kd, vCache = _values.AsFloats + (long)l * MaxContext * Kd;
+            float* kNew = kCache + (long)Position * Kd, vNew = vCache + (long)Position * Kd;
+
+            RmsNorm.Forward(x, w.AttentionNorm, h, T, D, c.RmsNormEps);
+            Project(w.Query, w.QueryBias, h, T, D, q, Qd, false, scratch);
+            Project(w.Key, w.KeyBias, h, T, D, kNew, Kd, false, scratch);
+            Project(w.Value, w.ValueBias, h, T, D, vNew, Kd, false, scratch);
+            _rope.Apply(q, T, c.Heads, Qd, Position);
+            _rope.Apply(kNew, T, c.KvHeads, Kd, Position);
+            Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale);
+            Project(w.AttentionOutput, null, att, T, Qd, x, D, true, scratch);
+
+            RmsNorm.Forward(x, w.FeedForwardNorm, h, T, D, c.RmsNormEps);
+            Project(w.Gate, null, h, T, D, gate, F, false, scratch);
+            Project(w.Up, null, h, T, D, up, F, false, scratch);
+            Activations.SwiGlu(gate, up, (long)T * F);
+            Project(w.Down, null, gate, T, F, x, D, true, scratch);
+        }
+        Position += T;
+        if (logits == null) return;
+        // Only the rows whose logits are wanted go through the final norm and the head.
+        int first = allLogits ? 0 : T - 1, rows = T - first;
+        RmsNorm.Forward(x + (long)first * D, Weights.OutputNorm, h, rows, D, c.RmsNormEps);
+        Project(Weights.Output, null, h, rows, D, logits, c.VocabSize, false, null);
+    }
+
+    void Project(WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy, bool accumulate, float* scratch)
+    {
+        Adapters.TryGetValue(w.Name, out var adapter);
+        Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, adapter, scratch);
+    }
+
+    /// <summary>The cached key vector of one layer and position ([Hkv·Dh], after RoPE) — for tests and inspection.</summary>
+    public ReadOnlySpan<float> CachedKey(int layer, int position) =>
+        new(_keys.AsFloats + ((long)layer * MaxContext + position) * Config.KvDim, Config.KvDim);
+
+    public void Dispose()
+    {
+        _keys.Dispose(); _values.Dispose(); _x.Dispose(); _h.Dispose(); _q.Dispose(); _attention.Dispose();
+        _gate.Dispose(); _up.Dispose(); _scratch.Dispose(); _rope.Dispose();
+    }
+}

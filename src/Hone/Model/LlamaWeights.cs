@@ -1,0 +1,260 @@
+using Hone.Formats;
+using Hone.Tensors;
+using Hone.Tensors.Quantization;
+
+namespace Hone.Model;
+
+/// <summary>Per-layer weights. Shapes (glossary in <see cref="ModelConfig"/>): norms [D]; Q [H·Dh, D]; K, V [Hkv·Dh, D];
+/// O [D, H·Dh]; Gate, Up [F, D]; Down [D, F]; biases [out].</summary>
+public sealed unsafe class LayerWeights
+{
+    public required float* AttentionNorm;
+    public required WeightMatrix Query, Key, Value, AttentionOutput;
+    public float* QueryBias, KeyBias, ValueBias;
+    public required float* FeedForwardNorm;
+    public required WeightMatrix Gate, Up, Down;
+}
+
+/// <summary>How to bring weights into memory.</summary>
+/// <param name="MatrixType">store every 2D weight in this type (F32 for training, a quantized type to requantize);
+/// null keeps each weight's stored type</param>
+/// <param name="CheckFinite">reject NaN/Inf weights at load time, naming the tensor</param>
+public sealed record WeightLoadOptions(TensorType? MatrixType = null, bool CheckFinite = true);
+
+/// <summary>
+/// All parameters of a Llama-family model in one 64-byte aligned native buffer, with named views into it.
+/// Matrices keep their stored type (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k) unless asked to convert; norms and
+/// biases are always fp32.
+/// </summary>
+public sealed unsafe class LlamaWeights : IDisposable
+{
+    readonly NativeBuffer _arena;
+
+    public ModelConfig Config { get; }
+    public WeightMatrix TokenEmbedding { get; }   // [V, D]
+    public float* OutputNorm { get; }             // [D]
+    public WeightMatrix Output { get; }           // [V, D]; the embedding itself when tied
+    public LayerWeights[] Layers { get; }
+    /// <summary>Per-frequency divisors from a GGUF rope_freqs tensor (Llama 3 scaling), or null.</summary>
+    public float[]? RopeFrequencyDivisors { get; }
+    public long ByteLength => _arena.Length;
+
+    /// <summary>One planned view of the arena (reference identity: the offset is filled in later).</summary>
+    sealed class Slot(string name, TensorRole role, int layer, bool bias, TensorType type, int rows, int cols)
+    {
+        public string Name { get; } = name;
+        public TensorRole Role { get; } = role;
+        public int Layer { get; } = layer;
+        public bool Bias { get; } = bias;
+        public TensorType Type { get; } = type;
+        public int Rows { get; } = rows;
+        public int Cols { get; } = cols;
+        public long Offset;
+        public long Bytes => Type.Traits().BytesFor((long)Rows * Cols);
+    }
+
+    LlamaWeights(ModelConfig config, List<Slot> slots, Action<Slot, nint> fill, float[]? ropeDivisors)
+    {
+        Config = config;
+        RopeFrequencyDivisors = ropeDivisors;
+        long total = 0;
+        foreach (var s in slots) { s.Offset = total; total += NativeBuffer.Align(s.Bytes); }
+        _arena = new NativeBuffer(total);
+        foreach (var s in slots) fill(s, (nint)(_arena.Pointer + s.Offset));
+
+        var bySlot = slots.ToDictionary(s => (s.Role, s.Layer, s.Bias));
+        WeightMatrix Matrix(TensorRole role, int layer = -1)
+        {
+            var s = bySlot[(role, layer, false)];
+            return new WeightMatrix(s.Name, s.Type, s.Rows, s.Cols, _arena.Pointer + s.Offset);
+        }
+        float* Vector(TensorRole role, int layer = -1, bool bias = false) =>
+            bySlot.TryGetValue((role, layer, bias), out var s) ? (float*)(_arena.Pointer + s.Offset) : null;
+
+        TokenEmbedding = Matrix(TensorRole.TokenEmbedding);
+        OutputNorm = Vector(TensorRole.OutputNorm);
+        Output = config.TiedEmbeddings ? TokenEmbedding : Matrix(TensorRole.Output);
+        Layers = new LayerWeights[config.Layers];
+        for (int l = 0; l < config.Layers; l++)
+            Layers[l] = new LayerWeights
+            {
+                AttentionNorm = Vector(TensorRole.AttentionNorm, l),
+                Query = Matrix(TensorRole.AttentionQuery, l), Key = Matrix(TensorRole.AttentionKey, l),
+                Value = Matrix(TensorRole.AttentionValue, l), AttentionOutput = Matrix(TensorRole.AttentionOutput, l),
+                QueryBias = Vector(TensorRole.AttentionQuery, l, true), KeyBias = Vector(TensorRole.AttentionKey, l, true),
+                ValueBias = Vector(TensorRole.AttentionValue, l, true),
+                FeedForwardNorm = Vector(TensorRole.FeedForwardNorm, l),
+                Gate = Matrix(TensorRole.FeedForwardGate, l), Up = Matrix(TensorRole.FeedForwardUp, l), Down = Matrix(TensorRole.FeedForwardDown, l),
+            };
+    }
+
+    /// <summary>Every parameter the config implies, with its shape: (role, layer, bias, rows, cols).</summary>
+    public static IEnumerable<(TensorRole Role, int Layer, bool Bias, int Rows, int Cols)> Expected(ModelConfig c)
+    {
+        yield return (TensorRole.TokenEmbedding, -1, false, c.VocabSize, c.HiddenSize);
+        yield return (TensorRole.OutputNorm, -1, false, 1, c.HiddenSize);
+        if (!c.TiedEmbeddings) yield return (TensorRole.Output, -1, false, c.VocabSize, c.HiddenSize);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            yield return (TensorRole.AttentionNorm, l, false, 1, c.HiddenSize);
+            yield return (TensorRole.AttentionQuery, l, false, c.QueryDim, c.HiddenSize);
+            yield return (TensorRole.AttentionKey, l, false, c.KvDim, c.HiddenSize);
+            yield return (TensorRole.AttentionValue, l, false, c.KvDim, c.HiddenSize);
+            if (c.AttentionBias)
+            {
+                yield return (TensorRole.AttentionQuery, l, true, 1, c.QueryDim);
+                yield return (TensorRole.AttentionKey, l, true, 1, c.KvDim);
+                yield return (TensorRole.AttentionValue, l, true, 1, c.KvDim);
+            }
+            yield return (TensorRole.AttentionOutput, l, false, c.HiddenSize, c.QueryDim);
+            yield return (TensorRole.FeedForwardNorm, l, false, 1, c.HiddenSize);
+            yield return (TensorRole.FeedForwardGate, l, false, c.IntermediateSize, c.HiddenSize);
+            yield return (TensorRole.FeedForwardUp, l, false, c.IntermediateSize, c.HiddenSize);
+            yield return (TensorRole.FeedForwardDown, l, false, c.HiddenSize, c.IntermediateSize);
+        }
+    }
+
+    static TensorType MatrixStorage(TensorType? requested, TensorType source, int cols)
+    {
+        var t = requested ?? source;
+        int block = t.Traits().BlockSize;
+        if (cols % block != 0)
+            throw new ArgumentException($"rows of {cols} elements cannot be stored as {t.Name()} (block size {block})");
+        return t;
+    }
+
+    /// <summary>Load and validate every parameter of a checkpoint: presence, shape, type, finiteness.</summary>
+    public static LlamaWeights Load(Checkpoint checkpoint, WeightLoadOptions? options = null)
+    {
+        options ??= new WeightLoadOptions();
+        var config = checkpoint.Config;
+        var slots = new List<Slot>();
+        var sources = new Dictionary<Slot, CheckpointTensor>();
+        var expectedNames = new HashSet<string>();
+        foreach (var (role, layer, bias, rows, cols) in Expected(config))
+        {
+            string name = TensorNames.Gguf(role, layer, bias);
+            expectedNames.Add(name);
+            if (!checkpoint.TryGet(name, out var t))
+            {
+                string shown = checkpoint.Format == CheckpointFormat.HuggingFace ? TensorNames.HuggingFace(role, layer, bias) : name;
+                throw new ModelFormatException(checkpoint.Path, $"missing tensor (expected shape [{(rows == 1 ? $"{cols}" : $"{rows}, {cols}")}])", $"tensor '{shown}'");
+            }
+            bool vector = rows == 1;
+            long[] expectedShape = vector ? [cols] : [rows, cols];
+            if (!t.Shape.SequenceEqual(expectedShape))
+                throw new ModelFormatException(t.File, $"shape {t.ShapeText}, expected [{string.Join(", ", expectedShape)}]", $"tensor '{t.SourceName}'");
+            if (t.Type is not TensorType sourceType)
+                throw new ModelFormatException(t.File, $"type {t.TypeName} is not supported for weights (supported: {string.Join(", ", TensorTypes.All.Where(x => x.Compute).Select(x => x.Name))})", $"tensor '{t.SourceName}'");
+            TensorType storage;
+            try { storage = vector ? TensorType.F32 : MatrixStorage(options.MatrixType, sourceType, cols); }
+            catch (ArgumentException e) { throw new ModelFormatException(t.File, e.Message, $"tensor '{t.SourceName}'"); }
+            var slot = new Slot(name, role, layer, bias, storage, rows, cols);
+            slots.Add(slot);
+            sources[slot] = t;
+        }
+        foreach (var t in checkpoint.Tensors)
+            if (!expectedNames.Contains(t.Name) && t.Name != "rope_freqs.weight" && !(config.TiedEmbeddings && t.Name == "output.weight"))
+                throw new ModelFormatException(t.File, "unexpected tensor for this architecture (a different model family, or a config that does not match the weights)", $"tensor '{t.SourceName}'");
+
+        float[]? ropeDivisors = null;
+        if (checkpoint.TryGet("rope_freqs.weight", out var rf))
+        {
+            if (rf.Type != TensorType.F32 || rf.ElementCount != config.RotaryDims / 2)
+                throw new ModelFormatException(rf.File, $"expected {config.RotaryDims / 2} f32 values, found {rf.ElementCount} {rf.TypeName}", "tensor 'rope_freqs.weight'");
+            ropeDivisors = new ReadOnlySpan<float>(rf.Pointer, (int)rf.ElementCount).ToArray();
+        }
+
+        return new LlamaWeights(config, slots, (slot, address) =>
+        {
+            byte* dst = (byte*)address;
+            var src = sources[slot];
+            Convert(src, slot.Type, slot.Rows, slot.Cols, dst);
+            if (options.CheckFinite) CheckFinite(slot.Type, dst, slot.Rows, slot.Cols, src);
+        }, ropeDivisors);
+    }
+
+    /// <summary>A model with N(0, std²) random matrices and unit norms, quantized to <paramref name="matrixType"/>
+    /// (benchmarks and tests; deterministic for a seed).</summary>
+    public static LlamaWeights CreateRandom(ModelConfig config, TensorType matrixType, int seed, float std = 0.02f)
+    {
+        var slots = Expected(config).Select(e => new Slot(TensorNames.Gguf(e.Role, e.Layer, e.Bias), e.Role, e.Layer, e.Bias,
+            e.Rows == 1 ? TensorType.F32 : MatrixStorage(matrixType, TensorType.F32, e.Cols), e.Rows, e.Cols)).ToList();
+        return new LlamaWeights(config, slots, (slot, address) =>
+        {
+            byte* dst = (byte*)address;
+            var rng = new Random(HashCode.Combine(seed, slot.Name));
+            var row = new float[slot.Cols];
+            bool norm = slot.Rows == 1 && !slot.Bias;
+            long rowBytes = slot.Type.Traits().BytesFor(slot.Cols);
+            for (int r = 0; r < slot.Rows; r++)
+            {
+                for (int i = 0; i < row.Length; i++) row[i] = norm ? 1f : Gaussian(rng) * std;
+                StoreRow(row, slot.Type, dst + r * rowBytes);
+            }
+        }, null);
+    }
+
+    static float Gaussian(Random rng)
+    {
+        double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+        return (float)(Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+    }
+
+    /// <summary>Write one fp32 row in a storage type.</summary>
+    public static void StoreRow(ReadOnlySpan<float> row, TensorType type, byte* dst)
+    {
+        int n = row.Length;
+        switch (type)
+        {
+            case TensorType.F32: row.CopyTo(new Span<float>(dst, n)); break;
+            case TensorType.BF16: NumberConversion.SingleToBFloat16(row, new Span<ushort>(dst, n)); break;
+            case TensorType.F16: NumberConversion.SingleToHalf(row, new Span<ushort>(dst, n)); break;
+            default: BlockQuantization.QuantizeRow(type, row, new Span<byte>(dst, (int)type.Traits().BytesFor(n))); break;
+        }
+    }
+
+    static void Convert(CheckpointTensor src, TensorType storage, int rows, int cols, byte* dst)
+    {
+        var sourceType = src.Type!.Value;
+        if (sourceType == storage) { Buffer.MemoryCopy(src.Pointer, dst, src.ByteLength, src.ByteLength); return; }
+        long srcRow = sourceType.Traits().BytesFor(cols), dstRow = storage.Traits().BytesFor(cols);
+        var row = new float[cols];
+        fixed (float* r = row)
+            for (int i = 0; i < rows; i++)
+            {
+                WeightRows.DequantizeSegment(sourceType, src.Pointer + i * srcRow, 0, cols, r);
+                StoreRow(row, storage, dst + i * dstRow);
+            }
+    }
+
+    static void CheckFinite(TensorType type, byte* data, int rows, int cols, CheckpointTensor src)
+    {
+        long rowBytes = type.Traits().BytesFor(cols);
+        var row = new float[cols];
+        fixed (float* r = row)
+            for (int i = 0; i < rows; i++)
+            {
+                float* p = r;
+                if (type == TensorType.F32) p = (float*)(data + i * rowBytes);
+                else WeightRows.DequantizeSegment(type, data + i * rowBytes, 0, cols, r);
+                for (int j = 0; j < cols; j++)
+                    if (!float.IsFinite(p[j]))
+                        throw new ModelFormatException(src.File, $"non-finite value {p[j]} at [{(rows == 1 ? $"{j}" : $"{i}, {j}")}]", $"tensor '{src.SourceName}'");
+            }
+    }
+
+    /// <summary>Look a matrix up by its canonical name (for adapters, conversion and inspection).</summary>
+    public IEnumerable<WeightMatrix> Matrices()
+    {
+        yield return TokenEmbedding;
+        if (!Config.TiedEmbeddings) yield return Output;
+        foreach (var l in Layers)
+        {
+            yield return l.Query; yield return l.Key; yield return l.Value; yield return l.AttentionOutput;
+            yield return l.Gate; yield return l.Up; yield return l.Down;
+        }
+    }
+
+    public void Dispose() => _arena.Dispose();
+}

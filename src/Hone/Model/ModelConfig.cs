@@ -1,0 +1,304 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Hone.Formats;
+using Hone.Tensors;
+
+namespace Hone.Model;
+
+/// <summary>
+/// The architecture of a Llama-family model, normalized from a Hugging Face config.json (llama, mistral, qwen2)
+/// or GGUF metadata (llama, qwen2).
+/// Dimension glossary used throughout the model code:
+/// V vocabulary, D hidden size, F feed-forward size, L layers, H query heads, Hkv key/value heads, Dh head dim.
+/// </summary>
+public sealed record ModelConfig
+{
+    /// <summary>"llama", "mistral" or "qwen2".</summary>
+    public required string Architecture { get; init; }
+    public required int VocabSize { get; init; }
+    public required int HiddenSize { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int Layers { get; init; }
+    public required int Heads { get; init; }
+    public required int KvHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public int RotaryDims { get; init; }
+    public double RopeTheta { get; init; } = 10000;
+    public double RopeLinearFactor { get; init; } = 1;
+    public Llama3RopeScaling? RopeLlama3 { get; init; }
+    public float RmsNormEps { get; init; } = 1e-5f;
+    public int MaxPositions { get; init; } = 2048;
+    public bool TiedEmbeddings { get; init; }
+    /// <summary>Bias on the q, k and v projections (qwen2 always; llama when attention_bias).</summary>
+    public bool AttentionBias { get; init; }
+    /// <summary>Mistral's sliding attention window, when the checkpoint declares one.</summary>
+    public int? SlidingWindow { get; init; }
+    public int? BosTokenId { get; init; }
+    public int? EosTokenId { get; init; }
+    /// <summary>Pairing of RoPE dimensions, which depends on the file format (see <see cref="RopeLayout"/>).</summary>
+    public RopeLayout RopeLayout { get; init; } = RopeLayout.Halves;
+
+    public int QueryDim => Heads * HeadDim;
+    public int KvDim => KvHeads * HeadDim;
+
+    public static readonly string[] SupportedArchitectures = ["llama", "mistral", "qwen2"];
+
+    /// <summary>Check internal consistency; throws naming the file and the offending field.</summary>
+    public ModelConfig Validate(string source)
+    {
+        void Positive(int v, string name) { if (v <= 0) throw new ModelFormatException(source, $"{name} must be positive, got {v}", name); }
+        Positive(VocabSize, "vocab_size"); Positive(HiddenSize, "hidden_size"); Positive(IntermediateSize, "intermediate_size");
+        Positive(Layers, "num_hidden_layers"); Positive(Heads, "num_attention_heads"); Positive(KvHeads, "num_key_value_heads");
+        Positive(HeadDim, "head_dim"); Positive(MaxPositions, "max_position_embeddings");
+        if (Heads % KvHeads != 0)
+            throw new ModelFormatException(source, $"{Heads} attention heads are not a multiple of {KvHeads} key/value heads", "num_key_value_heads");
+        if (RotaryDims <= 0 || RotaryDims > HeadDim || RotaryDims % 2 != 0)
+            throw new ModelFormatException(source, $"rotary dimensions {RotaryDims} must be even and at most head_dim {HeadDim}", "rope");
+        if (!(RmsNormEps > 0)) throw new ModelFormatException(source, $"rms_norm_eps must be positive, got {RmsNormEps}", "rms_norm_eps");
+        if (!(RopeTheta > 0)) throw new ModelFormatException(source, $"rope_theta must be positive, got {RopeTheta}", "rope_theta");
+        return this;
+    }
+
+    /// <summary>Parameter count of the weights this config implies (head counted once when tied).</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long d = HiddenSize, perLayer = d * QueryDim + 2 * d * KvDim + QueryDim * d + 3 * d * IntermediateSize + 2 * d;
+            if (AttentionBias) perLayer += QueryDim + 2 * KvDim;
+            return VocabSize * d * (TiedEmbeddings ? 1 : 2) + Layers * perLayer + d;
+        }
+    }
+
+    // ---- Hugging Face config.json -----------------------------------------------------------------
+
+    public static ModelConfig FromHuggingFaceJson(string path)
+    {
+        JsonNode? root;
+        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        catch (JsonException e) { throw new ModelFormatException(path, $"not valid JSON: {e.Message}"); }
+        if (root is not JsonObject o) throw new ModelFormatException(path, "config.json is not a JSON object");
+        return FromHuggingFace(o, path);
+    }
+
+    public static ModelConfig FromHuggingFace(JsonObject o, string path)
+    {
+        string modelType = Str(o, "model_type", path) ?? throw new ModelFormatException(path, "missing model_type", "model_type");
+        if (!SupportedArchitectures.Contains(modelType))
+            throw new ModelFormatException(path, $"unsupported model_type '{modelType}' (supported: {string.Join(", ", SupportedArchitectures)})", "model_type");
+        string act = Str(o, "hidden_act", path) ?? "silu";
+        if (act != "silu") throw new ModelFormatException(path, $"unsupported hidden_act '{act}' (only silu)", "hidden_act");
+        if (Bool(o, "mlp_bias", path) == true) throw new ModelFormatException(path, "mlp_bias is not supported", "mlp_bias");
+        int hidden = Int(o, "hidden_size", path, required: true)!.Value;
+        int heads = Int(o, "num_attention_heads", path, required: true)!.Value;
+        int headDim = Int(o, "head_dim", path) ?? (heads > 0 ? hidden / heads : 0);
+        double linear = 1;
+        Llama3RopeScaling? llama3 = null;
+        if (o["rope_scaling"] is JsonObject scaling)
+        {
+            string type = Str(scaling, "rope_type", path) ?? Str(scaling, "type", path) ?? "default";
+            double factor = Num(scaling, "factor", path) ?? 1;
+            switch (type)
+            {
+                case "default": break;
+                case "linear": linear = factor; break;
+                case "llama3":
+                    llama3 = new Llama3RopeScaling(factor, Num(scaling, "low_freq_factor", path) ?? 1,
+                        Num(scaling, "high_freq_factor", path) ?? 4, Int(scaling, "original_max_position_embeddings", path) ?? 8192);
+                    break;
+                default: throw new ModelFormatException(path, $"unsupported rope_scaling type '{type}' (supported: linear, llama3)", "rope_scaling");
+            }
+        }
+        double partial = Num(o, "partial_rotary_factor", path) ?? 1.0;
+        int? sliding = modelType switch
+        {
+            "mistral" => Int(o, "sliding_window", path),
+            "qwen2" when Bool(o, "use_sliding_window", path) == true => Int(o, "sliding_window", path),
+            _ => null,
+        };
+        return new ModelConfig
+        {
+            Architecture = modelType,
+            VocabSize = Int(o, "vocab_size", path, required: true)!.Value,
+            HiddenSize = hidden,
+            IntermediateSize = Int(o, "intermediate_size", path, required: true)!.Value,
+            Layers = Int(o, "num_hidden_layers", path, required: true)!.Value,
+            Heads = heads,
+            KvHeads = Int(o, "num_key_value_heads", path) ?? heads,
+            HeadDim = headDim,
+            RotaryDims = (int)(headDim * partial),
+            RopeTheta = Num(o, "rope_theta", path) ?? 10000,
+            RopeLinearFactor = linear,
+            RopeLlama3 = llama3,
+            RmsNormEps = (float)(Num(o, "rms_norm_eps", path) ?? 1e-6),
+            MaxPositions = Int(o, "max_position_embeddings", path) ?? 2048,
+            TiedEmbeddings = Bool(o, "tie_word_embeddings", path) ?? false,
+            AttentionBias = modelType == "qwen2" || (Bool(o, "attention_bias", path) ?? false),
+            SlidingWindow = sliding,
+            BosTokenId = FirstInt(o, "bos_token_id"),
+            EosTokenId = FirstInt(o, "eos_token_id"),
+            RopeLayout = RopeLayout.Halves,
+        }.Validate(path);
+    }
+
+    /// <summary>config.json contents for this architecture (what transformers would write for it).</summary>
+    public JsonObject ToHuggingFaceJson(string torchDtype = "float32")
+    {
+        var o = new JsonObject
+        {
+            ["architectures"] = new JsonArray(Architecture switch { "qwen2" => "Qwen2ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM" }),
+            ["model_type"] = Architecture,
+            ["vocab_size"] = VocabSize,
+            ["hidden_size"] = HiddenSize,
+            ["intermediate_size"] = IntermediateSize,
+            ["num_hidden_layers"] = Layers,
+            ["num_attention_heads"] = Heads,
+            ["num_key_value_heads"] = KvHeads,
+            ["head_dim"] = HeadDim,
+            ["hidden_act"] = "silu",
+            ["max_position_embeddings"] = MaxPositions,
+            ["rms_norm_eps"] = RmsNormEps,
+            ["rope_theta"] = RopeTheta,
+            ["tie_word_embeddings"] = TiedEmbeddings,
+            ["torch_dtype"] = torchDtype,
+        };
+        if (Architecture == "llama") { o["attention_bias"] = AttentionBias; o["mlp_bias"] = false; }
+        if (RotaryDims != HeadDim) o["partial_rotary_factor"] = (double)RotaryDims / HeadDim;
+        if (RopeLlama3 != null)
+            o["rope_scaling"] = new JsonObject
+            {
+                ["rope_type"] = "llama3", ["factor"] = RopeLlama3.Factor, ["low_freq_factor"] = RopeLlama3.LowFrequencyFactor,
+                ["high_freq_factor"] = RopeLlama3.HighFrequencyFactor, ["original_max_position_embeddings"] = RopeLlama3.OriginalContextLength,
+            };
+        else if (RopeLinearFactor != 1) o["rope_scaling"] = new JsonObject { ["rope_type"] = "linear", ["factor"] = RopeLinearFactor };
+        if (SlidingWindow is int w) o["sliding_window"] = w;
+        if (BosTokenId is int b) o["bos_token_id"] = b;
+        if (EosTokenId is int e) o["eos_token_id"] = e;
+        return o;
+    }
+
+    // ---- GGUF metadata ------------------------------------------------------------------------------
+
+    /// <summary>The GGUF architecture name llama.cpp uses for this config (mistral models are "llama" in GGUF).</summary>
+    public string GgufArchitecture => Architecture == "qwen2" ? "qwen2" : "llama";
+
+    public static ModelConfig FromGguf(GgufFile gguf, long? vocabFromTensors, bool hasOutputTensor, bool hasQueryBias)
+    {
+        string path = gguf.Path;
+        string arch = gguf.GetString("general.architecture") ?? throw new ModelFormatException(path, "missing general.architecture", "general.architecture");
+        if (arch is not ("llama" or "qwen2"))
+            throw new ModelFormatException(path, $"unsupported architecture '{arch}' (supported: llama, qwen2)", "general.architecture");
+        int Req(string key) => checked((int)gguf.RequireInteger($"{arch}.{key}"));
+        int? Opt(string key) => gguf.GetInteger($"{arch}.{key}") is long v ? checked((int)v) : null;
+        int hidden = Req("embedding_length");
+        int heads = Req("attention.head_count");
+        int headDim = Opt("attention.key_length") ?? hidden / heads;
+        string scaling = gguf.GetString($"{arch}.rope.scaling.type") ?? "none";
+        double linear = 1;
+        switch (scaling)
+        {
+            case "none": break;
+            case "linear": linear = gguf.GetNumber($"{arch}.rope.scaling.factor") ?? 1; break;
+            default: throw new ModelFormatException(path, $"unsupported rope scaling '{scaling}' (supported: none, linear)", $"{arch}.rope.scaling.type");
+        }
+        long vocab = gguf.Get("tokenizer.ggml.tokens") is { } tokens ? tokens.AsArray(path, "tokenizer.ggml.tokens").Items.Count
+            : vocabFromTensors ?? Opt("vocab_size") ?? throw new ModelFormatException(path, "cannot tell the vocabulary size");
+        if (Opt("vocab_size") is int declared && vocabFromTensors is long fromTensors && declared != fromTensors)
+            throw new ModelFormatException(path, $"vocab_size {declared} disagrees with token_embd rows {fromTensors}", $"{arch}.vocab_size");
+        return new ModelConfig
+        {
+            Architecture = arch,
+            VocabSize = (int)(vocabFromTensors ?? vocab),
+            HiddenSize = hidden,
+            IntermediateSize = Req("feed_forward_length"),
+            Layers = Req("block_count"),
+            Heads = heads,
+            KvHeads = Opt("attention.head_count_kv") ?? heads,
+            HeadDim = headDim,
+            RotaryDims = Opt("rope.dimension_count") ?? headDim,
+            RopeTheta = gguf.GetNumber($"{arch}.rope.freq_base") ?? 10000,
+            RopeLinearFactor = linear,
+            RmsNormEps = (float)(gguf.GetNumber($"{arch}.attention.layer_norm_rms_epsilon") ?? 1e-5),
+            MaxPositions = Opt("context_length") ?? 2048,
+            TiedEmbeddings = !hasOutputTensor,
+            AttentionBias = hasQueryBias,
+            BosTokenId = gguf.GetInteger("tokenizer.ggml.bos_token_id") is long b ? (int)b : null,
+            EosTokenId = gguf.GetInteger("tokenizer.ggml.eos_token_id") is long e ? (int)e : null,
+            // llama GGUFs store q/k permuted for llama.cpp's "normal" rope; qwen2 uses neox (halves) unpermuted.
+            RopeLayout = arch == "llama" ? RopeLayout.AdjacentPairs : RopeLayout.Halves,
+        }.Validate(path);
+    }
+
+    /// <summary>The architecture keys llama.cpp reads, for a GGUF we write.</summary>
+    public void WriteGgufMetadata(GgufWriter w)
+    {
+        string a = GgufArchitecture;
+        w.Set("general.architecture", GgufValue.Of(a));
+        w.Set($"{a}.vocab_size", GgufValue.Of((uint)VocabSize));
+        w.Set($"{a}.context_length", GgufValue.Of((uint)MaxPositions));
+        w.Set($"{a}.embedding_length", GgufValue.Of((uint)HiddenSize));
+        w.Set($"{a}.block_count", GgufValue.Of((uint)Layers));
+        w.Set($"{a}.feed_forward_length", GgufValue.Of((uint)IntermediateSize));
+        w.Set($"{a}.attention.head_count", GgufValue.Of((uint)Heads));
+        w.Set($"{a}.attention.head_count_kv", GgufValue.Of((uint)KvHeads));
+        w.Set($"{a}.attention.layer_norm_rms_epsilon", GgufValue.Of(RmsNormEps));
+        w.Set($"{a}.rope.freq_base", GgufValue.Of((float)RopeTheta));
+        w.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)RotaryDims));
+        if (HeadDim != HiddenSize / Heads)
+        {
+            w.Set($"{a}.attention.key_length", GgufValue.Of((uint)HeadDim));
+            w.Set($"{a}.attention.value_length", GgufValue.Of((uint)HeadDim));
+        }
+        if (RopeLinearFactor != 1)
+        {
+            w.Set($"{a}.rope.scaling.type", GgufValue.Of("linear"));
+            w.Set($"{a}.rope.scaling.factor", GgufValue.Of((float)RopeLinearFactor));
+        }
+    }
+
+    // ---- JSON helpers (foreign files: unknown keys are tolerated, wrong types are not) ---------------
+
+    static string? Str(JsonObject o, string key, string path) => o[key] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue(out string? s) => s,
+        var other => throw new ModelFormatException(path, $"expected a string, found {other.ToJsonString()}", key),
+    };
+
+    static int? Int(JsonObject o, string key, string path, bool required = false)
+    {
+        var node = o[key];
+        if (node == null) return required ? throw new ModelFormatException(path, "required field is missing", key) : null;
+        if (node is JsonValue v)
+        {
+            if (v.TryGetValue(out int i)) return i;
+            if (v.TryGetValue(out long l) && l is >= int.MinValue and <= int.MaxValue) return (int)l;
+            if (v.TryGetValue(out double d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
+        }
+        throw new ModelFormatException(path, $"expected an integer, found {node.ToJsonString()}", key);
+    }
+
+    static double? Num(JsonObject o, string key, string path)
+    {
+        var node = o[key];
+        if (node == null) return null;
+        if (node is JsonValue v && v.TryGetValue(out double d)) return d;
+        if (node is JsonValue s && s.TryGetValue(out string? text) && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out d)) return d;
+        throw new ModelFormatException(path, $"expected a number, found {node.ToJsonString()}", key);
+    }
+
+    static bool? Bool(JsonObject o, string key, string path) => o[key] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue(out bool b) => b,
+        var other => throw new ModelFormatException(path, $"expected true or false, found {other.ToJsonString()}", key),
+    };
+
+    static int? FirstInt(JsonObject o, string key) => o[key] switch
+    {
+        JsonValue v when v.TryGetValue(out int i) => i,
+        JsonArray a when a.Count > 0 && a[0] is JsonValue v0 && v0.TryGetValue(out int i0) => i0,
+        _ => null,
+    };
+}

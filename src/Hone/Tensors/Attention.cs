@@ -1,0 +1,171 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Hone.Tensors;
+
+/// <summary>
+/// Causal grouped-query attention over a preallocated KV cache.
+/// Dimensions: T new query tokens, H query heads, Hkv key/value heads (H multiple of Hkv), Dh head dim,
+/// P = start position of the first query (the cache already holds positions 0..P-1 and the new keys/values at P..P+T-1).
+/// </summary>
+public static unsafe class Attention
+{
+    const int QueryBlock = 64;
+
+    struct Job
+    {
+        public float* Q; public long QStride;            // Q[T, H*Dh]
+        public float* K, V; public long KvStride;        // K,V[Tmax, Hkv*Dh] of this layer
+        public float* Output; public long OutputStride;  // O[T, H*Dh]
+        public int Tokens, Heads, KvHeads, HeadDim, Start;
+        public float Scale;
+    }
+
+    /// <summary>O[t, h] = Σ_{j ≤ P+t} softmax_j(scale · q[t,h]·k[j,g]) v[j,g] with g = h / (H/Hkv).</summary>
+    public static void Forward(WorkerPool pool, float* q, long qStride, float* k, float* v, long kvStride,
+        float* output, long outputStride, int tokens, int heads, int kvHeads, int headDim, int start, float scale)
+    {
+        if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} KV heads");
+        var job = new Job
+        {
+            Q = q, QStride = qStride, K = k, V = v, KvStride = kvStride, Output = output, OutputStride = outputStride,
+            Tokens = tokens, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Start = start, Scale = scale,
+        };
+        pool.Run(tokens == 1 ? &DecodeWorker : &PrefillWorker, &job);
+    }
+
+    /// <summary>Prefill: per (head, block of queries), S = Q·Kᵀ and O = softmax(S)·V as two register-tiled GEMMs.</summary>
+    static void PrefillWorker(void* context, int thread, int threads)
+    {
+        ref Job job = ref *(Job*)context;
+        int blocks = (job.Tokens + QueryBlock - 1) / QueryBlock;
+        int items = blocks * job.Heads;
+        int group = job.Heads / job.KvHeads;
+        int maxKeys = job.Start + job.Tokens;
+        float* scores = ScoreBuffer.ForThread(QueryBlock * (long)maxKeys);
+        // Round-robin from the most expensive (last) blocks so causal work balances across threads.
+        for (int item = thread; item < items; item += threads)
+        {
+            int block = blocks - 1 - item / job.Heads, h = item % job.Heads, g = h / group;
+            int t0 = block * QueryBlock, bq = Math.Min(QueryBlock, job.Tokens - t0);
+            int keys = job.Start + t0 + bq;
+            float* qh = job.Q + t0 * job.QStride + h * job.HeadDim;
+            float* kh = job.K + g * job.HeadDim, vh = job.V + g * job.HeadDim;
+            Gemm.MultiplySerial(bq, keys, job.HeadDim, qh, (int)job.QStride, false, kh, (int)job.KvStride, GemmBLayout.NByK, scores, keys, false);
+            for (int i = 0; i < bq; i++)
+            {
+                float* row = scores + (long)i * keys;
+                int visible = job.Start + t0 + i + 1;
+                ScaleInPlace(row, visible, job.Scale);
+                Softmax.InPlace(row, visible);
+                new Span<float>(row + visible, keys - visible).Clear();
+            }
+            Gemm.MultiplySerial(bq, job.HeadDim, keys, scores, keys, false, vh, (int)job.KvStride, GemmBLayout.KByN,
+                job.Output + t0 * job.OutputStride + h * job.HeadDim, (int)job.OutputStride, false);
+        }
+    }
+
+    /// <summary>Decode: one query per head; threads split the heads.</summary>
+    static void DecodeWorker(void* context, int thread, int threads)
+    {
+        ref Job job = ref *(Job*)context;
+        var (h0, h1) = WorkerPool.Share(job.Heads, thread, threads);
+        int keys = job.Start + 1;
+        int group = job.Heads / job.KvHeads;
+        float* scores = ScoreBuffer.ForThread(keys);
+        for (int h = h0; h < h1; h++)
+        {
+            int g = h / group;
+            float* qh = job.Q + h * job.HeadDim;
+            float* kg = job.K + g * job.HeadDim, vg = job.V + g * job.HeadDim;
+            for (int j = 0; j < keys; j++) scores[j] = Dot(qh, kg + j * job.KvStride, job.HeadDim) * job.Scale;
+            Softmax.InPlace(scores, keys);
+            WeightedSum(scores, vg, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Dot(float* a, float* b, int n)
+    {
+        int i = 0;
+        var acc = Vector512<float>.Zero;
+        for (; i + 16 <= n; i += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
+        float s = Vector512.Sum(acc);
+        for (; i < n; i++) s += a[i] * b[i];
+        return s;
+    }
+
+    /// <summary>o[Dh] = Σ_j p[j]·v[j, :].</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void WeightedSum(float* p, float* v, long stride, int keys, float* o, int dh)
+    {
+        int i = 0;
+        for (; i + 16 <= dh; i += 16)
+        {
+            var acc = Vector512<float>.Zero;
+            for (int j = 0; j < keys; j++) acc = Vector512.FusedMultiplyAdd(Vector512.Create(p[j]), Vector512.Load(v + j * stride + i), acc);
+            Vector512.Store(acc, o + i);
+        }
+        for (; i < dh; i++)
+        {
+            float s = 0;
+            for (int j = 0; j < keys; j++) s += p[j] * v[j * stride + i];
+            o[i] = s;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void ScaleInPlace(float* x, int n, float scale)
+    {
+        int i = 0;
+        var s = Vector512.Create(scale);
+        for (; i + 16 <= n; i += 16) Vector512.Store(Vector512.Load(x + i) * s, x + i);
+        for (; i < n; i++) x[i] *= scale;
+    }
+
+    /// <summary>Straightforward double-precision reference twin.</summary>
+    public static void ForwardReference(float* q, long qStride, float* k, float* v, long kvStride,
+        float* output, long outputStride, int tokens, int heads, int kvHeads, int headDim, int start, float scale)
+    {
+        int group = heads / kvHeads;
+        for (int t = 0; t < tokens; t++)
+            for (int h = 0; h < heads; h++)
+            {
+                int g = h / group, keys = start + t + 1;
+                var s = new double[keys];
+                double max = double.NegativeInfinity;
+                for (int j = 0; j < keys; j++)
+                {
+                    double d = 0;
+                    for (int i = 0; i < headDim; i++) d += (double)q[t * qStride + h * headDim + i] * k[j * kvStride + g * headDim + i];
+                    s[j] = d * scale; max = Math.Max(max, s[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < keys; j++) { s[j] = Math.Exp(s[j] - max); sum += s[j]; }
+                for (int i = 0; i < headDim; i++)
+                {
+                    double o = 0;
+                    for (int j = 0; j < keys; j++) o += s[j] / sum * v[j * kvStride + g * headDim + i];
+                    output[t * outputStride + h * headDim + i] = (float)o;
+                }
+            }
+    }
+
+    static class ScoreBuffer
+    {
+        [ThreadStatic] static float* _buffer;
+        [ThreadStatic] static long _capacity;
+
+        public static float* ForThread(long floats)
+        {
+            if (_capacity < floats)
+            {
+                if (_buffer != null) NativeMemory.AlignedFree(_buffer);
+                _capacity = Math.Max(floats, 4096);
+                _buffer = (float*)NativeMemory.AlignedAlloc((nuint)(_capacity * 4), 64);
+            }
+            return _buffer;
+        }
+    }
+}

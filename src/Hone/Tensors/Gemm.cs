@@ -1,0 +1,370 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Hone.Tensors;
+
+/// <summary>How the right-hand operand B of a GEMM is stored.</summary>
+public enum GemmBLayout
+{
+    /// <summary>B[k, n] row-major, n contiguous (backward dX = dY·W uses W this way).</summary>
+    KByN,
+    /// <summary>B given as W[n, k] row-major, k contiguous: C = A·Wᵀ (every Linear forward).</summary>
+    NByK,
+}
+
+/// <summary>
+/// fp32 matrix multiply C[M,N] (+)= op(A)[M,K] · B[K,N], GotoBLAS style: B is packed into KC×NR slivers
+/// (n contiguous, dequantized from bf16/f16/quantized weights on the fly), A into KC×MR slivers, and a 6×64
+/// register-tiled AVX-512 micro-kernel broadcasts A and FMAs into 24 accumulators.
+/// Work is split over N (or M when N is too narrow) across the pool's threads.
+/// </summary>
+public static unsafe class Gemm
+{
+    const int MR = 6;       // rows of C per micro-tile
+    const int NR = 64;      // columns of C per micro-tile (4 × Vector512)
+    const int KC = 256;     // depth of one packed block (a multiple of every quantization block size)
+    const int NC = 512;     // columns of one packed B block: KC·NC·4 = 512 KiB, sized for L2
+
+    /// <summary>Operand description handed to the worker threads (lives on the caller's stack).</summary>
+    struct Job
+    {
+        public int M, N, K;
+        public float* A; public nint Lda; public bool TransposeA;      // A[M,K] (or stored [K,M] when transposed)
+        public byte* B; public long Ldb; public GemmBLayout BLayout; public TensorType BType; // ldb in elements of BType (row bytes for quantized)
+        public float* C; public nint Ldc; public bool Accumulate;
+        public bool SplitM;
+    }
+
+    /// <summary>C[M,N] = (accumulate ? C : 0) + op(A)·B for fp32 operands.</summary>
+    /// <param name="a">A[M,K] row-major with row stride lda, or (transposeA) stored as [K,M] with row stride lda</param>
+    /// <param name="b">B[K,N] (KByN) or W[N,K] (NByK), row stride ldb floats</param>
+    /// <param name="c">C[M,N], row stride ldc</param>
+    public static void Multiply(WorkerPool pool, int m, int n, int k,
+        float* a, int lda, bool transposeA, float* b, int ldb, GemmBLayout layout, float* c, int ldc, bool accumulate)
+    {
+        var job = new Job
+        {
+            M = m, N = n, K = k, A = a, Lda = lda, TransposeA = transposeA,
+            B = (byte*)b, Ldb = ldb, BLayout = layout, BType = TensorType.F32, C = c, Ldc = ldc, Accumulate = accumulate,
+        };
+        Run(pool, ref job);
+    }
+
+    /// <summary>The same as <see cref="Multiply"/> but on the calling thread only (for callers that parallelize
+    /// at a coarser level, such as attention over heads).</summary>
+    public static void MultiplySerial(int m, int n, int k, float* a, int lda, bool transposeA,
+        float* b, int ldb, GemmBLayout layout, float* c, int ldc, bool accumulate)
+    {
+        if (m <= 0 || n <= 0) return;
+        var job = new Job
+        {
+            M = m, N = n, K = k, A = a, Lda = lda, TransposeA = transposeA,
+            B = (byte*)b, Ldb = ldb, BLayout = layout, BType = TensorType.F32, C = c, Ldc = ldc, Accumulate = accumulate,
+        };
+        if (k <= 0) { if (!accumulate) for (int i = 0; i < m; i++) new Span<float>(c + i * ldc, n).Clear(); return; }
+        Compute(ref job, 0, m, 0, n, Scratch.ForThread());
+    }
+
+    /// <summary>Y[M, W.Rows] = (accumulate ? Y : 0) + X[M, W.Cols] · Wᵀ for a weight of any supported type.</summary>
+    /// <param name="x">X[M, K] row stride ldx</param>
+    /// <param name="weights">W[N, K] rows of <paramref name="rowBytes"/> bytes in <paramref name="type"/></param>
+    /// <param name="y">Y[M, N] row stride ldy</param>
+    public static void MultiplyWeights(WorkerPool pool, int m, int n, int k, float* x, int ldx,
+        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate)
+    {
+        if (type != TensorType.F32 && k % Math.Max(1, type.Traits().BlockSize) != 0)
+            throw new ArgumentException($"K={k} is not a multiple of the {type.Name()} block size");
+        var job = new Job
+        {
+            M = m, N = n, K = k, A = x, Lda = ldx, B = weights, BLayout = GemmBLayout.NByK, BType = type,
+            Ldb = type == TensorType.F32 ? rowBytes / 4 : rowBytes, C = y, Ldc = ldy, Accumulate = accumulate,
+        };
+        Run(pool, ref job);
+    }
+
+    static void Run(WorkerPool pool, ref Job job)
+    {
+        if (job.M <= 0 || job.N <= 0) return;
+        if (job.K <= 0)
+        {
+            if (!job.Accumulate) for (int i = 0; i < job.M; i++) new Span<float>(job.C + i * job.Ldc, job.N).Clear();
+            return;
+        }
+        int threads = pool.Threads;
+        int slivers = (job.N + NR - 1) / NR;
+        // Splitting N keeps each thread's packed B disjoint; split M when N has too few slivers to balance.
+        job.SplitM = threads > 1 && slivers % threads != 0 && slivers < 4 * threads && job.M >= MR * threads;
+        fixed (Job* p = &job) pool.Run(&Worker, p);
+    }
+
+    static void Worker(void* context, int thread, int threads)
+    {
+        ref Job job = ref *(Job*)context;
+        int m0 = 0, m1 = job.M, n0 = 0, n1 = job.N;
+        if (job.SplitM) (m0, m1) = WorkerPool.Share(job.M, thread, threads, MR);
+        else (n0, n1) = WorkerPool.Share(job.N, thread, threads, NR);
+        if (m0 >= m1 || n0 >= n1) return;
+        var scratch = Scratch.ForThread();
+        Compute(ref job, m0, m1, n0, n1, scratch);
+    }
+
+    /// <summary>The blocked loop nest over one thread's part of C.</summary>
+    static void Compute(ref Job job, int m0, int m1, int n0, int n1, Scratch scratch)
+    {
+        float* packedB = scratch.PackedB;   // [NC/NR][KC][NR]
+        float* packedA = scratch.PackedA;   // [KC][MR], only when A is stored transposed
+        float* tile = scratch.Tile;         // [MR][NR] for edge tiles
+        for (int jc = n0; jc < n1; jc += NC)
+        {
+            int nc = Math.Min(NC, n1 - jc);
+            for (int pc = 0; pc < job.K; pc += KC)
+            {
+                int kc = Math.Min(KC, job.K - pc);
+                bool load = job.Accumulate || pc > 0;
+                PackB(ref job, pc, kc, jc, nc, packedB, scratch);
+                for (int ir = m0; ir < m1; ir += MR)
+                {
+                    int mr = Math.Min(MR, m1 - ir);
+                    // Row-major A is read in place (six row pointers); only transposed A needs packing.
+                    float* a; nint lda;
+                    if (job.TransposeA) { PackA(ref job, ir, mr, pc, kc, packedA); a = packedA; lda = 0; }
+                    else { a = job.A + ir * job.Lda + pc; lda = job.Lda; }
+                    for (int jr = 0; jr < nc; jr += NR)
+                    {
+                        int nr = Math.Min(NR, nc - jr);
+                        float* c = job.C + ir * job.Ldc + jc + jr;
+                        float* b = packedB + (jr / NR) * (KC * NR);
+                        if (mr == MR && nr == NR) Kernel(a, lda, mr, b, kc, c, job.Ldc, load);
+                        else
+                        {
+                            for (int i = 0; i < mr; i++)
+                                for (int j = 0; j < nr; j++) tile[i * NR + j] = load ? c[i * job.Ldc + j] : 0f;
+                            Kernel(a, lda, mr, b, kc, tile, NR, true);
+                            for (int i = 0; i < mr; i++)
+                                for (int j = 0; j < nr; j++) c[i * job.Ldc + j] = tile[i * NR + j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Pack rows ir..ir+mr, depth pc..pc+kc of op(A) into [kc][MR] (zero-padded rows).</summary>
+    static void PackA(ref Job job, int ir, int mr, int pc, int kc, float* dst)
+    {
+        if (mr < MR) new Span<float>(dst, kc * MR).Clear();
+        if (job.TransposeA)
+        {
+            // A stored [K, M]: the MR values for one k are contiguous.
+            for (int p = 0; p < kc; p++)
+            {
+                float* src = job.A + (pc + p) * job.Lda + ir;
+                for (int i = 0; i < mr; i++) dst[p * MR + i] = src[i];
+            }
+        }
+        else
+        {
+            for (int i = 0; i < mr; i++)
+            {
+                float* src = job.A + (ir + i) * job.Lda + pc;
+                for (int p = 0; p < kc; p++) dst[p * MR + i] = src[p];
+            }
+        }
+    }
+
+    /// <summary>Pack depth pc..pc+kc, columns jc..jc+nc of B into NR-wide slivers [kc][NR] (zero-padded columns).</summary>
+    static void PackB(ref Job job, int pc, int kc, int jc, int nc, float* dst, Scratch scratch)
+    {
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int nr = Math.Min(NR, nc - jr);
+            float* sliver = dst + (jr / NR) * (KC * NR);
+            if (nr < NR) new Span<float>(sliver, kc * NR).Clear();
+            if (job.BLayout == GemmBLayout.KByN)
+            {
+                float* src = (float*)job.B + (long)pc * job.Ldb + jc + jr;
+                for (int p = 0; p < kc; p++)
+                    new ReadOnlySpan<float>(src + p * job.Ldb, nr).CopyTo(new Span<float>(sliver + p * NR, nr));
+            }
+            else if (job.BType == TensorType.F32)
+            {
+                float* src = (float*)job.B + (long)(jc + jr) * job.Ldb + pc;
+                Transpose.Block(src, (nint)job.Ldb, sliver, NR, nr, kc);
+            }
+            else
+            {
+                // Typed weights: dequantize nr row segments into a row-major staging block, then transpose.
+                float* rows = scratch.Staging; // [NR][KC]
+                for (int j = 0; j < nr; j++)
+                    WeightRows.DequantizeSegment(job.BType, job.B + (long)(jc + jr + j) * job.Ldb, pc, kc, rows + j * KC);
+                Transpose.Block(rows, KC, sliver, NR, nr, kc);
+            }
+        }
+    }
+
+    /// <summary>C[6, 64] (+)= A[6, kc] · Bpacked[kc][64], on the widest instruction set present.
+    /// A is either packed [kc][MR] (lda == 0) or read in place as rows a + i·lda (the first mr rows are real;
+    /// missing rows repeat row 0 and their results land in the discarded part of the edge tile).</summary>
+    static void Kernel(float* a, nint lda, int mr, float* b, int kc, float* c, nint ldc, bool load)
+    {
+        if (lda == 0)
+        {
+            if (Avx512F.IsSupported) Kernel512(a, a + 1, a + 2, a + 3, a + 4, a + 5, MR, b, kc, c, ldc, load);
+            else if (Fma.IsSupported) for (int g = 0; g < NR; g += 16) Kernel256(a, a + 1, a + 2, a + 3, a + 4, a + 5, MR, b + g, kc, c + g, ldc, load);
+            else KernelScalar(a, a + 1, a + 2, a + 3, a + 4, a + 5, MR, b, kc, c, ldc, load);
+            return;
+        }
+        float* a0 = a, a1 = mr > 1 ? a + lda : a, a2 = mr > 2 ? a + 2 * lda : a;
+        float* a3 = mr > 3 ? a + 3 * lda : a, a4 = mr > 4 ? a + 4 * lda : a, a5 = mr > 5 ? a + 5 * lda : a;
+        if (Avx512F.IsSupported) Kernel512(a0, a1, a2, a3, a4, a5, 1, b, kc, c, ldc, load);
+        else if (Fma.IsSupported) for (int g = 0; g < NR; g += 16) Kernel256(a0, a1, a2, a3, a4, a5, 1, b + g, kc, c + g, ldc, load);
+        else KernelScalar(a0, a1, a2, a3, a4, a5, 1, b, kc, c, ldc, load);
+    }
+
+    /// <summary>AVX2+FMA fallback: a 6×16 column group of the 6×64 tile (12 accumulators of 16 registers).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void Kernel256(float* a0, float* a1, float* a2, float* a3, float* a4, float* a5, nint step, float* b, int kc, float* c, nint ldc, bool load)
+    {
+        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+        if (load)
+        {
+            c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
+            c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8);
+            c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8);
+            c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8);
+            c40 = Vector256.Load(c + 4 * ldc); c41 = Vector256.Load(c + 4 * ldc + 8);
+            c50 = Vector256.Load(c + 5 * ldc); c51 = Vector256.Load(c + 5 * ldc + 8);
+        }
+        else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = default;
+        for (nint p = 0, q = 0; p < kc; p++, q += step)
+        {
+            var b0 = Vector256.Load(b); var b1 = Vector256.Load(b + 8);
+            var x = Vector256.Create(a0[q]); c00 = Fma.MultiplyAdd(x, b0, c00); c01 = Fma.MultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a1[q]); c10 = Fma.MultiplyAdd(x, b0, c10); c11 = Fma.MultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a2[q]); c20 = Fma.MultiplyAdd(x, b0, c20); c21 = Fma.MultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a3[q]); c30 = Fma.MultiplyAdd(x, b0, c30); c31 = Fma.MultiplyAdd(x, b1, c31);
+            x = Vector256.Create(a4[q]); c40 = Fma.MultiplyAdd(x, b0, c40); c41 = Fma.MultiplyAdd(x, b1, c41);
+            x = Vector256.Create(a5[q]); c50 = Fma.MultiplyAdd(x, b0, c50); c51 = Fma.MultiplyAdd(x, b1, c51);
+            b += NR;
+        }
+        c00.Store(c); c01.Store(c + 8); c10.Store(c + ldc); c11.Store(c + ldc + 8);
+        c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 8); c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 8);
+        c40.Store(c + 4 * ldc); c41.Store(c + 4 * ldc + 8); c50.Store(c + 5 * ldc); c51.Store(c + 5 * ldc + 8);
+    }
+
+    /// <summary>Scalar fallback (and the shape of the computation, spelled out).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static void KernelScalar(float* a0, float* a1, float* a2, float* a3, float* a4, float* a5, nint step, float* b, int kc, float* c, nint ldc, bool load)
+    {
+        float** rows = stackalloc float*[MR] { a0, a1, a2, a3, a4, a5 };
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+            {
+                float s = load ? c[i * ldc + j] : 0f;
+                for (int p = 0; p < kc; p++) s = MathF.FusedMultiplyAdd(rows[i][p * step], b[p * NR + j], s);
+                c[i * ldc + j] = s;
+            }
+    }
+
+    /// <summary>AVX-512: 24 Vector512 accumulators stay in registers.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void Kernel512(float* a0, float* a1, float* a2, float* a3, float* a4, float* a5, nint step, float* b, int kc, float* c, nint ldc, bool load)
+    {
+        Vector512<float> c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23,
+                         c30, c31, c32, c33, c40, c41, c42, c43, c50, c51, c52, c53;
+        if (load)
+        {
+            float* r = c;
+            c00 = Vector512.Load(r); c01 = Vector512.Load(r + 16); c02 = Vector512.Load(r + 32); c03 = Vector512.Load(r + 48); r += ldc;
+            c10 = Vector512.Load(r); c11 = Vector512.Load(r + 16); c12 = Vector512.Load(r + 32); c13 = Vector512.Load(r + 48); r += ldc;
+            c20 = Vector512.Load(r); c21 = Vector512.Load(r + 16); c22 = Vector512.Load(r + 32); c23 = Vector512.Load(r + 48); r += ldc;
+            c30 = Vector512.Load(r); c31 = Vector512.Load(r + 16); c32 = Vector512.Load(r + 32); c33 = Vector512.Load(r + 48); r += ldc;
+            c40 = Vector512.Load(r); c41 = Vector512.Load(r + 16); c42 = Vector512.Load(r + 32); c43 = Vector512.Load(r + 48); r += ldc;
+            c50 = Vector512.Load(r); c51 = Vector512.Load(r + 16); c52 = Vector512.Load(r + 32); c53 = Vector512.Load(r + 48);
+        }
+        else
+        {
+            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = default;
+            c30 = c31 = c32 = c33 = c40 = c41 = c42 = c43 = c50 = c51 = c52 = c53 = default;
+        }
+        for (nint p = 0, q = 0; p < kc; p++, q += step)
+        {
+            var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16); var b2 = Vector512.Load(b + 32); var b3 = Vector512.Load(b + 48);
+            var x0 = Vector512.Create(a0[q]);
+            c00 = Avx512F.FusedMultiplyAdd(x0, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x0, b1, c01);
+            c02 = Avx512F.FusedMultiplyAdd(x0, b2, c02); c03 = Avx512F.FusedMultiplyAdd(x0, b3, c03);
+            var x1 = Vector512.Create(a1[q]);
+            c10 = Avx512F.FusedMultiplyAdd(x1, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x1, b1, c11);
+            c12 = Avx512F.FusedMultiplyAdd(x1, b2, c12); c13 = Avx512F.FusedMultiplyAdd(x1, b3, c13);
+            var x2 = Vector512.Create(a2[q]);
+            c20 = Avx512F.FusedMultiplyAdd(x2, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x2, b1, c21);
+            c22 = Avx512F.FusedMultiplyAdd(x2, b2, c22); c23 = Avx512F.FusedMultiplyAdd(x2, b3, c23);
+            var x3 = Vector512.Create(a3[q]);
+            c30 = Avx512F.FusedMultiplyAdd(x3, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x3, b1, c31);
+            c32 = Avx512F.FusedMultiplyAdd(x3, b2, c32); c33 = Avx512F.FusedMultiplyAdd(x3, b3, c33);
+            var x4 = Vector512.Create(a4[q]);
+            c40 = Avx512F.FusedMultiplyAdd(x4, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x4, b1, c41);
+            c42 = Avx512F.FusedMultiplyAdd(x4, b2, c42); c43 = Avx512F.FusedMultiplyAdd(x4, b3, c43);
+            var x5 = Vector512.Create(a5[q]);
+            c50 = Avx512F.FusedMultiplyAdd(x5, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x5, b1, c51);
+            c52 = Avx512F.FusedMultiplyAdd(x5, b2, c52); c53 = Avx512F.FusedMultiplyAdd(x5, b3, c53);
+            b += NR;
+        }
+        float* o = c;
+        Vector512.Store(c00, o); Vector512.Store(c01, o + 16); Vector512.Store(c02, o + 32); Vector512.Store(c03, o + 48); o += ldc;
+        Vector512.Store(c10, o); Vector512.Store(c11, o + 16); Vector512.Store(c12, o + 32); Vector512.Store(c13, o + 48); o += ldc;
+        Vector512.Store(c20, o); Vector512.Store(c21, o + 16); Vector512.Store(c22, o + 32); Vector512.Store(c23, o + 48); o += ldc;
+        Vector512.Store(c30, o); Vector512.Store(c31, o + 16); Vector512.Store(c32, o + 32); Vector512.Store(c33, o + 48); o += ldc;
+        Vector512.Store(c40, o); Vector512.Store(c41, o + 16); Vector512.Store(c42, o + 32); Vector512.Store(c43, o + 48); o += ldc;
+        Vector512.Store(c50, o); Vector512.Store(c51, o + 16); Vector512.Store(c52, o + 32); Vector512.Store(c53, o + 48);
+    }
+
+    /// <summary>For the benchmark project: run the micro-kernel alone on L1-resident data; returns FLOPs done.</summary>
+    internal static double KernelOnly(int repetitions, int kc)
+    {
+        var scratch = Scratch.ForThread();
+        float* a = scratch.PackedA, b = scratch.PackedB, c = scratch.Tile;
+        for (int r = 0; r < repetitions; r++) Kernel(a, 0, MR, b, kc, c, NR, r > 0);
+        return 2.0 * MR * NR * kc * repetitions;
+    }
+
+    /// <summary>Plain triple loop in double: the reference twin for tests.</summary>
+    public static void MultiplyReference(int m, int n, int k, float* a, int lda, bool transposeA,
+        float* b, int ldb, GemmBLayout layout, float* c, int ldc, bool accumulate)
+    {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = accumulate ? c[i * ldc + j] : 0;
+                for (int p = 0; p < k; p++)
+                {
+                    float av = transposeA ? a[p * lda + i] : a[i * lda + p];
+                    float bv = layout == GemmBLayout.KByN ? b[p * ldb + j] : b[j * ldb + p];
+                    s += (double)av * bv;
+                }
+                c[i * ldc + j] = (float)s;
+            }
+    }
+
+    /// <summary>Per-thread packing buffers, allocated once per thread and reused.</summary>
+    sealed class Scratch
+    {
+        [ThreadStatic] static Scratch? _current;
+        public readonly float* PackedB = Alloc(KC * NC);
+        public readonly float* PackedA = Alloc(KC * MR);
+        public readonly float* Tile = Alloc(MR * NR);
+        public readonly float* Staging = Alloc(NR * KC);
+
+        static float* Alloc(int floats)
+        {
+            var p = (float*)NativeMemory.AlignedAlloc((nuint)floats * 4, 64);
+            NativeMemory.Clear(p, (nuint)floats * 4);
+            return p;
+        }
+
+        // Thread-lifetime buffers: freed when the process ends (a handful of threads, ~1 MiB each).
+        public static Scratch ForThread() => _current ??= new Scratch();
+    }
+}

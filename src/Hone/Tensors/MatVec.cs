@@ -1,0 +1,213 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Hone.Tensors.Quantization;
+
+namespace Hone.Tensors;
+
+/// <summary>
+/// Matrix-vector products for decode: y[N] = W[N,K]·x[K] with W in any supported type. Memory-bound, so the kernels
+/// stream four weight rows at a time against one load of x, and threads split the rows.
+/// </summary>
+public static unsafe class MatVec
+{
+    struct Job
+    {
+        public TensorType Type; public byte* W; public long RowBytes; public int N, K;
+        public float* X; public byte* QuantizedX; public float* Y; public bool Accumulate;
+    }
+
+    /// <summary>y[N] = (accumulate ? y : 0) + W[N,K]·x[K].</summary>
+    /// <param name="weights">W rows of <paramref name="rowBytes"/> bytes each, in <paramref name="type"/></param>
+    public static void Multiply(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k,
+        float* x, float* y, bool accumulate = false)
+    {
+        var job = new Job { Type = type, W = weights, RowBytes = rowBytes, N = n, K = k, X = x, Y = y, Accumulate = accumulate };
+        if (type.Traits().IsQuantized)
+        {
+            // Activations are quantized once to the weight's dot format (Q8_0 / Q8_K), then every row reuses them.
+            var dotTraits = BlockQuantization.DotType(type).Traits();
+            var buffer = QuantizedActivations.ForThread((int)dotTraits.BytesFor(k));
+            BlockQuantization.QuantizeForDot(type, new ReadOnlySpan<float>(x, k), new Span<byte>(buffer, (int)dotTraits.BytesFor(k)));
+            job.QuantizedX = buffer;
+        }
+        pool.Run(&Worker, &job);
+    }
+
+    static void Worker(void* context, int thread, int threads)
+    {
+        ref Job job = ref *(Job*)context;
+        var (r0, r1) = WorkerPool.Share(job.N, thread, threads, 16);
+        if (r0 >= r1) return;
+        int rows = r1 - r0;
+        byte* w = job.W + r0 * job.RowBytes;
+        float* y = job.Y + r0;
+        if (job.Accumulate)
+        {
+            float* partial = stackalloc float[64];
+            for (int i = 0; i < rows; i += 64)
+            {
+                int count = Math.Min(64, rows - i);
+                Rows(ref job, w + i * job.RowBytes, count, partial);
+                for (int j = 0; j < count; j++) y[i + j] += partial[j];
+            }
+        }
+        else Rows(ref job, w, rows, y);
+    }
+
+    static void Rows(ref Job job, byte* w, int rows, float* y)
+    {
+        if (!Avx512F.IsSupported && !job.Type.Traits().IsQuantized) { RowsPortable(ref job, w, rows, y); return; }
+        switch (job.Type)
+        {
+            case TensorType.F32: RowsF32((float*)w, (nint)(job.RowBytes / 4), rows, job.X, job.K, y); break;
+            case TensorType.BF16: RowsBFloat16((ushort*)w, (nint)(job.RowBytes / 2), rows, job.X, job.K, y); break;
+            case TensorType.F16: RowsHalf((ushort*)w, (nint)(job.RowBytes / 2), rows, job.X, job.K, y); break;
+            default: BlockQuantization.DotRows(job.Type, w, job.RowBytes, rows, job.QuantizedX, job.K, y); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void RowsF32(float* w, nint ldw, int rows, float* x, int k, float* y)
+    {
+        int r = 0;
+        for (; r + 4 <= rows; r += 4)
+        {
+            float* w0 = w + r * ldw, w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            int i = 0;
+            for (; i + 16 <= k; i += 16)
+            {
+                var xv = Vector512.Load(x + i);
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(w0 + i), xv, a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(w1 + i), xv, a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(w2 + i), xv, a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(w3 + i), xv, a3);
+            }
+            float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
+            for (; i < k; i++) { s0 += w0[i] * x[i]; s1 += w1[i] * x[i]; s2 += w2[i] * x[i]; s3 += w3[i] * x[i]; }
+            y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3;
+        }
+        for (; r < rows; r++)
+        {
+            float* wr = w + r * ldw;
+            Vector512<float> a = default;
+            int i = 0;
+            for (; i + 16 <= k; i += 16) a = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i), Vector512.Load(x + i), a);
+            float s = Vector512.Sum(a);
+            for (; i < k; i++) s += wr[i] * x[i];
+            y[r] = s;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void RowsBFloat16(ushort* w, nint ldw, int rows, float* x, int k, float* y)
+    {
+        int r = 0;
+        for (; r + 4 <= rows; r += 4)
+        {
+            ushort* w0 = w + r * ldw, w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            int i = 0;
+            for (; i + 16 <= k; i += 16)
+            {
+                var xv = Vector512.Load(x + i);
+                a0 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(w0 + i)), xv, a0);
+                a1 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(w1 + i)), xv, a1);
+                a2 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(w2 + i)), xv, a2);
+                a3 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(w3 + i)), xv, a3);
+            }
+            float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
+            for (; i < k; i++)
+            {
+                s0 += NumberConversion.BFloat16ToSingle(w0[i]) * x[i]; s1 += NumberConversion.BFloat16ToSingle(w1[i]) * x[i];
+                s2 += NumberConversion.BFloat16ToSingle(w2[i]) * x[i]; s3 += NumberConversion.BFloat16ToSingle(w3[i]) * x[i];
+            }
+            y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3;
+        }
+        for (; r < rows; r++)
+        {
+            ushort* wr = w + r * ldw;
+            Vector512<float> a = default;
+            int i = 0;
+            for (; i + 16 <= k; i += 16)
+                a = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(wr + i)), Vector512.Load(x + i), a);
+            float s = Vector512.Sum(a);
+            for (; i < k; i++) s += NumberConversion.BFloat16ToSingle(wr[i]) * x[i];
+            y[r] = s;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void RowsHalf(ushort* w, nint ldw, int rows, float* x, int k, float* y)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            ushort* wr = w + r * ldw;
+            Vector512<float> a = default;
+            int i = 0;
+            for (; i + 16 <= k; i += 16)
+                a = Vector512.FusedMultiplyAdd(NumberConversion.WidenHalf(Vector256.Load(wr + i)), Vector512.Load(x + i), a);
+            float s = Vector512.Sum(a);
+            for (; i < k; i++) s += NumberConversion.HalfToSingle(wr[i]) * x[i];
+            y[r] = s;
+        }
+    }
+
+    /// <summary>Fallback without AVX-512: dequantize a row into a stack buffer and dot with portable vectors.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static void RowsPortable(ref Job job, byte* w, int rows, float* y)
+    {
+        const int Chunk = 256;
+        float* buffer = stackalloc float[Chunk];
+        for (int r = 0; r < rows; r++)
+        {
+            byte* row = w + r * job.RowBytes;
+            var sum = Vector256<float>.Zero;
+            float tail = 0;
+            for (int start = 0; start < job.K; start += Chunk)
+            {
+                int count = Math.Min(Chunk, job.K - start);
+                WeightRows.DequantizeSegment(job.Type, row, start, count, buffer);
+                int i = 0;
+                for (; i + 8 <= count; i += 8)
+                    sum = Vector256.FusedMultiplyAdd(Vector256.Load(buffer + i), Vector256.Load(job.X + start + i), sum);
+                for (; i < count; i++) tail += buffer[i] * job.X[start + i];
+            }
+            y[r] = Vector256.Sum(sum) + tail;
+        }
+    }
+
+    /// <summary>Reference twin: dequantize each row to fp32 and accumulate in double.</summary>
+    public static void MultiplyReference(TensorType type, byte* weights, long rowBytes, int n, int k, float* x, float* y)
+    {
+        var row = new float[k];
+        fixed (float* r = row)
+            for (int j = 0; j < n; j++)
+            {
+                WeightRows.DequantizeSegment(type, weights + j * rowBytes, 0, k, r);
+                double s = 0;
+                for (int i = 0; i < k; i++) s += (double)r[i] * x[i];
+                y[j] = (float)s;
+            }
+    }
+
+    /// <summary>Per-thread buffer for activations quantized to a dot format.</summary>
+    static class QuantizedActivations
+    {
+        [ThreadStatic] static byte* _buffer;
+        [ThreadStatic] static int _capacity;
+
+        public static byte* ForThread(int bytes)
+        {
+            if (_capacity < bytes)
+            {
+                if (_buffer != null) NativeMemory.AlignedFree(_buffer);
+                _capacity = Math.Max(bytes, 4096);
+                _buffer = (byte*)NativeMemory.AlignedAlloc((nuint)_capacity, 64);
+            }
+            return _buffer;
+        }
+    }
+}

@@ -1,0 +1,46 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Hone.Tensors;
+
+/// <summary>RMSNorm: y = x / sqrt(mean(x²) + eps) ⊙ w, row by row.</summary>
+public static unsafe class RmsNorm
+{
+    /// <summary>y[T, D] = rmsnorm(x[T, D]) ⊙ weight[D]; y may alias x. Returns nothing; rows are independent.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Forward(float* x, float* weight, float* y, int rows, int d, float eps)
+    {
+        for (int t = 0; t < rows; t++)
+        {
+            float* xr = x + (long)t * d, yr = y + (long)t * d;
+            float scale = 1f / MathF.Sqrt(SumOfSquares(xr, d) / d + eps);
+            int i = 0;
+            var s = Vector512.Create(scale);
+            for (; i + 16 <= d; i += 16) Vector512.Store(Vector512.Load(xr + i) * s * Vector512.Load(weight + i), yr + i);
+            for (; i < d; i++) yr[i] = xr[i] * scale * weight[i];
+        }
+    }
+
+    /// <summary>Σ x² over one row (fp32, vectorized with a scalar tail).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float SumOfSquares(float* x, int d)
+    {
+        var acc = Vector512<float>.Zero;
+        int i = 0;
+        for (; i + 16 <= d; i += 16) { var v = Vector512.Load(x + i); acc = Vector512.FusedMultiplyAdd(v, v, acc); }
+        float s = Vector512.Sum(acc);
+        for (; i < d; i++) s += x[i] * x[i];
+        return s;
+    }
+
+    public static void ForwardReference(float* x, float* weight, float* y, int rows, int d, float eps)
+    {
+        for (int t = 0; t < rows; t++)
+        {
+            double ss = 0;
+            for (int i = 0; i < d; i++) ss += (double)x[t * d + i] * x[t * d + i];
+            double scale = 1.0 / Math.Sqrt(ss / d + eps);
+            for (int i = 0; i < d; i++) y[t * d + i] = (float)(x[t * d + i] * scale * weight[i]);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Hone.Tensors;
+
+/// <summary>Max-subtracted softmax over one row.</summary>
+public static unsafe class Softmax
+{
+    /// <summary>x[0..n) ← softmax(x[0..n)) in place; n ≥ 1.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void InPlace(float* x, int n)
+    {
+        float max = Max(x, n);
+        var m = Vector512.Create(max);
+        var acc = Vector512<float>.Zero;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            var e = Vector512.Exp(Vector512.Load(x + i) - m);
+            Vector512.Store(e, x + i);
+            acc += e;
+        }
+        float sum = Vector512.Sum(acc);
+        for (; i < n; i++) { float e = MathF.Exp(x[i] - max); x[i] = e; sum += e; }
+        var inv = Vector512.Create(1f / sum);
+        i = 0;
+        for (; i + 16 <= n; i += 16) Vector512.Store(Vector512.Load(x + i) * inv, x + i);
+        for (; i < n; i++) x[i] *= 1f / sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Max(float* x, int n)
+    {
+        int i = 0;
+        float max = float.NegativeInfinity;
+        if (n >= 16)
+        {
+            var mv = Vector512.Load(x);
+            for (i = 16; i + 16 <= n; i += 16) mv = Vector512.Max(mv, Vector512.Load(x + i));
+            for (int j = 0; j < 16; j++) max = MathF.Max(max, mv.GetElement(j));
+        }
+        for (; i < n; i++) max = MathF.Max(max, x[i]);
+        return max;
+    }
+
+    public static void InPlaceReference(float* x, int n)
+    {
+        double max = double.NegativeInfinity;
+        for (int i = 0; i < n; i++) max = Math.Max(max, x[i]);
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += Math.Exp(x[i] - max);
+        for (int i = 0; i < n; i++) x[i] = (float)(Math.Exp(x[i] - max) / sum);
+    }
+
+    /// <summary>log Σ exp(x) over one row, accumulated in double (for log-likelihoods).</summary>
+    public static double LogSumExp(float* x, int n)
+    {
+        float max = Max(x, n);
+        double sum = 0;
+        var m = Vector512.Create(max);
+        int i = 0;
+        var acc = Vector512<float>.Zero;
+        for (; i + 16 <= n; i += 16) acc += Vector512.Exp(Vector512.Load(x + i) - m);
+        sum = Vector512.Sum(acc);
+        for (; i < n; i++) sum += Math.Exp(x[i] - max);
+        return max + Math.Log(sum);
+    }
+}

@@ -1,0 +1,81 @@
+using Hone.Tensors;
+using Hone.Tests.Infrastructure;
+using Xunit;
+
+namespace Hone.Tests.Tensors;
+
+// Wide instruction sets can be switched off to exercise the fallbacks:
+//   DOTNET_EnableAVX512F=0 dotnet test --filter FullyQualifiedName~Hone.Tests.Tensors
+public unsafe class GemmTests
+{
+    static readonly WorkerPool Two = new(2);
+    static readonly WorkerPool One = new(1);
+
+    static void Check(int m, int n, int k, bool transposeA, GemmBLayout layout, bool accumulate, WorkerPool pool, int seed)
+    {
+        int lda = transposeA ? m + 3 : k + 1, ldb = layout == GemmBLayout.KByN ? n + 2 : k + 5, ldc = n + 1;
+        var a = TestData.Random((transposeA ? k : m) * lda + 1, seed);
+        var b = TestData.Random((layout == GemmBLayout.KByN ? k : n) * ldb + 1, seed + 1);
+        var c = TestData.Random(m * ldc + 1, seed + 2);
+        var expected = (float[])c.Clone();
+        var magnitude = new float[c.Length];
+        fixed (float* pa = a, pb = b, pc = c, pe = expected, pm = magnitude)
+        {
+            Gemm.Multiply(pool, m, n, k, pa, lda, transposeA, pb, ldb, layout, pc, ldc, accumulate);
+            Gemm.MultiplyReference(m, n, k, pa, lda, transposeA, pb, ldb, layout, pe, ldc, accumulate);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double s = accumulate ? Math.Abs(pe[i * ldc + j]) : 0;
+                    for (int p = 0; p < k; p++)
+                        s += Math.Abs(transposeA ? pa[p * lda + i] : pa[i * lda + p]) *
+                             Math.Abs(layout == GemmBLayout.KByN ? pb[p * ldb + j] : pb[j * ldb + p]);
+                    pm[i * ldc + j] = (float)s + 1e-6f;
+                }
+        }
+        // Padding columns of C (index ldc-1 of each row) must stay untouched.
+        for (int i = 0; i < m; i++) magnitude[i * ldc + n] = 0;
+        TestData.AssertClose(expected, c, magnitude, 2e-6, 0, $"m={m} n={n} k={k} tA={transposeA} {layout} acc={accumulate}");
+    }
+
+    [Fact]
+    public void Every_depth_from_0_to_256_matches_reference()
+    {
+        for (int k = 0; k <= 256; k++) Check(7, 65, k, false, GemmBLayout.NByK, k % 2 == 0, Two, k);
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1)] [InlineData(6, 64, 16)] [InlineData(13, 130, 257)] [InlineData(50, 200, 600)]
+    [InlineData(5, 3, 4097)] [InlineData(129, 77, 33)] [InlineData(12, 700, 300)] [InlineData(64, 192, 576)]
+    public void Shapes_layouts_and_thread_counts_match_reference(int m, int n, int k)
+    {
+        foreach (var pool in new[] { One, Two })
+            foreach (var layout in new[] { GemmBLayout.NByK, GemmBLayout.KByN })
+                foreach (var transposeA in new[] { false, true })
+                    Check(m, n, k, transposeA, layout, accumulate: m % 2 == 1, pool, m + n + k);
+    }
+
+    [Fact]
+    public void Odd_column_counts_match_reference()
+    {
+        for (int n = 1; n <= 140; n += 3) Check(9, n, 40, false, GemmBLayout.NByK, false, Two, n);
+    }
+
+    [Fact]
+    public void Transpose_matches_reference_for_all_small_shapes()
+    {
+        for (int rows = 0; rows <= 40; rows += 3)
+            for (int cols = 0; cols <= 40; cols += 5)
+            {
+                var src = TestData.Random(rows * 41 + 1, rows * 100 + cols);
+                var got = new float[cols * 43 + 1];
+                var want = new float[cols * 43 + 1];
+                fixed (float* s = src, g = got, w = want)
+                {
+                    Transpose.Block(s, 41, g, 43, rows, cols);
+                    Transpose.BlockReference(s, 41, w, 43, rows, cols);
+                }
+                Assert.Equal(want, got);
+            }
+    }
+}
