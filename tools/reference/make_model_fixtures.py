@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""Tiny random Llama-family checkpoints and their float64 PyTorch reference logits.
+
+Writes, for each variant, a model (Hugging Face directory: config.json + model.safetensors, or a single .gguf) and
+expected.json with the token sequence and the logits of a float64 forward pass written here from the architecture
+definition (embedding -> L x [RMSNorm -> GQA attention with RoPE -> residual -> RMSNorm -> SwiGLU -> residual]
+-> RMSNorm -> head). The safetensors and GGUF files are written by hand (struct + json) so nothing here depends on
+the code under test. GGUF llama variants store q/k permuted for llama.cpp's adjacent-pair rope, exactly as
+llama.cpp's convert_hf_to_gguf.py does; qwen2 GGUFs are not permuted (neox rope).
+
+Run:  /usr/bin/python3 tools/reference/make_model_fixtures.py tests/Hone.Tests/Fixtures/models
+Needs: python3-torch (Debian), numpy.
+"""
+import json, math, os, struct, sys
+import numpy as np
+import torch
+
+torch.set_default_dtype(torch.float64)
+
+
+def rms_norm(x, w, eps):
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+def inv_freq(cfg):
+    rot = cfg["rotary_dims"]
+    inv = [1.0 / (cfg["rope_theta"] ** (2.0 * i / rot)) for i in range(rot // 2)]
+    sc = cfg.get("rope_scaling")
+    if sc and sc["rope_type"] == "llama3":
+        lo = sc["original_max_position_embeddings"] / sc["low_freq_factor"]
+        hi = sc["original_max_position_embeddings"] / sc["high_freq_factor"]
+        out = []
+        for f in inv:
+            wl = 2 * math.pi / f
+            if wl > lo:
+                f = f / sc["factor"]
+            elif wl >= hi:
+                s = (sc["original_max_position_embeddings"] / wl - sc["low_freq_factor"]) / (sc["high_freq_factor"] - sc["low_freq_factor"])
+                f = (1 - s) * f / sc["factor"] + s * f
+            out.append(f)
+        inv = out
+    return torch.tensor(inv)
+
+
+def rope_halves(x, pos, inv):  # x [T, heads, Dh]; rotate_half over the first rot dims
+    rot = inv.shape[0] * 2
+    ang = pos[:, None] * inv[None, :]                      # [T, rot/2]
+    cos = torch.cat([ang.cos(), ang.cos()], -1)[:, None, :]
+    sin = torch.cat([ang.sin(), ang.sin()], -1)[:, None, :]
+    xr, xp = x[..., :rot], x[..., rot:]
+    x1, x2 = xr[..., : rot // 2], xr[..., rot // 2:]
+    rotated = torch.cat([-x2, x1], -1)
+    return torch.cat([xr * cos + rotated * sin, xp], -1)
+
+
+def forward(cfg, w, tokens):
+    """Reference forward in the Hugging Face layout (rotate_half rope)."""
+    D, H, Hkv, Dh, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"], cfg["num_hidden_layers"]
+    eps = cfg["rms_norm_eps"]
+    T = len(tokens)
+    x = w["model.embed_tokens.weight"][tokens]
+    pos = torch.arange(T, dtype=torch.float64)
+    inv = inv_freq(cfg)
+    mask = torch.full((T, T), float("-inf")).triu(1)
+    for l in range(L):
+        p = f"model.layers.{l}."
+        h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        q = h @ w[p + "self_attn.q_proj.weight"].T
+        k = h @ w[p + "self_attn.k_proj.weight"].T
+        v = h @ w[p + "self_attn.v_proj.weight"].T
+        if p + "self_attn.q_proj.bias" in w:
+            q = q + w[p + "self_attn.q_proj.bias"]; k = k + w[p + "self_attn.k_proj.bias"]; v = v + w[p + "self_attn.v_proj.bias"]
+        q = rope_halves(q.view(T, H, Dh), pos, inv)
+        k = rope_halves(k.view(T, Hkv, Dh), pos, inv)
+        v = v.view(T, Hkv, Dh)
+        rep = H // Hkv
+        k = k.repeat_interleave(rep, dim=1); v = v.repeat_interleave(rep, dim=1)
+        s = torch.einsum("thd,shd->hts", q, k) / math.sqrt(Dh) + mask
+        a = torch.einsum("hts,shd->thd", torch.softmax(s, -1), v).reshape(T, H * Dh)
+        x = x + a @ w[p + "self_attn.o_proj.weight"].T
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        g = h @ w[p + "mlp.gate_proj.weight"].T
+        u = h @ w[p + "mlp.up_proj.weight"].T
+        x = x + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+    x = rms_norm(x, w["model.norm.weight"], eps)
+    head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
+    return x @ head.T
+
+
+def make_weights(cfg, seed):
+    g = torch.Generator().manual_seed(seed)
+    D, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    Qd, Kd = cfg["num_attention_heads"] * cfg["head_dim"], cfg["num_key_value_heads"] * cfg["head_dim"]
+    def r(*shape, std=0.2):
+        return torch.randn(*shape, generator=g) * std
+    w = {"model.embed_tokens.weight": r(V, D, std=1.0), "model.norm.weight": 1 + r(D, std=0.1)}
+    if not cfg["tie_word_embeddings"]:
+        w["lm_head.weight"] = r(V, D)
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        w[p + "input_layernorm.weight"] = 1 + r(D, std=0.1)
+        w[p + "self_attn.q_proj.weight"] = r(Qd, D)
+        w[p + "self_attn.k_proj.weight"] = r(Kd, D)
+        w[p + "self_attn.v_proj.weight"] = r(Kd, D)
+        if cfg["model_type"] == "qwen2" or cfg.get("attention_bias"):
+            w[p + "self_attn.q_proj.bias"] = r(Qd); w[p + "self_attn.k_proj.bias"] = r(Kd); w[p + "self_attn.v_proj.bias"] = r(Kd)
+        w[p + "self_attn.o_proj.weight"] = r(D, Qd)
+        w[p + "post_attention_layernorm.weight"] = 1 + r(D, std=0.1)
+        w[p + "mlp.gate_proj.weight"] = r(F, D)
+        w[p + "mlp.up_proj.weight"] = r(F, D)
+        w[p + "mlp.down_proj.weight"] = r(D, F)
+    return w
+
+
+def to_bf16_bits(t):
+    """Round float64 -> float32 -> bfloat16 (nearest even), returning uint16 bits and the value as float64."""
+    f = t.to(torch.float32).contiguous().numpy().view(np.uint32).astype(np.uint64)
+    rounded = ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)
+    back = torch.from_numpy((rounded.astype(np.uint32) << 16).view(np.float32).copy()).to(torch.float64)
+    return rounded, back.reshape(t.shape)
+
+
+def tensor_bytes(t, dtype):
+    if dtype == "F32":
+        return t.to(torch.float32).contiguous().numpy().tobytes(), t.to(torch.float32).to(torch.float64)
+    bits, back = to_bf16_bits(t)
+    return bits.tobytes(), back
+
+
+def write_safetensors(path, tensors):  # tensors: list of (name, dtype, shape, bytes)
+    header, offset = {}, 0
+    for name, dtype, shape, data in tensors:
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb))); f.write(hb)
+        for _, _, _, data in tensors:
+            f.write(data)
+
+
+HF_TO_GGUF = [
+    ("model.embed_tokens.weight", "token_embd.weight"), ("model.norm.weight", "output_norm.weight"), ("lm_head.weight", "output.weight"),
+]
+LAYER = [("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
+         ("self_attn.o_proj", "attn_output"), ("post_attention_layernorm", "ffn_norm"), ("mlp.gate_proj", "ffn_gate"),
+         ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down")]
+
+
+def gguf_name(hf):
+    for a, b in HF_TO_GGUF:
+        if hf == a:
+            return b
+    parts = hf.split(".")
+    layer = parts[2]
+    rest = ".".join(parts[3:])
+    for a, b in LAYER:
+        if rest.startswith(a + "."):
+            return f"blk.{layer}.{b}.{rest[len(a) + 1:]}"
+    raise KeyError(hf)
+
+
+def permute(w, n_head):  # convert_hf_to_gguf.py's permutation (rotate_half -> adjacent pairs), rows grouped per head
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def gguf_string(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def write_gguf(path, metadata, tensors):  # metadata: list of (key, type, value); tensors: (name, ggml_type, shape_rowmajor, bytes)
+    out = bytearray(b"GGUF" + struct.pack("<I", 3) + struct.pack("<q", len(tensors)) + struct.pack("<q", len(metadata)))
+    for key, kind, value in metadata:
+        out += gguf_string(key)
+        if kind == "str":
+            out += struct.pack("<I", 8) + gguf_string(value)
+        elif kind == "u32":
+            out += struct.pack("<I", 4) + struct.pack("<I", value)
+        elif kind == "f32":
+            out += struct.pack("<I", 6) + struct.pack("<f", value)
+    offset = 0
+    offsets = []
+    for name, ggml_type, shape, data in tensors:
+        out += gguf_string(name) + struct.pack("<I", len(shape))
+        for d in reversed(shape):
+            out += struct.pack("<q", d)
+        out += struct.pack("<I", ggml_type) + struct.pack("<q", offset)
+        offsets.append(offset)
+        offset += (len(data) + 31) // 32 * 32
+    out += b"\0" * ((32 - len(out) % 32) % 32)
+    for (name, _, _, data), off in zip(tensors, offsets):
+        out += data
+        out += b"\0" * ((32 - len(data) % 32) % 32)
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+VARIANTS = [
+    # name, config overrides, storage dtype, format
+    ("llama-hf-f32", dict(model_type="llama"), "F32", "hf"),
+    ("llama-hf-bf16", dict(model_type="llama"), "BF16", "hf"),
+    ("llama-gguf-f32", dict(model_type="llama"), "F32", "gguf"),
+    ("llama-gguf-bf16", dict(model_type="llama"), "BF16", "gguf"),
+    ("qwen2-hf-f32", dict(model_type="qwen2", tie_word_embeddings=True), "F32", "hf"),
+    ("qwen2-gguf-f32", dict(model_type="qwen2", tie_word_embeddings=True), "F32", "gguf"),
+    ("llama3-scaled-hf-f32", dict(model_type="llama", head_dim=12, num_attention_heads=6, num_key_value_heads=2, rope_theta=500000.0,
+                                  rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                                    original_max_position_embeddings=64)), "F32", "hf"),
+]
+
+
+def main(out_dir):
+    for i, (name, over, dtype, fmt) in enumerate(VARIANTS):
+        cfg = dict(model_type="llama", vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-5, rope_theta=10000.0,
+                   max_position_embeddings=128, tie_word_embeddings=False, hidden_act="silu")
+        cfg.update(over)
+        cfg["rotary_dims"] = cfg["head_dim"]
+        # Variants of one family share weights and tokens, so HF and GGUF layouts can be compared directly.
+        family = name.split("-")[0]
+        seed = {"llama": 1000, "qwen2": 2000, "llama3": 3000}[family]
+        w = make_weights(cfg, seed=seed)
+        stored = {}
+        blobs = {}
+        for k, t in w.items():
+            data, back = tensor_bytes(t, dtype if t.dim() == 2 else "F32")
+            stored[k] = back
+            blobs[k] = (dtype if t.dim() == 2 else "F32", data)
+        tokens = [int(x) for x in torch.randint(0, cfg["vocab_size"], (40,), generator=torch.Generator().manual_seed(seed + 7))]
+        logits = forward(cfg, stored, tokens)
+        d = os.path.join(out_dir, name)
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):
+            os.remove(os.path.join(d, f))
+        if fmt == "hf":
+            hf_cfg = {k: v for k, v in cfg.items() if k != "rotary_dims"}
+            hf_cfg["architectures"] = ["Qwen2ForCausalLM" if cfg["model_type"] == "qwen2" else "LlamaForCausalLM"]
+            hf_cfg["torch_dtype"] = "bfloat16" if dtype == "BF16" else "float32"
+            with open(os.path.join(d, "config.json"), "w") as f:
+                json.dump(hf_cfg, f, indent=2)
+            write_safetensors(os.path.join(d, "model.safetensors"), [(k, blobs[k][0], list(w[k].shape), blobs[k][1]) for k in sorted(w)])
+        else:
+            arch = "qwen2" if cfg["model_type"] == "qwen2" else "llama"
+            meta = [("general.architecture", "str", arch), ("general.name", "str", name),
+                    (f"{arch}.context_length", "u32", cfg["max_position_embeddings"]), (f"{arch}.embedding_length", "u32", cfg["hidden_size"]),
+                    (f"{arch}.block_count", "u32", cfg["num_hidden_layers"]), (f"{arch}.feed_forward_length", "u32", cfg["intermediate_size"]),
+                    (f"{arch}.attention.head_count", "u32", cfg["num_attention_heads"]), (f"{arch}.attention.head_count_kv", "u32", cfg["num_key_value_heads"]),
+                    (f"{arch}.attention.layer_norm_rms_epsilon", "f32", cfg["rms_norm_eps"]), (f"{arch}.rope.freq_base", "f32", cfg["rope_theta"]),
+                    (f"{arch}.rope.dimension_count", "u32", cfg["rotary_dims"])]
+            tensors = []
+            for k in sorted(w):
+                t = w[k]
+                kind, _ = blobs[k]
+                if arch == "llama" and (".q_proj." in k or ".k_proj." in k):
+                    heads = cfg["num_attention_heads"] if ".q_proj." in k else cfg["num_key_value_heads"]
+                    t = permute(t, heads)
+                data, _ = tensor_bytes(t, kind)
+                tensors.append((gguf_name(k), 0 if kind == "F32" else 30, list(t.shape), data))
+            write_gguf(os.path.join(d, "model.gguf"), meta, tensors)
+        with open(os.path.join(d, "expected.json"), "w") as f:
+            json.dump({"tokens": tokens, "vocab_size": cfg["vocab_size"], "logits": [round(float(v), 9) for v in logits.flatten()],
+                       "note": "float64 PyTorch reference from tools/reference/make_model_fixtures.py"}, f)
+        print(name, "max |logit|", float(logits.abs().max()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/Hone.Tests/Fixtures/models")
