@@ -1,1 +1,17 @@
-Console.WriteLine("hi");
+using System.CommandLine;
+using Hone.Cli.Commands;
+
+namespace Hone.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("hone — turn a small Llama-family language model into a specialist, in pure .NET.\n" +
+                                   "Models are Hugging Face directories (config.json + safetensors) or .gguf files.");
+        root.Subcommands.Add(InspectCommand.Create());
+        root.Subcommands.Add(ConvertCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
+        return root.Parse(args).Invoke();
+    }
+}

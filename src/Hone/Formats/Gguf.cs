@@ -113,8 +113,8 @@ public sealed unsafe class GgufFile : IDisposable
         long tensorCount = v1 ? r.U32("the tensor count") : r.I64("the tensor count");
         long kvCount = v1 ? r.U32("the metadata count") : r.I64("the metadata count");
         // Every tensor info and key/value needs at least a few bytes: reject counts that cannot fit.
-        if (tensorCount < 0 || tensorCount > r.Remaining / 8) throw new ModelFormatException(path, $"tensor count {tensorCount} is impossible for a file of {file.Length} bytes");
-        if (kvCount < 0 || kvCount > r.Remaining / 8) throw new ModelFormatException(path, $"metadata count {kvCount} is impossible for a file of {file.Length} bytes");
+        if (tensorCount < 0 || tensorCount > r.Remaining / 8) throw new ModelFormatException(path, $"tensor count {tensorCount} is impossible for a file of {file.Length} bytes (truncated or corrupt)");
+        if (kvCount < 0 || kvCount > r.Remaining / 8) throw new ModelFormatException(path, $"metadata count {kvCount} is impossible for a file of {file.Length} bytes (truncated or corrupt)");
 
         var metadata = new List<KeyValuePair<string, GgufValue>>((int)kvCount);
         var seenKeys = new HashSet<string>();

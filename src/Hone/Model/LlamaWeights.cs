@@ -240,7 +240,7 @@ public sealed unsafe class LlamaWeights : IDisposable
                 else WeightRows.DequantizeSegment(type, data + i * rowBytes, 0, cols, r);
                 for (int j = 0; j < cols; j++)
                     if (!float.IsFinite(p[j]))
-                        throw new ModelFormatException(src.File, $"non-finite value {p[j]} at [{(rows == 1 ? $"{j}" : $"{i}, {j}")}]", $"tensor '{src.SourceName}'");
+                        throw new ModelFormatException(src.File, $"non-finite value {(float.IsNaN(p[j]) ? "NaN" : p[j] > 0 ? "+inf" : "-inf")} at [{(rows == 1 ? $"{j}" : $"{i}, {j}")}]", $"tensor '{src.SourceName}'");
             }
     }
 

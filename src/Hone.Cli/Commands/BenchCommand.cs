@@ -1,0 +1,59 @@
+using System.CommandLine;
+using System.Text.Json;
+using Hone.Inference;
+using Hone.Model;
+
+namespace Hone.Cli.Commands;
+
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model", "-m") { Description = "benchmark this model (directory or .gguf) instead of random weights" };
+        var shape = new Option<string>("--shape") { Description = $"random-weight model shape: {string.Join(", ", ModelShapes.Names)}", DefaultValueFactory = _ => "smollm2-135m" };
+        var type = new Option<string?>("--type") { Description = "weight type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k (random models default to f32)" };
+        var prompt = new Option<int>("--prompt", "-p") { Description = "prompt tokens processed in one batch (pp)", DefaultValueFactory = _ => 512 };
+        var gen = new Option<int>("--gen", "-n") { Description = "tokens generated one at a time (tg)", DefaultValueFactory = _ => 128 };
+        var reps = new Option<int>("--repetitions", "-r") { Description = "timed repetitions after a warm-up", DefaultValueFactory = _ => 3 };
+        var threads = CliSupport.Threads();
+        var json = CliSupport.Json();
+        var cmd = new Command("bench",
+            "Measure prompt processing and generation speed (tokens/s), like llama-bench, with their ratios to this machine's FMA peak " +
+            "and memory bandwidth, measured in the same run.\nProtocol: pp = one batch from an empty cache, logits for the last token; " +
+            "tg = one token per step from an empty cache; mean ± sd of the repetitions after a warm-up.")
+        {
+            model, shape, type, prompt, gen, reps, threads, json,
+        };
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
+                r.GetValue(prompt), r.GetValue(gen), Math.Max(1, r.GetValue(reps)));
+            bool asJson = r.GetValue(json);
+            var result = Benchmark.Run(options, m => Console.Error.WriteLine(m));
+            if (asJson)
+            {
+                var o = new
+                {
+                    model = result.Model, type = result.Type, threads = result.Threads, prompt = result.Prompt, gen = result.Gen,
+                    parameters = result.Parameters, weight_bytes = result.WeightBytes,
+                    prompt_tokens_per_s = result.PromptTokensPerSecond, prompt_tokens_per_s_sd = result.PromptStdDev,
+                    gen_tokens_per_s = result.GenTokensPerSecond, gen_tokens_per_s_sd = result.GenStdDev,
+                    prompt_flop_ratio = result.PromptFlopRatio, gen_bandwidth_ratio = result.GenBandwidthRatio,
+                    prompt_bound_tokens_per_s = result.PromptBoundTokensPerSecond, gen_bound_tokens_per_s = result.GenBoundTokensPerSecond,
+                    peak_gflops = result.Limits.PeakGflops, bandwidth_gb_s = result.Limits.BandwidthGBs, vectors = result.Limits.Vectors,
+                    protocol = result.Protocol,
+                };
+                Console.WriteLine(JsonSerializer.Serialize(o, new JsonSerializerOptions { WriteIndented = true }));
+                return 0;
+            }
+            Console.WriteLine($"model {result.Model}  type {result.Type}  threads {result.Threads}  parameters {result.Parameters:N0}  weights {CliSupport.Bytes(result.WeightBytes)}");
+            Console.WriteLine($"machine: {result.Limits.PeakGflops:F0} GFLOP/s fp32 FMA peak, {result.Limits.BandwidthGBs:F1} GB/s read bandwidth ({result.Limits.Vectors})");
+            Console.WriteLine($"{"test",-8} {"tokens/s",14} {"bound",10} {"of bound",9}");
+            Console.WriteLine($"{"pp" + result.Prompt,-8} {result.PromptTokensPerSecond,8:F1} ± {result.PromptStdDev,-4:F1} {result.PromptBoundTokensPerSecond,10:F0} {result.PromptFlopRatio,8:P0}  (FLOP peak)");
+            Console.WriteLine($"{"tg" + result.Gen,-8} {result.GenTokensPerSecond,8:F1} ± {result.GenStdDev,-4:F1} {result.GenBoundTokensPerSecond,10:F0} {result.GenBandwidthRatio,8:P0}  (memory bandwidth)");
+            Console.WriteLine(result.Protocol);
+            return 0;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using Hone.Model;
+using Hone.Tensors;
+
+namespace Hone.Inference;
+
+/// <summary>What <see cref="Benchmark"/> measures: a checkpoint, or random weights of a named shape.</summary>
+/// <param name="Type">matrix storage type (random models are quantized to it; checkpoints are requantized when set)</param>
+/// <param name="Repetitions">timed repetitions of each test after one warm-up</param>
+public sealed record BenchOptions(string? Model = null, string Shape = "smollm2-135m", TensorType? Type = null, int Threads = 0,
+    int Prompt = 512, int Gen = 128, int Repetitions = 3, int Seed = 1);
+
+/// <summary>One benchmark run, with the protocol spelled out: prompt processing is one batch of Prompt tokens from an
+/// empty cache with logits for the last token only (as llama-bench's pp); generation decodes Gen tokens one at a time
+/// from an empty cache with full logits every step (as llama-bench's tg).</summary>
+public sealed record BenchResult(
+    string Model, string Type, int Threads, int Prompt, int Gen, long Parameters, long WeightBytes,
+    double PromptTokensPerSecond, double PromptStdDev, double GenTokensPerSecond, double GenStdDev,
+    double PromptFlopsPerToken, double GenBytesPerToken, MachineLimits Limits)
+{
+    /// <summary>Achieved prompt FLOP/s as a fraction of the measured FMA peak.</summary>
+    public double PromptFlopRatio => PromptTokensPerSecond * PromptFlopsPerToken / (Limits.PeakGflops * 1e9);
+    /// <summary>Achieved generation bytes/s as a fraction of the measured memory bandwidth.</summary>
+    public double GenBandwidthRatio => GenTokensPerSecond * GenBytesPerToken / (Limits.BandwidthGBs * 1e9);
+    public double PromptBoundTokensPerSecond => Limits.PeakGflops * 1e9 / PromptFlopsPerToken;
+    public double GenBoundTokensPerSecond => Limits.BandwidthGBs * 1e9 / GenBytesPerToken;
+    public string Protocol => "pp: one batch from an empty cache, last-token logits; tg: one token per step from an empty cache; mean of repetitions after a warm-up";
+}
+
+public static class Benchmark
+{
+    public static BenchResult Run(BenchOptions o, Action<string>? log = null)
+    {
+        log ??= _ => { };
+        int threads = WorkerPool.ResolveThreadCount(o.Threads);
+        using var pool = new WorkerPool(threads);
+        log($"measuring machine limits with {threads} thread(s)...");
+        var limits = MachineLimits.Measure(pool);
+        log($"  peak {limits.PeakGflops:F0} GFLOP/s, bandwidth {limits.BandwidthGBs:F1} GB/s ({limits.Vectors})");
+
+        LlamaWeights weights;
+        string name;
+        if (o.Model != null)
+        {
+            using var checkpoint = Checkpoint.Open(o.Model);
+            weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(o.Type));
+            name = o.Model;
+        }
+        else
+        {
+            var config = ModelShapes.Get(o.Shape);
+            log($"building a random {o.Shape} model ({(o.Type ?? TensorType.F32).Name()})...");
+            weights = LlamaWeights.CreateRandom(config, o.Type ?? TensorType.F32, o.Seed);
+            name = $"{o.Shape} (random)";
+        }
+        using (weights)
+        {
+            var c = weights.Config;
+            int context = Math.Max(o.Prompt, o.Gen) + 1;
+            if (context > c.MaxPositions) throw new ArgumentException($"--prompt/--gen need {context} positions, the model has {c.MaxPositions}");
+            using var model = new LlamaModel(weights, pool, maxContext: context, maxBatch: Math.Max(1, o.Prompt));
+            var rng = new Random(o.Seed);
+            var prompt = Enumerable.Range(0, o.Prompt).Select(_ => rng.Next(c.VocabSize)).ToArray();
+            var logits = new float[c.VocabSize];
+
+            var promptRates = new List<double>();
+            if (o.Prompt > 0)
+                for (int rep = 0; rep <= o.Repetitions; rep++)
+                {
+                    model.Reset();
+                    var sw = Stopwatch.StartNew();
+                    model.Forward(prompt, logits);
+                    double rate = o.Prompt / sw.Elapsed.TotalSeconds;
+                    if (rep > 0) promptRates.Add(rate);
+                    log($"  pp{o.Prompt} {(rep == 0 ? "warm-up" : $"#{rep}")}: {rate:F1} tokens/s");
+                }
+            var genRates = new List<double>();
+            if (o.Gen > 0)
+                for (int rep = 0; rep <= o.Repetitions; rep++)
+                {
+                    model.Reset();
+                    int token = prompt.Length > 0 ? prompt[0] : 1;
+                    var sw = Stopwatch.StartNew();
+                    for (int i = 0; i < o.Gen; i++)
+                    {
+                        model.Forward([token], logits);
+                        token = (token * 31 + i) % c.VocabSize; // data-independent next token: timing only
+                    }
+                    double rate = o.Gen / sw.Elapsed.TotalSeconds;
+                    if (rep > 0) genRates.Add(rate);
+                    log($"  tg{o.Gen} {(rep == 0 ? "warm-up" : $"#{rep}")}: {rate:F1} tokens/s");
+                }
+
+            long layerMatrixParams = (long)c.Layers * ((long)c.HiddenSize * c.QueryDim * 2 + (long)c.HiddenSize * c.KvDim * 2 + 3L * c.HiddenSize * c.IntermediateSize);
+            double attentionFlops = 4.0 * c.Layers * c.QueryDim * (o.Prompt + 1) / 2.0; // QKᵀ and PV over the average causal span
+            double headFlops = 2.0 * c.VocabSize * c.HiddenSize / Math.Max(1, o.Prompt);
+            double promptFlops = 2.0 * layerMatrixParams + attentionFlops + headFlops;
+            long weightBytes = weights.ByteLength;
+            double kvBytes = 2.0 * c.Layers * c.KvDim * 4 * (o.Gen / 2.0);
+            return new BenchResult(name, weights.TokenEmbedding.Type.Name(), threads, o.Prompt, o.Gen, c.ParameterCount, weightBytes,
+                Mean(promptRates), StdDev(promptRates), Mean(genRates), StdDev(genRates), promptFlops, weightBytes + kvBytes, limits);
+        }
+    }
+
+    static double Mean(List<double> x) => x.Count == 0 ? 0 : x.Average();
+    static double StdDev(List<double> x)
+    {
+        if (x.Count < 2) return 0;
+        double m = x.Average();
+        return Math.Sqrt(x.Sum(v => (v - m) * (v - m)) / (x.Count - 1));
+    }
+}
