@@ -1,0 +1,130 @@
+using Hone.Tensors;
+using Hone.Tests.Infrastructure;
+using Xunit;
+
+namespace Hone.Tests.Tensors;
+
+/// <summary>Fast kernels against their scalar double-precision twins over every SIMD tail.</summary>
+public unsafe class ElementwiseKernelTests
+{
+    static IEnumerable<int> Lengths() => Enumerable.Range(1, 256).Concat(new[] { 257, 383, 511, 1023, 1537, 2049, 4095, 4097 });
+
+    [Fact]
+    public void RmsNorm_matches_reference()
+    {
+        foreach (int d in Lengths())
+        {
+            var x = TestData.Random(3 * d, d, 3f);
+            var w = TestData.Random(d, d + 1);
+            var got = new float[3 * d];
+            var want = new float[3 * d];
+            fixed (float* px = x, pw = w, pg = got, pe = want)
+            {
+                RmsNorm.Forward(px, pw, pg, 3, d, 1e-5f);
+                RmsNorm.ForwardReference(px, pw, pe, 3, d, 1e-5f);
+            }
+            TestData.AssertClose(want, got, 1e-5, $"d={d}");
+        }
+    }
+
+    [Fact]
+    public void Softmax_and_logsumexp_match_reference()
+    {
+        foreach (int n in Lengths())
+        {
+            var x = TestData.Random(n, n, 20f);
+            var got = (float[])x.Clone();
+            var want = (float[])x.Clone();
+            fixed (float* pg = got, pe = want, px = x)
+            {
+                Softmax.InPlace(pg, n);
+                Softmax.InPlaceReference(pe, n);
+                double lse = Softmax.LogSumExp(px, n);
+                double max = x.Max();
+                double reference = max + Math.Log(x.Sum(v => Math.Exp(v - max)));
+                Assert.True(Math.Abs(lse - reference) < 1e-5 * Math.Max(1, Math.Abs(reference)), $"n={n}: {lse} vs {reference}");
+            }
+            TestData.AssertClose(want, got, 1e-5, $"n={n}");
+        }
+    }
+
+    [Fact]
+    public void SwiGlu_matches_reference()
+    {
+        foreach (int n in Lengths())
+        {
+            var g = TestData.Random(n, n, 8f);
+            var u = TestData.Random(n, n + 7, 2f);
+            var got = (float[])g.Clone();
+            var want = (float[])g.Clone();
+            fixed (float* pg = got, pe = want, pu = u)
+            {
+                Activations.SwiGlu(pg, pu, n);
+                Activations.SwiGluReference(pe, pu, n);
+            }
+            TestData.AssertClose(want, got, 1e-5, $"n={n}");
+        }
+    }
+
+    [Theory]
+    [InlineData(RopeLayout.Halves)]
+    [InlineData(RopeLayout.AdjacentPairs)]
+    public void Rope_rotates_the_right_pairs_and_inverts(RopeLayout layout)
+    {
+        const int dh = 8, heads = 2, positions = 5;
+        using var rope = new Rope(dh, dh, 16, 10000, layout);
+        var x = TestData.Random(positions * heads * dh, 3);
+        var y = (float[])x.Clone();
+        fixed (float* p = y) rope.Apply(p, positions, heads, heads * dh, 3);
+        for (int t = 0; t < positions; t++)
+            for (int h = 0; h < heads; h++)
+                for (int i = 0; i < dh / 2; i++)
+                {
+                    int a = layout == RopeLayout.Halves ? i : 2 * i, b = layout == RopeLayout.Halves ? i + dh / 2 : 2 * i + 1;
+                    int o = (t * heads + h) * dh;
+                    double angle = (3 + t) * Math.Pow(10000, -2.0 * i / dh);
+                    double ea = x[o + a] * Math.Cos(angle) - x[o + b] * Math.Sin(angle);
+                    double eb = x[o + b] * Math.Cos(angle) + x[o + a] * Math.Sin(angle);
+                    Assert.Equal(ea, y[o + a], 5);
+                    Assert.Equal(eb, y[o + b], 5);
+                }
+        fixed (float* p = y) rope.Apply(p, positions, heads, heads * dh, 3, inverse: true);
+        TestData.AssertClose(x, y, 1e-5, "inverse rotation");
+    }
+
+    [Fact]
+    public void Llama3_scaling_leaves_high_frequencies_and_divides_low_ones()
+    {
+        var plain = Rope.InverseFrequencyTable(64, 500000, 1, null, null);
+        var scaled = Rope.InverseFrequencyTable(64, 500000, 1, new Llama3RopeScaling(8, 1, 4, 8192), null);
+        Assert.Equal(plain[0], scaled[0], 12);                 // short wavelength: unchanged
+        Assert.Equal(plain[^1] / 8, scaled[^1], 12);           // long wavelength: divided by the factor
+        Assert.Contains(Enumerable.Range(0, 32), i => scaled[i] < plain[i] && scaled[i] > plain[i] / 8); // smooth band
+    }
+
+    [Theory]
+    [InlineData(1, 0, 4, 2, 16)]    // decode at position 0
+    [InlineData(1, 37, 6, 3, 64)]   // decode deep in the cache
+    [InlineData(5, 0, 4, 4, 8)]     // small prefill
+    [InlineData(70, 10, 6, 2, 64)]  // prefill across query blocks, after a cached prefix
+    [InlineData(129, 0, 9, 3, 64)]  // SmolLM2 head layout
+    [InlineData(33, 3, 2, 1, 12)]   // head dim not a multiple of 16
+    public void Attention_matches_reference(int tokens, int start, int heads, int kvHeads, int headDim)
+    {
+        var pool = new WorkerPool(2);
+        int kvStride = kvHeads * headDim + 3, qStride = heads * headDim + 5, total = start + tokens;
+        var q = TestData.Random(tokens * qStride, 1, 2f);
+        var k = TestData.Random(total * kvStride, 2, 2f);
+        var v = TestData.Random(total * kvStride, 3);
+        var got = new float[tokens * qStride];
+        var want = new float[tokens * qStride];
+        float scale = 1f / MathF.Sqrt(headDim);
+        fixed (float* pq = q, pk = k, pv = v, pg = got, pw = want)
+        {
+            Attention.Forward(pool, pq, qStride, pk, pv, kvStride, pg, qStride, tokens, heads, kvHeads, headDim, start, scale);
+            Attention.ForwardReference(pq, qStride, pk, pv, kvStride, pw, qStride, tokens, heads, kvHeads, headDim, start, scale);
+        }
+        TestData.AssertClose(want, got, 1e-5, $"T={tokens} P={start}");
+        pool.Dispose();
+    }
+}
