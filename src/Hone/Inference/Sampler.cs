@@ -1,0 +1,161 @@
+namespace Hone.Inference;
+
+/// <summary>Sampling settings. Temperature 0 means greedy (argmax). A disabled stage: TopK ≤ 0, TopP ≥ 1, MinP ≤ 0,
+/// RepetitionPenalty = 1, PresencePenalty = FrequencyPenalty = 0.</summary>
+/// <param name="PenaltyWindow">how many of the most recent tokens the penalties look at (0 = none, -1 = all)</param>
+public sealed record SamplerOptions(
+    float Temperature = 0.8f, int TopK = 40, float TopP = 0.95f, float MinP = 0.05f,
+    float RepetitionPenalty = 1f, float PresencePenalty = 0f, float FrequencyPenalty = 0f, int PenaltyWindow = 64, ulong Seed = 0)
+{
+    public static SamplerOptions Greedy { get; } = new(Temperature: 0);
+
+    public void Validate()
+    {
+        if (Temperature < 0 || float.IsNaN(Temperature)) throw new ArgumentException($"temperature must be ≥ 0, got {Temperature}");
+        if (TopP is <= 0 or > 1 || float.IsNaN(TopP)) throw new ArgumentException($"top-p must be in (0, 1], got {TopP}");
+        if (MinP is < 0 or >= 1 || float.IsNaN(MinP)) throw new ArgumentException($"min-p must be in [0, 1), got {MinP}");
+        if (RepetitionPenalty <= 0 || float.IsNaN(RepetitionPenalty)) throw new ArgumentException($"repetition penalty must be > 0, got {RepetitionPenalty}");
+    }
+}
+
+/// <summary>
+/// The sampler chain, in llama.cpp's order: penalties (repetition, presence, frequency over the recent window) →
+/// top-k → top-p → min-p → temperature → draw. Deterministic for a seed: its random numbers come from our own
+/// xoshiro256** generator, not from the runtime, so a seed means the same thing on every machine and version.
+/// </summary>
+public sealed class Sampler
+{
+    readonly SamplerOptions _options;
+    readonly Xoshiro256 _random;
+    readonly List<int> _history = new();
+    readonly Dictionary<int, int> _counts = new();
+    (int Id, float Logit)[] _candidates = [];
+
+    public Sampler(SamplerOptions options)
+    {
+        options.Validate();
+        _options = options;
+        _random = new Xoshiro256(options.Seed);
+    }
+
+    /// <summary>Record a token that is now part of the context (prompt or generated) for the penalties.</summary>
+    public void Accept(int token) => _history.Add(token);
+
+    public void Reset() => _history.Clear();
+
+    /// <summary>Choose the next token from one row of logits [V]. Does not modify <paramref name="logits"/>.</summary>
+    public int Sample(ReadOnlySpan<float> logits)
+    {
+        var o = _options;
+        int v = logits.Length;
+        if (_candidates.Length < v) _candidates = new (int, float)[v];
+        var c = _candidates.AsSpan(0, v);
+        for (int i = 0; i < v; i++) c[i] = (i, logits[i]);
+        ApplyPenalties(c);
+        if (o.Temperature == 0) return ArgMax(c);
+
+        int n = v;
+        if (o.TopK > 0 && o.TopK < n) { PartialSortDescending(c, o.TopK); n = o.TopK; c = c[..n]; }
+        else c.Sort((a, b) => b.Logit.CompareTo(a.Logit));
+
+        // Probabilities at temperature 1 decide the top-p and min-p cut (as llama.cpp does before temperature).
+        float max = c[0].Logit;
+        double sum = 0;
+        var p = new double[n];
+        for (int i = 0; i < n; i++) { p[i] = Math.Exp(c[i].Logit - max); sum += p[i]; }
+        int keep = n;
+        if (o.TopP < 1)
+        {
+            double cumulative = 0;
+            for (int i = 0; i < n; i++) { cumulative += p[i] / sum; if (cumulative >= o.TopP) { keep = i + 1; break; } }
+        }
+        if (o.MinP > 0)
+        {
+            double threshold = o.MinP * p[0];
+            int k = 1;
+            while (k < keep && p[k] >= threshold) k++;
+            keep = k;
+        }
+        double total = 0;
+        var q = new double[keep];
+        for (int i = 0; i < keep; i++) { q[i] = Math.Exp((c[i].Logit - max) / o.Temperature); total += q[i]; }
+        double r = _random.NextDouble() * total;
+        for (int i = 0; i < keep; i++) { r -= q[i]; if (r < 0) return c[i].Id; }
+        return c[keep - 1].Id;
+    }
+
+    void ApplyPenalties(Span<(int Id, float Logit)> c)
+    {
+        var o = _options;
+        if (o.RepetitionPenalty == 1 && o.PresencePenalty == 0 && o.FrequencyPenalty == 0) return;
+        if (o.PenaltyWindow == 0 || _history.Count == 0) return;
+        int from = o.PenaltyWindow < 0 ? 0 : Math.Max(0, _history.Count - o.PenaltyWindow);
+        _counts.Clear();
+        for (int i = from; i < _history.Count; i++) _counts[_history[i]] = _counts.GetValueOrDefault(_history[i]) + 1;
+        foreach (var (id, count) in _counts)
+        {
+            if ((uint)id >= (uint)c.Length) continue;
+            float l = c[id].Logit;
+            // CTRL-style repetition penalty: shrink positive logits, grow negative ones.
+            l = l > 0 ? l / o.RepetitionPenalty : l * o.RepetitionPenalty;
+            l -= count * o.FrequencyPenalty + o.PresencePenalty;
+            c[id] = (id, l);
+        }
+    }
+
+    static int ArgMax(Span<(int Id, float Logit)> c)
+    {
+        int best = 0;
+        for (int i = 1; i < c.Length; i++) if (c[i].Logit > c[best].Logit) best = i;
+        return c[best].Id;
+    }
+
+    /// <summary>Move the k largest logits to the front, sorted descending (ties by lower id first).</summary>
+    static void PartialSortDescending(Span<(int Id, float Logit)> c, int k)
+    {
+        // A min-heap of the best k seen so far: O(V log k).
+        var heap = new PriorityQueue<(int Id, float Logit), (float, int)>(k + 1);
+        foreach (var x in c)
+        {
+            heap.Enqueue(x, (x.Logit, -x.Id));
+            if (heap.Count > k) heap.Dequeue();
+        }
+        for (int i = k - 1; i >= 0; i--) c[i] = heap.Dequeue();
+    }
+}
+
+/// <summary>xoshiro256** seeded through splitmix64: small, fast, and the same sequence everywhere.</summary>
+public sealed class Xoshiro256
+{
+    ulong _s0, _s1, _s2, _s3;
+
+    public Xoshiro256(ulong seed)
+    {
+        ulong x = seed;
+        _s0 = SplitMix(ref x); _s1 = SplitMix(ref x); _s2 = SplitMix(ref x); _s3 = SplitMix(ref x);
+    }
+
+    static ulong SplitMix(ref ulong x)
+    {
+        ulong z = x += 0x9E3779B97F4A7C15;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
+        return z ^ (z >> 31);
+    }
+
+    public ulong NextUInt64()
+    {
+        ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;
+        ulong t = _s1 << 17;
+        _s2 ^= _s0; _s3 ^= _s1; _s1 ^= _s2; _s0 ^= _s3; _s2 ^= t; _s3 = ulong.RotateLeft(_s3, 45);
+        return result;
+    }
+
+    /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
+    public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
+
+    public int NextInt(int maxExclusive) => (int)(NextDouble() * maxExclusive);
+
+    /// <summary>The generator's state, for checkpoints that must resume bit-identically.</summary>
+    public ulong[] State { get => [_s0, _s1, _s2, _s3]; set { _s0 = value[0]; _s1 = value[1]; _s2 = value[2]; _s3 = value[3]; } }
+}
