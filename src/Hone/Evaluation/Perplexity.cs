@@ -1,0 +1,105 @@
+using Hone.Model;
+
+namespace Hone.Evaluation;
+
+/// <summary>How perplexity windows are cut and which positions are scored.</summary>
+public enum PerplexityProtocol
+{
+    /// <summary>BOS + the whole text; when longer than the context, windows of Ctx tokens advance by Stride and each
+    /// token is scored once, with as much left context as the window allows; every token after BOS is scored.</summary>
+    Full,
+    /// <summary>llama.cpp's llama-perplexity: the tokens (BOS first) are cut into consecutive chunks of Ctx, the
+    /// first token of each chunk is replaced by BOS, and positions Ctx/2 .. Ctx-2 of each chunk are scored, each
+    /// predicting the next token. Needs at least 2·Ctx tokens.</summary>
+    LlamaCpp,
+}
+
+public sealed record PerplexityOptions(int Context = 512, PerplexityProtocol Protocol = PerplexityProtocol.Full, int? Stride = null);
+
+/// <param name="NegativeLogLikelihood">Σ −ln p(token) over the scored tokens, accumulated in double (nats)</param>
+/// <param name="ScoredBytes">UTF-8 bytes of the scored tokens' text (for bits per byte)</param>
+public sealed record PerplexityResult(double Perplexity, double BitsPerByte, long TokensScored, double NegativeLogLikelihood,
+    long ScoredBytes, string Protocol, int Context, int Stride, long Tokens)
+{
+    public double MeanNegativeLogLikelihood => TokensScored == 0 ? double.NaN : NegativeLogLikelihood / TokensScored;
+}
+
+public static class Perplexity
+{
+    /// <param name="tokens">the text's tokens WITHOUT a leading BOS (each protocol places BOS itself)</param>
+    /// <param name="bos">the BOS id, or null for models without one (then the first token only conditions)</param>
+    /// <param name="tokenBytes">UTF-8 length of a token's text, for bits per byte</param>
+    public static unsafe PerplexityResult Compute(LlamaModel model, IReadOnlyList<int> tokens, int? bos, Func<int, int> tokenBytes,
+        PerplexityOptions options, Action<int, int>? progress = null)
+    {
+        int ctx = options.Context;
+        if (ctx < 2) throw new ArgumentException($"context must be at least 2 tokens, got {ctx}");
+        if (ctx > model.MaxContext) throw new ArgumentException($"context {ctx} exceeds the model's context {model.MaxContext}");
+        int v = model.Config.VocabSize;
+        var logits = new float[(long)ctx * v];
+        double nll = 0;
+        long scored = 0, bytes = 0;
+
+        void Score(int[] window, int from, int to, int[] targets, int targetOffset)
+        {
+            // Positions from..to-1 of the window predict targets[targetOffset + (p - from)].
+            model.Reset();
+            model.Forward(window, logits, allLogits: true);
+            fixed (float* l = logits)
+                for (int p = from; p < to; p++)
+                {
+                    int target = targets[targetOffset + p - from];
+                    float* row = l + (long)p * v;
+                    nll += Tensors.Softmax.LogSumExp(row, v) - row[target];
+                    scored++;
+                    bytes += tokenBytes(target);
+                }
+        }
+
+        if (options.Protocol == PerplexityProtocol.LlamaCpp)
+        {
+            // llama-perplexity tokenizes with BOS; chunk boundaries are counted on that sequence.
+            var all = new List<int>(tokens.Count + 1);
+            if (bos is int b) all.Add(b);
+            all.AddRange(tokens);
+            int chunks = all.Count / ctx;
+            if (chunks < 2) throw new ArgumentException($"the llama.cpp protocol needs at least {2 * ctx} tokens, the text has {all.Count}");
+            int first = ctx / 2;
+            var arr = all.ToArray();
+            for (int c = 0; c < chunks; c++)
+            {
+                var window = arr.AsSpan(c * ctx, ctx).ToArray();
+                if (bos is int bb) window[0] = bb;
+                Score(window, first, ctx - 1, arr, c * ctx + first + 1);
+                progress?.Invoke(c + 1, chunks);
+            }
+            return Result(PerplexityProtocol.LlamaCpp, ctx, ctx);
+        }
+
+        int stride = options.Stride ?? ctx;
+        if (stride < 1 || stride > ctx) throw new ArgumentException($"stride must be in 1..{ctx}, got {stride}");
+        var seq = new List<int>(tokens.Count + 1);
+        if (bos is int bosId) seq.Add(bosId);
+        seq.AddRange(tokens);
+        var s = seq.ToArray();
+        if (s.Length < 2) throw new ArgumentException("the text is too short to score");
+        int scoredUpTo = 1; // positions < scoredUpTo in s are already scored (position 0 is BOS or the first token)
+        int windows = 0, totalWindows = Math.Max(1, (int)Math.Ceiling(Math.Max(0, s.Length - ctx) / (double)stride) + 1);
+        for (int begin = 0; scoredUpTo < s.Length; begin += stride)
+        {
+            int end = Math.Min(begin + ctx, s.Length);
+            var window = s.AsSpan(begin, end - begin).ToArray();
+            // Window position p predicts s[begin + p + 1]; score the targets not scored yet.
+            int fromTarget = Math.Max(scoredUpTo, begin + 1);
+            Score(window, fromTarget - 1 - begin, end - 1 - begin, s, fromTarget);
+            scoredUpTo = end;
+            progress?.Invoke(++windows, totalWindows);
+            if (end == s.Length) break;
+        }
+        return Result(PerplexityProtocol.Full, ctx, stride);
+
+        PerplexityResult Result(PerplexityProtocol protocol, int context, int strideUsed) =>
+            new(Math.Exp(nll / scored), nll / Math.Log(2) / Math.Max(1, bytes), scored, nll, bytes,
+                protocol == PerplexityProtocol.Full ? "full" : "llama.cpp", context, strideUsed, tokens.Count);
+    }
+}
