@@ -11,6 +11,9 @@ public unsafe interface ILinearAdapter
     /// <param name="x">X[T, in], row stride ldx</param>
     /// <param name="y">Y[T, out], row stride ldy, holding the base output</param>
     void Apply(WorkerPool pool, WeightMatrix weight, float* x, int tokens, int ldx, float* y, int ldy);
+
+    /// <summary>True when Apply only adds a term (LoRA), so it may run on an output that already holds a residual.</summary>
+    bool IsAdditive { get; }
 }
 
 /// <summary>
@@ -26,7 +29,7 @@ public static unsafe class Linear
     public static void Forward(WorkerPool pool, WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy,
         bool accumulate, ILinearAdapter? adapter = null, float* scratch = null)
     {
-        if (adapter != null && accumulate)
+        if (adapter is { IsAdditive: false } && accumulate)
         {
             if (scratch == null) throw new ArgumentException("an adapted projection with accumulate needs scratch space");
             Forward(pool, w, bias, x, tokens, ldx, scratch, w.Rows, false, adapter);

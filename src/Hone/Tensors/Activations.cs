@@ -28,3 +28,32 @@ public static unsafe class Activations
         for (long i = 0; i < n; i++) gate[i] = (float)(gate[i] / (1.0 + Math.Exp(-gate[i])) * up[i]);
     }
 }
+
+/// <summary>Backward of the SwiGLU product a = silu(g)·u.</summary>
+public static unsafe class SwiGluBackward
+{
+    /// <summary>Given gate g[n], up u[n] and da[n]: dGate[n] = da·u·silu'(g), dUp[n] = da·silu(g).
+    /// silu'(g) = σ(g)·(1 + g·(1 − σ(g))). dGate/dUp may alias g/u (each element is read before it is written).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining | System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void Compute(float* gate, float* up, float* da, float* dGate, float* dUp, long n)
+    {
+        long i = 0;
+        var one = Vector512<float>.One;
+        for (; i + 16 <= n; i += 16)
+        {
+            var g = Vector512.Load(gate + i);
+            var u = Vector512.Load(up + i);
+            var d = Vector512.Load(da + i);
+            var s = one / (one + Vector512.Exp(-g));
+            Vector512.Store(d * u * s * (one + g * (one - s)), dGate + i);
+            Vector512.Store(d * g * s, dUp + i);
+        }
+        for (; i < n; i++)
+        {
+            float g = gate[i], u = up[i], d = da[i];
+            float s = 1f / (1f + MathF.Exp(-g));
+            dGate[i] = d * u * s * (1 + g * (1 - s));
+            dUp[i] = d * g * s;
+        }
+    }
+}

@@ -84,6 +84,21 @@ public static unsafe class Gemm
         Run(pool, ref job);
     }
 
+    /// <summary>C[M, W.Cols] = (accumulate ? C : 0) + A[M, W.Rows] · W for a weight of any supported type
+    /// (the input gradient of a projection: dX = dY·W).</summary>
+    /// <param name="a">A[M, K = W.Rows] row stride lda</param>
+    /// <param name="weights">W[K, N] rows of <paramref name="rowBytes"/> bytes in <paramref name="type"/></param>
+    public static void MultiplyByWeights(WorkerPool pool, int m, int n, int k, float* a, int lda,
+        TensorType type, byte* weights, long rowBytes, float* c, int ldc, bool accumulate)
+    {
+        var job = new Job
+        {
+            M = m, N = n, K = k, A = a, Lda = lda, B = weights, BLayout = GemmBLayout.KByN, BType = type,
+            Ldb = type == TensorType.F32 ? rowBytes / 4 : rowBytes, C = c, Ldc = ldc, Accumulate = accumulate,
+        };
+        Run(pool, ref job);
+    }
+
     static void Run(WorkerPool pool, ref Job job)
     {
         if (job.M <= 0 || job.N <= 0) return;
@@ -182,11 +197,23 @@ public static unsafe class Gemm
             int nr = Math.Min(NR, nc - jr);
             float* sliver = dst + (jr / NR) * (KC * NR);
             if (nr < NR) new Span<float>(sliver, kc * NR).Clear();
-            if (job.BLayout == GemmBLayout.KByN)
+            if (job.BLayout == GemmBLayout.KByN && job.BType == TensorType.F32)
             {
                 float* src = (float*)job.B + (long)pc * job.Ldb + jc + jr;
                 for (int p = 0; p < kc; p++)
                     new ReadOnlySpan<float>(src + p * job.Ldb, nr).CopyTo(new Span<float>(sliver + p * NR, nr));
+            }
+            else if (job.BLayout == GemmBLayout.KByN)
+            {
+                // Typed W[k, n] rows (dX = dY·W): dequantize the whole blocks covering columns [c0, c0+nr) of each row.
+                int block = job.BType.Traits().BlockSize, c0 = jc + jr;
+                int start = c0 / block * block, end = Math.Min(job.N, (c0 + nr + block - 1) / block * block);
+                float* staging = scratch.Staging;
+                for (int p = 0; p < kc; p++)
+                {
+                    WeightRows.DequantizeSegment(job.BType, job.B + (long)(pc + p) * job.Ldb, start, end - start, staging);
+                    new ReadOnlySpan<float>(staging + (c0 - start), nr).CopyTo(new Span<float>(sliver + p * NR, nr));
+                }
             }
             else if (job.BType == TensorType.F32)
             {
@@ -355,7 +382,7 @@ public static unsafe class Gemm
         public readonly float* PackedB = Alloc(KC * NC);
         public readonly float* PackedA = Alloc(KC * MR);
         public readonly float* Tile = Alloc(MR * NR);
-        public readonly float* Staging = Alloc(NR * KC);
+        public readonly float* Staging = Alloc(NR * KC + 2 * 256); // NR rows × KC, or one row's covering blocks
 
         static float* Alloc(int floats)
         {

@@ -44,3 +44,30 @@ public static unsafe class RmsNorm
         }
     }
 }
+
+/// <summary>Backward of <see cref="RmsNorm"/>.</summary>
+public static unsafe class RmsNormBackward
+{
+    /// <summary>
+    /// Given x[T, D], weight[D] and dy[T, D]: dx[T, D] (+)= ∂L/∂x and dWeight[D] += ∂L/∂weight.
+    /// With r = 1/sqrt(mean(x²)+eps): dx = r·(dy⊙w) − x·r³·Σ(dy⊙w⊙x)/D.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining | System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void Compute(float* x, float* weight, float* dy, float* dx, float* dWeight, int rows, int d, float eps, bool accumulate)
+    {
+        for (int t = 0; t < rows; t++)
+        {
+            float* xr = x + (long)t * d, dyr = dy + (long)t * d, dxr = dx + (long)t * d;
+            float r = 1f / MathF.Sqrt(RmsNorm.SumOfSquares(xr, d) / d + eps);
+            double dot = 0;
+            for (int i = 0; i < d; i++) dot += dyr[i] * weight[i] * xr[i];
+            float c = (float)(dot / d) * r * r * r;
+            for (int i = 0; i < d; i++)
+            {
+                if (dWeight != null) dWeight[i] += dyr[i] * xr[i] * r;
+                float g = r * dyr[i] * weight[i] - xr[i] * c;
+                dxr[i] = accumulate ? dxr[i] + g : g;
+            }
+        }
+    }
+}

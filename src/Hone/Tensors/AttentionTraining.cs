@@ -1,0 +1,147 @@
+using System.Runtime.InteropServices;
+
+namespace Hone.Tensors;
+
+/// <summary>
+/// Causal grouped-query attention for training: B sequences of T tokens each, stored row-major as
+/// Q[B·T, H·Dh], K/V[B·T, Hkv·Dh], O[B·T, H·Dh]. The forward pass keeps only the log-sum-exp of every score row
+/// (LSE[B, H, T]); the backward pass recomputes the probabilities from it, block by block, so no [T, T] matrix
+/// outlives one (sequence, head, query block) work item.
+/// </summary>
+public static unsafe class AttentionTraining
+{
+    const int QueryBlock = 64;
+
+    struct Job
+    {
+        public float* Q, K, V, O, DO, DQ, DK, DV, Lse;
+        public long QStride, KvStride;
+        public int Batch, Tokens, Heads, KvHeads, HeadDim;
+        public float Scale;
+    }
+
+    public static void Forward(WorkerPool pool, float* q, float* k, float* v, float* o, float* lse, long qStride, long kvStride,
+        int batch, int tokens, int heads, int kvHeads, int headDim, float scale)
+    {
+        var job = new Job
+        {
+            Q = q, K = k, V = v, O = o, Lse = lse, QStride = qStride, KvStride = kvStride,
+            Batch = batch, Tokens = tokens, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Scale = scale,
+        };
+        pool.Run(&ForwardWorker, &job);
+    }
+
+    static void ForwardWorker(void* context, int thread, int threads)
+    {
+        ref Job j = ref *(Job*)context;
+        int blocks = (j.Tokens + QueryBlock - 1) / QueryBlock;
+        int items = j.Batch * j.Heads * blocks, group = j.Heads / j.KvHeads;
+        float* scores = Scratch.ForThread(0, (long)QueryBlock * j.Tokens);
+        for (int item = thread; item < items; item += threads)
+        {
+            int block = blocks - 1 - item % blocks, h = item / blocks % j.Heads, b = item / blocks / j.Heads, g = h / group;
+            int t0 = block * QueryBlock, bq = Math.Min(QueryBlock, j.Tokens - t0), keys = t0 + bq;
+            long row0 = (long)b * j.Tokens;
+            float* q = j.Q + (row0 + t0) * j.QStride + h * j.HeadDim;
+            float* k = j.K + row0 * j.KvStride + g * j.HeadDim, v = j.V + row0 * j.KvStride + g * j.HeadDim;
+            Gemm.MultiplySerial(bq, keys, j.HeadDim, q, (int)j.QStride, false, k, (int)j.KvStride, GemmBLayout.NByK, scores, keys, false);
+            for (int i = 0; i < bq; i++)
+            {
+                float* row = scores + (long)i * keys;
+                int visible = t0 + i + 1;
+                for (int c = 0; c < visible; c++) row[c] *= j.Scale;
+                j.Lse[((long)b * j.Heads + h) * j.Tokens + t0 + i] = (float)Softmax.LogSumExp(row, visible);
+                Softmax.InPlace(row, visible);
+                new Span<float>(row + visible, keys - visible).Clear();
+            }
+            Gemm.MultiplySerial(bq, j.HeadDim, keys, scores, keys, false, v, (int)j.KvStride, GemmBLayout.KByN,
+                j.O + (row0 + t0) * j.QStride + h * j.HeadDim, (int)j.QStride, false);
+        }
+    }
+
+    /// <summary>dQ[B·T, H·Dh] = ∂L/∂Q; dK, dV[B·T, Hkv·Dh] are overwritten with ∂L/∂K, ∂L/∂V.</summary>
+    public static void Backward(WorkerPool pool, float* q, float* k, float* v, float* o, float* dO, float* lse,
+        float* dq, float* dk, float* dv, long qStride, long kvStride, int batch, int tokens, int heads, int kvHeads, int headDim, float scale)
+    {
+        var job = new Job
+        {
+            Q = q, K = k, V = v, O = o, DO = dO, Lse = lse, DQ = dq, DK = dk, DV = dv, QStride = qStride, KvStride = kvStride,
+            Batch = batch, Tokens = tokens, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Scale = scale,
+        };
+        pool.Run(&BackwardWorker, &job);
+    }
+
+    /// <summary>One work item = one (sequence, KV head): its query heads are processed in turn so dK/dV of the group
+    /// are owned by one thread (deterministic, no atomics).</summary>
+    static void BackwardWorker(void* context, int thread, int threads)
+    {
+        ref Job j = ref *(Job*)context;
+        int group = j.Heads / j.KvHeads, dh = j.HeadDim;
+        float* p = Scratch.ForThread(0, (long)QueryBlock * j.Tokens);
+        float* dp = Scratch.ForThread(1, (long)QueryBlock * j.Tokens);
+        float* rowDot = Scratch.ForThread(2, QueryBlock);
+        for (int item = thread; item < j.Batch * j.KvHeads; item += threads)
+        {
+            int b = item / j.KvHeads, g = item % j.KvHeads;
+            long row0 = (long)b * j.Tokens;
+            float* k = j.K + row0 * j.KvStride + g * dh, v = j.V + row0 * j.KvStride + g * dh;
+            float* dk = j.DK + row0 * j.KvStride + g * dh, dv = j.DV + row0 * j.KvStride + g * dh;
+            for (int t = 0; t < j.Tokens; t++)
+            {
+                new Span<float>(dk + t * j.KvStride, dh).Clear();
+                new Span<float>(dv + t * j.KvStride, dh).Clear();
+            }
+            for (int h = g * group; h < (g + 1) * group; h++)
+                for (int t0 = 0; t0 < j.Tokens; t0 += QueryBlock)
+                {
+                    int bq = Math.Min(QueryBlock, j.Tokens - t0), keys = t0 + bq;
+                    long qOffset = (row0 + t0) * j.QStride + h * dh;
+                    float* q = j.Q + qOffset, o = j.O + qOffset, dO = j.DO + qOffset, dq = j.DQ + qOffset;
+                    float* lse = j.Lse + ((long)b * j.Heads + h) * j.Tokens + t0;
+                    // P = exp(scale·QKᵀ − LSE), masked; dP = dO·Vᵀ; D = rowsum(dO ⊙ O); dS = P ⊙ (dP − D)·scale.
+                    Gemm.MultiplySerial(bq, keys, dh, q, (int)j.QStride, false, k, (int)j.KvStride, GemmBLayout.NByK, p, keys, false);
+                    Gemm.MultiplySerial(bq, keys, dh, dO, (int)j.QStride, false, v, (int)j.KvStride, GemmBLayout.NByK, dp, keys, false);
+                    for (int i = 0; i < bq; i++)
+                    {
+                        float* pr = p + (long)i * keys, dpr = dp + (long)i * keys;
+                        float* orow = o + i * j.QStride, dorow = dO + i * j.QStride;
+                        double d = 0;
+                        for (int c = 0; c < dh; c++) d += orow[c] * dorow[c];
+                        rowDot[i] = (float)d;
+                        int visible = t0 + i + 1;
+                        float l = lse[i];
+                        for (int c = 0; c < visible; c++)
+                        {
+                            float prob = MathF.Exp(pr[c] * j.Scale - l);
+                            pr[c] = prob;
+                            dpr[c] = prob * (dpr[c] - rowDot[i]) * j.Scale;
+                        }
+                        for (int c = visible; c < keys; c++) { pr[c] = 0; dpr[c] = 0; }
+                    }
+                    Gemm.MultiplySerial(bq, dh, keys, dp, keys, false, k, (int)j.KvStride, GemmBLayout.KByN, dq, (int)j.QStride, false);
+                    Gemm.MultiplySerial(keys, dh, bq, dp, keys, true, q, (int)j.QStride, GemmBLayout.KByN, dk, (int)j.KvStride, true);
+                    Gemm.MultiplySerial(keys, dh, bq, p, keys, true, dO, (int)j.QStride, GemmBLayout.KByN, dv, (int)j.KvStride, true);
+                }
+        }
+    }
+
+    /// <summary>Per-thread float buffers, one per slot, grown on demand.</summary>
+    static class Scratch
+    {
+        [ThreadStatic] static nint[]? _buffers;
+        [ThreadStatic] static long[]? _sizes;
+
+        public static float* ForThread(int slot, long floats)
+        {
+            _buffers ??= new nint[4];
+            _sizes ??= new long[4];
+            if (_sizes[slot] < floats)
+            {
+                if (_buffers[slot] != 0) NativeMemory.AlignedFree((void*)_buffers[slot]);
+                _sizes[slot] = Math.Max(floats, 1024);
+                _buffers[slot] = (nint)NativeMemory.AlignedAlloc((nuint)(_sizes[slot] * 4), 64);
+            }
+            return (float*)_buffers[slot];
+        }
+    }
+}
