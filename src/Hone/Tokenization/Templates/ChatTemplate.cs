@@ -146,10 +146,16 @@ internal static class ValueConversion
         JsonElement element => FromJsonElement(element),
         JsonDocument document => FromJsonElement(document.RootElement),
         IReadOnlyDictionary<string, object?> dictionary => FromPairs(dictionary.Select(p => new KeyValuePair<object, object?>(p.Key, p.Value)), dictionary.Count),
-        IDictionary dictionary => FromPairs(dictionary.Cast<DictionaryEntry>().Select(e => new KeyValuePair<object, object?>(e.Key, e.Value)), dictionary.Count),
+        IDictionary dictionary => FromPairs(Entries(dictionary), dictionary.Count),
         IEnumerable sequence => sequence.Cast<object?>().Select(ToValue).ToList(),
         _ => throw new ArgumentException($"a value of type {value.GetType()} cannot be passed to a chat template"),
     };
+
+    /// <summary>A non-generic dictionary's entries (its IEnumerable yields KeyValuePairs for generic dictionaries, not entries).</summary>
+    static IEnumerable<KeyValuePair<object, object?>> Entries(IDictionary dictionary)
+    {
+        for (var entry = dictionary.GetEnumerator(); entry.MoveNext();) yield return new(entry.Key, entry.Value);
+    }
 
     static DictValue FromPairs(IEnumerable<KeyValuePair<object, object?>> pairs, int count)
     {

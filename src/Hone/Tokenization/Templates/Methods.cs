@@ -17,10 +17,11 @@ internal static class Methods
         "encode", "expandtabs", "format_map", "isidentifier", "isprintable", "istitle", "maketrans", "translate",
     ];
     static readonly HashSet<string> UnimplementedStringMethods = ["encode", "expandtabs", "format_map", "isidentifier", "isprintable", "istitle", "maketrans", "translate"];
-    static readonly HashSet<string> ListMethods = ["count", "index", "copy", "pop", "clear"];
-    static readonly HashSet<string> MutatingListMethods = ["append", "reverse", "insert", "sort", "extend", "remove"];
-    static readonly HashSet<string> DictMethods = ["get", "items", "keys", "values", "copy", "fromkeys"];
-    static readonly HashSet<string> MutatingDictMethods = ["clear", "pop", "popitem", "setdefault", "update"];
+    // Pattern switches rather than sets: message.role style lookups pass here first, and these compile to a few compares.
+    static bool IsListMethod(string name) => name is "count" or "index" or "copy" or "pop" or "clear";
+    static bool IsMutatingListMethod(string name) => name is "append" or "reverse" or "insert" or "sort" or "extend" or "remove";
+    static bool IsDictMethod(string name) => name is "get" or "items" or "keys" or "values" or "copy" or "fromkeys";
+    static bool IsMutatingDictMethod(string name) => name is "clear" or "pop" or "popitem" or "setdefault" or "update";
 
     public static bool TryGetAttribute(object? target, string name, out object? value)
     {
@@ -32,16 +33,16 @@ internal static class Methods
             case RangeValue when name is "count" or "index":
                 value = new BoundMethodValue(target, name);
                 return true;
-            case List<object?> when MutatingListMethods.Contains(name):
+            case List<object?> when IsMutatingListMethod(name):
                 value = UndefinedValue.Unsafe(target, name);
                 return true;
-            case List<object?> when ListMethods.Contains(name):
+            case List<object?> when IsListMethod(name):
                 value = new BoundMethodValue(target, name);
                 return true;
-            case DictValue when MutatingDictMethods.Contains(name):
+            case DictValue when IsMutatingDictMethod(name):
                 value = UndefinedValue.Unsafe(target, name);
                 return true;
-            case DictValue when DictMethods.Contains(name):
+            case DictValue when IsDictMethod(name):
                 value = new BoundMethodValue(target, name);
                 return true;
             case RangeValue range when name is "start" or "stop" or "step":

@@ -634,11 +634,7 @@ internal sealed class Parser
         return new SliceAccess(at, target, start, stop, step);
     }
 
-    CallExpression ParseCall(Expression callee)
-    {
-        var at = Current.Position;
-        return new CallExpression(at, callee, ParseCallArguments());
-    }
+    CallExpression ParseCall(Expression callee) => new(callee.At, callee, ParseCallArguments()); // errors point at what is called
 
     ArgumentList ParseCallArguments()
     {

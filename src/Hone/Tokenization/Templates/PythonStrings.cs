@@ -97,7 +97,16 @@ internal static class PythonStrings
 
     public static string Strip(string s, string? characters, bool left, bool right)
     {
-        Func<Rune, bool> strip = characters == null ? IsSpace : r => characters.EnumerateRunes().Contains(r);
+        if (characters == null && !HasSurrogates(s))
+        {
+            // The common case (trim of message content): no rune decoding needed.
+            int first = 0, last = s.Length;
+            if (left) while (first < last && Lexer.IsWhitespace(s[first])) first++;
+            if (right) while (last > first && Lexer.IsWhitespace(s[last - 1])) last--;
+            return first == 0 && last == s.Length ? s : s[first..last];
+        }
+        var set = characters?.EnumerateRunes().ToHashSet();
+        Func<Rune, bool> strip = set == null ? IsSpace : set.Contains;
         var runes = s.EnumerateRunes().ToList();
         int start = 0, end = runes.Count;
         if (left) while (start < end && strip(runes[start])) start++;
@@ -122,9 +131,7 @@ internal static class PythonStrings
                 if (i >= runes.Count) break;
                 if (result.Count == maxSplit)
                 {
-                    var end = runes.Count;
-                    while (end > i && IsSpace(runes[end - 1])) end--;
-                    result.Add(Join(runes, i, end));
+                    result.Add(Join(runes, i, runes.Count)); // the unsplit rest keeps its trailing whitespace
                     break;
                 }
                 var start = i;

@@ -192,7 +192,7 @@ internal sealed class LoopValue(IReadOnlyList<object?> items)
 internal sealed class CallArguments(List<object?> positional, List<KeyValuePair<string, object?>> named)
 {
     public static readonly object Missing = new();
-    public static CallArguments None => new([], []);
+    public static readonly CallArguments None = new([], []); // shared: arguments are never modified after a call is set up
 
     public List<object?> Positional { get; } = positional;
     public List<KeyValuePair<string, object?>> Named { get; } = named;
