@@ -429,6 +429,7 @@ SNIPPETS = [
     ("unique_attribute_and_max", "{{ users|unique(attribute='age')|map(attribute='name')|list }}|{{ users|max(attribute='age') }}|{{ words|min }}|{{ words|max(case_sensitive=true) }}"),
     ("dict_items_repr_and_views", "{{ d.keys() }}|{{ d.values()|list|length }}|{{ 'b' in d.keys() }}|{{ ('b', 1) in d.items() }}"),
     ("range_object", "{{ range(3) }}|{{ range(1, 10, 3) }}|{{ range(5)[1:3] }}|{{ range(5)[-1] }}|{{ range(3)|length }}|{{ 2 in range(3) }}"),
+    ("range_slices", "{{ range(10)[::3] }}|{{ range(10)[::-2] }}|{{ range(10)[8:2:-3] }}|{{ range(10)[8:2:-3]|list }}"),
     ("generator_truthiness", "{{ 'T' if items|select('gt', 100) else 'F' }}|{% set g = items|map('string') %}{{ g|list }}{{ g|list }}"),
     # errors: Jinja must raise and the interpreter must raise the same
     ("error_raise_exception", "a{{ raise_exception('Custom failure: ' ~ n) }}"),

@@ -81,7 +81,7 @@ internal sealed class Lexer
             var signOffset = start + 2;
             var sign = signOffset < source.Length && source[signOffset] is '-' or '+' ? source[signOffset] : '\0';
             var text = source[position..start];
-            if (sign == '-') text = text.TrimEnd(WhitespaceCharacters(text));
+            if (sign == '-') text = TrimEndWhitespace(text);
             else if (sign != '+' && kind != '{') text = LeftStripped(text);
             if (text.Length > 0) Emit(TokenKind.Text, text, null, position);
             position = signOffset + (sign == '\0' ? 0 : 1);
@@ -113,12 +113,12 @@ internal sealed class Lexer
         return text[..lineStart];
     }
 
-    static char[] WhitespaceCharacters(string text)
+    /// <summary>Python's rstrip(): string.TrimEnd() misses \x1c-\x1f.</summary>
+    static string TrimEndWhitespace(string text)
     {
-        // string.TrimEnd() alone misses \x1c-\x1f, which Python strips.
-        var set = new HashSet<char>();
-        for (var i = text.Length - 1; i >= 0 && IsWhitespace(text[i]); i--) set.Add(text[i]);
-        return [.. set];
+        var end = text.Length;
+        while (end > 0 && IsWhitespace(text[end - 1])) end--;
+        return text[..end];
     }
 
     int SkipWhitespace(int from)
@@ -170,7 +170,7 @@ internal sealed class Lexer
                 {
                     var body = source[bodyStart..tag];
                     lineStarting = bodyStart > 0 && source[bodyStart - 1] == '\n';
-                    if (sign == '-') body = body.TrimEnd(WhitespaceCharacters(body));
+                    if (sign == '-') body = TrimEndWhitespace(body);
                     else if (sign != '+') body = LeftStripped(body);
                     if (body.Length > 0) Emit(TokenKind.Text, body, null, bodyStart);
                     position = AfterTagEnd(close, 2, endSign, trimBlocks: true);
@@ -193,7 +193,7 @@ internal sealed class Lexer
             var c = source[position];
             if (IsWhitespace(c)) { position++; continue; }
             var tokenStart = position;
-            if (char.IsDigit(c) && TryNumber()) continue;
+            if (char.IsAsciiDigit(c) && TryNumber()) continue;
             if (char.IsLetter(c) || c == '_')
             {
                 while (position < source.Length && (char.IsLetterOrDigit(source[position]) || source[position] == '_')) position++;
@@ -292,7 +292,8 @@ internal sealed class Lexer
         foreach (var c in digits)
         {
             var digit = c <= '9' ? c - '0' : char.ToLowerInvariant(c) - 'a' + 10;
-            value = checked(value * radix + digit);
+            if (value > (long.MaxValue - digit) / radix) throw Error($"integer literal {spelling} does not fit in 64 bits", start);
+            value = value * radix + digit;
         }
         Emit(TokenKind.Integer, spelling, value, start);
         position = at;

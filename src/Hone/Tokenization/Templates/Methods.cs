@@ -187,7 +187,7 @@ internal static class Methods
                 return (long)items.Count(item => PythonOps.AreEqual(item, a[0]));
             case "index":
                 a = arguments.Bind(name, ["value", "start", "stop"], 1);
-                var (first, _, count) = PythonOps.SliceIndices(items.Count, Optional(a[1]), Optional(a[2]), null);
+                var (first, _, _, count) = PythonOps.SliceIndices(items.Count, Optional(a[1]), Optional(a[2]), null);
                 for (var i = first; i < first + count; i++) if (PythonOps.AreEqual(items[i], a[0])) return (long)i;
                 throw new TemplateException(TemplateErrorKind.Value, receiver is List<object?> ? $"{PythonFormat.Repr(a[0])} is not in list" : "tuple.index(x): x not in tuple");
             case "copy":

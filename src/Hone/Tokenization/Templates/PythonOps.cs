@@ -481,7 +481,7 @@ internal static class PythonOps
         if (target is UndefinedValue undefined) throw undefined.Error();
         if (target is not (string or MarkupValue or List<object?> or TupleValue or RangeValue)) return UndefinedValue.Member(target, new SliceKey(start, stop, step));
         var length = (int)Length(target);
-        var (first, stride, count) = SliceIndices(length, start, stop, step);
+        var (first, last, stride, count) = SliceIndices(length, start, stop, step);
         switch (target)
         {
             case string or MarkupValue:
@@ -489,7 +489,7 @@ internal static class PythonOps
                 var sliced = PythonStrings.Slice(text, first, stride, count);
                 return target is MarkupValue ? new MarkupValue(sliced) : sliced;
             case RangeValue range:
-                return new RangeValue(range[first], range[first] + (long)count * range.Step * stride, range.Step * stride);
+                return new RangeValue(range[first], range[last], range.Step * stride);
         }
         var items = ToList(target);
         var result = new object?[count];
@@ -497,8 +497,8 @@ internal static class PythonOps
         return target is TupleValue ? new TupleValue(result) : result.ToList();
     }
 
-    /// <summary>CPython's PySlice_AdjustIndices: the first index, the step and how many items a slice selects.</summary>
-    public static (int Start, int Step, int Count) SliceIndices(int length, object? start, object? stop, object? step)
+    /// <summary>CPython's PySlice_AdjustIndices: the first index, the (exclusive) stop, the step and how many items a slice selects.</summary>
+    public static (int Start, int Stop, int Step, int Count) SliceIndices(int length, object? start, object? stop, object? step)
     {
         static long? Bound(object? value)
         {
@@ -518,7 +518,7 @@ internal static class PythonOps
         var first = Adjust(Bound(start), stride < 0 ? length - 1 : 0);
         var last = Adjust(Bound(stop), stride < 0 ? -1 : length);
         long count = stride < 0 ? (last < first ? (first - last - 1) / -stride + 1 : 0) : (first < last ? (last - first - 1) / stride + 1 : 0);
-        return ((int)first, (int)stride, (int)count);
+        return ((int)first, (int)last, (int)stride, (int)count);
     }
 
     static object? LoopAttribute(LoopValue loop, string name) => name switch
