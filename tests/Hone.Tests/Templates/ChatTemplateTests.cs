@@ -173,6 +173,13 @@ public class ChatTemplateTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Absurdly_deep_nesting_is_a_syntax_error_not_a_stack_overflow()
+    {
+        var source = "{{ " + new string('(', 100_000) + "1" + new string(')', 100_000) + " }}";
+        Assert.Equal("the template nests too deeply", Assert.Throws<TemplateSyntaxException>(() => ChatTemplate.Parse(source)).Reason);
+    }
+
+    [Fact]
     public void Python_features_without_an_implementation_fail_instead_of_rendering_something_else()
     {
         Assert.Equal(TemplateErrorKind.Unsupported, Fails<TemplateException>("{{ 'a'.encode() }}").Kind);

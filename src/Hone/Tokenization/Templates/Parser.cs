@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Hone.Tokenization.Templates;
 
 /// <summary>
@@ -26,9 +28,16 @@ internal sealed class Parser
     public static Statement[] Parse(string source, string? name)
     {
         var parser = new Parser(Lexer.Tokenize(source, name), name);
-        var body = parser.Subparse(null);
-        if (parser.Current.Kind != TokenKind.End) throw parser.Error($"unexpected {Describe(parser.Current)}", parser.Current);
-        return body;
+        try
+        {
+            var body = parser.Subparse(null);
+            if (parser.Current.Kind != TokenKind.End) throw parser.Error($"unexpected {Describe(parser.Current)}", parser.Current);
+            return body;
+        }
+        catch (InsufficientExecutionStackException)
+        {
+            throw parser.Error("the template nests too deeply", parser.Current);
+        }
     }
 
     Token Current => tokens[index];
@@ -91,6 +100,7 @@ internal sealed class Parser
 
     Statement[] Subparse(string[]? endTags)
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
         var body = new List<Statement>();
         if (endTags != null) endTagStack.Add(endTags);
         try
@@ -358,7 +368,11 @@ internal sealed class Parser
 
     // --------------------------------------------------------------------------------------------------------- expressions
 
-    Expression ParseExpression(bool withConditional = true) => withConditional ? ParseConditional() : ParseOr();
+    Expression ParseExpression(bool withConditional = true)
+    {
+        RuntimeHelpers.EnsureSufficientExecutionStack(); // absurd nesting becomes a syntax error, not a stack overflow
+        return withConditional ? ParseConditional() : ParseOr();
+    }
 
     Expression ParseConditional()
     {
