@@ -33,9 +33,9 @@ internal static class PythonFormat
             case TupleValue tuple: return tuple.Count == 1 ? $"({Repr(tuple[0])},)" : "(" + string.Join(", ", tuple.Items.Select(Repr)) + ")";
             case DictValue dict: return DictRepr(dict);
             case DictViewValue view: return $"{view.TypeName}([{string.Join(", ", view.Iterate().Select(Repr))}])";
-            case RangeValue range: return range.Step == 1 ? $"range({range.Start}, {range.Stop})" : $"range({range.Start}, {range.Stop}, {range.Step})";
+            case RangeValue range: return range.Step == 1 ? string.Create(Invariant, $"range({range.Start}, {range.Stop})") : string.Create(Invariant, $"range({range.Start}, {range.Stop}, {range.Step})");
             case NamespaceValue ns: return "<Namespace {" + string.Join(", ", ns.Attributes.Select(a => $"{StringRepr(a.Key)}: {Repr(a.Value)}")) + "}>";
-            case LoopValue loop: return $"<LoopContext {loop.Index0 + 1}/{loop.Length}>";
+            case LoopValue loop: return string.Create(Invariant, $"<LoopContext {loop.Index0 + 1}/{loop.Length}>");
             case MacroValue macro: return $"<Macro {StringRepr(macro.Definition.Name)}>";
             case SliceKey slice: return $"slice({Repr(slice.Start)}, {Repr(slice.Stop)}, {Repr(slice.Step)})";
             default:

@@ -244,7 +244,7 @@ internal static class PythonOps
         {
             case (string x, string y): return string.Concat(x, y);
             case (string, _): throw TypeError($"can only concatenate str (not \"{TypeName(b)}\") to str");
-            case (List<object?> x, List<object?> y): return new List<object?>(x.Count + y.Count).Also(l => { l.AddRange(x); l.AddRange(y); });
+            case (List<object?> x, List<object?> y): return x.Concat(y).ToList();
             case (List<object?>, _): throw TypeError($"can only concatenate list (not \"{TypeName(b)}\") to list");
             case (TupleValue x, TupleValue y): return new TupleValue([.. x.Items, .. y.Items]);
             case (TupleValue, _): throw TypeError($"can only concatenate tuple (not \"{TypeName(b)}\") to tuple");
@@ -548,12 +548,6 @@ internal static class PythonOps
         }),
         _ => null,
     };
-
-    static T Also<T>(this T value, Action<T> action)
-    {
-        action(value);
-        return value;
-    }
 }
 
 /// <summary>A slice used as a key where Python raises and Jinja returns undefined (<c>none[1:]</c>); it only appears in messages.</summary>

@@ -33,7 +33,7 @@ public enum TemplateErrorKind
 /// </summary>
 public class TemplateException : Exception
 {
-    public TemplateException(TemplateErrorKind kind, string reason) : base(reason)
+    internal TemplateException(TemplateErrorKind kind, string reason) : base(reason)
     {
         Kind = kind;
         Reason = reason;
@@ -92,12 +92,12 @@ public class TemplateException : Exception
 /// <summary>The template does not parse, or uses a filter, test or tag that does not exist (or that this interpreter does not implement).</summary>
 public sealed class TemplateSyntaxException : TemplateException
 {
-    public TemplateSyntaxException(string reason, string? templateName, SourcePosition position) : base(TemplateErrorKind.Syntax, reason)
+    internal TemplateSyntaxException(string reason, string? templateName, SourcePosition position) : base(TemplateErrorKind.Syntax, reason)
         => SetLocation(templateName, position);
 }
 
 /// <summary>A 1-based line and column in a template source.</summary>
-public readonly record struct SourcePosition(int Line, int Column)
+internal readonly record struct SourcePosition(int Line, int Column)
 {
     public override string ToString() => $"{Line}:{Column}";
 }
