@@ -174,7 +174,11 @@ internal static class Filters
         };
         var caseSensitive = PythonOps.IsTrue(Or(a[0], false));
         var pairs = dict.Items.Select(e => new TupleValue([e.Key, e.Value])).ToList();
-        Func<object?, object?> key = pair => ((TupleValue)pair!)[position] is var v && !caseSensitive ? IgnoreCase(v) : v;
+        Func<object?, object?> key = pair =>
+        {
+            var sortBy = ((TupleValue)pair!)[position];
+            return caseSensitive ? sortBy : IgnoreCase(sortBy);
+        };
         return SortedBy(pairs.Cast<object?>(), key, PythonOps.IsTrue(Or(a[2], false)));
     }
 

@@ -183,8 +183,8 @@ internal sealed class LoopValue(IReadOnlyList<object?> items)
 {
     public IReadOnlyList<object?> Items { get; } = items;
     public int Index0 { get; set; }
-    public object? LastChangedValue { get; set; } = NotChanged;
-    public static readonly object NotChanged = new();
+    /// <summary>What loop.changed() was last called with (null before the first call).</summary>
+    public TupleValue? LastChangedValue { get; set; }
     public int Length => Items.Count;
 }
 
