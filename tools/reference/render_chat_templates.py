@@ -486,10 +486,23 @@ def write_json(path, document):
         f.write("\n")
 
 
+def find_shared_data(start):
+    """shared/data in the repository or any folder above it (as tests/Hone.Tests/Infrastructure/SharedData.cs looks)."""
+    folder = start
+    while True:
+        candidate = os.path.join(folder, "shared", "data")
+        if os.path.isfile(os.path.join(candidate, "SOURCES.md")):
+            return candidate
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return os.path.join(start, "shared", "data")
+        folder = parent
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", default=os.environ.get("HONE_SHARED_DATA") or os.path.join(root, "..", "..", "shared", "data"))
+    parser.add_argument("--shared", default=os.environ.get("HONE_SHARED_DATA") or find_shared_data(root))
     parser.add_argument("--out", default=os.path.join(root, "tests", "Hone.Tests", "Fixtures", "chat-templates"))
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(args.shared, "chat-templates")):
