@@ -23,138 +23,25 @@ public static unsafe class ModelConverter
     /// <summary>llama.cpp's general.file_type (LLAMA_FTYPE) for a uniform weight type.</summary>
     static uint FileType(TensorType t) => t switch
     {
-        TensorType.F32 => 0, TensorType.F16 => 1, TensorType.Q4_0 => 2, TensorType.Q8_0 => 7,
-        TensorType.Q4_K => 15, TensorType.Q6_K => 18, TensorType.BF16 => 32, _ => 0,
+        TensorType.F32 => 0,
+        TensorType.F16 => 1,
+        TensorType.Q4_0 => 2,
+        TensorType.Q8_0 => 7,
+        TensorType.Q4_K => 15,
+        TensorType.Q6_K => 18,
+        TensorType.BF16 => 32,
+        _ => 0,
     };
 
     public static ConvertReport Convert(ConvertOptions o, Action<string>? log = null)
     {
         log ??= _ => { };
-        bool toGguf = o.Output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
-        if (!toGguf && o.Type is TensorType t && t is not (TensorType.F32 or TensorType.F16 or TensorType.BF16))
-            throw new ArgumentException($"a Hugging Face safetensors directory holds f32, f16 or bf16 weights, not {t.Name()}: write a .gguf file instead");
         if (Path.GetFullPath(o.Output) == Path.GetFullPath(o.Input)) throw new ArgumentException("output would overwrite the input");
-        var notes = new List<string>();
         using var source = Checkpoint.Open(o.Input);
-        var config = source.Config;
         // Validate the whole source (shapes, types, finiteness) before writing anything.
         using var weights = LlamaWeights.Load(source);
-        bool permuteToGguf = toGguf && source.Format == CheckpointFormat.HuggingFace && config.GgufArchitecture == "llama";
-        bool permuteFromGguf = !toGguf && source.Format == CheckpointFormat.Gguf && config.Architecture == "llama";
-        if ((permuteToGguf || permuteFromGguf) && config.RotaryDims != config.HeadDim)
-            throw new ModelFormatException(o.Input, $"partial rotary embeddings ({config.RotaryDims} of {config.HeadDim} dims) cannot be converted between layouts");
-
-        var temporaries = new List<NativeBuffer>();
-        try
-        {
-        var plan = new List<(string Name, TensorType Type, int Rows, int Cols, Func<int, int> RowOrder, Func<int, nint> Row, TensorType SourceType)>();
-        foreach (var (role, layer, bias, rows, cols) in LlamaWeights.Expected(config))
-        {
-            string name = TensorNames.Gguf(role, layer, bias);
-            bool vector = rows == 1;
-            var matrix = vector ? null : weights.Matrices().First(m => m.Name == name);
-            TensorType sourceType = matrix?.Type ?? TensorType.F32;
-            TensorType target = vector ? TensorType.F32 : ChooseType(o.Type ?? sourceType, cols, name, notes);
-            Func<int, int> order = r => r;
-            int heads = role == TensorRole.AttentionQuery ? config.Heads : config.KvHeads;
-            if (role is TensorRole.AttentionQuery or TensorRole.AttentionKey)
-            {
-                if (permuteToGguf) order = r => HalvesRowForAdjacentRow(r, config.HeadDim);
-                if (permuteFromGguf) order = r => AdjacentRowForHalvesRow(r, config.HeadDim);
-            }
-            byte* basePointer = vector ? (byte*)VectorPointer(weights, role, layer, bias) : matrix!.Data;
-            long rowBytes = vector ? (long)cols * 4 : matrix!.RowBytes;
-            if (vector && bias && (permuteToGguf || permuteFromGguf) && role is TensorRole.AttentionQuery or TensorRole.AttentionKey)
-            {
-                // A bias vector of a permuted projection is permuted the same way, element by element.
-                var permuted = new NativeBuffer((long)cols * 4);
-                temporaries.Add(permuted);
-                float* src = (float*)basePointer, dst = permuted.AsFloats;
-                for (int i = 0; i < cols; i++) dst[i] = src[order(i)];
-                plan.Add((name, target, 1, cols, r => r, _ => (nint)dst, TensorType.F32));
-                continue;
-            }
-            plan.Add((name, target, vector ? 1 : rows, cols, order, r => (nint)(basePointer + r * rowBytes), sourceType));
-        }
-
-        void WriteTensor(Stream s, int index)
-        {
-            var p = plan[index];
-            var row = new float[p.Cols];
-            long outRow = p.Type.Traits().BytesFor(p.Cols);
-            var buffer = new byte[outRow];
-            fixed (float* r = row)
-            fixed (byte* b = buffer)
-                for (int i = 0; i < p.Rows; i++)
-                {
-                    byte* src = (byte*)p.Row(p.RowOrder(i));
-                    if (p.SourceType == p.Type) Buffer.MemoryCopy(src, b, outRow, outRow);
-                    else
-                    {
-                        WeightRows.DequantizeSegment(p.SourceType, src, 0, p.Cols, r);
-                        LlamaWeights.StoreRow(row, p.Type, b);
-                    }
-                    s.Write(buffer);
-                }
-        }
-
-        var matrixTypes = plan.Where(p => p.Rows > 1).Select(p => p.Type).Distinct().ToList();
-        var mainType = matrixTypes.GroupBy(t => t).OrderByDescending(g => g.Count()).First().Key;
-        long bytes;
-        if (toGguf)
-        {
-            var w = new GgufWriter();
-            w.Set("general.architecture", GgufValue.Of(config.GgufArchitecture));
-            w.Set("general.name", GgufValue.Of(Path.GetFileNameWithoutExtension(o.Input.TrimEnd('/', '\\'))));
-            config.WriteGgufMetadata(w);
-            w.Set("general.file_type", GgufValue.Of(FileType(mainType)));
-            w.Set("general.quantization_version", GgufValue.Of(2u));
-            if (source.Gguf != null)
-            {
-                // Keep the source's tokenizer and descriptive metadata; architecture keys were rewritten above.
-                foreach (var (key, value) in source.Gguf.MetadataInOrder)
-                    if (key.StartsWith("tokenizer.", StringComparison.Ordinal) ||
-                        (key.StartsWith("general.", StringComparison.Ordinal) && key is not ("general.architecture" or "general.file_type" or "general.alignment" or "general.quantization_version")))
-                        w.Set(key, value);
-            }
-            else if (!TokenizerBridge.TryWriteGguf(source, w, notes))
-            {
-                w.Set("tokenizer.ggml.model", GgufValue.Of("none"));
-                notes.Add("no tokenizer found next to the model: wrote tokenizer.ggml.model = none (llama.cpp loads it without a vocabulary)");
-            }
-            for (int i = 0; i < plan.Count; i++)
-            {
-                int index = i;
-                var p = plan[i];
-                long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
-                w.Add(new GgufWriter.Tensor(p.Name, p.Type, shape, s => WriteTensor(s, index)));
-            }
-            log($"writing {o.Output} ({plan.Count} tensors)...");
-            w.Write(o.Output);
-            bytes = new FileInfo(o.Output).Length;
-        }
-        else
-        {
-            Directory.CreateDirectory(o.Output);
-            var w = new SafetensorsWriter();
-            w.SetMetadata("format", "pt");
-            for (int i = 0; i < plan.Count; i++)
-            {
-                int index = i;
-                var p = plan[i];
-                if (!TensorNames.TryParseGguf(p.Name, out var parsed)) throw new InvalidOperationException(p.Name);
-                long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
-                w.Add(new SafetensorsWriter.Tensor(TensorNames.HuggingFace(parsed.Role, parsed.Layer, parsed.Bias), p.Type, shape, s => WriteTensor(s, index)));
-            }
-            log($"writing {o.Output}/model.safetensors ({plan.Count} tensors)...");
-            w.Write(Path.Combine(o.Output, "model.safetensors"));
-            string dtype = mainType switch { TensorType.BF16 => "bfloat16", TensorType.F16 => "float16", _ => "float32" };
-            var hfConfig = (config with { RopeLayout = RopeLayout.Halves }).ToHuggingFaceJson(dtype);
-            AtomicFile.WriteAllText(Path.Combine(o.Output, "config.json"), hfConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            TokenizerBridge.CopyHuggingFaceFiles(source, o.Output, notes);
-            bytes = Directory.GetFiles(o.Output).Sum(f => new FileInfo(f).Length);
-        }
-
+        var notes = new List<string>();
+        var (format, tensors, bytes) = Write(weights, source, o.Output, o.Type, notes, log);
         double? diff = null;
         if (o.Verify)
         {
@@ -162,7 +49,139 @@ public static unsafe class ModelConverter
             diff = CompareLogits(weights, o.Output, o.Threads);
             notes.Add($"verified: max |logit difference| {diff:G3} over a 16-token check sequence");
         }
-        return new ConvertReport(o.Output, toGguf ? "gguf" : "huggingface", plan.Count, bytes, notes, diff);
+        return new ConvertReport(o.Output, format, tensors, bytes, notes, diff);
+    }
+
+    /// <summary>
+    /// Write weights held in memory as a .gguf file or a Hugging Face directory. <paramref name="source"/> tells the
+    /// layout the weights are in (GGUF llama q/k rows are permuted) and supplies tokenizer metadata or files.
+    /// </summary>
+    public static (string Format, int Tensors, long Bytes) Write(LlamaWeights weights, Checkpoint source, string output,
+        TensorType? type, List<string> notes, Action<string>? log = null)
+    {
+        log ??= _ => { };
+        var o = new { Output = output, Type = type, Input = source.Path };
+        bool toGguf = o.Output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+        if (!toGguf && o.Type is TensorType t && t is not (TensorType.F32 or TensorType.F16 or TensorType.BF16))
+            throw new ArgumentException($"a Hugging Face safetensors directory holds f32, f16 or bf16 weights, not {t.Name()}: write a .gguf file instead");
+        var config = weights.Config;
+        bool permuteToGguf = toGguf && config.RopeLayout == RopeLayout.Halves && config.GgufArchitecture == "llama";
+        bool permuteFromGguf = !toGguf && config.RopeLayout == RopeLayout.AdjacentPairs;
+        if ((permuteToGguf || permuteFromGguf) && config.RotaryDims != config.HeadDim)
+            throw new ModelFormatException(o.Input, $"partial rotary embeddings ({config.RotaryDims} of {config.HeadDim} dims) cannot be converted between layouts");
+
+        var temporaries = new List<NativeBuffer>();
+        try
+        {
+            var plan = new List<(string Name, TensorType Type, int Rows, int Cols, Func<int, int> RowOrder, Func<int, nint> Row, TensorType SourceType)>();
+            foreach (var (role, layer, bias, rows, cols) in LlamaWeights.Expected(config))
+            {
+                string name = TensorNames.Gguf(role, layer, bias);
+                bool vector = rows == 1;
+                var matrix = vector ? null : weights.Matrices().First(m => m.Name == name);
+                TensorType sourceType = matrix?.Type ?? TensorType.F32;
+                TensorType target = vector ? TensorType.F32 : ChooseType(o.Type ?? sourceType, cols, name, notes);
+                Func<int, int> order = r => r;
+                int heads = role == TensorRole.AttentionQuery ? config.Heads : config.KvHeads;
+                if (role is TensorRole.AttentionQuery or TensorRole.AttentionKey)
+                {
+                    if (permuteToGguf) order = r => HalvesRowForAdjacentRow(r, config.HeadDim);
+                    if (permuteFromGguf) order = r => AdjacentRowForHalvesRow(r, config.HeadDim);
+                }
+                byte* basePointer = vector ? (byte*)VectorPointer(weights, role, layer, bias) : matrix!.Data;
+                long rowBytes = vector ? (long)cols * 4 : matrix!.RowBytes;
+                if (vector && bias && (permuteToGguf || permuteFromGguf) && role is TensorRole.AttentionQuery or TensorRole.AttentionKey)
+                {
+                    // A bias vector of a permuted projection is permuted the same way, element by element.
+                    var permuted = new NativeBuffer((long)cols * 4);
+                    temporaries.Add(permuted);
+                    float* src = (float*)basePointer, dst = permuted.AsFloats;
+                    for (int i = 0; i < cols; i++) dst[i] = src[order(i)];
+                    plan.Add((name, target, 1, cols, r => r, _ => (nint)dst, TensorType.F32));
+                    continue;
+                }
+                plan.Add((name, target, vector ? 1 : rows, cols, order, r => (nint)(basePointer + r * rowBytes), sourceType));
+            }
+
+            void WriteTensor(Stream s, int index)
+            {
+                var p = plan[index];
+                var row = new float[p.Cols];
+                long outRow = p.Type.Traits().BytesFor(p.Cols);
+                var buffer = new byte[outRow];
+                fixed (float* r = row)
+                fixed (byte* b = buffer)
+                    for (int i = 0; i < p.Rows; i++)
+                    {
+                        byte* src = (byte*)p.Row(p.RowOrder(i));
+                        if (p.SourceType == p.Type) Buffer.MemoryCopy(src, b, outRow, outRow);
+                        else
+                        {
+                            WeightRows.DequantizeSegment(p.SourceType, src, 0, p.Cols, r);
+                            LlamaWeights.StoreRow(row, p.Type, b);
+                        }
+                        s.Write(buffer);
+                    }
+            }
+
+            var matrixTypes = plan.Where(p => p.Rows > 1).Select(p => p.Type).Distinct().ToList();
+            var mainType = matrixTypes.GroupBy(t => t).OrderByDescending(g => g.Count()).First().Key;
+            long bytes;
+            if (toGguf)
+            {
+                var w = new GgufWriter();
+                w.Set("general.architecture", GgufValue.Of(config.GgufArchitecture));
+                w.Set("general.name", GgufValue.Of(Path.GetFileNameWithoutExtension(o.Input.TrimEnd('/', '\\'))));
+                config.WriteGgufMetadata(w);
+                w.Set("general.file_type", GgufValue.Of(FileType(mainType)));
+                w.Set("general.quantization_version", GgufValue.Of(2u));
+                if (source.Gguf != null)
+                {
+                    // Keep the source's tokenizer and descriptive metadata; architecture keys were rewritten above.
+                    foreach (var (key, value) in source.Gguf.MetadataInOrder)
+                        if (key.StartsWith("tokenizer.", StringComparison.Ordinal) ||
+                            (key.StartsWith("general.", StringComparison.Ordinal) && key is not ("general.architecture" or "general.file_type" or "general.alignment" or "general.quantization_version")))
+                            w.Set(key, value);
+                }
+                else if (!TokenizerBridge.TryWriteGguf(source, w, notes))
+                {
+                    w.Set("tokenizer.ggml.model", GgufValue.Of("none"));
+                    notes.Add("no tokenizer found next to the model: wrote tokenizer.ggml.model = none (llama.cpp loads it without a vocabulary)");
+                }
+                for (int i = 0; i < plan.Count; i++)
+                {
+                    int index = i;
+                    var p = plan[i];
+                    long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
+                    w.Add(new GgufWriter.Tensor(p.Name, p.Type, shape, s => WriteTensor(s, index)));
+                }
+                log($"writing {o.Output} ({plan.Count} tensors)...");
+                w.Write(o.Output);
+                bytes = new FileInfo(o.Output).Length;
+            }
+            else
+            {
+                Directory.CreateDirectory(o.Output);
+                var w = new SafetensorsWriter();
+                w.SetMetadata("format", "pt");
+                for (int i = 0; i < plan.Count; i++)
+                {
+                    int index = i;
+                    var p = plan[i];
+                    if (!TensorNames.TryParseGguf(p.Name, out var parsed)) throw new InvalidOperationException(p.Name);
+                    long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
+                    w.Add(new SafetensorsWriter.Tensor(TensorNames.HuggingFace(parsed.Role, parsed.Layer, parsed.Bias), p.Type, shape, s => WriteTensor(s, index)));
+                }
+                log($"writing {o.Output}/model.safetensors ({plan.Count} tensors)...");
+                w.Write(Path.Combine(o.Output, "model.safetensors"));
+                string dtype = mainType switch { TensorType.BF16 => "bfloat16", TensorType.F16 => "float16", _ => "float32" };
+                var hfConfig = (config with { RopeLayout = RopeLayout.Halves }).ToHuggingFaceJson(dtype);
+                AtomicFile.WriteAllText(Path.Combine(o.Output, "config.json"), hfConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                TokenizerBridge.CopyHuggingFaceFiles(source, o.Output, notes);
+                bytes = Directory.GetFiles(o.Output).Sum(f => new FileInfo(f).Length);
+            }
+
+            return (toGguf ? "gguf" : "huggingface", plan.Count, bytes);
         }
         finally { foreach (var buffer in temporaries) buffer.Dispose(); }
     }
