@@ -176,7 +176,7 @@ public sealed unsafe class LlamaWeights : IDisposable
 
     /// <summary>A model with N(0, std²) random matrices and unit norms, quantized to <paramref name="matrixType"/>
     /// (benchmarks and tests; deterministic for a seed).</summary>
-    public static LlamaWeights CreateRandom(ModelConfig config, TensorType matrixType, int seed, float std = 0.02f)
+    public static LlamaWeights CreateRandom(ModelConfig config, TensorType matrixType, int seed, float std = 0.02f, float? embeddingStd = null)
     {
         var slots = Expected(config).Select(e => new Slot(TensorNames.Gguf(e.Role, e.Layer, e.Bias), e.Role, e.Layer, e.Bias,
             e.Rows == 1 ? TensorType.F32 : MatrixStorage(matrixType, TensorType.F32, e.Cols), e.Rows, e.Cols)).ToList();
@@ -189,7 +189,8 @@ public sealed unsafe class LlamaWeights : IDisposable
             long rowBytes = slot.Type.Traits().BytesFor(slot.Cols);
             for (int r = 0; r < slot.Rows; r++)
             {
-                for (int i = 0; i < row.Length; i++) row[i] = norm ? 1f : Gaussian(rng) * std;
+                float scale = slot.Role is TensorRole.TokenEmbedding or TensorRole.Output ? embeddingStd ?? std : std;
+                for (int i = 0; i < row.Length; i++) row[i] = norm ? 1f : Gaussian(rng) * scale;
                 StoreRow(row, slot.Type, dst + r * rowBytes);
             }
         }, null);

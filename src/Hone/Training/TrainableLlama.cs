@@ -70,7 +70,7 @@ public sealed unsafe class TrainableLlama : IDisposable
     const int LossChunk = 128;
     int _rows, _batch, _sequence;
     int[] _tokens = [], _targets = [];
-    ulong _step;
+    bool _training;
 
     public ModelConfig Config { get; }
     public IReadOnlyList<Parameter> Parameters => _parameters;
@@ -78,6 +78,8 @@ public sealed unsafe class TrainableLlama : IDisposable
     public LlamaWeights Weights => _weights;
     public TrainingSetup Setup => _setup;
     public long ActivationBytes { get; }
+    /// <summary>The micro-step counter that seeds LoRA dropout masks (set by the trainer, so resumes reproduce them).</summary>
+    public long Step { get; set; }
 
     sealed class LayerActivations
     {
@@ -250,6 +252,7 @@ public sealed unsafe class TrainableLlama : IDisposable
     /// <param name="targets">[B·T] the id each position should predict, or −1 to ignore the position</param>
     public double Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, int sequence)
     {
+        _training = false;
         RunLayers(tokens, targets, batch, sequence);
         return LossForward(0, backward: false);
     }
@@ -260,6 +263,7 @@ public sealed unsafe class TrainableLlama : IDisposable
     /// </summary>
     public double ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, int sequence, float lossScale)
     {
+        _training = true;
         RunLayers(tokens, targets, batch, sequence);
         double loss = LossForward(lossScale, backward: true);
         BackwardLayers();
@@ -275,7 +279,6 @@ public sealed unsafe class TrainableLlama : IDisposable
         foreach (var t in tokens) if ((uint)t >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} outside the vocabulary of {c.VocabSize}");
         _rows = n; _batch = batch; _sequence = sequence;
         _tokens = tokens.ToArray(); _targets = targets.ToArray();
-        _step++;
         float* x0 = _layers[0].XIn;
         for (int t = 0; t < n; t++) _weights.TokenEmbedding.ReadRow(tokens[t], x0 + (long)t * c.HiddenSize);
         for (int l = 0; l < c.Layers; l++)
@@ -362,9 +365,9 @@ public sealed unsafe class TrainableLlama : IDisposable
     float* DropoutInput(LoraAdapter adapter, float* x, int n)
     {
         float p = _setup.Adapter?.Dropout ?? 0;
-        if (p <= 0) return x;
+        if (p <= 0 || !_training) return x;
         float* dst = _dropout;
-        ulong key = Hash(_setup.Seed, _step, (ulong)adapter.Target.GetHashCode(StringComparison.Ordinal));
+        ulong key = Hash(_setup.Seed, (ulong)Step, (ulong)adapter.Target.GetHashCode(StringComparison.Ordinal));
         float keep = 1 / (1 - p);
         for (long i = 0; i < (long)n * adapter.In; i++)
         {
@@ -536,7 +539,7 @@ public sealed unsafe class TrainableLlama : IDisposable
             float* ua = xin; // reuse the dropout buffer: its contents are no longer needed
             Gemm.Multiply(_pool, n, w.Cols, r, _loraWork, r, false, adapter.A, w.Cols, GemmBLayout.KByN, ua, w.Cols, false);
             float p = _setup.Adapter!.Dropout, keep = 1 / (1 - p);
-            ulong key = Hash(_setup.Seed, _step, (ulong)adapter.Target.GetHashCode(StringComparison.Ordinal));
+            ulong key = Hash(_setup.Seed, (ulong)Step, (ulong)adapter.Target.GetHashCode(StringComparison.Ordinal));
             for (long i = 0; i < (long)n * w.Cols; i++)
             {
                 double u = (Hash(key, (ulong)i, 0) >> 11) * (1.0 / (1UL << 53));

@@ -56,11 +56,11 @@ public static unsafe class ModelConverter
     /// Write weights held in memory as a .gguf file or a Hugging Face directory. <paramref name="source"/> tells the
     /// layout the weights are in (GGUF llama q/k rows are permuted) and supplies tokenizer metadata or files.
     /// </summary>
-    public static (string Format, int Tensors, long Bytes) Write(LlamaWeights weights, Checkpoint source, string output,
+    public static (string Format, int Tensors, long Bytes) Write(LlamaWeights weights, Checkpoint? source, string output,
         TensorType? type, List<string> notes, Action<string>? log = null)
     {
         log ??= _ => { };
-        var o = new { Output = output, Type = type, Input = source.Path };
+        var o = new { Output = output, Type = type, Input = source?.Path ?? "(in memory)" };
         bool toGguf = o.Output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
         if (!toGguf && o.Type is TensorType t && t is not (TensorType.F32 or TensorType.F16 or TensorType.BF16))
             throw new ArgumentException($"a Hugging Face safetensors directory holds f32, f16 or bf16 weights, not {t.Name()}: write a .gguf file instead");
@@ -135,7 +135,7 @@ public static unsafe class ModelConverter
                 config.WriteGgufMetadata(w);
                 w.Set("general.file_type", GgufValue.Of(FileType(mainType)));
                 w.Set("general.quantization_version", GgufValue.Of(2u));
-                if (source.Gguf != null)
+                if (source?.Gguf != null)
                 {
                     // Keep the source's tokenizer and descriptive metadata; architecture keys were rewritten above.
                     foreach (var (key, value) in source.Gguf.MetadataInOrder)
@@ -143,7 +143,7 @@ public static unsafe class ModelConverter
                             (key.StartsWith("general.", StringComparison.Ordinal) && key is not ("general.architecture" or "general.file_type" or "general.alignment" or "general.quantization_version")))
                             w.Set(key, value);
                 }
-                else if (!TokenizerBridge.TryWriteGguf(source, w, notes))
+                else if (source == null || !TokenizerBridge.TryWriteGguf(source, w, notes))
                 {
                     w.Set("tokenizer.ggml.model", GgufValue.Of("none"));
                     notes.Add("no tokenizer found next to the model: wrote tokenizer.ggml.model = none (llama.cpp loads it without a vocabulary)");
@@ -177,7 +177,7 @@ public static unsafe class ModelConverter
                 string dtype = mainType switch { TensorType.BF16 => "bfloat16", TensorType.F16 => "float16", _ => "float32" };
                 var hfConfig = (config with { RopeLayout = RopeLayout.Halves }).ToHuggingFaceJson(dtype);
                 AtomicFile.WriteAllText(Path.Combine(o.Output, "config.json"), hfConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-                TokenizerBridge.CopyHuggingFaceFiles(source, o.Output, notes);
+                if (source != null) TokenizerBridge.CopyHuggingFaceFiles(source, o.Output, notes);
                 bytes = Directory.GetFiles(o.Output).Sum(f => new FileInfo(f).Length);
             }
 
