@@ -50,12 +50,12 @@ static class HuggingFaceTokenizerLoader
             string unk = json.String(unkElement, "model.unk_token");
             if (!modelIds.TryGetValue(unk, out int u)) throw json.Error("model.unk_token", $"unknown token '{unk}' is not in the vocabulary");
             unknownId = u;
-            types[u] = TokenType.Unknown;
         }
         if (byteFallback)
             foreach (var (piece, id) in modelIds)
                 if (Vocabulary.IsByteTokenText(piece)) types[id] = TokenType.Byte;
         foreach (var t in added) types[t.Id] = t.Special ? TokenType.Control : TokenType.UserDefined;
+        if (unknownId is int unkId) types[unkId] = TokenType.Unknown;
         var vocab = new Vocabulary(pieces, types, modelIds);
 
         var normalizer = root.TryGetProperty("normalizer", out var n) && n.ValueKind != JsonValueKind.Null
