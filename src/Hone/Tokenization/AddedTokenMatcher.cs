@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Hone.Tokenization;
 
 /// <summary>A piece of input after added tokens were split out: either a token or a run of text.</summary>
@@ -24,6 +26,7 @@ sealed class AddedTokenMatcher
 {
     readonly (string Pattern, AddedToken Token)[] _byLength; // longest first
     readonly Dictionary<char, (string Pattern, AddedToken Token)[]> _byFirstChar;
+    readonly SearchValues<char> _firstChars; // vectorized skip to the next possible match
     readonly AddedTokenSearch _search;
 
     public AddedTokenMatcher(IEnumerable<(string Pattern, AddedToken Token)> patterns, AddedTokenSearch search)
@@ -32,6 +35,7 @@ sealed class AddedTokenMatcher
         _byLength = patterns.Where(p => p.Pattern.Length > 0)
             .OrderByDescending(p => p.Pattern.Length).ThenBy(p => p.Token.Id).ToArray();
         _byFirstChar = _byLength.GroupBy(p => p.Pattern[0]).ToDictionary(g => g.Key, g => g.ToArray());
+        _firstChars = SearchValues.Create(_byFirstChar.Keys.ToArray());
     }
 
     public bool IsEmpty => _byLength.Length == 0;
@@ -50,7 +54,10 @@ sealed class AddedTokenMatcher
         int end = f.Start + f.Length, emitted = f.Start, i = f.Start;
         while (i < end)
         {
-            if (!_byFirstChar.TryGetValue(text[i], out var candidates)) { i++; continue; }
+            int skip = text.AsSpan(i, end - i).IndexOfAny(_firstChars);
+            if (skip < 0) break;
+            i += skip;
+            var candidates = _byFirstChar[text[i]];
             (string Pattern, AddedToken Token)? found = null;
             foreach (var c in candidates)
                 if (c.Pattern.Length <= end - i && text.AsSpan(i, c.Pattern.Length).SequenceEqual(c.Pattern)) { found = c; break; }

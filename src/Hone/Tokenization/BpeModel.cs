@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Hone.Tokenization;
@@ -37,6 +38,7 @@ sealed class BpeModel
     readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _extraLookup;
     readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheLookup;
+    int _cacheCount;
 
     public BpeInput Input { get; }
     public bool IgnoreMerges { get; }
@@ -83,7 +85,7 @@ sealed class BpeModel
     public static BpeModel FromMerges(Vocabulary vocab, BpeInput input, IReadOnlyList<(int Left, int Right, int Merged)> merges,
         bool lastDuplicateWins, bool ignoreMerges, bool byteFallback, bool fuseUnknown, int? unknownId)
     {
-        var table = new Dictionary<long, long>(merges.Count);
+        var table = new Dictionary<long, long>(merges.Count, PairComparer.Instance);
         var list = new List<(int, int)>(merges.Count);
         for (int rank = 0; rank < merges.Count; rank++)
         {
@@ -124,7 +126,7 @@ sealed class BpeModel
         var distinct = pairs.Select(p => scores[p.Token]).Distinct().OrderByDescending(s => float.IsNaN(s) ? float.NegativeInfinity : s).ToList();
         var rankOf = new Dictionary<float, int>();
         for (int i = 0; i < distinct.Count; i++) rankOf[distinct[i]] = i;
-        var table = new Dictionary<long, long>(pairs.Count);
+        var table = new Dictionary<long, long>(pairs.Count, PairComparer.Instance);
         foreach (var (l, r, t) in pairs) table[Key(l, r)] = ((long)rankOf[scores[t]] << 32) | (uint)t;
         return new BpeModel(vocab, BpeInput.SentencePiece, table, [], false, true, false, unknownId, extra);
     }
@@ -171,15 +173,26 @@ sealed class BpeModel
         bool cacheable = word.Length <= MaxCachedWordLength;
         if (cacheable && _cacheLookup.TryGetValue(word, out var cached))
         {
-            output.AddRange(cached);
+            if (cached.Length == 1) output.Add(cached[0]);
+            else
+            {
+                int n = output.Count;
+                CollectionsMarshal.SetCount(output, n + cached.Length);
+                cached.CopyTo(CollectionsMarshal.AsSpan(output)[n..]);
+            }
             return;
         }
         int before = output.Count;
         EncodeUncached(word, output);
         if (cacheable)
         {
-            if (_cache.Count >= MaxCacheEntries) _cache.Clear();
-            _cacheLookup.TryAdd(word, output.GetRange(before, output.Count - before).ToArray());
+            // Counted here because ConcurrentDictionary.Count takes every lock of the table.
+            if (_cacheCount >= MaxCacheEntries)
+            {
+                _cache.Clear();
+                _cacheCount = 0;
+            }
+            if (_cacheLookup.TryAdd(word, CollectionsMarshal.AsSpan(output)[before..].ToArray())) Interlocked.Increment(ref _cacheCount);
         }
     }
 
@@ -430,5 +443,14 @@ sealed class BpeModel
             pool.Return(prev);
             ArrayPool<Candidate>.Shared.Return(heap);
         }
+    }
+
+    /// <summary>Hashes a (left, right) pair key well: long's own hash is left ^ right, which collides heavily for ids
+    /// below 2^17 (every pair and its mirror, and most pairs with equal xor).</summary>
+    sealed class PairComparer : IEqualityComparer<long>
+    {
+        public static readonly PairComparer Instance = new();
+        public bool Equals(long a, long b) => a == b;
+        public int GetHashCode(long key) => (int)(((ulong)key * 0x9E3779B97F4A7C15UL) >> 32);
     }
 }
