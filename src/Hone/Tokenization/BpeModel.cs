@@ -287,9 +287,8 @@ sealed class BpeModel
         Span<byte> bytes = stackalloc byte[4];
         for (int i = 0; i < word.Length;)
         {
-            CharClass.CodePointAt(word, i, out int length);
-            var ch = word.Slice(i, length);
-            i += length;
+            var ch = CharacterAt(word, i);
+            i += ch.Length == 1 && char.IsSurrogate(word[i]) ? 1 : ch.Length;
             if (_vocab.TryGetId(ch, out int id))
             {
                 if (pendingUnknown) { ids[count++] = UnknownId!.Value; pendingUnknown = false; }
@@ -323,8 +322,8 @@ sealed class BpeModel
         int count = 0;
         for (int i = 0; i < word.Length;)
         {
-            CharClass.CodePointAt(word, i, out int length);
-            var ch = word.Slice(i, length);
+            var ch = CharacterAt(word, i);
+            int length = ch.Length == 1 && char.IsSurrogate(word[i]) ? 1 : ch.Length;
             ids[count] = _vocab.TryGetId(ch, out int id) ? id : _extraLookup.TryGetValue(ch, out id) ? id : -1;
             starts[count] = i;
             ends[count] = i + length;
@@ -332,6 +331,14 @@ sealed class BpeModel
             i += length;
         }
         return count;
+    }
+
+    /// <summary>The character at <paramref name="i"/>; a lone surrogate reads as U+FFFD, which is what it becomes in
+    /// UTF-8 (and so in the byte-level and byte-fallback paths).</summary>
+    static ReadOnlySpan<char> CharacterAt(ReadOnlySpan<char> word, int i)
+    {
+        CharClass.CodePointAt(word, i, out int length);
+        return length == 1 && char.IsSurrogate(word[i]) ? "\uFFFD" : word.Slice(i, length);
     }
 
     /// <summary>Repeatedly merges the lowest-ranked (then leftmost) pair, scanning a compact array.</summary>
