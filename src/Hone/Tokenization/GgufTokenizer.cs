@@ -53,15 +53,16 @@ static class GgufTokenizer
             if (types[i] is TokenType.Control or TokenType.Unknown or TokenType.UserDefined)
                 added.Add(new AddedToken(i, pieces[i], Special: types[i] != TokenType.UserDefined));
 
-        var parts = new Tokenizer.Parts { Source = file, Vocabulary = vocab, Model = null!, AddedTokens = added.ToArray(), Search = AddedTokenSearch.LongestFirst };
+        Tokenizer.Parts parts;
         bool addBos, addEos = Flag("add_eos_token") ?? false;
         if (model == "llama")
         {
             var scores = Floats(gguf, Prefix + "scores") ?? new float[n];
             if (scores.Length < n) throw new ModelFormatException(file, $"has {scores.Length} entries for {n} tokens", Prefix + "scores");
+            int? unknownId = Id("unknown_token_id", 0);
+            parts = new Tokenizer.Parts { Source = file, Vocabulary = vocab, Model = BpeModel.FromScores(vocab, scores, unknownId) };
             parts.Scores = scores;
-            parts.UnknownId = Id("unknown_token_id", 0);
-            parts.Model = BpeModel.FromScores(vocab, scores, parts.UnknownId);
+            parts.UnknownId = unknownId;
             bool spacePrefix = Flag("add_space_prefix") ?? true;
             parts.Normalizer = spacePrefix
                 ? [new(NormalizerKind.Prepend, "\u2581"), new(NormalizerKind.Replace, " ", "\u2581")]
@@ -77,7 +78,6 @@ static class GgufTokenizer
                 ?? throw new ModelFormatException(file, "missing: llama.cpp then falls back to a generic split that matches no real tokenizer; not supported", Prefix + "pre");
             var row = PreTokenizerKinds.Table.FirstOrDefault(r => r.GgufAliases.Contains(pre))
                 ?? throw new ModelFormatException(file, $"pre-tokenizer '{pre}' is not supported (supported: {string.Join(", ", PreTokenizerKinds.Table.SelectMany(r => r.GgufAliases))})", Prefix + "pre");
-            parts.GgufPre = pre;
             var mergeStrings = Strings(gguf, Prefix + "merges") ?? throw new ModelFormatException(file, "required for a gpt2 tokenizer", Prefix + "merges");
             var merges = new List<(int, int, int)>(mergeStrings.Length);
             for (int i = 0; i < mergeStrings.Length; i++)
@@ -91,7 +91,11 @@ static class GgufTokenizer
             for (int b = 0; b < 256; b++)
                 if (!ids.ContainsKey(ByteLevelAlphabet.CharOfByte[b].ToString()))
                     throw new ModelFormatException(file, $"byte-level vocabulary lacks the token for byte 0x{b:X2}", Prefix + "tokens");
-            parts.Model = BpeModel.FromMerges(vocab, BpeInput.ByteLevel, merges, lastDuplicateWins: false, row.IgnoreMerges, false, false, null);
+            parts = new Tokenizer.Parts
+            {
+                Source = file, Vocabulary = vocab, GgufPre = pre,
+                Model = BpeModel.FromMerges(vocab, BpeInput.ByteLevel, merges, lastDuplicateWins: false, row.IgnoreMerges, false, false, null),
+            };
             parts.PreTokenizer = PreTokenizerKinds.Steps(row.Kind, foldLongS: false);
             parts.Decoder = [new DecoderStep(DecoderKind.ByteLevel)];
             parts.UnknownId = Id("unknown_token_id", null);
@@ -99,6 +103,8 @@ static class GgufTokenizer
             parts.EosId = Id("eos_token_id", null);
             addBos = Flag("add_bos_token") ?? row.AddsBosByDefault;
         }
+        parts.AddedTokens = added.ToArray();
+        parts.Search = AddedTokenSearch.LongestFirst;
         parts.PaddingId = Id("padding_token_id", null);
         if (addBos && parts.BosId == null) throw new ModelFormatException(file, "add_bos_token is true but there is no valid bos_token_id", Prefix + "add_bos_token");
         if (addEos && parts.EosId == null) throw new ModelFormatException(file, "add_eos_token is true but there is no valid eos_token_id", Prefix + "add_eos_token");
@@ -201,8 +207,8 @@ static class GgufTokenizer
         bool replaceSpaces(NormalizerStep s) => s is { Kind: NormalizerKind.Replace, A: " ", B: "\u2581" };
         if (p.Count == 0 && n.Count == 2 && n[0] is { Kind: NormalizerKind.Prepend, A: "\u2581" } && replaceSpaces(n[1])) return true;
         if (p.Count == 0 && n.Count == 1 && replaceSpaces(n[0])) return false;
-        // Metaspace without splitting: "first" is llama.cpp's rule of a prefix at the start and after special tokens
-        // only when no added token is followed by text, so accept it as the common Llama/Mistral setting.
+        // Metaspace without splitting (newer Llama / Mistral files). llama.cpp also prefixes text that follows a special
+        // token, which Hugging Face's "first" does not; that is the difference every llama.cpp conversion of these has.
         if (n.Count == 0 && p.Count == 1 && p[0] is { Kind: PreTokenizerStepKind.Metaspace, Replacement: '\u2581', Flag: false } m)
             return m.Scheme != PrependScheme.Never;
         throw new NotSupportedException($"{t.Source}: its normalizer / pre-tokenizer has no llama.cpp SentencePiece equivalent");
