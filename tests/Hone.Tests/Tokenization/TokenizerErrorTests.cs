@@ -120,10 +120,14 @@ public class TokenizerErrorTests
         string text = MiniTokenizers.SentencePiece("a b").ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
         int cut = text.IndexOf("\"merges\"", StringComparison.Ordinal);
         string path = MiniTokenizers.Write(text[..cut] + "\"merges\": [\"a b\",, ]}}");
-        var e = Assert.Throws<ModelFormatException>(() => Tokenizer.FromHuggingFace(path));
-        int line = text[..cut].Count(c => c == '\n') + 1;
-        Assert.Contains($"line {line}", e.Message);
-        Assert.Equal(path, e.File);
+        try
+        {
+            var e = Assert.Throws<ModelFormatException>(() => Tokenizer.FromHuggingFace(path));
+            int line = text[..cut].Count(c => c == '\n') + 1;
+            Assert.Contains($"line {line}", e.Message);
+            Assert.Equal(path, e.File);
+        }
+        finally { Directory.Delete(Path.GetDirectoryName(path)!, recursive: true); }
     }
 
     [Fact]
