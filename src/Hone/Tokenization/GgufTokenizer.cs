@@ -160,7 +160,9 @@ static class GgufTokenizer
                 var kind = PreTokenizerKinds.Recognize(t.PreTokenizer)
                     ?? throw new NotSupportedException($"{t.Source}: its pre-tokenizer has no llama.cpp equivalent");
                 var row = PreTokenizerKinds.Of(kind);
-                if (t.Normalizer.Count > 0)
+                // llama.cpp applies no normalizer to gpt2 tokenizers. Its own converter writes Qwen2's NFC away too (the
+                // GGUF then differs only on text that is not already NFC), so NFC alone is accepted; anything else is not.
+                if (t.Normalizer.Any(s => s.Kind != NormalizerKind.Nfc))
                     throw new NotSupportedException($"{t.Source}: llama.cpp applies no normalizer to gpt2 tokenizers; this one has {string.Join(", ", t.Normalizer.Select(s => s.Kind))}");
                 if (model.IgnoreMerges != row.IgnoreMerges)
                     throw new NotSupportedException($"{t.Source}: llama.cpp's '{row.GgufName}' {(row.IgnoreMerges ? "ignores" : "applies")} merges for whole-token words; this tokenizer does not");

@@ -316,7 +316,9 @@ public sealed class Tokenizer
     // ---- GGUF ---------------------------------------------------------------------------------------------------
 
     /// <summary>Writes this tokenizer as GGUF tokenizer metadata that llama.cpp loads (tokenizer.ggml.model, tokens,
-    /// token_type, scores or merges, pre, special ids, add_bos_token, chat_template).</summary>
+    /// token_type, scores or merges, pre, special ids, add_bos_token, chat_template). A SentencePiece-style tokenizer.json
+    /// (BPE with byte fallback) becomes the "llama" model with scores that reproduce its merge order; an NFC normalizer
+    /// (Qwen2) is dropped, as llama.cpp's own converter does.</summary>
     /// <exception cref="NotSupportedException">the tokenizer has no llama.cpp equivalent</exception>
     public void WriteGgufMetadata(GgufWriter writer) => GgufTokenizer.Write(this, writer);
 

@@ -73,8 +73,28 @@ public class PipelineTests
         // "e + combining acute" becomes "é" (C3 A9, merged "Ã©"); " 1" and "12" are never in one piece.
         Assert.Equal([t.Id("Ã©"), ' ', '1', '2'], t.Encode("e\u0301 12"));
         Assert.Equal("é 12", t.Decode(t.Encode("e\u0301 12")));
-        // llama.cpp applies no normalizer, so there is no faithful GGUF for this tokenizer.
-        Assert.Throws<NotSupportedException>(() => t.WriteGgufMetadata(new GgufWriter()));
+        // llama.cpp applies no normalizer: the GGUF keeps the split and drops NFC, as llama.cpp's converter does.
+        var writer = new GgufWriter();
+        t.WriteGgufMetadata(writer);
+        string path = Path.Combine(Path.GetTempPath(), $"hone-tok-{Guid.NewGuid():N}.gguf");
+        writer.Write(path);
+        try
+        {
+            using var gguf = GgufFile.Open(path);
+            Assert.Equal("qwen2", gguf.GetString("tokenizer.ggml.pre"));
+            var fromGguf = Tokenizer.FromGguf(gguf);
+            Assert.Equal(t.Encode("\u00E9 12"), fromGguf.Encode("\u00E9 12"));
+            Assert.NotEqual(t.Encode("e\u0301"), fromGguf.Encode("e\u0301")); // the one difference
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void Normalizers_llama_cpp_cannot_express_are_refused_when_writing_gguf()
+    {
+        var json = QwenLike();
+        json["normalizer"] = new JsonObject { ["type"] = "Prepend", ["prepend"] = "x" };
+        Assert.Throws<NotSupportedException>(() => MiniTokenizers.Load(json).WriteGgufMetadata(new GgufWriter()));
     }
 
     [Fact]
