@@ -1,0 +1,331 @@
+using Hone.Formats;
+
+namespace Hone.Tokenization;
+
+/// <summary>
+/// A tokenizer loaded from a Hugging Face <c>tokenizer.json</c> (with <c>tokenizer_config.json</c>), a GGUF vocabulary,
+/// or GPT-2 style <c>vocab.json</c> + <c>merges.txt</c> files. Supports byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM) and
+/// SentencePiece-style BPE with byte fallback (Llama 2, Mistral, TinyLlama); anything else is refused with a
+/// <see cref="ModelFormatException"/> when loading, never approximated.
+/// Encoding follows the source's reference implementation: Hugging Face <c>tokenizers</c> for tokenizer.json, llama.cpp
+/// for GGUF. Decoding follows Hugging Face's decoders. Thread-safe.
+/// </summary>
+public sealed class Tokenizer
+{
+    readonly Vocabulary _vocab;
+    readonly BpeModel _model;
+    readonly NormalizerStep[] _normalizer;
+    readonly PreTokenizerStep[] _preTokenizer;
+    readonly AddedTokenMatcher _rawMatcher, _normalizedMatcher;
+    readonly DecoderStep[] _decoder;
+    readonly int[] _prefixIds, _suffixIds;
+    readonly HashSet<int> _specialIds;
+    readonly Dictionary<string, int> _addedIds;
+    readonly float[]? _scores;
+    readonly string? _ggufPre;
+
+    /// <summary>Where the tokenizer came from (file path), for messages.</summary>
+    public string Source { get; }
+    /// <summary>Number of ids, model vocabulary and added tokens together.</summary>
+    public int VocabSize => _vocab.Count;
+    public int? BosId { get; }
+    public int? EosId { get; }
+    public int? UnknownId { get; }
+    public int? PaddingId { get; }
+    public string? BosToken { get; }
+    public string? EosToken { get; }
+    /// <summary>Tokens that end a turn or the text: EOS, the end-of-turn tokens the vocabulary has (such as
+    /// <c>&lt;|eot_id|&gt;</c>, <c>&lt;|im_end|&gt;</c>, <c>&lt;end_of_turn&gt;</c>), and those the GGUF metadata or
+    /// generation_config.json name. Sorted.</summary>
+    public IReadOnlyList<int> EndOfTurnIds { get; }
+    /// <summary><see cref="Encode"/> with addSpecialTokens puts BOS first.</summary>
+    public bool AddsBos { get; }
+    /// <summary><see cref="Encode"/> with addSpecialTokens puts EOS last.</summary>
+    public bool AddsEos { get; }
+    /// <summary>tokenizer_config.json chat_template (the "default" one where there are several) or GGUF tokenizer.chat_template.</summary>
+    public string? ChatTemplate { get; }
+    /// <summary>tokenizer_config.json clean_up_tokenization_spaces, when given (transformers' decode then applies it).</summary>
+    public bool? CleanUpTokenizationSpaces { get; }
+    /// <summary>Tokens matched in text before the model runs.</summary>
+    public IReadOnlyList<AddedToken> AddedTokens { get; }
+
+    internal sealed class Parts
+    {
+        public required string Source;
+        public required Vocabulary Vocabulary;
+        public required BpeModel Model;
+        public NormalizerStep[] Normalizer = [];
+        public PreTokenizerStep[] PreTokenizer = [];
+        public AddedToken[] AddedTokens = [];
+        public AddedTokenSearch Search = AddedTokenSearch.LeftmostLongest;
+        public DecoderStep[] Decoder = [];
+        public int[] PrefixIds = [], SuffixIds = [];
+        public int? BosId, EosId, UnknownId, PaddingId;
+        public string? ChatTemplate;
+        public bool? CleanUpTokenizationSpaces;
+        public IEnumerable<int> ExtraEndOfTurnIds = [];
+        public float[]? Scores;
+        public string? GgufPre;
+    }
+
+    internal Tokenizer(Parts p)
+    {
+        Source = p.Source;
+        _vocab = p.Vocabulary;
+        _model = p.Model;
+        _normalizer = p.Normalizer;
+        _preTokenizer = p.PreTokenizer;
+        _decoder = p.Decoder;
+        _prefixIds = p.PrefixIds;
+        _suffixIds = p.SuffixIds;
+        _scores = p.Scores;
+        _ggufPre = p.GgufPre;
+        AddedTokens = p.AddedTokens;
+        _addedIds = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var t in p.AddedTokens) _addedIds.TryAdd(t.Content, t.Id);
+        _specialIds = p.AddedTokens.Where(t => t.Special).Select(t => t.Id).ToHashSet();
+        _rawMatcher = new AddedTokenMatcher(p.AddedTokens.Where(t => !t.Normalized).Select(t => (t.Content, t)), p.Search);
+        _normalizedMatcher = new AddedTokenMatcher(
+            p.AddedTokens.Where(t => t.Normalized).Select(t => (NormalizerStep.Apply(_normalizer, t.Content), t)), p.Search);
+        BosId = p.BosId;
+        EosId = p.EosId;
+        UnknownId = p.UnknownId;
+        PaddingId = p.PaddingId;
+        BosToken = p.BosId is int b ? _vocab.Pieces[b] : null;
+        EosToken = p.EosId is int e ? _vocab.Pieces[e] : null;
+        ChatTemplate = p.ChatTemplate;
+        CleanUpTokenizationSpaces = p.CleanUpTokenizationSpaces;
+        AddsBos = p.BosId is int bos && _prefixIds.Contains(bos);
+        AddsEos = p.EosId is int eos && _suffixIds.Contains(eos);
+
+        var endOfTurn = new SortedSet<int>(p.ExtraEndOfTurnIds.Where(id => id >= 0 && id < VocabSize));
+        if (p.EosId is int eosId) endOfTurn.Add(eosId);
+        foreach (var t in p.AddedTokens)
+            if (EndOfTurnTexts.Contains(t.Content)) endOfTurn.Add(t.Id);
+        EndOfTurnIds = endOfTurn.ToArray();
+    }
+
+    /// <summary>Texts of tokens that end a turn in the chat formats we know of (the list llama.cpp uses to find
+    /// end-of-generation tokens), counted only when the token is an added or control token.</summary>
+    static readonly HashSet<string> EndOfTurnTexts =
+    [
+        "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
+        "<EOT>", "<|return|>", "<|call|>", "<end_of_utterance>", "<｜end▁of▁sentence｜>",
+    ];
+
+    // ---- loading ------------------------------------------------------------------------------------------------
+
+    /// <summary>Loads tokenizer.json, with tokenizer_config.json when given (special tokens, add_bos_token /
+    /// add_eos_token, chat template).</summary>
+    public static Tokenizer FromHuggingFace(string tokenizerJsonPath, string? tokenizerConfigPath = null) =>
+        HuggingFaceTokenizerLoader.Load(tokenizerJsonPath, tokenizerConfigPath, null);
+
+    /// <summary>Loads tokenizer.json from a model folder, with tokenizer_config.json and generation_config.json
+    /// (its eos_token_id list) when present.</summary>
+    public static Tokenizer FromHuggingFaceDirectory(string directory)
+    {
+        string json = Path.Combine(directory, "tokenizer.json");
+        if (!File.Exists(json)) throw new ModelFormatException(directory, "no tokenizer.json in this folder (only tokenizer.json tokenizers are supported)");
+        string config = Path.Combine(directory, "tokenizer_config.json");
+        string generation = Path.Combine(directory, "generation_config.json");
+        return HuggingFaceTokenizerLoader.Load(json, File.Exists(config) ? config : null, File.Exists(generation) ? generation : null);
+    }
+
+    /// <summary>Loads the vocabulary of a GGUF file (tokenizer.ggml.*), as llama.cpp interprets it.</summary>
+    public static Tokenizer FromGguf(GgufFile gguf) => GgufTokenizer.Load(gguf);
+
+    /// <summary>Builds a byte-level BPE tokenizer from GPT-2 style files: an encoder.json / vocab.json (token → id) and a
+    /// merges file (vocab.bpe / merges.txt, one "left right" pair per line, an optional "#version" first line).</summary>
+    /// <param name="kind">the family's pre-tokenization (Llama 3 also ignores merges for words that are whole tokens)</param>
+    /// <param name="specialTokens">special tokens to add, content → id (such as Llama 3's &lt;|begin_of_text|&gt; = 128000)</param>
+    /// <param name="bosToken">put this special token first when encoding with addSpecialTokens</param>
+    /// <param name="eosToken">the end-of-sequence token (not added when encoding)</param>
+    public static Tokenizer FromGpt2Files(string vocabJsonPath, string mergesPath, PreTokenizerKind kind,
+        IReadOnlyDictionary<string, int>? specialTokens = null, string? bosToken = null, string? eosToken = null) =>
+        HuggingFaceTokenizerLoader.LoadGpt2Files(vocabJsonPath, mergesPath, kind, specialTokens, bosToken, eosToken);
+
+    // ---- lookups ------------------------------------------------------------------------------------------------
+
+    /// <summary>The raw piece of a token as the vocabulary stores it (such as "▁Once", "Ġthe", "&lt;0x0A&gt;").</summary>
+    public string TokenText(int id)
+    {
+        CheckId(id);
+        return _vocab.Pieces[id];
+    }
+
+    public TokenType GetTokenType(int id)
+    {
+        CheckId(id);
+        return _vocab.Types[id];
+    }
+
+    /// <summary>The id of a piece: an added token first, then the model vocabulary.</summary>
+    public int? TokenToId(string piece) =>
+        _addedIds.TryGetValue(piece, out int id) ? id : _vocab.TryGetId(piece, out id) ? id : null;
+
+    /// <summary>Whether decoding with skipSpecialTokens drops this token.</summary>
+    public bool IsSpecial(int id) => _specialIds.Contains(id);
+
+    void CheckId(int id)
+    {
+        if ((uint)id >= (uint)_vocab.Count)
+            throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside the vocabulary of {_vocab.Count}");
+    }
+
+    // ---- encoding -----------------------------------------------------------------------------------------------
+
+    /// <summary>Token ids for a text.</summary>
+    /// <param name="addSpecialTokens">add what the post-processor / add_bos_token / add_eos_token add (BOS for Llama)</param>
+    /// <param name="parseSpecialTokens">recognise special tokens written in the text (such as "&lt;|eot_id|&gt;");
+    /// false encodes them as ordinary text. Non-special added tokens are recognised either way.</param>
+    public int[] Encode(string text, bool addSpecialTokens = true, bool parseSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var output = new List<int>(text.Length / 3 + 4);
+        if (addSpecialTokens) output.AddRange(_prefixIds);
+        EncodeText(text, parseSpecialTokens, output);
+        if (addSpecialTokens) output.AddRange(_suffixIds);
+        return output.ToArray();
+    }
+
+    void EncodeText(string text, bool parseSpecial, List<int> output)
+    {
+        if (text.Length == 0) return;
+        var raw = new List<Fragment>();
+        _rawMatcher.Split(new Fragment(text, 0, text.Length, -1, AtOrigin: true), parseSpecial, raw);
+        var fragments = raw;
+        if (_normalizer.Length > 0 || !_normalizedMatcher.IsEmpty)
+        {
+            fragments = new List<Fragment>(raw.Count);
+            foreach (var f in raw)
+            {
+                if (f.IsToken) { fragments.Add(f); continue; }
+                string normalized = NormalizerStep.Apply(_normalizer, f.Span.ToString());
+                _normalizedMatcher.Split(new Fragment(normalized, 0, normalized.Length, -1, f.AtOrigin), parseSpecial, fragments);
+            }
+        }
+        foreach (var f in fragments)
+        {
+            if (f.IsToken) output.Add(f.TokenId);
+            else PreTokenize(f.Span, 0, f.AtOrigin, output);
+        }
+    }
+
+    void PreTokenize(ReadOnlySpan<char> text, int step, bool atOrigin, List<int> output)
+    {
+        if (text.IsEmpty) return;
+        if (step == _preTokenizer.Length)
+        {
+            _model.Encode(text, output);
+            return;
+        }
+        var s = _preTokenizer[step];
+        switch (s.Kind)
+        {
+            case PreTokenizerStepKind.Split:
+                for (int pos = 0; pos < text.Length;)
+                {
+                    int length = SplitPatterns.MatchLength(s.Pattern, text, pos, s.FoldLongS);
+                    PreTokenize(text.Slice(pos, length), step + 1, atOrigin && pos == 0, output);
+                    pos += length;
+                }
+                break;
+            case PreTokenizerStepKind.Digits:
+                for (int pos = 0; pos < text.Length;)
+                {
+                    bool numeric = CharClass.IsNumeric(CharClass.CodePointAt(text, pos, out int first));
+                    int end = pos + first;
+                    if (!numeric || !s.Flag)
+                        while (end < text.Length)
+                        {
+                            int cp = CharClass.CodePointAt(text, end, out int length);
+                            if (CharClass.IsNumeric(cp) != numeric) break;
+                            end += length;
+                        }
+                    PreTokenize(text[pos..end], step + 1, atOrigin && pos == 0, output);
+                    pos = end;
+                }
+                break;
+            case PreTokenizerStepKind.PrefixSpace:
+                if (text[0] == ' ') PreTokenize(text, step + 1, atOrigin, output);
+                else PreTokenize(string.Concat(" ", text), step + 1, atOrigin, output);
+                break;
+            case PreTokenizerStepKind.Metaspace:
+                Metaspace(text, s, step, atOrigin, output);
+                break;
+        }
+    }
+
+    void Metaspace(ReadOnlySpan<char> text, PreTokenizerStep s, int step, bool atOrigin, List<int> output)
+    {
+        string replaced = text.ToString().Replace(' ', s.Replacement);
+        bool prepend = replaced[0] != s.Replacement && (s.Scheme == PrependScheme.Always || (s.Scheme == PrependScheme.First && atOrigin));
+        if (prepend) replaced = s.Replacement + replaced;
+        if (!s.Flag)
+        {
+            PreTokenize(replaced, step + 1, atOrigin, output);
+            return;
+        }
+        int start = 0;
+        for (int i = 1; i < replaced.Length; i++)
+            if (replaced[i] == s.Replacement)
+            {
+                PreTokenize(replaced.AsSpan(start, i - start), step + 1, atOrigin && start == 0, output);
+                start = i;
+            }
+        PreTokenize(replaced.AsSpan(start), step + 1, atOrigin && start == 0, output);
+    }
+
+    // ---- decoding -----------------------------------------------------------------------------------------------
+
+    /// <summary>The text of token ids, as Hugging Face's <c>decode</c> gives it.</summary>
+    /// <param name="skipSpecialTokens">leave out special tokens (BOS, EOS, chat markers)</param>
+    /// <param name="cleanUpTokenizationSpaces">apply transformers' clean-up (" ." → "." etc.), which some configs ask
+    /// for (<see cref="CleanUpTokenizationSpaces"/>); it loses information, so it is off unless asked for</param>
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false, bool cleanUpTokenizationSpaces = false)
+    {
+        string text = Decode(ids, skipSpecialTokens, out _);
+        return cleanUpTokenizationSpaces ? CleanUp(text) : text;
+    }
+
+    internal string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens, out bool incompleteTail)
+    {
+        var tokens = new List<string>(ids.Length);
+        foreach (int id in ids)
+        {
+            CheckId(id);
+            if (skipSpecialTokens && _specialIds.Contains(id)) continue;
+            tokens.Add(_vocab.Pieces[id]);
+        }
+        if (_decoder.Length == 0)
+        {
+            incompleteTail = false;
+            return string.Join(' ', tokens);
+        }
+        return DecoderStep.Run(_decoder, tokens, out incompleteTail);
+    }
+
+    /// <summary>transformers' <c>clean_up_tokenization</c>.</summary>
+    public static string CleanUp(string text) => text
+        .Replace(" .", ".").Replace(" ?", "?").Replace(" !", "!").Replace(" ,", ",").Replace(" ' ", "'")
+        .Replace(" n't", "n't").Replace(" 'm", "'m").Replace(" 's", "'s").Replace(" 've", "'ve").Replace(" 're", "'re");
+
+    /// <summary>A decoder to feed generated ids one at a time; it emits text only once characters are complete.</summary>
+    public StreamingDecoder CreateStreamingDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
+
+    // ---- GGUF ---------------------------------------------------------------------------------------------------
+
+    /// <summary>Writes this tokenizer as GGUF tokenizer metadata that llama.cpp loads (tokenizer.ggml.model, tokens,
+    /// token_type, scores or merges, pre, special ids, add_bos_token, chat_template). A SentencePiece-style tokenizer.json
+    /// (BPE with byte fallback) becomes the "llama" model with scores that reproduce its merge order; an NFC normalizer
+    /// (Qwen2) is dropped, as llama.cpp's own converter does.</summary>
+    /// <exception cref="NotSupportedException">the tokenizer has no llama.cpp equivalent</exception>
+    public void WriteGgufMetadata(GgufWriter writer) => GgufTokenizer.Write(this, writer);
+
+    internal Vocabulary Vocab => _vocab;
+    internal BpeModel Model => _model;
+    internal IReadOnlyList<NormalizerStep> Normalizer => _normalizer;
+    internal IReadOnlyList<PreTokenizerStep> PreTokenizer => _preTokenizer;
+    internal float[]? Scores => _scores;
+    internal string? GgufPre => _ggufPre;
+}
