@@ -62,6 +62,16 @@ public sealed class Checkpoint : IDisposable
         return f.Read(magic) == 4 && magic.SequenceEqual("GGUF"u8);
     }
 
+    /// <summary>The model's tokenizer: GGUF vocabulary metadata, or tokenizer.json (+ tokenizer_config.json) next to
+    /// the weights.</summary>
+    public Tokenization.Tokenizer LoadTokenizer()
+    {
+        if (Gguf != null) return Tokenization.Tokenizer.FromGguf(Gguf);
+        if (Directory != null && File.Exists(System.IO.Path.Combine(Directory, "tokenizer.json")))
+            return Tokenization.Tokenizer.FromHuggingFaceDirectory(Directory);
+        throw new ModelFormatException(Path, "the model has no tokenizer (tokenizer.json next to config.json, or GGUF tokenizer metadata)");
+    }
+
     public bool TryGet(string canonicalName, out CheckpointTensor tensor) => _byName.TryGetValue(canonicalName, out tensor!);
 
     public CheckpointTensor? Find(TensorRole role, int layer = -1, bool bias = false) =>
