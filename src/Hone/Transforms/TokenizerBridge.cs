@@ -13,8 +13,10 @@ internal static class TokenizerBridge
     public static bool TryWriteGguf(Checkpoint source, GgufWriter writer, List<string> notes)
     {
         if (source.Directory == null || !File.Exists(Path.Combine(source.Directory, "tokenizer.json"))) return false;
-        notes.Add("tokenizer.json found but GGUF tokenizer export is not available in this build: wrote tokenizer.ggml.model = none");
-        return false;
+        var tokenizer = Tokenization.Tokenizer.FromHuggingFaceDirectory(source.Directory);
+        tokenizer.WriteGgufMetadata(writer);
+        notes.Add($"tokenizer: {tokenizer.VocabSize} tokens from tokenizer.json written as GGUF metadata");
+        return true;
     }
 
     public static void CopyHuggingFaceFiles(Checkpoint source, string outputDirectory, List<string> notes)

@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using Hone.Model;
+using Hone.Tokenization;
+
+namespace Hone.Inference;
+
+/// <param name="StopStrings">generation ends before the first occurrence of any of these in the output text</param>
+/// <param name="StopAtEndOfTurn">end on EOS or an end-of-turn token (which is not part of the text)</param>
+public sealed record GenerationOptions(int MaxTokens = 256, SamplerOptions? Sampler = null, IReadOnlyList<string>? StopStrings = null,
+    bool StopAtEndOfTurn = true);
+
+/// <param name="FinishReason">"stop" (end of turn or a stop string), "length" (max tokens) or "cancelled"</param>
+/// <param name="Ids">the generated ids (the end-of-turn token excluded)</param>
+public sealed record GenerationResult(string Text, int[] Ids, string FinishReason, int PromptTokens, int CachedPromptTokens,
+    double PromptSeconds, double GenerationSeconds)
+{
+    public double PromptTokensPerSecond => (PromptTokens - CachedPromptTokens) / Math.Max(PromptSeconds, 1e-9);
+    public double GenerationTokensPerSecond => Ids.Length / Math.Max(GenerationSeconds, 1e-9);
+}
+
+/// <summary>
+/// Text generation over one model and its KV cache: the cache is kept between calls and reused for the longest
+/// common prefix of the new prompt (a chat only processes each new turn). Output is streamed as complete UTF-8
+/// text, holding back any tail that could still become a stop string.
+/// </summary>
+public sealed class Generator
+{
+    readonly LlamaModel _model;
+    readonly Tokenizer _tokenizer;
+    readonly List<int> _cached = new();
+    readonly float[] _logits;
+    readonly HashSet<int> _endOfTurn;
+
+    public Generator(LlamaModel model, Tokenizer tokenizer)
+    {
+        _model = model;
+        _tokenizer = tokenizer;
+        _logits = new float[model.Config.VocabSize];
+        _endOfTurn = tokenizer.EndOfTurnIds.ToHashSet();
+        if (tokenizer.EosId is int eos) _endOfTurn.Add(eos);
+    }
+
+    public LlamaModel Model => _model;
+    public Tokenizer Tokenizer => _tokenizer;
+
+    /// <summary>Forget the cached conversation.</summary>
+    public void Reset() { _cached.Clear(); _model.Reset(); }
+
+    public GenerationResult Generate(IReadOnlyList<int> prompt, GenerationOptions options, Action<string>? onText = null,
+        CancellationToken cancel = default)
+    {
+        if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens (a model needs at least BOS)");
+        var sampler = new Sampler(options.Sampler ?? SamplerOptions.Greedy);
+        if (prompt.Count + 1 > _model.MaxContext)
+            throw new ArgumentException($"the prompt has {prompt.Count} tokens; the context holds {_model.MaxContext}");
+        // Reuse the cache for the common prefix; at least one token must run to produce logits.
+        int common = 0;
+        while (common < _cached.Count && common < prompt.Count && _cached[common] == prompt[common]) common++;
+        if (common == prompt.Count) common--;
+        _model.Truncate(common);
+        _cached.RemoveRange(common, _cached.Count - common);
+        var clock = Stopwatch.StartNew();
+        var fresh = prompt.Skip(common).ToArray();
+        _model.Forward(fresh, _logits);
+        _cached.AddRange(fresh);
+        double promptSeconds = clock.Elapsed.TotalSeconds;
+        foreach (var t in prompt) sampler.Accept(t);
+
+        var decoder = _tokenizer.CreateStreamingDecoder(skipSpecialTokens: false);
+        var generated = new List<int>();
+        var text = new System.Text.StringBuilder();
+        int emitted = 0;
+        string reason = "length";
+        bool stoppedByString = false;
+        var stops = options.StopStrings?.Where(s => s.Length > 0).ToArray() ?? [];
+        clock.Restart();
+        for (int i = 0; i < options.MaxTokens; i++)
+        {
+            if (cancel.IsCancellationRequested) { reason = "cancelled"; break; }
+            int token = sampler.Sample(_logits);
+            if (options.StopAtEndOfTurn && _endOfTurn.Contains(token)) { reason = "stop"; break; }
+            generated.Add(token);
+            sampler.Accept(token);
+            text.Append(decoder.Add(token));
+            int stopAt = FirstStop(text, stops);
+            if (stopAt >= 0)
+            {
+                text.Length = stopAt;
+                reason = "stop";
+                stoppedByString = true;
+                Emit(onText, text, ref emitted, holdBack: 0);
+                break;
+            }
+            Emit(onText, text, ref emitted, HoldBack(text, stops));
+            if (_model.Position + 1 > _model.MaxContext) { reason = "length"; break; }
+            _model.Forward([token], _logits);
+            _cached.Add(token);
+        }
+        if (!stoppedByString)
+        {
+            text.Append(decoder.Flush());
+            Emit(onText, text, ref emitted, 0);
+        }
+        return new GenerationResult(text.ToString(), generated.ToArray(), reason, prompt.Count, common, promptSeconds, clock.Elapsed.TotalSeconds);
+    }
+
+    static int FirstStop(System.Text.StringBuilder text, string[] stops)
+    {
+        if (stops.Length == 0) return -1;
+        string s = text.ToString();
+        int best = -1;
+        foreach (var stop in stops)
+        {
+            int at = s.IndexOf(stop, StringComparison.Ordinal);
+            if (at >= 0 && (best < 0 || at < best)) best = at;
+        }
+        return best;
+    }
+
+    /// <summary>Characters at the end that are a proper prefix of some stop string (not safe to show yet).</summary>
+    static int HoldBack(System.Text.StringBuilder text, string[] stops)
+    {
+        int hold = 0;
+        foreach (var stop in stops)
+            for (int k = Math.Min(stop.Length - 1, text.Length); k > hold; k--)
+            {
+                bool match = true;
+                for (int j = 0; j < k && match; j++) match = text[text.Length - k + j] == stop[j];
+                if (match) { hold = k; break; }
+            }
+        return hold;
+    }
+
+    static void Emit(Action<string>? onText, System.Text.StringBuilder text, ref int emitted, int holdBack)
+    {
+        int upTo = text.Length - holdBack;
+        if (onText == null || upTo <= emitted) return;
+        onText(text.ToString(emitted, upTo - emitted));
+        emitted = upTo;
+    }
+}

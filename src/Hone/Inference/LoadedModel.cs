@@ -1,0 +1,65 @@
+using Hone.Model;
+using Hone.Tensors;
+using Hone.Tokenization;
+
+namespace Hone.Inference;
+
+/// <summary>What commands need to run a model: checkpoint, weights, tokenizer, optional PEFT adapter, a KV-cached
+/// model and the thread pool, opened and validated in one place.</summary>
+public sealed class LoadedModel : IDisposable
+{
+    public Checkpoint Checkpoint { get; }
+    public LlamaWeights Weights { get; }
+    public Tokenizer Tokenizer { get; }
+    public WorkerPool Pool { get; }
+    public LlamaModel Model { get; }
+    public IReadOnlyDictionary<string, LoraAdapter> Adapters { get; }
+    public string? AdapterPath { get; }
+
+    LoadedModel(Checkpoint c, LlamaWeights w, Tokenizer t, WorkerPool p, LlamaModel m, Dictionary<string, LoraAdapter> a, string? adapterPath)
+    {
+        Checkpoint = c; Weights = w; Tokenizer = t; Pool = p; Model = m; Adapters = a; AdapterPath = adapterPath;
+    }
+
+    /// <param name="context">KV cache length (0 = the model's context, capped at 4096 to bound memory)</param>
+    public static LoadedModel Open(string path, string? adapter = null, int threads = 0, int context = 0, int maxBatch = 512)
+    {
+        var checkpoint = Checkpoint.Open(path);
+        LlamaWeights? weights = null;
+        WorkerPool? pool = null;
+        var adapters = new Dictionary<string, LoraAdapter>();
+        try
+        {
+            var tokenizer = checkpoint.LoadTokenizer();
+            if (tokenizer.VocabSize > checkpoint.Config.VocabSize)
+                throw new Formats.ModelFormatException(path, $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {checkpoint.Config.VocabSize}");
+            weights = LlamaWeights.Load(checkpoint);
+            if (adapter != null) adapters = PeftAdapter.Load(adapter, weights);
+            pool = new WorkerPool(WorkerPool.ResolveThreadCount(threads));
+            int ctx = context > 0 ? context : Math.Min(checkpoint.Config.MaxPositions, 4096);
+            var model = new LlamaModel(weights, pool, ctx, maxBatch);
+            foreach (var (target, a) in adapters) model.Adapters[target] = a;
+            return new LoadedModel(checkpoint, weights, tokenizer, pool, model, adapters, adapter);
+        }
+        catch
+        {
+            foreach (var a in adapters.Values) a.Dispose();
+            weights?.Dispose(); pool?.Dispose(); checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Prompt ids for plain text: BOS first when the tokenizer adds one (an empty prompt is BOS alone).</summary>
+    public int[] EncodePrompt(string text) => Tokenizer.Encode(text, addSpecialTokens: true, parseSpecialTokens: true) is { Length: > 0 } ids
+        ? ids
+        : Tokenizer.BosId is int bos ? [bos] : throw new ArgumentException("the prompt is empty and the tokenizer has no BOS token");
+
+    public void Dispose()
+    {
+        Model.Dispose();
+        foreach (var a in Adapters.Values) a.Dispose();
+        Weights.Dispose();
+        Pool.Dispose();
+        Checkpoint.Dispose();
+    }
+}
