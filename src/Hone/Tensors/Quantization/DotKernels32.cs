@@ -35,8 +35,8 @@ internal static unsafe class DotKernels32
     {
         int blocks = n / Block;
         if (rows == 0) return;
-        // layout: quants (n bytes) | scales (blocks floats) | offsets (blocks floats); +64 for alignment
-        long bytes = n + 8L * blocks + 64;
+        // layout: quants (n bytes) | dy (blocks floats) | offsets (blocks floats) | one row's dw·dy (blocks floats); +64 for alignment
+        long bytes = n + 12L * blocks + 64;
         byte* raw = n <= StackPreparedLimit ? null : (byte*)NativeMemory.Alloc((nuint)bytes);
         byte* stack = stackalloc byte[n <= StackPreparedLimit ? (int)bytes : 0];
         try
@@ -44,18 +44,18 @@ internal static unsafe class DotKernels32
             byte* start = raw != null ? raw : stack;
             sbyte* quants = (sbyte*)(((nint)start + 63) & ~(nint)63);
             var prepared = new Prepared(quants, (float*)(quants + n), (float*)(quants + n) + blocks);
+            float* rowScales = (float*)(quants + n) + 2 * blocks;
             Prepare(level, xq, blocks, prepared);
             for (int r = 0; r < rows; r++)
             {
                 byte* w = weights + r * rowBytes;
+                long ahead = r + 1 < rows ? rowBytes : 0; // prefetch the next row while this one computes
                 y[r] = (type, level) switch
                 {
-                    (TensorType.Q4_0, SimdLevel.Vector512) => DotQ4_0Row512(w, prepared.Quants, prepared.Scales, prepared.Offsets, blocks),
-                    (TensorType.Q4_0, SimdLevel.Vector256) => DotQ4_0Row256(w, prepared.Quants, prepared.Scales, prepared.Offsets, blocks),
-                    (TensorType.Q4_0, SimdLevel.Vector128) => DotQ4_0Row128(w, prepared.Quants, prepared.Scales, prepared.Offsets, blocks),
-                    (TensorType.Q8_0, SimdLevel.Vector512) => DotQ8_0Row512(w, prepared.Quants, prepared.Scales, blocks),
-                    (TensorType.Q8_0, SimdLevel.Vector256) => DotQ8_0Row256(w, prepared.Quants, prepared.Scales, blocks),
-                    (TensorType.Q8_0, SimdLevel.Vector128) => DotQ8_0Row128(w, prepared.Quants, prepared.Scales, blocks),
+                    (TensorType.Q4_0, >= SimdLevel.Vector256) => DotQ4_0Row256(level, w, ahead, prepared.Quants, prepared.Scales, prepared.Offsets, rowScales, blocks),
+                    (TensorType.Q4_0, SimdLevel.Vector128) => DotQ4_0Row128(w, ahead, prepared.Quants, prepared.Scales, prepared.Offsets, blocks),
+                    (TensorType.Q8_0, >= SimdLevel.Vector256) => DotQ8_0Row256(level, w, ahead, prepared.Quants, prepared.Scales, rowScales, blocks),
+                    (TensorType.Q8_0, SimdLevel.Vector128) => DotQ8_0Row128(w, ahead, prepared.Quants, prepared.Scales, blocks),
                     _ => throw new UnreachableException(),
                 };
             }
@@ -98,115 +98,118 @@ internal static unsafe class DotKernels32
         }
     }
 
-    // ------------------------------------------------------------------ Q4_0, AVX-512
+    // ------------------------------------------------------------------ block scales
 
-    /// <param name="w">blocks Q4_0 blocks (18 bytes each)</param>
-    /// <param name="ys">blocks·32 int8 activations</param>
+    /// <summary>
+    /// Per-block products dw·dy of one row into <paramref name="scales"/>, and Σ dw·offsets (the Q4_0 offset term).
+    /// AVX-512 picks the fp16 scales out of the strided blocks with vpermt2w (8 per 128 or 2×128 bytes); AVX2 gathers them.
+    /// </summary>
+    /// <param name="w">blocks weight blocks of <paramref name="stride"/> bytes (18 for Q4_0, 34 for Q8_0), the fp16 scale first</param>
     /// <param name="dy">blocks activation scales</param>
-    /// <param name="offsets">blocks offset terms 8·dy·Σy</param>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static float DotQ4_0Row512(byte* w, sbyte* ys, float* dy, float* offsets, int blocks)
+    /// <param name="offsets">blocks Q4_0 offset terms, or null</param>
+    /// <param name="scales">blocks floats out</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float BlockScales(SimdLevel level, byte* w, int stride, int blocks, float* dy, float* offsets, float* scales)
     {
-        var acc0 = Vector512<float>.Zero;
-        var acc1 = Vector512<float>.Zero;
-        var acc2 = Vector512<float>.Zero;
-        var acc3 = Vector512<float>.Zero;
         var offsetAcc = Vector256<float>.Zero;
-        // word index of block k's scale inside the 128 bytes from the first of 8 blocks: byte 18k
-        var scaleWords = Vector512.Create((short)0, 9, 18, 27, 36, 45, 54, 63, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
         int b = 0;
-        for (; b + 8 <= blocks; b += 8, w += 8 * Q4_0Block.Bytes, ys += 8 * Block)
+        if (level >= SimdLevel.Vector512 && stride == Q4_0Block.Bytes)
         {
-            var halves = Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)w), scaleWords, Vector512.Load((short*)(w + 64)));
-            var dw = Fp16.ToSingle(Avx2.ConvertToVector256Int32(halves.GetLower().GetLower().AsUInt16()).AsInt32());
-            var scales = (dw * Vector256.Load(dy + b)).ToVector512Unsafe();
-            offsetAcc = Fma.MultiplyAdd(dw, Vector256.Load(offsets + b), offsetAcc);
-            acc0 = Q4_0Pair512(w, ys, scales, Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), acc0);
-            acc1 = Q4_0Pair512(w + 2 * Q4_0Block.Bytes, ys + 64, scales, Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), acc1);
-            acc2 = Q4_0Pair512(w + 4 * Q4_0Block.Bytes, ys + 128, scales, Vector512.Create(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5), acc2);
-            acc3 = Q4_0Pair512(w + 6 * Q4_0Block.Bytes, ys + 192, scales, Vector512.Create(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7), acc3);
+            // word 9k of the 128 bytes at w is block k's scale; land it in the low half of dword k
+            var index = Vector512.Create((short)0, 0, 9, 0, 18, 0, 27, 0, 36, 0, 45, 0, 54, 0, 63, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+            for (; b + 8 <= blocks; b += 8, w += 8 * Q4_0Block.Bytes)
+            {
+                var halves = Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)w), index, Vector512.Load((short*)(w + 64)));
+                offsetAcc = StoreScales(Fp16.ToSingle(halves.GetLower().AsInt32()), dy + b, offsets, b, scales, offsetAcc);
+            }
         }
-        var tail = Vector256<float>.Zero;
-        for (; b < blocks; b++, w += Q4_0Block.Bytes, ys += Block)
+        else if (level >= SimdLevel.Vector512)
+        {
+            // blocks 0..3: words 0, 17, 34, 51 of the 128 bytes at w; blocks 4..7 the same from w + 136
+            var low = Vector512.Create((short)0, 0, 17, 0, 34, 0, 51, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+            var high = Vector512.Create((short)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 34, 0, 51, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+            for (; b + 8 <= blocks; b += 8, w += 8 * Q8_0Block.Bytes)
+            {
+                var first = Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)w), low, Vector512.Load((short*)(w + 64)));
+                var second = Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)(w + 136)), high, Vector512.Load((short*)(w + 200)));
+                var halves = Avx2.Blend(first.GetLower().AsInt32(), second.GetLower().AsInt32(), 0xF0);
+                offsetAcc = StoreScales(Fp16.ToSingle(halves), dy + b, offsets, b, scales, offsetAcc);
+            }
+        }
+        else
+        {
+            var byteOffsets = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * stride;
+            for (; b + 8 <= blocks; b += 8, w += 8 * stride)
+                offsetAcc = StoreScales(Fp16.ToSingle(Avx2.GatherVector256((int*)w, byteOffsets, 1)), dy + b, offsets, b, scales, offsetAcc);
+        }
+        float offsetSum = Vector256.Sum(offsetAcc);
+        for (; b < blocks; b++, w += stride)
         {
             float dw = Fp16.ToSingle(*(ushort*)w);
-            tail = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4_0Block256(w, ys)), Vector256.Create(dw * dy[b]), tail);
-            offsetAcc = Fma.MultiplyAdd(Vector256.CreateScalar(dw), Vector256.CreateScalar(offsets[b]), offsetAcc);
+            scales[b] = dw * dy[b];
+            if (offsets != null) offsetSum += dw * offsets[b];
         }
-        return Vector512.Sum((acc0 + acc1) + (acc2 + acc3)) + Vector256.Sum(tail) - Vector256.Sum(offsetAcc);
+        return offsetSum;
     }
 
-    /// <summary>Two Q4_0 blocks times 64 activations, accumulated with their scales.</summary>
-    /// <param name="w">2 Q4_0 blocks</param>
-    /// <param name="y">64 int8 activations</param>
-    /// <param name="scales">dw·dy of 8 blocks in lanes 0..7</param>
-    /// <param name="lanes">which scale each of the 16 int32 partial sums takes (8 lanes per block)</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Q4_0Pair512(byte* w, sbyte* y, Vector512<float> scales, Vector512<int> lanes, Vector512<float> acc)
+    static Vector256<float> StoreScales(Vector256<float> dw, float* dy, float* offsets, int b, float* scales, Vector256<float> offsetAcc)
     {
-        // [qs0, qs0, qs1, qs1] shifted by [0, 4, 0, 4] per 16 bytes: the nibbles of both blocks in element order
-        var packed = Vector512.Create(
-            Avx2.BroadcastVector128ToVector256(w + Q4_0Block.Qs),
-            Avx2.BroadcastVector128ToVector256(w + Q4_0Block.Bytes + Q4_0Block.Qs));
-        var q = Avx512F.ShiftRightLogicalVariable(packed.AsUInt64(), Vector512.Create(0ul, 0, 4, 4, 0, 0, 4, 4)).AsByte()
-                & Vector512.Create((byte)0x0F);
-        var pairs = Avx512BW.MultiplyAddAdjacent(q, Vector512.Load(y));
-        var sums = Avx512BW.MultiplyAddAdjacent(pairs, Vector512.Create((short)1));
-        return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), Avx512F.PermuteVar16x32(scales, lanes), acc);
+        (dw * Vector256.Load(dy)).Store(scales + b);
+        return offsets != null ? Fma.MultiplyAdd(dw, Vector256.Load(offsets + b), offsetAcc) : offsetAcc;
     }
 
-    /// <summary>Unsigned-nibble products of one Q4_0 block with 32 activations, as 8 int32 partial sums.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<int> Q4_0Block256(byte* w, sbyte* y)
-    {
-        var q = Avx2.ShiftRightLogicalVariable(Avx2.BroadcastVector128ToVector256(w + Q4_0Block.Qs).AsUInt64(), Vector256.Create(0ul, 0, 4, 4)).AsByte()
-                & Vector256.Create((byte)0x0F);
-        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(y)), Vector256.Create((short)1));
-    }
+    // ------------------------------------------------------------------ Q4_0, AVX2 / AVX-512
 
-    // ------------------------------------------------------------------ Q4_0, AVX2
+    // 256-bit main loops on both levels: on Zen 4 a 512-bit op costs two 256-bit ones, and pairing two 18-byte
+    // blocks into one 512-bit vector costs an extra shuffle, so the wider loop was slower there.
 
-    /// <param name="w">blocks Q4_0 blocks</param>
+    /// <param name="w">blocks Q4_0 blocks (18 bytes each)</param>
+    /// <param name="ahead">bytes from w to the next row, prefetched meanwhile (0: none)</param>
     /// <param name="ys">blocks·32 int8 activations</param>
     /// <param name="dy">blocks activation scales</param>
     /// <param name="offsets">blocks offset terms 8·dy·Σy</param>
+    /// <param name="scales">blocks floats of scratch</param>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static float DotQ4_0Row256(byte* w, sbyte* ys, float* dy, float* offsets, int blocks)
+    static float DotQ4_0Row256(SimdLevel level, byte* w, long ahead, sbyte* ys, float* dy, float* offsets, float* scales, int blocks)
     {
+        float offsetSum = BlockScales(level, w, Q4_0Block.Bytes, blocks, dy, offsets, scales);
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
         var acc2 = Vector256<float>.Zero;
         var acc3 = Vector256<float>.Zero;
-        var offsetAcc = Vector256<float>.Zero;
-        var scaleOffsets = Vector256.Create(0, 18, 36, 54, 72, 90, 108, 126);
+        var shift = Vector256.Create(0ul, 0, 4, 4);
+        var mask = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
         int b = 0;
-        for (; b + 8 <= blocks; b += 8, w += 8 * Q4_0Block.Bytes, ys += 8 * Block)
+        for (; b + 4 <= blocks; b += 4, w += 4 * Q4_0Block.Bytes, ys += 4 * Block)
         {
-            var dw = Fp16.ToSingle(Avx2.GatherVector256((int*)w, scaleOffsets, 1));
-            var scales = dw * Vector256.Load(dy + b);
-            offsetAcc = Fma.MultiplyAdd(dw, Vector256.Load(offsets + b), offsetAcc);
-            for (int k = 0; k < 8; k += 4)
-            {
-                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4_0Block256(w + k * 18, ys + k * 32)), Avx2.PermuteVar8x32(scales, Vector256.Create(k)), acc0);
-                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4_0Block256(w + k * 18 + 18, ys + k * 32 + 32)), Avx2.PermuteVar8x32(scales, Vector256.Create(k + 1)), acc1);
-                acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4_0Block256(w + k * 18 + 36, ys + k * 32 + 64)), Avx2.PermuteVar8x32(scales, Vector256.Create(k + 2)), acc2);
-                acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4_0Block256(w + k * 18 + 54, ys + k * 32 + 96)), Avx2.PermuteVar8x32(scales, Vector256.Create(k + 3)), acc3);
-            }
+            Sse.Prefetch0(w + ahead);
+            Sse.Prefetch0(w + ahead + 64);
+            acc0 = Fma.MultiplyAdd(Q4_0Block256(w, ys, shift, mask, ones), Vector256.Create(scales[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Q4_0Block256(w + 18, ys + 32, shift, mask, ones), Vector256.Create(scales[b + 1]), acc1);
+            acc2 = Fma.MultiplyAdd(Q4_0Block256(w + 36, ys + 64, shift, mask, ones), Vector256.Create(scales[b + 2]), acc2);
+            acc3 = Fma.MultiplyAdd(Q4_0Block256(w + 54, ys + 96, shift, mask, ones), Vector256.Create(scales[b + 3]), acc3);
         }
-        float offsetTail = 0;
         for (; b < blocks; b++, w += Q4_0Block.Bytes, ys += Block)
-        {
-            float dw = Fp16.ToSingle(*(ushort*)w);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4_0Block256(w, ys)), Vector256.Create(dw * dy[b]), acc0);
-            offsetTail += dw * offsets[b];
-        }
-        return Vector256.Sum((acc0 + acc1) + (acc2 + acc3)) - (Vector256.Sum(offsetAcc) + offsetTail);
+            acc0 = Fma.MultiplyAdd(Q4_0Block256(w, ys, shift, mask, ones), Vector256.Create(scales[b]), acc0);
+        return Vector256.Sum((acc0 + acc1) + (acc2 + acc3)) - offsetSum;
+    }
+
+    /// <summary>Unsigned-nibble products of one Q4_0 block with 32 activations, as 8 partial sums (exact integers, as float).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Q4_0Block256(byte* w, sbyte* y, Vector256<ulong> shift, Vector256<byte> mask, Vector256<short> ones)
+    {
+        // [qs, qs] shifted by [0, 4]: low nibbles (elements 0..15) then high nibbles (16..31)
+        var q = Avx2.ShiftRightLogicalVariable(Avx2.BroadcastVector128ToVector256(w + Q4_0Block.Qs).AsUInt64(), shift).AsByte() & mask;
+        var sums = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(y)), ones);
+        return Avx.ConvertToVector256Single(sums);
     }
 
     // ------------------------------------------------------------------ Q4_0, SSSE3
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static float DotQ4_0Row128(byte* w, sbyte* ys, float* dy, float* offsets, int blocks)
+    static float DotQ4_0Row128(byte* w, long ahead, sbyte* ys, float* dy, float* offsets, int blocks)
     {
         var acc0 = Vector128<float>.Zero;
         var acc1 = Vector128<float>.Zero;
@@ -215,6 +218,7 @@ internal static unsafe class DotKernels32
         var mask = Vector128.Create((byte)0x0F);
         for (int b = 0; b < blocks; b++, w += Q4_0Block.Bytes, ys += Block)
         {
+            if ((b & 3) == 0) Sse.Prefetch0(w + ahead);
             var packed = Vector128.Load(w + Q4_0Block.Qs);
             var low = packed & mask;
             var high = Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask;
@@ -228,107 +232,59 @@ internal static unsafe class DotKernels32
         return Vector128.Sum(acc0 + acc1) - offsetSum;
     }
 
-    // ------------------------------------------------------------------ Q8_0, AVX-512
+    // ------------------------------------------------------------------ Q8_0, AVX2 / AVX-512
 
     /// <param name="w">blocks Q8_0 blocks (34 bytes each)</param>
+    /// <param name="ahead">bytes from w to the next row, prefetched meanwhile (0: none)</param>
     /// <param name="ys">blocks·32 int8 activations</param>
     /// <param name="dy">blocks activation scales</param>
+    /// <param name="scales">blocks floats of scratch</param>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static float DotQ8_0Row512(byte* w, sbyte* ys, float* dy, int blocks)
+    static float DotQ8_0Row256(SimdLevel level, byte* w, long ahead, sbyte* ys, float* dy, float* scales, int blocks)
     {
-        var acc0 = Vector512<float>.Zero;
-        var acc1 = Vector512<float>.Zero;
-        var acc2 = Vector512<float>.Zero;
-        var acc3 = Vector512<float>.Zero;
-        // word index of block k's scale (k < 4) inside 128 bytes from the block: byte 34k
-        var scaleWords = Vector512.Create((short)0, 17, 34, 51, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-        int b = 0;
-        for (; b + 8 <= blocks; b += 8, w += 8 * Q8_0Block.Bytes, ys += 8 * Block)
-        {
-            var first = Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)w), scaleWords, Vector512.Load((short*)(w + 64)));
-            var second = Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)(w + 136)), scaleWords, Vector512.Load((short*)(w + 200)));
-            var halves = Sse2.UnpackLow(first.GetLower().GetLower().AsInt64(), second.GetLower().GetLower().AsInt64()).AsUInt16();
-            var dw = Fp16.ToSingle(Avx2.ConvertToVector256Int32(halves).AsInt32());
-            var scales = (dw * Vector256.Load(dy + b)).ToVector512Unsafe();
-            acc0 = Q8_0Pair512(w, ys, scales, Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), acc0);
-            acc1 = Q8_0Pair512(w + 2 * Q8_0Block.Bytes, ys + 64, scales, Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), acc1);
-            acc2 = Q8_0Pair512(w + 4 * Q8_0Block.Bytes, ys + 128, scales, Vector512.Create(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5), acc2);
-            acc3 = Q8_0Pair512(w + 6 * Q8_0Block.Bytes, ys + 192, scales, Vector512.Create(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7), acc3);
-        }
-        var tail = Vector256<float>.Zero;
-        for (; b < blocks; b++, w += Q8_0Block.Bytes, ys += Block)
-        {
-            float scale = Fp16.ToSingle(*(ushort*)w) * dy[b];
-            tail = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q8_0Block256(w, ys)), Vector256.Create(scale), tail);
-        }
-        return Vector512.Sum((acc0 + acc1) + (acc2 + acc3)) + Vector256.Sum(tail);
-    }
-
-    /// <param name="w">2 Q8_0 blocks</param>
-    /// <param name="y">64 int8 activations</param>
-    /// <param name="scales">dw·dy of 8 blocks in lanes 0..7</param>
-    /// <param name="lanes">which scale each of the 16 int32 partial sums takes</param>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Q8_0Pair512(byte* w, sbyte* y, Vector512<float> scales, Vector512<int> lanes, Vector512<float> acc)
-    {
-        var q = Vector512.Create(Vector256.Load((sbyte*)w + Q8_0Block.Qs), Vector256.Load((sbyte*)w + Q8_0Block.Bytes + Q8_0Block.Qs));
-        var x = Vector512.Load(y);
-        // vpmaddubsw wants one unsigned operand: |w| times y carrying w's sign
-        var signed = Vector512.ConditionalSelect(Vector512.LessThan(q, Vector512<sbyte>.Zero), -x, x);
-        var pairs = Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(q), signed);
-        var sums = Avx512BW.MultiplyAddAdjacent(pairs, Vector512.Create((short)1));
-        return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), Avx512F.PermuteVar16x32(scales, lanes), acc);
-    }
-
-    /// <summary>Products of one Q8_0 block with 32 activations, as 8 int32 partial sums.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<int> Q8_0Block256(byte* w, sbyte* y)
-    {
-        var q = Vector256.Load((sbyte*)w + Q8_0Block.Qs);
-        var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(q), Avx2.Sign(Vector256.Load(y), q));
-        return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
-    }
-
-    // ------------------------------------------------------------------ Q8_0, AVX2
-
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static float DotQ8_0Row256(byte* w, sbyte* ys, float* dy, int blocks)
-    {
+        BlockScales(level, w, Q8_0Block.Bytes, blocks, dy, null, scales);
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
         var acc2 = Vector256<float>.Zero;
         var acc3 = Vector256<float>.Zero;
-        var scaleOffsets = Vector256.Create(0, 34, 68, 102, 136, 170, 204, 238);
+        var ones = Vector256.Create((short)1);
         int b = 0;
-        for (; b + 8 <= blocks; b += 8, w += 8 * Q8_0Block.Bytes, ys += 8 * Block)
+        for (; b + 4 <= blocks; b += 4, w += 4 * Q8_0Block.Bytes, ys += 4 * Block)
         {
-            var scales = Fp16.ToSingle(Avx2.GatherVector256((int*)w, scaleOffsets, 1)) * Vector256.Load(dy + b);
-            for (int k = 0; k < 8; k += 4)
-            {
-                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q8_0Block256(w + k * 34, ys + k * 32)), Avx2.PermuteVar8x32(scales, Vector256.Create(k)), acc0);
-                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q8_0Block256(w + k * 34 + 34, ys + k * 32 + 32)), Avx2.PermuteVar8x32(scales, Vector256.Create(k + 1)), acc1);
-                acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q8_0Block256(w + k * 34 + 68, ys + k * 32 + 64)), Avx2.PermuteVar8x32(scales, Vector256.Create(k + 2)), acc2);
-                acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q8_0Block256(w + k * 34 + 102, ys + k * 32 + 96)), Avx2.PermuteVar8x32(scales, Vector256.Create(k + 3)), acc3);
-            }
+            Sse.Prefetch0(w + ahead);
+            Sse.Prefetch0(w + ahead + 64);
+            Sse.Prefetch0(w + ahead + 128);
+            acc0 = Fma.MultiplyAdd(Q8_0Block256(w, ys, ones), Vector256.Create(scales[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Q8_0Block256(w + 34, ys + 32, ones), Vector256.Create(scales[b + 1]), acc1);
+            acc2 = Fma.MultiplyAdd(Q8_0Block256(w + 68, ys + 64, ones), Vector256.Create(scales[b + 2]), acc2);
+            acc3 = Fma.MultiplyAdd(Q8_0Block256(w + 102, ys + 96, ones), Vector256.Create(scales[b + 3]), acc3);
         }
         for (; b < blocks; b++, w += Q8_0Block.Bytes, ys += Block)
-        {
-            float scale = Fp16.ToSingle(*(ushort*)w) * dy[b];
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q8_0Block256(w, ys)), Vector256.Create(scale), acc0);
-        }
+            acc0 = Fma.MultiplyAdd(Q8_0Block256(w, ys, ones), Vector256.Create(scales[b]), acc0);
         return Vector256.Sum((acc0 + acc1) + (acc2 + acc3));
+    }
+
+    /// <summary>Products of one Q8_0 block with 32 activations, as 8 partial sums (exact integers, as float).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Q8_0Block256(byte* w, sbyte* y, Vector256<short> ones)
+    {
+        // vpmaddubsw wants one unsigned operand: |w| times y carrying w's sign
+        var q = Vector256.Load((sbyte*)w + Q8_0Block.Qs);
+        var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(q), Avx2.Sign(Vector256.Load(y), q));
+        return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(pairs, ones));
     }
 
     // ------------------------------------------------------------------ Q8_0, SSSE3
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static float DotQ8_0Row128(byte* w, sbyte* ys, float* dy, int blocks)
+    static float DotQ8_0Row128(byte* w, long ahead, sbyte* ys, float* dy, int blocks)
     {
         var acc0 = Vector128<float>.Zero;
         var acc1 = Vector128<float>.Zero;
         var ones = Vector128.Create((short)1);
         for (int b = 0; b < blocks; b++, w += Q8_0Block.Bytes, ys += Block)
         {
+            if ((b & 1) == 0) Sse.Prefetch0(w + ahead);
             var q0 = Vector128.Load((sbyte*)w + Q8_0Block.Qs);
             var q1 = Vector128.Load((sbyte*)w + Q8_0Block.Qs + 16);
             var sums = Sse2.MultiplyAddAdjacent(Ssse3.MultiplyAddAdjacent(Ssse3.Abs(q0), Ssse3.Sign(Vector128.Load(ys), q0)), ones)

@@ -18,75 +18,34 @@ internal static unsafe class DotKernelsQ6_K
         for (int r = 0; r < rows; r++)
         {
             byte* w = weights + r * rowBytes;
+            long ahead = r + 1 < rows ? rowBytes : 0; // prefetch the next row while this one computes
             y[r] = level switch
             {
-                SimdLevel.Vector512 => Row512(w, xq, blocks),
-                SimdLevel.Vector256 => Row256(w, xq, blocks),
-                SimdLevel.Vector128 => Row128(w, xq, blocks),
+                >= SimdLevel.Vector256 => Row256(w, ahead, xq, blocks),
+                SimdLevel.Vector128 => Row128(w, ahead, xq, blocks),
                 _ => throw new UnreachableException(),
             };
         }
     }
 
-    /// <param name="w">blocks Q6_K blocks (210 bytes each)</param>
-    /// <param name="xq">blocks Q8_K blocks (292 bytes each)</param>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static float Row512(byte* w, byte* xq, int blocks)
-    {
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++, w += Q6_KBlock.Bytes, xq += Q8_KBlock.Bytes)
-        {
-            float d = Fp16.ToSingle(*(ushort*)(w + Q6_KBlock.D)) * *(float*)(xq + Q8_KBlock.D);
-            var scales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(w + Q6_KBlock.Scales))); // 16 words
-            var scaleWords = scales.ToVector512Unsafe();
-            sbyte* x = (sbyte*)(xq + Q8_KBlock.Qs);
-            // each 128-bit lane of 16 quants is one group: vpermw picks the group's scale for the lane
-            var sums = Half512(w, w + Q6_KBlock.Qh, x, scaleWords,
-                    Vector512.Create((short)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
-                    Vector512.Create((short)4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7))
-                + Half512(w + 64, w + Q6_KBlock.Qh + 32, x + 128, scaleWords,
-                    Vector512.Create((short)8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11),
-                    Vector512.Create((short)12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15));
-            var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(xq + Q8_KBlock.BSums)));
-            var total = sums.GetLower() + sums.GetUpper() - (offset << 5);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(total), Vector256.Create(d), acc);
-        }
-        return Vector256.Sum(acc);
-    }
-
-    /// <summary>One half (128 elements) of a Q6_K block, scale-weighted, as 16 int32 partial sums.</summary>
-    /// <param name="ql">64 bytes: low nibbles = elements 0..63, high nibbles = 64..127</param>
-    /// <param name="qh">32 bytes: bit pairs 0,1,2,3 = high bits of elements l, 32 + l, 64 + l, 96 + l</param>
-    /// <param name="x">128 int8 activations</param>
-    /// <param name="scaleWords">the 16 group scales in words 0..15</param>
-    /// <param name="lowGroups">vpermw index: group of each 16-element lane of elements 0..63</param>
-    /// <param name="highGroups">the same for elements 64..127</param>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<int> Half512(byte* ql, byte* qh, sbyte* x, Vector512<short> scaleWords, Vector512<short> lowGroups, Vector512<short> highGroups)
-    {
-        var low4 = Vector512.Load(ql);
-        var high2 = DotKernelsQ4_K.Duplicate256(qh).AsUInt64();
-        var nibble = Vector512.Create((byte)0x0F);
-        var bits45 = Vector512.Create((byte)0x30);
-        // bit pairs to bits 4..5: elements 0..31 take bits 0..1 (<< 4), 32..63 bits 2..3 (<< 2), 64..95 bits 4..5, 96..127 bits 6..7 (>> 2)
-        var lowQuants = (low4 & nibble) | (Avx512F.ShiftLeftLogicalVariable(high2, Vector512.Create(4ul, 4, 4, 4, 2, 2, 2, 2)).AsByte() & bits45);
-        var highQuants = ((low4.AsUInt16() >>> 4).AsByte() & nibble)
-                         | (Avx512F.ShiftRightLogicalVariable(high2, Vector512.Create(0ul, 0, 0, 0, 2, 2, 2, 2)).AsByte() & bits45);
-        var lowSums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lowQuants, Vector512.Load(x)), Avx512BW.PermuteVar32x16(scaleWords, lowGroups));
-        var highSums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(highQuants, Vector512.Load(x + 64)), Avx512BW.PermuteVar32x16(scaleWords, highGroups));
-        return lowSums + highSums;
-    }
+    // A 256-bit main loop on both levels: the 512-bit variant (vpermw hands each 16-quant lane its group scale) was
+    // slower on Zen 4, which executes 512-bit ops in two halves.
 
     /// <param name="w">blocks Q6_K blocks</param>
+    /// <param name="ahead">bytes from w to the next row, prefetched meanwhile (0: none)</param>
     /// <param name="xq">blocks Q8_K blocks</param>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static float Row256(byte* w, byte* xq, int blocks)
+    static float Row256(byte* w, long ahead, byte* xq, int blocks)
     {
         var acc = Vector256<float>.Zero;
         var nibble = Vector256.Create((byte)0x0F);
         var bits45 = Vector256.Create((byte)0x30);
         for (int b = 0; b < blocks; b++, w += Q6_KBlock.Bytes, xq += Q8_KBlock.Bytes)
         {
+            Sse.Prefetch0(w + ahead);
+            Sse.Prefetch0(w + ahead + 64);
+            Sse.Prefetch0(w + ahead + 128);
+            Sse.Prefetch0(w + ahead + 192);
             float d = Fp16.ToSingle(*(ushort*)(w + Q6_KBlock.D)) * *(float*)(xq + Q8_KBlock.D);
             sbyte* groupScales = (sbyte*)(w + Q6_KBlock.Scales);
             var scales = Avx2.ConvertToVector256Int16(Vector128.Load(groupScales));
@@ -116,15 +75,20 @@ internal static unsafe class DotKernelsQ6_K
     }
 
     /// <param name="w">blocks Q6_K blocks</param>
+    /// <param name="ahead">bytes from w to the next row, prefetched meanwhile (0: none)</param>
     /// <param name="xq">blocks Q8_K blocks</param>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static float Row128(byte* w, byte* xq, int blocks)
+    static float Row128(byte* w, long ahead, byte* xq, int blocks)
     {
         var acc = Vector128<float>.Zero;
         var nibble = Vector128.Create((byte)0x0F);
         var bits45 = Vector128.Create((byte)0x30);
         for (int b = 0; b < blocks; b++, w += Q6_KBlock.Bytes, xq += Q8_KBlock.Bytes)
         {
+            Sse.Prefetch0(w + ahead);
+            Sse.Prefetch0(w + ahead + 64);
+            Sse.Prefetch0(w + ahead + 128);
+            Sse.Prefetch0(w + ahead + 192);
             float d = Fp16.ToSingle(*(ushort*)(w + Q6_KBlock.D)) * *(float*)(xq + Q8_KBlock.D);
             sbyte* sc = (sbyte*)(w + Q6_KBlock.Scales);
             short* bsums = (short*)(xq + Q8_KBlock.BSums);
