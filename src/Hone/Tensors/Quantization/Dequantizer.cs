@@ -12,6 +12,9 @@ namespace Hone.Tensors.Quantization;
 /// </summary>
 internal static unsafe class Dequantizer
 {
+    /// <summary>Bytes ahead of the block being dequantized to prefetch: rows stream from DRAM (beyond the row is harmless).</summary>
+    const int PrefetchDistance = 1536;
+
     /// <param name="x">blocks blocks of <paramref name="type"/></param>
     /// <param name="y">blocks·blockSize floats</param>
     public static void Run(SimdLevel level, TensorType type, byte* x, float* y, int blocks)
@@ -48,6 +51,7 @@ internal static unsafe class Dequantizer
     {
         for (int b = 0; b < blocks; b++, x += Q8_0Block.Bytes, y += Q8_0Block.Elements)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
             var d = Vector512.Create(Fp16.ToSingle(*(ushort*)x));
             var q0 = Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)x + Q8_0Block.Qs));
             var q1 = Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)x + Q8_0Block.Qs + 16));
@@ -63,6 +67,7 @@ internal static unsafe class Dequantizer
         var nibble = Vector512.Create(0xF);
         for (int b = 0; b < blocks; b++, x += Q4_0Block.Bytes, y += Q4_0Block.Elements)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
             var d = Vector512.Create(Fp16.ToSingle(*(ushort*)x));
             var packed = Avx512F.ConvertToVector512Int32(Vector128.Load(x + Q4_0Block.Qs));
             (Avx512F.ConvertToVector512Single((packed & nibble) - eight) * d).Store(y);
@@ -76,6 +81,9 @@ internal static unsafe class Dequantizer
         var nibble = Vector512.Create(0xF);
         for (int b = 0; b < blocks; b++, x += Q4_KBlock.Bytes, y += Q4_KBlock.Elements)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Sse.Prefetch0(x + PrefetchDistance + 64);
+            Sse.Prefetch0(x + PrefetchDistance + 128);
             float d = Fp16.ToSingle(*(ushort*)(x + Q4_KBlock.D)), dmin = Fp16.ToSingle(*(ushort*)(x + Q4_KBlock.DMin));
             var (scales, mins) = UnpackQ4_KScales(x + Q4_KBlock.Scales);
             for (int c = 0; c < 4; c++, scales >>= 16, mins >>= 16)
@@ -103,6 +111,10 @@ internal static unsafe class Dequantizer
         var offset = Vector512.Create(32);
         for (int b = 0; b < blocks; b++, x += Q6_KBlock.Bytes, y += Q6_KBlock.Elements)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Sse.Prefetch0(x + PrefetchDistance + 64);
+            Sse.Prefetch0(x + PrefetchDistance + 128);
+            Sse.Prefetch0(x + PrefetchDistance + 192);
             float d = Fp16.ToSingle(*(ushort*)(x + Q6_KBlock.D));
             sbyte* sc = (sbyte*)(x + Q6_KBlock.Scales);
             for (int h = 0; h < 2; h++)
@@ -134,6 +146,7 @@ internal static unsafe class Dequantizer
     {
         for (int b = 0; b < blocks; b++, x += Q8_0Block.Bytes, y += Q8_0Block.Elements)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
             var d = Vector256.Create(Fp16.ToSingle(*(ushort*)x));
             sbyte* q = (sbyte*)x + Q8_0Block.Qs;
             for (int i = 0; i < 32; i += 8)
@@ -148,6 +161,7 @@ internal static unsafe class Dequantizer
         var nibble = Vector256.Create(0xF);
         for (int b = 0; b < blocks; b++, x += Q4_0Block.Bytes, y += Q4_0Block.Elements)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
             var d = Vector256.Create(Fp16.ToSingle(*(ushort*)x));
             for (int i = 0; i < 16; i += 8)
             {
@@ -164,6 +178,9 @@ internal static unsafe class Dequantizer
         var nibble = Vector256.Create(0xF);
         for (int b = 0; b < blocks; b++, x += Q4_KBlock.Bytes, y += Q4_KBlock.Elements)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Sse.Prefetch0(x + PrefetchDistance + 64);
+            Sse.Prefetch0(x + PrefetchDistance + 128);
             float d = Fp16.ToSingle(*(ushort*)(x + Q4_KBlock.D)), dmin = Fp16.ToSingle(*(ushort*)(x + Q4_KBlock.DMin));
             var (scales, mins) = UnpackQ4_KScales(x + Q4_KBlock.Scales);
             for (int c = 0; c < 4; c++, scales >>= 16, mins >>= 16)
@@ -190,6 +207,10 @@ internal static unsafe class Dequantizer
         var offset = Vector256.Create(32);
         for (int b = 0; b < blocks; b++, x += Q6_KBlock.Bytes, y += Q6_KBlock.Elements)
         {
+            Sse.Prefetch0(x + PrefetchDistance);
+            Sse.Prefetch0(x + PrefetchDistance + 64);
+            Sse.Prefetch0(x + PrefetchDistance + 128);
+            Sse.Prefetch0(x + PrefetchDistance + 192);
             float d = Fp16.ToSingle(*(ushort*)(x + Q6_KBlock.D));
             sbyte* sc = (sbyte*)(x + Q6_KBlock.Scales);
             for (int h = 0; h < 2; h++)
