@@ -46,9 +46,7 @@ internal static unsafe class ActivationQuantizer
             var v0 = Vector512.Load(x);
             var v1 = Vector512.Load(x + 16);
             var m = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1));
-            var m256 = Vector256.Max(m.GetLower(), m.GetUpper());
-            var m128 = Vector128.Max(m256.GetLower(), m256.GetUpper());
-            float amax = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
+            float amax = HorizontalMax(Vector256.Max(m.GetLower(), m.GetUpper()));
             float d = amax / 127;
             float id = d != 0 ? 1f / d : 0f;
             *(ushort*)(y + Q8_0Block.D) = Fp16.FromSingle(d);
@@ -78,8 +76,7 @@ internal static unsafe class ActivationQuantizer
             var v2 = Vector256.Load(x + 16);
             var v3 = Vector256.Load(x + 24);
             var m = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
-            var m128 = Vector128.Max(m.GetLower(), m.GetUpper());
-            float amax = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
+            float amax = HorizontalMax(m);
             float d = amax / 127;
             float id = d != 0 ? 1f / d : 0f;
             *(ushort*)(y + Q8_0Block.D) = Fp16.FromSingle(d);
@@ -99,9 +96,7 @@ internal static unsafe class ActivationQuantizer
         {
             var m = Vector512<float>.Zero;
             for (int i = 0; i < Q8_KBlock.Elements; i += 16) m = Vector512.Max(m, Vector512.Abs(Vector512.Load(x + i)));
-            var m256 = Vector256.Max(m.GetLower(), m.GetUpper());
-            var m128 = Vector128.Max(m256.GetLower(), m256.GetUpper());
-            float amax = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
+            float amax = HorizontalMax(Vector256.Max(m.GetLower(), m.GetUpper()));
             if (amax == 0)
             {
                 new Span<byte>(y, Q8_KBlock.Bytes).Clear();
@@ -130,8 +125,7 @@ internal static unsafe class ActivationQuantizer
         {
             var m = Vector256<float>.Zero;
             for (int i = 0; i < Q8_KBlock.Elements; i += 8) m = Vector256.Max(m, Vector256.Abs(Vector256.Load(x + i)));
-            var m128 = Vector128.Max(m.GetLower(), m.GetUpper());
-            float amax = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
+            float amax = HorizontalMax(m);
             if (amax == 0)
             {
                 new Span<byte>(y, Q8_KBlock.Bytes).Clear();
@@ -153,7 +147,18 @@ internal static unsafe class ActivationQuantizer
         }
     }
 
+    /// <summary>The largest of 8 non-negative floats (exact in any order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float HorizontalMax(Vector256<float> v)
+    {
+        var m = Vector128.Max(v.GetLower(), v.GetUpper());
+        m = Vector128.Max(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
+        m = Vector128.Max(m, Vector128.Shuffle(m, Vector128.Create(1, 0, 3, 2)));
+        return m.ToScalar();
+    }
+
     /// <summary>The first of 256 floats whose magnitude is <paramref name="amax"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float FirstWithMagnitude(float* x, float amax)
     {
         for (int i = 0; i < Q8_KBlock.Elements; i += 8)

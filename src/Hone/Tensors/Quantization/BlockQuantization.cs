@@ -12,7 +12,12 @@ internal enum SimdLevel
     Vector128,
     /// <summary>AVX2 and FMA, 32-byte vectors.</summary>
     Vector256,
-    /// <summary>AVX-512 F/BW (vpmaddubsw on 64 bytes, vpermw), 64-byte vectors.</summary>
+    /// <summary>
+    /// AVX-512 F/BW/VL. Dequantize and the activation quantizers run 64-byte vectors; the dot products keep 32-byte main
+    /// loops and use AVX-512 for the rest (vpermt2w picks block scales out of strided blocks, EVEX embedded broadcasts):
+    /// Zen 4 executes a 512-bit op as two 256-bit halves, and there the 512-bit dot loops, which need extra shuffles
+    /// to pair up 18- or 34-byte blocks, measured slower.
+    /// </summary>
     Vector512,
 }
 

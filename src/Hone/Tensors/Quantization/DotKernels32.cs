@@ -18,9 +18,8 @@ namespace Hone.Tensors.Quantization;
 internal static unsafe class DotKernels32
 {
     const int Block = 32;
-    const int StackPreparedLimit = 16384; // elements: prepared activations up to ~25 KB live on the stack
-    // Rows up to this many blocks go four at a time; longer rows streamed faster one at a time (measured on Zen 4:
-    // four 4 KB rows plus the four being prefetched crowd L1).
+    const int StackPreparedLimit = 16384; // elements: prepared activations (1.75 bytes each) up to ~29 KB live on the stack
+    // Rows up to this many blocks go four at a time; longer rows streamed faster one at a time (measured on Zen 4).
     const int FourRowMaxBlocks = 64;
 
     /// <summary>Activations unpacked from Q8_0 blocks.</summary>
