@@ -105,7 +105,7 @@ public unsafe class BlockQuantizationApiTests
     static void DotRowsNowhere(TensorType type, long rowBytes, int rows, int n) =>
         BlockQuantization.DotRows(type, null, rowBytes, rows, null, n, null);
 
-    /// <summary>What the DOTNET_EnableAVX512F=0 / DOTNET_EnableAVX2=0 runs (see KernelEquivalenceTests) switch between.</summary>
+    /// <summary>What the DOTNET_EnableAVX512=0 / DOTNET_EnableAVX2=0 runs (see KernelEquivalenceTests) switch between.</summary>
     [Fact]
     public void Best_level_follows_the_instruction_sets_the_runtime_enables()
     {

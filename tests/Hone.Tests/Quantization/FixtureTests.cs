@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 using Hone.Tensors;
 using Hone.Tensors.Quantization;
@@ -71,6 +72,17 @@ public class FixtureTests
                 Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(fast[i]),
                     $"{format} BlockQuantization row {r} ({kinds[r]}) element {i}: {fast[i]:R} != {want:R}");
             }
+        }
+    }
+
+    [Fact]
+    public void Fixture_files_are_the_ones_the_generator_wrote()
+    {
+        var manifest = JsonDocument.Parse(File.ReadAllText(Path.Combine(QuantTestData.FixtureDirectory, "manifest.json"))).RootElement;
+        foreach (var file in manifest.GetProperty("sha256").EnumerateObject())
+        {
+            var hash = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(QuantTestData.FixtureDirectory, file.Name))));
+            Assert.True(hash == file.Value.GetString(), $"{file.Name} changed since tools/reference/quant_fixtures.py wrote it");
         }
     }
 

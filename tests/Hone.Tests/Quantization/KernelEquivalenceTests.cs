@@ -2,8 +2,11 @@
 // The tests force each level directly; to check what the dispatch picks with instruction sets switched off, also run:
 //
 //   dotnet test tests/Hone.Tests -c Release --filter "FullyQualifiedName~Quantization"
-//   DOTNET_EnableAVX512F=0 dotnet test tests/Hone.Tests -c Release --filter "FullyQualifiedName~Quantization"   (AVX2 path)
+//   DOTNET_EnableAVX512=0 dotnet test tests/Hone.Tests -c Release --filter "FullyQualifiedName~Quantization"    (AVX2 path)
 //   DOTNET_EnableAVX2=0 dotnet test tests/Hone.Tests -c Release --filter "FullyQualifiedName~Quantization"      (SSSE3 path)
+//
+// .NET 10 renamed the AVX-512 switch: DOTNET_EnableAVX512F=0 (the .NET 8/9 name) is silently ignored by the .NET 10
+// runtime and leaves AVX-512 on; Best_level_follows_the_instruction_sets_the_runtime_enables shows which level ran.
 //
 // Quantizers and dequantizers must match bit for bit; dot products may differ only by float summation order:
 // each kernel sums exact int32 block products, then combines at most (blocks + 8) float terms per row in some order,

@@ -28,7 +28,7 @@ internal enum SimdLevel
 /// </summary>
 public static unsafe class BlockQuantization
 {
-    /// <summary>The best level this process can run (honours DOTNET_EnableAVX512F=0, DOTNET_EnableAVX2=0 …).</summary>
+    /// <summary>The best level this process can run (honours DOTNET_EnableAVX512=0, DOTNET_EnableAVX2=0, DOTNET_PreferredVectorBitWidth=256).</summary>
     internal static readonly SimdLevel Best =
         Avx512BW.IsSupported && Avx512F.VL.IsSupported && Avx512BW.VL.IsSupported && Vector512.IsHardwareAccelerated ? SimdLevel.Vector512
         : Avx2.IsSupported && Fma.IsSupported && Vector256.IsHardwareAccelerated ? SimdLevel.Vector256

@@ -8,6 +8,8 @@ namespace Hone.Tensors.Quantization;
 /// Plain scalar twins of <see cref="BlockQuantization"/>: the definition the SIMD kernels are tested against.
 /// Quantizers follow ggml's reference algorithms (quantize_row_*_ref in ggml-quants.c) with C float semantics taken
 /// literally: every operation rounds to float32 in source order, sums run left to right, nothing is fused into an FMA.
+/// (That is what MSVC and clang builds of ggml compute; a GCC build with FMA contracts e.g. Q4_0's x·id + 8.5 into one
+/// rounding, which can move a value sitting exactly on a rounding boundary — gguf-py notes the same.)
 /// Dot products sum each block's integer products exactly and combine the blocks in float, as ggml's generic code does.
 /// </summary>
 public static unsafe class BlockQuantizationReference
