@@ -68,6 +68,43 @@ public unsafe class KernelEquivalenceTests
         }
     }
 
+    /// <summary>Rows past 16384 elements prepare their activations in native memory instead of on the stack.</summary>
+    [Theory]
+    [MemberData(nameof(QuantTestData.WeightTypesAndSimdLevels), MemberType = typeof(QuantTestData))]
+    public void DotRows_matches_the_scalar_twin_for_long_rows(string typeName, string levelName)
+    {
+        var type = TensorTypes.Parse(typeName);
+        var level = QuantTestData.Level(levelName);
+        const int n = 20480, rows = 6;
+        var rng = new Random(77);
+        int rowBytes = (int)type.Traits().BytesFor(n);
+        var weights = new byte[rows * rowBytes];
+        for (int r = 0; r < rows; r++) QuantTestData.RandomBlocks(rng, type, n / type.Traits().BlockSize).CopyTo(weights, r * rowBytes);
+        var x = QuantTestData.GaussianRow(rng, n);
+        var xq = new byte[DotBytes(type, n)];
+        BlockQuantizationReference.QuantizeForDot(type, x, xq);
+        var xDequantized = new float[n];
+        BlockQuantizationReference.DequantizeRow(BlockQuantization.DotType(type), xq, xDequantized);
+        var expected = new float[rows];
+        var actual = new float[rows];
+        fixed (byte* w = weights)
+        fixed (byte* a = xq)
+        fixed (float* e = expected)
+        fixed (float* f = actual)
+        {
+            BlockQuantizationReference.DotRows(type, w, rowBytes, rows, a, n, e);
+            BlockQuantization.DotRows(level, type, w, rowBytes, rows, a, n, f);
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            var magnitudes = QuantTestData.TermMagnitudes(type, weights.AsSpan(r * rowBytes, rowBytes), n);
+            double magnitude = 0;
+            for (int i = 0; i < n; i++) magnitude += magnitudes[i] * Math.Abs(xDequantized[i]);
+            double tolerance = 2 * (n / type.Traits().BlockSize + 8) * Math.ScaleB(1.0, -24) * magnitude;
+            Assert.True(Math.Abs(actual[r] - expected[r]) <= tolerance, $"{typeName} {levelName} row {r}: {actual[r]} vs {expected[r]} (tolerance {tolerance:g3})");
+        }
+    }
+
     static int DotBytes(TensorType weightType, int n) => (int)BlockQuantization.DotType(weightType).Traits().BytesFor(n);
 
     [Theory]
