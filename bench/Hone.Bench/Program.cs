@@ -16,8 +16,9 @@ public static unsafe class Program
         {
             case "gemm": return GemmBench(args.Skip(1).ToArray());
             case "tokenize": return TokenizeBench(args.Skip(1).ToArray());
+            case "quant": QuantBenchmark.Run(args.Skip(1).ToArray()); return 0;
             default:
-                Console.Error.WriteLine($"unknown benchmark '{mode}'; known: gemm, tokenize");
+                Console.Error.WriteLine($"unknown benchmark '{mode}'; known: gemm, tokenize, quant");
                 return 2;
         }
     }
