@@ -52,7 +52,7 @@ public class TrainerTests
     {
         Model = MemorizerModel.Value, Data = "synthetic", Out = outDir, Method = method,
         SeqLen = 16, BatchSize = 4, GradAccum = 1, MaxSteps = 300, Lr = method == TrainingMethod.Full || method == TrainingMethod.Freeze ? 1e-2f : 1e-2f,
-        LoraR = 8, LoraAlpha = 16, Threads = 2, SaveEvery = 0, EvalEvery = 0, WarmupSteps = 5, Schedule = LearningRateSchedule.Constant,
+        LoraR = 8, LoraAlpha = 16, Threads = 2, QloraType = "q8_0", SaveEvery = 0, EvalEvery = 0, WarmupSteps = 5, Schedule = LearningRateSchedule.Constant,
         FreezeTrainableLayers = 2, FreezeExtraModules = ["lm_head"], LogEvery = 10, Seed = 3,
     };
 
@@ -61,6 +61,7 @@ public class TrainerTests
     [InlineData(TrainingMethod.Freeze)]
     [InlineData(TrainingMethod.Lora)]
     [InlineData(TrainingMethod.Dora)]
+    [InlineData(TrainingMethod.QLora)]
     public void Tiny_model_memorizes_a_small_sft_set(TrainingMethod method)
     {
         using var dir = new TempDirectory();
@@ -68,7 +69,7 @@ public class TrainerTests
         Assert.True(summary.FinalLoss < 0.05, $"{method}: final loss {summary.FinalLoss}");
         var lines = File.ReadAllLines(Path.Combine(dir.Path, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.All(lines, l => { Assert.NotNull(l["step"]); Assert.NotNull(l["loss"]); Assert.NotNull(l["lr"]); Assert.NotNull(l["tokens_per_s"]); });
-        if (method is TrainingMethod.Lora or TrainingMethod.Dora)
+        if (method is TrainingMethod.Lora or TrainingMethod.Dora or TrainingMethod.QLora)
         {
             var config = PeftAdapter.ReadConfig(dir.Path);
             Assert.Equal(8, config.Rank);

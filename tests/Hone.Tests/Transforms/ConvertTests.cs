@@ -80,6 +80,47 @@ public unsafe class ConvertTests
             ModelConverter.Convert(new ConvertOptions(ReferenceLogitsTests.FixturePath("llama-hf-f32"), Path.Combine(dir.Path, "q"), TensorType.Q8_0)));
     }
 
+    [Theory]
+    // Logits here have a standard deviation of about 0.8; each format's error grows 4× per bit removed.
+    [InlineData("q8_0", 0.1)]
+    [InlineData("q6_k", 0.4)]
+    [InlineData("q4_0", 1.5)]
+    [InlineData("q4_k", 1.5)]
+    public void Quantized_gguf_loads_and_stays_close_to_f32(string typeName, double tolerance)
+    {
+        // Rows of 256 so every k-quant block fits.
+        var config = new ModelConfig
+        {
+            Architecture = "llama", VocabSize = 128, HiddenSize = 256, IntermediateSize = 512, Layers = 2, Heads = 4, KvHeads = 2,
+            HeadDim = 64, RotaryDims = 64, MaxPositions = 64,
+        };
+        using var dir = new TempDirectory();
+        var source = Path.Combine(dir.Path, "f32");
+        using (var w = LlamaWeights.CreateRandom(config, TensorType.F32, 5, std: 0.05f, embeddingStd: 0.05f))
+            ModelConverter.Write(w, null, source, TensorType.F32, new List<string>());
+        var type = TensorTypes.Parse(typeName);
+        var output = dir.File($"{typeName}.gguf");
+        var report = ModelConverter.Convert(new ConvertOptions(source, output, type));
+        Assert.InRange(report.MaxLogitDifference!.Value, 1e-7, tolerance);
+        using var c = Checkpoint.Open(output);
+        Assert.All(c.Tensors.Where(t => t.Shape.Length == 2), t => Assert.Equal(type, t.Type));
+        // Prefill (GEMM over dequantized panels, fp32 activations) and decode (integer dot products with activations
+        // quantized to 8 bits, as llama.cpp does) differ by about one more 8-bit rounding.
+        using var weights = LlamaWeights.Load(c);
+        using var model = new LlamaModel(weights, Pool, maxContext: 32);
+        var tokens = Enumerable.Range(0, 12).Select(i => (i * 37 + 1) % 128).ToArray();
+        var all = new float[tokens.Length * 128];
+        model.Forward(tokens, all, allLogits: true);
+        model.Reset();
+        var one = new float[128];
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            model.Forward([tokens[t]], one);
+            var magnitude = Enumerable.Repeat((float)tolerance, 128).ToArray();
+            TestData.AssertClose(all.AsSpan(t * 128, 128), one, magnitude, 1.0, 0, $"{typeName} position {t}");
+        }
+    }
+
     [Fact]
     public void Cli_convert_writes_a_gguf_that_inspects_and_loads()
     {
