@@ -48,6 +48,42 @@ internal static class CliSupport
         }
     }
 
+    /// <summary>A token source that Ctrl-C cancels (once; a second Ctrl-C ends the process as usual).</summary>
+    public static CancellationTokenSource CancelOnCtrlC()
+    {
+        var cts = new CancellationTokenSource();
+        ConsoleCancelEventHandler? handler = null;
+        handler = (_, e) =>
+        {
+            if (cts.IsCancellationRequested) return;
+            e.Cancel = true;
+            try { cts.Cancel(); } catch (ObjectDisposedException) { }
+            Console.CancelKeyPress -= handler;
+        };
+        Console.CancelKeyPress += handler;
+        cts.Token.Register(() => Console.CancelKeyPress -= handler);
+        return cts;
+    }
+
+    /// <summary>A done/total progress reporter on stderr: redrawn in place on a terminal, silent when redirected.</summary>
+    public static Action<int, int> Progress(string what)
+    {
+        if (Console.IsErrorRedirected) return (_, _) => { };
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        return (done, total) =>
+        {
+            double eta = done == 0 ? 0 : clock.Elapsed.TotalSeconds / done * (total - done);
+            Console.Error.Write($"\r{what} [{Bar(done, total, 30)}] {done}/{total}  ETA {eta:F0}s   ");
+            if (done == total) Console.Error.WriteLine();
+        };
+    }
+
+    public static string Bar(long done, long total, int width)
+    {
+        int filled = total <= 0 ? width : (int)Math.Round(width * Math.Clamp((double)done / total, 0, 1));
+        return new string('=', filled) + (filled < width ? ">" + new string(' ', width - filled - 1) : "");
+    }
+
     public static string Bytes(long b) => b switch
     {
         >= 1L << 30 => $"{b / (double)(1L << 30):F2} GiB",

@@ -28,8 +28,8 @@ public static class Perplexity
 {
     /// <param name="tokens">the text's tokens WITHOUT a leading BOS (each protocol places BOS itself)</param>
     /// <param name="bos">the BOS id, or null for models without one (then the first token only conditions)</param>
-    /// <param name="tokenBytes">UTF-8 length of a token's text, for bits per byte</param>
-    public static unsafe PerplexityResult Compute(LlamaModel model, IReadOnlyList<int> tokens, int? bos, Func<int, int> tokenBytes,
+    /// <param name="spanBytes">UTF-8 length of the text of tokens[start..start+count), for bits per byte</param>
+    public static unsafe PerplexityResult Compute(LlamaModel model, IReadOnlyList<int> tokens, int? bos, Func<int, int, long> spanBytes,
         PerplexityOptions options, Action<int, int>? progress = null)
     {
         int ctx = options.Context;
@@ -40,8 +40,10 @@ public static class Perplexity
         double nll = 0;
         long scored = 0, bytes = 0;
 
+        int offset = bos != null ? 1 : 0; // index in the scored sequence minus this = index in tokens
         void Score(int[] window, int from, int to, int[] targets, int targetOffset)
         {
+            if (to > from) bytes += spanBytes(targetOffset - offset, to - from);
             // Positions from..to-1 of the window predict targets[targetOffset + (p - from)].
             model.Reset();
             model.Forward(window, logits, allLogits: true);
@@ -52,7 +54,6 @@ public static class Perplexity
                     float* row = l + (long)p * v;
                     nll += Tensors.Softmax.LogSumExp(row, v) - row[target];
                     scored++;
-                    bytes += tokenBytes(target);
                 }
         }
 

@@ -36,7 +36,7 @@ public class PerplexityTests
         {
             var tokens = Enumerable.Range(0, 20).Select(i => (i * 13 + 5) % 96).ToArray();
             const int bos = 1;
-            var r = Perplexity.Compute(m, tokens, bos, _ => 2, new PerplexityOptions(Context: 32));
+            var r = Perplexity.Compute(m, tokens, bos, (_, count) => 2L * count, new PerplexityOptions(Context: 32));
             double expected = 0;
             var seq = new[] { bos }.Concat(tokens).ToArray();
             for (int i = 1; i < seq.Length; i++) expected += Nll(m, seq[..i], seq[i]);
@@ -56,7 +56,7 @@ public class PerplexityTests
         {
             var tokens = Enumerable.Range(0, 45).Select(i => (i * 7 + 3) % 96).ToArray();
             const int bos = 1, ctx = 16, stride = 8;
-            var r = Perplexity.Compute(m, tokens, bos, _ => 1, new PerplexityOptions(ctx, PerplexityProtocol.Full, stride));
+            var r = Perplexity.Compute(m, tokens, bos, (_, count) => count, new PerplexityOptions(ctx, PerplexityProtocol.Full, stride));
             var s = new[] { bos }.Concat(tokens).ToArray();
             double expected = 0;
             int scoredUpTo = 1;
@@ -79,7 +79,7 @@ public class PerplexityTests
         {
             var tokens = Enumerable.Range(0, 50).Select(i => (i * 11 + 2) % 96).ToArray();
             const int bos = 1, ctx = 16;
-            var r = Perplexity.Compute(m, tokens, bos, _ => 1, new PerplexityOptions(ctx, PerplexityProtocol.LlamaCpp));
+            var r = Perplexity.Compute(m, tokens, bos, (_, count) => count, new PerplexityOptions(ctx, PerplexityProtocol.LlamaCpp));
             var all = new[] { bos }.Concat(tokens).ToArray(); // 51 tokens → 3 chunks of 16
             double expected = 0;
             int count = 0;
@@ -92,7 +92,7 @@ public class PerplexityTests
             Assert.Equal(count, r.TokensScored);
             Assert.Equal(3 * 7, count);
             Assert.Equal(expected, r.NegativeLogLikelihood, 3);
-            Assert.Throws<ArgumentException>(() => Perplexity.Compute(m, tokens[..20], bos, _ => 1, new PerplexityOptions(ctx, PerplexityProtocol.LlamaCpp)));
+            Assert.Throws<ArgumentException>(() => Perplexity.Compute(m, tokens[..20], bos, (_, count) => count, new PerplexityOptions(ctx, PerplexityProtocol.LlamaCpp)));
         }
     }
 }

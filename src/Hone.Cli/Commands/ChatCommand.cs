@@ -1,0 +1,65 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Hone.Data;
+using Hone.Inference;
+using Hone.Tokenization.Templates;
+
+namespace Hone.Cli.Commands;
+
+internal static class ChatCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var system = new Option<string?>("--system") { Description = "a system message" };
+        var template = new Option<string?>("--template") { Description = "a Jinja chat template file to use instead of the model's" };
+        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "most tokens per reply", DefaultValueFactory = _ => 512 };
+        var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
+        var sampling = new SamplingOptions();
+        var threads = CliSupport.Threads();
+        var cmd = new Command("chat", "Chat with a model using its chat template (or --template). Multi-turn; the KV cache is reused between turns.\n" +
+                                      "Type a message and press Enter; /reset starts over, /exit (or end of input) quits.")
+        {
+            model, system, template, adapter, maxTokens, ctx, threads,
+        };
+        sampling.AddTo(cmd);
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx));
+            var (chatTemplate, templateName) = TrainingDataLoader.ResolveTemplate(loaded.Tokenizer, r.GetValue(template));
+            var generator = new Generator(loaded.Model, loaded.Tokenizer);
+            var options = new GenerationOptions(r.GetValue(maxTokens), sampling.Read(r));
+            var templateOptions = new ChatTemplateOptions { BosToken = loaded.Tokenizer.BosToken, EosToken = loaded.Tokenizer.EosToken, AddGenerationPrompt = true };
+            var messages = new JsonArray();
+            void Start()
+            {
+                messages.Clear();
+                if (r.GetValue(system) is string s) messages.Add((JsonNode)new JsonObject { ["role"] = "system", ["content"] = s });
+                generator.Reset();
+            }
+            Start();
+            bool interactive = !Console.IsInputRedirected;
+            Console.Error.WriteLine($"chat with {loaded.Checkpoint.Path} (template: {templateName}); /reset, /exit");
+            while (true)
+            {
+                if (interactive) Console.Write("> ");
+                string? line = Console.ReadLine();
+                if (line == null || line.Trim() == "/exit") break;
+                if (line.Trim() == "/reset") { Start(); Console.Error.WriteLine("(conversation reset)"); continue; }
+                if (line.Trim().Length == 0) continue;
+                messages.Add((JsonNode)new JsonObject { ["role"] = "user", ["content"] = line });
+                string prompt = chatTemplate.Apply(messages, templateOptions);
+                var ids = loaded.Tokenizer.Encode(prompt, addSpecialTokens: false, parseSpecialTokens: true).ToList();
+                if (loaded.Tokenizer.AddsBos && loaded.Tokenizer.BosId is int bos && (ids.Count == 0 || ids[0] != bos)) ids.Insert(0, bos);
+                using var cancel = CliSupport.CancelOnCtrlC();
+                var result = generator.Generate(ids, options, text => { Console.Write(text); Console.Out.Flush(); }, cancel.Token);
+                Console.WriteLine();
+                messages.Add((JsonNode)new JsonObject { ["role"] = "assistant", ["content"] = result.Text });
+                Console.Error.WriteLine($"[{result.Ids.Length} tokens, {result.CachedPromptTokens} of {result.PromptTokens} prompt tokens reused from the cache, {result.GenerationTokensPerSecond:F1} t/s]");
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,57 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Hone.Inference;
+
+namespace Hone.Cli.Commands;
+
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "the text to continue (empty: start from BOS)", DefaultValueFactory = _ => "" };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 128 };
+        var stop = new Option<string[]>("--stop") { Description = "stop before this text (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
+        var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
+        var sampling = new SamplingOptions();
+        var threads = CliSupport.Threads();
+        var json = CliSupport.Json();
+        var cmd = new Command("generate", "Continue a prompt. Streams the text; --json prints {text, ids (generated only), finish_reason, timings}.")
+        {
+            model, prompt, maxTokens, stop, adapter, ctx, threads, json,
+        };
+        sampling.AddTo(cmd);
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx));
+            var ids = loaded.EncodePrompt(r.GetValue(prompt)!);
+            var generator = new Generator(loaded.Model, loaded.Tokenizer);
+            bool asJson = r.GetValue(json);
+            using var cancel = CliSupport.CancelOnCtrlC();
+            var result = generator.Generate(ids, new GenerationOptions(r.GetValue(maxTokens), sampling.Read(r), r.GetValue(stop)),
+                asJson ? null : text => { Console.Write(text); Console.Out.Flush(); }, cancel.Token);
+            if (asJson)
+            {
+                Console.WriteLine(new JsonObject
+                {
+                    ["text"] = result.Text,
+                    ["ids"] = new JsonArray(result.Ids.Select(i => (JsonNode)i).ToArray()),
+                    ["finish_reason"] = result.FinishReason,
+                    ["prompt_tokens"] = result.PromptTokens,
+                    ["generated_tokens"] = result.Ids.Length,
+                    ["timings"] = new JsonObject
+                    {
+                        ["prompt_seconds"] = Math.Round(result.PromptSeconds, 6), ["generation_seconds"] = Math.Round(result.GenerationSeconds, 6),
+                        ["prompt_tokens_per_s"] = Math.Round(result.PromptTokensPerSecond, 2), ["gen_tokens_per_s"] = Math.Round(result.GenerationTokensPerSecond, 2),
+                    },
+                }.ToJsonString());
+                return 0;
+            }
+            Console.WriteLine();
+            Console.Error.WriteLine($"[{result.Ids.Length} tokens, {result.FinishReason}; prompt {result.PromptTokensPerSecond:F1} t/s, generation {result.GenerationTokensPerSecond:F1} t/s]");
+            return 0;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,61 @@
+using System.CommandLine;
+using System.Text;
+using System.Text.Json.Nodes;
+using Hone.Evaluation;
+using Hone.Inference;
+
+namespace Hone.Cli.Commands;
+
+internal static class PerplexityCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var file = new Option<string>("--file", "-f") { Description = "a UTF-8 text file", Required = true };
+        var ctx = new Option<int>("--ctx", "-c") { Description = "window length in tokens", DefaultValueFactory = _ => 512 };
+        var protocol = new Option<string>("--protocol") { Description = "full | llama.cpp (see below)", DefaultValueFactory = _ => "full" };
+        var stride = new Option<int?>("--stride") { Description = "full protocol: how far windows advance (default: ctx, no overlap)" };
+        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
+        var threads = CliSupport.Threads();
+        var json = CliSupport.Json();
+        var cmd = new Command("perplexity",
+            "Perplexity and bits per byte of a text. Log-likelihoods accumulate in double.\n" +
+            "Protocol full: BOS + the whole text, windows of ctx advancing by stride, every token after BOS scored once.\n" +
+            "Protocol llama.cpp: as llama-perplexity — chunks of ctx tokens, each chunk's first token replaced by BOS, positions ctx/2..ctx-2 scored.\n" +
+            "JSON: ppl, bits_per_byte, tokens_scored, protocol, ctx, stride, nll, bytes_scored.")
+        {
+            model, file, ctx, protocol, stride, adapter, threads, json,
+        };
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            var kind = r.GetValue(protocol) switch
+            {
+                "full" => PerplexityProtocol.Full,
+                "llama.cpp" or "llamacpp" => PerplexityProtocol.LlamaCpp,
+                var other => throw new ArgumentException($"unknown protocol '{other}': use full or llama.cpp"),
+            };
+            string path = r.GetValue(file)!;
+            if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
+            string text = File.ReadAllText(path);
+            int context = r.GetValue(ctx);
+            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context);
+            var tokens = loaded.Tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: false);
+            long SpanBytes(int start, int count) => Encoding.UTF8.GetByteCount(loaded.Tokenizer.Decode(tokens.AsSpan(start, count)));
+            var result = Perplexity.Compute(loaded.Model, tokens, loaded.Tokenizer.BosId, SpanBytes,
+                new PerplexityOptions(context, kind, r.GetValue(stride)), CliSupport.Progress("perplexity"));
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(new JsonObject
+                {
+                    ["ppl"] = result.Perplexity, ["bits_per_byte"] = result.BitsPerByte, ["tokens_scored"] = result.TokensScored,
+                    ["protocol"] = result.Protocol, ["ctx"] = result.Context, ["stride"] = result.Stride, ["nll"] = result.NegativeLogLikelihood,
+                    ["bytes_scored"] = result.ScoredBytes, ["tokens"] = result.Tokens, ["adapter"] = loaded.AdapterPath,
+                }.ToJsonString());
+                return 0;
+            }
+            Console.WriteLine($"perplexity {result.Perplexity:F4}  bits/byte {result.BitsPerByte:F4}  ({result.TokensScored:N0} tokens scored, protocol {result.Protocol}, ctx {result.Context})");
+            return 0;
+        }));
+        return cmd;
+    }
+}
