@@ -32,7 +32,7 @@ internal static class CliSupport
     public static int Guard(Func<int> body)
     {
         try { return body(); }
-        catch (Exception e) when (e is ModelFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
+        catch (Exception e) when (e is ModelFormatException or Hone.Data.DataFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
                                     or NotSupportedException or InvalidOperationException or IOException or UnauthorizedAccessException
                                     or JsonException or FormatException)
         {

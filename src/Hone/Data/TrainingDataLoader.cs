@@ -33,8 +33,9 @@ public static class TrainingDataLoader
     /// <summary>Used when a model has no chat template (base models): instruction/response with EOS after answers.</summary>
     public const string PlainTemplate =
         "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] }}\n\n" +
-        "{% elif message['role'] == 'user' %}### Instruction:\n{{ message['content'] }}\n\n### Response:\n" +
-        "{% elif message['role'] == 'assistant' %}{{ message['content'] }}{{ eos_token }}\n\n{% endif %}{% endfor %}";
+        "{% elif message['role'] == 'user' %}{% if loop.index0 > 0 and messages[loop.index0 - 1]['role'] == 'assistant' %}\n\n{% endif %}" +
+        "### Instruction:\n{{ message['content'] }}\n\n### Response:\n" +
+        "{% elif message['role'] == 'assistant' %}{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}";
 
     public static TrainingData Load(Checkpoint checkpoint, TrainOptions o)
     {
@@ -46,13 +47,14 @@ public static class TrainingDataLoader
         List<TrainingExample> Read(string path)
         {
             var examples = new List<TrainingExample>();
-            foreach (var (line, record) in Records(path, o.Stage))
+            foreach (var (line, record, error) in Records(path, o.Stage))
             {
                 try
                 {
+                    if (error != null) throw new DataFormatException(path, line, error);
                     var example = o.Stage == TrainingStage.Cpt
-                        ? Document(tokenizer, record)
-                        : Conversation(tokenizer, template!, ToMessages(record, path, line), o.TrainOnPrompt);
+                        ? Document(tokenizer, record!)
+                        : Conversation(tokenizer, template!, ToMessages(record!, path, line), o.TrainOnPrompt);
                     if (example.TargetCount > 0) examples.Add(example);
                 }
                 catch (Exception e) when (e is DataFormatException or TemplateException or FormatException or InvalidOperationException or KeyNotFoundException)
@@ -102,14 +104,15 @@ public static class TrainingDataLoader
     }
 
     /// <summary>Records of a data file with their 1-based line numbers: JSONL lines, a JSON array, or (CPT) text
-    /// documents separated by blank lines.</summary>
-    public static IEnumerable<(long Line, JsonNode Record)> Records(string path, TrainingStage stage)
+    /// documents separated by blank lines. A line that is not JSON comes back as an error message (so callers can
+    /// skip it and go on).</summary>
+    public static IEnumerable<(long Line, JsonNode? Record, string? Error)> Records(string path, TrainingStage stage)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: data file not found", path);
         if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".md", StringComparison.OrdinalIgnoreCase))
         {
             if (stage != TrainingStage.Cpt) throw new DataFormatException(path, 0, "plain text is continued-pretraining data; use --stage cpt, or JSONL conversations for sft");
-            foreach (var (line, text) in TextDocuments(path)) yield return (line, new JsonObject { ["text"] = text });
+            foreach (var (line, text) in TextDocuments(path)) yield return (line, new JsonObject { ["text"] = text }, null);
             yield break;
         }
         if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
@@ -118,7 +121,7 @@ public static class TrainingDataLoader
             try { root = JsonNode.Parse(File.ReadAllText(path)); }
             catch (JsonException e) { throw new DataFormatException(path, (e.LineNumber ?? 0) + 1, $"not valid JSON: {e.Message}"); }
             if (root is not JsonArray array) throw new DataFormatException(path, 1, "a .json data file must hold an array of records (or use .jsonl)");
-            for (int i = 0; i < array.Count; i++) yield return (i + 1, array[i] ?? throw new DataFormatException(path, i + 1, "null record"));
+            for (int i = 0; i < array.Count; i++) yield return (i + 1, array[i], array[i] == null ? "null record" : null);
             yield break;
         }
         using var reader = new StreamReader(path, Encoding.UTF8);
@@ -128,10 +131,11 @@ public static class TrainingDataLoader
         {
             number++;
             if (content.Trim().Length == 0) continue;
-            JsonNode? node;
+            JsonNode? node = null;
+            string? error = null;
             try { node = JsonNode.Parse(content); }
-            catch (JsonException e) { throw new DataFormatException(path, number, $"not valid JSON: {e.Message}"); }
-            yield return (number, node ?? throw new DataFormatException(path, number, "null record"));
+            catch (JsonException e) { error = $"not valid JSON: {e.Message}"; }
+            yield return (number, node, error ?? (node == null ? "null record" : null));
         }
     }
 
