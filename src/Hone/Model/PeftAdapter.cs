@@ -92,9 +92,11 @@ public static unsafe class PeftAdapter
             o["base_model_name_or_path"]?.GetValue<string>());
     }
 
-    /// <summary>Load an adapter directory for a model: every tensor is matched to a projection and shape-checked.</summary>
+    /// <summary>Load an adapter for a model — a PEFT directory or a llama.cpp LoRA .gguf — with every tensor matched to a
+    /// projection and shape-checked.</summary>
     public static Dictionary<string, LoraAdapter> Load(string directory, LlamaWeights weights)
     {
+        if (File.Exists(directory)) return LoadGguf(directory, weights);
         var config = ReadConfig(directory);
         var file = Path.Combine(directory, "adapter_model.safetensors");
         if (!File.Exists(file)) throw new ModelFormatException(directory, "adapter_model.safetensors is missing (adapter_model.bin is not supported)");
@@ -141,6 +143,49 @@ public static unsafe class PeftAdapter
         }
         catch { foreach (var a in adapters.Values) a.Dispose(); throw; }
         if (adapters.Count == 0) throw new ModelFormatException(file, "holds no adapter tensors");
+        return adapters;
+    }
+
+    /// <summary>A llama.cpp LoRA GGUF (general.type = adapter): scale alpha/r; q/k lora_b rows are in the adjacent-pair
+    /// layout and are permuted back when the base weights use the Hugging Face layout.</summary>
+    static Dictionary<string, LoraAdapter> LoadGguf(string path, LlamaWeights weights)
+    {
+        using var gguf = GgufFile.Open(path);
+        if (gguf.GetString("general.type") != "adapter" || gguf.GetString("adapter.type") != "lora")
+            throw new ModelFormatException(path, "not a llama.cpp LoRA adapter (general.type must be adapter and adapter.type lora)", "adapter.type");
+        var config = weights.Config;
+        string? arch = gguf.GetString("general.architecture");
+        if (arch != config.GgufArchitecture)
+            throw new ModelFormatException(path, $"adapter for architecture '{arch}', the model is '{config.GgufArchitecture}'", "general.architecture");
+        float? alpha = gguf.Get("adapter.lora.alpha") is { } a ? (float)a.AsNumber(path, "adapter.lora.alpha") : null;
+        bool unpermute = config.GgufArchitecture == "llama" && config.RopeLayout == RopeLayout.Halves;
+        var matrices = weights.Matrices().ToDictionary(m => m.Name);
+        var adapters = new Dictionary<string, LoraAdapter>();
+        try
+        {
+            foreach (var ta in gguf.Tensors.Where(t => t.Name.EndsWith(".lora_a", StringComparison.Ordinal)))
+            {
+                string target = ta.Name[..^".lora_a".Length];
+                if (!matrices.TryGetValue(target, out var w)) throw new ModelFormatException(path, "is not a projection of this model", $"tensor '{ta.Name}'");
+                if (!gguf.TryGetTensor(target + ".lora_b", out var tb)) throw new ModelFormatException(path, "has no matching lora_b", $"tensor '{ta.Name}'");
+                int rank = (int)ta.Shape[0];
+                if (!ta.Shape.SequenceEqual(new long[] { rank, w.Cols }) || !tb.Shape.SequenceEqual(new long[] { w.Rows, rank }))
+                    throw new ModelFormatException(path, $"shapes {string.Join("x", ta.Shape)} / {string.Join("x", tb.Shape)} do not fit [{rank}, {w.Cols}] / [{w.Rows}, {rank}]", $"tensor '{ta.Name}'");
+                var adapter = new LoraAdapter(target, rank, w.Cols, w.Rows, alpha ?? rank);
+                adapters[target] = adapter;
+                WeightRows.DequantizeSegment(ta.Type, gguf.TensorData(ta), 0, rank * w.Cols, adapter.A);
+                var b = new float[(long)w.Rows * rank];
+                fixed (float* pb = b) WeightRows.DequantizeSegment(tb.Type, gguf.TensorData(tb), 0, rank * w.Rows, pb);
+                bool qk = target.Contains(".attn_q.") || target.Contains(".attn_k.");
+                for (int row = 0; row < w.Rows; row++)
+                {
+                    int source = unpermute && qk ? RopePermutation.AdjacentRowForHalvesRow(row, config.HeadDim) : row;
+                    b.AsSpan(source * rank, rank).CopyTo(new Span<float>(adapter.B + (long)row * rank, rank));
+                }
+            }
+        }
+        catch { foreach (var x in adapters.Values) x.Dispose(); throw; }
+        if (adapters.Count == 0) throw new ModelFormatException(path, "holds no lora_a/lora_b tensors");
         return adapters;
     }
 

@@ -85,8 +85,8 @@ public static unsafe class ModelConverter
                 int heads = role == TensorRole.AttentionQuery ? config.Heads : config.KvHeads;
                 if (role is TensorRole.AttentionQuery or TensorRole.AttentionKey)
                 {
-                    if (permuteToGguf) order = r => HalvesRowForAdjacentRow(r, config.HeadDim);
-                    if (permuteFromGguf) order = r => AdjacentRowForHalvesRow(r, config.HeadDim);
+                    if (permuteToGguf) order = r => RopePermutation.HalvesRowForAdjacentRow(r, config.HeadDim);
+                    if (permuteFromGguf) order = r => RopePermutation.AdjacentRowForHalvesRow(r, config.HeadDim);
                 }
                 byte* basePointer = vector ? (byte*)VectorPointer(weights, role, layer, bias) : matrix!.Data;
                 long rowBytes = vector ? (long)cols * 4 : matrix!.RowBytes;
@@ -206,21 +206,6 @@ public static unsafe class ModelConverter
         TensorRole.AttentionValue when bias => w.Layers[layer].ValueBias,
         _ => throw new ArgumentException($"{role} is not a vector"),
     };
-
-    /// <summary>Row order of a q/k projection for adjacent-pair rope: output row h·Dh + 2i + j comes from Hugging Face
-    /// row h·Dh + j·Dh/2 + i (the permutation llama.cpp's convert_hf_to_gguf.py applies).</summary>
-    public static int HalvesRowForAdjacentRow(int row, int headDim)
-    {
-        int head = row / headDim, within = row % headDim, half = headDim / 2;
-        return head * headDim + (within % 2) * half + within / 2;
-    }
-
-    /// <summary>The inverse: Hugging Face row h·Dh + j·Dh/2 + i comes from GGUF row h·Dh + 2i + j.</summary>
-    public static int AdjacentRowForHalvesRow(int row, int headDim)
-    {
-        int head = row / headDim, within = row % headDim, half = headDim / 2;
-        return head * headDim + 2 * (within % half) + within / half;
-    }
 
     static double CompareLogits(LlamaWeights sourceWeights, string output, int threads)
     {
