@@ -15,6 +15,11 @@ internal static class BenchCommand
         var prompt = new Option<int>("--prompt", "-p") { Description = "prompt tokens processed in one batch (pp)", DefaultValueFactory = _ => 512 };
         var gen = new Option<int>("--gen", "-n") { Description = "tokens generated one at a time (tg)", DefaultValueFactory = _ => 128 };
         var reps = new Option<int>("--repetitions", "-r") { Description = "timed repetitions after a warm-up", DefaultValueFactory = _ => 3 };
+        var train = new Option<string?>("--train") { Description = "benchmark training instead: lora | dora | full | freeze (batch × seq-len tokens per step, fp32)" };
+        var batch = new Option<int>("--batch-size", "-b") { Description = "--train: sequences per step", DefaultValueFactory = _ => 4 };
+        var seqLen = new Option<int>("--seq-len") { Description = "--train: tokens per sequence", DefaultValueFactory = _ => 256 };
+        var loraR = new Option<int>("--lora-r") { Description = "--train: LoRA rank (alpha = 2r, all linear layers)", DefaultValueFactory = _ => 16 };
+        var checkpointActivations = new Option<bool>("--checkpoint-activations") { Description = "--train: recompute activations in backward" };
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("bench",
@@ -22,10 +27,11 @@ internal static class BenchCommand
             "and memory bandwidth, measured in the same run.\nProtocol: pp = one batch from an empty cache, logits for the last token; " +
             "tg = one token per step from an empty cache; mean ± sd of the repetitions after a warm-up.")
         {
-            model, shape, type, prompt, gen, reps, threads, json,
+            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, threads, json,
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
+            if (r.GetValue(train) is string method) return TrainBench(r, method, shape, batch, seqLen, loraR, reps, checkpointActivations, threads, json);
             var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
                 r.GetValue(prompt), r.GetValue(gen), Math.Max(1, r.GetValue(reps)));
             bool asJson = r.GetValue(json);
@@ -55,5 +61,28 @@ internal static class BenchCommand
             return 0;
         }));
         return cmd;
+    }
+
+    static int TrainBench(ParseResult r, string method, Option<string> shape, Option<int> batch, Option<int> seqLen, Option<int> loraR,
+        Option<int> reps, Option<bool> checkpointActivations, Option<int> threads, Option<bool> json)
+    {
+        var m = Enum.TryParse<Hone.Training.TrainingMethod>(method, true, out var parsed) && parsed != Hone.Training.TrainingMethod.QLora ? parsed
+            : throw new ArgumentException($"--train: unknown method '{method}' (lora, dora, full, freeze)");
+        var result = Hone.Training.TrainingBenchmark.Run(new Hone.Training.TrainingBenchOptions(r.GetValue(shape)!, m, r.GetValue(batch), r.GetValue(seqLen),
+            Math.Max(1, r.GetValue(reps)), r.GetValue(threads), r.GetValue(loraR), r.GetValue(checkpointActivations)), s => Console.Error.WriteLine(s));
+        if (r.GetValue(json))
+        {
+            Console.WriteLine(new System.Text.Json.Nodes.JsonObject
+            {
+                ["shape"] = result.Shape, ["method"] = result.Method, ["threads"] = result.Threads, ["batch"] = result.Batch, ["seq_len"] = result.Sequence,
+                ["parameters"] = result.Parameters, ["trainable_parameters"] = result.TrainableParameters,
+                ["tokens_per_s"] = result.TokensPerSecond, ["flops_per_token"] = result.FlopsPerToken, ["flop_ratio"] = result.FlopRatio,
+                ["bound_tokens_per_s"] = result.BoundTokensPerSecond, ["peak_rss_bytes"] = result.PeakRssBytes, ["peak_gflops"] = result.Limits.PeakGflops,
+            }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        Console.WriteLine($"train {result.Method} on random {result.Shape}: {result.TrainableParameters:N0} of {result.Parameters:N0} parameters train, batch {result.Batch} x {result.Sequence}, {result.Threads} threads");
+        Console.WriteLine($"{result.TokensPerSecond:F1} tokens/s (FLOP bound {result.BoundTokensPerSecond:F0}, {result.FlopRatio:P0} of the {result.Limits.PeakGflops:F0} GFLOP/s peak), peak RSS {CliSupport.Bytes(result.PeakRssBytes)}");
+        return 0;
     }
 }
