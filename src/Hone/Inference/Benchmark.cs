@@ -83,7 +83,7 @@ public static class Benchmark
                     var sw = Stopwatch.StartNew();
                     for (int i = 0; i < o.Gen; i++)
                     {
-                        model.Forward([token], logits);
+                        model.Forward(new ReadOnlySpan<int>(in token), logits);
                         token = (token * 31 + i) % c.VocabSize; // data-independent next token: timing only
                     }
                     double rate = o.Gen / sw.Elapsed.TotalSeconds;

@@ -93,7 +93,7 @@ public sealed class Generator
             }
             Emit(onText, text, ref emitted, HoldBack(text, stops));
             if (_model.Position + 1 > _model.MaxContext) { reason = "length"; break; }
-            _model.Forward([token], _logits);
+            _model.Forward(new ReadOnlySpan<int>(in token), _logits); // one token, no allocation
             _cached.Add(token);
         }
         if (!stoppedByString)

@@ -38,6 +38,20 @@ public class Stories260KTests
         Assert.Equal(expected, got);
     }
 
+    [Fact]
+    public void Decoding_a_token_allocates_nothing()
+    {
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath("llama-gguf-f32"));
+        using var w = LlamaWeights.Load(c);
+        using var model = new LlamaModel(w, Pool, maxContext: 64);
+        var logits = new float[c.Config.VocabSize];
+        int token = 1;
+        for (int i = 0; i < 4; i++) model.Forward(new ReadOnlySpan<int>(in token), logits); // warm up the JIT and per-thread buffers
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 40; i++) model.Forward(new ReadOnlySpan<int>(in token), logits);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     [SkippableFact]
     public void Prefill_in_one_batch_gives_the_same_logits_as_token_by_token_decode()
     {
