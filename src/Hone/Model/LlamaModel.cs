@@ -95,26 +95,26 @@ public sealed unsafe class LlamaModel : IDisposable
             float* kCache = _keys.AsFloats + (long)l * MaxContext * Kd, vCache = _values.AsFloats + (long)l * MaxContext * Kd;
             float* kNew = kCache + (long)Position * Kd, vNew = vCache + (long)Position * Kd;
 
-            RmsNorm.Forward(x, w.AttentionNorm, h, T, D, c.RmsNormEps);
+            RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, T, D, c.RmsNormEps);
             Project(w.Query, w.QueryBias, h, T, D, q, Qd, false, scratch);
             Project(w.Key, w.KeyBias, h, T, D, kNew, Kd, false, scratch);
             Project(w.Value, w.ValueBias, h, T, D, vNew, Kd, false, scratch);
-            _rope.Apply(q, T, c.Heads, Qd, Position);
-            _rope.Apply(kNew, T, c.KvHeads, Kd, Position);
+            RowParallel.RopeApply(Pool, _rope, q, T, c.Heads, Qd, Position);
+            RowParallel.RopeApply(Pool, _rope, kNew, T, c.KvHeads, Kd, Position);
             Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale);
             Project(w.AttentionOutput, null, att, T, Qd, x, D, true, scratch);
 
-            RmsNorm.Forward(x, w.FeedForwardNorm, h, T, D, c.RmsNormEps);
+            RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, T, D, c.RmsNormEps);
             Project(w.Gate, null, h, T, D, gate, F, false, scratch);
             Project(w.Up, null, h, T, D, up, F, false, scratch);
-            Activations.SwiGlu(gate, up, (long)T * F);
+            RowParallel.SwiGlu(Pool, gate, up, (long)T * F);
             Project(w.Down, null, gate, T, F, x, D, true, scratch);
         }
         Position += T;
         if (logits == null) return;
         // Only the rows whose logits are wanted go through the final norm and the head.
         int first = allLogits ? 0 : T - 1, rows = T - first;
-        RmsNorm.Forward(x + (long)first * D, Weights.OutputNorm, h, rows, D, c.RmsNormEps);
+        RowParallel.RmsNormForward(Pool, x + (long)first * D, Weights.OutputNorm, h, rows, D, c.RmsNormEps);
         Project(Weights.Output, null, h, rows, D, logits, c.VocabSize, false, null);
     }
 

@@ -79,19 +79,35 @@ public sealed unsafe class Rope : IDisposable
     }
 
     /// <summary>Rotate heads in place: x[T, heads, HeadDim] (row stride rowStride floats) at positions start..start+T.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public void Apply(float* x, int tokens, int heads, long rowStride, int startPosition, bool inverse = false)
     {
-        int half = RotaryDims / 2;
-        for (int t = 0; t < tokens; t++)
+        if (startPosition < 0 || startPosition + tokens > MaxPositions)
+            throw new ArgumentOutOfRangeException(nameof(startPosition), $"positions {startPosition}..{startPosition + tokens - 1} are beyond the context of {MaxPositions}");
+        Rotate(Tables, x, tokens, heads, rowStride, startPosition, inverse);
+    }
+
+    /// <summary>The tables and geometry, as a plain struct that kernels on other threads can carry.</summary>
+    public readonly struct TableView(float* cos, float* sin, int headDim, int rotaryDims, RopeLayout layout)
+    {
+        public readonly float* Cos = cos, Sin = sin;
+        public readonly int HeadDim = headDim, RotaryDims = rotaryDims;
+        public readonly RopeLayout Layout = layout;
+    }
+
+    public TableView Tables => new(_cos.AsFloats, _sin.AsFloats, HeadDim, RotaryDims, Layout);
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Rotate(TableView t, float* x, int tokens, int heads, long rowStride, int startPosition, bool inverse)
+    {
+        int half = t.RotaryDims / 2;
+        for (int token = 0; token < tokens; token++)
         {
-            int pos = startPosition + t;
-            if ((uint)pos >= (uint)MaxPositions) throw new ArgumentOutOfRangeException(nameof(startPosition), $"position {pos} is beyond the context of {MaxPositions}");
-            float* c = _cos.AsFloats + (long)pos * half, s = _sin.AsFloats + (long)pos * half;
+            int pos = startPosition + token;
+            float* c = t.Cos + (long)pos * half, s = t.Sin + (long)pos * half;
             for (int h = 0; h < heads; h++)
             {
-                float* v = x + t * rowStride + h * HeadDim;
-                if (Layout == RopeLayout.Halves)
+                float* v = x + token * rowStride + h * t.HeadDim;
+                if (t.Layout == RopeLayout.Halves)
                     for (int i = 0; i < half; i++)
                     {
                         float a = v[i], b = v[i + half], sn = inverse ? -s[i] : s[i];

@@ -305,23 +305,23 @@ public sealed unsafe class TrainableLlama : IDisposable
         var c = Config;
         var w = _weights.Layers[l];
         int n = _rows, d = c.HiddenSize;
-        RmsNorm.Forward(a.XIn, w.AttentionNorm, _h, n, d, c.RmsNormEps);
+        RowParallel.RmsNormForward(_pool, a.XIn, w.AttentionNorm, _h, n, d, c.RmsNormEps);
         LinearForward(w.Query, w.QueryBias, _h, a.Q, a);
         LinearForward(w.Key, w.KeyBias, _h, a.K, a);
         LinearForward(w.Value, w.ValueBias, _h, a.V, a);
         for (int b = 0; b < _batch; b++)
         {
-            _rope.Apply(a.Q + (long)b * _sequence * c.QueryDim, _sequence, c.Heads, c.QueryDim, 0);
-            _rope.Apply(a.K + (long)b * _sequence * c.KvDim, _sequence, c.KvHeads, c.KvDim, 0);
+            RowParallel.RopeApply(_pool, _rope, a.Q + (long)b * _sequence * c.QueryDim, _sequence, c.Heads, c.QueryDim, 0);
+            RowParallel.RopeApply(_pool, _rope, a.K + (long)b * _sequence * c.KvDim, _sequence, c.KvHeads, c.KvDim, 0);
         }
         AttentionTraining.Forward(_pool, a.Q, a.K, a.V, a.Att, a.Lse, c.QueryDim, c.KvDim, _batch, _sequence, c.Heads, c.KvHeads, c.HeadDim, 1f / MathF.Sqrt(c.HeadDim));
         new ReadOnlySpan<float>(a.XIn, n * d).CopyTo(new Span<float>(a.XMid, n * d));
         LinearForward(w.AttentionOutput, null, a.Att, a.XMid, a, accumulate: true);
-        RmsNorm.Forward(a.XMid, w.FeedForwardNorm, _h, n, d, c.RmsNormEps);
+        RowParallel.RmsNormForward(_pool, a.XMid, w.FeedForwardNorm, _h, n, d, c.RmsNormEps);
         LinearForward(w.Gate, null, _h, a.Gate, a);
         LinearForward(w.Up, null, _h, a.Up, a);
         new ReadOnlySpan<float>(a.Gate, n * c.IntermediateSize).CopyTo(new Span<float>(_act, n * c.IntermediateSize));
-        Tensors.Activations.SwiGlu(_act, a.Up, (long)n * c.IntermediateSize);
+        RowParallel.SwiGlu(_pool, _act, a.Up, (long)n * c.IntermediateSize);
         new ReadOnlySpan<float>(a.XMid, n * d).CopyTo(new Span<float>(xOut, n * d));
         LinearForward(w.Down, null, _act, xOut, a, accumulate: true);
     }
@@ -392,7 +392,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         var c = Config;
         int n = _rows, d = c.HiddenSize, v = c.VocabSize;
         float* hFinal = _h;
-        RmsNorm.Forward(_xFinal, _weights.OutputNorm, hFinal, n, d, c.RmsNormEps);
+        RowParallel.RmsNormForward(_pool, _xFinal, _weights.OutputNorm, hFinal, n, d, c.RmsNormEps);
         var head = _weights.Output;
         var headParam = Find(head.Name);
         double loss = 0;
@@ -407,7 +407,7 @@ public sealed unsafe class TrainableLlama : IDisposable
                 continue;
             }
             Linear.Forward(_pool, head, null, hFinal + (long)r0 * d, rows, d, _logits, v, false);
-            loss += CrossEntropy.ForwardBackward(_logits, rows, v, _targets.AsSpan(r0, rows), lossScale);
+            loss += RowParallel.CrossEntropyForwardBackward(_pool, _logits, rows, v, _targets.AsSpan(r0, rows), lossScale);
             if (!backward) continue;
             // dhFinal = dLogits·W; dW += dLogitsᵀ·hFinal
             Gemm.MultiplyByWeights(_pool, rows, d, v, _logits, v, head.Type, head.Data, head.RowBytes, _gradH + (long)r0 * d, d, false);
@@ -417,7 +417,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         if (backward)
         {
             var normParam = Find(TensorNames.Gguf(TensorRole.OutputNorm));
-            RmsNormBackward.Compute(_xFinal, _weights.OutputNorm, _gradH, _gradX, normParam != null ? normParam.Gradient : null, n, d, c.RmsNormEps, false);
+            RowParallel.RmsNormBackward(_pool, _xFinal, _weights.OutputNorm, _gradH, _gradX, normParam != null ? normParam.Gradient : null, n, d, c.RmsNormEps, false);
         }
         return loss;
     }
@@ -451,16 +451,16 @@ public sealed unsafe class TrainableLlama : IDisposable
         int n = _rows, d = c.HiddenSize, f = c.IntermediateSize;
         // _gradX holds ∂L/∂XOut (= ∂L/∂XIn of layer l+1). MLP: XOut = XMid + Down(SwiGLU(Gate(h2), Up(h2))).
         new ReadOnlySpan<float>(a.Gate, n * f).CopyTo(new Span<float>(_act, n * f));
-        Tensors.Activations.SwiGlu(_act, a.Up, (long)n * f);
+        RowParallel.SwiGlu(_pool, _act, a.Up, (long)n * f);
         float* dAct = _gradH;                      // [N, F]
         LinearBackward(w.Down, null, _act, _gradX, dAct, a, accumulateDx: false);
-        SwiGluBackward.Compute(a.Gate, a.Up, dAct, _gradGate, _gradUp, (long)n * f);
-        RmsNorm.Forward(a.XMid, w.FeedForwardNorm, _h, n, d, c.RmsNormEps);
+        RowParallel.SwiGluBackward(_pool, a.Gate, a.Up, dAct, _gradGate, _gradUp, (long)n * f);
+        RowParallel.RmsNormForward(_pool, a.XMid, w.FeedForwardNorm, _h, n, d, c.RmsNormEps);
         float* dh2 = _gradH;                       // [N, D]; dAct is consumed
         LinearBackward(w.Gate, null, _h, _gradGate, dh2, a, accumulateDx: false);
         LinearBackward(w.Up, null, _h, _gradUp, dh2, a, accumulateDx: true);
         var ffnNorm = Find(TensorNames.Gguf(TensorRole.FeedForwardNorm, l));
-        RmsNormBackward.Compute(a.XMid, w.FeedForwardNorm, dh2, _gradX, ffnNorm != null ? ffnNorm.Gradient : null, n, d, c.RmsNormEps, accumulate: true);
+        RowParallel.RmsNormBackward(_pool, a.XMid, w.FeedForwardNorm, dh2, _gradX, ffnNorm != null ? ffnNorm.Gradient : null, n, d, c.RmsNormEps, accumulate: true);
 
         // Attention: XMid = XIn + O(Attention(rope(Q(h1)), rope(K(h1)), V(h1))).
         LinearBackward(w.AttentionOutput, null, a.Att, _gradX, _gradAtt, a, accumulateDx: false);
@@ -468,16 +468,16 @@ public sealed unsafe class TrainableLlama : IDisposable
             _batch, _sequence, c.Heads, c.KvHeads, c.HeadDim, 1f / MathF.Sqrt(c.HeadDim));
         for (int b = 0; b < _batch; b++)
         {
-            _rope.Apply(_gradQ + (long)b * _sequence * c.QueryDim, _sequence, c.Heads, c.QueryDim, 0, inverse: true);
-            _rope.Apply(_gradK + (long)b * _sequence * c.KvDim, _sequence, c.KvHeads, c.KvDim, 0, inverse: true);
+            RowParallel.RopeApply(_pool, _rope, _gradQ + (long)b * _sequence * c.QueryDim, _sequence, c.Heads, c.QueryDim, 0, inverse: true);
+            RowParallel.RopeApply(_pool, _rope, _gradK + (long)b * _sequence * c.KvDim, _sequence, c.KvHeads, c.KvDim, 0, inverse: true);
         }
-        RmsNorm.Forward(a.XIn, w.AttentionNorm, _h, n, d, c.RmsNormEps);
+        RowParallel.RmsNormForward(_pool, a.XIn, w.AttentionNorm, _h, n, d, c.RmsNormEps);
         float* dh1 = _gradH;
         LinearBackward(w.Query, w.QueryBias, _h, _gradQ, dh1, a, accumulateDx: false);
         LinearBackward(w.Key, w.KeyBias, _h, _gradK, dh1, a, accumulateDx: true);
         LinearBackward(w.Value, w.ValueBias, _h, _gradV, dh1, a, accumulateDx: true);
         var attnNorm = Find(TensorNames.Gguf(TensorRole.AttentionNorm, l));
-        RmsNormBackward.Compute(a.XIn, w.AttentionNorm, dh1, _gradX, attnNorm != null ? attnNorm.Gradient : null, n, d, c.RmsNormEps, accumulate: true);
+        RowParallel.RmsNormBackward(_pool, a.XIn, w.AttentionNorm, dh1, _gradX, attnNorm != null ? attnNorm.Gradient : null, n, d, c.RmsNormEps, accumulate: true);
     }
 
     /// <summary>
