@@ -16,8 +16,10 @@ public static unsafe class Program
         {
             case "gemm": return GemmBench(args.Skip(1).ToArray());
             case "tokenize": return TokenizeBench(args.Skip(1).ToArray());
+            case "data": return DataBench.Run(args.Skip(1).ToArray());
+            case DataBench.ChildMode: return DataBench.Child(args.Skip(1).ToArray());
             default:
-                Console.Error.WriteLine($"unknown benchmark '{mode}'; known: gemm, tokenize");
+                Console.Error.WriteLine($"unknown benchmark '{mode}'; known: gemm, tokenize, data");
                 return 2;
         }
     }

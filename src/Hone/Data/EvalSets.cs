@@ -174,7 +174,7 @@ public sealed class EvalNgrams
         int count = Words.Split(text, ref scratch.Chars, scratch.Words);
         if (count < N) yield break;
         if (scratch.Hashes.Length < count) scratch.Hashes = new ulong[Math.Max(count, scratch.Hashes.Length * 2)];
-        for (int w = 0; w < count; w++) scratch.Hashes[w] = DataHash.Hash(scratch.Chars.AsSpan(scratch.Words[w].Start, scratch.Words[w].Length), _seed);
+        for (int w = 0; w < count; w++) scratch.Hashes[w] = DataHash.HashWord(scratch.Chars.AsSpan(scratch.Words[w].Start, scratch.Words[w].Length), _seed);
         const ulong b = 0x100000001B3UL;
         ulong top = 1;
         for (int i = 1; i < N; i++) top *= b;

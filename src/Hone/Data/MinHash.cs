@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Hone.Data;
 
@@ -45,6 +46,25 @@ public static class DataHash
         return Mix(h);
     }
 
+    /// <summary>A cheaper hash for short strings (words): a multiply-rotate pass over 8-byte blocks, then one full mix.</summary>
+    public static ulong HashWord(ReadOnlySpan<char> word, ulong seed)
+    {
+        var data = MemoryMarshal.AsBytes(word);
+        ulong h = seed ^ ((ulong)data.Length * 0x9E3779B97F4A7C15UL);
+        while (data.Length >= 8)
+        {
+            h = BitOperations.RotateLeft((h ^ BinaryPrimitives.ReadUInt64LittleEndian(data)) * 0xC2B2AE3D27D4EB4FUL, 31);
+            data = data[8..];
+        }
+        if (data.Length > 0)
+        {
+            ulong tail = 0;
+            for (int i = 0; i < data.Length; i++) tail |= (ulong)data[i] << (8 * i);
+            h = BitOperations.RotateLeft((h ^ tail) * 0x165667B19E3779F9UL, 31);
+        }
+        return Mix(h);
+    }
+
     /// <summary>A uniform number in [0, 1) from a 64-bit hash.</summary>
     public static double Unit(ulong hash) => (hash >> 11) * (1.0 / (1UL << 53));
 }
@@ -70,7 +90,7 @@ public sealed class MinHasher
         if (numPerm < 1) throw new ArgumentException($"--num-perm must be positive, got {numPerm}");
         if (ngram < 1) throw new ArgumentException($"--ngram must be positive, got {ngram}");
         NumPerm = numPerm; Ngram = ngram; Kind = kind;
-        int lanes = Vector<uint>.Count;
+        int lanes = Math.Max(Vector<uint>.Count, Vector512<uint>.Count); // whole vectors of either width
         _seeds = new uint[(numPerm + lanes - 1) / lanes * lanes];
         var rng = new Inference.Xoshiro256(seed);
         for (int i = 0; i < _seeds.Length; i++) _seeds[i] = (uint)(rng.NextUInt64() >> 32);
@@ -99,14 +119,19 @@ public sealed class MinHasher
             int count = Words.Split(text, ref scratch.Chars, scratch.Words);
             if (scratch.WordHashes.Length < count) scratch.WordHashes = new ulong[Math.Max(count, scratch.WordHashes.Length * 2)];
             var hashes = scratch.WordHashes.AsSpan(0, count);
-            for (int w = 0; w < count; w++) hashes[w] = DataHash.Hash(scratch.Chars.AsSpan(scratch.Words[w].Start, scratch.Words[w].Length), _shingleSeed);
-            // A text shorter than n words is one shingle of all its words.
+            for (int w = 0; w < count; w++) hashes[w] = DataHash.HashWord(scratch.Chars.AsSpan(scratch.Words[w].Start, scratch.Words[w].Length), _shingleSeed);
+            // A text shorter than n words is one shingle of all its words. Shingle hashes roll: Σ hash(wordᵢ)·Bⁿ⁻¹⁻ⁱ, then mixed.
             int n = Math.Min(Ngram, count);
-            for (int start = 0; n > 0 && start + n <= count; start++, shingles++)
+            ulong top = 1, h = 0;
+            for (int i = 1; i < n; i++) top *= RollingBase;
+            for (int w = 0; w < count; w++)
             {
-                ulong h = _shingleSeed;
-                for (int k = 0; k < n; k++) h = DataHash.Mix(h ^ hashes[start + k]) + (ulong)k;
-                Add((uint)(h ^ (h >> 32)), minima);
+                if (w >= n) h -= hashes[w - n] * top;
+                h = h * RollingBase + hashes[w];
+                if (w < n - 1) continue;
+                ulong mixed = DataHash.Mix(h);
+                Add((uint)(mixed ^ (mixed >> 32)), minima);
+                shingles++;
             }
         }
         else
@@ -124,8 +149,11 @@ public sealed class MinHasher
         return shingles;
     }
 
+    const ulong RollingBase = 0x100000001B3UL;
+
     void Add(uint shingle, Span<uint> minima)
     {
+        if (Vector512.IsHardwareAccelerated) { Add512(shingle, minima); return; }
         var mins = MemoryMarshal.Cast<uint, Vector<uint>>(minima);
         var seeds = MemoryMarshal.Cast<uint, Vector<uint>>(_seeds.AsSpan());
         var x = new Vector<uint>(shingle);
@@ -141,6 +169,25 @@ public sealed class MinHasher
             h *= m2;
             h ^= Vector.ShiftRightLogical(h, 16);
             mins[v] = Vector.Min(mins[v], h);
+        }
+    }
+
+    void Add512(uint shingle, Span<uint> minima)
+    {
+        var mins = MemoryMarshal.Cast<uint, Vector512<uint>>(minima);
+        var seeds = MemoryMarshal.Cast<uint, Vector512<uint>>(_seeds.AsSpan());
+        var x = Vector512.Create(shingle);
+        var m1 = Vector512.Create(0x85ebca6bu);
+        var m2 = Vector512.Create(0xc2b2ae35u);
+        for (int v = 0; v < mins.Length; v++)
+        {
+            var h = x ^ seeds[v];
+            h ^= Vector512.ShiftRightLogical(h, 16);
+            h *= m1;
+            h ^= Vector512.ShiftRightLogical(h, 13);
+            h *= m2;
+            h ^= Vector512.ShiftRightLogical(h, 16);
+            mins[v] = Vector512.Min(mins[v], h);
         }
     }
 

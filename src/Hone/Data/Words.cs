@@ -15,20 +15,47 @@ public static class Words
     {
         words.Clear();
         if (buffer.Length < text.Length) buffer = new char[Math.Max(text.Length, buffer.Length * 2)];
+        var output = buffer.AsSpan(0, text.Length);
+        var classes = AsciiClasses;
         int n = 0, start = 0;
         foreach (char c in text)
         {
-            if (IsSpace(c))
+            if (c < 0x80)
             {
-                if (n > start) words.Add((start, n - start));
-                start = n;
+                switch (classes[c])
+                {
+                    case Keep: output[n++] = c; continue;
+                    case Upper: output[n++] = (char)(c + 32); continue;
+                    case Deleted: continue;
+                }
+            }
+            else if (!char.IsWhiteSpace(c))
+            {
+                if (!IsDeleted(c)) output[n++] = char.ToLowerInvariant(c);
                 continue;
             }
-            if (IsDeleted(c)) continue;
-            buffer[n++] = c < 0x80 ? (c is >= 'A' and <= 'Z' ? (char)(c + 32) : c) : char.ToLowerInvariant(c);
+            // Whitespace ends a word.
+            if (n > start) words.Add((start, n - start));
+            start = n;
         }
         if (n > start) words.Add((start, n - start));
         return words.Count;
+    }
+
+    const byte Keep = 0, Space = 1, Deleted = 2, Upper = 3;
+
+    /// <summary>What each ASCII character does: kept, a word break, deleted (punctuation) or lowercased.</summary>
+    static readonly byte[] AsciiClasses = BuildAsciiClasses();
+
+    static byte[] BuildAsciiClasses()
+    {
+        var t = new byte[128];
+        for (int c = 0; c < 128; c++)
+            t[c] = c is ' ' or '\t' or '\n' or '\r' or '\f' or '\v' ? Space
+                 : c is >= 'A' and <= 'Z' ? Upper
+                 : IsDeleted((char)c) ? Deleted
+                 : Keep;
+        return t;
     }
 
     /// <summary>The words of a text as strings (for tests and reports).</summary>
@@ -39,8 +66,6 @@ public static class Words
         Split(text, ref buffer, spans);
         return spans.Select(s => new string(buffer, s.Item1, s.Item2)).ToList();
     }
-
-    static bool IsSpace(char c) => c < 0x80 ? c is ' ' or '\t' or '\n' or '\r' or '\f' or '\v' : char.IsWhiteSpace(c);
 
     public static bool IsDeleted(char c)
     {
