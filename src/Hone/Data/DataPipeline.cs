@@ -48,7 +48,6 @@ internal sealed unsafe class DataPipeline : IDisposable
     public LineBatch Batch { get; } = new();
     public int Threads => _pool.Threads;
     public int MaxLines => _maxLines;
-    public JsonlReader Reader => _reader;
     public long RecordsRead { get; private set; }
 
     public DataPipeline(JsonlReader reader, int threads, string tool, Action<string>? progress, CancellationToken cancel,
