@@ -140,7 +140,7 @@ internal static class DataCommand
         var common = new Common();
         var model = new Option<string>("--model", "-m") { Description = "reference model (directory or .gguf)", Required = true };
         var output = Out();
-        var ctx = new Option<int>("--ctx") { Description = "context window in tokens (BOS included)", DefaultValueFactory = _ => 512 };
+        var ctx = new Option<int?>("--ctx") { Description = "context window in tokens, BOS included (default 512, or the model's context when smaller)" };
         var stride = new Option<int?>("--stride") { Description = "window advance for texts longer than --ctx (default: --ctx)" };
         var column = new Option<string>("--column") { Description = "field for the perplexity", DefaultValueFactory = _ => "ppl" };
         var bpbColumn = new Option<string>("--bpb-column") { Description = "field for bits per byte", DefaultValueFactory = _ => "bits_per_byte" };
@@ -304,7 +304,7 @@ internal static class DataCommand
             try
             {
                 var (json, print) = body(cancel.Token);
-                if (r.GetValue(common.Json)) Console.WriteLine(json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                if (r.GetValue(common.Json)) Console.WriteLine(json.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
                 else print();
                 return 0;
             }

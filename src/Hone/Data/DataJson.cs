@@ -9,6 +9,9 @@ namespace Hone.Data;
 /// (the core is AOT-compatible, so no reflection-based serialization).</summary>
 public static class DataJson
 {
+    /// <summary>Writer options for files people read: non-ASCII text stays as it is (the outputs are not HTML).</summary>
+    public static readonly JsonWriterOptions Readable = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static JsonArray Strings(IEnumerable<string> items) => new(items.Select(s => (JsonNode?)s).ToArray());
 
     public static JsonObject? Of(Distribution? d) => d == null ? null : new JsonObject
@@ -41,7 +44,7 @@ public static class DataJson
             var node = JsonNode.Parse(record)!.AsObject();
             foreach (var (name, value) in fields)
                 node[name.Value] = value is double v && double.IsFinite(v) ? JsonValue.Create(v) : null;
-            using var writer = new Utf8JsonWriter(output, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+            using var writer = new Utf8JsonWriter(output, Readable);
             node.WriteTo(writer);
             writer.Flush();
             return;

@@ -102,8 +102,10 @@ internal sealed unsafe class DataPipeline : IDisposable
         if (final ? now < 2 : now - _lastReport < 2) return;
         _lastReport = now;
         long done = _reader.Position, total = Math.Max(1, _reader.Length);
-        _progress($"{_tool}: {100.0 * done / total:F0}% ({done / 1e6:F0} of {total / 1e6:F0} MB, {RecordsRead:N0} records, {done / 1e6 / Math.Max(now, 1e-9):F0} MB/s)");
+        _progress($"{_tool}: {100.0 * done / total:F0}% ({Megabytes(done)} of {Megabytes(total)} MB, {RecordsRead:N0} records, {Megabytes((long)(done / Math.Max(now, 1e-9)))} MB/s)");
     }
+
+    static string Megabytes(long bytes) => bytes < 10_000_000 ? $"{bytes / 1e6:F1}" : $"{bytes / 1e6:F0}";
 
     public void Dispose()
     {

@@ -8,12 +8,13 @@ using Hone.Tensors;
 
 namespace Hone.Data;
 
-/// <param name="Context">tokens per window (BOS included); texts longer than that are scored in windows advancing by Stride</param>
+/// <param name="Context">tokens per window (BOS included; default 512, or the model's context when smaller); texts longer than
+/// that are scored in windows advancing by Stride</param>
 /// <param name="Stride">window advance for long texts (default: Context, windows do not overlap)</param>
 /// <param name="Column">the perplexity field written to each record</param>
 /// <param name="Threads">total threads; documents are scored in parallel, ModelThreads threads each</param>
 /// <param name="ModelThreads">threads inside one forward pass (raise it for large models and few long documents)</param>
-public sealed record DataScoreOptions(string Input, string Model, string Output, int Context = 512, int? Stride = null, string Column = "ppl",
+public sealed record DataScoreOptions(string Input, string Model, string Output, int? Context = null, int? Stride = null, string Column = "ppl",
     string BitsPerByteColumn = "bits_per_byte", string TokensColumn = "tokens", string Field = "text", bool SkipBadLines = false,
     int Threads = 0, int ModelThreads = 1);
 
@@ -50,6 +51,7 @@ public sealed record DataScoreResult(string File, string Output, string Model, s
 public static class DataScore
 {
     const int BatchLines = 256;
+    public const int DefaultContext = 512;
 
     struct Item
     {
@@ -71,15 +73,16 @@ public static class DataScore
         var tokenizer = checkpoint.LoadTokenizer();
         using var weights = LlamaWeights.Load(checkpoint);
         int maxContext = weights.Config.MaxPositions;
-        if (o.Context < 2 || o.Context > maxContext) throw new ArgumentException($"--ctx must be between 2 and the model's context {maxContext}, got {o.Context}");
-        int stride = o.Stride ?? o.Context;
-        if (stride < 1 || stride > o.Context) throw new ArgumentException($"--stride must be between 1 and --ctx ({o.Context}), got {stride}");
+        int context = o.Context ?? Math.Min(DefaultContext, maxContext);
+        if (context < 2 || context > maxContext) throw new ArgumentException($"--ctx must be between 2 and the model's context {maxContext}, got {context}");
+        int stride = o.Stride ?? context;
+        if (stride < 1 || stride > context) throw new ArgumentException($"--stride must be between 1 and --ctx ({context}), got {stride}");
         int? bos = tokenizer.AddsBos ? tokenizer.BosId : null;
 
         int workers = Math.Max(1, WorkerPool.ResolveThreadCount(o.Threads) / o.ModelThreads);
         using var pool = new WorkerPool(workers);
         var modelPools = Enumerable.Range(0, workers).Select(_ => new WorkerPool(o.ModelThreads)).ToArray();
-        var models = modelPools.Select(p => new LlamaModel(weights, p, maxContext: o.Context, maxBatch: Math.Min(512, o.Context))).ToArray();
+        var models = modelPools.Select(p => new LlamaModel(weights, p, maxContext: context, maxBatch: Math.Min(512, context))).ToArray();
         try
         {
             using var reader = new JsonlReader(o.Input);
@@ -107,7 +110,7 @@ public static class DataScore
                     item.Tokens = ids.Length;
                     item.Bytes = TextProfile.Utf8Length(text);
                     if (ids.Length + (bos != null ? 1 : 0) < 2) return;
-                    item.Result = Score(models[worker], ids, bos, o.Context, stride);
+                    item.Result = Score(models[worker], ids, bos, context, stride);
                 });
                 for (int i = 0; i < batch.Count; i++)
                 {
@@ -132,18 +135,18 @@ public static class DataScore
                     output.Stream.Write(buffer.WrittenSpan);
                 }
             }
-            string protocol = $"full: {(bos != null ? "BOS + " : "")}text tokens, every token after the first scored once; texts over {o.Context} tokens " +
-                              $"in windows of {o.Context} advancing by {stride}; bits per byte over the text's UTF-8 bytes";
-            var result = new DataScoreResult(o.Input, o.Output, o.Model, protocol, o.Context, stride, bos != null, records, scored, unscorable,
+            string protocol = $"full: {(bos != null ? "BOS + " : "")}text tokens, every token after the first scored once; texts over {context} tokens " +
+                              $"in windows of {context} advancing by {stride}; bits per byte over the text's UTF-8 bytes";
+            var result = new DataScoreResult(o.Input, o.Output, o.Model, protocol, context, stride, bos != null, records, scored, unscorable,
                 tokens, tokensScored, Math.Exp(nll / tokensScored), BitsPerByte(nll, bytes), bad.Count, bad.Examples, workers, o.ModelThreads,
                 clock.Elapsed.TotalSeconds);
             var metaJson = new JsonObject
             {
-                ["model"] = o.Model, ["protocol"] = protocol, ["context"] = o.Context, ["stride"] = stride, ["bos"] = bos != null,
+                ["model"] = o.Model, ["protocol"] = protocol, ["context"] = context, ["stride"] = stride, ["bos"] = bos != null,
                 ["fields"] = new JsonObject { ["perplexity"] = o.Column, ["bits_per_byte"] = o.BitsPerByteColumn, ["tokens"] = o.TokensColumn },
                 ["text_field"] = o.Field, ["input"] = o.Input,
             };
-            using (var writer = new Utf8JsonWriter(meta.Stream, new JsonWriterOptions { Indented = true })) metaJson.WriteTo(writer);
+            using (var writer = new Utf8JsonWriter(meta.Stream, DataJson.Readable with { Indented = true })) metaJson.WriteTo(writer);
             meta.Stream.WriteByte((byte)'\n');
             output.Commit();
             meta.Commit();

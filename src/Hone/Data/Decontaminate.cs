@@ -101,7 +101,7 @@ public static class Decontaminate
                 dropped++;
                 droppedBySet[item.Set]++;
                 buffer.ResetWrittenCount();
-                using (var w = new Utf8JsonWriter(buffer))
+                using (var w = new Utf8JsonWriter(buffer, DataJson.Readable))
                 {
                     w.WriteStartObject();
                     w.WriteNumber("line", batch.LineNumber(i));
