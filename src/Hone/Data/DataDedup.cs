@@ -128,7 +128,7 @@ public static class DataDedup
                     for (int b = 0; b < bandCount; b++) index!.Find(keys[i * bandCount + b], candidates);
                     int best = -1;
                     double bestJaccard = 0;
-                    if (candidates.Count > 1) { candidates.Sort(); }
+                    if (candidates.Count > 1) candidates.Sort(); // a text found through several bands is verified once
                     for (int c = 0; c < candidates.Count; c++)
                     {
                         if (c > 0 && candidates[c] == candidates[c - 1]) continue;
