@@ -43,6 +43,9 @@ public sealed class PromptBuilder
 
     public bool AddBos => _settings.AddBos ?? _tokenizer.AddsBos;
 
+    public const string TruncationRule = "prompts longer than the context minus min(max_tokens, context/2) lose their oldest tokens " +
+                                         "(lm-eval's rule where max_tokens is at most half the context)";
+
     /// <summary>How many prompts were cut from the left to leave room for the answer.</summary>
     public int Truncated { get; private set; }
 
@@ -56,7 +59,8 @@ public sealed class PromptBuilder
         return _template.Apply(messages, new ChatTemplateOptions { AddGenerationPrompt = true, BosToken = _tokenizer.BosToken, EosToken = _tokenizer.EosToken });
     }
 
-    /// <summary>Prompt ids with at most contextLength − maxTokens of them (lm-eval cuts the context from the left the same way).</summary>
+    /// <summary>Prompt ids, the oldest cut so that the answer has maxTokens of room (lm-eval's rule) — but at most half
+    /// the context, so a small-context model still sees a prompt (its answer then ends at the context's end).</summary>
     public int[] Encode(string text, int contextLength, int maxTokens)
     {
         List<int> ids;
@@ -72,8 +76,7 @@ public sealed class PromptBuilder
             if (AddBos) ids.Insert(0, _tokenizer.BosId ?? throw new ArgumentException("add_bos is set but the tokenizer has no BOS token"));
         }
         if (ids.Count == 0) throw new ArgumentException("the prompt is empty and there is no BOS to start from");
-        int room = contextLength - maxTokens;
-        if (room < 1) throw new ArgumentException($"max_tokens {maxTokens} leaves no room for a prompt in the context of {contextLength} (raise --ctx)");
+        int room = contextLength - Math.Min(maxTokens, contextLength / 2);
         if (ids.Count > room) { Truncated++; ids = ids.GetRange(ids.Count - room, room); }
         return ids.ToArray();
     }
@@ -209,7 +212,7 @@ public static class GenerateTask
             ["completion_text"] = CompletionText.Description,
             ["sampling"] = TaskSampling.Describe(d.Sampling),
             ["seed"] = d.Sampling.Temperature == 0 ? null : TaskSampling.SeedDescription,
-            ["prompt_truncation"] = "prompts longer than the context minus max_tokens lose their oldest tokens (lm-eval's rule)",
+            ["prompt_truncation"] = PromptBuilder.TruncationRule,
         };
         var details = new JsonObject { ["prompts_truncated"] = prompts.Truncated, ["outputs_stopped"] = stopped, ["first_record"] = example };
         return new TaskResult(name, "generate", source, records.Count, metrics, protocol, details, clock.Elapsed.TotalSeconds);

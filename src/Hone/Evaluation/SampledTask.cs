@@ -137,7 +137,7 @@ public static class SampledTask
             ["network"] = d.Checker.Type != "command" ? null
                 : settings.AllowNetwork ? "allowed (--allow-network): the command ran with the machine's network"
                 : "isolated: " + CommandSandbox.IsolationDescription,
-            ["prompt_truncation"] = "prompts longer than the context minus max_tokens lose their oldest tokens (lm-eval's rule)",
+            ["prompt_truncation"] = PromptBuilder.TruncationRule,
         };
         var details = new JsonObject
         {

@@ -172,6 +172,26 @@ public class CommandCheckerTests
         Assert.Equal(["exit_1", "timeout", "exit_1", "pass", "pass", "pass"], outcomes);
     }
 
+    [SkippableFact]
+    public void HumanEval_canonical_solutions_pass_the_builtin_checker()
+    {
+        var problems = EvalData.ReadRecords(SharedData.Require("datasets/humaneval/HumanEval.jsonl.gz"));
+        Assert.Equal(164, problems.Count);
+        Skip.If(!HasPython(), "python3 is not installed");
+        Assert.True(BuiltinTasks.TryResolve("humaneval", () => SharedData.Root, out var spec, out _));
+        var checker = SampledTask.ReadChecker(new TaskSpecReader(spec["checker"]!.AsObject(), "humaneval"));
+        var settings = new Checkers.Settings(AllowNetwork: !CommandSandbox.NetworkIsolationAvailable);
+        foreach (var problem in problems.Take(8))
+        {
+            var solution = (string)problem["canonical_solution"]!;
+            var ok = Checkers.Check(checker, new CheckInput(solution, problem, null), settings);
+            Assert.True(ok.Passed, $"{problem["task_id"]}: {ok.Outcome} {ok.Output}");
+            // And a wrong body fails its tests.
+            var wrong = Checkers.Check(checker, new CheckInput("    return None\n", problem, null), settings);
+            Assert.False(wrong.Passed, $"{problem["task_id"]}: returning None passed");
+        }
+    }
+
     static bool HasPython()
     {
         using var dir = new TempDirectory();
