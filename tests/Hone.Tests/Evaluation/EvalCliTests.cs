@@ -329,6 +329,15 @@ public class EvalCliTests
         Assert.False((bool)rows[1]!["deltas"]![0]!["significant"]!);
         Assert.True((bool)rows[2]!["protocol_differs"]!);
 
+        // Three files: every file after the first gets its own delta column; a metric missing from a file shows "-".
+        WriteResults(dir.File("c.json"), ("qa", "acc", 0.55, 0.05, true, "same"));
+        var three = HoneCli.Run("eval", "compare", dir.File("a.json"), dir.File("b.json"), dir.File("c.json"));
+        Assert.True(three.ExitCode == 0, three.ToString());
+        Assert.Matches(@"task\s+metric\s+\[1\]\s+\[2\]\s+\[3\]\s+Δ \[2\]-\[1\]\s+Δ \[3\]-\[1\]", three.Stdout);
+        Assert.Matches(@"^qa\s+acc\s+0\.5000 ± 0\.0500\s+0\.8000 ± 0\.0500\s+0\.5500 ± 0\.0500\s+\+0\.3000 ± 0\.0707 \* better\s+\+0\.0500 ± 0\.0707$",
+            three.Stdout.Split('\n').First(l => l.StartsWith("qa") && l.Contains(" acc ")));
+        Assert.Matches(@"^qa\s+f1\s+0\.4000 ± 0\.0500\s+0\.4500 ± 0\.0500\s+-\s+\+0\.0500 ± 0\.0707\s+-$", three.Stdout.Split('\n').First(l => l.Contains(" f1 ")));
+
         File.WriteAllText(dir.File("bad.json"), "{\"results\": []}");
         var bad = HoneCli.Run("eval", "compare", dir.File("a.json"), dir.File("bad.json"));
         Assert.Equal(1, bad.ExitCode);

@@ -53,6 +53,25 @@ public class MmluFormatTests
         Assert.Contains("not one of the letters A..D", Assert.Throws<FormatException>(() => EvalData.ReadMmluCsv(dir.File("bad.csv"))).Message);
     }
 
+    [Fact]
+    public void Jsonl_questions_take_the_answer_as_an_index_or_a_letter()
+    {
+        using var dir = new TempDirectory();
+        File.WriteAllLines(dir.File("q.jsonl"), [
+            """{"question": "2+2?", "choices": ["3", "4"], "answer": 1}""",
+            """{"question": "Sky?", "choices": ["blue", "green", "red"], "answer": "a"}""",
+            "",
+            """{"question": "Sea?", "choices": ["wet", "dry"], "answer": "B"}""",
+        ]);
+        var q = EvalData.ReadChoiceRecords(dir.File("q.jsonl"));
+        Assert.Equal([1, 0, 1], q.Select(x => x.Answer));
+        Assert.Equal(["blue", "green", "red"], q[1].Choices);
+        File.WriteAllText(dir.File("bad.jsonl"), """{"question": "x", "choices": ["a", "b"], "answer": 2}""");
+        Assert.Contains("record 1: answer index 2 is outside 0..1", Assert.Throws<FormatException>(() => EvalData.ReadChoiceRecords(dir.File("bad.jsonl"))).Message);
+        File.WriteAllText(dir.File("bad2.jsonl"), """{"question": "x", "choices": "ab", "answer": 0}""");
+        Assert.Contains("\"choices\" must be an array", Assert.Throws<FormatException>(() => EvalData.ReadChoiceRecords(dir.File("bad2.jsonl"))).Message);
+    }
+
     [SkippableFact]
     public void Zero_shot_prompt_matches_lm_eval()
     {
