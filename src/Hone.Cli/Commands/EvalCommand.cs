@@ -1,0 +1,173 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using Hone.Evaluation;
+using Hone.Inference;
+
+namespace Hone.Cli.Commands;
+
+internal static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var tasks = new Option<string[]>("--task") { Description = "a task file (JSON) or a built-in name; repeatable", AllowMultipleArgumentsPerToken = false };
+        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
+        var limit = new Option<int?>("--limit") { Description = "evaluate only the first N items of each task" };
+        var seed = new Option<ulong>("--seed", "-s") { Description = "seed for few-shot draws and sampling", DefaultValueFactory = _ => 1234UL };
+        var fewshot = new Option<int?>("--num-fewshot") { Description = "few-shot examples for multiple-choice tasks (overrides the task's num_fewshot)" };
+        var output = new Option<string>("--out", "-o") { Description = "write the results here (JSON, atomically)" };
+        var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
+        var allowNetwork = new Option<bool>("--allow-network") { Description = "let command checkers run with network access (otherwise they run in a network namespace, or are refused)" };
+        var threads = CliSupport.Threads();
+        var json = CliSupport.Json();
+        var cmd = new Command("eval",
+            "Evaluate a model on tasks, with the protocol recorded next to every number.\n" +
+            "Task kinds: perplexity (perplexity, bits_per_byte), multiple_choice (acc, acc_norm by log-likelihood, lm-eval semantics),\n" +
+            "generate (exact_match, contains, regex, f1), sampled (pass@k, pass^k with exact, regex, json or command checkers).\n" +
+            BuiltinTasks.Summary + ".\n" +
+            "Results: one record per task with metrics, standard errors, protocol, model, adapter, seed, time and Hone version.\n" +
+            "Compare runs with: hone eval compare before.json after.json")
+        {
+            model, tasks, adapter, limit, seed, fewshot, output, ctx, allowNetwork, threads, json,
+        };
+        cmd.Subcommands.Add(CreateCompare());
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            var names = r.GetValue(tasks) ?? [];
+            if (names.Length == 0) throw new ArgumentException("name at least one task with --task (a task file or a built-in name)");
+            string outPath = r.GetValue(output) ?? throw new ArgumentException("--out is required: where to write the results");
+            var options = new EvalOptions(r.GetValue(limit), r.GetValue(seed), r.GetValue(fewshot), r.GetValue(allowNetwork));
+            if (options.Limit is < 1) throw new ArgumentException("--limit must be at least 1");
+            if (options.NumFewshot is < 0) throw new ArgumentException("--num-fewshot must be ≥ 0");
+            // Read every task before loading the model: a bad task file fails in a second, not after the first task.
+            var parsed = names.Select(TaskLoader.Load).ToList();
+            if (options.NumFewshot is > 0 && parsed.FirstOrDefault(t => t.Kind != "multiple_choice") is { } other)
+                throw new ArgumentException($"--num-fewshot applies to multiple_choice tasks; {other.Name} is a {other.Kind} task");
+
+            var started = DateTime.UtcNow;
+            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx));
+            var run = new EvalRunInfo(Path.GetFullPath(r.GetValue(model)!), loaded.AdapterPath is string a ? Path.GetFullPath(a) : null,
+                options, loaded.Model.MaxContext, started);
+            using var cancel = CliSupport.CancelOnCtrlC();
+            var records = new List<JsonObject>();
+            var results = new List<TaskResult>();
+            for (int i = 0; i < parsed.Count; i++)
+            {
+                var task = parsed[i];
+                Console.Error.WriteLine($"[{i + 1}/{parsed.Count}] {task.Name} ({task.Kind})");
+                var context = new EvalContext(loaded.Model, loaded.Tokenizer, options, CliSupport.Progress(task.Name), cancel.Token);
+                TaskResult result;
+                try { result = task.Run(context); }
+                catch (OperationCanceledException)
+                {
+                    Console.Error.WriteLine("cancelled; no results written");
+                    return 130;
+                }
+                results.Add(result);
+                records.Add(EvalResults.Record(result, run));
+                Console.Error.WriteLine($"  {string.Join(", ", result.Metrics.Select(m => $"{m.Name} {Value(m.Value, m.StandardError)}"))}  (n {result.Count}, {result.ElapsedSeconds:F1} s)");
+            }
+            var document = EvalResults.Document(records);
+            EvalResults.Write(outPath, document);
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(document.ToJsonString());
+                return 0;
+            }
+            var table = new List<string[]> { new[] { "task", "metric", "value", "stderr", "n" } };
+            foreach (var t in results)
+                foreach (var m in t.Metrics)
+                    table.Add([t.Task, m.Name, F(m.Value), m.StandardError is double se ? "±" + F(se) : "-", t.Count.ToString(CultureInfo.InvariantCulture)]);
+            Console.Write(Table(table));
+            Console.Error.WriteLine($"results written to {outPath}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    static Command CreateCompare()
+    {
+        var files = new Argument<string[]>("results") { Description = "two or more results files; deltas are against the first", Arity = new ArgumentArity(2, 100) };
+        var json = CliSupport.Json();
+        var cmd = new Command("compare",
+            "Compare results files: per task and metric, each file's value ± standard error and its difference from the first.\n" +
+            "* marks |Δ| > 2 standard errors of the difference (√(se₁² + se₂²), runs treated as independent); ! marks a task whose protocol differs between files.")
+        {
+            files, json,
+        };
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            var paths = r.GetValue(files)!;
+            var loaded = paths.Select(EvalResults.Read).ToList();
+            var rows = ResultsComparison.Compare(loaded.Select(l => (IReadOnlyList<JsonObject>)l).ToList());
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(new JsonObject
+                {
+                    ["files"] = new JsonArray(paths.Select(p => (JsonNode)p).ToArray()),
+                    ["rows"] = new JsonArray(rows.Select(row => (JsonNode)new JsonObject
+                    {
+                        ["task"] = row.Task, ["metric"] = row.Metric, ["higher_is_better"] = row.HigherIsBetter, ["protocol_differs"] = row.ProtocolDiffers,
+                        ["values"] = new JsonArray(row.Values.Select(v => v is { } x ? (JsonNode)new JsonObject { ["value"] = x.Value, ["stderr"] = x.StandardError } : null).ToArray()),
+                        ["deltas"] = new JsonArray(row.Deltas.Select(d => d is { } x
+                            ? (JsonNode)new JsonObject { ["delta"] = x.Delta, ["stderr"] = x.StandardError, ["significant"] = x.Significant } : null).ToArray()),
+                    }).ToArray()),
+                }.ToJsonString());
+                return 0;
+            }
+            for (int f = 0; f < paths.Length; f++)
+            {
+                var first = loaded[f].FirstOrDefault();
+                string what = first == null ? "(no results)" : $"model {first["model"]}{(first["adapter"] is JsonNode ad ? $", adapter {ad}" : "")}, seed {first["seed"]}";
+                Console.WriteLine($"[{f + 1}] {paths[f]}: {what}");
+            }
+            Console.WriteLine();
+            var header = new List<string> { "task", "metric" };
+            header.AddRange(paths.Select((_, f) => $"[{f + 1}]"));
+            header.AddRange(paths.Skip(1).Select((_, f) => $"Δ [{f + 2}]-[1]"));
+            var table = new List<string[]> { header.ToArray() };
+            bool anySignificant = false, anyProtocol = false;
+            foreach (var row in rows)
+            {
+                var cells = new List<string> { row.Task + (row.ProtocolDiffers ? " !" : ""), row.Metric };
+                cells.AddRange(row.Values.Select(v => v is { } x ? Value(x.Value, x.StandardError) : "-"));
+                foreach (var d in row.Deltas)
+                {
+                    if (d is not { } x) { cells.Add("-"); continue; }
+                    string cell = (x.Delta >= 0 ? "+" : "") + Value(x.Delta, x.StandardError);
+                    if (x.Significant)
+                    {
+                        anySignificant = true;
+                        cell += (x.Delta > 0) == row.HigherIsBetter ? " * better" : " * worse";
+                    }
+                    cells.Add(cell);
+                }
+                anyProtocol |= row.ProtocolDiffers;
+                table.Add(cells.ToArray());
+            }
+            Console.Write(Table(table));
+            Console.WriteLine();
+            Console.WriteLine(anySignificant ? "* |Δ| > 2 standard errors of the difference (√(se₁² + se₂²), runs treated as independent)"
+                                             : "no difference exceeds 2 standard errors");
+            if (anyProtocol) Console.WriteLine("! the protocol differs between files for this task: the numbers may not be comparable");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    static string F(double x) => double.IsFinite(x) ? x.ToString("F4", CultureInfo.InvariantCulture) : x.ToString(CultureInfo.InvariantCulture);
+
+    static string Value(double value, double? se) => se is double s ? $"{F(value)} ± {F(s)}" : F(value);
+
+    static string Table(List<string[]> rows)
+    {
+        int columns = rows.Max(r => r.Length);
+        var widths = Enumerable.Range(0, columns).Select(c => rows.Max(r => c < r.Length ? r[c].Length : 0)).ToArray();
+        var sb = new StringBuilder();
+        foreach (var r in rows)
+            sb.AppendLine(string.Join("  ", r.Select((cell, c) => cell.PadRight(widths[c]))).TrimEnd());
+        return sb.ToString();
+    }
+}
