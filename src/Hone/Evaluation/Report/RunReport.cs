@@ -1,0 +1,242 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Hone.Formats;
+
+namespace Hone.Evaluation.Report;
+
+/// <summary>A corpus perplexity distribution and the band the filter kept (written by the quickstart as corpus_ppl.json,
+/// or built from a scored JSONL).</summary>
+public sealed record CorpusScores(string Name, IReadOnlyList<double> Values, double? KeptLow, double? KeptHigh, string? Protocol);
+
+public sealed record ReportOptions(IReadOnlyList<string> RunDirectories, string Output, string Title = "Hone report",
+    IReadOnlyList<string>? ExtraResults = null, IReadOnlyList<CorpusScores>? Corpora = null);
+
+/// <summary>What went into a report, for the caller's summary.</summary>
+public sealed record ReportSummary(string HtmlPath, string MarkdownPath, int Runs, int ResultFiles, int Charts);
+
+/// <summary>
+/// One self-contained HTML page (inline CSS and SVG, no scripts, no external resources) and a Markdown summary from
+/// run directories: training curves from metrics.jsonl, the run summary from train_summary.json, before/after bars
+/// from eval results files (eval*.json, eval/*.json), and corpus perplexity distributions from corpus_ppl.json.
+/// </summary>
+public static class RunReport
+{
+    sealed record Run(string Directory, string Name, List<(double Step, double Loss)> Train, List<(double Step, double Loss)> Validation,
+        JsonObject? Summary, List<(string Path, string Label, List<JsonObject> Records)> Results, List<CorpusScores> Corpora);
+
+    public static ReportSummary Write(ReportOptions o)
+    {
+        var runs = o.RunDirectories.Select(Load).ToList();
+        var resultFiles = runs.SelectMany(r => r.Results).ToList();
+        foreach (var extra in o.ExtraResults ?? [])
+            resultFiles.Add((extra, Path.GetFileNameWithoutExtension(extra), EvalResults.Read(extra)));
+        var corpora = runs.SelectMany(r => r.Corpora).Concat(o.Corpora ?? []).ToList();
+
+        var html = new StringBuilder();
+        var md = new StringBuilder();
+        int charts = 0;
+        html.Append("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
+        html.Append($"<title>{E(o.Title)}</title><style>{Css}</style></head><body><main>");
+        html.Append($"<h1>{E(o.Title)}</h1><p class=\"meta\">Generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by Hone from {runs.Count} run director{(runs.Count == 1 ? "y" : "ies")}.</p>");
+        md.AppendLine($"# {o.Title}").AppendLine();
+
+        // Training.
+        var withTraining = runs.Where(r => r.Train.Count > 0).ToList();
+        if (withTraining.Count > 0)
+        {
+            html.Append("<section><h2>Training</h2>");
+            var series = new List<SvgCharts.Series>();
+            foreach (var r in withTraining)
+            {
+                series.Add(new SvgCharts.Series($"{r.Name} train", Smooth(r.Train)));
+                if (r.Validation.Count > 0) series.Add(new SvgCharts.Series($"{r.Name} validation", r.Validation, Markers: true, Dashed: true));
+            }
+            html.Append(Figure(SvgCharts.Line("Loss", "optimizer step", "cross-entropy (nats/token)", series),
+                "Training loss (smoothed over a window of 5 logged steps) and validation loss per run.")); charts++;
+            md.AppendLine("## Training").AppendLine().AppendLine("| run | steps | tokens | seconds | final loss | best validation loss | trainable parameters |").AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
+            html.Append("<table><tr><th>run</th><th>steps</th><th>tokens</th><th>time</th><th>final loss</th><th>best validation</th><th>trainable parameters</th></tr>");
+            foreach (var r in withTraining)
+            {
+                var s = r.Summary;
+                string Cell(string key, string format = "") => s?[key] is JsonValue v && v.TryGetValue(out double d) ? d.ToString(format, CultureInfo.InvariantCulture) : "–";
+                html.Append($"<tr><td>{E(r.Name)}</td><td>{Cell("steps")}</td><td>{Cell("tokens", "N0")}</td><td>{Cell("seconds", "0.0")} s</td><td>{Cell("final_loss", "0.0000")}</td><td>{Cell("best_val_loss", "0.0000")}</td><td>{Cell("trainable_parameters", "N0")}</td></tr>");
+                md.AppendLine($"| {r.Name} | {Cell("steps")} | {Cell("tokens", "N0")} | {Cell("seconds", "0.0")} | {Cell("final_loss", "0.0000")} | {Cell("best_val_loss", "0.0000")} | {Cell("trainable_parameters", "N0")} |");
+            }
+            html.Append("</table></section>");
+            md.AppendLine();
+        }
+
+        // Evaluation.
+        if (resultFiles.Count > 0)
+        {
+            html.Append("<section><h2>Evaluation</h2>");
+            md.AppendLine("## Evaluation").AppendLine();
+            var labels = resultFiles.Select(f => f.Label).ToList();
+            if (resultFiles.Count >= 2)
+            {
+                var rows = ResultsComparison.Compare(resultFiles.Select(f => (IReadOnlyList<JsonObject>)f.Records).ToList());
+                html.Append("<div class=\"grid\">");
+                foreach (var row in rows)
+                {
+                    var bars = row.Values.Select((v, i) => (labels[i], v?.Value, v?.StandardError)).ToList();
+                    html.Append(Figure(SvgCharts.Bars($"{row.Task}: {row.Metric}", row.Metric, bars, row.HigherIsBetter),
+                        row.ProtocolDiffers ? "Protocols differ between these results: not directly comparable." : null));
+                    charts++;
+                }
+                html.Append("</div>");
+                html.Append("<table><tr><th>task</th><th>metric</th>");
+                md.Append("| task | metric |");
+                foreach (var l in labels) { html.Append($"<th>{E(l)}</th>"); md.Append($" {l} |"); }
+                html.Append("<th>change</th></tr>");
+                md.AppendLine(" change |").Append("| --- | --- |").Append(string.Concat(labels.Select(_ => " --- |"))).AppendLine(" --- |");
+                foreach (var row in rows)
+                {
+                    string Value((double Value, double? StandardError)? v) => v is { } x ? $"{Num(x.Value)}{(x.StandardError is double se ? " ± " + Num(se) : "")}" : "–";
+                    string change = row.Deltas.Count > 0 && row.Deltas[^1] is { } d
+                        ? $"{(d.Delta >= 0 ? "+" : "")}{Num(d.Delta)}{(d.Significant ? (d.Delta > 0 == row.HigherIsBetter ? " (better)" : " (worse)") : d.StandardError is null ? (d.Delta == 0 ? "" : d.Delta > 0 == row.HigherIsBetter ? " (better; no error estimate)" : " (worse; no error estimate)") : " (within noise)")}"
+                        : "–";
+                    html.Append($"<tr><td>{E(row.Task)}</td><td>{E(row.Metric)}</td>{string.Concat(row.Values.Select(v => $"<td>{E(Value(v))}</td>"))}<td>{E(change)}</td></tr>");
+                    md.AppendLine($"| {row.Task} | {row.Metric} |{string.Concat(row.Values.Select(v => $" {Value(v)} |"))} {change} |");
+                }
+                html.Append("</table><p class=\"note\">Change is the last column minus the first; “better”/“worse” when it exceeds two standard errors of the difference.</p>");
+            }
+            else
+            {
+                html.Append("<table><tr><th>task</th><th>metric</th><th>value</th></tr>");
+                md.AppendLine("| task | metric | value |").AppendLine("| --- | --- | --- |");
+                foreach (var r in resultFiles[0].Records)
+                    if (r["metrics"] is JsonObject metrics)
+                        foreach (var (name, m) in metrics)
+                        {
+                            string v = m?["value"] is JsonValue jv && jv.TryGetValue(out double d) ? Num(d) : "–";
+                            html.Append($"<tr><td>{E((string?)r["task"] ?? "")}</td><td>{E(name)}</td><td>{E(v)}</td></tr>");
+                            md.AppendLine($"| {(string?)r["task"]} | {name} | {v} |");
+                        }
+                html.Append("</table>");
+            }
+            html.Append("<details><summary>Protocols</summary>");
+            foreach (var (path, label, records) in resultFiles)
+                foreach (var r in records)
+                    html.Append($"<h3>{E(label)} — {E((string?)r["task"] ?? "")}</h3><pre>{E(r["protocol"]?.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) ?? "")}</pre>");
+            html.Append("</details></section>");
+            md.AppendLine();
+        }
+
+        // Data.
+        if (corpora.Count > 0)
+        {
+            html.Append("<section><h2>Data</h2><div class=\"grid\">");
+            md.AppendLine("## Data").AppendLine().AppendLine("| corpus | documents | median perplexity | kept band | kept |").AppendLine("| --- | --- | --- | --- | --- |");
+            foreach (var c in corpora)
+            {
+                (double, double)? band = c.KeptLow is double lo && c.KeptHigh is double hi ? (lo, hi) : null;
+                html.Append(Figure(SvgCharts.LogHistogram($"{c.Name}: perplexity per document", "perplexity (log scale)", c.Values, band),
+                    c.Protocol != null ? $"Protocol: {c.Protocol}" : null));
+                charts++;
+                var sorted = c.Values.Order().ToList();
+                double median = sorted.Count == 0 ? double.NaN : sorted[sorted.Count / 2];
+                int kept = band is (double l, double h) ? c.Values.Count(v => v >= l && v <= h) : c.Values.Count;
+                md.AppendLine($"| {c.Name} | {c.Values.Count} | {Num(median)} | {(band is (double l2, double h2) ? $"{Num(l2)} – {Num(h2)}" : "–")} | {kept} |");
+            }
+            html.Append("</div></section>");
+            md.AppendLine();
+        }
+        if (charts == 0 && resultFiles.Count == 0)
+            throw new ArgumentException("nothing to report: the run directories hold no metrics.jsonl, eval results or corpus_ppl.json");
+        html.Append("</main></body></html>");
+        string mdPath = Path.ChangeExtension(o.Output, ".md");
+        AtomicFile.WriteAllText(o.Output, html.ToString());
+        AtomicFile.WriteAllText(mdPath, md.ToString());
+        return new ReportSummary(o.Output, mdPath, runs.Count, resultFiles.Count, charts);
+    }
+
+    static Run Load(string dir)
+    {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: no such run directory");
+        var train = new List<(double, double)>();
+        var validation = new List<(double, double)>();
+        var metrics = Path.Combine(dir, "metrics.jsonl");
+        if (File.Exists(metrics))
+        {
+            int line = 0;
+            foreach (var text in File.ReadLines(metrics))
+            {
+                line++;
+                if (text.Trim().Length == 0) continue;
+                JsonNode? n;
+                try { n = JsonNode.Parse(text); }
+                catch (JsonException e) { throw new ModelFormatException(metrics, $"line {line}: not valid JSON: {e.Message}"); }
+                if (n?["step"] is not JsonValue sv || !sv.TryGetValue(out double step)) continue;
+                if (n["loss"] is JsonValue lv && lv.TryGetValue(out double loss)) train.Add((step, loss));
+                if (n["val_loss"] is JsonValue vv && vv.TryGetValue(out double val)) validation.Add((step, val));
+            }
+        }
+        JsonObject? summary = null;
+        var summaryPath = Path.Combine(dir, "train_summary.json");
+        if (File.Exists(summaryPath)) summary = JsonNode.Parse(File.ReadAllText(summaryPath)) as JsonObject;
+        var results = new List<(string, string, List<JsonObject>)>();
+        var candidates = Directory.GetFiles(dir, "eval*.json").Concat(Directory.Exists(Path.Combine(dir, "eval")) ? Directory.GetFiles(Path.Combine(dir, "eval"), "*.json") : []);
+        foreach (var file in candidates.Order(StringComparer.Ordinal).OrderBy(f => Order(Path.GetFileNameWithoutExtension(f))))
+            results.Add((file, Path.GetFileNameWithoutExtension(file).Replace("eval-", "").Replace("eval_", ""), EvalResults.Read(file)));
+        var corpora = new List<CorpusScores>();
+        var corpusPath = Path.Combine(dir, "corpus_ppl.json");
+        if (File.Exists(corpusPath)) corpora.AddRange(ReadCorpora(corpusPath));
+        return new Run(dir, Path.GetFileName(Path.GetFullPath(dir).TrimEnd('/')), train, validation, summary, results, corpora);
+    }
+
+    /// <summary>"before" sorts before "after", otherwise by name.</summary>
+    static int Order(string name) => name.Contains("before") ? 0 : name.Contains("after") ? 2 : 1;
+
+    public static List<CorpusScores> ReadCorpora(string path)
+    {
+        var root = JsonNode.Parse(File.ReadAllText(path));
+        var items = root is JsonArray a ? a.ToList() : [root];
+        return items.Select(n => new CorpusScores((string?)n!["name"] ?? "corpus",
+            n["values"]!.AsArray().Select(v => (double)v!).ToList(), (double?)n["kept_low"], (double?)n["kept_high"], (string?)n["protocol"])).ToList();
+    }
+
+    public static JsonObject CorpusJson(CorpusScores c) => new()
+    {
+        ["name"] = c.Name, ["values"] = new JsonArray(c.Values.Select(v => (JsonNode)Math.Round(v, 4)).ToArray()),
+        ["kept_low"] = c.KeptLow, ["kept_high"] = c.KeptHigh, ["protocol"] = c.Protocol,
+    };
+
+    static List<(double X, double Y)> Smooth(List<(double Step, double Loss)> points)
+    {
+        var result = new List<(double, double)>();
+        for (int i = 0; i < points.Count; i++)
+        {
+            int from = Math.Max(0, i - 4);
+            result.Add((points[i].Step, points.Skip(from).Take(i - from + 1).Average(p => p.Loss)));
+        }
+        return result;
+    }
+
+    static string Figure(string svg, string? caption) =>
+        svg.Length == 0 ? "" : $"<figure>{svg}{(caption != null ? $"<figcaption>{E(caption)}</figcaption>" : "")}</figure>";
+
+    static string Num(double v) => double.IsFinite(v)
+        ? Math.Abs(v) >= 1000 ? v.ToString("0", CultureInfo.InvariantCulture) : v.ToString("0.####", CultureInfo.InvariantCulture)
+        : "–";
+
+    static string E(string s) => WebUtility.HtmlEncode(s);
+
+    const string Css = """
+        body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f8fafc;color:#0f172a}
+        main{max-width:1340px;margin:0 auto;padding:24px}
+        h1{margin:0 0 4px}h2{border-bottom:1px solid #cbd5e1;padding-bottom:4px;margin-top:32px}
+        .meta,.note{color:#475569;font-size:14px}
+        section{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:8px 20px 16px;margin-top:20px}
+        .grid{display:flex;flex-wrap:wrap;gap:12px}
+        figure{margin:8px 0}figcaption{font-size:13px;color:#475569;max-width:640px}
+        svg{background:#fff;max-width:100%;height:auto}
+        svg .title{font-size:14px;font-weight:600;fill:#0f172a}svg .tick{font-size:11px;fill:#475569}
+        svg .label{font-size:12px;fill:#334155}svg .legend{font-size:12px;fill:#0f172a}svg .value{font-size:11px;fill:#0f172a}
+        svg .grid{stroke:#e2e8f0;stroke-width:1}svg .axis{stroke:#64748b;stroke-width:1}svg .whisker{stroke:#0f172a;stroke-width:1.5}
+        table{border-collapse:collapse;margin:12px 0;font-size:14px}th,td{border:1px solid #e2e8f0;padding:4px 10px;text-align:left}
+        th{background:#f1f5f9}pre{background:#f1f5f9;padding:8px;overflow:auto;font-size:12px}
+        """;
+}

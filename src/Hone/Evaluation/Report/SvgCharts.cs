@@ -1,0 +1,168 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+
+namespace Hone.Evaluation.Report;
+
+/// <summary>Small, dependency-free SVG charts (line, grouped bars with error bars, histogram) for the HTML report.</summary>
+public static class SvgCharts
+{
+    public static readonly string[] Palette = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#65a30d", "#db2777"];
+
+    public sealed record Series(string Name, IReadOnlyList<(double X, double Y)> Points, bool Markers = false, bool Dashed = false);
+
+    const int Width = 640, Height = 300, Left = 60, Right = 16, Top = 30, Bottom = 44;
+
+    static string F(double v) => v.ToString("0.##", CultureInfo.InvariantCulture);
+    static string E(string s) => WebUtility.HtmlEncode(s);
+
+    /// <summary>"Nice" tick values covering [min, max].</summary>
+    public static List<double> Ticks(double min, double max, int count = 5)
+    {
+        if (!(max > min)) { max = min + 1; }
+        double raw = (max - min) / count, magnitude = Math.Pow(10, Math.Floor(Math.Log10(raw)));
+        double step = new[] { 1, 2, 2.5, 5, 10 }.Select(m => m * magnitude).First(s => s >= raw);
+        var ticks = new List<double>();
+        for (double t = Math.Ceiling(min / step) * step; t <= max + step * 1e-9; t += step) ticks.Add(Math.Round(t, 12));
+        return ticks;
+    }
+
+    static string Label(double v)
+    {
+        double a = Math.Abs(v);
+        if (a != 0 && (a >= 1e5 || a < 1e-3)) return v.ToString("0.#E0", CultureInfo.InvariantCulture);
+        return v.ToString(a >= 100 ? "0" : a >= 10 ? "0.#" : "0.###", CultureInfo.InvariantCulture);
+    }
+
+    static void Frame(StringBuilder sb, string title, string xLabel, string yLabel, List<double> xTicks, Func<double, double> sx,
+        List<double> yTicks, Func<double, double> sy, Func<double, string>? xText = null)
+    {
+        sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {Width} {Height}\" width=\"{Width}\" height=\"{Height}\" role=\"img\" aria-label=\"{E(title)}\">");
+        sb.Append($"<text x=\"{Width / 2}\" y=\"18\" text-anchor=\"middle\" class=\"title\">{E(title)}</text>");
+        foreach (var t in yTicks)
+        {
+            double y = sy(t);
+            sb.Append($"<line x1=\"{Left}\" x2=\"{Width - Right}\" y1=\"{F(y)}\" y2=\"{F(y)}\" class=\"grid\"/>");
+            sb.Append($"<text x=\"{Left - 6}\" y=\"{F(y + 4)}\" text-anchor=\"end\" class=\"tick\">{E(Label(t))}</text>");
+        }
+        foreach (var t in xTicks)
+        {
+            double x = sx(t);
+            sb.Append($"<line x1=\"{F(x)}\" x2=\"{F(x)}\" y1=\"{Height - Bottom}\" y2=\"{Height - Bottom + 4}\" class=\"axis\"/>");
+            sb.Append($"<text x=\"{F(x)}\" y=\"{Height - Bottom + 16}\" text-anchor=\"middle\" class=\"tick\">{E(xText?.Invoke(t) ?? Label(t))}</text>");
+        }
+        sb.Append($"<line x1=\"{Left}\" x2=\"{Width - Right}\" y1=\"{Height - Bottom}\" y2=\"{Height - Bottom}\" class=\"axis\"/>");
+        sb.Append($"<line x1=\"{Left}\" x2=\"{Left}\" y1=\"{Top}\" y2=\"{Height - Bottom}\" class=\"axis\"/>");
+        sb.Append($"<text x=\"{(Left + Width - Right) / 2}\" y=\"{Height - 6}\" text-anchor=\"middle\" class=\"label\">{E(xLabel)}</text>");
+        sb.Append($"<text x=\"14\" y=\"{(Top + Height - Bottom) / 2}\" text-anchor=\"middle\" class=\"label\" transform=\"rotate(-90 14 {(Top + Height - Bottom) / 2})\">{E(yLabel)}</text>");
+    }
+
+    static void Legend(StringBuilder sb, IReadOnlyList<string> names)
+    {
+        double x = Left + 8;
+        for (int i = 0; i < names.Count; i++)
+        {
+            sb.Append($"<rect x=\"{F(x)}\" y=\"{Top + 2}\" width=\"10\" height=\"10\" fill=\"{Palette[i % Palette.Length]}\"/>");
+            sb.Append($"<text x=\"{F(x + 14)}\" y=\"{Top + 11}\" class=\"legend\">{E(names[i])}</text>");
+            x += 24 + 6.5 * names[i].Length;
+        }
+    }
+
+    public static string Line(string title, string xLabel, string yLabel, IReadOnlyList<Series> series)
+    {
+        var all = series.SelectMany(s => s.Points).Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y)).ToList();
+        if (all.Count == 0) return "";
+        double x0 = all.Min(p => p.X), x1 = all.Max(p => p.X), y0 = all.Min(p => p.Y), y1 = all.Max(p => p.Y);
+        double pad = (y1 - y0) * 0.08 + 1e-9;
+        bool nonNegative = y0 >= 0;
+        y0 -= pad;
+        if (nonNegative && y0 < 0) y0 = 0;
+        y1 += pad;
+        var xTicks = Ticks(x0, x1); var yTicks = Ticks(y0, y1);
+        double xa = Math.Min(x0, xTicks.First()), xb = Math.Max(x1, xTicks.Last()), ya = Math.Min(y0, yTicks.First()), yb = Math.Max(y1, yTicks.Last());
+        double Sx(double v) => Left + (v - xa) / Math.Max(xb - xa, 1e-12) * (Width - Left - Right);
+        double Sy(double v) => Height - Bottom - (v - ya) / Math.Max(yb - ya, 1e-12) * (Height - Top - Bottom);
+        var sb = new StringBuilder();
+        Frame(sb, title, xLabel, yLabel, xTicks, Sx, yTicks, Sy);
+        for (int i = 0; i < series.Count; i++)
+        {
+            var s = series[i];
+            string color = Palette[i % Palette.Length];
+            var pts = s.Points.Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y)).ToList();
+            if (pts.Count > 1)
+                sb.Append($"<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{(s.Dashed ? " stroke-dasharray=\"6 4\"" : "")} points=\"{string.Join(" ", pts.Select(p => $"{F(Sx(p.X))},{F(Sy(p.Y))}"))}\"/>");
+            if (s.Markers || pts.Count == 1)
+                foreach (var p in pts) sb.Append($"<circle cx=\"{F(Sx(p.X))}\" cy=\"{F(Sy(p.Y))}\" r=\"3.5\" fill=\"{color}\"><title>{E(s.Name)}: {E(Label(p.Y))} at {E(Label(p.X))}</title></circle>");
+        }
+        Legend(sb, series.Select(s => s.Name).ToList());
+        sb.Append("</svg>");
+        return sb.ToString();
+    }
+
+    /// <summary>Bars for one metric across result sets, with ±1 standard error whiskers and value labels.</summary>
+    public static string Bars(string title, string yLabel, IReadOnlyList<(string Name, double? Value, double? Error)> bars, bool higherIsBetter)
+    {
+        var present = bars.Where(b => b.Value is double v && double.IsFinite(v)).ToList();
+        if (present.Count == 0) return "";
+        double top = present.Max(b => b.Value!.Value + (b.Error ?? 0)), bottom = Math.Min(0, present.Min(b => b.Value!.Value - (b.Error ?? 0)));
+        if (top - bottom < 1e-9) top = bottom + 1; // all zero: still draw a sensible axis
+        var yTicks = Ticks(bottom, top * 1.15);
+        double ya = Math.Min(bottom, yTicks.First()), yb = Math.Max(top, yTicks.Last());
+        double Sy(double v) => Height - Bottom - (v - ya) / Math.Max(yb - ya, 1e-12) * (Height - Top - Bottom);
+        double slot = (double)(Width - Left - Right) / bars.Count, barWidth = Math.Min(80, slot * 0.6);
+        var sb = new StringBuilder();
+        Frame(sb, title + (higherIsBetter ? " (higher is better)" : " (lower is better)"), "", yLabel, [], _ => 0, yTicks, Sy);
+        for (int i = 0; i < bars.Count; i++)
+        {
+            var (name, value, error) = bars[i];
+            double cx = Left + slot * (i + 0.5);
+            sb.Append($"<text x=\"{F(cx)}\" y=\"{Height - Bottom + 16}\" text-anchor=\"middle\" class=\"tick\">{E(name)}</text>");
+            if (value is not double v || !double.IsFinite(v)) continue;
+            double y = Sy(v), zero = Sy(Math.Max(ya, 0));
+            sb.Append($"<rect x=\"{F(cx - barWidth / 2)}\" y=\"{F(Math.Min(y, zero))}\" width=\"{F(barWidth)}\" height=\"{F(Math.Abs(zero - y))}\" fill=\"{Palette[i % Palette.Length]}\" opacity=\"0.85\"><title>{E(name)}: {E(Label(v))}</title></rect>");
+            if (error is double e && e > 0 && double.IsFinite(e))
+            {
+                double ey0 = Sy(v - e), ey1 = Sy(v + e);
+                sb.Append($"<line x1=\"{F(cx)}\" x2=\"{F(cx)}\" y1=\"{F(ey0)}\" y2=\"{F(ey1)}\" class=\"whisker\"/>");
+                sb.Append($"<line x1=\"{F(cx - 6)}\" x2=\"{F(cx + 6)}\" y1=\"{F(ey0)}\" y2=\"{F(ey0)}\" class=\"whisker\"/><line x1=\"{F(cx - 6)}\" x2=\"{F(cx + 6)}\" y1=\"{F(ey1)}\" y2=\"{F(ey1)}\" class=\"whisker\"/>");
+            }
+            sb.Append($"<text x=\"{F(cx)}\" y=\"{F(Math.Max(Top + 12, Math.Min(y, zero) - 6))}\" text-anchor=\"middle\" class=\"value\">{E(Label(v))}{(error is double se && se > 0 ? " ± " + E(Label(se)) : "")}</text>");
+        }
+        sb.Append("</svg>");
+        return sb.ToString();
+    }
+
+    /// <summary>Histogram of values on a log10 axis (perplexities span decades), with an optional kept band shaded.</summary>
+    public static string LogHistogram(string title, string xLabel, IReadOnlyList<double> values, (double Low, double High)? band, int bins = 40)
+    {
+        var logs = values.Where(v => v > 0 && double.IsFinite(v)).Select(Math.Log10).ToList();
+        if (logs.Count == 0) return "";
+        double a = logs.Min(), b = logs.Max();
+        if (b - a < 1e-9) { a -= 0.5; b += 0.5; }
+        var counts = new int[bins];
+        foreach (var l in logs) counts[Math.Min(bins - 1, (int)((l - a) / (b - a) * bins))]++;
+        double Sx(double v) => Left + (v - a) / (b - a) * (Width - Left - Right);
+        var yTicks = Ticks(0, counts.Max());
+        double yb = Math.Max(counts.Max(), yTicks.Last());
+        double Sy(double v) => Height - Bottom - v / Math.Max(yb, 1) * (Height - Top - Bottom);
+        var xTicks = Ticks(a, b, 6);
+        var sb = new StringBuilder();
+        Frame(sb, title, xLabel, "documents", xTicks.Where(t => t >= a && t <= b).ToList(), Sx, yTicks, Sy, t => Label(Math.Pow(10, t)));
+        if (band is (double lo, double hi) && lo > 0 && hi > lo)
+        {
+            double x0 = Sx(Math.Clamp(Math.Log10(lo), a, b)), x1 = Sx(Math.Clamp(Math.Log10(hi), a, b));
+            sb.Append($"<rect x=\"{F(x0)}\" y=\"{Top}\" width=\"{F(Math.Max(0, x1 - x0))}\" height=\"{Height - Top - Bottom}\" fill=\"#16a34a\" opacity=\"0.12\"/>");
+            sb.Append($"<text x=\"{F((x0 + x1) / 2)}\" y=\"{Top + 12}\" text-anchor=\"middle\" class=\"legend\">kept {E(Label(lo))} – {E(Label(hi))}</text>");
+        }
+        double w = (double)(Width - Left - Right) / bins;
+        for (int i = 0; i < bins; i++)
+        {
+            if (counts[i] == 0) continue;
+            double binStart = a + (b - a) * i / bins, mid = Math.Pow(10, binStart + (b - a) / bins / 2);
+            bool kept = band is not (double l, double h) || (mid >= l && mid <= h);
+            sb.Append($"<rect x=\"{F(Left + i * w + 0.5)}\" y=\"{F(Sy(counts[i]))}\" width=\"{F(w - 1)}\" height=\"{F(Height - Bottom - Sy(counts[i]))}\" fill=\"{(kept ? Palette[0] : "#9ca3af")}\"><title>{counts[i]} around {E(Label(mid))}</title></rect>");
+        }
+        sb.Append("</svg>");
+        return sb.ToString();
+    }
+}
