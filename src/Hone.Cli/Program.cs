@@ -18,6 +18,7 @@ public static class Program
         root.Subcommands.Add(PerplexityCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(MergeAdapterCommand.Create());
+        root.Subcommands.Add(SynthCommand.Create());
         return root.Parse(args).Invoke();
     }
 }
