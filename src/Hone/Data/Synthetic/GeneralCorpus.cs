@@ -100,6 +100,8 @@ public static class GeneralCorpus
         }
 
         public string Say(string template) => TemplateText.Expand(template, Random, Resolve);
+        /// <summary>Expands a phrase for use inside another sentence (no capital, no tidying).</summary>
+        public string Fill(string template) => TemplateText.Expand(template, Random, Resolve, tidy: false);
         public string Say(IReadOnlyList<string> templates) => Say(Random.One(templates));
 
         string Resolve(string name) => _slots.TryGetValue(name, out var bound) ? bound : name switch
@@ -134,6 +136,9 @@ public static class GeneralCorpus
             "adv" => Random.One(Adverbs),
             "dayadj" => Random.One(DayAdjectives),
             "outdoor" => Random.One(Outdoors),
+            "building" => Random.One(Buildings),
+            "breakfast" => Random.One(Breakfasts),
+            "dinner" => Random.One(["fish and potatoes", "soup and bread", "pasta", "rice and beans", "a vegetable pie", "pizza", "noodles", "baked potatoes", "a big salad", "stew"]),
             "person" => Random.Chance(0.6) ? Random.One(People).Name : Random.One(Neighbours),
             "game" => Random.One(Games),
             "purpose" => Random.One(Purposes),
@@ -156,6 +161,9 @@ public static class GeneralCorpus
 
     // ---- the clause grammar: one thing someone did, in the past tense ------------------------------------------
 
+    static readonly string[] Buildings = ["the library", "the bakery", "the museum", "the cinema", "the town hall", "the station", "the school", "the swimming pool", "the sports hall", "the café"];
+    static readonly string[] Breakfasts = ["porridge", "toast", "eggs", "pancakes", "yoghurt", "cereal", "bread and honey", "a muffin", "fruit", "toast and jam", "a boiled egg"];
+
     static readonly string[] Fruits = ["apples", "pears", "plums", "cherries", "blackberries", "strawberries", "raspberries", "apricots", "gooseberries"];
 
     /// <summary>{S} the subject, {P} its pronoun, {Poss} its possessive; everything else comes from the lexicon, so
@@ -163,7 +171,7 @@ public static class GeneralCorpus
     static readonly string[] Clauses =
     [
         "{S} [carried|took] a {obj} to {place}.", "{S} found a {obj} {spot}.", "{S} [carefully |]painted the {noun} {color}.",
-        "{S} gave a {obj} to {person}.", "{S} met {person} {outdoor}[, and they talked about {topic}|].", "{S} watched the {animals} {outdoor}.",
+        "{S} gave a {obj} to {person}.", "{S} met {person} {outdoor}[, and {they} talked about {topic}|].", "{S} watched the {animals} {outdoor}.",
         "{S} [counted|tried to draw|took a photo of] the {animals} {outdoor}.", "{S} picked some {fruit} {outdoor}.", "{S} cooked {food} for {person}.",
         "{S} bought {food} and {food} at the market.", "{S} read a book about {animals}[ {outdoor}| in bed| by the window|].",
         "{S} wrote a [long |short |]letter to {person}.",
@@ -174,7 +182,7 @@ public static class GeneralCorpus
         "{S} [rode|cycled] to {place} [in the rain|in the sunshine|with {person}|as fast as {P} could].",
         "{S} played {game} with {person} [in the garden|{outdoor}|after school|until it got dark].", "{S} made a {obj} out of {material}.",
         "{S} learned how to {skill} from {person}.", "{S} looked for {Poss} {noun} but found a {obj} instead.",
-        "{S} [heard|saw|spotted] a {animal} {outdoor}.", "{S} waited for {person} outside {place}[ for {nword} minutes|].",
+        "{S} [heard|saw|spotted] a {animal} {outdoor}.", "{S} waited for {person} outside {building}[ for {nword} minutes|].",
         "{S} [washed|dried] the [dishes|cups|plates|clothes] and put them away.", "{S} showed {person} {Poss} {obj}.",
         "{S} lost {Poss} {noun} {outdoor}, but {person} found it.", "{S} [laughed|smiled] when {person} told a joke about a {animal}.",
         "{S} tried {food} for the first time and [liked it|did not like it much|asked for more].", "{S} [{adv} |][fixed|mended] an old {noun}.",
@@ -192,8 +200,9 @@ public static class GeneralCorpus
     static string Clause(Scene s, string subject, string pronoun, string possessive, bool time = true, string? timePhrase = null)
     {
         s["S"] = subject; s["P"] = pronoun; s["Poss"] = possessive;
+        s["they"] = subject == "I" ? "we" : "they";
         string clause = s.Say(Clauses);
-        if (s.Random.Chance(0.2)) clause = clause[..^1] + TemplateText.Expand(" because {P} wanted to {purpose}.", s.Random, name => s.Say("{" + name + "}"), tidy: false);
+        if (s.Random.Chance(0.2)) clause = clause[..^1] + s.Fill(" because {P} wanted to {purpose}.");
         timePhrase ??= time && s.Random.Chance(0.45) ? s.Say(ClauseTimes) : null;
         return timePhrase == null ? clause : TemplateText.Tidy($"{timePhrase}, {LowerFirst(clause, subject)}");
     }
@@ -438,7 +447,7 @@ public static class GeneralCorpus
             2 => ("ride a bike", "rode all the way around the park"),
             _ => ("juggle", "juggled three balls for a whole minute"),
         };
-        s["skill"] = s.Say(s["skill"]);
+        s["skill"] = s.Fill(s["skill"]);
         s["weeks"] = NumberWord(s.Random.Between(2, 8));
         yield return s.Say(["{hero} wanted to learn to {skill}.", "{hero} had always wanted to {skill}."]);
         yield return s.Say(["At first it was hard, and {he} [kept making mistakes|fell over many times|felt like giving up]."]);
@@ -553,15 +562,15 @@ public static class GeneralCorpus
             s["high"] = Temperature(high); s["low"] = Temperature(low);
             s["region"] = s.Random.One(Regions);
             lines.Add(s.Say([
-                "On {day} it will be {w}, with {sky} and a high of {high}.",
-                "{day} will be {w}. Expect {sky}, and temperatures up to {high}.",
-                "For {day}, we expect {sky}. The temperature will reach {high}[ in the afternoon|].",
+                "On {day} it will be {w}[ in {region}| across the area| in {town}|], with {sky} and a high of {high}.",
+                "{day} will be {w}. Expect {sky}[ in the morning| for most of the day| in {region}|], and temperatures up to {high}.",
+                "For {day}, we expect {sky}[ over {town}| in {region}|]. The temperature will reach {high}[ in the afternoon| by midday| near the coast|].",
             ]));
             lines.Add(s.Say([
-                "At night it will fall to {low}.", "Overnight the temperature will drop to {low}.", "The night will be [cooler|colder], with a low of {low}.",
+                "At night it will fall to {low}[ in {region}| in town|].", "Overnight the temperature [in {town}|] will drop to {low}.", "{day} night will be [cooler|colder], with a low of {low}.",
                 "In {region} it may be a little [colder|windier] than that.",
             ]));
-            if (s.Random.Chance(0.6)) lines.Add(s.Say(["If you go out, take {bring}.", "Don't forget {bring}!", "It is a good day to take {bring}."]));
+            if (s.Random.Chance(0.6)) lines.Add(s.Say(["If you go out on {day}, take {bring}.", "Don't forget {bring}[ on {day}| if you go to {place}|]!", "{day} is a good day to take {bring}."]));
         }
         s["clock"] = ClockWords(s.Random.Between(1, 12), 0);
         lines.Add(s.Say(["", "That was the weather for {town}[ on {day}|]. Have a [good|lovely|nice] {daypart}!", "We will be back with more weather at {clock}."]));
@@ -587,6 +596,7 @@ public static class GeneralCorpus
         s["date"] = $"{dayOfMonth} {Months[month]}";
         s.CastPerson("friend");
         s.CastRelative();
+        s["pet"] = s.Random.One(PetNames);
         var w = s.Random.One(WeatherKinds);
         s["w"] = w.Name;
         s["wake"] = s.Clock(s.Random.Between(6, 9), s.Random.One(new[] { 0, 15, 30, 45 }));
@@ -600,15 +610,16 @@ public static class GeneralCorpus
         var lines = new List<string>
         {
             s.Say(["{day} {date}", "{day}, {date}", "Dear diary,"]),
-            s.Say(["Today I woke up at {wake}.", "I got up at {wake} this morning.", "This morning I woke up at {wake}[ because the birds were singing| and it was still dark|]."]),
-            s.Say(["For breakfast I had {food} and a glass of {drink}.", "I had {food} for breakfast."]),
+            s.Say(["Today I woke up at {wake}[ and stayed in bed for a while| and looked out of the window| and got dressed quickly|].", "I got up at {wake} this morning[ because {friend} was coming round| because my {rel} called me|].",
+                   "This morning I woke up at {wake}[ because the birds were singing| and it was still dark| because {pet} jumped on my bed|]."]),
+            s.Say(["For breakfast I had {breakfast} and some {drink}[ in the kitchen| with my {rel}| by the window|].", "I had {breakfast} for breakfast[, and my {rel} had {breakfast}|]."]),
             wet ? s.Say(["It was {w} outside, so I [stayed inside|put on my boots|took an umbrella].", "The weather was {w}, so we {indoorpast} at home."])
                 : s.Say(["It was {w} outside, so [we went to {place}|I played in the garden|I walked to {place}].", "The weather was {w}, and I {actpast} with {friend}."]),
             weekend ? s.Say(["In the afternoon I {actpast} with {friend}.", "After lunch my {rel} and I {indoorpast}.", "We visited my {rel} in {town}."])
                     : s.Say(["At school we learned about {subject}.", "In {subject} we [did a test|made posters|worked in pairs], and it was [fun|hard|easy].",
                              "At break time I played with {friend}."]),
-            s.Say(["For dinner my {rel} made {dish}.", "We had {food} for dinner.", "In the evening we ate {dish}, which was my favourite."]),
-            s.Say(["I went to bed at {bed}.", "I was in bed by {bed}."]),
+            s.Say(["For dinner my {rel} made {dish}[ and I helped|, and {friend} stayed to eat with us|].", "We had {dinner} for dinner[ with {friend}|].", "In the evening we ate {dish}, which [was my favourite|I had never tried before|my {rel} loves]."]),
+            s.Say(["I went to bed at {bed}[ and read about {animals}| after a warm bath| and fell asleep at once|].", "I was in bed by {bed}[, but I could not sleep| and dreamed about {place}|]."]),
             s.Say(["Tomorrow is {next}[, and I can't wait|]. ", "I hope tomorrow will be [as good|better].", "It was a {dayadj} day.", ""]),
         };
         int extra = s.Random.Between(1, 3);
@@ -658,6 +669,14 @@ public static class GeneralCorpus
                 int count = s.Random.Between(2, 9);
                 s["fruit"] = fruit; s["price"] = NumberWord(price); s["count"] = NumberWord(count); s["sum"] = NumberWord(price * count);
                 s["unit"] = s.Random.One(["cents", "pence"]);
+                if (s.Random.Chance(0.35))
+                {
+                    // Prices in figures too ("£0.45 each … £1.80"), so currency signs and decimals are not new to a model at fine-tuning.
+                    string sign = s.Random.One(["£", "$", "€"]);
+                    s["price"] = sign + (price / 100m).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
+                    s["sum"] = sign + (price * count / 100m).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
+                    s["unit"] = "";
+                }
                 A("Good morning! How much are the {fruit}?", "Excuse me, how much do the {fruit} cost?");
                 B("They are {price} {unit} each.", "{price} {unit} each. They are very fresh today.");
                 A("I'll take {count}, please.", "Then I would like {count}, please.");
@@ -737,7 +756,7 @@ public static class GeneralCorpus
                     ? s.Random.One(["my cousin is coming to stay", "I got a good mark in {subject}", "it's the weekend tomorrow", "I learned to swim", "we are going to {place}"])
                     : s.Random.One(["I lost my {thing}", "my {rel} is ill", "it's raining again", "I have a test tomorrow", "I didn't sleep well"]);
                 s["thing"] = s.Random.One(LostThings).Noun;
-                s["because"] = s.Say(s["because"]);
+                s["because"] = s.Fill(s["because"]);
                 A("Hi {b}! How are you?", "Hello {b}, how are you today?");
                 B("I'm {feel}, because {because}.", "I feel {feel} today. {because}.");
                 A(good ? "That's wonderful! I'm happy for you." : "Oh no, I'm sorry. [Can I help?|I hope things get better soon.]");
@@ -831,12 +850,12 @@ public static class GeneralCorpus
         var lines = new List<string>
         {
             s.Say(["[Last|This] {season}, {hero} and {his} {rel} travelled from {from} to {to} by {vehicle}.", "{hero} went to {to} with {his} {rel}. They took the {vehicle} from {from}."]),
-            s.Say(["They left at {leave} and arrived at {arrive}, so the journey took {hours}.", "The journey took {hours}. They left at {leave} and got there at {arrive}."]),
+            s.Say(["They left [{from}|home] at {leave} and arrived [in {to}|] at {arrive}, so the journey took {hours}.", "The journey [to {to}|] took {hours}. The {vehicle} left at {leave} and got there at {arrive}."]),
             s.Say(["On the way, they saw {sight1}.", "Out of the window, {hero} could see {sight1}.", "{hero} read a book and looked at {sight}."]),
             s.Say(["In {to}, they visited {place} and ate {food}.", "The first thing they did in {to} was walk to {place}.", "They stayed with friends who live near {place}."]),
             Clause(s, s.Random.Chance(0.5) ? s["hero"] : s["he"], s["he"], s["his"], time: false),
             s.Say(["The weather in {to} was [sunny|rainy|cold|warm|windy] most of the time.", "It rained on the second day, so they went to {place}[ instead|]."]),
-            s.Say(["After {nights} nights, they went back home to {from}.", "They stayed for {nights} nights before going back to {from}."]),
+            s.Say(["After {nights} nights[ in {to}|], they went back home to {from}[ by {vehicle}|].", "They stayed [with {name}'s family|in a small hotel|in a tent] for {nights} nights before going back to {from}."]),
             s.Say(["{hero} [wants to go back|hopes to visit again] next year.", "It was the best trip {hero} had ever had.", ""]),
         };
         return Sentences(lines);
@@ -897,7 +916,7 @@ public static class GeneralCorpus
         var (act, actPast, _) = s.Random.One(Activities);
         s["act"] = act; s["actpast"] = actPast;
         s["dear"] = s.Random.One(["Grandma", "Grandpa", "Aunt {name}", "Uncle {name}", "{friend}", "{friend}", "{friend}"]);
-        s["dear"] = s.Say(s["dear"]);
+        s["dear"] = s.Fill(s["dear"]);
         var body = new List<string>
         {
             s.Say(["How are you?", "I hope you are well.", "Thank you for your letter."]),
@@ -952,7 +971,7 @@ public static class GeneralCorpus
         {
             s.Say(["{t1} played {t2} in a {sport} match on {weekday}.", "On {weekday}, {t1} met {t2} for a game of {sport}."]),
             s.Say(["The weather was [cold|wet|sunny|windy], and [lots of|a few hundred] people came to watch.", "The ground [in {town}|] was full of fans[ in {color} scarves|].", ""]),
-            s.Say(["At half time it was {ht}.", "By half time the score was {ht}."]),
+            s.Say(["At half time it was {ht}[ in {town}|].", "By half time the score was {ht}[ after a [fast|slow|muddy|exciting] start|]."]),
             s.Say(["In the second half, {t1} scored {a2} and {t2} scored {b2}.", "After the break {t1} scored {a2} more and {t2} scored {b2}."]),
             s.Say(["The final score was {ft}, {result}.", "It ended {ft}, {result}."]),
             s.Say(["The best player was {hero}, who [never stopped running|made some great passes|saved the day].", ""]),
