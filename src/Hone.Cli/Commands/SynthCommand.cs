@@ -9,9 +9,9 @@ namespace Hone.Cli.Commands;
 
 internal static class SynthCommand
 {
-    public const long DefaultGeneralBytes = 4_000_000;
-    public const int DefaultConversations = 3000;
-    public const int DefaultVocabulary = 2048;
+    static readonly int DefaultConversations = new EcommerceOptions().Count;
+    static readonly int DefaultVocabulary = new BpeTrainerOptions().VocabSize;
+    static readonly string DefaultSize = $"{GeneralCorpus.DefaultBytes / 1_000_000}M";
 
     public static Command Create()
     {
@@ -30,7 +30,7 @@ internal static class SynthCommand
     {
         var output = Out();
         var seed = Seed();
-        var size = new Option<string>("--size") { Description = "corpus size in bytes (suffix K or M allowed)", DefaultValueFactory = _ => "4M" };
+        var size = new Option<string>("--size") { Description = "corpus size in bytes (suffix K or M allowed)", DefaultValueFactory = _ => DefaultSize };
         var heldOut = new Option<double>("--held-out") { Description = "fraction of documents held out (heldout.txt)", DefaultValueFactory = _ => 0.05 };
         var json = CliSupport.Json();
         var cmd = new Command("general", "Everyday English documents (stories, facts, dialogues, reports…) without e-commerce vocabulary.\n" +
@@ -115,7 +115,7 @@ internal static class SynthCommand
         var seed = Seed();
         var vocab = new Option<int>("--vocab") { Description = "vocabulary size: special tokens, 256 bytes and merges", DefaultValueFactory = _ => DefaultVocabulary };
         var from = new Option<string[]>("--from") { Description = "train on these files (.txt documents, or .jsonl with text / messages); repeatable. Default: a freshly generated general corpus" };
-        var size = new Option<string>("--size") { Description = "without --from: general corpus size (suffix K or M allowed)", DefaultValueFactory = _ => "4M" };
+        var size = new Option<string>("--size") { Description = "without --from: general corpus size (suffix K or M allowed)", DefaultValueFactory = _ => DefaultSize };
         var json = CliSupport.Json();
         var cmd = new Command("tokenizer", "Train a byte-level BPE tokenizer (GPT-2 split, special tokens " + string.Join(" ", ChatFormat.SpecialTokens) +
                                            ", BOS added, chat template) and write tokenizer.json and tokenizer_config.json.")

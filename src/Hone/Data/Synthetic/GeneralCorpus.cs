@@ -14,6 +14,9 @@ namespace Hone.Data.Synthetic;
 /// </summary>
 public static class GeneralCorpus
 {
+    /// <summary>The quickstart's size: about 1M tokens with a 2,048-token vocabulary, generated in well under a second.</summary>
+    public const long DefaultBytes = 4_000_000;
+
     /// <summary>Documents until their UTF-8 size (with one separator byte each) reaches <paramref name="targetBytes"/>.</summary>
     public static IReadOnlyList<string> Generate(ulong seed, long targetBytes)
     {
@@ -31,8 +34,9 @@ public static class GeneralCorpus
         return documents;
     }
 
-    /// <summary>The genres and their shares of the documents.</summary>
-    public static IReadOnlyList<string> GenreNames => Genres.Select(g => g.Name).ToArray();
+    /// <summary>The genres, with their share of the documents.</summary>
+    public static IReadOnlyList<(string Name, double Share)> GenreShares =>
+        Genres.Select(g => (g.Name, g.Weight / Genres.Sum(x => x.Weight))).ToArray();
 
     /// <summary>The last <paramref name="heldOutFraction"/> of the documents held out (documents are independent draws).</summary>
     public static (IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut) Split(IReadOnlyList<string> documents, double heldOutFraction)
