@@ -21,6 +21,7 @@ public static class Program
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
+        root.Subcommands.Add(SynthCommand.Create());
         return root.Parse(args).Invoke();
     }
 }

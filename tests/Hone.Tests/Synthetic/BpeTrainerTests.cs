@@ -1,0 +1,203 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json.Nodes;
+using Hone.Data;
+using Hone.Data.Synthetic;
+using Hone.Tests.Infrastructure;
+using Hone.Tokenization;
+using Hone.Tokenization.Templates;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Hone.Tests.Synthetic;
+
+public class BpeTrainerTests(ITestOutputHelper output)
+{
+    static readonly string[] EdgeTexts =
+    [
+        "  leading spaces", "trailing spaces   ", "tabs\tand\nnew lines\n\nand a blank line", "emoji 😀 and ünïcödé – “quotes” ſ",
+        "£12.00, €5.50 and $3", "<|user|> written as text <|end|>", "don't 'quote' it's O'Brien's", "1234567890 #48213 1Z8F4A20931",
+        "\r\n windows line \r\n", "x", " ", "日本語のテキスト", "a\u00A0non-breaking space",
+    ];
+
+    static IReadOnlyList<string> Texts(long generalBytes, int conversations) =>
+        GeneralCorpus.Generate(5, generalBytes)
+            .Concat(EcommerceDataset.Generate(5, conversations).Train.SelectMany(c => c.Messages.Select(m => m.Content)))
+            .Concat(EdgeTexts).ToList();
+
+    [Fact]
+    public void Merges_match_a_naive_trainer_that_recounts_every_pair_after_each_merge()
+    {
+        var texts = Texts(150_000, 100);
+        var options = new BpeTrainerOptions(VocabSize: 262 + 400);
+        var learned = BpeTrainer.Learn(texts, options);
+        var reference = NaiveMerges(texts, options.Specials, 400);
+        Assert.Equal(reference.Count, learned.Merges.Count);
+        for (int i = 0; i < reference.Count; i++) Assert.Equal(reference[i], learned.Merges[i]);
+        Assert.Equal(options.VocabSize, learned.Tokens.Count);
+    }
+
+    /// <summary>Textbook BPE: count every adjacent pair over all pieces, merge the most frequent (ties: lower ids,
+    /// left then right), repeat.</summary>
+    static List<(string, string)> NaiveMerges(IReadOnlyList<string> texts, IReadOnlyList<string> specials, int merges)
+    {
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int b = 0; b < 256; b++) ids[ByteLevelAlphabet.CharOfByte[b].ToString()] = specials.Count + b;
+        var counts = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var text in texts)
+            foreach (var segment in text.Split(specials.ToArray(), StringSplitOptions.None))
+                for (int pos = 0; pos < segment.Length;)
+                {
+                    int length = SplitPatterns.MatchLength(SplitPattern.Gpt2, segment, pos, foldLongS: true);
+                    string piece = segment.Substring(pos, length);
+                    counts[piece] = counts.GetValueOrDefault(piece) + 1;
+                    pos += length;
+                }
+        var words = counts.Select(p => (Symbols: Encoding.UTF8.GetBytes(p.Key).Select(b => ByteLevelAlphabet.CharOfByte[b].ToString()).ToList(), Count: p.Value)).ToList();
+        var result = new List<(string, string)>();
+        int nextId = specials.Count + 256;
+        while (result.Count < merges)
+        {
+            var pairs = new Dictionary<(string, string), long>();
+            foreach (var (symbols, count) in words)
+                for (int i = 0; i + 1 < symbols.Count; i++) pairs[(symbols[i], symbols[i + 1])] = pairs.GetValueOrDefault((symbols[i], symbols[i + 1])) + count;
+            if (pairs.Count == 0) break;
+            var best = pairs.OrderByDescending(p => p.Value).ThenBy(p => ids[p.Key.Item1]).ThenBy(p => ids[p.Key.Item2]).First();
+            if (best.Value < 2) break;
+            var (a, b) = best.Key;
+            result.Add((a, b));
+            if (!ids.ContainsKey(a + b)) ids[a + b] = nextId++;
+            foreach (var (symbols, _) in words)
+                for (int i = 0; i + 1 < symbols.Count; i++)
+                    if (symbols[i] == a && symbols[i + 1] == b) { symbols[i] = a + b; symbols.RemoveAt(i + 1); }
+        }
+        return result;
+    }
+
+    [Fact]
+    public void Trained_tokenizer_loads_round_trips_every_text_and_adds_bos()
+    {
+        var texts = Texts(4_000_000, 3000);
+        long bytes = texts.Sum(t => (long)Encoding.UTF8.GetByteCount(t));
+        using var dir = new TempDirectory();
+        var clock = Stopwatch.StartNew();
+        var learned = BpeTrainer.Train(texts, 4096, ChatFormat.SpecialTokens, dir.Path);
+        double seconds = clock.Elapsed.TotalSeconds;
+        output.WriteLine($"vocabulary 4096 on {bytes:N0} bytes ({learned.DistinctPreTokens:N0} distinct pieces): learned in {learned.Elapsed.TotalSeconds:F2} s, written in {seconds - learned.Elapsed.TotalSeconds:F2} s");
+        Assert.True(learned.Elapsed.TotalSeconds < 30, $"training took {learned.Elapsed.TotalSeconds:F1} s");
+
+        var tokenizer = Tokenizer.FromHuggingFaceDirectory(dir.Path);
+        Assert.Equal(4096, tokenizer.VocabSize);
+        var report = BpeTrainer.Measure(tokenizer, texts);
+        Assert.Equal(0, report.RoundTripFailures);
+        Assert.Equal(texts.Count, report.Texts);
+        var general = BpeTrainer.Measure(tokenizer, GeneralCorpus.Generate(99, 200_000));
+        var domain = BpeTrainer.Measure(tokenizer, EcommerceDataset.Generate(99, 200).HeldOut.Select(c => c.PlainText));
+        output.WriteLine($"compression: {report.BytesPerToken:F2} bytes/token on the training texts, {general.BytesPerToken:F2} on unseen general text, {domain.BytesPerToken:F2} on unseen conversations");
+        Assert.True(general.BytesPerToken > 3, general.ToString());
+        Assert.Equal(0, general.RoundTripFailures + domain.RoundTripFailures);
+
+        Assert.Equal(0, tokenizer.BosId);
+        Assert.Equal(1, tokenizer.EosId);
+        Assert.Equal(5, tokenizer.PaddingId);
+        Assert.True(tokenizer.AddsBos);
+        Assert.False(tokenizer.AddsEos);
+        Assert.Contains(1, tokenizer.EndOfTurnIds);
+        var ids = tokenizer.Encode("Hello there.");
+        Assert.Equal(0, ids[0]);
+        Assert.Equal("Hello there.", tokenizer.Decode(ids, skipSpecialTokens: true));
+        var chat = tokenizer.Encode("<|user|>Hi<|end|><|assistant|>", addSpecialTokens: false);
+        Assert.Equal(3, chat[0]);
+        Assert.Equal(4, chat[^1]);
+        Assert.Equal(1, chat[^2]);
+        Assert.True(tokenizer.Encode("<|user|>", addSpecialTokens: false, parseSpecialTokens: false).Length > 1);
+    }
+
+    [Fact]
+    public void Chat_template_renders_turns_as_growing_prefixes_and_the_sft_loader_finds_the_answers()
+    {
+        using var dir = new TempDirectory();
+        var data = EcommerceDataset.Generate(8, 60);
+        BpeTrainer.Train(Texts(300_000, 100), 1024, ChatFormat.SpecialTokens, dir.Path);
+        var tokenizer = Tokenizer.FromHuggingFaceDirectory(dir.Path);
+        Assert.Equal(ChatFormat.Template, tokenizer.ChatTemplate);
+        var template = ChatTemplate.Parse(tokenizer.ChatTemplate!);
+        var options = new ChatTemplateOptions { BosToken = tokenizer.BosToken, EosToken = tokenizer.EosToken };
+
+        var messages = new JsonArray(
+            new JsonObject { ["role"] = "system", ["content"] = "S" }, new JsonObject { ["role"] = "user", ["content"] = "U1" },
+            new JsonObject { ["role"] = "assistant", ["content"] = "A1" }, new JsonObject { ["role"] = "user", ["content"] = "U2" },
+            new JsonObject { ["role"] = "assistant", ["content"] = "A2" });
+        Assert.Equal("<|bos|><|system|>S<|end|><|user|>U1<|end|><|assistant|>A1<|end|><|user|>U2<|end|><|assistant|>A2<|end|>", template.Apply(messages, options));
+        Assert.Equal("<|bos|><|system|>S<|end|><|user|>U1<|end|><|assistant|>",
+            template.Apply(new JsonArray(messages.Take(2).Select(m => m!.DeepClone()).ToArray()), options with { AddGenerationPrompt = true }));
+        Assert.Equal("<|system|>S<|end|>", template.Apply(new JsonArray(messages[0]!.DeepClone()), new ChatTemplateOptions()));
+
+        foreach (var c in data.Train.Where(c => c.Intents.Count == 2).Concat(data.Train.Take(10)))
+        {
+            var json = new JsonArray(c.Messages.Select(m => (JsonNode?)new JsonObject { ["role"] = m.Role, ["content"] = m.Content }).ToArray());
+            for (int i = 1; i < json.Count; i++)
+            {
+                string shorter = template.Apply(new JsonArray(json.Take(i).Select(m => m!.DeepClone()).ToArray()), options with { AddGenerationPrompt = true });
+                string longer = template.Apply(new JsonArray(json.Take(i + 1).Select(m => m!.DeepClone()).ToArray()), options);
+                if (json[i]!["role"]!.GetValue<string>() == "assistant") Assert.StartsWith(shorter, longer);
+            }
+            var example = TrainingDataLoader.Conversation(tokenizer, template, json, trainOnPrompt: false);
+            var targets = example.Ids.Where((_, k) => example.IsTarget[k]).ToArray();
+            string expected = string.Concat(c.Messages.Where(m => m.Role == "assistant").Select(m => m.Content + ChatFormat.End));
+            Assert.Equal(expected, tokenizer.Decode(targets));
+            Assert.Equal(tokenizer.BosId, example.Ids[0]);
+            Assert.Equal(1, example.Ids.Count(id => id == tokenizer.BosId));
+        }
+    }
+
+    [Fact]
+    public void Training_is_deterministic_and_small_inputs_and_bad_options_are_handled()
+    {
+        var texts = Texts(200_000, 50);
+        using var a = new TempDirectory();
+        using var b = new TempDirectory();
+        BpeTrainer.Train(texts, 800, ChatFormat.SpecialTokens, a.Path);
+        BpeTrainer.Train(texts.ToList(), 800, ChatFormat.SpecialTokens, b.Path);
+        Assert.Equal(File.ReadAllBytes(a.File("tokenizer.json")), File.ReadAllBytes(b.File("tokenizer.json")));
+        Assert.Equal(File.ReadAllBytes(a.File("tokenizer_config.json")), File.ReadAllBytes(b.File("tokenizer_config.json")));
+
+        // Too little text for the vocabulary asked: training stops when no pair is seen twice, and the file still loads.
+        using var small = new TempDirectory();
+        var tiny = BpeTrainer.Train(["abab abab", "cd"], 4096, ["<s>", "</s>"], small.Path);
+        Assert.True(tiny.Tokens.Count < 300);
+        var t = Tokenizer.FromHuggingFaceDirectory(small.Path);
+        Assert.Equal("abab abab cd", t.Decode(t.Encode("abab abab cd"), skipSpecialTokens: true));
+        Assert.Null(t.ChatTemplate);
+        Assert.Equal("<s>", t.BosToken);
+        Assert.Equal("</s>", t.EosToken);
+
+        Assert.Throws<ArgumentException>(() => BpeTrainer.Learn(texts, new BpeTrainerOptions(VocabSize: 200)));
+        Assert.Throws<ArgumentException>(() => BpeTrainer.Learn(texts, new BpeTrainerOptions(SpecialTokens: ["<|bos|>", "<|bos|>", "<|end|>"])));
+        Assert.Throws<ArgumentException>(() => BpeTrainer.Learn(texts, new BpeTrainerOptions(SpecialTokens: ["<s>"])));
+    }
+
+    [Fact]
+    public void Cli_writes_all_three_outputs()
+    {
+        using var dir = new TempDirectory();
+        var general = HoneCli.Run("synth", "general", "--out", dir.File("general"), "--size", "300K");
+        Assert.True(general.ExitCode == 0, general.ToString());
+        Assert.Contains("distinct", general.Stdout);
+        var ecommerce = HoneCli.Run("synth", "ecommerce", "--out", dir.File("ecommerce"), "--count", "300", "--fault-rate", "0.2");
+        Assert.True(ecommerce.ExitCode == 0, ecommerce.ToString());
+        Assert.Matches(@"\d+ rejected \(\d+ falsified on purpose\)", ecommerce.Stdout);
+        var tokenizer = HoneCli.Run("synth", "tokenizer", "--out", dir.File("tokenizer"), "--vocab", "1024",
+            "--from", dir.File("general/train.jsonl"), "--from", dir.File("ecommerce/train.jsonl"), "--json");
+        Assert.True(tokenizer.ExitCode == 0, tokenizer.ToString());
+        var report = JsonNode.Parse(tokenizer.Stdout)!;
+        Assert.Equal(1024, report["vocab_size"]!.GetValue<int>());
+        Assert.Equal(0, report["round_trip_failures"]!.GetValue<int>());
+        output.WriteLine(general.Stdout + ecommerce.Stdout + tokenizer.Stdout);
+        foreach (var file in new[] { "general/train.jsonl", "general/heldout.txt", "ecommerce/train.jsonl", "ecommerce/heldout.jsonl", "ecommerce/eval.jsonl", "ecommerce/heldout.txt", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json" })
+            Assert.True(new FileInfo(dir.File(file)).Length > 0, file);
+        var bad = HoneCli.Run("synth", "general", "--out", dir.File("x"), "--size", "lots");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("not a size", bad.Stderr);
+    }
+}
