@@ -39,38 +39,21 @@ internal static class EvalCommand
             if (names.Length == 0) throw new ArgumentException("name at least one task with --task (a task file or a built-in name)");
             string outPath = r.GetValue(output) ?? throw new ArgumentException("--out is required: where to write the results");
             var options = new EvalOptions(r.GetValue(limit), r.GetValue(seed), r.GetValue(fewshot), r.GetValue(allowNetwork));
-            if (options.Limit is < 1) throw new ArgumentException("--limit must be at least 1");
-            if (options.NumFewshot is < 0) throw new ArgumentException("--num-fewshot must be ≥ 0");
-            // Read every task before loading the model: a bad task file fails in a second, not after the first task.
-            var parsed = names.Select(TaskLoader.Load).ToList();
-            if (options.NumFewshot is > 0 && parsed.FirstOrDefault(t => t.Kind != "multiple_choice") is { } other)
-                throw new ArgumentException($"--num-fewshot applies to multiple_choice tasks; {other.Name} is a {other.Kind} task");
-
-            var started = DateTime.UtcNow;
-            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx));
-            var run = new EvalRunInfo(Path.GetFullPath(r.GetValue(model)!), loaded.AdapterPath is string a ? Path.GetFullPath(a) : null,
-                options, loaded.Model.MaxContext, started);
             using var cancel = CliSupport.CancelOnCtrlC();
-            var records = new List<JsonObject>();
-            var results = new List<TaskResult>();
-            for (int i = 0; i < parsed.Count; i++)
+            JsonObject document;
+            List<TaskResult> results;
+            try
             {
-                var task = parsed[i];
-                Console.Error.WriteLine($"[{i + 1}/{parsed.Count}] {task.Name} ({task.Kind})");
-                var context = new EvalContext(loaded.Model, loaded.Tokenizer, options, CliSupport.Progress(task.Name), cancel.Token);
-                TaskResult result;
-                try { result = task.Run(context); }
-                catch (OperationCanceledException)
-                {
-                    Console.Error.WriteLine("cancelled; no results written");
-                    return 130;
-                }
-                results.Add(result);
-                records.Add(EvalResults.Record(result, run));
-                Console.Error.WriteLine($"  {string.Join(", ", result.Metrics.Select(m => $"{m.Name} {Value(m.Value, m.StandardError)}"))}  (n {result.Count}, {result.ElapsedSeconds:F1} s)");
+                (document, results) = EvalRunner.Run(r.GetValue(model)!, r.GetValue(adapter), names, options, outPath, r.GetValue(threads), r.GetValue(ctx),
+                    (i, count, task) => Console.Error.WriteLine($"[{i + 1}/{count}] {task.Name} ({task.Kind})"),
+                    result => Console.Error.WriteLine($"  {string.Join(", ", result.Metrics.Select(m => $"{m.Name} {Value(m.Value, m.StandardError)}"))}  (n {result.Count}, {result.ElapsedSeconds:F1} s)"),
+                    CliSupport.Progress, cancel.Token);
             }
-            var document = EvalResults.Document(records);
-            EvalResults.Write(outPath, document);
+            catch (OperationCanceledException)
+            {
+                Console.Error.WriteLine("cancelled; no results written");
+                return 130;
+            }
             if (r.GetValue(json))
             {
                 Console.WriteLine(document.ToJsonString());

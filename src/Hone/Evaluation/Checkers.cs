@@ -51,6 +51,7 @@ public static class Checkers
             ["exact"] = (spec, input, _) => Outcome(TextScorers.Score(new ScorerSpec("exact_match", spec.Normalize), input.Completion, References(input.Target)) == 1),
             ["regex"] = (spec, input, _) => Outcome(TextScorers.Score(new ScorerSpec("regex", spec.Normalize, spec.Pattern), input.Completion, References(input.Target)) == 1),
             ["json"] = (_, input, _) => Json(input),
+            ["facts"] = (_, input, _) => Facts(input),
             ["command"] = RunCommand,
         };
 
@@ -67,6 +68,21 @@ public static class Checkers
     };
 
     static string TextOf(JsonNode? n) => n is JsonValue v && v.TryGetValue(out string? s) ? s : n?.ToJsonString() ?? "null";
+
+    // ---- facts ----
+
+    /// <summary>The target is {"contains": [strings], "regex": pattern}: every string must appear in the answer exactly
+    /// (case-sensitive) and the pattern (if any) must match — strict about the facts, lenient about the wording.</summary>
+    static CheckResult Facts(CheckInput input)
+    {
+        if (input.Target is not JsonObject expected) throw new FormatException("the facts checker needs a target object {\"contains\": [...], \"regex\": ...}");
+        foreach (var item in expected["contains"] as JsonArray ?? [])
+            if (!input.Completion.Contains(TextOf(item), StringComparison.Ordinal)) return new CheckResult(false, "missing_fact");
+        if (expected["regex"] is JsonValue r && r.TryGetValue(out string? pattern) &&
+            !System.Text.RegularExpressions.Regex.IsMatch(input.Completion, pattern, System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1)))
+            return new CheckResult(false, "claim_mismatch");
+        return new CheckResult(true, "pass");
+    }
 
     // ---- json ----
 

@@ -12,16 +12,22 @@ namespace Hone.Evaluation;
 /// <param name="ChatTemplate">a Jinja template file to use instead of the model's</param>
 /// <param name="AddBos">prepend BOS (null: when the tokenizer adds one); a chat template that writes BOS itself does not
 /// get a second</param>
-public sealed record PromptSettings(string Template = "{prompt}", bool Chat = false, string? System = null, string? ChatTemplate = null, bool? AddBos = null)
+/// <param name="MessagesField">with Chat: a record field holding the whole conversation (an array of {role, content}),
+/// used instead of the template (per-record system prompts, multi-turn contexts)</param>
+public sealed record PromptSettings(string Template = "{prompt}", bool Chat = false, string? System = null, string? ChatTemplate = null, bool? AddBos = null,
+    string? MessagesField = null)
 {
-    public static readonly string[] Keys = ["prompt", "chat", "system", "chat_template", "add_bos"];
+    public static readonly string[] Keys = ["prompt", "chat", "system", "chat_template", "add_bos", "messages_field"];
 
     public static PromptSettings Read(TaskSpecReader r, TaskOrigin origin)
     {
         var s = new PromptSettings(r.String("prompt") ?? "{prompt}", r.Bool("chat") ?? false, r.String("system"),
-            r.String("chat_template") is string t ? origin.Resolve(t) : null, r.Bool("add_bos"));
+            r.String("chat_template") is string t ? origin.Resolve(t) : null, r.Bool("add_bos"), r.String("messages_field"));
         PromptTemplate.Fields(s.Template);
-        if (!s.Chat && (s.System != null || s.ChatTemplate != null)) throw new FormatException($"{r.Where}: \"system\" and \"chat_template\" need \"chat\": true");
+        if (!s.Chat && (s.System != null || s.ChatTemplate != null || s.MessagesField != null))
+            throw new FormatException($"{r.Where}: \"system\", \"chat_template\" and \"messages_field\" need \"chat\": true");
+        if (s.MessagesField != null && (s.System != null || r.String("prompt") != null))
+            throw new FormatException($"{r.Where}: \"messages_field\" replaces \"prompt\" and \"system\"; give one or the other");
         return s;
     }
 }
@@ -51,6 +57,12 @@ public sealed class PromptBuilder
 
     public string Text(JsonObject record)
     {
+        if (_settings.MessagesField is string field && _template != null)
+        {
+            if (record[field] is not JsonArray conversation)
+                throw new FormatException($"the record's \"{field}\" must be an array of messages");
+            return _template.Apply((JsonArray)conversation.DeepClone(), new ChatTemplateOptions { AddGenerationPrompt = true, BosToken = _tokenizer.BosToken, EosToken = _tokenizer.EosToken });
+        }
         string user = PromptTemplate.Render(_settings.Template, f => PromptTemplate.FieldText(record, f));
         if (_template == null) return user;
         var messages = new JsonArray();
@@ -87,6 +99,7 @@ public sealed class PromptBuilder
         ["chat"] = _settings.Chat,
         ["chat_template"] = _settings.Chat ? _templateName : null,
         ["system"] = _settings.System,
+        ["messages_field"] = _settings.MessagesField,
         ["bos"] = AddBos,
         ["tokenization"] = _settings.Chat ? "rendered conversation encoded with special tokens parsed" : "prompt text encoded without special tokens",
     };

@@ -32,7 +32,7 @@ public static class SampledTask
         var checkerReader = r.Object("checker") ?? throw new FormatException($"{r.Where}: \"checker\" is required ({{\"type\": {string.Join(" | ", Checkers.Table.Keys)}, ...}})");
         var checker = ReadChecker(checkerReader);
         string? target = r.String("target_field");
-        if (checker.Type != "command" && target == null) target = "answer";
+        if (checker.Type != "command" && target == null) target = checker.Type == "facts" ? "expected" : "answer";
         var d = new SampledTaskDefinition(origin.Resolve(r.RequiredString("data")), PromptSettings.Read(r, origin), target, n, k.Distinct().Order().ToArray(),
             TaskSampling.Read(r.Object("sampling"), DefaultSampling), r.Int("max_tokens") ?? 256, r.Strings("stop") ?? [], checker);
         if (d.MaxTokens < 1) throw new FormatException($"{r.Where}: \"max_tokens\" must be at least 1");
