@@ -39,6 +39,10 @@ internal static class EvalCommand
             if (names.Length == 0) throw new ArgumentException("name at least one task with --task (a task file or a built-in name)");
             string outPath = r.GetValue(output) ?? throw new ArgumentException("--out is required: where to write the results");
             var options = new EvalOptions(r.GetValue(limit), r.GetValue(seed), r.GetValue(fewshot), r.GetValue(allowNetwork));
+            if (options.Limit is < 1) throw new ArgumentException("--limit must be at least 1");
+            if (options.NumFewshot is < 0) throw new ArgumentException("--num-fewshot must be ≥ 0");
+            if (options.NumFewshot is > 0 && names.Select(TaskLoader.Load).FirstOrDefault(t => t.Kind != "multiple_choice") is { } other)
+                throw new ArgumentException($"--num-fewshot applies to multiple_choice tasks; {other.Name} is a {other.Kind} task");
             using var cancel = CliSupport.CancelOnCtrlC();
             JsonObject document;
             List<TaskResult> results;
