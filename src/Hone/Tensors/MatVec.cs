@@ -71,31 +71,20 @@ public static unsafe class MatVec
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void RowsF32(float* w, nint ldw, int rows, float* x, int k, float* y)
     {
-        int r = 0;
-        for (; r + 4 <= rows; r += 4)
-        {
-            float* w0 = w + r * ldw, w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw;
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            int i = 0;
-            for (; i + 16 <= k; i += 16)
-            {
-                var xv = Vector512.Load(x + i);
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(w0 + i), xv, a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(w1 + i), xv, a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(w2 + i), xv, a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(w3 + i), xv, a3);
-            }
-            float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
-            for (; i < k; i++) { s0 += w0[i] * x[i]; s1 += w1[i] * x[i]; s2 += w2[i] * x[i]; s3 += w3[i] * x[i]; }
-            y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3;
-        }
-        for (; r < rows; r++)
+        // One row at a time: a single sequential stream per thread is what the hardware prefetchers follow best
+        // (four interleaved rows measured ~30% slower from DRAM).
+        for (int r = 0; r < rows; r++)
         {
             float* wr = w + r * ldw;
-            Vector512<float> a = default;
+            Vector512<float> a0 = default, a1 = default;
             int i = 0;
-            for (; i + 16 <= k; i += 16) a = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i), Vector512.Load(x + i), a);
-            float s = Vector512.Sum(a);
+            for (; i + 32 <= k; i += 32)
+            {
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i), Vector512.Load(x + i), a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i + 16), Vector512.Load(x + i + 16), a1);
+            }
+            for (; i + 16 <= k; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i), Vector512.Load(x + i), a0);
+            float s = Vector512.Sum(a0 + a1);
             for (; i < k; i++) s += wr[i] * x[i];
             y[r] = s;
         }
@@ -104,36 +93,19 @@ public static unsafe class MatVec
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void RowsBFloat16(ushort* w, nint ldw, int rows, float* x, int k, float* y)
     {
-        int r = 0;
-        for (; r + 4 <= rows; r += 4)
-        {
-            ushort* w0 = w + r * ldw, w1 = w0 + ldw, w2 = w1 + ldw, w3 = w2 + ldw;
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            int i = 0;
-            for (; i + 16 <= k; i += 16)
-            {
-                var xv = Vector512.Load(x + i);
-                a0 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(w0 + i)), xv, a0);
-                a1 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(w1 + i)), xv, a1);
-                a2 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(w2 + i)), xv, a2);
-                a3 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(w3 + i)), xv, a3);
-            }
-            float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
-            for (; i < k; i++)
-            {
-                s0 += NumberConversion.BFloat16ToSingle(w0[i]) * x[i]; s1 += NumberConversion.BFloat16ToSingle(w1[i]) * x[i];
-                s2 += NumberConversion.BFloat16ToSingle(w2[i]) * x[i]; s3 += NumberConversion.BFloat16ToSingle(w3[i]) * x[i];
-            }
-            y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3;
-        }
-        for (; r < rows; r++)
+        for (int r = 0; r < rows; r++)
         {
             ushort* wr = w + r * ldw;
-            Vector512<float> a = default;
+            Vector512<float> a0 = default, a1 = default;
             int i = 0;
+            for (; i + 32 <= k; i += 32)
+            {
+                a0 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(wr + i)), Vector512.Load(x + i), a0);
+                a1 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(wr + i + 16)), Vector512.Load(x + i + 16), a1);
+            }
             for (; i + 16 <= k; i += 16)
-                a = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(wr + i)), Vector512.Load(x + i), a);
-            float s = Vector512.Sum(a);
+                a0 = Vector512.FusedMultiplyAdd(NumberConversion.WidenBFloat16(Vector256.Load(wr + i)), Vector512.Load(x + i), a0);
+            float s = Vector512.Sum(a0 + a1);
             for (; i < k; i++) s += NumberConversion.BFloat16ToSingle(wr[i]) * x[i];
             y[r] = s;
         }
