@@ -36,9 +36,16 @@ public static unsafe class Program
             double flops = Gemm.KernelOnly(20000, 256);
             Console.WriteLine($"micro-kernel alone (L1): {flops / sw0.Elapsed.TotalSeconds / 1e9:F1} GFLOP/s");
         }
-        foreach (var (m, n, k) in new[] { (512, 1536, 576), (512, 576, 1536), (512, 576, 576), (512, 192, 576), (512, 49152, 576) })
+        var layouts = args.Length > 1 && args[1] == "train"
+            ? new[] { (1024, 1536, 576, GemmBLayout.NByK, false), (1024, 576, 1536, GemmBLayout.NByK, false), (1024, 576, 576, GemmBLayout.NByK, false),
+                      (1024, 192, 576, GemmBLayout.NByK, false), (1024, 576, 1536, GemmBLayout.KByN, false), (1024, 576, 192, GemmBLayout.KByN, false),
+                      (1536, 576, 1024, GemmBLayout.KByN, true), (192, 576, 1024, GemmBLayout.KByN, true), (576, 1536, 1024, GemmBLayout.KByN, true) }
+            : new[] { (512, 1536, 576, GemmBLayout.NByK, false), (512, 576, 1536, GemmBLayout.NByK, false), (512, 576, 576, GemmBLayout.NByK, false),
+                      (512, 192, 576, GemmBLayout.NByK, false), (512, 49152, 576, GemmBLayout.NByK, false) };
+        foreach (var (m, n, k, layout, transposeA) in layouts)
         {
             var a = new NativeBuffer((long)m * k * 4); var b = new NativeBuffer((long)n * k * 4); var c = new NativeBuffer((long)m * n * 4);
+            int lda = transposeA ? m : k, ldb = layout == GemmBLayout.NByK ? k : n;
             var rng = new Random(1);
             for (long i = 0; i < (long)m * k; i++) a.AsFloats[i] = (float)rng.NextDouble();
             for (long i = 0; i < (long)n * k; i++) b.AsFloats[i] = (float)rng.NextDouble();
@@ -46,11 +53,11 @@ public static unsafe class Program
             for (int rep = 0; rep < 10; rep++)
             {
                 var sw = Stopwatch.StartNew();
-                Gemm.Multiply(pool, m, n, k, a.AsFloats, k, false, b.AsFloats, k, GemmBLayout.NByK, c.AsFloats, n, false);
+                Gemm.Multiply(pool, m, n, k, a.AsFloats, lda, transposeA, b.AsFloats, ldb, layout, c.AsFloats, n, false);
                 best = Math.Min(best, sw.Elapsed.TotalSeconds);
             }
             double gflops = 2.0 * m * n * k / best / 1e9;
-            Console.WriteLine($"M={m} N={n} K={k} threads={threads}: {best * 1e3:F2} ms, {gflops:F1} GFLOP/s");
+            Console.WriteLine($"M={m} N={n} K={k} {layout}{(transposeA ? " Aᵀ" : "")} threads={threads}: {best * 1e3:F2} ms, {gflops:F1} GFLOP/s");
             a.Dispose(); b.Dispose(); c.Dispose();
         }
         return 0;
