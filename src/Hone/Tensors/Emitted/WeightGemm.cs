@@ -1,0 +1,451 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Hone.Tensors.Emitted;
+
+/// <summary>Which micro-kernels a <see cref="WeightGemm"/> call runs.</summary>
+public enum WeightGemmKernel
+{
+    /// <summary>Not handled here (no suitable instruction set): the caller uses its own path.</summary>
+    None,
+    /// <summary>Machine code emitted at run time: vdpbf16ps (AVX512_BF16) or vpdpbusd (AVX512_VNNI).</summary>
+    Emitted,
+    /// <summary>Managed AVX-512 kernels: fp32 FMA on widened bf16, or vpmaddubsw/vpmaddwd for int8.</summary>
+    Avx512,
+    /// <summary>Managed AVX2 kernels, the same numerics on 256-bit vectors.</summary>
+    Avx2,
+}
+
+/// <summary>
+/// Prompt-processing GEMMs Y[M,N] (+)= X[M,K]·Wᵀ for weights W[N,K] stored as BF16, Q8_0 or Q4_0, on reduced-precision
+/// dot-product instructions.
+///
+/// Numerics (the same for every kernel choice, up to fp32 accumulation order):
+///   BF16: X is rounded to bf16 (nearest even); the products bf16(x)·w are exact in fp32 and accumulate in fp32.
+///         Compared with an fp32 GEMM, the rounding of X (relative 2⁻⁹ per element) is the only extra error.
+///   Q8_0/Q4_0: each row of X is quantized to Q8_0 blocks as ggml does (d = amax/127, q = round-to-nearest-even(x/d),
+///         d stored as fp16), then Y += Σ_blocks float(int32 block dot) · d_x · d_w in fp32.
+///
+/// Both operands are packed: X once per call into row panels (shared by the threads), W per call into column slivers
+/// (each thread packs its own), so the micro-kernels stream contiguous memory. Threads split N in 48-column slivers,
+/// or M in row panels when N has too few slivers to balance.
+/// </summary>
+public static unsafe class WeightGemm
+{
+    const int BFloat16DepthBlock = 2048;  // K elements per packed block (a multiple of 2·PairsPerStep): B sliver ≤ 192 KiB
+    const int Int8DepthBlock = 4096;      // K elements per packed block (128 Q blocks): B sliver ≤ 216 KiB
+
+    /// <summary>The kernels <see cref="TryMultiplyWeights"/> would use for <paramref name="type"/> on this machine.</summary>
+    public static WeightGemmKernel BestKernel(TensorType type)
+    {
+        bool bf16 = type == TensorType.BF16;
+        if (!bf16 && type != TensorType.Q8_0 && type != TensorType.Q4_0) return WeightGemmKernel.None;
+        if (bf16 ? BFloat16Kernels.EmittedAvailable : Int8Kernels.EmittedAvailable) return WeightGemmKernel.Emitted;
+        if (bf16 ? Avx512F.IsSupported : Avx512BW.IsSupported) return WeightGemmKernel.Avx512;
+        if (Avx2.IsSupported && Fma.IsSupported) return WeightGemmKernel.Avx2;
+        return WeightGemmKernel.None;
+    }
+
+    /// <summary>True when <paramref name="kernel"/> can run here for <paramref name="type"/>.</summary>
+    public static bool IsAvailable(WeightGemmKernel kernel, TensorType type)
+    {
+        bool bf16 = type == TensorType.BF16;
+        if (!bf16 && type != TensorType.Q8_0 && type != TensorType.Q4_0) return false;
+        return kernel switch
+        {
+            WeightGemmKernel.Emitted => bf16 ? BFloat16Kernels.EmittedAvailable : Int8Kernels.EmittedAvailable,
+            WeightGemmKernel.Avx512 => bf16 ? Avx512F.IsSupported : Avx512BW.IsSupported,
+            WeightGemmKernel.Avx2 => Avx2.IsSupported && Fma.IsSupported,
+            _ => false,
+        };
+    }
+
+    /// <summary>Y[M,N] = (accumulate ? Y : 0) + X[M,K]·Wᵀ for BF16, Q8_0 or Q4_0 weights; false (nothing written)
+    /// for other types, a K that is not a whole number of blocks, or a machine without the instructions.</summary>
+    /// <param name="x">X[M, K] fp32, row stride ldx floats</param>
+    /// <param name="weights">W[N, K]: N rows of <paramref name="rowBytes"/> bytes in <paramref name="type"/></param>
+    /// <param name="y">Y[M, N] fp32, row stride ldy floats</param>
+    public static bool TryMultiplyWeights(WorkerPool pool, int m, int n, int k, float* x, int ldx,
+        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate) =>
+        TryMultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate, BestKernel(type));
+
+    /// <summary>The same with the kernel choice made by the caller (tests compare emitted and managed kernels).</summary>
+    public static bool TryMultiplyWeights(WorkerPool pool, int m, int n, int k, float* x, int ldx,
+        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate, WeightGemmKernel kernel)
+    {
+        if (!IsAvailable(kernel, type)) return false;
+        bool bf16 = type == TensorType.BF16;
+        if (!bf16 && k % Int8Kernels.Block != 0) return false;
+        if (m <= 0 || n <= 0) return true;
+        if (k <= 0)
+        {
+            if (!accumulate) for (int i = 0; i < m; i++) new Span<float>(y + (long)i * ldy, n).Clear();
+            return true;
+        }
+        var job = new Job
+        {
+            Kernel = kernel, Type = type, M = m, N = n, K = k, X = x, Ldx = ldx, W = weights, RowBytes = rowBytes,
+            Y = y, Ldy = ldy, Accumulate = accumulate,
+        };
+        job.Rows = bf16 ? BFloat16Kernels.Rows : Int8Kernels.Rows;
+        job.Columns = bf16 ? BFloat16Kernels.Columns : Int8Kernels.Columns;
+        job.DepthBlock = bf16 ? BFloat16DepthBlock : Int8DepthBlock;
+        job.Panels = (m + job.Rows - 1) / job.Rows;
+        job.Slivers = (n + job.Columns - 1) / job.Columns;
+        job.PanelBytes = PackedDepthBytes(ref job, k);
+        job.WeightOffset = type == TensorType.Q4_0 ? 8 : type == TensorType.Q8_0 && kernel == WeightGemmKernel.Emitted ? 128 : 0;
+        job.Activations = ActivationBuffer.ForThread(job.Panels * job.PanelBytes);
+        int threads = pool.Threads;
+        job.SplitM = threads > 1 && job.Slivers % threads != 0 && job.Slivers < 4 * threads && job.Panels >= threads;
+        pool.Run(&PackActivationsWorker, &job);
+        pool.Run(&MultiplyWorker, &job);
+        return true;
+    }
+
+    /// <summary>Operands and packing geometry handed to the worker threads (lives on the caller's stack).</summary>
+    struct Job
+    {
+        public WeightGemmKernel Kernel; public TensorType Type;
+        public int M, N, K;
+        public float* X; public nint Ldx;          // X[M, K]
+        public byte* W; public long RowBytes;      // W[N, K] rows
+        public float* Y; public nint Ldy; public bool Accumulate; // Y[M, N]
+        public int Rows, Columns, DepthBlock;      // micro-tile MR × NR; K elements per packed depth block
+        public int Panels, Slivers;                // ⌈M/MR⌉ row panels, ⌈N/NR⌉ column slivers
+        public long PanelBytes;                    // one packed row panel over the whole K
+        public byte* Activations;                  // [Panels][PanelBytes]
+        public int WeightOffset;                   // Q: the unsigned weight bias whose Σx correction the activations carry
+        public bool SplitM;
+    }
+
+    /// <summary>Bytes of one packed panel (activations) or sliver (weights) row-set over depth [0, kc) — the
+    /// layouts pad depth the same way, so the offset of depth block b is PackedDepthBytes(b·DepthBlock).</summary>
+    static long PackedDepthBytes(ref Job job, int kc)
+    {
+        if (job.Type != TensorType.BF16) return (long)(kc / Int8Kernels.Block) * Int8Kernels.ActivationBlockBytes;
+        if (job.Kernel == WeightGemmKernel.Emitted) return (long)PaddedPairs(kc) * BFloat16Kernels.Rows * 4;
+        return (long)kc * BFloat16Kernels.Rows * 4;
+    }
+
+    static int PaddedPairs(int kc) =>
+        ((kc + 1) / 2 + BFloat16Kernels.PairsPerStep - 1) / BFloat16Kernels.PairsPerStep * BFloat16Kernels.PairsPerStep;
+
+    // ---- activations -------------------------------------------------------------------------------
+
+    static void PackActivationsWorker(void* context, int thread, int threads)
+    {
+        ref Job job = ref *(Job*)context;
+        var (p0, p1) = WorkerPool.Share(job.Panels, thread, threads);
+        var scratch = Scratch.ForThread();
+        for (int panel = p0; panel < p1; panel++)
+        {
+            byte* destination = job.Activations + panel * job.PanelBytes;
+            int row0 = panel * job.Rows, rows = Math.Min(job.Rows, job.M - row0);
+            for (int k0 = 0; k0 < job.K; k0 += job.DepthBlock)
+            {
+                int kc = Math.Min(job.DepthBlock, job.K - k0);
+                byte* block = destination + PackedDepthBytes(ref job, k0);
+                if (job.Type != TensorType.BF16) PackQuantizedActivations(ref job, row0, rows, k0, kc, block);
+                else if (job.Kernel == WeightGemmKernel.Emitted) PackBFloat16PairActivations(ref job, row0, rows, k0, kc, (uint*)block, scratch);
+                else PackWidenedActivations(ref job, row0, rows, k0, kc, (float*)block, scratch);
+            }
+        }
+    }
+
+    /// <summary>dst[pair][8 rows] = (bf16(x[2p]) | bf16(x[2p+1]) &lt;&lt; 16); padded pairs and missing rows are 0.</summary>
+    static void PackBFloat16PairActivations(ref Job job, int row0, int rows, int k0, int kc, uint* dst, Scratch scratch)
+    {
+        int pairs = PaddedPairs(kc);
+        new Span<uint>(dst, pairs * BFloat16Kernels.Rows).Clear();
+        ushort* converted = (ushort*)scratch.Staging;
+        for (int i = 0; i < rows; i++)
+        {
+            NumberConversion.SingleToBFloat16(job.X + (row0 + i) * job.Ldx + k0, converted, kc);
+            converted[kc] = 0; // the odd element's partner
+            ScatterColumn((uint*)converted, (kc + 1) / 2, dst + i, BFloat16Kernels.Rows);
+        }
+    }
+
+    /// <summary>dst[k][8 rows] = bf16-rounded x as fp32 (the managed kernels' layout).</summary>
+    static void PackWidenedActivations(ref Job job, int row0, int rows, int k0, int kc, float* dst, Scratch scratch)
+    {
+        if (rows < BFloat16Kernels.Rows) new Span<float>(dst, kc * BFloat16Kernels.Rows).Clear();
+        ushort* converted = (ushort*)scratch.Staging;
+        float* widened = scratch.Staging + (BFloat16DepthBlock + 2) / 2;
+        for (int i = 0; i < rows; i++)
+        {
+            NumberConversion.SingleToBFloat16(job.X + (row0 + i) * job.Ldx + k0, converted, kc);
+            NumberConversion.BFloat16ToSingle(converted, widened, kc);
+            ScatterColumn((uint*)widened, kc, (uint*)dst + i, BFloat16Kernels.Rows);
+        }
+    }
+
+    /// <summary>dst[p·stride] = src[p] for p &lt; count (a row of 32-bit values into a column of a packed panel).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static void ScatterColumn(uint* src, int count, uint* dst, int stride)
+    {
+        for (int p = 0; p < count; p++) dst[p * stride] = src[p];
+    }
+
+    /// <summary>Quantize rows row0..row0+rows, depth k0..k0+kc of X to Q8_0 into packed activation blocks.</summary>
+    static void PackQuantizedActivations(ref Job job, int row0, int rows, int k0, int kc, byte* dst)
+    {
+        int blocks = kc / Int8Kernels.Block;
+        if (rows < Int8Kernels.Rows) new Span<byte>(dst, blocks * Int8Kernels.ActivationBlockBytes).Clear();
+        sbyte* quantized = stackalloc sbyte[Int8Kernels.Block];
+        for (int i = 0; i < rows; i++)
+        {
+            float* source = job.X + (row0 + i) * job.Ldx + k0;
+            for (int blockIndex = 0; blockIndex < blocks; blockIndex++)
+            {
+                byte* record = dst + blockIndex * Int8Kernels.ActivationBlockBytes;
+                int sum = QuantizeBlock(source + blockIndex * Int8Kernels.Block, quantized, out float scale);
+                for (int q = 0; q < Int8Kernels.Quads; q++)
+                    ((int*)record)[q * Int8Kernels.Rows + i] = ((int*)quantized)[q];
+                ((float*)(record + Int8Kernels.ActivationScalesOffset))[i] = scale;
+                ((int*)(record + Int8Kernels.ActivationCorrectionsOffset))[i] = -job.WeightOffset * sum;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One Q8_0 block as ggml quantizes it: d = amax/127, q = round-to-nearest-even(x·(1/d)) (0 when d is 0), and the
+    /// scale kept as fp16. Returns Σq; <paramref name="scale"/> is the fp16-rounded d as fp32.
+    /// </summary>
+    /// <param name="x">32 floats</param>
+    /// <param name="q">32 int8 out</param>
+    public static int QuantizeBlock(float* x, sbyte* q, out float scale)
+    {
+        int sum;
+        if (Avx512F.IsSupported)
+        {
+            var v0 = Vector512.Load(x); var v1 = Vector512.Load(x + 16);
+            var magnitude = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1));
+            var m256 = Vector256.Max(magnitude.GetLower(), magnitude.GetUpper());
+            var m128 = Vector128.Max(m256.GetLower(), m256.GetUpper());
+            float amax = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
+            float d = amax / 127f, inverse = d != 0 ? 1f / d : 0f;
+            var q0 = Avx512F.ConvertToVector512Int32(v0 * inverse);
+            var q1 = Avx512F.ConvertToVector512Int32(v1 * inverse);
+            Vector128.Store(Avx512F.ConvertToVector128SByte(q0), q);
+            Vector128.Store(Avx512F.ConvertToVector128SByte(q1), q + 16);
+            sum = Vector512.Sum(q0 + q1);
+            scale = NumberConversion.HalfToSingle(NumberConversion.SingleToHalf(d));
+            return sum;
+        }
+        float max = 0;
+        for (int t = 0; t < Int8Kernels.Block; t++) max = MathF.Max(max, MathF.Abs(x[t]));
+        float delta = max / 127f, inv = delta != 0 ? 1f / delta : 0f;
+        sum = 0;
+        for (int t = 0; t < Int8Kernels.Block; t++)
+        {
+            int v = (int)MathF.Round(x[t] * inv, MidpointRounding.ToEven);
+            q[t] = (sbyte)v;
+            sum += v;
+        }
+        scale = NumberConversion.HalfToSingle(NumberConversion.SingleToHalf(delta));
+        return sum;
+    }
+
+    // ---- the multiply ------------------------------------------------------------------------------
+
+    static void MultiplyWorker(void* context, int thread, int threads)
+    {
+        ref Job job = ref *(Job*)context;
+        int p0 = 0, p1 = job.Panels, s0 = 0, s1 = job.Slivers;
+        if (job.SplitM) (p0, p1) = WorkerPool.Share(job.Panels, thread, threads);
+        else (s0, s1) = WorkerPool.Share(job.Slivers, thread, threads);
+        if (p0 >= p1 || s0 >= s1) return;
+        var scratch = Scratch.ForThread();
+        for (int sliver = s0; sliver < s1; sliver++)
+        {
+            int n0 = sliver * job.Columns, columns = Math.Min(job.Columns, job.N - n0);
+            for (int k0 = 0; k0 < job.K; k0 += job.DepthBlock)
+            {
+                int kc = Math.Min(job.DepthBlock, job.K - k0);
+                PackWeights(ref job, n0, columns, k0, kc, scratch);
+                bool load = job.Accumulate || k0 > 0;
+                long depthOffset = PackedDepthBytes(ref job, k0);
+                nint iterations = job.Type != TensorType.BF16 ? kc / Int8Kernels.Block
+                    : job.Kernel == WeightGemmKernel.Emitted ? PaddedPairs(kc) / BFloat16Kernels.PairsPerStep : kc;
+                for (int panel = p0; panel < p1; panel++)
+                {
+                    int row0 = panel * job.Rows, rows = Math.Min(job.Rows, job.M - row0);
+                    byte* a = job.Activations + panel * job.PanelBytes + depthOffset;
+                    float* c = job.Y + row0 * job.Ldy + n0;
+                    if (rows == job.Rows && columns == job.Columns)
+                    {
+                        CallKernel(ref job, a, scratch.PackedWeights, c, job.Ldy * 4, iterations, load);
+                        continue;
+                    }
+                    // Edge tile: run the full tile on a scratch copy and write back the valid part.
+                    float* tile = scratch.Tile;
+                    if (load)
+                        for (int i = 0; i < rows; i++)
+                            new ReadOnlySpan<float>(c + i * job.Ldy, columns).CopyTo(new Span<float>(tile + i * job.Columns, columns));
+                    CallKernel(ref job, a, scratch.PackedWeights, tile, job.Columns * 4, iterations, load);
+                    for (int i = 0; i < rows; i++)
+                        new ReadOnlySpan<float>(tile + i * job.Columns, columns).CopyTo(new Span<float>(c + i * job.Ldy, columns));
+                }
+            }
+        }
+    }
+
+    static void CallKernel(ref Job job, byte* a, byte* b, float* c, nint ldcBytes, nint iterations, bool load)
+    {
+        bool bf16 = job.Type == TensorType.BF16;
+        switch (job.Kernel)
+        {
+            case WeightGemmKernel.Emitted:
+                if (bf16) BFloat16Kernels.Emitted(a, b, c, ldcBytes, iterations, load ? 1 : 0);
+                else Int8Kernels.Emitted(a, b, c, ldcBytes, iterations, load ? 1 : 0);
+                break;
+            case WeightGemmKernel.Avx512:
+                if (bf16) BFloat16Kernels.Fallback512((float*)a, (float*)b, c, ldcBytes, iterations, load);
+                else Int8Kernels.Fallback512(a, b, c, ldcBytes, iterations, load, job.Type == TensorType.Q8_0);
+                break;
+            default:
+                if (bf16) BFloat16Kernels.Fallback256((float*)a, (float*)b, c, ldcBytes, iterations, load);
+                else Int8Kernels.Fallback256(a, b, c, ldcBytes, iterations, load, job.Type == TensorType.Q8_0);
+                break;
+        }
+    }
+
+    // ---- weights -----------------------------------------------------------------------------------
+
+    /// <summary>Pack columns n0..n0+columns, depth k0..k0+kc of W into the sliver layout of the job's kernel
+    /// (missing columns and padded depth are zero).</summary>
+    static void PackWeights(ref Job job, int n0, int columns, int k0, int kc, Scratch scratch)
+    {
+        byte* dst = scratch.PackedWeights;
+        if (job.Type == TensorType.BF16)
+        {
+            if (job.Kernel == WeightGemmKernel.Emitted) PackBFloat16PairWeights(ref job, n0, columns, k0, kc, (uint*)dst);
+            else PackWidenedWeights(ref job, n0, columns, k0, kc, (float*)dst, scratch);
+        }
+        else if (job.Type == TensorType.Q8_0) PackQ8Weights(ref job, n0, columns, k0, kc, dst);
+        else PackQ4Weights(ref job, n0, columns, k0, kc, dst);
+    }
+
+    /// <summary>dst[pair][48 columns] = the bf16 pair dword of W[n0 + j] at element k0 + 2·pair.</summary>
+    static void PackBFloat16PairWeights(ref Job job, int n0, int columns, int k0, int kc, uint* dst)
+    {
+        const int NR = BFloat16Kernels.Columns;
+        int pairs = PaddedPairs(kc), fullPairs = kc / 2;
+        if (columns < NR || fullPairs < pairs) new Span<uint>(dst, pairs * NR).Clear();
+        byte* first = job.W + n0 * job.RowBytes + k0 * 2L;
+        if (job.RowBytes % 4 == 0)
+            Transpose.Block((float*)first, (nint)(job.RowBytes / 4), (float*)dst, NR, columns, fullPairs); // bit moves only
+        else
+            for (int j = 0; j < columns; j++)
+                for (int p = 0; p < fullPairs; p++) dst[p * NR + j] = Unsafe.ReadUnaligned<uint>(first + j * job.RowBytes + 4L * p);
+        if ((kc & 1) != 0)
+            for (int j = 0; j < columns; j++) dst[fullPairs * NR + j] = Unsafe.ReadUnaligned<ushort>(first + j * job.RowBytes + 2L * (kc - 1));
+    }
+
+    /// <summary>dst[k][48 columns] = W[n0 + j][k0 + k] widened to fp32 (the managed kernels' layout).</summary>
+    static void PackWidenedWeights(ref Job job, int n0, int columns, int k0, int kc, float* dst, Scratch scratch)
+    {
+        const int NR = BFloat16Kernels.Columns;
+        if (columns < NR) new Span<float>(dst, kc * NR).Clear();
+        float* rows = scratch.WidenedRows; // [48][kc]
+        for (int j = 0; j < columns; j++)
+            NumberConversion.BFloat16ToSingle((ushort*)(job.W + (n0 + j) * job.RowBytes) + k0, rows + j * kc, kc);
+        Transpose.Block(rows, kc, dst, NR, columns, kc);
+    }
+
+    /// <summary>Q8_0 blocks → [8 quads][48 columns] dwords + dw[48]; bytes get +128 for the emitted (unsigned) kernel.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static void PackQ8Weights(ref Job job, int n0, int columns, int k0, int kc, byte* dst)
+    {
+        const int NR = Int8Kernels.Columns, BlockBytes = 34;
+        int blocks = kc / Int8Kernels.Block;
+        uint flip = job.Kernel == WeightGemmKernel.Emitted ? 0x80808080u : 0;
+        if (columns < NR) new Span<byte>(dst, blocks * Int8Kernels.WeightBlockBytes).Clear();
+        for (int j = 0; j < columns; j++)
+        {
+            byte* source = job.W + (n0 + j) * job.RowBytes + (k0 / Int8Kernels.Block) * BlockBytes;
+            byte* record = dst;
+            for (int b = 0; b < blocks; b++, source += BlockBytes, record += Int8Kernels.WeightBlockBytes)
+            {
+                ((float*)(record + Int8Kernels.WeightScalesOffset))[j] = NumberConversion.HalfToSingle(Unsafe.ReadUnaligned<ushort>(source));
+                uint* quads = (uint*)record + j;
+                for (int q = 0; q < Int8Kernels.Quads; q++) quads[q * NR] = Unsafe.ReadUnaligned<uint>(source + 2 + 4 * q) ^ flip;
+            }
+        }
+    }
+
+    /// <summary>Q4_0 blocks → [8 quads][48 columns] dwords of nibbles 0..15 (elements 0..15 are the low nibbles of
+    /// bytes 0..15, elements 16..31 the high nibbles) + dw[48].</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static void PackQ4Weights(ref Job job, int n0, int columns, int k0, int kc, byte* dst)
+    {
+        const int NR = Int8Kernels.Columns, BlockBytes = 18;
+        int blocks = kc / Int8Kernels.Block;
+        if (columns < NR) new Span<byte>(dst, blocks * Int8Kernels.WeightBlockBytes).Clear();
+        for (int j = 0; j < columns; j++)
+        {
+            byte* source = job.W + (n0 + j) * job.RowBytes + (k0 / Int8Kernels.Block) * BlockBytes;
+            byte* record = dst;
+            for (int b = 0; b < blocks; b++, source += BlockBytes, record += Int8Kernels.WeightBlockBytes)
+            {
+                ((float*)(record + Int8Kernels.WeightScalesOffset))[j] = NumberConversion.HalfToSingle(Unsafe.ReadUnaligned<ushort>(source));
+                uint* quads = (uint*)record + j;
+                for (int q = 0; q < 4; q++)
+                {
+                    uint packed = Unsafe.ReadUnaligned<uint>(source + 2 + 4 * q);
+                    quads[q * NR] = packed & 0x0F0F0F0Fu;
+                    quads[(q + 4) * NR] = packed >> 4 & 0x0F0F0F0Fu;
+                }
+            }
+        }
+    }
+
+    // ---- buffers -----------------------------------------------------------------------------------
+
+    /// <summary>The calling thread's packed-activation buffer, grown as needed and kept (workers read it during the call).</summary>
+    static class ActivationBuffer
+    {
+        [ThreadStatic] static byte* _buffer;
+        [ThreadStatic] static long _bytes;
+
+        public static byte* ForThread(long bytes)
+        {
+            if (bytes > _bytes)
+            {
+                if (_buffer != null) NativeMemory.AlignedFree(_buffer);
+                _bytes = Math.Max(bytes, _bytes * 3 / 2);
+                _buffer = (byte*)NativeMemory.AlignedAlloc((nuint)_bytes, 64);
+            }
+            return _buffer;
+        }
+    }
+
+    /// <summary>Per-thread packing buffers, allocated once per thread and reused for the life of the thread.</summary>
+    sealed class Scratch
+    {
+        [ThreadStatic] static Scratch? _current;
+
+        /// <summary>One packed weight sliver over a depth block, the largest of the layouts:
+        /// bf16 pairs [1024][48] dwords, widened bf16 [2048][48] floats, int8 [128 blocks][1728 bytes].</summary>
+        public readonly byte* PackedWeights = Alloc(Math.Max(BFloat16DepthBlock * BFloat16Kernels.Columns * 4L,
+            Int8DepthBlock / Int8Kernels.Block * (long)Int8Kernels.WeightBlockBytes));
+        /// <summary>[48][2048] floats: bf16 weight rows widened before the transpose (managed bf16 kernels).</summary>
+        public readonly float* WidenedRows = (float*)Alloc(BFloat16Kernels.Columns * (long)BFloat16DepthBlock * 4);
+        /// <summary>One activation row segment converted to bf16 (2048 + 2 ushorts), then widened (2048 floats).</summary>
+        public readonly float* Staging = (float*)Alloc(((BFloat16DepthBlock + 2) / 2 + BFloat16DepthBlock) * 4L);
+        /// <summary>[8][48] floats for edge tiles (the larger micro-tile).</summary>
+        public readonly float* Tile = (float*)Alloc(BFloat16Kernels.Rows * BFloat16Kernels.Columns * 4L);
+
+        static byte* Alloc(long bytes)
+        {
+            var p = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+            NativeMemory.Clear(p, (nuint)bytes);
+            return p;
+        }
+
+        public static Scratch ForThread() => _current ??= new Scratch();
+    }
+}
