@@ -11,8 +11,9 @@ public static unsafe class Program
         switch (mode)
         {
             case "gemm": return GemmBench(args.Skip(1).ToArray());
+            case "emitted": return EmittedBench.Run(args.Skip(1).ToArray());
             default:
-                Console.Error.WriteLine($"unknown benchmark '{mode}'; known: gemm");
+                Console.Error.WriteLine($"unknown benchmark '{mode}'; known: gemm, emitted");
                 return 2;
         }
     }

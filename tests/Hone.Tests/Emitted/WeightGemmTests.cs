@@ -255,6 +255,18 @@ public unsafe class WeightGemmTests
     }
 
     [Fact]
+    public void Fast_fp16_rounding_matches_the_library_conversion()
+    {
+        var rng = new Random(4);
+        var values = new List<float> { 0f, float.Epsilon, 65504f, 65519.99f, 65520f, 1e6f, float.PositiveInfinity, float.NaN,
+            6.1035156e-5f, 6.1035152e-5f, 5.9604645e-8f, 2.9802322e-8f, 2.9802326e-8f, 8.940697e-8f, 1f + 1f / 2048, 1f + 3f / 2048 };
+        for (int i = 0; i < 200_000; i++)
+            values.Add(BitConverter.UInt32BitsToSingle((uint)rng.Next(0x30000000, 0x48000000))); // 2⁻³¹ .. 2¹⁷
+        foreach (float d in values)
+            Assert.Equal(BitConverter.SingleToUInt32Bits((float)(Half)d), BitConverter.SingleToUInt32Bits(WeightGemm.RoundToHalf(d)));
+    }
+
+    [Fact]
     public void Activation_quantization_matches_ggml_formula()
     {
         var rng = new Random(3);

@@ -155,20 +155,71 @@ public static unsafe class WeightGemm
     }
 
     /// <summary>dst[pair][8 rows] = (bf16(x[2p]) | bf16(x[2p+1]) &lt;&lt; 16); padded pairs and missing rows are 0.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void PackBFloat16PairActivations(ref Job job, int row0, int rows, int k0, int kc, uint* dst, Scratch scratch)
     {
+        const int MR = BFloat16Kernels.Rows;
         int pairs = PaddedPairs(kc);
-        new Span<uint>(dst, pairs * BFloat16Kernels.Rows).Clear();
+        // Convert the panel's rows to bf16 [8][pairs] dwords (zero-padded), then transpose to [pairs][8].
         ushort* converted = (ushort*)scratch.Staging;
-        for (int i = 0; i < rows; i++)
+        int stride = 2 * pairs; // ushorts per converted row
+        for (int i = 0; i < MR; i++)
         {
-            NumberConversion.SingleToBFloat16(job.X + (row0 + i) * job.Ldx + k0, converted, kc);
-            converted[kc] = 0; // the odd element's partner
-            ScatterColumn((uint*)converted, (kc + 1) / 2, dst + i, BFloat16Kernels.Rows);
+            ushort* row = converted + i * stride;
+            int done = 0;
+            if (i < rows) { NumberConversion.SingleToBFloat16(job.X + (row0 + i) * job.Ldx + k0, row, kc); done = kc; }
+            new Span<ushort>(row + done, stride - done).Clear();
         }
+        int p = 0;
+        if (Avx512F.IsSupported)
+            for (; p + 16 <= pairs; p += 16) Transpose8x16((uint*)converted + p, pairs, dst + p * MR);
+        for (; p < pairs; p++)
+            for (int i = 0; i < MR; i++) dst[p * MR + i] = ((uint*)converted)[i * pairs + p];
+    }
+
+    /// <summary>dst[p][i] = src[i·stride + p] for 8 rows × 16 dwords: 32-bit unpacks, 64-bit unpacks, then two rounds
+    /// of 128-bit lane shuffles.</summary>
+    /// <param name="src">[8 rows][stride] dwords</param>
+    /// <param name="dst">[16][8] dwords</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Transpose8x16(uint* src, nint stride, uint* dst)
+    {
+        var r0 = Vector512.Load(src); var r1 = Vector512.Load(src + stride);
+        var r2 = Vector512.Load(src + 2 * stride); var r3 = Vector512.Load(src + 3 * stride);
+        var r4 = Vector512.Load(src + 4 * stride); var r5 = Vector512.Load(src + 5 * stride);
+        var r6 = Vector512.Load(src + 6 * stride); var r7 = Vector512.Load(src + 7 * stride);
+        // In each 128-bit lane l: a_c / b_c hold column 4l + c of rows 0-3 / rows 4-7.
+        Columns4(r0, r1, r2, r3, out var a0, out var a1, out var a2, out var a3);
+        Columns4(r4, r5, r6, r7, out var b0, out var b1, out var b2, out var b3);
+        // u_c_low = [a_c.l0, a_c.l1, b_c.l0, b_c.l1], u_c_high = lanes 2, 3.
+        var u0Low = Avx512F.Shuffle4x128(a0, b0, 0x44); var u0High = Avx512F.Shuffle4x128(a0, b0, 0xEE);
+        var u1Low = Avx512F.Shuffle4x128(a1, b1, 0x44); var u1High = Avx512F.Shuffle4x128(a1, b1, 0xEE);
+        var u2Low = Avx512F.Shuffle4x128(a2, b2, 0x44); var u2High = Avx512F.Shuffle4x128(a2, b2, 0xEE);
+        var u3Low = Avx512F.Shuffle4x128(a3, b3, 0x44); var u3High = Avx512F.Shuffle4x128(a3, b3, 0xEE);
+        // Output vector t holds columns 2t and 2t+1 (8 rows each).
+        Vector512.Store(Avx512F.Shuffle4x128(u0Low, u1Low, 0x88), dst);
+        Vector512.Store(Avx512F.Shuffle4x128(u2Low, u3Low, 0x88), dst + 16);
+        Vector512.Store(Avx512F.Shuffle4x128(u0Low, u1Low, 0xDD), dst + 32);
+        Vector512.Store(Avx512F.Shuffle4x128(u2Low, u3Low, 0xDD), dst + 48);
+        Vector512.Store(Avx512F.Shuffle4x128(u0High, u1High, 0x88), dst + 64);
+        Vector512.Store(Avx512F.Shuffle4x128(u2High, u3High, 0x88), dst + 80);
+        Vector512.Store(Avx512F.Shuffle4x128(u0High, u1High, 0xDD), dst + 96);
+        Vector512.Store(Avx512F.Shuffle4x128(u2High, u3High, 0xDD), dst + 112);
+    }
+
+    /// <summary>For four rows, c_j (per 128-bit lane l) = column 4l + j of rows 0..3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Columns4(Vector512<uint> r0, Vector512<uint> r1, Vector512<uint> r2, Vector512<uint> r3,
+        out Vector512<uint> c0, out Vector512<uint> c1, out Vector512<uint> c2, out Vector512<uint> c3)
+    {
+        var low01 = Avx512F.UnpackLow(r0, r1).AsUInt64(); var high01 = Avx512F.UnpackHigh(r0, r1).AsUInt64();
+        var low23 = Avx512F.UnpackLow(r2, r3).AsUInt64(); var high23 = Avx512F.UnpackHigh(r2, r3).AsUInt64();
+        c0 = Avx512F.UnpackLow(low01, low23).AsUInt32(); c1 = Avx512F.UnpackHigh(low01, low23).AsUInt32();
+        c2 = Avx512F.UnpackLow(high01, high23).AsUInt32(); c3 = Avx512F.UnpackHigh(high01, high23).AsUInt32();
     }
 
     /// <summary>dst[k][8 rows] = bf16-rounded x as fp32 (the managed kernels' layout).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void PackWidenedActivations(ref Job job, int row0, int rows, int k0, int kc, float* dst, Scratch scratch)
     {
         if (rows < BFloat16Kernels.Rows) new Span<float>(dst, kc * BFloat16Kernels.Rows).Clear();
@@ -183,13 +234,14 @@ public static unsafe class WeightGemm
     }
 
     /// <summary>dst[p·stride] = src[p] for p &lt; count (a row of 32-bit values into a column of a packed panel).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void ScatterColumn(uint* src, int count, uint* dst, int stride)
     {
         for (int p = 0; p < count; p++) dst[p * stride] = src[p];
     }
 
     /// <summary>Quantize rows row0..row0+rows, depth k0..k0+kc of X to Q8_0 into packed activation blocks.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void PackQuantizedActivations(ref Job job, int row0, int rows, int k0, int kc, byte* dst)
     {
         int blocks = kc / Int8Kernels.Block;
@@ -216,6 +268,7 @@ public static unsafe class WeightGemm
     /// </summary>
     /// <param name="x">32 floats</param>
     /// <param name="q">32 int8 out</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int QuantizeBlock(float* x, sbyte* q, out float scale)
     {
         int sum;
@@ -232,7 +285,7 @@ public static unsafe class WeightGemm
             Vector128.Store(Avx512F.ConvertToVector128SByte(q0), q);
             Vector128.Store(Avx512F.ConvertToVector128SByte(q1), q + 16);
             sum = Vector512.Sum(q0 + q1);
-            scale = NumberConversion.HalfToSingle(NumberConversion.SingleToHalf(d));
+            scale = RoundToHalf(d);
             return sum;
         }
         float max = 0;
@@ -245,8 +298,19 @@ public static unsafe class WeightGemm
             q[t] = (sbyte)v;
             sum += v;
         }
-        scale = NumberConversion.HalfToSingle(NumberConversion.SingleToHalf(delta));
+        scale = RoundToHalf(delta);
         return sum;
+    }
+
+    /// <summary>(float)(Half)d for d ≥ 0 (or NaN) without the library's general conversion: round to nearest even at
+    /// fp16 precision, i.e. 10 mantissa bits for normals and a quantum of 2⁻²⁴ below 2⁻¹⁴.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float RoundToHalf(float d)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(d);
+        if (bits >= 0x477FF000u) return (float)(Half)d;  // ≥ 65520 rounds to infinity; NaN and negatives too
+        if (bits < 0x38800000u) return MathF.Round(d * 16777216f, MidpointRounding.ToEven) * (1f / 16777216f); // fp16 subnormal
+        return BitConverter.UInt32BitsToSingle((bits + 0xFFFu + (bits >> 13 & 1)) & 0xFFFFE000u);
     }
 
     // ---- the multiply ------------------------------------------------------------------------------
@@ -330,6 +394,7 @@ public static unsafe class WeightGemm
     }
 
     /// <summary>dst[pair][48 columns] = the bf16 pair dword of W[n0 + j] at element k0 + 2·pair.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void PackBFloat16PairWeights(ref Job job, int n0, int columns, int k0, int kc, uint* dst)
     {
         const int NR = BFloat16Kernels.Columns;
@@ -346,6 +411,7 @@ public static unsafe class WeightGemm
     }
 
     /// <summary>dst[k][48 columns] = W[n0 + j][k0 + k] widened to fp32 (the managed kernels' layout).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void PackWidenedWeights(ref Job job, int n0, int columns, int k0, int kc, float* dst, Scratch scratch)
     {
         const int NR = BFloat16Kernels.Columns;
@@ -357,7 +423,7 @@ public static unsafe class WeightGemm
     }
 
     /// <summary>Q8_0 blocks → [8 quads][48 columns] dwords + dw[48]; bytes get +128 for the emitted (unsigned) kernel.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void PackQ8Weights(ref Job job, int n0, int columns, int k0, int kc, byte* dst)
     {
         const int NR = Int8Kernels.Columns, BlockBytes = 34;
@@ -379,7 +445,7 @@ public static unsafe class WeightGemm
 
     /// <summary>Q4_0 blocks → [8 quads][48 columns] dwords of nibbles 0..15 (elements 0..15 are the low nibbles of
     /// bytes 0..15, elements 16..31 the high nibbles) + dw[48].</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void PackQ4Weights(ref Job job, int n0, int columns, int k0, int kc, byte* dst)
     {
         const int NR = Int8Kernels.Columns, BlockBytes = 18;
@@ -434,8 +500,10 @@ public static unsafe class WeightGemm
             Int8DepthBlock / Int8Kernels.Block * (long)Int8Kernels.WeightBlockBytes));
         /// <summary>[48][2048] floats: bf16 weight rows widened before the transpose (managed bf16 kernels).</summary>
         public readonly float* WidenedRows = (float*)Alloc(BFloat16Kernels.Columns * (long)BFloat16DepthBlock * 4);
-        /// <summary>One activation row segment converted to bf16 (2048 + 2 ushorts), then widened (2048 floats).</summary>
-        public readonly float* Staging = (float*)Alloc(((BFloat16DepthBlock + 2) / 2 + BFloat16DepthBlock) * 4L);
+        /// <summary>A panel's 8 rows converted to bf16 ([8][2048 + 8] ushorts), or one row converted (2048 + 2 ushorts)
+        /// and widened (2048 floats).</summary>
+        public readonly float* Staging = (float*)Alloc(Math.Max(BFloat16Kernels.Rows * (BFloat16DepthBlock + 8) * 2L,
+            ((BFloat16DepthBlock + 2) / 2 + BFloat16DepthBlock) * 4L));
         /// <summary>[8][48] floats for edge tiles (the larger micro-tile).</summary>
         public readonly float* Tile = (float*)Alloc(BFloat16Kernels.Rows * BFloat16Kernels.Columns * 4L);
 
