@@ -25,6 +25,7 @@ public static unsafe class EmittedBench
                           $"emitted int8: {(Int8Kernels.EmittedAvailable ? "yes" : Int8Kernels.EmittedUnavailableReason)}");
         InstructionThroughput();
         KernelOnly();
+        SmallBatches(repetitions);
         foreach (int threads in new[] { 1, 2 })
         {
             using var pool = new WorkerPool(threads);
@@ -101,6 +102,26 @@ public static unsafe class EmittedBench
         for (long b = 0; b < n * rowBytes / blockBytes; b++)
             *(ushort*)(p + b * blockBytes) = NumberConversion.SingleToHalf((float)(0.001 + 0.01 * rng.NextDouble()));
         return buffer;
+    }
+
+    /// <summary>Few-token batches (where Gemm.MultiplyWeights hands over to WeightGemm): BF16 weights through
+    /// Gemm's dequantizing fp32 path against WeightGemm, one thread, N=1536 K=576.</summary>
+    static void SmallBatches(int repetitions)
+    {
+        const int n = 1536, k = 576;
+        using var pool = new WorkerPool(1);
+        using var x = new NativeBuffer(64L * k * 4);
+        using var y = new NativeBuffer(64L * n * 4);
+        var rng = new Random(3);
+        for (int i = 0; i < 64 * k; i++) x.AsFloats[i] = (float)(rng.NextDouble() * 2 - 1);
+        using var w = MakeWeights(TensorType.BF16, n, k, rng, out long rowBytes);
+        Console.WriteLine($"small batches, bf16 N={n} K={k}, 1 thread: M, fp32-dequantizing Gemm ms, WeightGemm ms");
+        foreach (int m in new[] { 2, 4, 8, 16, 32, 64 })
+        {
+            double gemm = Time(repetitions, () => Gemm.MultiplyWeights(pool, m, n, k, x.AsFloats, k, TensorType.BF16, w.Pointer, rowBytes, y.AsFloats, n, false));
+            double emitted = Time(repetitions, () => WeightGemm.TryMultiplyWeights(pool, m, n, k, x.AsFloats, k, TensorType.BF16, w.Pointer, rowBytes, y.AsFloats, n, false));
+            Console.WriteLine($"  M={m,3}: {gemm * 1e3,7:F3} {emitted * 1e3,7:F3}");
+        }
     }
 
     /// <summary>Register-only loops of 24 independent vfmadd231ps / vdpbf16ps / vpdpbusd (zmm): instructions per

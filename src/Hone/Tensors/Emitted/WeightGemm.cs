@@ -34,6 +34,10 @@ public enum WeightGemmKernel
 /// </summary>
 public static unsafe class WeightGemm
 {
+    /// <summary>Fewest rows of X for which callers should come here: one row is a matrix-vector product (MatVec);
+    /// from two rows on these kernels beat the dequantizing fp32 GEMM (bench `emitted`, small batches).</summary>
+    public const int MinimumRows = 2;
+
     const int BFloat16DepthBlock = 2048;  // K elements per packed block (a multiple of 2·PairsPerStep): B sliver ≤ 192 KiB
     const int Int8DepthBlock = 4096;      // K elements per packed block (128 Q blocks): B sliver ≤ 216 KiB
 
