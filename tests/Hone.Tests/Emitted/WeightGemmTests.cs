@@ -136,12 +136,16 @@ public unsafe class WeightGemmTests
     }
 
     /// <summary>Run one product with <paramref name="kernel"/> and compare with the reference; returns Y.</summary>
+    /// <param name="rowScale">multiplies row i of X (tiny, zero and huge rows reach fp16's subnormal scales, d = 0…)</param>
     static float[] Check(WeightGemmKernel kernel, TensorType type, int m, int n, int k, bool accumulate, WorkerPool pool, int seed,
-        int extraRowBytes = 0)
+        int extraRowBytes = 0, Func<int, float>? rowScale = null)
     {
         int ldx = k + 3, ldy = n + 1;
         var x = TestData.Random(m * ldx + 1, seed, 2f);
         for (int i = 0; i < m; i++) x[i * ldx] *= 50; // one outlier per row: blocks with a large amax
+        if (rowScale != null)
+            for (int i = 0; i < m; i++)
+                for (int t = 0; t < k; t++) x[i * ldx + t] *= rowScale(i);
         var w = MakeWeights(type, n, k, seed + 1, extraRowBytes);
         var y = TestData.Random(m * ldy + 1, seed + 2);
         var expected = (float[])y.Clone();
@@ -219,6 +223,18 @@ public unsafe class WeightGemmTests
             Check(kernel, type, 11, 60, 320, accumulate: false, Two, extra, extra);
             if (type == TensorType.BF16) Check(kernel, type, 11, 60, 321, accumulate: true, Two, extra + 1, extra);
         }
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(KernelsAndTypes))]
+    public void Rows_of_very_different_magnitudes_match_reference(WeightGemmKernel kernel, TensorType type)
+    {
+        SkipUnlessAvailable(kernel, type);
+        // Zero rows (d = 0), rows whose block scales are fp16 subnormals (amax/127 < 2⁻¹⁴), and large rows, in full
+        // and partial row panels.
+        float[] scales = [1f, 0f, 3e-5f, 1e-7f, 1e3f, 2e-3f, 1f, 0f, 5e-6f, 60f, 1f];
+        foreach (int m in new[] { 4, 8, 11 })
+            Check(kernel, type, m, 70, 160, accumulate: m == 8, Two, m, rowScale: i => scales[i]);
     }
 
     [SkippableTheory]

@@ -248,8 +248,14 @@ public static unsafe class WeightGemm
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void PackQuantizedActivations(ref Job job, int row0, int rows, int k0, int kc, byte* dst)
     {
+        const int MR = Int8Kernels.Rows;
         int blocks = kc / Int8Kernels.Block;
-        if (rows < Int8Kernels.Rows) new Span<byte>(dst, blocks * Int8Kernels.ActivationBlockBytes).Clear();
+        if (rows < MR) new Span<byte>(dst, blocks * Int8Kernels.ActivationBlockBytes).Clear();
+        if (Avx512F.IsSupported && rows == MR)
+        {
+            PackQuantizedPanel512(job.X + row0 * job.Ldx + k0, job.Ldx, blocks, job.WeightOffset, dst);
+            return;
+        }
         sbyte* quantized = stackalloc sbyte[Int8Kernels.Block];
         for (int i = 0; i < rows; i++)
         {
@@ -259,12 +265,71 @@ public static unsafe class WeightGemm
                 byte* record = dst + blockIndex * Int8Kernels.ActivationBlockBytes;
                 int sum = QuantizeBlock(source + blockIndex * Int8Kernels.Block, quantized, out float scale);
                 for (int q = 0; q < Int8Kernels.Quads; q++)
-                    ((int*)record)[q * Int8Kernels.Rows + i] = ((int*)quantized)[q];
+                    ((int*)record)[q * MR + i] = ((int*)quantized)[q];
                 ((float*)(record + Int8Kernels.ActivationScalesOffset))[i] = scale;
                 ((int*)(record + Int8Kernels.ActivationCorrectionsOffset))[i] = -job.WeightOffset * sum;
             }
         }
     }
+
+    /// <summary>A full 4-row panel: the four rows' blocks are quantized together (one division, one horizontal
+    /// reduction for all four) and their quads interleaved with two vpermt2d. Same results as <see cref="QuantizeBlock"/>.</summary>
+    /// <param name="x">row 0 of the panel at depth k0; rows are <paramref name="ldx"/> floats apart</param>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void PackQuantizedPanel512(float* x, nint ldx, int blocks, int weightOffset, byte* dst)
+    {
+        // Element e of the first output vector is quad e/4 of row e%4; row i's quad q is table index 8i + q
+        // (rows 0, 1 in the first table, rows 2, 3 in the second).
+        var firstQuads = Vector512.Create(0u, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+        var lastQuads = firstQuads + Vector512.Create(4u);
+        var correction = Vector128.Create(-weightOffset);
+        for (int b = 0; b < blocks; b++, x += Int8Kernels.Block, dst += Int8Kernels.ActivationBlockBytes)
+        {
+            var v00 = Vector512.Load(x); var v01 = Vector512.Load(x + 16);
+            var v10 = Vector512.Load(x + ldx); var v11 = Vector512.Load(x + ldx + 16);
+            var v20 = Vector512.Load(x + 2 * ldx); var v21 = Vector512.Load(x + 2 * ldx + 16);
+            var v30 = Vector512.Load(x + 3 * ldx); var v31 = Vector512.Load(x + 3 * ldx + 16);
+            var amax = ReduceAcrossRows(
+                Vector512.Max(Vector512.Abs(v00), Vector512.Abs(v01)).AsUInt32(), Vector512.Max(Vector512.Abs(v10), Vector512.Abs(v11)).AsUInt32(),
+                Vector512.Max(Vector512.Abs(v20), Vector512.Abs(v21)).AsUInt32(), Vector512.Max(Vector512.Abs(v30), Vector512.Abs(v31)).AsUInt32(),
+                maximum: true).AsSingle();
+            var d = amax / Vector128.Create(127f);
+            var inverse = Vector128.ConditionalSelect(Vector128.Equals(d, Vector128<float>.Zero), Vector128<float>.Zero, Vector128<float>.One / d);
+            var q00 = Avx512F.ConvertToVector512Int32(v00 * inverse[0]); var q01 = Avx512F.ConvertToVector512Int32(v01 * inverse[0]);
+            var q10 = Avx512F.ConvertToVector512Int32(v10 * inverse[1]); var q11 = Avx512F.ConvertToVector512Int32(v11 * inverse[1]);
+            var q20 = Avx512F.ConvertToVector512Int32(v20 * inverse[2]); var q21 = Avx512F.ConvertToVector512Int32(v21 * inverse[2]);
+            var q30 = Avx512F.ConvertToVector512Int32(v30 * inverse[3]); var q31 = Avx512F.ConvertToVector512Int32(v31 * inverse[3]);
+            var sums = ReduceAcrossRows((q00 + q01).AsUInt32(), (q10 + q11).AsUInt32(), (q20 + q21).AsUInt32(), (q30 + q31).AsUInt32(), maximum: false).AsInt32();
+            var rows01 = Vector512.Create(Bytes(q00, q01), Bytes(q10, q11)).AsUInt32();
+            var rows23 = Vector512.Create(Bytes(q20, q21), Bytes(q30, q31)).AsUInt32();
+            Vector512.Store(Avx512F.PermuteVar16x32x2(rows01, firstQuads, rows23), (uint*)dst);
+            Vector512.Store(Avx512F.PermuteVar16x32x2(rows01, lastQuads, rows23), (uint*)(dst + 64));
+            Vector128.Store(RoundToHalf(d), (float*)(dst + Int8Kernels.ActivationScalesOffset));
+            Vector128.Store(sums * correction, (int*)(dst + Int8Kernels.ActivationCorrectionsOffset));
+        }
+    }
+
+    /// <summary>The 32 int32 quants of one block narrowed to bytes (they lie in −127..127).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<sbyte> Bytes(Vector512<int> low, Vector512<int> high) =>
+        Vector256.Create(Avx512F.ConvertToVector128SByte(low), Avx512F.ConvertToVector128SByte(high));
+
+    /// <summary>[max or sum of r0's 16 lanes, … of r1, … of r2, … of r3]: fp32 maxima of non-negative values compare
+    /// as their bit patterns, so one unsigned-integer path serves both.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector128<uint> ReduceAcrossRows(Vector512<uint> r0, Vector512<uint> r1, Vector512<uint> r2, Vector512<uint> r3, bool maximum)
+    {
+        // [r0 lanes 0|2, r0 lanes 1|3, r1 lanes 0|2, r1 lanes 1|3] combined, then lane i = row i's four partials.
+        var t01 = Combine(Avx512F.Shuffle4x128(r0, r1, 0x44), Avx512F.Shuffle4x128(r0, r1, 0xEE), maximum);
+        var t23 = Combine(Avx512F.Shuffle4x128(r2, r3, 0x44), Avx512F.Shuffle4x128(r2, r3, 0xEE), maximum);
+        var u = Combine(Avx512F.Shuffle4x128(t01, t23, 0x88), Avx512F.Shuffle4x128(t01, t23, 0xDD), maximum);
+        u = Combine(u, Avx512F.Shuffle(u, 0xB1), maximum); // swap neighbours
+        u = Combine(u, Avx512F.Shuffle(u, 0x4E), maximum); // swap pairs: every element holds its lane's result
+        return Avx512F.PermuteVar16x32(u, Vector512.Create(0u, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower().GetLower();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<uint> Combine(Vector512<uint> a, Vector512<uint> b, bool maximum) => maximum ? Vector512.Max(a, b) : a + b;
 
     /// <summary>
     /// One Q8_0 block as ggml quantizes it: d = amax/127, q = round-to-nearest-even(x·(1/d)) (0 when d is 0), and the
@@ -272,24 +337,12 @@ public static unsafe class WeightGemm
     /// </summary>
     /// <param name="x">32 floats</param>
     /// <param name="q">32 int8 out</param>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int QuantizeBlock(float* x, sbyte* q, out float scale)
     {
         int sum;
         if (Avx512F.IsSupported)
         {
-            var v0 = Vector512.Load(x); var v1 = Vector512.Load(x + 16);
-            var magnitude = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1));
-            var m256 = Vector256.Max(magnitude.GetLower(), magnitude.GetUpper());
-            var m128 = Vector128.Max(m256.GetLower(), m256.GetUpper());
-            float amax = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
-            float d = amax / 127f, inverse = d != 0 ? 1f / d : 0f;
-            var q0 = Avx512F.ConvertToVector512Int32(v0 * inverse);
-            var q1 = Avx512F.ConvertToVector512Int32(v1 * inverse);
-            Vector128.Store(Avx512F.ConvertToVector128SByte(q0), q);
-            Vector128.Store(Avx512F.ConvertToVector128SByte(q1), q + 16);
-            sum = Vector512.Sum(q0 + q1);
-            scale = RoundToHalf(d);
+            Vector256.Store(QuantizeBlock512(x, out scale, out sum), q);
             return sum;
         }
         float max = 0;
@@ -306,6 +359,23 @@ public static unsafe class WeightGemm
         return sum;
     }
 
+    /// <summary><see cref="QuantizeBlock"/> on AVX-512, returning the 32 quants in a vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<sbyte> QuantizeBlock512(float* x, out float scale, out int sum)
+    {
+        var v0 = Vector512.Load(x); var v1 = Vector512.Load(x + 16);
+        var magnitude = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1));
+        var m256 = Vector256.Max(magnitude.GetLower(), magnitude.GetUpper());
+        var m128 = Vector128.Max(m256.GetLower(), m256.GetUpper());
+        float amax = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
+        float d = amax / 127f, inverse = d != 0 ? 1f / d : 0f;
+        var q0 = Avx512F.ConvertToVector512Int32(v0 * inverse); // round to nearest even (MXCSR default)
+        var q1 = Avx512F.ConvertToVector512Int32(v1 * inverse);
+        sum = Vector512.Sum(q0 + q1);
+        scale = RoundToHalf(d);
+        return Vector256.Create(Avx512F.ConvertToVector128SByte(q0), Avx512F.ConvertToVector128SByte(q1));
+    }
+
     /// <summary>(float)(Half)d for d ≥ 0 (or NaN) without the library's general conversion: round to nearest even at
     /// fp16 precision, i.e. 10 mantissa bits for normals and a quantum of 2⁻²⁴ below 2⁻¹⁴.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -315,6 +385,18 @@ public static unsafe class WeightGemm
         if (bits >= 0x477FF000u) return (float)(Half)d;  // ≥ 65520 rounds to infinity; NaN and negatives too
         if (bits < 0x38800000u) return MathF.Round(d * 16777216f, MidpointRounding.ToEven) * (1f / 16777216f); // fp16 subnormal
         return BitConverter.UInt32BitsToSingle((bits + 0xFFFu + (bits >> 13 & 1)) & 0xFFFFE000u);
+    }
+
+    /// <summary><see cref="RoundToHalf(float)"/> for four values ≥ 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector128<float> RoundToHalf(Vector128<float> d)
+    {
+        var bits = d.AsUInt32();
+        if (Vector128.GreaterThanOrEqualAny(bits, Vector128.Create(0x477FF000u)))
+            return Vector128.Create(RoundToHalf(d[0]), RoundToHalf(d[1]), RoundToHalf(d[2]), RoundToHalf(d[3]));
+        var normal = ((bits + Vector128.Create(0xFFFu) + ((bits >> 13) & Vector128<uint>.One)) & Vector128.Create(0xFFFFE000u)).AsSingle();
+        var subnormal = Vector128.Round(d * 16777216f) * (1f / 16777216f); // Round: to nearest even
+        return Vector128.ConditionalSelect(Vector128.LessThan(bits, Vector128.Create(0x38800000u)).AsSingle(), subnormal, normal);
     }
 
     // ---- the multiply ------------------------------------------------------------------------------
