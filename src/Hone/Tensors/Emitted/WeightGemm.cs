@@ -124,8 +124,8 @@ public static unsafe class WeightGemm
         public bool SplitM;
     }
 
-    /// <summary>Bytes of one packed panel (activations) or sliver (weights) row-set over depth [0, kc) — the
-    /// layouts pad depth the same way, so the offset of depth block b is PackedDepthBytes(b·DepthBlock).</summary>
+    /// <summary>Bytes of one packed activation panel over depth [0, kc). Full depth blocks need no padding, so depth
+    /// block b of a panel starts at PackedDepthBytes(b·DepthBlock).</summary>
     static long PackedDepthBytes(ref Job job, int kc)
     {
         if (job.Type != TensorType.BF16) return (long)(kc / Int8Kernels.Block) * Int8Kernels.ActivationBlockBytes;
