@@ -27,6 +27,9 @@ public enum WeightGemmKernel
 ///         Compared with an fp32 GEMM, the rounding of X (relative 2⁻⁹ per element) is the only extra error.
 ///   Q8_0/Q4_0: each row of X is quantized to Q8_0 blocks as ggml does (d = amax/127, q = round-to-nearest-even(x/d),
 ///         d stored as fp16), then Y += Σ_blocks float(int32 block dot) · d_x · d_w in fp32.
+/// Against those exact terms (bf16(x)·w products; integer block dots times the scales) the only error is fp32
+/// rounding: at worst about (terms + 2)·2⁻²⁴·Σ|term| (K/2 + 2 terms for BF16, K/32 + 2 for Q8_0/Q4_0), in practice a
+/// few 2⁻²⁴·Σ|term|; the tests hold every kernel to 4·10⁻⁶·Σ|term|.
 ///
 /// Both operands are packed: X once per call into row panels (shared by the threads), W per call into column slivers
 /// (each thread packs its own), so the micro-kernels stream contiguous memory. Threads split N in 48-column slivers,
