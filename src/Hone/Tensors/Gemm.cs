@@ -76,6 +76,12 @@ public static unsafe class Gemm
     {
         if (type != TensorType.F32 && k % Math.Max(1, type.Traits().BlockSize) != 0)
             throw new ArgumentException($"K={k} is not a multiple of the {type.Name()} block size");
+        // ---- helper/emit: BF16 / Q8_0 / Q4_0 weights go to the vdpbf16ps / vpdpbusd GEMMs (or their managed twins),
+        // which round X to bf16 / quantize X to Q8_0 as llama.cpp does; false when the machine or type isn't covered.
+        if (m >= Emitted.WeightGemm.MinimumRows
+            && Emitted.WeightGemm.TryMultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate))
+            return;
+        // ---- end helper/emit
         var job = new Job
         {
             M = m, N = n, K = k, A = x, Lda = ldx, B = weights, BLayout = GemmBLayout.NByK, BType = type,

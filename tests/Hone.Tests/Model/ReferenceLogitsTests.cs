@@ -26,6 +26,11 @@ public class ReferenceLogitsTests
         return File.Exists(gguf) ? gguf : dir;
     }
 
+    /// <summary>Relative tolerance of batched (several-token) logits against the float64 reference. Batched BF16
+    /// projections round activations to bf16 (WeightGemm, as llama.cpp does): about 2⁻⁹ relative per element, which
+    /// these tiny random models amplify to at most 0.025 on logits of magnitude up to 3.9.</summary>
+    public static double BatchedLogitTolerance(string variant) => variant.EndsWith("-bf16") ? 3e-2 : 1e-4;
+
     public static (int[] Tokens, float[] Logits) Expected(string variant)
     {
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", "models", variant, "expected.json")))!;
@@ -42,7 +47,7 @@ public class ReferenceLogitsTests
         using var model = new LlamaModel(weights, Pool, maxContext: 64, maxBatch: 16);
         var logits = new float[expected.Length];
         model.Forward(tokens, logits, allLogits: true);
-        TestData.AssertClose(expected, logits, 1e-4, variant);
+        TestData.AssertClose(expected, logits, BatchedLogitTolerance(variant), variant);
     }
 
     [Theory]
