@@ -37,7 +37,10 @@ public static unsafe class Program
             double flops = Gemm.KernelOnly(20000, 256);
             Console.WriteLine($"micro-kernel alone (L1): {flops / sw0.Elapsed.TotalSeconds / 1e9:F1} GFLOP/s");
         }
-        var layouts = args.Length > 1 && args[1] == "train"
+        var layouts = args.Length > 1 && args[1] == "narrow"
+            ? new[] { (1024, 16, 576, GemmBLayout.NByK, false), (576, 16, 1024, GemmBLayout.KByN, true), (1024, 16, 1536, GemmBLayout.KByN, false),
+                      (16, 576, 1024, GemmBLayout.KByN, true), (1024, 576, 16, GemmBLayout.KByN, false) }
+            : args.Length > 1 && args[1] == "train"
             ? new[] { (1024, 1536, 576, GemmBLayout.NByK, false), (1024, 576, 1536, GemmBLayout.NByK, false), (1024, 576, 576, GemmBLayout.NByK, false),
                       (1024, 192, 576, GemmBLayout.NByK, false), (1024, 576, 1536, GemmBLayout.KByN, false), (1024, 576, 192, GemmBLayout.KByN, false),
                       (1536, 576, 1024, GemmBLayout.KByN, true), (192, 576, 1024, GemmBLayout.KByN, true), (576, 1536, 1024, GemmBLayout.KByN, true) }

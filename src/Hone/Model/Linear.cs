@@ -26,8 +26,9 @@ public static unsafe class Linear
     /// <param name="y">Y[T, W.Rows], row stride ldy; with accumulate, Y += X·Wᵀ (the residual add, fused)</param>
     /// <param name="bias">[W.Rows] or null</param>
     /// <param name="scratch">[T, W.Rows] floats, needed only when an adapter meets accumulate</param>
+    /// <param name="lowRank">an extra low-rank product L·Rᵀ added in the same pass (training's LoRA term)</param>
     public static void Forward(WorkerPool pool, WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy,
-        bool accumulate, ILinearAdapter? adapter = null, float* scratch = null)
+        bool accumulate, ILinearAdapter? adapter = null, float* scratch = null, Gemm.LowRankTerm? lowRank = null)
     {
         if (adapter is { IsAdditive: false } && accumulate)
         {
@@ -36,8 +37,13 @@ public static unsafe class Linear
             for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, scratch + (long)t * w.Rows, w.Rows);
             return;
         }
-        if (tokens == 1) MatVec.Multiply(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, y, accumulate);
-        else Gemm.MultiplyWeights(pool, tokens, w.Rows, w.Cols, x, ldx, w.Type, w.Data, w.RowBytes, y, ldy, accumulate);
+        if (tokens == 1)
+        {
+            MatVec.Multiply(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, y, accumulate);
+            if (lowRank is Gemm.LowRankTerm t)
+                Gemm.Multiply(pool, 1, w.Rows, t.Rank, (float*)t.Left, t.LeftStride, false, (float*)t.Right, t.RightStride, GemmBLayout.NByK, y, ldy, true);
+        }
+        else Gemm.MultiplyWeights(pool, tokens, w.Rows, w.Cols, x, ldx, w.Type, w.Data, w.RowBytes, y, ldy, accumulate, lowRank);
         if (bias != null) for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, bias, w.Rows);
         adapter?.Apply(pool, w, x, tokens, ldx, y, ldy);
     }

@@ -35,7 +35,14 @@ public static unsafe class Gemm
         public byte* B; public long Ldb; public GemmBLayout BLayout; public TensorType BType; // ldb in elements of BType (row bytes for quantized)
         public float* C; public nint Ldc; public bool Accumulate;
         public bool SplitM;
+        // An optional second product added in the same pass (a LoRA term): A2[M, K2] row-major · B2 (fp32, same layout as B).
+        public float* A2; public nint Lda2; public float* B2; public long Ldb2; public int K2;
     }
+
+    /// <summary>A low-rank term L·R added to a product in the same pass over C (LoRA: (s·X·Aᵀ)·Bᵀ forward, (s·dY·B)·A backward).</summary>
+    /// <param name="Left">[M, Rank] row-major, row stride LeftStride</param>
+    /// <param name="Right">NByK products: [N, Rank] row-major; KByN products: [Rank, N] row-major; row stride RightStride</param>
+    public readonly record struct LowRankTerm(nint Left, int LeftStride, nint Right, int RightStride, int Rank);
 
     /// <summary>C[M,N] = (accumulate ? C : 0) + op(A)·B for fp32 operands.</summary>
     /// <param name="a">A[M,K] row-major with row stride lda, or (transposeA) stored as [K,M] with row stride lda</param>
@@ -72,13 +79,18 @@ public static unsafe class Gemm
     /// <param name="weights">W[N, K] rows of <paramref name="rowBytes"/> bytes in <paramref name="type"/></param>
     /// <param name="y">Y[M, N] row stride ldy</param>
     public static void MultiplyWeights(WorkerPool pool, int m, int n, int k, float* x, int ldx,
-        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate)
+        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate) =>
+        MultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate, null);
+
+    /// <summary>Y = (accumulate ? Y : 0) + X·Wᵀ (+ L·Rᵀ, a low-rank term computed in the same pass).</summary>
+    public static void MultiplyWeights(WorkerPool pool, int m, int n, int k, float* x, int ldx,
+        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate, LowRankTerm? lowRank)
     {
         if (type != TensorType.F32 && k % Math.Max(1, type.Traits().BlockSize) != 0)
             throw new ArgumentException($"K={k} is not a multiple of the {type.Name()} block size");
         // ---- helper/emit: BF16 / Q8_0 / Q4_0 weights go to the vdpbf16ps / vpdpbusd GEMMs (or their managed twins),
         // which round X to bf16 / quantize X to Q8_0 as llama.cpp does; false when the machine or type isn't covered.
-        if (m >= Emitted.WeightGemm.MinimumRows
+        if (lowRank == null && m >= Emitted.WeightGemm.MinimumRows
             && Emitted.WeightGemm.TryMultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate))
             return;
         // ---- end helper/emit
@@ -87,6 +99,7 @@ public static unsafe class Gemm
             M = m, N = n, K = k, A = x, Lda = ldx, B = weights, BLayout = GemmBLayout.NByK, BType = type,
             Ldb = type == TensorType.F32 ? rowBytes / 4 : rowBytes, C = y, Ldc = ldy, Accumulate = accumulate,
         };
+        SetLowRank(ref job, lowRank);
         Run(pool, ref job);
     }
 
@@ -95,14 +108,22 @@ public static unsafe class Gemm
     /// <param name="a">A[M, K = W.Rows] row stride lda</param>
     /// <param name="weights">W[K, N] rows of <paramref name="rowBytes"/> bytes in <paramref name="type"/></param>
     public static void MultiplyByWeights(WorkerPool pool, int m, int n, int k, float* a, int lda,
-        TensorType type, byte* weights, long rowBytes, float* c, int ldc, bool accumulate)
+        TensorType type, byte* weights, long rowBytes, float* c, int ldc, bool accumulate, LowRankTerm? lowRank = null)
     {
         var job = new Job
         {
             M = m, N = n, K = k, A = a, Lda = lda, B = weights, BLayout = GemmBLayout.KByN, BType = type,
             Ldb = type == TensorType.F32 ? rowBytes / 4 : rowBytes, C = c, Ldc = ldc, Accumulate = accumulate,
         };
+        SetLowRank(ref job, lowRank);
         Run(pool, ref job);
+    }
+
+    static void SetLowRank(ref Job job, LowRankTerm? term)
+    {
+        if (term is not LowRankTerm t || t.Rank == 0) return;
+        if (t.Rank > KC) throw new ArgumentException($"low-rank terms up to rank {KC} are fused; got {t.Rank}");
+        job.A2 = (float*)t.Left; job.Lda2 = t.LeftStride; job.B2 = (float*)t.Right; job.Ldb2 = t.RightStride; job.K2 = t.Rank;
     }
 
     static void Run(WorkerPool pool, ref Job job)
@@ -111,6 +132,11 @@ public static unsafe class Gemm
         if (job.K <= 0)
         {
             if (!job.Accumulate) for (int i = 0; i < job.M; i++) new Span<float>(job.C + i * job.Ldc, job.N).Clear();
+            return;
+        }
+        if (job.N <= NarrowColumns && job.BType == TensorType.F32 && job.K2 == 0 && Avx512F.IsSupported)
+        {
+            NarrowRun(pool, ref job); // LoRA's rank-r products: a 64-wide tile would be 3/4 padding
             return;
         }
         int threads = pool.Threads;
@@ -131,42 +157,49 @@ public static unsafe class Gemm
         Compute(ref job, m0, m1, n0, n1, scratch);
     }
 
-    /// <summary>The blocked loop nest over one thread's part of C.</summary>
+    /// <summary>The blocked loop nest over one thread's part of C: for each column block, the depth blocks of the
+    /// product and then those of the optional low-rank term, all accumulating into the same C tiles.</summary>
     static void Compute(ref Job job, int m0, int m1, int n0, int n1, Scratch scratch)
     {
-        float* packedB = scratch.PackedB;   // [NC/NR][KC][NR]
-        float* packedA = scratch.PackedA;   // [KC][MR], only when A is stored transposed
-        float* tile = scratch.Tile;         // [MR][NR] for edge tiles
+        Job second = job;
+        second.A = job.A2; second.Lda = job.Lda2; second.TransposeA = false; second.B = (byte*)job.B2; second.Ldb = job.Ldb2;
+        second.BType = TensorType.F32; second.K = job.K2;
         for (int jc = n0; jc < n1; jc += NC)
         {
             int nc = Math.Min(NC, n1 - jc);
             for (int pc = 0; pc < job.K; pc += KC)
+                Block(ref job, m0, m1, jc, nc, pc, Math.Min(KC, job.K - pc), job.Accumulate || pc > 0, scratch);
+            if (job.K2 > 0) Block(ref second, m0, m1, jc, nc, 0, job.K2, true, scratch);
+        }
+    }
+
+    /// <summary>One depth block: pack B[pc..pc+kc, jc..jc+nc], then every MR×NR tile of this thread's rows.</summary>
+    static void Block(ref Job job, int m0, int m1, int jc, int nc, int pc, int kc, bool load, Scratch scratch)
+    {
+        float* packedB = scratch.PackedB;   // [NC/NR][KC][NR]
+        float* packedA = scratch.PackedA;   // [KC][MR], only when A is stored transposed
+        float* tile = scratch.Tile;         // [MR][NR] for edge tiles
+        PackB(ref job, pc, kc, jc, nc, packedB, scratch);
+        for (int ir = m0; ir < m1; ir += MR)
+        {
+            int mr = Math.Min(MR, m1 - ir);
+            // Row-major A is read in place (six row pointers); only transposed A needs packing.
+            float* a; nint lda;
+            if (job.TransposeA) { PackA(ref job, ir, mr, pc, kc, packedA); a = packedA; lda = 0; }
+            else { a = job.A + ir * job.Lda + pc; lda = job.Lda; }
+            for (int jr = 0; jr < nc; jr += NR)
             {
-                int kc = Math.Min(KC, job.K - pc);
-                bool load = job.Accumulate || pc > 0;
-                PackB(ref job, pc, kc, jc, nc, packedB, scratch);
-                for (int ir = m0; ir < m1; ir += MR)
+                int nr = Math.Min(NR, nc - jr);
+                float* c = job.C + ir * job.Ldc + jc + jr;
+                float* b = packedB + (jr / NR) * (KC * NR);
+                if (mr == MR && nr == NR) Kernel(a, lda, mr, b, kc, c, job.Ldc, load);
+                else
                 {
-                    int mr = Math.Min(MR, m1 - ir);
-                    // Row-major A is read in place (six row pointers); only transposed A needs packing.
-                    float* a; nint lda;
-                    if (job.TransposeA) { PackA(ref job, ir, mr, pc, kc, packedA); a = packedA; lda = 0; }
-                    else { a = job.A + ir * job.Lda + pc; lda = job.Lda; }
-                    for (int jr = 0; jr < nc; jr += NR)
-                    {
-                        int nr = Math.Min(NR, nc - jr);
-                        float* c = job.C + ir * job.Ldc + jc + jr;
-                        float* b = packedB + (jr / NR) * (KC * NR);
-                        if (mr == MR && nr == NR) Kernel(a, lda, mr, b, kc, c, job.Ldc, load);
-                        else
-                        {
-                            for (int i = 0; i < mr; i++)
-                                for (int j = 0; j < nr; j++) tile[i * NR + j] = load ? c[i * job.Ldc + j] : 0f;
-                            Kernel(a, lda, mr, b, kc, tile, NR, true);
-                            for (int i = 0; i < mr; i++)
-                                for (int j = 0; j < nr; j++) c[i * job.Ldc + j] = tile[i * NR + j];
-                        }
-                    }
+                    for (int i = 0; i < mr; i++)
+                        for (int j = 0; j < nr; j++) tile[i * NR + j] = load ? c[i * job.Ldc + j] : 0f;
+                    Kernel(a, lda, mr, b, kc, tile, NR, true);
+                    for (int i = 0; i < mr; i++)
+                        for (int j = 0; j < nr; j++) c[i * job.Ldc + j] = tile[i * NR + j];
                 }
             }
         }
@@ -178,12 +211,17 @@ public static unsafe class Gemm
         if (mr < MR) new Span<float>(dst, kc * MR).Clear();
         if (job.TransposeA)
         {
-            // A stored [K, M]: the MR values for one k are contiguous.
-            for (int p = 0; p < kc; p++)
-            {
-                float* src = job.A + (pc + p) * job.Lda + ir;
-                for (int i = 0; i < mr; i++) dst[p * MR + i] = src[i];
-            }
+            // A stored [K, M]: the MR values for one k are contiguous. Copy them as one 8-wide vector (the two extra
+            // floats are overwritten by the next k; the buffer has room for the last), when 8 are readable.
+            if (mr == MR && ir + 8 <= job.M && Vector256.IsHardwareAccelerated)
+                for (int p = 0; p < kc; p++)
+                    Vector256.Store(Vector256.Load(job.A + (pc + p) * job.Lda + ir), dst + p * MR);
+            else
+                for (int p = 0; p < kc; p++)
+                {
+                    float* src = job.A + (pc + p) * job.Lda + ir;
+                    for (int i = 0; i < mr; i++) dst[p * MR + i] = src[i];
+                }
         }
         else
         {
@@ -363,6 +401,111 @@ public static unsafe class Gemm
         return 2.0 * MR * NR * kc * repetitions;
     }
 
+    // ---- narrow products (N ≤ 16): the low-rank halves of LoRA ------------------------------------------------
+
+    const int NarrowColumns = 16;  // one Vector512 of C per row
+    const int NarrowRows = 16;     // rows per tile: 16 independent FMA chains; row-major A tiles are SIMD-transposed 16×16
+
+    struct NarrowJob
+    {
+        public float* A; public nint Lda; public bool TransposeA;
+        public float* B;                 // packed [K][16], zero beyond N
+        public float* C; public nint Ldc; public int M, N, K; public bool Accumulate;
+    }
+
+    static void NarrowRun(WorkerPool pool, ref Job job)
+    {
+        int k = job.K;
+        float* packed = (float*)NativeMemory.AlignedAlloc((nuint)((long)k * NarrowColumns * 4), 64);
+        try
+        {
+            for (int p = 0; p < k; p++)
+            {
+                float* row = packed + (long)p * NarrowColumns;
+                for (int j = 0; j < NarrowColumns; j++)
+                    row[j] = j >= job.N ? 0f : job.BLayout == GemmBLayout.KByN ? ((float*)job.B)[p * job.Ldb + j] : ((float*)job.B)[j * job.Ldb + p];
+            }
+            var narrow = new NarrowJob
+            {
+                A = job.A, Lda = job.Lda, TransposeA = job.TransposeA, B = packed, C = job.C, Ldc = job.Ldc,
+                M = job.M, N = job.N, K = k, Accumulate = job.Accumulate,
+            };
+            pool.Run(&NarrowWorker, &narrow);
+        }
+        finally { NativeMemory.AlignedFree(packed); }
+    }
+
+    static void NarrowWorker(void* context, int thread, int threads)
+    {
+        ref NarrowJob j = ref *(NarrowJob*)context;
+        var (m0, m1) = WorkerPool.Share(j.M, thread, threads, NarrowRows);
+        if (m0 >= m1) return;
+        const int Chunk = 1024;                            // depth staged at a time: [1024][16] floats fit the staging buffer
+        float* staging = Scratch.ForThread().Staging;
+        float* tile = Scratch.ForThread().Tile;            // C tile [16][16] at the edges
+        for (int i0 = m0; i0 < m1; i0 += NarrowRows)
+        {
+            int rows = Math.Min(NarrowRows, m1 - i0);
+            bool full = rows == NarrowRows && j.N == NarrowColumns;
+            float* c = full ? j.C + i0 * j.Ldc : tile;
+            nint ldc = full ? j.Ldc : NarrowColumns;
+            if (!full)
+                for (int i = 0; i < NarrowRows; i++)
+                    for (int col = 0; col < NarrowColumns; col++)
+                        tile[i * NarrowColumns + col] = i < rows && col < j.N && j.Accumulate ? j.C[(i0 + i) * j.Ldc + col] : 0f;
+            bool load = j.Accumulate || !full;
+            if (j.TransposeA && rows == NarrowRows)
+                NarrowKernel(j.A + i0, j.Lda, j.B, j.K, c, ldc, load); // the 16 values of one k are contiguous in place
+            else
+                for (int p0 = 0; p0 < j.K; p0 += Chunk)
+                {
+                    int kc = Math.Min(Chunk, j.K - p0);
+                    if (rows < NarrowRows) new Span<float>(staging, kc * NarrowRows).Clear();
+                    if (j.TransposeA)
+                        for (int p = 0; p < kc; p++)
+                            for (int i = 0; i < rows; i++) staging[p * NarrowRows + i] = j.A[(p0 + p) * j.Lda + i0 + i];
+                    else
+                        Transpose.Block(j.A + i0 * j.Lda + p0, j.Lda, staging, NarrowRows, rows, kc); // [rows][kc] → [kc][16]
+                    NarrowKernel(staging, NarrowRows, j.B + (long)p0 * NarrowColumns, kc, c, ldc, load || p0 > 0);
+                }
+            if (!full)
+                for (int i = 0; i < rows; i++)
+                    for (int col = 0; col < j.N; col++) j.C[(i0 + i) * j.Ldc + col] = tile[i * NarrowColumns + col];
+        }
+    }
+
+    /// <summary>C[16, 16] (+)= A·B with A(i, k) = a[k·strideK + i] and B packed [K][16].</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void NarrowKernel(float* a, nint strideK, float* b, int k, float* c, nint ldc, bool load)
+    {
+        Vector512<float> c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15;
+        if (load)
+        {
+            c0 = Vector512.Load(c); c1 = Vector512.Load(c + ldc); c2 = Vector512.Load(c + 2 * ldc); c3 = Vector512.Load(c + 3 * ldc);
+            c4 = Vector512.Load(c + 4 * ldc); c5 = Vector512.Load(c + 5 * ldc); c6 = Vector512.Load(c + 6 * ldc); c7 = Vector512.Load(c + 7 * ldc);
+            c8 = Vector512.Load(c + 8 * ldc); c9 = Vector512.Load(c + 9 * ldc); c10 = Vector512.Load(c + 10 * ldc); c11 = Vector512.Load(c + 11 * ldc);
+            c12 = Vector512.Load(c + 12 * ldc); c13 = Vector512.Load(c + 13 * ldc); c14 = Vector512.Load(c + 14 * ldc); c15 = Vector512.Load(c + 15 * ldc);
+        }
+        else c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = c9 = c10 = c11 = c12 = c13 = c14 = c15 = default;
+        for (int p = 0; p < k; p++)
+        {
+            var bv = Vector512.Load(b + p * NarrowColumns);
+            float* ap = a + p * strideK;
+            c0 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[0]), bv, c0); c1 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[1]), bv, c1);
+            c2 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[2]), bv, c2); c3 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[3]), bv, c3);
+            c4 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[4]), bv, c4); c5 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[5]), bv, c5);
+            c6 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[6]), bv, c6); c7 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[7]), bv, c7);
+            c8 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[8]), bv, c8); c9 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[9]), bv, c9);
+            c10 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[10]), bv, c10); c11 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[11]), bv, c11);
+            c12 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[12]), bv, c12); c13 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[13]), bv, c13);
+            c14 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[14]), bv, c14); c15 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[15]), bv, c15);
+        }
+        Vector512.Store(c0, c); Vector512.Store(c1, c + ldc); Vector512.Store(c2, c + 2 * ldc); Vector512.Store(c3, c + 3 * ldc);
+        Vector512.Store(c4, c + 4 * ldc); Vector512.Store(c5, c + 5 * ldc); Vector512.Store(c6, c + 6 * ldc); Vector512.Store(c7, c + 7 * ldc);
+        Vector512.Store(c8, c + 8 * ldc); Vector512.Store(c9, c + 9 * ldc); Vector512.Store(c10, c + 10 * ldc); Vector512.Store(c11, c + 11 * ldc);
+        Vector512.Store(c12, c + 12 * ldc); Vector512.Store(c13, c + 13 * ldc); Vector512.Store(c14, c + 14 * ldc); Vector512.Store(c15, c + 15 * ldc);
+    }
+
     /// <summary>Plain triple loop in double: the reference twin for tests.</summary>
     public static void MultiplyReference(int m, int n, int k, float* a, int lda, bool transposeA,
         float* b, int ldb, GemmBLayout layout, float* c, int ldc, bool accumulate)
@@ -386,7 +529,7 @@ public static unsafe class Gemm
     {
         [ThreadStatic] static Scratch? _current;
         public readonly float* PackedB = Alloc(KC * NC);
-        public readonly float* PackedA = Alloc(KC * MR);
+        public readonly float* PackedA = Alloc(KC * MR + 8);
         public readonly float* Tile = Alloc(MR * NR);
         public readonly float* Staging = Alloc(NR * KC + 2 * 256); // NR rows × KC, or one row's covering blocks
 

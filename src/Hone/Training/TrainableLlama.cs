@@ -67,7 +67,7 @@ public sealed unsafe class TrainableLlama : IDisposable
     readonly float* _doraGrad;                     // [N, widest] ∂L/∂z of a DoRA projection
     readonly float* _recomputeOut;                 // [N, D] throwaway layer output when recomputing a checkpointed layer
     readonly float* _logits;                       // [LossChunk, V]
-    const int LossChunk = 128;
+    const int LossChunk = 256;
     int _rows, _batch, _sequence;
     int[] _tokens = [], _targets = [];
     bool _training;
@@ -335,17 +335,17 @@ public sealed unsafe class TrainableLlama : IDisposable
             Linear.Forward(_pool, w, bias, x, n, w.Cols, y, w.Rows, accumulate);
             return;
         }
-        // LoRA adds to whatever y holds (so a zero B leaves the output bit-identical); DoRA scales the whole
-        // projection, which is therefore computed on its own into z and kept for backward.
-        float* z = adapter.Dora ? (float*)LoraSlot(a.DoraBase, w.Name) : y;
-        Linear.Forward(_pool, w, bias, x, n, w.Cols, z, w.Rows, accumulate && !adapter.Dora);
+        // X·Aᵀ first (kept for backward); then the projection with s·(X·Aᵀ)·Bᵀ added in the same pass. LoRA adds to
+        // whatever y holds (a zero B leaves the output bit-identical); DoRA scales the whole projection, which is
+        // therefore computed on its own into z and kept for backward.
         float* xa = (float*)LoraSlot(a.LoraInput, w.Name);
         float* xin = DropoutInput(adapter, x, n);
         Gemm.Multiply(_pool, n, adapter.Rank, adapter.In, xin, adapter.In, false, adapter.A, adapter.In, GemmBLayout.NByK, xa, adapter.Rank, false);
-        // z += s·(X·Aᵀ)·Bᵀ
         float s = adapter.Scale;
         for (long i = 0; i < (long)n * adapter.Rank; i++) _loraWork[i] = xa[i] * s;
-        Gemm.Multiply(_pool, n, adapter.Out, adapter.Rank, _loraWork, adapter.Rank, false, adapter.B, adapter.Rank, GemmBLayout.NByK, z, adapter.Out, true);
+        float* z = adapter.Dora ? (float*)LoraSlot(a.DoraBase, w.Name) : y;
+        Linear.Forward(_pool, w, bias, x, n, w.Cols, z, w.Rows, accumulate && !adapter.Dora,
+            lowRank: new Gemm.LowRankTerm((nint)_loraWork, adapter.Rank, (nint)adapter.B, adapter.Rank, adapter.Rank));
         if (adapter.Dora)
         {
             for (int t = 0; t < n; t++)
@@ -519,8 +519,11 @@ public sealed unsafe class TrainableLlama : IDisposable
                     for (int o = 0; o < w.Rows; o++) biasParam.Gradient[o] += gr[o];
                 }
         }
-        Gemm.MultiplyByWeights(_pool, n, w.Cols, w.Rows, g, w.Rows, w.Type, w.Data, w.RowBytes, dx, w.Cols, accumulateDx);
-        if (adapter == null) return;
+        if (adapter == null)
+        {
+            Gemm.MultiplyByWeights(_pool, n, w.Cols, w.Rows, g, w.Rows, w.Type, w.Data, w.RowBytes, dx, w.Cols, accumulateDx);
+            return;
+        }
         var (pa, pb, _) = _adapterParameters[w.Name];
         int r = adapter.Rank;
         float s = adapter.Scale;
@@ -528,13 +531,14 @@ public sealed unsafe class TrainableLlama : IDisposable
         // dB += s·gᵀ·(X·Aᵀ)
         for (long i = 0; i < (long)n * r; i++) _loraWork[i] = xa[i] * s;
         Gemm.Multiply(_pool, w.Rows, r, n, g, w.Rows, true, _loraWork, r, GemmBLayout.KByN, pb.Gradient, r, true);
-        // u = s·g·B [N, r]; dA += uᵀ·dropout(X); dx += u·A
+        // u = s·g·B [N, r]; dA += uᵀ·dropout(X); dx = g·W + u·A (the low-rank term fused into the same pass)
         Gemm.Multiply(_pool, n, r, w.Rows, g, w.Rows, false, adapter.B, r, GemmBLayout.KByN, _loraWork, r, false);
         for (long i = 0; i < (long)n * r; i++) _loraWork[i] *= s;
         float* xin = DropoutInput(adapter, x, n);
         Gemm.Multiply(_pool, r, w.Cols, n, _loraWork, r, true, xin, w.Cols, GemmBLayout.KByN, pa.Gradient, w.Cols, true);
         if ((_setup.Adapter?.Dropout ?? 0) > 0)
         {
+            Gemm.MultiplyByWeights(_pool, n, w.Cols, w.Rows, g, w.Rows, w.Type, w.Data, w.RowBytes, dx, w.Cols, accumulateDx);
             // ∂L/∂x through the dropout: the same mask and scale applied to u·A.
             float* ua = xin; // reuse the dropout buffer: its contents are no longer needed
             Gemm.Multiply(_pool, n, w.Cols, r, _loraWork, r, false, adapter.A, w.Cols, GemmBLayout.KByN, ua, w.Cols, false);
@@ -546,7 +550,9 @@ public sealed unsafe class TrainableLlama : IDisposable
                 dx[i] += u < p ? 0 : ua[i] * keep;
             }
         }
-        else Gemm.Multiply(_pool, n, w.Cols, r, _loraWork, r, false, adapter.A, w.Cols, GemmBLayout.KByN, dx, w.Cols, true);
+        else
+            Gemm.MultiplyByWeights(_pool, n, w.Cols, w.Rows, g, w.Rows, w.Type, w.Data, w.RowBytes, dx, w.Cols, accumulateDx,
+                new Gemm.LowRankTerm((nint)_loraWork, r, (nint)adapter.A, w.Cols, r));
     }
 
     /// <summary>After an optimizer step: DoRA row norms depend on A and B.</summary>

@@ -79,3 +79,69 @@ public unsafe class GemmTests
             }
     }
 }
+
+public unsafe class GemmNarrowAndLowRankTests
+{
+    static readonly WorkerPool Two = new(2);
+
+    [Theory]
+    [InlineData(1)] [InlineData(5)] [InlineData(12)] [InlineData(16)]
+    public void Narrow_products_match_reference_for_all_layouts_and_depths(int n)
+    {
+        foreach (int m in new[] { 1, 11, 12, 13, 37, 100 })
+            foreach (int k in new[] { 1, 7, 64, 1023, 1025, 2100 })
+                foreach (var layout in new[] { GemmBLayout.NByK, GemmBLayout.KByN })
+                    foreach (var transposeA in new[] { false, true })
+                        foreach (var accumulate in new[] { false, true })
+                        {
+                            int lda = transposeA ? m + 1 : k + 2, ldb = layout == GemmBLayout.KByN ? n + 3 : k + 1, ldc = n + 2;
+                            var a = TestData.Random((transposeA ? k : m) * lda, m + k);
+                            var b = TestData.Random((layout == GemmBLayout.KByN ? k : n) * ldb, n + k);
+                            var c = TestData.Random(m * ldc, 3);
+                            var want = (float[])c.Clone();
+                            fixed (float* pa = a, pb = b, pc = c, pw = want)
+                            {
+                                Gemm.Multiply(Two, m, n, k, pa, lda, transposeA, pb, ldb, layout, pc, ldc, accumulate);
+                                Gemm.MultiplyReference(m, n, k, pa, lda, transposeA, pb, ldb, layout, pw, ldc, accumulate);
+                            }
+                            TestData.AssertClose(want, c, 1e-4 * Math.Sqrt(k), $"m={m} n={n} k={k} {layout} tA={transposeA} acc={accumulate}");
+                        }
+    }
+
+    [Theory]
+    [InlineData(TensorType.F32)] [InlineData(TensorType.BF16)]
+    public void Low_rank_term_is_added_in_the_same_pass(TensorType type)
+    {
+        const int m = 29, n = 70, k = 300, r = 8;
+        var x = TestData.Random(m * k, 1);
+        var w = TestData.Random(n * k, 2);
+        var left = TestData.Random(m * r, 3);
+        var rightNByK = TestData.Random(n * r, 4);
+        var rightKByN = TestData.Random(r * k, 5);
+        var y = TestData.Random(m * n, 6);
+        var wBytes = type == TensorType.F32 ? w.SelectMany(BitConverter.GetBytes).ToArray()
+            : w.Select(NumberConversion.SingleToBFloat16).SelectMany(BitConverter.GetBytes).ToArray();
+        var wFloat = new float[n * k];
+        // Forward: Y += X·Wᵀ + L·Rᵀ
+        var want = (float[])y.Clone();
+        fixed (byte* pw = wBytes) fixed (float* pf = wFloat, px = x, pl = left, pr = rightNByK, py = y, pe = want)
+        {
+            for (int j = 0; j < n; j++) WeightRows.DequantizeSegment(type, pw + j * type.Traits().BytesFor(k), 0, k, pf + j * k);
+            Gemm.MultiplyWeights(Two, m, n, k, px, k, type, pw, type.Traits().BytesFor(k), py, n, true, new Gemm.LowRankTerm((nint)pl, r, (nint)pr, r, r));
+            Gemm.MultiplyReference(m, n, k, px, k, false, pf, k, GemmBLayout.NByK, pe, n, true);
+            Gemm.MultiplyReference(m, n, r, pl, r, false, pr, r, GemmBLayout.NByK, pe, n, true);
+        }
+        TestData.AssertClose(want, y, 1e-4, "forward with low-rank term");
+        // Backward input gradient: C = G·W + L·R with G [m, n], W [n, k], R [r, k]
+        var g = TestData.Random(m * n, 7);
+        var c = new float[m * k];
+        var cWant = new float[m * k];
+        fixed (byte* pw = wBytes) fixed (float* pf = wFloat, pg = g, pl = left, pr = rightKByN, pc = c, pe = cWant)
+        {
+            Gemm.MultiplyByWeights(Two, m, k, n, pg, n, type, pw, type.Traits().BytesFor(k), pc, k, false, new Gemm.LowRankTerm((nint)pl, r, (nint)pr, k, r));
+            Gemm.MultiplyReference(m, k, n, pg, n, false, pf, k, GemmBLayout.KByN, pe, k, false);
+            Gemm.MultiplyReference(m, k, r, pl, r, false, pr, k, GemmBLayout.KByN, pe, k, true);
+        }
+        TestData.AssertClose(cWant, c, 1e-4, "input gradient with low-rank term");
+    }
+}
