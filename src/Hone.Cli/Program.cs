@@ -22,6 +22,7 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
         root.Subcommands.Add(SynthCommand.Create());
+        root.Subcommands.Add(QuickstartCommand.Create());
         return root.Parse(args).Invoke();
     }
 }

@@ -71,16 +71,21 @@ public static class Checkers
 
     // ---- facts ----
 
-    /// <summary>The target is {"contains": [strings], "regex": pattern}: every string must appear in the answer exactly
-    /// (case-sensitive) and the pattern (if any) must match — strict about the facts, lenient about the wording.</summary>
+    /// <summary>The target is {"contains": [strings], "regex": pattern, "forbidden": [patterns]}: every string must appear
+    /// in the answer exactly (case-sensitive), the pattern (if any) must match, and no forbidden pattern may match (a claim
+    /// that contradicts the situation, such as "delivered" for an order still being prepared) — strict about the facts,
+    /// lenient about the wording. Outcomes: missing_fact, claim_mismatch, contradiction, pass.</summary>
     static CheckResult Facts(CheckInput input)
     {
         if (input.Target is not JsonObject expected) throw new FormatException("the facts checker needs a target object {\"contains\": [...], \"regex\": ...}");
+        static bool Matches(string text, string pattern) =>
+            System.Text.RegularExpressions.Regex.IsMatch(text, pattern, System.Text.RegularExpressions.RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
         foreach (var item in expected["contains"] as JsonArray ?? [])
             if (!input.Completion.Contains(TextOf(item), StringComparison.Ordinal)) return new CheckResult(false, "missing_fact");
-        if (expected["regex"] is JsonValue r && r.TryGetValue(out string? pattern) &&
-            !System.Text.RegularExpressions.Regex.IsMatch(input.Completion, pattern, System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1)))
+        if (expected["regex"] is JsonValue r && r.TryGetValue(out string? pattern) && !Matches(input.Completion, pattern))
             return new CheckResult(false, "claim_mismatch");
+        foreach (var item in expected["forbidden"] as JsonArray ?? [])
+            if (Matches(input.Completion, TextOf(item))) return new CheckResult(false, "contradiction");
         return new CheckResult(true, "pass");
     }
 

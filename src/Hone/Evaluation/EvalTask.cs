@@ -177,7 +177,7 @@ public static class TaskLoader
 {
     public const int FormatVersion = 1;
 
-    static readonly string[] CommonKeys = ["version", "name", "kind", "data"];
+    static readonly string[] CommonKeys = ["version", "name", "kind", "data", "description"]; // description: free text for people
 
     /// <summary>The task kinds: their own keys and their parser.</summary>
     public static readonly IReadOnlyDictionary<string, (string[] Keys, Func<TaskSpecReader, TaskOrigin, EvalTask> Parse)> Kinds =

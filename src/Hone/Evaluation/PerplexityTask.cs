@@ -8,7 +8,10 @@ namespace Hone.Evaluation;
 /// <param name="Context">window length in tokens (null: the model's context)</param>
 /// <param name="Stride">how far windows advance (null: the window length, no overlap)</param>
 /// <param name="AddBos">prepend BOS to each document (null: when the tokenizer adds one)</param>
-public sealed record PerplexityTaskDefinition(string Data, string TextField = "text", int? Context = null, int? Stride = null, bool? AddBos = null);
+/// <param name="MessagesField">score conversations instead: each record's messages (OpenAI shape) rendered with the chat
+/// template, only the assistant tokens scored (the loss of supervised fine-tuning)</param>
+public sealed record PerplexityTaskDefinition(string Data, string TextField = "text", int? Context = null, int? Stride = null, bool? AddBos = null,
+    string? MessagesField = null, string? ChatTemplate = null);
 
 /// <summary>
 /// Perplexity and bits per byte over documents, each scored on its own with <see cref="Perplexity"/>'s full protocol
@@ -18,12 +21,14 @@ public sealed record PerplexityTaskDefinition(string Data, string TextField = "t
 /// </summary>
 public static class PerplexityTask
 {
-    public static readonly string[] Keys = ["text_field", "context", "stride", "add_bos"];
+    public static readonly string[] Keys = ["text_field", "context", "stride", "add_bos", "messages_field", "chat_template"];
 
     public static EvalTask Parse(TaskSpecReader r, TaskOrigin origin)
     {
         var d = new PerplexityTaskDefinition(origin.Resolve(r.RequiredString("data")), r.String("text_field") ?? "text",
-            r.Int("context"), r.Int("stride"), r.Bool("add_bos"));
+            r.Int("context"), r.Int("stride"), r.Bool("add_bos"), r.String("messages_field"),
+            r.String("chat_template") is string t ? origin.Resolve(t) : null);
+        if (d.ChatTemplate != null && d.MessagesField == null) throw new FormatException($"{r.Where}: \"chat_template\" needs \"messages_field\"");
         if (d.Context is < 2) throw new FormatException($"{r.Where}: \"context\" must be at least 2 tokens");
         if (d.Stride is < 1) throw new FormatException($"{r.Where}: \"stride\" must be at least 1");
         return new EvalTask(origin.Name, "perplexity", origin.Source, d, c => Run(origin.Name, origin.Source, d, c));
@@ -43,6 +48,7 @@ public static class PerplexityTask
 
     public static TaskResult Run(string name, string source, PerplexityTaskDefinition d, EvalContext ctx)
     {
+        if (d.MessagesField != null) return RunConversations(name, source, d, ctx);
         var clock = Stopwatch.StartNew();
         var docs = Documents(d);
         if (ctx.Options.Limit is int limit) docs = docs.Take(limit).ToList();
@@ -71,17 +77,7 @@ public static class PerplexityTask
             ctx.Progress?.Invoke(i + 1, docs.Count);
         }
         if (nll.Count == 0) throw new ArgumentException($"{name}: no document has a token to score");
-        double totalNll = nll.Sum(), totalTokens = tokens.Sum(), totalBytes = bytes.Sum();
-        double perTokenError = EvalStatistics.RatioStandardError(nll, tokens) ?? double.NaN;
-        double perByteError = EvalStatistics.RatioStandardError(nll, bytes) ?? double.NaN;
-        string method = nll.Count >= 2 ? EvalStatistics.RatioStandardErrorMethod : "unavailable: a single document";
-        double ppl = Math.Exp(totalNll / totalTokens), bpb = totalNll / Math.Log(2) / totalBytes;
-        var metrics = new List<MetricResult>
-        {
-            // SE of exp(r) ≈ exp(r)·SE(r); SE of bits = SE(nats)/ln 2.
-            new("perplexity", ppl, double.IsNaN(perTokenError) ? null : ppl * perTokenError, method, HigherIsBetter: false),
-            new("bits_per_byte", bpb, double.IsNaN(perByteError) ? null : perByteError / Math.Log(2), method, HigherIsBetter: false),
-        };
+        var (metrics, totalNll, totalTokens, totalBytes) = Metrics(nll, tokens, bytes, "document");
         var protocol = new JsonObject
         {
             ["data"] = d.Data,
@@ -101,6 +97,87 @@ public static class PerplexityTask
             ["negative_log_likelihood"] = totalNll,
             ["documents_scored"] = nll.Count,
             ["documents_skipped_empty"] = skipped,
+        };
+        return new TaskResult(name, "perplexity", source, nll.Count, metrics, protocol, details, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Perplexity and bits per byte of per-unit sums, with ratio standard errors across the units.</summary>
+    static (List<MetricResult> Metrics, double Nll, double Tokens, double Bytes) Metrics(List<double> nll, List<double> tokens, List<double> bytes, string unit)
+    {
+        double totalNll = nll.Sum(), totalTokens = tokens.Sum(), totalBytes = bytes.Sum();
+        double perTokenError = EvalStatistics.RatioStandardError(nll, tokens) ?? double.NaN;
+        double perByteError = EvalStatistics.RatioStandardError(nll, bytes) ?? double.NaN;
+        string method = nll.Count >= 2 ? EvalStatistics.RatioStandardErrorMethod : $"unavailable: a single {unit}";
+        double ppl = Math.Exp(totalNll / totalTokens), bpb = totalNll / Math.Log(2) / totalBytes;
+        var metrics = new List<MetricResult>
+        {
+            // SE of exp(r) ≈ exp(r)·SE(r); SE of bits = SE(nats)/ln 2.
+            new("perplexity", ppl, double.IsNaN(perTokenError) ? null : ppl * perTokenError, method, HigherIsBetter: false),
+            new("bits_per_byte", bpb, double.IsNaN(perByteError) ? null : perByteError / Math.Log(2), method, HigherIsBetter: false),
+        };
+        return (metrics, totalNll, totalTokens, totalBytes);
+    }
+
+    /// <summary>Answer perplexity: conversations rendered with the chat template, the model's NLL of the assistant
+    /// tokens given everything before them (one forward pass per conversation, cut from the left to the context).</summary>
+    static unsafe TaskResult RunConversations(string name, string source, PerplexityTaskDefinition d, EvalContext ctx)
+    {
+        var clock = Stopwatch.StartNew();
+        var records = EvalData.ReadRecords(d.Data);
+        if (ctx.Options.Limit is int limit) records = records.Take(limit).ToList();
+        var tokenizer = ctx.Tokenizer;
+        var (template, templateName) = Data.TrainingDataLoader.ResolveTemplate(tokenizer, d.ChatTemplate);
+        int window = Math.Min(d.Context ?? ctx.Model.MaxContext, ctx.Model.MaxContext);
+        int v = ctx.Model.Config.VocabSize;
+        var logits = new float[(long)window * v];
+        var nll = new List<double>();
+        var tokens = new List<double>();
+        var bytes = new List<double>();
+        int truncated = 0;
+        for (int i = 0; i < records.Count; i++)
+        {
+            ctx.Cancel.ThrowIfCancellationRequested();
+            if (records[i][d.MessagesField!] is not JsonArray messages) throw new FormatException($"{d.Data}: record {i + 1} has no \"{d.MessagesField}\" array");
+            var example = Data.TrainingDataLoader.Conversation(tokenizer, template, messages, trainOnPrompt: false);
+            var ids = example.Ids;
+            int start = Math.Max(0, ids.Length - window);
+            if (start > 0) truncated++;
+            var span = ids.AsSpan(start);
+            ctx.Model.Reset();
+            ctx.Model.Forward(span, logits, allLogits: true);
+            double sum = 0;
+            int count = 0;
+            fixed (float* l = logits)
+                for (int j = 0; j + 1 < span.Length; j++)
+                {
+                    if (!example.IsTarget[start + j + 1]) continue;
+                    float* row = l + (long)j * v;
+                    sum += Tensors.Softmax.LogSumExp(row, v) - row[span[j + 1]];
+                    count++;
+                }
+            if (count == 0) { ctx.Progress?.Invoke(i + 1, records.Count); continue; }
+            var answerIds = Enumerable.Range(start + 1, span.Length - 1).Where(k => example.IsTarget[k]).Select(k => ids[k]).ToArray();
+            nll.Add(sum);
+            tokens.Add(count);
+            bytes.Add(Math.Max(1, Encoding.UTF8.GetByteCount(tokenizer.Decode(answerIds))));
+            ctx.Progress?.Invoke(i + 1, records.Count);
+        }
+        if (nll.Count == 0) throw new ArgumentException($"{name}: no conversation has an assistant token to score");
+        var (metrics, totalNll, totalTokens, totalBytes) = Metrics(nll, tokens, bytes, "conversation");
+        var protocol = new JsonObject
+        {
+            ["data"] = d.Data,
+            ["documents"] = $"one conversation per record's \"{d.MessagesField}\", rendered with the chat template ({templateName})",
+            ["scored"] = "assistant tokens only (as supervised fine-tuning's loss), each given everything before it",
+            ["context"] = window,
+            ["truncation"] = "conversations longer than the context lose their oldest tokens",
+            ["perplexity"] = "exp(total negative log-likelihood / scored tokens)",
+            ["bits_per_byte"] = "total negative log-likelihood / ln 2 / UTF-8 bytes of the scored answers",
+        };
+        var details = new JsonObject
+        {
+            ["tokens_scored"] = (long)totalTokens, ["bytes"] = (long)totalBytes, ["negative_log_likelihood"] = totalNll,
+            ["conversations_scored"] = nll.Count, ["conversations_truncated"] = truncated,
         };
         return new TaskResult(name, "perplexity", source, nll.Count, metrics, protocol, details, clock.Elapsed.TotalSeconds);
     }

@@ -256,6 +256,53 @@ public class EvalCliTests
         Assert.Equal(1600, (long)docs["details"]!["bytes"]!);
     }
 
+    [SkippableFact]
+    public void Answer_perplexity_scores_only_assistant_tokens_as_token_by_token_decoding_does()
+    {
+        var model = SharedData.Require(Model);
+        using var dir = new TempDirectory();
+        File.WriteAllText(dir.File("template.jinja"),
+            "{% for m in messages %}{% if m['role'] == 'user' %}Q: {{ m['content'] }}\n{% elif m['role'] == 'assistant' %}A: {{ m['content'] }}\n{% endif %}{% endfor %}" +
+            "{% if add_generation_prompt %}A: {% endif %}");
+        (string Q, string A)[] pairs = [("Where is the cat?", "The cat sat on the mat."), ("Who is Lily?", "Lily is a little girl who likes to play."), ("Is it sunny?", "Yes, the sun is out.")];
+        WriteLines(dir.File("chats.jsonl"), pairs.Select(p => new JsonObject
+        {
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = p.Q }, new JsonObject { ["role"] = "assistant", ["content"] = p.A }),
+        }).ToArray());
+        File.WriteAllText(dir.File("ppl.json"), """{"version": 1, "kind": "perplexity", "data": "chats.jsonl", "messages_field": "messages", "chat_template": "template.jinja"}""");
+        var record = Only(Run(model, "--task", dir.File("ppl.json"), "--out", dir.File("r.json")));
+
+        // Reference: prompt and answer tokenized on their own, then fed one token at a time through the KV cache.
+        using var loaded = LoadedModel.Open(model, threads: 1);
+        var tokenizer = loaded.Tokenizer;
+        int v = loaded.Model.Config.VocabSize;
+        var logits = new float[v];
+        double nll = 0;
+        long count = 0, bytes = 0;
+        foreach (var (q, a) in pairs)
+        {
+            var prompt = tokenizer.Encode($"Q: {q}\nA: ", addSpecialTokens: true);
+            var answer = tokenizer.Encode($"{a}\n", addSpecialTokens: false);
+            int[] all = [.. prompt, .. answer];
+            loaded.Model.Reset();
+            for (int i = 0; i + 1 < all.Length; i++)
+            {
+                loaded.Model.Forward(all.AsSpan(i, 1), logits);
+                if (i + 1 < prompt.Length) continue;
+                double max = logits.Max(), sum = logits.Sum(x => Math.Exp(x - max));
+                nll += max + Math.Log(sum) - logits[all[i + 1]];
+                count++;
+            }
+            bytes += Encoding.UTF8.GetByteCount(a + "\n");
+        }
+        Assert.Equal(count, (long)record["details"]!["tokens_scored"]!);
+        Assert.Equal(bytes, (long)record["details"]!["bytes"]!);
+        Assert.Equal(Math.Exp(nll / count), Metric(record, "perplexity"), Math.Exp(nll / count) * 1e-5);
+        Assert.Equal(nll / Math.Log(2) / bytes, Metric(record, "bits_per_byte"), 1e-5);
+        Assert.Equal(3, (int)record["n"]!);
+        Assert.Contains("assistant tokens only", (string)record["protocol"]!["scored"]!);
+    }
+
     static unsafe string MakeAdapter(TempDirectory dir)
     {
         // A rank-2 LoRA on layer 0's query projection with a nonzero B, so it changes the model.

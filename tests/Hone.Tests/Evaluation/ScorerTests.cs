@@ -126,4 +126,17 @@ public class ScorerTests
         Assert.Throws<FormatException>(() => PromptTemplate.Fields("q}"));
         Assert.Throws<FormatException>(() => PromptTemplate.Fields("{a b}"));
     }
+    [Fact]
+    public void Facts_checker_wants_every_fact_the_claim_and_no_contradiction()
+    {
+        var spec = new CheckerSpec("facts", []);
+        var target = JsonNode.Parse("""{"contains": ["#48213", "12 March"], "regex": "(?i)shipped on", "forbidden": ["(?i)\\bdelivered\\b"]}""");
+        CheckResult Check(string answer) => Checkers.Check(spec, new CheckInput(answer, new JsonObject(), target), Offline);
+        Assert.Equal(new CheckResult(true, "pass"), Check("Order #48213 Shipped on 12 March."));
+        Assert.Equal(new CheckResult(false, "missing_fact"), Check("Order #48213 shipped on 12 march."));
+        Assert.Equal(new CheckResult(false, "claim_mismatch"), Check("Order #48213: 12 March."));
+        Assert.Equal(new CheckResult(false, "contradiction"), Check("Order #48213 shipped on 12 March and was Delivered."));
+        Assert.Equal(new CheckResult(true, "pass"), Check("Order #48213 shipped on 12 March; undelivered mail returns to us."));
+        Assert.Throws<FormatException>(() => Checkers.Check(spec, new CheckInput("x", new JsonObject(), JsonValue.Create("fact")), Offline));
+    }
 }

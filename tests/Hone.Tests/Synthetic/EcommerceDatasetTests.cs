@@ -186,6 +186,15 @@ public class EcommerceDatasetTests(ITestOutputHelper output)
         Assert.True(first.Passes(reworded), reworded);
         Assert.False(first.Passes(reworded.Replace(first.Contains[0], "(forgotten)", StringComparison.Ordinal)));
         Assert.False(first.Passes(string.Join(" ", first.Contains)), "the facts alone, without the claim, pass");
+        // A contradicting claim fails even with every fact and the right claim present.
+        var contradicted = items.First(i => i.Regex != null && i.Forbidden.Any(f => f[4..].Replace(@"\b", "").All(c => char.IsLetter(c) || c == ' ')));
+        Assert.Equal(contradicted.Forbidden, DomainTaskItem.FromJson(JsonNode.Parse(contradicted.ToJson().ToJsonString())!).Forbidden);
+        string reference = Data.Value.HeldOut[items.ToList().IndexOf(contradicted)].Messages[2].Content;
+        Assert.True(contradicted.Passes(reference));
+        // A forbidden pattern that is a plain phrase ("(?i)shipped on", "(?i)\\bdelivered\\b"), said outright.
+        string phrase = contradicted.Forbidden.Select(f => f[4..].Replace(@"\b", "")).First(f => f.All(c => char.IsLetter(c) || c == ' '));
+        string contradiction = $" Note: {phrase}.";
+        Assert.False(contradicted.Passes(reference + contradiction), reference + contradiction);
     }
 
     [Fact]

@@ -8,35 +8,41 @@ namespace Hone.Data.Synthetic;
 /// question) and what a sampled answer must contain. Strict about the fact, lenient about the wording: every
 /// <see cref="Contains"/> string must appear exactly as the record writes it (order id, date, amount, tracking
 /// number…), and the answer must match <see cref="Regex"/> (the claim: "shipped on", "can no longer be cancelled"…,
-/// case-insensitive), in any sentence and any phrasing.
-/// JSON: {"id", "intent", "situation", "prompt_messages": [{"role", "content"}…], "expected": {"contains": […], "regex": "(?i)…"}}.
+/// case-insensitive), in any sentence and any phrasing, and must not match any <see cref="Forbidden"/> pattern (a claim that
+/// contradicts the situation: "delivered" for an order still being prepared).
+/// JSON: {"id", "intent", "situation", "prompt_messages": [{"role", "content"}…],
+/// "expected": {"contains": […], "regex": "(?i)…", "forbidden": ["(?i)…"…]}}.
 /// </summary>
 public sealed record DomainTaskItem(string Id, string Intent, string Situation, IReadOnlyList<ChatMessage> Prompt,
-    IReadOnlyList<string> Contains, string? Regex)
+    IReadOnlyList<string> Contains, string? Regex, IReadOnlyList<string> Forbidden)
 {
     public static DomainTaskItem From(EcommerceConversation conversation, string id)
     {
         var intent = conversation.Intents[0];
         var expectation = EcommerceVerifier.Expect(conversation.Facts, intent);
         return new DomainTaskItem(id, intent.ToString(), expectation.Situation, conversation.Messages.Take(2).ToList(),
-            expectation.Required, expectation.Claim == null ? null : "(?i)" + expectation.Claim);
+            expectation.Required, expectation.Claim == null ? null : "(?i)" + expectation.Claim, expectation.Forbidden.Select(f => "(?i)" + f).ToList());
     }
 
     /// <summary>Whether a sampled answer passes.</summary>
-    public bool Passes(string answer) => Passes(Contains, Regex, answer);
+    public bool Passes(string answer) => Passes(Contains, Regex, Forbidden, answer);
 
-    /// <summary>The check on its own, for harnesses reading the JSON: all strings present (ordinal), the regex (if any) matches.</summary>
-    public static bool Passes(IReadOnlyList<string> contains, string? regex, string answer)
+    /// <summary>The check on its own, for harnesses reading the JSON: all strings present (ordinal), the regex (if any)
+    /// matches, no forbidden pattern matches.</summary>
+    public static bool Passes(IReadOnlyList<string> contains, string? regex, IReadOnlyList<string> forbidden, string answer)
     {
+        static bool Matches(string text, string pattern) =>
+            System.Text.RegularExpressions.Regex.IsMatch(text, pattern, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
         foreach (var fact in contains)
             if (!answer.Contains(fact, StringComparison.Ordinal)) return false;
-        return regex == null || System.Text.RegularExpressions.Regex.IsMatch(answer, regex, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+        return (regex == null || Matches(answer, regex)) && !forbidden.Any(f => Matches(answer, f));
     }
 
     public JsonObject ToJson()
     {
         var expected = new JsonObject { ["contains"] = new JsonArray(Contains.Select(c => (JsonNode?)c).ToArray()) };
         if (Regex != null) expected["regex"] = Regex;
+        if (Forbidden.Count > 0) expected["forbidden"] = new JsonArray(Forbidden.Select(f => (JsonNode?)f).ToArray());
         return new JsonObject
         {
             ["id"] = Id,
@@ -55,6 +61,7 @@ public sealed record DomainTaskItem(string Id, string Intent, string Situation, 
         var expected = node["expected"] as JsonObject ?? throw new FormatException("task item: expected must be an object");
         var contains = (expected["contains"] as JsonArray ?? []).Select(c => Text(c, "expected.contains[]")).ToList();
         string? regex = expected["regex"] is JsonNode r ? Text(r, "expected.regex") : null;
-        return new DomainTaskItem(Text(node["id"], "id"), Text(node["intent"], "intent"), Text(node["situation"], "situation"), prompt, contains, regex);
+        var forbidden = (expected["forbidden"] as JsonArray ?? []).Select(f => Text(f, "expected.forbidden[]")).ToList();
+        return new DomainTaskItem(Text(node["id"], "id"), Text(node["intent"], "intent"), Text(node["situation"], "situation"), prompt, contains, regex, forbidden);
     }
 }

@@ -79,11 +79,21 @@ public static class RunReport
             {
                 var rows = ResultsComparison.Compare(resultFiles.Select(f => (IReadOnlyList<JsonObject>)f.Records).ToList());
                 html.Append("<div class=\"grid\">");
-                foreach (var row in rows)
+                foreach (var chart in ChartGroups(rows))
                 {
-                    var bars = row.Values.Select((v, i) => (labels[i], v?.Value, v?.StandardError)).ToList();
-                    html.Append(Figure(SvgCharts.Bars($"{row.Task}: {row.Metric}", row.Metric, bars, row.HigherIsBetter),
-                        row.ProtocolDiffers ? "Protocols differ between these results: not directly comparable." : null));
+                    string caption = chart.Any(r => r.ProtocolDiffers) ? "Protocols differ between these results: not directly comparable." : "";
+                    if (chart.Count == 1)
+                    {
+                        var row = chart[0];
+                        var bars = row.Values.Select((v, i) => (labels[i], v?.Value, v?.StandardError)).ToList();
+                        html.Append(Figure(SvgCharts.Bars($"{row.Task}: {row.Metric}", row.Metric, bars, row.HigherIsBetter), caption.Length > 0 ? caption : null));
+                    }
+                    else
+                    {
+                        var values = chart.Select(r => r.Values.Select(v => (v?.Value, v?.StandardError)).ToArray()).ToList();
+                        html.Append(Figure(SvgCharts.GroupedBars(chart[0].Task, "", chart.Select(r => r.Metric).ToList(), labels, values, chart[0].HigherIsBetter),
+                            (caption + " Whiskers: ±1 standard error; the values with their errors are in the table below.").Trim()));
+                    }
                     charts++;
                 }
                 html.Append("</div>");
@@ -213,6 +223,21 @@ public static class RunReport
             result.Add((points[i].Step, points.Skip(from).Take(i - from + 1).Average(p => p.Loss)));
         }
         return result;
+    }
+
+    /// <summary>Charts for comparison rows: a task's rates (all values in [0, 1], same direction, such as pass@k and
+    /// pass^k) share one grouped chart; other metrics (perplexity next to bits per byte) get a chart each.</summary>
+    static List<List<ComparisonRow>> ChartGroups(List<ComparisonRow> rows)
+    {
+        static bool Rate(ComparisonRow r) => r.Values.All(v => v is not { } x || x.Value is >= 0 and <= 1);
+        var charts = new List<List<ComparisonRow>>();
+        foreach (var task in rows.GroupBy(r => r.Task))
+        {
+            var rates = task.Where(r => Rate(r) && r.HigherIsBetter).ToList();
+            if (rates.Count >= 2) charts.Add(rates);
+            charts.AddRange(task.Where(r => rates.Count < 2 || !rates.Contains(r)).Select(r => new List<ComparisonRow> { r }));
+        }
+        return charts;
     }
 
     static string Figure(string svg, string? caption) =>

@@ -30,6 +30,7 @@ public static class SvgCharts
     static string Label(double v)
     {
         double a = Math.Abs(v);
+        if (a < 1e-12) return "0"; // never "-0"
         if (a != 0 && (a >= 1e5 || a < 1e-3)) return v.ToString("0.#E0", CultureInfo.InvariantCulture);
         return v.ToString(a >= 100 ? "0" : a >= 10 ? "0.#" : "0.###", CultureInfo.InvariantCulture);
     }
@@ -100,33 +101,53 @@ public static class SvgCharts
     }
 
     /// <summary>Bars for one metric across result sets, with ±1 standard error whiskers and value labels.</summary>
-    public static string Bars(string title, string yLabel, IReadOnlyList<(string Name, double? Value, double? Error)> bars, bool higherIsBetter)
+    public static string Bars(string title, string yLabel, IReadOnlyList<(string Name, double? Value, double? Error)> bars, bool higherIsBetter) =>
+        GroupedBars(title, yLabel, bars.Select(b => b.Name).ToList(), [""], bars.Select(b => new[] { (b.Value, b.Error) }).ToArray(), higherIsBetter);
+
+    /// <summary>Grouped bars: one group per x label, one colored bar per series inside it (a legend when there are
+    /// several series), ±1 standard error whiskers and value labels above the whiskers.</summary>
+    /// <param name="values">[group][series] value and standard error (null: missing)</param>
+    public static string GroupedBars(string title, string yLabel, IReadOnlyList<string> groups, IReadOnlyList<string> series,
+        IReadOnlyList<(double? Value, double? Error)[]> values, bool higherIsBetter)
     {
-        var present = bars.Where(b => b.Value is double v && double.IsFinite(v)).ToList();
+        var present = values.SelectMany(g => g).Where(b => b.Value is double v && double.IsFinite(v)).ToList();
         if (present.Count == 0) return "";
-        double top = present.Max(b => b.Value!.Value + (b.Error ?? 0)), bottom = Math.Min(0, present.Min(b => b.Value!.Value - (b.Error ?? 0)));
+        double Err((double? Value, double? Error) b) => b.Error is double e && double.IsFinite(e) ? e : 0;
+        double top = present.Max(b => b.Value!.Value + Err(b)), bottom = Math.Min(0, present.Min(b => b.Value!.Value - Err(b)));
         if (top - bottom < 1e-9) top = bottom + 1; // all zero: still draw a sensible axis
         var yTicks = Ticks(bottom, top * 1.15);
-        double ya = Math.Min(bottom, yTicks.First()), yb = Math.Max(top, yTicks.Last());
+        // Headroom above the tallest whisker for its label.
+        double ya = Math.Min(bottom, yTicks.First()), yb = Math.Max(top + (top - ya) * 0.12, yTicks.Last());
         double Sy(double v) => Height - Bottom - (v - ya) / Math.Max(yb - ya, 1e-12) * (Height - Top - Bottom);
-        double slot = (double)(Width - Left - Right) / bars.Count, barWidth = Math.Min(80, slot * 0.6);
+        double slot = (double)(Width - Left - Right) / groups.Count;
+        double barWidth = Math.Min(series.Count == 1 ? 80 : 56, slot * 0.8 / series.Count);
         var sb = new StringBuilder();
         Frame(sb, title + (higherIsBetter ? " (higher is better)" : " (lower is better)"), "", yLabel, [], _ => 0, yTicks, Sy);
-        for (int i = 0; i < bars.Count; i++)
+        if (series.Count > 1) Legend(sb, series);
+        for (int g = 0; g < groups.Count; g++)
         {
-            var (name, value, error) = bars[i];
-            double cx = Left + slot * (i + 0.5);
-            sb.Append($"<text x=\"{F(cx)}\" y=\"{Height - Bottom + 16}\" text-anchor=\"middle\" class=\"tick\">{E(name)}</text>");
-            if (value is not double v || !double.IsFinite(v)) continue;
-            double y = Sy(v), zero = Sy(Math.Max(ya, 0));
-            sb.Append($"<rect x=\"{F(cx - barWidth / 2)}\" y=\"{F(Math.Min(y, zero))}\" width=\"{F(barWidth)}\" height=\"{F(Math.Abs(zero - y))}\" fill=\"{Palette[i % Palette.Length]}\" opacity=\"0.85\"><title>{E(name)}: {E(Label(v))}</title></rect>");
-            if (error is double e && e > 0 && double.IsFinite(e))
+            double center = Left + slot * (g + 0.5);
+            sb.Append($"<text x=\"{F(center)}\" y=\"{Height - Bottom + 16}\" text-anchor=\"middle\" class=\"tick\">{E(groups[g])}</text>");
+            for (int k = 0; k < series.Count; k++)
             {
-                double ey0 = Sy(v - e), ey1 = Sy(v + e);
-                sb.Append($"<line x1=\"{F(cx)}\" x2=\"{F(cx)}\" y1=\"{F(ey0)}\" y2=\"{F(ey1)}\" class=\"whisker\"/>");
-                sb.Append($"<line x1=\"{F(cx - 6)}\" x2=\"{F(cx + 6)}\" y1=\"{F(ey0)}\" y2=\"{F(ey0)}\" class=\"whisker\"/><line x1=\"{F(cx - 6)}\" x2=\"{F(cx + 6)}\" y1=\"{F(ey1)}\" y2=\"{F(ey1)}\" class=\"whisker\"/>");
+                var (value, error) = values[g][k];
+                if (value is not double v || !double.IsFinite(v)) continue;
+                double cx = center + (k - (series.Count - 1) / 2.0) * barWidth * 1.1;
+                string color = Palette[(series.Count == 1 ? g : k) % Palette.Length];
+                string name = series.Count == 1 ? groups[g] : $"{groups[g]}, {series[k]}";
+                double y = Sy(v), zero = Sy(Math.Max(ya, 0)), labelY = Math.Min(y, zero);
+                sb.Append($"<rect x=\"{F(cx - barWidth / 2)}\" y=\"{F(Math.Min(y, zero))}\" width=\"{F(barWidth)}\" height=\"{F(Math.Abs(zero - y))}\" fill=\"{color}\" opacity=\"0.85\"><title>{E(name)}: {E(Label(v))}</title></rect>");
+                if (error is double e && e > 0 && double.IsFinite(e))
+                {
+                    double ey0 = Sy(v - e), ey1 = Sy(v + e), w = Math.Min(6, barWidth / 3);
+                    sb.Append($"<line x1=\"{F(cx)}\" x2=\"{F(cx)}\" y1=\"{F(ey0)}\" y2=\"{F(ey1)}\" class=\"whisker\"/>");
+                    sb.Append($"<line x1=\"{F(cx - w)}\" x2=\"{F(cx + w)}\" y1=\"{F(ey0)}\" y2=\"{F(ey0)}\" class=\"whisker\"/><line x1=\"{F(cx - w)}\" x2=\"{F(cx + w)}\" y1=\"{F(ey1)}\" y2=\"{F(ey1)}\" class=\"whisker\"/>");
+                    labelY = Math.Min(labelY, ey1);
+                }
+                // Grouped bars are narrow: their label is the value alone (the error is in the table and the tooltip).
+                string label = Label(v) + (series.Count == 1 && error is double se && se > 0 ? " ± " + Label(se) : "");
+                sb.Append($"<text x=\"{F(cx)}\" y=\"{F(Math.Max(Top + 12, labelY - 5))}\" text-anchor=\"middle\" class=\"value\">{E(label)}</text>");
             }
-            sb.Append($"<text x=\"{F(cx)}\" y=\"{F(Math.Max(Top + 12, Math.Min(y, zero) - 6))}\" text-anchor=\"middle\" class=\"value\">{E(Label(v))}{(error is double se && se > 0 ? " ± " + E(Label(se)) : "")}</text>");
         }
         sb.Append("</svg>");
         return sb.ToString();

@@ -1,0 +1,46 @@
+using System.Text.Json.Nodes;
+using Hone.Tests.Infrastructure;
+using Xunit;
+
+namespace Hone.Tests.Workflows;
+
+/// <summary>The main job end to end at a small scale (the full-size run is what the README's first command does).</summary>
+public class QuickstartTests
+{
+    [Fact]
+    public void Small_quickstart_runs_every_stage_and_domain_perplexity_falls()
+    {
+        using var dir = new TempDirectory();
+        var r = HoneCli.Run("quickstart", "--out", dir.Path, "--scale", "0.04", "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        foreach (var file in new[] { "report.html", "report.md", "quickstart.json", "base/model.safetensors", "base/tokenizer.json", "base/metrics.jsonl",
+                     "sft/adapter_model.safetensors", "sft/adapter_config.json", "sft/eval-before.json", "sft/eval-after.json", "sft/corpus_ppl.json" })
+            Assert.True(File.Exists(Path.Combine(dir.Path, file)), $"{file} missing\n{r.Stderr}");
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "quickstart.json")))!;
+        var domain = summary["metrics"]!["domain_perplexity perplexity"]!;
+        Assert.True((double)domain["after"]! < (double)domain["before"]!, $"domain perplexity {domain["before"]} -> {domain["after"]}");
+        Assert.NotNull(summary["metrics"]!["general_perplexity perplexity"]!["after"]);
+        Assert.NotNull(summary["metrics"]!["domain_text_perplexity perplexity"]!["after"]);
+        foreach (var task in new[] { "domain_task_policies", "domain_task_orders" })
+        {
+            Assert.NotNull(summary["metrics"]![$"{task} pass@1"]!["after"]);
+            Assert.NotNull(summary["metrics"]![$"{task} pass^4"]!["before"]);
+        }
+        Assert.Contains("<svg", File.ReadAllText(Path.Combine(dir.Path, "report.html")));
+    }
+
+    [SkippableFact]
+    public void Quickstart_runs_on_real_inputs()
+    {
+        var model = SharedData.Require("models/stories260K");
+        var data = SharedData.Require("datasets/bitext-customer-support");
+        using var dir = new TempDirectory();
+        var r = HoneCli.Run("quickstart", "--model", model, "--data", data, "--out", dir.Path, "--scale", "0.05", "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("using tinyllamas-stories-260k-f32.gguf", r.Stderr);
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "quickstart.json")))!;
+        var domain = summary["metrics"]!["domain_perplexity perplexity"]!;
+        Assert.True((double)domain["after"]! < (double)domain["before"]!, $"domain perplexity {domain["before"]} -> {domain["after"]}");
+        Assert.NotNull(summary["metrics"]!["domain_task pass@1"]);
+    }
+}
