@@ -183,7 +183,7 @@ public sealed unsafe class LlamaWeights : IDisposable
         return new LlamaWeights(config, slots, (slot, address) =>
         {
             byte* dst = (byte*)address;
-            var rng = new Random(HashCode.Combine(seed, slot.Name));
+            var rng = new Random(StableSeed(seed, slot.Name)); // not HashCode: string hashes differ from process to process
             var row = new float[slot.Cols];
             bool norm = slot.Rows == 1 && !slot.Bias;
             long rowBytes = slot.Type.Traits().BytesFor(slot.Cols);
@@ -194,6 +194,15 @@ public sealed unsafe class LlamaWeights : IDisposable
                 StoreRow(row, slot.Type, dst + r * rowBytes);
             }
         }, null);
+    }
+
+    /// <summary>FNV-1a over the seed and the tensor name: the same initialization in every process.</summary>
+    static int StableSeed(int seed, string name)
+    {
+        uint h = 2166136261;
+        foreach (byte b in BitConverter.GetBytes(seed)) h = (h ^ b) * 16777619;
+        foreach (char c in name) h = (h ^ c) * 16777619;
+        return (int)(h & 0x7FFFFFFF);
     }
 
     static float Gaussian(Random rng)
