@@ -12,6 +12,7 @@ internal static class TrainCommand
         var model = new Argument<string>("model") { Description = "base model: a Hugging Face directory or a .gguf file" };
         var data = new Option<string?>("--data", "-d") { Description = "training data: JSONL (messages / Alpaca / ShareGPT for sft; {\"text\"} for cpt), .json array, or .txt (cpt)" };
         var valData = new Option<string?>("--val-data") { Description = "validation data (default: hold out --val-split of the training data)" };
+        var replayData = new Option<string?>("--replay-data") { Description = "sft: plain documents (text or JSONL {\"text\"}) mixed into training with every token a target, against forgetting; not used for validation" };
         var output = new Option<string?>("--out", "-o") { Description = "output directory: adapter (PEFT layout) or model, metrics.jsonl, checkpoints/" };
         var config = new Option<string?>("--config") { Description = "a recipe file (flat YAML) holding any of the options below under their snake_case names; flags override it" };
         var method = new Option<string?>("--method") { Description = "full | freeze | lora | dora | qlora (default lora)" };
@@ -54,7 +55,7 @@ internal static class TrainCommand
             "Shows a live progress bar (loss, learning rate, tokens/s, ETA), appends metrics to OUT/metrics.jsonl, checkpoints every " +
             "--save-every steps and on Ctrl-C (resume with --resume), and writes a PEFT adapter or a Hugging Face model to OUT.")
         {
-            model, data, valData, output, config, method, stage, epochs, maxSteps, lr, batch, accum, seqLen, loraR, loraAlpha, loraDropout, loraTargets,
+            model, data, valData, replayData, output, config, method, stage, epochs, maxSteps, lr, batch, accum, seqLen, loraR, loraAlpha, loraDropout, loraTargets,
             rslora, qloraType, seed, saveEvery, keep, resume, evalEvery, valSplit, patience, warmup, schedule, weightDecay, maxGradNorm, packing,
             trainOnPrompt, skipBad, checkpointActivations, template, freezeLayers, freezeModules, freezeExtra, threads, json,
         };
@@ -67,6 +68,7 @@ internal static class TrainCommand
             o = o with { Model = r.GetValue(model)! };
             if (Has(data)) o = o with { Data = r.GetValue(data)! };
             if (Has(valData)) o = o with { ValData = r.GetValue(valData) };
+            if (Has(replayData)) o = o with { ReplayData = r.GetValue(replayData) };
             if (Has(output)) o = o with { Out = r.GetValue(output)! };
             if (Has(method)) o = o with { Method = ParseEnum<TrainingMethod>(r.GetValue(method)!, "--method") };
             if (Has(stage)) o = o with { Stage = ParseEnum<TrainingStage>(r.GetValue(stage)!, "--stage") };

@@ -39,6 +39,8 @@ public static class TrainingDataLoader
 
     public static TrainingData Load(Checkpoint checkpoint, TrainOptions o)
     {
+        if (o.ReplayData != null && o.Stage != TrainingStage.Sft)
+            throw new ArgumentException("replay data mixes plain documents into sft; for cpt, put them in the data");
         var tokenizer = checkpoint.LoadTokenizer();
         int skipped = 0;
         ChatTemplate? template = null;
@@ -79,12 +81,31 @@ public static class TrainingDataLoader
             train = Enumerable.Range(0, train.Count).Where(i => !heldSet.Contains(i)).Select(i => train[i]).ToList();
         }
         if (train.Count == 0) throw new DataFormatException(o.Data, 0, "no usable training examples");
+        int replayed = 0;
+        if (o.ReplayData != null)
+        {
+            foreach (var (line, record, error) in Records(o.ReplayData, TrainingStage.Cpt))
+            {
+                try
+                {
+                    if (error != null) throw new DataFormatException(o.ReplayData, line, error);
+                    var example = Document(tokenizer, record!);
+                    if (example.TargetCount > 0) { train.Add(example); replayed++; }
+                }
+                catch (Exception e) when (e is DataFormatException or FormatException)
+                {
+                    if (!o.SkipBadLines) throw e as DataFormatException ?? new DataFormatException(o.ReplayData, line, e.Message);
+                    skipped++;
+                }
+            }
+        }
         bool packing = o.Packing ?? o.Stage == TrainingStage.Cpt;
         int pad = tokenizer.PaddingId ?? tokenizer.EosId ?? 0;
         var rows = new TrainingRows(train, o.SeqLen, packing, pad, o.Seed);
         var valRows = validation is { Count: > 0 } ? new TrainingRows(validation, o.SeqLen, packing, pad, o.Seed) : null;
         long tokens = train.Sum(e => (long)e.Ids.Length), targets = train.Sum(e => (long)e.TargetCount);
-        var description = new StringBuilder($"data: {train.Count} {(o.Stage == TrainingStage.Cpt ? "documents" : "conversations")}, {tokens:N0} tokens ({targets:N0} targets)");
+        var description = new StringBuilder($"data: {train.Count - replayed} {(o.Stage == TrainingStage.Cpt ? "documents" : "conversations")}" +
+            (replayed > 0 ? $" + {replayed} replay documents" : "") + $", {tokens:N0} tokens ({targets:N0} targets)");
         if (valRows != null) description.Append($"; validation {validation!.Count}");
         if (skipped > 0) description.Append($"; skipped {skipped} bad records");
         if (template != null) description.Append($"; template {templateName}");

@@ -17,6 +17,9 @@ public sealed record TrainOptions
     public string Model { get; init; } = "";
     public string Data { get; init; } = "";
     public string? ValData { get; init; }
+    /// <summary>sft: plain documents (as for cpt, every token a target) mixed into the training examples, to hold on to
+    /// general ability while specializing (replay against forgetting); never part of validation.</summary>
+    public string? ReplayData { get; init; }
     public string Out { get; init; } = "";
     public TrainingMethod Method { get; init; } = TrainingMethod.Lora;
     public TrainingStage Stage { get; init; } = TrainingStage.Sft;

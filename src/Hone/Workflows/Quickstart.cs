@@ -145,8 +145,18 @@ public static class Quickstart
         // ---- fine-tuning ------------------------------------------------------------------------
         Stage("LoRA supervised fine-tuning on the filtered domain data", () =>
         {
+            // Replay: a slice of the base model's own pretraining text mixed into fine-tuning holds forgetting down
+            // (general perplexity ×1.4 instead of ×30 at this size) for little domain cost. Only for the generated base:
+            // a given model's pretraining data is not ours to replay.
+            string? replay = null;
+            if (o.Model == null)
+            {
+                replay = Path.Combine(dataDir, "general", "replay.jsonl");
+                AtomicFile.WriteAllText(replay, string.Concat(File.ReadLines(general.Train).Take(S(400, 8)).Select(l => l + "\n")));
+            }
             var options = new TrainOptions
             {
+                ReplayData = replay,
                 Model = baseModel, Data = filtered, ValData = domain.HeldOut, Out = sftRun, Method = TrainingMethod.Lora, Stage = TrainingStage.Sft,
                 MaxSteps = S(domain.SftSteps, 6), BatchSize = 4, SeqLen = 512, Lr = domain.LearningRate, LoraR = 16, LoraAlpha = 32,
                 LoraTargets = ["all-linear"], WarmupSteps = S(10, 1), Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f,
