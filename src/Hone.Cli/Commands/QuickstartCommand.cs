@@ -24,7 +24,7 @@ internal static class QuickstartCommand
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
-            if ((r.GetValue(model) == null) != (r.GetValue(data) == null) && r.GetValue(model) == null)
+            if (r.GetValue(data) != null && r.GetValue(model) == null)
                 throw new ArgumentException("--data needs --model (a generated base model is only trained for the generated data)");
             if (r.GetValue(scale) is <= 0 or > 10) throw new ArgumentException("--scale must be in (0, 10]");
             using var cancel = CliSupport.CancelOnCtrlC();

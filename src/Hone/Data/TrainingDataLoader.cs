@@ -46,15 +46,15 @@ public static class TrainingDataLoader
         ChatTemplate? template = null;
         string templateName = "";
         if (o.Stage == TrainingStage.Sft) (template, templateName) = ResolveTemplate(tokenizer, o.Template);
-        List<TrainingExample> Read(string path)
+        List<TrainingExample> Read(string path, TrainingStage stage)
         {
             var examples = new List<TrainingExample>();
-            foreach (var (line, record, error) in Records(path, o.Stage))
+            foreach (var (line, record, error) in Records(path, stage))
             {
                 try
                 {
                     if (error != null) throw new DataFormatException(path, line, error);
-                    var example = o.Stage == TrainingStage.Cpt
+                    var example = stage == TrainingStage.Cpt
                         ? Document(tokenizer, record!)
                         : Conversation(tokenizer, template!, ToMessages(record!, path, line), o.TrainOnPrompt);
                     if (example.TargetCount > 0) examples.Add(example);
@@ -67,9 +67,9 @@ public static class TrainingDataLoader
             }
             return examples;
         }
-        var train = Read(o.Data);
+        var train = Read(o.Data, o.Stage);
         List<TrainingExample>? validation = null;
-        if (o.ValData != null) validation = Read(o.ValData);
+        if (o.ValData != null) validation = Read(o.ValData, o.Stage);
         else if (o.ValSplit > 0 && train.Count >= 2)
         {
             var order = Enumerable.Range(0, train.Count).ToArray();
@@ -81,24 +81,10 @@ public static class TrainingDataLoader
             train = Enumerable.Range(0, train.Count).Where(i => !heldSet.Contains(i)).Select(i => train[i]).ToList();
         }
         if (train.Count == 0) throw new DataFormatException(o.Data, 0, "no usable training examples");
-        int replayed = 0;
-        if (o.ReplayData != null)
-        {
-            foreach (var (line, record, error) in Records(o.ReplayData, TrainingStage.Cpt))
-            {
-                try
-                {
-                    if (error != null) throw new DataFormatException(o.ReplayData, line, error);
-                    var example = Document(tokenizer, record!);
-                    if (example.TargetCount > 0) { train.Add(example); replayed++; }
-                }
-                catch (Exception e) when (e is DataFormatException or FormatException)
-                {
-                    if (!o.SkipBadLines) throw e as DataFormatException ?? new DataFormatException(o.ReplayData, line, e.Message);
-                    skipped++;
-                }
-            }
-        }
+        // Replay documents join training after the validation split: they are never validation.
+        var replay = o.ReplayData != null ? Read(o.ReplayData, TrainingStage.Cpt) : [];
+        train.AddRange(replay);
+        int replayed = replay.Count;
         bool packing = o.Packing ?? o.Stage == TrainingStage.Cpt;
         int pad = tokenizer.PaddingId ?? tokenizer.EosId ?? 0;
         var rows = new TrainingRows(train, o.SeqLen, packing, pad, o.Seed);

@@ -71,22 +71,28 @@ public static class Checkers
 
     // ---- facts ----
 
-    /// <summary>The target is {"contains": [strings], "regex": pattern, "forbidden": [patterns]}: every string must appear
-    /// in the answer exactly (case-sensitive), the pattern (if any) must match, and no forbidden pattern may match (a claim
-    /// that contradicts the situation, such as "delivered" for an order still being prepared) — strict about the facts,
-    /// lenient about the wording. Outcomes: missing_fact, claim_mismatch, contradiction, pass.</summary>
+    /// <summary>The target is {"contains": [strings], "regex": pattern, "forbidden": [patterns]}: see <see cref="FactsOutcome"/>.</summary>
     static CheckResult Facts(CheckInput input)
     {
         if (input.Target is not JsonObject expected) throw new FormatException("the facts checker needs a target object {\"contains\": [...], \"regex\": ...}");
+        string outcome = FactsOutcome(input.Completion, (expected["contains"] as JsonArray ?? []).Select(TextOf),
+            expected["regex"] is JsonValue r && r.TryGetValue(out string? pattern) ? pattern : null,
+            (expected["forbidden"] as JsonArray ?? []).Select(TextOf));
+        return new CheckResult(outcome == "pass", outcome);
+    }
+
+    /// <summary>Strict about the facts, lenient about the wording: every string must appear in the answer exactly
+    /// (case-sensitive), the pattern (if any) must match, and no forbidden pattern may match (a claim that contradicts the
+    /// situation, such as "delivered" for an order still being prepared). Returns missing_fact, claim_mismatch,
+    /// contradiction or pass.</summary>
+    public static string FactsOutcome(string completion, IEnumerable<string> contains, string? regex, IEnumerable<string> forbidden)
+    {
         static bool Matches(string text, string pattern) =>
             System.Text.RegularExpressions.Regex.IsMatch(text, pattern, System.Text.RegularExpressions.RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
-        foreach (var item in expected["contains"] as JsonArray ?? [])
-            if (!input.Completion.Contains(TextOf(item), StringComparison.Ordinal)) return new CheckResult(false, "missing_fact");
-        if (expected["regex"] is JsonValue r && r.TryGetValue(out string? pattern) && !Matches(input.Completion, pattern))
-            return new CheckResult(false, "claim_mismatch");
-        foreach (var item in expected["forbidden"] as JsonArray ?? [])
-            if (Matches(input.Completion, TextOf(item))) return new CheckResult(false, "contradiction");
-        return new CheckResult(true, "pass");
+        if (contains.Any(fact => !completion.Contains(fact, StringComparison.Ordinal))) return "missing_fact";
+        if (regex != null && !Matches(completion, regex)) return "claim_mismatch";
+        if (forbidden.Any(f => Matches(completion, f))) return "contradiction";
+        return "pass";
     }
 
     // ---- json ----

@@ -205,7 +205,15 @@ public static class Quickstart
     static DomainData GeneratedDomain(QuickstartOptions o, Func<int, int, int> s, string dir, Action<string> log)
     {
         var data = EcommerceDataset.Generate(o.Seed, s(1500, 60));
-        var files = SyntheticFiles.WriteEcommerce(data, dir);
+        // Store-policy questions: knowledge the prompt does not hold, so only fine-tuning can teach it.
+        var faq = PolicyFaq.Generate(o.Seed, s(3000, 36));
+        string train = Path.Combine(dir, SyntheticFiles.TrainFile), heldOut = Path.Combine(dir, SyntheticFiles.HeldOutFile);
+        string heldOutText = Path.Combine(dir, SyntheticFiles.HeldOutTextFile);
+        JsonObject Record(EcommerceConversation c) => new() { ["messages"] = SyntheticFiles.Messages(c.Messages) };
+        SyntheticFiles.WriteJsonLines(train, data.Train.Select(Record).Concat(faq.Train));
+        SyntheticFiles.WriteJsonLines(heldOut, data.HeldOut.Select(Record).Concat(faq.HeldOut));
+        SyntheticFiles.WriteDocuments(heldOutText, data.HeldOut.Select(c => c.PlainText)
+            .Concat(faq.HeldOut.Select(c => string.Join("\n", c["messages"]!.AsArray().Select(m => (string?)m!["content"])))));
         // Web text for pretraining: order records with their confirmation e-mails, for the training orders and as many
         // other orders (held-out orders never appear).
         string records = Path.Combine(dir, "records.jsonl");
@@ -214,35 +222,18 @@ public static class Quickstart
         SyntheticFiles.WriteJsonLines(records, data.Train.Concat(other.Train).Select(c => new JsonObject { ["text"] = OrderDocuments.Write(c.Facts, random) }));
         log($"   {data.Train.Count:N0} order conversations for training, {data.HeldOut.Count:N0} held out; " +
             $"{data.AnswersRejected} of {data.AnswersWritten} generated answers rejected by the fact checker");
-        // Store-policy questions: knowledge the prompt does not hold, so only fine-tuning can teach it.
-        var faq = PolicyFaq.Generate(o.Seed, s(3000, 36));
-        SyntheticFiles.WriteJsonLines(files.Train, File.ReadLines(files.Train).Select(l => JsonNode.Parse(l)!.AsObject()).Concat(faq.Train.Select(c => (JsonObject)c.DeepClone())).ToList());
-        SyntheticFiles.WriteJsonLines(files.HeldOut, File.ReadLines(files.HeldOut).Select(l => JsonNode.Parse(l)!.AsObject()).Concat(faq.HeldOut.Select(c => (JsonObject)c.DeepClone())).ToList());
-        SyntheticFiles.WriteDocuments(files.HeldOutText, data.HeldOut.Select(c => c.PlainText)
-            .Concat(faq.HeldOut.Select(c => string.Join("\n", c["messages"]!.AsArray().Select(m => (string?)m!["content"])))));
         log($"   {faq.Train.Count:N0} store-policy conversations for training ({PolicyFaq.Topics.Length} policies), {faq.HeldOut.Count:N0} held out with new wordings");
         string policyItems = Path.Combine(dir, "task-policies.jsonl");
-        SyntheticFiles.WriteJsonLines(policyItems, faq.TaskItems.Take(s(96, 12)).Select(i => (JsonObject)i.DeepClone()));
+        SyntheticFiles.WriteJsonLines(policyItems, faq.TaskItems.Take(s(96, 12)));
         // Order questions: answer a held-out customer from their order record; pass when every fact is stated, the claim
         // fits the order's situation and nothing contradicts it.
-        var orderItems = TaskItems(files.Evaluation, Path.Combine(dir, "task-orders.jsonl"), s(60, 8));
-        return new DomainData(files.Train, files.HeldOut, files.HeldOutText,
+        string orderItems = Path.Combine(dir, "task-orders.jsonl");
+        SyntheticFiles.WriteJsonLines(orderItems, data.Evaluation.Take(s(60, 8)).Select(i => i.ToJson()));
+        return new DomainData(train, heldOut, heldOutText,
         [
             new("domain_task_policies", policyItems, "answer held-out questions about the store's policies (the policy's fact must appear verbatim)", 48),
             new("domain_task_orders", orderItems, "answer held-out customers from their order record (every fact verbatim, the right claim, no contradiction)", 100),
         ], 500, 2e-3f, records);
-    }
-
-    /// <summary>The generated task items in the evaluation harness's shape: conversation + expected facts.</summary>
-    static string TaskItems(string evaluation, string output, int count)
-    {
-        var items = SyntheticFiles.ReadEvaluation(evaluation).Take(count).Select(i =>
-        {
-            var json = i.ToJson();
-            return new JsonObject { ["id"] = i.Id, ["intent"] = i.Intent, ["prompt_messages"] = json["prompt_messages"]!.DeepClone(), ["expected"] = json["expected"]!.DeepClone() };
-        });
-        SyntheticFiles.WriteJsonLines(output, items);
-        return output;
     }
 
     static DomainData ImportedDomain(QuickstartOptions o, string path, string dir, Action<string> log)

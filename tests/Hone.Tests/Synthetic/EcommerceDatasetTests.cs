@@ -191,7 +191,7 @@ public class EcommerceDatasetTests(ITestOutputHelper output)
         Assert.Equal(contradicted.Forbidden, DomainTaskItem.FromJson(JsonNode.Parse(contradicted.ToJson().ToJsonString())!).Forbidden);
         string reference = Data.Value.HeldOut[items.ToList().IndexOf(contradicted)].Messages[2].Content;
         Assert.True(contradicted.Passes(reference));
-        // A forbidden pattern that is a plain phrase ("(?i)shipped on", "(?i)\\bdelivered\\b"), said outright.
+        // A forbidden pattern that is a plain phrase ("(?i)shipped on", "(?i)\bdelivered\b"), said outright.
         string phrase = contradicted.Forbidden.Select(f => f[4..].Replace(@"\b", "")).First(f => f.All(c => char.IsLetter(c) || c == ' '));
         string contradiction = $" Note: {phrase}.";
         Assert.False(contradicted.Passes(reference + contradiction), reference + contradiction);

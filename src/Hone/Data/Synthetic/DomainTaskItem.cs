@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 
 namespace Hone.Data.Synthetic;
 
@@ -24,19 +23,8 @@ public sealed record DomainTaskItem(string Id, string Intent, string Situation, 
             expectation.Required, expectation.Claim == null ? null : "(?i)" + expectation.Claim, expectation.Forbidden.Select(f => "(?i)" + f).ToList());
     }
 
-    /// <summary>Whether a sampled answer passes.</summary>
-    public bool Passes(string answer) => Passes(Contains, Regex, Forbidden, answer);
-
-    /// <summary>The check on its own, for harnesses reading the JSON: all strings present (ordinal), the regex (if any)
-    /// matches, no forbidden pattern matches.</summary>
-    public static bool Passes(IReadOnlyList<string> contains, string? regex, IReadOnlyList<string> forbidden, string answer)
-    {
-        static bool Matches(string text, string pattern) =>
-            System.Text.RegularExpressions.Regex.IsMatch(text, pattern, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
-        foreach (var fact in contains)
-            if (!answer.Contains(fact, StringComparison.Ordinal)) return false;
-        return (regex == null || Matches(answer, regex)) && !forbidden.Any(f => Matches(answer, f));
-    }
+    /// <summary>Whether a sampled answer passes: the evaluation's facts checker on this item's expectations.</summary>
+    public bool Passes(string answer) => Evaluation.Checkers.FactsOutcome(answer, Contains, Regex, Forbidden) == "pass";
 
     public JsonObject ToJson()
     {
