@@ -40,6 +40,8 @@ public static unsafe class Program
         var layouts = args.Length > 1 && args[1] == "narrow"
             ? new[] { (1024, 16, 576, GemmBLayout.NByK, false), (576, 16, 1024, GemmBLayout.KByN, true), (1024, 16, 1536, GemmBLayout.KByN, false),
                       (16, 576, 1024, GemmBLayout.KByN, true), (1024, 576, 16, GemmBLayout.KByN, false) }
+            : args.Length > 1 && args[1] == "head"
+            ? new[] { (256, 49152, 576, GemmBLayout.NByK, false), (256, 576, 49152, GemmBLayout.KByN, false), (49152, 576, 256, GemmBLayout.KByN, true) }
             : args.Length > 1 && args[1] == "train"
             ? new[] { (1024, 1536, 576, GemmBLayout.NByK, false), (1024, 576, 1536, GemmBLayout.NByK, false), (1024, 576, 576, GemmBLayout.NByK, false),
                       (1024, 192, 576, GemmBLayout.NByK, false), (1024, 576, 1536, GemmBLayout.KByN, false), (1024, 576, 192, GemmBLayout.KByN, false),

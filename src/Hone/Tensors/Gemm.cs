@@ -34,7 +34,6 @@ public static unsafe class Gemm
         public float* A; public nint Lda; public bool TransposeA;      // A[M,K] (or stored [K,M] when transposed)
         public byte* B; public long Ldb; public GemmBLayout BLayout; public TensorType BType; // ldb in elements of BType (row bytes for quantized)
         public float* C; public nint Ldc; public bool Accumulate;
-        public bool SplitM;
         // An optional second product added in the same pass (a LoRA term): A2[M, K2] row-major · B2 (fp32, same layout as B).
         public float* A2; public nint Lda2; public float* B2; public long Ldb2; public int K2;
     }
@@ -139,22 +138,28 @@ public static unsafe class Gemm
             NarrowRun(pool, ref job); // LoRA's rank-r products: a 64-wide tile would be 3/4 padding
             return;
         }
-        int threads = pool.Threads;
-        int slivers = (job.N + NR - 1) / NR;
-        // Splitting N keeps each thread's packed B disjoint; split M when N has too few slivers to balance.
-        job.SplitM = threads > 1 && slivers % threads != 0 && slivers < 4 * threads && job.M >= MR * threads;
         fixed (Job* p = &job) pool.Run(&Worker, p);
     }
 
+    /// <summary>Split N (each thread packs only its own columns of B) when the NR-wide slivers divide evenly among the
+    /// threads; otherwise split M, every thread packing all of B: at N = 576 (9 slivers) a 5 : 4 column split stalls
+    /// one thread, and a split that cuts the odd sliver by rows measured slower still (its single-sliver half re-reads
+    /// A for a quarter of the usual work).</summary>
     static void Worker(void* context, int thread, int threads)
     {
         ref Job job = ref *(Job*)context;
-        int m0 = 0, m1 = job.M, n0 = 0, n1 = job.N;
-        if (job.SplitM) (m0, m1) = WorkerPool.Share(job.M, thread, threads, MR);
-        else (n0, n1) = WorkerPool.Share(job.N, thread, threads, NR);
-        if (m0 >= m1 || n0 >= n1) return;
+        int slivers = (job.N + NR - 1) / NR;
         var scratch = Scratch.ForThread();
-        Compute(ref job, m0, m1, n0, n1, scratch);
+        if (threads > 1 && slivers % threads != 0 && job.M >= MR * threads)
+        {
+            var (m0, m1) = WorkerPool.Share(job.M, thread, threads, MR);
+            if (m0 < m1) Compute(ref job, m0, m1, 0, job.N, scratch);
+        }
+        else
+        {
+            var (n0, n1) = WorkerPool.Share(job.N, thread, threads, NR);
+            if (n0 < n1) Compute(ref job, 0, job.M, n0, n1, scratch);
+        }
     }
 
     /// <summary>The blocked loop nest over one thread's part of C: for each column block, the depth blocks of the
@@ -164,13 +169,26 @@ public static unsafe class Gemm
         Job second = job;
         second.A = job.A2; second.Lda = job.Lda2; second.TransposeA = false; second.B = (byte*)job.B2; second.Ldb = job.Ldb2;
         second.BType = TensorType.F32; second.K = job.K2;
+        int depth = DepthBlock(job.K, job.BType);
         for (int jc = n0; jc < n1; jc += NC)
         {
             int nc = Math.Min(NC, n1 - jc);
-            for (int pc = 0; pc < job.K; pc += KC)
-                Block(ref job, m0, m1, jc, nc, pc, Math.Min(KC, job.K - pc), job.Accumulate || pc > 0, scratch);
+            for (int pc = 0; pc < job.K; pc += depth)
+                Block(ref job, m0, m1, jc, nc, pc, Math.Min(depth, job.K - pc), job.Accumulate || pc > 0, scratch);
             if (job.K2 > 0) Block(ref second, m0, m1, jc, nc, 0, job.K2, true, scratch);
         }
+    }
+
+    /// <summary>Depth of the packed blocks: K cut into equal blocks of at most KC (K = 576 as 3 × 192, not 256 + 256 + 64,
+    /// whose last block pays a whole pass of C loads and stores for a quarter of the work), rounded up to whole
+    /// quantization blocks for typed weights.</summary>
+    static int DepthBlock(int k, TensorType type)
+    {
+        if (k <= KC) return Math.Max(k, 1);
+        int granularity = type == TensorType.F32 ? 16 : type.Traits().BlockSize;
+        int blocks = (k + KC - 1) / KC;
+        int depth = (k + blocks - 1) / blocks;
+        return Math.Min(KC, (depth + granularity - 1) / granularity * granularity);
     }
 
     /// <summary>One depth block: pack B[pc..pc+kc, jc..jc+nc], then every MR×NR tile of this thread's rows.</summary>
@@ -205,32 +223,21 @@ public static unsafe class Gemm
         }
     }
 
-    /// <summary>Pack rows ir..ir+mr, depth pc..pc+kc of op(A) into [kc][MR] (zero-padded rows).</summary>
+    /// <summary>Pack rows ir..ir+mr, depth pc..pc+kc of A stored transposed ([K, M]) into [kc][MR] (zero-padded rows):
+    /// the MR values for one k are contiguous, copied as one 8-wide vector when 8 are readable (the two extra floats
+    /// are overwritten by the next k; the buffer has room for the last).</summary>
     static void PackA(ref Job job, int ir, int mr, int pc, int kc, float* dst)
     {
         if (mr < MR) new Span<float>(dst, kc * MR).Clear();
-        if (job.TransposeA)
-        {
-            // A stored [K, M]: the MR values for one k are contiguous. Copy them as one 8-wide vector (the two extra
-            // floats are overwritten by the next k; the buffer has room for the last), when 8 are readable.
-            if (mr == MR && ir + 8 <= job.M && Vector256.IsHardwareAccelerated)
-                for (int p = 0; p < kc; p++)
-                    Vector256.Store(Vector256.Load(job.A + (pc + p) * job.Lda + ir), dst + p * MR);
-            else
-                for (int p = 0; p < kc; p++)
-                {
-                    float* src = job.A + (pc + p) * job.Lda + ir;
-                    for (int i = 0; i < mr; i++) dst[p * MR + i] = src[i];
-                }
-        }
+        if (mr == MR && ir + 8 <= job.M && Vector256.IsHardwareAccelerated)
+            for (int p = 0; p < kc; p++)
+                Vector256.Store(Vector256.Load(job.A + (pc + p) * job.Lda + ir), dst + p * MR);
         else
-        {
-            for (int i = 0; i < mr; i++)
+            for (int p = 0; p < kc; p++)
             {
-                float* src = job.A + (ir + i) * job.Lda + pc;
-                for (int p = 0; p < kc; p++) dst[p * MR + i] = src[p];
+                float* src = job.A + (pc + p) * job.Lda + ir;
+                for (int i = 0; i < mr; i++) dst[p * MR + i] = src[i];
             }
-        }
     }
 
     /// <summary>Pack depth pc..pc+kc, columns jc..jc+nc of B into NR-wide slivers [kc][NR] (zero-padded columns).</summary>

@@ -21,6 +21,10 @@ internal static unsafe class DotKernels32
     const int StackPreparedLimit = 16384; // elements: prepared activations (1.75 bytes each) up to ~29 KB live on the stack
     // Rows up to this many blocks go four at a time; longer rows streamed faster one at a time (measured on Zen 4).
     const int FourRowMaxBlocks = 64;
+    // Four-row groups prefetch the rows 16 ahead (at most 64 KiB ahead): 4 rows ahead (~1.3 KB at K = 576) left the
+    // Q4_0 decode waiting on DRAM, 183 → 256 tokens/s median of 6 interleaved runs on Zen 5 (Q8_0: no change).
+    const int PrefetchRows = 16;
+    const long PrefetchBytesLimit = 64 << 10;
 
     /// <summary>Activations unpacked from Q8_0 blocks.</summary>
     readonly struct Prepared(sbyte* quants, float* scales, float* offsets)
@@ -52,9 +56,10 @@ internal static unsafe class DotKernels32
             if (level >= SimdLevel.Vector256 && blocks <= FourRowMaxBlocks)
             {
                 // short rows: four at a time share the activation loads and the per-row overhead
+                long prefetchRows = Math.Clamp(PrefetchBytesLimit / Math.Max(rowBytes, 1) / 4 * 4, 4, PrefetchRows);
                 for (; r + 4 <= rows; r += 4)
                 {
-                    long ahead = r + 8 <= rows ? 4 * rowBytes : 0;
+                    long ahead = r + 4 + prefetchRows <= rows ? prefetchRows * rowBytes : 0;
                     if (type == TensorType.Q4_0)
                         DotQ4_0Rows4(level, weights + r * rowBytes, rowBytes, ahead, prepared.Quants, prepared.Scales, prepared.Offsets, rowScales, blocks, y + r);
                     else
