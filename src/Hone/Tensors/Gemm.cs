@@ -251,8 +251,10 @@ public static unsafe class Gemm
             if (job.BLayout == GemmBLayout.KByN && job.BType == TensorType.F32)
             {
                 float* src = (float*)job.B + (long)pc * job.Ldb + jc + jr;
-                for (int p = 0; p < kc; p++)
-                    new ReadOnlySpan<float>(src + p * job.Ldb, nr).CopyTo(new Span<float>(sliver + p * NR, nr));
+                if (nr == NR && Vector512.IsHardwareAccelerated) CopyRows64(src, (nint)job.Ldb, sliver, kc); // a Memmove call per 256 bytes was 4% of a training step
+                else
+                    for (int p = 0; p < kc; p++)
+                        new ReadOnlySpan<float>(src + p * job.Ldb, nr).CopyTo(new Span<float>(sliver + p * NR, nr));
             }
             else if (job.BLayout == GemmBLayout.KByN)
             {
@@ -279,6 +281,17 @@ public static unsafe class Gemm
                     WeightRows.DequantizeSegment(job.BType, job.B + (long)(jc + jr + j) * job.Ldb, pc, kc, rows + j * KC);
                 Transpose.Block(rows, KC, sliver, NR, nr, kc);
             }
+        }
+    }
+
+    /// <summary>dst[p, 0..64) = src[p·ld .. p·ld + 64) for p &lt; rows (dst rows contiguous).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void CopyRows64(float* src, nint ld, float* dst, int rows)
+    {
+        for (int p = 0; p < rows; p++, src += ld, dst += NR)
+        {
+            Vector512.Store(Vector512.Load(src), dst); Vector512.Store(Vector512.Load(src + 16), dst + 16);
+            Vector512.Store(Vector512.Load(src + 32), dst + 32); Vector512.Store(Vector512.Load(src + 48), dst + 48);
         }
     }
 

@@ -222,7 +222,9 @@ internal static unsafe class DotKernels32
     {
         // [qs, qs] shifted by [0, 4]: low nibbles (elements 0..15) then high nibbles (16..31)
         var q = Avx2.ShiftRightLogicalVariable(Avx2.BroadcastVector128ToVector256(w + Q4_0Block.Qs).AsUInt64(), shift).AsByte() & mask;
-        var sums = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, x), ones);
+        // vpdpbusd does vpmaddubsw + vpmaddwd in one instruction, exactly (no saturation either way here)
+        var sums = AvxVnni.IsSupported ? AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, q, x)
+            : Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, x), ones);
         return Avx.ConvertToVector256Single(sums);
     }
 
@@ -389,6 +391,7 @@ internal static unsafe class DotKernels32
     {
         // vpmaddubsw wants one unsigned operand: |w| times x carrying w's sign
         var q = Vector256.Load((sbyte*)w + Q8_0Block.Qs);
+        if (AvxVnni.IsSupported) return Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(q), Avx2.Sign(x, q)));
         var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(q), Avx2.Sign(x, q));
         return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(pairs, ones));
     }
