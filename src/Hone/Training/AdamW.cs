@@ -17,19 +17,46 @@ public sealed unsafe class AdamW : IDisposable
     readonly IReadOnlyList<Parameter> _parameters;
     readonly NativeBuffer _moments;
     readonly long[] _offsets;
+    readonly WorkerPool? _pool;
+    // The squared-norm is summed over fixed chunks in a fixed order, so it is the same bits for any thread count.
+    const int NormChunk = 1 << 20;
+    readonly List<(int Parameter, long Start, int Count)> _chunks = new();
+    readonly NativeBuffer _views;   // [parameters] ParameterView: what the worker threads need, as plain pointers
+    readonly NativeBuffer _chunkViews; // [chunks] NormChunkView
+
+    struct ParameterView { public float* Value, Gradient, First, Second; public long Count; public bool WeightDecay; }
+    struct NormChunkView { public float* Start; public int Count; }
+    float _pendingScale = 1f; // gradient clipping factor, applied inside the next Update (no separate pass)
 
     public AdamWOptions Options { get; }
     public long Step { get; set; }
 
-    public AdamW(IReadOnlyList<Parameter> parameters, AdamWOptions options)
+    public AdamW(IReadOnlyList<Parameter> parameters, AdamWOptions options, WorkerPool? pool = null)
     {
         _parameters = parameters;
+        _pool = pool;
+        for (int i = 0; i < parameters.Count; i++)
+            for (long start = 0; start < parameters[i].Count; start += NormChunk)
+                _chunks.Add((i, start, (int)Math.Min(NormChunk, parameters[i].Count - start)));
         Options = options;
         _offsets = new long[parameters.Count];
         long total = 0;
         for (int i = 0; i < parameters.Count; i++) { _offsets[i] = total; total += NativeBuffer.Align(parameters[i].Count * 4) / 4; }
         _moments = new NativeBuffer(total * 2 * 4);
         MomentFloats = total;
+        _views = new NativeBuffer(Math.Max(1, parameters.Count) * sizeof(ParameterView));
+        for (int i = 0; i < parameters.Count; i++)
+        {
+            var p = parameters[i];
+            if (p.Count > int.MaxValue) throw new NotSupportedException($"{p.Name}: more than 2^31 elements in one tensor");
+            ((ParameterView*)_views.Pointer)[i] = new ParameterView
+            {
+                Value = p.Value, Gradient = p.Gradient, First = FirstMoment(i), Second = SecondMoment(i), Count = p.Count, WeightDecay = p.WeightDecay,
+            };
+        }
+        _chunkViews = new NativeBuffer(Math.Max(1, _chunks.Count) * sizeof(NormChunkView));
+        for (int c = 0; c < _chunks.Count; c++)
+            ((NormChunkView*)_chunkViews.Pointer)[c] = new NormChunkView { Start = parameters[_chunks[c].Parameter].Gradient + _chunks[c].Start, Count = _chunks[c].Count };
     }
 
     public long MomentFloats { get; }
@@ -39,21 +66,23 @@ public sealed unsafe class AdamW : IDisposable
     /// <summary>Global L2 norm of all gradients (double accumulation).</summary>
     public double GradientNorm()
     {
+        var partials = new double[_chunks.Count];
+        fixed (double* p = partials)
+        {
+            var job = new NormJob { Chunks = (NormChunkView*)_chunkViews.Pointer, ChunkCount = _chunks.Count, Partials = p };
+            RunOnPool(&NormWorker, &job);
+        }
         double sum = 0;
-        foreach (var p in _parameters) sum += SumOfSquares(p.Gradient, p.Count);
+        foreach (var x in partials) sum += x;
         return Math.Sqrt(sum);
     }
 
-    /// <summary>Scale gradients so their global norm is at most <paramref name="maxNorm"/> (torch.nn.utils.clip_grad_norm_).
-    /// Returns the norm before clipping.</summary>
+    /// <summary>The global gradient norm; when it exceeds <paramref name="maxNorm"/> the gradients are scaled down by
+    /// maxNorm / norm, inside the next <see cref="Update"/> (read the gradients through Update, not in between).</summary>
     public double ClipGradients(double maxNorm)
     {
         double norm = GradientNorm();
-        if (maxNorm > 0 && norm > maxNorm)
-        {
-            float scale = (float)(maxNorm / (norm + 1e-6));
-            foreach (var p in _parameters) Scale(p.Gradient, p.Count, scale);
-        }
+        _pendingScale = maxNorm > 0 && norm > maxNorm ? (float)(maxNorm / (norm + 1e-6)) : 1f;
         return norm;
     }
 
@@ -61,26 +90,62 @@ public sealed unsafe class AdamW : IDisposable
     {
         Step++;
         var o = Options;
-        float c1 = 1f / (1f - MathF.Pow(o.Beta1, Step)), c2 = 1f / (1f - MathF.Pow(o.Beta2, Step));
-        for (int i = 0; i < _parameters.Count; i++)
+        var job = new UpdateJob
         {
-            var p = _parameters[i];
-            float decay = p.WeightDecay ? 1f - learningRate * o.WeightDecay : 1f;
-            UpdateKernel(p.Value, p.Gradient, FirstMoment(i), SecondMoment(i), p.Count, learningRate, decay, o.Beta1, o.Beta2, o.Epsilon, c1, c2);
+            Parameters = (ParameterView*)_views.Pointer, ParameterCount = _parameters.Count,
+            LearningRate = learningRate, GradientScale = _pendingScale, Beta1 = o.Beta1, Beta2 = o.Beta2, Epsilon = o.Epsilon, WeightDecay = o.WeightDecay,
+            C1 = 1f / (1f - MathF.Pow(o.Beta1, Step)), C2 = 1f / (1f - MathF.Pow(o.Beta2, Step)),
+        };
+        _pendingScale = 1f;
+        RunOnPool(&UpdateWorker, &job);
+    }
+
+    void RunOnPool(delegate*<void*, int, int, void> work, void* context)
+    {
+        if (_pool == null) work(context, 0, 1);
+        else _pool.Run(work, context);
+    }
+
+    struct NormJob { public NormChunkView* Chunks; public int ChunkCount; public double* Partials; }
+    struct UpdateJob
+    {
+        public ParameterView* Parameters; public int ParameterCount;
+        public float LearningRate, GradientScale, C1, C2, Beta1, Beta2, Epsilon, WeightDecay;
+    }
+
+    static void NormWorker(void* context, int thread, int threads)
+    {
+        ref var job = ref *(NormJob*)context;
+        for (int c = thread; c < job.ChunkCount; c += threads)
+            job.Partials[c] = RmsNorm.SumOfSquares(job.Chunks[c].Start, job.Chunks[c].Count);
+    }
+
+    /// <summary>Every thread updates its share of every parameter (elementwise, so the split changes no bits).</summary>
+    static void UpdateWorker(void* context, int thread, int threads)
+    {
+        ref var job = ref *(UpdateJob*)context;
+        for (int i = 0; i < job.ParameterCount; i++)
+        {
+            ref var p = ref job.Parameters[i];
+            var (start, end) = WorkerPool.Share((int)p.Count, thread, threads, 16);
+            if (start >= end) continue;
+            float decay = p.WeightDecay ? 1f - job.LearningRate * job.WeightDecay : 1f;
+            UpdateKernel(p.Value + start, p.Gradient + start, p.First + start, p.Second + start, end - start,
+                job.LearningRate, decay, job.Beta1, job.Beta2, job.Epsilon, job.C1, job.C2, job.GradientScale);
         }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void UpdateKernel(float* p, float* g, float* m, float* v, long n, float lr, float decay, float b1, float b2, float eps, float c1, float c2)
+    static void UpdateKernel(float* p, float* g, float* m, float* v, long n, float lr, float decay, float b1, float b2, float eps, float c1, float c2, float gradientScale)
     {
         long i = 0;
         var vb1 = Vector512.Create(b1); var vb1c = Vector512.Create(1 - b1);
         var vb2 = Vector512.Create(b2); var vb2c = Vector512.Create(1 - b2);
         var vc1 = Vector512.Create(c1); var vc2 = Vector512.Create(c2);
-        var vlr = Vector512.Create(lr); var veps = Vector512.Create(eps); var vdecay = Vector512.Create(decay);
+        var vlr = Vector512.Create(lr); var veps = Vector512.Create(eps); var vdecay = Vector512.Create(decay); var vscale = Vector512.Create(gradientScale);
         for (; i + 16 <= n; i += 16)
         {
-            var gi = Vector512.Load(g + i);
+            var gi = Vector512.Load(g + i) * vscale;
             var mi = vb1 * Vector512.Load(m + i) + vb1c * gi;
             var vi = vb2 * Vector512.Load(v + i) + vb2c * gi * gi;
             Vector512.Store(mi, m + i);
@@ -90,30 +155,19 @@ public sealed unsafe class AdamW : IDisposable
         }
         for (; i < n; i++)
         {
-            float gi = g[i];
+            float gi = g[i] * gradientScale;
             m[i] = b1 * m[i] + (1 - b1) * gi;
             v[i] = b2 * v[i] + (1 - b2) * gi * gi;
             p[i] = p[i] * decay - lr * (m[i] * c1) / (MathF.Sqrt(v[i] * c2) + eps);
         }
     }
 
-    static double SumOfSquares(float* x, long n)
+    public void Dispose()
     {
-        double total = 0;
-        for (long start = 0; start < n; start += 1 << 20)
-        {
-            int count = (int)Math.Min(1 << 20, n - start);
-            total += RmsNorm.SumOfSquares(x + start, count);
-        }
-        return total;
+        _moments.Dispose();
+        _views.Dispose();
+        _chunkViews.Dispose();
     }
-
-    static void Scale(float* x, long n, float s)
-    {
-        for (long i = 0; i < n; i++) x[i] *= s;
-    }
-
-    public void Dispose() => _moments.Dispose();
 }
 
 public enum LearningRateSchedule { Constant, Linear, Cosine }

@@ -240,7 +240,7 @@ public sealed unsafe class TrainableLlama : IDisposable
 
     public Parameter? Find(string name) => _byName.GetValueOrDefault(name);
 
-    public void ZeroGradients() => _gradients.Clear();
+    public void ZeroGradients() => _gradients.Clear(_pool);
 
     // ---- forward --------------------------------------------------------------------------------------
 

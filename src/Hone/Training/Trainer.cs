@@ -61,7 +61,7 @@ public static class Trainer
         var setup = new TrainingSetup(o.Method, o.AdapterSettings,
             new FreezeSettings(o.FreezeTrainableLayers, o.FreezeTrainableModules, o.FreezeExtraModules), o.CheckpointActivations, o.Seed);
         using var model = new TrainableLlama(weights, pool, setup, o.BatchSize, o.SeqLen);
-        using var optimizer = new AdamW(model.Parameters, new AdamWOptions(WeightDecay: o.WeightDecay));
+        using var optimizer = new AdamW(model.Parameters, new AdamWOptions(WeightDecay: o.WeightDecay), pool);
         long trainable = model.Parameters.Sum(p => p.Count);
         long rowsPerStep = (long)o.BatchSize * o.GradAccum;
         long totalSteps = o.MaxSteps > 0 ? o.MaxSteps : Math.Max(1, (long)Math.Ceiling(o.Epochs * data.Train.RowsPerEpoch / rowsPerStep));

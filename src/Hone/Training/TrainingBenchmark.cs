@@ -32,7 +32,7 @@ public static class TrainingBenchmark
         var setup = new TrainingSetup(o.Method, new AdapterSettings(o.LoraRank, 2 * o.LoraRank, 0, ["all-linear"]), new FreezeSettings(),
             o.CheckpointActivations, (ulong)o.Seed);
         using var model = new TrainableLlama(weights, pool, setup, o.Batch, o.Sequence);
-        using var optimizer = new AdamW(model.Parameters, new AdamWOptions());
+        using var optimizer = new AdamW(model.Parameters, new AdamWOptions(), pool);
         var rng = new Random(o.Seed);
         int n = o.Batch * o.Sequence;
         var tokens = Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
