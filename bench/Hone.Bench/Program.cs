@@ -34,8 +34,10 @@ public static unsafe class Program
         for (int rep = 0; rep < 5; rep++)
         {
             var sw0 = Stopwatch.StartNew();
-            double flops = Gemm.KernelOnly(20000, 256);
-            Console.WriteLine($"micro-kernel alone (L1): {flops / sw0.Elapsed.TotalSeconds / 1e9:F1} GFLOP/s");
+            // HONE_KC: the depth of the micro-kernel run (256 = the GEMM's block; its 64 KB B sliver streams from L2)
+            int kcOnly = int.TryParse(Environment.GetEnvironmentVariable("HONE_KC"), out var kcv) && kcv > 0 && kcv <= 256 ? kcv : 256;
+            double flops = Gemm.KernelOnly(20000 * 256 / kcOnly, kcOnly);
+            Console.WriteLine($"micro-kernel alone (kc {kcOnly}): {flops / sw0.Elapsed.TotalSeconds / 1e9:F1} GFLOP/s");
         }
         var layouts = args.Length > 1 && args[1] == "narrow"
             ? new[] { (1024, 16, 576, GemmBLayout.NByK, false), (576, 16, 1024, GemmBLayout.KByN, true), (1024, 16, 1536, GemmBLayout.KByN, false),
