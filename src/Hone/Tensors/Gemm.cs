@@ -27,6 +27,7 @@ public static unsafe class Gemm
     const int NR = 64;      // columns of C per micro-tile (4 × Vector512)
     const int KC = 256;     // depth of one packed block (a multiple of every quantization block size)
     const int NC = 512;     // columns of one packed B block: KC·NC·4 = 512 KiB, sized for L2
+    const int MaxNC = 640;  // a thread's columns up to this many go in one block (576 as 512 + 64 cost a pass over A for one sliver)
 
     /// <summary>Operand description handed to the worker threads (lives on the caller's stack).</summary>
     struct Job
@@ -171,13 +172,24 @@ public static unsafe class Gemm
         second.A = job.A2; second.Lda = job.Lda2; second.TransposeA = false; second.B = (byte*)job.B2; second.Ldb = job.Ldb2;
         second.BType = TensorType.F32; second.K = job.K2;
         int depth = DepthBlock(job.K, job.BType);
-        for (int jc = n0; jc < n1; jc += NC)
+        int columns = ColumnBlock(n1 - n0);
+        for (int jc = n0; jc < n1; jc += columns)
         {
-            int nc = Math.Min(NC, n1 - jc);
+            int nc = Math.Min(columns, n1 - jc);
             for (int pc = 0; pc < job.K; pc += depth)
                 Block(ref job, m0, m1, jc, nc, pc, Math.Min(depth, job.K - pc), job.Accumulate || pc > 0, scratch);
             if (job.K2 > 0) Block(ref second, m0, m1, jc, nc, 0, job.K2, true, scratch);
         }
+    }
+
+    /// <summary>Columns of one packed B block for a thread's range of <paramref name="width"/> columns: all of them up to
+    /// MaxNC, else equal blocks of at most NC (768 as 2 × 384, not 512 + 256). Measured A/B on the SmolLM2 training
+    /// shapes: equal or up to 7% faster than fixed 512-column blocks.</summary>
+    static int ColumnBlock(int width)
+    {
+        if (width <= MaxNC) return width;
+        int blocks = (width + NC - 1) / NC;
+        return ((width + blocks - 1) / blocks + NR - 1) / NR * NR;
     }
 
     /// <summary>Depth of the packed blocks: K cut into equal blocks of at most KC (K = 576 as 3 × 192, not 256 + 256 + 64,
@@ -195,7 +207,7 @@ public static unsafe class Gemm
     /// <summary>One depth block: pack B[pc..pc+kc, jc..jc+nc], then every MR×NR tile of this thread's rows.</summary>
     static void Block(ref Job job, int m0, int m1, int jc, int nc, int pc, int kc, bool load, Scratch scratch)
     {
-        float* packedB = scratch.PackedB;   // [NC/NR][KC][NR]
+        float* packedB = scratch.PackedB;   // [MaxNC/NR][KC][NR]
         float* tile = scratch.Tile;         // [MR][NR] for edge tiles
         PackB(ref job, pc, kc, jc, nc, packedB, scratch);
         for (int ir = m0; ir < m1; ir += MR)
@@ -521,7 +533,7 @@ public static unsafe class Gemm
     sealed class Scratch
     {
         [ThreadStatic] static Scratch? _current;
-        public readonly float* PackedB = Alloc(KC * NC);
+        public readonly float* PackedB = Alloc(KC * MaxNC);
         public readonly float* PackedA = Alloc(KC * MR + 8);   // the micro-kernel benchmark's A
         public readonly float* Tile = Alloc(MR * NR);
         public readonly float* Staging = Alloc(NR * KC + 2 * 256); // NR rows × KC, or one row's covering blocks
