@@ -287,7 +287,8 @@ public static unsafe class Gemm
         }
     }
 
-    /// <summary>C[6, 64] (+)= A[6, kc] · Bpacked[kc][64], on the widest instruction set present. Row i of A, depth p
+    /// <summary>C[6, 64] (+)= A[6, kc] · B[kc][64], on the widest instruction set present. B's row p is b + p·bStride
+    /// (NR in a packed sliver, ldb read in place). Row i of A, depth p
     /// is a[i·rowStride + p·kStride] (packed [kc][MR]: 1, MR; row-major: lda, 1; stored transposed: 1, lda). The first
     /// mr rows are real; missing rows repeat row 0 and their results land in the discarded part of the edge tile.</summary>
     static void Kernel(float* a, nint rowStride, nint kStride, int mr, float* b, nint bStride, int kc, float* c, nint ldc, bool load)

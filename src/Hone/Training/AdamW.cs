@@ -10,7 +10,8 @@ public sealed record AdamWOptions(float Beta1 = 0.9f, float Beta2 = 0.999f, floa
 /// <summary>
 /// AdamW with fp32 moments and decoupled weight decay, exactly as torch.optim.AdamW updates:
 /// p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p − lr·(m/(1−β1ᵗ)) / (√(v/(1−β2ᵗ)) + ε).
-/// Moments live in one buffer (two floats per parameter), allocated once.
+/// Moments live in one buffer (two floats per parameter), allocated once. Given a worker pool, the update and the
+/// gradient norm run on all its threads with results independent of the thread count.
 /// </summary>
 public sealed unsafe class AdamW : IDisposable
 {
