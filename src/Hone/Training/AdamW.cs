@@ -21,9 +21,10 @@ public sealed unsafe class AdamW : IDisposable
     readonly WorkerPool? _pool;
     // The squared-norm is summed over fixed chunks in a fixed order, so it is the same bits for any thread count.
     const int NormChunk = 1 << 20;
-    readonly List<(int Parameter, long Start, int Count)> _chunks = new();
-    readonly NativeBuffer _views;   // [parameters] ParameterView: what the worker threads need, as plain pointers
+    readonly int _chunkCount;
+    readonly NativeBuffer _views;      // [parameters] ParameterView: what the worker threads need, as plain pointers
     readonly NativeBuffer _chunkViews; // [chunks] NormChunkView
+    readonly NativeBuffer _partials;   // [chunks] double: each chunk's sum of squares
 
     struct ParameterView { public float* Value, Gradient, First, Second; public long Count; public bool WeightDecay; }
     struct NormChunkView { public float* Start; public int Count; }
@@ -36,9 +37,6 @@ public sealed unsafe class AdamW : IDisposable
     {
         _parameters = parameters;
         _pool = pool;
-        for (int i = 0; i < parameters.Count; i++)
-            for (long start = 0; start < parameters[i].Count; start += NormChunk)
-                _chunks.Add((i, start, (int)Math.Min(NormChunk, parameters[i].Count - start)));
         Options = options;
         _offsets = new long[parameters.Count];
         long total = 0;
@@ -55,9 +53,14 @@ public sealed unsafe class AdamW : IDisposable
                 Value = p.Value, Gradient = p.Gradient, First = FirstMoment(i), Second = SecondMoment(i), Count = p.Count, WeightDecay = p.WeightDecay,
             };
         }
-        _chunkViews = new NativeBuffer(Math.Max(1, _chunks.Count) * sizeof(NormChunkView));
-        for (int c = 0; c < _chunks.Count; c++)
-            ((NormChunkView*)_chunkViews.Pointer)[c] = new NormChunkView { Start = parameters[_chunks[c].Parameter].Gradient + _chunks[c].Start, Count = _chunks[c].Count };
+        var chunks = new List<NormChunkView>();
+        foreach (var p in parameters)
+            for (long start = 0; start < p.Count; start += NormChunk)
+                chunks.Add(new NormChunkView { Start = p.Gradient + start, Count = (int)Math.Min(NormChunk, p.Count - start) });
+        _chunkCount = chunks.Count;
+        _chunkViews = new NativeBuffer(Math.Max(1, _chunkCount) * sizeof(NormChunkView));
+        chunks.ToArray().AsSpan().CopyTo(new Span<NormChunkView>(_chunkViews.Pointer, _chunkCount));
+        _partials = new NativeBuffer(Math.Max(1, _chunkCount) * sizeof(double));
     }
 
     public long MomentFloats { get; }
@@ -67,14 +70,11 @@ public sealed unsafe class AdamW : IDisposable
     /// <summary>Global L2 norm of all gradients (double accumulation).</summary>
     public double GradientNorm()
     {
-        var partials = new double[_chunks.Count];
-        fixed (double* p = partials)
-        {
-            var job = new NormJob { Chunks = (NormChunkView*)_chunkViews.Pointer, ChunkCount = _chunks.Count, Partials = p };
-            RunOnPool(&NormWorker, &job);
-        }
+        var partials = (double*)_partials.Pointer;
+        var job = new NormJob { Chunks = (NormChunkView*)_chunkViews.Pointer, ChunkCount = _chunkCount, Partials = partials };
+        RunOnPool(&NormWorker, &job);
         double sum = 0;
-        foreach (var x in partials) sum += x;
+        for (int c = 0; c < _chunkCount; c++) sum += partials[c];
         return Math.Sqrt(sum);
     }
 
@@ -168,6 +168,7 @@ public sealed unsafe class AdamW : IDisposable
         _moments.Dispose();
         _views.Dispose();
         _chunkViews.Dispose();
+        _partials.Dispose();
     }
 }
 

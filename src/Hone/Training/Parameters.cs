@@ -36,8 +36,6 @@ public sealed unsafe class GradientArena : IDisposable
         return p;
     }
 
-    public void Clear() => _buffer.Clear();
-
     /// <summary>Zero the used part, split over the pool's threads (half a GiB for a 135M model's full fine-tune).</summary>
     public void Clear(WorkerPool pool)
     {
