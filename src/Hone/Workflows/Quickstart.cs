@@ -35,7 +35,7 @@ public sealed record QuickstartResult(string Report, string Markdown, IReadOnlyD
 /// </summary>
 public static class Quickstart
 {
-    /// <summary>Pretraining and fine-tuning sizes at scale 1 (about 7 minutes on 2 cores).</summary>
+    /// <summary>Pretraining and fine-tuning sizes at scale 1 (5–8 minutes on 2 cores, as the README measures).</summary>
     public static readonly ModelConfig BaseShape = new()
     {
         Architecture = "llama", VocabSize = 2048, HiddenSize = 128, IntermediateSize = 384, Layers = 4, Heads = 4, KvHeads = 2,
