@@ -21,7 +21,7 @@ internal static class PerplexityCommand
         var cmd = new Command("perplexity",
             "Perplexity and bits per byte of a text. Log-likelihoods accumulate in double.\n" +
             "Protocol full: BOS + the whole text, windows of ctx advancing by stride, every token after BOS scored once.\n" +
-            "Protocol llama.cpp: as llama-perplexity — chunks of ctx tokens, each chunk's first token replaced by BOS, positions ctx/2..ctx-2 scored.\n" +
+            "Protocol llama.cpp: as llama-perplexity — chunks of ctx tokens, each chunk's first token replaced by BOS (when the tokenizer adds one), positions ctx/2..ctx-2 scored.\n" +
             "JSON: ppl, bits_per_byte, tokens_scored, protocol, ctx, stride, nll, bytes_scored.")
         {
             model, file, ctx, protocol, stride, adapter, threads, json,
@@ -41,7 +41,7 @@ internal static class PerplexityCommand
             using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context);
             var tokens = loaded.Tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: false);
             long SpanBytes(int start, int count) => Encoding.UTF8.GetByteCount(loaded.Tokenizer.Decode(tokens.AsSpan(start, count)));
-            var result = Perplexity.Compute(loaded.Model, tokens, loaded.Tokenizer.BosId, SpanBytes,
+            var result = Perplexity.Compute(loaded.Model, tokens, Perplexity.BosFor(kind, loaded.Tokenizer), SpanBytes,
                 new PerplexityOptions(context, kind, r.GetValue(stride)), CliSupport.Progress("perplexity"));
             if (r.GetValue(json))
             {

@@ -1,4 +1,5 @@
 using Hone.Model;
+using Hone.Tokenization;
 
 namespace Hone.Evaluation;
 
@@ -10,7 +11,8 @@ public enum PerplexityProtocol
     Full,
     /// <summary>llama.cpp's llama-perplexity: the tokens (BOS first) are cut into consecutive chunks of Ctx, the
     /// first token of each chunk is replaced by BOS, and positions Ctx/2 .. Ctx-2 of each chunk are scored, each
-    /// predicting the next token. Needs at least 2·Ctx tokens.</summary>
+    /// predicting the next token. Needs at least 2·Ctx tokens. BOS only where the tokenizer adds one (llama.cpp's
+    /// add_bos): GPT-2-style vocabularies keep their own first token.</summary>
     LlamaCpp,
 }
 
@@ -26,6 +28,12 @@ public sealed record PerplexityResult(double Perplexity, double BitsPerByte, lon
 
 public static class Perplexity
 {
+    /// <summary>The BOS a protocol places: Full uses the tokenizer's BOS token whenever it has one (as lm-eval's rolling
+    /// log-likelihood prefixes the end-of-text token); LlamaCpp only when the tokenizer adds BOS, as llama-perplexity
+    /// reads the vocabulary's add_bos flag.</summary>
+    public static int? BosFor(PerplexityProtocol protocol, Tokenizer tokenizer) =>
+        protocol == PerplexityProtocol.LlamaCpp && !tokenizer.AddsBos ? null : tokenizer.BosId;
+
     /// <param name="tokens">the text's tokens WITHOUT a leading BOS (each protocol places BOS itself)</param>
     /// <param name="bos">the BOS id, or null for models without one (then the first token only conditions)</param>
     /// <param name="spanBytes">UTF-8 length of the text of tokens[start..start+count), for bits per byte</param>

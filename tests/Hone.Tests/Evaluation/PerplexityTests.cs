@@ -2,6 +2,7 @@ using Hone.Evaluation;
 using Hone.Model;
 using Hone.Tensors;
 using Hone.Tests.Model;
+using Hone.Tests.Tokenization;
 using Xunit;
 
 namespace Hone.Tests.Evaluation;
@@ -94,5 +95,21 @@ public class PerplexityTests
             Assert.Equal(expected, r.NegativeLogLikelihood, 3);
             Assert.Throws<ArgumentException>(() => Perplexity.Compute(m, tokens[..20], bos, (_, count) => count, new PerplexityOptions(ctx, PerplexityProtocol.LlamaCpp)));
         }
+    }
+
+    [SkippableFact]
+    public void LlamaCpp_protocol_places_bos_only_where_the_tokenizer_adds_it_as_llama_perplexity_does()
+    {
+        // llama-perplexity on a GPT-2-vocabulary GGUF keeps each chunk's own first token (add_bos is false there);
+        // checked against llama.cpp itself by tools/llamacpp/check.sh.
+        var gpt2 = TokenizerVectors.Gpt2Hf();
+        var llama = TokenizerVectors.Llama2Hf();
+        Assert.False(gpt2.AddsBos);
+        Assert.NotNull(gpt2.BosId);
+        Assert.Null(Perplexity.BosFor(PerplexityProtocol.LlamaCpp, gpt2));
+        Assert.Equal(gpt2.BosId, Perplexity.BosFor(PerplexityProtocol.Full, gpt2));
+        Assert.True(llama.AddsBos);
+        Assert.Equal(1, Perplexity.BosFor(PerplexityProtocol.LlamaCpp, llama));
+        Assert.Equal(1, Perplexity.BosFor(PerplexityProtocol.Full, llama));
     }
 }
