@@ -7,17 +7,21 @@ namespace Hone.Tensors;
 public static unsafe class Activations
 {
     /// <summary>gate[i] = silu(gate[i]) · up[i] = gate·σ(gate)·up, over n elements (in place in gate).</summary>
+    public static void SwiGlu(float* gate, float* up, long n) => SwiGlu(gate, up, gate, n);
+
+    /// <summary>output[i] = silu(gate[i]) · up[i]; output may be gate itself (training keeps gate and writes elsewhere,
+    /// which saves copying it first).</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void SwiGlu(float* gate, float* up, long n)
+    public static void SwiGlu(float* gate, float* up, float* output, long n)
     {
         long i = 0;
         var one = Vector512<float>.One;
         for (; i + 16 <= n; i += 16)
         {
             var g = Vector512.Load(gate + i);
-            Vector512.Store(g / (one + Vector512.Exp(-g)) * Vector512.Load(up + i), gate + i);
+            Vector512.Store(g / (one + Vector512.Exp(-g)) * Vector512.Load(up + i), output + i);
         }
-        for (; i < n; i++) gate[i] = Silu(gate[i]) * up[i];
+        for (; i < n; i++) output[i] = Silu(gate[i]) * up[i];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

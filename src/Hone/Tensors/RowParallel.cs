@@ -62,10 +62,14 @@ public static unsafe class RowParallel
         if (r1 > r0) Tensors.RmsNormBackward.Compute(j.A + o, j.B, j.C + o, j.D + o, partial, r1 - r0, j.Width, j.Eps, j.Flag);
     }
 
-    public static void SwiGlu(WorkerPool pool, float* gate, float* up, long n)
+    /// <summary>gate = silu(gate)·up in place.</summary>
+    public static void SwiGlu(WorkerPool pool, float* gate, float* up, long n) => SwiGlu(pool, gate, up, gate, n);
+
+    /// <summary>output = silu(gate)·up; output may be gate.</summary>
+    public static void SwiGlu(WorkerPool pool, float* gate, float* up, float* output, long n)
     {
-        if (n < InlineBelow || pool.Threads == 1) { Activations.SwiGlu(gate, up, n); return; }
-        var job = new Job { A = gate, B = up, Stride = n };
+        if (n < InlineBelow || pool.Threads == 1) { Activations.SwiGlu(gate, up, output, n); return; }
+        var job = new Job { A = gate, B = up, C = output, Stride = n };
         pool.Run(&SwiGluWorker, &job);
     }
 
@@ -73,7 +77,23 @@ public static unsafe class RowParallel
     {
         ref var j = ref *(Job*)context;
         long chunk = (j.Stride / threads + 15) & ~15L, start = chunk * thread, end = Math.Min(j.Stride, start + chunk);
-        if (end > start) Activations.SwiGlu(j.A + start, j.B + start, end - start);
+        if (end > start) Activations.SwiGlu(j.A + start, j.B + start, j.C + start, end - start);
+    }
+
+    /// <summary>destination[n] = source[n], split over the threads (the residual stream copies of training are
+    /// megabytes; one thread copying them left the other waiting).</summary>
+    public static void Copy(WorkerPool pool, float* source, float* destination, long n)
+    {
+        if (n < InlineBelow || pool.Threads == 1) { new ReadOnlySpan<float>(source, checked((int)n)).CopyTo(new Span<float>(destination, checked((int)n))); return; }
+        var job = new Job { A = source, C = destination, Stride = n };
+        pool.Run(&CopyWorker, &job);
+    }
+
+    static void CopyWorker(void* context, int thread, int threads)
+    {
+        ref var j = ref *(Job*)context;
+        long chunk = (j.Stride / threads + 15) & ~15L, start = chunk * thread, end = Math.Min(j.Stride, start + chunk);
+        if (end > start) Buffer.MemoryCopy(j.A + start, j.C + start, (end - start) * 4, (end - start) * 4);
     }
 
     public static void SwiGluBackward(WorkerPool pool, float* gate, float* up, float* da, float* dGate, float* dUp, long n)

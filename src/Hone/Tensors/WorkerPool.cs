@@ -64,8 +64,14 @@ public sealed unsafe class WorkerPool : IDisposable
             finally
             {
                 _insideJobOf = null;
-                var spin = new SpinWait();
-                while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(-1);
+                // Pause-spin before yielding: SpinWait yields after a few rounds, and sched_yield is a system call
+                // (expensive under a hypervisor) in the middle of waits that last microseconds.
+                int spins = 0;
+                while (Volatile.Read(ref _pending) != 0)
+                {
+                    if (++spins < 4096) Thread.SpinWait(8);
+                    else Thread.Yield();
+                }
             }
             if (_failure != null) throw new AggregateException("a worker thread failed", _failure);
         }

@@ -315,14 +315,13 @@ public sealed unsafe class TrainableLlama : IDisposable
             RowParallel.RopeApply(_pool, _rope, a.K + (long)b * _sequence * c.KvDim, _sequence, c.KvHeads, c.KvDim, 0);
         }
         AttentionTraining.Forward(_pool, a.Q, a.K, a.V, a.Att, a.Lse, c.QueryDim, c.KvDim, _batch, _sequence, c.Heads, c.KvHeads, c.HeadDim, 1f / MathF.Sqrt(c.HeadDim));
-        new ReadOnlySpan<float>(a.XIn, n * d).CopyTo(new Span<float>(a.XMid, n * d));
+        RowParallel.Copy(_pool, a.XIn, a.XMid, (long)n * d);
         LinearForward(w.AttentionOutput, null, a.Att, a.XMid, a, accumulate: true);
         RowParallel.RmsNormForward(_pool, a.XMid, w.FeedForwardNorm, _h, n, d, c.RmsNormEps);
         LinearForward(w.Gate, null, _h, a.Gate, a);
         LinearForward(w.Up, null, _h, a.Up, a);
-        new ReadOnlySpan<float>(a.Gate, n * c.IntermediateSize).CopyTo(new Span<float>(_act, n * c.IntermediateSize));
-        RowParallel.SwiGlu(_pool, _act, a.Up, (long)n * c.IntermediateSize);
-        new ReadOnlySpan<float>(a.XMid, n * d).CopyTo(new Span<float>(xOut, n * d));
+        RowParallel.SwiGlu(_pool, a.Gate, a.Up, _act, (long)n * c.IntermediateSize);
+        RowParallel.Copy(_pool, a.XMid, xOut, (long)n * d);
         LinearForward(w.Down, null, _act, xOut, a, accumulate: true);
     }
 
@@ -450,8 +449,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         var w = _weights.Layers[l];
         int n = _rows, d = c.HiddenSize, f = c.IntermediateSize;
         // _gradX holds ∂L/∂XOut (= ∂L/∂XIn of layer l+1). MLP: XOut = XMid + Down(SwiGLU(Gate(h2), Up(h2))).
-        new ReadOnlySpan<float>(a.Gate, n * f).CopyTo(new Span<float>(_act, n * f));
-        RowParallel.SwiGlu(_pool, _act, a.Up, (long)n * f);
+        RowParallel.SwiGlu(_pool, a.Gate, a.Up, _act, (long)n * f);
         float* dAct = _gradH;                      // [N, F]
         LinearBackward(w.Down, null, _act, _gradX, dAct, a, accumulateDx: false);
         RowParallel.SwiGluBackward(_pool, a.Gate, a.Up, dAct, _gradGate, _gradUp, (long)n * f);

@@ -66,6 +66,42 @@ public unsafe class ElementwiseKernelTests
         }
     }
 
+    [Fact]
+    public void SwiGlu_into_another_buffer_leaves_gate_and_matches_in_place_on_every_thread_split()
+    {
+        using var pool = new WorkerPool(2);
+        foreach (int n in Lengths().Append(1 << 15).Append((1 << 15) + 13))
+        {
+            var g = TestData.Random(n, n + 3, 8f);
+            var u = TestData.Random(n, n + 5, 2f);
+            var inPlace = (float[])g.Clone();
+            var gate = (float[])g.Clone();
+            var output = new float[n];
+            fixed (float* pi = inPlace, pg = gate, pu = u, po = output)
+            {
+                Activations.SwiGlu(pi, pu, n);
+                RowParallel.SwiGlu(pool, pg, pu, po, n);
+            }
+            Assert.Equal(g, gate);
+            Assert.Equal(inPlace, output);
+        }
+    }
+
+    [Fact]
+    public void Parallel_copy_copies_every_element()
+    {
+        using var pool = new WorkerPool(2);
+        foreach (int n in Lengths().Append(1 << 15).Append((1 << 15) + 13).Append(100_003))
+        {
+            var source = TestData.Random(n, n + 11, 1f);
+            var destination = new float[n + 1];
+            destination[n] = 42f;
+            fixed (float* ps = source, pd = destination) RowParallel.Copy(pool, ps, pd, n);
+            Assert.Equal(source, destination[..n]);
+            Assert.Equal(42f, destination[n]);
+        }
+    }
+
     [Theory]
     [InlineData(RopeLayout.Halves)]
     [InlineData(RopeLayout.AdjacentPairs)]
