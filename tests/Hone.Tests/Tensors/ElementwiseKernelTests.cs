@@ -27,6 +27,31 @@ public unsafe class ElementwiseKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RmsNorm_backward_matches_reference(bool accumulate)
+    {
+        foreach (int d in Lengths().Append(576))
+        {
+            var x = TestData.Random(3 * d, d, 3f);
+            var w = TestData.Random(d, d + 1);
+            var dy = TestData.Random(3 * d, d + 2, 2f);
+            var start = TestData.Random(3 * d, d + 3);
+            var gotDx = (float[])start.Clone();
+            var wantDx = (float[])start.Clone();
+            var gotDw = TestData.Random(d, d + 4);
+            var wantDw = (float[])gotDw.Clone();
+            fixed (float* px = x, pw = w, pdy = dy, pg = gotDx, pe = wantDx, pgw = gotDw, pew = wantDw)
+            {
+                RmsNormBackward.Compute(px, pw, pdy, pg, pgw, 3, d, 1e-5f, accumulate);
+                RmsNormBackward.ComputeReference(px, pw, pdy, pe, pew, 3, d, 1e-5f, accumulate);
+            }
+            TestData.AssertClose(wantDx, gotDx, 1e-4, $"dx d={d}");
+            TestData.AssertClose(wantDw, gotDw, 1e-4, $"dw d={d}");
+        }
+    }
+
     [Fact]
     public void Softmax_and_logsumexp_match_reference()
     {
