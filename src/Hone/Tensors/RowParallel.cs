@@ -62,6 +62,16 @@ public static unsafe class RowParallel
         if (r1 > r0) Tensors.RmsNormBackward.Compute(j.A + o, j.B, j.C + o, j.D + o, partial, r1 - r0, j.Width, j.Eps, j.Flag);
     }
 
+    /// <summary>One thread's [start, end) of n elements, in chunks rounded up to 16 (whole Vector512s). The chunk is
+    /// ⌈n / threads⌉ rounded up: ⌊n / threads⌋ rounded up left the last element unprocessed when it was already a
+    /// multiple of 16 (n = 2·16384 + 1 on two threads).</summary>
+    static (long Start, long End) ElementShare(long n, int thread, int threads)
+    {
+        long chunk = ((n + threads - 1) / threads + 15) & ~15L;
+        long start = Math.Min(n, chunk * thread);
+        return (start, Math.Min(n, start + chunk));
+    }
+
     /// <summary>gate = silu(gate)·up in place.</summary>
     public static void SwiGlu(WorkerPool pool, float* gate, float* up, long n) => SwiGlu(pool, gate, up, gate, n);
 
@@ -76,7 +86,7 @@ public static unsafe class RowParallel
     static void SwiGluWorker(void* context, int thread, int threads)
     {
         ref var j = ref *(Job*)context;
-        long chunk = (j.Stride / threads + 15) & ~15L, start = chunk * thread, end = Math.Min(j.Stride, start + chunk);
+        var (start, end) = ElementShare(j.Stride, thread, threads);
         if (end > start) Activations.SwiGlu(j.A + start, j.B + start, j.C + start, end - start);
     }
 
@@ -92,7 +102,7 @@ public static unsafe class RowParallel
     static void CopyWorker(void* context, int thread, int threads)
     {
         ref var j = ref *(Job*)context;
-        long chunk = (j.Stride / threads + 15) & ~15L, start = chunk * thread, end = Math.Min(j.Stride, start + chunk);
+        var (start, end) = ElementShare(j.Stride, thread, threads);
         if (end > start) Buffer.MemoryCopy(j.A + start, j.C + start, (end - start) * 4, (end - start) * 4);
     }
 
@@ -106,7 +116,7 @@ public static unsafe class RowParallel
     static void SwiGluBackwardWorker(void* context, int thread, int threads)
     {
         ref var j = ref *(Job*)context;
-        long chunk = (j.Stride / threads + 15) & ~15L, start = chunk * thread, end = Math.Min(j.Stride, start + chunk);
+        var (start, end) = ElementShare(j.Stride, thread, threads);
         if (end > start) Tensors.SwiGluBackward.Compute(j.A + start, j.B + start, j.C + start, j.D + start, j.E + start, end - start);
     }
 

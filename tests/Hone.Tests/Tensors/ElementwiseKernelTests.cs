@@ -95,7 +95,8 @@ public unsafe class ElementwiseKernelTests
     public void SwiGlu_into_another_buffer_leaves_gate_and_matches_in_place_on_every_thread_split()
     {
         using var pool = new WorkerPool(2);
-        foreach (int n in Lengths().Append(1 << 15).Append((1 << 15) + 13))
+        // 32769 and 49153: n / threads a multiple of 16 with a remainder (the last element must still be covered).
+        foreach (int n in Lengths().Append(1 << 15).Append((1 << 15) + 1).Append((1 << 15) + 13).Append(3 * (1 << 14) + 1))
         {
             var g = TestData.Random(n, n + 3, 8f);
             var u = TestData.Random(n, n + 5, 2f);
@@ -115,15 +116,18 @@ public unsafe class ElementwiseKernelTests
     [Fact]
     public void Parallel_copy_copies_every_element()
     {
-        using var pool = new WorkerPool(2);
-        foreach (int n in Lengths().Append(1 << 15).Append((1 << 15) + 13).Append(100_003))
+        foreach (int threads in new[] { 2, 3 })
         {
-            var source = TestData.Random(n, n + 11, 1f);
-            var destination = new float[n + 1];
-            destination[n] = 42f;
-            fixed (float* ps = source, pd = destination) RowParallel.Copy(pool, ps, pd, n);
-            Assert.Equal(source, destination[..n]);
-            Assert.Equal(42f, destination[n]);
+            using var pool = new WorkerPool(threads);
+            foreach (int n in Lengths().Append(1 << 15).Append((1 << 15) + 1).Append((1 << 15) + 13).Append(3 * (1 << 14) + 1).Append(100_003))
+            {
+                var source = TestData.Random(n, n + 11, 1f);
+                var destination = new float[n + 1];
+                destination[n] = 42f;
+                fixed (float* ps = source, pd = destination) RowParallel.Copy(pool, ps, pd, n);
+                Assert.Equal(source, destination[..n]);
+                Assert.Equal(42f, destination[n]);
+            }
         }
     }
 
