@@ -48,6 +48,50 @@ public static unsafe class Linear
         adapter?.Apply(pool, w, x, tokens, ldx, y, ldy);
     }
 
+    /// <summary>
+    /// Three projections of the same input (attention's q, k and v). In decode (one token), when none of them has an
+    /// adapter and they share type and row stride, the three matrix-vector products run as one parallel region;
+    /// otherwise this is three <see cref="Forward"/> calls. Results are identical either way.
+    /// </summary>
+    public static void ForwardShared(WorkerPool pool, float* x, int tokens, int ldx,
+        WeightMatrix a, float* biasA, float* ya, int ldya, ILinearAdapter? adapterA,
+        WeightMatrix b, float* biasB, float* yb, int ldyb, ILinearAdapter? adapterB,
+        WeightMatrix c, float* biasC, float* yc, int ldyc, ILinearAdapter? adapterC)
+    {
+        if (tokens == 1 && adapterA == null && adapterB == null && adapterC == null && SameLayout(a, b) && SameLayout(a, c))
+        {
+            MatVec.MultiplyShared(pool, a.Type, a.RowBytes, a.Cols, x, a.Data, a.Rows, ya, b.Data, b.Rows, yb, c.Data, c.Rows, yc);
+            if (biasA != null) Add(ya, biasA, a.Rows);
+            if (biasB != null) Add(yb, biasB, b.Rows);
+            if (biasC != null) Add(yc, biasC, c.Rows);
+            return;
+        }
+        Forward(pool, a, biasA, x, tokens, ldx, ya, ldya, false, adapterA);
+        Forward(pool, b, biasB, x, tokens, ldx, yb, ldyb, false, adapterB);
+        Forward(pool, c, biasC, x, tokens, ldx, yc, ldyc, false, adapterC);
+    }
+
+    /// <summary>
+    /// The gated MLP's input side: gate = silu(X·Wgᵀ)·(X·Wuᵀ), with up as scratch ([T, F] each, row stride F).
+    /// In decode without adapters both products and the activation run in one parallel region.
+    /// </summary>
+    public static void ForwardGated(WorkerPool pool, float* x, int tokens, int ldx, WeightMatrix gateWeight, ILinearAdapter? gateAdapter,
+        WeightMatrix upWeight, ILinearAdapter? upAdapter, float* gate, float* up)
+    {
+        int f = gateWeight.Rows;
+        if (upWeight.Rows != f) throw new ArgumentException($"{gateWeight.Name} has {f} rows but {upWeight.Name} has {upWeight.Rows}");
+        if (tokens == 1 && gateAdapter == null && upAdapter == null && SameLayout(gateWeight, upWeight))
+        {
+            MatVec.MultiplyGated(pool, gateWeight.Type, gateWeight.RowBytes, f, gateWeight.Cols, x, gateWeight.Data, upWeight.Data, gate, up);
+            return;
+        }
+        Forward(pool, gateWeight, null, x, tokens, ldx, gate, f, false, gateAdapter);
+        Forward(pool, upWeight, null, x, tokens, ldx, up, f, false, upAdapter);
+        RowParallel.SwiGlu(pool, gate, up, (long)tokens * f);
+    }
+
+    static bool SameLayout(WeightMatrix a, WeightMatrix b) => a.Type == b.Type && a.RowBytes == b.RowBytes && a.Cols == b.Cols;
+
     static void Add(float* y, float* b, int n)
     {
         var ys = new Span<float>(y, n);

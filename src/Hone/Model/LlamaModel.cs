@@ -96,18 +96,17 @@ public sealed unsafe class LlamaModel : IDisposable
             float* kNew = kCache + (long)Position * Kd, vNew = vCache + (long)Position * Kd;
 
             RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, T, D, c.RmsNormEps);
-            Project(w.Query, w.QueryBias, h, T, D, q, Qd, false, scratch);
-            Project(w.Key, w.KeyBias, h, T, D, kNew, Kd, false, scratch);
-            Project(w.Value, w.ValueBias, h, T, D, vNew, Kd, false, scratch);
+            Linear.ForwardShared(Pool, h, T, D,
+                w.Query, w.QueryBias, q, Qd, AdapterOf(w.Query),
+                w.Key, w.KeyBias, kNew, Kd, AdapterOf(w.Key),
+                w.Value, w.ValueBias, vNew, Kd, AdapterOf(w.Value));
             RowParallel.RopeApply(Pool, _rope, q, T, c.Heads, Qd, Position);
             RowParallel.RopeApply(Pool, _rope, kNew, T, c.KvHeads, Kd, Position);
             Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale);
             Project(w.AttentionOutput, null, att, T, Qd, x, D, true, scratch);
 
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, T, D, c.RmsNormEps);
-            Project(w.Gate, null, h, T, D, gate, F, false, scratch);
-            Project(w.Up, null, h, T, D, up, F, false, scratch);
-            RowParallel.SwiGlu(Pool, gate, up, (long)T * F);
+            Linear.ForwardGated(Pool, h, T, D, w.Gate, AdapterOf(w.Gate), w.Up, AdapterOf(w.Up), gate, up);
             Project(w.Down, null, gate, T, F, x, D, true, scratch);
         }
         Position += T;
@@ -117,6 +116,8 @@ public sealed unsafe class LlamaModel : IDisposable
         RowParallel.RmsNormForward(Pool, x + (long)first * D, Weights.OutputNorm, h, rows, D, c.RmsNormEps);
         Project(Weights.Output, null, h, rows, D, logits, c.VocabSize, false, null);
     }
+
+    ILinearAdapter? AdapterOf(WeightMatrix w) => Adapters.Count == 0 ? null : Adapters.GetValueOrDefault(w.Name);
 
     void Project(WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy, bool accumulate, float* scratch)
     {

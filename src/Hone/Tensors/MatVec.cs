@@ -12,37 +12,109 @@ namespace Hone.Tensors;
 /// </summary>
 public static unsafe class MatVec
 {
+    /// <summary>One matrix of a job: W[N, K] (rows of the job's RowBytes) and its output y[N].</summary>
+    struct Part { public byte* W; public int N; public float* Y; }
+
     struct Job
     {
-        public TensorType Type; public byte* W; public long RowBytes; public int N, K;
-        public float* X; public byte* QuantizedX; public float* Y; public bool Accumulate;
+        public TensorType Type; public long RowBytes; public int K;
+        public float* X; public byte* QuantizedX; public bool Accumulate, Gated;
+        public int Parts; public Part P0, P1, P2; // matrices sharing x, walked as one list of rows
     }
+
+    const int RowGranularity = 16; // threads split rows in chunks of 16 (whole four-row groups, aligned in every part)
 
     /// <summary>y[N] = (accumulate ? y : 0) + W[N,K]·x[K].</summary>
     /// <param name="weights">W rows of <paramref name="rowBytes"/> bytes each, in <paramref name="type"/></param>
     public static void Multiply(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k,
         float* x, float* y, bool accumulate = false)
     {
-        var job = new Job { Type = type, W = weights, RowBytes = rowBytes, N = n, K = k, X = x, Y = y, Accumulate = accumulate };
-        if (type.Traits().IsQuantized)
+        var job = new Job { Type = type, RowBytes = rowBytes, K = k, X = x, Accumulate = accumulate, Parts = 1 };
+        job.P0 = new Part { W = weights, N = n, Y = y };
+        Run(pool, ref job);
+    }
+
+    /// <summary>
+    /// Two or three products of the same x in one parallel region (decode's q, k and v): y_i[N_i] = W_i[N_i,K]·x[K].
+    /// The matrices share type and row stride; threads split the rows of all of them together, so a decode step
+    /// pays one dispatch and one activation quantization instead of three. Each row's result is bit-identical to
+    /// <see cref="Multiply"/>'s.
+    /// </summary>
+    public static void MultiplyShared(WorkerPool pool, TensorType type, long rowBytes, int k, float* x,
+        byte* w0, int n0, float* y0, byte* w1, int n1, float* y1, byte* w2 = null, int n2 = 0, float* y2 = null)
+    {
+        var job = new Job { Type = type, RowBytes = rowBytes, K = k, X = x, Parts = w2 == null ? 2 : 3 };
+        job.P0 = new Part { W = w0, N = n0, Y = y0 };
+        job.P1 = new Part { W = w1, N = n1, Y = y1 };
+        job.P2 = new Part { W = w2, N = w2 == null ? 0 : n2, Y = y2 };
+        Run(pool, ref job);
+    }
+
+    /// <summary>
+    /// The gated MLP's first half in one parallel region: gate = Wg·x, up = Wu·x, then gate = silu(gate)·up, each
+    /// thread finishing the activation on its own rows (no second dispatch). Bit-identical to two
+    /// <see cref="Multiply"/> calls followed by <see cref="Activations.SwiGlu(float*, float*, long)"/>.
+    /// </summary>
+    /// <param name="gate">[N] out: silu(Wg·x)·(Wu·x)</param>
+    /// <param name="up">[N] scratch: Wu·x</param>
+    public static void MultiplyGated(WorkerPool pool, TensorType type, long rowBytes, int n, int k, float* x,
+        byte* gateWeights, byte* upWeights, float* gate, float* up)
+    {
+        var job = new Job { Type = type, RowBytes = rowBytes, K = k, X = x, Parts = 2, Gated = true };
+        job.P0 = new Part { W = gateWeights, N = n, Y = gate };
+        job.P1 = new Part { W = upWeights, N = n, Y = up };
+        Run(pool, ref job);
+    }
+
+    static void Run(WorkerPool pool, ref Job job)
+    {
+        if (job.Type.Traits().IsQuantized)
         {
             // Activations are quantized once to the weight's dot format (Q8_0 / Q8_K), then every row reuses them.
-            var dotTraits = BlockQuantization.DotType(type).Traits();
-            var buffer = QuantizedActivations.ForThread((int)dotTraits.BytesFor(k));
-            BlockQuantization.QuantizeForDot(type, new ReadOnlySpan<float>(x, k), new Span<byte>(buffer, (int)dotTraits.BytesFor(k)));
+            var dotTraits = BlockQuantization.DotType(job.Type).Traits();
+            int bytes = (int)dotTraits.BytesFor(job.K);
+            var buffer = QuantizedActivations.ForThread(bytes);
+            BlockQuantization.QuantizeForDot(job.Type, new ReadOnlySpan<float>(job.X, job.K), new Span<byte>(buffer, bytes));
             job.QuantizedX = buffer;
         }
-        pool.Run(&Worker, &job);
+        fixed (Job* context = &job) pool.Run(&Worker, context);
     }
 
     static void Worker(void* context, int thread, int threads)
     {
         ref Job job = ref *(Job*)context;
-        var (r0, r1) = WorkerPool.Share(job.N, thread, threads, 16);
-        if (r0 >= r1) return;
-        int rows = r1 - r0;
-        byte* w = job.W + r0 * job.RowBytes;
-        float* y = job.Y + r0;
+        Part* parts = (Part*)Unsafe.AsPointer(ref job.P0);
+        if (job.Gated)
+        {
+            var (r0, r1) = WorkerPool.Share(job.P0.N, thread, threads, RowGranularity);
+            if (r0 >= r1) return;
+            PartRows(ref job, parts[0], r0, r1 - r0);
+            PartRows(ref job, parts[1], r0, r1 - r0);
+            Activations.SwiGlu(parts[0].Y + r0, parts[1].Y + r0, r1 - r0);
+            return;
+        }
+        // Chunks of 16 rows numbered across the parts; each thread takes a contiguous range of chunks.
+        int total = 0;
+        for (int p = 0; p < job.Parts; p++) total += (parts[p].N + RowGranularity - 1) / RowGranularity;
+        var (c0, c1) = WorkerPool.Share(total, thread, threads);
+        int first = 0;
+        for (int p = 0; p < job.Parts && c0 < c1; p++)
+        {
+            int chunks = (parts[p].N + RowGranularity - 1) / RowGranularity;
+            int lo = Math.Max(c0, first), hi = Math.Min(c1, first + chunks);
+            if (hi > lo)
+            {
+                int r0 = (lo - first) * RowGranularity, r1 = Math.Min(parts[p].N, (hi - first) * RowGranularity);
+                PartRows(ref job, parts[p], r0, r1 - r0);
+            }
+            first += chunks;
+        }
+    }
+
+    static void PartRows(ref Job job, Part part, int r0, int rows)
+    {
+        byte* w = part.W + r0 * job.RowBytes;
+        float* y = part.Y + r0;
         if (job.Accumulate)
         {
             float* partial = stackalloc float[64];
