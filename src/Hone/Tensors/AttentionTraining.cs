@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Hone.Tensors;
@@ -109,19 +111,49 @@ public static unsafe class AttentionTraining
                         for (int c = 0; c < dh; c++) d += orow[c] * dorow[c];
                         rowDot[i] = (float)d;
                         int visible = t0 + i + 1;
-                        float l = lse[i];
-                        for (int c = 0; c < visible; c++)
-                        {
-                            float prob = MathF.Exp(pr[c] * j.Scale - l);
-                            pr[c] = prob;
-                            dpr[c] = prob * (dpr[c] - rowDot[i]) * j.Scale;
-                        }
-                        for (int c = visible; c < keys; c++) { pr[c] = 0; dpr[c] = 0; }
+                        ProbabilitiesAndScoreGradients(pr, dpr, visible, keys, j.Scale, lse[i], rowDot[i]);
                     }
                     Gemm.MultiplySerial(bq, dh, keys, dp, keys, false, k, (int)j.KvStride, GemmBLayout.KByN, dq, (int)j.QStride, false);
                     Gemm.MultiplySerial(keys, dh, bq, dp, keys, true, q, (int)j.QStride, GemmBLayout.KByN, dk, (int)j.KvStride, true);
                     Gemm.MultiplySerial(keys, dh, bq, p, keys, true, dO, (int)j.QStride, GemmBLayout.KByN, dv, (int)j.KvStride, true);
                 }
+        }
+    }
+
+    /// <summary>One query row: p = exp(scale·s − lse) and dS = p·(dP − D)·scale over the visible keys, zeros after.</summary>
+    /// <param name="p">[keys] in: raw scores Q·Kᵀ; out: probabilities</param>
+    /// <param name="dp">[keys] in: dO·Vᵀ; out: score gradients</param>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    internal static void ProbabilitiesAndScoreGradients(float* p, float* dp, int visible, int keys, float scale, float lse, float rowDot)
+    {
+        int c = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vs = Vector512.Create(scale); var vl = Vector512.Create(lse); var vd = Vector512.Create(rowDot);
+            for (; c + 16 <= visible; c += 16)
+            {
+                var prob = Vector512.Exp(Vector512.Load(p + c) * vs - vl);
+                prob.Store(p + c);
+                (prob * (Vector512.Load(dp + c) - vd) * vs).Store(dp + c);
+            }
+        }
+        for (; c < visible; c++)
+        {
+            float prob = MathF.Exp(p[c] * scale - lse);
+            p[c] = prob;
+            dp[c] = prob * (dp[c] - rowDot) * scale;
+        }
+        for (; c < keys; c++) { p[c] = 0; dp[c] = 0; }
+    }
+
+    /// <summary>Reference twin of <see cref="ProbabilitiesAndScoreGradients"/>, in double.</summary>
+    internal static void ProbabilitiesAndScoreGradientsReference(float* p, float* dp, int visible, int keys, float scale, float lse, float rowDot)
+    {
+        for (int c = 0; c < keys; c++)
+        {
+            double prob = c < visible ? Math.Exp((double)p[c] * scale - lse) : 0;
+            p[c] = (float)prob;
+            dp[c] = c < visible ? (float)(prob * ((double)dp[c] - rowDot) * scale) : 0f;
         }
     }
 
