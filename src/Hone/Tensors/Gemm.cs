@@ -422,23 +422,23 @@ public static unsafe class Gemm
     static void NarrowRun(WorkerPool pool, ref Job job)
     {
         int k = job.K;
-        float* packed = (float*)NativeMemory.AlignedAlloc((nuint)((long)k * NarrowColumns * 4), 64);
-        try
-        {
+        // B packed [K][16] into the calling thread's buffer (the workers only read it during the job). This runs on
+        // one thread while the others wait, so it is vector copies / 16×16 transposes, and allocates nothing.
+        float* packed = Scratch.ForThread().NarrowB((long)k * NarrowColumns);
+        float* b = (float*)job.B;
+        if (job.N < NarrowColumns) new Span<float>(packed, k * NarrowColumns).Clear();
+        if (job.BLayout == GemmBLayout.NByK) Transpose.Block(b, (nint)job.Ldb, packed, NarrowColumns, job.N, k); // [N][K] → [K][16]
+        else if (job.N == NarrowColumns)
+            for (int p = 0; p < k; p++) Vector512.Load(b + p * job.Ldb).Store(packed + (long)p * NarrowColumns);
+        else
             for (int p = 0; p < k; p++)
-            {
-                float* row = packed + (long)p * NarrowColumns;
-                for (int j = 0; j < NarrowColumns; j++)
-                    row[j] = j >= job.N ? 0f : job.BLayout == GemmBLayout.KByN ? ((float*)job.B)[p * job.Ldb + j] : ((float*)job.B)[j * job.Ldb + p];
-            }
-            var narrow = new NarrowJob
-            {
-                A = job.A, Lda = job.Lda, TransposeA = job.TransposeA, B = packed, C = job.C, Ldc = job.Ldc,
-                M = job.M, N = job.N, K = k, Accumulate = job.Accumulate,
-            };
-            pool.Run(&NarrowWorker, &narrow);
-        }
-        finally { NativeMemory.AlignedFree(packed); }
+                new ReadOnlySpan<float>(b + p * job.Ldb, job.N).CopyTo(new Span<float>(packed + (long)p * NarrowColumns, job.N));
+        var narrow = new NarrowJob
+        {
+            A = job.A, Lda = job.Lda, TransposeA = job.TransposeA, B = packed, C = job.C, Ldc = job.Ldc,
+            M = job.M, N = job.N, K = k, Accumulate = job.Accumulate,
+        };
+        pool.Run(&NarrowWorker, &narrow);
     }
 
     static void NarrowWorker(void* context, int thread, int threads)
@@ -544,6 +544,20 @@ public static unsafe class Gemm
             var p = (float*)NativeMemory.AlignedAlloc((nuint)floats * 4, 64);
             NativeMemory.Clear(p, (nuint)floats * 4);
             return p;
+        }
+
+        float* _narrowB; long _narrowFloats;
+
+        /// <summary>The narrow products' packed B [K][16], grown on demand.</summary>
+        public float* NarrowB(long floats)
+        {
+            if (_narrowFloats < floats)
+            {
+                if (_narrowB != null) NativeMemory.AlignedFree(_narrowB);
+                _narrowFloats = Math.Max(floats, 16384);
+                _narrowB = (float*)NativeMemory.AlignedAlloc((nuint)_narrowFloats * 4, 64);
+            }
+            return _narrowB;
         }
 
         // Thread-lifetime buffers: freed when the process ends (a handful of threads, ~1 MiB each).
