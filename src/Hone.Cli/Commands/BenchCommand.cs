@@ -46,14 +46,14 @@ internal static class BenchCommand
                     gen_tokens_per_s = result.GenTokensPerSecond, gen_tokens_per_s_sd = result.GenStdDev,
                     prompt_flop_ratio = result.PromptFlopRatio, gen_bandwidth_ratio = result.GenBandwidthRatio,
                     prompt_bound_tokens_per_s = result.PromptBoundTokensPerSecond, gen_bound_tokens_per_s = result.GenBoundTokensPerSecond,
-                    peak_gflops = result.Limits.PeakGflops, bandwidth_gb_s = result.Limits.BandwidthGBs, vectors = result.Limits.Vectors,
+                    peak_gflops = result.Limits.PeakGflops, bandwidth_gb_s = result.Limits.BandwidthGBs, bandwidth_after_gb_s = result.BandwidthAfterGBs, vectors = result.Limits.Vectors,
                     protocol = result.Protocol,
                 };
                 Console.WriteLine(JsonSerializer.Serialize(o, new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
             }
             Console.WriteLine($"model {result.Model}  type {result.Type}  threads {result.Threads}  parameters {result.Parameters:N0}  weights {CliSupport.Bytes(result.WeightBytes)}");
-            Console.WriteLine($"machine: {result.Limits.PeakGflops:F0} GFLOP/s fp32 FMA peak, {result.Limits.BandwidthGBs:F1} GB/s read bandwidth ({result.Limits.Vectors})");
+            Console.WriteLine($"machine: {result.Limits.PeakGflops:F0} GFLOP/s fp32 FMA peak, {result.Limits.BandwidthGBs:F1} GB/s read bandwidth before the runs, {result.BandwidthAfterGBs:F1} right after tg ({result.Limits.Vectors})");
             Console.WriteLine($"{"test",-8} {"tokens/s",14} {"bound",10} {"of bound",9}");
             Console.WriteLine($"{"pp" + result.Prompt,-8} {result.PromptTokensPerSecond,8:F1} ± {result.PromptStdDev,-4:F1} {result.PromptBoundTokensPerSecond,10:F0} {result.PromptFlopRatio,8:P0}  (FLOP peak)");
             Console.WriteLine($"{"tg" + result.Gen,-8} {result.GenTokensPerSecond,8:F1} ± {result.GenStdDev,-4:F1} {result.GenBoundTokensPerSecond,10:F0} {result.GenBandwidthRatio,8:P0}  (memory bandwidth)");

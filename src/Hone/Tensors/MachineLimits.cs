@@ -24,21 +24,30 @@ public sealed unsafe record MachineLimits(int Threads, double PeakGflops, double
                 pool.Run(&FlopWorker, &ctx);
                 best = Math.Max(best, flops.Sum() / sw.Elapsed.TotalSeconds);
             }
-            using var buffer = new NativeBuffer(bufferBytes);
-            new Span<byte>(buffer.Pointer, (int)Math.Min(bufferBytes, int.MaxValue)).Fill(1);
-            if (bufferBytes > int.MaxValue) buffer.Clear();
-            var mem = new MemoryContext { Data = buffer.Pointer, Bytes = bufferBytes };
-            pool.Run(&MemoryWorker, &mem);
-            double bestBandwidth = 0;
-            for (int rep = 0; rep < 3; rep++)
-            {
-                var sw = Stopwatch.StartNew();
-                pool.Run(&MemoryWorker, &mem);
-                bestBandwidth = Math.Max(bestBandwidth, bufferBytes / sw.Elapsed.TotalSeconds);
-            }
+            double bandwidth = MeasureBandwidth(pool, bufferBytes);
             string vectors = Vector512.IsHardwareAccelerated ? "avx512" : Vector256.IsHardwareAccelerated ? "avx2" : "sse/scalar";
-            return new MachineLimits(pool.Threads, best / 1e9, bestBandwidth / 1e9, vectors);
+            return new MachineLimits(pool.Threads, best / 1e9, bandwidth, vectors);
         }
+    }
+
+    /// <summary>Streaming read bandwidth of the pool's threads in GB/s: best of three passes over a buffer far larger
+    /// than the caches (about a quarter of a second). Benchmarks call it again next to a bandwidth-bound test, since a
+    /// VM's bandwidth moves with its neighbours.</summary>
+    public static double MeasureBandwidth(WorkerPool pool, long bufferBytes = 512L << 20)
+    {
+        using var buffer = new NativeBuffer(bufferBytes);
+        new Span<byte>(buffer.Pointer, (int)Math.Min(bufferBytes, int.MaxValue)).Fill(1);
+        if (bufferBytes > int.MaxValue) buffer.Clear();
+        var mem = new MemoryContext { Data = buffer.Pointer, Bytes = bufferBytes };
+        pool.Run(&MemoryWorker, &mem);
+        double bestBandwidth = 0;
+        for (int rep = 0; rep < 3; rep++)
+        {
+            var sw = Stopwatch.StartNew();
+            pool.Run(&MemoryWorker, &mem);
+            bestBandwidth = Math.Max(bestBandwidth, bufferBytes / sw.Elapsed.TotalSeconds);
+        }
+        return bestBandwidth / 1e9;
     }
 
     struct FlopContext { public double* Results; public long Iterations; }
