@@ -119,11 +119,8 @@ public sealed unsafe class LlamaModel : IDisposable
 
     ILinearAdapter? AdapterOf(WeightMatrix w) => Adapters.Count == 0 ? null : Adapters.GetValueOrDefault(w.Name);
 
-    void Project(WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy, bool accumulate, float* scratch)
-    {
-        Adapters.TryGetValue(w.Name, out var adapter);
-        Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, adapter, scratch);
-    }
+    void Project(WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy, bool accumulate, float* scratch) =>
+        Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, AdapterOf(w), scratch);
 
     /// <summary>The cached key vector of one layer and position ([Hkv·Dh], after RoPE) — for tests and inspection.</summary>
     public ReadOnlySpan<float> CachedKey(int layer, int position) =>
