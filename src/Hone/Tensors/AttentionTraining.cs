@@ -20,6 +20,7 @@ public static unsafe class AttentionTraining
         public long QStride, KvStride;
         public int Batch, Tokens, Heads, KvHeads, HeadDim;
         public float Scale;
+        public int* Next; // the next unclaimed work item: threads take items as they finish, not a fixed share
     }
 
     public static void Forward(WorkerPool pool, float* q, float* k, float* v, float* o, float* lse, long qStride, long kvStride,
@@ -30,6 +31,8 @@ public static unsafe class AttentionTraining
             Q = q, K = k, V = v, O = o, Lse = lse, QStride = qStride, KvStride = kvStride,
             Batch = batch, Tokens = tokens, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Scale = scale,
         };
+        int next = 0;
+        job.Next = &next;
         pool.Run(&ForwardWorker, &job);
     }
 
@@ -39,9 +42,10 @@ public static unsafe class AttentionTraining
         int blocks = (j.Tokens + QueryBlock - 1) / QueryBlock;
         int items = j.Batch * j.Heads * blocks, group = j.Heads / j.KvHeads;
         float* scores = Scratch.ForThread(0, (long)QueryBlock * j.Tokens);
-        for (int item = thread; item < items; item += threads)
+        // Items claimed in order of falling cost (last query blocks, which see the most keys, first).
+        for (int item; (item = Interlocked.Increment(ref *j.Next) - 1) < items;)
         {
-            int block = blocks - 1 - item % blocks, h = item / blocks % j.Heads, b = item / blocks / j.Heads, g = h / group;
+            int block = blocks - 1 - item / (j.Batch * j.Heads), h = item % j.Heads, b = item / j.Heads % j.Batch, g = h / group;
             int t0 = block * QueryBlock, bq = Math.Min(QueryBlock, j.Tokens - t0), keys = t0 + bq;
             long row0 = (long)b * j.Tokens;
             float* q = j.Q + (row0 + t0) * j.QStride + h * j.HeadDim;
@@ -70,6 +74,8 @@ public static unsafe class AttentionTraining
             Q = q, K = k, V = v, O = o, DO = dO, Lse = lse, DQ = dq, DK = dk, DV = dv, QStride = qStride, KvStride = kvStride,
             Batch = batch, Tokens = tokens, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Scale = scale,
         };
+        int next = 0;
+        job.Next = &next;
         pool.Run(&BackwardWorker, &job);
     }
 
@@ -82,7 +88,7 @@ public static unsafe class AttentionTraining
         float* p = Scratch.ForThread(0, (long)QueryBlock * j.Tokens);
         float* dp = Scratch.ForThread(1, (long)QueryBlock * j.Tokens);
         float* rowDot = Scratch.ForThread(2, QueryBlock);
-        for (int item = thread; item < j.Batch * j.KvHeads; item += threads)
+        for (int item; (item = Interlocked.Increment(ref *j.Next) - 1) < j.Batch * j.KvHeads;)
         {
             int b = item / j.KvHeads, g = item % j.KvHeads;
             long row0 = (long)b * j.Tokens;

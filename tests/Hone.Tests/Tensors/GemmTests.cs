@@ -10,6 +10,7 @@ public unsafe class GemmTests
 {
     static readonly WorkerPool Two = new(2);
     static readonly WorkerPool One = new(1);
+    static readonly WorkerPool Three = new(3);
 
     static void Check(int m, int n, int k, bool transposeA, GemmBLayout layout, bool accumulate, WorkerPool pool, int seed)
     {
@@ -59,6 +60,36 @@ public unsafe class GemmTests
     public void Odd_column_counts_match_reference()
     {
         for (int n = 1; n <= 140; n += 3) Check(9, n, 40, false, GemmBLayout.NByK, false, Two, n);
+    }
+
+    /// <summary>Work claimed at run time (row chunks over a shared packed B, or column blocks of a wide product) must
+    /// give the same bits as one thread, whichever thread takes which chunk, and match the reference.</summary>
+    [Theory]
+    [InlineData(96, 576, 192)]    // row chunks, B read in place (KByN) or packed once for all threads (NByK)
+    [InlineData(131, 77, 600)]    // a partial sliver packed for all threads; rows not a multiple of the tile or chunk
+    [InlineData(25, 1000, 40)]    // just enough rows for chunks on 2 threads, fewer than a chunk per thread on 3
+    [InlineData(7, 8269, 33)]     // column blocks claimed at run time (wider than 8 blocks per thread)
+    public void Claimed_work_is_bit_identical_to_one_thread(int m, int n, int k)
+    {
+        foreach (var layout in new[] { GemmBLayout.NByK, GemmBLayout.KByN })
+            foreach (var transposeA in new[] { false, true })
+            {
+                int lda = transposeA ? m + 3 : k + 1, ldb = layout == GemmBLayout.KByN ? n + 2 : k + 5, ldc = n + 1;
+                var a = TestData.Random((transposeA ? k : m) * lda, m + k);
+                var b = TestData.Random((layout == GemmBLayout.KByN ? k : n) * ldb, n);
+                var start = TestData.Random(m * ldc, 9);
+                var one = (float[])start.Clone();
+                fixed (float* pa = a, pb = b, po = one)
+                    Gemm.Multiply(One, m, n, k, pa, lda, transposeA, pb, ldb, layout, po, ldc, accumulate: true);
+                foreach (var pool in new[] { Two, Three })
+                {
+                    var c = (float[])start.Clone();
+                    fixed (float* pa = a, pb = b, pc = c)
+                        Gemm.Multiply(pool, m, n, k, pa, lda, transposeA, pb, ldb, layout, pc, ldc, accumulate: true);
+                    Assert.True(one.AsSpan().SequenceEqual(c), $"{pool.Threads} threads differ from one: m={m} n={n} k={k} {layout} tA={transposeA}");
+                }
+                if (m * n * k <= 2_000_000) Check(m, n, k, transposeA, layout, true, Three, m + n);
+            }
     }
 
     [Fact]
