@@ -19,9 +19,8 @@ public enum GemmBLayout
 /// (n contiguous: W[n, k] transposed, or dequantized from bf16/f16/quantized weights on the fly; fp32 B[k, n] already
 /// is, and is read in place), and a 6×64 register-tiled AVX-512 micro-kernel broadcasts six values of A, read in place
 /// row-major or transposed, and FMAs into 24 accumulators.
-/// Threads claim row chunks at run time when B is small enough to re-read per chunk (the training and prefill shapes),
-/// or NC-column blocks of very wide products (a vocabulary head); otherwise work is split statically over N, or over M
-/// when the 64-wide slivers do not divide evenly among the pool's threads.
+/// Work is split over N, or over M when the 64-wide slivers do not divide evenly among the pool's threads, in shares
+/// sized by the threads' learned speeds (<see cref="WorkerPool.Balanced"/>).
 /// </summary>
 public static unsafe class Gemm
 {
@@ -40,11 +39,6 @@ public static unsafe class Gemm
         public float* C; public nint Ldc; public bool Accumulate;
         // An optional second product added in the same pass (a LoRA term): A2[M, K2] row-major · B2 (fp32, same layout as B).
         public float* A2; public nint Lda2; public float* B2; public long Ldb2; public int K2;
-        // Work claimed at run time (see DynamicRun): the next unclaimed row (or column block), the most rows one chunk
-        // takes, and B packed once for all threads as [depth block][sliver][depth][NR] panels (null when every sliver
-        // is read in place).
-        public int* Next; public int ChunkRows;
-        public float* SharedB; public int SharedDepth, SharedSlivers;
     }
 
     /// <summary>A low-rank term L·R added to a product in the same pass over C (LoRA: (s·X·Aᵀ)·Bᵀ forward, (s·dY·B)·A backward).</summary>
@@ -147,101 +141,7 @@ public static unsafe class Gemm
             NarrowRun(pool, ref job); // LoRA's rank-r products: a 64-wide tile would be 3/4 padding
             return;
         }
-        if (pool.Threads > 1 && DynamicFits(ref job, pool.Threads))
-        {
-            DynamicRun(pool, ref job);
-            return;
-        }
-        fixed (Job* p = &job)
-        {
-            if (pool.Threads > 1 && job.N >= ChunksPerThread * pool.Threads * NC)
-            {
-                // Wide products (a vocabulary head): NC-column blocks claimed at run time, each packed by its taker.
-                int next = 0;
-                job.Next = &next;
-                pool.Run(&ColumnWorker, p);
-            }
-            else pool.Run(&Worker, p);
-        }
-    }
-
-    static void ColumnWorker(void* context, int thread, int threads)
-    {
-        ref Job job = ref *(Job*)context;
-        var scratch = Scratch.ForThread();
-        for (int n0; (n0 = (Interlocked.Increment(ref *job.Next) - 1) * NC) < job.N;)
-            Compute(ref job, 0, job.M, n0, Math.Min(job.N, n0 + NC), scratch);
-    }
-
-    const long DynamicBBytes = 8 << 20;   // B (packed or read in place) re-read once per row chunk: keep it L3-sized
-    const int ChunksPerThread = 8;
-
-    /// <summary>fp32 B small enough to be re-read per row chunk from the last-level cache, and rows enough to cut into
-    /// several chunks per thread. Typed weights stay on the static split: packing all of B up front would hold a whole
-    /// dequantized fp32 matrix.</summary>
-    static bool DynamicFits(ref Job job, int threads) =>
-        job.BType == TensorType.F32 && job.M >= 2 * MR * threads
-        && (long)job.K * ((job.N + NR - 1) / NR * NR) * 4 <= DynamicBBytes;
-
-    /// <summary>
-    /// Rows cut into chunks that the threads claim from a shared counter until none are left, so a thread whose core the
-    /// host slows down (2 vCPUs here ran 0–50% apart, changing by the minute) takes fewer chunks instead of holding the
-    /// others at the end of a static split. B slivers that are not read in place are packed first, once, by all threads
-    /// together, into one buffer every chunk reads. Each element of C sees the same depth blocks in the same order as on
-    /// the static split, so results are bit-identical whichever thread computes a chunk.
-    /// </summary>
-    static void DynamicRun(WorkerPool pool, ref Job job)
-    {
-        int depth = DepthBlock(job.K, job.BType);
-        int slivers = (job.N + NR - 1) / NR, depthBlocks = (job.K + depth - 1) / depth;
-        job.SharedDepth = depth; job.SharedSlivers = slivers;
-        bool packing = !InPlaceB(ref job) || job.N % NR != 0;
-        int chunkRows = (job.M + pool.Threads * ChunksPerThread - 1) / (pool.Threads * ChunksPerThread);
-        job.ChunkRows = Math.Clamp((chunkRows + MR - 1) / MR * MR, 2 * MR, 16 * MR);
-        int next = 0;
-        job.Next = &next;
-        fixed (Job* p = &job)
-        {
-            if (packing)
-            {
-                job.SharedB = Scratch.ForThread().SharedB((long)depthBlocks * slivers * depth * NR);
-                pool.Run(&PackWorker, p);
-            }
-            pool.Run(&DynamicWorker, p);
-        }
-    }
-
-    /// <summary>Each thread packs its share of the (depth block, sliver) panels of B; full slivers read in place are skipped.</summary>
-    static void PackWorker(void* context, int thread, int threads)
-    {
-        ref Job job = ref *(Job*)context;
-        int panels = (job.K + job.SharedDepth - 1) / job.SharedDepth * job.SharedSlivers;
-        var (start, end) = WorkerPool.Share(panels, thread, threads);
-        var scratch = Scratch.ForThread();
-        for (int i = start; i < end; i++)
-        {
-            int pc = i / job.SharedSlivers * job.SharedDepth, jc = i % job.SharedSlivers * NR;
-            PackB(ref job, pc, Math.Min(job.SharedDepth, job.K - pc), jc, Math.Min(NR, job.N - jc),
-                job.SharedB + (long)i * job.SharedDepth * NR, scratch);
-        }
-    }
-
-    static void DynamicWorker(void* context, int thread, int threads)
-    {
-        ref Job job = ref *(Job*)context;
-        var scratch = Scratch.ForThread();
-        while (true)
-        {
-            // Guided: a share of what is left, so the last chunks are small and the threads finish together.
-            int m0, rows;
-            do
-            {
-                m0 = Volatile.Read(ref *job.Next);
-                if (m0 >= job.M) return;
-                rows = Math.Clamp(((job.M - m0) / (2 * threads) + MR - 1) / MR * MR, 2 * MR, job.ChunkRows);
-            } while (Interlocked.CompareExchange(ref *job.Next, m0 + rows, m0) != m0);
-            Compute(ref job, m0, Math.Min(job.M, m0 + rows), 0, job.N, scratch);
-        }
+        fixed (Job* p = &job) pool.Run(&Worker, p);
     }
 
     /// <summary>Split N (each thread packs only its own columns of B) when the NR-wide slivers divide evenly among the
@@ -255,12 +155,12 @@ public static unsafe class Gemm
         var scratch = Scratch.ForThread();
         if (threads > 1 && slivers % threads != 0 && job.M >= MR * threads)
         {
-            var (m0, m1) = WorkerPool.Share(job.M, thread, threads, MR);
+            var (m0, m1) = WorkerPool.Balanced(job.M, thread, threads, MR);
             if (m0 < m1) Compute(ref job, m0, m1, 0, job.N, scratch);
         }
         else
         {
-            var (n0, n1) = WorkerPool.Share(job.N, thread, threads, NR);
+            var (n0, n1) = WorkerPool.Balanced(job.N, thread, threads, NR);
             if (n0 < n1) Compute(ref job, 0, job.M, n0, n1, scratch);
         }
     }
@@ -271,7 +171,7 @@ public static unsafe class Gemm
     {
         Job second = job;
         second.A = job.A2; second.Lda = job.Lda2; second.TransposeA = false; second.B = (byte*)job.B2; second.Ldb = job.Ldb2;
-        second.BType = TensorType.F32; second.K = job.K2; second.SharedB = null;
+        second.BType = TensorType.F32; second.K = job.K2;
         int depth = DepthBlock(job.K, job.BType);
         int columns = ColumnBlock(n1 - n0);
         for (int jc = n0; jc < n1; jc += columns)
@@ -310,7 +210,7 @@ public static unsafe class Gemm
     {
         float* packedB = scratch.PackedB;   // [MaxNC/NR][KC][NR]
         float* tile = scratch.Tile;         // [MR][NR] for edge tiles
-        if (job.SharedB == null) PackB(ref job, pc, kc, jc, nc, packedB, scratch);
+        PackB(ref job, pc, kc, jc, nc, packedB, scratch);
         for (int ir = m0; ir < m1; ir += MR)
         {
             int mr = Math.Min(MR, m1 - ir);
@@ -326,11 +226,6 @@ public static unsafe class Gemm
                 float* c = job.C + ir * job.Ldc + jc + jr;
                 float* b; nint bStride;
                 if (nr == NR && InPlaceB(ref job)) { b = (float*)job.B + (long)pc * job.Ldb + jc + jr; bStride = (nint)job.Ldb; }
-                else if (job.SharedB != null)
-                {
-                    b = job.SharedB + ((long)(pc / job.SharedDepth) * job.SharedSlivers + (jc + jr) / NR) * job.SharedDepth * NR;
-                    bStride = NR;
-                }
                 else { b = packedB + (jr / NR) * (KC * NR); bStride = NR; }
                 if (mr == MR && nr == NR) Kernel(a, rowStride, kStride, mr, b, bStride, kc, c, job.Ldc, load);
                 else
@@ -550,7 +445,7 @@ public static unsafe class Gemm
     static void NarrowWorker(void* context, int thread, int threads)
     {
         ref NarrowJob j = ref *(NarrowJob*)context;
-        var (m0, m1) = WorkerPool.Share(j.M, thread, threads, NarrowRows);
+        var (m0, m1) = WorkerPool.Balanced(j.M, thread, threads, NarrowRows);
         if (m0 >= m1) return;
         const int Chunk = 1024;                            // depth staged at a time: [1024][16] floats fit the staging buffer
         float* staging = Scratch.ForThread().Staging;
@@ -652,23 +547,18 @@ public static unsafe class Gemm
             return p;
         }
 
-        float* _narrowB, _sharedB; long _narrowFloats, _sharedFloats;
+        float* _narrowB; long _narrowFloats;
 
         /// <summary>The narrow products' packed B [K][16], grown on demand.</summary>
-        public float* NarrowB(long floats) => Grow(ref _narrowB, ref _narrowFloats, floats);
-
-        /// <summary>All of B packed for a dynamic run (the calling thread's; workers only read it during the job), grown on demand.</summary>
-        public float* SharedB(long floats) => Grow(ref _sharedB, ref _sharedFloats, floats);
-
-        static float* Grow(ref float* buffer, ref long capacity, long floats)
+        public float* NarrowB(long floats)
         {
-            if (capacity < floats)
+            if (_narrowFloats < floats)
             {
-                if (buffer != null) NativeMemory.AlignedFree(buffer);
-                capacity = Math.Max(floats, 16384);
-                buffer = (float*)NativeMemory.AlignedAlloc((nuint)capacity * 4, 64);
+                if (_narrowB != null) NativeMemory.AlignedFree(_narrowB);
+                _narrowFloats = Math.Max(floats, 16384);
+                _narrowB = (float*)NativeMemory.AlignedAlloc((nuint)_narrowFloats * 4, 64);
             }
-            return buffer;
+            return _narrowB;
         }
 
         // Thread-lifetime buffers: freed when the process ends (a handful of threads, ~1 MiB each).

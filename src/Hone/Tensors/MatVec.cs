@@ -86,7 +86,7 @@ public static unsafe class MatVec
         Part* parts = (Part*)Unsafe.AsPointer(ref job.P0);
         if (job.Gated)
         {
-            var (r0, r1) = WorkerPool.Share(job.P0.N, thread, threads, RowGranularity);
+            var (r0, r1) = WorkerPool.Balanced(job.P0.N, thread, threads, RowGranularity);
             if (r0 >= r1) return;
             PartRows(ref job, parts[0], r0, r1 - r0);
             PartRows(ref job, parts[1], r0, r1 - r0);
@@ -96,7 +96,7 @@ public static unsafe class MatVec
         // Chunks of 16 rows numbered across the parts; each thread takes a contiguous range of chunks.
         int total = 0;
         for (int p = 0; p < job.Parts; p++) total += (parts[p].N + RowGranularity - 1) / RowGranularity;
-        var (c0, c1) = WorkerPool.Share(total, thread, threads);
+        var (c0, c1) = WorkerPool.Balanced(total, thread, threads);
         int first = 0;
         for (int p = 0; p < job.Parts && c0 < c1; p++)
         {

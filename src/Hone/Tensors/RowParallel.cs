@@ -3,8 +3,8 @@ namespace Hone.Tensors;
 /// <summary>
 /// Row-parallel versions of the element-wise kernels (norms, activations, RoPE, cross-entropy): threads take
 /// contiguous row ranges, each running the single-threaded kernel, so results are identical for any thread count.
-/// Purely element-wise kernels claim chunks at run time (a thread whose core the host slows takes fewer); the ones
-/// that sum per thread (RMSNorm's weight gradient, the loss) keep a fixed share so their sums keep a fixed order.
+/// Purely element-wise kernels size the ranges by the threads' learned speeds (<see cref="WorkerPool.Balanced"/>); the
+/// ones that sum per thread (RMSNorm's weight gradient, the loss) keep even shares so their sums keep a fixed order.
 /// Small inputs run inline (dispatch would cost more than the work).
 /// </summary>
 public static unsafe class RowParallel
@@ -21,42 +21,20 @@ public static unsafe class RowParallel
         public Rope.TableView Rope;
         public int* Targets;
         public double* Losses;
-        public long* Next; public long Chunk; // chunk claiming: the next unclaimed chunk and its size (rows or elements)
-    }
-
-    const int ChunksPerThread = 8;
-
-    /// <summary>Set up chunk claiming over <paramref name="count"/> items in chunks that are a multiple of <paramref name="granularity"/>.</summary>
-    static void Chunked(ref Job j, long* next, long count, int threads, int granularity)
-    {
-        *next = 0;
-        j.Next = next;
-        long chunk = (count + (long)threads * ChunksPerThread - 1) / ((long)threads * ChunksPerThread);
-        j.Chunk = Math.Max(granularity, (chunk + granularity - 1) / granularity * granularity);
-    }
-
-    /// <summary>The next unclaimed [start, end) of <paramref name="count"/> items; false when none are left.</summary>
-    static bool Claim(ref Job j, long count, out long start, out long end)
-    {
-        start = (Interlocked.Increment(ref *j.Next) - 1) * j.Chunk;
-        end = Math.Min(count, start + j.Chunk);
-        return start < count;
     }
 
     public static void RmsNormForward(WorkerPool pool, float* x, float* weight, float* y, int rows, int d, float eps)
     {
         if ((long)rows * d < InlineBelow || pool.Threads == 1) { RmsNorm.Forward(x, weight, y, rows, d, eps); return; }
         var job = new Job { A = x, B = weight, C = y, Rows = rows, Width = d, Eps = eps };
-        long next;
-        Chunked(ref job, &next, rows, pool.Threads, 1);
         pool.Run(&RmsNormWorker, &job);
     }
 
     static void RmsNormWorker(void* context, int thread, int threads)
     {
         ref var j = ref *(Job*)context;
-        while (Claim(ref j, j.Rows, out long r0, out long r1))
-            RmsNorm.Forward(j.A + r0 * j.Width, j.B, j.C + r0 * j.Width, (int)(r1 - r0), j.Width, j.Eps);
+        var (r0, r1) = WorkerPool.Balanced(j.Rows, thread, threads);
+        if (r1 > r0) RmsNorm.Forward(j.A + (long)r0 * j.Width, j.B, j.C + (long)r0 * j.Width, r1 - r0, j.Width, j.Eps);
     }
 
     /// <summary>Each thread sums its rows' weight gradient into its own partial, added to dWeight in thread order
@@ -86,6 +64,14 @@ public static unsafe class RowParallel
         if (r1 > r0) Tensors.RmsNormBackward.Compute(j.A + o, j.B, j.C + o, j.D + o, partial, r1 - r0, j.Width, j.Eps, j.Flag);
     }
 
+    /// <summary>One thread's [start, end) of n elements, in whole Vector512s (16 floats), sized by the pool's learned
+    /// thread speeds (element-wise work: the split changes no result).</summary>
+    static (long Start, long End) ElementShare(long n, int thread, int threads)
+    {
+        var (c0, c1) = WorkerPool.Balanced(checked((int)((n + 15) / 16)), thread, threads);
+        return (Math.Min(n, c0 * 16L), Math.Min(n, c1 * 16L));
+    }
+
     /// <summary>gate = silu(gate)·up in place.</summary>
     public static void SwiGlu(WorkerPool pool, float* gate, float* up, long n) => SwiGlu(pool, gate, up, gate, n);
 
@@ -94,16 +80,14 @@ public static unsafe class RowParallel
     {
         if (n < InlineBelow || pool.Threads == 1) { Activations.SwiGlu(gate, up, output, n); return; }
         var job = new Job { A = gate, B = up, C = output, Stride = n };
-        long next;
-        Chunked(ref job, &next, n, pool.Threads, 16);
         pool.Run(&SwiGluWorker, &job);
     }
 
     static void SwiGluWorker(void* context, int thread, int threads)
     {
         ref var j = ref *(Job*)context;
-        while (Claim(ref j, j.Stride, out long start, out long end))
-            Activations.SwiGlu(j.A + start, j.B + start, j.C + start, end - start);
+        var (start, end) = ElementShare(j.Stride, thread, threads);
+        if (end > start) Activations.SwiGlu(j.A + start, j.B + start, j.C + start, end - start);
     }
 
     /// <summary>destination[n] = source[n], split over the threads (the residual stream copies of training are
@@ -112,32 +96,28 @@ public static unsafe class RowParallel
     {
         if (n < InlineBelow || pool.Threads == 1) { new ReadOnlySpan<float>(source, checked((int)n)).CopyTo(new Span<float>(destination, checked((int)n))); return; }
         var job = new Job { A = source, C = destination, Stride = n };
-        long next;
-        Chunked(ref job, &next, n, pool.Threads, 16);
         pool.Run(&CopyWorker, &job);
     }
 
     static void CopyWorker(void* context, int thread, int threads)
     {
         ref var j = ref *(Job*)context;
-        while (Claim(ref j, j.Stride, out long start, out long end))
-            Buffer.MemoryCopy(j.A + start, j.C + start, (end - start) * 4, (end - start) * 4);
+        var (start, end) = ElementShare(j.Stride, thread, threads);
+        if (end > start) Buffer.MemoryCopy(j.A + start, j.C + start, (end - start) * 4, (end - start) * 4);
     }
 
     public static void SwiGluBackward(WorkerPool pool, float* gate, float* up, float* da, float* dGate, float* dUp, long n)
     {
         if (n < InlineBelow || pool.Threads == 1) { Tensors.SwiGluBackward.Compute(gate, up, da, dGate, dUp, n); return; }
         var job = new Job { A = gate, B = up, C = da, D = dGate, E = dUp, Stride = n };
-        long next;
-        Chunked(ref job, &next, n, pool.Threads, 16);
         pool.Run(&SwiGluBackwardWorker, &job);
     }
 
     static void SwiGluBackwardWorker(void* context, int thread, int threads)
     {
         ref var j = ref *(Job*)context;
-        while (Claim(ref j, j.Stride, out long start, out long end))
-            Tensors.SwiGluBackward.Compute(j.A + start, j.B + start, j.C + start, j.D + start, j.E + start, end - start);
+        var (start, end) = ElementShare(j.Stride, thread, threads);
+        if (end > start) Tensors.SwiGluBackward.Compute(j.A + start, j.B + start, j.C + start, j.D + start, j.E + start, end - start);
     }
 
     public static void RopeApply(WorkerPool pool, Rope rope, float* x, int tokens, int heads, long rowStride, int start, bool inverse = false)
@@ -145,16 +125,14 @@ public static unsafe class RowParallel
         if ((long)tokens * heads * rope.HeadDim < InlineBelow || pool.Threads == 1) { rope.Apply(x, tokens, heads, rowStride, start, inverse); return; }
         if (start < 0 || start + tokens > rope.MaxPositions) { rope.Apply(x, tokens, heads, rowStride, start, inverse); return; } // throws
         var job = new Job { A = x, Rows = tokens, Heads = heads, Stride = rowStride, Start = start, Flag = inverse, Rope = rope.Tables };
-        long next;
-        Chunked(ref job, &next, tokens, pool.Threads, 1);
         pool.Run(&RopeWorker, &job);
     }
 
     static void RopeWorker(void* context, int thread, int threads)
     {
         ref var j = ref *(Job*)context;
-        while (Claim(ref j, j.Rows, out long t0, out long t1))
-            Rope.Rotate(j.Rope, j.A + t0 * j.Stride, (int)(t1 - t0), j.Heads, j.Stride, j.Start + (int)t0, j.Flag);
+        var (t0, t1) = WorkerPool.Balanced(j.Rows, thread, threads);
+        if (t1 > t0) Rope.Rotate(j.Rope, j.A + t0 * j.Stride, t1 - t0, j.Heads, j.Stride, j.Start + t0, j.Flag);
     }
 
     /// <summary><see cref="CrossEntropy.ForwardBackward"/> over row ranges; the per-thread loss sums are added in thread order.</summary>

@@ -128,7 +128,7 @@ public sealed unsafe class AdamW : IDisposable
         for (int i = 0; i < job.ParameterCount; i++)
         {
             ref var p = ref job.Parameters[i];
-            var (start, end) = WorkerPool.Share((int)p.Count, thread, threads, 16);
+            var (start, end) = WorkerPool.Balanced((int)p.Count, thread, threads, 16);
             if (start >= end) continue;
             float decay = p.WeightDecay ? 1f - job.LearningRate * job.WeightDecay : 1f;
             UpdateKernel(p.Value + start, p.Gradient + start, p.First + start, p.Second + start, end - start,

@@ -144,7 +144,7 @@ public static unsafe class WeightGemm
     static void PackActivationsWorker(void* context, int thread, int threads)
     {
         ref Job job = ref *(Job*)context;
-        var (p0, p1) = WorkerPool.Share(job.Panels, thread, threads);
+        var (p0, p1) = WorkerPool.Balanced(job.Panels, thread, threads);
         var scratch = Scratch.ForThread();
         for (int panel = p0; panel < p1; panel++)
         {
@@ -408,8 +408,8 @@ public static unsafe class WeightGemm
     {
         ref Job job = ref *(Job*)context;
         int p0 = 0, p1 = job.Panels, s0 = 0, s1 = job.Slivers;
-        if (job.SplitM) (p0, p1) = WorkerPool.Share(job.Panels, thread, threads);
-        else (s0, s1) = WorkerPool.Share(job.Slivers, thread, threads);
+        if (job.SplitM) (p0, p1) = WorkerPool.Balanced(job.Panels, thread, threads);
+        else (s0, s1) = WorkerPool.Balanced(job.Slivers, thread, threads);
         if (p0 >= p1 || s0 >= s1) return;
         var scratch = Scratch.ForThread();
         for (int sliver = s0; sliver < s1; sliver++)
