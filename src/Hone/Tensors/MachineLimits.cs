@@ -5,24 +5,25 @@ using System.Runtime.Intrinsics;
 namespace Hone.Tensors;
 
 /// <summary>The machine's measured limits, against which every hot path is reported as a ratio.</summary>
-/// <param name="PeakGflops">fp32 FMA throughput of all threads together (register-only loop, widest vectors)</param>
+/// <param name="PeakGflops">fp32 FMA throughput of all threads together (register-only loop, widest vectors): the sum
+/// of each thread's own rate while all run at once, so a vCPU the host slows counts for what it gives (timing the
+/// group by its slowest thread read 180–250 instead of ~420 GFLOP/s when one of two vCPUs was slowed)</param>
 /// <param name="BandwidthGBs">streaming read bandwidth of all threads together from a buffer far larger than cache</param>
 public sealed unsafe record MachineLimits(int Threads, double PeakGflops, double BandwidthGBs, string Vectors)
 {
     /// <summary>Measure both limits with <paramref name="pool"/>'s threads (about half a second).</summary>
     public static unsafe MachineLimits Measure(WorkerPool pool, long bufferBytes = 512L << 20)
     {
-        var flops = new double[pool.Threads];
-        fixed (double* f = flops)
+        var rates = new double[pool.Threads];
+        fixed (double* f = rates)
         {
             var ctx = new FlopContext { Results = f, Iterations = 20_000_000 };
             pool.Run(&FlopWorker, &ctx); // warm up clocks and the JIT
             double best = 0;
             for (int rep = 0; rep < 3; rep++)
             {
-                var sw = Stopwatch.StartNew();
                 pool.Run(&FlopWorker, &ctx);
-                best = Math.Max(best, flops.Sum() / sw.Elapsed.TotalSeconds);
+                best = Math.Max(best, rates.Sum());
             }
             double bandwidth = MeasureBandwidth(pool, bufferBytes);
             string vectors = Vector512.IsHardwareAccelerated ? "avx512" : Vector256.IsHardwareAccelerated ? "avx2" : "sse/scalar";
@@ -50,13 +51,15 @@ public sealed unsafe record MachineLimits(int Threads, double PeakGflops, double
         return bestBandwidth / 1e9;
     }
 
-    struct FlopContext { public double* Results; public long Iterations; }
+    struct FlopContext { public double* Results; public long Iterations; } // Results: FLOP/s per thread
     struct MemoryContext { public byte* Data; public long Bytes; public float Sink; }
 
     static unsafe void FlopWorker(void* context, int thread, int threads)
     {
         ref var ctx = ref *(FlopContext*)context;
-        ctx.Results[thread] = FmaLoop(ctx.Iterations);
+        long start = Stopwatch.GetTimestamp();
+        double flops = FmaLoop(ctx.Iterations);
+        ctx.Results[thread] = flops / Stopwatch.GetElapsedTime(start).TotalSeconds;
     }
 
     /// <summary>12 independent FMA chains per iteration (enough to cover FMA latency on every x86 core we know).
