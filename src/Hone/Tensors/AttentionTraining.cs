@@ -21,6 +21,7 @@ public static unsafe class AttentionTraining
         public int Batch, Tokens, Heads, KvHeads, HeadDim;
         public float Scale;
         public int* Next; // the next unclaimed work item: threads take items as they finish, not a fixed share
+        public float* KeysT; // forward: Kᵀ per (sequence, KV head) [B, Hkv, Dh, T], so Q·Kᵀ reads B in place
     }
 
     public static void Forward(WorkerPool pool, float* q, float* k, float* v, float* o, float* lse, long qStride, long kvStride,
@@ -33,7 +34,22 @@ public static unsafe class AttentionTraining
         };
         int next = 0;
         job.Next = &next;
+        // Kᵀ once per (sequence, KV head) instead of a packing transpose of K in every (query head, block) product.
+        job.KeysT = Scratch.ForThread(3, (long)batch * kvHeads * headDim * tokens);
+        pool.Run(&TransposeKeysWorker, &job);
         pool.Run(&ForwardWorker, &job);
+    }
+
+    static void TransposeKeysWorker(void* context, int thread, int threads)
+    {
+        ref Job j = ref *(Job*)context;
+        var (i0, i1) = WorkerPool.Share(j.Batch * j.KvHeads, thread, threads);
+        for (int item = i0; item < i1; item++)
+        {
+            int b = item / j.KvHeads, g = item % j.KvHeads;
+            Transpose.Block(j.K + (long)b * j.Tokens * j.KvStride + g * j.HeadDim, (nint)j.KvStride,
+                j.KeysT + (long)item * j.HeadDim * j.Tokens, j.Tokens, j.Tokens, j.HeadDim);
+        }
     }
 
     static void ForwardWorker(void* context, int thread, int threads)
@@ -49,8 +65,8 @@ public static unsafe class AttentionTraining
             int t0 = block * QueryBlock, bq = Math.Min(QueryBlock, j.Tokens - t0), keys = t0 + bq;
             long row0 = (long)b * j.Tokens;
             float* q = j.Q + (row0 + t0) * j.QStride + h * j.HeadDim;
-            float* k = j.K + row0 * j.KvStride + g * j.HeadDim, v = j.V + row0 * j.KvStride + g * j.HeadDim;
-            Gemm.MultiplySerial(bq, keys, j.HeadDim, q, (int)j.QStride, false, k, (int)j.KvStride, GemmBLayout.NByK, scores, keys, false);
+            float* kt = j.KeysT + ((long)b * j.KvHeads + g) * j.HeadDim * j.Tokens, v = j.V + row0 * j.KvStride + g * j.HeadDim;
+            Gemm.MultiplySerial(bq, keys, j.HeadDim, q, (int)j.QStride, false, kt, j.Tokens, GemmBLayout.KByN, scores, keys, false);
             for (int i = 0; i < bq; i++)
             {
                 float* row = scores + (long)i * keys;
@@ -88,6 +104,8 @@ public static unsafe class AttentionTraining
         float* p = Scratch.ForThread(0, (long)QueryBlock * j.Tokens);
         float* dp = Scratch.ForThread(1, (long)QueryBlock * j.Tokens);
         float* rowDot = Scratch.ForThread(2, QueryBlock);
+        float* kt = Scratch.ForThread(3, (long)j.HeadDim * j.Tokens);   // Kᵀ [Dh, T] of the item's KV head
+        float* vt = Scratch.ForThread(4, (long)j.HeadDim * j.Tokens);   // Vᵀ [Dh, T]
         for (int item; (item = Interlocked.Increment(ref *j.Next) - 1) < j.Batch * j.KvHeads;)
         {
             int b = item / j.KvHeads, g = item % j.KvHeads;
@@ -99,6 +117,9 @@ public static unsafe class AttentionTraining
                 new Span<float>(dk + t * j.KvStride, dh).Clear();
                 new Span<float>(dv + t * j.KvStride, dh).Clear();
             }
+            // Transposed once per item, read in place by Q·Kᵀ and dO·Vᵀ of all its query heads and blocks.
+            Transpose.Block(k, (nint)j.KvStride, kt, j.Tokens, j.Tokens, dh);
+            Transpose.Block(v, (nint)j.KvStride, vt, j.Tokens, j.Tokens, dh);
             for (int h = g * group; h < (g + 1) * group; h++)
                 for (int t0 = 0; t0 < j.Tokens; t0 += QueryBlock)
                 {
@@ -107,8 +128,8 @@ public static unsafe class AttentionTraining
                     float* q = j.Q + qOffset, o = j.O + qOffset, dO = j.DO + qOffset, dq = j.DQ + qOffset;
                     float* lse = j.Lse + ((long)b * j.Heads + h) * j.Tokens + t0;
                     // P = exp(scale·QKᵀ − LSE), masked; dP = dO·Vᵀ; D = rowsum(dO ⊙ O); dS = P ⊙ (dP − D)·scale.
-                    Gemm.MultiplySerial(bq, keys, dh, q, (int)j.QStride, false, k, (int)j.KvStride, GemmBLayout.NByK, p, keys, false);
-                    Gemm.MultiplySerial(bq, keys, dh, dO, (int)j.QStride, false, v, (int)j.KvStride, GemmBLayout.NByK, dp, keys, false);
+                    Gemm.MultiplySerial(bq, keys, dh, q, (int)j.QStride, false, kt, j.Tokens, GemmBLayout.KByN, p, keys, false);
+                    Gemm.MultiplySerial(bq, keys, dh, dO, (int)j.QStride, false, vt, j.Tokens, GemmBLayout.KByN, dp, keys, false);
                     for (int i = 0; i < bq; i++)
                     {
                         float* pr = p + (long)i * keys, dpr = dp + (long)i * keys;
@@ -171,8 +192,8 @@ public static unsafe class AttentionTraining
 
         public static float* ForThread(int slot, long floats)
         {
-            _buffers ??= new nint[4];
-            _sizes ??= new long[4];
+            _buffers ??= new nint[5];
+            _sizes ??= new long[5];
             if (_sizes[slot] < floats)
             {
                 if (_buffers[slot] != 0) NativeMemory.AlignedFree((void*)_buffers[slot]);
