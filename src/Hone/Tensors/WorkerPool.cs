@@ -105,13 +105,21 @@ public sealed unsafe class WorkerPool : IDisposable
     /// and recompute the shares the next job will use.</summary>
     void Learn()
     {
+        Span<double> seconds = stackalloc double[Threads];
+        for (int t = 0; t < Threads; t++) seconds[t] = (double)_busy[t] / Stopwatch.Frequency;
+        Learn(seconds);
+    }
+
+    /// <summary>One learning step from each thread's busy seconds on the shares of the last job (tests call it directly).</summary>
+    internal void Learn(ReadOnlySpan<double> busySeconds)
+    {
         double observed = 0;
         Span<double> rate = stackalloc double[Threads];
         for (int t = 0; t < Threads; t++)
         {
-            double seconds = (double)_busy[t] / Stopwatch.Frequency, share = _boundary[t + 1] - _boundary[t];
-            if (seconds < LearnAboveSeconds || share <= 0) return;
-            rate[t] = share / seconds;
+            double share = _boundary[t + 1] - _boundary[t];
+            if (busySeconds[t] < LearnAboveSeconds || share <= 0) return;
+            rate[t] = share / busySeconds[t];
             observed += rate[t];
         }
         double total = 0;

@@ -73,6 +73,7 @@ public unsafe class GemmTests
     public void Uneven_shares_are_bit_identical_to_one_thread(int m, int n, int k)
     {
         WorkerPoolTests.Skew(Skewed);
+        Assert.True(Skewed.Speeds[0] > 2 * Skewed.Speeds[1]);
         foreach (var layout in new[] { GemmBLayout.NByK, GemmBLayout.KByN })
             foreach (var transposeA in new[] { false, true })
             {
