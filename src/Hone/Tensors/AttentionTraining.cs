@@ -35,7 +35,7 @@ public static unsafe class AttentionTraining
         int next = 0;
         job.Next = &next;
         // Kᵀ once per (sequence, KV head) instead of a packing transpose of K in every (query head, block) product.
-        job.KeysT = Scratch.ForThread(3, (long)batch * kvHeads * headDim * tokens);
+        job.KeysT = Scratch.ForThread(5, (long)batch * kvHeads * headDim * tokens); // the caller's; workers read it
         pool.Run(&TransposeKeysWorker, &job);
         pool.Run(&ForwardWorker, &job);
     }
@@ -246,8 +246,8 @@ public static unsafe class AttentionTraining
 
         public static float* ForThread(int slot, long floats)
         {
-            _buffers ??= new nint[5];
-            _sizes ??= new long[5];
+            _buffers ??= new nint[6];
+            _sizes ??= new long[6];
             if (_sizes[slot] < floats)
             {
                 if (_buffers[slot] != 0) NativeMemory.AlignedFree((void*)_buffers[slot]);
