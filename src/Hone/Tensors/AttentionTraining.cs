@@ -68,7 +68,12 @@ public static unsafe class AttentionTraining
             float* kt = j.KeysT + ((long)b * j.KvHeads + g) * j.HeadDim * j.Tokens, v = j.V + row0 * j.KvStride + g * j.HeadDim;
             Gemm.MultiplySerial(bq, keys, j.HeadDim, q, (int)j.QStride, false, kt, j.Tokens, GemmBLayout.KByN, scores, keys, false);
             for (int i = 0; i < bq; i++)
-                j.Lse[((long)b * j.Heads + h) * j.Tokens + t0 + i] = ScaledSoftmaxRow(scores + (long)i * keys, t0 + i + 1, keys, j.Scale);
+            {
+                float* row = scores + (long)i * keys;
+                int visible = t0 + i + 1;
+                j.Lse[((long)b * j.Heads + h) * j.Tokens + t0 + i] = Softmax.ScaledInPlace(row, visible, j.Scale);
+                new Span<float>(row + visible, keys - visible).Clear();
+            }
             Gemm.MultiplySerial(bq, j.HeadDim, keys, scores, keys, false, v, (int)j.KvStride, GemmBLayout.KByN,
                 j.O + (row0 + t0) * j.QStride + h * j.HeadDim, (int)j.QStride, false);
         }
@@ -138,67 +143,6 @@ public static unsafe class AttentionTraining
                     Gemm.MultiplySerial(keys, dh, bq, p, keys, true, dO, (int)j.QStride, GemmBLayout.KByN, dv, (int)j.KvStride, true);
                 }
         }
-    }
-
-    /// <summary>One query row of the forward pass in three vector passes and one exp per key: s ← scale·s and its max;
-    /// p = exp(s − max) and Σp; p ← p / Σp over the visible keys, zeros after. Returns the row's log-sum-exp, max + ln Σp,
-    /// which backward uses to recompute p. (Scaling, log-sum-exp and softmax as separate calls made five passes and
-    /// two exps per key: most of the forward attention's time at 64-token blocks.)</summary>
-    /// <param name="row">[keys] in: raw scores Q·Kᵀ; out: probabilities</param>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    internal static float ScaledSoftmaxRow(float* row, int visible, int keys, float scale)
-    {
-        if (visible <= 0) { new Span<float>(row, keys).Clear(); return float.NegativeInfinity; }
-        int c = 0;
-        float max = float.NegativeInfinity, sum = 0;
-        if (Vector512.IsHardwareAccelerated && visible >= 16)
-        {
-            var vs = Vector512.Create(scale);
-            var vmax = Vector512.Create(float.NegativeInfinity);
-            for (; c + 16 <= visible; c += 16)
-            {
-                var x = Vector512.Load(row + c) * vs;
-                x.Store(row + c);
-                vmax = Vector512.Max(vmax, x);
-            }
-            for (int l = 0; l < 16; l++) max = MathF.Max(max, vmax.GetElement(l));
-        }
-        for (; c < visible; c++) { row[c] *= scale; max = MathF.Max(max, row[c]); }
-        c = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var vm = Vector512.Create(max);
-            var acc = Vector512<float>.Zero;
-            for (; c + 16 <= visible; c += 16)
-            {
-                var e = Vector512.Exp(Vector512.Load(row + c) - vm);
-                e.Store(row + c);
-                acc += e;
-            }
-            sum = Vector512.Sum(acc);
-        }
-        for (; c < visible; c++) { float e = MathF.Exp(row[c] - max); row[c] = e; sum += e; }
-        float inverse = 1f / sum;
-        c = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var vi = Vector512.Create(inverse);
-            for (; c + 16 <= visible; c += 16) (Vector512.Load(row + c) * vi).Store(row + c);
-        }
-        for (; c < visible; c++) row[c] *= inverse;
-        new Span<float>(row + visible, keys - visible).Clear();
-        return (float)(max + Math.Log(sum));
-    }
-
-    /// <summary>Reference twin of <see cref="ScaledSoftmaxRow"/>, in double.</summary>
-    internal static float ScaledSoftmaxRowReference(float* row, int visible, int keys, float scale)
-    {
-        if (visible <= 0) { new Span<float>(row, keys).Clear(); return float.NegativeInfinity; }
-        double max = double.NegativeInfinity, sum = 0;
-        for (int c = 0; c < visible; c++) max = Math.Max(max, (double)row[c] * scale);
-        for (int c = 0; c < visible; c++) sum += Math.Exp((double)row[c] * scale - max);
-        for (int c = 0; c < keys; c++) row[c] = c < visible ? (float)(Math.Exp((double)row[c] * scale - max) / sum) : 0f;
-        return (float)(max + Math.Log(sum));
     }
 
     /// <summary>One query row: p = exp(scale·s − lse) and dS = p·(dP − D)·scale over the visible keys, zeros after.</summary>

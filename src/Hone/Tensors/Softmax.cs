@@ -7,25 +7,43 @@ namespace Hone.Tensors;
 public static unsafe class Softmax
 {
     /// <summary>x[0..n) ← softmax(x[0..n)) in place; n ≥ 1.</summary>
+    public static void InPlace(float* x, int n) => ScaledInPlace(x, n, 1f); // × 1 is exact: same bits as unscaled
+
+    /// <summary>x[0..n) ← softmax(scale·x) in place, returning log Σ exp(scale·x) (training attention keeps it to
+    /// recompute the probabilities in backward). Three vector passes and one exp per element: scale and max; exp and
+    /// sum; normalize. n = 0 touches nothing and returns −∞.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void InPlace(float* x, int n)
+    public static float ScaledInPlace(float* x, int n, float scale)
     {
-        float max = Max(x, n);
+        int i = 0;
+        float max = float.NegativeInfinity, sum = 0;
+        if (n >= 16)
+        {
+            var vs = Vector512.Create(scale);
+            var vmax = Vector512.Create(float.NegativeInfinity);
+            for (; i + 16 <= n; i += 16)
+            {
+                var v = Vector512.Load(x + i) * vs;
+                v.Store(x + i);
+                vmax = Vector512.Max(vmax, v);
+            }
+            for (int l = 0; l < 16; l++) max = MathF.Max(max, vmax.GetElement(l));
+        }
+        for (; i < n; i++) { x[i] *= scale; max = MathF.Max(max, x[i]); }
         var m = Vector512.Create(max);
         var acc = Vector512<float>.Zero;
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
+        for (i = 0; i + 16 <= n; i += 16)
         {
             var e = Vector512.Exp(Vector512.Load(x + i) - m);
             Vector512.Store(e, x + i);
             acc += e;
         }
-        float sum = Vector512.Sum(acc);
+        sum = Vector512.Sum(acc);
         for (; i < n; i++) { float e = MathF.Exp(x[i] - max); x[i] = e; sum += e; }
         var inv = Vector512.Create(1f / sum);
-        i = 0;
-        for (; i + 16 <= n; i += 16) Vector512.Store(Vector512.Load(x + i) * inv, x + i);
+        for (i = 0; i + 16 <= n; i += 16) Vector512.Store(Vector512.Load(x + i) * inv, x + i);
         for (; i < n; i++) x[i] *= 1f / sum;
+        return (float)(max + Math.Log(sum));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -43,13 +61,17 @@ public static unsafe class Softmax
         return max;
     }
 
-    public static void InPlaceReference(float* x, int n)
+    public static void InPlaceReference(float* x, int n) => ScaledInPlaceReference(x, n, 1f);
+
+    /// <summary>Reference twin of <see cref="ScaledInPlace"/>, in double.</summary>
+    public static float ScaledInPlaceReference(float* x, int n, float scale)
     {
         double max = double.NegativeInfinity;
-        for (int i = 0; i < n; i++) max = Math.Max(max, x[i]);
+        for (int i = 0; i < n; i++) max = Math.Max(max, (double)x[i] * scale);
         double sum = 0;
-        for (int i = 0; i < n; i++) sum += Math.Exp(x[i] - max);
-        for (int i = 0; i < n; i++) x[i] = (float)(Math.Exp(x[i] - max) / sum);
+        for (int i = 0; i < n; i++) sum += Math.Exp((double)x[i] * scale - max);
+        for (int i = 0; i < n; i++) x[i] = (float)(Math.Exp((double)x[i] * scale - max) / sum);
+        return (float)(max + Math.Log(sum));
     }
 
     /// <summary>log Σ exp(x) over one row, accumulated in double (for log-likelihoods).</summary>

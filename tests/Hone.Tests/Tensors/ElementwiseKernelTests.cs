@@ -73,6 +73,29 @@ public unsafe class ElementwiseKernelTests
         }
     }
 
+    /// <summary>Scaled softmax (training attention's forward row) against its double twin: probabilities, the returned
+    /// log-sum-exp, and the elements past n left alone.</summary>
+    [Fact]
+    public void Scaled_softmax_and_its_logsumexp_match_reference()
+    {
+        foreach (int n in Lengths().Prepend(0))
+        {
+            var x = TestData.Random(n + 3, n, 8f);
+            var got = (float[])x.Clone();
+            var want = (float[])x.Clone();
+            float lse, lseReference;
+            fixed (float* pg = got, pe = want)
+            {
+                lse = Softmax.ScaledInPlace(pg, n, 0.125f);
+                lseReference = Softmax.ScaledInPlaceReference(pe, n, 0.125f);
+            }
+            TestData.AssertClose(want, got, want.Select(v => MathF.Abs(v) + 1e-7f).ToArray(), 2e-6, 0, $"n={n}");
+            if (n > 0) Assert.True(Math.Abs(lse - lseReference) <= 2e-6 * (Math.Abs(lseReference) + 1), $"n={n}: {lse} vs {lseReference}");
+            else Assert.Equal(float.NegativeInfinity, lse);
+            for (int i = n; i < n + 3; i++) Assert.Equal(x[i], got[i]);
+        }
+    }
+
     [Fact]
     public void SwiGlu_matches_reference()
     {
