@@ -50,7 +50,9 @@ public static unsafe class Program
                       (1536, 576, 1024, GemmBLayout.KByN, true), (192, 576, 1024, GemmBLayout.KByN, true), (576, 1536, 1024, GemmBLayout.KByN, true) }
             : new[] { (512, 1536, 576, GemmBLayout.NByK, false), (512, 576, 1536, GemmBLayout.NByK, false), (512, 576, 576, GemmBLayout.NByK, false),
                       (512, 192, 576, GemmBLayout.NByK, false), (512, 49152, 576, GemmBLayout.NByK, false) };
-        bool compareSchedules = args.Contains("compare");
+        // compare: even and balanced shares alternated; compare-blocking: shallow and deep packed-weight blocks alternated.
+        bool compareBlocking = args.Contains("compare-blocking");
+        bool compareSchedules = args.Contains("compare") || compareBlocking;
         foreach (var (m, n, k, layout, transposeA) in layouts)
         {
             var a = new NativeBuffer((long)m * k * 4); var b = new NativeBuffer((long)n * k * 4); var c = new NativeBuffer((long)m * n * 4);
@@ -64,14 +66,16 @@ public static unsafe class Program
                 var times = new[] { new List<double>(), new List<double>() };
                 for (int rep = 0; rep < 30; rep++)
                 {
-                    pool.Balancing = rep % 2 == 1;
+                    if (compareBlocking) Gemm.ShallowWeightBlocks = rep % 2 == 0;
+                    else pool.Balancing = rep % 2 == 1;
                     var sw = Stopwatch.StartNew();
                     Gemm.Multiply(pool, m, n, k, a.AsFloats, lda, transposeA, b.AsFloats, ldb, layout, c.AsFloats, n, false);
                     times[rep % 2].Add(sw.Elapsed.TotalSeconds);
                 }
-                pool.Balancing = true;
+                pool.Balancing = true; Gemm.ShallowWeightBlocks = false;
+                var (first, second) = compareBlocking ? ("shallow", "deep") : ("even", "balanced");
                 double Median(List<double> t) { t.Sort(); return t[t.Count / 2]; }
-                Console.WriteLine($"M={m} N={n} K={k} {layout}{(transposeA ? " Aᵀ" : "")} threads={threads}: even {2.0 * m * n * k / Median(times[0]) / 1e9:F1}, balanced {2.0 * m * n * k / Median(times[1]) / 1e9:F1} GFLOP/s (medians of 15; speeds {string.Join("/", pool.Speeds.Select(v => v.ToString("F2")))})");
+                Console.WriteLine($"M={m} N={n} K={k} {layout}{(transposeA ? " Aᵀ" : "")} threads={threads}: {first} {2.0 * m * n * k / Median(times[0]) / 1e9:F1}, {second} {2.0 * m * n * k / Median(times[1]) / 1e9:F1} GFLOP/s (medians of 15; speeds {string.Join("/", pool.Speeds.Select(v => v.ToString("F2")))})");
             }
             else
             {

@@ -26,9 +26,11 @@ public static unsafe class Gemm
 {
     const int MR = 6;       // rows of C per micro-tile
     const int NR = 64;      // columns of C per micro-tile (4 × Vector512)
-    const int KC = 256;     // depth of one packed block (a multiple of every quantization block size)
-    const int NC = 512;     // columns of one packed B block: KC·NC·4 = 512 KiB, sized for L2
+    const int KC = 256;     // depth of one block of B read in place (B[k, n]), and the largest fused low-rank term
+    const int NC = 512;     // columns of one such block: KC·NC·4 = 512 KiB, sized for L2
     const int MaxNC = 640;  // a thread's columns up to this many go in one block (576 as 512 + 64 cost a pass over A for one sliver)
+    const int WeightKC = 576;  // depth of one block of a transposed-and-packed weight W[n, k] (every Linear forward)
+    const int WeightNC = 384;  // its columns: WeightKC·WeightNC·4 = 864 KiB
 
     /// <summary>Operand description handed to the worker threads (lives on the caller's stack).</summary>
     struct Job
@@ -172,8 +174,14 @@ public static unsafe class Gemm
         Job second = job;
         second.A = job.A2; second.Lda = job.Lda2; second.TransposeA = false; second.B = (byte*)job.B2; second.Ldb = job.Ldb2;
         second.BType = TensorType.F32; second.K = job.K2;
-        int depth = DepthBlock(job.K, job.BType);
-        int columns = ColumnBlock(n1 - n0);
+        // Packed weights W[n, k] (every Linear forward) go in deep, narrower blocks: one pass of C loads and stores per
+        // 576 of depth instead of per 192–256 (the C tiles miss cache at these M). Alternated call by call
+        // (`Hone.Bench gemm 2 train|prefill|head compare-blocking`): 1024×1536×576 +16%, 1024×576×1536 +3%,
+        // 512×1536×576 +27%, 512×576×1536 +10%, the head's 256×49152×576 +5%. B read in place (B[k, n]) measured
+        // equal or slower that way (the head's dX −2..−5%), so it keeps the shallow, wide blocks.
+        bool weight = job.BLayout == GemmBLayout.NByK && !job.TransposeA && !ShallowWeightBlocks;
+        int depth = DepthBlock(job.K, job.BType, weight ? WeightKC : KC);
+        int columns = ColumnBlock(n1 - n0, weight ? WeightNC : NC, weight ? WeightNC : MaxNC);
         for (int jc = n0; jc < n1; jc += columns)
         {
             int nc = Math.Min(columns, n1 - jc);
@@ -184,31 +192,31 @@ public static unsafe class Gemm
     }
 
     /// <summary>Columns of one packed B block for a thread's range of <paramref name="width"/> columns: all of them up to
-    /// MaxNC, else equal blocks of at most NC (768 as 2 × 384, not 512 + 256). Measured A/B on the SmolLM2 training
+    /// <paramref name="singleBlockColumns"/>, else equal blocks of at most <paramref name="blockColumns"/> (768 as 2 × 384, not 512 + 256). Measured A/B on the SmolLM2 training
     /// shapes: equal or up to 7% faster than fixed 512-column blocks.</summary>
-    static int ColumnBlock(int width)
+    static int ColumnBlock(int width, int blockColumns, int singleBlockColumns)
     {
-        if (width <= MaxNC) return width;
-        int blocks = (width + NC - 1) / NC;
+        if (width <= singleBlockColumns) return width;
+        int blocks = (width + blockColumns - 1) / blockColumns;
         return ((width + blocks - 1) / blocks + NR - 1) / NR * NR;
     }
 
-    /// <summary>Depth of the packed blocks: K cut into equal blocks of at most KC (K = 576 as 3 × 192, not 256 + 256 + 64,
-    /// whose last block pays a whole pass of C loads and stores for a quarter of the work), rounded up to whole
-    /// quantization blocks for typed weights.</summary>
-    static int DepthBlock(int k, TensorType type)
+    /// <summary>Depth of the packed blocks: K cut into equal blocks of at most <paramref name="maxDepth"/> (K = 576 as
+    /// 3 × 192 at 256, not 256 + 256 + 64, whose last block pays a whole pass of C loads and stores for a quarter of the
+    /// work), rounded up to whole quantization blocks for typed weights (never past the largest whole-block depth).</summary>
+    static int DepthBlock(int k, TensorType type, int maxDepth)
     {
-        if (k <= KC) return Math.Max(k, 1);
+        if (k <= maxDepth) return Math.Max(k, 1);
         int granularity = type == TensorType.F32 ? 16 : type.Traits().BlockSize;
-        int blocks = (k + KC - 1) / KC;
+        int blocks = (k + maxDepth - 1) / maxDepth;
         int depth = (k + blocks - 1) / blocks;
-        return Math.Min(KC, (depth + granularity - 1) / granularity * granularity);
+        return Math.Min(maxDepth / granularity * granularity, (depth + granularity - 1) / granularity * granularity);
     }
 
     /// <summary>One depth block: pack B[pc..pc+kc, jc..jc+nc], then every MR×NR tile of this thread's rows.</summary>
     static void Block(ref Job job, int m0, int m1, int jc, int nc, int pc, int kc, bool load, Scratch scratch)
     {
-        float* packedB = scratch.PackedB;   // [MaxNC/NR][KC][NR]
+        float* packedB = scratch.PackedB;   // [nc/NR][kc][NR]
         float* tile = scratch.Tile;         // [MR][NR] for edge tiles
         PackB(ref job, pc, kc, jc, nc, packedB, scratch);
         for (int ir = m0; ir < m1; ir += MR)
@@ -226,7 +234,7 @@ public static unsafe class Gemm
                 float* c = job.C + ir * job.Ldc + jc + jr;
                 float* b; nint bStride;
                 if (nr == NR && InPlaceB(ref job)) { b = (float*)job.B + (long)pc * job.Ldb + jc + jr; bStride = (nint)job.Ldb; }
-                else { b = packedB + (jr / NR) * (KC * NR); bStride = NR; }
+                else { b = packedB + (jr / NR) * (kc * NR); bStride = NR; }
                 if (mr == MR && nr == NR) Kernel(a, rowStride, kStride, mr, b, bStride, kc, c, job.Ldc, load);
                 else
                 {
@@ -242,6 +250,8 @@ public static unsafe class Gemm
 
     /// <summary>fp32 B[k, n] rows already hold NR contiguous columns per k: the kernel reads full slivers in place
     /// (equal or up to 10% faster than copying them into the packed block, and no copy).</summary>
+    /// <summary>For the benchmark project's A/B: packed weights in the shallow 256-deep blocks of B read in place.</summary>
+    internal static bool ShallowWeightBlocks;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static bool InPlaceB(ref Job job) => job.BLayout == GemmBLayout.KByN && job.BType == TensorType.F32;
 
@@ -251,7 +261,7 @@ public static unsafe class Gemm
         for (int jr = 0; jr < nc; jr += NR)
         {
             int nr = Math.Min(NR, nc - jr);
-            float* sliver = dst + (jr / NR) * (KC * NR);
+            float* sliver = dst + (jr / NR) * (kc * NR);
             if (nr == NR && InPlaceB(ref job)) continue; // read in place by the kernel
             if (nr < NR) new Span<float>(sliver, kc * NR).Clear();
             if (job.BLayout == GemmBLayout.KByN && job.BType == TensorType.F32)
@@ -280,10 +290,10 @@ public static unsafe class Gemm
             else
             {
                 // Typed weights: dequantize nr row segments into a row-major staging block, then transpose.
-                float* rows = scratch.Staging; // [NR][KC]
+                float* rows = scratch.Staging; // [NR][kc]
                 for (int j = 0; j < nr; j++)
-                    WeightRows.DequantizeSegment(job.BType, job.B + (long)(jc + jr + j) * job.Ldb, pc, kc, rows + j * KC);
-                Transpose.Block(rows, KC, sliver, NR, nr, kc);
+                    WeightRows.DequantizeSegment(job.BType, job.B + (long)(jc + jr + j) * job.Ldb, pc, kc, rows + j * kc);
+                Transpose.Block(rows, kc, sliver, NR, nr, kc);
             }
         }
     }
@@ -535,10 +545,10 @@ public static unsafe class Gemm
     sealed class Scratch
     {
         [ThreadStatic] static Scratch? _current;
-        public readonly float* PackedB = Alloc(KC * MaxNC);
+        public readonly float* PackedB = Alloc(Math.Max(KC * MaxNC, WeightKC * WeightNC));
         public readonly float* PackedA = Alloc(KC * MR + 8);   // the micro-kernel benchmark's A
         public readonly float* Tile = Alloc(MR * NR);
-        public readonly float* Staging = Alloc(NR * KC + 2 * 256); // NR rows × KC, or one row's covering blocks
+        public readonly float* Staging = Alloc(NR * WeightKC + 2 * 256); // NR rows × depth, or one row's covering blocks
 
         static float* Alloc(int floats)
         {

@@ -142,6 +142,36 @@ public unsafe class GemmNarrowAndLowRankTests
                         }
     }
 
+    /// <summary>Typed weights W[n, k] through the packed path at depths that take one, several and unequal deep blocks
+    /// (k = 2304 is four blocks of 576, cut to whole 256-element quantization blocks for the K-quants).</summary>
+    [Theory]
+    [InlineData(TensorType.Q4_0)] [InlineData(TensorType.Q4_K)] [InlineData(TensorType.Q6_K)] [InlineData(TensorType.Q8_0)]
+    public void Typed_weights_in_deep_blocks_match_the_dequantized_product(TensorType type)
+    {
+        foreach (int k in new[] { 256, 1280, 2304 })
+            foreach (int m in new[] { 1, 13 })
+            {
+                const int n = 70;
+                if (type is TensorType.Q8_0 or TensorType.Q4_0 && m >= Hone.Tensors.Emitted.WeightGemm.MinimumRows) continue; // the emitted GEMM's
+                long rowBytes = type.Traits().BytesFor(k);
+                var w = TestData.Random(n * k, k + m);
+                var wBytes = new byte[n * rowBytes];
+                for (int j = 0; j < n; j++)
+                    Hone.Tensors.Quantization.BlockQuantization.QuantizeRow(type, w.AsSpan(j * k, k), wBytes.AsSpan((int)(j * rowBytes), (int)rowBytes));
+                var x = TestData.Random(m * k, 3);
+                var y = TestData.Random(m * n, 4);
+                var want = (float[])y.Clone();
+                var wFloat = new float[n * k];
+                fixed (byte* pw = wBytes) fixed (float* pf = wFloat, px = x, py = y, pe = want)
+                {
+                    for (int j = 0; j < n; j++) WeightRows.DequantizeSegment(type, pw + j * rowBytes, 0, k, pf + j * k);
+                    Gemm.MultiplyWeights(Two, m, n, k, px, k, type, pw, rowBytes, py, n, accumulate: true);
+                    Gemm.MultiplyReference(m, n, k, px, k, false, pf, k, GemmBLayout.NByK, pe, n, true);
+                }
+                TestData.AssertClose(want, y, 1e-4 * Math.Sqrt(k), $"{type} m={m} k={k}");
+            }
+    }
+
     [Theory]
     [InlineData(TensorType.F32)] [InlineData(TensorType.BF16)]
     public void Low_rank_term_is_added_in_the_same_pass(TensorType type)
