@@ -85,8 +85,9 @@ public static unsafe class Attention
         }
     }
 
+    /// <summary>Σ a[i]·b[i] in fp32 vectors with a scalar tail.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Dot(float* a, float* b, int n)
+    internal static float Dot(float* a, float* b, int n)
     {
         int i = 0;
         var acc = Vector512<float>.Zero;

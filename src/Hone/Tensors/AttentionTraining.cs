@@ -22,6 +22,7 @@ public static unsafe class AttentionTraining
         public float Scale;
         public int* Next; // the next unclaimed work item: threads take items as they finish, not a fixed share
         public float* KeysT; // forward: Kᵀ per (sequence, KV head) [B, Hkv, Dh, T], so Q·Kᵀ reads B in place
+        public float* RowDots; // backward: D = rowsum(dO ⊙ O) [B, H, T]
     }
 
     public static void Forward(WorkerPool pool, float* q, float* k, float* v, float* o, float* lse, long qStride, long kvStride,
@@ -40,6 +41,7 @@ public static unsafe class AttentionTraining
         pool.Run(&ForwardWorker, &job);
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // long loops: not left to on-stack replacement
     static void TransposeKeysWorker(void* context, int thread, int threads)
     {
         ref Job j = ref *(Job*)context;
@@ -52,6 +54,7 @@ public static unsafe class AttentionTraining
         }
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // long loops: not left to on-stack replacement
     static void ForwardWorker(void* context, int thread, int threads)
     {
         ref Job j = ref *(Job*)context;
@@ -71,8 +74,7 @@ public static unsafe class AttentionTraining
             {
                 float* row = scores + (long)i * keys;
                 int visible = t0 + i + 1;
-                j.Lse[((long)b * j.Heads + h) * j.Tokens + t0 + i] = Softmax.ScaledInPlace(row, visible, j.Scale);
-                new Span<float>(row + visible, keys - visible).Clear();
+                j.Lse[((long)b * j.Heads + h) * j.Tokens + t0 + i] = Softmax.ScaledInPlace(row, visible, j.Scale, keys);
             }
             Gemm.MultiplySerial(bq, j.HeadDim, keys, scores, keys, false, v, (int)j.KvStride, GemmBLayout.KByN,
                 j.O + (row0 + t0) * j.QStride + h * j.HeadDim, (int)j.QStride, false);
@@ -90,18 +92,37 @@ public static unsafe class AttentionTraining
         };
         int next = 0;
         job.Next = &next;
+        // D = rowsum(dO ⊙ O) per (sequence, head, token) in one streaming pass first (as FlashAttention-2 does): inside
+        // the work items these strided rows were cache misses, about a tenth of the backward.
+        job.RowDots = Scratch.ForThread(6, (long)batch * heads * tokens); // the caller's; workers read it
+        pool.Run(&RowDotsWorker, &job);
         pool.Run(&BackwardWorker, &job);
+    }
+
+    /// <summary>RowDots[b, h, t] = Σ_c dO[b·T + t, h·Dh + c] · O[b·T + t, h·Dh + c], in shares of rows.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void RowDotsWorker(void* context, int thread, int threads)
+    {
+        ref Job j = ref *(Job*)context;
+        var (r0, r1) = WorkerPool.Balanced(j.Batch * j.Tokens, thread, threads, 16);
+        for (int r = r0; r < r1; r++)
+        {
+            int b = r / j.Tokens, t = r % j.Tokens;
+            float* o = j.O + r * j.QStride, dO = j.DO + r * j.QStride;
+            for (int h = 0; h < j.Heads; h++)
+                j.RowDots[((long)b * j.Heads + h) * j.Tokens + t] = Attention.Dot(o + h * j.HeadDim, dO + h * j.HeadDim, j.HeadDim);
+        }
     }
 
     /// <summary>One work item = one (sequence, KV head): its query heads are processed in turn so dK/dV of the group
     /// are owned by one thread (deterministic, no atomics).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // long loops: not left to on-stack replacement
     static void BackwardWorker(void* context, int thread, int threads)
     {
         ref Job j = ref *(Job*)context;
         int group = j.Heads / j.KvHeads, dh = j.HeadDim;
         float* p = Scratch.ForThread(0, (long)QueryBlock * j.Tokens);
         float* dp = Scratch.ForThread(1, (long)QueryBlock * j.Tokens);
-        float* rowDot = Scratch.ForThread(2, QueryBlock);
         float* kt = Scratch.ForThread(3, (long)j.HeadDim * j.Tokens);   // Kᵀ [Dh, T] of the item's KV head
         float* vt = Scratch.ForThread(4, (long)j.HeadDim * j.Tokens);   // Vᵀ [Dh, T]
         for (int item; (item = Interlocked.Increment(ref *j.Next) - 1) < j.Batch * j.KvHeads;)
@@ -123,20 +144,17 @@ public static unsafe class AttentionTraining
                 {
                     int bq = Math.Min(QueryBlock, j.Tokens - t0), keys = t0 + bq;
                     long qOffset = (row0 + t0) * j.QStride + h * dh;
-                    float* q = j.Q + qOffset, o = j.O + qOffset, dO = j.DO + qOffset, dq = j.DQ + qOffset;
+                    float* q = j.Q + qOffset, dO = j.DO + qOffset, dq = j.DQ + qOffset;
                     float* lse = j.Lse + ((long)b * j.Heads + h) * j.Tokens + t0;
-                    // P = exp(scale·QKᵀ − LSE), masked; dP = dO·Vᵀ; D = rowsum(dO ⊙ O); dS = P ⊙ (dP − D)·scale.
+                    float* rowDots = j.RowDots + ((long)b * j.Heads + h) * j.Tokens + t0;
+                    // P = exp(scale·QKᵀ − LSE), masked; dP = dO·Vᵀ; D = rowsum(dO ⊙ O) (precomputed); dS = P ⊙ (dP − D)·scale.
                     Gemm.MultiplySerial(bq, keys, dh, q, (int)j.QStride, false, kt, j.Tokens, GemmBLayout.KByN, p, keys, false);
                     Gemm.MultiplySerial(bq, keys, dh, dO, (int)j.QStride, false, vt, j.Tokens, GemmBLayout.KByN, dp, keys, false);
                     for (int i = 0; i < bq; i++)
                     {
                         float* pr = p + (long)i * keys, dpr = dp + (long)i * keys;
-                        float* orow = o + i * j.QStride, dorow = dO + i * j.QStride;
-                        double d = 0;
-                        for (int c = 0; c < dh; c++) d += orow[c] * dorow[c];
-                        rowDot[i] = (float)d;
                         int visible = t0 + i + 1;
-                        ProbabilitiesAndScoreGradients(pr, dpr, visible, keys, j.Scale, lse[i], rowDot[i]);
+                        ProbabilitiesAndScoreGradients(pr, dpr, visible, keys, j.Scale, lse[i], rowDots[i]);
                     }
                     Gemm.MultiplySerial(bq, dh, keys, dp, keys, false, k, (int)j.KvStride, GemmBLayout.KByN, dq, (int)j.QStride, false);
                     Gemm.MultiplySerial(keys, dh, bq, dp, keys, true, q, (int)j.QStride, GemmBLayout.KByN, dk, (int)j.KvStride, true);
@@ -157,9 +175,18 @@ public static unsafe class AttentionTraining
             var vs = Vector512.Create(scale); var vl = Vector512.Create(lse); var vd = Vector512.Create(rowDot);
             for (; c + 16 <= visible; c += 16)
             {
-                var prob = Vector512.Exp(Vector512.Load(p + c) * vs - vl);
+                var prob = FastExp.Exp(Vector512.Load(p + c) * vs - vl);
                 prob.Store(p + c);
                 (prob * (Vector512.Load(dp + c) - vd) * vs).Store(dp + c);
+            }
+            if (c < visible && c + 16 <= keys)
+            {
+                // The ragged end as one masked vector (lanes past visible are masked keys: 0), not up to 15 scalar exps.
+                var inside = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(visible - c)).AsSingle();
+                var prob = Vector512.ConditionalSelect(inside, FastExp.Exp(Vector512.Load(p + c) * vs - vl), Vector512<float>.Zero);
+                prob.Store(p + c);
+                Vector512.ConditionalSelect(inside, prob * (Vector512.Load(dp + c) - vd) * vs, Vector512<float>.Zero).Store(dp + c);
+                c += 16; // past visible: the scalar loop below has nothing left
             }
         }
         for (; c < visible; c++)
@@ -168,7 +195,7 @@ public static unsafe class AttentionTraining
             p[c] = prob;
             dp[c] = prob * (dp[c] - rowDot) * scale;
         }
-        for (; c < keys; c++) { p[c] = 0; dp[c] = 0; }
+        if (c < keys) { new Span<float>(p + c, keys - c).Clear(); new Span<float>(dp + c, keys - c).Clear(); }
     }
 
     /// <summary>Reference twin of <see cref="ProbabilitiesAndScoreGradients"/>, in double.</summary>
@@ -190,8 +217,8 @@ public static unsafe class AttentionTraining
 
         public static float* ForThread(int slot, long floats)
         {
-            _buffers ??= new nint[6];
-            _sizes ??= new long[6];
+            _buffers ??= new nint[7];
+            _sizes ??= new long[7];
             if (_sizes[slot] < floats)
             {
                 if (_buffers[slot] != 0) NativeMemory.AlignedFree((void*)_buffers[slot]);

@@ -238,11 +238,12 @@ public static unsafe class Gemm
                 if (mr == MR && nr == NR) Kernel(a, rowStride, kStride, mr, b, bStride, kc, c, job.Ldc, load);
                 else
                 {
-                    for (int i = 0; i < mr; i++)
-                        for (int j = 0; j < nr; j++) tile[i * NR + j] = load ? c[i * job.Ldc + j] : 0f;
-                    Kernel(a, rowStride, kStride, mr, b, bStride, kc, tile, NR, true);
-                    for (int i = 0; i < mr; i++)
-                        for (int j = 0; j < nr; j++) c[i * job.Ldc + j] = tile[i * NR + j];
+                    // Edge tile through the [MR][NR] scratch tile (vector copies: a 4-row edge of a 64-row attention
+                    // block is one tile in eleven); its rows past mr and columns past nr are never read back.
+                    if (load)
+                        for (int i = 0; i < mr; i++) new ReadOnlySpan<float>(c + i * job.Ldc, nr).CopyTo(new Span<float>(tile + i * NR, nr));
+                    Kernel(a, rowStride, kStride, mr, b, bStride, kc, tile, NR, load);
+                    for (int i = 0; i < mr; i++) new ReadOnlySpan<float>(tile + i * NR, nr).CopyTo(new Span<float>(c + i * job.Ldc, nr));
                 }
             }
         }

@@ -43,7 +43,8 @@ public class PerplexityTests
             for (int i = 1; i < seq.Length; i++) expected += Nll(m, seq[..i], seq[i]);
             Assert.Equal(20, r.TokensScored);
             Assert.Equal(expected, r.NegativeLogLikelihood, 3);
-            Assert.Equal(Math.Exp(expected / 20), r.Perplexity, 4);
+            // Relative, as the NLL check above: the batched and the token-by-token passes differ in fp32 rounding.
+            Assert.Equal(Math.Exp(expected / 20), r.Perplexity, tolerance: 1e-5 * Math.Exp(expected / 20));
             Assert.Equal(expected / Math.Log(2) / 40, r.BitsPerByte, 5);
             Assert.Equal("full", r.Protocol);
         }

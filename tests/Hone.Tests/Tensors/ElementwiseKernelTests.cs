@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using Hone.Tensors;
 using Hone.Tests.Infrastructure;
 using Xunit;
@@ -73,6 +74,39 @@ public unsafe class ElementwiseKernelTests
         }
     }
 
+    /// <summary>The float exp against exp in double: within 2·10⁻⁷ relative over the range it covers (densely near 0,
+    /// where softmax rows live, and at the ends), exactly 0 below −87.34 (its reference twin's rule) and for −∞,
+    /// exactly 1 at 0.</summary>
+    [Fact]
+    public void Fast_exp_matches_exp_in_double()
+    {
+        var rng = new Random(5);
+        var xs = new List<float> { 0f, -0f, 1f, -1f, 0.5f, -87.3f, -87.33f, 88.3f, 88.37f, 1e-8f, -1e-8f, float.Epsilon, -float.Epsilon };
+        for (int i = 0; i < 20000; i++) xs.Add((float)(rng.NextDouble() * 176 - 88));
+        for (int i = 0; i < 20000; i++) xs.Add((float)(rng.NextDouble() * 20 - 15));
+        for (float x = -88f; x <= 88f; x += 0.0625f) xs.Add(x);
+        double worst = 0;
+        for (int i = 0; i < xs.Count; i += 16)
+        {
+            var lane = new float[16];
+            for (int l = 0; l < 16; l++) lane[l] = xs[Math.Min(i + l, xs.Count - 1)];
+            var got = FastExp.Exp(System.Runtime.Intrinsics.Vector512.Create(lane));
+            for (int l = 0; l < 16; l++)
+            {
+                double want = FastExp.ExpReference(lane[l]) == 0 ? 0 : Math.Exp(lane[l]);
+                if (want == 0) { Assert.Equal(0f, got.GetElement(l)); continue; }
+                double error = Math.Abs(got.GetElement(l) - want) / want;
+                worst = Math.Max(worst, error);
+                Assert.True(error <= 2e-7, $"exp({lane[l]:R}) = {got.GetElement(l):R}, want {want:R} (relative error {error:E2})");
+            }
+        }
+        Assert.True(worst > 0); // the comparison ran on inexact values
+        var special = FastExp.Exp(System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity, -87.34f, -100f, -1e30f, 0f, 0f, 0f, 0f, 0f, 0f, 0f, 0f, 0f, 0f, 0f, 0f));
+        for (int l = 0; l < 4; l++) Assert.Equal(0f, special.GetElement(l));
+        Assert.Equal(1f, special.GetElement(4));
+        Assert.Equal(0f, FastExp.ExpReference(float.NegativeInfinity));
+    }
+
     /// <summary>Scaled softmax (training attention's forward row) against its double twin: probabilities, the returned
     /// log-sum-exp, and the elements past n left alone.</summary>
     [Fact]
@@ -94,6 +128,30 @@ public unsafe class ElementwiseKernelTests
             else Assert.Equal(float.NegativeInfinity, lse);
             for (int i = n; i < n + 3; i++) Assert.Equal(x[i], got[i]);
         }
+    }
+
+    /// <summary>The causal-row form: elements from n to the capacity belong to the caller and come back 0, whether the
+    /// ragged end runs as one masked vector (capacity reaches the next multiple of 16) or in scalar (it does not).</summary>
+    [Fact]
+    public void Scaled_softmax_with_capacity_zeroes_the_masked_part_and_matches_reference()
+    {
+        foreach (int n in Lengths().Where(n => n > 0))
+            foreach (int capacity in new[] { n + 1, n + 3, ((n + 15) & ~15) + 5 })
+            {
+                var x = TestData.Random(capacity + 2, n + capacity, 8f);
+                var got = (float[])x.Clone();
+                var want = (float[])x.Clone();
+                float lse, lseReference;
+                fixed (float* pg = got, pe = want)
+                {
+                    lse = Softmax.ScaledInPlace(pg, n, 0.125f, capacity);
+                    lseReference = Softmax.ScaledInPlaceReference(pe, n, 0.125f);
+                }
+                TestData.AssertClose(want.AsSpan(0, n), got.AsSpan(0, n), want.Take(n).Select(v => MathF.Abs(v) + 1e-7f).ToArray(), 2e-6, 0, $"n={n} capacity={capacity}");
+                Assert.True(Math.Abs(lse - lseReference) <= 2e-6 * (Math.Abs(lseReference) + 1), $"n={n} capacity={capacity}: {lse} vs {lseReference}");
+                for (int i = n; i < capacity; i++) Assert.True(got[i] == 0, $"n={n} capacity={capacity}: element {i} = {got[i]}");
+                for (int i = capacity; i < capacity + 2; i++) Assert.Equal(x[i], got[i]);
+            }
     }
 
     [Fact]
