@@ -7,7 +7,7 @@ namespace Hone.Tensors;
 /// exp over 16 floats in float arithmetic (Cephes' expf: range reduction by ln 2 in two parts, a degree-6 polynomial,
 /// the power of two built in the exponent bits), about 1 ulp. The runtime's <c>Vector512.Exp</c> widens to double and
 /// is a call per vector; in training attention's softmax rows it was a fifth of the kernel's time.
-/// Inputs below −87.34 (exp underflows past the normal range; −∞ for masked keys) give exactly 0.
+/// Inputs below −87.34 (exp underflows past the normal range; −∞ for masked keys) give exactly 0; NaN gives NaN.
 /// </summary>
 public static class FastExp
 {
@@ -21,6 +21,7 @@ public static class FastExp
     public static Vector512<float> Exp(Vector512<float> x)
     {
         var underflow = Vector512.LessThan(x, Vector512.Create(Lowest));
+        var input = x;
         x = Vector512.Min(Vector512.Max(x, Vector512.Create(Lowest)), Vector512.Create(Highest));
         var shift = Vector512.Create(RoundingShift);
         var n = Vector512.FusedMultiplyAdd(x, Vector512.Create(Log2E), shift) - shift;   // round(x / ln 2)
@@ -34,9 +35,10 @@ public static class FastExp
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201e-1f));
         p = Vector512.FusedMultiplyAdd(p * r, r, r) + Vector512<float>.One;              // e^r
         var twoToN = (Vector512.ConvertToInt32(n) + Vector512.Create(127)) << 23;       // 2ⁿ, n in [−126, 127]
-        return Vector512.AndNot(p * twoToN.AsSingle(), underflow);
+        var result = Vector512.AndNot(p * twoToN.AsSingle(), underflow);
+        return Vector512.ConditionalSelect(Vector512.Equals(input, input), result, input); // NaN stays NaN
     }
 
     /// <summary>Reference twin: e^x in double, with the same underflow to 0 below −87.34.</summary>
-    public static float ExpReference(float x) => x < Lowest ? 0f : (float)Math.Exp(Math.Min(x, Highest));
+    public static float ExpReference(float x) => float.IsNaN(x) ? x : x < Lowest ? 0f : (float)Math.Exp(Math.Min(x, Highest));
 }

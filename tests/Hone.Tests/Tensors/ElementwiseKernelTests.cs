@@ -76,7 +76,7 @@ public unsafe class ElementwiseKernelTests
 
     /// <summary>The float exp against exp in double: within 2·10⁻⁷ relative over the range it covers (densely near 0,
     /// where softmax rows live, and at the ends), exactly 0 below −87.34 (its reference twin's rule) and for −∞,
-    /// exactly 1 at 0.</summary>
+    /// exactly 1 at 0, NaN for NaN.</summary>
     [Fact]
     public void Fast_exp_matches_exp_in_double()
     {
@@ -105,6 +105,8 @@ public unsafe class ElementwiseKernelTests
         for (int l = 0; l < 4; l++) Assert.Equal(0f, special.GetElement(l));
         Assert.Equal(1f, special.GetElement(4));
         Assert.Equal(0f, FastExp.ExpReference(float.NegativeInfinity));
+        var nan = FastExp.Exp(Vector512.Create(float.NaN));
+        for (int l = 0; l < 16; l++) Assert.True(float.IsNaN(nan.GetElement(l)), "NaN must stay NaN (a diverged run is caught, not hidden)");
     }
 
     /// <summary>Scaled softmax (training attention's forward row) against its double twin: probabilities, the returned
