@@ -58,7 +58,8 @@ public static unsafe class Softmax
         var inv = Vector512.Create(1f / sum);
         for (i = 0; i < vectorEnd; i += 16) Vector512.Store(Vector512.Load(x + i) * inv, x + i);
         for (; i < n; i++) x[i] *= 1f / sum;
-        if (capacity > Math.Max(n, vectorEnd)) new Span<float>(x + Math.Max(n, vectorEnd), capacity - Math.Max(n, vectorEnd)).Clear();
+        int written = Math.Max(n, vectorEnd); // the masked vector already left zeros up to vectorEnd
+        if (capacity > written) new Span<float>(x + written, capacity - written).Clear();
         return (float)(max + Math.Log(sum));
     }
 

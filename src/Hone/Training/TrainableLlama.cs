@@ -115,9 +115,10 @@ public sealed unsafe class TrainableLlama : IDisposable
         foreach (var (target, adapter) in _adapters)
             _adapterParameters[target] = (_byName[target + ":lora_A"], _byName[target + ":lora_B"], adapter.Dora ? _byName[target + ":magnitude"] : null);
 
-        // Activations, carved from one buffer sized by a first pass that only adds up the requests: one allocation in
-        // 2 MiB pages. As separate buffers the [N, D] ones (2.4 MB at batch 4 × 256) fell under the huge-page minimum
-        // and sat in 4 KiB pages, where copies, norms and attention over them ran 3–10× slower on this VM.
+        // Activations, carved from one buffer sized by a first pass that only adds up the requests: one allocation, all
+        // of it in 2 MiB pages. As separate buffers the [N, D] ones (2.4 MB at batch 4 × 256) sat in 4 KiB pages (then
+        // under NativeBuffer's huge-page minimum; now each would still keep its last partial 2 MiB in small pages), and
+        // copies, norms and attention over them ran 3–10× slower on this VM.
         _layers = new LayerActivations[c.Layers];
         for (int pass = 0; pass < 2; pass++)
         {
@@ -579,4 +580,3 @@ public sealed unsafe class TrainableLlama : IDisposable
         _rope.Dispose();
     }
 }
-
