@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
-using Hone.Data;
+using Hone.DataTools;
 using Hone.Inference;
 using Hone.Tokenization.Templates;
+using Hone.Tokenization;
 
 namespace Hone.Cli.Commands;
 
@@ -27,7 +28,7 @@ internal static class ChatCommand
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx));
-            var (chatTemplate, templateName) = TrainingDataLoader.ResolveTemplate(loaded.Tokenizer, r.GetValue(template));
+            var (chatTemplate, templateName) = ChatConversation.ResolveTemplate(loaded.Tokenizer, r.GetValue(template));
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampling.Read(r));
             var templateOptions = new ChatTemplateOptions { BosToken = loaded.Tokenizer.BosToken, EosToken = loaded.Tokenizer.EosToken, AddGenerationPrompt = true };

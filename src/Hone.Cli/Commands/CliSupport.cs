@@ -32,9 +32,9 @@ internal static class CliSupport
     public static int Guard(Func<int> body)
     {
         try { return body(); }
-        catch (Exception e) when (e is ModelFormatException or Hone.Data.DataFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
+        catch (Exception e) when (e is ModelFormatException or DataFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
                                     or NotSupportedException or InvalidOperationException or IOException or UnauthorizedAccessException
-                                    or JsonException or FormatException or Data.DataFormatException)
+                                    or JsonException or FormatException or DataFormatException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             if (Environment.GetEnvironmentVariable("HONE_DEBUG") == "1") Console.Error.WriteLine(e);

@@ -3,12 +3,12 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Hone.Data;
+using Hone.DataTools;
 
 namespace Hone.Cli.Commands;
 
 /// <summary><c>hone data ...</c>: streaming JSONL tools. Each verb maps its options onto a library options record and
-/// prints the result; the work is in Hone.Data.</summary>
+/// prints the result; the work is in Hone.DataTools.</summary>
 internal static class DataCommand
 {
     static readonly (string Name, ShingleKind Kind)[] Shingles = [("word", ShingleKind.Word), ("char", ShingleKind.Character)];
@@ -244,7 +244,7 @@ internal static class DataCommand
         common.AddTo(cmd);
         cmd.SetAction(r => Run(common, r, cancel =>
         {
-            var result = Hone.Data.Decontaminate.Run(new DecontaminateOptions(r.GetValue(common.File)!, r.GetValue(against)!, r.GetValue(output)!,
+            var result = Hone.DataTools.Decontaminate.Run(new DecontaminateOptions(r.GetValue(common.File)!, r.GetValue(against)!, r.GetValue(output)!,
                 r.GetValue(ngram), r.GetValue(report), r.GetValue(common.Field)!, r.GetValue(common.SkipBadLines), r.GetValue(common.Threads)), Progress, cancel);
             return (result.ToJson(), () =>
             {

@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
-using Hone.Data.Synthetic;
+using Hone.Synthetic;
 using Hone.Tokenization;
 
 namespace Hone.Cli.Commands;

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
-using Hone.Data;
+using Hone.DataTools;
 using Hone.Training;
 
 namespace Hone.Cli.Commands;

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
-using Hone.Data;
 using Hone.Inference;
 using Hone.Tokenization;
 using Hone.Tokenization.Templates;
@@ -44,7 +43,7 @@ public sealed class PromptBuilder
     {
         _settings = settings;
         _tokenizer = tokenizer;
-        if (settings.Chat) (_template, _templateName) = TrainingDataLoader.ResolveTemplate(tokenizer, settings.ChatTemplate);
+        if (settings.Chat) (_template, _templateName) = ChatConversation.ResolveTemplate(tokenizer, settings.ChatTemplate);
     }
 
     public bool AddBos => _settings.AddBos ?? _tokenizer.AddsBos;

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json.Nodes;
 using Hone.Inference;
+using Hone.Tensors;
 
 namespace Hone.Evaluation;
 

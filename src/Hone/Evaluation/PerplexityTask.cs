@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json.Nodes;
+using Hone.Tokenization;
 
 namespace Hone.Evaluation;
 
@@ -126,7 +127,7 @@ public static class PerplexityTask
         var records = EvalData.ReadRecords(d.Data);
         if (ctx.Options.Limit is int limit) records = records.Take(limit).ToList();
         var tokenizer = ctx.Tokenizer;
-        var (template, templateName) = Data.TrainingDataLoader.ResolveTemplate(tokenizer, d.ChatTemplate);
+        var (template, templateName) = ChatConversation.ResolveTemplate(tokenizer, d.ChatTemplate);
         int window = Math.Min(d.Context ?? ctx.Model.MaxContext, ctx.Model.MaxContext);
         int v = ctx.Model.Config.VocabSize;
         var logits = new float[(long)window * v];
@@ -138,7 +139,7 @@ public static class PerplexityTask
         {
             ctx.Cancel.ThrowIfCancellationRequested();
             if (records[i][d.MessagesField!] is not JsonArray messages) throw new FormatException($"{d.Data}: record {i + 1} has no \"{d.MessagesField}\" array");
-            var example = Data.TrainingDataLoader.Conversation(tokenizer, template, messages, trainOnPrompt: false);
+            var example = ChatConversation.Tokenize(tokenizer, template, messages, trainOnPrompt: false);
             var ids = example.Ids;
             int start = Math.Max(0, ids.Length - window);
             if (start > 0) truncated++;

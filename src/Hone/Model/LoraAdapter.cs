@@ -40,7 +40,7 @@ public sealed unsafe class LoraAdapter : ILinearAdapter, IDisposable
     /// <summary>PEFT's initialization: A ~ U(−1/√in, 1/√in) (kaiming-uniform with a = √5), B = 0; DoRA magnitude = ‖W‖_row.</summary>
     public void Initialize(ulong seed, WeightMatrix? weight)
     {
-        var rng = new Inference.Xoshiro256(seed);
+        var rng = new Xoshiro256(seed);
         float bound = 1f / MathF.Sqrt(In);
         for (long i = 0; i < (long)Rank * In; i++) A[i] = (float)(rng.NextDouble() * 2 - 1) * bound;
         new Span<float>(B, Out * Rank).Clear();

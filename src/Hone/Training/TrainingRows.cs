@@ -1,4 +1,4 @@
-using Hone.Inference;
+using Hone.Tensors;
 
 namespace Hone.Training;
 

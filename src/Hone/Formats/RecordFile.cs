@@ -1,0 +1,64 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Hone.Formats;
+
+/// <summary>The files training and evaluation data come in: JSONL, a JSON array of records, or plain text.</summary>
+public static class RecordFile
+{
+    /// <summary>Records of a data file with their 1-based line numbers: JSONL lines, a JSON array, or (when
+    /// <paramref name="textDocuments"/>) .txt/.md documents separated by blank lines, each as {"text": ...}. A line that is not JSON comes back as an error message (so callers can
+    /// skip it and go on).</summary>
+    public static IEnumerable<(long Line, JsonNode? Record, string? Error)> Records(string path, bool textDocuments)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: data file not found", path);
+        if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".md", StringComparison.OrdinalIgnoreCase))
+        {
+            if (!textDocuments) throw new DataFormatException(path, 0, "plain text is continued-pretraining data; use --stage cpt, or JSONL conversations for sft");
+            foreach (var (line, text) in TextDocuments(path)) yield return (line, new JsonObject { ["text"] = text }, null);
+            yield break;
+        }
+        if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+        {
+            JsonNode? root;
+            try { root = JsonNode.Parse(File.ReadAllText(path)); }
+            catch (JsonException e) { throw new DataFormatException(path, (e.LineNumber ?? 0) + 1, $"not valid JSON: {e.Message}"); }
+            if (root is not JsonArray array) throw new DataFormatException(path, 1, "a .json data file must hold an array of records (or use .jsonl)");
+            for (int i = 0; i < array.Count; i++) yield return (i + 1, array[i], array[i] == null ? "null record" : null);
+            yield break;
+        }
+        using var reader = new StreamReader(path, Encoding.UTF8);
+        long number = 0;
+        string? content;
+        while ((content = reader.ReadLine()) != null)
+        {
+            number++;
+            if (content.Trim().Length == 0) continue;
+            JsonNode? node = null;
+            string? error = null;
+            try { node = JsonNode.Parse(content); }
+            catch (JsonException e) { error = $"not valid JSON: {e.Message}"; }
+            yield return (number, node, error ?? (node == null ? "null record" : null));
+        }
+    }
+
+    static IEnumerable<(long Line, string Text)> TextDocuments(string path)
+    {
+        var current = new StringBuilder();
+        long start = 1, number = 0;
+        foreach (var line in File.ReadLines(path))
+        {
+            number++;
+            if (line.Trim().Length == 0)
+            {
+                if (current.Length > 0) { yield return (start, current.ToString()); current.Clear(); }
+                start = number + 1;
+                continue;
+            }
+            if (current.Length > 0) current.Append('\n');
+            current.Append(line);
+        }
+        if (current.Length > 0) yield return (start, current.ToString());
+    }
+}
