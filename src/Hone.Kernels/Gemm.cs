@@ -82,19 +82,23 @@ public static unsafe class Gemm
     /// <param name="x">X[M, K] row stride ldx</param>
     /// <param name="weights">W[N, K] rows of <paramref name="rowBytes"/> bytes in <paramref name="type"/></param>
     /// <param name="y">Y[M, N] row stride ldy</param>
+    /// <param name="precision">Exact: X stays fp32 (typed weights are widened or dequantized to fp32 while B is
+    /// packed, so the result is bit-identical to this GEMM on the widened weights as F32); Fast: BF16 / Q8_0 / Q4_0
+    /// weights may take the reduced-precision kernels of <see cref="Emitted.WeightGemm"/></param>
     public static void MultiplyWeights(WorkerPool pool, int m, int n, int k, float* x, int ldx,
-        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate) =>
-        MultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate, null);
+        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate, ComputePrecision precision = ComputePrecision.Fast) =>
+        MultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate, null, precision);
 
     /// <summary>Y = (accumulate ? Y : 0) + X·Wᵀ (+ L·Rᵀ, a low-rank term computed in the same pass).</summary>
     public static void MultiplyWeights(WorkerPool pool, int m, int n, int k, float* x, int ldx,
-        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate, LowRankTerm? lowRank)
+        TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate, LowRankTerm? lowRank,
+        ComputePrecision precision = ComputePrecision.Fast)
     {
         if (type != TensorType.F32 && k % Math.Max(1, type.Traits().BlockSize) != 0)
             throw new ArgumentException($"K={k} is not a multiple of the {type.Name()} block size");
         // ---- helper/emit: BF16 / Q8_0 / Q4_0 weights go to the vdpbf16ps / vpdpbusd GEMMs (or their managed twins),
         // which round X to bf16 / quantize X to Q8_0 as llama.cpp does; false when the machine or type isn't covered.
-        if (lowRank == null && m >= Emitted.WeightGemm.MinimumRows
+        if (precision == ComputePrecision.Fast && lowRank == null && m >= Emitted.WeightGemm.MinimumRows
             && Emitted.WeightGemm.TryMultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate))
             return;
         // ---- end helper/emit
@@ -138,9 +142,11 @@ public static unsafe class Gemm
             if (!job.Accumulate) for (int i = 0; i < job.M; i++) new Span<float>(job.C + i * job.Ldc, job.N).Clear();
             return;
         }
-        if (job.N <= NarrowColumns && job.BType == TensorType.F32 && job.K2 == 0 && Avx512F.IsSupported)
+        if (job.N <= NarrowColumns && (job.BType == TensorType.F32 || job.BLayout == GemmBLayout.NByK) && job.K2 == 0 && Avx512F.IsSupported)
         {
-            NarrowRun(pool, ref job); // LoRA's rank-r products: a 64-wide tile would be 3/4 padding
+            // LoRA's rank-r products, and weights of at most 16 rows (typed ones too, so an exact product with widened
+            // weights sums exactly as the F32 one): a 64-wide tile would be 3/4 padding.
+            NarrowRun(pool, ref job);
             return;
         }
         fixed (Job* p = &job) pool.Run(&Worker, p);
@@ -207,7 +213,8 @@ public static unsafe class Gemm
     static int DepthBlock(int k, TensorType type, int maxDepth)
     {
         if (k <= maxDepth) return Math.Max(k, 1);
-        int granularity = type == TensorType.F32 ? 16 : type.Traits().BlockSize;
+        // Plain types share F32's blocking, so widened bf16/f16 weights sum in exactly the F32 product's order.
+        int granularity = type.Traits().IsQuantized ? type.Traits().BlockSize : 16;
         int blocks = (k + maxDepth - 1) / maxDepth;
         int depth = (k + blocks - 1) / blocks;
         return Math.Min(maxDepth / granularity * granularity, (depth + granularity - 1) / granularity * granularity);
@@ -439,7 +446,8 @@ public static unsafe class Gemm
         float* packed = Scratch.ForThread().NarrowB((long)k * NarrowColumns);
         float* b = (float*)job.B;
         if (job.N < NarrowColumns) new Span<float>(packed, k * NarrowColumns).Clear();
-        if (job.BLayout == GemmBLayout.NByK) Transpose.Block(b, (nint)job.Ldb, packed, NarrowColumns, job.N, k); // [N][K] → [K][16]
+        if (job.BLayout == GemmBLayout.NByK && job.BType != TensorType.F32) PackNarrowTypedWeights(ref job, packed);
+        else if (job.BLayout == GemmBLayout.NByK) Transpose.Block(b, (nint)job.Ldb, packed, NarrowColumns, job.N, k); // [N][K] → [K][16]
         else if (job.N == NarrowColumns)
             for (int p = 0; p < k; p++) Vector512.Load(b + p * job.Ldb).Store(packed + (long)p * NarrowColumns);
         else
@@ -451,6 +459,21 @@ public static unsafe class Gemm
             M = job.M, N = job.N, K = k, Accumulate = job.Accumulate,
         };
         pool.Run(&NarrowWorker, &narrow);
+    }
+
+    /// <summary>Typed W[N ≤ 16, K] → packed [K][16] fp32: each row widened (dequantized) in chunks through the staging
+    /// buffer, then written down its column.</summary>
+    static void PackNarrowTypedWeights(ref Job job, float* packed)
+    {
+        float* staging = Scratch.ForThread().Staging;
+        int chunk = 4096; // a multiple of every block size (1, 32, 256); fits the staging buffer
+        for (int j = 0; j < job.N; j++)
+            for (int p0 = 0; p0 < job.K; p0 += chunk)
+            {
+                int count = Math.Min(chunk, job.K - p0);
+                WeightRows.DequantizeSegment(job.BType, job.B + (long)j * job.Ldb, p0, count, staging);
+                for (int p = 0; p < count; p++) packed[(long)(p0 + p) * NarrowColumns + j] = staging[p];
+            }
     }
 
     static void NarrowWorker(void* context, int thread, int threads)

@@ -8,7 +8,11 @@ namespace Hone.Tensors;
 
 /// <summary>
 /// Matrix-vector products for decode: y[N] = W[N,K]·x[K] with W in any supported type. Memory-bound, so the kernels
-/// stream four weight rows at a time against one load of x, and threads split the rows.
+/// stream weight rows against one load of x, and threads split the rows.
+/// f32, bf16 and f16 weights always meet fp32 x (bf16/f16 widen exactly). Quantized weights meet x quantized to their
+/// dot format (Q8_0 / Q8_K, as llama.cpp) under <see cref="ComputePrecision.Fast"/>; under
+/// <see cref="ComputePrecision.Exact"/> each row is dequantized to fp32 and dotted with fp32 x by the F32 kernel, so the
+/// result is bit-identical to the F32 product of the dequantized weights.
 /// </summary>
 public static unsafe class MatVec
 {
@@ -18,7 +22,7 @@ public static unsafe class MatVec
     struct Job
     {
         public TensorType Type; public long RowBytes; public int K;
-        public float* X; public byte* QuantizedX; public bool Accumulate, Gated;
+        public float* X; public byte* QuantizedX; public bool Accumulate, Gated, Exact;
         public int Parts; public Part P0, P1, P2; // matrices sharing x, walked as one list of rows
     }
 
@@ -27,9 +31,9 @@ public static unsafe class MatVec
     /// <summary>y[N] = (accumulate ? y : 0) + W[N,K]·x[K].</summary>
     /// <param name="weights">W rows of <paramref name="rowBytes"/> bytes each, in <paramref name="type"/></param>
     public static void Multiply(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k,
-        float* x, float* y, bool accumulate = false)
+        float* x, float* y, bool accumulate = false, ComputePrecision precision = ComputePrecision.Fast)
     {
-        var job = new Job { Type = type, RowBytes = rowBytes, K = k, X = x, Accumulate = accumulate, Parts = 1 };
+        var job = new Job { Type = type, RowBytes = rowBytes, K = k, X = x, Accumulate = accumulate, Parts = 1, Exact = precision == ComputePrecision.Exact };
         job.P0 = new Part { W = weights, N = n, Y = y };
         Run(pool, ref job);
     }
@@ -41,9 +45,10 @@ public static unsafe class MatVec
     /// <see cref="Multiply"/>'s.
     /// </summary>
     public static void MultiplyShared(WorkerPool pool, TensorType type, long rowBytes, int k, float* x,
-        byte* w0, int n0, float* y0, byte* w1, int n1, float* y1, byte* w2 = null, int n2 = 0, float* y2 = null)
+        byte* w0, int n0, float* y0, byte* w1, int n1, float* y1, byte* w2 = null, int n2 = 0, float* y2 = null,
+        ComputePrecision precision = ComputePrecision.Fast)
     {
-        var job = new Job { Type = type, RowBytes = rowBytes, K = k, X = x, Parts = w2 == null ? 2 : 3 };
+        var job = new Job { Type = type, RowBytes = rowBytes, K = k, X = x, Parts = w2 == null ? 2 : 3, Exact = precision == ComputePrecision.Exact };
         job.P0 = new Part { W = w0, N = n0, Y = y0 };
         job.P1 = new Part { W = w1, N = n1, Y = y1 };
         job.P2 = new Part { W = w2, N = w2 == null ? 0 : n2, Y = y2 };
@@ -58,9 +63,9 @@ public static unsafe class MatVec
     /// <param name="gate">[N] out: silu(Wg·x)·(Wu·x)</param>
     /// <param name="up">[N] scratch: Wu·x</param>
     public static void MultiplyGated(WorkerPool pool, TensorType type, long rowBytes, int n, int k, float* x,
-        byte* gateWeights, byte* upWeights, float* gate, float* up)
+        byte* gateWeights, byte* upWeights, float* gate, float* up, ComputePrecision precision = ComputePrecision.Fast)
     {
-        var job = new Job { Type = type, RowBytes = rowBytes, K = k, X = x, Parts = 2, Gated = true };
+        var job = new Job { Type = type, RowBytes = rowBytes, K = k, X = x, Parts = 2, Gated = true, Exact = precision == ComputePrecision.Exact };
         job.P0 = new Part { W = gateWeights, N = n, Y = gate };
         job.P1 = new Part { W = upWeights, N = n, Y = up };
         Run(pool, ref job);
@@ -68,12 +73,12 @@ public static unsafe class MatVec
 
     static void Run(WorkerPool pool, ref Job job)
     {
-        if (job.Type.Traits().IsQuantized)
+        if (job.Type.Traits().IsQuantized && !job.Exact)
         {
             // Activations are quantized once to the weight's dot format (Q8_0 / Q8_K), then every row reuses them.
             var dotTraits = BlockQuantization.DotType(job.Type).Traits();
             int bytes = (int)dotTraits.BytesFor(job.K);
-            var buffer = QuantizedActivations.ForThread(bytes);
+            var buffer = ThreadBuffer.Activations.Get(bytes);
             BlockQuantization.QuantizeForDot(job.Type, new ReadOnlySpan<float>(job.X, job.K), new Span<byte>(buffer, bytes));
             job.QuantizedX = buffer;
         }
@@ -130,7 +135,9 @@ public static unsafe class MatVec
 
     static void Rows(ref Job job, byte* w, int rows, float* y)
     {
-        if (!Avx512F.IsSupported && !job.Type.Traits().IsQuantized) { RowsPortable(ref job, w, rows, y); return; }
+        bool quantized = job.Type.Traits().IsQuantized;
+        if (!Avx512F.IsSupported && (!quantized || job.Exact)) { RowsPortable(ref job, w, rows, y); return; }
+        if (quantized && job.Exact) { RowsDequantized(job.Type, w, job.RowBytes, rows, job.X, job.K, y); return; }
         switch (job.Type)
         {
             case TensorType.F32: RowsF32((float*)w, (nint)(job.RowBytes / 4), rows, job.X, job.K, y); break;
@@ -145,26 +152,43 @@ public static unsafe class MatVec
     {
         // One row at a time: a single sequential stream per thread is what the hardware prefetchers follow best
         // (four interleaved rows measured ~30% slower from DRAM).
+        for (int r = 0; r < rows; r++) y[r] = DotF32(w + r * ldw, x, k);
+    }
+
+    /// <summary>Σ w[i]·x[i] on AVX-512, in the one summation order every fp32 row of a product uses.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float DotF32(float* wr, float* x, int k)
+    {
+        Vector512<float> a0 = default, a1 = default;
+        int i = 0;
+        for (; i + 32 <= k; i += 32)
+        {
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i), Vector512.Load(x + i), a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i + 16), Vector512.Load(x + i + 16), a1);
+        }
+        for (; i + 16 <= k; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i), Vector512.Load(x + i), a0);
+        float s = Vector512.Sum(a0 + a1);
+        for (; i < k; i++) s += wr[i] * x[i];
+        return s;
+    }
+
+    /// <summary>Exact products with quantized weights on AVX-512: each row dequantized to fp32 into a per-thread
+    /// buffer (L1/L2-resident), then <see cref="DotF32"/>, the F32 kernel's own summation.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void RowsDequantized(TensorType type, byte* w, long rowBytes, int rows, float* x, int k, float* y)
+    {
+        float* row = (float*)ThreadBuffer.Row.Get(4 * k);
         for (int r = 0; r < rows; r++)
         {
-            float* wr = w + r * ldw;
-            Vector512<float> a0 = default, a1 = default;
-            int i = 0;
-            for (; i + 32 <= k; i += 32)
-            {
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i), Vector512.Load(x + i), a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i + 16), Vector512.Load(x + i + 16), a1);
-            }
-            for (; i + 16 <= k; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(wr + i), Vector512.Load(x + i), a0);
-            float s = Vector512.Sum(a0 + a1);
-            for (; i < k; i++) s += wr[i] * x[i];
-            y[r] = s;
+            WeightRows.DequantizeSegment(type, w + r * rowBytes, 0, k, row);
+            y[r] = DotF32(row, x, k);
         }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void RowsBFloat16(ushort* w, nint ldw, int rows, float* x, int k, float* y)
     {
+        // bf16 widens exactly (a shift) and sums in DotF32's order: bit-identical to the F32 product of the widened weights.
         for (int r = 0; r < rows; r++)
         {
             ushort* wr = w + r * ldw;
@@ -188,12 +212,18 @@ public static unsafe class MatVec
     {
         for (int r = 0; r < rows; r++)
         {
+            // The summation order of DotF32, so an f16 product equals the F32 one of the widened weights bit for bit.
             ushort* wr = w + r * ldw;
-            Vector512<float> a = default;
+            Vector512<float> a0 = default, a1 = default;
             int i = 0;
+            for (; i + 32 <= k; i += 32)
+            {
+                a0 = Vector512.FusedMultiplyAdd(NumberConversion.WidenHalf(Vector256.Load(wr + i)), Vector512.Load(x + i), a0);
+                a1 = Vector512.FusedMultiplyAdd(NumberConversion.WidenHalf(Vector256.Load(wr + i + 16)), Vector512.Load(x + i + 16), a1);
+            }
             for (; i + 16 <= k; i += 16)
-                a = Vector512.FusedMultiplyAdd(NumberConversion.WidenHalf(Vector256.Load(wr + i)), Vector512.Load(x + i), a);
-            float s = Vector512.Sum(a);
+                a0 = Vector512.FusedMultiplyAdd(NumberConversion.WidenHalf(Vector256.Load(wr + i)), Vector512.Load(x + i), a0);
+            float s = Vector512.Sum(a0 + a1);
             for (; i < k; i++) s += NumberConversion.HalfToSingle(wr[i]) * x[i];
             y[r] = s;
         }
@@ -237,13 +267,19 @@ public static unsafe class MatVec
             }
     }
 
-    /// <summary>Per-thread buffer for activations quantized to a dot format.</summary>
-    static class QuantizedActivations
+    /// <summary>Per-thread native buffers, grown as needed and kept for the life of the thread: the activations
+    /// quantized to a dot format (written by the calling thread, read by all), and one dequantized weight row (each
+    /// worker its own).</summary>
+    sealed class ThreadBuffer
     {
-        [ThreadStatic] static byte* _buffer;
-        [ThreadStatic] static int _capacity;
+        [ThreadStatic] static ThreadBuffer? _activations, _row;
+        public static ThreadBuffer Activations => _activations ??= new ThreadBuffer();
+        public static ThreadBuffer Row => _row ??= new ThreadBuffer();
 
-        public static byte* ForThread(int bytes)
+        byte* _buffer;
+        int _capacity;
+
+        public byte* Get(int bytes)
         {
             if (_capacity < bytes)
             {
