@@ -31,7 +31,8 @@ with open(os.path.join(a.shared, "datasets/tinyshakespeare/input.txt"), "rb") as
 open(text, "wb").write(data[:data.rindex(b"\n") + 1])
 
 def perplexity_pair(model, tolerance, label):
-    h = json.loads(hone("perplexity", model, "-f", text, "-c", 128, "--protocol", "llama.cpp", "--threads", 2, "--json"))
+    # --precision fast: llama.cpp's numerics (bf16 weights meet bf16-rounded activations, quantized weights Q8 ones).
+    h = json.loads(hone("perplexity", model, "-f", text, "-c", 128, "--protocol", "llama.cpp", "--precision", "fast", "--threads", 2, "--json"))
     r = llama("llama-perplexity", "-m", model, "-f", text, "-c", 128, "-t", 2)
     lines = [l for l in (r.stdout + r.stderr).splitlines() if "Final estimate: PPL" in l]
     if not lines: raise SystemExit(f"llama-perplexity printed no final estimate for {model}:\n{(r.stdout + r.stderr)[-3000:]}")

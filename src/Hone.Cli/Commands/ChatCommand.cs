@@ -18,16 +18,18 @@ internal static class ChatCommand
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "most tokens per reply", DefaultValueFactory = _ => 512 };
         var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
         var sampling = new SamplingOptions();
+        var precision = CliSupport.Precision(measuring: false);
         var threads = CliSupport.Threads();
         var cmd = new Command("chat", "Chat with a model using its chat template (or --template). Multi-turn; the KV cache is reused between turns.\n" +
                                       "Type a message and press Enter; /reset starts over, /exit (or end of input) quits.")
         {
-            model, system, template, adapter, maxTokens, ctx, threads,
+            model, system, template, adapter, maxTokens, ctx, precision, threads,
         };
         sampling.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
-            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx));
+            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
+                precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             var (chatTemplate, templateName) = ChatConversation.ResolveTemplate(loaded.Tokenizer, r.GetValue(template));
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampling.Read(r));

@@ -17,6 +17,23 @@ internal static class CliSupport
 
     public static Option<bool> Json() => new("--json") { Description = "print the result as JSON" };
 
+    /// <summary>--precision exact|fast: exact by default where numbers are measured (evaluation, perplexity, scoring),
+    /// fast where text is produced (generation, chat).</summary>
+    public static Option<string> Precision(bool measuring) => new("--precision")
+    {
+        Description = "how activations meet the weights: " +
+                      "exact = fp32 activations in every weight product (bf16/f16 weights widen exactly, quantized blocks dequantize to fp32; " +
+                      "the result is the F32 model's of the same weights up to fp32 summation order); " +
+                      "fast = llama.cpp's kernels: in prompt processing bf16 weights multiply bf16-rounded activations (about 1e-3 relative " +
+                      "on perplexity) and q8_0/q4_0 weights Q8_0-quantized activations, and one-token steps with quantized weights quantize " +
+                      "the activations to 8 bits; faster, most of all for bf16 models. " +
+                      (measuring ? "Default exact here (a measurement); the choice is recorded with the result."
+                                 : "Default fast here (generation); use exact to match evaluation numerics."),
+        DefaultValueFactory = _ => measuring ? "exact" : "fast",
+    };
+
+    public static ComputePrecision ParsePrecision(string? name) => ComputePrecisions.Parse(name ?? "exact");
+
     public static readonly JsonSerializerOptions JsonOptions = new()
     {
         WriteIndented = true,

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Hone.DataTools;
+using Hone.Tensors;
 
 namespace Hone.Cli.Commands;
 
@@ -146,26 +147,30 @@ internal static class DataCommand
         var bpbColumn = new Option<string>("--bpb-column") { Description = "field for bits per byte", DefaultValueFactory = _ => "bits_per_byte" };
         var tokensColumn = new Option<string>("--tokens-column") { Description = "field for the token count", DefaultValueFactory = _ => "tokens" };
         var modelThreads = new Option<int>("--model-threads") { Description = "threads inside each forward pass; documents run in parallel on --threads / this", DefaultValueFactory = _ => 1 };
+        var precision = CliSupport.Precision(measuring: true);
         var cmd = new Command("score",
             "Per-record perplexity and bits per byte under a reference model, added as fields (nulls for texts with no token to " +
             "score). Protocol \"full\": BOS then the text's tokens, every token after BOS scored once, texts longer than --ctx in " +
             "windows advancing by --stride — the numbers the model gives for each text alone; bits per byte = NLL / ln 2 / UTF-8 bytes. " +
-            "The protocol is also written to OUTPUT.score.json. Memory: the weights plus, per worker, a KV cache and ctx × vocabulary logits.")
+            "The protocol and the precision (exact by default: fp32 activations; see --precision) are also written to OUTPUT.score.json. " +
+            "Memory: the weights plus, per worker, a KV cache and ctx × vocabulary logits.")
         {
-            model, output, ctx, stride, column, bpbColumn, tokensColumn, modelThreads,
+            model, output, ctx, stride, column, bpbColumn, tokensColumn, modelThreads, precision,
         };
         common.AddTo(cmd);
         cmd.SetAction(r => Run(common, r, cancel =>
         {
             var result = DataScore.Run(new DataScoreOptions(r.GetValue(common.File)!, r.GetValue(model)!, r.GetValue(output)!, r.GetValue(ctx),
                 r.GetValue(stride), r.GetValue(column)!, r.GetValue(bpbColumn)!, r.GetValue(tokensColumn)!, r.GetValue(common.Field)!,
-                r.GetValue(common.SkipBadLines), r.GetValue(common.Threads), r.GetValue(modelThreads)), Progress, cancel);
+                r.GetValue(common.SkipBadLines), r.GetValue(common.Threads), r.GetValue(modelThreads),
+                CliSupport.ParsePrecision(r.GetValue(precision))), Progress, cancel);
             return (result.ToJson(), () =>
             {
                 Console.WriteLine($"{result.File}: scored {result.Scored:N0} of {result.Records:N0} records ({result.Unscorable:N0} with nothing to score){BadSummary(result.BadLines)}");
                 Console.WriteLine($"whole file   perplexity {result.Perplexity:F3}, {result.BitsPerByte:F4} bits per byte, {result.TokensScored:N0} tokens scored " +
                                   $"({result.TokensScored / Math.Max(result.Seconds, 1e-9):F0} tokens/s, {result.Workers} workers × {result.ModelThreads} threads)");
                 Console.WriteLine($"protocol     {result.Protocol}");
+                Console.WriteLine($"precision    {result.Precision.Name()}");
                 Console.WriteLine($"wrote {result.Output} (+ .score.json)");
                 PrintBadExamples(result.BadLineExamples);
             });

@@ -20,6 +20,7 @@ internal static class EvalCommand
         var output = new Option<string>("--out", "-o") { Description = "write the results here (JSON, atomically)" };
         var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
         var allowNetwork = new Option<bool>("--allow-network") { Description = "let command checkers run with network access (otherwise they run in a network namespace, or are refused)" };
+        var precision = CliSupport.Precision(measuring: true);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("eval",
@@ -28,9 +29,10 @@ internal static class EvalCommand
             "generate (exact_match, contains, regex, f1), sampled (pass@k, pass^k with exact, regex, json or command checkers).\n" +
             BuiltinTasks.Summary + ".\n" +
             "Results: one record per task with metrics, standard errors, protocol, model, adapter, seed, time and Hone version.\n" +
-            "Compare runs with: hone eval compare before.json after.json")
+            "Compare runs with: hone eval compare before.json after.json\n" +
+            "Precision: exact by default (fp32 activations; see --precision), recorded in each result's protocol.")
         {
-            model, tasks, adapter, limit, seed, fewshot, output, ctx, allowNetwork, threads, json,
+            model, tasks, adapter, limit, seed, fewshot, output, ctx, allowNetwork, precision, threads, json,
         };
         cmd.Subcommands.Add(CreateCompare());
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -38,7 +40,8 @@ internal static class EvalCommand
             var names = r.GetValue(tasks) ?? [];
             if (names.Length == 0) throw new ArgumentException("name at least one task with --task (a task file or a built-in name)");
             string outPath = r.GetValue(output) ?? throw new ArgumentException("--out is required: where to write the results");
-            var options = new EvalOptions(r.GetValue(limit), r.GetValue(seed), r.GetValue(fewshot), r.GetValue(allowNetwork));
+            var options = new EvalOptions(r.GetValue(limit), r.GetValue(seed), r.GetValue(fewshot), r.GetValue(allowNetwork),
+                CliSupport.ParsePrecision(r.GetValue(precision)));
             if (options.Limit is < 1) throw new ArgumentException("--limit must be at least 1");
             if (options.NumFewshot is < 0) throw new ArgumentException("--num-fewshot must be ≥ 0");
             if (options.NumFewshot is > 0 && names.Select(TaskLoader.Load).FirstOrDefault(t => t.Kind != "multiple_choice") is { } other)

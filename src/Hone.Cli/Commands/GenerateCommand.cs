@@ -15,16 +15,18 @@ internal static class GenerateCommand
         var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
         var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
         var sampling = new SamplingOptions();
+        var precision = CliSupport.Precision(measuring: false);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("generate", "Continue a prompt. Streams the text; --json prints {text, ids (generated only), finish_reason, timings}.")
         {
-            model, prompt, maxTokens, stop, adapter, ctx, threads, json,
+            model, prompt, maxTokens, stop, adapter, ctx, precision, threads, json,
         };
         sampling.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
-            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx));
+            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
+                precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             var ids = loaded.EncodePrompt(r.GetValue(prompt)!);
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             bool asJson = r.GetValue(json);

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Hone.Evaluation;
 using Hone.Inference;
+using Hone.Tensors;
 
 namespace Hone.Cli.Commands;
 
@@ -16,15 +17,17 @@ internal static class PerplexityCommand
         var protocol = new Option<string>("--protocol") { Description = "full | llama.cpp (see below)", DefaultValueFactory = _ => "full" };
         var stride = new Option<int?>("--stride") { Description = "full protocol: how far windows advance (default: ctx, no overlap)" };
         var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
+        var precision = CliSupport.Precision(measuring: true);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("perplexity",
             "Perplexity and bits per byte of a text. Log-likelihoods accumulate in double.\n" +
             "Protocol full: BOS + the whole text, windows of ctx advancing by stride, every token after BOS scored once.\n" +
             "Protocol llama.cpp: as llama-perplexity — chunks of ctx tokens, each chunk's first token replaced by BOS (when the tokenizer adds one), positions ctx/2..ctx-2 scored.\n" +
-            "JSON: ppl, bits_per_byte, tokens_scored, protocol, ctx, stride, nll, bytes_scored.")
+            "Precision: exact by default (fp32 activations; see --precision).\n" +
+            "JSON: ppl, bits_per_byte, tokens_scored, protocol, ctx, stride, nll, bytes_scored, precision.")
         {
-            model, file, ctx, protocol, stride, adapter, threads, json,
+            model, file, ctx, protocol, stride, adapter, precision, threads, json,
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
@@ -34,11 +37,12 @@ internal static class PerplexityCommand
                 "llama.cpp" or "llamacpp" => PerplexityProtocol.LlamaCpp,
                 var other => throw new ArgumentException($"unknown protocol '{other}': use full or llama.cpp"),
             };
+            var computePrecision = CliSupport.ParsePrecision(r.GetValue(precision));
             string path = r.GetValue(file)!;
             if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
             string text = File.ReadAllText(path);
             int context = r.GetValue(ctx);
-            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context);
+            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context, computePrecision);
             var tokens = loaded.Tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: false);
             long SpanBytes(int start, int count) => Encoding.UTF8.GetByteCount(loaded.Tokenizer.Decode(tokens.AsSpan(start, count)));
             var result = Perplexity.Compute(loaded.Model, tokens, Perplexity.BosFor(kind, loaded.Tokenizer), SpanBytes,
@@ -50,10 +54,11 @@ internal static class PerplexityCommand
                     ["ppl"] = result.Perplexity, ["bits_per_byte"] = result.BitsPerByte, ["tokens_scored"] = result.TokensScored,
                     ["protocol"] = result.Protocol, ["ctx"] = result.Context, ["stride"] = result.Stride, ["nll"] = result.NegativeLogLikelihood,
                     ["bytes_scored"] = result.ScoredBytes, ["tokens"] = result.Tokens, ["adapter"] = loaded.AdapterPath,
+                    ["precision"] = computePrecision.Name(),
                 }.ToJsonString());
                 return 0;
             }
-            Console.WriteLine($"perplexity {result.Perplexity:F4}  bits/byte {result.BitsPerByte:F4}  ({result.TokensScored:N0} tokens scored, protocol {result.Protocol}, ctx {result.Context})");
+            Console.WriteLine($"perplexity {result.Perplexity:F4}  bits/byte {result.BitsPerByte:F4}  ({result.TokensScored:N0} tokens scored, protocol {result.Protocol}, ctx {result.Context}, precision {computePrecision.Name()})");
             return 0;
         }));
         return cmd;

@@ -14,20 +14,21 @@ namespace Hone.DataTools;
 /// <param name="Column">the perplexity field written to each record</param>
 /// <param name="Threads">total threads; documents are scored in parallel, ModelThreads threads each</param>
 /// <param name="ModelThreads">threads inside one forward pass (raise it for large models and few long documents)</param>
+/// <param name="Precision">how activations meet the weights: Exact (fp32 activations, a measurement) unless speed is asked for</param>
 public sealed record DataScoreOptions(string Input, string Model, string Output, int? Context = null, int? Stride = null, string Column = "ppl",
     string BitsPerByteColumn = "bits_per_byte", string TokensColumn = "tokens", string Field = "text", bool SkipBadLines = false,
-    int Threads = 0, int ModelThreads = 1);
+    int Threads = 0, int ModelThreads = 1, ComputePrecision Precision = ComputePrecision.Exact);
 
 /// <param name="Unscorable">records with no token to score (empty texts): written with null scores</param>
 /// <param name="Perplexity">of the whole file: exp(Σ NLL / Σ scored tokens)</param>
 /// <param name="BitsPerByte">of the whole file: Σ NLL / ln 2 / Σ UTF-8 bytes of the scored texts</param>
 public sealed record DataScoreResult(string File, string Output, string Model, string Protocol, int Context, int Stride, bool Bos,
     long Records, long Scored, long Unscorable, long Tokens, long TokensScored, double Perplexity, double BitsPerByte,
-    long BadLines, IReadOnlyList<string> BadLineExamples, int Workers, int ModelThreads, double Seconds)
+    long BadLines, IReadOnlyList<string> BadLineExamples, int Workers, int ModelThreads, double Seconds, ComputePrecision Precision)
 {
     public JsonObject ToJson() => new()
     {
-        ["file"] = File, ["output"] = Output, ["model"] = Model, ["protocol"] = Protocol, ["context"] = Context, ["stride"] = Stride,
+        ["file"] = File, ["output"] = Output, ["model"] = Model, ["protocol"] = Protocol, ["precision"] = Precision.Name(), ["context"] = Context, ["stride"] = Stride,
         ["bos"] = Bos, ["records"] = Records, ["scored"] = Scored, ["unscorable"] = Unscorable, ["tokens"] = Tokens,
         ["tokens_scored"] = TokensScored, ["perplexity"] = double.IsFinite(Perplexity) ? Perplexity : null,
         ["bits_per_byte"] = double.IsFinite(BitsPerByte) ? BitsPerByte : null,
@@ -82,7 +83,7 @@ public static class DataScore
         int workers = Math.Max(1, WorkerPool.ResolveThreadCount(o.Threads) / o.ModelThreads);
         using var pool = new WorkerPool(workers);
         var modelPools = Enumerable.Range(0, workers).Select(_ => new WorkerPool(o.ModelThreads)).ToArray();
-        var models = modelPools.Select(p => new LlamaModel(weights, p, maxContext: context, maxBatch: Math.Min(512, context))).ToArray();
+        var models = modelPools.Select(p => new LlamaModel(weights, p, maxContext: context, maxBatch: Math.Min(512, context)) { Precision = o.Precision }).ToArray();
         try
         {
             using var reader = new JsonlReader(o.Input);
@@ -139,10 +140,10 @@ public static class DataScore
                               $"in windows of {context} advancing by {stride}; bits per byte over the text's UTF-8 bytes";
             var result = new DataScoreResult(o.Input, o.Output, o.Model, protocol, context, stride, bos != null, records, scored, unscorable,
                 tokens, tokensScored, Math.Exp(nll / tokensScored), BitsPerByte(nll, bytes), bad.Count, bad.Examples, workers, o.ModelThreads,
-                clock.Elapsed.TotalSeconds);
+                clock.Elapsed.TotalSeconds, o.Precision);
             var metaJson = new JsonObject
             {
-                ["model"] = o.Model, ["protocol"] = protocol, ["context"] = context, ["stride"] = stride, ["bos"] = bos != null,
+                ["model"] = o.Model, ["protocol"] = protocol, ["precision"] = o.Precision.Name(), ["context"] = context, ["stride"] = stride, ["bos"] = bos != null,
                 ["fields"] = new JsonObject { ["perplexity"] = o.Column, ["bits_per_byte"] = o.BitsPerByteColumn, ["tokens"] = o.TokensColumn },
                 ["text_field"] = o.Field, ["input"] = o.Input,
             };

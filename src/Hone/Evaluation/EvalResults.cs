@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Hone.Formats;
+using Hone.Tensors;
 
 namespace Hone.Evaluation;
 
@@ -40,7 +41,7 @@ public static class EvalResults
             ["stderr_method"] = m.StandardErrorMethod,
             ["higher_is_better"] = m.HigherIsBetter,
         }))),
-        ["protocol"] = r.Protocol,
+        ["protocol"] = WithPrecision(r.Protocol, run.Options.Precision),
         ["details"] = r.Details,
         ["model"] = run.Model,
         ["adapter"] = run.Adapter,
@@ -51,6 +52,15 @@ public static class EvalResults
         ["hone_version"] = HoneVersion,
         ["started_utc"] = run.StartedUtc.ToString("yyyy-MM-ddTHH:mm:ssZ"),
     };
+
+    /// <summary>The task's protocol plus how activations met the weights ("exact" or "fast"): the same task run at
+    /// another precision gives other numbers, so `eval compare` flags the difference.</summary>
+    static JsonObject WithPrecision(JsonObject protocol, ComputePrecision precision)
+    {
+        var o = (JsonObject)protocol.DeepClone();
+        o["precision"] = precision.Name();
+        return o;
+    }
 
     public static JsonObject Document(IEnumerable<JsonObject> records) => new()
     {

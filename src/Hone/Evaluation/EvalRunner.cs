@@ -21,7 +21,7 @@ public static class EvalRunner
         if (options.NumFewshot is > 0 && parsed.FirstOrDefault(t => t.Kind != "multiple_choice") is { } other)
             throw new ArgumentException($"the few-shot count applies to multiple_choice tasks; {other.Name} is a {other.Kind} task");
         var started = DateTime.UtcNow;
-        using var loaded = LoadedModel.Open(model, adapter, threads, context);
+        using var loaded = LoadedModel.Open(model, adapter, threads, context, precision: options.Precision);
         var run = new EvalRunInfo(Path.GetFullPath(model), loaded.AdapterPath is string a ? Path.GetFullPath(a) : null, options, loaded.Model.MaxContext, started);
         var records = new List<JsonObject>();
         var results = new List<TaskResult>();

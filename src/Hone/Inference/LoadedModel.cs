@@ -22,7 +22,9 @@ public sealed class LoadedModel : IDisposable
     }
 
     /// <param name="context">KV cache length (0 = the model's context, capped at 4096 to bound memory)</param>
-    public static LoadedModel Open(string path, string? adapter = null, int threads = 0, int context = 0, int maxBatch = 512)
+    /// <param name="precision">how activations meet the weights (<see cref="ComputePrecision"/>): evaluation passes Exact</param>
+    public static LoadedModel Open(string path, string? adapter = null, int threads = 0, int context = 0, int maxBatch = 512,
+        ComputePrecision precision = ComputePrecision.Fast)
     {
         var checkpoint = Checkpoint.Open(path);
         LlamaWeights? weights = null;
@@ -37,7 +39,7 @@ public sealed class LoadedModel : IDisposable
             if (adapter != null) adapters = PeftAdapter.Load(adapter, weights);
             pool = new WorkerPool(WorkerPool.ResolveThreadCount(threads));
             int ctx = context > 0 ? context : Math.Min(checkpoint.Config.MaxPositions, 4096);
-            var model = new LlamaModel(weights, pool, ctx, maxBatch);
+            var model = new LlamaModel(weights, pool, ctx, maxBatch) { Precision = precision };
             foreach (var (target, a) in adapters) model.Adapters[target] = a;
             return new LoadedModel(checkpoint, weights, tokenizer, pool, model, adapters, adapter);
         }

@@ -18,7 +18,9 @@ public unsafe interface ILinearAdapter
 
 /// <summary>
 /// The one choke point every projection goes through (llama.cpp's build_lora_mm): Y = X·Wᵀ (+ bias), then any
-/// adapter attached to W. Decode (one token) takes the matrix-vector path, everything else the GEMM.
+/// adapter attached to W. Decode (one token) takes the matrix-vector path, everything else the GEMM. The precision says
+/// whether activations may be rounded to meet the weights (<see cref="ComputePrecision"/>): evaluation asks for Exact,
+/// generation and training keep Fast.
 /// </summary>
 public static unsafe class Linear
 {
@@ -28,22 +30,23 @@ public static unsafe class Linear
     /// <param name="scratch">[T, W.Rows] floats, needed only when an adapter meets accumulate</param>
     /// <param name="lowRank">an extra low-rank product L·Rᵀ added in the same pass (training's LoRA term)</param>
     public static void Forward(WorkerPool pool, WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy,
-        bool accumulate, ILinearAdapter? adapter = null, float* scratch = null, Gemm.LowRankTerm? lowRank = null)
+        bool accumulate, ILinearAdapter? adapter = null, float* scratch = null, Gemm.LowRankTerm? lowRank = null,
+        ComputePrecision precision = ComputePrecision.Fast)
     {
         if (adapter is { IsAdditive: false } && accumulate)
         {
             if (scratch == null) throw new ArgumentException("an adapted projection with accumulate needs scratch space");
-            Forward(pool, w, bias, x, tokens, ldx, scratch, w.Rows, false, adapter);
+            Forward(pool, w, bias, x, tokens, ldx, scratch, w.Rows, false, adapter, precision: precision);
             for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, scratch + (long)t * w.Rows, w.Rows);
             return;
         }
         if (tokens == 1)
         {
-            MatVec.Multiply(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, y, accumulate);
+            MatVec.Multiply(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, y, accumulate, precision);
             if (lowRank is Gemm.LowRankTerm t)
                 Gemm.Multiply(pool, 1, w.Rows, t.Rank, (float*)t.Left, t.LeftStride, false, (float*)t.Right, t.RightStride, GemmBLayout.NByK, y, ldy, true);
         }
-        else Gemm.MultiplyWeights(pool, tokens, w.Rows, w.Cols, x, ldx, w.Type, w.Data, w.RowBytes, y, ldy, accumulate, lowRank);
+        else Gemm.MultiplyWeights(pool, tokens, w.Rows, w.Cols, x, ldx, w.Type, w.Data, w.RowBytes, y, ldy, accumulate, lowRank, precision);
         if (bias != null) for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, bias, w.Rows);
         adapter?.Apply(pool, w, x, tokens, ldx, y, ldy);
     }
@@ -56,19 +59,19 @@ public static unsafe class Linear
     public static void ForwardShared(WorkerPool pool, float* x, int tokens, int ldx,
         WeightMatrix a, float* biasA, float* ya, int ldya, ILinearAdapter? adapterA,
         WeightMatrix b, float* biasB, float* yb, int ldyb, ILinearAdapter? adapterB,
-        WeightMatrix c, float* biasC, float* yc, int ldyc, ILinearAdapter? adapterC)
+        WeightMatrix c, float* biasC, float* yc, int ldyc, ILinearAdapter? adapterC, ComputePrecision precision = ComputePrecision.Fast)
     {
         if (tokens == 1 && adapterA == null && adapterB == null && adapterC == null && SameLayout(a, b) && SameLayout(a, c))
         {
-            MatVec.MultiplyShared(pool, a.Type, a.RowBytes, a.Cols, x, a.Data, a.Rows, ya, b.Data, b.Rows, yb, c.Data, c.Rows, yc);
+            MatVec.MultiplyShared(pool, a.Type, a.RowBytes, a.Cols, x, a.Data, a.Rows, ya, b.Data, b.Rows, yb, c.Data, c.Rows, yc, precision);
             if (biasA != null) Add(ya, biasA, a.Rows);
             if (biasB != null) Add(yb, biasB, b.Rows);
             if (biasC != null) Add(yc, biasC, c.Rows);
             return;
         }
-        Forward(pool, a, biasA, x, tokens, ldx, ya, ldya, false, adapterA);
-        Forward(pool, b, biasB, x, tokens, ldx, yb, ldyb, false, adapterB);
-        Forward(pool, c, biasC, x, tokens, ldx, yc, ldyc, false, adapterC);
+        Forward(pool, a, biasA, x, tokens, ldx, ya, ldya, false, adapterA, precision: precision);
+        Forward(pool, b, biasB, x, tokens, ldx, yb, ldyb, false, adapterB, precision: precision);
+        Forward(pool, c, biasC, x, tokens, ldx, yc, ldyc, false, adapterC, precision: precision);
     }
 
     /// <summary>
@@ -76,17 +79,17 @@ public static unsafe class Linear
     /// In decode without adapters both products and the activation run in one parallel region.
     /// </summary>
     public static void ForwardGated(WorkerPool pool, float* x, int tokens, int ldx, WeightMatrix gateWeight, ILinearAdapter? gateAdapter,
-        WeightMatrix upWeight, ILinearAdapter? upAdapter, float* gate, float* up)
+        WeightMatrix upWeight, ILinearAdapter? upAdapter, float* gate, float* up, ComputePrecision precision = ComputePrecision.Fast)
     {
         int f = gateWeight.Rows;
         if (upWeight.Rows != f) throw new ArgumentException($"{gateWeight.Name} has {f} rows but {upWeight.Name} has {upWeight.Rows}");
         if (tokens == 1 && gateAdapter == null && upAdapter == null && SameLayout(gateWeight, upWeight))
         {
-            MatVec.MultiplyGated(pool, gateWeight.Type, gateWeight.RowBytes, f, gateWeight.Cols, x, gateWeight.Data, upWeight.Data, gate, up);
+            MatVec.MultiplyGated(pool, gateWeight.Type, gateWeight.RowBytes, f, gateWeight.Cols, x, gateWeight.Data, upWeight.Data, gate, up, precision);
             return;
         }
-        Forward(pool, gateWeight, null, x, tokens, ldx, gate, f, false, gateAdapter);
-        Forward(pool, upWeight, null, x, tokens, ldx, up, f, false, upAdapter);
+        Forward(pool, gateWeight, null, x, tokens, ldx, gate, f, false, gateAdapter, precision: precision);
+        Forward(pool, upWeight, null, x, tokens, ldx, up, f, false, upAdapter, precision: precision);
         RowParallel.SwiGlu(pool, gate, up, (long)tokens * f);
     }
 

@@ -26,6 +26,9 @@ public sealed unsafe class LlamaModel : IDisposable
     public int Position { get; private set; }
     /// <summary>Adapters by canonical weight name ("blk.0.attn_q.weight"); empty for the plain model.</summary>
     public Dictionary<string, ILinearAdapter> Adapters { get; } = new();
+    /// <summary>How activations meet the weights in every projection: Fast (llama.cpp's kernels; generation) unless
+    /// set to Exact (fp32 activations throughout; evaluation). See <see cref="ComputePrecision"/>.</summary>
+    public ComputePrecision Precision { get; set; } = ComputePrecision.Fast;
 
     public LlamaModel(LlamaWeights weights, WorkerPool pool, int maxContext = 0, int maxBatch = 512)
     {
@@ -99,14 +102,14 @@ public sealed unsafe class LlamaModel : IDisposable
             Linear.ForwardShared(Pool, h, T, D,
                 w.Query, w.QueryBias, q, Qd, AdapterOf(w.Query),
                 w.Key, w.KeyBias, kNew, Kd, AdapterOf(w.Key),
-                w.Value, w.ValueBias, vNew, Kd, AdapterOf(w.Value));
+                w.Value, w.ValueBias, vNew, Kd, AdapterOf(w.Value), Precision);
             RowParallel.RopeApply(Pool, _rope, q, T, c.Heads, Qd, Position);
             RowParallel.RopeApply(Pool, _rope, kNew, T, c.KvHeads, Kd, Position);
             Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale);
             Project(w.AttentionOutput, null, att, T, Qd, x, D, true, scratch);
 
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, T, D, c.RmsNormEps);
-            Linear.ForwardGated(Pool, h, T, D, w.Gate, AdapterOf(w.Gate), w.Up, AdapterOf(w.Up), gate, up);
+            Linear.ForwardGated(Pool, h, T, D, w.Gate, AdapterOf(w.Gate), w.Up, AdapterOf(w.Up), gate, up, Precision);
             Project(w.Down, null, gate, T, F, x, D, true, scratch);
         }
         Position += T;
@@ -120,7 +123,7 @@ public sealed unsafe class LlamaModel : IDisposable
     ILinearAdapter? AdapterOf(WeightMatrix w) => Adapters.Count == 0 ? null : Adapters.GetValueOrDefault(w.Name);
 
     void Project(WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy, bool accumulate, float* scratch) =>
-        Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, AdapterOf(w), scratch);
+        Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, AdapterOf(w), scratch, precision: Precision);
 
     /// <summary>The cached key vector of one layer and position ([Hkv·Dh], after RoPE) — for tests and inspection.</summary>
     public ReadOnlySpan<float> CachedKey(int layer, int position) =>

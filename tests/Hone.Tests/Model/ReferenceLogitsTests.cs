@@ -26,9 +26,10 @@ public class ReferenceLogitsTests
         return File.Exists(gguf) ? gguf : dir;
     }
 
-    /// <summary>Relative tolerance of batched (several-token) logits against the float64 reference. Batched BF16
-    /// projections round activations to bf16 (WeightGemm, as llama.cpp does): about 2⁻⁹ relative per element, which
-    /// these tiny random models amplify to at most 0.025 on logits of magnitude up to 3.9.</summary>
+    /// <summary>Relative tolerance of batched (several-token) logits against the float64 reference. With the models'
+    /// default precision (Fast) batched BF16 projections round activations to bf16 (WeightGemm, as llama.cpp does):
+    /// about 2⁻⁹ relative per element, which these tiny random models amplify to at most 0.025 on logits of magnitude up
+    /// to 3.9. Exact precision keeps them within the F32 tolerance (PrecisionTests).</summary>
     public static double BatchedLogitTolerance(string variant) => variant.EndsWith("-bf16") ? 3e-2 : 1e-4;
 
     public static (int[] Tokens, float[] Logits) Expected(string variant)
