@@ -19,7 +19,12 @@ internal static class EvalCommand
         var fewshot = new Option<int?>("--num-fewshot") { Description = "few-shot examples for multiple-choice tasks (overrides the task's num_fewshot)" };
         var output = new Option<string>("--out", "-o") { Description = "write the results here (JSON, atomically)" };
         var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
-        var allowNetwork = new Option<bool>("--allow-network") { Description = "let command checkers run with network access (otherwise they run in a network namespace, or are refused)" };
+        var allowNetwork = new Option<bool>("--allow-network") { Description = "let command checkers reach the network (otherwise the sandbox has its own network namespace with only a loopback)" };
+        var allowUnsandboxed = new Option<bool>("--allow-unsandboxed-commands")
+        {
+            Description = "where no sandbox can be made (bubblewrap missing or user namespaces forbidden), run command checkers anyway " +
+                          "with only the resource limits and a network namespace: model-written code can then read and change your files",
+        };
         var precision = CliSupport.Precision(measuring: true);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
@@ -30,9 +35,10 @@ internal static class EvalCommand
             BuiltinTasks.Summary + ".\n" +
             "Results: one record per task with metrics, standard errors, protocol, model, adapter, seed, time and Hone version.\n" +
             "Compare runs with: hone eval compare before.json after.json\n" +
-            "Precision: exact by default (fp32 activations; see --precision), recorded in each result's protocol.")
+            "Precision: exact by default (fp32 activations; see --precision), recorded in each result's protocol.\n" +
+            CommandSandbox.HelpText)
         {
-            model, tasks, adapter, limit, seed, fewshot, output, ctx, allowNetwork, precision, threads, json,
+            model, tasks, adapter, limit, seed, fewshot, output, ctx, allowNetwork, allowUnsandboxed, precision, threads, json,
         };
         cmd.Subcommands.Add(CreateCompare());
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -41,7 +47,7 @@ internal static class EvalCommand
             if (names.Length == 0) throw new ArgumentException("name at least one task with --task (a task file or a built-in name)");
             string outPath = r.GetValue(output) ?? throw new ArgumentException("--out is required: where to write the results");
             var options = new EvalOptions(r.GetValue(limit), r.GetValue(seed), r.GetValue(fewshot), r.GetValue(allowNetwork),
-                CliSupport.ParsePrecision(r.GetValue(precision)));
+                r.GetValue(allowUnsandboxed), CliSupport.ParsePrecision(r.GetValue(precision)));
             if (options.Limit is < 1) throw new ArgumentException("--limit must be at least 1");
             if (options.NumFewshot is < 0) throw new ArgumentException("--num-fewshot must be ≥ 0");
             if (options.NumFewshot is > 0 && names.Select(TaskLoader.Load).FirstOrDefault(t => t.Kind != "multiple_choice") is { } other)

@@ -11,9 +11,14 @@ namespace Hone.Evaluation;
 /// <param name="Command">command: argv (templates: record fields and {completion}); exit code 0 = pass</param>
 /// <param name="Files">command: files written into the fresh working directory first (name → template)</param>
 /// <param name="Stdin">command: text for its standard input (template); none = empty input</param>
+/// <param name="TimeoutSeconds">command: wall-clock limit (then everything it started is killed)</param>
+/// <param name="MemoryMegabytes">command: address space limit of each of its processes</param>
 public sealed record CheckerSpec(string Type, IReadOnlyList<string> Normalize, string? Pattern = null, IReadOnlyList<string>? Command = null,
-    IReadOnlyDictionary<string, string>? Files = null, string? Stdin = null, double TimeoutSeconds = 10)
+    IReadOnlyDictionary<string, string>? Files = null, string? Stdin = null, double TimeoutSeconds = 10,
+    int MemoryMegabytes = (int)(CommandLimits.DefaultMemoryBytes >> 20))
 {
+    public CommandLimits Limits => new(TimeSpan.FromSeconds(TimeoutSeconds), (long)MemoryMegabytes << 20);
+
     public JsonObject Describe()
     {
         var o = new JsonObject { ["type"] = Type };
@@ -25,6 +30,7 @@ public sealed record CheckerSpec(string Type, IReadOnlyList<string> Normalize, s
             o["files"] = new JsonObject(Files!.Select(f => KeyValuePair.Create(f.Key, (JsonNode?)f.Value)));
             if (Stdin != null) o["stdin"] = Stdin;
             o["timeout_seconds"] = TimeoutSeconds;
+            o["memory_mb"] = MemoryMegabytes;
         }
         return o;
     }
@@ -42,8 +48,11 @@ public sealed record CheckResult(bool Passed, string Outcome, string? Output = n
 /// <summary>The checkers of sampled tasks, by name.</summary>
 public static class Checkers
 {
-    /// <summary>Whether the command checker may run with the machine's network (only when the user said so).</summary>
-    public sealed record Settings(bool AllowNetwork);
+    /// <summary>What the user allowed the command checker: the machine's network, running where no sandbox can be made.</summary>
+    public sealed record Settings(bool AllowNetwork, bool AllowUnsandboxed = false)
+    {
+        public SandboxPolicy Sandbox => new(AllowNetwork, AllowUnsandboxed);
+    }
 
     public static readonly IReadOnlyDictionary<string, Func<CheckerSpec, CheckInput, Settings, CheckResult>> Table =
         new Dictionary<string, Func<CheckerSpec, CheckInput, Settings, CheckResult>>
@@ -166,7 +175,7 @@ public static class Checkers
                 File.WriteAllText(Path.Combine(dir, name), PromptTemplate.Render(template, Lookup));
             var argv = spec.Command!.Select(a => PromptTemplate.Render(a, Lookup)).ToArray();
             var stdin = spec.Stdin == null ? null : PromptTemplate.Render(spec.Stdin, Lookup);
-            var outcome = CommandSandbox.Run(argv, dir, stdin, TimeSpan.FromSeconds(spec.TimeoutSeconds), isolateNetwork: !settings.AllowNetwork);
+            var outcome = CommandSandbox.Run(argv, dir, stdin, spec.Limits, settings.Sandbox);
             return new CheckResult(outcome.Passed, outcome.TimedOut ? "timeout" : outcome.ExitCode == 0 ? "pass" : $"exit_{outcome.ExitCode}", outcome.Output);
         }
         finally

@@ -11,10 +11,12 @@ namespace Hone.Evaluation;
 /// <param name="Seed">few-shot draws and sampling derive from it</param>
 /// <param name="NumFewshot">overrides the tasks' num_fewshot (multiple-choice tasks only)</param>
 /// <param name="AllowNetwork">let command checkers run with network access (otherwise they run in a network namespace or not at all)</param>
+/// <param name="AllowUnsandboxedCommands">let command checkers run without the filesystem sandbox where none can be made here
+/// (otherwise such a task is refused before anything is generated)</param>
 /// <param name="Precision">how activations meet the weights: Exact (fp32 activations in every product) unless speed is
 /// asked for; recorded in every result's protocol</param>
 public sealed record EvalOptions(int? Limit = null, ulong Seed = 1234, int? NumFewshot = null, bool AllowNetwork = false,
-    ComputePrecision Precision = ComputePrecision.Exact);
+    bool AllowUnsandboxedCommands = false, ComputePrecision Precision = ComputePrecision.Exact);
 
 /// <summary>What a task runs against.</summary>
 public sealed record EvalContext(LlamaModel Model, Tokenizer Tokenizer, EvalOptions Options, Action<int, int>? Progress = null,

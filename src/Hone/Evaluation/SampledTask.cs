@@ -17,7 +17,7 @@ public sealed record SampledTaskDefinition(string Data, PromptSettings Prompt, s
 public static class SampledTask
 {
     public static readonly string[] Keys = [.. PromptSettings.Keys, "target_field", "n", "k", "sampling", "max_tokens", "stop", "checker"];
-    static readonly string[] CheckerKeys = ["type", "normalize", "pattern", "command", "files", "stdin", "timeout_seconds"];
+    static readonly string[] CheckerKeys = ["type", "normalize", "pattern", "command", "files", "stdin", "timeout_seconds", "memory_mb"];
 
     /// <summary>Sampled tasks sample unless told otherwise: Codex's temperature 0.8 and top-p 0.95, no top-k or min-p.</summary>
     public static readonly SamplerOptions DefaultSampling = new(Temperature: 0.8f, TopK: 0, TopP: 0.95f, MinP: 0f);
@@ -52,29 +52,33 @@ public static class SampledTask
         var files = c.StringMap("files");
         string? stdin = c.String("stdin");
         double timeout = c.Double("timeout_seconds") ?? 10;
+        int memory = c.Int("memory_mb") ?? (int)(CommandLimits.DefaultMemoryBytes >> 20);
         void Only(string what, bool ok) { if (!ok) throw new FormatException($"{c.Where}: {what}"); }
         Only("the regex checker needs a \"pattern\"", type != "regex" || pattern != null);
         Only("\"pattern\" is for the regex checker", type == "regex" || pattern == null);
         Only("\"normalize\" is for the exact and regex checkers", type is "exact" or "regex" || normalize.Length == 0);
         Only("the command checker needs \"command\": [program, arguments...]", type != "command" || command is { Length: > 0 });
-        Only("\"command\", \"files\", \"stdin\" and \"timeout_seconds\" are for the command checker",
-            type == "command" || (command == null && files == null && stdin == null && !c.Has("timeout_seconds")));
-        Only("\"timeout_seconds\" must be positive", timeout > 0);
+        Only("\"command\", \"files\", \"stdin\", \"timeout_seconds\" and \"memory_mb\" are for the command checker",
+            type == "command" || (command == null && files == null && stdin == null && !c.Has("timeout_seconds") && !c.Has("memory_mb")));
+        Only("\"timeout_seconds\" must be positive and at most 86400 (a day)", timeout > 0 && timeout <= 86400);
+        Only("\"memory_mb\" must be between 16 and 1048576", memory is >= 16 and <= 1 << 20);
         if (files != null)
             foreach (var name in files.Keys)
                 Only($"file name \"{name}\" must be a plain name inside the working directory", name.Length > 0 && name == Path.GetFileName(name) && name is not ("." or ".."));
         foreach (var t in (command ?? []).Concat(files?.Values.AsEnumerable() ?? []).Append(stdin ?? "")) PromptTemplate.Fields(t);
-        return new CheckerSpec(type, normalize, pattern, command, type == "command" ? files ?? new Dictionary<string, string>() : null, stdin, timeout);
+        return new CheckerSpec(type, normalize, pattern, command, type == "command" ? files ?? new Dictionary<string, string>() : null, stdin, timeout, memory);
     }
 
     public static TaskResult Run(string name, string source, SampledTaskDefinition d, EvalContext ctx)
     {
         var clock = Stopwatch.StartNew();
-        var settings = new Checkers.Settings(ctx.Options.AllowNetwork);
+        var settings = new Checkers.Settings(ctx.Options.AllowNetwork, ctx.Options.AllowUnsandboxedCommands);
         // Refuse before generating anything, not after minutes of sampling.
-        if (d.Checker.Type == "command" && !settings.AllowNetwork && !CommandSandbox.NetworkIsolationAvailable)
-            throw new InvalidOperationException($"{name}: the command checker runs model-written code and must not have network access, " +
-                                                "but `unshare -rn` does not work here; pass --allow-network to run it anyway");
+        if (d.Checker.Type == "command")
+        {
+            try { CommandSandbox.EnsureRunnable(settings.Sandbox); }
+            catch (InvalidOperationException e) { throw new InvalidOperationException($"{name}: {e.Message}"); }
+        }
         var records = EvalData.ReadRecords(d.Data);
         if (ctx.Options.Limit is int limit) records = records.Take(limit).ToList();
         if (records.Count == 0) throw new ArgumentException($"{name}: no records in {d.Data}");
@@ -134,9 +138,7 @@ public static class SampledTask
             ["completion_text"] = CompletionText.Description,
             ["target_field"] = d.TargetField,
             ["checker"] = d.Checker.Describe(),
-            ["network"] = d.Checker.Type != "command" ? null
-                : settings.AllowNetwork ? "allowed (--allow-network): the command ran with the machine's network"
-                : "isolated: " + CommandSandbox.IsolationDescription,
+            ["sandbox"] = d.Checker.Type != "command" ? null : CommandSandbox.Describe(settings.Sandbox),
             ["prompt_truncation"] = PromptBuilder.TruncationRule,
         };
         var details = new JsonObject

@@ -412,4 +412,51 @@ public class EvalCliTests
         Assert.Contains("--num-fewshot applies to multiple_choice tasks", r.Stderr);
         Assert.False(File.Exists(dir.File("r.json")));
     }
+
+    static string CommandTask(TempDirectory dir)
+    {
+        // The checker passes when the completion was written to its scratch folder; it records what isolated it.
+        WriteLines(dir.File("c.jsonl"), new JsonObject { ["prompt"] = "Once upon a time" });
+        File.WriteAllText(dir.File("command.json"), new JsonObject
+        {
+            ["version"] = 1, ["kind"] = "sampled", ["data"] = "c.jsonl", ["n"] = 1, ["k"] = new JsonArray(1), ["max_tokens"] = 2,
+            ["checker"] = new JsonObject
+            {
+                ["type"] = "command", ["command"] = new JsonArray("sh", "-c", "test -f answer.txt"),
+                ["files"] = new JsonObject { ["answer.txt"] = "{completion}" }, ["timeout_seconds"] = 20, ["memory_mb"] = 512,
+            },
+        }.ToJsonString());
+        return dir.File("command.json");
+    }
+
+    [SkippableFact]
+    public void Command_tasks_run_sandboxed_exactly_by_default_and_are_refused_where_no_sandbox_can_be_made()
+    {
+        var model = SharedData.Require(Model);
+        using var dir = new TempDirectory();
+        string task = CommandTask(dir);
+        // No bubblewrap: refused before generating, naming the way out; nothing written.
+        var noSandbox = new Dictionary<string, string?> { ["HONE_BWRAP"] = "/nonexistent/hone-test/bwrap" };
+        var refused = HoneCli.RunWithEnvironment(noSandbox, "eval", model, "--task", task, "--out", dir.File("r.json"), "--threads", "2");
+        Assert.True(refused.ExitCode == 1, refused.ToString());
+        Assert.Contains("no sandbox can be made here", refused.Stderr);
+        Assert.Contains("--allow-unsandboxed-commands", refused.Stderr);
+        Assert.False(File.Exists(dir.File("r.json")));
+        // Allowed explicitly: it runs, and the record says it was not sandboxed.
+        var allowed = HoneCli.RunWithEnvironment(noSandbox, "eval", model, "--task", task, "--out", dir.File("r.json"), "--threads", "2",
+            "--allow-unsandboxed-commands", "--allow-network");
+        Assert.True(allowed.ExitCode == 0, allowed.ToString());
+        var record = Only(JsonNode.Parse(File.ReadAllText(dir.File("r.json")))!.AsObject());
+        Assert.StartsWith("NOT sandboxed", (string)record["protocol"]!["sandbox"]!);
+        Assert.Equal(1.0, Metric(record, "pass@1"));
+        Assert.Equal("exact", (string)record["protocol"]!["precision"]!);
+        Assert.Equal(512, (int)record["protocol"]!["checker"]!["memory_mb"]!);
+
+        Skip.IfNot(Hone.Evaluation.CommandSandbox.Current.SandboxAvailable, $"no sandbox here: {Hone.Evaluation.CommandSandbox.Current.SandboxFailure}");
+        record = Only(Run(model, "--task", task, "--out", dir.File("sandboxed.json"), "--precision", "fast"));
+        Assert.StartsWith("bubblewrap sandbox", (string)record["protocol"]!["sandbox"]!);
+        Assert.Contains("no network", (string)record["protocol"]!["sandbox"]!);
+        Assert.Equal(1.0, Metric(record, "pass@1"));
+        Assert.Equal("fast", (string)record["protocol"]!["precision"]!);
+    }
 }

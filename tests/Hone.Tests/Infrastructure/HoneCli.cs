@@ -12,7 +12,12 @@ public static class HoneCli
 
     public static Result Run(params string[] args) => RunWithInput(null, args);
 
-    public static Result RunWithInput(string? stdin, params string[] args)
+    public static Result RunWithInput(string? stdin, params string[] args) => RunWith(stdin, null, args);
+
+    /// <summary>Run with extra environment variables (a null value removes the variable).</summary>
+    public static Result RunWithEnvironment(IReadOnlyDictionary<string, string?> environment, params string[] args) => RunWith(null, environment, args);
+
+    static Result RunWith(string? stdin, IReadOnlyDictionary<string, string?>? environment, string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -21,6 +26,7 @@ public static class HoneCli
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "hone.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_TieredPGO"] = "0";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>()) psi.Environment[name] = value;
         using var p = Process.Start(psi)!;
         if (stdin != null) { p.StandardInput.Write(stdin); p.StandardInput.Close(); }
         var stdout = p.StandardOutput.ReadToEndAsync();
