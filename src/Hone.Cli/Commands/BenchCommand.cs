@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Hone.Inference;
 using Hone.Model;
+using Hone.Tensors;
 
 namespace Hone.Cli.Commands;
 
@@ -20,6 +21,7 @@ internal static class BenchCommand
         var seqLen = new Option<int>("--seq-len") { Description = "--train: tokens per sequence", DefaultValueFactory = _ => 256 };
         var loraR = new Option<int>("--lora-r") { Description = "--train: LoRA rank (alpha = 2r, all linear layers)", DefaultValueFactory = _ => 16 };
         var checkpointActivations = new Option<bool>("--checkpoint-activations") { Description = "--train: recompute activations in backward" };
+        var precision = CliSupport.Precision(measuring: false);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("bench",
@@ -27,20 +29,20 @@ internal static class BenchCommand
             "and memory bandwidth, measured in the same run.\nProtocol: pp = one batch from an empty cache, logits for the last token; " +
             "tg = one token per step from an empty cache; mean ± sd of the repetitions after a warm-up.")
         {
-            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, threads, json,
+            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, precision, threads, json,
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             if (r.GetValue(train) is string method) return TrainBench(r, method, shape, batch, seqLen, loraR, reps, checkpointActivations, threads, json);
             var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
-                r.GetValue(prompt), r.GetValue(gen), Math.Max(1, r.GetValue(reps)));
+                r.GetValue(prompt), r.GetValue(gen), Math.Max(1, r.GetValue(reps)), Precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             bool asJson = r.GetValue(json);
             var result = Benchmark.Run(options, m => Console.Error.WriteLine(m));
             if (asJson)
             {
                 var o = new
                 {
-                    model = result.Model, type = result.Type, threads = result.Threads, prompt = result.Prompt, gen = result.Gen,
+                    model = result.Model, type = result.Type, precision = result.Precision.Name(), threads = result.Threads, prompt = result.Prompt, gen = result.Gen,
                     parameters = result.Parameters, weight_bytes = result.WeightBytes,
                     prompt_tokens_per_s = result.PromptTokensPerSecond, prompt_tokens_per_s_sd = result.PromptStdDev,
                     gen_tokens_per_s = result.GenTokensPerSecond, gen_tokens_per_s_sd = result.GenStdDev,
@@ -52,7 +54,7 @@ internal static class BenchCommand
                 Console.WriteLine(JsonSerializer.Serialize(o, new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
             }
-            Console.WriteLine($"model {result.Model}  type {result.Type}  threads {result.Threads}  parameters {result.Parameters:N0}  weights {CliSupport.Bytes(result.WeightBytes)}");
+            Console.WriteLine($"model {result.Model}  type {result.Type}  precision {result.Precision.Name()}  threads {result.Threads}  parameters {result.Parameters:N0}  weights {CliSupport.Bytes(result.WeightBytes)}");
             Console.WriteLine($"machine: {result.Limits.PeakGflops:F0} GFLOP/s fp32 FMA peak, {result.Limits.BandwidthGBs:F1} GB/s read bandwidth before the runs, {result.BandwidthAfterGBs:F1} right after tg ({result.Limits.Vectors})");
             Console.WriteLine($"{"test",-8} {"tokens/s",14} {"bound",10} {"of bound",9}");
             Console.WriteLine($"{"pp" + result.Prompt,-8} {result.PromptTokensPerSecond,8:F1} ± {result.PromptStdDev,-4:F1} {result.PromptBoundTokensPerSecond,10:F0} {result.PromptFlopRatio,8:P0}  (FLOP peak)");
