@@ -73,6 +73,9 @@ public class TaskFileTests
     [InlineData("""{"version": 1, "kind": "sampled", "data": "s.jsonl", "checker": {"type": "command"}}""", "needs \"command\"")]
     [InlineData("""{"version": 1, "kind": "sampled", "data": "s.jsonl", "checker": {"type": "json", "command": ["x"]}}""", "are for the command checker")]
     [InlineData("""{"version": 1, "kind": "sampled", "data": "s.jsonl", "checker": {"type": "command", "command": ["sh"], "files": {"../x.py": "{completion}"}}}""", "plain name")]
+    [InlineData("""{"version": 1, "kind": "sampled", "data": "s.jsonl", "checker": {"type": "command", "command": ["sh"], "memory_mb": 8}}""", "\"memory_mb\" must be between 16")]
+    [InlineData("""{"version": 1, "kind": "sampled", "data": "s.jsonl", "checker": {"type": "command", "command": ["sh"], "timeout_seconds": 1e300}}""", "at most 86400")]
+    [InlineData("""{"version": 1, "kind": "sampled", "data": "s.jsonl", "checker": {"type": "json", "memory_mb": 512}}""", "are for the command checker")]
     public void Mistakes_are_refused_with_the_key_or_value_named(string json, string expected) => Assert.Contains(expected, Error(json));
 
     [SkippableFact]
