@@ -14,7 +14,7 @@ internal static class ChatCommand
         var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
         var system = new Option<string?>("--system") { Description = "a system message" };
         var template = new Option<string?>("--template") { Description = "a Jinja chat template file to use instead of the model's" };
-        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
+        var adapter = new Option<string?>("--adapter") { Description = $"apply an adapter: a PEFT directory ({string.Join(", ", Hone.Model.AdapterKinds.Names)}) or a llama.cpp LoRA .gguf" };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "most tokens per reply", DefaultValueFactory = _ => 512 };
         var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
         var sampling = new SamplingOptions();

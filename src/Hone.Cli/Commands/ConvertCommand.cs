@@ -12,7 +12,8 @@ internal static class ConvertCommand
         var output = new Option<string>("--out", "-o") { Description = "destination: a .gguf file, or a directory for Hugging Face safetensors", Required = true };
         var type = new Option<string?>("--type") { Description = "weight type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k (default: keep). Norms stay f32; rows that do not fit a block fall back to q8_0/f16." };
         var noVerify = new Option<bool>("--no-verify") { Description = "skip reloading the output and comparing its logits with the source" };
-        var baseModel = new Option<string?>("--base") { Description = "converting a PEFT adapter directory to a llama.cpp LoRA .gguf: the base model it was trained on" };
+        var baseModel = new Option<string?>("--base") { Description = "converting a PEFT adapter directory to a llama.cpp LoRA .gguf: the base model it was trained on (" +
+            string.Join("; ", Hone.Model.AdapterKinds.All.Where(k => k.LlamaCppType == null).Select(k => $"{k} adapters have no llama.cpp form")) + ")" };
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("convert",

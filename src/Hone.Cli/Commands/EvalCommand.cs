@@ -13,7 +13,7 @@ internal static class EvalCommand
     {
         var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
         var tasks = new Option<string[]>("--task") { Description = "a task file (JSON) or a built-in name; repeatable", AllowMultipleArgumentsPerToken = false };
-        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
+        var adapter = new Option<string?>("--adapter") { Description = $"apply an adapter: a PEFT directory ({string.Join(", ", Hone.Model.AdapterKinds.Names)}) or a llama.cpp LoRA .gguf" };
         var limit = new Option<int?>("--limit") { Description = "evaluate only the first N items of each task" };
         var seed = new Option<ulong>("--seed", "-s") { Description = "seed for few-shot draws and sampling", DefaultValueFactory = _ => 1234UL };
         var fewshot = new Option<int?>("--num-fewshot") { Description = "few-shot examples for multiple-choice tasks (overrides the task's num_fewshot)" };

@@ -13,7 +13,7 @@ internal static class MergeAdapterCommand
         var type = new Option<string?>("--type") { Description = "weight type of the output (default f32; .gguf outputs may be quantized)" };
         var threads = CliSupport.Threads();
         var cmd = new Command("merge-adapter",
-            "Fold a LoRA/DoRA adapter into the base weights in fp32. Refuses non-finite results and checks that the merged " +
+            $"Fold an adapter ({string.Join(", ", Hone.Model.AdapterKinds.Names)}) into the base weights in fp32. Refuses non-finite results and checks that the merged " +
             "model's logits equal base+adapter's before writing.")
         {
             model, adapter, output, type, threads,

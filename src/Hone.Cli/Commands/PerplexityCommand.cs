@@ -15,7 +15,7 @@ internal static class PerplexityCommand
         var ctx = new Option<int>("--ctx", "-c") { Description = "window length in tokens", DefaultValueFactory = _ => 512 };
         var protocol = new Option<string>("--protocol") { Description = "full | llama.cpp (see below)", DefaultValueFactory = _ => "full" };
         var stride = new Option<int?>("--stride") { Description = "full protocol: how far windows advance (default: ctx, no overlap)" };
-        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
+        var adapter = new Option<string?>("--adapter") { Description = $"apply an adapter: a PEFT directory ({string.Join(", ", Hone.Model.AdapterKinds.Names)}) or a llama.cpp LoRA .gguf" };
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("perplexity",

@@ -15,7 +15,8 @@ internal static class TrainCommand
         var replayData = new Option<string?>("--replay-data") { Description = "sft: plain documents (text or JSONL {\"text\"}) mixed into training with every token a target, against forgetting; not used for validation" };
         var output = new Option<string?>("--out", "-o") { Description = "output directory: adapter (PEFT layout) or model, metrics.jsonl, checkpoints/" };
         var config = new Option<string?>("--config") { Description = "a recipe file (flat YAML) holding any of the options below under their snake_case names; flags override it" };
-        var method = new Option<string?>("--method") { Description = "full | freeze | lora | dora | qlora (default lora)" };
+        var method = new Option<string?>("--method") { Description = "full | freeze | lora | dora | qlora (default lora; dora = lora with --adapter-kind dora)" };
+        var adapterKind = new Option<string?>("--adapter-kind") { Description = $"the adapter lora and qlora train: {string.Join(" | ", Hone.Model.AdapterKinds.Names)} (default lora)" };
         var stage = new Option<string?>("--stage") { Description = "cpt (raw text, packed) | sft (conversations, loss on assistant tokens) (default sft)" };
         var epochs = new Option<double?>("--epochs") { Description = "passes over the data (default 1)" };
         var maxSteps = new Option<int?>("--max-steps") { Description = "optimizer steps (overrides epochs)" };
@@ -56,7 +57,7 @@ internal static class TrainCommand
             "--save-every steps and on Ctrl-C (resume with --resume), and writes a PEFT adapter or a Hugging Face model to OUT.")
         {
             model, data, valData, replayData, output, config, method, stage, epochs, maxSteps, lr, batch, accum, seqLen, loraR, loraAlpha, loraDropout, loraTargets,
-            rslora, qloraType, seed, saveEvery, keep, resume, evalEvery, valSplit, patience, warmup, schedule, weightDecay, maxGradNorm, packing,
+            rslora, adapterKind, qloraType, seed, saveEvery, keep, resume, evalEvery, valSplit, patience, warmup, schedule, weightDecay, maxGradNorm, packing,
             trainOnPrompt, skipBad, checkpointActivations, template, freezeLayers, freezeModules, freezeExtra, threads, json,
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -83,6 +84,7 @@ internal static class TrainCommand
             if (Given(loraDropout) is float ld) o = o with { LoraDropout = ld };
             if (Has(loraTargets)) o = o with { LoraTargets = Split(r.GetValue(loraTargets)!) };
             if (Given(rslora) is bool rs) o = o with { UseRslora = rs };
+            if (Has(adapterKind)) o = o with { AdapterKind = r.GetValue(adapterKind) };
             if (Has(qloraType)) o = o with { QloraType = r.GetValue(qloraType)! };
             if (Given(seed) is ulong sd) o = o with { Seed = sd };
             if (Given(saveEvery) is int se) o = o with { SaveEvery = se };

@@ -35,6 +35,8 @@ public sealed record TrainOptions
     public float LoraDropout { get; init; }
     public IReadOnlyList<string> LoraTargets { get; init; } = ["all-linear"];
     public bool UseRslora { get; init; }
+    /// <summary>The kind of adapter lora and qlora train (a registered kind: lora, dora, ...); null: lora (dora with method dora).</summary>
+    public string? AdapterKind { get; init; }
     /// <summary>Storage of the frozen base for qlora: q8_0, q4_0 or q4_k.</summary>
     public string QloraType { get; init; } = "q4_0";
     public int FreezeTrainableLayers { get; init; } = 2;
@@ -66,8 +68,11 @@ public sealed record TrainOptions
     /// <summary>A Jinja chat template file to use instead of the model's.</summary>
     public string? Template { get; init; }
 
-    public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora);
+    public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora, AdapterKind);
     public bool UsesAdapters => Method is TrainingMethod.Lora or TrainingMethod.Dora or TrainingMethod.QLora;
+    /// <summary>The setup these options train with (what trains, the adapter settings and kind, the freeze settings).</summary>
+    public TrainingSetup Setup => new(Method, AdapterSettings, new FreezeSettings(FreezeTrainableLayers, FreezeTrainableModules, FreezeExtraModules),
+        CheckpointActivations, Seed);
 
     public TrainOptions Validate()
     {
@@ -86,6 +91,8 @@ public sealed record TrainOptions
         Require(SaveEvery >= 0 && KeepCheckpoints >= 1, "save_every must be ≥ 0 and keep_checkpoints ≥ 1");
         Require(QloraType is "q8_0" or "q4_0" or "q4_k", $"qlora_type must be q8_0, q4_0 or q4_k, got {QloraType}");
         _ = AdapterSettings.ResolvedTargets;
+        Require(AdapterKind == null || UsesAdapters, $"adapter_kind {AdapterKind} needs method lora or qlora, not {Method.ToString().ToLowerInvariant()}");
+        _ = Setup.AdapterKind; // an unknown kind, or one that contradicts the method, fails here
         return this;
     }
 

@@ -73,7 +73,7 @@ public class TrainerTests
         {
             var config = PeftAdapter.ReadConfig(dir.Path);
             Assert.Equal(8, config.Rank);
-            Assert.Equal(method == TrainingMethod.Dora, config.UseDora);
+            Assert.Equal(method == TrainingMethod.Dora ? AdapterKinds.Dora : AdapterKinds.Lora, config.Kind);
         }
         else Assert.True(File.Exists(Path.Combine(dir.Path, "model.safetensors")));
     }
