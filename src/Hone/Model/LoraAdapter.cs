@@ -265,7 +265,19 @@ public unsafe class LoraAdapter : ILinearAdapter, IDisposable
                 new Gemm.LowRankTerm((nint)work, r, (nint)A, w.Cols, r));
     }
 
-    public void Dispose() { _storage.Dispose(); _scratch?.Dispose(); GC.SuppressFinalize(this); }
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>A kind that holds more native memory releases it here (and calls the base).</summary>
+    protected virtual void Dispose(bool disposing)
+    {
+        if (!disposing) return;
+        _storage.Dispose();
+        _scratch?.Dispose();
+    }
 }
 
 /// <summary>

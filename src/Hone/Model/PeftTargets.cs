@@ -33,6 +33,8 @@ public sealed class PeftTargets
     public IReadOnlyList<string>? LayersPattern { get; private init; }
     /// <summary>Where the settings came from, for errors (the adapter_config.json path), or null.</summary>
     public string? File { get; private init; }
+    /// <summary>The architecture whose PEFT default stands in for an unset target_modules, or null.</summary>
+    public string? DefaultFor { get; private init; }
 
     Regex? _pattern, _exclude;
 
@@ -46,7 +48,9 @@ public sealed class PeftTargets
 
     public override string ToString()
     {
-        string targets = Pattern != null ? $"target_modules \"{Pattern}\"" : Names != null ? $"target_modules [{string.Join(", ", Names)}]" : "target_modules unset";
+        string targets = Pattern != null ? $"target_modules \"{Pattern}\""
+            : DefaultFor != null ? $"target_modules unset, PEFT's default for {DefaultFor}: [{string.Join(", ", Names!)}]"
+            : Names != null ? $"target_modules [{string.Join(", ", Names)}]" : "target_modules unset";
         if (ExcludeNames != null) targets += $", exclude_modules [{string.Join(", ", ExcludeNames)}]";
         if (ExcludePattern != null) targets += $", exclude_modules \"{ExcludePattern}\"";
         if (Layers != null) targets += $", layers_to_transform [{string.Join(", ", Layers)}]";
@@ -62,7 +66,7 @@ public sealed class PeftTargets
             throw new ModelFormatException(File ?? "adapter_config.json", $"target_modules is not given and PEFT has no default for '{architecture}'", "target_modules");
         return new PeftTargets
         {
-            Names = defaults, ExcludeNames = ExcludeNames, ExcludePattern = ExcludePattern, Layers = Layers, LayersPattern = LayersPattern,
+            Names = defaults, DefaultFor = architecture, ExcludeNames = ExcludeNames, ExcludePattern = ExcludePattern, Layers = Layers, LayersPattern = LayersPattern,
             File = File, _exclude = _exclude,
         };
     }
