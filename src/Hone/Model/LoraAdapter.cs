@@ -320,7 +320,17 @@ public sealed unsafe class LoraDropout(float probability, ulong seed, float* buf
         }
     }
 
-    ulong Key(string target) => Hash(seed, (ulong)Step, (ulong)target.GetHashCode(StringComparison.Ordinal));
+    /// <summary>The mask's key for one adapter at this step. The target's hash must be the same in every process
+    /// (string.GetHashCode is randomized per process), or a resumed or repeated run would draw other masks.</summary>
+    ulong Key(string target) => Hash(seed, (ulong)Step, StableHash(target));
+
+    /// <summary>FNV-1a (64-bit) over the UTF-16 code units.</summary>
+    static ulong StableHash(string text)
+    {
+        ulong h = 0xCBF29CE484222325;
+        foreach (char c in text) { h ^= c; h *= 0x100000001B3; }
+        return h;
+    }
 
     static ulong Hash(ulong a, ulong b, ulong c)
     {
