@@ -147,7 +147,8 @@ public static unsafe class PeftAdapter
             if (!targeted.ContainsKey(module))
                 throw new ModelFormatException(file, $"{module} is not targeted by {configPath} ({targets})", $"tensor '{t.Name}'");
             if (!byModule.TryGetValue(module, out var parts)) byModule[module] = parts = new(StringComparer.Ordinal);
-            parts[name[(module.Length + 1)..]] = t;
+            if (!parts.TryAdd(name[(module.Length + 1)..], t))
+                throw new ModelFormatException(file, $"is given twice (with and without the {Prefix} prefix)", $"tensor '{t.Name}'");
         }
         foreach (var module in targeted.Keys)
             if (!byModule.ContainsKey(module))

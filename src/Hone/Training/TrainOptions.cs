@@ -69,7 +69,7 @@ public sealed record TrainOptions
     public string? Template { get; init; }
 
     public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora, AdapterKind);
-    public bool UsesAdapters => Method is TrainingMethod.Lora or TrainingMethod.Dora or TrainingMethod.QLora;
+    public bool UsesAdapters => Setup.UsesAdapters;
     /// <summary>The setup these options train with (what trains, the adapter settings and kind, the freeze settings).</summary>
     public TrainingSetup Setup => new(Method, AdapterSettings, new FreezeSettings(FreezeTrainableLayers, FreezeTrainableModules, FreezeExtraModules),
         CheckpointActivations, Seed);

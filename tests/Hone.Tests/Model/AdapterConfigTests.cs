@@ -8,10 +8,11 @@ using Xunit;
 namespace Hone.Tests.Model;
 
 /// <summary>
-/// Damaged copies of the real PEFT adapters (Fixtures/adapters/llama-hf-f32-lora, -dora, written by PEFT): target_modules
-/// is honoured as PEFT does (names and suffixes, "all-linear", a full-match regular expression, exclude_modules,
-/// layers_to_transform, PEFT's default when unset), tensors the config does not target and configs that target nothing
-/// are refused, and every mistyped field is named with the file, what was expected and what was found.
+/// Damaged copies of the real adapter fixtures (Fixtures/adapters/llama-hf-f32-lora, -dora: PEFT's layout and names,
+/// written by tools/reference/make_peft_fixtures.py): target_modules is honoured as PEFT does (names and suffixes,
+/// "all-linear", a full-match regular expression, exclude_modules, layers_to_transform, PEFT's default when unset),
+/// tensors the config does not target and configs that target nothing are refused, and every mistyped field is named
+/// with the file, what was expected and what was found.
 /// </summary>
 public class AdapterConfigTests
 {
@@ -19,9 +20,9 @@ public class AdapterConfigTests
     static string Fixture(string kind) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "adapters", $"llama-hf-f32-{kind}");
     static string Model => ReferenceLogitsTests.FixturePath("llama-hf-f32");
 
-    /// <summary>A copy of a fixture adapter with its config edited and, optionally, its tensors filtered or renamed
-    /// (return null to drop one).</summary>
-    static string Damaged(TempDirectory dir, string kind, Action<JsonObject> edit, Func<string, string?>? rename = null)
+    /// <summary>A copy of a fixture adapter with its config edited and, optionally, its tensors renamed (a name each;
+    /// none drops the tensor, two write it twice).</summary>
+    static string Damaged(TempDirectory dir, string kind, Action<JsonObject> edit, Func<string, string[]>? rename = null)
     {
         var target = Path.Combine(dir.Path, $"{kind}-damaged-{Guid.NewGuid():N}");
         Directory.CreateDirectory(target);
@@ -34,12 +35,12 @@ public class AdapterConfigTests
         return target;
     }
 
-    static unsafe void CopyTensors(string source, string destination, Func<string, string?> rename)
+    static unsafe void CopyTensors(string source, string destination, Func<string, string[]> rename)
     {
         using var st = SafetensorsFile.Open(source);
         var writer = new SafetensorsWriter();
         foreach (var t in st.Tensors)
-            if (rename(t.Name) is string name)
+            foreach (var name in rename(t.Name))
             {
                 var bytes = new ReadOnlySpan<byte>(st.TensorData(t), (int)(t.End - t.Begin)).ToArray();
                 writer.Add(new SafetensorsWriter.Tensor(name, t.Type!.Value, t.Shape, s => s.Write(bytes)));
@@ -134,7 +135,7 @@ public class AdapterConfigTests
         e = LoadFails(Damaged(dir, "lora", c => c["layers_to_transform"] = new JsonArray(0)));
         Assert.Matches(@"tensor '[^']*\.layers\.1\.[^']*'.*layers_to_transform \[0\]", e.Message);
         // With only layer 0's tensors in the file, the same config loads.
-        var layer0 = Damaged(dir, "lora", c => c["layers_to_transform"] = 0, name => name.Contains(".layers.1.") ? null : name);
+        var layer0 = Damaged(dir, "lora", c => c["layers_to_transform"] = 0, name => name.Contains(".layers.1.") ? [] : [name]);
         using var checkpoint = Checkpoint.Open(Model);
         using var weights = LlamaWeights.Load(checkpoint);
         var adapters = PeftAdapter.Load(layer0, weights);
@@ -147,7 +148,7 @@ public class AdapterConfigTests
     public void A_targeted_projection_without_tensors_is_refused()
     {
         using var dir = new TempDirectory();
-        var adapter = Damaged(dir, "lora", _ => { }, name => name.Contains("layers.0.self_attn.v_proj") ? null : name);
+        var adapter = Damaged(dir, "lora", _ => { }, name => name.Contains("layers.0.self_attn.v_proj") ? [] : [name]);
         var e = LoadFails(adapter);
         Assert.Contains("adapter_model.safetensors: holds no tensors for model.layers.0.self_attn.v_proj, which", e.Message);
         // all-linear names k_proj and up_proj too, which this adapter does not have.
@@ -165,6 +166,16 @@ public class AdapterConfigTests
         // LoRA tensors under use_dora: the magnitude is missing.
         e = LoadFails(Damaged(dir, "lora", c => c["use_dora"] = true));
         Assert.Matches(@"tensor '[^']*\.lora_magnitude_vector': is missing: a dora adapter \(use_dora: true in [^)]*adapter_config.json\) needs it", e.Message);
+    }
+
+    [Fact]
+    public void A_tensor_given_with_and_without_the_peft_prefix_is_refused()
+    {
+        using var dir = new TempDirectory();
+        const string prefix = "base_model.model.";
+        var adapter = Damaged(dir, "lora", _ => { }, name => name.EndsWith("layers.1.mlp.down_proj.lora_B.weight") ? [name, name[prefix.Length..]] : [name]);
+        var e = LoadFails(adapter);
+        Assert.Contains("layers.1.mlp.down_proj.lora_B.weight': is given twice (with and without the base_model.model. prefix)", e.Message);
     }
 
     // ---- field types ----------------------------------------------------------------------------------
