@@ -14,7 +14,8 @@ public static unsafe class AdapterGguf
     public static void Write(string adapterDirectory, string baseModel, string output, List<string> notes)
     {
         var config = PeftAdapter.ReadConfig(adapterDirectory);
-        if (config.Kind.LlamaCppType is not string adapterType) throw new ArgumentException(config.Kind.WhyNoLlamaCpp);
+        if (config.Kind.LlamaCppType is not string adapterType)
+            throw new ArgumentException($"{Path.Combine(adapterDirectory, "adapter_config.json")}: {config.Kind.Declaration}: {config.Kind.WhyNoLlamaCpp}");
         using var checkpoint = Checkpoint.Open(baseModel);
         using var weights = LlamaWeights.Load(checkpoint);
         var adapters = PeftAdapter.Load(adapterDirectory, weights);

@@ -200,7 +200,7 @@ public unsafe class AdapterKindTests
             else
             {
                 var e = Assert.Throws<ArgumentException>(() => AdapterGguf.Write(saved, Model, Path.Combine(dir.Path, "x.gguf"), new List<string>()));
-                Assert.Equal(kind.WhyNoLlamaCpp, e.Message);
+                Assert.Equal($"{Path.Combine(saved, "adapter_config.json")}: {kind.ConfigFlag}: true: {kind.WhyNoLlamaCpp}", e.Message);
                 Assert.False(File.Exists(Path.Combine(dir.Path, "x.gguf")));
             }
         }
