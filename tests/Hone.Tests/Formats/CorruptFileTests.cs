@@ -90,11 +90,13 @@ public class CorruptFileTests
     [SkippableFact]
     public void Shape_mismatch_says_expected_and_actual()
     {
+        // [64, 64] → [32, 128]: the same byte size, so the file stays consistent and only the model check can object.
         var (bytes, at) = GgufWithTensorName("blk.0.attn_q.weight");
-        int secondDimAt = at + "blk.0.attn_q.weight".Length + 4 + 8; // ggml ne[1] = output rows
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(secondDimAt), 32);
+        int firstDimAt = at + "blk.0.attn_q.weight".Length + 4; // ggml ne[0] = input columns, ne[1] = output rows
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(firstDimAt), 128);
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(firstDimAt + 8), 32);
         using var dir = new TempDirectory();
-        AssertCleanFailure(InspectCopy(dir, bytes), "blk.0.attn_q.weight", "shape [32, 64], expected [64, 64]");
+        AssertCleanFailure(InspectCopy(dir, bytes), "blk.0.attn_q.weight", "shape [32, 128], expected [64, 64]");
     }
 
     [SkippableFact]
