@@ -15,7 +15,7 @@ public class CorruptFileTests
 {
     const string Stories = "models/stories260K/tinyllamas-stories-260k-f32.v3.derived.gguf";
 
-    static void AssertCleanFailure(HoneCli.Result r, params string[] mustContain)
+    internal static void AssertCleanFailure(HoneCli.Result r, params string[] mustContain)
     {
         Assert.True(r.ExitCode == 1, r.ToString());
         var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -132,7 +132,7 @@ public class CorruptFileTests
         AssertCleanFailure(InspectCopy(dir, bytes), "blk.1.ffn_up.weight", "non-finite value NaN at [3, 5]");
     }
 
-    static string CopyFixture(TempDirectory dir, string variant)
+    internal static string CopyFixture(TempDirectory dir, string variant)
     {
         var source = ReferenceLogitsTests.FixturePath(variant);
         var target = Path.Combine(dir.Path, variant);
