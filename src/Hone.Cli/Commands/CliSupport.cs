@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Hone.Formats;
@@ -46,6 +47,31 @@ internal static class CliSupport
             if (Environment.GetEnvironmentVariable("HONE_DEBUG") == "1") Console.Error.WriteLine(e);
             return 2;
         }
+    }
+
+    /// <summary>The error boundary for a command that writes outputs through temporaries: Ctrl+C or SIGTERM cancels the
+    /// token, the body's cleanup deletes what it had written, and the exit code is 130. A second signal ends the
+    /// process at once, as usual.</summary>
+    public static int GuardInterruptible(Func<CancellationToken, int> body)
+    {
+        using var cancel = new CancellationTokenSource();
+        void Stop(PosixSignalContext context)
+        {
+            if (cancel.IsCancellationRequested) return;
+            context.Cancel = true;
+            cancel.Cancel();
+        }
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        return Guard(() =>
+        {
+            try { return body(cancel.Token); }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                Console.Error.WriteLine("cancelled: nothing written");
+                return 130;
+            }
+        });
     }
 
     /// <summary>A token source that Ctrl-C cancels (once; a second Ctrl-C ends the process as usual).</summary>

@@ -21,7 +21,7 @@ internal static class ConvertCommand
         {
             model, output, type, noVerify, baseModel, threads, json,
         };
-        cmd.SetAction(r => CliSupport.Guard(() =>
+        cmd.SetAction(r => CliSupport.GuardInterruptible(cancel =>
         {
             if (File.Exists(Path.Combine(r.GetValue(model)!, "adapter_config.json")))
             {
@@ -33,7 +33,7 @@ internal static class ConvertCommand
                 return 0;
             }
             var options = new ConvertOptions(r.GetValue(model)!, r.GetValue(output)!, CliSupport.ParseType(r.GetValue(type)), !r.GetValue(noVerify), r.GetValue(threads));
-            var report = ModelConverter.Convert(options, m => Console.Error.WriteLine(m));
+            var report = ModelConverter.Convert(options, m => Console.Error.WriteLine(m), cancel);
             if (r.GetValue(json)) { Console.WriteLine(JsonSerializer.Serialize(report, CliSupport.JsonOptions)); return 0; }
             Console.WriteLine($"wrote {report.Output} ({report.Format}, {report.Tensors} tensors, {CliSupport.Bytes(report.Bytes)})");
             foreach (var n in report.Notes) Console.WriteLine($"  {n}");
