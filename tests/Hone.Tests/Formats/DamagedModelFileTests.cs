@@ -316,4 +316,23 @@ public class DamagedModelFileTests
         Assert.True(checkpoint.Config.TiedEmbeddings);
         Assert.Same(weights.TokenEmbedding, weights.Output);
     }
+
+    // ---- tokenizer.json --------------------------------------------------------------------------------------------
+
+    [SkippableTheory]
+    [InlineData("\"<|endoftext|>\": 50256", "\"<|endoftext|>\": 2147483647", "model.vocab[\"<|endoftext|>\"]")]
+    [InlineData("\"id\": 50256", "\"id\": 2147483647", "added_tokens")]
+    public void Tokenizer_id_beyond_its_token_count_is_named_before_anything_is_sized(string find, string replace, string key)
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("tokenizer.json");
+        File.Copy(SharedData.Require("tokenizers/gpt2-hf/tokenizer.json"), path);
+        DamagedFiles.ReplaceText(path, find, replace);
+        // Used to size the id table from the largest id: 2^31-1 overflowed (an unexpected OverflowException).
+        var e = Assert.Throws<ModelFormatException>(() => Hone.Tokenization.Tokenizer.FromHuggingFace(path));
+        Assert.Contains("tokenizer.json", e.Message);
+        Assert.Contains(key, e.Message);
+        Assert.Contains("id 2147483647", e.Message);
+        Assert.Contains("leaves gaps", e.Message);
+    }
 }
