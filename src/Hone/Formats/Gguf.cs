@@ -133,7 +133,7 @@ public sealed unsafe class GgufFile : IDisposable
         if (tensorCount < 0 || tensorCount > r.Remaining / 8) throw new ModelFormatException(path, $"tensor count {tensorCount} is impossible for a file of {file.Length} bytes (truncated or corrupt)");
         if (kvCount < 0 || kvCount > r.Remaining / 8) throw new ModelFormatException(path, $"metadata count {kvCount} is impossible for a file of {file.Length} bytes (truncated or corrupt)");
 
-        var metadata = new List<KeyValuePair<string, GgufValue>>((int)kvCount);
+        var metadata = new List<KeyValuePair<string, GgufValue>>((int)Math.Min(kvCount, 1 << 16));
         var seenKeys = new HashSet<string>();
         for (long i = 0; i < kvCount; i++)
         {
@@ -152,7 +152,7 @@ public sealed unsafe class GgufFile : IDisposable
                 throw new ModelFormatException(path, $"alignment {alignment} is not a power of two from 1 to 2^31", "general.alignment");
         }
 
-        var tensors = new List<GgufTensorInfo>((int)tensorCount);
+        var tensors = new List<GgufTensorInfo>((int)Math.Min(tensorCount, 1 << 16));
         var seenNames = new HashSet<string>();
         for (long i = 0; i < tensorCount; i++)
         {
