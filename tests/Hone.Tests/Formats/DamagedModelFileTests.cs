@@ -232,6 +232,19 @@ public class DamagedModelFileTests
         AssertRefused(model, "config.json", "hidden_size", "key appears twice");
     }
 
+    [Fact]
+    public void Config_invalid_utf8_is_named_with_its_offset()
+    {
+        using var dir = new TempDirectory();
+        var (model, _) = HfCopy(dir);
+        var config = Path.Combine(model, "config.json");
+        var bytes = File.ReadAllBytes(config);
+        int at = bytes.AsSpan().IndexOf("LlamaForCausalLM"u8) + 5;
+        bytes[at] = 0xC3; // a lead byte followed by an ASCII letter
+        File.WriteAllBytes(config, bytes);
+        AssertRefused(model, "config.json", "not valid UTF-8", $"byte 0xC3 at offset {at}");
+    }
+
     [Theory]
     [InlineData("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 0", "num_key_value_heads", "must be positive, got 0")]
     [InlineData("\"num_attention_heads\": 4", "\"num_attention_heads\": 0", "num_attention_heads", "must be positive, got 0")]
