@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Hone.Tensors;
+using Hone.Tests.Infrastructure;
 using Xunit;
 
 namespace Hone.Tests.Tensors;
@@ -116,18 +117,12 @@ public unsafe partial class WorkerPoolTests
     }
 
     const double BlockedCpuSeconds = 0.1; // a blocked thread uses about none; one spinning through the wait, most of it
-    static readonly TimeSpan HangGuard = TimeSpan.FromMinutes(10);
 
     /// <summary>Waits (sleeping) until <paramref name="blocks"/> exceeds <paramref name="before"/>, then a further
     /// <paramref name="thenMilliseconds"/>; false when the hang guard ran out first.</summary>
     static bool AwaitBlock(Func<long> blocks, long before, int thenMilliseconds)
     {
-        var until = DateTime.UtcNow + HangGuard;
-        while (blocks() == before)
-        {
-            if (DateTime.UtcNow > until) return false;
-            Thread.Sleep(10);
-        }
+        if (!HangGuard.WaitUntil(() => blocks() != before)) return false;
         Thread.Sleep(thenMilliseconds);
         return true;
     }
@@ -158,7 +153,7 @@ public unsafe partial class WorkerPoolTests
             double cpu = ThreadCpuSeconds();
             pool.Run(&HoldUntilTheCallerBlocks, &job);
             double used = ThreadCpuSeconds() - cpu;
-            Assert.True(job.SawBlock, $"the caller did not block within {HangGuard}");
+            Assert.True(job.SawBlock, $"the caller did not block within {HangGuard.Limit}");
             Assert.True(used < BlockedCpuSeconds, $"the caller used {used:F3} s of CPU waiting at the join");
         }
         finally { handle.Free(); }
@@ -185,7 +180,7 @@ public unsafe partial class WorkerPoolTests
         {
             var job = new WaitJob { Pool = GCHandle.ToIntPtr(handle) };
             pool.Run(&RecordWorkerCpu, &job);
-            Assert.True(AwaitBlock(() => pool.WorkerBlocks, job.BlockedBefore, 300), $"the idle worker did not block within {HangGuard}");
+            Assert.True(AwaitBlock(() => pool.WorkerBlocks, job.BlockedBefore, 300), $"the idle worker did not block within {HangGuard.Limit}");
             pool.Run(&RecordWorkerCpu, &job);
             double used = job.WorkerCpuAtStart - job.WorkerCpuAtEnd;
             Assert.True(used < BlockedCpuSeconds, $"the worker used {used:F3} s of CPU while idle");
