@@ -8,8 +8,9 @@ namespace Hone.Formats;
 public static class RecordFile
 {
     /// <summary>Records of a data file with their 1-based line numbers: JSONL lines, a JSON array, or (when
-    /// <paramref name="textDocuments"/>) .txt/.md documents separated by blank lines, each as {"text": ...}. A line that is not JSON comes back as an error message (so callers can
-    /// skip it and go on).</summary>
+    /// <paramref name="textDocuments"/>) .txt/.md documents separated by blank lines, each as {"text": ...}. A line that
+    /// is not valid UTF-8, not JSON or has a key twice comes back as an error message (so callers can skip it and go
+    /// on); a JSON array or text file with such a fault is an error naming the file.</summary>
     public static IEnumerable<(long Line, JsonNode? Record, string? Error)> Records(string path, bool textDocuments)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: data file not found", path);
@@ -22,23 +23,18 @@ public static class RecordFile
         if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {
             JsonNode? root;
-            try { root = JsonNode.Parse(File.ReadAllText(path)); }
-            catch (JsonException e) { throw new DataFormatException(path, (e.LineNumber ?? 0) + 1, $"not valid JSON: {e.Message}"); }
+            var bytes = File.ReadAllBytes(path);
+            if (JsonLines.InvalidUtf8(bytes) is string bad) throw new DataFormatException(path, 0, bad);
+            try { root = JsonNode.Parse(bytes, documentOptions: JsonLines.DocumentOptions); }
+            catch (JsonException e) { throw new DataFormatException(path, (e.LineNumber ?? 0) + 1, $"not valid JSON: {JsonLines.Message(e)}"); }
             if (root is not JsonArray array) throw new DataFormatException(path, 1, "a .json data file must hold an array of records (or use .jsonl)");
             for (int i = 0; i < array.Count; i++) yield return (i + 1, array[i], array[i] == null ? "null record" : null);
             yield break;
         }
-        using var reader = new StreamReader(path, Encoding.UTF8);
-        long number = 0;
-        string? content;
-        while ((content = reader.ReadLine()) != null)
+        using var reader = new JsonlReader(path);
+        while (reader.ReadLine(out var line, out long number, out _))
         {
-            number++;
-            if (content.Trim().Length == 0) continue;
-            JsonNode? node = null;
-            string? error = null;
-            try { node = JsonNode.Parse(content); }
-            catch (JsonException e) { error = $"not valid JSON: {e.Message}"; }
+            var node = JsonLines.Parse(line, out string? error);
             yield return (number, node, error ?? (node == null ? "null record" : null));
         }
     }
@@ -47,8 +43,13 @@ public static class RecordFile
     {
         var current = new StringBuilder();
         long start = 1, number = 0;
-        foreach (var line in File.ReadLines(path))
+        using var reader = new StreamReader(path, new UTF8Encoding(false, throwOnInvalidBytes: true));
+        while (true)
         {
+            string? line;
+            try { line = reader.ReadLine(); }
+            catch (DecoderFallbackException) { throw new DataFormatException(path, number + 1, "invalid UTF-8"); }
+            if (line == null) break;
             number++;
             if (line.Trim().Length == 0)
             {
