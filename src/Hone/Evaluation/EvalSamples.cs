@@ -11,7 +11,6 @@ public static class EvalSamples
 {
     public const int MaxItems = 5;
     public const int MaxChars = 1000;
-    public const string Description = "the first 5 items (texts cut to 1000 characters): question, reference, answer";
 
     public static bool Wanted(int item) => item < MaxItems;
 
