@@ -213,6 +213,23 @@ public class ReportTests
     }
 
     [Fact]
+    public void Verdicts_collapse_a_task_that_did_not_move_and_call_a_tiny_unmeasured_change_about_unchanged()
+    {
+        List<JsonObject> Run(double general) =>
+        [
+            Record("general_perplexity", "perplexity", ("perplexity", general, null, false)),
+            Record("orders", "sampled", ("pass@1", 0, 0, true), ("pass^1", 0, 0, true)),
+        ];
+        var verdicts = Verdicts.For(ResultsComparison.Compare([Run(122.48), Run(122.62)]));
+        Assert.Equal(["general perplexity about unchanged, 122 → 123 (+0.11%); no standard error to judge it against noise", "orders: pass@1, pass^1 unchanged at 0"],
+            verdicts.Select(v => v.Text));
+        Assert.All(verdicts, v => Assert.Equal(VerdictDirection.Unclear, v.Direction));
+        // Beyond 1% without an error estimate, a worse general perplexity is called forgetting.
+        Assert.Equal("general perplexity worsened 13.8 → 61.5 (+346%, ×4.5); no standard error to judge it against noise: forgetting",
+            Verdicts.For(ResultsComparison.Compare([Run(13.8), Run(61.5)]))[0].Text);
+    }
+
+    [Fact]
     public void Answers_before_and_after_are_shown_side_by_side_for_the_same_questions()
     {
         using var dir = new TempDirectory();

@@ -19,8 +19,10 @@ public sealed record ReportSummary(string HtmlPath, string MarkdownPath, int Run
 
 /// <summary>
 /// One self-contained HTML page (inline CSS and SVG, no scripts, no external resources) and a Markdown summary from
-/// run directories: training curves from metrics.jsonl, the run summary from train_summary.json, before/after bars
-/// from eval results files (eval*.json, eval/*.json), and corpus perplexity distributions from corpus_ppl.json.
+/// run directories: training curves from metrics.jsonl (a chart per training stage named in train_summary.json), the
+/// run summary, from eval results files (eval*.json, eval/*.json) a verdict per metric, before/after bars (perplexity
+/// on a log axis) and the answers both runs gave to the same questions, and corpus perplexity distributions from
+/// corpus_ppl.json.
 /// </summary>
 public static class RunReport
 {
@@ -107,7 +109,7 @@ public static class RunReport
                 foreach (var chart in ChartGroups(rows))
                 {
                     string caption = chart.Rows.Any(r => r.ProtocolDiffers) ? "Protocols differ between these results: not directly comparable." : "";
-                    if (chart.Log) caption = (caption + " Log scale: each gridline is ten times the one below.").Trim();
+                    if (chart.Log) caption = (caption + " Log scale: equal heights are equal factors (10 to 100 as 100 to 1000).").Trim();
                     if (chart.Rows.Count == 1)
                     {
                         var row = chart.Rows[0];

@@ -12,12 +12,30 @@ public sealed record Verdict(string Task, string Metric, string Text, VerdictDir
 /// 3117 → 3.13 (−99.9%, ÷996), beyond 2 standard errors"; "general perplexity worsened 5.9 → 8.04 (+36%), beyond 2
 /// standard errors: forgetting". A change is called better or worse when it exceeds two standard errors of the
 /// difference (√(se₁² + se₂²)); within them it is "no clear change". Without standard errors (one document) the
-/// direction is given and the missing error estimate said. Rates in [0, 1] (accuracy, pass@k) change by points,
-/// everything else by percent. A worse result on a task named "general…" is the forgetting fine-tuning can cause.
+/// direction is given and the missing error estimate said, and a change under 1% (rates: under 0.01) is "about
+/// unchanged". Rates in [0, 1] (accuracy, pass@k) change by points, everything else by percent. A worse result on a
+/// task named "general…" is the forgetting fine-tuning can cause. A task whose metrics all kept one value gets one line.
 /// </summary>
 public static class Verdicts
 {
-    public static List<Verdict> For(IEnumerable<ComparisonRow> rows) => rows.Select(Of).OfType<Verdict>().ToList();
+    /// <summary>Relative change (rates: absolute) below which a change without a standard error reads "about unchanged".</summary>
+    public const double SmallChange = 0.01;
+
+    public static List<Verdict> For(IEnumerable<ComparisonRow> rows)
+    {
+        var verdicts = new List<Verdict>();
+        foreach (var task in rows.GroupBy(r => r.Task))
+        {
+            var same = task.Select(r => r.Values.Count >= 2 && r.Values[0] is { } a && r.Values[^1] is { } b && a.Value == b.Value ? a.Value : (double?)null).ToList();
+            if (same.Count > 1 && same.All(v => v != null) && same.Distinct().Count() == 1 && !task.Any(r => r.ProtocolDiffers))
+            {
+                string metrics = string.Join(", ", task.Select(r => r.Metric));
+                verdicts.Add(new(task.Key, metrics, $"{task.Key.Replace('_', ' ')}: {metrics} unchanged at {Number(same[0]!.Value)}", VerdictDirection.Unclear));
+            }
+            else verdicts.AddRange(task.Select(Of).OfType<Verdict>());
+        }
+        return verdicts;
+    }
 
     /// <summary>The verdict from the first value to the last, or null when either is missing.</summary>
     public static Verdict? Of(ComparisonRow row)
@@ -45,6 +63,11 @@ public static class Verdicts
                 text = $"{name}: no clear change, {Number(a)} → {Number(b)} ({change}), within 2 standard errors";
             }
         }
+        else if ((IsRate(row) || a == 0 ? Math.Abs(b - a) : Math.Abs(b - a) / Math.Abs(a)) < SmallChange)
+        {
+            direction = VerdictDirection.Unclear;
+            text = $"{name} about unchanged, {Number(a)} → {Number(b)} ({change}); no standard error to judge it against noise";
+        }
         else
         {
             direction = better ? VerdictDirection.Better : VerdictDirection.Worse;
@@ -71,7 +94,7 @@ public static class Verdicts
     {
         if (rate || a == 0) return Signed(b - a, Number(Math.Abs(b - a)));
         double percent = (b - a) / Math.Abs(a) * 100, m = Math.Abs(percent);
-        string text = Signed(percent, m.ToString(m < 10 ? "0.#" : m < 99 ? "0" : m < 100 ? "0.#" : "0", CultureInfo.InvariantCulture) + "%");
+        string text = Signed(percent, m.ToString(m < 1 ? "0.##" : m < 10 ? "0.#" : m < 99 ? "0" : m < 100 ? "0.#" : "0", CultureInfo.InvariantCulture) + "%");
         if (a > 0 && b > 0)
         {
             double factor = Math.Max(a, b) / Math.Min(a, b);
