@@ -159,8 +159,18 @@ public static class Trainer
         else written.AddRange(SaveOutputs(o, checkpoint, model));
         var summary = new TrainingSummary(state.Step, totalSteps, tokensThisRun, clock.Elapsed.TotalSeconds, lastLoss, state.BestValidation, trainable,
             peak, interrupted, earlyStopped, o.Out, written);
-        AtomicFile.WriteAllText(Path.Combine(o.Out, "train_summary.json"), SummaryJson(summary).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(o.Out, "train_summary.json"), SummaryJson(summary, o).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return summary;
+    }
+
+    /// <param name="o">the run's options: its stage and method are recorded, so a report can tell pretraining from
+    /// fine-tuning and plot their losses apart</param>
+    public static JsonObject SummaryJson(TrainingSummary s, TrainOptions o)
+    {
+        var json = SummaryJson(s);
+        json["stage"] = o.Stage.ToString().ToLowerInvariant();
+        json["method"] = o.Method.ToString().ToLowerInvariant();
+        return json;
     }
 
     public static JsonObject SummaryJson(TrainingSummary s) => new()

@@ -26,7 +26,14 @@ public class QuickstartTests
             Assert.NotNull(summary["metrics"]![$"{task} pass@1"]!["after"]);
             Assert.NotNull(summary["metrics"]![$"{task} pass^4"]!["before"]);
         }
-        Assert.Contains("<svg", File.ReadAllText(Path.Combine(dir.Path, "report.html")));
+        var html = File.ReadAllText(Path.Combine(dir.Path, "report.html"));
+        Assert.Contains("Perplexity — log scale", html);
+        Assert.Contains("Pretraining loss: base (full)", html);
+        Assert.Contains("Fine-tuning loss: sft (LoRA)", html);
+        var md = File.ReadAllText(Path.Combine(dir.Path, "report.md"));
+        Assert.Contains("### Verdicts", md);
+        Assert.Contains("- domain perplexity ", md);
+        Assert.Contains("#### domain_task_orders\n\n| question | reference | before | after |", md);
     }
 
     [SkippableFact]
