@@ -35,7 +35,7 @@ internal static class QuickstartCommand
             foreach (var (name, (before, after)) in result.Metrics)
                 Console.WriteLine($"{name,-40} {F(before),12} {F(after),12}");
             Console.WriteLine();
-            Console.WriteLine($"done in {result.Elapsed:mm\\:ss}; report: {result.Report}");
+            Console.WriteLine($"done in {(int)result.Elapsed.TotalMinutes}:{result.Elapsed.Seconds:D2}; report: {result.Report}");
             return 0;
         }));
         return cmd;
