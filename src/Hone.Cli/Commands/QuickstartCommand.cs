@@ -12,7 +12,7 @@ internal static class QuickstartCommand
         var model = new Option<string?>("--model", "-m") { Description = "specialize this model instead of pretraining one (HF directory, .gguf, or a folder with a .gguf)" };
         var data = new Option<string?>("--data", "-d") { Description = "domain data instead of the generated e-commerce set: SFT JSONL, or CSV with instruction/response columns (or a folder with one)" };
         var seed = new Option<ulong>("--seed") { Description = "seed of every generator, initialization and sampler", DefaultValueFactory = _ => 7UL };
-        var scale = new Option<double>("--scale") { Description = "multiply data sizes and step counts (1 = defaults, 5–8 minutes on 2 cores)", DefaultValueFactory = _ => 1.0 };
+        var scale = new Option<double>("--scale") { Description = "multiply data sizes and step counts (1 = the defaults: about 3 minutes on 2 idle cores, longer on a busy machine)", DefaultValueFactory = _ => 1.0 };
         var threads = CliSupport.Threads();
         var cmd = new Command("quickstart",
             "The whole loop on an embedded default: generate a general corpus and an e-commerce customer-service dataset (answers checked " +
@@ -35,7 +35,7 @@ internal static class QuickstartCommand
             foreach (var (name, (before, after)) in result.Metrics)
                 Console.WriteLine($"{name,-40} {F(before),12} {F(after),12}");
             Console.WriteLine();
-            Console.WriteLine($"done in {result.Elapsed:mm\\:ss}; report: {result.Report}");
+            Console.WriteLine($"done in {(int)result.Elapsed.TotalMinutes}:{result.Elapsed.Seconds:D2}; report: {result.Report}");
             return 0;
         }));
         return cmd;
