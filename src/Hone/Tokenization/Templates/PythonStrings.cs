@@ -311,6 +311,7 @@ internal static class PythonStrings
             {
                 if (inserted++ < count) result.Append(replacement);
                 result.Append(element);
+                RenderBudget.CheckBuilder(result, "a replace result");
             }
             if (inserted < count) result.Append(replacement);
             return result.ToString();
@@ -321,8 +322,11 @@ internal static class PythonStrings
             var found = s.IndexOf(old, position, StringComparison.Ordinal);
             if (found < 0) break;
             result.Append(s, position, found - position).Append(replacement);
+            RenderBudget.CheckBuilder(result, "a replace result");
             position = found + old.Length;
         }
-        return result.Append(s, position, s.Length - position).ToString();
+        result.Append(s, position, s.Length - position);
+        RenderBudget.RequireLength(result.Length, "a replace result");
+        return result.ToString();
     }
 }
