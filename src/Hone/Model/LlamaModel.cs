@@ -181,7 +181,7 @@ public sealed unsafe class LlamaModel : IDisposable
             message += ", where " + string.Join("; and ", adapted.GroupBy(p => Describe(AdapterOf(p)!))
                 .Select(g => $"{g.Key} applies to {string.Join(", ", g.Select(Short))}")) + ": the adapter is broken (or its scale too large for these weights)";
         else if (Adapters.Count > 0)
-            message += $"; no adapter applies at that stage (the model's {Adapters.Count} adapted projections before it gave finite, possibly huge, values)";
+            message += $"; no adapter applies at that stage (of the model's {Adapters.Count} adapted projections, those before it gave finite but possibly huge values)";
         else
             message += "; the model has no adapter: its own weights overflow";
         return new NonFiniteException(message, layer < 0 ? null : layer, adapters);
