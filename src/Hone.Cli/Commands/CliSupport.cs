@@ -34,7 +34,8 @@ internal static class CliSupport
         try { return body(); }
         catch (Exception e) when (e is ModelFormatException or DataFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
                                     or NotSupportedException or InvalidOperationException or IOException or UnauthorizedAccessException
-                                    or JsonException or FormatException or DataFormatException)
+                                    or JsonException or FormatException or DataFormatException
+                                    or Tokenization.Templates.TemplateException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             if (Environment.GetEnvironmentVariable("HONE_DEBUG") == "1") Console.Error.WriteLine(e);

@@ -172,7 +172,9 @@ public static class PerplexityTask
                 {
                     if (!example.IsTarget[start + j + 1]) continue;
                     float* row = l + (long)j * v;
-                    sum += Tensors.Softmax.LogSumExp(row, v) - row[span[j + 1]];
+                    double term = Tensors.Softmax.LogSumExp(row, v) - row[span[j + 1]];
+                    if (!double.IsFinite(term)) throw ctx.Model.DiagnoseNonFinite(span, $"{d.Data}: record {i + 1}: the logits at token {j}");
+                    sum += term;
                     count++;
                 }
             if (count == 0) { ctx.Progress?.Invoke(i + 1, records.Count); continue; }

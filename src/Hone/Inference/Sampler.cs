@@ -44,14 +44,23 @@ public sealed class Sampler
 
     public void Reset() => _history.Clear();
 
-    /// <summary>Choose the next token from one row of logits [V]. Does not modify <paramref name="logits"/>.</summary>
+    /// <summary>Choose the next token from one row of logits [V]. Does not modify <paramref name="logits"/>. Throws
+    /// <see cref="Model.NonFiniteException"/> when a logit is NaN or infinite (argmax over NaN would quietly pick token 0):
+    /// the copy into the candidates checks them, no extra pass.</summary>
     public int Sample(ReadOnlySpan<float> logits)
     {
         var o = _options;
         int v = logits.Length;
         if (_candidates.Length < v) _candidates = new (int, float)[v];
         var c = _candidates.AsSpan(0, v);
-        for (int i = 0; i < v; i++) c[i] = (i, logits[i]);
+        bool finite = true;
+        for (int i = 0; i < v; i++)
+        {
+            float logit = logits[i];
+            finite &= float.IsFinite(logit);
+            c[i] = (i, logit);
+        }
+        if (!finite) throw new Model.NonFiniteException("the logits are not finite (NaN or infinity)", null, []);
         ApplyPenalties(c);
         if (o.Temperature == 0) return ArgMax(c);
 

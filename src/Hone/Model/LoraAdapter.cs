@@ -22,6 +22,8 @@ public sealed unsafe class LoraAdapter : ILinearAdapter, IDisposable
     public bool RsLora { get; }
     public bool Dora { get; }
     public float Scale => RsLora ? Alpha / MathF.Sqrt(Rank) : Alpha / Rank;
+    /// <summary>The file it was loaded from (null when made in memory), for error messages.</summary>
+    public string? Source { get; set; }
 
     public float* A => _storage.AsFloats;                                  // [r, in]
     public float* B => _storage.AsFloats + (long)Rank * In;                // [out, r]
@@ -75,6 +77,9 @@ public sealed unsafe class LoraAdapter : ILinearAdapter, IDisposable
                 RowNorm[o] = (float)Math.Sqrt(ss);
             }
     }
+
+    /// <summary>"the LoRA adapter …/adapter_model.safetensors (scale 1.25E+37)", for error messages.</summary>
+    public string Describe() => $"the {(Dora ? "DoRA" : "LoRA")} adapter {Source ?? "(made in memory)"} (scale {Scale:G3})";
 
     /// <summary>Inference: y[T, out] (holding W·x) ← adapted output.</summary>
     public void Apply(WorkerPool pool, WeightMatrix weight, float* x, int tokens, int ldx, float* y, int ldy)

@@ -26,7 +26,7 @@ public static class ChatConversation
             if (!File.Exists(templateFile)) throw new FileNotFoundException($"{templateFile}: chat template file not found", templateFile);
             return (ChatTemplate.Parse(File.ReadAllText(templateFile), templateFile), Path.GetFileName(templateFile));
         }
-        if (tokenizer.ChatTemplate != null) return (ChatTemplate.Parse(tokenizer.ChatTemplate, "model"), "from the model");
+        if (tokenizer.ChatTemplate != null) return (ChatTemplate.Parse(tokenizer.ChatTemplate, tokenizer.ChatTemplateSource ?? "the model's chat_template"), "from the model");
         return (ChatTemplate.Parse(PlainTemplate, "plain"), "plain instruction/response (the model has none)");
     }
 

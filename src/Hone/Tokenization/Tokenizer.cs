@@ -44,6 +44,9 @@ public sealed class Tokenizer
     public bool AddsEos { get; }
     /// <summary>tokenizer_config.json chat_template (the "default" one where there are several) or GGUF tokenizer.chat_template.</summary>
     public string? ChatTemplate { get; }
+
+    /// <summary>Where <see cref="ChatTemplate"/> was read ("…/tokenizer_config.json chat_template"), for error messages.</summary>
+    public string? ChatTemplateSource { get; }
     /// <summary>tokenizer_config.json clean_up_tokenization_spaces, when given (transformers' decode then applies it).</summary>
     public bool? CleanUpTokenizationSpaces { get; }
     /// <summary>Tokens matched in text before the model runs.</summary>
@@ -62,6 +65,7 @@ public sealed class Tokenizer
         public int[] PrefixIds = [], SuffixIds = [];
         public int? BosId, EosId, UnknownId, PaddingId;
         public string? ChatTemplate;
+        public string? ChatTemplateSource;
         public bool? CleanUpTokenizationSpaces;
         public IEnumerable<int> ExtraEndOfTurnIds = [];
         public float[]? Scores;
@@ -94,6 +98,7 @@ public sealed class Tokenizer
         BosToken = p.BosId is int b ? _vocab.Pieces[b] : null;
         EosToken = p.EosId is int e ? _vocab.Pieces[e] : null;
         ChatTemplate = p.ChatTemplate;
+        ChatTemplateSource = p.ChatTemplate == null ? null : p.ChatTemplateSource;
         CleanUpTokenizationSpaces = p.CleanUpTokenizationSpaces;
         AddsBos = p.BosId is int bos && _prefixIds.Contains(bos);
         AddsEos = p.EosId is int eos && _suffixIds.Contains(eos);

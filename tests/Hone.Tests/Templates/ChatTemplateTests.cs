@@ -12,8 +12,12 @@ namespace Hone.Tests.Templates;
 /// semantics are also checked against real Jinja in the snippet fixture (ChatTemplateFixtureTests); these cover what a fixture
 /// cannot (locations, options, input conversion, speed) and pin the rules a reader most needs.
 /// </summary>
+[Collection(Collection)]
 public class ChatTemplateTests(ITestOutputHelper output)
 {
+    /// <summary>Template tests that must not run beside the render-speed test (the hostile renders of TemplateLimitTests).</summary>
+    public const string Collection = "chat template rendering";
+
     static string Render(string source, object? variables = null)
     {
         var values = variables switch
