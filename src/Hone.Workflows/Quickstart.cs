@@ -71,7 +71,7 @@ public static class Quickstart
             return files;
         });
         var domain = Stage(o.Data == null ? "e-commerce customer-service data" : "domain data", () =>
-            o.Data == null ? GeneratedDomain(o, S, Path.Combine(dataDir, "domain"), log) : ImportedDomain(o, ResolveData(o.Data), Path.Combine(dataDir, "domain"), log));
+            o.Data == null ? GeneratedDomain(o, S, Path.Combine(dataDir, "domain"), log) : ImportedDomain(o, DataPath.Resolve(o.Data, DataPath.RecordExtensions), Path.Combine(dataDir, "domain"), log));
 
         // ---- base model -------------------------------------------------------------------------
         string baseModel;
@@ -113,7 +113,7 @@ public static class Quickstart
         }
         else
         {
-            baseModel = ResolveModel(o.Model, log);
+            baseModel = Checkpoint.ResolvePath(o.Model);
             Directory.CreateDirectory(baseRun);
         }
 
@@ -340,35 +340,6 @@ public static class Quickstart
                 ["sampling"] = new JsonObject { ["temperature"] = 0.6, ["top_p"] = 0.95 },
             });
         return tasks;
-    }
-
-    // ---- inputs ---------------------------------------------------------------------------------
-
-    /// <summary>A model path as given, or the .gguf inside a folder without config.json (the first by name).</summary>
-    public static string ResolveModel(string path, Action<string> log)
-    {
-        if (Directory.Exists(path) && !File.Exists(Path.Combine(path, "config.json")))
-        {
-            var ggufs = Directory.GetFiles(path, "*.gguf").Order(StringComparer.Ordinal).ToList();
-            if (ggufs.Count == 0) throw new ModelFormatException(path, "neither a Hugging Face model directory (config.json) nor a folder with a .gguf file");
-            if (ggufs.Count > 1) log($"   {path} holds {ggufs.Count} .gguf files; using {Path.GetFileName(ggufs[0])}");
-            return ggufs[0];
-        }
-        return path;
-    }
-
-    static string ResolveData(string path)
-    {
-        if (File.Exists(path)) return path;
-        if (!Directory.Exists(path)) throw new FileNotFoundException($"{path}: no such data file or folder", path);
-        var candidates = Directory.GetFiles(path).Where(f => f.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) ||
-            f.EndsWith(".json", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal).ToList();
-        return candidates.Count switch
-        {
-            0 => throw new DataFormatException(path, 0, "the folder holds no .jsonl, .json or .csv data file"),
-            1 => candidates[0],
-            _ => candidates.OrderByDescending(f => new FileInfo(f).Length).First(),
-        };
     }
 
     sealed class LogReporter(Action<string> log) : ITrainingReporter

@@ -12,12 +12,12 @@ internal static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var model = new ModelInput("a Hugging Face model directory, a .gguf file, or a folder holding one");
         var tasks = new Option<string[]>("--task") { Description = "a task file (JSON) or a built-in name; repeatable", AllowMultipleArgumentsPerToken = false };
         var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
-        var limit = new Option<int?>("--limit") { Description = "evaluate only the first N items of each task" };
+        var limit = new Option<int?>("--limit") { Description = "evaluate only the first N items of each task" }.Within(1, int.MaxValue);
         var seed = new Option<ulong>("--seed", "-s") { Description = "seed for few-shot draws and sampling", DefaultValueFactory = _ => 1234UL };
-        var fewshot = new Option<int?>("--num-fewshot") { Description = "few-shot examples for multiple-choice tasks (overrides the task's num_fewshot)" };
+        var fewshot = new Option<int?>("--num-fewshot") { Description = "few-shot examples for multiple-choice tasks (overrides the task's num_fewshot)" }.Within(0, 1000);
         var output = new Option<string>("--out", "-o") { Description = "write the results here (JSON, atomically), in the layout --format names" };
         var format = new Option<string>("--format")
         {
@@ -28,7 +28,7 @@ internal static class EvalCommand
             DefaultValueFactory = _ => "hone",
         };
         format.AcceptOnlyFromAmong(Formats.Keys.ToArray());
-        var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
+        var ctx = CliSupport.Context();
         var allowNetwork = new Option<bool>("--allow-network") { Description = "let command checkers run with network access (otherwise they run in a network namespace, or are refused)" };
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
@@ -43,8 +43,9 @@ internal static class EvalCommand
             "scorers (exact_match, ...), sampled tasks as pass@k and pass^k; every filter \"none\", standard errors \"N/A\" where Hone has none.\n" +
             "Compare runs with: hone eval compare before.json after.json")
         {
-            model, tasks, adapter, limit, seed, fewshot, output, format, ctx, allowNetwork, threads, json,
+            tasks, adapter, limit, seed, fewshot, output, format, ctx, allowNetwork, threads, json,
         };
+        model.AddTo(cmd);
         cmd.Subcommands.Add(CreateCompare());
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
@@ -61,7 +62,7 @@ internal static class EvalCommand
             List<TaskResult> results;
             try
             {
-                (document, results) = EvalRunner.Run(r.GetValue(model)!, r.GetValue(adapter), names, options, outPath, r.GetValue(threads), r.GetValue(ctx),
+                (document, results) = EvalRunner.Run(model.Read(r)!, r.GetValue(adapter), names, options, outPath, r.GetValue(threads), r.GetValue(ctx),
                     (i, count, task) => Console.Error.WriteLine($"[{i + 1}/{count}] {task.Name} ({task.Kind})"),
                     result => Console.Error.WriteLine($"  {string.Join(", ", result.Metrics.Select(m => $"{m.Name} {Value(m.Value, m.StandardError)}"))}  (n {result.Count}, {result.ElapsedSeconds:F1} s)"),
                     CliSupport.Progress, cancel.Token, Formats[r.GetValue(format)!]);

@@ -4,7 +4,8 @@ using System.Text.Json.Nodes;
 
 namespace Hone.Formats;
 
-/// <summary>The files training and evaluation data come in: JSONL, a JSON array of records, or plain text.</summary>
+/// <summary>The files training and evaluation data come in: JSONL, a JSON array of records, CSV (a header row, then
+/// one record per row with the header's names as fields), or plain text.</summary>
 public static class RecordFile
 {
     /// <summary>Records of a data file with their 1-based line numbers: JSONL lines, a JSON array, or (when
@@ -18,6 +19,11 @@ public static class RecordFile
         {
             if (!textDocuments) throw new DataFormatException(path, 0, "plain text is continued-pretraining data; use --stage cpt, or JSONL conversations for sft");
             foreach (var (line, text) in TextDocuments(path)) yield return (line, new JsonObject { ["text"] = text }, null);
+            yield break;
+        }
+        if (path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
+        {
+            foreach (var record in CsvRecords(path)) yield return record;
             yield break;
         }
         if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
@@ -37,6 +43,28 @@ public static class RecordFile
             var node = JsonLines.Parse(line, out string? error);
             yield return (number, node, error ?? (node == null ? "null record" : null));
         }
+    }
+
+    static IEnumerable<(long Line, JsonNode? Record, string? Error)> CsvRecords(string path)
+    {
+        using var reader = new StreamReader(path, Encoding.UTF8);
+        List<string>? header = null;
+        foreach (var (line, cells) in Csv.Rows(reader, path))
+        {
+            if (header == null)
+            {
+                header = cells.Select(c => c.Trim()).ToList();
+                var duplicate = header.GroupBy(h => h).FirstOrDefault(g => g.Count() > 1);
+                if (header.Any(h => h.Length == 0)) throw new DataFormatException(path, line, "the header row has an empty column name");
+                if (duplicate != null) throw new DataFormatException(path, line, $"the header names column '{duplicate.Key}' twice");
+                continue;
+            }
+            if (cells.Count != header.Count) { yield return (line, null, $"{cells.Count} cells where the header has {header.Count}"); continue; }
+            var record = new JsonObject();
+            for (int i = 0; i < cells.Count; i++) record[header[i]] = cells[i];
+            yield return (line, record, null);
+        }
+        if (header == null) throw new DataFormatException(path, 1, "the CSV file is empty (no header row)");
     }
 
     static IEnumerable<(long Line, string Text)> TextDocuments(string path)

@@ -12,10 +12,14 @@ public sealed record SamplerOptions(
 
     public void Validate()
     {
-        if (Temperature < 0 || float.IsNaN(Temperature)) throw new ArgumentException($"temperature must be ≥ 0, got {Temperature}");
+        if (Temperature < 0 || !float.IsFinite(Temperature)) throw new ArgumentException($"temperature must be ≥ 0 and finite, got {Temperature}");
+        if (TopK < 0) throw new ArgumentException($"top-k must be ≥ 0 (0 = off), got {TopK}");
+        if (PenaltyWindow < -1) throw new ArgumentException($"repeat-last-n must be ≥ -1 (-1 = all), got {PenaltyWindow}");
+        if (!float.IsFinite(PresencePenalty)) throw new ArgumentException($"presence penalty must be finite, got {PresencePenalty}");
+        if (!float.IsFinite(FrequencyPenalty)) throw new ArgumentException($"frequency penalty must be finite, got {FrequencyPenalty}");
         if (TopP is <= 0 or > 1 || float.IsNaN(TopP)) throw new ArgumentException($"top-p must be in (0, 1], got {TopP}");
         if (MinP is < 0 or >= 1 || float.IsNaN(MinP)) throw new ArgumentException($"min-p must be in [0, 1), got {MinP}");
-        if (RepetitionPenalty <= 0 || float.IsNaN(RepetitionPenalty)) throw new ArgumentException($"repetition penalty must be > 0, got {RepetitionPenalty}");
+        if (RepetitionPenalty <= 0 || !float.IsFinite(RepetitionPenalty)) throw new ArgumentException($"repetition penalty must be > 0 and finite, got {RepetitionPenalty}");
     }
 }
 

@@ -48,6 +48,24 @@ public sealed unsafe class LlamaModel : IDisposable
         _rope = new Rope(c.HeadDim, c.RotaryDims, MaxContext, c.RopeTheta, c.RopeLayout, c.RopeLinearFactor, c.RopeLlama3, weights.RopeFrequencyDivisors);
     }
 
+    /// <summary>Bytes the constructor allocates for a context of <paramref name="maxContext"/> tokens and batches of
+    /// <paramref name="maxBatch"/> (KV cache and activations; the weights are apart), computed as it allocates them.</summary>
+    public static long RequiredBytes(ModelConfig c, int maxContext, int maxBatch)
+    {
+        try
+        {
+            checked
+            {
+                long batch = Math.Max(1, Math.Min(maxBatch, maxContext));
+                long kv = 2L * c.Layers * maxContext * c.KvDim;
+                long activations = batch * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.IntermediateSize
+                                            + Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)));
+                return 4 * (kv + activations);
+            }
+        }
+        catch (OverflowException) { return long.MaxValue; }
+    }
+
     /// <summary>Forget the cached context.</summary>
     public void Reset() => Position = 0;
 

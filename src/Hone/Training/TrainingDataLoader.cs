@@ -17,7 +17,8 @@ namespace Hone.Training;
 /// `system`, `history`) or ShareGPT (`conversations` with `from`/`value`), rendered with the model's chat template
 /// (or a given one, or a plain instruction/response template for base models); only assistant tokens are
 /// targets unless TrainOnPrompt.
-/// Malformed records are errors naming file and line; with SkipBadLines they are counted and skipped.
+/// Malformed records are errors naming file and line; with SkipBadLines they are counted and skipped. A data path may
+/// be a folder holding one data file (<see cref="DataPath"/>); CSV rows are records with the header's names as fields.
 /// </summary>
 public static class TrainingDataLoader
 {
@@ -30,11 +31,14 @@ public static class TrainingDataLoader
         ChatTemplate? template = null;
         string templateName = "";
         if (o.Stage == TrainingStage.Sft) (template, templateName) = ChatConversation.ResolveTemplate(tokenizer, o.Template);
-        List<TrainingExample> Read(string path, TrainingStage stage)
+        List<TrainingExample> Read(string path, TrainingStage stage, int limit = 0)
         {
             var examples = new List<TrainingExample>();
+            path = DataPath.Resolve(path, DataPath.RecordExtensions);
+            long records = 0;
             foreach (var (line, record, error) in RecordFile.Records(path, textDocuments: stage == TrainingStage.Cpt))
             {
+                if (limit > 0 && records++ >= limit) break;
                 try
                 {
                     if (error != null) throw new DataFormatException(path, line, error);
@@ -52,7 +56,7 @@ public static class TrainingDataLoader
             return examples;
         }
         bool packing = o.Packing ?? o.Stage == TrainingStage.Cpt;
-        var train = Read(o.Data, o.Stage);
+        var train = Read(o.Data, o.Stage, o.MaxSamples);
         var fit = packing ? default : Fit(train, o.SeqLen, o.Data);
         List<TrainingExample>? validation = null;
         if (o.ValData != null)
