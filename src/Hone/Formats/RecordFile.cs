@@ -47,7 +47,7 @@ public static class RecordFile
 
     static IEnumerable<(long Line, JsonNode? Record, string? Error)> CsvRecords(string path)
     {
-        using var reader = new StreamReader(path, Encoding.UTF8);
+        using var reader = TextFile.Open(path);
         List<string>? header = null;
         foreach (var (line, cells) in Csv.Rows(reader, path))
         {
