@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
-using Hone.Data.Synthetic;
+using Hone.Synthetic;
 using Xunit;
 using Xunit.Abstractions;
 

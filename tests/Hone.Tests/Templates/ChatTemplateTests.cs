@@ -8,7 +8,7 @@ namespace Hone.Tests.Templates;
 /// <summary>
 /// The interpreter's own behaviour: whitespace rules, scoping, value formatting, error locations, the public API. Most language
 /// semantics are also checked against real Jinja in the snippet fixture (ChatTemplateFixtureTests); these cover what a fixture
-/// cannot (locations, options, input conversion, speed) and pin the rules a reader most needs.
+/// cannot (locations, options, input conversion) and pin the rules a reader most needs.
 /// </summary>
 public class ChatTemplateTests
 {
