@@ -2,8 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
-using Hone.Data;
+using Hone.DataTools;
 using Hone.Inference;
+using Hone.Tensors;
 
 namespace Hone.Bench;
 

@@ -2,6 +2,7 @@ using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Hone.Formats;
 
 namespace Hone.Evaluation;
 
@@ -42,13 +43,11 @@ public static class EvalData
         return records;
     }
 
-    /// <summary>A text file, gzip-decompressed when it ends in .gz.</summary>
-    public static StreamReader OpenText(string path)
+    /// <summary>A text file, gzip-decompressed when it ends in .gz; damage is an error naming the file.</summary>
+    public static TextReader OpenText(string path)
     {
         RequireFile(path);
-        Stream s = File.OpenRead(path);
-        if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) s = new GZipStream(s, CompressionMode.Decompress);
-        return new StreamReader(s, new UTF8Encoding(false));
+        return TextFile.Open(path);
     }
 
     public static bool IsRecordFile(string path)
@@ -57,53 +56,16 @@ public static class EvalData
         return p.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || p.EndsWith(".json", StringComparison.OrdinalIgnoreCase);
     }
 
-    /// <summary>RFC 4180 CSV without a header: quoted fields may hold commas, doubled quotes and line breaks.</summary>
-    public static List<string[]> ReadCsv(string path)
-    {
-        using var reader = OpenText(path);
-        string text = reader.ReadToEnd();
-        var rows = new List<string[]>();
-        var row = new List<string>();
-        var field = new StringBuilder();
-        bool quoted = false, any = false;
-        for (int i = 0; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (quoted)
-            {
-                if (c != '"') { field.Append(c); continue; }
-                if (i + 1 < text.Length && text[i + 1] == '"') { field.Append('"'); i++; }
-                else quoted = false;
-                continue;
-            }
-            switch (c)
-            {
-                case '"' when field.Length == 0: quoted = true; any = true; break;
-                case ',': row.Add(field.ToString()); field.Clear(); any = true; break;
-                case '\r': break;
-                case '\n':
-                    if (any || field.Length > 0) { row.Add(field.ToString()); rows.Add(row.ToArray()); }
-                    row.Clear(); field.Clear(); any = false;
-                    break;
-                default: field.Append(c); any = true; break;
-            }
-        }
-        if (quoted) throw new FormatException($"{path}: a quoted field is not closed");
-        if (any || field.Length > 0) { row.Add(field.ToString()); rows.Add(row.ToArray()); }
-        return rows;
-    }
-
     /// <summary>MMLU's layout (hendrycks/test): question, the choices, then the answer letter.</summary>
     public static List<ChoiceQuestion> ReadMmluCsv(string path)
     {
         var questions = new List<ChoiceQuestion>();
-        var rows = ReadCsv(path);
-        for (int r = 0; r < rows.Count; r++)
+        using var reader = OpenText(path);
+        foreach (var (line, cells) in Csv.Rows(reader, path))
         {
-            var row = rows[r];
-            if (row.Length < 4) throw new FormatException($"{path}: row {r + 1} has {row.Length} fields; expected question, at least two choices and the answer letter");
-            var choices = row[1..^1];
-            questions.Add(new ChoiceQuestion(row[0], choices, AnswerIndex(row[^1], choices.Length, $"{path}: row {r + 1}")));
+            if (cells.Count < 4) throw new DataFormatException(path, line, $"{cells.Count} fields; expected question, at least two choices and the answer letter");
+            var choices = cells.ToArray()[1..^1];
+            questions.Add(new ChoiceQuestion(cells[0], choices, AnswerIndex(cells[^1], choices.Length, $"{path}:{line}")));
         }
         return questions;
     }

@@ -81,7 +81,7 @@ public sealed class Generator
         for (int i = 0; i < options.MaxTokens; i++)
         {
             if (cancel.IsCancellationRequested) { reason = "cancelled"; break; }
-            int token = sampler.Sample(_logits.AsSpan(0, _sampleable));
+            int token = SampleOrDiagnose(sampler);
             if (options.StopAtEndOfTurn && _endOfTurn.Contains(token)) { reason = "stop"; break; }
             generated.Add(token);
             sampler.Accept(token);
@@ -106,6 +106,19 @@ public sealed class Generator
             Emit(onText, text, ref emitted, 0);
         }
         return new GenerationResult(text.ToString(), generated.ToArray(), reason, prompt.Count, common, promptSeconds, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Samples; when the logits are not finite, reruns the cached context layer by layer to say where they broke
+    /// (the cache is lost either way).</summary>
+    int SampleOrDiagnose(Sampler sampler)
+    {
+        try { return sampler.Sample(_logits.AsSpan(0, _sampleable)); }
+        catch (NonFiniteException)
+        {
+            var context = _cached.ToArray();
+            _cached.Clear();
+            throw _model.DiagnoseNonFinite(context, $"the logits after {context.Length} tokens");
+        }
     }
 
     static int FirstStop(System.Text.StringBuilder text, string[] stops)

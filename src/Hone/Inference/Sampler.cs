@@ -1,3 +1,4 @@
+using Hone.Tensors;
 namespace Hone.Inference;
 
 /// <summary>Sampling settings. Temperature 0 means greedy (argmax). A disabled stage: TopK ≤ 0, TopP ≥ 1, MinP ≤ 0,
@@ -11,10 +12,14 @@ public sealed record SamplerOptions(
 
     public void Validate()
     {
-        if (Temperature < 0 || float.IsNaN(Temperature)) throw new ArgumentException($"temperature must be ≥ 0, got {Temperature}");
+        if (Temperature < 0 || !float.IsFinite(Temperature)) throw new ArgumentException($"temperature must be ≥ 0 and finite, got {Temperature}");
+        if (TopK < 0) throw new ArgumentException($"top-k must be ≥ 0 (0 = off), got {TopK}");
+        if (PenaltyWindow < -1) throw new ArgumentException($"repeat-last-n must be ≥ -1 (-1 = all), got {PenaltyWindow}");
+        if (!float.IsFinite(PresencePenalty)) throw new ArgumentException($"presence penalty must be finite, got {PresencePenalty}");
+        if (!float.IsFinite(FrequencyPenalty)) throw new ArgumentException($"frequency penalty must be finite, got {FrequencyPenalty}");
         if (TopP is <= 0 or > 1 || float.IsNaN(TopP)) throw new ArgumentException($"top-p must be in (0, 1], got {TopP}");
         if (MinP is < 0 or >= 1 || float.IsNaN(MinP)) throw new ArgumentException($"min-p must be in [0, 1), got {MinP}");
-        if (RepetitionPenalty <= 0 || float.IsNaN(RepetitionPenalty)) throw new ArgumentException($"repetition penalty must be > 0, got {RepetitionPenalty}");
+        if (RepetitionPenalty <= 0 || !float.IsFinite(RepetitionPenalty)) throw new ArgumentException($"repetition penalty must be > 0 and finite, got {RepetitionPenalty}");
     }
 }
 
@@ -43,14 +48,23 @@ public sealed class Sampler
 
     public void Reset() => _history.Clear();
 
-    /// <summary>Choose the next token from one row of logits [V]. Does not modify <paramref name="logits"/>.</summary>
+    /// <summary>Choose the next token from one row of logits [V]. Does not modify <paramref name="logits"/>. Throws
+    /// <see cref="Model.NonFiniteException"/> when a logit is NaN or infinite (argmax over NaN would quietly pick token 0):
+    /// the copy into the candidates checks them, no extra pass.</summary>
     public int Sample(ReadOnlySpan<float> logits)
     {
         var o = _options;
         int v = logits.Length;
         if (_candidates.Length < v) _candidates = new (int, float)[v];
         var c = _candidates.AsSpan(0, v);
-        for (int i = 0; i < v; i++) c[i] = (i, logits[i]);
+        bool finite = true;
+        for (int i = 0; i < v; i++)
+        {
+            float logit = logits[i];
+            finite &= float.IsFinite(logit);
+            c[i] = (i, logit);
+        }
+        if (!finite) throw new Model.NonFiniteException("the logits are not finite (NaN or infinity)", null, []);
         ApplyPenalties(c);
         if (o.Temperature == 0) return ArgMax(c);
 
@@ -122,40 +136,4 @@ public sealed class Sampler
         }
         for (int i = k - 1; i >= 0; i--) c[i] = heap.Dequeue();
     }
-}
-
-/// <summary>xoshiro256** seeded through splitmix64: small, fast, and the same sequence everywhere.</summary>
-public sealed class Xoshiro256
-{
-    ulong _s0, _s1, _s2, _s3;
-
-    public Xoshiro256(ulong seed)
-    {
-        ulong x = seed;
-        _s0 = SplitMix(ref x); _s1 = SplitMix(ref x); _s2 = SplitMix(ref x); _s3 = SplitMix(ref x);
-    }
-
-    static ulong SplitMix(ref ulong x)
-    {
-        ulong z = x += 0x9E3779B97F4A7C15;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
-        return z ^ (z >> 31);
-    }
-
-    public ulong NextUInt64()
-    {
-        ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;
-        ulong t = _s1 << 17;
-        _s2 ^= _s0; _s3 ^= _s1; _s1 ^= _s2; _s0 ^= _s3; _s2 ^= t; _s3 = ulong.RotateLeft(_s3, 45);
-        return result;
-    }
-
-    /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
-    public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
-
-    public int NextInt(int maxExclusive) => (int)(NextDouble() * maxExclusive);
-
-    /// <summary>The generator's state, for checkpoints that must resume bit-identically.</summary>
-    public ulong[] State { get => [_s0, _s1, _s2, _s3]; set { _s0 = value[0]; _s1 = value[1]; _s2 = value[2]; _s3 = value[3]; } }
 }

@@ -44,8 +44,26 @@ public sealed class Checkpoint : IDisposable
                 throw new ModelFormatException(t.File, $"tensor appears twice (also in {_byName[t.Name].File})", $"tensor '{t.SourceName}'");
     }
 
+    /// <summary>
+    /// Where a model named by a user is, the same for every command: a .gguf file; a Hugging Face directory
+    /// (config.json); or a folder holding exactly one .gguf file (a downloaded GGUF repository). A folder with several
+    /// .gguf files and no config.json is an error listing them; so is one with neither.
+    /// </summary>
+    public static string ResolvePath(string path)
+    {
+        if (!System.IO.Directory.Exists(path) || File.Exists(System.IO.Path.Combine(path, "config.json"))) return path;
+        var ggufs = System.IO.Directory.GetFiles(path, "*.gguf").Order(StringComparer.Ordinal).ToList();
+        return ggufs.Count switch
+        {
+            1 => ggufs[0],
+            0 => throw new ModelFormatException(path, "not a model: config.json is missing (a Hugging Face model directory) and the folder holds no .gguf file"),
+            _ => throw new ModelFormatException(path, $"holds {ggufs.Count} .gguf files and no config.json; name one: {string.Join(", ", ggufs.Select(System.IO.Path.GetFileName))}"),
+        };
+    }
+
     public static Checkpoint Open(string path)
     {
+        path = ResolvePath(path);
         if (System.IO.Directory.Exists(path)) return OpenHuggingFace(path);
         if (File.Exists(path))
         {

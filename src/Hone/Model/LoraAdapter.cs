@@ -22,6 +22,8 @@ public sealed unsafe class LoraAdapter : ILinearAdapter, IDisposable
     public bool RsLora { get; }
     public bool Dora { get; }
     public float Scale => RsLora ? Alpha / MathF.Sqrt(Rank) : Alpha / Rank;
+    /// <summary>The file it was loaded from (null when made in memory), for error messages.</summary>
+    public string? Source { get; set; }
 
     public float* A => _storage.AsFloats;                                  // [r, in]
     public float* B => _storage.AsFloats + (long)Rank * In;                // [out, r]
@@ -40,7 +42,7 @@ public sealed unsafe class LoraAdapter : ILinearAdapter, IDisposable
     /// <summary>PEFT's initialization: A ~ U(−1/√in, 1/√in) (kaiming-uniform with a = √5), B = 0; DoRA magnitude = ‖W‖_row.</summary>
     public void Initialize(ulong seed, WeightMatrix? weight)
     {
-        var rng = new Inference.Xoshiro256(seed);
+        var rng = new Xoshiro256(seed);
         float bound = 1f / MathF.Sqrt(In);
         for (long i = 0; i < (long)Rank * In; i++) A[i] = (float)(rng.NextDouble() * 2 - 1) * bound;
         new Span<float>(B, Out * Rank).Clear();
@@ -75,6 +77,9 @@ public sealed unsafe class LoraAdapter : ILinearAdapter, IDisposable
                 RowNorm[o] = (float)Math.Sqrt(ss);
             }
     }
+
+    /// <summary>"the LoRA adapter …/adapter_model.safetensors (scale 1.25E+37)", for error messages.</summary>
+    public string Describe() => $"the {(Dora ? "DoRA" : "LoRA")} adapter {Source ?? "(made in memory)"} (scale {Scale:G3})";
 
     /// <summary>Inference: y[T, out] (holding W·x) ← adapted output.</summary>
     public void Apply(WorkerPool pool, WeightMatrix weight, float* x, int tokens, int ldx, float* y, int ldy)

@@ -81,6 +81,8 @@ public static unsafe class PeftAdapter
             throw new ModelFormatException(path, $"modules_to_save ({string.Join(", ", saved)}) is not supported", "modules_to_save");
         int r = o["r"]?.GetValue<int>() ?? throw new ModelFormatException(path, "missing r", "r");
         float alpha = o["lora_alpha"] is JsonNode a ? (float)a.GetValue<double>() : r;
+        if (!float.IsFinite(alpha))
+            throw new ModelFormatException(path, $"{o["lora_alpha"]?.ToJsonString()} is not a finite 32-bit number (the scale alpha/r would be {alpha})", "lora_alpha");
         var targets = o["target_modules"] switch
         {
             JsonArray arr => arr.Select(t => t!.GetValue<string>()).ToList(),
@@ -129,7 +131,8 @@ public static unsafe class PeftAdapter
                 if (dora != config.UseDora)
                     throw new ModelFormatException(file, dora ? "has a DoRA magnitude but use_dora is false" : "use_dora is true but the magnitude is missing",
                         $"adapter of '{TensorNames.GgufToHuggingFace(target)}'");
-                var adapter = new LoraAdapter(target, config.Rank, w.Cols, w.Rows, config.Alpha, config.UseRsLora, dora);
+                var adapter = new LoraAdapter(target, config.Rank, w.Cols, w.Rows, config.Alpha, config.UseRsLora, dora) { Source = file };
+                adapters[target] = adapter;
                 Copy(st, ta, adapter.A);
                 Copy(st, tb, adapter.B);
                 if (dora)
@@ -138,7 +141,6 @@ public static unsafe class PeftAdapter
                     Copy(st, tm!, adapter.Magnitude);
                     adapter.RefreshRowNorm(w);
                 }
-                adapters[target] = adapter;
             }
         }
         catch { foreach (var a in adapters.Values) a.Dispose(); throw; }
@@ -158,6 +160,8 @@ public static unsafe class PeftAdapter
         if (arch != config.GgufArchitecture)
             throw new ModelFormatException(path, $"adapter for architecture '{arch}', the model is '{config.GgufArchitecture}'", "general.architecture");
         float? alpha = gguf.Get("adapter.lora.alpha") is { } a ? (float)a.AsNumber(path, "adapter.lora.alpha") : null;
+        if (alpha is float given && !float.IsFinite(given))
+            throw new ModelFormatException(path, $"alpha {given} is not a finite number (the adapter's scale alpha/r would be too)", "adapter.lora.alpha");
         bool unpermute = config.GgufArchitecture == "llama" && config.RopeLayout == RopeLayout.Halves;
         var matrices = weights.Matrices().ToDictionary(m => m.Name);
         var adapters = new Dictionary<string, LoraAdapter>();
@@ -171,11 +175,16 @@ public static unsafe class PeftAdapter
                 int rank = (int)ta.Shape[0];
                 if (!ta.Shape.SequenceEqual(new long[] { rank, w.Cols }) || !tb.Shape.SequenceEqual(new long[] { w.Rows, rank }))
                     throw new ModelFormatException(path, $"shapes {string.Join("x", ta.Shape)} / {string.Join("x", tb.Shape)} do not fit [{rank}, {w.Cols}] / [{w.Rows}, {rank}]", $"tensor '{ta.Name}'");
-                var adapter = new LoraAdapter(target, rank, w.Cols, w.Rows, alpha ?? rank);
+                var adapter = new LoraAdapter(target, rank, w.Cols, w.Rows, alpha ?? rank) { Source = path };
                 adapters[target] = adapter;
                 WeightRows.DequantizeSegment(ta.Type, gguf.TensorData(ta), 0, rank * w.Cols, adapter.A);
+                RequireFinite(path, ta.Name, adapter.A, (long)rank * w.Cols);
                 var b = new float[(long)w.Rows * rank];
-                fixed (float* pb = b) WeightRows.DequantizeSegment(tb.Type, gguf.TensorData(tb), 0, rank * w.Rows, pb);
+                fixed (float* pb = b)
+                {
+                    WeightRows.DequantizeSegment(tb.Type, gguf.TensorData(tb), 0, rank * w.Rows, pb);
+                    RequireFinite(path, tb.Name, pb, b.LongLength);
+                }
                 bool qk = target.Contains(".attn_q.") || target.Contains(".attn_k.");
                 for (int row = 0; row < w.Rows; row++)
                 {
@@ -201,8 +210,13 @@ public static unsafe class PeftAdapter
     {
         int n = (int)t.ElementCount;
         WeightRows.DequantizeSegment(t.Type!.Value, st.TensorData(t), 0, n, destination);
-        for (int i = 0; i < n; i++)
-            if (!float.IsFinite(destination[i]))
-                throw new ModelFormatException(st.Path, $"non-finite value at element {i}", $"tensor '{t.Name}'");
+        RequireFinite(st.Path, t.Name, destination, n);
+    }
+
+    static void RequireFinite(string file, string tensor, float* values, long count)
+    {
+        for (long i = 0; i < count; i++)
+            if (!float.IsFinite(values[i]))
+                throw new ModelFormatException(file, $"non-finite value at element {i}", $"tensor '{tensor}'");
     }
 }

@@ -412,6 +412,7 @@ static class HuggingFaceTokenizerLoader
             parts.CleanUpTokenizationSpaces = json.Bool(cu, "clean_up_tokenization_spaces");
         if (root.TryGetProperty("chat_template", out var ct) && ct.ValueKind != JsonValueKind.Null)
         {
+            parts.ChatTemplateSource = $"{configPath} chat_template";
             if (ct.ValueKind == JsonValueKind.String) parts.ChatTemplate = ct.GetString();
             else
             {
@@ -420,7 +421,10 @@ static class HuggingFaceTokenizerLoader
                 {
                     string path = $"chat_template[{i++}]";
                     if (json.String(json.Required(entry, "name", path), path + ".name") == "default")
+                    {
                         parts.ChatTemplate = json.String(json.Required(entry, "template", path), path + ".template");
+                        parts.ChatTemplateSource = $"{configPath} {path}.template";
+                    }
                 }
             }
         }

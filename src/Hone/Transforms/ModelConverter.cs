@@ -79,6 +79,8 @@ public static unsafe class ModelConverter
         log ??= _ => { };
         var o = new { Output = output, Type = type, Input = source?.Path ?? "(in memory)" };
         bool toGguf = o.Output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+        if (o.Type is TensorType wanted && !MatrixTypes.All.Contains(wanted))
+            throw new ArgumentException($"weights cannot be written as {wanted.Name()}; use one of {MatrixTypes.Names}");
         if (!toGguf && o.Type is TensorType t && t is not (TensorType.F32 or TensorType.F16 or TensorType.BF16))
             throw new ArgumentException($"a Hugging Face safetensors directory holds f32, f16 or bf16 weights, not {t.Name()}: write a .gguf file instead");
         var config = weights.Config;

@@ -1,11 +1,14 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using Hone.Data.Synthetic;
+using Hone.Synthetic;
 using Hone.Inference;
 using Hone.Tests.Infrastructure;
 using Xunit;
 using Xunit.Abstractions;
+using Hone.Tensors;
+using Hone.Formats;
+using Hone.Tokenization;
 
 namespace Hone.Tests.Synthetic;
 
@@ -202,12 +205,12 @@ public class EcommerceDatasetTests(ITestOutputHelper output)
     {
         using var dir = new TempDirectory();
         var files = SyntheticFiles.WriteEcommerce(EcommerceDataset.Generate(2, 200), dir.Path);
-        var records = Hone.Data.TrainingDataLoader.Records(files.Train, Hone.Training.TrainingStage.Sft).ToList();
+        var records = RecordFile.Records(files.Train, textDocuments: false).ToList();
         Assert.Equal(180, records.Count);
         foreach (var (line, record, error) in records)
         {
             Assert.Null(error);
-            var messages = Hone.Data.TrainingDataLoader.ToMessages(record!, files.Train, line);
+            var messages = ChatConversation.ToMessages(record!, files.Train, line);
             Assert.Equal("assistant", messages[^1]!["role"]!.GetValue<string>());
         }
         var task = SyntheticFiles.ReadEvaluation(files.Evaluation);

@@ -1,5 +1,5 @@
 using System.Text.Json.Nodes;
-using Hone.Data.Synthetic;
+using Hone.Synthetic;
 using Xunit;
 
 namespace Hone.Tests.Synthetic;

@@ -1,0 +1,372 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Hone.DataTools;
+using Hone.Synthetic;
+using Hone.Evaluation;
+using Hone.Evaluation.Report;
+using Hone.Formats;
+using Hone.Model;
+using Hone.Tensors;
+using Hone.Tokenization;
+using Hone.Training;
+using Hone.Transforms;
+
+namespace Hone.Workflows;
+
+/// <param name="Model">a base model to specialize instead of pretraining one (directory, .gguf, or a folder holding a .gguf)</param>
+/// <param name="Data">domain data instead of the generated e-commerce set: SFT JSONL (messages / Alpaca / ShareGPT), or a
+/// CSV with instruction/response columns (the Bitext customer-support layout), or a folder holding one</param>
+/// <param name="Scale">multiplies every size and step count (1 = the documented defaults; tests use small values)</param>
+/// <param name="General">general text against forgetting (.txt documents separated by blank lines, or JSONL {"text"}):
+/// part of it is replayed among the fine-tuning data, the rest held out for general perplexity. Default: the generated
+/// general-English corpus (stories, facts, dialogues, reports), which also pretrains the generated base model.</param>
+public sealed record QuickstartOptions(string Out = "runs/quickstart", string? Model = null, string? Data = null, int Threads = 0,
+    ulong Seed = 7, double Scale = 1.0, string? General = null);
+
+/// <summary>The headline numbers of a quickstart run, before and after fine-tuning.</summary>
+public sealed record QuickstartResult(string Report, string Markdown, IReadOnlyDictionary<string, (double? Before, double? After)> Metrics,
+    TimeSpan Elapsed, IReadOnlyList<(string Stage, TimeSpan Time)> Stages);
+
+/// <summary>
+/// The whole specialization loop in one call: data (generated, or given), a base model (pretrained here from scratch on a
+/// generated general corpus, or given), data scoring and filtering by the base model's perplexity, evaluation before,
+/// LoRA SFT, evaluation after (domain perplexity, general perplexity for forgetting, a domain task with pass@k and
+/// pass^k), and the HTML report.
+/// </summary>
+public static class Quickstart
+{
+    /// <summary>Pretraining and fine-tuning sizes at scale 1 (5–8 minutes on 2 cores, as the README measures).</summary>
+    public static readonly ModelConfig BaseShape = new()
+    {
+        Architecture = "llama", VocabSize = 2048, HiddenSize = 128, IntermediateSize = 384, Layers = 4, Heads = 4, KvHeads = 2,
+        HeadDim = 32, RotaryDims = 32, RopeTheta = 10000, RmsNormEps = 1e-5f, MaxPositions = 512, TiedEmbeddings = true,
+    };
+
+    public static QuickstartResult Run(QuickstartOptions o, Action<string> log, CancellationToken cancel = default)
+    {
+        var total = Stopwatch.StartNew();
+        var stages = new List<(string, TimeSpan)>();
+        string root = Path.GetFullPath(o.Out);
+        Directory.CreateDirectory(root);
+        int S(int full, int minimum) => Math.Max(minimum, (int)Math.Round(full * o.Scale));
+        T Stage<T>(string name, Func<T> body)
+        {
+            cancel.ThrowIfCancellationRequested();
+            log($"== {name}");
+            var clock = Stopwatch.StartNew();
+            var result = body();
+            stages.Add((name, clock.Elapsed));
+            log($"   ({clock.Elapsed.TotalSeconds:F1} s)");
+            return result;
+        }
+        var trainReporter = new LogReporter(log);
+
+        // ---- data -------------------------------------------------------------------------------
+        string dataDir = Path.Combine(root, "data");
+        if (o.General != null && o.Model == null)
+            throw new ArgumentException("general text replaces the generated corpus only for a given model (--model): the generated base model is pretrained on the generated corpus");
+        string generalSource = o.General == null
+            ? "the generated general-English corpus (stories, facts, dialogues, reports; no e-commerce words)"
+            : $"documents of {Path.GetFullPath(o.General)}";
+        var general = Stage("general corpus", () =>
+        {
+            var docs = o.General == null ? GeneralCorpus.Generate(o.Seed, (long)(4_000_000 * o.Scale)) : GivenGeneral(o.General);
+            var files = SyntheticFiles.WriteGeneral(docs, Path.Combine(dataDir, "general"));
+            log($"   {generalSource}: {files.TrainDocuments:N0} documents ({files.TrainBytes / 1e6:F1} MB) " +
+                $"{(o.Model == null ? "for pretraining" : "to replay from")}, {files.HeldOutDocuments:N0} held out");
+            return files;
+        });
+        var domain = Stage(o.Data == null ? "e-commerce customer-service data" : "domain data", () =>
+            o.Data == null ? GeneratedDomain(o, S, Path.Combine(dataDir, "domain"), log) : ImportedDomain(o, DataPath.Resolve(o.Data, DataPath.RecordExtensions), Path.Combine(dataDir, "domain"), log));
+
+        // ---- base model -------------------------------------------------------------------------
+        string baseModel;
+        string baseRun = Path.Combine(root, "base");
+        if (o.Model == null)
+        {
+            string init = Path.Combine(root, "base-init");
+            Stage("tokenizer", () =>
+            {
+                // Trained on the general corpus and the domain's training text, as a tokenizer trained on broad data would be.
+                var texts = SyntheticFiles.ReadTexts(general.Train).Concat(SyntheticFiles.ReadTexts(domain.Train));
+                var vocabulary = BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: S(2048, 512)), init);
+                var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
+                log($"   byte-level BPE, {tokenizer.VocabSize:N0} tokens, chat template with <|user|>/<|assistant|> turns");
+                return vocabulary;
+            });
+            Stage("base model from scratch (continued pretraining on the general corpus)", () =>
+            {
+                var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
+                var shape = BaseShape with { VocabSize = tokenizer.VocabSize, BosTokenId = tokenizer.BosId, EosTokenId = tokenizer.EosId };
+                using (var weights = LlamaWeights.CreateRandom(shape, TensorType.F32, (int)o.Seed, std: 0.02f))
+                    ModelConverter.Write(weights, null, init, TensorType.F32, new List<string>());
+                string pretrainData = general.Train;
+                if (domain.Records != null)
+                {
+                    pretrainData = Path.Combine(dataDir, "pretrain.jsonl");
+                    AtomicFile.WriteAllText(pretrainData, File.ReadAllText(general.Train) + File.ReadAllText(domain.Records));
+                }
+                var options = new TrainOptions
+                {
+                    Model = init, Data = pretrainData, ValData = null, Out = baseRun, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
+                    MaxSteps = S(900, 8), BatchSize = 4, SeqLen = 512, Lr = 3e-3f, WarmupSteps = S(20, 1), Schedule = LearningRateSchedule.Cosine,
+                    MinLrRatio = 0.1f, WeightDecay = 0.01f, ValSplit = 0.01, EvalEvery = S(225, 4), SaveEvery = 0, Threads = o.Threads, Seed = o.Seed,
+                    LogEvery = S(25, 1),
+                };
+                return Trainer.Run(options, TrainingDataLoader.Load, trainReporter, cancel);
+            });
+            baseModel = baseRun;
+        }
+        else
+        {
+            baseModel = Checkpoint.ResolvePath(o.Model);
+            Directory.CreateDirectory(baseRun);
+        }
+
+        // ---- scoring and filtering --------------------------------------------------------------
+        string sftRun = Path.Combine(root, "sft");
+        Directory.CreateDirectory(sftRun);
+        var filtered = Stage("score and filter the domain data by base-model perplexity", () =>
+        {
+            var scored = Path.Combine(dataDir, "domain", "train.scored.jsonl");
+            var score = DataScore.Run(new DataScoreOptions(domain.Train, baseModel, scored, Threads: o.Threads), cancel: cancel);
+            var kept = Path.Combine(dataDir, "domain", "train.filtered.jsonl");
+            var filter = DataFilter.Run(new DataFilterOptions(scored, kept, KeepQuantiles: (0.02, 0.98), Threads: o.Threads), cancel: cancel);
+            var values = File.ReadLines(scored).Select(l => JsonNode.Parse(l)?["ppl"]).OfType<JsonValue>()
+                .Select(v => v.TryGetValue(out double d) ? d : double.NaN).Where(double.IsFinite).ToList();
+            var band = filter.QuantileBounds;
+            File.WriteAllText(Path.Combine(sftRun, "corpus_ppl.json"), RunReport.CorpusJson(new CorpusScores("domain training data", values,
+                band?.Low, band?.High, score.Protocol)).ToJsonString());
+            log($"   perplexity under the base model: whole set {score.Perplexity:F1}; kept {filter.Kept:N0} of {filter.Records:N0} (2nd–98th percentile)");
+            return kept;
+        });
+
+        // ---- evaluation before ------------------------------------------------------------------
+        var tasks = WriteTasks(Path.Combine(root, "tasks"), general.HeldOut, generalSource, domain, S);
+        var evalOptions = new EvalOptions(Seed: o.Seed);
+        Stage("evaluate the base model", () =>
+            EvalRunner.Run(baseModel, null, tasks, evalOptions, Path.Combine(sftRun, "eval-before.json"), o.Threads, 0,
+                (i, n, t) => log($"   [{i + 1}/{n}] {t.Name}"), r => log("     " + Summary(r)), cancel: cancel));
+
+        // ---- fine-tuning ------------------------------------------------------------------------
+        Stage("LoRA supervised fine-tuning on the filtered domain data", () =>
+        {
+            // Replay: general text mixed into fine-tuning holds forgetting down (generated base: general perplexity ×1.4
+            // instead of ×30 at this size) for little domain cost. For the generated base it is a slice of the model's
+            // own pretraining text; for a given model, whose pretraining data is not at hand, the general text above.
+            string replay = Path.Combine(dataDir, "general", "replay.jsonl");
+            AtomicFile.WriteAllText(replay, string.Concat(File.ReadLines(general.Train).Take(S(400, 8)).Select(l => l + "\n")));
+            log($"   replaying {Math.Min(S(400, 8), general.TrainDocuments)} documents of {generalSource} against forgetting");
+            var options = new TrainOptions
+            {
+                ReplayData = replay,
+                Model = baseModel, Data = filtered, ValData = domain.HeldOut, Out = sftRun, Method = TrainingMethod.Lora, Stage = TrainingStage.Sft,
+                MaxSteps = S(domain.SftSteps, 6), BatchSize = 4, SeqLen = 512, Lr = domain.LearningRate, LoraR = 16, LoraAlpha = 32,
+                LoraTargets = ["all-linear"], WarmupSteps = S(10, 1), Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f,
+                EvalEvery = S(domain.SftSteps / 4, 3), SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(10, 1), Packing = true,
+            };
+            return Trainer.Run(options, TrainingDataLoader.Load, trainReporter, cancel);
+        });
+
+        // ---- evaluation after and report --------------------------------------------------------
+        Stage("evaluate base + adapter", () =>
+            EvalRunner.Run(baseModel, sftRun, tasks, evalOptions, Path.Combine(sftRun, "eval-after.json"), o.Threads, 0,
+                (i, n, t) => log($"   [{i + 1}/{n}] {t.Name}"), r => log("     " + Summary(r)), cancel: cancel));
+        string reportPath = Path.Combine(root, "report.html");
+        var report = Stage("report", () => RunReport.Write(new ReportOptions(
+            o.Model == null ? [baseRun, sftRun] : [sftRun], reportPath, o.Model == null ? "Hone quickstart: a customer-service specialist" : $"Hone quickstart: {Path.GetFileName(o.Model.TrimEnd('/'))}")));
+
+        var before = EvalResults.Read(Path.Combine(sftRun, "eval-before.json"));
+        var after = EvalResults.Read(Path.Combine(sftRun, "eval-after.json"));
+        var metrics = new Dictionary<string, (double?, double?)>();
+        foreach (var row in ResultsComparison.Compare([before, after]))
+            metrics[$"{row.Task} {row.Metric}"] = (row.Values[0]?.Value, row.Values[1]?.Value);
+        var summary = new JsonObject
+        {
+            ["report"] = report.HtmlPath, ["elapsed_seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1), ["general_text"] = generalSource,
+            ["stages"] = new JsonObject(stages.Select(s => KeyValuePair.Create(s.Item1, (JsonNode?)Math.Round(s.Item2.TotalSeconds, 1)))),
+            ["metrics"] = new JsonObject(metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)new JsonObject { ["before"] = m.Value.Item1, ["after"] = m.Value.Item2 }))),
+        };
+        AtomicFile.WriteAllText(Path.Combine(root, "quickstart.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        return new QuickstartResult(report.HtmlPath, report.MarkdownPath, metrics, total.Elapsed, stages);
+    }
+
+    static string Summary(TaskResult r) => $"{r.Task}: " + string.Join(", ", r.Metrics.Select(m =>
+        $"{m.Name} {m.Value.ToString("0.####", CultureInfo.InvariantCulture)}{(m.StandardError is double se ? " ± " + se.ToString("0.####", CultureInfo.InvariantCulture) : "")}"));
+
+    // ---- domain data ----------------------------------------------------------------------------
+
+    /// <summary>The domain files and how to fine-tune on them.</summary>
+    /// <param name="Records">generated mode: the training orders' records as plain documents, part of the pretraining web
+    /// text (a general model has seen receipts and shop policies, not customer-service dialogues)</param>
+    /// <param name="Tasks">sampled domain tasks: name, task items, what passing means, tokens to generate</param>
+    sealed record DomainData(string Train, string HeldOut, string HeldOutText, IReadOnlyList<DomainTask> Tasks, int SftSteps, float LearningRate,
+        string? Records = null);
+
+    sealed record DomainTask(string Name, string Items, string Description, int MaxTokens);
+
+    static DomainData GeneratedDomain(QuickstartOptions o, Func<int, int, int> s, string dir, Action<string> log)
+    {
+        var data = EcommerceDataset.Generate(o.Seed, s(1500, 60));
+        // Store-policy questions: knowledge the prompt does not hold, so only fine-tuning can teach it.
+        var faq = PolicyFaq.Generate(o.Seed, s(3000, 36));
+        string train = Path.Combine(dir, SyntheticFiles.TrainFile), heldOut = Path.Combine(dir, SyntheticFiles.HeldOutFile);
+        string heldOutText = Path.Combine(dir, SyntheticFiles.HeldOutTextFile);
+        JsonObject Record(EcommerceConversation c) => new() { ["messages"] = SyntheticFiles.Messages(c.Messages) };
+        SyntheticFiles.WriteJsonLines(train, data.Train.Select(Record).Concat(faq.Train));
+        SyntheticFiles.WriteJsonLines(heldOut, data.HeldOut.Select(Record).Concat(faq.HeldOut));
+        SyntheticFiles.WriteDocuments(heldOutText, data.HeldOut.Select(c => c.PlainText)
+            .Concat(faq.HeldOut.Select(c => string.Join("\n", c["messages"]!.AsArray().Select(m => (string?)m!["content"])))));
+        // Web text for pretraining: order records with their confirmation e-mails, for the training orders and as many
+        // other orders (held-out orders never appear).
+        string records = Path.Combine(dir, "records.jsonl");
+        var other = EcommerceDataset.Generate(o.Seed + 1_000_003, s(4500, 60));
+        var random = new Xoshiro256(o.Seed + 17);
+        SyntheticFiles.WriteJsonLines(records, data.Train.Concat(other.Train).Select(c => new JsonObject { ["text"] = OrderDocuments.Write(c.Facts, random) }));
+        log($"   {data.Train.Count:N0} order conversations for training, {data.HeldOut.Count:N0} held out; " +
+            $"{data.AnswersRejected} of {data.AnswersWritten} generated answers rejected by the fact checker");
+        log($"   {faq.Train.Count:N0} store-policy conversations for training ({PolicyFaq.Topics.Length} policies), {faq.HeldOut.Count:N0} held out with new wordings");
+        string policyItems = Path.Combine(dir, "task-policies.jsonl");
+        SyntheticFiles.WriteJsonLines(policyItems, faq.TaskItems.Take(s(96, 12)));
+        // Order questions: answer a held-out customer from their order record; pass when every fact is stated, the claim
+        // fits the order's situation and nothing contradicts it.
+        string orderItems = Path.Combine(dir, "task-orders.jsonl");
+        SyntheticFiles.WriteJsonLines(orderItems, data.Evaluation.Take(s(60, 8)).Select(i => i.ToJson()));
+        return new DomainData(train, heldOut, heldOutText,
+        [
+            new("domain_task_policies", policyItems, "answer held-out questions about the store's policies (the policy's fact must appear verbatim)", 48),
+            new("domain_task_orders", orderItems, "answer held-out customers from their order record (every fact verbatim, the right claim, no contradiction)", 100),
+        ], 500, 2e-3f, records);
+    }
+
+    static DomainData ImportedDomain(QuickstartOptions o, string path, string dir, Action<string> log)
+    {
+        Directory.CreateDirectory(dir);
+        var conversations = new List<(JsonArray Messages, string? Intent)>();
+        if (path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
+        {
+            List<List<string>> rows;
+            using (var reader = new StreamReader(path, Encoding.UTF8)) rows = Csv.Rows(reader, path).Select(r => r.Cells).ToList();
+            if (rows.Count < 2) throw new DataFormatException(path, 1, "the CSV has no data rows");
+            var header = rows[0].Select(h => h.Trim().ToLowerInvariant()).ToList();
+            int prompt = FirstColumn(header, "instruction", "question", "prompt", "input", "query");
+            int answer = FirstColumn(header, "response", "answer", "output", "completion");
+            if (prompt < 0 || answer < 0)
+                throw new DataFormatException(path, 1, $"expected instruction/response (or question/answer) columns, found {string.Join(", ", header)}");
+            int intent = header.IndexOf("intent");
+            foreach (var row in rows.Skip(1))
+                if (row.Count > Math.Max(prompt, answer) && row[prompt].Trim().Length > 0 && row[answer].Trim().Length > 0)
+                    conversations.Add((new JsonArray(
+                        (JsonNode)new JsonObject { ["role"] = "user", ["content"] = row[prompt].Trim() },
+                        (JsonNode)new JsonObject { ["role"] = "assistant", ["content"] = row[answer].Trim() }), intent >= 0 && row.Count > intent ? row[intent].Trim() : null));
+        }
+        else
+            foreach (var (line, record, error) in RecordFile.Records(path, textDocuments: false))
+            {
+                if (error != null) throw new DataFormatException(path, line, error);
+                conversations.Add((ChatConversation.ToMessages(record!, path, line), record!["intent"] is JsonValue v && v.TryGetValue(out string? it) ? it : null));
+            }
+        // Seeded split: 90% train, 10% held out (both shrunk by --scale below 1; at least 20 held out when there are 40).
+        var order = Enumerable.Range(0, conversations.Count).ToArray();
+        var rng = new Xoshiro256(o.Seed);
+        for (int i = order.Length - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (order[i], order[j]) = (order[j], order[i]); }
+        int held = Math.Max(Math.Min(20, conversations.Count / 2), (int)Math.Round(conversations.Count / 10.0 * Math.Min(1, o.Scale)));
+        int trainCount = Math.Min(conversations.Count - held, (int)Math.Round(conversations.Count * Math.Min(1, o.Scale)));
+        var heldOut = order.Take(held).Select(i => conversations[i]).ToList();
+        var train = order.Skip(held).Take(trainCount).Select(i => conversations[i]).ToList();
+        string trainPath = Path.Combine(dir, "train.jsonl"), heldPath = Path.Combine(dir, "heldout.jsonl"), textPath = Path.Combine(dir, "heldout.txt");
+        SyntheticFiles.WriteJsonLines(trainPath, train.Select(c => new JsonObject { ["messages"] = c.Messages.DeepClone() }));
+        SyntheticFiles.WriteJsonLines(heldPath, heldOut.Select(c => new JsonObject { ["messages"] = c.Messages.DeepClone() }));
+        SyntheticFiles.WriteDocuments(textPath, heldOut.Select(c => string.Join("\n", c.Messages.Select(m => (string?)m!["content"] ?? ""))));
+        // Task: answer held-out requests on topic — the reply must name the request's intent (its words, as a regex).
+        var tasks = new List<DomainTask>();
+        string description = "none: the data has no intent labels to check answers against";
+        var labelled = heldOut.Where(c => c.Intent is { Length: > 0 }).Take(Math.Max(8, (int)(60 * Math.Min(1, o.Scale * 4)))).ToList();
+        if (labelled.Count > 0)
+        {
+            string task = Path.Combine(dir, "task.jsonl");
+            SyntheticFiles.WriteJsonLines(task, labelled.Select(c => new JsonObject
+            {
+                ["intent"] = c.Intent,
+                ["prompt_messages"] = new JsonArray(c.Messages.Take(c.Messages.Count - 1).Select(m => m!.DeepClone()).ToArray()),
+                ["expected"] = new JsonObject { ["contains"] = new JsonArray(), ["regex"] = IntentRegex(c.Intent!) },
+            }));
+            description = "answer held-out requests on topic: the reply must use a word of the request's intent label";
+            tasks.Add(new("domain_task", task, description, 100));
+        }
+        log($"   {train.Count:N0} training conversations, {heldOut.Count:N0} held out from {path}; domain task: {description}");
+        return new DomainData(trainPath, heldPath, textPath, tasks, (int)Math.Min(400, Math.Max(60, train.Count / 8)), 2e-3f);
+    }
+
+    static int FirstColumn(List<string> header, params string[] names)
+    {
+        foreach (var n in names) { int i = header.IndexOf(n); if (i >= 0) return i; }
+        return -1;
+    }
+
+    /// <summary>"cancel_order" → (?i)\b(cancel|order)…: words of the label (4+ letters, stems of 5+ letter words).</summary>
+    static string IntentRegex(string intent)
+    {
+        var words = intent.ToLowerInvariant().Split(['_', '-', ' '], StringSplitOptions.RemoveEmptyEntries)
+            .Where(w => w.Length >= 4 && w is not ("check" or "with" or "from" or "know" or "about" or "information"))
+            .Select(w => w.Length >= 6 ? w[..^2] : w).Distinct().ToList();
+        if (words.Count == 0) words.Add(intent.ToLowerInvariant());
+        return "(?i)\\b(" + string.Join("|", words.Select(System.Text.RegularExpressions.Regex.Escape)) + ")";
+    }
+
+    // ---- tasks ----------------------------------------------------------------------------------
+
+    static List<string> WriteTasks(string dir, string generalHeldOut, string generalSource, DomainData domain, Func<int, int, int> s)
+    {
+        Directory.CreateDirectory(dir);
+        var tasks = new List<string>();
+        void Write(string name, JsonObject spec)
+        {
+            var path = Path.Combine(dir, name + ".json");
+            spec["version"] = 1;
+            spec["name"] = name;
+            File.WriteAllText(path, spec.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            tasks.Add(path);
+        }
+        // Domain perplexity as fine-tuning sees it: the held-out answers given their conversations (chat template).
+        Write("domain_perplexity", new JsonObject { ["kind"] = "perplexity", ["data"] = domain.HeldOut, ["messages_field"] = "messages" });
+        // The same conversations as plain text: what a base model reads best, and what chat tuning may trade away.
+        Write("domain_text_perplexity", new JsonObject { ["kind"] = "perplexity", ["data"] = domain.HeldOutText });
+        Write("general_perplexity", new JsonObject
+        {
+            ["description"] = $"held-out documents of {generalSource}: what fine-tuning costs elsewhere (forgetting)",
+            ["kind"] = "perplexity", ["data"] = generalHeldOut,
+        });
+        foreach (var task in domain.Tasks)
+            Write(task.Name, new JsonObject
+            {
+                ["description"] = task.Description,
+                ["kind"] = "sampled", ["data"] = task.Items, ["chat"] = true, ["messages_field"] = "prompt_messages",
+                ["target_field"] = "expected", ["checker"] = new JsonObject { ["type"] = "facts" },
+                ["n"] = 4, ["k"] = new JsonArray(1, 2, 4), ["max_tokens"] = task.MaxTokens,
+                ["sampling"] = new JsonObject { ["temperature"] = 0.6, ["top_p"] = 0.95 },
+            });
+        return tasks;
+    }
+
+    /// <summary>General documents from a file: a .txt file's blank-line separated documents, or JSONL "text" fields.</summary>
+    static List<string> GivenGeneral(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: general text file not found", path);
+        var docs = SyntheticFiles.ReadTexts(path).Where(d => d.Trim().Length > 0).ToList();
+        if (docs.Count < 2) throw new DataFormatException(path, 0, $"general text needs at least 2 documents (blank-line separated in a .txt file, or JSONL {{\"text\"}} records), found {docs.Count}");
+        return docs;
+    }
+
+    sealed class LogReporter(Action<string> log) : ITrainingReporter
+    {
+        public void Info(string message) => log("   " + message);
+        public void Progress(TrainingProgress p) =>
+            log($"   step {p.Step}/{p.TotalSteps}  loss {p.Loss:F3}  lr {p.LearningRate:E1}  {p.TokensPerSecond:F0} tok/s  ETA {p.Remaining:mm\\:ss}");
+        public void Validation(long step, double loss, bool improved) => log($"   step {step}: validation loss {loss:F3}{(improved ? " (best)" : "")}");
+        public void Checkpoint(string path) => log($"   checkpoint {path}");
+    }
+}

@@ -1,0 +1,123 @@
+namespace Hone.Formats;
+
+/// <summary>
+/// Reads a JSONL file as raw lines, in batches, without decoding them: records pass through to outputs byte for byte.
+/// Blank lines are counted and skipped; a trailing CR (CRLF files) and a leading UTF-8 byte order mark are dropped.
+/// Memory: the read buffer grows to the longest line; a batch holds at most its byte budget (plus one line).
+/// </summary>
+public sealed class JsonlReader : IDisposable
+{
+    readonly FileStream _stream;
+    byte[] _buffer = new byte[1 << 20];
+    int _start, _end;
+    bool _endOfFile, _atFileStart = true;
+    long _bufferFileOffset;
+
+    public string Path { get; }
+    /// <summary>File length when opened (for progress).</summary>
+    public long Length { get; }
+    /// <summary>Bytes consumed so far.</summary>
+    public long Position => _bufferFileOffset + _start;
+    /// <summary>Physical lines read so far, blank ones included.</summary>
+    public long Lines { get; private set; }
+    public long BlankLines { get; private set; }
+
+    public JsonlReader(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
+        Path = path;
+        _stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+        Length = _stream.Length;
+    }
+
+    /// <summary>The next non-blank line (without its terminator), its 1-based number and its byte offset in the file.</summary>
+    public bool ReadLine(out ReadOnlySpan<byte> line, out long lineNumber, out long offset)
+    {
+        while (true)
+        {
+            var pending = _buffer.AsSpan(_start, _end - _start);
+            int newline = pending.IndexOf((byte)'\n');
+            int length, consumed;
+            if (newline >= 0) { length = newline; consumed = newline + 1; }
+            else if (_endOfFile)
+            {
+                if (pending.Length == 0) { line = default; lineNumber = Lines; offset = Position; return false; }
+                length = consumed = pending.Length;
+            }
+            else { Fill(); continue; }
+
+            offset = _bufferFileOffset + _start;
+            var content = pending[..length];
+            if (content.Length > 0 && content[^1] == (byte)'\r') content = content[..^1];
+            if (_atFileStart)
+            {
+                _atFileStart = false;
+                if (content.StartsWith("\uFEFF"u8)) content = content[3..];
+            }
+            _start += consumed;
+            lineNumber = ++Lines;
+            if (IsBlank(content)) { BlankLines++; continue; }
+            line = content;
+            return true;
+        }
+    }
+
+    /// <summary>Fill <paramref name="batch"/> with up to <paramref name="maxLines"/> lines or about
+    /// <paramref name="maxBytes"/> bytes (always at least one line). False at the end of the file.</summary>
+    public bool ReadBatch(LineBatch batch, int maxLines, int maxBytes)
+    {
+        batch.Clear();
+        while (batch.Count < maxLines && batch.Bytes < maxBytes && ReadLine(out var line, out long number, out long offset))
+            batch.Add(line, number, offset);
+        return batch.Count > 0;
+    }
+
+    static bool IsBlank(ReadOnlySpan<byte> s)
+    {
+        foreach (byte b in s) if (b is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')) return false;
+        return true;
+    }
+
+    void Fill()
+    {
+        int pending = _end - _start;
+        if (_start > 0)
+        {
+            // Move the partial line to the front so the buffer only grows for a line longer than itself.
+            Buffer.BlockCopy(_buffer, _start, _buffer, 0, pending);
+            _bufferFileOffset += _start;
+            _start = 0;
+            _end = pending;
+        }
+        if (_end == _buffer.Length) Array.Resize(ref _buffer, checked(_buffer.Length * 2));
+        int read = _stream.Read(_buffer, _end, _buffer.Length - _end);
+        if (read == 0) _endOfFile = true;
+        _end += read;
+    }
+
+    public void Dispose() => _stream.Dispose();
+}
+
+/// <summary>Lines copied out of a <see cref="JsonlReader"/>, to be worked on in parallel and then written in order.</summary>
+public sealed class LineBatch
+{
+    byte[] _arena = new byte[1 << 16];
+    readonly List<(int Start, int Length, long Line, long Offset)> _lines = [];
+
+    public int Count => _lines.Count;
+    public int Bytes { get; private set; }
+
+    public ReadOnlySpan<byte> this[int index] { get { var l = _lines[index]; return _arena.AsSpan(l.Start, l.Length); } }
+    public long LineNumber(int index) => _lines[index].Line;
+    public long Offset(int index) => _lines[index].Offset;
+
+    public void Clear() { _lines.Clear(); Bytes = 0; }
+
+    public void Add(ReadOnlySpan<byte> line, long lineNumber, long offset)
+    {
+        if (Bytes + line.Length > _arena.Length) Array.Resize(ref _arena, Math.Max(_arena.Length * 2, Bytes + line.Length));
+        line.CopyTo(_arena.AsSpan(Bytes));
+        _lines.Add((Bytes, line.Length, lineNumber, offset));
+        Bytes += line.Length;
+    }
+}
