@@ -48,6 +48,8 @@ public unsafe class LoraAdapter : ILinearAdapter, IDisposable
     public float Alpha { get; }
     public bool RsLora { get; }
     public float Scale => RsLora ? Alpha / MathF.Sqrt(Rank) : Alpha / Rank;
+    /// <summary>The file it was loaded from (null when made in memory), for error messages.</summary>
+    public string? Source { get; set; }
 
     public float* A => _storage.AsFloats;                                  // [r, in]
     public float* B => _storage.AsFloats + (long)Rank * In;                // [out, r]
@@ -95,6 +97,9 @@ public unsafe class LoraAdapter : ILinearAdapter, IDisposable
     public virtual void Refresh(WeightMatrix weight) { }
 
     // ---- inference ----------------------------------------------------------------------------------
+
+    /// <summary>"the LoRA adapter …/adapter_model.safetensors (scale 1.25E+37)", for error messages.</summary>
+    public string Describe() => $"the {Kind} adapter {Source ?? "(made in memory)"} (scale {Scale:G3})";
 
     /// <summary>Inference: y[T, out] (holding W·x) ← adapted output.</summary>
     public virtual void Apply(WorkerPool pool, WeightMatrix weight, float* x, int tokens, int ldx, float* y, int ldy) =>
@@ -163,6 +168,8 @@ public unsafe class LoraAdapter : ILinearAdapter, IDisposable
         string path = gguf.Path;
         var config = weights.Config;
         float? alpha = gguf.Get("adapter.lora.alpha") is { } a ? (float)a.AsNumber(path, "adapter.lora.alpha") : null;
+        if (alpha is float given && !float.IsFinite(given))
+            throw new ModelFormatException(path, $"alpha {given} is not a finite number (the adapter's scale alpha/r would be too)", "adapter.lora.alpha");
         bool unpermute = config.GgufArchitecture == "llama" && config.RopeLayout == RopeLayout.Halves;
         var matrices = PeftAdapter.Adaptable(weights).ToDictionary(m => m.Name);
         var adapters = new Dictionary<string, LoraAdapter>();
@@ -182,10 +189,16 @@ public unsafe class LoraAdapter : ILinearAdapter, IDisposable
                 if (!ta.Shape.SequenceEqual(new long[] { rank, w.Cols }) || !tb.Shape.SequenceEqual(new long[] { w.Rows, rank }))
                     throw new ModelFormatException(path, $"shapes {string.Join("x", ta.Shape)} / {string.Join("x", tb.Shape)} do not fit [{rank}, {w.Cols}] / [{w.Rows}, {rank}]", $"tensor '{ta.Name}'");
                 var adapter = AdapterKinds.Lora.Create(new AdapterShape(target, rank, w.Cols, w.Rows, alpha ?? rank));
+                adapter.Source = path;
                 adapters[target] = adapter;
                 WeightRows.DequantizeSegment(ta.Type, gguf.TensorData(ta), 0, rank * w.Cols, adapter.A);
+                PeftAdapter.RequireFinite(path, ta.Name, adapter.A, (long)rank * w.Cols);
                 var b = new float[(long)w.Rows * rank];
-                fixed (float* pb = b) WeightRows.DequantizeSegment(tb.Type, gguf.TensorData(tb), 0, rank * w.Rows, pb);
+                fixed (float* pb = b)
+                {
+                    WeightRows.DequantizeSegment(tb.Type, gguf.TensorData(tb), 0, rank * w.Rows, pb);
+                    PeftAdapter.RequireFinite(path, tb.Name, pb, b.LongLength);
+                }
                 bool qk = target.Contains(".attn_q.") || target.Contains(".attn_k.");
                 for (int row = 0; row < w.Rows; row++)
                 {

@@ -116,6 +116,8 @@ public static unsafe class PeftAdapter
         int rank = r.Int("r") ?? throw new ModelFormatException(path, "required field is missing", "r");
         if (rank < 1) throw new ModelFormatException(path, $"expected a positive integer, found {rank}", "r");
         float alpha = (float)(r.Number("lora_alpha") ?? 8);                 // PEFT's default
+        if (!float.IsFinite(alpha))
+            throw new ModelFormatException(path, $"{r.Node("lora_alpha")?.ToJsonString()} is not a finite 32-bit number (the scale alpha/r would be {alpha})", "lora_alpha");
         float dropout = (float)(r.Number("lora_dropout") ?? 0);
         if (dropout is < 0 or >= 1) throw new ModelFormatException(path, $"expected a number in [0, 1), found {dropout}", "lora_dropout");
         return new PeftAdapterConfig(rank, alpha, dropout, PeftTargets.Read(r), r.Bool("use_rslora") ?? false, kind, r.String("base_model_name_or_path"));
@@ -166,6 +168,7 @@ public static unsafe class PeftAdapter
                 Expect(file, ta, [config.Rank, w.Cols]);
                 Expect(file, tb, [w.Rows, config.Rank]);
                 var adapter = config.Kind.Create(new AdapterShape(w.Name, config.Rank, w.Cols, w.Rows, config.Alpha, config.UseRsLora));
+                adapter.Source = file;
                 adapters[w.Name] = adapter;
                 var used = new HashSet<string>(StringComparer.Ordinal);
                 foreach (var tensor in adapter.Tensors)
@@ -226,8 +229,13 @@ public static unsafe class PeftAdapter
     {
         int n = checked((int)t.ElementCount);
         WeightRows.DequantizeSegment(t.Type!.Value, st.TensorData(t), 0, n, destination);
-        for (int i = 0; i < n; i++)
-            if (!float.IsFinite(destination[i]))
-                throw new ModelFormatException(st.Path, $"non-finite value at element {i}", $"tensor '{t.Name}'");
+        RequireFinite(st.Path, t.Name, destination, n);
+    }
+
+    internal static void RequireFinite(string file, string tensor, float* values, long count)
+    {
+        for (long i = 0; i < count; i++)
+            if (!float.IsFinite(values[i]))
+                throw new ModelFormatException(file, $"non-finite value at element {i}", $"tensor '{tensor}'");
     }
 }

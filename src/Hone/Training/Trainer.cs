@@ -42,16 +42,20 @@ public static class Trainer
     public static TrainingSummary Run(TrainOptions o, Func<Checkpoint, TrainOptions, TrainingData> loadData, ITrainingReporter reporter,
         CancellationToken cancel = default)
     {
+        // Every check before any work: the options alone, then against the model's config, then the data (read and
+        // tokenized before the weights load, so a bad line or template costs no load).
         o.Validate();
+        using var checkpoint = Checkpoint.Open(o.Model);
+        o.ValidateFor(checkpoint.Config, checkpoint.Path);
+        string? resumeFrom = ResolveResume(o);
+        var data = loadData(checkpoint, o);
+        reporter.Info(data.Description);
         Directory.CreateDirectory(o.Out);
         using var pool = new WorkerPool(WorkerPool.ResolveThreadCount(o.Threads));
-        using var checkpoint = Checkpoint.Open(o.Model);
         var storage = o.Method == TrainingMethod.QLora ? TensorTypes.Parse(o.QloraType) : o.UsesAdapters ? (TensorType?)null : TensorType.F32;
         reporter.Info($"loading {o.Model} ({checkpoint.Config.Architecture}, {checkpoint.Config.ParameterCount:N0} parameters)" +
                       (storage is TensorType st && st != TensorType.F32 ? $", base held as {st.Name()}" : ""));
         using var weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(storage));
-        var data = loadData(checkpoint, o);
-        reporter.Info(data.Description);
 
         using var model = new TrainableLlama(weights, pool, o.Setup, o.BatchSize, o.SeqLen);
         using var optimizer = new AdamW(model.Parameters, new AdamWOptions(WeightDecay: o.WeightDecay), pool);
@@ -64,7 +68,6 @@ public static class Trainer
                       $"activations {model.ActivationBytes / (1 << 20)} MiB");
 
         var state = new RunState();
-        string? resumeFrom = ResolveResume(o);
         if (resumeFrom != null)
         {
             LoadCheckpoint(resumeFrom, o, model, optimizer, state);
@@ -152,8 +155,18 @@ public static class Trainer
         else written.AddRange(SaveOutputs(o, checkpoint, model));
         var summary = new TrainingSummary(state.Step, totalSteps, tokensThisRun, clock.Elapsed.TotalSeconds, lastLoss, state.BestValidation, trainable,
             peak, interrupted, earlyStopped, o.Out, written);
-        AtomicFile.WriteAllText(Path.Combine(o.Out, "train_summary.json"), SummaryJson(summary).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(o.Out, "train_summary.json"), SummaryJson(summary, o).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return summary;
+    }
+
+    /// <param name="o">the run's options: its stage and method are recorded, so a report can tell pretraining from
+    /// fine-tuning and plot their losses apart</param>
+    public static JsonObject SummaryJson(TrainingSummary s, TrainOptions o)
+    {
+        var json = SummaryJson(s);
+        json["stage"] = o.Stage.ToString().ToLowerInvariant();
+        json["method"] = o.Method.ToString().ToLowerInvariant();
+        return json;
     }
 
     public static JsonObject SummaryJson(TrainingSummary s) => new()

@@ -11,7 +11,12 @@ namespace Hone.Tests.Evaluation;
 /// and HumanEval's own example samples.</summary>
 public class CommandCheckerTests
 {
-    static readonly TimeSpan Long = TimeSpan.FromSeconds(30);
+    /// <summary>The time limit of commands that should finish: a hang guard, far beyond a slow run on a loaded machine.</summary>
+    static readonly TimeSpan Long = TimeSpan.FromMinutes(10);
+
+    /// <summary>Commands that must be stopped by a 1-second limit sleep this long: a check that waited for them instead
+    /// would outlast the hang guard.</summary>
+    const string Forever = "7200";
 
     /// <summary>Isolated where this machine can isolate; the tests that need isolation check for it themselves.</summary>
     static bool Isolate => CommandSandbox.NetworkIsolationAvailable;
@@ -59,24 +64,20 @@ public class CommandCheckerTests
         catch (IOException) { return false; }
     }
 
-    static void AssertDies(int pid)
-    {
-        var until = DateTime.UtcNow.AddSeconds(5);
-        while (Alive(pid) && DateTime.UtcNow < until) Thread.Sleep(50);
-        Assert.False(Alive(pid), $"process {pid} outlived the check");
-    }
+    static void AssertDies(int pid) =>
+        Assert.True(HangGuard.WaitUntil(() => !Alive(pid), 50), $"process {pid} outlived the check by {HangGuard.Limit}");
 
     [SkippableFact]
     public void A_timeout_kills_the_command_and_everything_it_started()
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc");
         using var dir = new TempDirectory();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var r = CommandSandbox.Run(["sh", "-c", "sleep 100 & echo $! > child.pid; sleep 100"], dir.Path, null, TimeSpan.FromSeconds(1), Isolate);
+        // The background sleep keeps the output pipe open: the check must not wait for it.
+        var r = HangGuard.Run("a check with a 1 s limit",
+            () => CommandSandbox.Run(["sh", "-c", $"sleep {Forever} & echo $! > child.pid; sleep {Forever}"], dir.Path, null, TimeSpan.FromSeconds(1), Isolate));
         Assert.True(r.TimedOut);
         Assert.Null(r.ExitCode);
         Assert.False(r.Passed);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed}");
         AssertDies(int.Parse(File.ReadAllText(dir.File("child.pid")).Trim()));
     }
 
@@ -84,10 +85,9 @@ public class CommandCheckerTests
     public void Input_the_command_never_reads_cannot_hold_the_check_past_its_time_limit()
     {
         using var dir = new TempDirectory();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var r = CommandSandbox.Run(["sleep", "60"], dir.Path, new string('x', 4 << 20), TimeSpan.FromSeconds(1), Isolate);
+        var r = HangGuard.Run("a check with a 1 s limit whose input is never read",
+            () => CommandSandbox.Run(["sleep", Forever], dir.Path, new string('x', 4 << 20), TimeSpan.FromSeconds(1), Isolate));
         Assert.True(r.TimedOut);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed}");
     }
 
     static int ProcessGroupOf(string stat) => int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[2]);
@@ -143,7 +143,7 @@ public class CommandCheckerTests
     public void Command_checker_writes_files_fills_templates_and_cleans_up()
     {
         var spec = new CheckerSpec("command", [], Command: ["sh", "-c", "test \"$(cat answer.txt)\" = \"$(cat)\" && test \"$1\" = 7 && pwd > \"$2\"", "sh", "{n}", "{where}"],
-            Files: new Dictionary<string, string> { ["answer.txt"] = "{completion}" }, Stdin: "{completion}", TimeoutSeconds: 20);
+            Files: new Dictionary<string, string> { ["answer.txt"] = "{completion}" }, Stdin: "{completion}", TimeoutSeconds: Long.TotalSeconds);
         using var dir = new TempDirectory();
         var record = new JsonObject { ["n"] = 7, ["where"] = dir.File("cwd.txt") };
         var settings = new Checkers.Settings(AllowNetwork: !CommandSandbox.NetworkIsolationAvailable);
@@ -164,9 +164,12 @@ public class CommandCheckerTests
         var samples = File.ReadLines(SharedData.Require("datasets/humaneval/example_samples.jsonl")).Select(l => (string)JsonNode.Parse(l)!["completion"]!).ToList();
         Skip.If(!HasPython(), "python3 is not installed");
         Assert.True(BuiltinTasks.TryResolve("humaneval", () => SharedData.Root, out var spec, out _));
-        var checker = SampledTask.ReadChecker(new TaskSpecReader(spec["checker"]!.AsObject(), "humaneval")) with { TimeoutSeconds = 3 }; // human-eval's limit
+        var checker = SampledTask.ReadChecker(new TaskSpecReader(spec["checker"]!.AsObject(), "humaneval"));
         var settings = new Checkers.Settings(AllowNetwork: !CommandSandbox.NetworkIsolationAvailable);
-        var outcomes = samples.Select(s => Checkers.Check(checker, new CheckInput(s, problem, null), settings).Outcome).ToList();
+        // human-eval's 3 s limit only for the sample that sleeps 10 s (a loaded machine can only make it time out
+        // sooner); the others get the hang guard, so a slow Python start cannot turn a pass into a timeout.
+        var outcomes = samples.Select(s => Checkers.Check(checker with { TimeoutSeconds = s.Contains("time.sleep(10)") ? 3 : Long.TotalSeconds },
+            new CheckInput(s, problem, null), settings).Outcome).ToList();
         // subprocess of a missing program fails, sleep(10) times out, input() hits end of input; the three
         // differently indented `return 1` pass — human-eval's README reports pass@1 = 0.5 for this file.
         Assert.Equal(["exit_1", "timeout", "exit_1", "pass", "pass", "pass"], outcomes);
@@ -179,7 +182,7 @@ public class CommandCheckerTests
         Assert.Equal(164, problems.Count);
         Skip.If(!HasPython(), "python3 is not installed");
         Assert.True(BuiltinTasks.TryResolve("humaneval", () => SharedData.Root, out var spec, out _));
-        var checker = SampledTask.ReadChecker(new TaskSpecReader(spec["checker"]!.AsObject(), "humaneval"));
+        var checker = SampledTask.ReadChecker(new TaskSpecReader(spec["checker"]!.AsObject(), "humaneval")) with { TimeoutSeconds = Long.TotalSeconds };
         var settings = new Checkers.Settings(AllowNetwork: !CommandSandbox.NetworkIsolationAvailable);
         foreach (var problem in problems.Take(8))
         {
