@@ -23,6 +23,7 @@ public static class Program
         root.Subcommands.Add(ReportCommand.Create());
         root.Subcommands.Add(SynthCommand.Create());
         root.Subcommands.Add(QuickstartCommand.Create());
-        return root.Parse(args).Invoke();
+        var result = root.Parse(args);
+        return CliSupport.ReportUsageErrors(result, args) ?? result.Invoke();
     }
 }

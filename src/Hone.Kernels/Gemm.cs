@@ -32,6 +32,10 @@ public static unsafe class Gemm
     const int WeightKC = 576;  // depth of one block of a transposed-and-packed weight W[n, k] (every Linear forward)
     const int WeightNC = 384;  // its columns: WeightKC·WeightNC·4 = 864 KiB
 
+    /// <summary>The largest rank of a low-rank term fused into a GEMM (<see cref="LowRankTerm"/>): training's LoRA
+    /// product runs in the same pass over B as the base weights, one KC-deep block, so a LoRA rank above this cannot train.</summary>
+    public const int MaxFusedRank = KC;
+
     /// <summary>Operand description handed to the worker threads (lives on the caller's stack).</summary>
     struct Job
     {

@@ -5,9 +5,12 @@ namespace Hone.Tensors;
 
 /// <summary>
 /// A fixed set of threads that run one job at a time, each thread taking its share of the outer dimension.
-/// Built for decode, where a forward pass dispatches hundreds of short jobs per token: workers spin briefly on a
-/// generation counter before sleeping, and a job is a function pointer plus a context pointer, so dispatching
-/// allocates nothing. The calling thread is worker 0.
+/// Built for decode, where a forward pass dispatches hundreds of short jobs per token: a job is a function pointer plus
+/// a context pointer, so dispatching allocates nothing. The calling thread is worker 0.
+/// Waiting: a worker waiting for the next job and the caller waiting for the workers at the join each spin for
+/// <see cref="SpinMicroseconds"/> of wall-clock time (decode's jobs come microseconds apart, and waking a blocked
+/// thread costs tens of microseconds under a hypervisor), then block on an event. A thread that spun longer would burn
+/// the core that the thread it waits for, or a neighbouring process, needs when the machine is shared.
 /// Balanced shares: jobs that split work with <see cref="Balanced"/> give each thread a share proportional to the speed
 /// it showed on earlier such jobs (its share over its busy time, smoothed). On a VM the host can slow one vCPU for
 /// minutes at a time (two vCPUs here ran up to 2× apart on scalar code); an even split then leaves the faster thread
@@ -18,7 +21,10 @@ public sealed unsafe class WorkerPool : IDisposable
 {
     readonly Thread[] _threads;
     readonly object _gate = new();
-    readonly ManualResetEventSlim[] _wake;
+    readonly ManualResetEventSlim[] _wake;    // [Threads - 1] set when a job is dispatched to a worker that blocked
+    readonly ManualResetEventSlim _joined = new(true, 0); // set by the last worker to finish a job, for a blocked caller
+    readonly long _spinTicks;
+    long _callerBlocks, _workerBlocks;
     delegate*<void*, int, int, void> _job;
     void* _context;
     long _generation;
@@ -40,6 +46,16 @@ public sealed unsafe class WorkerPool : IDisposable
 
     public int Threads { get; }
 
+    /// <summary>How long a waiting thread spins before it blocks: 50 µs, or HONE_SPIN_MICROSECONDS (0 blocks at once).</summary>
+    public static int SpinMicroseconds { get; } =
+        int.TryParse(Environment.GetEnvironmentVariable("HONE_SPIN_MICROSECONDS"), out int us) && us >= 0 ? us : 50;
+
+    /// <summary>How many times the caller stopped spinning at a join and blocked: for tests and diagnostics.</summary>
+    internal long CallerBlocks => Volatile.Read(ref _callerBlocks);
+
+    /// <summary>How many times a worker stopped spinning for the next job and blocked: for tests and diagnostics.</summary>
+    internal long WorkerBlocks => Volatile.Read(ref _workerBlocks);
+
     public WorkerPool(int threads)
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), "need at least one thread");
@@ -47,12 +63,13 @@ public sealed unsafe class WorkerPool : IDisposable
         _speed = Enumerable.Repeat(1.0, threads).ToArray();
         _boundary = Enumerable.Range(0, threads + 1).Select(t => (double)t / threads).ToArray();
         _busy = new long[threads];
+        _spinTicks = Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
         _threads = new Thread[threads - 1];
         _wake = new ManualResetEventSlim[threads - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
             int index = i + 1;
-            _wake[i] = new ManualResetEventSlim(false);
+            _wake[i] = new ManualResetEventSlim(false, 0); // no spinning of its own: the pool spins first
             _threads[i] = new Thread(() => WorkerLoop(index)) { IsBackground = true, Name = $"hone-worker-{index}" };
             _threads[i].Start();
         }
@@ -87,19 +104,32 @@ public sealed unsafe class WorkerPool : IDisposable
             {
                 _busy[0] = Stopwatch.GetTimestamp() - start;
                 _insideJobOf = null;
-                // Pause-spin before yielding: SpinWait yields after a few rounds, and sched_yield is a system call
-                // (expensive under a hypervisor) in the middle of waits that last microseconds.
-                int spins = 0;
-                while (Volatile.Read(ref _pending) != 0)
-                {
-                    if (++spins < 4096) Thread.SpinWait(8);
-                    else Thread.Yield();
-                }
+                if (Volatile.Read(ref _pending) != 0) AwaitWorkers();
             }
             if (_failure != null) throw new AggregateException("a worker thread failed", _failure);
             if (_balancedJob) Learn();
         }
     }
+
+    /// <summary>The caller at the join: spin for the spin time, then block until the last worker sets <see cref="_joined"/>.
+    /// No sched_yield: under a hypervisor it is an expensive system call, and on a busy machine it keeps the thread
+    /// runnable, taking turns from the very threads it waits for.</summary>
+    void AwaitWorkers()
+    {
+        long deadline = Stopwatch.GetTimestamp() + _spinTicks;
+        while (Volatile.Read(ref _pending) != 0)
+        {
+            if (Stopwatch.GetTimestamp() < deadline) { Thread.SpinWait(SpinStep); continue; }
+            // Reset, then look again: a worker that finishes after the reset sees the event clear and sets it.
+            _joined.Reset();
+            if (Volatile.Read(ref _pending) == 0) return;
+            Interlocked.Increment(ref _callerBlocks);
+            _joined.Wait();
+        }
+    }
+
+    /// <summary>Pause instructions between looks at the flag a spinning thread waits on (about 0.1–0.3 µs).</summary>
+    const int SpinStep = 4;
 
     /// <summary>After a balanced job: each thread's speed is its share over its busy time; blend it into the estimate
     /// and recompute the shares the next job will use.</summary>
@@ -156,17 +186,16 @@ public sealed unsafe class WorkerPool : IDisposable
         var wake = _wake[index - 1];
         while (true)
         {
-            // Spin a little (decode dispatches jobs microseconds apart), then sleep.
-            int spins = 0;
+            // Spin for the spin time (decode dispatches jobs microseconds apart), then block until Run sets the event.
+            long deadline = Stopwatch.GetTimestamp() + _spinTicks;
             while (Volatile.Read(ref _generation) == seen && !_disposed)
             {
-                if (++spins < 20000) Thread.SpinWait(20);
-                else
-                {
-                    wake.Reset();
-                    if (Volatile.Read(ref _generation) != seen || _disposed) break;
-                    wake.Wait(50);
-                }
+                if (Stopwatch.GetTimestamp() < deadline) { Thread.SpinWait(SpinStep); continue; }
+                // Reset, then look again: Run increments the generation before it looks whether the event is set.
+                wake.Reset();
+                if (Volatile.Read(ref _generation) != seen || _disposed) break;
+                Interlocked.Increment(ref _workerBlocks);
+                wake.Wait();
             }
             if (_disposed) return;
             seen = Volatile.Read(ref _generation);
@@ -174,7 +203,9 @@ public sealed unsafe class WorkerPool : IDisposable
             try { _job(_context, index, Threads); }
             catch (Exception e) { _failure = e; }
             _busy[index] = Stopwatch.GetTimestamp() - start;
-            Interlocked.Decrement(ref _pending);
+            // The last worker out wakes a caller that blocked (one that reset the event after this decrement finds
+            // _pending at zero and does not wait).
+            if (Interlocked.Decrement(ref _pending) == 0 && !_joined.IsSet) _joined.Set();
         }
     }
 
@@ -194,5 +225,6 @@ public sealed unsafe class WorkerPool : IDisposable
         foreach (var w in _wake) w.Set();
         foreach (var t in _threads) t.Join();
         foreach (var w in _wake) w.Dispose();
+        _joined.Dispose();
     }
 }

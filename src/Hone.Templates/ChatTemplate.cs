@@ -35,14 +35,19 @@ public sealed class ChatTemplate
     /// Renders with the given variables. Values may be null, bool, integers, floating point, string, lists
     /// (<see cref="IReadOnlyList{T}"/> or any non-string enumerable), dictionaries with string keys, and System.Text.Json
     /// <see cref="JsonNode"/> / <see cref="JsonElement"/>. <paramref name="clock"/> is what <c>strftime_now</c> reads (default: local now).
-    /// Throws <see cref="TemplateException"/> where Jinja would raise, with the template line.
+    /// Throws <see cref="TemplateException"/> where Jinja would raise, with the template line, and where the render runs past
+    /// a limit of <see cref="RenderBudget"/> (steps, the size of a string, a list or the output), naming the limit.
     /// </summary>
-    public string Render(IReadOnlyDictionary<string, object?> variables, Func<DateTime>? clock = null)
+    public string Render(IReadOnlyDictionary<string, object?> variables, Func<DateTime>? clock = null) => Render(variables, clock, out _);
+
+    string Render(IReadOnlyDictionary<string, object?> variables, Func<DateTime>? clock, out RenderBudget spent)
     {
         ArgumentNullException.ThrowIfNull(variables);
         var root = new Scope(null);
         foreach (var (key, value) in variables) root.Set(key, ValueConversion.ToValue(value));
-        return new Renderer(Name, clock ?? (() => DateTime.Now)).Render(body, root);
+        var renderer = new Renderer(Name, clock ?? (() => DateTime.Now));
+        spent = renderer.Budget;
+        return renderer.Render(body, root);
     }
 
     /// <summary>
@@ -51,7 +56,10 @@ public sealed class ChatTemplate
     /// <c>add_generation_prompt</c>, <c>bos_token</c>/<c>eos_token</c> when given, and the extra variables.
     /// </summary>
     /// <param name="messages">OpenAI-shaped messages: role, content, and optionally tool_calls, tool_call_id, name</param>
-    public string Apply(JsonArray messages, ChatTemplateOptions? options = null)
+    public string Apply(JsonArray messages, ChatTemplateOptions? options = null) => Apply(messages, options, out _);
+
+    /// <summary><see cref="Apply(JsonArray, ChatTemplateOptions?)"/>, reporting what the render spent (tests keep real templates far inside the limits).</summary>
+    internal string Apply(JsonArray messages, ChatTemplateOptions? options, out RenderBudget spent)
     {
         ArgumentNullException.ThrowIfNull(messages);
         options ??= new ChatTemplateOptions();
@@ -70,7 +78,7 @@ public sealed class ChatTemplate
         variables["tools"] = options.Tools;
         variables["documents"] = options.Documents;
         variables["add_generation_prompt"] = options.AddGenerationPrompt;
-        var rendered = Render(variables, options.Clock);
+        var rendered = Render(variables, options.Clock, out spent);
         return options.ContinueFinalMessage ? CutAfterFinalMessage(rendered, messages) : rendered;
     }
 

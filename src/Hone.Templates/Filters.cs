@@ -34,7 +34,7 @@ internal static class Filters
         ["join"] = Join,
         ["last"] = Last,
         ["length"] = (v, a) => { a.Bind("length", []); return PythonOps.Length(v); },
-        ["list"] = (v, a) => { a.Bind("list", []); return PythonOps.Iterate(v).ToList(); },
+        ["list"] = (v, a) => { a.Bind("list", []); return PythonOps.Materialize(PythonOps.Iterate(v), "a list"); },
         ["lower"] = (v, a) => { a.Bind("lower", []); return PythonStrings.Lower(PythonFormat.Str(v)); },
         ["map"] = Map,
         ["max"] = (v, a) => MinOrMax(v, a, "max"),
@@ -134,6 +134,7 @@ internal static class Filters
         var a = arguments.Bind("batch", ["linecount", "fill_with"], 1);
         var size = IntegerArgument(a[0], 0, "batch");
         var fill = Or(a[1], null);
+        if (fill != null && size > 0) RenderBudget.RequireItems(size, "a batch row");
         IEnumerable<object?> Run()
         {
             var row = new List<object?>();
@@ -152,7 +153,7 @@ internal static class Filters
     static object? Center(object? value, CallArguments arguments)
     {
         var a = arguments.Bind("center", ["width"]);
-        return Methods.Justify(PythonFormat.Str(value), (int)IntegerArgument(a[0], 80, "center"), " ", "center");
+        return Methods.Justify(PythonFormat.Str(value), RenderBudget.Width(IntegerArgument(a[0], 80, "center"), "a center width"), " ", "center");
     }
 
     static object? Default(object? value, CallArguments arguments)
@@ -185,7 +186,7 @@ internal static class Filters
     /// <summary>Python's sorted(key=..., reverse=...): stable, and reverse keeps equal items in their original order.</summary>
     static List<object?> SortedBy(IEnumerable<object?> items, Func<object?, object?> key, bool reverse)
     {
-        var keyed = items.Select((item, index) => (Item: item, Key: key(item), Index: index)).ToList();
+        var keyed = PythonOps.Materialize(items, "a sorted list").Select((item, index) => (Item: item, Key: key(item), Index: index)).ToList();
         keyed.Sort((x, y) =>
         {
             var order = PythonOps.Order(x.Key, y.Key);
@@ -311,8 +312,9 @@ internal static class Filters
     {
         var a = arguments.Bind("indent", ["width", "first", "blank"]);
         var width = Or(a[0], 4L);
-        var indentation = PythonOps.TryGetText(width, out var text) ? text : new string(' ', (int)Math.Max(0, IntegerArgument(width, 4, "indent")));
+        var indentation = PythonOps.TryGetText(width, out var text) ? text : new string(' ', RenderBudget.Width(IntegerArgument(width, 4, "indent"), "an indent width"));
         var lines = PythonStrings.SplitLines(PythonFormat.Str(value) + "\n", false).Cast<string>().ToList();
+        RenderBudget.RequireLength(lines.Sum(line => (long)line.Length + 1) + (long)indentation.Length * (lines.Count + 1), "an indent result");
         string result;
         if (PythonOps.IsTrue(Or(a[2], false))) result = string.Join("\n" + indentation, lines);
         else
@@ -338,8 +340,23 @@ internal static class Filters
     {
         var a = arguments.Bind("join", ["d", "attribute"]);
         var items = PythonOps.Iterate(value);
-        if (Given(a[1]) && a[1] != null) items = items.Select(AttributeGetter(a[1])).ToList();
-        return string.Join(PythonFormat.Str(Or(a[0], "")), items.Select(PythonFormat.Str));
+        if (Given(a[1]) && a[1] != null) items = items.Select(AttributeGetter(a[1]));
+        return JoinWithin(PythonFormat.Str(Or(a[0], "")), items.Select(PythonFormat.Str), "a join result");
+    }
+
+    /// <summary>string.Join that stops at the string cap while it gathers the parts, before it builds anything.</summary>
+    internal static string JoinWithin(string separator, IEnumerable<string> items, string what)
+    {
+        var parts = new List<string>();
+        long length = 0;
+        foreach (var part in items)
+        {
+            length += part.Length + (parts.Count > 0 ? separator.Length : 0);
+            if (length > RenderBudget.MaxStringLength) RenderBudget.RequireLength(length, what);
+            parts.Add(part);
+        }
+        RenderBudget.RequireLength(length, what);
+        return string.Join(separator, parts);
     }
 
     static object? Map(object? value, CallArguments arguments)
@@ -504,7 +521,7 @@ internal static class Filters
             null => null,
             string s => s,
             MarkupValue m => m.Text,
-            _ => new string(' ', (int)Math.Max(0, IntegerArgument(indentArgument, 0, "tojson"))),
+            _ => new string(' ', RenderBudget.Width(IntegerArgument(indentArgument, 0, "tojson"), "a tojson indent")),
         };
         string itemSeparator = indent == null ? ", " : ",", keySeparator = ": ";
         if (Or(a[2], null) is { } separators)

@@ -124,7 +124,7 @@ internal static class Methods
                 a = arguments.Bind(name, ["iterable"], 1);
                 var parts = PythonOps.Iterate(a[0]).Select((item, i) => PythonOps.TryGetText(item, out var t) ? t
                     : throw PythonOps.TypeError($"sequence item {i}: expected str instance, {PythonOps.TypeName(item)} found"));
-                return string.Join(s, parts);
+                return Filters.JoinWithin(s, parts, "a str.join result");
             case "format":
                 return PythonFormat.Format(s, arguments);
             case "isdigit": return PythonStrings.All(s, PythonStrings.IsDigit);
@@ -148,10 +148,10 @@ internal static class Methods
                 a = arguments.Bind(name, ["width", "fillchar"], 1);
                 var fill = a[1] == CallArguments.Missing ? " " : Text(a[1], name);
                 if (PythonStrings.Length(fill) != 1) throw PythonOps.TypeError("The fill character must be exactly one character long");
-                return Justify(s, (int)Integer(a[0], 0), fill, name);
+                return Justify(s, RenderBudget.Width(Integer(a[0], 0), $"a {name} width"), fill, name);
             case "zfill":
                 a = arguments.Bind(name, ["width"], 1);
-                var width = (int)Integer(a[0], 0);
+                var width = RenderBudget.Width(Integer(a[0], 0), "a zfill width");
                 var length = (int)PythonStrings.Length(s);
                 if (length >= width) return s;
                 var signed = s.Length > 0 && s[0] is '+' or '-';
@@ -172,6 +172,7 @@ internal static class Methods
     {
         var length = (int)PythonStrings.Length(s);
         if (length >= width) return s;
+        RenderBudget.RequireLength((long)s.Length + (long)(width - length) * fill.Length, $"a {name} result");
         var padding = width - length;
         var left = name switch { "ljust" => 0, "rjust" => padding, _ => padding / 2 + (padding & width & 1) };
         return string.Concat(Enumerable.Repeat(fill, left)) + s + string.Concat(Enumerable.Repeat(fill, padding - left));

@@ -27,32 +27,88 @@ internal static class PythonFormat
             case long l: return l.ToString(Invariant);
             case double d: return FloatRepr(d);
             case string s: return StringRepr(s);
-            case MarkupValue m: return $"Markup({StringRepr(m.Text)})";
-            case UndefinedValue: return "Undefined";
-            case List<object?> list: return "[" + string.Join(", ", list.Select(Repr)) + "]";
-            case TupleValue tuple: return tuple.Count == 1 ? $"({Repr(tuple[0])},)" : "(" + string.Join(", ", tuple.Items.Select(Repr)) + ")";
-            case DictValue dict: return DictRepr(dict);
-            case DictViewValue view: return $"{view.TypeName}([{string.Join(", ", view.Iterate().Select(Repr))}])";
-            case RangeValue range: return range.Step == 1 ? string.Create(Invariant, $"range({range.Start}, {range.Stop})") : string.Create(Invariant, $"range({range.Start}, {range.Stop}, {range.Step})");
-            case NamespaceValue ns: return "<Namespace {" + string.Join(", ", ns.Attributes.Select(a => $"{StringRepr(a.Key)}: {Repr(a.Value)}")) + "}>";
-            case LoopValue loop: return string.Create(Invariant, $"<LoopContext {loop.Index0 + 1}/{loop.Length}>");
-            case MacroValue macro: return $"<Macro {StringRepr(macro.Definition.Name)}>";
-            case SliceKey slice: return $"slice({Repr(slice.Start)}, {Repr(slice.Stop)}, {Repr(slice.Step)})";
+        }
+        var output = new StringBuilder();
+        WriteRepr(output, value);
+        return output.ToString();
+    }
+
+    /// <summary>
+    /// repr into one builder, checked against the string cap after every element: a list holding itself ten times, ten levels
+    /// deep, is small as a value but has a repr of 10^10 elements.
+    /// </summary>
+    static void WriteRepr(StringBuilder output, object? value)
+    {
+        switch (value)
+        {
+            case null or bool or long or double: output.Append(Repr(value)); break;
+            case string s: WriteStringRepr(output, s); break;
+            case MarkupValue m: output.Append("Markup("); WriteStringRepr(output, m.Text); output.Append(')'); break;
+            case UndefinedValue: output.Append("Undefined"); break;
+            case List<object?> list: WriteItems(output, "[", list, "]"); break;
+            case TupleValue tuple:
+                if (tuple.Count == 1) { output.Append('('); WriteRepr(output, tuple[0]); output.Append(",)"); }
+                else WriteItems(output, "(", tuple.Items, ")");
+                break;
+            case DictValue dict: WritePairs(output, "{", dict.Items, "}"); break;
+            case DictViewValue view: WriteItems(output, view.TypeName + "([", view.Iterate(), "])"); break;
+            case RangeValue range: output.Append(range.Step == 1 ? string.Create(Invariant, $"range({range.Start}, {range.Stop})") : string.Create(Invariant, $"range({range.Start}, {range.Stop}, {range.Step})")); break;
+            case NamespaceValue ns: WritePairs(output, "<Namespace {", ns.Attributes.Select(a => new KeyValuePair<object?, object?>(a.Key, a.Value)), "}>"); break;
+            case LoopValue loop: output.Append(string.Create(Invariant, $"<LoopContext {loop.Index0 + 1}/{loop.Length}>")); break;
+            case MacroValue macro: output.Append("<Macro "); WriteStringRepr(output, macro.Definition.Name); output.Append('>'); break;
+            case SliceKey slice: WriteItems(output, "slice(", [slice.Start, slice.Stop, slice.Step], ")"); break;
             default:
                 // Python prints these with a memory address; there is no faithful rendering.
                 throw new TemplateException(TemplateErrorKind.Unsupported, $"cannot render a {PythonOps.TypeName(value)} object as text (Python shows its memory address); convert it first, e.g. with |list");
         }
+        RenderBudget.CheckBuilder(output, "a repr");
     }
 
-    static string DictRepr(DictValue dict) => "{" + string.Join(", ", dict.Items.Select(e => $"{Repr(e.Key)}: {Repr(e.Value)}")) + "}";
+    static void WriteItems(StringBuilder output, string open, IEnumerable<object?> items, string close)
+    {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
+        output.Append(open);
+        var first = true;
+        foreach (var item in items)
+        {
+            if (!first) output.Append(", ");
+            first = false;
+            WriteRepr(output, item);
+        }
+        output.Append(close);
+    }
+
+    static void WritePairs(StringBuilder output, string open, IEnumerable<KeyValuePair<object?, object?>> pairs, string close)
+    {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
+        output.Append(open);
+        var first = true;
+        foreach (var (key, item) in pairs)
+        {
+            if (!first) output.Append(", ");
+            first = false;
+            WriteRepr(output, key);
+            output.Append(": ");
+            WriteRepr(output, item);
+        }
+        output.Append(close);
+    }
 
     /// <summary>Python's repr of a str: single quotes unless the text has ' and no ", non-printable characters escaped.</summary>
     public static string StringRepr(string s)
     {
+        var result = new StringBuilder(s.Length + 2);
+        WriteStringRepr(result, s);
+        return result.ToString();
+    }
+
+    static void WriteStringRepr(StringBuilder result, string s)
+    {
         var quote = s.Contains('\'') && !s.Contains('"') ? '"' : '\'';
-        var result = new StringBuilder(s.Length + 2).Append(quote);
+        result.Append(quote);
         foreach (var r in EnumerateCodePoints(s))
         {
+            if (result.Length > RenderBudget.MaxStringLength) RenderBudget.CheckBuilder(result, "a repr");
             switch (r)
             {
                 case '\\': result.Append("\\\\"); continue;
@@ -67,7 +123,8 @@ internal static class PythonFormat
             else if (r <= 0xffff) result.Append("\\u").Append(r.ToString("x4", Invariant));
             else result.Append("\\U").Append(r.ToString("x8", Invariant));
         }
-        return result.Append(quote).ToString();
+        result.Append(quote);
+        RenderBudget.CheckBuilder(result, "a repr");
     }
 
     /// <summary>Code points, lone surrogates included (Python strings may hold them).</summary>
@@ -163,6 +220,7 @@ internal static class PythonFormat
                 WriteJsonString(output, text, ascii);
                 return;
             case List<object?> or TupleValue:
+                System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
                 var items = PythonOps.ToList(value);
                 if (items.Count == 0) { output.Append("[]"); return; }
                 output.Append('[');
@@ -171,11 +229,13 @@ internal static class PythonFormat
                     if (i > 0) output.Append(itemSeparator);
                     NewLine(output, indent, level + 1);
                     WriteJson(output, items[i], ascii, indent, itemSeparator, keySeparator, sortKeys, level + 1);
+                    RenderBudget.CheckBuilder(output, "a tojson result");
                 }
                 NewLine(output, indent, level);
                 output.Append(']');
                 return;
             case DictValue dict:
+                System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
                 if (dict.Count == 0) { output.Append("{}"); return; }
                 IEnumerable<KeyValuePair<object?, object?>> entries = dict.Items;
                 if (sortKeys) entries = entries.OrderBy(e => e.Key, Comparer<object?>.Create((a, b) => PythonOps.Order(a, b)));
@@ -189,6 +249,7 @@ internal static class PythonFormat
                     WriteJsonString(output, JsonKey(key), ascii);
                     output.Append(keySeparator);
                     WriteJson(output, item, ascii, indent, itemSeparator, keySeparator, sortKeys, level + 1);
+                    RenderBudget.CheckBuilder(output, "a tojson result");
                 }
                 NewLine(output, indent, level);
                 output.Append('}');
@@ -202,7 +263,11 @@ internal static class PythonFormat
     {
         if (indent == null) return;
         output.Append('\n');
-        for (var i = 0; i < level; i++) output.Append(indent);
+        for (var i = 0; i < level; i++)
+        {
+            output.Append(indent);
+            RenderBudget.CheckBuilder(output, "a tojson result");
+        }
     }
 
     static string JsonFloat(double d) =>
@@ -224,6 +289,7 @@ internal static class PythonFormat
         output.Append('"');
         foreach (var c in text)
         {
+            if (output.Length > RenderBudget.MaxStringLength) RenderBudget.CheckBuilder(output, "a tojson result");
             switch (c)
             {
                 case '"': output.Append("\\\""); break;
@@ -259,6 +325,7 @@ internal static class PythonFormat
         for (var i = 0; i < format.Length; i++)
         {
             if (format[i] != '%') { output.Append(format[i]); continue; }
+            RenderBudget.CheckBuilder(output, "a '%' format result");
             if (++i >= format.Length) throw new TemplateException(TemplateErrorKind.Value, "incomplete format");
             object? value = null;
             var fromMapping = false;
@@ -272,10 +339,11 @@ internal static class PythonFormat
                 i = close + 1;
             }
             var flags = "";
-            while (i < format.Length && "-+ #0".Contains(format[i])) flags += format[i++];
-            var width = ReadNumber(format, ref i, Take);
+            for (; i < format.Length && "-+ #0".Contains(format[i]); i++)
+                if (!flags.Contains(format[i])) flags += format[i]; // each flag once: a run of a million '-' stays five characters
+            var width = RenderBudget.Width(ReadNumber(format, ref i, Take, "width") ?? 0, "a '%' format width");
             int? precision = null;
-            if (i < format.Length && format[i] == '.') { i++; precision = ReadNumber(format, ref i, Take) ?? 0; }
+            if (i < format.Length && format[i] == '.') { i++; precision = RenderBudget.Width(ReadNumber(format, ref i, Take, "precision") ?? 0, "a '%' format precision"); }
             if (i >= format.Length) throw new TemplateException(TemplateErrorKind.Value, "incomplete format");
             var conversion = format[i];
             if (conversion == '%') { output.Append('%'); continue; }
@@ -288,31 +356,43 @@ internal static class PythonFormat
                 'x' or 'X' => FormatInteger(value, 16, conversion == 'X', flags, conversion),
                 'o' => FormatInteger(value, 8, false, flags, conversion),
                 'f' or 'F' => FormatFixed(value, precision ?? 6, flags, conversion),
-                'c' => value is string { Length: > 0 } c ? c : PythonOps.TryGetInteger(value, out var code) ? char.ConvertFromUtf32((int)code) : throw PythonOps.TypeError("%c requires int or char"),
+                'c' => value is string { Length: > 0 } c ? c : PythonOps.TryGetInteger(value, out var code) ? Character(code) : throw PythonOps.TypeError("%c requires int or char"),
                 _ => throw new TemplateException(TemplateErrorKind.Unsupported, $"unsupported format character '{conversion}' (0x{(int)conversion:x}) at index {i}"),
             };
             if (conversion is 's' or 'r' or 'a' && precision is { } limit && text.Length > limit) text = text[..limit];
-            output.Append(Pad(text, width ?? 0, flags.Contains('-'), flags.Contains('0') && conversion is not ('s' or 'r' or 'a' or 'c')));
+            output.Append(Pad(text, width, flags.Contains('-'), flags.Contains('0') && conversion is not ('s' or 'r' or 'a' or 'c')));
         }
+        RenderBudget.CheckBuilder(output, "a '%' format result");
         if (mapping == null && next < values.Length) throw PythonOps.TypeError("not all arguments converted during string formatting");
         return output.ToString();
     }
 
-    static int? ReadNumber(string format, ref int i, Func<object?> take)
+    /// <summary>A width or precision: digits, or '*' taking the next argument. Python's own limit is an index-sized integer.</summary>
+    static long? ReadNumber(string format, ref int i, Func<object?> take, string what)
     {
         if (i < format.Length && format[i] == '*')
         {
             i++;
-            return PythonOps.TryGetInteger(take(), out var star) ? (int)star : throw PythonOps.TypeError("* wants int");
+            return PythonOps.TryGetInteger(take(), out var star) ? star : throw PythonOps.TypeError("* wants int");
         }
         var start = i;
         while (i < format.Length && char.IsAsciiDigit(format[i])) i++;
-        return i > start ? int.Parse(format[start..i], Invariant) : null;
+        if (i == start) return null;
+        return long.TryParse(format.AsSpan(start, i - start), NumberStyles.None, Invariant, out var number) ? number
+            : throw new TemplateException(TemplateErrorKind.Value, $"{what} too big");
+    }
+
+    /// <summary>chr(code) for %c: any code point, lone surrogates included (Python strings may hold them).</summary>
+    static string Character(long code)
+    {
+        if (code is < 0 or > 0x10FFFF) throw new TemplateException(TemplateErrorKind.Overflow, "%c arg not in range(0x110000)");
+        return code is >= 0xD800 and <= 0xDFFF ? ((char)code).ToString() : char.ConvertFromUtf32((int)code);
     }
 
     static string Pad(string text, int width, bool left, bool zeros)
     {
         if (text.Length >= width) return text;
+        RenderBudget.RequireLength(width, "a '%' format width");
         if (left) return text.PadRight(width);
         if (!zeros) return text.PadLeft(width);
         var signLength = text.Length > 0 && text[0] is '-' or '+' or ' ' ? 1 : 0;
@@ -365,10 +445,16 @@ internal static class PythonFormat
     /// <summary>|value| with <paramref name="precision"/> decimals, correctly rounded half-to-even.</summary>
     public static string FixedPoint(double value, int precision)
     {
+        // A double is an exact binary fraction with at most 1074 decimals: further digits are zeros, so a precision of
+        // a million costs a million zeros, not a power of ten with a million digits.
+        const int ExactDecimals = 1074;
+        var zeros = Math.Max(0, precision - ExactDecimals);
+        precision -= zeros;
         var digits = RoundedScaled(value, precision).ToString(Invariant);
-        if (precision == 0) return digits;
+        RenderBudget.RequireLength((long)digits.Length + zeros + 1, "a fixed-point number");
+        if (precision == 0) return zeros == 0 ? digits : digits + "." + new string('0', zeros);
         digits = digits.PadLeft(precision + 1, '0');
-        return digits[..^precision] + "." + digits[^precision..];
+        return digits[..^precision] + "." + digits[^precision..] + new string('0', zeros);
     }
 
     /// <summary>Python's round(value, digits) for floats.</summary>
@@ -435,6 +521,7 @@ internal static class PythonFormat
                 else
                 {
                     var end = rest.IndexOf(']');
+                    if (end < 0) throw new TemplateException(TemplateErrorKind.Value, "Missing ']' in format string");
                     var key = rest[1..end];
                     value = PythonOps.GetItem(value, long.TryParse(key, NumberStyles.None, Invariant, out var index) ? index : key);
                     rest = rest[(end + 1)..];
@@ -442,9 +529,14 @@ internal static class PythonFormat
             }
             var text = conversion switch { 'r' or 'a' => Repr(value), 's' => Str(value), _ => null };
             output.Append(ApplySpec(text ?? (object?)value, spec));
+            RenderBudget.CheckBuilder(output, "a str.format result");
         }
+        RenderBudget.CheckBuilder(output, "a str.format result");
         return output.ToString();
     }
+
+    static long SpecNumber(string digits) => long.TryParse(digits, NumberStyles.None, Invariant, out var number) ? number
+        : throw new TemplateException(TemplateErrorKind.Value, "Too many decimal digits in format string");
 
     static object? Positional(CallArguments arguments, int index) =>
         index < arguments.Positional.Count ? arguments.Positional[index] : throw new TemplateException(TemplateErrorKind.Value, $"Replacement index {index} out of range for positional args tuple");
@@ -461,13 +553,14 @@ internal static class PythonFormat
         if (i < spec.Length && spec[i] == '0') { fill = '0'; align = align == '\0' ? '=' : align; i++; }
         var start = i;
         while (i < spec.Length && char.IsAsciiDigit(spec[i])) i++;
-        var width = i > start ? int.Parse(spec[start..i], Invariant) : 0;
+        var width = i > start ? RenderBudget.Width(SpecNumber(spec[start..i]), "a format-spec width") : 0;
         int? precision = null;
         if (i < spec.Length && spec[i] == '.')
         {
             start = ++i;
             while (i < spec.Length && char.IsAsciiDigit(spec[i])) i++;
-            precision = int.Parse(spec[start..i], Invariant);
+            if (i == start) throw new TemplateException(TemplateErrorKind.Value, "Format specifier missing precision");
+            precision = RenderBudget.Width(SpecNumber(spec[start..i]), "a format-spec precision");
         }
         var type = i < spec.Length ? spec[i++] : '\0';
         if (i != spec.Length) throw new TemplateException(TemplateErrorKind.Unsupported, $"format spec '{spec}' is not supported");
@@ -496,6 +589,7 @@ internal static class PythonFormat
                 throw new TemplateException(TemplateErrorKind.Unsupported, $"format code '{type}' is not supported");
         }
         if (text.Length >= width) return text;
+        RenderBudget.RequireLength(width, "a format-spec width");
         if (align == '\0') align = numeric || type is 'd' or 'f' or 'F' or '%' ? '>' : '<';
         var padding = width - text.Length;
         return align switch
@@ -533,6 +627,7 @@ internal static class PythonFormat
                 var text = value.ToString(Invariant);
                 return pad == '-' ? text : text.PadLeft(digits, padChar);
             }
+            RenderBudget.CheckBuilder(output, "a strftime result");
             var hour12 = time.Hour % 12 == 0 ? 12 : time.Hour % 12;
             var weekday = (int)time.DayOfWeek;
             output.Append(directive switch

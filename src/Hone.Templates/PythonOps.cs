@@ -111,6 +111,7 @@ internal static class PythonOps
             case (List<object?> x, List<object?> y): return SequenceEqual(x, y);
             case (TupleValue x, TupleValue y): return SequenceEqual(x, y);
             case (DictValue x, DictValue y):
+                RuntimeHelpers.EnsureSufficientExecutionStack(); // values nested a million deep are a RecursionError, not a crash
                 if (x.Count != y.Count) return false;
                 foreach (var (key, value) in x.Items)
                     if (!y.TryGet(key, out var other) || !AreEqual(value, other)) return false;
@@ -122,6 +123,7 @@ internal static class PythonOps
 
     static bool SequenceEqual(IReadOnlyList<object?> x, IReadOnlyList<object?> y)
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
         if (x.Count != y.Count) return false;
         for (var i = 0; i < x.Count; i++) if (!AreEqual(x[i], y[i])) return false;
         return true;
@@ -151,6 +153,7 @@ internal static class PythonOps
             case string s: return s.GetHashCode();
             case MarkupValue m: return m.Text.GetHashCode();
             case TupleValue tuple:
+                RuntimeHelpers.EnsureSufficientExecutionStack();
                 var hash = new HashCode();
                 foreach (var item in tuple.Items) hash.Add(Hash(item));
                 return hash.ToHashCode();
@@ -196,6 +199,7 @@ internal static class PythonOps
 
     static int OrderSequences(IReadOnlyList<object?> a, IReadOnlyList<object?> b, CompareOperator op)
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
         for (var i = 0; i < Math.Min(a.Count, b.Count); i++)
             if (!AreEqual(a[i], b[i])) return Order(a[i], b[i], op);
         return a.Count.CompareTo(b.Count);
@@ -238,15 +242,24 @@ internal static class PythonOps
         {
             // markupsafe: Markup + str escapes the str (and str + Markup likewise).
             if (TryGetText(a, out var left) && TryGetText(b, out var right))
+            {
+                RenderBudget.RequireLength((long)left.Length + right.Length, "a '+' of strings");
                 return new MarkupValue((a is MarkupValue ? left : PythonFormat.EscapeHtml(left)) + (b is MarkupValue ? right : PythonFormat.EscapeHtml(right)));
+            }
         }
         switch (a, b)
         {
-            case (string x, string y): return string.Concat(x, y);
+            case (string x, string y):
+                RenderBudget.RequireLength((long)x.Length + y.Length, "a '+' of strings");
+                return string.Concat(x, y);
             case (string, _): throw TypeError($"can only concatenate str (not \"{TypeName(b)}\") to str");
-            case (List<object?> x, List<object?> y): return x.Concat(y).ToList();
+            case (List<object?> x, List<object?> y):
+                RenderBudget.RequireItems((long)x.Count + y.Count, "a '+' of lists");
+                return x.Concat(y).ToList();
             case (List<object?>, _): throw TypeError($"can only concatenate list (not \"{TypeName(b)}\") to list");
-            case (TupleValue x, TupleValue y): return new TupleValue([.. x.Items, .. y.Items]);
+            case (TupleValue x, TupleValue y):
+                RenderBudget.RequireItems((long)x.Count + y.Count, "a '+' of tuples");
+                return new TupleValue([.. x.Items, .. y.Items]);
             case (TupleValue, _): throw TypeError($"can only concatenate tuple (not \"{TypeName(b)}\") to tuple");
         }
         return Numeric(a, b, "+", (x, y) => checked(x + y), (x, y) => x + y);
@@ -261,9 +274,18 @@ internal static class PythonOps
             times = Math.Max(0, times);
             switch (sequence)
             {
-                case string s: return string.Concat(Enumerable.Repeat(s, checked((int)times)));
-                case List<object?> list: return Enumerable.Range(0, checked((int)times)).SelectMany(_ => list).ToList();
-                case TupleValue tuple: return new TupleValue([.. Enumerable.Range(0, checked((int)times)).SelectMany(_ => tuple.Items)]);
+                case string s:
+                    if (s.Length == 0) return "";
+                    RenderBudget.RequireLength(times > RenderBudget.MaxStringLength ? times : s.Length * times, "a str * int repetition");
+                    return string.Concat(Enumerable.Repeat(s, (int)times));
+                case List<object?> list:
+                    if (list.Count == 0) return new List<object?>();
+                    RenderBudget.RequireItems(times > RenderBudget.MaxItems ? times : list.Count * times, "a list * int repetition");
+                    return Enumerable.Range(0, (int)times).SelectMany(_ => list).ToList();
+                case TupleValue tuple:
+                    if (tuple.Count == 0) return TupleValue.Empty;
+                    RenderBudget.RequireItems(times > RenderBudget.MaxItems ? times : tuple.Count * times, "a tuple * int repetition");
+                    return new TupleValue([.. Enumerable.Range(0, (int)times).SelectMany(_ => tuple.Items)]);
             }
         }
         return Numeric(a, b, "*", (x, y) => checked(x * y), (x, y) => x * y);
@@ -380,8 +402,20 @@ internal static class PythonOps
     {
         List<object?> list => list,
         TupleValue tuple => tuple.Items,
-        _ => [.. Iterate(value)],
+        _ => Materialize(Iterate(value), "a list of the items"),
     };
+
+    /// <summary>Collects items (of a string, iterator or view) into a new list within <see cref="RenderBudget.MaxItems"/>.</summary>
+    public static List<object?> Materialize(IEnumerable<object?> items, string what)
+    {
+        var result = new List<object?>();
+        foreach (var item in items)
+        {
+            if (result.Count == RenderBudget.MaxItems) RenderBudget.RequireItems(result.Count + 1L, what);
+            result.Add(item);
+        }
+        return result;
+    }
 
     public static bool IsIterable(object? value) =>
         value is UndefinedValue or string or MarkupValue or List<object?> or TupleValue or DictValue or DictViewValue or RangeValue or IteratorValue or LoopValue;
@@ -518,6 +552,7 @@ internal static class PythonOps
         var first = Adjust(Bound(start), stride < 0 ? length - 1 : 0);
         var last = Adjust(Bound(stop), stride < 0 ? -1 : length);
         long count = stride < 0 ? (last < first ? (first - last - 1) / -stride + 1 : 0) : (first < last ? (last - first - 1) / stride + 1 : 0);
+        stride = Math.Clamp(stride, -(long)length - 1, (long)length + 1); // a step past the length selects at most one item either way; keeps it an int
         return ((int)first, (int)last, (int)stride, (int)count);
     }
 

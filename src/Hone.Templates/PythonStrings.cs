@@ -53,6 +53,12 @@ internal static class PythonStrings
 
     public static string Reverse(string s)
     {
+        if (!HasSurrogates(s))
+        {
+            var characters = s.ToCharArray();
+            Array.Reverse(characters);
+            return new string(characters);
+        }
         var elements = Elements(s);
         elements.Reverse();
         return string.Concat(elements);
@@ -137,6 +143,7 @@ internal static class PythonStrings
                 var start = i;
                 while (i < runes.Count && !IsSpace(runes[i])) i++;
                 result.Add(Join(runes, start, i));
+                if (result.Count > RenderBudget.MaxItems) RenderBudget.RequireItems(result.Count, "a split result");
             }
             return result;
         }
@@ -147,6 +154,7 @@ internal static class PythonStrings
             var found = s.IndexOf(separator, position, StringComparison.Ordinal);
             if (found < 0) break;
             result.Add(s[position..found]);
+            if (result.Count > RenderBudget.MaxItems) RenderBudget.RequireItems(result.Count, "a split result");
             position = found + separator.Length;
         }
         result.Add(s[position..]);
@@ -179,6 +187,7 @@ internal static class PythonStrings
             var end = i;
             if (c == '\r' && i + 1 < s.Length && s[i + 1] == '\n') i++;
             result.Add(keepEnds ? s[start..(i + 1)] : s[start..end]);
+            if (result.Count > RenderBudget.MaxItems) RenderBudget.RequireItems(result.Count, "a splitlines result");
             start = i + 1;
         }
         if (start < s.Length) result.Add(s[start..]);
@@ -306,11 +315,13 @@ internal static class PythonStrings
         var result = new StringBuilder();
         if (old.Length == 0)
         {
+            RenderBudget.RequireLength(s.Length + Math.Min(count, s.Length + 1L) * replacement.Length, "a replace result"); // before splitting s into code points
             var inserted = 0L;
             foreach (var element in Elements(s))
             {
                 if (inserted++ < count) result.Append(replacement);
                 result.Append(element);
+                RenderBudget.CheckBuilder(result, "a replace result");
             }
             if (inserted < count) result.Append(replacement);
             return result.ToString();
@@ -321,8 +332,11 @@ internal static class PythonStrings
             var found = s.IndexOf(old, position, StringComparison.Ordinal);
             if (found < 0) break;
             result.Append(s, position, found - position).Append(replacement);
+            RenderBudget.CheckBuilder(result, "a replace result");
             position = found + old.Length;
         }
-        return result.Append(s, position, s.Length - position).ToString();
+        result.Append(s, position, s.Length - position);
+        RenderBudget.RequireLength(result.Length, "a replace result");
+        return result.ToString();
     }
 }

@@ -30,16 +30,25 @@ internal sealed class Renderer(string? templateName, Func<DateTime> clock)
     };
 
     int macroDepth;
+    int depth; // statements and expressions being executed; past a few dozen each level checks the stack
+    const int ShallowDepth = 48;
+    readonly RenderBudget budget = new();
+
+    public RenderBudget Budget => budget;
 
     DateTime Now() => clock();
     object? blockInput; // what a FilterExpression without a value filters: the rendered body of {% filter %} / {% set x | f %}
 
     public string Render(Statement[] body, Scope root)
     {
+        using var entered = budget.Enter();
         var output = new StringBuilder();
         Execute(body, root, output);
         return output.ToString();
     }
+
+    /// <summary>Deep nesting (statements, expressions, or values nested inside values) is a RecursionError, never a stack overflow.</summary>
+    static TemplateException TooDeep() => new(TemplateErrorKind.Recursion, "maximum recursion depth exceeded");
 
     Flow Execute(Statement[] body, Scope scope, StringBuilder output)
     {
@@ -55,13 +64,15 @@ internal sealed class Renderer(string? templateName, Func<DateTime> clock)
     {
         try
         {
+            if (++depth > ShallowDepth) RuntimeHelpers.EnsureSufficientExecutionStack();
+            budget.Step();
             switch (statement)
             {
                 case TextStatement text:
-                    output.Append(text.Text);
+                    budget.Write(output, text.Text);
                     return Flow.Normal;
                 case OutputStatement print:
-                    output.Append(PythonFormat.Str(Evaluate(print.Value, scope)));
+                    budget.Write(output, PythonFormat.Str(Evaluate(print.Value, scope)));
                     return Flow.Normal;
                 case IfStatement branches:
                     foreach (var (condition, body) in branches.Branches)
@@ -81,10 +92,10 @@ internal sealed class Renderer(string? templateName, Func<DateTime> clock)
                     return Flow.Normal;
                 case CallBlockStatement call:
                     var caller = new MacroValue(call.Caller, scope);
-                    output.Append(PythonFormat.Str(Call(call.Call, scope, caller)));
+                    budget.Write(output, PythonFormat.Str(Call(call.Call, scope, caller)));
                     return Flow.Normal;
                 case FilterBlockStatement filter:
-                    output.Append(PythonFormat.Str(RenderFiltered(filter.Body, filter.Filter, scope)));
+                    budget.Write(output, PythonFormat.Str(RenderFiltered(filter.Body, filter.Filter, scope)));
                     return Flow.Normal;
                 case WithStatement with:
                     var inner = new Scope(scope);
@@ -106,6 +117,16 @@ internal sealed class Renderer(string? templateName, Func<DateTime> clock)
             error.SetLocation(templateName, statement.At);
             throw;
         }
+        catch (InsufficientExecutionStackException)
+        {
+            var error = TooDeep();
+            error.SetLocation(templateName, statement.At);
+            throw error;
+        }
+        finally
+        {
+            depth--;
+        }
     }
 
     void ExecuteFor(ForStatement loop, Scope scope, StringBuilder output)
@@ -116,6 +137,7 @@ internal sealed class Renderer(string? templateName, Func<DateTime> clock)
             var kept = new List<object?>();
             foreach (var item in items)
             {
+                budget.Step();
                 var filterScope = new Scope(scope);
                 Assign(loop.Target, item, filterScope);
                 if (PythonOps.IsTrue(Evaluate(loop.Filter, filterScope))) kept.Add(item);
@@ -130,6 +152,7 @@ internal sealed class Renderer(string? templateName, Func<DateTime> clock)
         var context = new LoopValue(items);
         for (var i = 0; i < items.Count; i++)
         {
+            budget.Step();
             context.Index0 = i;
             var iteration = new Scope(scope);
             Assign(loop.Target, items[i], iteration);
@@ -180,55 +203,78 @@ internal sealed class Renderer(string? templateName, Func<DateTime> clock)
     {
         try
         {
-            switch (expression)
-            {
-                case Literal literal: return literal.Value;
-                case Variable variable: return Lookup(variable.Name, scope);
-                case AttributeAccess access: return PythonOps.GetAttribute(Evaluate(access.Target, scope), access.Name);
-                case ItemAccess access: return PythonOps.GetItem(Evaluate(access.Target, scope), Evaluate(access.Index, scope));
-                case SliceAccess slice:
-                    return PythonOps.Slice(Evaluate(slice.Target, scope), EvaluateOptional(slice.Start, scope), EvaluateOptional(slice.Stop, scope), EvaluateOptional(slice.Step, scope));
-                case CallExpression call: return Call(call, scope, null);
-                case FilterExpression filter:
-                    var input = filter.Value == null ? blockInput : Evaluate(filter.Value, scope);
-                    return filter.Function(input, EvaluateArguments(filter.Arguments, scope));
-                case TestExpression test: return test.Function(Evaluate(test.Value, scope), EvaluateArguments(test.Arguments, scope));
-                case CompareExpression compare: return EvaluateCompare(compare, scope);
-                case BinaryExpression binary: return PythonOps.Binary(binary.Operator, Evaluate(binary.Left, scope), Evaluate(binary.Right, scope));
-                case LogicalExpression logical:
-                    var left = Evaluate(logical.Left, scope);
-                    return PythonOps.IsTrue(left) == logical.IsAnd ? Evaluate(logical.Right, scope) : left;
-                case UnaryExpression unary:
-                    var operand = Evaluate(unary.Operand, scope);
-                    return unary.Operator == UnaryOperator.Not ? !PythonOps.IsTrue(operand) : PythonOps.Negate(operand, unary.Operator == UnaryOperator.Negate);
-                case ConcatExpression concat:
-                    var text = new StringBuilder();
-                    foreach (var part in concat.Parts) text.Append(PythonFormat.Str(Evaluate(part, scope)));
-                    return text.ToString();
-                case ConditionalExpression conditional:
-                    if (PythonOps.IsTrue(Evaluate(conditional.Condition, scope))) return Evaluate(conditional.Then, scope);
-                    return conditional.Otherwise != null ? Evaluate(conditional.Otherwise, scope)
-                        : UndefinedValue.WithHint($"the inline if-expression on line {conditional.At.Line} evaluated to false and no else section was defined.");
-                case ListLiteral list:
-                    var items = new List<object?>(list.Items.Length);
-                    foreach (var item in list.Items) items.Add(Evaluate(item, scope));
-                    return items;
-                case TupleLiteral tuple:
-                    var elements = new object?[tuple.Items.Length];
-                    for (var i = 0; i < elements.Length; i++) elements[i] = Evaluate(tuple.Items[i], scope);
-                    return new TupleValue(elements);
-                case DictLiteral dict:
-                    var result = new DictValue(dict.Pairs.Length);
-                    foreach (var (key, value) in dict.Pairs) result.Set(Evaluate(key, scope), Evaluate(value, scope));
-                    return result;
-            }
-            throw new InvalidOperationException($"unknown expression {expression.GetType().Name}");
+            if (++depth > ShallowDepth) RuntimeHelpers.EnsureSufficientExecutionStack();
+            budget.Step();
+            var value = EvaluateNode(expression, scope);
+            budget.HandleValue(value);
+            return value;
         }
         catch (TemplateException error) when (!error.HasLocation)
         {
             error.SetLocation(templateName, expression.At);
             throw;
         }
+        catch (InsufficientExecutionStackException)
+        {
+            var error = TooDeep();
+            error.SetLocation(templateName, expression.At);
+            throw error;
+        }
+        finally
+        {
+            depth--;
+        }
+    }
+
+    object? EvaluateNode(Expression expression, Scope scope)
+    {
+        switch (expression)
+        {
+            case Literal literal: return literal.Value;
+            case Variable variable: return Lookup(variable.Name, scope);
+            case AttributeAccess access: return PythonOps.GetAttribute(Evaluate(access.Target, scope), access.Name);
+            case ItemAccess access: return PythonOps.GetItem(Evaluate(access.Target, scope), Evaluate(access.Index, scope));
+            case SliceAccess slice:
+                return PythonOps.Slice(Evaluate(slice.Target, scope), EvaluateOptional(slice.Start, scope), EvaluateOptional(slice.Stop, scope), EvaluateOptional(slice.Step, scope));
+            case CallExpression call: return Call(call, scope, null);
+            case FilterExpression filter:
+                var input = filter.Value == null ? blockInput : Evaluate(filter.Value, scope);
+                return filter.Function(input, EvaluateArguments(filter.Arguments, scope));
+            case TestExpression test: return test.Function(Evaluate(test.Value, scope), EvaluateArguments(test.Arguments, scope));
+            case CompareExpression compare: return EvaluateCompare(compare, scope);
+            case BinaryExpression binary: return PythonOps.Binary(binary.Operator, Evaluate(binary.Left, scope), Evaluate(binary.Right, scope));
+            case LogicalExpression logical:
+                var left = Evaluate(logical.Left, scope);
+                return PythonOps.IsTrue(left) == logical.IsAnd ? Evaluate(logical.Right, scope) : left;
+            case UnaryExpression unary:
+                var operand = Evaluate(unary.Operand, scope);
+                return unary.Operator == UnaryOperator.Not ? !PythonOps.IsTrue(operand) : PythonOps.Negate(operand, unary.Operator == UnaryOperator.Negate);
+            case ConcatExpression concat:
+                var text = new StringBuilder();
+                foreach (var part in concat.Parts)
+                {
+                    text.Append(PythonFormat.Str(Evaluate(part, scope)));
+                    RenderBudget.CheckBuilder(text, "a '~' concatenation");
+                }
+                return text.ToString();
+            case ConditionalExpression conditional:
+                if (PythonOps.IsTrue(Evaluate(conditional.Condition, scope))) return Evaluate(conditional.Then, scope);
+                return conditional.Otherwise != null ? Evaluate(conditional.Otherwise, scope)
+                    : UndefinedValue.WithHint($"the inline if-expression on line {conditional.At.Line} evaluated to false and no else section was defined.");
+            case ListLiteral list:
+                var items = new List<object?>(list.Items.Length);
+                foreach (var item in list.Items) items.Add(Evaluate(item, scope));
+                return items;
+            case TupleLiteral tuple:
+                var elements = new object?[tuple.Items.Length];
+                for (var i = 0; i < elements.Length; i++) elements[i] = Evaluate(tuple.Items[i], scope);
+                return new TupleValue(elements);
+            case DictLiteral dict:
+                var result = new DictValue(dict.Pairs.Length);
+                foreach (var (key, value) in dict.Pairs) result.Set(Evaluate(key, scope), Evaluate(value, scope));
+                return result;
+        }
+        throw new InvalidOperationException($"unknown expression {expression.GetType().Name}");
     }
 
     object? EvaluateOptional(Expression? expression, Scope scope) => expression == null ? null : Evaluate(expression, scope);

@@ -25,6 +25,8 @@ public enum TemplateErrorKind
     Recursion,
     /// <summary>The template uses a Jinja or Python feature this interpreter does not implement.</summary>
     Unsupported,
+    /// <summary>The render ran past a limit of <see cref="RenderBudget"/> (steps, size of a string, a list or the output); Jinja would run on.</summary>
+    Limit,
 }
 
 /// <summary>
@@ -65,6 +67,7 @@ public class TemplateException : Exception
         TemplateErrorKind.Overflow => "OverflowError",
         TemplateErrorKind.Runtime => "TemplateRuntimeError",
         TemplateErrorKind.Recursion => "RecursionError",
+        TemplateErrorKind.Limit => "OverflowError", // what the sandbox raises for its own limit (MAX_RANGE)
         _ => "NotImplementedError",
     };
 

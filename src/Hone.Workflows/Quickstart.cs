@@ -20,8 +20,11 @@ namespace Hone.Workflows;
 /// <param name="Data">domain data instead of the generated e-commerce set: SFT JSONL (messages / Alpaca / ShareGPT), or a
 /// CSV with instruction/response columns (the Bitext customer-support layout), or a folder holding one</param>
 /// <param name="Scale">multiplies every size and step count (1 = the documented defaults; tests use small values)</param>
+/// <param name="General">general text against forgetting (.txt documents separated by blank lines, or JSONL {"text"}):
+/// part of it is replayed among the fine-tuning data, the rest held out for general perplexity. Default: the generated
+/// general-English corpus (stories, facts, dialogues, reports), which also pretrains the generated base model.</param>
 public sealed record QuickstartOptions(string Out = "runs/quickstart", string? Model = null, string? Data = null, int Threads = 0,
-    ulong Seed = 7, double Scale = 1.0);
+    ulong Seed = 7, double Scale = 1.0, string? General = null);
 
 /// <summary>The headline numbers of a quickstart run, before and after fine-tuning.</summary>
 public sealed record QuickstartResult(string Report, string Markdown, IReadOnlyDictionary<string, (double? Before, double? After)> Metrics,
@@ -63,15 +66,21 @@ public static class Quickstart
 
         // ---- data -------------------------------------------------------------------------------
         string dataDir = Path.Combine(root, "data");
+        if (o.General != null && o.Model == null)
+            throw new ArgumentException("general text replaces the generated corpus only for a given model (--model): the generated base model is pretrained on the generated corpus");
+        string generalSource = o.General == null
+            ? "the generated general-English corpus (stories, facts, dialogues, reports; no e-commerce words)"
+            : $"documents of {Path.GetFullPath(o.General)}";
         var general = Stage("general corpus", () =>
         {
-            var docs = GeneralCorpus.Generate(o.Seed, (long)(4_000_000 * o.Scale));
+            var docs = o.General == null ? GeneralCorpus.Generate(o.Seed, (long)(4_000_000 * o.Scale)) : GivenGeneral(o.General);
             var files = SyntheticFiles.WriteGeneral(docs, Path.Combine(dataDir, "general"));
-            log($"   {files.TrainDocuments:N0} documents ({files.TrainBytes / 1e6:F1} MB) for pretraining, {files.HeldOutDocuments:N0} held out");
+            log($"   {generalSource}: {files.TrainDocuments:N0} documents ({files.TrainBytes / 1e6:F1} MB) " +
+                $"{(o.Model == null ? "for pretraining" : "to replay from")}, {files.HeldOutDocuments:N0} held out");
             return files;
         });
         var domain = Stage(o.Data == null ? "e-commerce customer-service data" : "domain data", () =>
-            o.Data == null ? GeneratedDomain(o, S, Path.Combine(dataDir, "domain"), log) : ImportedDomain(o, ResolveData(o.Data), Path.Combine(dataDir, "domain"), log));
+            o.Data == null ? GeneratedDomain(o, S, Path.Combine(dataDir, "domain"), log) : ImportedDomain(o, DataPath.Resolve(o.Data, DataPath.RecordExtensions), Path.Combine(dataDir, "domain"), log));
 
         // ---- base model -------------------------------------------------------------------------
         string baseModel;
@@ -113,7 +122,7 @@ public static class Quickstart
         }
         else
         {
-            baseModel = ResolveModel(o.Model, log);
+            baseModel = Checkpoint.ResolvePath(o.Model);
             Directory.CreateDirectory(baseRun);
         }
 
@@ -136,7 +145,7 @@ public static class Quickstart
         });
 
         // ---- evaluation before ------------------------------------------------------------------
-        var tasks = WriteTasks(Path.Combine(root, "tasks"), general.HeldOut, domain, S);
+        var tasks = WriteTasks(Path.Combine(root, "tasks"), general.HeldOut, generalSource, domain, S);
         var evalOptions = new EvalOptions(Seed: o.Seed);
         Stage("evaluate the base model", () =>
             EvalRunner.Run(baseModel, null, tasks, evalOptions, Path.Combine(sftRun, "eval-before.json"), o.Threads, 0,
@@ -145,15 +154,12 @@ public static class Quickstart
         // ---- fine-tuning ------------------------------------------------------------------------
         Stage("LoRA supervised fine-tuning on the filtered domain data", () =>
         {
-            // Replay: a slice of the base model's own pretraining text mixed into fine-tuning holds forgetting down
-            // (general perplexity ×1.4 instead of ×30 at this size) for little domain cost. Only for the generated base:
-            // a given model's pretraining data is not ours to replay.
-            string? replay = null;
-            if (o.Model == null)
-            {
-                replay = Path.Combine(dataDir, "general", "replay.jsonl");
-                AtomicFile.WriteAllText(replay, string.Concat(File.ReadLines(general.Train).Take(S(400, 8)).Select(l => l + "\n")));
-            }
+            // Replay: general text mixed into fine-tuning holds forgetting down (generated base: general perplexity ×1.4
+            // instead of ×30 at this size) for little domain cost. For the generated base it is a slice of the model's
+            // own pretraining text; for a given model, whose pretraining data is not at hand, the general text above.
+            string replay = Path.Combine(dataDir, "general", "replay.jsonl");
+            AtomicFile.WriteAllText(replay, string.Concat(File.ReadLines(general.Train).Take(S(400, 8)).Select(l => l + "\n")));
+            log($"   replaying {Math.Min(S(400, 8), general.TrainDocuments)} documents of {generalSource} against forgetting");
             var options = new TrainOptions
             {
                 ReplayData = replay,
@@ -180,7 +186,7 @@ public static class Quickstart
             metrics[$"{row.Task} {row.Metric}"] = (row.Values[0]?.Value, row.Values[1]?.Value);
         var summary = new JsonObject
         {
-            ["report"] = report.HtmlPath, ["elapsed_seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1),
+            ["report"] = report.HtmlPath, ["elapsed_seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1), ["general_text"] = generalSource,
             ["stages"] = new JsonObject(stages.Select(s => KeyValuePair.Create(s.Item1, (JsonNode?)Math.Round(s.Item2.TotalSeconds, 1)))),
             ["metrics"] = new JsonObject(metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)new JsonObject { ["before"] = m.Value.Item1, ["after"] = m.Value.Item2 }))),
         };
@@ -313,7 +319,7 @@ public static class Quickstart
 
     // ---- tasks ----------------------------------------------------------------------------------
 
-    static List<string> WriteTasks(string dir, string generalHeldOut, DomainData domain, Func<int, int, int> s)
+    static List<string> WriteTasks(string dir, string generalHeldOut, string generalSource, DomainData domain, Func<int, int, int> s)
     {
         Directory.CreateDirectory(dir);
         var tasks = new List<string>();
@@ -329,7 +335,11 @@ public static class Quickstart
         Write("domain_perplexity", new JsonObject { ["kind"] = "perplexity", ["data"] = domain.HeldOut, ["messages_field"] = "messages" });
         // The same conversations as plain text: what a base model reads best, and what chat tuning may trade away.
         Write("domain_text_perplexity", new JsonObject { ["kind"] = "perplexity", ["data"] = domain.HeldOutText });
-        Write("general_perplexity", new JsonObject { ["kind"] = "perplexity", ["data"] = generalHeldOut });
+        Write("general_perplexity", new JsonObject
+        {
+            ["description"] = $"held-out documents of {generalSource}: what fine-tuning costs elsewhere (forgetting)",
+            ["kind"] = "perplexity", ["data"] = generalHeldOut,
+        });
         foreach (var task in domain.Tasks)
             Write(task.Name, new JsonObject
             {
@@ -342,33 +352,13 @@ public static class Quickstart
         return tasks;
     }
 
-    // ---- inputs ---------------------------------------------------------------------------------
-
-    /// <summary>A model path as given, or the .gguf inside a folder without config.json (the first by name).</summary>
-    public static string ResolveModel(string path, Action<string> log)
+    /// <summary>General documents from a file: a .txt file's blank-line separated documents, or JSONL "text" fields.</summary>
+    static List<string> GivenGeneral(string path)
     {
-        if (Directory.Exists(path) && !File.Exists(Path.Combine(path, "config.json")))
-        {
-            var ggufs = Directory.GetFiles(path, "*.gguf").Order(StringComparer.Ordinal).ToList();
-            if (ggufs.Count == 0) throw new ModelFormatException(path, "neither a Hugging Face model directory (config.json) nor a folder with a .gguf file");
-            if (ggufs.Count > 1) log($"   {path} holds {ggufs.Count} .gguf files; using {Path.GetFileName(ggufs[0])}");
-            return ggufs[0];
-        }
-        return path;
-    }
-
-    static string ResolveData(string path)
-    {
-        if (File.Exists(path)) return path;
-        if (!Directory.Exists(path)) throw new FileNotFoundException($"{path}: no such data file or folder", path);
-        var candidates = Directory.GetFiles(path).Where(f => f.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) ||
-            f.EndsWith(".json", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal).ToList();
-        return candidates.Count switch
-        {
-            0 => throw new DataFormatException(path, 0, "the folder holds no .jsonl, .json or .csv data file"),
-            1 => candidates[0],
-            _ => candidates.OrderByDescending(f => new FileInfo(f).Length).First(),
-        };
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: general text file not found", path);
+        var docs = SyntheticFiles.ReadTexts(path).Where(d => d.Trim().Length > 0).ToList();
+        if (docs.Count < 2) throw new DataFormatException(path, 0, $"general text needs at least 2 documents (blank-line separated in a .txt file, or JSONL {{\"text\"}} records), found {docs.Count}");
+        return docs;
     }
 
     sealed class LogReporter(Action<string> log) : ITrainingReporter

@@ -12,14 +12,14 @@ internal static class BenchCommand
     {
         var model = new Option<string?>("--model", "-m") { Description = "benchmark this model (directory or .gguf) instead of random weights" };
         var shape = new Option<string>("--shape") { Description = $"random-weight model shape: {string.Join(", ", ModelShapes.Names)}", DefaultValueFactory = _ => "smollm2-135m" };
-        var type = new Option<string?>("--type") { Description = "weight type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k (random models default to f32)" };
-        var prompt = new Option<int>("--prompt", "-p") { Description = "prompt tokens processed in one batch (pp)", DefaultValueFactory = _ => 512 };
-        var gen = new Option<int>("--gen", "-n") { Description = "tokens generated one at a time (tg)", DefaultValueFactory = _ => 128 };
-        var reps = new Option<int>("--repetitions", "-r") { Description = "timed repetitions after a warm-up", DefaultValueFactory = _ => 3 };
+        var type = CliSupport.MatrixType("weight type (random models default to f32)");
+        var prompt = new Option<int>("--prompt", "-p") { Description = "prompt tokens processed in one batch (pp)", DefaultValueFactory = _ => 512 }.Within(1, 1 << 20);
+        var gen = new Option<int>("--gen", "-n") { Description = "tokens generated one at a time (tg)", DefaultValueFactory = _ => 128 }.Within(1, 1 << 20);
+        var reps = new Option<int>("--repetitions", "-r") { Description = "timed repetitions after a warm-up", DefaultValueFactory = _ => 3 }.Within(1, 10_000);
         var train = new Option<string?>("--train") { Description = "benchmark training instead: lora | dora | full | freeze (batch × seq-len tokens per step, fp32)" };
-        var batch = new Option<int>("--batch-size", "-b") { Description = "--train: sequences per step", DefaultValueFactory = _ => 4 };
-        var seqLen = new Option<int>("--seq-len") { Description = "--train: tokens per sequence", DefaultValueFactory = _ => 256 };
-        var loraR = new Option<int>("--lora-r") { Description = "--train: LoRA rank (alpha = 2r, all linear layers)", DefaultValueFactory = _ => 16 };
+        var batch = TrainLimit(new Option<int>("--batch-size", "-b") { Description = "--train: sequences per step", DefaultValueFactory = _ => 4 }, "batch_size");
+        var seqLen = TrainLimit(new Option<int>("--seq-len") { Description = "--train: tokens per sequence", DefaultValueFactory = _ => 256 }, "seq_len");
+        var loraR = TrainLimit(new Option<int>("--lora-r", "--lora-rank") { Description = "--train: LoRA rank (alpha = 2r, all linear layers)", DefaultValueFactory = _ => 16 }, "lora_r");
         var checkpointActivations = new Option<bool>("--checkpoint-activations") { Description = "--train: recompute activations in backward" };
         var precision = CliSupport.Precision(measuring: false);
         var threads = CliSupport.Threads();
@@ -35,7 +35,7 @@ internal static class BenchCommand
         {
             if (r.GetValue(train) is string method) return TrainBench(r, method, shape, batch, seqLen, loraR, reps, checkpointActivations, threads, json);
             var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
-                r.GetValue(prompt), r.GetValue(gen), Math.Max(1, r.GetValue(reps)), Precision: CliSupport.ParsePrecision(r.GetValue(precision)));
+                r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             bool asJson = r.GetValue(json);
             var result = Benchmark.Run(options, m => Console.Error.WriteLine(m));
             if (asJson)
@@ -65,13 +65,20 @@ internal static class BenchCommand
         return cmd;
     }
 
+    /// <summary>The limits `hone train` has for the same setting (one source: <see cref="Hone.Training.TrainOptions.Settings"/>).</summary>
+    static Option<int> TrainLimit(Option<int> option, string key)
+    {
+        var s = Hone.Training.TrainOptions.Setting(key)!;
+        return option.Within(s.Min, s.Max, s.MinExclusive, s.MaxExclusive, s.LimitReason);
+    }
+
     static int TrainBench(ParseResult r, string method, Option<string> shape, Option<int> batch, Option<int> seqLen, Option<int> loraR,
         Option<int> reps, Option<bool> checkpointActivations, Option<int> threads, Option<bool> json)
     {
         var m = Enum.TryParse<Hone.Training.TrainingMethod>(method, true, out var parsed) && parsed != Hone.Training.TrainingMethod.QLora ? parsed
             : throw new ArgumentException($"--train: unknown method '{method}' (lora, dora, full, freeze)");
         var result = Hone.Training.TrainingBenchmark.Run(new Hone.Training.TrainingBenchOptions(r.GetValue(shape)!, m, r.GetValue(batch), r.GetValue(seqLen),
-            Math.Max(1, r.GetValue(reps)), r.GetValue(threads), r.GetValue(loraR), r.GetValue(checkpointActivations)), s => Console.Error.WriteLine(s));
+            r.GetValue(reps), r.GetValue(threads), r.GetValue(loraR), r.GetValue(checkpointActivations)), s => Console.Error.WriteLine(s));
         if (r.GetValue(json))
         {
             Console.WriteLine(new System.Text.Json.Nodes.JsonObject

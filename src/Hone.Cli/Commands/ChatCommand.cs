@@ -11,28 +11,30 @@ internal static class ChatCommand
 {
     public static Command Create()
     {
-        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var model = new ModelInput("a Hugging Face model directory, a .gguf file, or a folder holding one");
         var system = new Option<string?>("--system") { Description = "a system message" };
         var template = new Option<string?>("--template") { Description = "a Jinja chat template file to use instead of the model's" };
-        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "most tokens per reply", DefaultValueFactory = _ => 512 };
-        var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
+        var adapter = new Option<string?>("--adapter") { Description = $"apply an adapter: a PEFT directory ({string.Join(", ", Hone.Model.AdapterKinds.Names)}) or a llama.cpp LoRA .gguf" };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "most tokens per reply", DefaultValueFactory = _ => 512 }.Within(0, int.MaxValue);
+        var ctx = CliSupport.Context();
         var sampling = new SamplingOptions();
         var precision = CliSupport.Precision(measuring: false);
         var threads = CliSupport.Threads();
         var cmd = new Command("chat", "Chat with a model using its chat template (or --template). Multi-turn; the KV cache is reused between turns.\n" +
                                       "Type a message and press Enter; /reset starts over, /exit (or end of input) quits.")
         {
-            model, system, template, adapter, maxTokens, ctx, precision, threads,
+            system, template, adapter, maxTokens, ctx, precision, threads,
         };
+        model.AddTo(cmd);
         sampling.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
-            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
+            var sampler = sampling.Read(r);
+            using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
                 precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             var (chatTemplate, templateName) = ChatConversation.ResolveTemplate(loaded.Tokenizer, r.GetValue(template));
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
-            var options = new GenerationOptions(r.GetValue(maxTokens), sampling.Read(r));
+            var options = new GenerationOptions(r.GetValue(maxTokens), sampler);
             var templateOptions = new ChatTemplateOptions { BosToken = loaded.Tokenizer.BosToken, EosToken = loaded.Tokenizer.EosToken, AddGenerationPrompt = true };
             var messages = new JsonArray();
             void Start()

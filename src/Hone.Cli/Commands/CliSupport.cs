@@ -1,19 +1,61 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
+using System.CommandLine.Parsing;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Hone.Formats;
+using Hone.Model;
 using Hone.Tensors;
+using Hone.Training;
 
 namespace Hone.Cli.Commands;
 
 /// <summary>Shared options and the error boundary: every failure becomes one line on stderr and a non-zero exit.</summary>
 internal static class CliSupport
 {
-    public static Option<int> Threads() => new("--threads", "-t")
+    public static Option<int> Threads() => new Option<int>("--threads", "-t")
     {
-        Description = "worker threads (0 = one per core)",
+        Description = $"worker threads (0 = one per core; at most {TrainOptions.MaxThreads})",
         DefaultValueFactory = _ => 0,
-    };
+    }.Within(0, TrainOptions.MaxThreads, reason: "0 = one per core");
+
+    /// <summary>Refuse values outside [min, max] (or the open ends) at parse time, before any work, naming the option.</summary>
+    public static Option<T> Within<T>(this Option<T> option, double min, double max = double.PositiveInfinity, bool minExclusive = false,
+        bool maxExclusive = false, string? reason = null)
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.Implicit) return;
+            object? value;
+            try { value = result.GetValueOrDefault<T>(); }
+            catch (InvalidOperationException) { return; } // not a number: the parser reports that itself
+            if (value == null) return;
+            if (Limits.Violation(Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture), min, max, minExclusive, maxExclusive, reason) is string message)
+                result.AddError($"{option.Name}: {message}");
+        });
+        return option;
+    }
+
+    /// <summary>A --type option: one of the matrix types Hone stores weights in, checked at parse time.</summary>
+    public static Option<string?> MatrixType(string description)
+    {
+        var option = new Option<string?>("--type") { Description = $"{description}: {MatrixTypes.Names}" };
+        option.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is string name)
+                try { MatrixTypes.Parse(name); }
+                catch (ArgumentException e) { result.AddError(e.Message); }
+        });
+        return option;
+    }
+
+    /// <summary>The KV cache length of generate, chat and eval, refused at parse time when negative and, once the
+    /// model's config is read, when longer than its context (before anything is allocated).</summary>
+    public static Option<int> Context() => new Option<int>("--ctx", "-c")
+    {
+        Description = $"context length (0 = the model's, at most {Hone.Inference.LoadedModel.DefaultContextCap}; never more than the model's)",
+        DefaultValueFactory = _ => 0,
+    }.Within(0, reason: "0 = the model's");
 
     public static Option<bool> Json() => new("--json") { Description = "print the result as JSON" };
 
@@ -42,7 +84,7 @@ internal static class CliSupport
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    public static TensorType? ParseType(string? name) => name == null ? null : TensorTypes.Parse(name);
+    public static TensorType? ParseType(string? name) => name == null ? null : MatrixTypes.Parse(name);
 
     /// <summary>Run a command body; known failures print "error: ..." and exit 1, never a stack dump
     /// (set HONE_DEBUG=1 to see one).</summary>
@@ -51,7 +93,8 @@ internal static class CliSupport
         try { return body(); }
         catch (Exception e) when (e is ModelFormatException or DataFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
                                     or NotSupportedException or InvalidOperationException or IOException or UnauthorizedAccessException
-                                    or JsonException or FormatException or DataFormatException)
+                                    or JsonException or FormatException or DataFormatException
+                                    or Tokenization.Templates.TemplateException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             if (Environment.GetEnvironmentVariable("HONE_DEBUG") == "1") Console.Error.WriteLine(e);
@@ -63,6 +106,31 @@ internal static class CliSupport
             if (Environment.GetEnvironmentVariable("HONE_DEBUG") == "1") Console.Error.WriteLine(e);
             return 2;
         }
+    }
+
+    /// <summary>The error boundary for a command that writes outputs through temporaries: Ctrl+C or SIGTERM cancels the
+    /// token, the body's cleanup deletes what it had written, and the exit code is 130. A second signal ends the
+    /// process at once, as usual.</summary>
+    public static int GuardInterruptible(Func<CancellationToken, int> body)
+    {
+        using var cancel = new CancellationTokenSource();
+        void Stop(PosixSignalContext context)
+        {
+            if (cancel.IsCancellationRequested) return;
+            context.Cancel = true;
+            cancel.Cancel();
+        }
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        return Guard(() =>
+        {
+            try { return body(cancel.Token); }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                Console.Error.WriteLine("cancelled: nothing written");
+                return 130;
+            }
+        });
     }
 
     /// <summary>A token source that Ctrl-C cancels (once; a second Ctrl-C ends the process as usual).</summary>
@@ -108,4 +176,84 @@ internal static class CliSupport
         >= 1L << 10 => $"{b / 1024.0:F1} KiB",
         _ => $"{b} B",
     };
+
+    /// <summary>
+    /// Usage errors, found before any command runs, in one line each: a mistyped option gets the nearest real one
+    /// ("unknown option '--lora-rnak'; did you mean '--lora-rank'?"), not the whole help; so does a mistyped command.
+    /// System.CommandLine takes an unknown "--x" for a positional argument when one is free (the model), so those are
+    /// looked for there too, and an option's bad value (a validator's message) is printed as it is. Returns the exit
+    /// code, or null when the command line is fine.
+    /// </summary>
+    public static int? ReportUsageErrors(ParseResult result, string[] args)
+    {
+        if (result.Action is System.CommandLine.Help.HelpAction || result.Action?.GetType().Name == "VersionOptionAction") return null;
+        var commandResult = result.CommandResult;
+        var command = commandResult.Command;
+        var optionNames = new List<string>();
+        for (SymbolResult? s = commandResult; s != null; s = s.Parent)
+            if (s is CommandResult c)
+                foreach (var o in c.Command.Options)
+                    if (c == commandResult || o.Recursive) { optionNames.Add(o.Name); optionNames.AddRange(o.Aliases); }
+        int doubleDash = Array.IndexOf(args, "--");
+        var afterDoubleDash = doubleDash >= 0 ? args.Skip(doubleDash + 1).ToHashSet() : [];
+        bool LooksLikeOption(string token) => token.Length > 1 && token[0] == '-' && !afterDoubleDash.Contains(token)
+                                              && !double.TryParse(token, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _);
+
+        var problems = new List<string>();
+        var positional = commandResult.Children.OfType<ArgumentResult>().SelectMany(a => a.Tokens).Select(t => t.Value);
+        foreach (var token in positional.Concat(result.UnmatchedTokens).Distinct())
+            if (LooksLikeOption(token)) problems.Add($"unknown option '{token}'{Spelling.Suggestion(token, optionNames)}");
+        if (problems.Count == 0 && result.Errors.Count > 0)
+        {
+            // A mistyped command leaves it and everything after it unmatched: name the first, the rest is its.
+            bool unknownCommand = command.Subcommands.Count > 0 && result.UnmatchedTokens.Count > 0;
+            if (unknownCommand)
+            {
+                string token = result.UnmatchedTokens[0];
+                problems.Add($"unknown command '{token}'{Spelling.Suggestion(token, command.Subcommands.SelectMany(c => c.Aliases.Prepend(c.Name)))}");
+            }
+            else foreach (var token in result.UnmatchedTokens) problems.Add($"unexpected argument '{token}'");
+            foreach (var error in result.Errors)
+            {
+                if (error.Message.StartsWith("Unrecognized command or argument", StringComparison.Ordinal)) continue;
+                if (unknownCommand && error.Message.StartsWith("Required command was not provided", StringComparison.Ordinal)) continue;
+                problems.Add(error.Message);
+            }
+        }
+        if (problems.Count == 0) return null;
+        foreach (var p in problems.Distinct()) Console.Error.WriteLine($"error: {p}");
+        return 1;
+    }
+}
+
+/// <summary>The model a command works on: the positional MODEL or -m/--model (llama.cpp's habit), either one.</summary>
+internal sealed class ModelInput
+{
+    public readonly Argument<string?> Positional;
+    public readonly Option<string?> Flag;
+    readonly bool _required;
+
+    public ModelInput(string description, bool required = true)
+    {
+        _required = required;
+        Positional = new Argument<string?>("model") { Description = description + " (or -m MODEL)", Arity = ArgumentArity.ZeroOrOne };
+        Flag = new Option<string?>("--model", "-m") { Description = "the model, as an option instead of the positional MODEL" };
+    }
+
+    public void AddTo(Command command)
+    {
+        command.Arguments.Add(Positional);
+        command.Options.Add(Flag);
+    }
+
+    /// <summary>The model path given either way; null when neither is given and the model is optional.</summary>
+    public string? Read(ParseResult r)
+    {
+        string? positional = r.GetValue(Positional), flag = r.GetValue(Flag);
+        if (positional != null && flag != null && positional != flag)
+            throw new ArgumentException($"two models given: '{positional}' and -m '{flag}'; give one");
+        var model = positional ?? flag;
+        if (model == null && _required) throw new ArgumentException($"a model is required: hone {r.CommandResult.Command.Name} MODEL (or -m MODEL)");
+        return model;
+    }
 }

@@ -33,11 +33,14 @@ internal static class DataCommand
 
     sealed class Common
     {
-        public readonly Argument<string> File = new("file") { Description = "input JSONL file" };
+        public readonly Argument<string> File = new("file") { Description = "input JSONL file (or a folder holding one)" };
         public readonly Option<string> Field = new("--field") { Description = "the text field", DefaultValueFactory = _ => "text" };
         public readonly Option<bool> SkipBadLines = new("--skip-bad-lines") { Description = "skip malformed lines (counted in the summary) instead of stopping" };
         public readonly Option<int> Threads = CliSupport.Threads();
         public readonly Option<bool> Json = CliSupport.Json();
+
+        /// <summary>The input: a JSONL file, or a folder holding one (resolved as every command resolves data).</summary>
+        public string Input(ParseResult r) => Hone.Formats.DataPath.Resolve(r.GetValue(File)!, [".jsonl"]);
 
         public void AddTo(Command c, bool field = true)
         {
@@ -66,7 +69,7 @@ internal static class DataCommand
         common.AddTo(cmd);
         cmd.SetAction(r => Run(common, r, cancel =>
         {
-            var result = DataStats.Run(new DataStatsOptions(r.GetValue(common.File)!, r.GetValue(common.Field)!, r.GetValue(model),
+            var result = DataStats.Run(new DataStatsOptions(common.Input(r), r.GetValue(common.Field)!, r.GetValue(model),
                 r.GetValue(common.SkipBadLines), r.GetValue(common.Threads)), Progress, cancel);
             return (result.ToJson(), () =>
             {
@@ -99,7 +102,8 @@ internal static class DataCommand
         var ngram = new Option<int>("--ngram") { Description = "shingle length (words or characters)", DefaultValueFactory = _ => 5 };
         var shingle = new Option<string>("--shingle") { Description = "shingles of words (lowercased, punctuation deleted) or characters", DefaultValueFactory = _ => "word" };
         shingle.AcceptOnlyFromAmong(Shingles.Select(s => s.Name).ToArray());
-        var numPerm = new Option<int>("--num-perm") { Description = "MinHash permutations", DefaultValueFactory = _ => 128 };
+        var numPerm = new Option<int>("--num-perm") { Description = "MinHash permutations (at most 4096: 8 bytes each per record)", DefaultValueFactory = _ => 128 }
+            .Within(double.NegativeInfinity, 4096, reason: "8 bytes each per record"); // the lower bound is the library's
         var bands = new Option<int?>("--bands") { Description = "LSH bands (rows = num-perm / bands); default: chosen for the threshold" };
         var seed = new Option<ulong>("--seed") { Description = "seed of the shingle hash and permutations", DefaultValueFactory = _ => 42 };
         var cmd = new Command("dedup",
@@ -115,7 +119,7 @@ internal static class DataCommand
         cmd.SetAction(r => Run(common, r, cancel =>
         {
             var kind = Shingles.First(s => s.Name == r.GetValue(shingle)).Kind;
-            var result = DataDedup.Run(new DataDedupOptions(r.GetValue(common.File)!, r.GetValue(output)!, r.GetValue(near), r.GetValue(threshold),
+            var result = DataDedup.Run(new DataDedupOptions(common.Input(r), r.GetValue(output)!, r.GetValue(near), r.GetValue(threshold),
                 r.GetValue(ngram), r.GetValue(numPerm), r.GetValue(bands), kind, r.GetValue(seed), r.GetValue(common.Field)!,
                 r.GetValue(common.SkipBadLines), r.GetValue(common.Threads)), Progress, cancel);
             return (result.ToJson(), () =>
@@ -141,12 +145,13 @@ internal static class DataCommand
         var common = new Common();
         var model = new Option<string>("--model", "-m") { Description = "reference model (directory or .gguf)", Required = true };
         var output = Out();
-        var ctx = new Option<int?>("--ctx") { Description = "context window in tokens, BOS included (default 512, or the model's context when smaller)" };
-        var stride = new Option<int?>("--stride") { Description = "window advance for texts longer than --ctx (default: --ctx)" };
+        var ctx = new Option<int?>("--ctx") { Description = "context window in tokens, BOS included (default 512, or the model's context when smaller)" }.Within(2, int.MaxValue);
+        var stride = new Option<int?>("--stride") { Description = "window advance for texts longer than --ctx (default: --ctx)" }.Within(1, int.MaxValue);
         var column = new Option<string>("--column") { Description = "field for the perplexity", DefaultValueFactory = _ => "ppl" };
         var bpbColumn = new Option<string>("--bpb-column") { Description = "field for bits per byte", DefaultValueFactory = _ => "bits_per_byte" };
         var tokensColumn = new Option<string>("--tokens-column") { Description = "field for the token count", DefaultValueFactory = _ => "tokens" };
-        var modelThreads = new Option<int>("--model-threads") { Description = "threads inside each forward pass; documents run in parallel on --threads / this", DefaultValueFactory = _ => 1 };
+        var modelThreads = new Option<int>("--model-threads") { Description = "threads inside each forward pass; documents run in parallel on --threads / this", DefaultValueFactory = _ => 1 }
+            .Within(1, Hone.Training.TrainOptions.MaxThreads);
         var precision = CliSupport.Precision(measuring: true);
         var cmd = new Command("score",
             "Per-record perplexity and bits per byte under a reference model, added as fields (nulls for texts with no token to " +
@@ -160,7 +165,7 @@ internal static class DataCommand
         common.AddTo(cmd);
         cmd.SetAction(r => Run(common, r, cancel =>
         {
-            var result = DataScore.Run(new DataScoreOptions(r.GetValue(common.File)!, r.GetValue(model)!, r.GetValue(output)!, r.GetValue(ctx),
+            var result = DataScore.Run(new DataScoreOptions(common.Input(r), r.GetValue(model)!, r.GetValue(output)!, r.GetValue(ctx),
                 r.GetValue(stride), r.GetValue(column)!, r.GetValue(bpbColumn)!, r.GetValue(tokensColumn)!, r.GetValue(common.Field)!,
                 r.GetValue(common.SkipBadLines), r.GetValue(common.Threads), r.GetValue(modelThreads),
                 CliSupport.ParsePrecision(r.GetValue(precision))), Progress, cancel);
@@ -183,13 +188,13 @@ internal static class DataCommand
         var common = new Common();
         var output = Out();
         var column = new Option<string>("--column") { Description = "the scored field the perplexity bounds and quantiles apply to", DefaultValueFactory = _ => "ppl" };
-        var minPpl = new Option<double?>("--min-ppl") { Description = "keep records with column >= this" };
-        var maxPpl = new Option<double?>("--max-ppl") { Description = "keep records with column <= this" };
+        var minPpl = new Option<double?>("--min-ppl") { Description = "keep records with column >= this" }.Within(double.NegativeInfinity);
+        var maxPpl = new Option<double?>("--max-ppl") { Description = "keep records with column <= this" }.Within(double.NegativeInfinity);
         var quantiles = new Option<string?>("--keep-quantiles") { Description = "LOW,HIGH: keep records with column between these quantiles of the file (two passes)" };
-        var minChars = new Option<int?>("--min-chars") { Description = "keep texts with at least this many characters" };
-        var maxChars = new Option<int?>("--max-chars") { Description = "keep texts with at most this many characters" };
-        var minTokens = new Option<int?>("--min-tokens") { Description = "keep texts with at least this many tokens (needs --model)" };
-        var maxTokens = new Option<int?>("--max-tokens") { Description = "keep texts with at most this many tokens (needs --model)" };
+        var minChars = new Option<int?>("--min-chars") { Description = "keep texts with at least this many characters" }.Within(0);
+        var maxChars = new Option<int?>("--max-chars") { Description = "keep texts with at most this many characters" }.Within(0);
+        var minTokens = new Option<int?>("--min-tokens") { Description = "keep texts with at least this many tokens (needs --model)" }.Within(0);
+        var maxTokens = new Option<int?>("--max-tokens") { Description = "keep texts with at most this many tokens (needs --model)" }.Within(0);
         var model = new Option<string?>("--model", "-m") { Description = "tokenizer for the token bounds (directory or .gguf)" };
         var cmd = new Command("filter",
             "Keep records inside all the given bounds (inclusive). --keep-quantiles reads the file twice: first only the column's " +
@@ -210,7 +215,7 @@ internal static class DataCommand
                     throw new ArgumentException($"--keep-quantiles takes LOW,HIGH such as 0.1,0.9, got '{text}'");
                 q = (low, high);
             }
-            var result = DataFilter.Run(new DataFilterOptions(r.GetValue(common.File)!, r.GetValue(output)!, r.GetValue(column)!, r.GetValue(minPpl),
+            var result = DataFilter.Run(new DataFilterOptions(common.Input(r), r.GetValue(output)!, r.GetValue(column)!, r.GetValue(minPpl),
                 r.GetValue(maxPpl), q, r.GetValue(minChars), r.GetValue(maxChars), r.GetValue(minTokens), r.GetValue(maxTokens), r.GetValue(model),
                 r.GetValue(common.Field)!, r.GetValue(common.SkipBadLines), r.GetValue(common.Threads)), Progress, cancel);
             return (result.ToJson(), () =>
@@ -249,7 +254,7 @@ internal static class DataCommand
         common.AddTo(cmd);
         cmd.SetAction(r => Run(common, r, cancel =>
         {
-            var result = Hone.DataTools.Decontaminate.Run(new DecontaminateOptions(r.GetValue(common.File)!, r.GetValue(against)!, r.GetValue(output)!,
+            var result = Hone.DataTools.Decontaminate.Run(new DecontaminateOptions(common.Input(r), r.GetValue(against)!, r.GetValue(output)!,
                 r.GetValue(ngram), r.GetValue(report), r.GetValue(common.Field)!, r.GetValue(common.SkipBadLines), r.GetValue(common.Threads)), Progress, cancel);
             return (result.ToJson(), () =>
             {
@@ -283,7 +288,7 @@ internal static class DataCommand
         common.AddTo(cmd, field: false);
         cmd.SetAction(r => Run(common, r, cancel =>
         {
-            var result = DataSplit.Run(new DataSplitOptions(r.GetValue(common.File)!, r.GetValue(train)!, r.GetValue(val)!, r.GetValue(share),
+            var result = DataSplit.Run(new DataSplitOptions(common.Input(r), r.GetValue(train)!, r.GetValue(val)!, r.GetValue(share),
                 r.GetValue(seed), r.GetValue(by), r.GetValue(common.SkipBadLines), r.GetValue(common.Threads)), Progress, cancel);
             return (result.ToJson(), () =>
             {

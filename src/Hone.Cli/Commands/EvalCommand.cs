@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using Hone.Evaluation;
+using Hone.Evaluation.Report;
 using Hone.Inference;
 
 namespace Hone.Cli.Commands;
@@ -11,14 +12,23 @@ internal static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var model = new ModelInput("a Hugging Face model directory, a .gguf file, or a folder holding one");
         var tasks = new Option<string[]>("--task") { Description = "a task file (JSON) or a built-in name; repeatable", AllowMultipleArgumentsPerToken = false };
-        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
-        var limit = new Option<int?>("--limit") { Description = "evaluate only the first N items of each task" };
+        var adapter = new Option<string?>("--adapter") { Description = $"apply an adapter: a PEFT directory ({string.Join(", ", Hone.Model.AdapterKinds.Names)}) or a llama.cpp LoRA .gguf" };
+        var limit = new Option<int?>("--limit") { Description = "evaluate only the first N items of each task" }.Within(1, int.MaxValue);
         var seed = new Option<ulong>("--seed", "-s") { Description = "seed for few-shot draws and sampling", DefaultValueFactory = _ => 1234UL };
-        var fewshot = new Option<int?>("--num-fewshot") { Description = "few-shot examples for multiple-choice tasks (overrides the task's num_fewshot)" };
-        var output = new Option<string>("--out", "-o") { Description = "write the results here (JSON, atomically)" };
-        var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
+        var fewshot = new Option<int?>("--num-fewshot") { Description = "few-shot examples for multiple-choice tasks (overrides the task's num_fewshot)" }.Within(0, 1000);
+        var output = new Option<string>("--out", "-o") { Description = "write the results here (JSON, atomically), in the layout --format names" };
+        var format = new Option<string>("--format")
+        {
+            Description = "the results file's layout: hone (default) = Hone's own, one self-contained record per task (metrics with standard errors " +
+                          "and how they were computed, the protocol, a few answers, model, seed, time, version), read by `hone eval compare` and " +
+                          "`hone report`; lm-eval = lm-evaluation-harness 0.4's results layout (results[task][\"acc,none\"], \"acc_stderr,none\", " +
+                          "configs, versions, n-shot, higher_is_better, n-samples, config) for its tools",
+            DefaultValueFactory = _ => "hone",
+        };
+        format.AcceptOnlyFromAmong(Formats.Keys.ToArray());
+        var ctx = CliSupport.Context();
         var allowNetwork = new Option<bool>("--allow-network") { Description = "let command checkers reach the network (otherwise the sandbox has its own network namespace with only a loopback)" };
         var allowUnsandboxed = new Option<bool>("--allow-unsandboxed-commands")
         {
@@ -34,12 +44,16 @@ internal static class EvalCommand
             "generate (exact_match, contains, regex, f1), sampled (pass@k, pass^k with exact, regex, json or command checkers).\n" +
             BuiltinTasks.Summary + ".\n" +
             "Results: one record per task with metrics, standard errors, protocol, model, adapter, seed, time and Hone version.\n" +
+            "--format lm-eval writes lm-evaluation-harness's layout instead: perplexity tasks as word_perplexity, byte_perplexity,\n" +
+            "bits_per_byte (and token_perplexity, Hone's per-token one), multiple choice as acc and acc_norm, generate tasks as their\n" +
+            "scorers (exact_match, ...), sampled tasks as pass@k and pass^k; every filter \"none\", standard errors \"N/A\" where Hone has none.\n" +
             "Compare runs with: hone eval compare before.json after.json\n" +
             "Precision: exact by default (fp32 activations; see --precision), recorded in each result's protocol.\n" +
             CommandSandbox.HelpText)
         {
-            model, tasks, adapter, limit, seed, fewshot, output, ctx, allowNetwork, allowUnsandboxed, precision, threads, json,
+            tasks, adapter, limit, seed, fewshot, output, format, ctx, allowNetwork, allowUnsandboxed, precision, threads, json,
         };
+        model.AddTo(cmd);
         cmd.Subcommands.Add(CreateCompare());
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
@@ -57,10 +71,10 @@ internal static class EvalCommand
             List<TaskResult> results;
             try
             {
-                (document, results) = EvalRunner.Run(r.GetValue(model)!, r.GetValue(adapter), names, options, outPath, r.GetValue(threads), r.GetValue(ctx),
+                (document, results) = EvalRunner.Run(model.Read(r)!, r.GetValue(adapter), names, options, outPath, r.GetValue(threads), r.GetValue(ctx),
                     (i, count, task) => Console.Error.WriteLine($"[{i + 1}/{count}] {task.Name} ({task.Kind})"),
                     result => Console.Error.WriteLine($"  {string.Join(", ", result.Metrics.Select(m => $"{m.Name} {Value(m.Value, m.StandardError)}"))}  (n {result.Count}, {result.ElapsedSeconds:F1} s)"),
-                    CliSupport.Progress, cancel.Token);
+                    CliSupport.Progress, cancel.Token, Formats[r.GetValue(format)!]);
             }
             catch (OperationCanceledException)
             {
@@ -148,10 +162,19 @@ internal static class EvalCommand
             Console.WriteLine(anySignificant ? "* |Δ| > 2 standard errors of the difference (√(se₁² + se₂²), runs treated as independent)"
                                              : "no difference exceeds 2 standard errors");
             if (anyProtocol) Console.WriteLine("! the protocol differs between files for this task: the numbers may not be comparable");
+            var verdicts = Verdicts.For(rows);
+            if (verdicts.Count > 0)
+            {
+                Console.WriteLine();
+                Console.WriteLine($"[{paths.Length}] against [1]:");
+                foreach (var v in verdicts) Console.WriteLine("  " + v.Text);
+            }
             return 0;
         }));
         return cmd;
     }
+
+    static readonly Dictionary<string, EvalResultsFormat> Formats = new() { ["hone"] = EvalResultsFormat.Hone, ["lm-eval"] = EvalResultsFormat.LmEval };
 
     static string F(double x) => double.IsFinite(x) ? x.ToString("F4", CultureInfo.InvariantCulture) : x.ToString(CultureInfo.InvariantCulture);
 

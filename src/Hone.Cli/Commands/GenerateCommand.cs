@@ -8,30 +8,32 @@ internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var model = new ModelInput("a Hugging Face model directory, a .gguf file, or a folder holding one");
         var prompt = new Option<string>("--prompt", "-p") { Description = "the text to continue (empty: start from BOS)", DefaultValueFactory = _ => "" };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 128 };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 128 }.Within(0, int.MaxValue);
         var stop = new Option<string[]>("--stop") { Description = "stop before this text (repeatable)", AllowMultipleArgumentsPerToken = false };
-        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
-        var ctx = new Option<int>("--ctx") { Description = "context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
+        var adapter = new Option<string?>("--adapter") { Description = $"apply an adapter: a PEFT directory ({string.Join(", ", Hone.Model.AdapterKinds.Names)}) or a llama.cpp LoRA .gguf" };
+        var ctx = CliSupport.Context();
         var sampling = new SamplingOptions();
         var precision = CliSupport.Precision(measuring: false);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("generate", "Continue a prompt. Streams the text; --json prints {text, ids (generated only), finish_reason, timings}.")
         {
-            model, prompt, maxTokens, stop, adapter, ctx, precision, threads, json,
+            prompt, maxTokens, stop, adapter, ctx, precision, threads, json,
         };
+        model.AddTo(cmd);
         sampling.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
-            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
+            var sampler = sampling.Read(r);
+            using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
                 precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             var ids = loaded.EncodePrompt(r.GetValue(prompt)!);
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             bool asJson = r.GetValue(json);
             using var cancel = CliSupport.CancelOnCtrlC();
-            var result = generator.Generate(ids, new GenerationOptions(r.GetValue(maxTokens), sampling.Read(r), r.GetValue(stop)),
+            var result = generator.Generate(ids, new GenerationOptions(r.GetValue(maxTokens), sampler, r.GetValue(stop)),
                 asJson ? null : text => { Console.Write(text); Console.Out.Flush(); }, cancel.Token);
             if (asJson)
             {

@@ -8,16 +8,17 @@ internal static class InspectCommand
 {
     public static Command Create()
     {
-        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var model = new ModelInput("a Hugging Face model directory, a .gguf file, or a folder holding one");
         var json = CliSupport.Json();
         var check = new Option<bool>("--check") { Description = "also load every tensor and check presence, shapes, types and that all values are finite" };
         var cmd = new Command("inspect", "Show a model's architecture, dimensions, tensors (type, shape), parameter count and file metadata.")
         {
-            model, json, check,
+            json, check,
         };
+        model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
-            using var checkpoint = Checkpoint.Open(r.GetValue(model)!);
+            using var checkpoint = Checkpoint.Open(model.Read(r)!);
             var s = ModelSummary.Create(checkpoint);
             if (r.GetValue(check))
             {

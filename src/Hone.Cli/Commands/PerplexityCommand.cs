@@ -11,12 +11,12 @@ internal static class PerplexityCommand
 {
     public static Command Create()
     {
-        var model = new Argument<string>("model") { Description = "a Hugging Face model directory or a .gguf file" };
+        var model = new ModelInput("a Hugging Face model directory, a .gguf file, or a folder holding one");
         var file = new Option<string>("--file", "-f") { Description = "a UTF-8 text file", Required = true };
-        var ctx = new Option<int>("--ctx", "-c") { Description = "window length in tokens", DefaultValueFactory = _ => 512 };
+        var ctx = new Option<int>("--ctx", "-c") { Description = "window length in tokens (at most the model's context)", DefaultValueFactory = _ => 512 }.Within(2, int.MaxValue);
         var protocol = new Option<string>("--protocol") { Description = "full | llama.cpp (see below)", DefaultValueFactory = _ => "full" };
-        var stride = new Option<int?>("--stride") { Description = "full protocol: how far windows advance (default: ctx, no overlap)" };
-        var adapter = new Option<string?>("--adapter") { Description = "apply a LoRA/DoRA adapter directory (PEFT layout)" };
+        var stride = new Option<int?>("--stride") { Description = "full protocol: how far windows advance (default: ctx, no overlap)" }.Within(1, int.MaxValue);
+        var adapter = new Option<string?>("--adapter") { Description = $"apply an adapter: a PEFT directory ({string.Join(", ", Hone.Model.AdapterKinds.Names)}) or a llama.cpp LoRA .gguf" };
         var precision = CliSupport.Precision(measuring: true);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
@@ -27,8 +27,9 @@ internal static class PerplexityCommand
             "Precision: exact by default (fp32 activations; see --precision).\n" +
             "JSON: ppl, bits_per_byte, tokens_scored, protocol, ctx, stride, nll, bytes_scored, precision.")
         {
-            model, file, ctx, protocol, stride, adapter, precision, threads, json,
+            file, ctx, protocol, stride, adapter, precision, threads, json,
         };
+        model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             var kind = r.GetValue(protocol) switch
@@ -42,7 +43,8 @@ internal static class PerplexityCommand
             if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
             string text = File.ReadAllText(path);
             int context = r.GetValue(ctx);
-            using var loaded = LoadedModel.Open(r.GetValue(model)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context, computePrecision);
+            if (r.GetValue(stride) is int s && s > context) throw new ArgumentException($"--stride {s} is more than --ctx {context}");
+            using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context, computePrecision);
             var tokens = loaded.Tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: false);
             long SpanBytes(int start, int count) => Encoding.UTF8.GetByteCount(loaded.Tokenizer.Decode(tokens.AsSpan(start, count)));
             var result = Perplexity.Compute(loaded.Model, tokens, Perplexity.BosFor(kind, loaded.Tokenizer), SpanBytes,

@@ -12,8 +12,10 @@ internal static class ReportCommand
         var title = new Option<string>("--title") { Description = "page title", DefaultValueFactory = _ => "Hone report" };
         var results = new Option<string[]>("--results") { Description = "more eval results files to compare (in order)", AllowMultipleArgumentsPerToken = true };
         var cmd = new Command("report",
-            "Write one self-contained HTML page (inline SVG: loss curves, before/after metric bars with standard errors, corpus " +
-            "perplexity distributions with the kept band) and a Markdown summary from run directories.")
+            "Write one self-contained HTML page (inline SVG) and a Markdown summary from run directories: a verdict per metric (what " +
+            "changed from the first results to the last, and whether beyond 2 standard errors), loss curves with a chart per training " +
+            "stage, before/after metric bars with standard errors (perplexity on a log axis), answers to the same questions before " +
+            "and after, and corpus perplexity distributions with the kept band.")
         {
             runs, output, title, results,
         };

@@ -22,6 +22,12 @@ internal sealed class SamplingOptions
             c.Options.Add(o);
     }
 
-    public SamplerOptions Read(ParseResult r) => new(r.GetValue(Temperature), r.GetValue(TopK), r.GetValue(TopP), r.GetValue(MinP),
-        r.GetValue(RepeatPenalty), r.GetValue(PresencePenalty), r.GetValue(FrequencyPenalty), r.GetValue(PenaltyWindow), r.GetValue(Seed));
+    /// <summary>The sampler options, checked (their limits are the sampler's own) before the model loads.</summary>
+    public SamplerOptions Read(ParseResult r)
+    {
+        var options = new SamplerOptions(r.GetValue(Temperature), r.GetValue(TopK), r.GetValue(TopP), r.GetValue(MinP),
+            r.GetValue(RepeatPenalty), r.GetValue(PresencePenalty), r.GetValue(FrequencyPenalty), r.GetValue(PenaltyWindow), r.GetValue(Seed));
+        options.Validate();
+        return options;
+    }
 }

@@ -31,7 +31,7 @@ internal static class SynthCommand
         var output = Out();
         var seed = Seed();
         var size = new Option<string>("--size") { Description = "corpus size in bytes (suffix K or M allowed)", DefaultValueFactory = _ => DefaultSize };
-        var heldOut = new Option<double>("--held-out") { Description = "fraction of documents held out (heldout.txt)", DefaultValueFactory = _ => 0.05 };
+        var heldOut = new Option<double>("--held-out") { Description = "fraction of documents held out (heldout.txt)", DefaultValueFactory = _ => 0.05 }.Within(0, 1, maxExclusive: true);
         var json = CliSupport.Json();
         var cmd = new Command("general", "Everyday English documents (stories, facts, dialogues, reports…) without e-commerce vocabulary.\n" +
                                          "Writes train.jsonl ({\"text\"} records for --stage cpt) and heldout.txt (documents separated by blank lines).")
@@ -65,9 +65,11 @@ internal static class SynthCommand
     {
         var output = Out();
         var seed = Seed();
-        var count = new Option<int>("--count", "-n") { Description = "conversations kept, training and held-out together", DefaultValueFactory = _ => DefaultConversations };
-        var heldOut = new Option<double>("--held-out") { Description = "fraction held out for evaluation", DefaultValueFactory = _ => 0.1 };
-        var faultRate = new Option<double>("--fault-rate") { Description = "falsify this fraction of answers before verification, to see the verifier reject them (demonstration only)", DefaultValueFactory = _ => 0 };
+        var count = new Option<int>("--count", "-n") { Description = "conversations kept, training and held-out together", DefaultValueFactory = _ => DefaultConversations }
+            .Within(1, 1_000_000, reason: "they are generated in memory");
+        var heldOut = new Option<double>("--held-out") { Description = "fraction held out for evaluation", DefaultValueFactory = _ => 0.1 }.Within(0, 1, maxExclusive: true);
+        var faultRate = new Option<double>("--fault-rate") { Description = "falsify this fraction of answers before verification, to see the verifier reject them (demonstration only)", DefaultValueFactory = _ => 0 }
+            .Within(0, 1);
         var json = CliSupport.Json();
         var cmd = new Command("ecommerce", "Customer-service conversations over generated order records; every answer is checked against the order's facts " +
                                            "and discarded if wrong.\nWrites train.jsonl and heldout.jsonl ({\"messages\"} for --stage sft), eval.jsonl (the domain task: " +
@@ -113,7 +115,7 @@ internal static class SynthCommand
     {
         var output = Out();
         var seed = Seed();
-        var vocab = new Option<int>("--vocab") { Description = "vocabulary size: special tokens, 256 bytes and merges", DefaultValueFactory = _ => DefaultVocabulary };
+        var vocab = new Option<int>("--vocab") { Description = "vocabulary size: special tokens, 256 bytes and merges", DefaultValueFactory = _ => DefaultVocabulary }.Within(1, 1 << 20);
         var from = new Option<string[]>("--from") { Description = "train on these files (.txt documents, or .jsonl with text / messages); repeatable. Default: a freshly generated general corpus" };
         var size = new Option<string>("--size") { Description = "without --from: general corpus size (suffix K or M allowed)", DefaultValueFactory = _ => DefaultSize };
         var json = CliSupport.Json();
@@ -164,13 +166,16 @@ internal static class SynthCommand
     };
 
     /// <summary>"4M", "500K", "4000000" → bytes (K = 1,000, M = 1,000,000).</summary>
+    const long MaxSize = 1_000_000_000;
+
     static long ParseSize(string text)
     {
         string t = text.Trim().ToUpperInvariant().TrimEnd('B');
         long factor = t.EndsWith('K') ? 1_000 : t.EndsWith('M') ? 1_000_000 : 1;
         if (factor > 1) t = t[..^1];
-        if (!double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || value < 0)
-            throw new ArgumentException($"'{text}' is not a size (examples: 4M, 500K, 250000)");
+        if (!double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || value < 0 || !double.IsFinite(value))
+            throw new ArgumentException($"--size: '{text}' is not a size (examples: 4M, 500K, 250000)");
+        if (value * factor > MaxSize) throw new ArgumentException($"--size: at most {MaxSize / 1_000_000}M (the corpus is generated in memory), found {text}");
         return (long)(value * factor);
     }
 }

@@ -8,7 +8,7 @@ internal static class TokenizeCommand
 {
     public static Command Create()
     {
-        var model = new Argument<string>("model") { Description = "a Hugging Face model directory (tokenizer.json) or a .gguf file" };
+        var model = new ModelInput("a Hugging Face model directory (tokenizer.json), a .gguf file, or a folder holding one");
         var text = new Option<string?>("--text") { Description = "the text to tokenize" };
         var file = new Option<string?>("--file", "-f") { Description = "read the text from this file" };
         var noSpecial = new Option<bool>("--no-special") { Description = "do not add BOS/EOS and do not parse special-token markers in the text" };
@@ -16,12 +16,13 @@ internal static class TokenizeCommand
         var cmd = new Command("tokenize", "Show the token ids (and pieces) of a text. BOS is included when the tokenizer adds it.\n" +
                                           "JSON: {\"ids\": [...], \"pieces\": [...]}.")
         {
-            model, text, file, noSpecial, json,
+            text, file, noSpecial, json,
         };
+        model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             string input = r.GetValue(text) ?? (r.GetValue(file) is string f ? File.ReadAllText(f) : throw new ArgumentException("give --text or --file"));
-            using var checkpoint = Checkpoint.Open(r.GetValue(model)!);
+            using var checkpoint = Checkpoint.Open(model.Read(r)!);
             var tokenizer = checkpoint.LoadTokenizer();
             bool special = !r.GetValue(noSpecial);
             var ids = tokenizer.Encode(input, addSpecialTokens: special, parseSpecialTokens: special);

@@ -1,109 +1,65 @@
 using System.CommandLine;
 using System.Text.Json;
-using Hone.DataTools;
+using Hone.Formats;
 using Hone.Training;
 
 namespace Hone.Cli.Commands;
 
 internal static class TrainCommand
 {
+    /// <summary>`hone train`'s options are generated from <see cref="TrainOptions.Settings"/>: a flag per setting (with its
+    /// aliases, limits checked at parse time), the positional model (or -m), --config for a recipe, --json.</summary>
     public static Command Create()
     {
-        var model = new Argument<string>("model") { Description = "base model: a Hugging Face directory or a .gguf file" };
-        var data = new Option<string?>("--data", "-d") { Description = "training data: JSONL (messages / Alpaca / ShareGPT for sft; {\"text\"} for cpt), .json array, or .txt (cpt)" };
-        var valData = new Option<string?>("--val-data") { Description = "validation data (default: hold out --val-split of the training data)" };
-        var replayData = new Option<string?>("--replay-data") { Description = "sft: plain documents (text or JSONL {\"text\"}) mixed into training with every token a target, against forgetting; not used for validation" };
-        var output = new Option<string?>("--out", "-o") { Description = "output directory: adapter (PEFT layout) or model, metrics.jsonl, checkpoints/" };
-        var config = new Option<string?>("--config") { Description = "a recipe file (flat YAML) holding any of the options below under their snake_case names; flags override it" };
-        var method = new Option<string?>("--method") { Description = "full | freeze | lora | dora | qlora (default lora)" };
-        var stage = new Option<string?>("--stage") { Description = "cpt (raw text, packed) | sft (conversations, loss on assistant tokens) (default sft)" };
-        var epochs = new Option<double?>("--epochs") { Description = "passes over the data (default 1)" };
-        var maxSteps = new Option<int?>("--max-steps") { Description = "optimizer steps (overrides epochs)" };
-        var lr = new Option<float?>("--lr") { Description = "peak learning rate (default 2e-4)" };
-        var batch = new Option<int?>("--batch-size", "-b") { Description = "sequences per micro-batch (default 4)" };
-        var accum = new Option<int?>("--grad-accum") { Description = "micro-batches per optimizer step (default 1)" };
-        var seqLen = new Option<int?>("--seq-len") { Description = "tokens per sequence (default 256)" };
-        var loraR = new Option<int?>("--lora-r") { Description = "LoRA rank (default 8)" };
-        var loraAlpha = new Option<float?>("--lora-alpha") { Description = "LoRA alpha (default 16; scale alpha/r, or alpha/√r with --use-rslora)" };
-        var loraDropout = new Option<float?>("--lora-dropout") { Description = "dropout on the adapter input (default 0)" };
-        var loraTargets = new Option<string?>("--lora-targets") { Description = "comma-separated modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear (default)" };
-        var rslora = new Option<bool?>("--use-rslora") { Description = "rank-stabilized scaling alpha/√r" };
-        var qloraType = new Option<string?>("--qlora-type") { Description = "storage of the frozen base with --method qlora: q8_0, q4_0 (default), q4_k" };
-        var seed = new Option<ulong?>("--seed") { Description = "random seed (same seed and threads: bit-identical run; default 42)" };
-        var saveEvery = new Option<int?>("--save-every") { Description = "checkpoint every N steps (default 100; 0 = only on interruption)" };
-        var keep = new Option<int?>("--keep-checkpoints") { Description = "checkpoints kept (default 3)" };
-        var resume = new Option<string?>("--resume") { Description = "continue from the latest checkpoint in --out (\"auto\") or from a checkpoint directory", Arity = ArgumentArity.ZeroOrOne };
-        var evalEvery = new Option<int?>("--eval-every") { Description = "validation loss every N steps (default 50)" };
-        var valSplit = new Option<double?>("--val-split") { Description = "fraction held out for validation without --val-data (default 0.05)" };
-        var patience = new Option<int?>("--early-stopping") { Description = "stop after N validations without improvement (default off)" };
-        var warmup = new Option<int?>("--warmup-steps") { Description = "linear warm-up steps (default 3% of the steps)" };
-        var schedule = new Option<string?>("--schedule") { Description = "cosine (default) | linear | constant" };
-        var weightDecay = new Option<float?>("--weight-decay") { Description = "AdamW decoupled weight decay (default 0)" };
-        var maxGradNorm = new Option<float?>("--max-grad-norm") { Description = "clip the global gradient norm (default 1; 0 = off)" };
-        var packing = new Option<bool?>("--packing") { Description = "pack examples into full windows (default: on for cpt, off for sft)" };
-        var trainOnPrompt = new Option<bool?>("--train-on-prompt") { Description = "sft: compute the loss on prompt tokens too" };
-        var skipBad = new Option<bool?>("--skip-bad-lines") { Description = "skip malformed records (counted in the summary) instead of stopping" };
-        var checkpointActivations = new Option<bool?>("--checkpoint-activations") { Description = "keep only each layer's input and recompute the rest in backward (less memory, ~30% more compute)" };
-        var template = new Option<string?>("--template") { Description = "a Jinja chat template file instead of the model's" };
-        var freezeLayers = new Option<int?>("--freeze-trainable-layers") { Description = "freeze: train the last N layers (first N if negative; default 2)" };
-        var freezeModules = new Option<string?>("--freeze-trainable-modules") { Description = "freeze: comma-separated modules to train in those layers (self_attn, mlp, q_proj, ...; default all)" };
-        var freezeExtra = new Option<string?>("--freeze-extra-modules") { Description = "freeze: also train embed_tokens, lm_head, norm" };
-        var threads = CliSupport.Threads();
+        var defaults = new TrainOptions();
+        var modelSetting = TrainOptions.Setting("model")!;
+        var model = new ModelInput(modelSetting.Description + "; optional when the recipe names it", required: false);
+        var config = new Option<string?>("--config", "-c")
+        {
+            Description = "a recipe (YAML): any setting below under its name with '_' (lora_r, seq_len; nested keys join with '_': lora: {r: 8}), " +
+                          "or LLaMA-Factory's names for the same settings (model_name_or_path, finetuning_type, lora_rank, cutoff_len, learning_rate, " +
+                          "per_device_train_batch_size, output_dir, dataset as a path, …); flags override it",
+        };
         var json = CliSupport.Json();
         var cmd = new Command("train",
             "Fine-tune a model: continued pretraining (cpt) or supervised fine-tuning (sft) with full, freeze, LoRA, DoRA or QLoRA. " +
             "Shows a live progress bar (loss, learning rate, tokens/s, ETA), appends metrics to OUT/metrics.jsonl, checkpoints every " +
-            "--save-every steps and on Ctrl-C (resume with --resume), and writes a PEFT adapter or a Hugging Face model to OUT.")
+            "--save-every steps and on Ctrl-C (resume with --resume), and writes a PEFT adapter or a Hugging Face model to OUT. " +
+            "Every limit is checked before the model loads.");
+        model.AddTo(cmd);
+        cmd.Options.Add(config);
+        var flags = new List<(SettingSpec<TrainOptions> Setting, Option Option)>();
+        foreach (var setting in TrainOptions.Settings)
         {
-            model, data, valData, replayData, output, config, method, stage, epochs, maxSteps, lr, batch, accum, seqLen, loraR, loraAlpha, loraDropout, loraTargets,
-            rslora, qloraType, seed, saveEvery, keep, resume, evalEvery, valSplit, patience, warmup, schedule, weightDecay, maxGradNorm, packing,
-            trainOnPrompt, skipBad, checkpointActivations, template, freezeLayers, freezeModules, freezeExtra, threads, json,
-        };
+            if (setting == modelSetting) continue;
+            var option = Generate(setting, defaults);
+            cmd.Options.Add(option);
+            flags.Add((setting, option));
+        }
+        cmd.Options.Add(json);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
-            var o = new TrainOptions();
-            if (r.GetValue(config) is string recipe) o = TrainOptions.FromRecipe(recipe, o);
-            T? Given<T>(Option<T> option) => r.GetResult(option) != null ? r.GetValue(option) : default;
-            bool Has(Option option) => r.GetResult(option) != null;
-            o = o with { Model = r.GetValue(model)! };
-            if (Has(data)) o = o with { Data = r.GetValue(data)! };
-            if (Has(valData)) o = o with { ValData = r.GetValue(valData) };
-            if (Has(replayData)) o = o with { ReplayData = r.GetValue(replayData) };
-            if (Has(output)) o = o with { Out = r.GetValue(output)! };
-            if (Has(method)) o = o with { Method = ParseEnum<TrainingMethod>(r.GetValue(method)!, "--method") };
-            if (Has(stage)) o = o with { Stage = ParseEnum<TrainingStage>(r.GetValue(stage)!, "--stage") };
-            if (Given(epochs) is double e) o = o with { Epochs = e };
-            if (Given(maxSteps) is int ms) o = o with { MaxSteps = ms };
-            if (Given(lr) is float l) o = o with { Lr = l };
-            if (Given(batch) is int b) o = o with { BatchSize = b };
-            if (Given(accum) is int ga) o = o with { GradAccum = ga };
-            if (Given(seqLen) is int sl) o = o with { SeqLen = sl };
-            if (Given(loraR) is int lr2) o = o with { LoraR = lr2 };
-            if (Given(loraAlpha) is float la) o = o with { LoraAlpha = la };
-            if (Given(loraDropout) is float ld) o = o with { LoraDropout = ld };
-            if (Has(loraTargets)) o = o with { LoraTargets = Split(r.GetValue(loraTargets)!) };
-            if (Given(rslora) is bool rs) o = o with { UseRslora = rs };
-            if (Has(qloraType)) o = o with { QloraType = r.GetValue(qloraType)! };
-            if (Given(seed) is ulong sd) o = o with { Seed = sd };
-            if (Given(saveEvery) is int se) o = o with { SaveEvery = se };
-            if (Given(keep) is int k) o = o with { KeepCheckpoints = k };
-            if (Has(resume)) o = o with { Resume = r.GetValue(resume) ?? "auto" };
-            if (Given(evalEvery) is int ee) o = o with { EvalEvery = ee };
-            if (Given(valSplit) is double vs) o = o with { ValSplit = vs };
-            if (Given(patience) is int p) o = o with { EarlyStoppingPatience = p };
-            if (Given(warmup) is int w) o = o with { WarmupSteps = w };
-            if (Has(schedule)) o = o with { Schedule = ParseEnum<LearningRateSchedule>(r.GetValue(schedule)!, "--schedule") };
-            if (Given(weightDecay) is float wd) o = o with { WeightDecay = wd };
-            if (Given(maxGradNorm) is float mg) o = o with { MaxGradNorm = mg };
-            if (Given(packing) is bool pk) o = o with { Packing = pk };
-            if (Given(trainOnPrompt) is bool tp) o = o with { TrainOnPrompt = tp };
-            if (Given(skipBad) is bool sb) o = o with { SkipBadLines = sb };
-            if (Given(checkpointActivations) is bool ca) o = o with { CheckpointActivations = ca };
-            if (Has(template)) o = o with { Template = r.GetValue(template) };
-            if (Given(freezeLayers) is int fl) o = o with { FreezeTrainableLayers = fl };
-            if (Has(freezeModules)) o = o with { FreezeTrainableModules = Split(r.GetValue(freezeModules)!) };
-            if (Has(freezeExtra)) o = o with { FreezeExtraModules = Split(r.GetValue(freezeExtra)!) };
-            if (Has(threads)) o = o with { Threads = r.GetValue(threads) };
+            var o = defaults;
+            if (r.GetValue(config) is string recipePath)
+            {
+                var recipe = TrainRecipe.Apply(YamlRecipe.Read(recipePath), o);
+                o = recipe.Options;
+                foreach (var note in recipe.Notes) Console.Error.WriteLine($"recipe: {note}");
+            }
+            foreach (var (setting, option) in flags)
+            {
+                var given = r.GetResult(option);
+                if (given == null || given.Implicit) continue;
+                object? value = option switch
+                {
+                    Option<bool> b => r.GetValue(b),
+                    Option<string?> t when setting.Key == "resume" => r.GetValue(t) ?? "auto",
+                    Option<string?> t => setting.Parse(r.GetValue(t)),
+                    _ => throw new InvalidOperationException(setting.Key),
+                };
+                o = setting.Set(o, value);
+            }
+            if (model.Read(r) is string m) o = o with { Model = m };
 
             var reporter = new ConsoleTrainingReporter();
             using var cancel = CliSupport.CancelOnCtrlC();
@@ -122,11 +78,27 @@ internal static class TrainCommand
         return cmd;
     }
 
-    static IReadOnlyList<string> Split(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-
-    static T ParseEnum<T>(string value, string flag) where T : struct, Enum =>
-        Enum.TryParse<T>(value.Replace("-", "").Replace("_", ""), ignoreCase: true, out var v) && Enum.IsDefined(v) ? v
-            : throw new ArgumentException($"{flag}: unknown value '{value}'; use one of {string.Join(", ", Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}");
+    /// <summary>The command-line option of one setting: a switch for booleans, otherwise a value read and range-checked
+    /// by the setting itself at parse time (so `--lora-r 300` fails before anything loads, naming the flag).</summary>
+    static Option Generate(SettingSpec<TrainOptions> setting, TrainOptions defaults)
+    {
+        string description = setting.Description;
+        if (setting.RangeText is string range && setting.Kind is SettingKind.Integer or SettingKind.Real) description += $"; {range}";
+        if (setting.Show(defaults) is string shown && setting.Key != "threads") description += $" (default {shown})";
+        description += $" [recipe: {setting.Key}{(setting.LlamaFactoryKey is string lf && lf != setting.Key ? $" or {lf}" : "")}]";
+        string[] aliases = setting.FlagAliases.ToArray();
+        if (setting.Kind == SettingKind.Boolean)
+            return new Option<bool>(setting.Flag, aliases) { Description = description };
+        var option = new Option<string?>(setting.Flag, aliases) { Description = description };
+        if (setting.Key == "resume") option.Arity = ArgumentArity.ZeroOrOne;
+        option.Validators.Add(result =>
+        {
+            if (result.Implicit || result.Tokens.Count == 0) return;
+            try { setting.Parse(result.Tokens[0].Value); }
+            catch (FormatException e) { result.AddError($"{setting.Flag}: {e.Message}"); }
+        });
+        return option;
+    }
 }
 
 /// <summary>Draws training progress on stderr: one redrawn line on a terminal, a line per log step otherwise.</summary>

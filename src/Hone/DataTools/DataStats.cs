@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Hone.Model;
 using Hone.Tokenization;
+using Hone.Formats;
 
 namespace Hone.DataTools;
 

@@ -40,9 +40,7 @@ public sealed class EvalNgrams
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such evaluation file", path);
         string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
         string ext = System.IO.Path.GetExtension(name).ToLowerInvariant();
-        using var file = File.OpenRead(path);
-        using Stream stream = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionMode.Decompress) : file;
-        using var reader = new StreamReader(stream, Encoding.UTF8);
+        using var reader = TextFile.Open(path);
         int set = _sets.Count;
         long segments = 0, shortSegments = 0, before = _ngrams.Count;
         var scratch = new NgramScratch();
@@ -64,7 +62,9 @@ public sealed class EvalNgrams
                 format = "json";
                 if (ext == ".json" && reader.Peek() == '[')
                 {
-                    var root = JsonNode.Parse(reader.ReadToEnd()) as JsonArray ?? throw new FormatException($"{path}: expected a JSON array");
+                    JsonArray root;
+                    try { root = JsonNode.Parse(reader.ReadToEnd(), documentOptions: JsonLines.DocumentOptions) as JsonArray ?? throw new DataFormatException(path, 1, "expected a JSON array"); }
+                    catch (JsonException e) { throw new DataFormatException(path, (e.LineNumber ?? 0) + 1, $"not valid JSON: {JsonLines.Message(e)}"); }
                     for (int i = 0; i < root.Count; i++) foreach (var s in Strings(root[i])) Segment(s, i + 1);
                     break;
                 }
@@ -74,8 +74,8 @@ public sealed class EvalNgrams
                     number++;
                     if (string.IsNullOrWhiteSpace(l)) continue;
                     JsonNode? node;
-                    try { node = JsonNode.Parse(l); }
-                    catch (JsonException e) { throw new DataFormatException(path, number, $"not valid JSON: {e.Message}"); }
+                    try { node = JsonNode.Parse(l, documentOptions: JsonLines.DocumentOptions); }
+                    catch (JsonException e) { throw new DataFormatException(path, number, $"not valid JSON: {JsonLines.Message(e)}"); }
                     foreach (var s in Strings(node)) Segment(s, number);
                 }
                 break;
@@ -106,6 +106,7 @@ public sealed class EvalNgrams
                 if (paragraph.Length > 0) Segment(paragraph.ToString(), start);
                 break;
         }
+        if (segments == 0) throw new DataFormatException(path, 0, "the evaluation set holds no text");
         _sets.Add(new EvalSetInfo(path, format, segments, shortSegments, _ngrams.Count - before));
     }
 

@@ -71,7 +71,7 @@ public sealed class RecordScanner
         record = default;
         error = null;
         _pendingNames.Clear();
-        if (!Utf8.IsValid(line)) { error = $"invalid UTF-8 at byte {InvalidUtf8Offset(line) + 1}"; return false; }
+        if (JsonLines.InvalidUtf8(line) is string bad) { error = bad; return false; }
         bool hasSftKey = false;
         try
         {
@@ -122,7 +122,7 @@ public sealed class RecordScanner
             if (names != null) CountNames(_pendingNames, names);
             return true;
         }
-        catch (JsonException e) { error = "not valid JSON: " + CleanJsonMessage(e); return false; }
+        catch (JsonException e) { error = "not valid JSON: " + JsonLines.Message(e); return false; }
         catch (Exception e) when (e is DataFormatException or InvalidOperationException or FormatException or KeyNotFoundException)
         {
             error = e is DataFormatException d ? d.Message[(d.Message.IndexOf(": ", StringComparison.Ordinal) + 2)..] : e.Message;
@@ -208,24 +208,4 @@ public sealed class RecordScanner
         _ => t.ToString(),
     };
 
-    /// <summary>System.Text.Json's message without its "LineNumber: 0 | BytePositionInLine: N." tail, with the
-    /// position as a 1-based byte column instead.</summary>
-    static string CleanJsonMessage(JsonException e)
-    {
-        string m = e.Message;
-        int tail = m.IndexOf(" LineNumber:", StringComparison.Ordinal);
-        if (tail >= 0) m = m[..tail];
-        return e.BytePositionInLine is long p ? $"{m.TrimEnd('.')} (byte {p + 1})" : m;
-    }
-
-    static int InvalidUtf8Offset(ReadOnlySpan<byte> s)
-    {
-        int i = 0;
-        while (i < s.Length)
-        {
-            if (System.Buffers.OperationStatus.Done != Rune.DecodeFromUtf8(s[i..], out _, out int used)) return i;
-            i += used;
-        }
-        return s.Length;
-    }
 }

@@ -43,13 +43,11 @@ public static class EvalData
         return records;
     }
 
-    /// <summary>A text file, gzip-decompressed when it ends in .gz.</summary>
-    public static StreamReader OpenText(string path)
+    /// <summary>A text file, gzip-decompressed when it ends in .gz; damage is an error naming the file.</summary>
+    public static TextReader OpenText(string path)
     {
         RequireFile(path);
-        Stream s = File.OpenRead(path);
-        if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) s = new GZipStream(s, CompressionMode.Decompress);
-        return new StreamReader(s, new UTF8Encoding(false));
+        return TextFile.Open(path);
     }
 
     public static bool IsRecordFile(string path)

@@ -77,6 +77,8 @@ public static class EvalResults
         JsonNode? root;
         try { root = JsonNode.Parse(File.ReadAllText(path)); }
         catch (JsonException e) { throw new FormatException($"{path}: not valid JSON: {e.Message}"); }
+        if (root is JsonObject lm && lm["format"] == null && lm["results"] is JsonObject && lm["configs"] is JsonObject)
+            throw new FormatException($"{path}: an lm-evaluation-harness results file; this reads Hone's own results (hone eval --format hone, the default)");
         if (root is not JsonObject o || (string?)o["format"] != Format)
             throw new FormatException($"{path}: not a hone eval results file (expected \"format\": \"{Format}\")");
         if ((int?)o["format_version"] is not FormatVersion) throw new FormatException($"{path}: results format version {o["format_version"]} is not supported");

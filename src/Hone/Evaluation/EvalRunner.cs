@@ -10,9 +10,10 @@ public static class EvalRunner
     /// <param name="onTask">called before each task with (index, count, task)</param>
     /// <param name="onResult">called after each task with its result</param>
     /// <param name="progress">per-task progress (done, total), given the task's name</param>
+    /// <param name="format">the layout of the file written (and returned): Hone's own, or lm-evaluation-harness's</param>
     public static (JsonObject Document, List<TaskResult> Results) Run(string model, string? adapter, IReadOnlyList<string> tasks, EvalOptions options,
         string outPath, int threads = 0, int context = 0, Action<int, int, EvalTask>? onTask = null, Action<TaskResult>? onResult = null,
-        Func<string, Action<int, int>>? progress = null, CancellationToken cancel = default)
+        Func<string, Action<int, int>>? progress = null, CancellationToken cancel = default, EvalResultsFormat format = EvalResultsFormat.Hone)
     {
         if (tasks.Count == 0) throw new ArgumentException("name at least one task (a task file or a built-in name)");
         if (options.Limit is < 1) throw new ArgumentException("the limit must be at least 1");
@@ -34,7 +35,9 @@ public static class EvalRunner
             records.Add(EvalResults.Record(result, run));
             onResult?.Invoke(result);
         }
-        var document = EvalResults.Document(records);
+        var document = format == EvalResultsFormat.LmEval
+            ? LmEvalResults.Document(records, LmEvalModelInfo.Of(loaded.Tokenizer, loaded.Model.MaxContext), DateTime.UtcNow)
+            : EvalResults.Document(records);
         EvalResults.Write(outPath, document);
         return (document, results);
     }

@@ -70,6 +70,18 @@ public sealed class PromptBuilder
         return _template.Apply(messages, new ChatTemplateOptions { AddGenerationPrompt = true, BosToken = _tokenizer.BosToken, EosToken = _tokenizer.EosToken });
     }
 
+    /// <summary>What the record asks, for people reading results: the last user message of a conversation, or the
+    /// user text the template renders (no system prompt, no chat markup).</summary>
+    public string Question(JsonObject record)
+    {
+        if (_settings.MessagesField is string field && _template != null)
+        {
+            var last = (record[field] as JsonArray)?.LastOrDefault(m => m is JsonObject o && (string?)o["role"] == "user");
+            return last?["content"] is JsonValue v && v.TryGetValue(out string? content) ? content : last?["content"]?.ToJsonString() ?? "";
+        }
+        return PromptTemplate.Render(_settings.Template, f => PromptTemplate.FieldText(record, f));
+    }
+
     /// <summary>Prompt ids, the oldest cut so that the answer has maxTokens of room (lm-eval's rule) — but at most half
     /// the context, so a small-context model still sees a prompt (its answer then ends at the context's end).</summary>
     public int[] Encode(string text, int contextLength, int maxTokens)
@@ -178,6 +190,7 @@ public static class GenerateTask
     {
         var clock = Stopwatch.StartNew();
         var records = EvalData.ReadRecords(d.Data);
+        int available = records.Count;
         if (ctx.Options.Limit is int limit) records = records.Take(limit).ToList();
         if (records.Count == 0) throw new ArgumentException($"{name}: no records in {d.Data}");
         var prompts = new PromptBuilder(d.Prompt, ctx.Tokenizer);
@@ -185,6 +198,7 @@ public static class GenerateTask
         generator.Reset();
         var scores = d.Scorers.Select(_ => new List<double>()).ToArray();
         JsonObject? example = null;
+        var samples = new JsonArray();
         int stopped = 0;
         for (int i = 0; i < records.Count; i++)
         {
@@ -203,6 +217,13 @@ public static class GenerateTask
                 ["prompt"] = text, ["output"] = completion, ["references"] = new JsonArray(references.Select(x => (JsonNode)x).ToArray()),
                 ["scores"] = new JsonObject(d.Scorers.Select((s, j) => KeyValuePair.Create(s.Metric, (JsonNode?)scores[j][0]))),
             };
+            if (EvalSamples.Wanted(i))
+                samples.Add((JsonNode)new JsonObject
+                {
+                    ["item"] = i, ["question"] = EvalSamples.Cut(prompts.Question(record)),
+                    ["reference"] = EvalSamples.Cut(record[d.TargetField]), ["answer"] = EvalSamples.Cut(completion),
+                    ["scores"] = new JsonObject(d.Scorers.Select((s, j) => KeyValuePair.Create(s.Metric, (JsonNode?)scores[j][i]))),
+                });
             ctx.Progress?.Invoke(i + 1, records.Count);
         }
         var metrics = d.Scorers.Select((s, j) =>
@@ -226,7 +247,11 @@ public static class GenerateTask
             ["seed"] = d.Sampling.Temperature == 0 ? null : TaskSampling.SeedDescription,
             ["prompt_truncation"] = PromptBuilder.TruncationRule,
         };
-        var details = new JsonObject { ["prompts_truncated"] = prompts.Truncated, ["outputs_stopped"] = stopped, ["first_record"] = example };
+        var details = new JsonObject
+        {
+            ["items_available"] = available, ["prompts_truncated"] = prompts.Truncated, ["outputs_stopped"] = stopped, ["first_record"] = example,
+            ["samples"] = samples,
+        };
         return new TaskResult(name, "generate", source, records.Count, metrics, protocol, details, clock.Elapsed.TotalSeconds);
     }
 }

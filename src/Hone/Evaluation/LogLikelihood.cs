@@ -94,14 +94,29 @@ public sealed unsafe class LogLikelihoodScorer
         int v = _model.Config.VocabSize;
         double sum;
         fixed (float* last = _last) sum = LogProbability(last, v, cont[0]);
+        if (!double.IsFinite(sum)) throw Diagnose(context, cut, cont, 0);
         if (cont.Length == 1) return sum;
         _model.Truncate(c);
         long need = (long)(cont.Length - 1) * v;
         if (_rows.Length < need) _rows = new float[need];
         _model.Forward(cont.AsSpan(0, cont.Length - 1), _rows, allLogits: true);
         fixed (float* rows = _rows)
-            for (int j = 1; j < cont.Length; j++) sum += LogProbability(rows + (long)(j - 1) * v, v, cont[j]);
+            for (int j = 1; j < cont.Length; j++)
+            {
+                double term = LogProbability(rows + (long)(j - 1) * v, v, cont[j]);
+                if (!double.IsFinite(term)) throw Diagnose(context, cut, cont, j);
+                sum += term;
+            }
         return sum;
+    }
+
+    /// <summary>Non-finite log-probabilities (a NaN or infinite logit): rerun what the model read, layer by layer, to say where.</summary>
+    NonFiniteException Diagnose(IReadOnlyList<int> context, int cut, int[] cont, int at)
+    {
+        int[] read = [.. context.Skip(cut), .. cont.Take(at)];
+        _cached.Clear();
+        _lastValid = false;
+        return _model.DiagnoseNonFinite(read, $"the logits after {read.Length} tokens");
     }
 
     /// <summary>Bring the cache to hold context[cut..] and <see cref="_last"/> its final logits, reusing the common prefix.</summary>

@@ -141,6 +141,7 @@ public static class MultipleChoiceTask
         var tokenizer = ctx.Tokenizer;
         var format = Formats[d.Format];
         var questions = ReadQuestions(d.Data);
+        int available = questions.Count;
         if (ctx.Options.Limit is int limit) questions = questions.Take(limit).ToList();
         if (questions.Count == 0) throw new ArgumentException($"{name}: no questions in {d.Data}");
         int k = ctx.Options.NumFewshot ?? d.NumFewshot;
@@ -163,6 +164,7 @@ public static class MultipleChoiceTask
         var acc = new List<double>();
         var accNorm = new List<double>();
         JsonObject? example = null;
+        var samples = new JsonArray();
         for (int i = 0; i < questions.Count; i++)
         {
             ctx.Cancel.ThrowIfCancellationRequested();
@@ -183,6 +185,13 @@ public static class MultipleChoiceTask
                 ["log_likelihoods"] = new JsonArray(lls.Select(l => (JsonNode)l).ToArray()),
                 ["answer"] = q.Answer,
             };
+            if (EvalSamples.Wanted(i))
+                samples.Add((JsonNode)new JsonObject
+                {
+                    ["item"] = i, ["question"] = EvalSamples.Cut(q.Question),
+                    ["choices"] = new JsonArray(q.Choices.Select(c => (JsonNode)EvalSamples.Cut(c)).ToArray()),
+                    ["reference"] = EvalSamples.Cut(q.Choices[q.Answer]), ["answer"] = EvalSamples.Cut(q.Choices[pred]), ["correct"] = pred == q.Answer,
+                });
             ctx.Progress?.Invoke(i + 1, questions.Count);
         }
         double pAcc = EvalStatistics.Mean(acc), pNorm = EvalStatistics.Mean(accNorm);
@@ -212,7 +221,10 @@ public static class MultipleChoiceTask
             ["ties"] = "the first choice wins (numpy argmax)",
             ["truncation"] = $"context cut from the left to fit {ctx.Model.MaxContext} tokens (lm-eval's rule)",
         };
-        var details = new JsonObject { ["continuations_truncated"] = scorer.Truncated, ["first_question"] = example };
+        var details = new JsonObject
+        {
+            ["items_available"] = available, ["continuations_truncated"] = scorer.Truncated, ["first_question"] = example, ["samples"] = samples,
+        };
         return new TaskResult(name, "multiple_choice", source, questions.Count, metrics, protocol, details, clock.Elapsed.TotalSeconds);
     }
 }

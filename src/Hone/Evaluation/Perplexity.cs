@@ -60,7 +60,9 @@ public static class Perplexity
                 {
                     int target = targets[targetOffset + p - from];
                     float* row = l + (long)p * v;
-                    nll += Tensors.Softmax.LogSumExp(row, v) - row[target];
+                    double term = Tensors.Softmax.LogSumExp(row, v) - row[target];
+                    if (!double.IsFinite(term)) throw model.DiagnoseNonFinite(window, $"the logits at position {p} of a {window.Length}-token window");
+                    nll += term;
                     scored++;
                 }
         }

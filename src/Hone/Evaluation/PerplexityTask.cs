@@ -52,6 +52,7 @@ public static class PerplexityTask
         if (d.MessagesField != null) return RunConversations(name, source, d, ctx);
         var clock = Stopwatch.StartNew();
         var docs = Documents(d);
+        int available = docs.Count;
         if (ctx.Options.Limit is int limit) docs = docs.Take(limit).ToList();
         var tokenizer = ctx.Tokenizer;
         bool addBos = d.AddBos ?? tokenizer.AddsBos;
@@ -62,6 +63,7 @@ public static class PerplexityTask
         var nll = new List<double>();
         var tokens = new List<double>();
         var bytes = new List<double>();
+        long words = 0;
         int skipped = 0;
         for (int i = 0; i < docs.Count; i++)
         {
@@ -75,6 +77,7 @@ public static class PerplexityTask
             nll.Add(r.NegativeLogLikelihood);
             tokens.Add(r.TokensScored);
             bytes.Add(Encoding.UTF8.GetByteCount(docs[i]));
+            words += Words(docs[i]);
             ctx.Progress?.Invoke(i + 1, docs.Count);
         }
         if (nll.Count == 0) throw new ArgumentException($"{name}: no document has a token to score");
@@ -93,13 +96,27 @@ public static class PerplexityTask
         };
         var details = new JsonObject
         {
+            ["items_available"] = available,
             ["tokens_scored"] = (long)totalTokens,
             ["bytes"] = (long)totalBytes,
+            ["words"] = words,
             ["negative_log_likelihood"] = totalNll,
             ["documents_scored"] = nll.Count,
             ["documents_skipped_empty"] = skipped,
         };
         return new TaskResult(name, "perplexity", source, nll.Count, metrics, protocol, details, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Words as lm-eval's count_words counts them: the pieces of re.split(r"\s+", text), so every run of
+    /// whitespace separates two pieces (an empty one at a leading or trailing run). Python's \s is str.isspace():
+    /// .NET's whitespace plus the separators U+001C–U+001F.</summary>
+    public static long Words(string text)
+    {
+        static bool Space(char c) => char.IsWhiteSpace(c) || c is >= '\u001c' and <= '\u001f';
+        long pieces = 1;
+        for (int i = 0; i < text.Length; i++)
+            if (Space(text[i]) && (i == 0 || !Space(text[i - 1]))) pieces++;
+        return pieces;
     }
 
     /// <summary>Perplexity and bits per byte of per-unit sums, with ratio standard errors across the units.</summary>
@@ -125,6 +142,7 @@ public static class PerplexityTask
     {
         var clock = Stopwatch.StartNew();
         var records = EvalData.ReadRecords(d.Data);
+        int available = records.Count;
         if (ctx.Options.Limit is int limit) records = records.Take(limit).ToList();
         var tokenizer = ctx.Tokenizer;
         var (template, templateName) = ChatConversation.ResolveTemplate(tokenizer, d.ChatTemplate);
@@ -134,6 +152,7 @@ public static class PerplexityTask
         var nll = new List<double>();
         var tokens = new List<double>();
         var bytes = new List<double>();
+        long words = 0;
         int truncated = 0;
         for (int i = 0; i < records.Count; i++)
         {
@@ -153,14 +172,18 @@ public static class PerplexityTask
                 {
                     if (!example.IsTarget[start + j + 1]) continue;
                     float* row = l + (long)j * v;
-                    sum += Tensors.Softmax.LogSumExp(row, v) - row[span[j + 1]];
+                    double term = Tensors.Softmax.LogSumExp(row, v) - row[span[j + 1]];
+                    if (!double.IsFinite(term)) throw ctx.Model.DiagnoseNonFinite(span, $"{d.Data}: record {i + 1}: the logits at token {j}");
+                    sum += term;
                     count++;
                 }
             if (count == 0) { ctx.Progress?.Invoke(i + 1, records.Count); continue; }
             var answerIds = Enumerable.Range(start + 1, span.Length - 1).Where(k => example.IsTarget[k]).Select(k => ids[k]).ToArray();
             nll.Add(sum);
             tokens.Add(count);
-            bytes.Add(Math.Max(1, Encoding.UTF8.GetByteCount(tokenizer.Decode(answerIds))));
+            string answers = tokenizer.Decode(answerIds);
+            bytes.Add(Math.Max(1, Encoding.UTF8.GetByteCount(answers)));
+            words += Words(answers);
             ctx.Progress?.Invoke(i + 1, records.Count);
         }
         if (nll.Count == 0) throw new ArgumentException($"{name}: no conversation has an assistant token to score");
@@ -177,7 +200,8 @@ public static class PerplexityTask
         };
         var details = new JsonObject
         {
-            ["tokens_scored"] = (long)totalTokens, ["bytes"] = (long)totalBytes, ["negative_log_likelihood"] = totalNll,
+            ["items_available"] = available,
+            ["tokens_scored"] = (long)totalTokens, ["bytes"] = (long)totalBytes, ["words"] = words, ["negative_log_likelihood"] = totalNll,
             ["conversations_scored"] = nll.Count, ["conversations_truncated"] = truncated,
         };
         return new TaskResult(name, "perplexity", source, nll.Count, metrics, protocol, details, clock.Elapsed.TotalSeconds);

@@ -80,6 +80,7 @@ public static class SampledTask
             catch (InvalidOperationException e) { throw new InvalidOperationException($"{name}: {e.Message}"); }
         }
         var records = EvalData.ReadRecords(d.Data);
+        int available = records.Count;
         if (ctx.Options.Limit is int limit) records = records.Take(limit).ToList();
         if (records.Count == 0) throw new ArgumentException($"{name}: no records in {d.Data}");
         var prompts = new PromptBuilder(d.Prompt, ctx.Tokenizer);
@@ -90,6 +91,7 @@ public static class SampledTask
         var outcomes = new SortedDictionary<string, int>(StringComparer.Ordinal);
         var correct = new List<int>();
         JsonObject? example = null, failure = null;
+        var samples = new JsonArray();
         for (int i = 0; i < records.Count; i++)
         {
             var record = records[i];
@@ -98,6 +100,9 @@ public static class SampledTask
             string text = prompts.Text(record);
             var ids = prompts.Encode(text, ctx.Model.MaxContext, d.MaxTokens);
             int c = 0;
+            JsonObject? sample = EvalSamples.Wanted(i)
+                ? new JsonObject { ["item"] = i, ["question"] = EvalSamples.Cut(prompts.Question(record)), ["reference"] = EvalSamples.Cut(target) }
+                : null;
             for (int s = 0; s < d.N; s++)
             {
                 ctx.Cancel.ThrowIfCancellationRequested();
@@ -108,11 +113,19 @@ public static class SampledTask
                 if (check.Passed) c++;
                 outcomes[check.Outcome] = outcomes.GetValueOrDefault(check.Outcome) + 1;
                 example ??= new JsonObject { ["prompt"] = text, ["completion"] = completion, ["outcome"] = check.Outcome };
+                if (s == 0 && sample != null) { sample["answer"] = EvalSamples.Cut(completion); sample["outcome"] = check.Outcome; }
                 if (!check.Passed)
                     failure ??= new JsonObject { ["problem"] = i, ["completion"] = completion, ["outcome"] = check.Outcome, ["output"] = check.Output };
                 ctx.Progress?.Invoke(i * d.N + s + 1, records.Count * d.N);
             }
             correct.Add(c);
+            if (sample != null)
+            {
+                // The answer shown is the first sample's; how many of all n passed says how typical it is.
+                sample["passed"] = c;
+                sample["n"] = d.N;
+                samples.Add((JsonNode)sample);
+            }
             foreach (var k in d.K)
             {
                 passAt[k].Add(PassAtK.PassAt(d.N, c, k));
@@ -143,11 +156,13 @@ public static class SampledTask
         };
         var details = new JsonObject
         {
+            ["items_available"] = available,
             ["outcomes"] = new JsonObject(outcomes.Select(o => KeyValuePair.Create(o.Key, (JsonNode?)o.Value))),
             ["correct_per_problem"] = new JsonArray(correct.Select(x => (JsonNode)x).ToArray()),
             ["prompts_truncated"] = prompts.Truncated,
             ["first_sample"] = example,
             ["first_failure"] = failure,
+            ["samples"] = samples,
         };
         return new TaskResult(name, "sampled", source, records.Count, metrics, protocol, details, clock.Elapsed.TotalSeconds);
     }

@@ -16,10 +16,16 @@ internal unsafe ref struct BinaryCursor
 
     public long Remaining => _length - Position;
 
+    /// <summary>The longest single value (a string) read in one piece: far above any real key, token or template,
+    /// and below what a .NET string or span can hold.</summary>
+    public const long MaxItemBytes = 1L << 30;
+
     ReadOnlySpan<byte> Take(long count, string what)
     {
         if (count < 0 || count > Remaining)
             throw new ModelFormatException(_file, $"file is truncated: needed {count} bytes for {what} at offset {Position}, only {Math.Max(0, Remaining)} left");
+        if (count > MaxItemBytes)
+            throw new ModelFormatException(_file, $"{what} at offset {Position} claims {count} bytes, more than the {MaxItemBytes} a single value may hold (corrupt length)");
         var span = new ReadOnlySpan<byte>(_base + Position, (int)count);
         Position += count;
         return span;

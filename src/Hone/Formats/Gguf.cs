@@ -29,7 +29,8 @@ public sealed record GgufValue(GgufValueType Type, object Value)
     /// <summary>Any integer type as long (GGUF writers differ in which width they use for the same key).</summary>
     public long AsInteger(string file, string key) => Value switch
     {
-        byte b => b, sbyte b => b, ushort u => u, short s => s, uint u => u, int i => i, ulong u => checked((long)u), long l => l,
+        byte b => b, sbyte b => b, ushort u => u, short s => s, uint u => u, int i => i, long l => l,
+        ulong u => u <= long.MaxValue ? (long)u : throw new ModelFormatException(file, $"value {u} is out of range", key),
         _ => throw new ModelFormatException(file, $"expected an integer, found {Type}", key),
     };
 
@@ -58,8 +59,22 @@ public sealed record GgufValue(GgufValueType Type, object Value)
 /// <param name="Offset">byte offset from the start of the data section</param>
 public sealed record GgufTensorInfo(string Name, TensorType Type, long[] Dimensions, long Offset)
 {
-    public long ElementCount => Dimensions.Aggregate(1L, (a, b) => a * b);
-    public long ByteLength => Type.Traits().BytesFor(ElementCount);
+    public long ElementCount => Dimensions.Aggregate(1L, (a, b) => checked(a * b)); // bounded when the file was parsed
+    public long ByteLength => checked(ElementCount / Type.Traits().BlockSize * Type.Traits().BlockBytes);
+
+    /// <summary>Bytes of a tensor of this shape and type, or null when the count does not fit in 63 bits.</summary>
+    internal static long? TryByteLength(long[] dimensions, TensorType type)
+    {
+        long elements = 1;
+        foreach (var d in dimensions)
+        {
+            if (d < 0 || (d > 0 && elements > long.MaxValue / d)) return null;
+            elements *= d;
+        }
+        var traits = type.Traits();
+        long blocks = elements / traits.BlockSize;
+        return blocks > long.MaxValue / traits.BlockBytes ? null : blocks * traits.BlockBytes;
+    }
     /// <summary>Row-major shape, outermost first (PyTorch order): [out, in] for a weight.</summary>
     public long[] Shape => Dimensions.Reverse().ToArray();
 }
@@ -72,6 +87,8 @@ public sealed unsafe class GgufFile : IDisposable
 {
     public const uint Magic = 0x46554747; // "GGUF" little-endian
     public const int DefaultAlignment = 32;
+    /// <summary>llama.cpp reads general.alignment as a u32: the largest power of two it can hold.</summary>
+    public const long MaxAlignment = 1L << 31;
 
     readonly MappedFile _file;
     readonly Dictionary<string, GgufValue> _metadata;
@@ -116,7 +133,7 @@ public sealed unsafe class GgufFile : IDisposable
         if (tensorCount < 0 || tensorCount > r.Remaining / 8) throw new ModelFormatException(path, $"tensor count {tensorCount} is impossible for a file of {file.Length} bytes (truncated or corrupt)");
         if (kvCount < 0 || kvCount > r.Remaining / 8) throw new ModelFormatException(path, $"metadata count {kvCount} is impossible for a file of {file.Length} bytes (truncated or corrupt)");
 
-        var metadata = new List<KeyValuePair<string, GgufValue>>((int)kvCount);
+        var metadata = new List<KeyValuePair<string, GgufValue>>((int)Math.Min(kvCount, 1 << 16));
         var seenKeys = new HashSet<string>();
         for (long i = 0; i < kvCount; i++)
         {
@@ -131,11 +148,11 @@ public sealed unsafe class GgufFile : IDisposable
         if (alignValue != null)
         {
             alignment = alignValue.AsInteger(path, "general.alignment");
-            if (alignment <= 0 || (alignment & (alignment - 1)) != 0)
-                throw new ModelFormatException(path, $"alignment {alignment} is not a power of two", "general.alignment");
+            if (alignment <= 0 || alignment > MaxAlignment || (alignment & (alignment - 1)) != 0)
+                throw new ModelFormatException(path, $"alignment {alignment} is not a power of two from 1 to 2^31", "general.alignment");
         }
 
-        var tensors = new List<GgufTensorInfo>((int)tensorCount);
+        var tensors = new List<GgufTensorInfo>((int)Math.Min(tensorCount, 1 << 16));
         var seenNames = new HashSet<string>();
         for (long i = 0; i < tensorCount; i++)
         {
@@ -156,23 +173,39 @@ public sealed unsafe class GgufFile : IDisposable
             var traits = info.Type.Traits();
             if (ne[0] % traits.BlockSize != 0)
                 throw new ModelFormatException(path, $"row length {ne[0]} is not a multiple of the {traits.Name} block size {traits.BlockSize}", $"tensor '{name}'");
+            if (GgufTensorInfo.TryByteLength(ne, info.Type) == null)
+                throw new ModelFormatException(path, $"dimensions [{string.Join(", ", ne)}] of {traits.Name} need more than 2^63 bytes (corrupt dimensions)", $"tensor '{name}'");
             if (offset < 0 || offset % alignment != 0)
                 throw new ModelFormatException(path, $"data offset {offset} is not aligned to {alignment}", $"tensor '{name}'");
             tensors.Add(info);
         }
 
-        long dataOffset = (r.Position + alignment - 1) / alignment * alignment;
+        long dataOffset = checked((r.Position + alignment - 1) / alignment * alignment);
         long dataLength = file.Length - dataOffset;
+        // As llama.cpp's gguf.cpp: every tensor lies inside the data section, and the tensors follow each other in the
+        // order of their infos, each padded to the alignment. Without tensors there is no data section to check.
+        long expectedOffset = 0;
+        GgufTensorInfo? previous = null;
         foreach (var t in tensors)
         {
-            long elements = 1;
-            foreach (var d in t.Dimensions) elements = checked(elements * d);
-            long bytes = t.Type.Traits().BytesFor(elements);
-            if (t.Offset + bytes > dataLength)
+            long bytes = t.ByteLength;
+            if (bytes > dataLength || t.Offset > dataLength - bytes)
                 throw new ModelFormatException(path,
-                    $"data [{t.Offset}, {t.Offset + bytes}) runs past the end of the data section ({Math.Max(0, dataLength)} bytes): file truncated or offset corrupt",
+                    $"data [{t.Offset}, {(decimal)t.Offset + bytes}) runs past the end of the data section ({Math.Max(0, dataLength)} bytes): file truncated or offset corrupt",
                     $"tensor '{t.Name}'");
+            if (t.Offset != expectedOffset)
+                throw new ModelFormatException(path,
+                    $"data offset {t.Offset}, expected {expectedOffset}" +
+                    (previous == null ? "" : $" after tensor '{previous.Name}' ({previous.Type.Name()} [{string.Join(", ", previous.Shape)}], {previous.ByteLength} bytes)") +
+                    $": tensor data must follow in the order of the tensor infos, each padded to {alignment} bytes (as llama.cpp requires); an offset or a dimension is corrupt",
+                    $"tensor '{t.Name}'");
+            expectedOffset = t.Offset + (bytes + alignment - 1) / alignment * alignment;
+            previous = t;
         }
+        if (tensors.Count > 0 && dataLength > expectedOffset)
+            throw new ModelFormatException(path,
+                $"{dataLength - expectedOffset} bytes follow the data of the last tensor '{tensors[^1].Name}' (data section {dataLength} bytes, " +
+                $"{tensors.Count} tensors need {expectedOffset}): the tensor count is lower than the tensor infos in the file, or data was appended");
         return new GgufFile(file, version, metadata, tensors, alignment, dataOffset);
     }
 
@@ -215,10 +248,52 @@ public sealed unsafe class GgufFile : IDisposable
         if (depth > 8) throw new ModelFormatException(path, "arrays nested too deeply", key);
         uint elementType = r.U32($"the element type of '{key}'");
         long count = v1 ? r.U32($"the length of '{key}'") : r.I64($"the length of '{key}'");
-        if (count < 0 || count > r.Remaining) throw new ModelFormatException(path, $"array length {count} is impossible with {r.Remaining} bytes left", key);
-        var items = new List<object>((int)Math.Min(count, 1 << 20));
-        for (long i = 0; i < count; i++) items.Add(ReadValue(ref r, v1, elementType, key, path, depth + 1).Value);
+        long minimumBytes = (GgufValueType)elementType switch
+        {
+            GgufValueType.UInt8 or GgufValueType.Int8 or GgufValueType.Bool => 1,
+            GgufValueType.UInt16 or GgufValueType.Int16 => 2,
+            GgufValueType.UInt32 or GgufValueType.Int32 or GgufValueType.Float32 => 4,
+            GgufValueType.UInt64 or GgufValueType.Int64 or GgufValueType.Float64 => 8,
+            GgufValueType.String => v1 ? 4 : 8,
+            GgufValueType.Array => v1 ? 8 : 12,
+            _ => throw new ModelFormatException(path, $"unknown array element type {elementType}", key),
+        };
+        if (count < 0 || count > r.Remaining / minimumBytes || count > Array.MaxLength)
+            throw new ModelFormatException(path, $"array length {count} is impossible with {r.Remaining} bytes left at offset {r.Position} (file truncated or length corrupt)", key);
+        string what = $"an element of '{key}'";
+        // Numbers are kept unboxed (a vocabulary's scores and types are large); strings and nested arrays as objects.
+        IReadOnlyList<object> items;
+        switch ((GgufValueType)elementType)
+        {
+            case GgufValueType.UInt8: { var a = new byte[count]; for (long i = 0; i < count; i++) a[i] = r.U8(what); items = new UnboxedList<byte>(a); break; }
+            case GgufValueType.Int8: { var a = new sbyte[count]; for (long i = 0; i < count; i++) a[i] = r.I8(what); items = new UnboxedList<sbyte>(a); break; }
+            case GgufValueType.UInt16: { var a = new ushort[count]; for (long i = 0; i < count; i++) a[i] = r.U16(what); items = new UnboxedList<ushort>(a); break; }
+            case GgufValueType.Int16: { var a = new short[count]; for (long i = 0; i < count; i++) a[i] = r.I16(what); items = new UnboxedList<short>(a); break; }
+            case GgufValueType.UInt32: { var a = new uint[count]; for (long i = 0; i < count; i++) a[i] = r.U32(what); items = new UnboxedList<uint>(a); break; }
+            case GgufValueType.Int32: { var a = new int[count]; for (long i = 0; i < count; i++) a[i] = r.I32(what); items = new UnboxedList<int>(a); break; }
+            case GgufValueType.Float32: { var a = new float[count]; for (long i = 0; i < count; i++) a[i] = r.F32(what); items = new UnboxedList<float>(a); break; }
+            case GgufValueType.UInt64: { var a = new ulong[count]; for (long i = 0; i < count; i++) a[i] = r.U64(what); items = new UnboxedList<ulong>(a); break; }
+            case GgufValueType.Int64: { var a = new long[count]; for (long i = 0; i < count; i++) a[i] = r.I64(what); items = new UnboxedList<long>(a); break; }
+            case GgufValueType.Float64: { var a = new double[count]; for (long i = 0; i < count; i++) a[i] = r.F64(what); items = new UnboxedList<double>(a); break; }
+            case GgufValueType.Bool: { var a = new bool[count]; for (long i = 0; i < count; i++) a[i] = ReadBool(ref r, what, path, key); items = new UnboxedList<bool>(a); break; }
+            default:
+            {
+                var list = new List<object>((int)Math.Min(count, 1 << 20));
+                for (long i = 0; i < count; i++) list.Add(ReadValue(ref r, v1, elementType, key, path, depth + 1).Value);
+                items = list;
+                break;
+            }
+        }
         return new GgufArray((GgufValueType)elementType, items);
+    }
+
+    /// <summary>A read-only list of numbers that boxes an element only when it is read.</summary>
+    sealed class UnboxedList<T>(T[] items) : IReadOnlyList<object> where T : struct
+    {
+        public object this[int index] => items[index];
+        public int Count => items.Length;
+        public IEnumerator<object> GetEnumerator() { foreach (var x in items) yield return x; }
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     public bool TryGetTensor(string name, out GgufTensorInfo info) => _byName.TryGetValue(name, out info!);

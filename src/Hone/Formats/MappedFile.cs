@@ -9,20 +9,33 @@ public sealed unsafe class MappedFile : IDisposable
     readonly MemoryMappedViewAccessor? _view;
     byte* _pointer;
 
+    /// <summary>The path as given (a symbolic link stays named as the user named it).</summary>
     public string Path { get; }
     public long Length { get; }
 
     public MappedFile(string path)
     {
         Path = path;
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new FileNotFoundException($"{path}: file not found", path);
-        Length = info.Length;
-        if (Length == 0) return;
-        _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref _pointer);
-        _pointer += _view.PointerOffset;
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
+        // The length comes from the open handle, not from the directory entry: for a symbolic link (the Hugging Face
+        // hub cache is all links) the entry's length is the link's, while the handle's is the target's, and the two
+        // cannot disagree with what is mapped.
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
+        try
+        {
+            Length = stream.Length;
+            if (Length == 0) { stream.Dispose(); return; }
+            _map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            _view.SafeMemoryMappedViewHandle.AcquirePointer(ref _pointer);
+            _pointer += _view.PointerOffset;
+        }
+        catch
+        {
+            _view?.Dispose();
+            if (_map != null) _map.Dispose(); else stream.Dispose();
+            throw;
+        }
     }
 
     public byte* Pointer => _pointer != null || Length == 0 ? _pointer : throw new ObjectDisposedException(Path);

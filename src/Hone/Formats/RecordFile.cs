@@ -4,12 +4,14 @@ using System.Text.Json.Nodes;
 
 namespace Hone.Formats;
 
-/// <summary>The files training and evaluation data come in: JSONL, a JSON array of records, or plain text.</summary>
+/// <summary>The files training and evaluation data come in: JSONL, a JSON array of records, CSV (a header row, then
+/// one record per row with the header's names as fields), or plain text.</summary>
 public static class RecordFile
 {
     /// <summary>Records of a data file with their 1-based line numbers: JSONL lines, a JSON array, or (when
-    /// <paramref name="textDocuments"/>) .txt/.md documents separated by blank lines, each as {"text": ...}. A line that is not JSON comes back as an error message (so callers can
-    /// skip it and go on).</summary>
+    /// <paramref name="textDocuments"/>) .txt/.md documents separated by blank lines, each as {"text": ...}. A line that
+    /// is not valid UTF-8, not JSON or has a key twice comes back as an error message (so callers can skip it and go
+    /// on); a JSON array or text file with such a fault is an error naming the file.</summary>
     public static IEnumerable<(long Line, JsonNode? Record, string? Error)> Records(string path, bool textDocuments)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: data file not found", path);
@@ -19,36 +21,63 @@ public static class RecordFile
             foreach (var (line, text) in TextDocuments(path)) yield return (line, new JsonObject { ["text"] = text }, null);
             yield break;
         }
+        if (path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
+        {
+            foreach (var record in CsvRecords(path)) yield return record;
+            yield break;
+        }
         if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {
             JsonNode? root;
-            try { root = JsonNode.Parse(File.ReadAllText(path)); }
-            catch (JsonException e) { throw new DataFormatException(path, (e.LineNumber ?? 0) + 1, $"not valid JSON: {e.Message}"); }
+            var bytes = File.ReadAllBytes(path);
+            if (JsonLines.InvalidUtf8(bytes) is string bad) throw new DataFormatException(path, 0, bad);
+            try { root = JsonNode.Parse(bytes, documentOptions: JsonLines.DocumentOptions); }
+            catch (JsonException e) { throw new DataFormatException(path, (e.LineNumber ?? 0) + 1, $"not valid JSON: {JsonLines.Message(e)}"); }
             if (root is not JsonArray array) throw new DataFormatException(path, 1, "a .json data file must hold an array of records (or use .jsonl)");
             for (int i = 0; i < array.Count; i++) yield return (i + 1, array[i], array[i] == null ? "null record" : null);
             yield break;
         }
-        using var reader = new StreamReader(path, Encoding.UTF8);
-        long number = 0;
-        string? content;
-        while ((content = reader.ReadLine()) != null)
+        using var reader = new JsonlReader(path);
+        while (reader.ReadLine(out var line, out long number, out _))
         {
-            number++;
-            if (content.Trim().Length == 0) continue;
-            JsonNode? node = null;
-            string? error = null;
-            try { node = JsonNode.Parse(content); }
-            catch (JsonException e) { error = $"not valid JSON: {e.Message}"; }
+            var node = JsonLines.Parse(line, out string? error);
             yield return (number, node, error ?? (node == null ? "null record" : null));
         }
+    }
+
+    static IEnumerable<(long Line, JsonNode? Record, string? Error)> CsvRecords(string path)
+    {
+        using var reader = TextFile.Open(path);
+        List<string>? header = null;
+        foreach (var (line, cells) in Csv.Rows(reader, path))
+        {
+            if (header == null)
+            {
+                header = cells.Select(c => c.Trim()).ToList();
+                var duplicate = header.GroupBy(h => h).FirstOrDefault(g => g.Count() > 1);
+                if (header.Any(h => h.Length == 0)) throw new DataFormatException(path, line, "the header row has an empty column name");
+                if (duplicate != null) throw new DataFormatException(path, line, $"the header names column '{duplicate.Key}' twice");
+                continue;
+            }
+            if (cells.Count != header.Count) { yield return (line, null, $"{cells.Count} cells where the header has {header.Count}"); continue; }
+            var record = new JsonObject();
+            for (int i = 0; i < cells.Count; i++) record[header[i]] = cells[i];
+            yield return (line, record, null);
+        }
+        if (header == null) throw new DataFormatException(path, 1, "the CSV file is empty (no header row)");
     }
 
     static IEnumerable<(long Line, string Text)> TextDocuments(string path)
     {
         var current = new StringBuilder();
         long start = 1, number = 0;
-        foreach (var line in File.ReadLines(path))
+        using var reader = new StreamReader(path, new UTF8Encoding(false, throwOnInvalidBytes: true));
+        while (true)
         {
+            string? line;
+            try { line = reader.ReadLine(); }
+            catch (DecoderFallbackException) { throw new DataFormatException(path, number + 1, "invalid UTF-8"); }
+            if (line == null) break;
             number++;
             if (line.Trim().Length == 0)
             {

@@ -12,7 +12,7 @@ namespace Hone.Formats;
 /// <param name="Begin">byte offset of the data, from the start of the data section</param>
 public sealed record SafetensorsTensorInfo(string Name, string DType, TensorType? Type, long[] Shape, long Begin, long End)
 {
-    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => checked(a * b)); // bounded when the header was parsed
 }
 
 /// <summary>
@@ -63,17 +63,21 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         string path = file.Path;
         if (file.Length < 8) throw new ModelFormatException(path, $"file is truncated: {file.Length} bytes, a safetensors file starts with an 8-byte header length");
-        long headerLength = (long)BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(file.Pointer, 8));
-        if (headerLength < 2 || headerLength > MaxHeaderBytes || headerLength > file.Length - 8)
-            throw new ModelFormatException(path, $"header length {headerLength} is impossible for a file of {file.Length} bytes (truncated or not safetensors)");
+        ulong declared = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(file.Pointer, 8));
+        if (declared < 2 || declared > MaxHeaderBytes || (long)declared > file.Length - 8)
+            throw new ModelFormatException(path, $"header length {declared} is impossible for a file of {file.Length} bytes (truncated or not safetensors)");
+        long headerLength = (long)declared;
         long dataOffset = 8 + headerLength;
         long dataLength = file.Length - dataOffset;
+        var header = new ReadOnlySpan<byte>(file.Pointer + 8, (int)headerLength).ToArray();
+        StrictJson.CheckUtf8(header, path, 8, "the header");
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(new ReadOnlyMemory<byte>(new ReadOnlySpan<byte>(file.Pointer + 8, (int)headerLength).ToArray())); }
+        try { doc = JsonDocument.Parse(header); }
         catch (JsonException e) { throw new ModelFormatException(path, $"header is not valid JSON: {e.Message}"); }
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new ModelFormatException(path, "header is not a JSON object");
+            StrictJson.RejectDuplicateKeys(doc.RootElement, path, "");
             var tensors = new List<SafetensorsTensorInfo>();
             var metadata = new Dictionary<string, string>();
             foreach (var prop in doc.RootElement.EnumerateObject())
@@ -87,8 +91,28 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 }
                 tensors.Add(ParseTensor(path, prop.Name, prop.Value, dataLength));
             }
+            CheckCoverage(path, tensors, dataLength);
             return new SafetensorsFile(file, dataOffset, tensors, metadata);
         }
+    }
+
+    /// <summary>As the safetensors library validates: taken in offset order, each tensor starts where the previous one
+    /// ended, and the last ends at the end of the file; no byte is shared, skipped or left over.</summary>
+    static void CheckCoverage(string path, List<SafetensorsTensorInfo> tensors, long dataLength)
+    {
+        long position = 0;
+        SafetensorsTensorInfo? previous = null;
+        foreach (var t in tensors.OrderBy(t => t.Begin).ThenBy(t => t.End))
+        {
+            if (t.Begin < position)
+                throw new ModelFormatException(path, $"data [{t.Begin}, {t.End}) overlaps tensor '{previous!.Name}' [{previous.Begin}, {previous.End})", $"tensor '{t.Name}'");
+            if (t.Begin > position)
+                throw new ModelFormatException(path, $"data starts at {t.Begin} but the tensors before it end at {position}: bytes [{position}, {t.Begin}) belong to no tensor (safetensors requires contiguous data)", $"tensor '{t.Name}'");
+            position = t.End;
+            previous = t;
+        }
+        if (position != dataLength)
+            throw new ModelFormatException(path, $"{dataLength - position} bytes follow the last tensor's data (the data section holds {dataLength} bytes, the tensors {position}): safetensors requires the tensors to cover the data exactly");
     }
 
     static SafetensorsTensorInfo ParseTensor(string path, string name, JsonElement e, long dataLength)
@@ -108,12 +132,17 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 throw new ModelFormatException(path, $"shape entry {d.GetRawText()} is not a non-negative integer", item);
             shape.Add(v);
         }
-        if (!e.TryGetProperty("data_offsets", out var offsets) || offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2)
-            throw new ModelFormatException(path, "data_offsets must be [begin, end]", item);
-        long begin = offsets[0].TryGetInt64(out var b) ? b : -1, end = offsets[1].TryGetInt64(out var en) ? en : -1;
-        long elements = 1;
-        foreach (var d in shape) elements = checked(elements * d);
-        long expected = elements * dt.Bytes;
+        if (!e.TryGetProperty("data_offsets", out var offsets) || offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2
+            || offsets[0].ValueKind != JsonValueKind.Number || offsets[1].ValueKind != JsonValueKind.Number
+            || !offsets[0].TryGetInt64(out long begin) || !offsets[1].TryGetInt64(out long end))
+            throw new ModelFormatException(path, $"data_offsets must be [begin, end] as two integers, found {(offsets.ValueKind == JsonValueKind.Undefined ? "nothing" : offsets.GetRawText())}", item);
+        long expected = 1;
+        foreach (var d in shape)
+            if (d != 0 && expected > long.MaxValue / d) { expected = -1; break; }
+            else expected *= d;
+        if (expected < 0 || expected > long.MaxValue / dt.Bytes)
+            throw new ModelFormatException(path, $"shape [{string.Join(", ", shape)}] of {dtype} needs more than 2^63 bytes (corrupt shape)", item);
+        expected *= dt.Bytes;
         if (begin < 0 || end < begin) throw new ModelFormatException(path, $"data_offsets [{begin}, {end}] are invalid", item);
         if (end - begin != expected)
             throw new ModelFormatException(path, $"shape [{string.Join(", ", shape)}] of {dtype} needs {expected} bytes, data_offsets give {end - begin}", item);

@@ -29,6 +29,9 @@ public sealed class Generator
     readonly Tokenizer _tokenizer;
     readonly List<int> _cached = new();
     readonly float[] _logits;
+    /// <summary>Ids the sampler may choose: the tokenizer's. An embedding padded past the vocabulary (to a multiple of
+    /// 64 or 128, as many checkpoints are) has rows no text decodes to; they are never sampled.</summary>
+    readonly int _sampleable;
     readonly HashSet<int> _endOfTurn;
 
     public Generator(LlamaModel model, Tokenizer tokenizer)
@@ -36,6 +39,7 @@ public sealed class Generator
         _model = model;
         _tokenizer = tokenizer;
         _logits = new float[model.Config.VocabSize];
+        _sampleable = Math.Min(model.Config.VocabSize, tokenizer.VocabSize);
         _endOfTurn = tokenizer.EndOfTurnIds.ToHashSet();
         if (tokenizer.EosId is int eos) _endOfTurn.Add(eos);
     }
@@ -77,7 +81,7 @@ public sealed class Generator
         for (int i = 0; i < options.MaxTokens; i++)
         {
             if (cancel.IsCancellationRequested) { reason = "cancelled"; break; }
-            int token = sampler.Sample(_logits);
+            int token = SampleOrDiagnose(sampler);
             if (options.StopAtEndOfTurn && _endOfTurn.Contains(token)) { reason = "stop"; break; }
             generated.Add(token);
             sampler.Accept(token);
@@ -102,6 +106,19 @@ public sealed class Generator
             Emit(onText, text, ref emitted, 0);
         }
         return new GenerationResult(text.ToString(), generated.ToArray(), reason, prompt.Count, common, promptSeconds, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Samples; when the logits are not finite, reruns the cached context layer by layer to say where they broke
+    /// (the cache is lost either way).</summary>
+    int SampleOrDiagnose(Sampler sampler)
+    {
+        try { return sampler.Sample(_logits.AsSpan(0, _sampleable)); }
+        catch (NonFiniteException)
+        {
+            var context = _cached.ToArray();
+            _cached.Clear();
+            throw _model.DiagnoseNonFinite(context, $"the logits after {context.Length} tokens");
+        }
     }
 
     static int FirstStop(System.Text.StringBuilder text, string[] stops)

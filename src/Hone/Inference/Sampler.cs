@@ -12,10 +12,14 @@ public sealed record SamplerOptions(
 
     public void Validate()
     {
-        if (Temperature < 0 || float.IsNaN(Temperature)) throw new ArgumentException($"temperature must be ≥ 0, got {Temperature}");
+        if (Temperature < 0 || !float.IsFinite(Temperature)) throw new ArgumentException($"temperature must be ≥ 0 and finite, got {Temperature}");
+        if (TopK < 0) throw new ArgumentException($"top-k must be ≥ 0 (0 = off), got {TopK}");
+        if (PenaltyWindow < -1) throw new ArgumentException($"repeat-last-n must be ≥ -1 (-1 = all), got {PenaltyWindow}");
+        if (!float.IsFinite(PresencePenalty)) throw new ArgumentException($"presence penalty must be finite, got {PresencePenalty}");
+        if (!float.IsFinite(FrequencyPenalty)) throw new ArgumentException($"frequency penalty must be finite, got {FrequencyPenalty}");
         if (TopP is <= 0 or > 1 || float.IsNaN(TopP)) throw new ArgumentException($"top-p must be in (0, 1], got {TopP}");
         if (MinP is < 0 or >= 1 || float.IsNaN(MinP)) throw new ArgumentException($"min-p must be in [0, 1), got {MinP}");
-        if (RepetitionPenalty <= 0 || float.IsNaN(RepetitionPenalty)) throw new ArgumentException($"repetition penalty must be > 0, got {RepetitionPenalty}");
+        if (RepetitionPenalty <= 0 || !float.IsFinite(RepetitionPenalty)) throw new ArgumentException($"repetition penalty must be > 0 and finite, got {RepetitionPenalty}");
     }
 }
 
@@ -44,14 +48,23 @@ public sealed class Sampler
 
     public void Reset() => _history.Clear();
 
-    /// <summary>Choose the next token from one row of logits [V]. Does not modify <paramref name="logits"/>.</summary>
+    /// <summary>Choose the next token from one row of logits [V]. Does not modify <paramref name="logits"/>. Throws
+    /// <see cref="Model.NonFiniteException"/> when a logit is NaN or infinite (argmax over NaN would quietly pick token 0):
+    /// the copy into the candidates checks them, no extra pass.</summary>
     public int Sample(ReadOnlySpan<float> logits)
     {
         var o = _options;
         int v = logits.Length;
         if (_candidates.Length < v) _candidates = new (int, float)[v];
         var c = _candidates.AsSpan(0, v);
-        for (int i = 0; i < v; i++) c[i] = (i, logits[i]);
+        bool finite = true;
+        for (int i = 0; i < v; i++)
+        {
+            float logit = logits[i];
+            finite &= float.IsFinite(logit);
+            c[i] = (i, logit);
+        }
+        if (!finite) throw new Model.NonFiniteException("the logits are not finite (NaN or infinity)", null, []);
         ApplyPenalties(c);
         if (o.Temperature == 0) return ArgMax(c);
 

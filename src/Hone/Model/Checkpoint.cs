@@ -14,7 +14,7 @@ public sealed unsafe record CheckpointTensor(string Name, string SourceName, str
     long[] Shape, nint Data, long ByteLength)
 {
     public byte* Pointer => (byte*)Data;
-    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => checked(a * b)); // bounded when the file was parsed
     public string ShapeText => $"[{string.Join(", ", Shape)}]";
 }
 
@@ -44,8 +44,26 @@ public sealed class Checkpoint : IDisposable
                 throw new ModelFormatException(t.File, $"tensor appears twice (also in {_byName[t.Name].File})", $"tensor '{t.SourceName}'");
     }
 
+    /// <summary>
+    /// Where a model named by a user is, the same for every command: a .gguf file; a Hugging Face directory
+    /// (config.json); or a folder holding exactly one .gguf file (a downloaded GGUF repository). A folder with several
+    /// .gguf files and no config.json is an error listing them; so is one with neither.
+    /// </summary>
+    public static string ResolvePath(string path)
+    {
+        if (!System.IO.Directory.Exists(path) || File.Exists(System.IO.Path.Combine(path, "config.json"))) return path;
+        var ggufs = System.IO.Directory.GetFiles(path, "*.gguf").Order(StringComparer.Ordinal).ToList();
+        return ggufs.Count switch
+        {
+            1 => ggufs[0],
+            0 => throw new ModelFormatException(path, "not a model: config.json is missing (a Hugging Face model directory) and the folder holds no .gguf file"),
+            _ => throw new ModelFormatException(path, $"holds {ggufs.Count} .gguf files and no config.json; name one: {string.Join(", ", ggufs.Select(System.IO.Path.GetFileName))}"),
+        };
+    }
+
     public static Checkpoint Open(string path)
     {
+        path = ResolvePath(path);
         if (System.IO.Directory.Exists(path)) return OpenHuggingFace(path);
         if (File.Exists(path))
         {
@@ -123,9 +141,33 @@ public sealed class Checkpoint : IDisposable
                     tensors.Add(new CheckpointTensor(canonical, t.Name, shardPath, type, t.DType, t.Shape, (nint)st.TensorData(t), t.End - t.Begin));
                 }
             }
+            if (config.TiedEmbeddings) CheckTiedHead(configPath, tensors);
             return new Checkpoint(dir, CheckpointFormat.HuggingFace, config, tensors, null, dir, files);
         }
         catch { foreach (var f in files) f.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// tie_word_embeddings with an lm_head.weight in the files as well. A copy equal to the embedding is harmless (some
+    /// savers write both). A different one is refused: transformers 4 ties and overwrites it with the embedding,
+    /// transformers 5 sees an untied head and uses it, so the file means different models to different readers.
+    /// </summary>
+    static unsafe void CheckTiedHead(string configPath, List<CheckpointTensor> tensors)
+    {
+        var head = tensors.FirstOrDefault(t => t.Name == "output.weight");
+        if (head == null) return;
+        var embedding = tensors.FirstOrDefault(t => t.Name == "token_embd.weight");
+        bool same = embedding != null && embedding.TypeName == head.TypeName && embedding.Shape.SequenceEqual(head.Shape)
+                    && embedding.ByteLength == head.ByteLength;
+        for (long at = 0; same && at < head.ByteLength; at += 1 << 30)
+        {
+            int n = (int)Math.Min(1 << 30, head.ByteLength - at);
+            same = new ReadOnlySpan<byte>(head.Pointer + at, n).SequenceEqual(new ReadOnlySpan<byte>(embedding!.Pointer + at, n));
+        }
+        if (!same)
+            throw new ModelFormatException(configPath,
+                $"is true, but {head.File} also holds {head.SourceName} and it differs from the embedding (transformers 4 would discard it, " +
+                "transformers 5 would use it untied): set tie_word_embeddings to false to use it, or remove it to tie", "tie_word_embeddings");
     }
 
     /// <summary>The safetensors files of a directory, each with the tensor names the index promises it holds.</summary>
@@ -134,9 +176,7 @@ public sealed class Checkpoint : IDisposable
         var index = System.IO.Path.Combine(dir, "model.safetensors.index.json");
         if (File.Exists(index))
         {
-            JsonNode? root;
-            try { root = JsonNode.Parse(File.ReadAllText(index)); }
-            catch (JsonException e) { throw new ModelFormatException(index, $"not valid JSON: {e.Message}"); }
+            var root = StrictJson.ParseFile(index);
             if (root?["weight_map"] is not JsonObject map) throw new ModelFormatException(index, "missing weight_map", "weight_map");
             var byFile = new Dictionary<string, List<string>>();
             foreach (var (name, fileNode) in map)

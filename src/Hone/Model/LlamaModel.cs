@@ -51,6 +51,24 @@ public sealed unsafe class LlamaModel : IDisposable
         _rope = new Rope(c.HeadDim, c.RotaryDims, MaxContext, c.RopeTheta, c.RopeLayout, c.RopeLinearFactor, c.RopeLlama3, weights.RopeFrequencyDivisors);
     }
 
+    /// <summary>Bytes the constructor allocates for a context of <paramref name="maxContext"/> tokens and batches of
+    /// <paramref name="maxBatch"/> (KV cache and activations; the weights are apart), computed as it allocates them.</summary>
+    public static long RequiredBytes(ModelConfig c, int maxContext, int maxBatch)
+    {
+        try
+        {
+            checked
+            {
+                long batch = Math.Max(1, Math.Min(maxBatch, maxContext));
+                long kv = 2L * c.Layers * maxContext * c.KvDim;
+                long activations = batch * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.IntermediateSize
+                                            + Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)));
+                return 4 * (kv + activations);
+            }
+        }
+        catch (OverflowException) { return long.MaxValue; }
+    }
+
     /// <summary>Forget the cached context.</summary>
     public void Reset() => Position = 0;
 
@@ -80,17 +98,20 @@ public sealed unsafe class LlamaModel : IDisposable
             {
                 int count = Math.Min(MaxBatch, tokens.Length - start);
                 bool last = start + count == tokens.Length;
-                Step(tokens.Slice(start, count), allLogits ? logitsPointer + (long)start * v : (last ? logitsPointer : null), allLogits);
+                Step(tokens.Slice(start, count), allLogits ? logitsPointer + (long)start * v : (last ? logitsPointer : null), allLogits, false);
             }
     }
 
-    void Step(ReadOnlySpan<int> tokens, float* logits, bool allLogits)
+    /// <param name="diagnose">check every stage's output for NaN/∞ and throw <see cref="NonFiniteException"/> naming the
+    /// first that has any (see <see cref="DiagnoseNonFinite"/>); off on every normal pass</param>
+    void Step(ReadOnlySpan<int> tokens, float* logits, bool allLogits, bool diagnose)
     {
         var c = Config;
         int T = tokens.Length, D = c.HiddenSize, F = c.IntermediateSize, Qd = c.QueryDim, Kd = c.KvDim;
         float* x = _x.AsFloats, h = _h.AsFloats, q = _q.AsFloats, att = _attention.AsFloats;
         float* gate = _gate.AsFloats, up = _up.AsFloats, scratch = _scratch.AsFloats;
         for (int t = 0; t < T; t++) Weights.TokenEmbedding.ReadRow(tokens[t], x + (long)t * D);
+        if (diagnose) CheckFinite(x, (long)T * D, -1, "token embeddings", Weights.TokenEmbedding);
         float scale = 1f / MathF.Sqrt(c.HeadDim);
         for (int l = 0; l < c.Layers; l++)
         {
@@ -99,26 +120,95 @@ public sealed unsafe class LlamaModel : IDisposable
             float* kNew = kCache + (long)Position * Kd, vNew = vCache + (long)Position * Kd;
 
             RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, T, D, c.RmsNormEps);
+            if (diagnose) CheckFinite(h, (long)T * D, l, "attention norm");
             Linear.ForwardShared(Pool, h, T, D,
                 w.Query, w.QueryBias, q, Qd, AdapterOf(w.Query),
                 w.Key, w.KeyBias, kNew, Kd, AdapterOf(w.Key),
                 w.Value, w.ValueBias, vNew, Kd, AdapterOf(w.Value), Precision);
+            if (diagnose)
+            {
+                CheckFinite(q, (long)T * Qd, l, "query projection", w.Query);
+                CheckFinite(kNew, (long)T * Kd, l, "key projection", w.Key);
+                CheckFinite(vNew, (long)T * Kd, l, "value projection", w.Value);
+            }
             RowParallel.RopeApply(Pool, _rope, q, T, c.Heads, Qd, Position);
             RowParallel.RopeApply(Pool, _rope, kNew, T, c.KvHeads, Kd, Position);
             Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale);
+            if (diagnose) CheckFinite(att, (long)T * Qd, l, "attention", w.Query, w.Key, w.Value);
             Project(w.AttentionOutput, null, att, T, Qd, x, D, true, scratch);
+            if (diagnose) CheckFinite(x, (long)T * D, l, "attention output projection", w.AttentionOutput);
 
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, T, D, c.RmsNormEps);
+            if (diagnose) CheckFinite(h, (long)T * D, l, "feed-forward norm");
             Linear.ForwardGated(Pool, h, T, D, w.Gate, AdapterOf(w.Gate), w.Up, AdapterOf(w.Up), gate, up, Precision);
+            if (diagnose) CheckFinite(gate, (long)T * F, l, "gate and up projections", w.Gate, w.Up);
             Project(w.Down, null, gate, T, F, x, D, true, scratch);
+            if (diagnose) CheckFinite(x, (long)T * D, l, "down projection", w.Down);
         }
         Position += T;
         if (logits == null) return;
         // Only the rows whose logits are wanted go through the final norm and the head.
         int first = allLogits ? 0 : T - 1, rows = T - first;
         RowParallel.RmsNormForward(Pool, x + (long)first * D, Weights.OutputNorm, h, rows, D, c.RmsNormEps);
+        if (diagnose) CheckFinite(h, (long)rows * D, c.Layers, "output norm");
         Project(Weights.Output, null, h, rows, D, logits, c.VocabSize, false, null);
+        if (diagnose) CheckFinite(logits, (long)rows * c.VocabSize, c.Layers, "output head", Weights.Output);
     }
+
+    /// <summary>
+    /// After a pass gave non-finite logits: reruns <paramref name="tokens"/> (the whole context those logits came from) from
+    /// position 0, checking the output of every stage of every layer, and returns the error that names the first stage with
+    /// NaN or ∞, its projection and any adapter applied there. The KV cache is lost (the model is reset). The normal pass
+    /// never pays for this: callers detect non-finite logits where they already read them (sampling, log-softmax).
+    /// </summary>
+    /// <param name="what">what was found not finite, for the message ("the logits of the last token")</param>
+    public NonFiniteException DiagnoseNonFinite(ReadOnlySpan<int> tokens, string what = "the logits")
+    {
+        Reset();
+        try
+        {
+            if (tokens.Length > MaxContext) tokens = tokens[..MaxContext];
+            var logits = new float[(long)Math.Min(MaxBatch, Math.Max(1, tokens.Length)) * Config.VocabSize];
+            fixed (float* l = logits)
+                for (int start = 0; start < tokens.Length; start += MaxBatch)
+                    Step(tokens.Slice(start, Math.Min(MaxBatch, tokens.Length - start)), l, allLogits: true, diagnose: true);
+        }
+        catch (NonFiniteException found)
+        {
+            return new NonFiniteException($"{what} are not finite (NaN or infinity): {found.Message}", found.Layer, found.Adapters);
+        }
+        finally
+        {
+            Reset();
+        }
+        return new NonFiniteException($"{what} are not finite (NaN or infinity), but a stage-by-stage rerun of the same {tokens.Length} tokens found none", null, []);
+    }
+
+    void CheckFinite(float* values, long count, int layer, string stage, params WeightMatrix[] projections)
+    {
+        for (long i = 0; i < count; i++)
+            if (!float.IsFinite(values[i])) throw NonFiniteAt(layer, stage, projections);
+    }
+
+    NonFiniteException NonFiniteAt(int layer, string stage, WeightMatrix[] projections)
+    {
+        var where = layer < 0 ? stage : layer >= Config.Layers ? $"the {stage}" : $"layer {layer}'s {stage}";
+        static string Module(WeightMatrix w) => (TensorNames.GgufToHuggingFace(w.Name) ?? w.Name).Replace(".weight", "");
+        static string Short(WeightMatrix w) => Module(w)[(Module(w).LastIndexOf('.') + 1)..];
+        var adapted = projections.Where(p => AdapterOf(p) != null).ToList();
+        var adapters = adapted.Select(p => AdapterOf(p)!).Distinct().ToList();
+        var message = $"they first appear in {where}" + (projections.Length > 0 ? $" ({string.Join(", ", projections.Select(Module))})" : "");
+        if (adapted.Count > 0)
+            message += ", where " + string.Join("; and ", adapted.GroupBy(p => Describe(AdapterOf(p)!))
+                .Select(g => $"{g.Key} applies to {string.Join(", ", g.Select(Short))}")) + ": the adapter is broken (or its scale too large for these weights)";
+        else if (Adapters.Count > 0)
+            message += $"; no adapter applies at that stage (of the model's {Adapters.Count} adapted projections, those before it gave finite but possibly huge values)";
+        else
+            message += "; the model has no adapter: its own weights overflow";
+        return new NonFiniteException(message, layer < 0 ? null : layer, adapters);
+    }
+
+    static string Describe(ILinearAdapter adapter) => adapter is LoraAdapter lora ? lora.Describe() : $"the adapter {adapter.GetType().Name}";
 
     ILinearAdapter? AdapterOf(WeightMatrix w) => Adapters.Count == 0 ? null : Adapters.GetValueOrDefault(w.Name);
 
@@ -134,4 +224,14 @@ public sealed unsafe class LlamaModel : IDisposable
         _keys.Dispose(); _values.Dispose(); _x.Dispose(); _h.Dispose(); _q.Dispose(); _attention.Dispose();
         _gate.Dispose(); _up.Dispose(); _scratch.Dispose(); _rope.Dispose();
     }
+}
+
+/// <summary>
+/// A forward pass produced NaN or infinity. <see cref="Layer"/> is the layer where they first appeared (the layer count for
+/// the output head; null when unknown or in the embeddings) and <see cref="Adapters"/> the adapters applied at that stage.
+/// </summary>
+public sealed class NonFiniteException(string message, int? layer, IReadOnlyList<ILinearAdapter> adapters) : InvalidOperationException(message)
+{
+    public int? Layer { get; } = layer;
+    public IReadOnlyList<ILinearAdapter> Adapters { get; } = adapters;
 }

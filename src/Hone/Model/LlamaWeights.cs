@@ -58,7 +58,7 @@ public sealed unsafe class LlamaWeights : IDisposable
         Config = config;
         RopeFrequencyDivisors = ropeDivisors;
         long total = 0;
-        foreach (var s in slots) { s.Offset = total; total += NativeBuffer.Align(s.Bytes); }
+        foreach (var s in slots) { s.Offset = total; total = checked(total + NativeBuffer.Align(s.Bytes)); }
         _arena = new NativeBuffer(total);
         foreach (var s in slots) fill(s, (nint)(_arena.Pointer + s.Offset));
 

@@ -44,19 +44,47 @@ public sealed record ModelConfig
 
     public static readonly string[] SupportedArchitectures = ["llama", "mistral", "qwen2"];
 
-    /// <summary>Check internal consistency; throws naming the file and the offending field.</summary>
-    public ModelConfig Validate(string source)
+    // Upper bounds far above every released model (vocabularies reach ~2^18, hidden sizes 2^14, layers 2^7, contexts
+    // 2^24) that keep every size computed from a config inside 64-bit arithmetic: a value beyond them is corruption.
+    public const int MaxVocabulary = 1 << 24, MaxHiddenSize = 1 << 18, MaxIntermediateSize = 1 << 20, MaxLayers = 1 << 12,
+        MaxHeads = 1 << 12, MaxHeadDim = 1 << 12, MaxContext = 1 << 28;
+
+    /// <summary>Check every value and their consistency; throws naming the file and the offending key.</summary>
+    /// <param name="keyNames">the file's own names for the Hugging Face keys used here (GGUF metadata keys); a key
+    /// missing from the map is named as Hugging Face names it</param>
+    public ModelConfig Validate(string source, IReadOnlyDictionary<string, string>? keyNames = null)
     {
-        void Positive(int v, string name) { if (v <= 0) throw new ModelFormatException(source, $"{name} must be positive, got {v}", name); }
-        Positive(VocabSize, "vocab_size"); Positive(HiddenSize, "hidden_size"); Positive(IntermediateSize, "intermediate_size");
-        Positive(Layers, "num_hidden_layers"); Positive(Heads, "num_attention_heads"); Positive(KvHeads, "num_key_value_heads");
-        Positive(HeadDim, "head_dim"); Positive(MaxPositions, "max_position_embeddings");
+        string Key(string name) => keyNames?.GetValueOrDefault(name) ?? name;
+        void Range(int v, int max, string name)
+        {
+            if (v <= 0) throw new ModelFormatException(source, $"must be positive, got {v}", Key(name));
+            if (v > max) throw new ModelFormatException(source, $"{v} is beyond any real model (at most {max}): the file is corrupt", Key(name));
+        }
+        void PositiveFinite(double v, string name)
+        {
+            if (!(v > 0) || !double.IsFinite(v)) throw new ModelFormatException(source, $"must be a positive finite number, got {v}", Key(name));
+        }
+        Range(VocabSize, MaxVocabulary, "vocab_size"); Range(HiddenSize, MaxHiddenSize, "hidden_size");
+        Range(IntermediateSize, MaxIntermediateSize, "intermediate_size"); Range(Layers, MaxLayers, "num_hidden_layers");
+        Range(Heads, MaxHeads, "num_attention_heads"); Range(KvHeads, MaxHeads, "num_key_value_heads");
+        Range(HeadDim, MaxHeadDim, "head_dim"); Range(MaxPositions, MaxContext, "max_position_embeddings");
         if (Heads % KvHeads != 0)
-            throw new ModelFormatException(source, $"{Heads} attention heads are not a multiple of {KvHeads} key/value heads", "num_key_value_heads");
+            throw new ModelFormatException(source, $"{Heads} attention heads are not a multiple of {KvHeads} key/value heads", Key("num_key_value_heads"));
         if (RotaryDims <= 0 || RotaryDims > HeadDim || RotaryDims % 2 != 0)
-            throw new ModelFormatException(source, $"rotary dimensions {RotaryDims} must be even and at most head_dim {HeadDim}", "rope");
-        if (!(RmsNormEps > 0)) throw new ModelFormatException(source, $"rms_norm_eps must be positive, got {RmsNormEps}", "rms_norm_eps");
-        if (!(RopeTheta > 0)) throw new ModelFormatException(source, $"rope_theta must be positive, got {RopeTheta}", "rope_theta");
+            throw new ModelFormatException(source, $"rotary dimensions {RotaryDims} must be even and at most head_dim {HeadDim}", Key("rope"));
+        PositiveFinite(RmsNormEps, "rms_norm_eps");
+        PositiveFinite(RopeTheta, "rope_theta");
+        PositiveFinite(RopeLinearFactor, "rope_scaling.factor");
+        if (RopeLlama3 is { } l3)
+        {
+            PositiveFinite(l3.Factor, "rope_scaling.factor");
+            PositiveFinite(l3.LowFrequencyFactor, "rope_scaling.low_freq_factor");
+            PositiveFinite(l3.HighFrequencyFactor, "rope_scaling.high_freq_factor");
+            if (!(l3.HighFrequencyFactor > l3.LowFrequencyFactor))
+                throw new ModelFormatException(source, $"high_freq_factor {l3.HighFrequencyFactor} must be above low_freq_factor {l3.LowFrequencyFactor} (llama3 rope scaling divides by their difference)", Key("rope_scaling.high_freq_factor"));
+            Range(l3.OriginalContextLength, MaxContext, "rope_scaling.original_max_position_embeddings");
+        }
+        if (SlidingWindow is int window) Range(window, MaxContext, "sliding_window");
         return this;
     }
 
@@ -65,9 +93,12 @@ public sealed record ModelConfig
     {
         get
         {
-            long d = HiddenSize, perLayer = d * QueryDim + 2 * d * KvDim + QueryDim * d + 3 * d * IntermediateSize + 2 * d;
-            if (AttentionBias) perLayer += QueryDim + 2 * KvDim;
-            return VocabSize * d * (TiedEmbeddings ? 1 : 2) + Layers * perLayer + d;
+            checked
+            {
+                long d = HiddenSize, perLayer = d * QueryDim + 2 * d * KvDim + QueryDim * d + 3 * d * IntermediateSize + 2 * d;
+                if (AttentionBias) perLayer += QueryDim + 2 * KvDim;
+                return (long)VocabSize * d * (TiedEmbeddings ? 1 : 2) + Layers * perLayer + d;
+            }
         }
     }
 
@@ -75,9 +106,7 @@ public sealed record ModelConfig
 
     public static ModelConfig FromHuggingFaceJson(string path)
     {
-        JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new ModelFormatException(path, $"not valid JSON: {e.Message}"); }
+        var root = StrictJson.ParseFile(path);
         if (root is not JsonObject o) throw new ModelFormatException(path, "config.json is not a JSON object");
         return FromHuggingFace(o, path);
     }
@@ -92,25 +121,37 @@ public sealed record ModelConfig
         if (Bool(o, "mlp_bias", path) == true) throw new ModelFormatException(path, "mlp_bias is not supported", "mlp_bias");
         int hidden = Int(o, "hidden_size", path, required: true)!.Value;
         int heads = Int(o, "num_attention_heads", path, required: true)!.Value;
-        int headDim = Int(o, "head_dim", path) ?? (heads > 0 ? hidden / heads : 0);
+        if (heads <= 0) throw new ModelFormatException(path, $"must be positive, got {heads}", "num_attention_heads");
+        int? explicitHeadDim = Int(o, "head_dim", path);
+        if (explicitHeadDim == null && hidden % heads != 0)
+            throw new ModelFormatException(path, $"hidden_size {hidden} is not a multiple of {heads} heads and there is no head_dim", "num_attention_heads");
+        int headDim = explicitHeadDim ?? hidden / heads;
         double linear = 1;
         Llama3RopeScaling? llama3 = null;
-        if (o["rope_scaling"] is JsonObject scaling)
+        switch (o["rope_scaling"])
         {
-            string type = Str(scaling, "rope_type", path) ?? Str(scaling, "type", path) ?? "default";
-            double factor = Num(scaling, "factor", path) ?? 1;
-            switch (type)
+            case null: break; // absent or JSON null
+            case JsonObject scaling:
             {
-                case "default": break;
-                case "linear": linear = factor; break;
-                case "llama3":
-                    llama3 = new Llama3RopeScaling(factor, Num(scaling, "low_freq_factor", path) ?? 1,
-                        Num(scaling, "high_freq_factor", path) ?? 4, Int(scaling, "original_max_position_embeddings", path) ?? 8192);
-                    break;
-                default: throw new ModelFormatException(path, $"unsupported rope_scaling type '{type}' (supported: linear, llama3)", "rope_scaling");
+                string type = Str(scaling, "rope_type", path, "rope_scaling.") ?? Str(scaling, "type", path, "rope_scaling.") ?? "default";
+                double Required(string key) => Num(scaling, key, path, "rope_scaling.")
+                    ?? throw new ModelFormatException(path, $"required for {type} rope scaling", $"rope_scaling.{key}");
+                switch (type)
+                {
+                    case "default": break;
+                    case "linear": linear = Required("factor"); break;
+                    case "llama3":
+                        llama3 = new Llama3RopeScaling(Required("factor"), Required("low_freq_factor"), Required("high_freq_factor"),
+                            Int(scaling, "original_max_position_embeddings", path, required: true, prefix: "rope_scaling.")!.Value);
+                        break;
+                    default: throw new ModelFormatException(path, $"unsupported rope_scaling type '{type}' (supported: linear, llama3)", "rope_scaling");
+                }
+                break;
             }
+            case var other: throw new ModelFormatException(path, $"expected an object or null, found {other.ToJsonString()}", "rope_scaling");
         }
         double partial = Num(o, "partial_rotary_factor", path) ?? 1.0;
+        if (!(partial > 0 && partial <= 1)) throw new ModelFormatException(path, $"must be in (0, 1], got {partial}", "partial_rotary_factor");
         int? sliding = modelType switch
         {
             "mistral" => Int(o, "sliding_window", path),
@@ -189,27 +230,50 @@ public sealed record ModelConfig
         string arch = gguf.GetString("general.architecture") ?? throw new ModelFormatException(path, "missing general.architecture", "general.architecture");
         if (arch is not ("llama" or "qwen2"))
             throw new ModelFormatException(path, $"unsupported architecture '{arch}' (supported: llama, qwen2)", "general.architecture");
-        int Req(string key) => checked((int)gguf.RequireInteger($"{arch}.{key}"));
-        int? Opt(string key) => gguf.GetInteger($"{arch}.{key}") is long v ? checked((int)v) : null;
+        // Out-of-int values are named here; the ranges of in-int ones are checked by Validate, under these names.
+        int ToInt(long v, string key) => v is >= int.MinValue and <= int.MaxValue ? (int)v
+            : throw new ModelFormatException(path, $"{v} is beyond any real model: the file is corrupt", key);
+        int Req(string key) => ToInt(gguf.RequireInteger($"{arch}.{key}"), $"{arch}.{key}");
+        int? Opt(string key) => gguf.GetInteger($"{arch}.{key}") is long v ? ToInt(v, $"{arch}.{key}") : null;
+        double RequireNumber(string key) => gguf.GetNumber($"{arch}.{key}")
+            ?? throw new ModelFormatException(path, "required metadata key is missing (llama.cpp requires it too)", $"{arch}.{key}");
         int hidden = Req("embedding_length");
         int heads = Req("attention.head_count");
-        int headDim = Opt("attention.key_length") ?? hidden / heads;
+        if (heads <= 0) throw new ModelFormatException(path, $"must be positive, got {heads}", $"{arch}.attention.head_count");
+        int? keyLength = Opt("attention.key_length");
+        if (keyLength == null && hidden % heads != 0)
+            throw new ModelFormatException(path, $"embedding_length {hidden} is not a multiple of {heads} heads and there is no attention.key_length", $"{arch}.attention.head_count");
+        int headDim = keyLength ?? hidden / heads;
         string scaling = gguf.GetString($"{arch}.rope.scaling.type") ?? "none";
         double linear = 1;
         switch (scaling)
         {
             case "none": break;
-            case "linear": linear = gguf.GetNumber($"{arch}.rope.scaling.factor") ?? 1; break;
+            case "linear":
+                linear = gguf.GetNumber($"{arch}.rope.scaling.factor") ?? 0;
+                if (linear == 0) linear = 1; // llama.cpp reads a factor of 0 (or none) as no scaling
+                break;
             default: throw new ModelFormatException(path, $"unsupported rope scaling '{scaling}' (supported: none, linear)", $"{arch}.rope.scaling.type");
         }
         long vocab = gguf.Get("tokenizer.ggml.tokens") is { } tokens ? tokens.AsArray(path, "tokenizer.ggml.tokens").Items.Count
             : vocabFromTensors ?? Opt("vocab_size") ?? throw new ModelFormatException(path, "cannot tell the vocabulary size");
         if (Opt("vocab_size") is int declared && vocabFromTensors is long fromTensors && declared != fromTensors)
             throw new ModelFormatException(path, $"vocab_size {declared} disagrees with token_embd rows {fromTensors}", $"{arch}.vocab_size");
+        int? TokenId(string key) => gguf.GetInteger(key) is long id && id >= 0 && id < vocab ? (int)id : null; // llama.cpp ignores out-of-range ids
+        var names = new Dictionary<string, string>
+        {
+            ["vocab_size"] = vocabFromTensors != null ? "tensor 'token_embd.weight'" : "tokenizer.ggml.tokens",
+            ["hidden_size"] = $"{arch}.embedding_length", ["intermediate_size"] = $"{arch}.feed_forward_length",
+            ["num_hidden_layers"] = $"{arch}.block_count", ["num_attention_heads"] = $"{arch}.attention.head_count",
+            ["num_key_value_heads"] = $"{arch}.attention.head_count_kv", ["head_dim"] = $"{arch}.attention.key_length",
+            ["max_position_embeddings"] = $"{arch}.context_length", ["rope"] = $"{arch}.rope.dimension_count",
+            ["rms_norm_eps"] = $"{arch}.attention.layer_norm_rms_epsilon", ["rope_theta"] = $"{arch}.rope.freq_base",
+            ["rope_scaling.factor"] = $"{arch}.rope.scaling.factor",
+        };
         return new ModelConfig
         {
             Architecture = arch,
-            VocabSize = (int)(vocabFromTensors ?? vocab),
+            VocabSize = ToInt(vocabFromTensors ?? vocab, names["vocab_size"]),
             HiddenSize = hidden,
             IntermediateSize = Req("feed_forward_length"),
             Layers = Req("block_count"),
@@ -219,15 +283,15 @@ public sealed record ModelConfig
             RotaryDims = Opt("rope.dimension_count") ?? headDim,
             RopeTheta = gguf.GetNumber($"{arch}.rope.freq_base") ?? 10000,
             RopeLinearFactor = linear,
-            RmsNormEps = (float)(gguf.GetNumber($"{arch}.attention.layer_norm_rms_epsilon") ?? 1e-5),
-            MaxPositions = Opt("context_length") ?? 2048,
+            RmsNormEps = (float)RequireNumber("attention.layer_norm_rms_epsilon"),
+            MaxPositions = Req("context_length"),
             TiedEmbeddings = !hasOutputTensor,
             AttentionBias = hasQueryBias,
-            BosTokenId = gguf.GetInteger("tokenizer.ggml.bos_token_id") is long b ? (int)b : null,
-            EosTokenId = gguf.GetInteger("tokenizer.ggml.eos_token_id") is long e ? (int)e : null,
+            BosTokenId = TokenId("tokenizer.ggml.bos_token_id"),
+            EosTokenId = TokenId("tokenizer.ggml.eos_token_id"),
             // llama GGUFs store q/k permuted for llama.cpp's "normal" rope; qwen2 uses neox (halves) unpermuted.
             RopeLayout = arch == "llama" ? RopeLayout.AdjacentPairs : RopeLayout.Halves,
-        }.Validate(path);
+        }.Validate(path, names);
     }
 
     /// <summary>The architecture keys llama.cpp reads, for a GGUF we write.</summary>
@@ -259,33 +323,35 @@ public sealed record ModelConfig
 
     // ---- JSON helpers (foreign files: unknown keys are tolerated, wrong types are not) ---------------
 
-    static string? Str(JsonObject o, string key, string path) => o[key] switch
+    static string? Str(JsonObject o, string key, string path, string prefix = "") => o[key] switch
     {
         null => null,
         JsonValue v when v.TryGetValue(out string? s) => s,
-        var other => throw new ModelFormatException(path, $"expected a string, found {other.ToJsonString()}", key),
+        var other => throw new ModelFormatException(path, $"expected a string, found {other.ToJsonString()}", prefix + key),
     };
 
-    static int? Int(JsonObject o, string key, string path, bool required = false)
+    static int? Int(JsonObject o, string key, string path, bool required = false, string prefix = "")
     {
         var node = o[key];
-        if (node == null) return required ? throw new ModelFormatException(path, "required field is missing", key) : null;
+        if (node == null) return required ? throw new ModelFormatException(path, "required field is missing", prefix + key) : null;
         if (node is JsonValue v)
         {
             if (v.TryGetValue(out int i)) return i;
             if (v.TryGetValue(out long l) && l is >= int.MinValue and <= int.MaxValue) return (int)l;
             if (v.TryGetValue(out double d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
+            if (v.GetValueKind() == JsonValueKind.Number)
+                throw new ModelFormatException(path, $"{node.ToJsonString()} is beyond any real model: the file is corrupt", prefix + key);
         }
-        throw new ModelFormatException(path, $"expected an integer, found {node.ToJsonString()}", key);
+        throw new ModelFormatException(path, $"expected an integer, found {node.ToJsonString()}", prefix + key);
     }
 
-    static double? Num(JsonObject o, string key, string path)
+    static double? Num(JsonObject o, string key, string path, string prefix = "")
     {
         var node = o[key];
         if (node == null) return null;
         if (node is JsonValue v && v.TryGetValue(out double d)) return d;
         if (node is JsonValue s && s.TryGetValue(out string? text) && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out d)) return d;
-        throw new ModelFormatException(path, $"expected a number, found {node.ToJsonString()}", key);
+        throw new ModelFormatException(path, $"expected a number, found {node.ToJsonString()}", prefix + key);
     }
 
     static bool? Bool(JsonObject o, string key, string path) => o[key] switch

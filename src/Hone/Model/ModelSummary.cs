@@ -23,7 +23,11 @@ public sealed record ModelSummary(
         else if (c.Directory != null)
         {
             foreach (var f in System.IO.Directory.GetFiles(c.Directory).Order())
-                metadata.Add(new("file", $"{System.IO.Path.GetFileName(f)} ({new FileInfo(f).Length:N0} bytes)"));
+            {
+                var info = new FileInfo(f);
+                var target = info.LinkTarget != null ? info.ResolveLinkTarget(returnFinalTarget: true) as FileInfo : null; // a hub cache link: the blob's size
+                metadata.Add(new("file", $"{System.IO.Path.GetFileName(f)} ({(target is { Exists: true } ? target : info).Length:N0} bytes)"));
+            }
         }
         var byType = rows.GroupBy(r => r.Type).ToDictionary(g => g.Key, g => g.Sum(r => r.Elements));
         return new ModelSummary(c.Path, c.Format == CheckpointFormat.Gguf ? "gguf" : "huggingface", c.Config,

@@ -5,37 +5,56 @@ using Hone.Tensors;
 
 namespace Hone.Model;
 
-/// <summary>The adapter_config.json fields we read and write (PEFT's names, type LORA).</summary>
-public sealed record PeftAdapterConfig(int Rank, float Alpha, float Dropout, IReadOnlyList<string> TargetModules, bool UseRsLora,
-    bool UseDora, string? BaseModel);
+/// <summary>The adapter_config.json settings Hone reads and writes (PEFT's LoraConfig names); the kind is the one whose
+/// flag the file sets (use_dora for DoRA), plain LoRA when none is set.</summary>
+public sealed record PeftAdapterConfig(int Rank, float Alpha, float Dropout, PeftTargets Targets, bool UseRsLora, AdapterKind Kind, string? BaseModel);
 
 /// <summary>
-/// LoRA / DoRA adapters in PEFT's on-disk layout: adapter_config.json + adapter_model.safetensors with keys such as
-/// base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight [r, in], ...lora_B.weight [out, r] and, for DoRA,
-/// ...lora_magnitude_vector [out]. Reads adapters written by PEFT or other tools; refuses settings it would
-/// otherwise silently ignore.
+/// Adapters in PEFT's on-disk layout: adapter_config.json + adapter_model.safetensors with keys such as
+/// base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight [r, in], ...lora_B.weight [out, r] and whatever else
+/// the kind declares (DoRA's ...lora_magnitude_vector [out]). Reads adapters written by PEFT or other tools: the
+/// tensors must be exactly those of the declared kind on exactly the projections target_modules names; settings it
+/// would otherwise silently ignore are refused. llama.cpp LoRA GGUF adapters load here too.
 /// </summary>
 public static unsafe class PeftAdapter
 {
     const string Prefix = "base_model.model.";
 
+    /// <summary>PEFT settings that make a LoRA variant Hone does not implement (when set and no registered kind claims them).</summary>
+    static readonly string[] UnsupportedVariants =
+        ["use_qalora", "lora_bias", "layer_replication", "trainable_token_indices", "alora_invocation_tokens", "arrow_config", "target_parameters"];
+
+    /// <summary>The projections an adapter may sit on (every matrix the forward pass applies through Linear: the layers'
+    /// projections and an untied output head), by canonical name.</summary>
+    public static IEnumerable<WeightMatrix> Adaptable(LlamaWeights weights) =>
+        weights.Matrices().Where(m => m.Name != weights.TokenEmbedding.Name);
+
+    /// <summary>"blk.0.attn_q.weight" → "model.layers.0.self_attn.q_proj", the module name PEFT matches and saves under.</summary>
+    public static string ModuleName(string target) => TensorNames.GgufToHuggingFace(target)![..^".weight".Length];
+
     public static void Save(string directory, IEnumerable<LoraAdapter> adapters, PeftAdapterConfig config)
     {
+        var list = adapters.OrderBy(a => a.Target, StringComparer.Ordinal).ToList();
+        foreach (var a in list)
+        {
+            if (a.Kind != config.Kind || a.Rank != config.Rank || a.Alpha != config.Alpha || a.RsLora != config.UseRsLora)
+                throw new ArgumentException($"adapter of {a.Target} ({a.Kind}, r {a.Rank}, alpha {a.Alpha}, rslora {a.RsLora}) does not fit the config " +
+                                            $"({config.Kind}, r {config.Rank}, alpha {config.Alpha}, rslora {config.UseRsLora})");
+            if (!config.Targets.Matches(ModuleName(a.Target)))
+                throw new ArgumentException($"adapter of {ModuleName(a.Target)} is not targeted by {config.Targets}; the saved adapter would not load");
+        }
         Directory.CreateDirectory(directory);
-        var list = adapters.ToList();
         var writer = new SafetensorsWriter();
         writer.SetMetadata("format", "pt");
-        foreach (var a in list.OrderBy(a => a.Target, StringComparer.Ordinal))
+        foreach (var a in list)
         {
-            string module = Prefix + TensorNames.GgufToHuggingFace(a.Target)![..^".weight".Length];
-            var adapter = a;
-            writer.Add(new SafetensorsWriter.Tensor(module + ".lora_A.weight", TensorType.F32, [a.Rank, a.In],
-                s => s.Write(new ReadOnlySpan<byte>(adapter.A, adapter.Rank * adapter.In * 4))));
-            writer.Add(new SafetensorsWriter.Tensor(module + ".lora_B.weight", TensorType.F32, [a.Out, a.Rank],
-                s => s.Write(new ReadOnlySpan<byte>(adapter.B, adapter.Out * adapter.Rank * 4))));
-            if (a.Dora)
-                writer.Add(new SafetensorsWriter.Tensor(module + ".lora_magnitude_vector", TensorType.F32, [a.Out],
-                    s => s.Write(new ReadOnlySpan<byte>(adapter.Magnitude, adapter.Out * 4))));
+            string module = Prefix + ModuleName(a.Target);
+            foreach (var t in a.Tensors)
+            {
+                var tensor = t;
+                writer.Add(new SafetensorsWriter.Tensor(module + "." + t.PeftName, TensorType.F32, t.PeftShape,
+                    s => s.Write(new ReadOnlySpan<byte>(tensor.Values, checked((int)(tensor.Count * 4))))));
+            }
         }
         writer.Write(Path.Combine(directory, "adapter_model.safetensors"));
         var json = new JsonObject
@@ -45,21 +64,24 @@ public static unsafe class PeftAdapter
             ["r"] = config.Rank,
             ["lora_alpha"] = config.Alpha,
             ["lora_dropout"] = config.Dropout,
-            ["target_modules"] = new JsonArray(config.TargetModules.Select(t => (JsonNode)t).ToArray()),
+            ["target_modules"] = config.Targets.TargetModulesJson,
             ["use_rslora"] = config.UseRsLora,
-            ["use_dora"] = config.UseDora,
+            ["use_dora"] = false,
             ["base_model_name_or_path"] = config.BaseModel,
             ["bias"] = "none",
             ["fan_in_fan_out"] = false,
             ["inference_mode"] = true,
             ["init_lora_weights"] = true,
             ["modules_to_save"] = null,
-            ["layers_to_transform"] = null,
-            ["layers_pattern"] = null,
+            ["layers_to_transform"] = config.Targets.Layers is { } layers ? new JsonArray(layers.Select(l => (JsonNode)l).ToArray()) : null,
+            ["layers_pattern"] = config.Targets.LayersPattern is { } patterns ? new JsonArray(patterns.Select(p => (JsonNode)p).ToArray()) : null,
             ["rank_pattern"] = new JsonObject(),
             ["alpha_pattern"] = new JsonObject(),
             ["revision"] = null,
         };
+        if (config.Targets.ExcludeNames is { } excluded) json["exclude_modules"] = new JsonArray(excluded.Select(e => (JsonNode)e).ToArray());
+        else if (config.Targets.ExcludePattern is string exclude) json["exclude_modules"] = exclude;
+        if (config.Kind.ConfigFlag is string flag) json[flag] = true;
         AtomicFile.WriteAllText(Path.Combine(directory, "adapter_config.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
@@ -67,126 +89,132 @@ public static unsafe class PeftAdapter
     {
         var path = Path.Combine(directory, "adapter_config.json");
         if (!File.Exists(path)) throw new ModelFormatException(directory, "not an adapter directory: adapter_config.json is missing");
-        JsonObject o;
-        try { o = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelFormatException(path, "not a JSON object"); }
-        catch (JsonException e) { throw new ModelFormatException(path, $"not valid JSON: {e.Message}"); }
-        string type = o["peft_type"]?.GetValue<string>() ?? "LORA";
-        if (type != "LORA") throw new ModelFormatException(path, $"peft_type '{type}' is not supported (only LORA, with use_dora for DoRA)", "peft_type");
-        if (o["fan_in_fan_out"] is JsonValue f && f.GetValue<bool>()) throw new ModelFormatException(path, "fan_in_fan_out adapters are not supported (Llama uses nn.Linear)", "fan_in_fan_out");
-        string bias = o["bias"]?.GetValue<string>() ?? "none";
-        if (bias != "none") throw new ModelFormatException(path, $"bias '{bias}' is not supported (only none)", "bias");
+        var r = PeftConfigReader.Open(path);
+        string type = r.String("peft_type") ?? "LORA";
+        if (type != "LORA") throw new ModelFormatException(path, $"'{type}' is not supported (only LORA, with its registered variants: {string.Join(", ", AdapterKinds.Names)})", "peft_type");
+        if (r.Bool("fan_in_fan_out") == true) throw new ModelFormatException(path, "fan_in_fan_out adapters are not supported (Llama uses nn.Linear)", "fan_in_fan_out");
+        string bias = r.String("bias") ?? "none";
+        if (bias != "none") throw new ModelFormatException(path, $"'{bias}' is not supported (only none)", "bias");
         foreach (var key in new[] { "rank_pattern", "alpha_pattern" })
-            if (o[key] is JsonObject pattern && pattern.Count > 0) throw new ModelFormatException(path, "per-module ranks/alphas are not supported", key);
-        if (o["modules_to_save"] is JsonArray saved && saved.Count > 0)
-            throw new ModelFormatException(path, $"modules_to_save ({string.Join(", ", saved)}) is not supported", "modules_to_save");
-        int r = o["r"]?.GetValue<int>() ?? throw new ModelFormatException(path, "missing r", "r");
-        float alpha = o["lora_alpha"] is JsonNode a ? (float)a.GetValue<double>() : r;
-        var targets = o["target_modules"] switch
+            if (r.ObjectCount(key) > 0) throw new ModelFormatException(path, "per-module ranks/alphas are not supported", key);
+        if (r.ListCount("modules_to_save") > 0)
+            throw new ModelFormatException(path, $"{r.Node("modules_to_save")!.ToJsonString()} is not supported (fully trained extra modules)", "modules_to_save");
+        var kind = AdapterKinds.FromFlags(r.Bool, path);
+        foreach (var field in UnsupportedVariants)
         {
-            JsonArray arr => arr.Select(t => t!.GetValue<string>()).ToList(),
-            JsonValue v => [v.GetValue<string>()],
-            _ => new List<string>(),
-        };
-        return new PeftAdapterConfig(r, alpha, o["lora_dropout"] is JsonNode d ? (float)d.GetValue<double>() : 0, targets,
-            o["use_rslora"] is JsonValue rs && rs.GetValue<bool>(), o["use_dora"] is JsonValue dv && dv.GetValue<bool>(),
-            o["base_model_name_or_path"]?.GetValue<string>());
+            if (AdapterKinds.All.Any(k => k.ConfigFlag == field)) continue;
+            bool set = r.Node(field) switch
+            {
+                null => false,
+                JsonValue v when v.GetValueKind() is JsonValueKind.True or JsonValueKind.False => v.GetValue<bool>(),
+                JsonArray a => a.Count > 0,
+                JsonObject o => o.Count > 0,
+                _ => true,
+            };
+            if (set) throw new ModelFormatException(path, $"this LoRA variant is not supported (adapter kinds: {string.Join(", ", AdapterKinds.Names)})", field);
+        }
+        int rank = r.Int("r") ?? throw new ModelFormatException(path, "required field is missing", "r");
+        if (rank < 1) throw new ModelFormatException(path, $"expected a positive integer, found {rank}", "r");
+        float alpha = (float)(r.Number("lora_alpha") ?? 8);                 // PEFT's default
+        if (!float.IsFinite(alpha))
+            throw new ModelFormatException(path, $"{r.Node("lora_alpha")?.ToJsonString()} is not a finite 32-bit number (the scale alpha/r would be {alpha})", "lora_alpha");
+        float dropout = (float)(r.Number("lora_dropout") ?? 0);
+        if (dropout is < 0 or >= 1) throw new ModelFormatException(path, $"expected a number in [0, 1), found {dropout}", "lora_dropout");
+        return new PeftAdapterConfig(rank, alpha, dropout, PeftTargets.Read(r), r.Bool("use_rslora") ?? false, kind, r.String("base_model_name_or_path"));
     }
 
     /// <summary>Load an adapter for a model — a PEFT directory or a llama.cpp LoRA .gguf — with every tensor matched to a
-    /// projection and shape-checked.</summary>
+    /// targeted projection and shape-checked, and every targeted projection given its tensors.</summary>
     public static Dictionary<string, LoraAdapter> Load(string directory, LlamaWeights weights)
     {
         if (File.Exists(directory)) return LoadGguf(directory, weights);
         var config = ReadConfig(directory);
+        var configPath = Path.Combine(directory, "adapter_config.json");
         var file = Path.Combine(directory, "adapter_model.safetensors");
         if (!File.Exists(file)) throw new ModelFormatException(directory, "adapter_model.safetensors is missing (adapter_model.bin is not supported)");
-        var matrices = weights.Matrices().ToDictionary(m => m.Name);
-        var adapters = new Dictionary<string, LoraAdapter>();
+        var targets = config.Targets.ForArchitecture(weights.Config.Architecture);
+        var projections = Adaptable(weights).ToDictionary(m => ModuleName(m.Name));
+        var targeted = projections.Where(p => targets.Matches(p.Key)).ToDictionary(p => p.Key, p => p.Value);
+        if (targeted.Count == 0)
+            throw new ModelFormatException(configPath, $"{targets} matches no projection of this model (its modules are named like " +
+                                                       $"{string.Join(", ", projections.Keys.Where(k => k.StartsWith("model.layers.0.", StringComparison.Ordinal)).DefaultIfEmpty(projections.Keys.FirstOrDefault() ?? ""))})", "target_modules");
+
         using var st = SafetensorsFile.Open(file);
-        var parts = new Dictionary<string, Dictionary<string, SafetensorsTensorInfo>>();
+        var byModule = new Dictionary<string, Dictionary<string, SafetensorsTensorInfo>>();
         foreach (var t in st.Tensors)
         {
             string name = t.Name.StartsWith(Prefix, StringComparison.Ordinal) ? t.Name[Prefix.Length..] : t.Name;
-            string? kind = null, module = null;
-            foreach (var suffix in new[] { ".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector.weight", ".lora_magnitude_vector" })
-                if (name.EndsWith(suffix, StringComparison.Ordinal)) { kind = suffix.Split('.')[1]; module = name[..^suffix.Length]; break; }
-            string? target = module == null ? null : TensorNames.HuggingFaceToGguf(module + ".weight");
-            if (kind == null || target == null || !matrices.ContainsKey(target))
-                throw new ModelFormatException(file, "is not a LoRA tensor of a projection of this model", $"tensor '{t.Name}'");
-            if (!parts.TryGetValue(target, out var p)) parts[target] = p = new();
-            p[kind] = t;
+            string? module = ModuleOf(name, projections);
+            if (module == null) throw new ModelFormatException(file, "is not a tensor of an adapter on a projection of this model", $"tensor '{t.Name}'");
+            if (!targeted.ContainsKey(module))
+                throw new ModelFormatException(file, $"{module} is not targeted by {configPath} ({targets})", $"tensor '{t.Name}'");
+            if (!byModule.TryGetValue(module, out var parts)) byModule[module] = parts = new(StringComparer.Ordinal);
+            if (!parts.TryAdd(name[(module.Length + 1)..], t))
+                throw new ModelFormatException(file, $"is given twice (with and without the {Prefix} prefix)", $"tensor '{t.Name}'");
         }
+        foreach (var module in targeted.Keys)
+            if (!byModule.ContainsKey(module))
+                throw new ModelFormatException(file, $"holds no tensors for {module}, which {configPath} targets ({targets})");
+
+        var adapters = new Dictionary<string, LoraAdapter>();
         try
         {
-            foreach (var (target, p) in parts)
+            foreach (var (module, parts) in byModule)
             {
-                var w = matrices[target];
-                if (!p.TryGetValue("lora_A", out var ta) || !p.TryGetValue("lora_B", out var tb))
-                    throw new ModelFormatException(file, "needs both lora_A and lora_B", $"adapter of '{TensorNames.GgufToHuggingFace(target)}'");
+                var w = targeted[module];
+                // A and B first, so a damaged rank fails before anything is allocated for it.
+                if (!parts.TryGetValue("lora_A.weight", out var ta) || !parts.TryGetValue("lora_B.weight", out var tb))
+                    throw new ModelFormatException(file, "needs both lora_A and lora_B", $"adapter of '{module}'");
                 Expect(file, ta, [config.Rank, w.Cols]);
                 Expect(file, tb, [w.Rows, config.Rank]);
-                bool dora = p.TryGetValue("lora_magnitude_vector", out var tm);
-                if (dora != config.UseDora)
-                    throw new ModelFormatException(file, dora ? "has a DoRA magnitude but use_dora is false" : "use_dora is true but the magnitude is missing",
-                        $"adapter of '{TensorNames.GgufToHuggingFace(target)}'");
-                var adapter = new LoraAdapter(target, config.Rank, w.Cols, w.Rows, config.Alpha, config.UseRsLora, dora);
-                Copy(st, ta, adapter.A);
-                Copy(st, tb, adapter.B);
-                if (dora)
+                var adapter = config.Kind.Create(new AdapterShape(w.Name, config.Rank, w.Cols, w.Rows, config.Alpha, config.UseRsLora));
+                adapter.Source = file;
+                adapters[w.Name] = adapter;
+                var used = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var tensor in adapter.Tensors)
                 {
-                    Expect(file, tm!, [w.Rows]);
-                    Copy(st, tm!, adapter.Magnitude);
-                    adapter.RefreshRowNorm(w);
+                    string? found = new[] { tensor.PeftName }.Concat(tensor.PeftAliases ?? []).FirstOrDefault(parts.ContainsKey);
+                    if (found == null)
+                        throw new ModelFormatException(file, $"is missing: a {config.Kind} adapter ({config.Kind.Declaration} in {configPath}) needs it",
+                            $"tensor '{Prefix}{module}.{tensor.PeftName}'");
+                    var info = parts[found];
+                    Expect(file, info, tensor.PeftShape);
+                    Copy(st, info, tensor.Values);
+                    used.Add(found);
                 }
-                adapters[target] = adapter;
+                foreach (var (suffix, info) in parts)
+                    if (!used.Contains(suffix))
+                        throw new ModelFormatException(file, $"is not part of a {config.Kind} adapter, which {configPath} declares ({config.Kind.Declaration})", $"tensor '{info.Name}'");
+                adapter.Refresh(w);
             }
         }
         catch { foreach (var a in adapters.Values) a.Dispose(); throw; }
-        if (adapters.Count == 0) throw new ModelFormatException(file, "holds no adapter tensors");
         return adapters;
     }
 
-    /// <summary>A llama.cpp LoRA GGUF (general.type = adapter): scale alpha/r; q/k lora_b rows are in the adjacent-pair
-    /// layout and are permuted back when the base weights use the Hugging Face layout.</summary>
+    /// <summary>The projection module a tensor name ("model.layers.0.self_attn.q_proj.lora_A.weight") belongs to: its
+    /// longest dotted prefix that names one.</summary>
+    static string? ModuleOf(string name, Dictionary<string, WeightMatrix> projections)
+    {
+        for (int dot = name.LastIndexOf('.'); dot > 0; dot = name.LastIndexOf('.', dot - 1))
+            if (projections.ContainsKey(name[..dot])) return name[..dot];
+        return null;
+    }
+
+    /// <summary>A llama.cpp adapter GGUF (general.type = adapter): its adapter.type names the kind.</summary>
     static Dictionary<string, LoraAdapter> LoadGguf(string path, LlamaWeights weights)
     {
         using var gguf = GgufFile.Open(path);
-        if (gguf.GetString("general.type") != "adapter" || gguf.GetString("adapter.type") != "lora")
-            throw new ModelFormatException(path, "not a llama.cpp LoRA adapter (general.type must be adapter and adapter.type lora)", "adapter.type");
+        if (gguf.GetString("general.type") != "adapter")
+            throw new ModelFormatException(path, "not a llama.cpp adapter (general.type must be adapter)", "general.type");
+        string type = gguf.GetString("adapter.type") ?? throw new ModelFormatException(path, "required metadata key is missing", "adapter.type");
+        var kind = AdapterKinds.ForLlamaCpp(type)
+                   ?? throw new ModelFormatException(path, $"'{type}' adapters are not supported (llama.cpp forms: {string.Join(", ", AdapterKinds.All.Where(k => k.LlamaCppType != null).Select(k => k.LlamaCppType))})", "adapter.type");
         var config = weights.Config;
         string? arch = gguf.GetString("general.architecture");
         if (arch != config.GgufArchitecture)
             throw new ModelFormatException(path, $"adapter for architecture '{arch}', the model is '{config.GgufArchitecture}'", "general.architecture");
-        float? alpha = gguf.Get("adapter.lora.alpha") is { } a ? (float)a.AsNumber(path, "adapter.lora.alpha") : null;
-        bool unpermute = config.GgufArchitecture == "llama" && config.RopeLayout == RopeLayout.Halves;
-        var matrices = weights.Matrices().ToDictionary(m => m.Name);
-        var adapters = new Dictionary<string, LoraAdapter>();
-        try
-        {
-            foreach (var ta in gguf.Tensors.Where(t => t.Name.EndsWith(".lora_a", StringComparison.Ordinal)))
-            {
-                string target = ta.Name[..^".lora_a".Length];
-                if (!matrices.TryGetValue(target, out var w)) throw new ModelFormatException(path, "is not a projection of this model", $"tensor '{ta.Name}'");
-                if (!gguf.TryGetTensor(target + ".lora_b", out var tb)) throw new ModelFormatException(path, "has no matching lora_b", $"tensor '{ta.Name}'");
-                int rank = (int)ta.Shape[0];
-                if (!ta.Shape.SequenceEqual(new long[] { rank, w.Cols }) || !tb.Shape.SequenceEqual(new long[] { w.Rows, rank }))
-                    throw new ModelFormatException(path, $"shapes {string.Join("x", ta.Shape)} / {string.Join("x", tb.Shape)} do not fit [{rank}, {w.Cols}] / [{w.Rows}, {rank}]", $"tensor '{ta.Name}'");
-                var adapter = new LoraAdapter(target, rank, w.Cols, w.Rows, alpha ?? rank);
-                adapters[target] = adapter;
-                WeightRows.DequantizeSegment(ta.Type, gguf.TensorData(ta), 0, rank * w.Cols, adapter.A);
-                var b = new float[(long)w.Rows * rank];
-                fixed (float* pb = b) WeightRows.DequantizeSegment(tb.Type, gguf.TensorData(tb), 0, rank * w.Rows, pb);
-                bool qk = target.Contains(".attn_q.") || target.Contains(".attn_k.");
-                for (int row = 0; row < w.Rows; row++)
-                {
-                    int source = unpermute && qk ? RopePermutation.AdjacentRowForHalvesRow(row, config.HeadDim) : row;
-                    b.AsSpan(source * rank, rank).CopyTo(new Span<float>(adapter.B + (long)row * rank, rank));
-                }
-            }
-        }
-        catch { foreach (var x in adapters.Values) x.Dispose(); throw; }
-        if (adapters.Count == 0) throw new ModelFormatException(path, "holds no lora_a/lora_b tensors");
-        return adapters;
+        return kind.ReadLlamaCpp!(gguf, weights);
     }
 
     static void Expect(string file, SafetensorsTensorInfo t, long[] shape)
@@ -199,10 +227,15 @@ public static unsafe class PeftAdapter
 
     static void Copy(SafetensorsFile st, SafetensorsTensorInfo t, float* destination)
     {
-        int n = (int)t.ElementCount;
+        int n = checked((int)t.ElementCount);
         WeightRows.DequantizeSegment(t.Type!.Value, st.TensorData(t), 0, n, destination);
-        for (int i = 0; i < n; i++)
-            if (!float.IsFinite(destination[i]))
-                throw new ModelFormatException(st.Path, $"non-finite value at element {i}", $"tensor '{t.Name}'");
+        RequireFinite(st.Path, t.Name, destination, n);
+    }
+
+    internal static void RequireFinite(string file, string tensor, float* values, long count)
+    {
+        for (long i = 0; i < count; i++)
+            if (!float.IsFinite(values[i]))
+                throw new ModelFormatException(file, $"non-finite value at element {i}", $"tensor '{tensor}'");
     }
 }

@@ -19,14 +19,49 @@ public static class ChatConversation
         "### Instruction:\n{{ message['content'] }}\n\n### Response:\n" +
         "{% elif message['role'] == 'assistant' %}{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}";
 
+    /// <summary>Chat formats named as LLaMA-Factory's `template` names them, each with markers a conversation rendered
+    /// in that format always holds. Hone has no built-in copies of them: a name stands for the model's own template,
+    /// when a probe conversation rendered with it holds the markers.</summary>
+    public static readonly IReadOnlyDictionary<string, string[]> FormatMarkers = new Dictionary<string, string[]>
+    {
+        ["llama3"] = ["<|start_header_id|>", "<|eot_id|>"],
+        ["llama2"] = ["[INST]"],
+        ["mistral"] = ["[INST]"],
+        ["qwen"] = ["<|im_start|>"],
+        ["qwen3"] = ["<|im_start|>"],
+        ["chatml"] = ["<|im_start|>"],
+        ["gemma"] = ["<start_of_turn>"],
+        ["phi"] = ["<|user|>", "<|end|>"],
+    };
+
+    /// <param name="templateFile">a Jinja file, a chat format name of <see cref="FormatMarkers"/> (which the model's
+    /// own template must be), or null for the model's template</param>
     public static (ChatTemplate Template, string Name) ResolveTemplate(Tokenizer tokenizer, string? templateFile)
     {
+        if (templateFile != null && !File.Exists(templateFile) && FormatMarkers.TryGetValue(templateFile.Trim().ToLowerInvariant(), out var markers))
+        {
+            if (tokenizer.ChatTemplate == null)
+                throw new ArgumentException($"template '{templateFile}': the model has no chat template to use for it, and Hone has no built-in copy of that format; give a Jinja template file");
+            var own = ChatTemplate.Parse(tokenizer.ChatTemplate, "model");
+            string probe;
+            try
+            {
+                probe = own.Apply(new JsonArray(Message("user", "u"), Message("assistant", "a")),
+                    new ChatTemplateOptions { BosToken = tokenizer.BosToken, EosToken = tokenizer.EosToken });
+            }
+            catch (TemplateException e) { throw new ArgumentException($"template '{templateFile}': the model's own chat template does not render a plain conversation: {e.Message}"); }
+            if (!markers.All(m => probe.Contains(m, StringComparison.Ordinal)))
+                throw new ArgumentException($"template '{templateFile}': the model's own chat template is not of that format (what it renders lacks {string.Join(" and ", markers)}); " +
+                                            "leave the template out to use the model's, or give a Jinja template file");
+            return (own, $"from the model (a {templateFile} template)");
+        }
         if (templateFile != null)
         {
-            if (!File.Exists(templateFile)) throw new FileNotFoundException($"{templateFile}: chat template file not found", templateFile);
+            if (!File.Exists(templateFile))
+                throw new FileNotFoundException($"{templateFile}: chat template file not found (nor a chat format name: {string.Join(", ", FormatMarkers.Keys)})", templateFile);
             return (ChatTemplate.Parse(File.ReadAllText(templateFile), templateFile), Path.GetFileName(templateFile));
         }
-        if (tokenizer.ChatTemplate != null) return (ChatTemplate.Parse(tokenizer.ChatTemplate, "model"), "from the model");
+        if (tokenizer.ChatTemplate != null) return (ChatTemplate.Parse(tokenizer.ChatTemplate, tokenizer.ChatTemplateSource ?? "the model's chat_template"), "from the model");
         return (ChatTemplate.Parse(PlainTemplate, "plain"), "plain instruction/response (the model has none)");
     }
 
@@ -66,6 +101,16 @@ public static class ChatConversation
             }
             return Checked(result, file, line);
         }
+        if (o["instruction"] == null && Field(o, PromptFields) is string prompt && Field(o, AnswerFields) is string answer)
+        {
+            // A prompt/answer pair under the names datasets use (CSV columns, Q&A sets): one user turn, one answer.
+            // (With an "instruction" the record is Alpaca's, whose answer may also be named response/answer/completion.)
+            var result = new JsonArray();
+            if (o["system"] is JsonValue sys && sys.TryGetValue(out string? systemText) && systemText.Length > 0) result.Add((JsonNode)Message("system", systemText));
+            result.Add((JsonNode)Message("user", prompt));
+            result.Add((JsonNode)Message("assistant", answer));
+            return result;
+        }
         if (o["instruction"] is JsonValue instruction && instruction.TryGetValue(out string? instructionText))
         {
             var result = new JsonArray();
@@ -78,12 +123,28 @@ public static class ChatConversation
                     result.Add((JsonNode)Message("assistant", p[1]!.GetValue<string>()));
                 }
             string input = o["input"] is JsonValue i && i.TryGetValue(out string? it) ? it : "";
-            string output = o["output"] is JsonValue v && v.TryGetValue(out string? ot) ? ot : throw new DataFormatException(file, line, "an Alpaca record needs an \"output\" string");
+            string output = o["output"] is JsonValue v && v.TryGetValue(out string? ot) ? ot
+                : Field(o, AnswerFields) ?? throw new DataFormatException(file, line, "an Alpaca record needs an \"output\" string (or response, answer, completion)");
             result.Add((JsonNode)Message("user", input.Length > 0 ? $"{instructionText}\n\n{input}" : instructionText));
             result.Add((JsonNode)Message("assistant", output));
             return result;
         }
-        throw new DataFormatException(file, line, "unrecognized record: expected \"messages\" (OpenAI), \"conversations\" (ShareGPT) or \"instruction\"/\"output\" (Alpaca)");
+        throw new DataFormatException(file, line, "unrecognized record: expected \"messages\" (OpenAI), \"conversations\" (ShareGPT), \"instruction\"/\"output\" (Alpaca) " +
+            $"or a prompt field ({string.Join(", ", PromptFields)}) with an answer field ({string.Join(", ", AnswerFields)})");
+    }
+
+    /// <summary>Field names of a prompt/answer pair, in the order they are looked for.</summary>
+    public static readonly IReadOnlyList<string> PromptFields = ["question", "prompt", "input", "query"];
+    public static readonly IReadOnlyList<string> AnswerFields = ["response", "answer", "output", "completion"];
+
+    /// <summary>The first of <paramref name="names"/> holding a non-empty string (names compared without case).</summary>
+    static string? Field(JsonObject o, IReadOnlyList<string> names)
+    {
+        foreach (var name in names)
+            foreach (var (key, value) in o)
+                if (string.Equals(key.Trim(), name, StringComparison.OrdinalIgnoreCase) && value is JsonValue v && v.TryGetValue(out string? text) && text.Trim().Length > 0)
+                    return text.Trim();
+        return null;
     }
 
     static JsonObject Message(string role, string content) => new() { ["role"] = role, ["content"] = content };

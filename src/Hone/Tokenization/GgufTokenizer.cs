@@ -112,6 +112,7 @@ static class GgufTokenizer
         parts.SuffixIds = addEos ? [parts.EosId!.Value] : [];
         parts.ExtraEndOfTurnIds = new[] { Id("eot_token_id", null), Id("eom_token_id", null) }.OfType<int>().ToArray();
         parts.ChatTemplate = gguf.GetString("tokenizer.chat_template");
+        parts.ChatTemplateSource = $"{file} tokenizer.chat_template";
         return new Tokenizer(parts);
     }
 

@@ -130,6 +130,17 @@ static class HuggingFaceTokenizerLoader
 
     static string[] BuildPieces(JsonFile json, Dictionary<string, int> modelIds, AddedToken[] added)
     {
+        // Ids must run 0..n-1 without gaps, so none can reach the number of entries; one that does (a corrupt 2^31-1)
+        // must not size the table: name the first gap it implies, found among the first n ids.
+        long entries = (long)modelIds.Count + added.Length;
+        int largest = Math.Max(modelIds.Count == 0 ? -1 : modelIds.Values.Max(), added.Length == 0 ? -1 : added.Max(t => t.Id));
+        if (largest >= entries)
+        {
+            var used = new bool[entries];
+            foreach (int id in modelIds.Values.Concat(added.Select(t => t.Id)))
+                if (id >= 0 && id < entries) used[id] = true;
+            throw json.Error("model.vocab", $"id {Array.IndexOf(used, false)} is not assigned to any token (ids must be 0..n-1 without gaps; the largest id is {largest} for {entries} tokens)");
+        }
         int size = Math.Max(modelIds.Count == 0 ? 0 : modelIds.Values.Max() + 1, added.Length == 0 ? 0 : added.Max(t => t.Id) + 1);
         var pieces = new string?[size];
         foreach (var (piece, id) in modelIds)
@@ -401,6 +412,7 @@ static class HuggingFaceTokenizerLoader
             parts.CleanUpTokenizationSpaces = json.Bool(cu, "clean_up_tokenization_spaces");
         if (root.TryGetProperty("chat_template", out var ct) && ct.ValueKind != JsonValueKind.Null)
         {
+            parts.ChatTemplateSource = $"{configPath} chat_template";
             if (ct.ValueKind == JsonValueKind.String) parts.ChatTemplate = ct.GetString();
             else
             {
@@ -409,7 +421,10 @@ static class HuggingFaceTokenizerLoader
                 {
                     string path = $"chat_template[{i++}]";
                     if (json.String(json.Required(entry, "name", path), path + ".name") == "default")
+                    {
                         parts.ChatTemplate = json.String(json.Required(entry, "template", path), path + ".template");
+                        parts.ChatTemplateSource = $"{configPath} {path}.template";
+                    }
                 }
             }
         }

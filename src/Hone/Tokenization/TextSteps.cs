@@ -8,11 +8,14 @@ enum NormalizerKind : byte { Prepend, Replace, Nfc }
 /// <summary>One normalizer: <c>Prepend(A)</c>, <c>Replace(A → B)</c> (literal string pattern), or NFC.</summary>
 readonly record struct NormalizerStep(NormalizerKind Kind, string A = "", string B = "")
 {
-    public static string Apply(IReadOnlyList<NormalizerStep> steps, string text)
+    /// <param name="continuing">the text continues a segment already normalized (a piece of a long document after
+    /// the first): Prepend, which Hugging Face applies once per segment, is left out</param>
+    public static string Apply(IReadOnlyList<NormalizerStep> steps, string text, bool continuing = false)
     {
         foreach (var step in steps)
         {
             if (text.Length == 0) return text; // Prepend leaves an empty string empty; the others cannot grow it
+            if (continuing && step.Kind == NormalizerKind.Prepend) continue;
             text = step.Kind switch
             {
                 NormalizerKind.Prepend => step.A + text,

@@ -44,6 +44,9 @@ public sealed class Tokenizer
     public bool AddsEos { get; }
     /// <summary>tokenizer_config.json chat_template (the "default" one where there are several) or GGUF tokenizer.chat_template.</summary>
     public string? ChatTemplate { get; }
+
+    /// <summary>Where <see cref="ChatTemplate"/> was read ("…/tokenizer_config.json chat_template"), for error messages.</summary>
+    public string? ChatTemplateSource { get; }
     /// <summary>tokenizer_config.json clean_up_tokenization_spaces, when given (transformers' decode then applies it).</summary>
     public bool? CleanUpTokenizationSpaces { get; }
     /// <summary>Tokens matched in text before the model runs.</summary>
@@ -62,6 +65,7 @@ public sealed class Tokenizer
         public int[] PrefixIds = [], SuffixIds = [];
         public int? BosId, EosId, UnknownId, PaddingId;
         public string? ChatTemplate;
+        public string? ChatTemplateSource;
         public bool? CleanUpTokenizationSpaces;
         public IEnumerable<int> ExtraEndOfTurnIds = [];
         public float[]? Scores;
@@ -94,6 +98,7 @@ public sealed class Tokenizer
         BosToken = p.BosId is int b ? _vocab.Pieces[b] : null;
         EosToken = p.EosId is int e ? _vocab.Pieces[e] : null;
         ChatTemplate = p.ChatTemplate;
+        ChatTemplateSource = p.ChatTemplate == null ? null : p.ChatTemplateSource;
         CleanUpTokenizationSpaces = p.CleanUpTokenizationSpaces;
         AddsBos = p.BosId is int bos && _prefixIds.Contains(bos);
         AddsEos = p.EosId is int eos && _suffixIds.Contains(eos);
@@ -188,11 +193,46 @@ public sealed class Tokenizer
         return output.ToArray();
     }
 
-    void EncodeText(string text, bool parseSpecial, List<int> output)
+    /// <summary>Texts longer than this are encoded in pieces by <see cref="EncodeDocument"/>.</summary>
+    public const int DocumentPiece = 1 << 20;
+
+    /// <summary>
+    /// Append a document's ids (no special tokens added, special-token text encoded as text) to <paramref name="output"/>.
+    /// A document longer than <see cref="DocumentPiece"/> characters is encoded in pieces of about that length cut
+    /// before a single space between two non-space characters, where the pre-tokenizers of byte-level (GPT-2,
+    /// Llama 3) and SentencePiece (Metaspace) tokenizers split anyway, so the ids are those of the whole text while the
+    /// working copies stay small (a 200 MB one-line document would otherwise hold several copies of itself). A piece
+    /// without such a space is cut at the length, between whole characters.
+    /// </summary>
+    public void EncodeDocument(string text, List<int> output)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.Length <= DocumentPiece) { output.AddRange(Encode(text, addSpecialTokens: false, parseSpecialTokens: false)); return; }
+        for (int start = 0; start < text.Length;)
+        {
+            int end = PieceEnd(text, start, DocumentPiece);
+            EncodeText(text[start..end], parseSpecial: false, output, continuing: start > 0);
+            start = end;
+        }
+    }
+
+    /// <summary>Where a piece starting at <paramref name="start"/> ends: the first single space between non-space
+    /// characters at or after start + length (looking at most another length further), else start + length.</summary>
+    internal static int PieceEnd(string text, int start, int length)
+    {
+        if (text.Length - start <= length) return text.Length;
+        int limit = (int)Math.Min(text.Length - 1L, start + 2L * length);
+        for (int i = start + length; i < limit; i++)
+            if (text[i] == ' ' && !char.IsWhiteSpace(text[i - 1]) && !char.IsWhiteSpace(text[i + 1])) return i;
+        int end = start + length;
+        return char.IsLowSurrogate(text[end]) ? end - 1 : end;
+    }
+
+    void EncodeText(string text, bool parseSpecial, List<int> output, bool continuing = false)
     {
         if (text.Length == 0) return;
         var raw = new List<Fragment>();
-        _rawMatcher.Split(new Fragment(text, 0, text.Length, -1, AtOrigin: true), parseSpecial, raw);
+        _rawMatcher.Split(new Fragment(text, 0, text.Length, -1, AtOrigin: !continuing), parseSpecial, raw);
         var fragments = raw;
         if (_normalizer.Length > 0 || !_normalizedMatcher.IsEmpty)
         {
@@ -200,7 +240,7 @@ public sealed class Tokenizer
             foreach (var f in raw)
             {
                 if (f.IsToken) { fragments.Add(f); continue; }
-                string normalized = NormalizerStep.Apply(_normalizer, f.Span.ToString());
+                string normalized = NormalizerStep.Apply(_normalizer, f.Span.ToString(), continuing && f.Start == 0);
                 _normalizedMatcher.Split(new Fragment(normalized, 0, normalized.Length, -1, f.AtOrigin), parseSpecial, fragments);
             }
         }

@@ -1,18 +1,17 @@
-using System.Globalization;
-using System.Reflection;
-using System.Text;
 using Hone.Formats;
+using Hone.Model;
+using Hone.Tensors;
 
 namespace Hone.Training;
 
 public enum TrainingStage { Cpt, Sft }
 
 /// <summary>
-/// Every option of a training run. A recipe file (flat YAML: `key: value`, lists as `[a, b]` or `- item` lines,
-/// `#` comments) holds any of them under their snake_case names; unknown keys are rejected. Command-line flags
-/// override the recipe.
+/// Every option of a training run, as a plain record. Their flags, recipe keys (snake_case, or LLaMA-Factory's names),
+/// descriptions and limits are declared once, in <see cref="Settings"/> (TrainSettings.cs); the CLI's options, the
+/// recipe reader (<see cref="TrainRecipe"/>) and <see cref="Validate"/> are derived from that table.
 /// </summary>
-public sealed record TrainOptions
+public sealed partial record TrainOptions
 {
     public string Model { get; init; } = "";
     public string Data { get; init; } = "";
@@ -35,6 +34,8 @@ public sealed record TrainOptions
     public float LoraDropout { get; init; }
     public IReadOnlyList<string> LoraTargets { get; init; } = ["all-linear"];
     public bool UseRslora { get; init; }
+    /// <summary>The kind of adapter lora and qlora train (a registered kind: lora, dora, ...); null: lora (dora with method dora).</summary>
+    public string? AdapterKind { get; init; }
     /// <summary>Storage of the frozen base for qlora: q8_0, q4_0 or q4_k.</summary>
     public string QloraType { get; init; } = "q4_0";
     public int FreezeTrainableLayers { get; init; } = 2;
@@ -63,149 +64,88 @@ public sealed record TrainOptions
     public bool SkipBadLines { get; init; }
     public bool CheckpointActivations { get; init; }
     public int LogEvery { get; init; } = 1;
+    /// <summary>Use only the first N training examples (0 = all): LLaMA-Factory's max_samples.</summary>
+    public int MaxSamples { get; init; }
     /// <summary>A Jinja chat template file to use instead of the model's.</summary>
     public string? Template { get; init; }
 
-    public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora);
-    public bool UsesAdapters => Method is TrainingMethod.Lora or TrainingMethod.Dora or TrainingMethod.QLora;
+    public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora, AdapterKind);
+    public bool UsesAdapters => Setup.UsesAdapters;
+    /// <summary>The setup these options train with (what trains, the adapter settings and kind, the freeze settings).</summary>
+    public TrainingSetup Setup => new(Method, AdapterSettings, new FreezeSettings(FreezeTrainableLayers, FreezeTrainableModules, FreezeExtraModules),
+        CheckpointActivations, Seed);
 
+    /// <summary>Modules <see cref="FreezeTrainableModules"/> may name, and those <see cref="FreezeExtraModules"/> may.</summary>
+    public static readonly IReadOnlyList<string> FreezeModuleNames =
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "self_attn", "mlp", "norm"];
+    public static readonly IReadOnlyList<string> FreezeExtraModuleNames = ["embed_tokens", "lm_head", "norm"];
+
+    /// <summary>Largest batch_size × seq_len: the micro-batch's token and target arrays and the activation rows are
+    /// indexed with 32-bit integers (every element of an [N, widest] buffer).</summary>
+    public const long MaxTokensPerMicroBatch = 1L << 24;
+
+    /// <summary>Check every option on its own (the limits of <see cref="Settings"/>) and together, before any file is
+    /// opened. Model-dependent limits are checked by <see cref="ValidateFor"/> once config.json is read.</summary>
     public TrainOptions Validate()
     {
         void Require(bool ok, string message) { if (!ok) throw new ArgumentException(message); }
-        Require(Model.Length > 0, "a model is required");
-        Require(Data.Length > 0, "training data is required (--data)");
-        Require(Out.Length > 0, "an output directory is required (--out)");
+        Require(Model.Length > 0, "a model is required: hone train MODEL, -m MODEL, or model: in the recipe");
+        Require(Data.Length > 0, "training data is required: --data FILE, or data: (dataset:) in the recipe");
+        Require(Out.Length > 0, "an output directory is required: --out DIR, or out: (output_dir:) in the recipe");
+        foreach (var setting in Settings) setting.Check(this);
         Require(Epochs > 0 || MaxSteps > 0, "epochs or max_steps must be positive");
-        Require(Lr > 0 && float.IsFinite(Lr), $"lr must be positive, got {Lr}");
-        Require(BatchSize >= 1, $"batch_size must be at least 1, got {BatchSize}");
-        Require(GradAccum >= 1, $"grad_accum must be at least 1, got {GradAccum}");
-        Require(SeqLen >= 2, $"seq_len must be at least 2, got {SeqLen}");
-        Require(LoraR >= 1, $"lora_r must be at least 1, got {LoraR}");
-        Require(LoraDropout is >= 0 and < 1, $"lora_dropout must be in [0, 1), got {LoraDropout}");
-        Require(ValSplit is >= 0 and < 1, $"val_split must be in [0, 1), got {ValSplit}");
-        Require(SaveEvery >= 0 && KeepCheckpoints >= 1, "save_every must be ≥ 0 and keep_checkpoints ≥ 1");
-        Require(QloraType is "q8_0" or "q4_0" or "q4_k", $"qlora_type must be q8_0, q4_0 or q4_k, got {QloraType}");
+        Require((long)BatchSize * SeqLen <= MaxTokensPerMicroBatch,
+            $"batch_size × seq_len is {(long)BatchSize * SeqLen:N0} tokens; at most {MaxTokensPerMicroBatch:N0} fit one micro-batch's buffers");
+        foreach (var m in FreezeTrainableModules)
+            Require(FreezeModuleNames.Contains(m), $"freeze_trainable_modules (--freeze-trainable-modules): unknown module '{m}'{Spelling.Suggestion(m, FreezeModuleNames)}; known: {string.Join(", ", FreezeModuleNames)}");
+        foreach (var m in FreezeExtraModules)
+            Require(FreezeExtraModuleNames.Contains(m), $"freeze_extra_modules (--freeze-extra-modules): unknown module '{m}'{Spelling.Suggestion(m, FreezeExtraModuleNames)}; known: {string.Join(", ", FreezeExtraModuleNames)}");
         _ = AdapterSettings.ResolvedTargets;
+        Require(AdapterKind == null || UsesAdapters, $"adapter_kind {AdapterKind} needs method lora or qlora, not {Method.ToString().ToLowerInvariant()}");
+        _ = Setup.AdapterKind; // an unknown kind, or one that contradicts the method, fails here
         return this;
     }
 
-    // ---- recipe files ---------------------------------------------------------------------------
-
-    static readonly Dictionary<string, PropertyInfo> Keys = typeof(TrainOptions).GetProperties()
-        .Where(p => p.CanWrite).ToDictionary(p => SnakeCase(p.Name));
-
-    public static IReadOnlyCollection<string> RecipeKeys => Keys.Keys;
-
-    static string SnakeCase(string name)
+    /// <summary>The limits that depend on the model, checked right after its config is read and before its weights
+    /// load: the context, the freeze layer count, the QLoRA block size, and a lower bound of the memory the run needs.</summary>
+    public void ValidateFor(ModelConfig c, string model)
     {
-        var sb = new StringBuilder();
-        for (int i = 0; i < name.Length; i++)
+        void Require(bool ok, string message) { if (!ok) throw new ArgumentException($"{model}: {message}"); }
+        Require(SeqLen <= c.MaxPositions, $"seq_len (--seq-len) {SeqLen} is more than the model's context of {c.MaxPositions} tokens");
+        if (Method == TrainingMethod.Freeze)
         {
-            if (char.IsUpper(name[i]) && i > 0) sb.Append('_');
-            sb.Append(char.ToLowerInvariant(name[i]));
+            Require(Math.Abs((long)FreezeTrainableLayers) <= c.Layers,
+                $"freeze_trainable_layers (--freeze-trainable-layers) {FreezeTrainableLayers} is more than the model's {c.Layers} layers");
+            Require(FreezeTrainableLayers != 0 || FreezeExtraModules.Count > 0, "freeze_trainable_layers is 0 and no extra modules train: nothing would train");
         }
-        return sb.ToString();
+        if (Method == TrainingMethod.QLora)
+        {
+            var type = TensorTypes.Parse(QloraType);
+            int block = type.Traits().BlockSize;
+            foreach (var (width, what) in new[] { (c.HiddenSize, "hidden size"), (c.IntermediateSize, "feed-forward size"), (c.QueryDim, "attention width") })
+                Require(width % block == 0, $"qlora_type {QloraType} stores rows in blocks of {block}, and the model's {what} {width} is not a multiple of it (use q8_0 or q4_0, blocks of 32)");
+        }
+        long need = ActivationLowerBound(c);
+        long available = MemoryBudget.AvailableBytes;
+        Require(need <= available,
+            $"batch_size {BatchSize} × seq_len {SeqLen} needs at least {MemoryBudget.Text(need)} of activations for this model, more than the {MemoryBudget.Text(available)} this machine has; lower batch_size or seq_len (or use --checkpoint-activations)");
     }
 
-    /// <summary>Apply a recipe file on top of <paramref name="baseline"/>. Unknown keys, bad values and unsupported
-    /// YAML are errors naming the file and line.</summary>
-    public static TrainOptions FromRecipe(string path, TrainOptions baseline)
+    /// <summary>Bytes of activations the run certainly allocates: each layer's input and mid residual [N, D] (kept even
+    /// with activation checkpointing), plus, without it, Q, attention output [N, H·Dh], K, V [N, Hkv·Dh] and the MLP's
+    /// gate and up [N, F] per layer, and the loss chunk's logits. The real arena holds more (work buffers).</summary>
+    public long ActivationLowerBound(ModelConfig c)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: recipe file not found", path);
-        var values = FlatYaml.Parse(path);
-        object boxed = baseline with { };
-        foreach (var (key, (value, line)) in values)
+        try
         {
-            if (!Keys.TryGetValue(key, out var prop))
-                throw new ModelFormatException(path, $"line {line}: unknown key '{key}'; known keys: {string.Join(", ", Keys.Keys.Order())}");
-            try { prop.SetValue(boxed, ConvertValue(value, prop.PropertyType)); }
-            catch (Exception e) when (e is FormatException or ArgumentException or OverflowException)
+            checked
             {
-                throw new ModelFormatException(path, $"line {line}: {key}: {e.Message}");
+                long n = (long)BatchSize * SeqLen;
+                long perLayer = 2L * c.HiddenSize;
+                if (!CheckpointActivations) perLayer += 2L * c.QueryDim + 2L * c.KvDim + 2L * c.IntermediateSize;
+                return 4 * (n * perLayer * c.Layers + 256L * c.VocabSize);
             }
         }
-        return (TrainOptions)boxed;
+        catch (OverflowException) { return long.MaxValue; }
     }
-
-    static object? ConvertValue(object value, Type type)
-    {
-        var underlying = Nullable.GetUnderlyingType(type);
-        if (underlying != null) return value is string s && s is "null" or "~" ? null : ConvertValue(value, underlying);
-        if (type == typeof(IReadOnlyList<string>))
-            return value is List<string> list ? list : ((string)value).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-        if (value is List<string>) throw new FormatException($"expected a single value, found a list");
-        string text = (string)value;
-        if (type == typeof(string)) return text;
-        if (type == typeof(bool)) return text switch
-        {
-            "true" or "True" or "yes" => true,
-            "false" or "False" or "no" => false,
-            _ => throw new FormatException($"expected true or false, found '{text}'"),
-        };
-        if (type.IsEnum)
-        {
-            foreach (var n in Enum.GetNames(type))
-                if (string.Equals(n, text.Replace("_", ""), StringComparison.OrdinalIgnoreCase)) return Enum.Parse(type, n);
-            throw new FormatException($"expected one of {string.Join(", ", Enum.GetNames(type).Select(n => n.ToLowerInvariant()))}, found '{text}'");
-        }
-        return Convert.ChangeType(text, type, CultureInfo.InvariantCulture);
-    }
-}
-
-/// <summary>The YAML subset recipes use: `key: scalar`, `key: [a, b]`, `key:` followed by `- item` lines, comments.
-/// Anything else (nesting, anchors, multi-line strings) is an error naming the line.</summary>
-public static class FlatYaml
-{
-    public static Dictionary<string, (object Value, int Line)> Parse(string path)
-    {
-        var result = new Dictionary<string, (object, int)>();
-        var lines = File.ReadAllLines(path);
-        string? listKey = null;
-        int listLine = 0;
-        List<string>? list = null;
-        for (int i = 0; i < lines.Length; i++)
-        {
-            string raw = StripComment(lines[i]);
-            if (raw.Trim().Length == 0) continue;
-            int lineNumber = i + 1;
-            string trimmed = raw.Trim();
-            if (trimmed.StartsWith("- ") || trimmed == "-")
-            {
-                if (list == null) throw new ModelFormatException(path, $"line {lineNumber}: a list item outside a list");
-                list.Add(Unquote(trimmed[1..].Trim()));
-                continue;
-            }
-            if (list != null) { result[listKey!] = (list, listLine); list = null; listKey = null; }
-            if (char.IsWhiteSpace(raw[0])) throw new ModelFormatException(path, $"line {lineNumber}: nested mappings are not supported in recipes");
-            int colon = trimmed.IndexOf(':');
-            if (colon <= 0) throw new ModelFormatException(path, $"line {lineNumber}: expected 'key: value'");
-            string key = trimmed[..colon].Trim();
-            string value = trimmed[(colon + 1)..].Trim();
-            if (result.ContainsKey(key)) throw new ModelFormatException(path, $"line {lineNumber}: '{key}' is given twice");
-            if (value.Length == 0) { listKey = key; listLine = lineNumber; list = new List<string>(); continue; }
-            if (value.StartsWith('[') && value.EndsWith(']'))
-                result[key] = (value[1..^1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Unquote).ToList(), lineNumber);
-            else if (value.StartsWith('{') || value.StartsWith('&') || value.StartsWith('*') || value.StartsWith('|') || value.StartsWith('>'))
-                throw new ModelFormatException(path, $"line {lineNumber}: '{value[0]}' values are not supported in recipes");
-            else result[key] = (Unquote(value), lineNumber);
-        }
-        if (list != null) result[listKey!] = (list, listLine);
-        return result;
-    }
-
-    static string StripComment(string line)
-    {
-        bool single = false, dbl = false;
-        for (int i = 0; i < line.Length; i++)
-        {
-            char c = line[i];
-            if (c == '\'' && !dbl) single = !single;
-            else if (c == '"' && !single) dbl = !dbl;
-            else if (c == '#' && !single && !dbl && (i == 0 || char.IsWhiteSpace(line[i - 1]))) return line[..i];
-        }
-        return line;
-    }
-
-    static string Unquote(string s) =>
-        s.Length >= 2 && ((s[0] == '"' && s[^1] == '"') || (s[0] == '\'' && s[^1] == '\'')) ? s[1..^1] : s;
 }

@@ -42,25 +42,22 @@ public static class Trainer
     public static TrainingSummary Run(TrainOptions o, Func<Checkpoint, TrainOptions, TrainingData> loadData, ITrainingReporter reporter,
         CancellationToken cancel = default)
     {
+        // Every check before any work: the options alone, then against the model's config, then the data (read and
+        // tokenized before the weights load, so a bad line or template costs no load).
         o.Validate();
+        using var checkpoint = Checkpoint.Open(o.Model);
+        o.ValidateFor(checkpoint.Config, checkpoint.Path);
+        string? resumeFrom = ResolveResume(o);
+        var data = loadData(checkpoint, o);
+        reporter.Info(data.Description);
         Directory.CreateDirectory(o.Out);
         using var pool = new WorkerPool(WorkerPool.ResolveThreadCount(o.Threads));
-        using var checkpoint = Checkpoint.Open(o.Model);
-        var storage = o.Method switch
-        {
-            TrainingMethod.QLora => TensorTypes.Parse(o.QloraType),
-            TrainingMethod.Lora or TrainingMethod.Dora => (TensorType?)null,
-            _ => TensorType.F32,
-        };
+        var storage = o.Method == TrainingMethod.QLora ? TensorTypes.Parse(o.QloraType) : o.UsesAdapters ? (TensorType?)null : TensorType.F32;
         reporter.Info($"loading {o.Model} ({checkpoint.Config.Architecture}, {checkpoint.Config.ParameterCount:N0} parameters)" +
                       (storage is TensorType st && st != TensorType.F32 ? $", base held as {st.Name()}" : ""));
         using var weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(storage));
-        var data = loadData(checkpoint, o);
-        reporter.Info(data.Description);
 
-        var setup = new TrainingSetup(o.Method, o.AdapterSettings,
-            new FreezeSettings(o.FreezeTrainableLayers, o.FreezeTrainableModules, o.FreezeExtraModules), o.CheckpointActivations, o.Seed);
-        using var model = new TrainableLlama(weights, pool, setup, o.BatchSize, o.SeqLen);
+        using var model = new TrainableLlama(weights, pool, o.Setup, o.BatchSize, o.SeqLen);
         using var optimizer = new AdamW(model.Parameters, new AdamWOptions(WeightDecay: o.WeightDecay), pool);
         long trainable = model.Parameters.Sum(p => p.Count);
         long rowsPerStep = (long)o.BatchSize * o.GradAccum;
@@ -71,7 +68,6 @@ public static class Trainer
                       $"activations {model.ActivationBytes / (1 << 20)} MiB");
 
         var state = new RunState();
-        string? resumeFrom = ResolveResume(o);
         if (resumeFrom != null)
         {
             LoadCheckpoint(resumeFrom, o, model, optimizer, state);
@@ -159,8 +155,18 @@ public static class Trainer
         else written.AddRange(SaveOutputs(o, checkpoint, model));
         var summary = new TrainingSummary(state.Step, totalSteps, tokensThisRun, clock.Elapsed.TotalSeconds, lastLoss, state.BestValidation, trainable,
             peak, interrupted, earlyStopped, o.Out, written);
-        AtomicFile.WriteAllText(Path.Combine(o.Out, "train_summary.json"), SummaryJson(summary).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(o.Out, "train_summary.json"), SummaryJson(summary, o).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return summary;
+    }
+
+    /// <param name="o">the run's options: its stage and method are recorded, so a report can tell pretraining from
+    /// fine-tuning and plot their losses apart</param>
+    public static JsonObject SummaryJson(TrainingSummary s, TrainOptions o)
+    {
+        var json = SummaryJson(s);
+        json["stage"] = o.Stage.ToString().ToLowerInvariant();
+        json["method"] = o.Method.ToString().ToLowerInvariant();
+        return json;
     }
 
     public static JsonObject SummaryJson(TrainingSummary s) => new()
@@ -202,11 +208,11 @@ public static class Trainer
 
     static IEnumerable<string> SaveOutputs(TrainOptions o, Checkpoint checkpoint, TrainableLlama model)
     {
-        if (o.UsesAdapters)
+        if (model.AdapterKind is { } kind)
         {
             var s = o.AdapterSettings;
             PeftAdapter.Save(o.Out, model.Adapters.Values, new PeftAdapterConfig(s.Rank, s.Alpha, s.Dropout,
-                s.ResolvedTargets, s.RsLora, o.Method == TrainingMethod.Dora, Path.GetFullPath(o.Model)));
+                PeftTargets.Of(s.ResolvedTargets), s.RsLora, kind, Path.GetFullPath(o.Model)));
             yield return Path.Combine(o.Out, "adapter_config.json");
             yield return Path.Combine(o.Out, "adapter_model.safetensors");
         }
@@ -228,7 +234,7 @@ public static class Trainer
         o.Method, o.Stage, o.BatchSize, o.GradAccum, o.SeqLen, o.LoraR, o.LoraAlpha, o.LoraDropout, string.Join(",", o.LoraTargets),
         o.UseRslora, o.Seed, o.Lr, o.Schedule, o.WarmupSteps, o.WarmupRatio, o.MaxSteps, o.Epochs, o.WeightDecay, o.MaxGradNorm,
         o.Packing, o.TrainOnPrompt, o.QloraType, o.FreezeTrainableLayers, string.Join(",", o.FreezeTrainableModules),
-    }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture)));
+    }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) + (o.AdapterKind is string kind ? "|" + kind : "");
 
     static unsafe string SaveCheckpoint(TrainOptions o, TrainableLlama model, AdamW optimizer, RunState state)
     {

@@ -17,7 +17,8 @@ namespace Hone.Training;
 /// `system`, `history`) or ShareGPT (`conversations` with `from`/`value`), rendered with the model's chat template
 /// (or a given one, or a plain instruction/response template for base models); only assistant tokens are
 /// targets unless TrainOnPrompt.
-/// Malformed records are errors naming file and line; with SkipBadLines they are counted and skipped.
+/// Malformed records are errors naming file and line; with SkipBadLines they are counted and skipped. A data path may
+/// be a folder holding one data file (<see cref="DataPath"/>); CSV rows are records with the header's names as fields.
 /// </summary>
 public static class TrainingDataLoader
 {
@@ -30,11 +31,14 @@ public static class TrainingDataLoader
         ChatTemplate? template = null;
         string templateName = "";
         if (o.Stage == TrainingStage.Sft) (template, templateName) = ChatConversation.ResolveTemplate(tokenizer, o.Template);
-        List<TrainingExample> Read(string path, TrainingStage stage)
+        List<TrainingExample> Read(string path, TrainingStage stage, int limit = 0)
         {
             var examples = new List<TrainingExample>();
+            path = DataPath.Resolve(path, DataPath.RecordExtensions);
+            long records = 0;
             foreach (var (line, record, error) in RecordFile.Records(path, textDocuments: stage == TrainingStage.Cpt))
             {
+                if (limit > 0 && records++ >= limit) break;
                 try
                 {
                     if (error != null) throw new DataFormatException(path, line, error);
@@ -51,9 +55,15 @@ public static class TrainingDataLoader
             }
             return examples;
         }
-        var train = Read(o.Data, o.Stage);
+        bool packing = o.Packing ?? o.Stage == TrainingStage.Cpt;
+        var train = Read(o.Data, o.Stage, o.MaxSamples);
+        var fit = packing ? default : Fit(train, o.SeqLen, o.Data);
         List<TrainingExample>? validation = null;
-        if (o.ValData != null) validation = Read(o.ValData, o.Stage);
+        if (o.ValData != null)
+        {
+            validation = Read(o.ValData, o.Stage);
+            if (!packing) Fit(validation, o.SeqLen, o.ValData);
+        }
         else if (o.ValSplit > 0 && train.Count >= 2)
         {
             var order = Enumerable.Range(0, train.Count).ToArray();
@@ -69,7 +79,6 @@ public static class TrainingDataLoader
         var replay = o.ReplayData != null ? Read(o.ReplayData, TrainingStage.Cpt) : [];
         train.AddRange(replay);
         int replayed = replay.Count;
-        bool packing = o.Packing ?? o.Stage == TrainingStage.Cpt;
         int pad = tokenizer.PaddingId ?? tokenizer.EosId ?? 0;
         var rows = new TrainingRows(train, o.SeqLen, packing, pad, o.Seed);
         var valRows = validation is { Count: > 0 } ? new TrainingRows(validation, o.SeqLen, packing, pad, o.Seed) : null;
@@ -78,9 +87,30 @@ public static class TrainingDataLoader
             (replayed > 0 ? $" + {replayed} replay documents" : "") + $", {tokens:N0} tokens ({targets:N0} targets)");
         if (valRows != null) description.Append($"; validation {validation!.Count}");
         if (skipped > 0) description.Append($"; skipped {skipped} bad records");
+        if (fit.Truncated > 0) description.Append($"; {fit.Truncated} longer than {o.SeqLen + 1} tokens truncated (loss on the part that fits)");
+        if (fit.Dropped > 0) description.Append($"; {fit.Dropped} dropped (no answer token within the first {o.SeqLen + 1}; the longest has {fit.Longest:N0} tokens: raise --seq-len to keep them)");
         if (template != null) description.Append($"; template {templateName}");
         description.Append(packing ? $"; packed into {rows.RowsPerEpoch} windows of {o.SeqLen}" : $"; {rows.RowsPerEpoch} rows of {o.SeqLen}");
         return new TrainingData(rows, valRows, skipped, description.ToString());
+    }
+
+    /// <summary>Without packing, an example is one row of the first SeqLen + 1 tokens: longer ones are truncated
+    /// (as LLaMA-Factory's cutoff_len does) and those with no target left in the row are dropped, with counts.</summary>
+    static (int Truncated, int Dropped, int Longest) Fit(List<TrainingExample> examples, int sequence, string file)
+    {
+        int truncated = 0, dropped = 0, longest = 0, window = sequence + 1, before = examples.Count;
+        examples.RemoveAll(e =>
+        {
+            if (e.Ids.Length <= window) return false;
+            longest = Math.Max(longest, e.Ids.Length);
+            if (e.IsTarget.AsSpan(1, window - 1).Contains(true)) { truncated++; return false; }
+            dropped++;
+            return true;
+        });
+        if (before > 0 && examples.Count == 0)
+            throw new DataFormatException(file, 0, $"none of the {before} examples has an answer token within its first {window} tokens " +
+                $"(the longest has {longest:N0}): raise --seq-len, shorten the prompts, or use --packing");
+        return (truncated, dropped, longest);
     }
 
     static TrainingExample Document(Tokenizer tokenizer, JsonNode record)
@@ -88,7 +118,7 @@ public static class TrainingDataLoader
         string text = record["text"] is JsonValue v && v.TryGetValue(out string? s) ? s : throw new FormatException("expected a \"text\" string field");
         var ids = new List<int>();
         if (tokenizer.AddsBos && tokenizer.BosId is int bos) ids.Add(bos);
-        ids.AddRange(tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: false));
+        tokenizer.EncodeDocument(text, ids);
         if (tokenizer.EosId is int eos) ids.Add(eos);
         var targets = Enumerable.Repeat(true, ids.Count).ToArray();
         targets[0] = false;

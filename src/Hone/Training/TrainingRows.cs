@@ -12,7 +12,9 @@ public sealed record TrainingExample(int[] Ids, bool[] IsTarget)
 /// Turns examples into fixed [T]-token rows, epoch after epoch, in a seeded order: a global row stream where row k
 /// comes from epoch k / R, so a run's position is one number and resuming at it reproduces the same batches.
 /// Packing concatenates the (shuffled) examples and cuts windows of T+1 tokens advancing by T; otherwise each
-/// example is one row, truncated, padded with targets −1.
+/// example is one row, truncated, padded with targets −1. Rows without a target are left out.
+/// Memory: the examples themselves, plus per epoch an order and one number per row; a row's tokens are copied out
+/// of the examples when it is asked for.
 /// </summary>
 public sealed class TrainingRows
 {
@@ -20,72 +22,116 @@ public sealed class TrainingRows
     readonly int _sequence, _pad;
     readonly bool _packing;
     readonly ulong _seed;
-    int _epochBuilt = -1;
-    List<(int[] Tokens, int[] Targets)> _epochRows = new();
     readonly int _rowsPerEpoch;
+    Epoch? _epoch;
+
+    /// <summary>One epoch's layout: the example order, where each example starts in the concatenation (packing), and
+    /// each row's start position (packing) or example index (one row per example).</summary>
+    sealed record Epoch(int Number, int[] Order, long[] Starts, long[] Rows);
 
     public TrainingRows(List<TrainingExample> examples, int sequence, bool packing, int padId, ulong seed)
     {
         if (examples.Count == 0) throw new ArgumentException("no training examples");
+        if (sequence < 1) throw new ArgumentOutOfRangeException(nameof(sequence), "a row needs at least one token");
         _examples = examples; _sequence = sequence; _packing = packing; _pad = padId; _seed = seed;
-        _rowsPerEpoch = BuildEpoch(0).Count;
-        if (_rowsPerEpoch == 0) throw new ArgumentException($"the data is too short for even one window of {sequence + 1} tokens");
+        _epoch = Layout(0, ShuffledOrder(0));
+        _rowsPerEpoch = _epoch.Rows.Length;
+        if (_rowsPerEpoch == 0)
+            throw new ArgumentException(packing ? $"the data is too short for even one window of {sequence + 1} tokens"
+                                                : $"no example has a target within its first {sequence + 1} tokens");
     }
 
     public int RowsPerEpoch => _rowsPerEpoch;
     public int Sequence => _sequence;
 
-    /// <summary>Row <paramref name="index"/> of the global stream.</summary>
+    /// <summary>Row <paramref name="index"/> of the global stream (fresh arrays of [T] each).</summary>
     public (int[] Tokens, int[] Targets) Row(long index)
     {
         int epoch = (int)(index / _rowsPerEpoch);
-        if (epoch != _epochBuilt) { _epochRows = BuildEpoch(epoch); _epochBuilt = epoch; }
-        return _epochRows[(int)(index % _rowsPerEpoch)];
+        if (_epoch == null || _epoch.Number != epoch) _epoch = Layout(epoch, ShuffledOrder(epoch));
+        // An epoch of packed windows can have a few target-free windows more or less than epoch 0: wrap around it.
+        var rows = _epoch.Rows;
+        return Materialize(_epoch, rows[(int)(index % _rowsPerEpoch % rows.Length)]);
     }
 
     /// <summary>All rows once, in file order (validation).</summary>
-    public IEnumerable<(int[] Tokens, int[] Targets)> InOrder() => Build(Enumerable.Range(0, _examples.Count).ToArray());
+    public IEnumerable<(int[] Tokens, int[] Targets)> InOrder()
+    {
+        var layout = Layout(-1, Enumerable.Range(0, _examples.Count).ToArray());
+        foreach (long row in layout.Rows) yield return Materialize(layout, row);
+    }
 
-    List<(int[], int[])> BuildEpoch(int epoch)
+    int[] ShuffledOrder(int epoch)
     {
         var order = Enumerable.Range(0, _examples.Count).ToArray();
         var rng = new Xoshiro256(_seed * 0x9E3779B97F4A7C15UL + (ulong)epoch);
         for (int i = order.Length - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (order[i], order[j]) = (order[j], order[i]); }
-        return Build(order).ToList();
+        return order;
     }
 
-    IEnumerable<(int[], int[])> Build(int[] order)
+    Epoch Layout(int number, int[] order)
     {
         int t = _sequence;
+        var rows = new List<long>();
         if (!_packing)
         {
-            foreach (var index in order)
+            foreach (int index in order)
             {
                 var e = _examples[index];
-                var tokens = new int[t];
-                var targets = new int[t];
-                Array.Fill(tokens, _pad);
-                Array.Fill(targets, -1);
                 int n = Math.Min(e.Ids.Length, t + 1);
-                for (int j = 0; j < Math.Min(n, t); j++) tokens[j] = e.Ids[j];
-                for (int j = 0; j + 1 < n; j++) if (e.IsTarget[j + 1]) targets[j] = e.Ids[j + 1];
-                if (targets.Any(x => x >= 0)) yield return (tokens, targets);
+                if (n > 1 && e.IsTarget.AsSpan(1, n - 1).Contains(true)) rows.Add(index);
             }
-            yield break;
+            return new Epoch(number, order, [], rows.ToArray());
         }
-        var ids = new List<int>();
-        var mask = new List<bool>();
-        foreach (var index in order) { ids.AddRange(_examples[index].Ids); mask.AddRange(_examples[index].IsTarget); }
-        for (int start = 0; start + t + 1 <= ids.Count; start += t)
+        var starts = new long[order.Length + 1];
+        for (int i = 0; i < order.Length; i++) starts[i + 1] = starts[i] + _examples[order[i]].Ids.Length;
+        long total = starts[^1];
+        // A window [start, start + T] has a target when any of its positions start+1 .. start+T is one: walk the
+        // targets once and note, for each window, whether it saw one.
+        int example = 0;
+        for (long start = 0; start + t + 1 <= total; start += t)
         {
-            var tokens = new int[t];
-            var targets = new int[t];
-            for (int j = 0; j < t; j++)
+            while (starts[example + 1] <= start + 1) example++;
+            bool any = false;
+            for (int i = example; !any && i < order.Length && starts[i] <= start + t; i++)
             {
-                tokens[j] = ids[start + j];
-                targets[j] = mask[start + j + 1] ? ids[start + j + 1] : -1;
+                var mask = _examples[order[i]].IsTarget;
+                long from = Math.Max(start + 1, starts[i]) - starts[i], to = Math.Min(start + t, starts[i + 1] - 1) - starts[i];
+                if (to >= from) any = mask.AsSpan((int)from, (int)(to - from + 1)).Contains(true);
             }
-            if (targets.Any(x => x >= 0)) yield return (tokens, targets);
+            if (any) rows.Add(start);
         }
+        return new Epoch(number, order, starts, rows.ToArray());
+    }
+
+    (int[] Tokens, int[] Targets) Materialize(Epoch epoch, long row)
+    {
+        int t = _sequence;
+        var tokens = new int[t];
+        var targets = new int[t];
+        if (!_packing)
+        {
+            var e = _examples[(int)row];
+            Array.Fill(tokens, _pad);
+            Array.Fill(targets, -1);
+            int n = Math.Min(e.Ids.Length, t + 1);
+            e.Ids.AsSpan(0, Math.Min(n, t)).CopyTo(tokens);
+            for (int j = 0; j + 1 < n; j++) if (e.IsTarget[j + 1]) targets[j] = e.Ids[j + 1];
+            return (tokens, targets);
+        }
+        // Positions row .. row + T of the concatenation: token j is position row + j, target j is position row + j + 1.
+        int i = Array.BinarySearch(epoch.Starts, row);
+        if (i < 0) i = ~i - 1;
+        while (epoch.Starts[i + 1] <= row) i++;
+        for (int j = 0; j <= t; j++)
+        {
+            long position = row + j;
+            while (epoch.Starts[i + 1] <= position) i++;
+            var e = _examples[epoch.Order[i]];
+            int k = (int)(position - epoch.Starts[i]);
+            if (j < t) tokens[j] = e.Ids[k];
+            if (j > 0) targets[j - 1] = e.IsTarget[k] ? e.Ids[k] : -1;
+        }
+        return (tokens, targets);
     }
 }

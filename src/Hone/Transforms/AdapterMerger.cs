@@ -45,19 +45,28 @@ public static unsafe class AdapterMerger
             var tokens = Enumerable.Range(0, 24).Select(i => (i * 7919 + 11) % c.VocabSize).ToArray();
             var withAdapter = new float[tokens.Length * c.VocabSize];
             var withMerged = new float[tokens.Length * c.VocabSize];
+            // Non-finite logits on either side are an error naming the layer (and adapter) where they start: a NaN
+            // difference would otherwise compare as "within tolerance".
             using (var m = new LlamaModel(baseWeights, pool, maxContext: 32))
             {
                 foreach (var (t, a) in adapters) m.Adapters[t] = a;
                 m.Forward(tokens, withAdapter, allLogits: true);
+                if (!withAdapter.All(float.IsFinite))
+                    throw new InvalidOperationException($"{o.Adapter}: {m.DiagnoseNonFinite(tokens, "the base model's logits with the adapter").Message}; nothing was written");
             }
-            using (var m = new LlamaModel(merged, pool, maxContext: 32)) m.Forward(tokens, withMerged, allLogits: true);
+            using (var m = new LlamaModel(merged, pool, maxContext: 32))
+            {
+                m.Forward(tokens, withMerged, allLogits: true);
+                if (!withMerged.All(float.IsFinite))
+                    throw new InvalidOperationException($"{o.Adapter}: {m.DiagnoseNonFinite(tokens, "the merged model's logits").Message}; nothing was written");
+            }
             double max = 0, scale = 1e-6;
             for (int i = 0; i < withAdapter.Length; i++)
             {
                 max = Math.Max(max, Math.Abs(withAdapter[i] - withMerged[i]));
                 scale = Math.Max(scale, Math.Abs(withAdapter[i]));
             }
-            if (max > o.Tolerance * Math.Max(1, scale))
+            if (!(max <= o.Tolerance * Math.Max(1, scale))) // NaN-safe: a NaN difference fails
                 throw new InvalidOperationException($"merged and unmerged logits differ by {max:G3} (tolerance {o.Tolerance * Math.Max(1, scale):G3}); nothing was written");
             var notes = new List<string> { $"verified: merged vs base+adapter logits differ by at most {max:G3}" };
             ModelConverter.Write(merged, checkpoint, o.Output, o.Type ?? TensorType.F32, notes, log);

@@ -33,22 +33,29 @@ public static unsafe class ModelConverter
         _ => 0,
     };
 
-    public static ConvertReport Convert(ConvertOptions o, Action<string>? log = null)
+    /// <param name="cancel">stops the conversion between tensors; nothing is left behind (exit through
+    /// <see cref="OperationCanceledException"/>)</param>
+    public static ConvertReport Convert(ConvertOptions o, Action<string>? log = null, CancellationToken cancel = default)
     {
         log ??= _ => { };
         if (Path.GetFullPath(o.Output) == Path.GetFullPath(o.Input)) throw new ArgumentException("output would overwrite the input");
         using var source = Checkpoint.Open(o.Input);
         // Validate the whole source (shapes, types, finiteness) before writing anything.
         using var weights = LlamaWeights.Load(source);
+        cancel.ThrowIfCancellationRequested();
         var notes = new List<string>();
-        var (format, tensors, bytes) = Write(weights, source, o.Output, o.Type, notes, log);
         double? diff = null;
+        Action<string>? verify = null;
         if (o.Verify)
-        {
-            log("verifying: comparing logits of the output with the source...");
-            diff = CompareLogits(weights, o.Output, o.Threads);
-            notes.Add($"verified: max |logit difference| {diff:G3} over a 16-token check sequence");
-        }
+            verify = staged =>
+            {
+                log("verifying: comparing logits of the output with the source...");
+                diff = CompareLogits(weights, staged, o.Threads, cancel);
+                if (!double.IsFinite(diff.Value))
+                    throw new InvalidOperationException($"verification failed: the output's logits are not finite (max difference {diff}); nothing was written");
+                notes.Add($"verified: max |logit difference| {diff:G3} over a 16-token check sequence");
+            };
+        var (format, tensors, bytes) = Write(weights, source, o.Output, o.Type, notes, log, cancel, verify);
         return new ConvertReport(o.Output, format, tensors, bytes, notes, diff);
     }
 
@@ -57,11 +64,23 @@ public static unsafe class ModelConverter
     /// layout the weights are in (GGUF llama q/k rows are permuted) and supplies tokenizer metadata or files.
     /// </summary>
     public static (string Format, int Tensors, long Bytes) Write(LlamaWeights weights, Checkpoint? source, string output,
-        TensorType? type, List<string> notes, Action<string>? log = null)
+        TensorType? type, List<string> notes, Action<string>? log = null) =>
+        Write(weights, source, output, type, notes, log, CancellationToken.None, null);
+
+    /// <summary>
+    /// The whole output is written to a temporary sibling (a hidden ".NAME.PID.GUID.tmp" file or directory), checked by
+    /// <paramref name="verify"/> there, and only then moved under its final name; any failure or cancellation deletes
+    /// the temporary, so an interrupted run never leaves something that looks like a finished model.
+    /// </summary>
+    /// <param name="verify">called with the temporary path once everything is written; throws to refuse the output</param>
+    static (string Format, int Tensors, long Bytes) Write(LlamaWeights weights, Checkpoint? source, string output,
+        TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify)
     {
         log ??= _ => { };
         var o = new { Output = output, Type = type, Input = source?.Path ?? "(in memory)" };
         bool toGguf = o.Output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+        if (o.Type is TensorType wanted && !MatrixTypes.All.Contains(wanted))
+            throw new ArgumentException($"weights cannot be written as {wanted.Name()}; use one of {MatrixTypes.Names}");
         if (!toGguf && o.Type is TensorType t && t is not (TensorType.F32 or TensorType.F16 or TensorType.BF16))
             throw new ArgumentException($"a Hugging Face safetensors directory holds f32, f16 or bf16 weights, not {t.Name()}: write a .gguf file instead");
         var config = weights.Config;
@@ -105,6 +124,7 @@ public static unsafe class ModelConverter
 
             void WriteTensor(Stream s, int index)
             {
+                cancel.ThrowIfCancellationRequested();
                 var p = plan[index];
                 var row = new float[p.Cols];
                 long outRow = p.Type.Traits().BytesFor(p.Cols);
@@ -121,69 +141,121 @@ public static unsafe class ModelConverter
                             LlamaWeights.StoreRow(row, p.Type, b);
                         }
                         s.Write(buffer);
+                        if ((i & 4095) == 4095) cancel.ThrowIfCancellationRequested();
                     }
             }
 
             var matrixTypes = plan.Where(p => p.Rows > 1).Select(p => p.Type).Distinct().ToList();
             var mainType = matrixTypes.GroupBy(t => t).OrderByDescending(g => g.Count()).First().Key;
-            long bytes;
-            if (toGguf)
+            var staged = StagingPath(o.Output);
+            try
             {
-                var w = new GgufWriter();
-                w.Set("general.architecture", GgufValue.Of(config.GgufArchitecture));
-                w.Set("general.name", GgufValue.Of(Path.GetFileNameWithoutExtension(o.Input.TrimEnd('/', '\\'))));
-                config.WriteGgufMetadata(w);
-                w.Set("general.file_type", GgufValue.Of(FileType(mainType)));
-                w.Set("general.quantization_version", GgufValue.Of(2u));
-                if (source?.Gguf != null)
+                if (toGguf)
                 {
-                    // Keep the source's tokenizer and descriptive metadata; architecture keys were rewritten above.
-                    foreach (var (key, value) in source.Gguf.MetadataInOrder)
-                        if (key.StartsWith("tokenizer.", StringComparison.Ordinal) ||
-                            (key.StartsWith("general.", StringComparison.Ordinal) && key is not ("general.architecture" or "general.file_type" or "general.alignment" or "general.quantization_version")))
-                            w.Set(key, value);
+                    var w = new GgufWriter();
+                    w.Set("general.architecture", GgufValue.Of(config.GgufArchitecture));
+                    w.Set("general.name", GgufValue.Of(Path.GetFileNameWithoutExtension(o.Input.TrimEnd('/', '\\'))));
+                    config.WriteGgufMetadata(w);
+                    w.Set("general.file_type", GgufValue.Of(FileType(mainType)));
+                    w.Set("general.quantization_version", GgufValue.Of(2u));
+                    if (source?.Gguf != null)
+                    {
+                        // Keep the source's tokenizer and descriptive metadata; architecture keys were rewritten above.
+                        foreach (var (key, value) in source.Gguf.MetadataInOrder)
+                            if (key.StartsWith("tokenizer.", StringComparison.Ordinal) ||
+                                (key.StartsWith("general.", StringComparison.Ordinal) && key is not ("general.architecture" or "general.file_type" or "general.alignment" or "general.quantization_version")))
+                                w.Set(key, value);
+                    }
+                    else if (source == null || !TokenizerBridge.TryWriteGguf(source, w, notes))
+                    {
+                        w.Set("tokenizer.ggml.model", GgufValue.Of("none"));
+                        notes.Add("no tokenizer found next to the model: wrote tokenizer.ggml.model = none (llama.cpp loads it without a vocabulary)");
+                    }
+                    for (int i = 0; i < plan.Count; i++)
+                    {
+                        int index = i;
+                        var p = plan[i];
+                        long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
+                        w.Add(new GgufWriter.Tensor(p.Name, p.Type, shape, s => WriteTensor(s, index)));
+                    }
+                    log($"writing {o.Output} ({plan.Count} tensors)...");
+                    w.Write(staged);
                 }
-                else if (source == null || !TokenizerBridge.TryWriteGguf(source, w, notes))
+                else
                 {
-                    w.Set("tokenizer.ggml.model", GgufValue.Of("none"));
-                    notes.Add("no tokenizer found next to the model: wrote tokenizer.ggml.model = none (llama.cpp loads it without a vocabulary)");
+                    Directory.CreateDirectory(staged);
+                    var w = new SafetensorsWriter();
+                    w.SetMetadata("format", "pt");
+                    for (int i = 0; i < plan.Count; i++)
+                    {
+                        int index = i;
+                        var p = plan[i];
+                        if (!TensorNames.TryParseGguf(p.Name, out var parsed)) throw new InvalidOperationException(p.Name);
+                        long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
+                        w.Add(new SafetensorsWriter.Tensor(TensorNames.HuggingFace(parsed.Role, parsed.Layer, parsed.Bias), p.Type, shape, s => WriteTensor(s, index)));
+                    }
+                    log($"writing {o.Output}/model.safetensors ({plan.Count} tensors)...");
+                    w.Write(Path.Combine(staged, "model.safetensors"));
+                    string dtype = mainType switch { TensorType.BF16 => "bfloat16", TensorType.F16 => "float16", _ => "float32" };
+                    var hfConfig = (config with { RopeLayout = RopeLayout.Halves }).ToHuggingFaceJson(dtype);
+                    AtomicFile.WriteAllText(Path.Combine(staged, "config.json"), hfConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                    if (source != null) TokenizerBridge.CopyHuggingFaceFiles(source, staged, notes);
                 }
-                for (int i = 0; i < plan.Count; i++)
-                {
-                    int index = i;
-                    var p = plan[i];
-                    long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
-                    w.Add(new GgufWriter.Tensor(p.Name, p.Type, shape, s => WriteTensor(s, index)));
-                }
-                log($"writing {o.Output} ({plan.Count} tensors)...");
-                w.Write(o.Output);
-                bytes = new FileInfo(o.Output).Length;
+                cancel.ThrowIfCancellationRequested();
+                verify?.Invoke(staged);
+                cancel.ThrowIfCancellationRequested();
+                Commit(staged, o.Output, toGguf);
             }
-            else
+            catch
             {
-                Directory.CreateDirectory(o.Output);
-                var w = new SafetensorsWriter();
-                w.SetMetadata("format", "pt");
-                for (int i = 0; i < plan.Count; i++)
-                {
-                    int index = i;
-                    var p = plan[i];
-                    if (!TensorNames.TryParseGguf(p.Name, out var parsed)) throw new InvalidOperationException(p.Name);
-                    long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
-                    w.Add(new SafetensorsWriter.Tensor(TensorNames.HuggingFace(parsed.Role, parsed.Layer, parsed.Bias), p.Type, shape, s => WriteTensor(s, index)));
-                }
-                log($"writing {o.Output}/model.safetensors ({plan.Count} tensors)...");
-                w.Write(Path.Combine(o.Output, "model.safetensors"));
-                string dtype = mainType switch { TensorType.BF16 => "bfloat16", TensorType.F16 => "float16", _ => "float32" };
-                var hfConfig = (config with { RopeLayout = RopeLayout.Halves }).ToHuggingFaceJson(dtype);
-                AtomicFile.WriteAllText(Path.Combine(o.Output, "config.json"), hfConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-                if (source != null) TokenizerBridge.CopyHuggingFaceFiles(source, o.Output, notes);
-                bytes = Directory.GetFiles(o.Output).Sum(f => new FileInfo(f).Length);
+                DeleteStaged(staged);
+                throw;
             }
-
+            long bytes = toGguf ? new FileInfo(o.Output).Length : Directory.GetFiles(o.Output).Sum(f => new FileInfo(f).Length);
             return (toGguf ? "gguf" : "huggingface", plan.Count, bytes);
         }
         finally { foreach (var buffer in temporaries) buffer.Dispose(); }
+    }
+
+    /// <summary>A hidden temporary sibling of the output, on the same file system so that the final move is a rename.</summary>
+    static string StagingPath(string output)
+    {
+        var full = Path.GetFullPath(output.TrimEnd('/', '\\'));
+        var parent = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(parent);
+        return Path.Combine(parent, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+    }
+
+    /// <summary>Move a verified output into place. A file, or a directory onto nothing (or an empty directory), is one
+    /// rename. Into a directory that holds other things (a training run's checkpoints, a tokenizer written first), the
+    /// files move one by one: the old config.json and shard index leave first and the new config.json arrives last,
+    /// so an interrupted move leaves a directory without config.json, which no loader takes for a model.</summary>
+    static void Commit(string staged, string output, bool toGguf)
+    {
+        if (toGguf) { File.Move(staged, output, overwrite: true); return; }
+        output = Path.GetFullPath(output.TrimEnd('/', '\\'));
+        if (Directory.Exists(output) && !Directory.EnumerateFileSystemEntries(output).Any()) Directory.Delete(output);
+        if (!Directory.Exists(output))
+        {
+            Directory.Move(staged, output);
+            return;
+        }
+        foreach (var stale in new[] { "config.json", "model.safetensors.index.json" })
+            File.Delete(Path.Combine(output, stale));
+        foreach (var file in Directory.GetFiles(staged).Where(f => Path.GetFileName(f) != "config.json"))
+            File.Move(file, Path.Combine(output, Path.GetFileName(file)), overwrite: true);
+        File.Move(Path.Combine(staged, "config.json"), Path.Combine(output, "config.json"));
+        Directory.Delete(staged, recursive: true);
+    }
+
+    static void DeleteStaged(string staged)
+    {
+        try
+        {
+            if (File.Exists(staged)) File.Delete(staged);
+            else if (Directory.Exists(staged)) Directory.Delete(staged, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     /// <summary>A type whose block fits the row; otherwise the nearest that does (as llama.cpp falls back).</summary>
@@ -207,7 +279,7 @@ public static unsafe class ModelConverter
         _ => throw new ArgumentException($"{role} is not a vector"),
     };
 
-    static double CompareLogits(LlamaWeights sourceWeights, string output, int threads)
+    static double CompareLogits(LlamaWeights sourceWeights, string output, int threads, CancellationToken cancel)
     {
         using var pool = new WorkerPool(WorkerPool.ResolveThreadCount(threads));
         using var converted = Checkpoint.Open(output);
@@ -216,10 +288,12 @@ public static unsafe class ModelConverter
         var tokens = Enumerable.Range(0, 16).Select(i => (i * 7919 + 13) % c.VocabSize).ToArray();
         var a = new float[tokens.Length * c.VocabSize];
         var b = new float[tokens.Length * c.VocabSize];
+        cancel.ThrowIfCancellationRequested();
         using (var m = new LlamaModel(sourceWeights, pool, maxContext: 32)) m.Forward(tokens, a, allLogits: true);
+        cancel.ThrowIfCancellationRequested();
         using (var m = new LlamaModel(outWeights, pool, maxContext: 32)) m.Forward(tokens, b, allLogits: true);
         double max = 0;
-        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs(a[i] - b[i]));
+        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs(a[i] - b[i])); // Math.Max keeps a NaN
         return max;
     }
 }

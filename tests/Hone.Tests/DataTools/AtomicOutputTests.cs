@@ -24,9 +24,7 @@ public class AtomicOutputTests
         using var cancel = new CancellationTokenSource();
         var run = Task.Run(() => DataDedup.Run(new DataDedupOptions(input, dir.File("out.jsonl"), Near: true, Threads: 1), null, cancel.Token));
         // Wait until the temporary output has data in it, then cancel.
-        var deadline = DateTime.UtcNow.AddMinutes(2);
-        while (!Directory.GetFiles(dir.Path, ".out.jsonl.*.tmp").Any(f => new FileInfo(f).Length > 0) && !run.IsCompleted && DateTime.UtcNow < deadline)
-            Thread.Sleep(5);
+        HangGuard.WaitUntil(() => Directory.GetFiles(dir.Path, ".out.jsonl.*.tmp").Any(f => new FileInfo(f).Length > 0) || run.IsCompleted, 5);
         Assert.False(run.IsCompleted, "the run ended before it could be cancelled; make the input bigger");
         cancel.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run);

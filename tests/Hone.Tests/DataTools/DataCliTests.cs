@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Hone.Tests.Infrastructure;
 using Xunit;
@@ -112,26 +111,18 @@ public partial class DataCliTests
     }
 
     [SkippableFact]
-    public async Task Sigterm_stops_the_run_and_leaves_no_output()
+    public void Sigterm_stops_the_run_and_leaves_no_output()
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "sends SIGTERM through Linux libc");
         using var dir = new TempDirectory();
         var input = AtomicOutputTests.BigInput(dir, 300_000);
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "hone.dll"), "data", "dedup", input, "--out", dir.File("out.jsonl"), "--near", "--threads", "1" })
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stderr = p.StandardError.ReadToEndAsync();
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var deadline = DateTime.UtcNow.AddMinutes(2);
-        while (!Directory.GetFiles(dir.Path, ".out.jsonl.*.tmp").Any(f => new FileInfo(f).Length > 0) && !p.HasExited && DateTime.UtcNow < deadline)
-            Thread.Sleep(5);
-        Assert.False(p.HasExited, "the run ended before it could be stopped; make the input bigger");
+        using var p = HoneCli.Start(null, "data", "dedup", input, "--out", dir.File("out.jsonl"), "--near", "--threads", "1");
+        HangGuard.WaitUntil(() => Directory.GetFiles(dir.Path, ".out.jsonl.*.tmp").Any(f => new FileInfo(f).Length > 0) || p.HasExited, 5);
+        Assert.False(p.HasExited, "the run ended before it could be stopped; make the input bigger\n" + p.Stderr);
         Assert.Equal(0, Kill(p.Id, 15)); // SIGTERM
-        await p.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(1));
-        string errors = await stderr, output = await stdout;
-        Assert.True(p.ExitCode == 130, $"exit {p.ExitCode}: {errors} {output}");
-        Assert.Contains("cancelled", errors);
+        var r = p.WaitForExit();
+        Assert.True(r.ExitCode == 130, r.ToString());
+        Assert.Contains("cancelled", r.Stderr);
         Assert.Empty(Jsonl.Others(dir, "in.jsonl"));
     }
 }

@@ -68,6 +68,47 @@ public class DecontaminateTests
         Assert.Empty(Jsonl.Others(dir, "mmlu_test.csv", "eval.jsonl", "train.jsonl", "clean.jsonl", "clean.contamination.jsonl"));
     }
 
+    static byte[] Gzip(string text)
+    {
+        using var buffer = new MemoryStream();
+        using (var gz = new System.IO.Compression.GZipStream(buffer, System.IO.Compression.CompressionLevel.Optimal)) gz.Write(System.Text.Encoding.UTF8.GetBytes(text));
+        return buffer.ToArray();
+    }
+
+    [Fact]
+    public void A_damaged_gzip_evaluation_set_is_an_error_naming_it()
+    {
+        using var dir = new TempDirectory();
+        string text = string.Join("\n\n", Enumerable.Range(0, 200).Select(i => $"question {i} asks which of these on a long line is the one true answer number {i}"));
+        var good = Gzip(text);
+        File.WriteAllBytes(dir.File("good.txt.gz"), good);
+        var eval = new EvalNgrams(13);
+        eval.Add(dir.File("good.txt.gz"));
+        Assert.True(eval.Count > 100);
+
+        var cases = new Dictionary<string, byte[]>
+        {
+            ["truncated.txt.gz"] = good[..(good.Length / 2)],
+            ["not-gzip.txt.gz"] = System.Text.Encoding.UTF8.GetBytes(text),
+            ["flipped.txt.gz"] = good.Select((b, i) => i == good.Length / 2 ? (byte)(b ^ 0x5A) : b).ToArray(),
+            ["empty.txt.gz"] = [],
+            ["utf8.txt"] = [.. "first words "u8.ToArray(), 0xFF, 0xFE, .. " more words"u8.ToArray()],
+        };
+        foreach (var (name, bytes) in cases)
+        {
+            File.WriteAllBytes(dir.File(name), bytes);
+            var e = Assert.Throws<DataFormatException>(() => new EvalNgrams(13).Add(dir.File(name)));
+            Assert.Equal(dir.File(name), e.File);
+        }
+        var input = dir.File("train.jsonl");
+        File.WriteAllText(input, "{\"text\": \"hello\"}\n");
+        var r = HoneCli.Run("data", "decontaminate", input, "--against", dir.File("truncated.txt.gz"), "--out", dir.File("clean.jsonl"));
+        Assert.Equal(1, r.ExitCode);
+        Assert.StartsWith($"error: {dir.File("truncated.txt.gz")}", r.Stderr);
+        Assert.Contains("gzip", r.Stderr);
+        Assert.False(File.Exists(dir.File("clean.jsonl")));
+    }
+
     [Fact]
     public void Csv_rows_keep_quoted_commas_newlines_and_quotes()
     {

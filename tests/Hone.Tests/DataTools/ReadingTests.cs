@@ -2,6 +2,7 @@ using System.Text;
 using Hone.DataTools;
 using Hone.Tests.Infrastructure;
 using Xunit;
+using Hone.Formats;
 
 namespace Hone.Tests.DataTools;
 

@@ -310,7 +310,7 @@ public class EvalCliTests
         using var a = new LoraAdapter("blk.0.attn_q.weight", 2, 64, 64, alpha: 4);
         a.Initialize(3, null);
         for (int i = 0; i < 64 * 2; i++) a.B[i] = (i % 7 - 3) * 0.2f;
-        PeftAdapter.Save(adapterDir, [a], new PeftAdapterConfig(2, 4, 0, ["q_proj"], false, false, null));
+        PeftAdapter.Save(adapterDir, [a], new PeftAdapterConfig(2, 4, 0, PeftTargets.Of(["model.layers.0.self_attn.q_proj"]), false, AdapterKinds.Lora, null));
         return adapterDir;
     }
 

@@ -15,7 +15,7 @@ public class CorruptFileTests
 {
     const string Stories = "models/stories260K/tinyllamas-stories-260k-f32.v3.derived.gguf";
 
-    static void AssertCleanFailure(HoneCli.Result r, params string[] mustContain)
+    internal static void AssertCleanFailure(HoneCli.Result r, params string[] mustContain)
     {
         Assert.True(r.ExitCode == 1, r.ToString());
         var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -90,11 +90,13 @@ public class CorruptFileTests
     [SkippableFact]
     public void Shape_mismatch_says_expected_and_actual()
     {
+        // [64, 64] → [32, 128]: the same byte size, so the file stays consistent and only the model check can object.
         var (bytes, at) = GgufWithTensorName("blk.0.attn_q.weight");
-        int secondDimAt = at + "blk.0.attn_q.weight".Length + 4 + 8; // ggml ne[1] = output rows
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(secondDimAt), 32);
+        int firstDimAt = at + "blk.0.attn_q.weight".Length + 4; // ggml ne[0] = input columns, ne[1] = output rows
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(firstDimAt), 128);
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(firstDimAt + 8), 32);
         using var dir = new TempDirectory();
-        AssertCleanFailure(InspectCopy(dir, bytes), "blk.0.attn_q.weight", "shape [32, 64], expected [64, 64]");
+        AssertCleanFailure(InspectCopy(dir, bytes), "blk.0.attn_q.weight", "shape [32, 128], expected [64, 64]");
     }
 
     [SkippableFact]
@@ -130,7 +132,7 @@ public class CorruptFileTests
         AssertCleanFailure(InspectCopy(dir, bytes), "blk.1.ffn_up.weight", "non-finite value NaN at [3, 5]");
     }
 
-    static string CopyFixture(TempDirectory dir, string variant)
+    internal static string CopyFixture(TempDirectory dir, string variant)
     {
         var source = ReferenceLogitsTests.FixturePath(variant);
         var target = Path.Combine(dir.Path, variant);

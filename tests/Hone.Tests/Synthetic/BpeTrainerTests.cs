@@ -84,7 +84,6 @@ public class BpeTrainerTests(ITestOutputHelper output)
         var learned = BpeTrainer.Train(texts, 4096, ChatFormat.SpecialTokens, dir.Path);
         double seconds = clock.Elapsed.TotalSeconds;
         output.WriteLine($"vocabulary 4096 on {bytes:N0} bytes ({learned.DistinctPreTokens:N0} distinct pieces): learned in {learned.Elapsed.TotalSeconds:F2} s, written in {seconds - learned.Elapsed.TotalSeconds:F2} s");
-        Assert.True(learned.Elapsed.TotalSeconds < 30, $"training took {learned.Elapsed.TotalSeconds:F1} s");
 
         var tokenizer = Tokenizer.FromHuggingFaceDirectory(dir.Path);
         Assert.Equal(4096, tokenizer.VocabSize);

@@ -66,7 +66,6 @@ public class GeneralCorpusTests(ITestOutputHelper output)
         Assert.True(stats.DistinctSentences > 40_000, stats.ToString());
         Assert.True(stats.DistinctWords > 1_500, stats.ToString());
         Assert.True(stats.ConditionalBigramEntropy > 3.5, stats.ToString());
-        Assert.True(seconds < 10, $"generation took {seconds:F1} s");
 
         // Genre markers: each genre has a form of its own.
         string all = string.Join("\n", Corpus.Value);

@@ -1,18 +1,16 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Hone.Tokenization.Templates;
 using Xunit;
-using Xunit.Abstractions;
 
 namespace Hone.Tests.Templates;
 
 /// <summary>
 /// The interpreter's own behaviour: whitespace rules, scoping, value formatting, error locations, the public API. Most language
 /// semantics are also checked against real Jinja in the snippet fixture (ChatTemplateFixtureTests); these cover what a fixture
-/// cannot (locations, options, input conversion, speed) and pin the rules a reader most needs.
+/// cannot (locations, options, input conversion) and pin the rules a reader most needs.
 /// </summary>
-public class ChatTemplateTests(ITestOutputHelper output)
+public class ChatTemplateTests
 {
     static string Render(string source, object? variables = null)
     {
@@ -253,7 +251,7 @@ public class ChatTemplateTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Rendering_twenty_messages_takes_well_under_a_millisecond()
+    public void Twenty_messages_render_through_namespace_loop_filters_and_tojson()
     {
         // A template with the usual moving parts: namespace, loop variables, filters, tojson of tool calls.
         const string template = """
@@ -279,18 +277,12 @@ public class ChatTemplateTests(ITestOutputHelper output)
         }
         var options = new ChatTemplateOptions { BosToken = "<s>", AddGenerationPrompt = true };
         var rendered = parsed.Apply(messages, options);
-        Assert.Contains("{\"name\": \"f\", \"arguments\": {\"q\": 2}}", rendered);
-        // Warm up long enough for tiered compilation to reach optimized code, then keep the best of a few batches: the
-        // machine is shared, and a slow batch measures the neighbours, not the renderer.
-        for (var warm = Stopwatch.StartNew(); warm.ElapsedMilliseconds < 500;) parsed.Apply(messages, options);
-        var microseconds = double.MaxValue;
-        for (var batch = 0; batch < 5; batch++)
-        {
-            var clock = Stopwatch.StartNew();
-            for (var i = 0; i < 200; i++) parsed.Apply(messages, options);
-            microseconds = Math.Min(microseconds, clock.Elapsed.TotalMicroseconds / 200);
-        }
-        output.WriteLine($"20-message render: {microseconds:F1} us");
-        Assert.True(microseconds < 1000, $"a 20-message render took {microseconds:F0} us");
+        var expected = new System.Text.StringBuilder("<s><|system|>Be brief.<|end|>");
+        for (var i = 0; i < 19; i++)
+            expected.Append(i % 3 == 2 ? $"<|assistant|>{{\"name\": \"f\", \"arguments\": {{\"q\": {i}}}}}<|end|>"
+                : $"<|{(i % 3 == 0 ? "user" : "assistant")}|>message number {i} with some text in it<|end|>");
+        Assert.Equal(expected.Append("<|assistant|>").ToString(), rendered);
+        // Rendered again (the parsed template is reused per conversation), the same text.
+        Assert.Equal(rendered, parsed.Apply(messages, options));
     }
 }

@@ -44,10 +44,10 @@ public unsafe class GradientTests(ITestOutputHelper output)
             string hf = TensorNames.GgufToHuggingFace(target)!.Replace(".weight", "");
             f[$"value.{hf}.lora_A"].CopyTo(new Span<float>(adapter.A, adapter.Rank * adapter.In));
             f[$"value.{hf}.lora_B"].CopyTo(new Span<float>(adapter.B, adapter.Out * adapter.Rank));
-            if (adapter.Dora)
+            if (adapter is DoraAdapter dora)
             {
-                f[$"value.{hf}.magnitude"].CopyTo(new Span<float>(adapter.Magnitude, adapter.Out));
-                adapter.RefreshRowNorm(weights.Matrices().First(m => m.Name == target));
+                f[$"value.{hf}.magnitude"].CopyTo(new Span<float>(dora.Magnitude, dora.Out));
+                dora.Refresh(weights.Matrices().First(m => m.Name == target));
             }
         }
         var tokens = f["input.tokens"].Select(v => (int)v).ToArray();

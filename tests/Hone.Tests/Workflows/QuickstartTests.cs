@@ -26,21 +26,52 @@ public class QuickstartTests
             Assert.NotNull(summary["metrics"]![$"{task} pass@1"]!["after"]);
             Assert.NotNull(summary["metrics"]![$"{task} pass^4"]!["before"]);
         }
-        Assert.Contains("<svg", File.ReadAllText(Path.Combine(dir.Path, "report.html")));
+        var html = File.ReadAllText(Path.Combine(dir.Path, "report.html"));
+        Assert.Contains("Perplexity — log scale", html);
+        Assert.Contains("Pretraining loss: base (full)", html);
+        Assert.Contains("Fine-tuning loss: sft (LoRA)", html);
+        var md = File.ReadAllText(Path.Combine(dir.Path, "report.md"));
+        Assert.Contains("### Verdicts", md);
+        Assert.Contains("- domain perplexity", md);
+        Assert.Contains("#### domain_task_orders\n\n| question | reference | before | after |", md);
     }
 
     [SkippableFact]
     public void Quickstart_runs_on_real_inputs()
     {
-        var model = SharedData.Require("models/stories260K");
+        // The folder holds two .gguf files (v1 and v3 of the same model): an ambiguous folder is refused, so name one.
+        var model = SharedData.Require("models/stories260K/tinyllamas-stories-260k-f32.gguf");
         var data = SharedData.Require("datasets/bitext-customer-support");
         using var dir = new TempDirectory();
         var r = HoneCli.Run("quickstart", "--model", model, "--data", data, "--out", dir.Path, "--scale", "0.05", "--threads", "2");
         Assert.True(r.ExitCode == 0, r.ToString());
-        Assert.Contains("using tinyllamas-stories-260k-f32.gguf", r.Stderr);
         var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "quickstart.json")))!;
         var domain = summary["metrics"]!["domain_perplexity perplexity"]!;
         Assert.True((double)domain["after"]! < (double)domain["before"]!, $"domain perplexity {domain["before"]} -> {domain["after"]}");
         Assert.NotNull(summary["metrics"]!["domain_task pass@1"]);
+        // A given model replays general text too, and says which.
+        Assert.Contains("replaying", r.Stderr);
+        Assert.StartsWith("the generated general-English corpus", (string)summary["general_text"]!);
+        Assert.True(File.ReadLines(Path.Combine(dir.Path, "data", "general", "replay.jsonl")).Count() >= 8);
+        Assert.Contains("generated general-English corpus", File.ReadAllText(Path.Combine(dir.Path, "tasks", "general_perplexity.json")));
+    }
+
+    [SkippableFact]
+    public void Quickstart_takes_general_text_from_a_file()
+    {
+        var model = SharedData.Require("models/stories260K/tinyllamas-stories-260k-f32.gguf");
+        var data = SharedData.Require("datasets/bitext-customer-support");
+        var shakespeare = SharedData.Require("datasets/tinyshakespeare/input.txt");
+        using var dir = new TempDirectory();
+        var r = HoneCli.Run("quickstart", "--model", model, "--data", data, "--general", shakespeare, "--out", dir.Path, "--scale", "0.02", "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "quickstart.json")))!;
+        Assert.Equal($"documents of {shakespeare}", (string)summary["general_text"]!);
+        var replayed = File.ReadLines(Path.Combine(dir.Path, "data", "general", "replay.jsonl")).First();
+        Assert.Contains("First Citizen", replayed);
+
+        var refused = HoneCli.Run("quickstart", "--general", shakespeare, "--out", dir.File("x"));
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("only for a given model", refused.Stderr);
     }
 }

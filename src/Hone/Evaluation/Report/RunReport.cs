@@ -19,8 +19,10 @@ public sealed record ReportSummary(string HtmlPath, string MarkdownPath, int Run
 
 /// <summary>
 /// One self-contained HTML page (inline CSS and SVG, no scripts, no external resources) and a Markdown summary from
-/// run directories: training curves from metrics.jsonl, the run summary from train_summary.json, before/after bars
-/// from eval results files (eval*.json, eval/*.json), and corpus perplexity distributions from corpus_ppl.json.
+/// run directories: training curves from metrics.jsonl (a chart per training stage named in train_summary.json), the
+/// run summary, from eval results files (eval*.json, eval/*.json) a verdict per metric, before/after bars (perplexity
+/// on a log axis) and the answers both runs gave to the same questions, and corpus perplexity distributions from
+/// corpus_ppl.json.
 /// </summary>
 public static class RunReport
 {
@@ -43,27 +45,38 @@ public static class RunReport
         html.Append($"<h1>{E(o.Title)}</h1><p class=\"meta\">Generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by Hone from {runs.Count} run director{(runs.Count == 1 ? "y" : "ies")}.</p>");
         md.AppendLine($"# {o.Title}").AppendLine();
 
-        // Training.
+        // Training: one chart per stage, so pretraining and fine-tuning losses (different text, different scales) each
+        // get their own axis.
         var withTraining = runs.Where(r => r.Train.Count > 0).ToList();
         if (withTraining.Count > 0)
         {
-            html.Append("<section><h2>Training</h2>");
-            var series = new List<SvgCharts.Series>();
-            foreach (var r in withTraining)
+            html.Append("<section><h2>Training</h2><div class=\"grid\">");
+            var stages = TrainingCharts(withTraining);
+            foreach (var (title, members) in stages)
             {
-                series.Add(new SvgCharts.Series($"{r.Name} train", Smooth(r.Train)));
-                if (r.Validation.Count > 0) series.Add(new SvgCharts.Series($"{r.Name} validation", r.Validation, Markers: true, Dashed: true));
+                var series = new List<SvgCharts.Series>();
+                foreach (var r in members)
+                {
+                    string prefix = members.Count > 1 ? r.Name + " " : "";
+                    series.Add(new SvgCharts.Series($"{prefix}train", Smooth(r.Train)));
+                    if (r.Validation.Count > 0) series.Add(new SvgCharts.Series($"{prefix}validation", r.Validation, Markers: true, Dashed: true));
+                }
+                html.Append(Figure(SvgCharts.Line(title, "optimizer step", "cross-entropy (nats/token)", series),
+                    "Training loss (smoothed over a window of 5 logged steps) and validation loss.")); charts++;
             }
-            html.Append(Figure(SvgCharts.Line("Loss", "optimizer step", "cross-entropy (nats/token)", series),
-                "Training loss (smoothed over a window of 5 logged steps) and validation loss per run.")); charts++;
-            md.AppendLine("## Training").AppendLine().AppendLine("| run | steps | tokens | seconds | final loss | best validation loss | trainable parameters |").AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
-            html.Append("<table><tr><th>run</th><th>steps</th><th>tokens</th><th>time</th><th>final loss</th><th>best validation</th><th>trainable parameters</th></tr>");
+            html.Append("</div>");
+            if (stages.Count > 1)
+                html.Append("<p class=\"note\">Each stage has its own axis: pretraining scores every token of general text, fine-tuning the tokens it " +
+                            "trains on (by default the answers of conversations), so their losses are not on one scale.</p>");
+            md.AppendLine("## Training").AppendLine().AppendLine("| run | stage | steps | tokens | seconds | final loss | best validation loss | trainable parameters |").AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
+            html.Append("<table><tr><th>run</th><th>stage</th><th>steps</th><th>tokens</th><th>time</th><th>final loss</th><th>best validation</th><th>trainable parameters</th></tr>");
             foreach (var r in withTraining)
             {
                 var s = r.Summary;
                 string Cell(string key, string format = "") => s?[key] is JsonValue v && v.TryGetValue(out double d) ? d.ToString(format, CultureInfo.InvariantCulture) : "–";
-                html.Append($"<tr><td>{E(r.Name)}</td><td>{Cell("steps")}</td><td>{Cell("tokens", "N0")}</td><td>{Cell("seconds", "0.0")} s</td><td>{Cell("final_loss", "0.0000")}</td><td>{Cell("best_val_loss", "0.0000")}</td><td>{Cell("trainable_parameters", "N0")}</td></tr>");
-                md.AppendLine($"| {r.Name} | {Cell("steps")} | {Cell("tokens", "N0")} | {Cell("seconds", "0.0")} | {Cell("final_loss", "0.0000")} | {Cell("best_val_loss", "0.0000")} | {Cell("trainable_parameters", "N0")} |");
+                string stage = StageName(r);
+                html.Append($"<tr><td>{E(r.Name)}</td><td>{E(stage)}</td><td>{Cell("steps")}</td><td>{Cell("tokens", "N0")}</td><td>{Cell("seconds", "0.0")} s</td><td>{Cell("final_loss", "0.0000")}</td><td>{Cell("best_val_loss", "0.0000")}</td><td>{Cell("trainable_parameters", "N0")}</td></tr>");
+                md.AppendLine($"| {r.Name} | {stage} | {Cell("steps")} | {Cell("tokens", "N0")} | {Cell("seconds", "0.0")} | {Cell("final_loss", "0.0000")} | {Cell("best_val_loss", "0.0000")} | {Cell("trainable_parameters", "N0")} |");
             }
             html.Append("</table></section>");
             md.AppendLine();
@@ -78,20 +91,36 @@ public static class RunReport
             if (resultFiles.Count >= 2)
             {
                 var rows = ResultsComparison.Compare(resultFiles.Select(f => (IReadOnlyList<JsonObject>)f.Records).ToList());
+                var verdicts = Verdicts.For(rows);
+                if (verdicts.Count > 0)
+                {
+                    string from = $"{labels[^1]} against {labels[0]}";
+                    html.Append($"<h3>Verdicts</h3><p class=\"note\">{E(from)}; better or worse when the change exceeds two standard errors of the difference.</p><ul class=\"verdicts\">");
+                    md.AppendLine("### Verdicts").AppendLine().AppendLine($"{from}; better or worse when the change exceeds two standard errors of the difference.").AppendLine();
+                    foreach (var v in verdicts)
+                    {
+                        html.Append($"<li class=\"{v.Direction.ToString().ToLowerInvariant()}\">{E(v.Text)}</li>");
+                        md.AppendLine($"- {v.Text}");
+                    }
+                    html.Append("</ul>");
+                    md.AppendLine();
+                }
                 html.Append("<div class=\"grid\">");
                 foreach (var chart in ChartGroups(rows))
                 {
-                    string caption = chart.Any(r => r.ProtocolDiffers) ? "Protocols differ between these results: not directly comparable." : "";
-                    if (chart.Count == 1)
+                    string caption = chart.Rows.Any(r => r.ProtocolDiffers) ? "Protocols differ between these results: not directly comparable." : "";
+                    if (chart.Log) caption = (caption + " Log scale: equal heights are equal factors (10 to 100 as 100 to 1000).").Trim();
+                    if (chart.Rows.Count == 1)
                     {
-                        var row = chart[0];
+                        var row = chart.Rows[0];
                         var bars = row.Values.Select((v, i) => (labels[i], v?.Value, v?.StandardError)).ToList();
-                        html.Append(Figure(SvgCharts.Bars($"{row.Task}: {row.Metric}", row.Metric, bars, row.HigherIsBetter), caption.Length > 0 ? caption : null));
+                        html.Append(Figure(SvgCharts.Bars($"{row.Task}: {row.Metric}", row.Metric, bars, row.HigherIsBetter, chart.Log), caption.Length > 0 ? caption : null));
                     }
                     else
                     {
-                        var values = chart.Select(r => r.Values.Select(v => (v?.Value, v?.StandardError)).ToArray()).ToList();
-                        html.Append(Figure(SvgCharts.GroupedBars(chart[0].Task, "", chart.Select(r => r.Metric).ToList(), labels, values, chart[0].HigherIsBetter),
+                        var values = chart.Rows.Select(r => r.Values.Select(v => (v?.Value, v?.StandardError)).ToArray()).ToList();
+                        var groups = chart.Rows.Select(r => chart.ByTask ? r.Task : r.Metric).ToList();
+                        html.Append(Figure(SvgCharts.GroupedBars(chart.Title, chart.ByTask ? chart.Rows[0].Metric : "", groups, labels, values, chart.Rows[0].HigherIsBetter, chart.Log),
                             (caption + " Whiskers: ±1 standard error; the values with their errors are in the table below.").Trim()));
                     }
                     charts++;
@@ -112,6 +141,7 @@ public static class RunReport
                     md.AppendLine($"| {row.Task} | {row.Metric} |{string.Concat(row.Values.Select(v => $" {Value(v)} |"))} {change} |");
                 }
                 html.Append("</table><p class=\"note\">Change is the last column minus the first; “better”/“worse” when it exceeds two standard errors of the difference.</p>");
+                md.AppendLine();
             }
             else
             {
@@ -126,13 +156,14 @@ public static class RunReport
                             md.AppendLine($"| {(string?)r["task"]} | {name} | {v} |");
                         }
                 html.Append("</table>");
+                md.AppendLine();
             }
+            Samples(html, md, resultFiles.Count >= 2 ? [resultFiles[0], resultFiles[^1]] : [resultFiles[0]]);
             html.Append("<details><summary>Protocols</summary>");
             foreach (var (path, label, records) in resultFiles)
                 foreach (var r in records)
                     html.Append($"<h3>{E(label)} — {E((string?)r["task"] ?? "")}</h3><pre>{E(r["protocol"]?.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) ?? "")}</pre>");
             html.Append("</details></section>");
-            md.AppendLine();
         }
 
         // Data.
@@ -225,20 +256,152 @@ public static class RunReport
         return result;
     }
 
-    /// <summary>Charts for comparison rows: a task's rates (all values in [0, 1], same direction, such as pass@k and
-    /// pass^k) share one grouped chart; other metrics (perplexity next to bits per byte) get a chart each.</summary>
-    static List<List<ComparisonRow>> ChartGroups(List<ComparisonRow> rows)
+    /// <summary>A comparison chart: its rows, whether its groups are tasks (one metric across tasks) or metrics (one
+    /// task's metrics), and whether its value axis is logarithmic.</summary>
+    sealed record Chart(string Title, List<ComparisonRow> Rows, bool ByTask, bool Log);
+
+    /// <summary>Charts for comparison rows: every task's perplexity on one log axis (values span decades: 3117 before
+    /// fine-tuning, 3.1 after); a task's rates (all values in [0, 1], same direction, such as pass@k and pass^k) in
+    /// one grouped chart; another metric shared by several tasks (bits per byte) in one chart across them; the rest a
+    /// chart each.</summary>
+    static List<Chart> ChartGroups(List<ComparisonRow> rows)
     {
-        static bool Rate(ComparisonRow r) => r.Values.All(v => v is not { } x || x.Value is >= 0 and <= 1);
-        var charts = new List<List<ComparisonRow>>();
-        foreach (var task in rows.GroupBy(r => r.Task))
+        static bool Rate(ComparisonRow r) => r.HigherIsBetter && r.Values.All(v => v is not { } x || x.Value is >= 0 and <= 1);
+        static bool Perplexity(ComparisonRow r) => r.Metric.Contains("perplexity", StringComparison.OrdinalIgnoreCase);
+        var charts = new List<Chart>();
+        var placed = new HashSet<ComparisonRow>(ReferenceEqualityComparer.Instance);
+        void Add(Chart c) { charts.Add(c); placed.UnionWith(c.Rows); }
+        foreach (var metric in rows.Where(Perplexity).GroupBy(r => r.Metric))
+            Add(new Chart(metric.Key == "perplexity" ? "Perplexity" : metric.Key, metric.ToList(), ByTask: true, Log: true));
+        foreach (var task in rows.Where(r => !placed.Contains(r)).GroupBy(r => r.Task))
         {
-            var rates = task.Where(r => Rate(r) && r.HigherIsBetter).ToList();
-            if (rates.Count >= 2) charts.Add(rates);
-            charts.AddRange(task.Where(r => rates.Count < 2 || !rates.Contains(r)).Select(r => new List<ComparisonRow> { r }));
+            var rates = task.Where(Rate).ToList();
+            if (rates.Count >= 2) Add(new Chart(task.Key, rates, ByTask: false, Log: false));
         }
+        foreach (var metric in rows.Where(r => !placed.Contains(r)).GroupBy(r => r.Metric))
+            if (metric.Select(r => r.Task).Distinct().Count() >= 2)
+                Add(new Chart(metric.Key, metric.ToList(), ByTask: true, Log: false));
+        foreach (var row in rows.Where(r => !placed.Contains(r)).ToList()) Add(new Chart($"{row.Task}: {row.Metric}", [row], ByTask: false, Log: false));
         return charts;
     }
+
+    /// <summary>Runs grouped by training stage (from train_summary.json), one chart each: runs of one stage share an
+    /// axis; a run whose stage is unknown gets its own.</summary>
+    static List<(string Title, List<Run> Runs)> TrainingCharts(List<Run> runs)
+    {
+        var charts = new List<(string, List<Run>)>();
+        foreach (var group in runs.GroupBy(r => (string?)r.Summary?["stage"] ?? "\0" + r.Directory))
+        {
+            var members = group.ToList();
+            string stage = group.Key.StartsWith('\0') ? "Training loss" : StageTitle(group.Key);
+            charts.Add(($"{stage}: {string.Join(", ", members.Select(r => r.Name + Method(r)))}", members));
+        }
+        return charts;
+
+        static string Method(Run r) => (string?)r.Summary?["method"] switch
+        {
+            null => "",
+            "lora" => " (LoRA)",
+            "dora" => " (DoRA)",
+            "qlora" => " (QLoRA)",
+            var m => $" ({m})",
+        };
+    }
+
+    static string StageTitle(string stage) => stage switch
+    {
+        "cpt" => "Pretraining loss",
+        "sft" => "Fine-tuning loss",
+        _ => $"Training loss ({stage})",
+    };
+
+    static string StageName(Run r) => (string?)r.Summary?["stage"] switch
+    {
+        "cpt" => "pretraining",
+        "sft" => "fine-tuning",
+        null => "–",
+        var other => other,
+    } + ((string?)r.Summary?["method"] is string m ? $", {m}" : "");
+
+    /// <summary>Answers side by side: per task, the first items the results recorded (question, reference, and each
+    /// file's answer when both asked the same question).</summary>
+    static void Samples(StringBuilder html, StringBuilder md, IReadOnlyList<(string Path, string Label, List<JsonObject> Records)> files)
+    {
+        var first = files[0];
+        bool pair = files.Count > 1;
+        bool heading = false;
+        foreach (var record in first.Records)
+        {
+            string task = (string?)record["task"] ?? "";
+            var samples = EvalSamples.Of(record).Take(ShownSamples).ToList();
+            if (samples.Count == 0) continue;
+            var other = pair ? files[1].Records.FirstOrDefault(r => (string?)r["task"] == task) is { } o ? EvalSamples.Of(o) : [] : [];
+            if (!heading)
+            {
+                string title = pair ? $"Answers: {first.Label} and {files[1].Label}" : "Answers";
+                html.Append($"<h3>{E(title)}</h3><p class=\"note\">The same questions put to both; each answer is the first the model gave, with how it was judged.</p>");
+                md.AppendLine($"### {title}").AppendLine();
+                heading = true;
+            }
+            html.Append($"<h4>{E(task)}</h4><table class=\"samples\"><tr><th>question</th><th>reference</th><th>{E(first.Label)}</th>{(pair ? $"<th>{E(files[1].Label)}</th>" : "")}</tr>");
+            md.AppendLine($"#### {task}").AppendLine().AppendLine($"| question | reference | {first.Label} |{(pair ? $" {files[1].Label} |" : "")}")
+                .AppendLine(pair ? "| --- | --- | --- | --- |" : "| --- | --- | --- |");
+            foreach (var sample in samples)
+            {
+                string question = QuestionText(sample);
+                var match = other.FirstOrDefault(x => (int?)x["item"] == (int?)sample["item"] && QuestionText(x) == question);
+                string reference = ReferenceText(sample["reference"]);
+                string before = AnswerText(sample);
+                string after = !pair ? "" : match != null ? AnswerText(match) : "(not asked the same question)";
+                html.Append($"<tr><td><div class=\"text\">{E(question)}</div></td><td><div class=\"text\">{E(reference)}</div></td><td><div class=\"text\">{E(before)}</div></td>");
+                if (pair) html.Append($"<td><div class=\"text\">{E(after)}</div></td>");
+                html.Append("</tr>");
+                md.AppendLine($"| {Md(question)} | {Md(reference)} | {Md(before)} |{(pair ? $" {Md(after)} |" : "")}");
+            }
+            html.Append("</table>");
+            md.AppendLine();
+        }
+    }
+
+    const int ShownSamples = 3;
+
+    static string QuestionText(JsonObject sample)
+    {
+        string question = (string?)sample["question"] ?? "";
+        if (sample["choices"] is JsonArray choices)
+            question += "\n" + string.Join("\n", choices.Select((c, i) => $"{(char)('A' + i)}. {(string?)c}"));
+        return question;
+    }
+
+    /// <summary>A reference in words: a string as is, several acceptable ones joined by " | ", a checker's target
+    /// object (facts: contains, regex, forbidden) as its fields.</summary>
+    static string ReferenceText(JsonNode? reference) => reference switch
+    {
+        null => "–",
+        JsonValue v when v.TryGetValue(out string? s) => s,
+        JsonArray a => string.Join(" | ", a.Select(ReferenceText)),
+        JsonObject o => string.Join("\n", o.Select(p => $"{p.Key}: {(p.Value is JsonArray list ? string.Join(", ", list.Select(ReferenceText)) : ReferenceText(p.Value))}")),
+        _ => reference.ToJsonString(),
+    };
+
+    /// <summary>The answer and how it was judged: right or wrong (multiple choice), the checker's outcome and how many
+    /// of the samples passed (sampled), or the scores (generate).</summary>
+    static string AnswerText(JsonObject sample)
+    {
+        string answer = (string?)sample["answer"] ?? "";
+        string judged = sample switch
+        {
+            _ when sample["correct"] is JsonValue c && c.TryGetValue(out bool right) => right ? "✓ right" : "✗ wrong",
+            _ when sample["outcome"] is JsonValue o && o.TryGetValue(out string? outcome) =>
+                $"{(outcome == "pass" ? "✓" : "✗")} {outcome}{(sample["n"] is JsonValue n && (int)n > 1 ? $"; {(int?)sample["passed"]} of {(int)n} samples passed" : "")}",
+            _ when sample["scores"] is JsonObject scores => string.Join(", ", scores.Select(p => $"{p.Key} {(p.Value is JsonValue v && v.TryGetValue(out double d) ? Num(d) : "–")}")),
+            _ => "",
+        };
+        return judged.Length == 0 ? answer : $"{answer}\n[{judged}]";
+    }
+
+    /// <summary>Text in a Markdown table cell: HTML escaped, pipes escaped, line breaks as &lt;br&gt;.</summary>
+    static string Md(string text) => WebUtility.HtmlEncode(text).Replace("|", "\\|").Replace("\r", "").Replace("\n", "<br>");
 
     static string Figure(string svg, string? caption) =>
         svg.Length == 0 ? "" : $"<figure>{svg}{(caption != null ? $"<figcaption>{E(caption)}</figcaption>" : "")}</figure>";
@@ -263,5 +426,8 @@ public static class RunReport
         svg .grid{stroke:#e2e8f0;stroke-width:1}svg .axis{stroke:#64748b;stroke-width:1}svg .whisker{stroke:#0f172a;stroke-width:1.5}
         table{border-collapse:collapse;margin:12px 0;font-size:14px}th,td{border:1px solid #e2e8f0;padding:4px 10px;text-align:left}
         th{background:#f1f5f9}pre{background:#f1f5f9;padding:8px;overflow:auto;font-size:12px}
+        ul.verdicts{padding-left:20px}ul.verdicts li{margin:4px 0}ul.verdicts li.better::marker{color:#16a34a}ul.verdicts li.worse::marker{color:#dc2626}
+        ul.verdicts li.better{color:#14532d}ul.verdicts li.worse{color:#7f1d1d}
+        table.samples td{vertical-align:top;max-width:420px}table.samples .text{white-space:pre-wrap;max-height:240px;overflow:auto;font-size:13px}
         """;
 }

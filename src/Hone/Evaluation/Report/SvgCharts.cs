@@ -27,6 +27,27 @@ public static class SvgCharts
         return ticks;
     }
 
+    /// <summary>Ticks for a log10 axis covering [min, max] (both positive): every power of ten from the decade at or
+    /// below min to the one at or above max (1, 10, 100, 1000 …), with 2 and 5 between them when two decades or fewer
+    /// are spanned (a short axis would otherwise have two ticks).</summary>
+    public static List<double> LogTicks(double min, double max)
+    {
+        if (!(min > 0) || !(max >= min)) throw new ArgumentException($"a log axis needs 0 < min ≤ max, got {min} and {max}");
+        int a = (int)Math.Floor(Math.Log10(min) + 1e-9), b = (int)Math.Ceiling(Math.Log10(max) - 1e-9);
+        if (b <= a) b = a + 1;
+        var ticks = new List<double>();
+        for (int k = a; k <= b; k++)
+        {
+            double decade = Decade(k);
+            ticks.Add(decade);
+            if (b - a <= 2 && k < b) { ticks.Add(Math.Round(2 * decade, 12)); ticks.Add(Math.Round(5 * decade, 12)); }
+        }
+        return ticks;
+    }
+
+    /// <summary>10^k exactly as written in decimal (Math.Pow(10, -3) is not 0.001).</summary>
+    static double Decade(int k) => k >= 0 ? Math.Pow(10, k) : double.Parse("1e" + k.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+
     static string Label(double v)
     {
         double a = Math.Abs(v);
@@ -101,24 +122,46 @@ public static class SvgCharts
     }
 
     /// <summary>Bars for one metric across result sets, with ±1 standard error whiskers and value labels.</summary>
-    public static string Bars(string title, string yLabel, IReadOnlyList<(string Name, double? Value, double? Error)> bars, bool higherIsBetter) =>
-        GroupedBars(title, yLabel, bars.Select(b => b.Name).ToList(), [""], bars.Select(b => new[] { (b.Value, b.Error) }).ToArray(), higherIsBetter);
+    public static string Bars(string title, string yLabel, IReadOnlyList<(string Name, double? Value, double? Error)> bars, bool higherIsBetter,
+        bool logScale = false) =>
+        GroupedBars(title, yLabel, bars.Select(b => b.Name).ToList(), [""], bars.Select(b => new[] { (b.Value, b.Error) }).ToArray(), higherIsBetter, logScale);
 
     /// <summary>Grouped bars: one group per x label, one colored bar per series inside it (a legend when there are
     /// several series), ±1 standard error whiskers and value labels above the whiskers.</summary>
     /// <param name="values">[group][series] value and standard error (null: missing)</param>
+    /// <param name="logScale">a log10 value axis with ticks at powers of ten, for quantities that span decades
+    /// (perplexity 3117 before and 3.1 after); bars rise from the lowest decade. Needs positive values (else linear).</param>
     public static string GroupedBars(string title, string yLabel, IReadOnlyList<string> groups, IReadOnlyList<string> series,
-        IReadOnlyList<(double? Value, double? Error)[]> values, bool higherIsBetter)
+        IReadOnlyList<(double? Value, double? Error)[]> values, bool higherIsBetter, bool logScale = false)
     {
         var present = values.SelectMany(g => g).Where(b => b.Value is double v && double.IsFinite(v)).ToList();
         if (present.Count == 0) return "";
         double Err((double? Value, double? Error) b) => b.Error is double e && double.IsFinite(e) ? e : 0;
         double top = present.Max(b => b.Value!.Value + Err(b)), bottom = Math.Min(0, present.Min(b => b.Value!.Value - Err(b)));
-        if (top - bottom < 1e-9) top = bottom + 1; // all zero: still draw a sensible axis
-        var yTicks = Ticks(bottom, top * 1.15);
-        // Headroom above the tallest whisker for its label.
-        double ya = Math.Min(bottom, yTicks.First()), yb = Math.Max(top + (top - ya) * 0.12, yTicks.Last());
-        double Sy(double v) => Height - Bottom - (v - ya) / Math.Max(yb - ya, 1e-12) * (Height - Top - Bottom);
+        logScale &= present.All(b => b.Value > 0);
+        List<double> yTicks;
+        Func<double, double> Sy;
+        double ya;
+        if (logScale)
+        {
+            // Whiskers reaching to zero or below are cut at the axis' foot.
+            double low = present.Min(b => b.Value!.Value - Err(b) > 0 ? b.Value!.Value - Err(b) : b.Value!.Value);
+            yTicks = LogTicks(low, top);
+            double la = Math.Log10(yTicks.First()), lb = Math.Log10(yTicks.Last());
+            lb += (lb - la) * 0.12; // headroom for the value labels
+            ya = yTicks.First();
+            Sy = v => Height - Bottom - (Math.Log10(Math.Max(v, ya)) - la) / (lb - la) * (Height - Top - Bottom);
+            title += " — log scale";
+        }
+        else
+        {
+            if (top - bottom < 1e-9) top = bottom + 1; // all zero: still draw a sensible axis
+            yTicks = Ticks(bottom, top * 1.15);
+            // Headroom above the tallest whisker for its label.
+            double a = Math.Min(bottom, yTicks.First()), b = Math.Max(top + (top - a) * 0.12, yTicks.Last());
+            ya = a;
+            Sy = v => Height - Bottom - (v - a) / Math.Max(b - a, 1e-12) * (Height - Top - Bottom);
+        }
         double slot = (double)(Width - Left - Right) / groups.Count;
         double barWidth = Math.Min(series.Count == 1 ? 80 : 56, slot * 0.8 / series.Count);
         var sb = new StringBuilder();
@@ -135,7 +178,7 @@ public static class SvgCharts
                 double cx = center + (k - (series.Count - 1) / 2.0) * barWidth * 1.1;
                 string color = Palette[(series.Count == 1 ? g : k) % Palette.Length];
                 string name = series.Count == 1 ? groups[g] : $"{groups[g]}, {series[k]}";
-                double y = Sy(v), zero = Sy(Math.Max(ya, 0)), labelY = Math.Min(y, zero);
+                double y = Sy(v), zero = Sy(logScale ? ya : Math.Max(ya, 0)), labelY = Math.Min(y, zero);
                 sb.Append($"<rect x=\"{F(cx - barWidth / 2)}\" y=\"{F(Math.Min(y, zero))}\" width=\"{F(barWidth)}\" height=\"{F(Math.Abs(zero - y))}\" fill=\"{color}\" opacity=\"0.85\"><title>{E(name)}: {E(Label(v))}</title></rect>");
                 if (error is double e && e > 0 && double.IsFinite(e))
                 {

@@ -1,4 +1,4 @@
-namespace Hone.DataTools;
+namespace Hone.Formats;
 
 /// <summary>
 /// Reads a JSONL file as raw lines, in batches, without decoding them: records pass through to outputs byte for byte.

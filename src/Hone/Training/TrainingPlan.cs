@@ -1,0 +1,160 @@
+using Hone.Model;
+using Hone.Tensors;
+
+namespace Hone.Training;
+
+/// <summary>What trains: all weights, selected weights, or adapters over a frozen (possibly quantized) base.
+/// Dora is the name users know for adapters of the DoRA kind (LLaMA-Factory's use_dora), QLora adapters over a
+/// quantized base.</summary>
+public enum TrainingMethod { Full, Freeze, Lora, Dora, QLora }
+
+/// <summary>Adapter hyper-parameters (PEFT's names: r, lora_alpha, lora_dropout, target_modules, use_rslora).</summary>
+/// <param name="Targets">module names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) or "all-linear"</param>
+/// <param name="Kind">a registered adapter kind (<see cref="AdapterKinds"/>); null: lora (dora with <see cref="TrainingMethod.Dora"/>)</param>
+public sealed record AdapterSettings(int Rank = 8, float Alpha = 16, float Dropout = 0, IReadOnlyList<string>? Targets = null, bool RsLora = false,
+    string? Kind = null)
+{
+    public static readonly string[] AllLinear = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+    public IReadOnlyList<string> ResolvedTargets
+    {
+        get
+        {
+            var t = Targets ?? ["q_proj", "v_proj"];
+            if (t.Count == 1 && t[0] == "all-linear") return AllLinear;
+            foreach (var m in t)
+                if (!AllLinear.Contains(m))
+                    throw new ArgumentException($"unknown LoRA target module '{m}'; known: {string.Join(", ", AllLinear)} or all-linear");
+            return t;
+        }
+    }
+}
+
+/// <summary>Which weights train with <see cref="TrainingMethod.Freeze"/>: the last N layers (first N when negative)
+/// restricted to the listed modules (q_proj ... down_proj, self_attn, mlp, norm; empty = all), plus extras
+/// (embed_tokens, lm_head, norm).</summary>
+public sealed record FreezeSettings(int TrainableLayers = 2, IReadOnlyList<string>? Modules = null, IReadOnlyList<string>? Extra = null);
+
+/// <param name="CheckpointActivations">keep only each layer's input and recompute the rest in backward</param>
+public sealed record TrainingSetup(TrainingMethod Method, AdapterSettings? Adapter = null, FreezeSettings? Freeze = null,
+    bool CheckpointActivations = false, ulong Seed = 1)
+{
+    public bool UsesAdapters => Method is TrainingMethod.Lora or TrainingMethod.Dora or TrainingMethod.QLora;
+
+    /// <summary>The kind of adapter that trains; null when weights train.</summary>
+    public AdapterKind? AdapterKind
+    {
+        get
+        {
+            if (!UsesAdapters) return null;
+            string? named = Adapter?.Kind;
+            if (Method == TrainingMethod.Dora && named != null && named != AdapterKinds.Dora.Name)
+                throw new ArgumentException($"method dora trains DoRA adapters, but the adapter kind is '{named}'; use method lora with that kind");
+            return Method == TrainingMethod.Dora ? AdapterKinds.Dora : AdapterKinds.Get(named ?? AdapterKinds.Lora.Name);
+        }
+    }
+}
+
+/// <summary>
+/// Planning: which tensors train and what is allocated for them. Weight methods train views of the base weights
+/// (which must be f32); adapter methods create one adapter of the setup's kind per targeted projection, initialized
+/// from the seed, and train its tensors.
+/// </summary>
+internal sealed unsafe class TrainingPlan
+{
+    public readonly record struct Entry(string Name, nint Value, int Rows, int Cols, bool WeightDecay);
+
+    public List<Entry> Parameters { get; } = new();
+    /// <summary>The adapters, by target ("blk.0.attn_q.weight"); the plan's owner disposes them.</summary>
+    public Dictionary<string, LoraAdapter> Adapters { get; } = new();
+    public AdapterKind? AdapterKind { get; }
+
+    readonly LlamaWeights _weights;
+    readonly TrainingSetup _setup;
+
+    public TrainingPlan(LlamaWeights weights, TrainingSetup setup)
+    {
+        _weights = weights; _setup = setup;
+        AdapterKind = setup.AdapterKind;
+        if (AdapterKind == null && weights.TokenEmbedding.Type != TensorType.F32)
+            throw new ArgumentException($"{setup.Method} fine-tuning needs f32 weights; load the model with f32 matrices (it is {weights.TokenEmbedding.Type.Name()})");
+        try
+        {
+            if (AdapterKind != null) PlanAdapters(AdapterKind);
+            else PlanWeights();
+        }
+        catch { foreach (var a in Adapters.Values) a.Dispose(); throw; }
+    }
+
+    /// <summary>Gradient floats for all parameters, each rounded up to the arena's alignment.</summary>
+    public long GradientFloats => Parameters.Sum(p => NativeBuffer.Align((long)p.Rows * p.Cols * 4) / 4 + 16);
+
+    void PlanWeights()
+    {
+        var c = _weights.Config;
+        bool full = _setup.Method == TrainingMethod.Full;
+        var freeze = _setup.Freeze ?? new FreezeSettings();
+        var modules = freeze.Modules ?? [];
+        var extra = freeze.Extra ?? [];
+        bool LayerTrains(int l) => full || (freeze.TrainableLayers >= 0 ? l >= c.Layers - freeze.TrainableLayers : l < -freeze.TrainableLayers);
+        bool ModuleTrains(TensorRole role)
+        {
+            if (full || modules.Count == 0) return true;
+            string? module = TensorNames.Module(role);
+            bool attention = role is TensorRole.AttentionQuery or TensorRole.AttentionKey or TensorRole.AttentionValue or TensorRole.AttentionOutput;
+            bool mlp = role is TensorRole.FeedForwardGate or TensorRole.FeedForwardUp or TensorRole.FeedForwardDown;
+            bool norm = role is TensorRole.AttentionNorm or TensorRole.FeedForwardNorm;
+            return (module != null && modules.Contains(module)) || (attention && modules.Contains("self_attn")) || (mlp && modules.Contains("mlp")) || (norm && modules.Contains("norm"));
+        }
+        foreach (var (role, layer, bias, rows, cols) in LlamaWeights.Expected(c))
+        {
+            bool trains = role switch
+            {
+                TensorRole.TokenEmbedding => full || extra.Contains("embed_tokens") || (c.TiedEmbeddings && extra.Contains("lm_head")),
+                TensorRole.Output => full || extra.Contains("lm_head"),
+                TensorRole.OutputNorm => full || extra.Contains("norm"),
+                _ => LayerTrains(layer) && ModuleTrains(role),
+            };
+            if (!trains) continue;
+            string name = TensorNames.Gguf(role, layer, bias);
+            nint value = rows == 1 ? (nint)VectorOf(role, layer, bias) : (nint)_weights.Matrices().First(m => m.Name == name).Data;
+            Parameters.Add(new Entry(name, value, rows, cols, rows > 1));
+        }
+        if (Parameters.Count == 0) throw new ArgumentException("the freeze settings leave nothing to train");
+    }
+
+    float* VectorOf(TensorRole role, int layer, bool bias) => role switch
+    {
+        TensorRole.OutputNorm => _weights.OutputNorm,
+        TensorRole.AttentionNorm => _weights.Layers[layer].AttentionNorm,
+        TensorRole.FeedForwardNorm => _weights.Layers[layer].FeedForwardNorm,
+        TensorRole.AttentionQuery when bias => _weights.Layers[layer].QueryBias,
+        TensorRole.AttentionKey when bias => _weights.Layers[layer].KeyBias,
+        TensorRole.AttentionValue when bias => _weights.Layers[layer].ValueBias,
+        _ => throw new ArgumentException($"{role} is not a vector"),
+    };
+
+    /// <summary>One adapter of the kind per targeted projection, in layer order (which seeds each one's initialization),
+    /// and its tensors as parameters named target:tensor (blk.0.attn_q.weight:lora_A).</summary>
+    void PlanAdapters(AdapterKind kind)
+    {
+        var s = _setup.Adapter ?? new AdapterSettings();
+        var targets = s.ResolvedTargets;
+        ulong index = 0;
+        for (int l = 0; l < _weights.Config.Layers; l++)
+            foreach (var w in LayerMatrices(_weights.Layers[l]))
+            {
+                var role = TensorNames.TryParseGguf(w.Name, out var parsed) ? parsed.Role : throw new InvalidOperationException(w.Name);
+                if (!targets.Contains(TensorNames.Module(role)!)) continue;
+                var adapter = kind.Create(new AdapterShape(w.Name, s.Rank, w.Cols, w.Rows, s.Alpha, s.RsLora));
+                Adapters[w.Name] = adapter;
+                adapter.Initialize(_setup.Seed * 1_000_003UL + index++, w);
+                foreach (var t in adapter.Tensors)
+                    Parameters.Add(new Entry(w.Name + ":" + t.Parameter, t.Data, t.Rows, t.Cols, t.WeightDecay));
+            }
+        if (Adapters.Count == 0) throw new ArgumentException($"no projection matches the LoRA targets {string.Join(", ", targets)}");
+    }
+
+    public static IEnumerable<WeightMatrix> LayerMatrices(LayerWeights w) =>
+        [w.Query, w.Key, w.Value, w.AttentionOutput, w.Gate, w.Up, w.Down];
+}
