@@ -155,7 +155,7 @@ public class CliErrorTests
                 for (long i = 0; i < (long)a.Out * a.Rank; i++) a.B[i] = (float)(random.NextDouble() - 0.5) * 0.1f;
                 return a;
             }).ToList();
-            PeftAdapter.Save(path, adapters, new PeftAdapterConfig(8, 16, 0, ["q_proj", "k_proj", "v_proj", "o_proj"], false, false, null));
+            PeftAdapter.Save(path, adapters, new PeftAdapterConfig(8, 16, 0, PeftTargets.Of(["q_proj", "k_proj", "v_proj", "o_proj"]), false, AdapterKinds.Lora, null));
             foreach (var a in adapters) a.Dispose();
         }
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(path, "adapter_config.json")))!;
