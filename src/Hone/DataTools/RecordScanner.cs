@@ -77,15 +77,25 @@ public sealed class RecordScanner
         {
             var reader = new Utf8JsonReader(line, new JsonReaderOptions { AllowTrailingCommas = false, CommentHandling = JsonCommentHandling.Disallow });
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) { error = "a record must be a JSON object"; return false; }
-            bool textFound = false;
+            bool textFound = false, groupFound = false;
+            int sftKeys = 0;
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 if (names != null) NoteName(ref reader, names);
                 for (int i = 0; i < _watched.Length; i++) if (reader.ValueTextEquals(_watched[i])) record.Watched |= 1 << i;
-                bool isText = _wantText && !textFound && reader.ValueTextEquals(_field);
-                bool isNumber = _numberField != null && !record.HasNumber && reader.ValueTextEquals(_numberField);
-                bool isGroup = _groupField != null && record.Group == null && reader.ValueTextEquals(_groupField);
-                if (reader.ValueTextEquals("messages"u8) || reader.ValueTextEquals("conversations"u8) || reader.ValueTextEquals("instruction"u8)) hasSftKey = true;
+                // A key the tool reads given twice would make the record mean two things: refused, as the training loader does.
+                bool isText = _wantText && reader.ValueTextEquals(_field);
+                bool isNumber = _numberField != null && reader.ValueTextEquals(_numberField);
+                bool isGroup = _groupField != null && reader.ValueTextEquals(_groupField);
+                int sftKey = reader.ValueTextEquals("messages"u8) ? 1 : reader.ValueTextEquals("conversations"u8) ? 2 : reader.ValueTextEquals("instruction"u8) ? 4 : 0;
+                if ((isText && textFound) || (isNumber && record.HasNumber) || (isGroup && groupFound) || (sftKeys & sftKey) != 0)
+                {
+                    error = $"duplicate key \"{reader.GetString()}\"";
+                    return false;
+                }
+                sftKeys |= sftKey;
+                groupFound |= isGroup;
+                if (sftKey != 0) hasSftKey = true;
                 reader.Read();
                 if (isText)
                 {
@@ -190,7 +200,7 @@ public sealed class RecordScanner
 
     static (string Text, TextSource Source) SftText(ReadOnlySpan<byte> line)
     {
-        var node = JsonNode.Parse(line)!;
+        var node = JsonNode.Parse(line, documentOptions: JsonLines.DocumentOptions)!;
         var messages = ChatConversation.ToMessages(node, "", 0);
         var source = node["messages"] is JsonArray ? TextSource.Messages : node["conversations"] is JsonArray ? TextSource.Conversations : TextSource.Alpaca;
         var parts = messages.Select(m => m?["content"] is JsonValue v && v.TryGetValue(out string? s) ? s : null).Where(s => s != null);

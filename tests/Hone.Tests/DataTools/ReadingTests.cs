@@ -90,6 +90,9 @@ public class ReadingTests
     [InlineData("{\"text\": \"a\"", "not valid JSON")]
     [InlineData("{\"text\": \"a\",}", "not valid JSON")]
     [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}]}", "the conversation has no assistant message to learn from")]
+    [InlineData("{\"text\": \"a\", \"text\": \"b\"}", "duplicate key \"text\"")]
+    [InlineData("{\"messages\": [], \"id\": 1, \"messages\": []}", "duplicate key \"messages\"")]
+    [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": \"q\", \"content\": \"r\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}", "not valid JSON: Duplicate property 'content'")]
     public void Scanner_explains_unusable_lines(string line, string expected)
     {
         var (ok, _, error) = Scan(line);
