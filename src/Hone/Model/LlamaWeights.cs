@@ -255,6 +255,18 @@ public sealed unsafe class LlamaWeights : IDisposable
     }
 
     /// <summary>Look a matrix up by its canonical name (for adapters, conversion and inspection).</summary>
+    /// <summary>The fp32 vector of a role: a norm's weight [D], or with <paramref name="bias"/> a q/k/v bias [out].</summary>
+    public float* Vector(TensorRole role, int layer, bool bias) => role switch
+    {
+        TensorRole.OutputNorm => OutputNorm,
+        TensorRole.AttentionNorm => Layers[layer].AttentionNorm,
+        TensorRole.FeedForwardNorm => Layers[layer].FeedForwardNorm,
+        TensorRole.AttentionQuery when bias => Layers[layer].QueryBias,
+        TensorRole.AttentionKey when bias => Layers[layer].KeyBias,
+        TensorRole.AttentionValue when bias => Layers[layer].ValueBias,
+        _ => throw new ArgumentException($"{role} is not a vector"),
+    };
+
     public IEnumerable<WeightMatrix> Matrices()
     {
         yield return TokenEmbedding;

@@ -117,22 +117,12 @@ internal sealed unsafe class TrainingPlan
             };
             if (!trains) continue;
             string name = TensorNames.Gguf(role, layer, bias);
-            nint value = rows == 1 ? (nint)VectorOf(role, layer, bias) : (nint)_weights.Matrices().First(m => m.Name == name).Data;
+            nint value = rows == 1 ? (nint)_weights.Vector(role, layer, bias) : (nint)_weights.Matrices().First(m => m.Name == name).Data;
             Parameters.Add(new Entry(name, value, rows, cols, rows > 1));
         }
         if (Parameters.Count == 0) throw new ArgumentException("the freeze settings leave nothing to train");
     }
 
-    float* VectorOf(TensorRole role, int layer, bool bias) => role switch
-    {
-        TensorRole.OutputNorm => _weights.OutputNorm,
-        TensorRole.AttentionNorm => _weights.Layers[layer].AttentionNorm,
-        TensorRole.FeedForwardNorm => _weights.Layers[layer].FeedForwardNorm,
-        TensorRole.AttentionQuery when bias => _weights.Layers[layer].QueryBias,
-        TensorRole.AttentionKey when bias => _weights.Layers[layer].KeyBias,
-        TensorRole.AttentionValue when bias => _weights.Layers[layer].ValueBias,
-        _ => throw new ArgumentException($"{role} is not a vector"),
-    };
 
     /// <summary>One adapter of the kind per targeted projection, in layer order (which seeds each one's initialization),
     /// and its tensors as parameters named target:tensor (blk.0.attn_q.weight:lora_A).</summary>

@@ -107,7 +107,7 @@ public static unsafe class ModelConverter
                     if (permuteToGguf) order = r => RopePermutation.HalvesRowForAdjacentRow(r, config.HeadDim);
                     if (permuteFromGguf) order = r => RopePermutation.AdjacentRowForHalvesRow(r, config.HeadDim);
                 }
-                byte* basePointer = vector ? (byte*)VectorPointer(weights, role, layer, bias) : matrix!.Data;
+                byte* basePointer = vector ? (byte*)weights.Vector(role, layer, bias) : matrix!.Data;
                 long rowBytes = vector ? (long)cols * 4 : matrix!.RowBytes;
                 if (vector && bias && (permuteToGguf || permuteFromGguf) && role is TensorRole.AttentionQuery or TensorRole.AttentionKey)
                 {
@@ -268,16 +268,6 @@ public static unsafe class ModelConverter
         return fallback;
     }
 
-    static float* VectorPointer(LlamaWeights w, TensorRole role, int layer, bool bias) => role switch
-    {
-        TensorRole.OutputNorm => w.OutputNorm,
-        TensorRole.AttentionNorm => w.Layers[layer].AttentionNorm,
-        TensorRole.FeedForwardNorm => w.Layers[layer].FeedForwardNorm,
-        TensorRole.AttentionQuery when bias => w.Layers[layer].QueryBias,
-        TensorRole.AttentionKey when bias => w.Layers[layer].KeyBias,
-        TensorRole.AttentionValue when bias => w.Layers[layer].ValueBias,
-        _ => throw new ArgumentException($"{role} is not a vector"),
-    };
 
     static double CompareLogits(LlamaWeights sourceWeights, string output, int threads, CancellationToken cancel)
     {

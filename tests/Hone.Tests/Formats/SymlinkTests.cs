@@ -10,17 +10,8 @@ namespace Hone.Tests.Formats;
 /// (snapshots/REV/model.safetensors → ../../blobs/SHA): the mapping must be the target's, not the link's.</summary>
 public class SymlinkTests
 {
-    static readonly WorkerPool Pool = new(2);
 
-    static float[] Logits(string path, int[] tokens)
-    {
-        using var c = Checkpoint.Open(path);
-        using var w = LlamaWeights.Load(c);
-        using var m = new LlamaModel(w, Pool, maxContext: 64);
-        var logits = new float[tokens.Length * c.Config.VocabSize];
-        m.Forward(tokens, logits, allLogits: true);
-        return logits;
-    }
+    static float[] Logits(string path, int[] tokens) => ModelLogits.Of(path, tokens);
 
     /// <summary>A hub-cache-shaped copy of a fixture directory: every file a relative link into blobs/.</summary>
     static string HubCache(TempDirectory dir, string variant)

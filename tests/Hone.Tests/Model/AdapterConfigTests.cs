@@ -16,7 +16,6 @@ namespace Hone.Tests.Model;
 /// </summary>
 public class AdapterConfigTests
 {
-    static readonly WorkerPool Pool = new(2);
     static string Fixture(string kind) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "adapters", $"llama-hf-f32-{kind}");
     static string Model => ReferenceLogitsTests.FixturePath("llama-hf-f32");
 
@@ -55,18 +54,7 @@ public class AdapterConfigTests
         return Assert.Throws<ModelFormatException>(() => { foreach (var a in PeftAdapter.Load(adapter, w).Values) a.Dispose(); });
     }
 
-    static float[] Logits(string adapter, int[] tokens)
-    {
-        using var c = Checkpoint.Open(Model);
-        using var w = LlamaWeights.Load(c);
-        var adapters = PeftAdapter.Load(adapter, w);
-        using var m = new LlamaModel(w, Pool, maxContext: 64);
-        foreach (var (t, a) in adapters) m.Adapters[t] = a;
-        var logits = new float[tokens.Length * c.Config.VocabSize];
-        m.Forward(tokens, logits, allLogits: true);
-        foreach (var a in adapters.Values) a.Dispose();
-        return logits;
-    }
+    static float[] Logits(string adapter, int[] tokens) => ModelLogits.Of(Model, tokens, adapter);
 
     static (int[] Tokens, float[] Logits) Expected(string kind)
     {

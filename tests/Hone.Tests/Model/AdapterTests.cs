@@ -12,7 +12,6 @@ namespace Hone.Tests.Model;
 /// merging, and llama.cpp LoRA GGUF export/import.</summary>
 public class AdapterTests
 {
-    static readonly WorkerPool Pool = new(2);
 
     static string AdapterPath(string kind) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "adapters", $"llama-hf-f32-{kind}");
 
@@ -22,18 +21,7 @@ public class AdapterTests
         return (json["tokens"]!.AsArray().Select(n => (int)n!).ToArray(), json["logits"]!.AsArray().Select(n => (float)(double)n!).ToArray());
     }
 
-    static float[] Logits(string model, string? adapter, int[] tokens)
-    {
-        using var c = Checkpoint.Open(model);
-        using var w = LlamaWeights.Load(c);
-        var adapters = adapter != null ? PeftAdapter.Load(adapter, w) : new Dictionary<string, LoraAdapter>();
-        using var m = new LlamaModel(w, Pool, maxContext: 64);
-        foreach (var (t, a) in adapters) m.Adapters[t] = a;
-        var logits = new float[tokens.Length * c.Config.VocabSize];
-        m.Forward(tokens, logits, allLogits: true);
-        foreach (var a in adapters.Values) a.Dispose();
-        return logits;
-    }
+    static float[] Logits(string model, string? adapter, int[] tokens) => ModelLogits.Of(model, tokens, adapter);
 
     [Theory]
     [InlineData("lora")]

@@ -12,15 +12,7 @@ public unsafe class ConvertTests
 {
     static readonly WorkerPool Pool = new(2);
 
-    static float[] Logits(string path, int[] tokens)
-    {
-        using var c = Checkpoint.Open(path);
-        using var w = LlamaWeights.Load(c);
-        using var m = new LlamaModel(w, Pool, maxContext: 64);
-        var logits = new float[tokens.Length * c.Config.VocabSize];
-        m.Forward(tokens, logits, allLogits: true);
-        return logits;
-    }
+    static float[] Logits(string path, int[] tokens) => ModelLogits.Of(path, tokens);
 
     static byte[] TensorBytes(string ggufPath, string name)
     {
