@@ -67,7 +67,21 @@ public sealed unsafe record MachineLimits(int Threads, double PeakGflops, double
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static double FmaLoop(long iterations)
     {
-        if (!Vector256.IsHardwareAccelerated) return 0;
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            // Scalar FMAs: the peak of the scalar paths that run where no wide vectors are (a ratio against 0 is no ratio).
+            float x = 1.0000001f, y = 0.9999999f;
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, a8 = 0, a9 = 0, a10 = 0, a11 = 0;
+            for (long i = 0; i < iterations; i++)
+            {
+                a0 = MathF.FusedMultiplyAdd(x, y, a0); a1 = MathF.FusedMultiplyAdd(x, y, a1); a2 = MathF.FusedMultiplyAdd(x, y, a2);
+                a3 = MathF.FusedMultiplyAdd(x, y, a3); a4 = MathF.FusedMultiplyAdd(x, y, a4); a5 = MathF.FusedMultiplyAdd(x, y, a5);
+                a6 = MathF.FusedMultiplyAdd(x, y, a6); a7 = MathF.FusedMultiplyAdd(x, y, a7); a8 = MathF.FusedMultiplyAdd(x, y, a8);
+                a9 = MathF.FusedMultiplyAdd(x, y, a9); a10 = MathF.FusedMultiplyAdd(x, y, a10); a11 = MathF.FusedMultiplyAdd(x, y, a11);
+            }
+            Sink = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+            return iterations * 12.0 * 2;
+        }
         if (Vector512.IsHardwareAccelerated)
         {
             var x = Vector512.Create(1.0000001f); var y = Vector512.Create(0.9999999f);

@@ -38,7 +38,7 @@ public sealed record QuickstartResult(string Report, string Markdown, IReadOnlyD
 /// </summary>
 public static class Quickstart
 {
-    /// <summary>Pretraining and fine-tuning sizes at scale 1 (5–8 minutes on 2 cores, as the README measures).</summary>
+    /// <summary>Pretraining and fine-tuning sizes at scale 1 (about 3 minutes on 2 idle cores, as the README measures).</summary>
     public static readonly ModelConfig BaseShape = new()
     {
         Architecture = "llama", VocabSize = 2048, HiddenSize = 128, IntermediateSize = 384, Layers = 4, Heads = 4, KvHeads = 2,
@@ -365,8 +365,11 @@ public static class Quickstart
     {
         public void Info(string message) => log("   " + message);
         public void Progress(TrainingProgress p) =>
-            log($"   step {p.Step}/{p.TotalSteps}  loss {p.Loss:F3}  lr {p.LearningRate:E1}  {p.TokensPerSecond:F0} tok/s  ETA {p.Remaining:mm\\:ss}");
+            log($"   step {p.Step}/{p.TotalSteps}  loss {p.Loss:F3}  lr {p.LearningRate:E1}  {p.TokensPerSecond:F0} tok/s  ETA {Clock(p.Remaining)}");
         public void Validation(long step, double loss, bool improved) => log($"   step {step}: validation loss {loss:F3}{(improved ? " (best)" : "")}");
         public void Checkpoint(string path) => log($"   checkpoint {path}");
     }
+
+    /// <summary>m:ss, or h:mm:ss from an hour on (a busy machine can stretch a stage that far).</summary>
+    static string Clock(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}:{t.Minutes:D2}:{t.Seconds:D2}" : $"{t.Minutes:D2}:{t.Seconds:D2}";
 }
