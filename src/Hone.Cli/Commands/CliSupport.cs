@@ -184,6 +184,23 @@ internal static class CliSupport
     /// looked for there too, and an option's bad value (a validator's message) is printed as it is. Returns the exit
     /// code, or null when the command line is fine.
     /// </summary>
+    /// <summary>System.CommandLine's "Cannot parse argument 'x' for option '--ctx' as expected type 'System.Int32'." in
+    /// the user's words: "--ctx: expected a whole number from -2147483648 to 2147483647, found 'x'".</summary>
+    static string Plain(string message)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(message,
+            @"^Cannot parse argument '(?<value>.*)' for option '(?<option>[^']+)' as expected type '(?<type>[^']+)'\.?$");
+        if (!m.Success) return message;
+        string type = m.Groups["type"].Value; // also System.Nullable`1[System.Int32]
+        string expected = type.Contains("UInt64") ? $"a whole number from 0 to {ulong.MaxValue}"
+            : type.Contains("Int64") ? $"a whole number from {long.MinValue} to {long.MaxValue}"
+            : type.Contains("Int32") ? $"a whole number from {int.MinValue} to {int.MaxValue}"
+            : type.Contains("Double") || type.Contains("Single") ? "a number"
+            : type.Contains("Boolean") ? "true or false"
+            : $"a value of type {type}";
+        return $"{m.Groups["option"].Value}: expected {expected}, found '{m.Groups["value"].Value}'";
+    }
+
     public static int? ReportUsageErrors(ParseResult result, string[] args)
     {
         if (result.Action is System.CommandLine.Help.HelpAction || result.Action?.GetType().Name == "VersionOptionAction") return null;
@@ -217,7 +234,7 @@ internal static class CliSupport
             {
                 if (error.Message.StartsWith("Unrecognized command or argument", StringComparison.Ordinal)) continue;
                 if (unknownCommand && error.Message.StartsWith("Required command was not provided", StringComparison.Ordinal)) continue;
-                problems.Add(error.Message);
+                problems.Add(Plain(error.Message));
             }
         }
         if (problems.Count == 0) return null;

@@ -50,6 +50,8 @@ public class CliOptionTests
         { ["generate", "TINY", "--repeat-last-n", "-2"], "repeat-last-n must be ≥ -1" },
         { ["generate", "TINY", "--threads", "-4"], "--threads: must be 0 to 1024" },
         { ["generate", "TINY", "--ctx", "100000000"], "--ctx 100000000 is more than the model's context of 128 tokens" },
+        { ["generate", "TINY", "--ctx", "99999999999"], "--ctx: expected a whole number from -2147483648 to 2147483647, found '99999999999'" },
+        { ["generate", "TINY", "--seed", "-1"], "--seed: expected a whole number from 0 to 18446744073709551615, found '-1'" },
         { ["chat", "TINY", "--ctx", "-5"], "--ctx: must be at least 0" },
         { ["chat", "TINY", "-n", "-3"], "--max-tokens: must be 0 to" },
         { ["perplexity", "TINY", "--file", "TEXT", "--ctx", "100000000"], "--ctx 100000000 is more than the model's context of 128 tokens" },
