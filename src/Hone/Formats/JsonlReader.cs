@@ -27,6 +27,11 @@ public sealed class JsonlReader : IDisposable
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
         Path = path;
         _stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+        if (!_stream.CanSeek)
+        {
+            _stream.Dispose();
+            throw new IOException($"{path}: not a regular file (a pipe or a device); give the data as a file (some tools read it twice)");
+        }
         Length = _stream.Length;
     }
 

@@ -31,6 +31,16 @@ public partial class DataCliTests
         Assert.Contains(contains, lines[0]);
     }
 
+    [SkippableFact]
+    public void A_pipe_is_refused_naming_it_and_a_duplicate_key_names_its_line()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "reads /dev/stdin");
+        AssertOneLineError(HoneCli.RunWithInput("{\"text\":\"a\"}\n", "data", "stats", "/dev/stdin"), "/dev/stdin: not a regular file");
+        using var dir = new TempDirectory();
+        var input = Jsonl.Write(dir, "dup.jsonl", "{\"text\":\"a\"}", "{\"text\":\"b\",\"id\":2,\"text\":\"c\"}");
+        AssertOneLineError(HoneCli.Run("data", "stats", input), $"{input}:2: duplicate key \"text\"");
+    }
+
     [Fact]
     public void Stats_prints_a_summary_and_json()
     {
