@@ -186,6 +186,9 @@ public unsafe class LoraAdapter : ILinearAdapter, IDisposable
                 if (ta.Shape.Length != 2 || ta.Shape[0] is < 1 or > int.MaxValue)
                     throw new ModelFormatException(path, $"shape [{string.Join(", ", ta.Shape)}] is not [r, {w.Cols}] with a positive rank r", $"tensor '{ta.Name}'");
                 int rank = (int)ta.Shape[0];
+                // The file's data fits it, but one of A or B could still hold more elements than an int counts.
+                if ((long)rank * Math.Max(w.Cols, w.Rows) > Array.MaxLength)
+                    throw new ModelFormatException(path, $"rank {rank} gives [{rank}, {w.Cols}] / [{w.Rows}, {rank}] tensors of more than {Array.MaxLength} elements", $"tensor '{ta.Name}'");
                 if (!ta.Shape.SequenceEqual(new long[] { rank, w.Cols }) || !tb.Shape.SequenceEqual(new long[] { w.Rows, rank }))
                     throw new ModelFormatException(path, $"shapes {string.Join("x", ta.Shape)} / {string.Join("x", tb.Shape)} do not fit [{rank}, {w.Cols}] / [{w.Rows}, {rank}]", $"tensor '{ta.Name}'");
                 var adapter = AdapterKinds.Lora.Create(new AdapterShape(target, rank, w.Cols, w.Rows, alpha ?? rank));

@@ -228,7 +228,9 @@ public static unsafe class PeftAdapter
 
     static void Copy(SafetensorsFile st, SafetensorsTensorInfo t, float* destination)
     {
-        int n = checked((int)t.ElementCount);
+        if (t.ElementCount > Array.MaxLength)
+            throw new ModelFormatException(st.Path, $"{t.ElementCount} elements are more than an adapter tensor may hold ({Array.MaxLength})", $"tensor '{t.Name}'");
+        int n = (int)t.ElementCount;
         WeightRows.DequantizeSegment(t.Type!.Value, st.TensorData(t), 0, n, destination);
         RequireFinite(st.Path, t.Name, destination, n);
     }
