@@ -177,13 +177,6 @@ internal static class CliSupport
         _ => $"{b} B",
     };
 
-    /// <summary>
-    /// Usage errors, found before any command runs, in one line each: a mistyped option gets the nearest real one
-    /// ("unknown option '--lora-rnak'; did you mean '--lora-rank'?"), not the whole help; so does a mistyped command.
-    /// System.CommandLine takes an unknown "--x" for a positional argument when one is free (the model), so those are
-    /// looked for there too, and an option's bad value (a validator's message) is printed as it is. Returns the exit
-    /// code, or null when the command line is fine.
-    /// </summary>
     /// <summary>System.CommandLine's "Cannot parse argument 'x' for option '--ctx' as expected type 'System.Int32'." in
     /// the user's words: "--ctx: expected a whole number from -2147483648 to 2147483647, found 'x'".</summary>
     static string Plain(string message)
@@ -201,6 +194,13 @@ internal static class CliSupport
         return $"{m.Groups["option"].Value}: expected {expected}, found '{m.Groups["value"].Value}'";
     }
 
+    /// <summary>
+    /// Usage errors, found before any command runs, in one line each: a mistyped option gets the nearest real one
+    /// ("unknown option '--lora-rnak'; did you mean '--lora-rank'?"), not the whole help; so does a mistyped command.
+    /// System.CommandLine takes an unknown "--x" for a positional argument when one is free (the model), so those are
+    /// looked for there too, and an option's bad value (a validator's message) is printed as it is. Returns the exit
+    /// code, or null when the command line is fine.
+    /// </summary>
     public static int? ReportUsageErrors(ParseResult result, string[] args)
     {
         if (result.Action is System.CommandLine.Help.HelpAction || result.Action?.GetType().Name == "VersionOptionAction") return null;

@@ -31,7 +31,7 @@ internal static class ConvertCommand
                 string baseModelPath = r.GetValue(baseModel) ?? throw new ArgumentException("converting an adapter needs --base MODEL (the model it was trained on)");
                 if (!r.GetValue(output)!.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) throw new ArgumentException("an adapter converts to a .gguf file");
                 var notes = new List<string>();
-                Hone.Transforms.AdapterGguf.Write(source, baseModelPath, r.GetValue(output)!, notes);
+                Hone.Transforms.AdapterGguf.Write(source, baseModelPath, r.GetValue(output)!, notes, cancel);
                 foreach (var n in notes) Console.WriteLine(n);
                 return 0;
             }

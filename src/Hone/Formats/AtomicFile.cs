@@ -3,12 +3,20 @@ namespace Hone.Formats;
 /// <summary>Write-then-rename: outputs and checkpoints never exist half-written under their final name.</summary>
 public static class AtomicFile
 {
-    public static void Write(string path, Action<Stream> write)
+    /// <summary>A hidden temporary sibling of <paramref name="path"/> (".NAME.PID.GUID.tmp" in the same directory, which
+    /// is created), on the same file system so that the final move is a rename.</summary>
+    public static string TemporarySibling(string path)
     {
         var full = Path.GetFullPath(path);
         var dir = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
-        var temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        return Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+    }
+
+    public static void Write(string path, Action<Stream> write)
+    {
+        var full = Path.GetFullPath(path);
+        var temp = TemporarySibling(full);
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
@@ -53,9 +61,7 @@ public sealed class PendingFile : IDisposable
     internal PendingFile(string path)
     {
         Path = System.IO.Path.GetFullPath(path);
-        var dir = System.IO.Path.GetDirectoryName(Path)!;
-        Directory.CreateDirectory(dir);
-        _temp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(Path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        _temp = AtomicFile.TemporarySibling(Path);
         _stream = new FileStream(_temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
     }
 

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -12,13 +11,8 @@ public static class JsonLines
     public static readonly JsonDocumentOptions DocumentOptions = new() { AllowDuplicateProperties = false };
 
     /// <summary>Null when <paramref name="line"/> is valid UTF-8, else "invalid UTF-8 at byte N" (1-based).</summary>
-    public static string? InvalidUtf8(ReadOnlySpan<byte> line)
-    {
-        if (System.Text.Unicode.Utf8.IsValid(line)) return null;
-        int i = 0;
-        while (i < line.Length && Rune.DecodeFromUtf8(line[i..], out _, out int used) == System.Buffers.OperationStatus.Done) i += used;
-        return $"invalid UTF-8 at byte {i + 1}";
-    }
+    public static string? InvalidUtf8(ReadOnlySpan<byte> line) =>
+        StrictJson.FirstInvalidUtf8(line) is int at and >= 0 ? $"invalid UTF-8 at byte {at + 1}" : null;
 
     /// <summary>Parse one record's bytes; invalid UTF-8, invalid JSON and duplicate keys come back as an error message
     /// (without file or line: the caller adds them).</summary>

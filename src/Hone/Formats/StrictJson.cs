@@ -42,14 +42,18 @@ public static class StrictJson
     /// <summary>Throw naming the byte offset of the first invalid UTF-8 sequence, if there is one.</summary>
     public static void CheckUtf8(ReadOnlySpan<byte> bytes, string file, long baseOffset, string what = "the text")
     {
-        if (System.Text.Unicode.Utf8.IsValid(bytes)) return;
-        int at = 0;
-        while (at < bytes.Length)
-        {
-            if (Rune.DecodeFromUtf8(bytes[at..], out _, out int consumed) != System.Buffers.OperationStatus.Done) break;
-            at += consumed;
-        }
+        int at = FirstInvalidUtf8(bytes);
+        if (at < 0) return;
         throw new ModelFormatException(file, $"{what} is not valid UTF-8 (byte 0x{bytes[at]:X2} at offset {baseOffset + at})");
+    }
+
+    /// <summary>The offset of the first byte that does not start a valid UTF-8 sequence, or −1 when all of it is valid.</summary>
+    public static int FirstInvalidUtf8(ReadOnlySpan<byte> bytes)
+    {
+        if (System.Text.Unicode.Utf8.IsValid(bytes)) return -1;
+        int at = 0;
+        while (at < bytes.Length && Rune.DecodeFromUtf8(bytes[at..], out _, out int consumed) == System.Buffers.OperationStatus.Done) at += consumed;
+        return at;
     }
 
     /// <summary>Throw naming the first key that appears twice in one object (as a dotted path from the root).</summary>

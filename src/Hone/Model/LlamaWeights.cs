@@ -254,7 +254,6 @@ public sealed unsafe class LlamaWeights : IDisposable
             }
     }
 
-    /// <summary>Look a matrix up by its canonical name (for adapters, conversion and inspection).</summary>
     /// <summary>The fp32 vector of a role: a norm's weight [D], or with <paramref name="bias"/> a q/k/v bias [out].</summary>
     public float* Vector(TensorRole role, int layer, bool bias) => role switch
     {
@@ -267,6 +266,7 @@ public sealed unsafe class LlamaWeights : IDisposable
         _ => throw new ArgumentException($"{role} is not a vector"),
     };
 
+    /// <summary>Every matrix, each under its canonical name (for adapters, conversion and inspection).</summary>
     public IEnumerable<WeightMatrix> Matrices()
     {
         yield return TokenEmbedding;

@@ -186,6 +186,9 @@ public unsafe class LoraAdapter : ILinearAdapter, IDisposable
                 if (ta.Shape.Length != 2 || ta.Shape[0] is < 1 or > int.MaxValue)
                     throw new ModelFormatException(path, $"shape [{string.Join(", ", ta.Shape)}] is not [r, {w.Cols}] with a positive rank r", $"tensor '{ta.Name}'");
                 int rank = (int)ta.Shape[0];
+                // The file's data fits it, but one of A or B could still hold more elements than an int counts.
+                if ((long)rank * Math.Max(w.Cols, w.Rows) > Array.MaxLength)
+                    throw new ModelFormatException(path, $"rank {rank} gives [{rank}, {w.Cols}] / [{w.Rows}, {rank}] tensors of more than {Array.MaxLength} elements", $"tensor '{ta.Name}'");
                 if (!ta.Shape.SequenceEqual(new long[] { rank, w.Cols }) || !tb.Shape.SequenceEqual(new long[] { w.Rows, rank }))
                     throw new ModelFormatException(path, $"shapes {string.Join("x", ta.Shape)} / {string.Join("x", tb.Shape)} do not fit [{rank}, {w.Cols}] / [{w.Rows}, {rank}]", $"tensor '{ta.Name}'");
                 var adapter = AdapterKinds.Lora.Create(new AdapterShape(target, rank, w.Cols, w.Rows, alpha ?? rank));
@@ -313,11 +316,7 @@ public sealed unsafe class LoraDropout(float probability, ulong seed, float* buf
         if (!Active) return x;
         float p = Probability, keep = 1 / (1 - p);
         ulong key = Key(target);
-        for (long i = 0; i < count; i++)
-        {
-            double u = (Hash(key, (ulong)i, 0) >> 11) * (1.0 / (1UL << 53));
-            buffer[i] = u < p ? 0 : x[i] * keep;
-        }
+        for (long i = 0; i < count; i++) buffer[i] = Dropped(key, i, p) ? 0 : x[i] * keep;
         return buffer;
     }
 
@@ -326,12 +325,12 @@ public sealed unsafe class LoraDropout(float probability, ulong seed, float* buf
     {
         float p = Probability, keep = 1 / (1 - p);
         ulong key = Key(target);
-        for (long i = 0; i < count; i++)
-        {
-            double u = (Hash(key, (ulong)i, 0) >> 11) * (1.0 / (1UL << 53));
-            dx[i] += u < p ? 0 : source[i] * keep;
-        }
+        for (long i = 0; i < count; i++) dx[i] += Dropped(key, i, p) ? 0 : source[i] * keep;
     }
+
+    /// <summary>The mask: element <paramref name="i"/> is dropped when its uniform draw in [0, 1) falls below p.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    static bool Dropped(ulong key, long i, float p) => (Hash(key, (ulong)i, 0) >> 11) * (1.0 / (1UL << 53)) < p;
 
     /// <summary>The mask's key for one adapter at this step. The target's hash must be the same in every process
     /// (string.GetHashCode is randomized per process), or a resumed or repeated run would draw other masks.</summary>

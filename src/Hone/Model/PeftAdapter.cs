@@ -66,7 +66,6 @@ public static unsafe class PeftAdapter
             ["lora_dropout"] = config.Dropout,
             ["target_modules"] = config.Targets.TargetModulesJson,
             ["use_rslora"] = config.UseRsLora,
-            ["use_dora"] = false,
             ["base_model_name_or_path"] = config.BaseModel,
             ["bias"] = "none",
             ["fan_in_fan_out"] = false,
@@ -81,7 +80,9 @@ public static unsafe class PeftAdapter
         };
         if (config.Targets.ExcludeNames is { } excluded) json["exclude_modules"] = new JsonArray(excluded.Select(e => (JsonNode)e).ToArray());
         else if (config.Targets.ExcludePattern is string exclude) json["exclude_modules"] = exclude;
-        if (config.Kind.ConfigFlag is string flag) json[flag] = true;
+        // Every registered kind's flag, true for this adapter's kind only (PEFT writes use_dora: false for plain LoRA).
+        foreach (var kind in AdapterKinds.All)
+            if (kind.ConfigFlag is string flag) json[flag] = kind == config.Kind;
         AtomicFile.WriteAllText(Path.Combine(directory, "adapter_config.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
@@ -227,7 +228,9 @@ public static unsafe class PeftAdapter
 
     static void Copy(SafetensorsFile st, SafetensorsTensorInfo t, float* destination)
     {
-        int n = checked((int)t.ElementCount);
+        if (t.ElementCount > Array.MaxLength)
+            throw new ModelFormatException(st.Path, $"{t.ElementCount} elements are more than an adapter tensor may hold ({Array.MaxLength})", $"tensor '{t.Name}'");
+        int n = (int)t.ElementCount;
         WeightRows.DequantizeSegment(t.Type!.Value, st.TensorData(t), 0, n, destination);
         RequireFinite(st.Path, t.Name, destination, n);
     }

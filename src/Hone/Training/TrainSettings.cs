@@ -94,7 +94,7 @@ public sealed partial record TrainOptions
         RealSetting("weight_decay", o => o.WeightDecay, (o, v) => o with { WeightDecay = (float)v }, "AdamW decoupled weight decay", 0, 1, lf: "weight_decay"),
         RealSetting("max_grad_norm", o => o.MaxGradNorm, (o, v) => o with { MaxGradNorm = (float)v }, "clip the global gradient norm (0 = off)", 0, 1e6, lf: "max_grad_norm"),
         BoolSetting("packing", o => o.Packing, (o, v) => o with { Packing = v }, "pack examples into full windows (default: on for cpt, off for sft)", lf: "packing",
-            nullable: true),
+            unset: o => o with { Packing = null }),
         BoolSetting("train_on_prompt", o => o.TrainOnPrompt, (o, v) => o with { TrainOnPrompt = v }, "sft: compute the loss on prompt tokens too", lf: "train_on_prompt"),
         BoolSetting("skip_bad_lines", o => o.SkipBadLines, (o, v) => o with { SkipBadLines = v }, "skip malformed records (counted in the summary) instead of stopping"),
         BoolSetting("checkpoint_activations", o => o.CheckpointActivations, (o, v) => o with { CheckpointActivations = v },
@@ -139,15 +139,13 @@ public sealed partial record TrainOptions
         Get = o => get(o), Set = (o, v) => set(o, Convert.ToDouble(v)),
     };
 
+    /// <param name="unset">for a tri-state (packing: null = by stage), what null sets; without it a value is required</param>
     static SettingSpec<TrainOptions> BoolSetting(string key, Func<TrainOptions, bool?> get, Func<TrainOptions, bool, TrainOptions> set, string description,
-        string? lf = null, bool nullable = false) => new()
+        string? lf = null, Func<TrainOptions, TrainOptions>? unset = null) => new()
     {
-        Key = key, Kind = SettingKind.Boolean, Description = description, LlamaFactoryKey = lf, Nullable = nullable,
-        Get = o => get(o), Set = (o, v) => v is bool b ? set(o, b) : nullable ? NullBool(o, key) : throw new ArgumentException($"{key}: a value is required"),
+        Key = key, Kind = SettingKind.Boolean, Description = description, LlamaFactoryKey = lf, Nullable = unset != null,
+        Get = o => get(o), Set = (o, v) => v is bool b ? set(o, b) : unset?.Invoke(o) ?? throw new ArgumentException($"{key}: a value is required"),
     };
-
-    /// <summary>Only packing is a tri-state (null = by stage).</summary>
-    static TrainOptions NullBool(TrainOptions o, string key) => key == "packing" ? o with { Packing = null } : throw new ArgumentException($"{key}: a value is required");
 
     static SettingSpec<TrainOptions> ChoiceSetting<TEnum>(string key, Func<TrainOptions, TEnum> get, Func<TrainOptions, TEnum, TrainOptions> set, string description,
         string? lf = null, Dictionary<string, string>? lfValues = null) where TEnum : struct, Enum => new()

@@ -18,10 +18,11 @@ internal sealed unsafe class TrainingActivations : IDisposable
     public sealed class Layer
     {
         public float* XIn, XMid, Q, K, V, Lse, Att, Gate, Up;
-        /// <summary>What each adapter keeps from forward to backward, by target (by module key in the shared slot).</summary>
+        /// <summary>What each adapter keeps from forward to backward, by target (in the shared slot, every layer's
+        /// adapter on one module shares one entry).</summary>
         public readonly Dictionary<string, nint[]> AdapterSaved = new();
 
-        public nint[] Saved(string target) => AdapterSaved.TryGetValue(target, out var p) ? p : AdapterSaved[ModuleKey(target)];
+        public nint[] Saved(string target) => AdapterSaved[target];
     }
 
     public const int LossChunk = 256;
@@ -99,20 +100,21 @@ internal sealed unsafe class TrainingActivations : IDisposable
         a.Q = Take(n * c.QueryDim); a.K = Take(n * c.KvDim); a.V = Take(n * c.KvDim);
         a.Lse = Take((long)maxRows / Math.Max(1, maxSequence) * c.Heads * maxSequence);
         a.Att = Take(n * c.QueryDim); a.Gate = Take(n * c.IntermediateSize); a.Up = Take(n * c.IntermediateSize);
+        var byModule = new Dictionary<string, nint[]>(); // the shared slot: one entry per module ("attn_q")
         foreach (var adapter in adapters)
         {
             if (layer >= 0 && !adapter.Target.StartsWith($"blk.{layer}.", StringComparison.Ordinal)) continue;
-            string key = layer >= 0 ? adapter.Target : ModuleKey(adapter.Target);
-            if (a.AdapterSaved.ContainsKey(key)) continue;
-            var widths = adapter.SavedWidths;
-            var saved = new nint[widths.Count];
-            for (int i = 0; i < widths.Count; i++) saved[i] = (nint)Take(n * widths[i]);
-            a.AdapterSaved[key] = saved;
+            string module = layer >= 0 ? adapter.Target : adapter.Target.Split('.')[2]; // blk.3.attn_q.weight → attn_q
+            if (!byModule.TryGetValue(module, out var saved))
+            {
+                var widths = adapter.SavedWidths;
+                saved = new nint[widths.Count];
+                for (int i = 0; i < widths.Count; i++) saved[i] = (nint)Take(n * widths[i]);
+                byModule[module] = saved;
+            }
+            a.AdapterSaved[adapter.Target] = saved;
         }
     }
-
-    /// <summary>"blk.3.attn_q.weight" → "attn_q": the key of an adapter's slot in the shared (checkpointed) layer.</summary>
-    static string ModuleKey(string target) => target.Split('.')[2];
 
     public void Dispose() => _arena?.Dispose();
 }

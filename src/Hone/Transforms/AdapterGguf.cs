@@ -11,7 +11,9 @@ namespace Hone.Transforms;
 /// </summary>
 public static unsafe class AdapterGguf
 {
-    public static void Write(string adapterDirectory, string baseModel, string output, List<string> notes)
+    /// <param name="cancel">stops the export between tensors; the output is written through a temporary, so nothing is
+    /// left behind (exit through <see cref="OperationCanceledException"/>)</param>
+    public static void Write(string adapterDirectory, string baseModel, string output, List<string> notes, CancellationToken cancel = default)
     {
         var config = PeftAdapter.ReadConfig(adapterDirectory);
         if (config.Kind.LlamaCppType is not string adapterType)
@@ -34,7 +36,8 @@ public static unsafe class AdapterGguf
                 notes.Add("rsLoRA scale alpha/√r written as an equivalent alpha' = alpha·√r (llama.cpp applies alpha'/r)");
             foreach (var (_, adapter) in adapters.OrderBy(kv => kv.Key, StringComparer.Ordinal))
                 foreach (var tensor in adapter.LlamaCppTensors(permute, c.HeadDim))
-                    w.Add(tensor);
+                    w.Add(tensor with { WriteData = s => { cancel.ThrowIfCancellationRequested(); tensor.WriteData(s); } });
+            cancel.ThrowIfCancellationRequested();
             w.Write(output);
             notes.Add($"wrote a llama.cpp LoRA adapter ({adapterType}): {adapters.Count} projections, rank {config.Rank}, alpha {config.Alpha}");
         }

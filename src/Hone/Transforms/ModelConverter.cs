@@ -147,7 +147,7 @@ public static unsafe class ModelConverter
 
             var matrixTypes = plan.Where(p => p.Rows > 1).Select(p => p.Type).Distinct().ToList();
             var mainType = matrixTypes.GroupBy(t => t).OrderByDescending(g => g.Count()).First().Key;
-            var staged = StagingPath(o.Output);
+            var staged = AtomicFile.TemporarySibling(o.Output.TrimEnd('/', '\\'));
             try
             {
                 if (toGguf)
@@ -215,15 +215,6 @@ public static unsafe class ModelConverter
             return (toGguf ? "gguf" : "huggingface", plan.Count, bytes);
         }
         finally { foreach (var buffer in temporaries) buffer.Dispose(); }
-    }
-
-    /// <summary>A hidden temporary sibling of the output, on the same file system so that the final move is a rename.</summary>
-    static string StagingPath(string output)
-    {
-        var full = Path.GetFullPath(output.TrimEnd('/', '\\'));
-        var parent = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(parent);
-        return Path.Combine(parent, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
     }
 
     /// <summary>Move a verified output into place. A file, or a directory onto nothing (or an empty directory), is one

@@ -71,6 +71,19 @@ public class AdapterTests
     }
 
     [Fact]
+    public void Cancelled_llama_cpp_export_leaves_nothing()
+    {
+        // `hone convert` on an adapter directory handles Ctrl+C/SIGTERM through the token: the export must stop on it,
+        // or the first signal is swallowed and the export runs on.
+        using var dir = new TempDirectory();
+        using var cancel = new CancellationTokenSource();
+        cancel.Cancel();
+        Assert.Throws<OperationCanceledException>(() =>
+            AdapterGguf.Write(AdapterPath("lora"), ReferenceLogitsTests.FixturePath("llama-hf-f32"), dir.File("adapter.gguf"), new List<string>(), cancel.Token));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(dir.Path));
+    }
+
+    [Fact]
     public void Adapter_with_a_wrong_shape_is_named()
     {
         using var dir = new TempDirectory();
