@@ -1,4 +1,5 @@
 using Hone.Formats;
+using Hone.Model;
 
 namespace Hone.Training;
 
@@ -126,7 +127,8 @@ public static class TrainRecipe
                 "8" => "q8_0",
                 _ => throw recipe.Error(bits.Line, $"quantization_bit: expected 4 or 8, found '{bits}'"),
             };
-            if (o.Method == TrainingMethod.Dora) throw recipe.Error(bits.Line, "quantization_bit with use_dora: DoRA on a quantized base is not supported");
+            // use_dora made the method dora; over a quantized base that is qlora with DoRA adapters (PEFT's QDoRA).
+            if (o.Method == TrainingMethod.Dora) o = o with { Method = TrainingMethod.QLora, AdapterKind = AdapterKinds.Dora.Name };
             if (o.Method is not (TrainingMethod.Lora or TrainingMethod.QLora))
                 throw recipe.Error(bits.Line, $"quantization_bit needs finetuning_type: lora (a quantized base cannot be trained directly); the method is {o.Method.ToString().ToLowerInvariant()}");
             o = o with { Method = TrainingMethod.QLora, QloraType = type };

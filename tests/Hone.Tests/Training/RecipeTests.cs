@@ -142,6 +142,8 @@ public class RecipeTests
         var q = Apply("finetuning_type: lora\nquantization_bit: 4").Options;
         Assert.Equal((TrainingMethod.QLora, "q4_0"), (q.Method, q.QloraType));
         Assert.Equal("q8_0", Apply("quantization_bit: 8").Options.QloraType);
+        var qdora = Apply("finetuning_type: lora\nuse_dora: true\nquantization_bit: 4").Options;  // PEFT's QDoRA
+        Assert.Equal((TrainingMethod.QLora, "q4_0", AdapterKinds.Dora), (qdora.Method, qdora.QloraType, qdora.Setup.AdapterKind));
         Assert.Equal(TrainingStage.Cpt, Apply("stage: pt").Options.Stage);
         Assert.Equal(TrainingMethod.Full, Apply("finetuning_type: full").Options.Method);
         Assert.Equal(0, Apply("max_steps: -1").Options.MaxSteps);
@@ -161,7 +163,6 @@ public class RecipeTests
         Assert.Contains("use_dora applies to LoRA", Refused("finetuning_type: full\nuse_dora: true").Message);
         Assert.Contains("needs finetuning_type: lora", Refused("finetuning_type: freeze\nquantization_bit: 4").Message);
         Assert.Contains("expected 4 or 8", Refused("quantization_bit: 2").Message);
-        Assert.Contains("DoRA on a quantized base", Refused("use_dora: true\nquantization_bit: 4").Message);
         Assert.Contains("continuing a trained adapter is not supported", Refused("adapter_name_or_path: saves/x").Message);
         Assert.Contains("dataset_info.json names are not read", Refused("dataset: identity").Message);
         Assert.Contains("names several datasets", Refused("dataset: identity,alpaca_en_demo").Message);

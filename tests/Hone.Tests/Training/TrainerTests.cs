@@ -78,6 +78,17 @@ public class TrainerTests
         else Assert.True(File.Exists(Path.Combine(dir.Path, "model.safetensors")));
     }
 
+    /// <summary>QDoRA: DoRA adapters over a quantized base (PEFT trains them over bitsandbytes layers), from the CLI's
+    /// --method qlora --adapter-kind dora or a recipe's quantization_bit with use_dora.</summary>
+    [Fact]
+    public void Dora_adapters_train_over_a_quantized_base()
+    {
+        using var dir = new TempDirectory();
+        var summary = Trainer.Run(Options(dir.Path, TrainingMethod.QLora) with { AdapterKind = "dora" }, Memorize, new Recorder());
+        Assert.True(summary.FinalLoss < 0.05, $"final loss {summary.FinalLoss}");
+        Assert.Equal(AdapterKinds.Dora, PeftAdapter.ReadConfig(dir.Path).Kind);
+    }
+
     [Theory]
     [InlineData(TrainingMethod.Lora)]
     [InlineData(TrainingMethod.Full)]
