@@ -161,6 +161,25 @@ public class TrainCliTests
     }
 
     [SkippableFact]
+    public void Train_refuses_a_record_with_a_duplicate_key_naming_file_line_and_key()
+    {
+        var model = SharedData.Require(Model);
+        using var dir = new TempDirectory();
+        var lines = ShakespeareLines(12).Select(System.Text.Encoding.UTF8.GetString).ToList();
+        // Line 5 names "text" twice (System.Text.Json used to stop at "An item with the same key has already been added").
+        lines[4] = lines[4].TrimEnd('\n')[..^1] + ", \"text\": \"a second text\"}\n";
+        var data = dir.File("cpt.jsonl");
+        File.WriteAllText(data, string.Concat(lines));
+        var r = HoneCli.Run("train", model, "--stage", "cpt", "--data", data, "--out", dir.File("run"), "--max-steps", "1", "--seq-len", "32");
+        Assert.True(r.ExitCode == 1, r.ToString());
+        var errors = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error:")).ToList();
+        Assert.True(errors.Count == 1, r.ToString());
+        Assert.Contains($"{data}:5:", errors[0]);
+        Assert.Contains("Duplicate property 'text'", errors[0]);
+        Assert.DoesNotContain("same key has already been added", errors[0]);
+    }
+
+    [SkippableFact]
     public void Train_sft_with_examples_longer_than_seq_len_truncates_or_drops_them_and_says_how_many()
     {
         var model = SharedData.Require(Model);
