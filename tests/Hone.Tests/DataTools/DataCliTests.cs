@@ -41,6 +41,27 @@ public partial class DataCliTests
         AssertOneLineError(HoneCli.Run("data", "stats", input), $"{input}:2: duplicate key \"text\"");
     }
 
+    /// <summary>A damaged copy of the real HumanEval problems (decompressed): problem 3 names "prompt" twice.</summary>
+    [SkippableFact]
+    public void A_duplicate_key_in_a_copy_of_the_real_humaneval_names_file_line_and_key()
+    {
+        using var gz = new System.IO.Compression.GZipStream(File.OpenRead(SharedData.Require("datasets/humaneval/HumanEval.jsonl.gz")),
+            System.IO.Compression.CompressionMode.Decompress);
+        using var reader = new StreamReader(gz);
+        var lines = reader.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries).ToList();
+        Assert.True(lines.Count > 100);
+        Assert.StartsWith("{\"task_id\"", lines[2]);
+        lines[2] = "{\"prompt\": \"def f():\\n\", " + lines[2][1..];
+        using var dir = new TempDirectory();
+        var input = Jsonl.Write(dir, "humaneval.jsonl", [.. lines]);
+        foreach (var verb in new[] { "stats", "dedup" })
+        {
+            string[] args = verb == "stats" ? ["data", "stats", input, "--field", "prompt"] : ["data", "dedup", input, "--field", "prompt", "--out", dir.File("d.jsonl")];
+            AssertOneLineError(HoneCli.Run(args), $"{input}:3: duplicate key \"prompt\"");
+        }
+        Assert.False(File.Exists(dir.File("d.jsonl")));
+    }
+
     [Fact]
     public void Stats_prints_a_summary_and_json()
     {

@@ -142,4 +142,45 @@ public class DecontaminateTests
         Assert.Equal(1L, (long)report["eval_line"]!);
         Assert.StartsWith("what size of cannula would you use in a patient who needed", (string)report["ngram"]!);
     }
+
+    /// <summary>The real HumanEval.jsonl.gz, cut short and with one byte flipped in its deflate stream: `decontaminate
+    /// --against` names the file and the gzip damage, exits 1 and writes nothing (it once reported "no text of 13 or more
+    /// words"); the undamaged file is read as a JSONL evaluation set.</summary>
+    [SkippableFact]
+    public void A_damaged_copy_of_the_real_humaneval_gzip_given_to_decontaminate_is_named()
+    {
+        var real = File.ReadAllBytes(SharedData.Require("datasets/humaneval/HumanEval.jsonl.gz"));
+        using var dir = new TempDirectory();
+        var input = Jsonl.Write(dir, "train.jsonl",
+            "{\"text\":\"def has_close_elements(numbers, threshold): check if in given list of numbers, are any two numbers closer to each other than given threshold\"}",
+            "{\"text\":\"Once upon a time there was a little cat who liked to sleep in the sun all day long.\"}");
+
+        File.WriteAllBytes(dir.File("HumanEval.jsonl.gz"), real);
+        var ok = HoneCli.Run("data", "decontaminate", input, "--against", dir.File("HumanEval.jsonl.gz"), "--out", dir.File("clean.jsonl"));
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        Assert.True(File.Exists(dir.File("clean.jsonl")));
+
+        var damaged = new Dictionary<string, byte[]>
+        {
+            ["truncated.jsonl.gz"] = real[..(real.Length / 2)],
+            ["flipped.jsonl.gz"] = real.Select((b, i) => i == real.Length / 3 ? (byte)(b ^ 0xFF) : b).ToArray(),
+        };
+        foreach (var (name, bytes) in damaged)
+        {
+            var path = dir.File(name);
+            File.WriteAllBytes(path, bytes);
+            var output = dir.File(name + ".clean.jsonl");
+            var r = HoneCli.Run("data", "decontaminate", input, "--against", path, "--out", output);
+            Assert.True(r.ExitCode == 1, r.ToString());
+            var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(lines.Length == 1, r.ToString());
+            Assert.StartsWith($"error: {path}", lines[0]);
+            Assert.DoesNotContain("no text of", lines[0]);
+            Assert.DoesNotContain(":0:", lines[0]); // a whole-file error names no line
+            // Cut short: the gzip damage. A flipped byte: the gzip check, or the first line it garbles, is named.
+            if (name.StartsWith("truncated")) Assert.Contains($"error: {path}: the gzip data ends early", lines[0]);
+            else Assert.Matches($@"^error: {System.Text.RegularExpressions.Regex.Escape(path)}(: damaged gzip data|:\d+: not valid JSON)", lines[0]);
+            Assert.False(File.Exists(output), $"{name}: an output was written");
+        }
+    }
 }

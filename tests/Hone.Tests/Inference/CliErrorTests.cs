@@ -40,7 +40,7 @@ public class CliErrorTests
         return (file, LineOf(source, marker));
     }
 
-    public static TheoryData<string> Damages() => ["unclosed-tag", "unknown-filter", "raise-exception", "runaway-loop"];
+    public static TheoryData<string> Damages() => ["unclosed-tag", "unknown-filter", "raise-exception", "runaway-loop", "huge-width", "doubling"];
 
     static (string Source, string? Marker) Damage(string kind, string source)
     {
@@ -56,6 +56,12 @@ public class CliErrorTests
                 return (filtered, "| frobnicate");
             case "raise-exception":
                 return (source.Replace(loop, "{{ raise_exception('this template refuses every conversation') }}" + loop), "raise_exception");
+            case "huge-width":
+                // Used to build a 999,999,999-character string (about 10 GB) before anything was printed.
+                return (source.Replace(loop, "{{ '%0999999999d' % 5 }}" + loop), "'%0999999999d'");
+            case "doubling":
+                // A string doubled 40 times: 2^41 characters, out of memory long before the end.
+                return (source.Replace(loop, "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}" + loop), "namespace(s='ab')");
             default:
                 return (source.Replace(loop, "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}" + loop), "range(100000)");
         }
@@ -122,6 +128,29 @@ public class CliErrorTests
         var error = OneErrorLine(HoneCli.RunWithInput("Hi\n/exit\n", "chat", copy, "-n", "2"));
         Assert.Contains($"template '{copy} tokenizer.chat_template', line {LineOf(source, marker)}", error);
         Assert.Contains("No filter named 'frobnicate'", error);
+    }
+
+    /// <summary>A Hugging Face model folder whose tokenizer_config.json carries a damaged copy of Qwen2.5's template as its
+    /// chat_template (the folder is the tiny model the tests build, with its real tokenizer files).</summary>
+    [SkippableTheory]
+    [InlineData("unknown-filter", "No filter named 'frobnicate'")]
+    [InlineData("unclosed-tag", "Unexpected end of template.")]
+    [InlineData("raise-exception", "this template refuses every conversation")]
+    public void Chat_with_a_broken_chat_template_in_tokenizer_config_json_names_the_file_key_and_line(string kind, string detail)
+    {
+        var (source, marker) = Damage(kind, File.ReadAllText(SharedData.Require(RealTemplate)));
+        using var dir = new TempDirectory();
+        var model = Directory.CreateDirectory(dir.File("model")).FullName;
+        foreach (var f in Directory.GetFiles(TinyChatModel.Path)) File.Copy(f, Path.Combine(model, Path.GetFileName(f)));
+        var configPath = Path.Combine(model, "tokenizer_config.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        Assert.NotNull(config["chat_template"]); // replaces the model's own template, which works
+        config["chat_template"] = source;
+        File.WriteAllText(configPath, config.ToJsonString());
+        var r = HoneCli.RunWithInput("Where is order 3?\n/exit\n", "chat", model, "-n", "2", "--temperature", "0");
+        var error = OneErrorLine(r);
+        Assert.Contains($"template '{configPath} chat_template', line {LineOf(source, marker)}", error);
+        Assert.Contains(detail, error);
     }
 
     [SkippableFact]

@@ -131,4 +131,42 @@ public class PrecisionTests(ITestOutputHelper output)
         if (variant.EndsWith("-bf16") && WeightGemm.BestKernel(TensorType.BF16) != WeightGemmKernel.None)
             Assert.True(fastError > 10 * exactError, $"fast ({fastError:E2}) should carry the bf16 rounding that exact ({exactError:E2}) does not");
     }
+
+    /// <summary>Through the command: stories260K converted to BF16 gives, with no --precision, exactly the perplexity of
+    /// --precision exact, says "exact" in its JSON, and `perplexity --help` says exact is the default; --precision fast
+    /// is recorded as fast (and differs where a bf16 fast kernel runs).</summary>
+    [SkippableFact]
+    public void Perplexity_command_on_a_bf16_model_measures_exactly_by_default_and_says_so()
+    {
+        var stories = SharedData.Require("models/stories260K/tinyllamas-stories-260k-f32.v3.derived.gguf");
+        var text = File.ReadAllText(SharedData.Require("datasets/tinyshakespeare/input.txt"))[..6000];
+        using var dir = new TempDirectory();
+        File.WriteAllText(dir.File("text.txt"), text);
+        var model = dir.File("stories-bf16.gguf");
+        var convert = HoneCli.Run("convert", stories, "--out", model, "--type", "bf16");
+        Assert.True(convert.ExitCode == 0, convert.ToString());
+
+        (double Ppl, string Precision) Run(params string[] extra)
+        {
+            var r = HoneCli.Run(["perplexity", model, "--file", dir.File("text.txt"), "--ctx", "64", "--threads", "2", "--json", .. extra]);
+            Assert.True(r.ExitCode == 0, r.ToString());
+            var json = System.Text.Json.Nodes.JsonNode.Parse(r.Stdout)!;
+            return ((double)json["ppl"]!, (string)json["precision"]!);
+        }
+        var byDefault = Run();
+        var exact = Run("--precision", "exact");
+        var fast = Run("--precision", "fast");
+        output.WriteLine($"default {byDefault}, exact {exact}, fast {fast}");
+        Assert.Equal("exact", byDefault.Precision);
+        Assert.Equal(exact, byDefault);
+        Assert.Equal("fast", fast.Precision);
+        Assert.True(double.IsFinite(fast.Ppl) && Math.Abs(fast.Ppl / exact.Ppl - 1) < 1e-2, $"fast {fast.Ppl}, exact {exact.Ppl}");
+        if (WeightGemm.BestKernel(TensorType.BF16) != WeightGemmKernel.None)
+            Assert.NotEqual(exact.Ppl, fast.Ppl);
+
+        var help = HoneCli.Run("perplexity", "--help");
+        Assert.Equal(0, help.ExitCode);
+        Assert.Contains("Precision: exact by default", help.Stdout);
+        Assert.Contains("[default: exact]", help.Stdout);
+    }
 }

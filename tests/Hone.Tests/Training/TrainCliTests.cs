@@ -129,4 +129,82 @@ public class TrainCliTests
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Contains("skipped 2 bad records", r.Stderr);
     }
+
+    /// <summary>Paragraphs of tiny Shakespeare as CPT records, one a line.</summary>
+    static List<byte[]> ShakespeareLines(int count) =>
+        File.ReadAllText(SharedData.Require("datasets/tinyshakespeare/input.txt"))
+            .Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Take(count)
+            .Select(p => System.Text.Encoding.UTF8.GetBytes(new JsonObject { ["text"] = p }.ToJsonString() + "\n")).ToList();
+
+    [SkippableFact]
+    public void Train_cpt_refuses_an_invalid_utf8_line_naming_file_and_line()
+    {
+        var model = SharedData.Require(Model);
+        using var dir = new TempDirectory();
+        var lines = ShakespeareLines(20);
+        // Line 7 gets a lone UTF-8 lead byte where its text starts (the data commands refuse the same line).
+        int at = lines[6].AsSpan().IndexOf(": \""u8) + 3;
+        lines[6][at] = 0xC3;
+        lines[6][at + 1] = (byte)' ';
+        var data = dir.File("cpt.jsonl");
+        File.WriteAllBytes(data, lines.SelectMany(l => l).ToArray());
+        var r = HoneCli.Run("train", model, "--stage", "cpt", "--data", data, "--out", dir.File("run"), "--max-steps", "1", "--seq-len", "32");
+        Assert.True(r.ExitCode == 1, r.ToString());
+        var errors = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error:")).ToList();
+        Assert.True(errors.Count == 1, r.ToString());
+        Assert.Contains($"{data}:7:", errors[0]);
+        Assert.Contains("invalid UTF-8", errors[0]);
+        Assert.False(Directory.Exists(dir.File("run")) && Directory.EnumerateFileSystemEntries(dir.File("run")).Any(), "no training output");
+        // The data commands agree that line 7 is the bad one.
+        var stats = HoneCli.Run("data", "stats", data);
+        Assert.Contains(":7", stats.Stdout + stats.Stderr);
+    }
+
+    [SkippableFact]
+    public void Train_refuses_a_record_with_a_duplicate_key_naming_file_line_and_key()
+    {
+        var model = SharedData.Require(Model);
+        using var dir = new TempDirectory();
+        var lines = ShakespeareLines(12).Select(System.Text.Encoding.UTF8.GetString).ToList();
+        // Line 5 names "text" twice (System.Text.Json used to stop at "An item with the same key has already been added").
+        lines[4] = lines[4].TrimEnd('\n')[..^1] + ", \"text\": \"a second text\"}\n";
+        var data = dir.File("cpt.jsonl");
+        File.WriteAllText(data, string.Concat(lines));
+        var r = HoneCli.Run("train", model, "--stage", "cpt", "--data", data, "--out", dir.File("run"), "--max-steps", "1", "--seq-len", "32");
+        Assert.True(r.ExitCode == 1, r.ToString());
+        var errors = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error:")).ToList();
+        Assert.True(errors.Count == 1, r.ToString());
+        Assert.Contains($"{data}:5:", errors[0]);
+        Assert.Contains("Duplicate property 'text'", errors[0]);
+        Assert.DoesNotContain("same key has already been added", errors[0]);
+    }
+
+    [SkippableFact]
+    public void Train_sft_with_examples_longer_than_seq_len_truncates_or_drops_them_and_says_how_many()
+    {
+        var model = SharedData.Require(Model);
+        using var dir = new TempDirectory();
+        var data = WriteSftData(dir);
+        string longPrompt = string.Join(' ', Enumerable.Repeat("The little dog ran in the park with a red ball.", 20));
+        var lines = File.ReadAllLines(data).ToList();
+        lines.Add(new JsonObject { ["instruction"] = "Tell me a story.", ["output"] = string.Join(' ', Enumerable.Repeat("Once upon a time there was a cat.", 20)) }.ToJsonString());
+        lines.Add(new JsonObject { ["instruction"] = longPrompt, ["output"] = "Yes." }.ToJsonString());
+        File.WriteAllLines(data, lines);
+        var r = HoneCli.Run("train", model, "--data", data, "--out", dir.File("run"), "--max-steps", "1", "--seq-len", "48");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("1 longer than 49 tokens truncated", r.Stderr);
+        Assert.Contains("1 dropped (no answer token within the first 49", r.Stderr);
+
+        // Only over-long examples: what is wrong and what to do, not "too short for even one window".
+        var onlyLong = dir.File("long.jsonl");
+        File.WriteAllLines(onlyLong, [lines[^1], new JsonObject { ["instruction"] = longPrompt + " Again.", ["output"] = "No." }.ToJsonString()]);
+        r = HoneCli.Run("train", model, "--data", onlyLong, "--out", dir.File("run2"), "--max-steps", "1", "--seq-len", "48");
+        Assert.True(r.ExitCode == 1, r.ToString());
+        var errors = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error:")).ToList();
+        Assert.True(errors.Count == 1, r.ToString());
+        Assert.Contains(onlyLong, errors[0]);
+        Assert.Contains("none of the 2 examples has an answer token within its first 49 tokens", errors[0]);
+        Assert.Contains("raise --seq-len", errors[0]);
+        Assert.DoesNotContain("too short", errors[0]);
+    }
 }
