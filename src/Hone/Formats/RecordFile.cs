@@ -94,6 +94,7 @@ public static class RecordFile
             return null;
         }
         catch (JsonException e) { error = "not valid JSON: " + JsonLines.Message(e); return null; }
+        catch (InvalidOperationException e) { error = e.Message; return null; } // an escaped lone surrogate
     }
 
     static IEnumerable<(long Line, JsonNode? Record, string? Error)> CsvRecords(string path)

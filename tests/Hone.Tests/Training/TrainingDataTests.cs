@@ -107,7 +107,7 @@ public class TrainingDataTests
         using var dir = new TempDirectory();
         var path = dir.File("bad.jsonl");
         foreach (var (line, message) in new[] { ("[1, 2]", "\"text\" string"), ("null", "null record"), ("{\"text\": 5}", "\"text\" string"),
-                     ("{\"body\": \"a\"}", "\"text\" string"), ("{\"text\": \"a\"", "not valid JSON") })
+                     ("{\"body\": \"a\"}", "\"text\" string"), ("{\"text\": \"a\"", "not valid JSON"), ("{\"text\": \"a\\ud800b\"}", "UTF-16") })
         {
             File.WriteAllText(path, "{\"text\": \"Once upon a time.\"}\n\n" + line + "\n");
             var e = Assert.Throws<DataFormatException>(() => Load(model, path, TrainingStage.Cpt));
