@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -85,17 +86,77 @@ public static class RecordFile
         // JsonDocument over memory parses in place (JsonNode.Parse would copy the bytes) and is returned to its pool.
         try
         {
-            using var document = JsonDocument.Parse(line, JsonLines.DocumentOptions);
-            var root = document.RootElement;
-            error = root.ValueKind == JsonValueKind.Null ? "null record" : null;
-            if (error == null && root.ValueKind == JsonValueKind.Object && root.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String)
-                return new DocumentText(text.GetString()!);
-            error ??= NoTextField;
-            return null;
+            using (var document = JsonDocument.Parse(line, JsonLines.DocumentOptions))
+            {
+                var root = document.RootElement;
+                error = root.ValueKind == JsonValueKind.Null ? "null record" : null;
+                if (error == null && !(root.ValueKind == JsonValueKind.Object && root.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String))
+                    error = NoTextField;
+                if (error != null) return null;
+            }
+            // The parse checked the line; find the text's escaped bytes and decode them straight into the string
+            // (GetString would rent an unescape buffer as long as the text, which the shared pool then keeps).
+            var reader = new Utf8JsonReader(line.Span);
+            reader.Read();
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                bool isText = reader.ValueTextEquals("text"u8);
+                reader.Read();
+                if (!isText) { reader.Skip(); continue; }
+                string value = Unescape(line.Slice(checked((int)reader.TokenStartIndex + 1), reader.ValueSpan.Length), out error);
+                return error == null ? new DocumentText(value) : null;
+            }
+            throw new InvalidOperationException("the \"text\" field was not found again");
         }
         catch (JsonException e) { error = "not valid JSON: " + JsonLines.Message(e); return null; }
-        catch (InvalidOperationException e) { error = e.Message; return null; } // an escaped lone surrogate
     }
+
+    /// <summary>A JSON string's checked, escaped UTF-8 bytes (without the quotes) as a string, as
+    /// <see cref="JsonElement.GetString"/> gives it, but with no buffer beside the result; an escaped lone surrogate
+    /// (which GetString refuses) is an error.</summary>
+    internal static string Unescape(ReadOnlyMemory<byte> escaped, out string? error)
+    {
+        int length = 0;
+        error = null;
+        for (var rest = escaped.Span; ;)
+        {
+            int slash = rest.IndexOf((byte)'\\');
+            length = checked(length + Encoding.UTF8.GetCharCount(slash < 0 ? rest : rest[..slash]));
+            if (slash < 0) break;
+            int skip = 2;
+            if (rest[slash + 1] == (byte)'u')
+            {
+                char c = Hex(rest, slash + 2);
+                skip = 6;
+                if (char.IsHighSurrogate(c) && rest.Length >= slash + 12 && rest[slash + 6] == (byte)'\\' && rest[slash + 7] == (byte)'u'
+                    && char.IsLowSurrogate(Hex(rest, slash + 8)))
+                { skip = 12; length++; }
+                else if (char.IsSurrogate(c)) { error = $"the \"text\" string has an escaped lone surrogate \\u{(int)c:X4} (not valid UTF-16)"; return ""; }
+            }
+            length = checked(length + 1);
+            rest = rest[(slash + skip)..];
+        }
+        return string.Create(length, escaped, static (chars, escaped) =>
+        {
+            for (var rest = escaped.Span; ;)
+            {
+                int slash = rest.IndexOf((byte)'\\');
+                chars = chars[Encoding.UTF8.GetChars(slash < 0 ? rest : rest[..slash], chars)..];
+                if (slash < 0) break;
+                byte kind = rest[slash + 1];
+                chars[0] = kind switch
+                {
+                    (byte)'n' => '\n', (byte)'t' => '\t', (byte)'r' => '\r', (byte)'b' => '\b', (byte)'f' => '\f',
+                    (byte)'u' => Hex(rest, slash + 2),
+                    _ => (char)kind, // \" \\ \/
+                };
+                chars = chars[1..];
+                rest = rest[(slash + (kind == (byte)'u' ? 6 : 2))..];
+            }
+        });
+    }
+
+    static char Hex(ReadOnlySpan<byte> s, int at) => (char)ushort.Parse(s.Slice(at, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
 
     static IEnumerable<(long Line, JsonNode? Record, string? Error)> CsvRecords(string path)
     {

@@ -100,6 +100,26 @@ public class TrainingDataTests
         Assert.Equal(expected.Length - 1, example.TargetCount);
     }
 
+    [Fact]
+    public void Cpt_texts_decode_every_escape_as_system_text_json_does()
+    {
+        using var dir = new TempDirectory();
+        string[] lines =
+        [
+            "{\"text\": \"plain caf\u00e9 \ud83d\ude00 \u4e2d\"}",
+            "{\"a\": {\"text\": 1}, \"text\": \"\\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t \\u0041\\u00e9\\u4E2D\\ud83d\\ude00 caf\u00e9\\n\", \"b\": [1]}",
+            "{\"text\": \"\\n\"}",
+            "{\"text\": \"\"}",
+            "{\"t\\u0065xt\": \"escaped key\\u0021\"}",
+            "{\"text\": \"" + string.Concat(Enumerable.Repeat("line\\n\u00e9 ", 50_000)) + "\"}",
+        ];
+        var path = dir.File("texts.jsonl");
+        File.WriteAllText(path, string.Join("\n", lines) + "\n");
+        var got = RecordFile.Texts(path).Select(t => (t.Line, t.Text?.Take(), t.Error)).ToList();
+        var expected = lines.Select((l, i) => ((long)i + 1, (string?)JsonNode.Parse(l)!["text"]!.GetValue<string>(), (string?)null)).ToList();
+        Assert.Equal(expected, got);
+    }
+
     [SkippableFact]
     public void Cpt_records_without_a_text_string_are_errors_naming_the_line()
     {
