@@ -93,13 +93,13 @@ public sealed class JsonlReader : IDisposable
         return true;
     }
 
-    /// <summary>After a line longer than the initial buffer, go back to a buffer of that size (when what is left of
-    /// the last read fits) so a huge line's bytes are not held while the caller works on what it made of them. The
-    /// last line's memory is invalid afterwards.</summary>
+    /// <summary>After a line of more than 16 MB, go back to a buffer of the initial size (when what is left of the last
+    /// read fits) so a huge line's bytes are not held while the caller works on what it made of them; smaller grown
+    /// buffers are kept for the next long line. The last line's memory is invalid afterwards.</summary>
     public void ReleaseLongLineBuffer()
     {
         int pending = _end - _start;
-        if (_buffer.Length <= InitialBuffer || pending > InitialBuffer) return;
+        if (_buffer.Length <= 1 << 24 || pending > InitialBuffer) return;
         var buffer = new byte[InitialBuffer];
         _buffer.AsSpan(_start, pending).CopyTo(buffer);
         _bufferFileOffset += _start;
