@@ -8,7 +8,8 @@ namespace Hone.Formats;
 public sealed class JsonlReader : IDisposable
 {
     readonly FileStream _stream;
-    byte[] _buffer = new byte[1 << 20];
+    const int InitialBuffer = 1 << 20;
+    byte[] _buffer = new byte[InitialBuffer];
     int _start, _end;
     bool _endOfFile, _atFileStart = true;
     long _bufferFileOffset;
@@ -38,10 +39,19 @@ public sealed class JsonlReader : IDisposable
     /// <summary>The next non-blank line (without its terminator), its 1-based number and its byte offset in the file.</summary>
     public bool ReadLine(out ReadOnlySpan<byte> line, out long lineNumber, out long offset)
     {
+        bool read = ReadLineAsMemory(out var memory, out lineNumber, out offset);
+        line = memory.Span;
+        return read;
+    }
+
+    /// <summary>As the span overload; the memory is the reader's buffer, valid until the next read or
+    /// <see cref="ReleaseLongLineBuffer"/>.</summary>
+    public bool ReadLineAsMemory(out ReadOnlyMemory<byte> line, out long lineNumber, out long offset)
+    {
         while (true)
         {
-            var pending = _buffer.AsSpan(_start, _end - _start);
-            int newline = pending.IndexOf((byte)'\n');
+            var pending = _buffer.AsMemory(_start, _end - _start);
+            int newline = pending.Span.IndexOf((byte)'\n');
             int length, consumed;
             if (newline >= 0) { length = newline; consumed = newline + 1; }
             else if (_endOfFile)
@@ -53,15 +63,15 @@ public sealed class JsonlReader : IDisposable
 
             offset = _bufferFileOffset + _start;
             var content = pending[..length];
-            if (content.Length > 0 && content[^1] == (byte)'\r') content = content[..^1];
+            if (content.Length > 0 && content.Span[^1] == (byte)'\r') content = content[..^1];
             if (_atFileStart)
             {
                 _atFileStart = false;
-                if (content.StartsWith("\uFEFF"u8)) content = content[3..];
+                if (content.Span.StartsWith("\uFEFF"u8)) content = content[3..];
             }
             _start += consumed;
             lineNumber = ++Lines;
-            if (IsBlank(content)) { BlankLines++; continue; }
+            if (IsBlank(content.Span)) { BlankLines++; continue; }
             line = content;
             return true;
         }
@@ -83,6 +93,21 @@ public sealed class JsonlReader : IDisposable
         return true;
     }
 
+    /// <summary>After a line of more than 16 MB, go back to a buffer of the initial size (when what is left of the last
+    /// read fits) so a huge line's bytes are not held while the caller works on what it made of them; smaller grown
+    /// buffers are kept for the next long line. The last line's memory is invalid afterwards.</summary>
+    public void ReleaseLongLineBuffer()
+    {
+        int pending = _end - _start;
+        if (_buffer.Length <= 1 << 24 || pending > InitialBuffer) return;
+        var buffer = new byte[InitialBuffer];
+        _buffer.AsSpan(_start, pending).CopyTo(buffer);
+        _bufferFileOffset += _start;
+        _start = 0;
+        _end = pending;
+        _buffer = buffer;
+    }
+
     void Fill()
     {
         int pending = _end - _start;
@@ -94,10 +119,30 @@ public sealed class JsonlReader : IDisposable
             _start = 0;
             _end = pending;
         }
-        if (_end == _buffer.Length) Array.Resize(ref _buffer, checked(_buffer.Length * 2));
+        if (_end == _buffer.Length) Array.Resize(ref _buffer, LongLineBufferLength());
         int read = _stream.Read(_buffer, _end, _buffer.Length - _end);
         if (read == 0) _endOfFile = true;
         _end += read;
+    }
+
+    /// <summary>The buffer is full of one unfinished line: look ahead in the file for its end and size the buffer to
+    /// hold it whole, at once, rather than doubling (a 200 MB line would otherwise leave 255 MB of smaller buffers
+    /// behind and get one of 256 MB).</summary>
+    int LongLineBufferLength()
+    {
+        var scratch = new byte[1 << 16];
+        long at = _bufferFileOffset + _end, end = Length;
+        while (at < Length)
+        {
+            int read = RandomAccess.Read(_stream.SafeFileHandle, scratch, at);
+            if (read == 0) break;
+            int newline = scratch.AsSpan(0, read).IndexOf((byte)'\n');
+            if (newline >= 0) { end = at + newline + 1; break; }
+            at += read;
+        }
+        long needed = Math.Max(end - _bufferFileOffset, _buffer.Length + 1L);
+        if (needed > Array.MaxLength) throw new IOException($"{Path}: line {Lines + 1} is longer than {Array.MaxLength:N0} bytes");
+        return (int)needed;
     }
 
     public void Dispose() => _stream.Dispose();

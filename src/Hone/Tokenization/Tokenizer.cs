@@ -196,6 +196,8 @@ public sealed class Tokenizer
     /// <summary>Texts longer than this are encoded in pieces by <see cref="EncodeDocument"/>.</summary>
     public const int DocumentPiece = 1 << 20;
 
+    const int CollectEveryPieces = 16;
+
     /// <summary>
     /// Append a document's ids (no special tokens added, special-token text encoded as text) to <paramref name="output"/>.
     /// A document longer than <see cref="DocumentPiece"/> characters is encoded in pieces of about that length cut
@@ -214,6 +216,44 @@ public sealed class Tokenizer
             EncodeText(text[start..end], parseSpecial: false, output, continuing: start > 0);
             start = end;
         }
+    }
+
+    /// <summary>
+    /// A document's ids, as <see cref="EncodeDocument(string, List{int})"/> gives them, between an optional
+    /// <paramref name="first"/> and <paramref name="last"/> id, in an array of exactly that length. The pieces' ids are
+    /// kept in exact chunks and copied into the result once the text is no longer used, so a huge document peaks at
+    /// about its text plus its ids, or twice its ids, rather than the text plus a doubling list plus the list's copy.
+    /// </summary>
+    public int[] EncodeDocument(string text, int? first, int? last)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var chunks = new List<int[]>();
+        var piece = new List<int>();
+        long count = 0;
+        for (int start = 0; start < text.Length;)
+        {
+            int end = PieceEnd(text, start, DocumentPiece);
+            piece.Clear();
+            EncodeText(text[start..end], parseSpecial: false, piece, continuing: start > 0);
+            chunks.Add(piece.ToArray());
+            count += piece.Count;
+            start = end;
+            // Each piece leaves a few megabytes of large-object garbage (its substring, normalized copies) that the
+            // GC would otherwise let pile up to gigabytes before a full collection; collect it now and then so
+            // later pieces reuse the space.
+            if (chunks.Count % CollectEveryPieces == 0) GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
+        }
+        int at = first is null ? 0 : 1;
+        var ids = new int[checked((int)(count + at + (last is null ? 0 : 1)))];
+        if (first is int f) ids[0] = f;
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            chunks[i].CopyTo(ids, at);
+            at += chunks[i].Length;
+            chunks[i] = [];
+        }
+        if (last is int l) ids[at] = l;
+        return ids;
     }
 
     /// <summary>Where a piece starting at <paramref name="start"/> ends: the first single space between non-space

@@ -36,15 +36,18 @@ public static class TrainingDataLoader
             var examples = new List<TrainingExample>();
             path = DataPath.Resolve(path, DataPath.RecordExtensions);
             long records = 0;
-            foreach (var (line, record, error) in RecordFile.Records(path, textDocuments: stage == TrainingStage.Cpt))
+            var items = stage == TrainingStage.Cpt
+                ? RecordFile.Texts(path).Select(t => (t.Line, (object?)t.Text, t.Error))
+                : RecordFile.Records(path, textDocuments: false).Select(r => (r.Line, (object?)r.Record, r.Error));
+            foreach (var (line, item, error) in items)
             {
                 if (limit > 0 && records++ >= limit) break;
                 try
                 {
                     if (error != null) throw new DataFormatException(path, line, error);
                     var example = stage == TrainingStage.Cpt
-                        ? Document(tokenizer, record!)
-                        : Conversation(tokenizer, template!, ChatConversation.ToMessages(record!, path, line), o.TrainOnPrompt);
+                        ? Document(tokenizer, (DocumentText)item!)
+                        : Conversation(tokenizer, template!, ChatConversation.ToMessages((JsonNode)item!, path, line), o.TrainOnPrompt);
                     if (example.TargetCount > 0) examples.Add(example);
                 }
                 catch (Exception e) when (e is DataFormatException or TemplateException or FormatException or InvalidOperationException or KeyNotFoundException)
@@ -113,16 +116,14 @@ public static class TrainingDataLoader
         return (truncated, dropped, longest);
     }
 
-    static TrainingExample Document(Tokenizer tokenizer, JsonNode record)
+    /// <summary>[BOS] text EOS, every token but the first a target. The text is taken out of its holder here and
+    /// passed straight to the tokenizer, so it can be collected before the ids are copied into their final array.</summary>
+    internal static TrainingExample Document(Tokenizer tokenizer, DocumentText text)
     {
-        string text = record["text"] is JsonValue v && v.TryGetValue(out string? s) ? s : throw new FormatException("expected a \"text\" string field");
-        var ids = new List<int>();
-        if (tokenizer.AddsBos && tokenizer.BosId is int bos) ids.Add(bos);
-        tokenizer.EncodeDocument(text, ids);
-        if (tokenizer.EosId is int eos) ids.Add(eos);
-        var targets = Enumerable.Repeat(true, ids.Count).ToArray();
-        targets[0] = false;
-        return new TrainingExample(ids.ToArray(), targets);
+        var ids = tokenizer.EncodeDocument(text.Take(), tokenizer.AddsBos ? tokenizer.BosId : null, tokenizer.EosId);
+        var targets = new bool[ids.Length];
+        if (ids.Length > 1) targets.AsSpan(1).Fill(true);
+        return new TrainingExample(ids, targets);
     }
 
     static TrainingExample Conversation(Tokenizer tokenizer, ChatTemplate template, JsonArray messages, bool trainOnPrompt)

@@ -57,6 +57,25 @@ public class ReadingTests
         Assert.False(reader.ReadBatch(batch, 10, 100));
     }
 
+    [Fact]
+    public void Reader_sizes_a_long_line_at_once_and_gives_the_space_back_after_it()
+    {
+        using var dir = new TempDirectory();
+        var first = "{\"text\":\"" + new string('x', 17_000_000) + "\"}";
+        var last = "{\"text\":\"" + new string('y', 2_500_000) + "\"}"; // the last line has no newline
+        var path = dir.File("a.jsonl");
+        File.WriteAllText(path, first + "\n{\"text\":\"a\"}\r\n\n" + last);
+        using var reader = new JsonlReader(path);
+        var got = new List<(string, long, long)>();
+        while (reader.ReadLineAsMemory(out var line, out long number, out long offset))
+        {
+            got.Add((Encoding.UTF8.GetString(line.Span), number, offset));
+            reader.ReleaseLongLineBuffer();
+        }
+        Assert.Equal([(first, 1L, 0L), ("{\"text\":\"a\"}", 2L, first.Length + 1L), (last, 4L, first.Length + 16L)], got);
+        Assert.Equal(new FileInfo(path).Length, reader.Position);
+    }
+
     static (bool Ok, ScannedRecord Record, string? Error) Scan(string line, string field = "text", string? number = null, string? group = null,
         string[]? watched = null)
     {

@@ -83,6 +83,64 @@ public class TrainingDataTests
         Assert.Contains("1 documents", data.Description);
     }
 
+    [SkippableTheory]
+    [MemberData(nameof(Tokenizers))]
+    public void A_long_document_loads_as_bos_the_ids_of_the_whole_text_and_eos(string source)
+    {
+        var tokenizer = SwiftTransformersVectorTests.Load(source);
+        // More pieces than the encoder collects garbage after, so the collections happen in between.
+        string text = LongText(Tokenizer.DocumentPiece * 17 + 12345);
+        var example = TrainingDataLoader.Document(tokenizer, new DocumentText(text));
+        var whole = tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: false);
+        int? bos = tokenizer.AddsBos ? tokenizer.BosId : null;
+        int[] expected = [.. bos is int b ? [b] : Array.Empty<int>(), .. whole, .. tokenizer.EosId is int e ? [e] : Array.Empty<int>()];
+        Assert.Equal(expected.Length, example.Ids.Length);
+        Assert.True(expected.AsSpan().SequenceEqual(example.Ids), $"{source}: ids differ");
+        Assert.False(example.IsTarget[0]);
+        Assert.Equal(expected.Length - 1, example.TargetCount);
+    }
+
+    [Fact]
+    public void Cpt_texts_decode_every_escape_as_system_text_json_does()
+    {
+        using var dir = new TempDirectory();
+        string[] lines =
+        [
+            "{\"text\": \"plain caf\u00e9 \ud83d\ude00 \u4e2d\"}",
+            "{\"a\": {\"text\": 1}, \"text\": \"\\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t \\u0041\\u00e9\\u4E2D\\ud83d\\ude00 caf\u00e9\\n\", \"b\": [1]}",
+            "{\"text\": \"\\n\"}",
+            "{\"text\": \"\"}",
+            "{\"t\\u0065xt\": \"escaped key\\u0021\"}",
+            "{\"text\": \"" + string.Concat(Enumerable.Repeat("line\\n\u00e9 ", 50_000)) + "\"}",
+        ];
+        var path = dir.File("texts.jsonl");
+        File.WriteAllText(path, string.Join("\n", lines) + "\n");
+        var got = RecordFile.Texts(path).Select(t => (t.Line, t.Text?.Take(), t.Error)).ToList();
+        var expected = lines.Select((l, i) => ((long)i + 1, (string?)JsonNode.Parse(l)!["text"]!.GetValue<string>(), (string?)null)).ToList();
+        Assert.Equal(expected, got);
+    }
+
+    [SkippableFact]
+    public void Cpt_records_without_a_text_string_are_errors_naming_the_line()
+    {
+        var model = SharedData.Require(Model);
+        using var dir = new TempDirectory();
+        var path = dir.File("bad.jsonl");
+        foreach (var (line, message) in new[] { ("[1, 2]", "\"text\" string"), ("null", "null record"), ("{\"text\": 5}", "\"text\" string"),
+                     ("{\"body\": \"a\"}", "\"text\" string"), ("{\"text\": \"a\"", "not valid JSON"), ("{\"text\": \"a\\ud800b\"}", "UTF-16") })
+        {
+            File.WriteAllText(path, "{\"text\": \"Once upon a time.\"}\n\n" + line + "\n");
+            var e = Assert.Throws<DataFormatException>(() => Load(model, path, TrainingStage.Cpt));
+            Assert.Equal((path, 3L), (e.File, e.Line));
+            Assert.Contains(message, e.Message);
+        }
+        File.WriteAllText(path, "{\"text\": \"Once upon a time.\"}\n[1]\n{\"text\": \"The end.\"}\n");
+        using var checkpoint = Checkpoint.Open(model);
+        var data = TrainingDataLoader.Load(checkpoint, new TrainOptions { Model = model, Data = path, Stage = TrainingStage.Cpt, SeqLen = 4, SkipBadLines = true, Seed = 1, ValSplit = 0 });
+        Assert.Equal(1, data.SkippedLines);
+        Assert.Contains("2 documents", data.Description);
+    }
+
     [SkippableFact]
     public void Invalid_utf8_and_duplicate_keys_are_errors_naming_the_line()
     {
