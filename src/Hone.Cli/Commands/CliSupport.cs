@@ -133,10 +133,12 @@ internal static class CliSupport
         });
     }
 
-    /// <summary>A token source that Ctrl-C cancels (once; a second Ctrl-C ends the process as usual).</summary>
-    public static CancellationTokenSource CancelOnCtrlC()
+    /// <summary>A token source that Ctrl-C cancels (once; a second Ctrl-C ends the process as usual) and, with
+    /// <paramref name="terminateToo"/>, SIGTERM as well (what a job scheduler or `kill` sends): long runs stop as they
+    /// do on Ctrl-C (training writes its checkpoint). Chat keeps SIGTERM's default, since its Ctrl-C only stops a reply.</summary>
+    public static CancellationTokenSource CancelOnCtrlC(bool terminateToo = false)
     {
-        var cts = new CancellationTokenSource();
+        var cts = terminateToo ? new TerminateCancellation() : new CancellationTokenSource();
         ConsoleCancelEventHandler? handler = null;
         handler = (_, e) =>
         {
@@ -148,6 +150,27 @@ internal static class CliSupport
         Console.CancelKeyPress += handler;
         cts.Token.Register(() => Console.CancelKeyPress -= handler);
         return cts;
+    }
+
+    sealed class TerminateCancellation : CancellationTokenSource
+    {
+        readonly PosixSignalRegistration _terminate;
+
+        public TerminateCancellation()
+        {
+            _terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+            {
+                if (IsCancellationRequested) return; // a second SIGTERM ends the process
+                context.Cancel = true;
+                try { Cancel(); } catch (ObjectDisposedException) { }
+            });
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) _terminate.Dispose();
+            base.Dispose(disposing);
+        }
     }
 
     /// <summary>A done/total progress reporter on stderr: redrawn in place on a terminal, silent when redirected.</summary>

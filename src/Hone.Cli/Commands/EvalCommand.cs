@@ -66,7 +66,7 @@ internal static class EvalCommand
             if (options.NumFewshot is < 0) throw new ArgumentException("--num-fewshot must be ≥ 0");
             if (options.NumFewshot is > 0 && names.Select(TaskLoader.Load).FirstOrDefault(t => t.Kind != "multiple_choice") is { } other)
                 throw new ArgumentException($"--num-fewshot applies to multiple_choice tasks; {other.Name} is a {other.Kind} task");
-            using var cancel = CliSupport.CancelOnCtrlC();
+            using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
             JsonObject document;
             List<TaskResult> results;
             try

@@ -32,7 +32,7 @@ internal static class GenerateCommand
             var ids = loaded.EncodePrompt(r.GetValue(prompt)!);
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             bool asJson = r.GetValue(json);
-            using var cancel = CliSupport.CancelOnCtrlC();
+            using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
             var result = generator.Generate(ids, new GenerationOptions(r.GetValue(maxTokens), sampler, r.GetValue(stop)),
                 asJson ? null : text => { Console.Write(text); Console.Out.Flush(); }, cancel.Token);
             if (asJson)

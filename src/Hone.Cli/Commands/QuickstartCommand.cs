@@ -28,7 +28,7 @@ internal static class QuickstartCommand
             if (r.GetValue(data) != null && r.GetValue(model) == null)
                 throw new ArgumentException("--data needs --model (a generated base model is only trained for the generated data)");
             if (r.GetValue(scale) is <= 0 or > 10) throw new ArgumentException("--scale must be in (0, 10]");
-            using var cancel = CliSupport.CancelOnCtrlC();
+            using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
             var result = Quickstart.Run(new QuickstartOptions(r.GetValue(output)!, r.GetValue(model), r.GetValue(data), r.GetValue(threads), r.GetValue(seed), r.GetValue(scale), r.GetValue(generalText)),
                 line => Console.Error.WriteLine(line), cancel.Token);
             Console.WriteLine();

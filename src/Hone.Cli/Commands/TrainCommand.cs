@@ -24,7 +24,7 @@ internal static class TrainCommand
         var cmd = new Command("train",
             "Fine-tune a model: continued pretraining (cpt) or supervised fine-tuning (sft) with full, freeze, LoRA, DoRA or QLoRA. " +
             "Shows a live progress bar (loss, learning rate, tokens/s, ETA), appends metrics to OUT/metrics.jsonl, checkpoints every " +
-            "--save-every steps and on Ctrl-C (resume with --resume), and writes a PEFT adapter or a Hugging Face model to OUT. " +
+            "--save-every steps and on Ctrl-C or SIGTERM (resume with --resume), and writes a PEFT adapter or a Hugging Face model to OUT. " +
             "Every limit is checked before the model loads.");
         model.AddTo(cmd);
         cmd.Options.Add(config);
@@ -62,8 +62,8 @@ internal static class TrainCommand
             if (model.Read(r) is string m) o = o with { Model = m };
 
             var reporter = new ConsoleTrainingReporter();
-            using var cancel = CliSupport.CancelOnCtrlC();
-            cancel.Token.Register(() => Console.Error.WriteLine("\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again to abort)..."));
+            using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
+            cancel.Token.Register(() => Console.Error.WriteLine("\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C or SIGTERM again to abort)..."));
             var summary = Trainer.Run(o, TrainingDataLoader.Load, reporter, cancel.Token);
             reporter.Finish();
             if (r.GetValue(json)) { Console.WriteLine(Trainer.SummaryJson(summary).ToJsonString(new JsonSerializerOptions { WriteIndented = true })); return summary.Interrupted ? 130 : 0; }

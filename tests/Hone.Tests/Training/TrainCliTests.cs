@@ -9,8 +9,11 @@ namespace Hone.Tests.Training;
 /// <summary>`hone train` end to end on the real stories260K model, and what its adapter does elsewhere:
 /// perplexity with --adapter equals perplexity of weights merged by an independent implementation (W + (α/r)·B·A
 /// computed here from the raw PEFT tensors), and merge-adapter agrees too.</summary>
-public class TrainCliTests
+public partial class TrainCliTests
 {
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int Kill(int pid, int signal);
+
     const string Model = "models/stories260K/tinyllamas-stories-260k-f32.v3.derived.gguf";
 
     static string WriteSftData(TempDirectory dir)
@@ -24,6 +27,28 @@ public class TrainCliTests
         var path = dir.File("sft.jsonl");
         File.WriteAllLines(path, lines);
         return path;
+    }
+
+    /// <summary>SIGTERM (a job scheduler's stop, `kill`) ends a run as Ctrl-C does: the step finishes, a checkpoint is
+    /// written, the exit code is 130 and the resume command is printed.</summary>
+    [SkippableFact]
+    public void Sigterm_stops_training_with_a_checkpoint()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "sends a POSIX signal");
+        var model = SharedData.Require(Model);
+        using var dir = new TempDirectory();
+        var data = WriteSftData(dir);
+        var outDir = Path.Combine(dir.Path, "run");
+        using var child = HoneCli.Start(null, "train", model, "--data", data, "--out", outDir, "--max-steps", "1000000", "--seq-len", "48",
+            "--save-every", "0", "--eval-every", "0", "--threads", "2");
+        Assert.True(HangGuard.WaitUntil(() => child.Stderr.Contains(" training of ") || child.HasExited), child.Stderr);
+        Assert.False(child.HasExited, child.Stderr);
+        Assert.Equal(0, Kill(child.Id, 15));
+        var r = child.WaitForExit();
+        Assert.True(r.ExitCode == 130, r.ToString());
+        Assert.Contains("interrupted: ", r.Stdout);
+        Assert.Contains("--resume", r.Stdout);
+        Assert.NotEmpty(Directory.GetDirectories(Path.Combine(outDir, "checkpoints")));
     }
 
     [SkippableFact]
