@@ -193,36 +193,20 @@ public sealed class Tokenizer
         return output.ToArray();
     }
 
-    /// <summary>Texts longer than this are encoded in pieces by <see cref="EncodeDocument"/>.</summary>
+    /// <summary>Texts longer than this are encoded in pieces by <see cref="EncodeDocument(string, int?, int?)"/>.</summary>
     public const int DocumentPiece = 1 << 20;
 
     const int CollectEveryPieces = 16;
 
     /// <summary>
-    /// Append a document's ids (no special tokens added, special-token text encoded as text) to <paramref name="output"/>.
-    /// A document longer than <see cref="DocumentPiece"/> characters is encoded in pieces of about that length cut
-    /// before a single space between two non-space characters, where the pre-tokenizers of byte-level (GPT-2,
-    /// Llama 3) and SentencePiece (Metaspace) tokenizers split anyway, so the ids are those of the whole text while the
-    /// working copies stay small (a 200 MB one-line document would otherwise hold several copies of itself). A piece
-    /// without such a space is cut at the length, between whole characters.
-    /// </summary>
-    public void EncodeDocument(string text, List<int> output)
-    {
-        ArgumentNullException.ThrowIfNull(text);
-        if (text.Length <= DocumentPiece) { output.AddRange(Encode(text, addSpecialTokens: false, parseSpecialTokens: false)); return; }
-        for (int start = 0; start < text.Length;)
-        {
-            int end = PieceEnd(text, start, DocumentPiece);
-            EncodeText(text[start..end], parseSpecial: false, output, continuing: start > 0);
-            start = end;
-        }
-    }
-
-    /// <summary>
-    /// A document's ids, as <see cref="EncodeDocument(string, List{int})"/> gives them, between an optional
-    /// <paramref name="first"/> and <paramref name="last"/> id, in an array of exactly that length. The pieces' ids are
-    /// kept in exact chunks and copied into the result once the text is no longer used, so a huge document peaks at
-    /// about its text plus its ids, or twice its ids, rather than the text plus a doubling list plus the list's copy.
+    /// A document's ids (no special tokens added, special-token text encoded as text) between an optional
+    /// <paramref name="first"/> and <paramref name="last"/> id, in an array of exactly that length. A document longer
+    /// than <see cref="DocumentPiece"/> characters is encoded in pieces of about that length cut before a single space
+    /// between two non-space characters, where the pre-tokenizers of byte-level (GPT-2, Llama 3) and SentencePiece
+    /// (Metaspace) tokenizers split anyway, so the ids are those of the whole text while the working copies stay small;
+    /// a piece without such a space is cut at the length, between whole characters. The pieces' ids are kept in exact
+    /// chunks and copied into the result once the text is no longer used, so a huge document peaks at about its text
+    /// plus its ids, or twice its ids, rather than the text plus a doubling list plus the list's copy.
     /// </summary>
     public int[] EncodeDocument(string text, int? first, int? last)
     {
