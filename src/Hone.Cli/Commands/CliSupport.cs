@@ -113,15 +113,7 @@ internal static class CliSupport
     /// process at once, as usual.</summary>
     public static int GuardInterruptible(Func<CancellationToken, int> body)
     {
-        using var cancel = new CancellationTokenSource();
-        void Stop(PosixSignalContext context)
-        {
-            if (cancel.IsCancellationRequested) return;
-            context.Cancel = true;
-            cancel.Cancel();
-        }
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var cancel = CancelOnCtrlC(terminateToo: true);
         return Guard(() =>
         {
             try { return body(cancel.Token); }
