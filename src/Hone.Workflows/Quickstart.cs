@@ -249,7 +249,7 @@ public static class Quickstart
         if (path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
         {
             List<List<string>> rows;
-            using (var reader = new StreamReader(path, Encoding.UTF8)) rows = Csv.Rows(reader, path).Select(r => r.Cells).ToList();
+            using (var reader = TextFile.Open(path)) rows = Csv.Rows(reader, path).Select(r => r.Cells).ToList();
             if (rows.Count < 2) throw new DataFormatException(path, 1, "the CSV has no data rows");
             var header = rows[0].Select(h => h.Trim().ToLowerInvariant()).ToList();
             int prompt = FirstColumn(header, "instruction", "question", "prompt", "input", "query");

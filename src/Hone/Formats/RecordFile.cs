@@ -184,13 +184,9 @@ public static class RecordFile
     {
         var current = new StringBuilder();
         long start = 1, number = 0;
-        using var reader = new StreamReader(path, new UTF8Encoding(false, throwOnInvalidBytes: true));
-        while (true)
+        using var reader = TextFile.Open(path); // strict UTF-8: damage is an error naming the file and line
+        while (reader.ReadLine() is string line)
         {
-            string? line;
-            try { line = reader.ReadLine(); }
-            catch (DecoderFallbackException) { throw new DataFormatException(path, number + 1, "invalid UTF-8"); }
-            if (line == null) break;
             number++;
             if (line.Trim().Length == 0)
             {

@@ -57,6 +57,19 @@ public class QuickstartTests
     }
 
     [SkippableFact]
+    public void Invalid_utf8_in_a_given_csv_is_an_error_naming_its_line()
+    {
+        var model = SharedData.Require("models/stories260K/tinyllamas-stories-260k-f32.gguf");
+        using var dir = new TempDirectory();
+        var csv = dir.File("data.csv");
+        File.WriteAllBytes(csv, [.. "instruction,response\nWhere is my order?,It shipped.\nRefund?,Yes "u8, 0xFF, .. "please.\n"u8]);
+        var r = HoneCli.Run("quickstart", "--model", model, "--data", csv, "--out", dir.File("run"), "--scale", "0.02", "--threads", "2");
+        Assert.True(r.ExitCode == 1, r.ToString());
+        Assert.Contains($"{csv}:", r.Stderr);
+        Assert.Contains("invalid UTF-8", r.Stderr);
+    }
+
+    [SkippableFact]
     public void Quickstart_takes_general_text_from_a_file()
     {
         var model = SharedData.Require("models/stories260K/tinyllamas-stories-260k-f32.gguf");
