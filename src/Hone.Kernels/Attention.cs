@@ -23,8 +23,11 @@ public static unsafe class Attention
     }
 
     /// <summary>O[t, h] = Σ_{j ≤ P+t} softmax_j(scale · q[t,h]·k[j,g]) v[j,g] with g = h / (H/Hkv).</summary>
+    /// <param name="promptRows">the queries are prompt tokens: the blocked prefill kernel even for one query, so each
+    /// query's result is the same whatever chunk it came in (one decode query takes the per-head kernel)</param>
     public static void Forward(WorkerPool pool, float* q, long qStride, float* k, float* v, long kvStride,
-        float* output, long outputStride, int tokens, int heads, int kvHeads, int headDim, int start, float scale)
+        float* output, long outputStride, int tokens, int heads, int kvHeads, int headDim, int start, float scale,
+        bool promptRows = false)
     {
         if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} KV heads");
         var job = new Job
@@ -32,7 +35,7 @@ public static unsafe class Attention
             Q = q, QStride = qStride, K = k, V = v, KvStride = kvStride, Output = output, OutputStride = outputStride,
             Tokens = tokens, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Start = start, Scale = scale,
         };
-        pool.Run(tokens == 1 ? &DecodeWorker : &PrefillWorker, &job);
+        pool.Run(tokens == 1 && !promptRows ? &DecodeWorker : &PrefillWorker, &job);
     }
 
     /// <summary>Prefill: per (head, block of queries), S = Q·Kᵀ and O = softmax(S)·V as two register-tiled GEMMs.</summary>

@@ -35,7 +35,6 @@ internal static class ChatCommand
             var (chatTemplate, templateName) = ChatConversation.ResolveTemplate(loaded.Tokenizer, r.GetValue(template));
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampler);
-            var templateOptions = new ChatTemplateOptions { BosToken = loaded.Tokenizer.BosToken, EosToken = loaded.Tokenizer.EosToken, AddGenerationPrompt = true };
             var messages = new JsonArray();
             void Start()
             {
@@ -54,9 +53,7 @@ internal static class ChatCommand
                 if (line.Trim() == "/reset") { Start(); Console.Error.WriteLine("(conversation reset)"); continue; }
                 if (line.Trim().Length == 0) continue;
                 messages.Add((JsonNode)new JsonObject { ["role"] = "user", ["content"] = line });
-                string prompt = chatTemplate.Apply(messages, templateOptions);
-                var ids = loaded.Tokenizer.Encode(prompt, addSpecialTokens: false, parseSpecialTokens: true).ToList();
-                if (loaded.Tokenizer.AddsBos && loaded.Tokenizer.BosId is int bos && (ids.Count == 0 || ids[0] != bos)) ids.Insert(0, bos);
+                var ids = Hone.Batching.ChatPrompt.Encode(loaded.Tokenizer, chatTemplate, messages);
                 using var cancel = CliSupport.CancelOnCtrlC();
                 var result = generator.Generate(ids, options, text => { Console.Write(text); Console.Out.Flush(); }, cancel.Token);
                 Console.WriteLine();

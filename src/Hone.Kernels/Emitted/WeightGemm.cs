@@ -37,9 +37,11 @@ public enum WeightGemmKernel
 /// </summary>
 public static unsafe class WeightGemm
 {
-    /// <summary>Fewest rows of X for which callers should come here: one row is a matrix-vector product (MatVec);
-    /// from two rows on these kernels beat the dequantizing fp32 GEMM (bench `emitted`, small batches).</summary>
-    public const int MinimumRows = 2;
+    /// <summary>Fewest rows of X for which <see cref="Gemm.MultiplyWeights(WorkerPool, int, int, int, float*, int, TensorType, byte*, long, float*, int, bool, ComputePrecision)"/>
+    /// comes here: every row count, one included, so that a prompt row's product does not depend on how many other rows
+    /// share its step (the batched engine's results must not depend on the batch). Decode's one-token products go to
+    /// MatVec instead, which callers choose explicitly.</summary>
+    public const int MinimumRows = 1;
 
     const int BFloat16DepthBlock = 2048;  // K elements per packed block (a multiple of 2·PairsPerStep): B sliver ≤ 192 KiB
     const int Int8DepthBlock = 4096;      // K elements per packed block (128 Q blocks): B sliver ≤ 216 KiB

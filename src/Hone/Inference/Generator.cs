@@ -65,7 +65,7 @@ public sealed class Generator
         _cached.RemoveRange(common, _cached.Count - common);
         var clock = Stopwatch.StartNew();
         var fresh = prompt.Skip(common).ToArray();
-        _model.Forward(fresh, _logits);
+        _model.Forward(fresh, _logits, promptRows: true);
         _cached.AddRange(fresh);
         double promptSeconds = clock.Elapsed.TotalSeconds;
         foreach (var t in prompt) sampler.Accept(t);
@@ -86,7 +86,7 @@ public sealed class Generator
             generated.Add(token);
             sampler.Accept(token);
             text.Append(decoder.Add(token));
-            int stopAt = FirstStop(text, stops);
+            int stopAt = StopStrings.FirstStop(text, stops);
             if (stopAt >= 0)
             {
                 text.Length = stopAt;
@@ -95,7 +95,7 @@ public sealed class Generator
                 Emit(onText, text, ref emitted, holdBack: 0);
                 break;
             }
-            Emit(onText, text, ref emitted, HoldBack(text, stops));
+            Emit(onText, text, ref emitted, StopStrings.HoldBack(text, stops));
             if (_model.Position + 1 > _model.MaxContext) { reason = "length"; break; }
             _model.Forward(new ReadOnlySpan<int>(in token), _logits); // one token, no allocation
             _cached.Add(token);
@@ -119,33 +119,6 @@ public sealed class Generator
             _cached.Clear();
             throw _model.DiagnoseNonFinite(context, $"the logits after {context.Length} tokens");
         }
-    }
-
-    static int FirstStop(System.Text.StringBuilder text, string[] stops)
-    {
-        if (stops.Length == 0) return -1;
-        string s = text.ToString();
-        int best = -1;
-        foreach (var stop in stops)
-        {
-            int at = s.IndexOf(stop, StringComparison.Ordinal);
-            if (at >= 0 && (best < 0 || at < best)) best = at;
-        }
-        return best;
-    }
-
-    /// <summary>Characters at the end that are a proper prefix of some stop string (not safe to show yet).</summary>
-    static int HoldBack(System.Text.StringBuilder text, string[] stops)
-    {
-        int hold = 0;
-        foreach (var stop in stops)
-            for (int k = Math.Min(stop.Length - 1, text.Length); k > hold; k--)
-            {
-                bool match = true;
-                for (int j = 0; j < k && match; j++) match = text[text.Length - k + j] == stop[j];
-                if (match) { hold = k; break; }
-            }
-        return hold;
     }
 
     static void Emit(Action<string>? onText, System.Text.StringBuilder text, ref int emitted, int holdBack)

@@ -29,18 +29,21 @@ public static unsafe class Linear
     /// <param name="bias">[W.Rows] or null</param>
     /// <param name="scratch">[T, W.Rows] floats, needed only when an adapter meets accumulate</param>
     /// <param name="lowRank">an extra low-rank product L·Rᵀ added in the same pass (training's LoRA term)</param>
+    /// <param name="promptRows">the rows are prompt tokens: they take the GEMM even when there is one, so a prompt row's
+    /// result never depends on how many rows share its step (decode rows, one per sequence, take the matrix-vector
+    /// kernel, whose every row is the same function of that row alone)</param>
     public static void Forward(WorkerPool pool, WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy,
         bool accumulate, ILinearAdapter? adapter = null, float* scratch = null, Gemm.LowRankTerm? lowRank = null,
-        ComputePrecision precision = ComputePrecision.Fast)
+        ComputePrecision precision = ComputePrecision.Fast, bool promptRows = false)
     {
         if (adapter is { IsAdditive: false } && accumulate)
         {
             if (scratch == null) throw new ArgumentException("an adapted projection with accumulate needs scratch space");
-            Forward(pool, w, bias, x, tokens, ldx, scratch, w.Rows, false, adapter, precision: precision);
+            Forward(pool, w, bias, x, tokens, ldx, scratch, w.Rows, false, adapter, precision: precision, promptRows: promptRows);
             for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, scratch + (long)t * w.Rows, w.Rows);
             return;
         }
-        if (tokens == 1)
+        if (tokens == 1 && !promptRows)
         {
             MatVec.Multiply(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, y, accumulate, precision);
             if (lowRank is Gemm.LowRankTerm t)
@@ -59,9 +62,10 @@ public static unsafe class Linear
     public static void ForwardShared(WorkerPool pool, float* x, int tokens, int ldx,
         WeightMatrix a, float* biasA, float* ya, int ldya, ILinearAdapter? adapterA,
         WeightMatrix b, float* biasB, float* yb, int ldyb, ILinearAdapter? adapterB,
-        WeightMatrix c, float* biasC, float* yc, int ldyc, ILinearAdapter? adapterC, ComputePrecision precision = ComputePrecision.Fast)
+        WeightMatrix c, float* biasC, float* yc, int ldyc, ILinearAdapter? adapterC, ComputePrecision precision = ComputePrecision.Fast,
+        bool promptRows = false)
     {
-        if (tokens == 1 && adapterA == null && adapterB == null && adapterC == null && SameLayout(a, b) && SameLayout(a, c))
+        if (tokens == 1 && !promptRows && adapterA == null && adapterB == null && adapterC == null && SameLayout(a, b) && SameLayout(a, c))
         {
             MatVec.MultiplyShared(pool, a.Type, a.RowBytes, a.Cols, x, a.Data, a.Rows, ya, b.Data, b.Rows, yb, c.Data, c.Rows, yc, precision);
             if (biasA != null) Add(ya, biasA, a.Rows);
@@ -69,9 +73,9 @@ public static unsafe class Linear
             if (biasC != null) Add(yc, biasC, c.Rows);
             return;
         }
-        Forward(pool, a, biasA, x, tokens, ldx, ya, ldya, false, adapterA, precision: precision);
-        Forward(pool, b, biasB, x, tokens, ldx, yb, ldyb, false, adapterB, precision: precision);
-        Forward(pool, c, biasC, x, tokens, ldx, yc, ldyc, false, adapterC, precision: precision);
+        Forward(pool, a, biasA, x, tokens, ldx, ya, ldya, false, adapterA, precision: precision, promptRows: promptRows);
+        Forward(pool, b, biasB, x, tokens, ldx, yb, ldyb, false, adapterB, precision: precision, promptRows: promptRows);
+        Forward(pool, c, biasC, x, tokens, ldx, yc, ldyc, false, adapterC, precision: precision, promptRows: promptRows);
     }
 
     /// <summary>
@@ -79,17 +83,18 @@ public static unsafe class Linear
     /// In decode without adapters both products and the activation run in one parallel region.
     /// </summary>
     public static void ForwardGated(WorkerPool pool, float* x, int tokens, int ldx, WeightMatrix gateWeight, ILinearAdapter? gateAdapter,
-        WeightMatrix upWeight, ILinearAdapter? upAdapter, float* gate, float* up, ComputePrecision precision = ComputePrecision.Fast)
+        WeightMatrix upWeight, ILinearAdapter? upAdapter, float* gate, float* up, ComputePrecision precision = ComputePrecision.Fast,
+        bool promptRows = false)
     {
         int f = gateWeight.Rows;
         if (upWeight.Rows != f) throw new ArgumentException($"{gateWeight.Name} has {f} rows but {upWeight.Name} has {upWeight.Rows}");
-        if (tokens == 1 && gateAdapter == null && upAdapter == null && SameLayout(gateWeight, upWeight))
+        if (tokens == 1 && !promptRows && gateAdapter == null && upAdapter == null && SameLayout(gateWeight, upWeight))
         {
             MatVec.MultiplyGated(pool, gateWeight.Type, gateWeight.RowBytes, f, gateWeight.Cols, x, gateWeight.Data, upWeight.Data, gate, up, precision);
             return;
         }
-        Forward(pool, gateWeight, null, x, tokens, ldx, gate, f, false, gateAdapter, precision: precision);
-        Forward(pool, upWeight, null, x, tokens, ldx, up, f, false, upAdapter, precision: precision);
+        Forward(pool, gateWeight, null, x, tokens, ldx, gate, f, false, gateAdapter, precision: precision, promptRows: promptRows);
+        Forward(pool, upWeight, null, x, tokens, ldx, up, f, false, upAdapter, precision: precision, promptRows: promptRows);
         RowParallel.SwiGlu(pool, gate, up, (long)tokens * f);
     }
 

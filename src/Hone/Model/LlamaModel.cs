@@ -83,7 +83,11 @@ public sealed unsafe class LlamaModel : IDisposable
     /// Append <paramref name="tokens"/> at the current position and compute logits: for every token
     /// (<paramref name="logits"/> is [T, V]) or only for the last one ([V]).
     /// </summary>
-    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allLogits = false)
+    /// <param name="promptRows">the tokens are a prompt: every chunk, even of one token, takes the GEMM and the blocked
+    /// attention, so the result does not depend on how the prompt was cut into steps (without it one token is a decode
+    /// step: matrix-vector products). Generation passes it for prompts; the batched engine computes prompt and decode
+    /// rows the same two ways, which is why both give the same tokens.</param>
+    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allLogits = false, bool promptRows = false)
     {
         int v = Config.VocabSize;
         if (tokens.Length == 0) throw new ArgumentException("no tokens to process");
@@ -98,13 +102,33 @@ public sealed unsafe class LlamaModel : IDisposable
             {
                 int count = Math.Min(MaxBatch, tokens.Length - start);
                 bool last = start + count == tokens.Length;
-                Step(tokens.Slice(start, count), allLogits ? logitsPointer + (long)start * v : (last ? logitsPointer : null), allLogits, false);
+                Step(tokens.Slice(start, count), allLogits ? logitsPointer + (long)start * v : (last ? logitsPointer : null), allLogits, false,
+                    promptRows, null);
             }
+    }
+
+    /// <summary>Append <paramref name="tokens"/> as prompt rows and write the mean of their final hidden states (after
+    /// the output norm, Hugging Face's last_hidden_state) to <paramref name="meanHidden"/> [D]; no logits.</summary>
+    public void ForwardMeanHidden(ReadOnlySpan<int> tokens, Span<float> meanHidden)
+    {
+        int d = Config.HiddenSize;
+        if (tokens.Length == 0) throw new ArgumentException("no tokens to embed");
+        if (Position + tokens.Length > MaxContext)
+            throw new InvalidOperationException($"context full: {Position} + {tokens.Length} tokens exceed the context of {MaxContext}");
+        if (meanHidden.Length < d) throw new ArgumentException($"the hidden-state buffer holds {meanHidden.Length} floats, needs {d}");
+        foreach (var t in tokens)
+            if ((uint)t >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary of {Config.VocabSize}");
+        var sum = new double[d];
+        fixed (double* s = sum)
+            for (int start = 0; start < tokens.Length; start += MaxBatch)
+                Step(tokens.Slice(start, Math.Min(MaxBatch, tokens.Length - start)), null, false, false, true, s);
+        for (int i = 0; i < d; i++) meanHidden[i] = (float)(sum[i] / tokens.Length);
     }
 
     /// <param name="diagnose">check every stage's output for NaN/∞ and throw <see cref="NonFiniteException"/> naming the
     /// first that has any (see <see cref="DiagnoseNonFinite"/>); off on every normal pass</param>
-    void Step(ReadOnlySpan<int> tokens, float* logits, bool allLogits, bool diagnose)
+    /// <param name="hiddenSum">[D] in double: when set, every row's final hidden state (after the output norm) is added to it</param>
+    void Step(ReadOnlySpan<int> tokens, float* logits, bool allLogits, bool diagnose, bool promptRows, double* hiddenSum)
     {
         var c = Config;
         int T = tokens.Length, D = c.HiddenSize, F = c.IntermediateSize, Qd = c.QueryDim, Kd = c.KvDim;
@@ -124,7 +148,7 @@ public sealed unsafe class LlamaModel : IDisposable
             Linear.ForwardShared(Pool, h, T, D,
                 w.Query, w.QueryBias, q, Qd, AdapterOf(w.Query),
                 w.Key, w.KeyBias, kNew, Kd, AdapterOf(w.Key),
-                w.Value, w.ValueBias, vNew, Kd, AdapterOf(w.Value), Precision);
+                w.Value, w.ValueBias, vNew, Kd, AdapterOf(w.Value), Precision, promptRows);
             if (diagnose)
             {
                 CheckFinite(q, (long)T * Qd, l, "query projection", w.Query);
@@ -133,25 +157,31 @@ public sealed unsafe class LlamaModel : IDisposable
             }
             RowParallel.RopeApply(Pool, _rope, q, T, c.Heads, Qd, Position);
             RowParallel.RopeApply(Pool, _rope, kNew, T, c.KvHeads, Kd, Position);
-            Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale);
+            Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale, promptRows);
             if (diagnose) CheckFinite(att, (long)T * Qd, l, "attention", w.Query, w.Key, w.Value);
-            Project(w.AttentionOutput, null, att, T, Qd, x, D, true, scratch);
+            Project(w.AttentionOutput, null, att, T, Qd, x, D, true, scratch, promptRows);
             if (diagnose) CheckFinite(x, (long)T * D, l, "attention output projection", w.AttentionOutput);
 
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, T, D, c.RmsNormEps);
             if (diagnose) CheckFinite(h, (long)T * D, l, "feed-forward norm");
-            Linear.ForwardGated(Pool, h, T, D, w.Gate, AdapterOf(w.Gate), w.Up, AdapterOf(w.Up), gate, up, Precision);
+            Linear.ForwardGated(Pool, h, T, D, w.Gate, AdapterOf(w.Gate), w.Up, AdapterOf(w.Up), gate, up, Precision, promptRows);
             if (diagnose) CheckFinite(gate, (long)T * F, l, "gate and up projections", w.Gate, w.Up);
-            Project(w.Down, null, gate, T, F, x, D, true, scratch);
+            Project(w.Down, null, gate, T, F, x, D, true, scratch, promptRows);
             if (diagnose) CheckFinite(x, (long)T * D, l, "down projection", w.Down);
         }
         Position += T;
+        if (hiddenSum != null)
+        {
+            RowParallel.RmsNormForward(Pool, x, Weights.OutputNorm, h, T, D, c.RmsNormEps);
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < D; i++) hiddenSum[i] += h[(long)t * D + i];
+        }
         if (logits == null) return;
         // Only the rows whose logits are wanted go through the final norm and the head.
         int first = allLogits ? 0 : T - 1, rows = T - first;
         RowParallel.RmsNormForward(Pool, x + (long)first * D, Weights.OutputNorm, h, rows, D, c.RmsNormEps);
         if (diagnose) CheckFinite(h, (long)rows * D, c.Layers, "output norm");
-        Project(Weights.Output, null, h, rows, D, logits, c.VocabSize, false, null);
+        Project(Weights.Output, null, h, rows, D, logits, c.VocabSize, false, null, false);
         if (diagnose) CheckFinite(logits, (long)rows * c.VocabSize, c.Layers, "output head", Weights.Output);
     }
 
@@ -171,7 +201,7 @@ public sealed unsafe class LlamaModel : IDisposable
             var logits = new float[(long)Math.Min(MaxBatch, Math.Max(1, tokens.Length)) * Config.VocabSize];
             fixed (float* l = logits)
                 for (int start = 0; start < tokens.Length; start += MaxBatch)
-                    Step(tokens.Slice(start, Math.Min(MaxBatch, tokens.Length - start)), l, allLogits: true, diagnose: true);
+                    Step(tokens.Slice(start, Math.Min(MaxBatch, tokens.Length - start)), l, allLogits: true, diagnose: true, promptRows: false, hiddenSum: null);
         }
         catch (NonFiniteException found)
         {
@@ -212,8 +242,8 @@ public sealed unsafe class LlamaModel : IDisposable
 
     ILinearAdapter? AdapterOf(WeightMatrix w) => Adapters.Count == 0 ? null : Adapters.GetValueOrDefault(w.Name);
 
-    void Project(WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy, bool accumulate, float* scratch) =>
-        Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, AdapterOf(w), scratch, precision: Precision);
+    void Project(WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy, bool accumulate, float* scratch, bool promptRows) =>
+        Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, AdapterOf(w), scratch, precision: Precision, promptRows: promptRows);
 
     /// <summary>The cached key vector of one layer and position ([Hkv·Dh], after RoPE) — for tests and inspection.</summary>
     public ReadOnlySpan<float> CachedKey(int layer, int position) =>

@@ -13,7 +13,8 @@ namespace Hone.Tests.Infrastructure;
 public sealed class LayeringTests
 {
     static readonly string[] Order =
-        ["Tensors", "Formats", "Templates", "Tokenization", "Model", "Inference", "Transforms", "Training", "Evaluation", "DataTools", "Synthetic", "Workflows"];
+        ["Tensors", "Formats", "Templates", "Tokenization", "Model", "Inference", "Batching", "Transforms", "Training", "Evaluation", "DataTools",
+         "Synthetic", "Workflows", "Clients", "Server"];
 
     static string RepositoryRoot()
     {
