@@ -74,17 +74,68 @@ public static unsafe class Attention
     {
         ref Job job = ref *(Job*)context;
         var (h0, h1) = WorkerPool.Share(job.Heads, thread, threads);
+        float* scores = ScoreBuffer.ForThread(job.Start + 1);
+        for (int h = h0; h < h1; h++) DecodeHead(ref job, h, scores);
+    }
+
+    /// <summary>One head of one decode query (the query at position Start, attending to keys 0..Start).</summary>
+    static void DecodeHead(ref Job job, int h, float* scores)
+    {
         int keys = job.Start + 1;
-        int group = job.Heads / job.KvHeads;
-        float* scores = ScoreBuffer.ForThread(keys);
-        for (int h = h0; h < h1; h++)
+        int g = h / (job.Heads / job.KvHeads);
+        float* qh = job.Q + h * job.HeadDim;
+        float* kg = job.K + g * job.HeadDim, vg = job.V + g * job.HeadDim;
+        for (int j = 0; j < keys; j++) scores[j] = Dot(qh, kg + j * job.KvStride, job.HeadDim) * job.Scale;
+        Softmax.InPlace(scores, keys);
+        WeightedSum(scores, vg, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
+    }
+
+    /// <summary>One decode query of one sequence: its query and output rows, its own KV cache, its position.</summary>
+    /// <param name="Q">q[H·Dh] (after RoPE)</param>
+    /// <param name="K">the sequence's key cache of this layer [Tmax, Hkv·Dh], holding positions 0..Position</param>
+    /// <param name="Output">o[H·Dh]</param>
+    public readonly record struct DecodeQuery(nint Q, nint K, nint V, nint Output, int Position);
+
+    struct BatchJob
+    {
+        public DecodeQuery* Queries; public int Count;
+        public long KvStride; public int Heads, KvHeads, HeadDim; public float Scale;
+    }
+
+    /// <summary>
+    /// The decode queries of many sequences in one parallel region: threads split the (sequence, head) pairs, and each
+    /// pair is computed exactly as <see cref="Forward"/> computes one decode query's head, so every sequence's result
+    /// is bit-identical to its own call (one dispatch per layer instead of one per sequence).
+    /// </summary>
+    public static void ForwardDecodeBatch(WorkerPool pool, ReadOnlySpan<DecodeQuery> queries, long kvStride,
+        int heads, int kvHeads, int headDim, float scale)
+    {
+        if (queries.Length == 0) return;
+        if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} KV heads");
+        fixed (DecodeQuery* q = queries)
         {
-            int g = h / group;
-            float* qh = job.Q + h * job.HeadDim;
-            float* kg = job.K + g * job.HeadDim, vg = job.V + g * job.HeadDim;
-            for (int j = 0; j < keys; j++) scores[j] = Dot(qh, kg + j * job.KvStride, job.HeadDim) * job.Scale;
-            Softmax.InPlace(scores, keys);
-            WeightedSum(scores, vg, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
+            var job = new BatchJob { Queries = q, Count = queries.Length, KvStride = kvStride, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Scale = scale };
+            pool.Run(&DecodeBatchWorker, &job);
+        }
+    }
+
+    static void DecodeBatchWorker(void* context, int thread, int threads)
+    {
+        ref BatchJob batch = ref *(BatchJob*)context;
+        var (i0, i1) = WorkerPool.Share(batch.Count * batch.Heads, thread, threads);
+        int maxKeys = 0;
+        for (int i = 0; i < batch.Count; i++) maxKeys = Math.Max(maxKeys, batch.Queries[i].Position + 1);
+        float* scores = ScoreBuffer.ForThread(maxKeys);
+        for (int item = i0; item < i1; item++)
+        {
+            var query = batch.Queries[item / batch.Heads];
+            var job = new Job
+            {
+                Q = (float*)query.Q, QStride = 0, K = (float*)query.K, V = (float*)query.V, KvStride = batch.KvStride,
+                Output = (float*)query.Output, OutputStride = 0, Tokens = 1, Heads = batch.Heads, KvHeads = batch.KvHeads,
+                HeadDim = batch.HeadDim, Start = query.Position, Scale = batch.Scale,
+            };
+            DecodeHead(ref job, item % batch.Heads, scores);
         }
     }
 

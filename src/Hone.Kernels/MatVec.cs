@@ -71,6 +71,72 @@ public static unsafe class MatVec
         Run(pool, ref job);
     }
 
+    struct RowsJob
+    {
+        public Job Base;                        // type, row bytes, K, precision of every row's product
+        public byte* W; public int N;           // W[N, K]
+        public float* X; public long Ldx;       // X[M, K], row stride Ldx floats
+        public byte* QuantizedX; public long QuantizedBytes; // M rows of X in the dot format, when quantized
+        public float* Y; public long Ldy; public int M; // Y[M, N], row stride Ldy floats
+    }
+
+    /// <summary>
+    /// Y[m, :] = (accumulate ? Y[m, :] : 0) + W·X[m, :] for M rows of X at once (the decode rows of a batched step):
+    /// each row's result is bit-identical to <see cref="Multiply"/> of that row alone — the same quantization of x, the
+    /// same per-row kernels at the same four-row alignment — but W streams from memory once for all M rows: threads
+    /// split W's rows in chunks of 16, and each chunk (L1/L2-resident) meets every row of X before the next.
+    /// </summary>
+    /// <param name="x">X[M, K], row stride ldx floats</param>
+    /// <param name="y">Y[M, N], row stride ldy floats</param>
+    public static void MultiplyRows(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k,
+        float* x, long ldx, int m, float* y, long ldy, bool accumulate = false, ComputePrecision precision = ComputePrecision.Fast)
+    {
+        if (m <= 0) return;
+        if (m == 1) { Multiply(pool, type, weights, rowBytes, n, k, x, y, accumulate, precision); return; }
+        var job = new RowsJob
+        {
+            Base = new Job { Type = type, RowBytes = rowBytes, K = k, Accumulate = accumulate, Parts = 1, Exact = precision == ComputePrecision.Exact },
+            W = weights, N = n, X = x, Ldx = ldx, Y = y, Ldy = ldy, M = m,
+        };
+        if (type.Traits().IsQuantized && !job.Base.Exact)
+        {
+            var dotTraits = BlockQuantization.DotType(type).Traits();
+            long bytes = dotTraits.BytesFor(k);
+            var buffer = ThreadBuffer.Activations.Get(checked((int)(bytes * m)));
+            for (int r = 0; r < m; r++)
+                BlockQuantization.QuantizeForDot(type, new ReadOnlySpan<float>(x + r * ldx, k), new Span<byte>(buffer + r * bytes, (int)bytes));
+            job.QuantizedX = buffer;
+            job.QuantizedBytes = bytes;
+        }
+        pool.Run(&RowsWorker, &job);
+    }
+
+    static void RowsWorker(void* context, int thread, int threads)
+    {
+        ref RowsJob job = ref *(RowsJob*)context;
+        int chunks = (job.N + RowGranularity - 1) / RowGranularity;
+        var (c0, c1) = WorkerPool.Balanced(chunks, thread, threads);
+        float* partial = stackalloc float[RowGranularity];
+        for (int c = c0; c < c1; c++)
+        {
+            int r0 = c * RowGranularity, rows = Math.Min(RowGranularity, job.N - r0);
+            byte* w = job.W + r0 * job.Base.RowBytes;
+            for (int m = 0; m < job.M; m++)
+            {
+                Job one = job.Base;
+                one.X = job.X + m * job.Ldx;
+                one.QuantizedX = job.QuantizedX == null ? null : job.QuantizedX + m * job.QuantizedBytes;
+                float* y = job.Y + m * job.Ldy + r0;
+                if (job.Base.Accumulate)
+                {
+                    Rows(ref one, w, rows, partial);
+                    for (int j = 0; j < rows; j++) y[j] += partial[j];
+                }
+                else Rows(ref one, w, rows, y);
+            }
+        }
+    }
+
     static void Run(WorkerPool pool, ref Job job)
     {
         if (job.Type.Traits().IsQuantized && !job.Exact)

@@ -24,6 +24,10 @@ public sealed class BatchEngine : IDisposable
     readonly LlamaWeights _weights;
     readonly WorkerPool _pool;
     readonly Slot[] _slots;
+    readonly BatchedLlama _model;
+    readonly float[] _logits;       // [S, V]
+    readonly int[] _rows;           // [R] the step's tokens
+    readonly BatchedLlama.Segment[] _segments; // [S]
     readonly EngineOptions _options;
     readonly HashSet<int> _endOfTurn;
     readonly int _sampleable;
@@ -55,17 +59,12 @@ public sealed class BatchEngine : IDisposable
         _endOfTurn = tokenizer.EndOfTurnIds.ToHashSet();
         if (tokenizer.EosId is int eos) _endOfTurn.Add(eos);
         _sampleable = Math.Min(checkpoint.Config.VocabSize, tokenizer.VocabSize);
+        _model = new BatchedLlama(weights, pool, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel), options.Precision);
         _slots = new Slot[options.Parallel];
-        try
-        {
-            for (int i = 0; i < _slots.Length; i++)
-                _slots[i] = new Slot(i, new LlamaModel(weights, pool, context, options.StepTokens) { Precision = options.Precision }, checkpoint.Config.VocabSize);
-        }
-        catch
-        {
-            foreach (var s in _slots) s?.Model.Dispose();
-            throw;
-        }
+        for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot(i);
+        _logits = new float[(long)options.Parallel * checkpoint.Config.VocabSize];
+        _rows = new int[_model.StepRows];
+        _segments = new BatchedLlama.Segment[options.Parallel];
         _loop = new Thread(Loop) { IsBackground = true, Name = "hone-batch-engine" };
         _loop.Start();
     }
@@ -98,8 +97,7 @@ public sealed class BatchEngine : IDisposable
                 throw new ArgumentException($"--ctx {options.Context} is more than the model's context of {config.MaxPositions} tokens");
             int context = options.Context > 0 ? options.Context : Math.Min(config.MaxPositions, LoadedModel.DefaultContextCap);
             long weightBytes = checkpoint.Tensors.Sum(t => t.ByteLength);
-            long perSlot = LlamaModel.RequiredBytes(config, context, options.StepTokens);
-            MemoryBudget.Require(weightBytes + (perSlot >= long.MaxValue / options.Parallel ? long.MaxValue : perSlot * options.Parallel),
+            MemoryBudget.Require(weightBytes + BatchedLlama.RequiredBytes(config, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel)),
                 $"{checkpoint.Path} with {options.Parallel} sequences of {context} tokens (weights and KV cache)");
             var tokenizer = checkpoint.LoadTokenizer();
             if (tokenizer.VocabSize > config.VocabSize)
@@ -125,6 +123,7 @@ public sealed class BatchEngine : IDisposable
         public string Name { get; } = name;
         public string Path { get; } = path;
         public Dictionary<string, LoraAdapter> Adapters { get; } = adapters;
+        public IReadOnlyDictionary<string, ILinearAdapter> ByWeight { get; } = adapters.ToDictionary(p => p.Key, p => (ILinearAdapter)p.Value);
         public int Users;
         public bool Removed;
         public void Dispose() { foreach (var a in Adapters.Values) a.Dispose(); }
@@ -285,15 +284,16 @@ public sealed class BatchEngine : IDisposable
 
     // ---- slots and sequences -----------------------------------------------------------------------------
 
-    sealed class Slot(int index, LlamaModel model, int vocab)
+    sealed class Slot(int index)
     {
         public int Index { get; } = index;
-        public LlamaModel Model { get; } = model;
-        public float[] Logits { get; } = new float[vocab];
+        public long LastUsed;
         /// <summary>The prompt whose keys and values the slot holds from position 0 (prompt rows only: decode rows are
         /// never reused, since a fresh run computes those positions as prompt rows).</summary>
         public int[] CachedPrompt = [];
         public int CachedLength;
+        /// <summary>The adapter the cached prompt ran with (its keys and values depend on it); null for the base.</summary>
+        public AdapterEntry? CachedAdapter;
         public Active? Sequence;
     }
 
@@ -314,6 +314,7 @@ public sealed class BatchEngine : IDisposable
         public readonly List<GeneratedToken> Unsent = new();
         public long StartedTicks, FirstTokenTicks;
         public double[]? HiddenSum;
+        public int LogitsRow = -1;
         public bool InPrefill => Computed < Prompt.Length;
     }
 
@@ -348,51 +349,75 @@ public sealed class BatchEngine : IDisposable
         }
     }
 
-    /// <summary>Moves waiting requests into free slots, choosing the slot whose cached prompt shares the longest prefix.</summary>
+    /// <summary>Moves waiting requests into free slots. A prompt reuses the longest prefix of prompt rows already
+    /// computed: in the free slot it takes, or copied from any other slot's cache. A request whose prompt shares more
+    /// with a prompt still being prefilled waits for that prefill (n choices, bursts behind one system prompt).</summary>
     void Admit(List<Active> actives)
     {
-        while (true)
-        {
-            Pending? next;
-            lock (_lock)
+        lock (_lock)
+            for (var node = _queue.First; node != null;)
             {
-                while (_queue.First is { } first && first.Value.Handle.CancelRequested)
+                var next = node.Value;
+                var following = node.Next;
+                if (next.Handle.CancelRequested)
                 {
-                    _queue.RemoveFirst();
-                    FinishUnstarted(first.Value);
+                    _queue.Remove(node);
+                    FinishUnstarted(next);
                 }
-                if (_queue.Count == 0 || _slots.All(s => s.Sequence != null)) return;
-                next = _queue.First!.Value;
-                _queue.RemoveFirst();
+                else if (_slots.All(s => s.Sequence != null)) return;
+                else if (TryStart(next, actives)) _queue.Remove(node);
+                node = following;
             }
-            var prompt = next.Request.Prompt.ToArray();
-            Slot? best = null;
-            int bestCommon = -1;
-            foreach (var slot in _slots)
+    }
+
+    bool TryStart(Pending next, List<Active> actives)
+    {
+        var prompt = next.Request.Prompt as int[] ?? next.Request.Prompt.ToArray();
+        int limit = prompt.Length - 1; // at least one prompt row runs, for the logits
+        Slot? free = null, donor = null;
+        int freeCommon = -1, donorCommon = 0, pendingCommon = 0;
+        foreach (var slot in _slots)
+        {
+            int common = next.Embedding || slot.CachedAdapter != next.Adapter ? 0 : Math.Min(limit, CommonPrefix(slot.CachedPrompt, slot.CachedLength, prompt));
+            if (slot.Sequence == null)
             {
-                if (slot.Sequence != null) continue;
-                int common = next.Embedding ? 0 : CommonPrefix(slot.CachedPrompt, slot.CachedLength, prompt);
-                if (common > bestCommon) { best = slot; bestCommon = common; }
+                if (common > freeCommon || common == freeCommon && free != null && slot.LastUsed < free.LastUsed) { free = slot; freeCommon = common; }
             }
-            var s = best!;
-            int reuse = Math.Min(bestCommon, prompt.Length - 1); // at least one token runs, for the logits
-            s.Model.Truncate(reuse); // the slot still holds the cached prompt's keys and values below `reuse`
-            s.CachedPrompt = prompt;
-            s.CachedLength = reuse;
-            var r = next.Request;
-            var active = new Active
+            else
             {
-                Pending = next, Slot = s, Sampler = new Sampler(r.Sampler), Decoder = Tokenizer.CreateStreamingDecoder(skipSpecialTokens: false),
-                Stops = r.StopStrings.Where(x => x.Length > 0).ToArray(), Prompt = prompt, Computed = reuse, CachedPrompt = reuse,
-                StartedTicks = Stopwatch.GetTimestamp(), HiddenSum = next.Embedding ? new double[Config.HiddenSize] : null,
-            };
-            foreach (var t in prompt) active.Sampler.Accept(t);
-            s.Sequence = active;
-            ApplyAdapters(s, next.Adapter);
-            actives.Add(active);
-            Interlocked.Increment(ref _active);
-            Interlocked.Add(ref _kvUsed, reuse);
+                if (common > donorCommon) { donor = slot; donorCommon = common; }
+                if (!next.Embedding && slot.Sequence.InPrefill && slot.CachedAdapter == next.Adapter)
+                    pendingCommon = Math.Max(pendingCommon, Math.Min(limit, CommonPrefix(slot.CachedPrompt, slot.Sequence.Prompt.Length, prompt)));
+            }
         }
+        if (free == null) return false;
+        if (pendingCommon >= Math.Max(freeCommon, donorCommon) + 16) return false; // worth waiting a few steps for
+        int reuse = Math.Max(freeCommon, 0);
+        if (donor != null && donorCommon > reuse)
+        {
+            // Take the least recently used free slot and copy the prefix into it.
+            free = _slots.Where(s => s.Sequence == null).MinBy(s => s.LastUsed)!;
+            _model.CopyPrefix(donor.Index, free.Index, donorCommon);
+            reuse = donorCommon;
+        }
+        var s = free;
+        s.CachedPrompt = prompt;
+        s.CachedLength = reuse;
+        s.CachedAdapter = next.Adapter;
+        s.LastUsed = Stopwatch.GetTimestamp();
+        var r = next.Request;
+        var active = new Active
+        {
+            Pending = next, Slot = s, Sampler = new Sampler(r.Sampler), Decoder = Tokenizer.CreateStreamingDecoder(skipSpecialTokens: false),
+            Stops = r.StopStrings.Where(x => x.Length > 0).ToArray(), Prompt = prompt, Computed = reuse, CachedPrompt = reuse,
+            StartedTicks = Stopwatch.GetTimestamp(), HiddenSum = next.Embedding ? new double[Config.HiddenSize] : null,
+        };
+        foreach (var t in prompt) active.Sampler.Accept(t);
+        s.Sequence = active;
+        actives.Add(active);
+        Interlocked.Increment(ref _active);
+        Interlocked.Add(ref _kvUsed, reuse);
+        return true;
     }
 
     static int CommonPrefix(int[] cached, int cachedLength, int[] prompt)
@@ -400,12 +425,6 @@ public sealed class BatchEngine : IDisposable
         int n = Math.Min(cachedLength, prompt.Length), i = 0;
         while (i < n && cached[i] == prompt[i]) i++;
         return i;
-    }
-
-    static void ApplyAdapters(Slot slot, AdapterEntry? adapter)
-    {
-        slot.Model.Adapters.Clear();
-        if (adapter != null) foreach (var (target, a) in adapter.Adapters) slot.Model.Adapters[target] = a;
     }
 
     void DropCancelled(List<Active> actives)
@@ -418,39 +437,48 @@ public sealed class BatchEngine : IDisposable
             }
     }
 
-    /// <summary>One step: every decoding sequence feeds its last token, prompts take what is left of the step's rows.</summary>
+    /// <summary>One step: every decoding sequence feeds its last token, prompts take what is left of the step's rows
+    /// (oldest first); all of it runs as one forward pass.</summary>
     void Step(List<Active> actives)
     {
         long start = Stopwatch.GetTimestamp();
-        int budget = _options.StepTokens, decodeRows = 0, promptRows = 0;
+        int rows = 0, segments = 0, logitRows = 0, decodeRows = 0, promptRows = 0;
         var ran = new List<Active>();
-        foreach (var a in actives)
-            if (!a.InPrefill && a.NextToken is int token)
-            {
-                a.Slot.Model.Forward(new ReadOnlySpan<int>(in token), a.Slot.Logits);
-                a.NextToken = null;
-                a.Computed++;
-                Interlocked.Increment(ref _kvUsed);
-                decodeRows++; budget--;
-                ran.Add(a);
-            }
+        // Decode rows first, grouped by adapter so each adapter's low-rank product runs once over its rows.
+        foreach (var a in actives.Where(a => !a.InPrefill && a.NextToken != null).OrderBy(a => a.Pending.Adapter?.Name, StringComparer.Ordinal))
+        {
+            _rows[rows] = a.NextToken!.Value;
+            a.LogitsRow = logitRows++;
+            _segments[segments++] = new BatchedLlama.Segment(a.Slot.Index, a.Computed, rows, 1, true, a.Pending.Adapter?.ByWeight, a.LogitsRow, null);
+            a.NextToken = null;
+            rows++; decodeRows++;
+            ran.Add(a);
+        }
+        int budget = _model.StepRows - rows;
+        var prefill = new List<(Active Active, int Count)>();
         foreach (var a in actives)
         {
             if (!a.InPrefill || budget <= 0) continue;
             int count = Math.Min(budget, a.Prompt.Length - a.Computed);
-            var chunk = a.Prompt.AsSpan(a.Computed, count);
-            if (a.HiddenSum != null)
-            {
-                var mean = new float[Config.HiddenSize];
-                a.Slot.Model.ForwardMeanHidden(chunk, mean);
-                for (int i = 0; i < mean.Length; i++) a.HiddenSum[i] += (double)mean[i] * count;
-            }
-            else a.Slot.Model.Forward(chunk, a.Slot.Logits, promptRows: true);
-            a.Computed += count;
-            a.Slot.CachedLength = a.Computed;
-            Interlocked.Add(ref _kvUsed, count);
-            promptRows += count; budget -= count;
-            if (!a.InPrefill) ran.Add(a);
+            prefill.Add((a, count));
+            budget -= count;
+        }
+        foreach (var (a, count) in prefill.OrderBy(p => p.Active.Pending.Adapter?.Name, StringComparer.Ordinal))
+        {
+            a.Prompt.AsSpan(a.Computed, count).CopyTo(_rows.AsSpan(rows));
+            bool last = a.Computed + count == a.Prompt.Length;
+            a.LogitsRow = last && a.HiddenSum == null ? logitRows++ : -1;
+            _segments[segments++] = new BatchedLlama.Segment(a.Slot.Index, a.Computed, rows, count, false, a.Pending.Adapter?.ByWeight, a.LogitsRow, a.HiddenSum);
+            rows += count; promptRows += count;
+            if (last) ran.Add(a);
+        }
+        _model.Step(_rows.AsSpan(0, rows), _segments.AsSpan(0, segments), _logits);
+        foreach (var seg in _segments.AsSpan(0, segments))
+        {
+            var a = _slots[seg.Slot].Sequence!;
+            a.Computed += seg.Count;
+            if (!seg.Decode) a.Slot.CachedLength = a.Computed;
+            Interlocked.Add(ref _kvUsed, seg.Count);
         }
         foreach (var a in ran) Advance(a, actives);
         StepCompleted?.Invoke(new StepStatistics(decodeRows, promptRows, Stopwatch.GetElapsedTime(start).TotalSeconds));
@@ -472,7 +500,7 @@ public sealed class BatchEngine : IDisposable
             return;
         }
         if (a.Generated >= r.MaxTokens) { End(a, actives, "length"); return; }
-        var logits = a.Slot.Logits.AsSpan(0, _sampleable);
+        var logits = _logits.AsSpan(a.LogitsRow * Config.VocabSize, _sampleable);
         int token;
         try { token = a.Sampler.Sample(logits); }
         catch (NonFiniteException)
@@ -571,7 +599,6 @@ public sealed class BatchEngine : IDisposable
     {
         a.Slot.Sequence = null;
         a.Slot.CachedLength = Math.Min(a.Slot.CachedLength, a.Prompt.Length);
-        a.Slot.Model.Adapters.Clear();
         Interlocked.Decrement(ref _active);
         Interlocked.Add(ref _kvUsed, -a.Computed);
         a.Pending.Registration.Dispose();
@@ -615,7 +642,7 @@ public sealed class BatchEngine : IDisposable
         _disposed = true;
         _wake.Release();
         if (_loop.IsAlive && Thread.CurrentThread != _loop) _loop.Join();
-        foreach (var s in _slots) s?.Model.Dispose();
+        _model.Dispose();
         lock (_lock)
         {
             foreach (var a in _adapters.Values) a.Dispose();

@@ -98,6 +98,77 @@ public static unsafe class Linear
         RowParallel.SwiGlu(pool, gate, up, (long)tokens * f);
     }
 
+    /// <summary>
+    /// A projection over the rows of a batched step (many sequences, each with its own adapter or none): rows
+    /// [0, <paramref name="decodeRows"/>) are decode rows and take the matrix-vector kernels (one weight pass for all of
+    /// them), the rest are prompt rows and take the GEMM, so every row's result equals what <see cref="Forward"/> gives
+    /// that row in a one-sequence step. The base product is shared; each group's adapter then applies to its own rows
+    /// (S-LoRA's split: one base GEMM, a low-rank term per adapter).
+    /// </summary>
+    /// <param name="x">X[R, W.Cols], row stride ldx</param>
+    /// <param name="y">Y[R, W.Rows], row stride ldy; with accumulate, Y += the projection</param>
+    /// <param name="groups">consecutive row ranges covering [0, R), none straddling the decode/prompt boundary</param>
+    /// <param name="scratch">[R, W.Rows] floats, used when an adapter that is not additive meets accumulate</param>
+    public static void ForwardRows(WorkerPool pool, WeightMatrix w, float* bias, float* x, int ldx, float* y, int ldy, bool accumulate,
+        int decodeRows, int rows, ReadOnlySpan<RowGroup> groups, float* scratch, ComputePrecision precision)
+    {
+        bool split = false;
+        if (accumulate)
+            foreach (var g in groups)
+                if (g.AdapterOf(w) is { IsAdditive: false }) split = true;
+        if (!split)
+        {
+            BaseRows(pool, w, x, ldx, y, ldy, accumulate, 0, decodeRows, true, precision);
+            BaseRows(pool, w, x, ldx, y, ldy, accumulate, decodeRows, rows - decodeRows, false, precision);
+            if (bias != null) for (int t = 0; t < rows; t++) Add(y + (long)t * ldy, bias, w.Rows);
+            foreach (var g in groups)
+                g.AdapterOf(w)?.Apply(pool, w, x + (long)g.Start * ldx, g.Count, ldx, y + (long)g.Start * ldy, ldy);
+            return;
+        }
+        foreach (var g in groups)
+        {
+            bool decode = g.Start < decodeRows;
+            float* gx = x + (long)g.Start * ldx, gy = y + (long)g.Start * ldy;
+            var adapter = g.AdapterOf(w);
+            if (adapter is { IsAdditive: false })
+            {
+                float* s = scratch + (long)g.Start * w.Rows;
+                BaseRows(pool, w, gx, ldx, s, w.Rows, false, 0, g.Count, decode, precision);
+                if (bias != null) for (int t = 0; t < g.Count; t++) Add(s + (long)t * w.Rows, bias, w.Rows);
+                adapter.Apply(pool, w, gx, g.Count, ldx, s, w.Rows);
+                for (int t = 0; t < g.Count; t++) Add(gy + (long)t * ldy, s + (long)t * w.Rows, w.Rows);
+            }
+            else
+            {
+                BaseRows(pool, w, gx, ldx, gy, ldy, true, 0, g.Count, decode, precision);
+                if (bias != null) for (int t = 0; t < g.Count; t++) Add(gy + (long)t * ldy, bias, w.Rows);
+                adapter?.Apply(pool, w, gx, g.Count, ldx, gy, ldy);
+            }
+        }
+    }
+
+    /// <summary>The gated MLP's input side over a batched step's rows (see <see cref="ForwardRows"/>): gate =
+    /// silu(X·Wgᵀ)·(X·Wuᵀ), up as scratch ([R, F] each, row stride F).</summary>
+    public static void ForwardGatedRows(WorkerPool pool, float* x, int ldx, WeightMatrix gateWeight, WeightMatrix upWeight,
+        float* gate, float* up, int decodeRows, int rows, ReadOnlySpan<RowGroup> groups, ComputePrecision precision)
+    {
+        int f = gateWeight.Rows;
+        if (upWeight.Rows != f) throw new ArgumentException($"{gateWeight.Name} has {f} rows but {upWeight.Name} has {upWeight.Rows}");
+        ForwardRows(pool, gateWeight, null, x, ldx, gate, f, false, decodeRows, rows, groups, null, precision);
+        ForwardRows(pool, upWeight, null, x, ldx, up, f, false, decodeRows, rows, groups, null, precision);
+        RowParallel.SwiGlu(pool, gate, up, (long)rows * f);
+    }
+
+    static void BaseRows(WorkerPool pool, WeightMatrix w, float* x, int ldx, float* y, int ldy, bool accumulate, int start, int count,
+        bool decode, ComputePrecision precision)
+    {
+        if (count <= 0) return;
+        x += (long)start * ldx;
+        y += (long)start * ldy;
+        if (decode) MatVec.MultiplyRows(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, ldx, count, y, ldy, accumulate, precision);
+        else Gemm.MultiplyWeights(pool, count, w.Rows, w.Cols, x, ldx, w.Type, w.Data, w.RowBytes, y, ldy, accumulate, precision);
+    }
+
     static bool SameLayout(WeightMatrix a, WeightMatrix b) => a.Type == b.Type && a.RowBytes == b.RowBytes && a.Cols == b.Cols;
 
     static void Add(float* y, float* b, int n)
@@ -106,4 +177,11 @@ public static unsafe class Linear
         var bs = new ReadOnlySpan<float>(b, n);
         for (int i = 0; i < n; i++) ys[i] += bs[i];
     }
+}
+
+/// <summary>Consecutive rows [Start, Start + Count) of a batched step that share one set of adapters (null: none), by
+/// canonical weight name.</summary>
+public readonly record struct RowGroup(int Start, int Count, IReadOnlyDictionary<string, ILinearAdapter>? Adapters)
+{
+    public ILinearAdapter? AdapterOf(WeightMatrix w) => Adapters != null && Adapters.TryGetValue(w.Name, out var a) ? a : null;
 }

@@ -1,0 +1,211 @@
+using Hone.Model;
+using Hone.Tensors;
+
+namespace Hone.Batching;
+
+/// <summary>
+/// The Llama forward pass over the rows of many sequences at once (continuous batching): one step runs every row —
+/// one decode token of each generating sequence and chunks of prompts — through each projection together (decode rows
+/// share one pass over the weights, prompt rows one GEMM), while attention, RoPE and the KV cache are per sequence.
+/// Glossary: S slots (sequences in flight), R rows in a step (≤ StepRows), G rows that want logits (≤ S), D hidden,
+/// F feed-forward, L layers, H heads, Hkv KV heads, Dh head dim, V vocabulary, Tmax context per slot.
+/// <para>Each row's result is a function of that row, its sequence's cache and its kind alone (decode rows: the
+/// matrix-vector kernels and per-head attention; prompt rows: the GEMM and blocked attention), exactly as
+/// <see cref="LlamaModel"/> computes a one-sequence step — so no sequence's output depends on the others in its step.</para>
+/// </summary>
+public sealed unsafe class BatchedLlama : IDisposable
+{
+    readonly NativeBuffer _keys, _values;           // [S, L, Tmax, Hkv·Dh]
+    readonly NativeBuffer _x, _h;                   // [R, D]
+    readonly NativeBuffer _q, _attention;           // [R, H·Dh]
+    readonly NativeBuffer _k, _v;                   // [R, Hkv·Dh]
+    readonly NativeBuffer _gate, _up;               // [R, F]
+    readonly NativeBuffer _scratch;                 // [R, max(D, F, H·Dh)] non-additive adapters meeting a residual
+    readonly NativeBuffer _headInput;               // [S, D] final-normed rows that want logits
+    readonly Rope _rope;
+    readonly Attention.DecodeQuery[] _queries;      // [S]
+    readonly RowGroup[] _groups, _headGroups;       // [R], [S]
+
+    public ModelConfig Config { get; }
+    public LlamaWeights Weights { get; }
+    public WorkerPool Pool { get; }
+    public int Slots { get; }
+    public int Context { get; }
+    public int StepRows { get; }
+    public ComputePrecision Precision { get; }
+
+    public BatchedLlama(LlamaWeights weights, WorkerPool pool, int slots, int context, int stepRows, ComputePrecision precision)
+    {
+        if (slots < 1) throw new ArgumentException($"at least one slot is needed, found {slots}");
+        if (stepRows < slots) throw new ArgumentException($"a step must hold at least one row per slot ({slots}), found {stepRows}");
+        Weights = weights; Config = weights.Config; Pool = pool; Slots = slots; Context = context; StepRows = stepRows; Precision = precision;
+        var c = Config;
+        long kv = checked((long)slots * c.Layers * context * c.KvDim * 4);
+        var buffers = new List<NativeBuffer>();
+        NativeBuffer Buffer(long floats) { var b = new NativeBuffer(checked(floats * 4)); buffers.Add(b); return b; }
+        try
+        {
+            _keys = Buffer(kv / 4); _values = Buffer(kv / 4);
+            _x = Buffer((long)stepRows * c.HiddenSize); _h = Buffer((long)stepRows * c.HiddenSize);
+            _q = Buffer((long)stepRows * c.QueryDim); _attention = Buffer((long)stepRows * c.QueryDim);
+            _k = Buffer((long)stepRows * c.KvDim); _v = Buffer((long)stepRows * c.KvDim);
+            _gate = Buffer((long)stepRows * c.IntermediateSize); _up = Buffer((long)stepRows * c.IntermediateSize);
+            _scratch = Buffer((long)stepRows * Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)));
+            _headInput = Buffer((long)slots * c.HiddenSize);
+            _rope = new Rope(c.HeadDim, c.RotaryDims, context, c.RopeTheta, c.RopeLayout, c.RopeLinearFactor, c.RopeLlama3, weights.RopeFrequencyDivisors);
+        }
+        catch
+        {
+            foreach (var b in buffers) b.Dispose();
+            throw;
+        }
+        _queries = new Attention.DecodeQuery[slots];
+        _groups = new RowGroup[stepRows];
+        _headGroups = new RowGroup[slots];
+    }
+
+    /// <summary>Bytes the constructor allocates (KV cache and step buffers; the weights are apart).</summary>
+    public static long RequiredBytes(ModelConfig c, int slots, int context, int stepRows)
+    {
+        try
+        {
+            checked
+            {
+                long kv = 2L * slots * c.Layers * context * c.KvDim;
+                long rows = (long)stepRows * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.KvDim + 2L * c.IntermediateSize
+                                              + Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)));
+                return 4 * (kv + rows + (long)slots * c.HiddenSize);
+            }
+        }
+        catch (OverflowException) { return long.MaxValue; }
+    }
+
+    /// <summary>A sequence's rows in a step.</summary>
+    /// <param name="Slot">its KV slot</param>
+    /// <param name="Position">the position of its first row (its cache holds positions below it)</param>
+    /// <param name="Start">its first row in the step</param>
+    /// <param name="Decode">one generated token (matrix-vector kernels, per-head attention) rather than prompt rows</param>
+    /// <param name="Adapters">its adapters by canonical weight name, or null for the base</param>
+    /// <param name="LogitsRow">the row of the logits output its last row's logits go to, or -1</param>
+    /// <param name="HiddenSum">[D]: when set, its rows' final hidden states (after the output norm) are added here</param>
+    public readonly record struct Segment(int Slot, int Position, int Start, int Count, bool Decode,
+        IReadOnlyDictionary<string, ILinearAdapter>? Adapters, int LogitsRow, double[]? HiddenSum);
+
+    /// <summary>
+    /// Runs one step: <paramref name="tokens"/>[R] are the rows; <paramref name="segments"/> list decode sequences first
+    /// (one row each), then prompt chunks, consecutive in row order, grouped by adapters where possible (each run of
+    /// equal adapters is one low-rank product). Writes the logits [G, V] of every segment that asks for them.
+    /// </summary>
+    public void Step(ReadOnlySpan<int> tokens, ReadOnlySpan<Segment> segments, Span<float> logits)
+    {
+        var c = Config;
+        int R = tokens.Length, D = c.HiddenSize, F = c.IntermediateSize, Qd = c.QueryDim, Kd = c.KvDim, V = c.VocabSize;
+        if (R == 0 || R > StepRows) throw new ArgumentException($"a step runs 1 to {StepRows} rows, found {R}");
+        int decodeRows = 0, next = 0, groups = 0, logitRows = 0;
+        foreach (var s in segments)
+        {
+            if (s.Start != next || s.Count < 1) throw new ArgumentException($"segment at row {s.Start} ({s.Count} rows) does not follow row {next}");
+            if (s.Decode && (s.Count != 1 || decodeRows != s.Start)) throw new ArgumentException("decode segments come first, one row each");
+            if ((uint)s.Slot >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(segments), $"slot {s.Slot} of {Slots}");
+            if (s.Position < 0 || s.Position + s.Count > Context)
+                throw new ArgumentException($"slot {s.Slot}: positions {s.Position}..{s.Position + s.Count - 1} exceed the context of {Context}");
+            if (s.Decode) decodeRows++;
+            if (groups > 0 && ReferenceEquals(_groups[groups - 1].Adapters, s.Adapters) && (s.Decode || _groups[groups - 1].Start >= decodeRows))
+                _groups[groups - 1] = _groups[groups - 1] with { Count = _groups[groups - 1].Count + s.Count };
+            else _groups[groups++] = new RowGroup(s.Start, s.Count, s.Adapters);
+            if (s.LogitsRow >= 0) logitRows = Math.Max(logitRows, s.LogitsRow + 1);
+            next += s.Count;
+        }
+        if (next != R) throw new ArgumentException($"the segments cover {next} rows of {R}");
+        if (logits.Length < (long)logitRows * V) throw new ArgumentException($"logits hold {logits.Length} floats, need {(long)logitRows * V}");
+        for (int t = 0; t < R; t++)
+            if ((uint)tokens[t] >= (uint)V) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[t]} is outside the vocabulary of {V}");
+        var rowGroups = new ReadOnlySpan<RowGroup>(_groups, 0, groups);
+
+        float* x = _x.AsFloats, h = _h.AsFloats, q = _q.AsFloats, att = _attention.AsFloats, k = _k.AsFloats, v = _v.AsFloats;
+        float* gate = _gate.AsFloats, up = _up.AsFloats, scratch = _scratch.AsFloats;
+        for (int t = 0; t < R; t++) Weights.TokenEmbedding.ReadRow(tokens[t], x + (long)t * D);
+        float scale = 1f / MathF.Sqrt(c.HeadDim);
+        long slotStride = (long)c.Layers * Context * Kd;
+        for (int l = 0; l < c.Layers; l++)
+        {
+            var w = Weights.Layers[l];
+            RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, R, D, c.RmsNormEps);
+            Linear.ForwardRows(Pool, w.Query, w.QueryBias, h, D, q, Qd, false, decodeRows, R, rowGroups, scratch, Precision);
+            Linear.ForwardRows(Pool, w.Key, w.KeyBias, h, D, k, Kd, false, decodeRows, R, rowGroups, scratch, Precision);
+            Linear.ForwardRows(Pool, w.Value, w.ValueBias, h, D, v, Kd, false, decodeRows, R, rowGroups, scratch, Precision);
+            int queries = 0;
+            foreach (var s in segments)
+            {
+                float* kCache = _keys.AsFloats + s.Slot * slotStride + (long)l * Context * Kd;
+                float* vCache = _values.AsFloats + s.Slot * slotStride + (long)l * Context * Kd;
+                float* qs = q + (long)s.Start * Qd, ks = k + (long)s.Start * Kd;
+                RowParallel.RopeApply(Pool, _rope, qs, s.Count, c.Heads, Qd, s.Position);
+                RowParallel.RopeApply(Pool, _rope, ks, s.Count, c.KvHeads, Kd, s.Position);
+                new ReadOnlySpan<float>(ks, s.Count * Kd).CopyTo(new Span<float>(kCache + (long)s.Position * Kd, s.Count * Kd));
+                new ReadOnlySpan<float>(v + (long)s.Start * Kd, s.Count * Kd).CopyTo(new Span<float>(vCache + (long)s.Position * Kd, s.Count * Kd));
+                if (s.Decode)
+                    _queries[queries++] = new Attention.DecodeQuery((nint)qs, (nint)kCache, (nint)vCache, (nint)(att + (long)s.Start * Qd), s.Position);
+                else
+                    Attention.Forward(Pool, qs, Qd, kCache, vCache, Kd, att + (long)s.Start * Qd, Qd, s.Count, c.Heads, c.KvHeads, c.HeadDim,
+                        s.Position, scale, promptRows: true);
+            }
+            Attention.ForwardDecodeBatch(Pool, _queries.AsSpan(0, queries), Kd, c.Heads, c.KvHeads, c.HeadDim, scale);
+            Linear.ForwardRows(Pool, w.AttentionOutput, null, att, Qd, x, D, true, decodeRows, R, rowGroups, scratch, Precision);
+
+            RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, R, D, c.RmsNormEps);
+            Linear.ForwardGatedRows(Pool, h, D, w.Gate, w.Up, gate, up, decodeRows, R, rowGroups, Precision);
+            Linear.ForwardRows(Pool, w.Down, null, gate, F, x, D, true, decodeRows, R, rowGroups, scratch, Precision);
+        }
+
+        // Final norm: the rows that want logits (gathered in logits-row order), and whole segments that want hidden states.
+        int headGroups = 0;
+        float* headInput = _headInput.AsFloats;
+        foreach (var s in segments)
+        {
+            if (s.HiddenSum is double[] sum)
+            {
+                RowParallel.RmsNormForward(Pool, x + (long)s.Start * D, Weights.OutputNorm, h, s.Count, D, c.RmsNormEps);
+                for (int t = 0; t < s.Count; t++)
+                    for (int i = 0; i < D; i++) sum[i] += h[(long)t * D + i];
+            }
+            if (s.LogitsRow < 0) continue;
+            RowParallel.RmsNormForward(Pool, x + (long)(s.Start + s.Count - 1) * D, Weights.OutputNorm, headInput + (long)s.LogitsRow * D, 1, D, c.RmsNormEps);
+            _headGroups[headGroups++] = new RowGroup(s.LogitsRow, 1, s.Adapters);
+        }
+        if (logitRows == 0) return;
+        // Logits rows must be 0..G-1, each once, so the head's groups tile them; sorted by row, each one its own group.
+        Array.Sort(_headGroups, 0, headGroups, Comparer<RowGroup>.Create((a, b) => a.Start.CompareTo(b.Start)));
+        for (int i = 0; i < headGroups; i++)
+            if (_headGroups[i].Start != i) throw new ArgumentException($"logits rows must be 0..{headGroups - 1}, each once");
+        fixed (float* output = logits)
+            Linear.ForwardRows(Pool, Weights.Output, null, headInput, D, output, V, false, logitRows, logitRows,
+                new ReadOnlySpan<RowGroup>(_headGroups, 0, headGroups), null, Precision);
+    }
+
+    /// <summary>Copies positions [0, <paramref name="tokens"/>) of one slot's cache to another (a shared prompt prefix).</summary>
+    public void CopyPrefix(int fromSlot, int toSlot, int tokens)
+    {
+        if ((uint)fromSlot >= (uint)Slots || (uint)toSlot >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(fromSlot));
+        if (tokens < 0 || tokens > Context) throw new ArgumentOutOfRangeException(nameof(tokens));
+        if (fromSlot == toSlot || tokens == 0) return;
+        var c = Config;
+        long slotStride = (long)c.Layers * Context * c.KvDim, layerStride = (long)Context * c.KvDim, count = (long)tokens * c.KvDim;
+        foreach (var buffer in new[] { _keys, _values })
+            for (int l = 0; l < c.Layers; l++)
+            {
+                float* from = buffer.AsFloats + fromSlot * slotStride + l * layerStride, to = buffer.AsFloats + toSlot * slotStride + l * layerStride;
+                Buffer.MemoryCopy(from, to, count * 4, count * 4);
+            }
+    }
+
+    /// <summary>The cached key vector of one slot, layer and position ([Hkv·Dh], after RoPE) — for tests.</summary>
+    public ReadOnlySpan<float> CachedKey(int slot, int layer, int position) =>
+        new(_keys.AsFloats + (((long)slot * Config.Layers + layer) * Context + position) * Config.KvDim, Config.KvDim);
+
+    public void Dispose()
+    {
+        _keys.Dispose(); _values.Dispose(); _x.Dispose(); _h.Dispose(); _q.Dispose(); _attention.Dispose(); _k.Dispose(); _v.Dispose();
+        _gate.Dispose(); _up.Dispose(); _scratch.Dispose(); _headInput.Dispose(); _rope.Dispose();
+    }
+}
