@@ -21,6 +21,12 @@ internal static class BenchCommand
         var seqLen = TrainLimit(new Option<int>("--seq-len") { Description = "--train: tokens per sequence", DefaultValueFactory = _ => 256 }, "seq_len");
         var loraR = TrainLimit(new Option<int>("--lora-r", "--lora-rank") { Description = "--train: LoRA rank (alpha = 2r, all linear layers)", DefaultValueFactory = _ => 16 }, "lora_r");
         var checkpointActivations = new Option<bool>("--checkpoint-activations") { Description = "--train: recompute activations in backward" };
+        var parallel = new Option<string?>("--parallel", "-npl")
+        {
+            Description = "benchmark the batched engine instead, like llama-batched-bench: for each N in this list (e.g. 1,4,16,64), N sequences " +
+                          "with their own pp-token prompts and tg generated tokens at once; reports generated tokens/s over the whole run (prefill " +
+                          "included) and in the decode phase",
+        };
         var precision = CliSupport.Precision(measuring: false);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
@@ -29,11 +35,12 @@ internal static class BenchCommand
             "and memory bandwidth, measured in the same run.\nProtocol: pp = one batch from an empty cache, logits for the last token; " +
             "tg = one token per step from an empty cache; mean ± sd of the repetitions after a warm-up.")
         {
-            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, precision, threads, json,
+            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, precision, threads, json,
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             if (r.GetValue(train) is string method) return TrainBench(r, method, shape, batch, seqLen, loraR, reps, checkpointActivations, threads, json);
+            if (r.GetValue(parallel) is string list) return ParallelBench(r, list, model, shape, type, prompt, gen, reps, precision, threads, json);
             var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
                 r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             bool asJson = r.GetValue(json);
@@ -63,6 +70,38 @@ internal static class BenchCommand
             return 0;
         }));
         return cmd;
+    }
+
+    static int ParallelBench(ParseResult r, string list, Option<string?> model, Option<string> shape, Option<string?> type, Option<int> prompt,
+        Option<int> gen, Option<int> reps, Option<string> precision, Option<int> threads, Option<bool> json)
+    {
+        var counts = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(x => int.TryParse(x, out int n) && n is >= 1 and <= 1024 ? n : throw new ArgumentException($"--parallel: expected whole numbers from 1 to 1024 separated by commas, found '{x}'"))
+            .ToList();
+        if (counts.Count == 0) throw new ArgumentException("--parallel: expected a list such as 1,4,16,64");
+        var result = Hone.Batching.BatchBenchmark.Run(new Hone.Batching.BatchBenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)),
+            r.GetValue(threads), counts, r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision))),
+            m => Console.Error.WriteLine(m));
+        if (r.GetValue(json))
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                model = result.Model, type = result.Type, threads = result.Threads, prompt = result.Prompt, gen = result.Gen, step_tokens = result.StepTokens,
+                rows = result.Rows.Select(x => new
+                {
+                    parallel = x.Parallel, total_tokens_per_s = x.TotalTokensPerSecond, total_min = x.TotalMin, total_max = x.TotalMax,
+                    decode_tokens_per_s = x.DecodeTokensPerSecond, decode_min = x.DecodeMin, decode_max = x.DecodeMax, prefill_s = x.PrefillSeconds, seconds = x.Seconds,
+                }),
+                protocol = result.Protocol,
+            }, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        Console.WriteLine($"model {result.Model}  type {result.Type}  threads {result.Threads}  pp {result.Prompt}  tg {result.Gen}  step {result.StepTokens} rows");
+        Console.WriteLine($"{"N",4} {"total t/s",10} {"(range)",17} {"decode t/s",11} {"(range)",17} {"prefill s",10}");
+        foreach (var x in result.Rows)
+            Console.WriteLine($"{x.Parallel,4} {x.TotalTokensPerSecond,10:F1} {$"{x.TotalMin:F1}–{x.TotalMax:F1}",17} {x.DecodeTokensPerSecond,11:F1} {$"{x.DecodeMin:F1}–{x.DecodeMax:F1}",17} {x.PrefillSeconds,10:F2}");
+        Console.WriteLine(result.Protocol);
+        return 0;
     }
 
     /// <summary>The limits `hone train` has for the same setting (one source: <see cref="Hone.Training.TrainOptions.Settings"/>).</summary>

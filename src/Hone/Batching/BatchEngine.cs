@@ -20,8 +20,9 @@ namespace Hone.Batching;
 /// </summary>
 public sealed class BatchEngine : IDisposable
 {
-    readonly Checkpoint _checkpoint;
+    readonly Checkpoint? _checkpoint;   // null for an engine over weights made in memory (benchmarks)
     readonly LlamaWeights _weights;
+    readonly Tokenizer? _tokenizer;     // null: ids only (no text, no stop strings, no end of turn)
     readonly WorkerPool _pool;
     readonly Slot[] _slots;
     readonly BatchedLlama _model;
@@ -40,11 +41,11 @@ public sealed class BatchEngine : IDisposable
     int _active;
     long _kvUsed;
 
-    public Tokenizer Tokenizer { get; }
-    public ModelConfig Config => _checkpoint.Config;
+    public Tokenizer Tokenizer => _tokenizer ?? throw new InvalidOperationException("this engine runs on ids only (it has no tokenizer)");
+    public ModelConfig Config => _weights.Config;
     /// <summary>The base model's name (its file or directory name), as requests name it.</summary>
     public string ModelName { get; }
-    public string ModelPath => _checkpoint.Path;
+    public string ModelPath => _checkpoint?.Path ?? ModelName;
     /// <summary>Tokens per sequence, prompt and output together.</summary>
     public int ContextLength { get; }
     public int Parallel => _slots.Length;
@@ -52,17 +53,17 @@ public sealed class BatchEngine : IDisposable
     /// <summary>Raised on the engine's thread after every step (keep handlers short).</summary>
     public event Action<StepStatistics>? StepCompleted;
 
-    BatchEngine(Checkpoint checkpoint, LlamaWeights weights, Tokenizer tokenizer, WorkerPool pool, EngineOptions options, int context)
+    BatchEngine(Checkpoint? checkpoint, LlamaWeights weights, Tokenizer? tokenizer, WorkerPool pool, EngineOptions options, int context, string name)
     {
-        _checkpoint = checkpoint; _weights = weights; Tokenizer = tokenizer; _pool = pool; _options = options; ContextLength = context;
-        ModelName = ModelNameOf(checkpoint.Path);
-        _endOfTurn = tokenizer.EndOfTurnIds.ToHashSet();
-        if (tokenizer.EosId is int eos) _endOfTurn.Add(eos);
-        _sampleable = Math.Min(checkpoint.Config.VocabSize, tokenizer.VocabSize);
+        _checkpoint = checkpoint; _weights = weights; _tokenizer = tokenizer; _pool = pool; _options = options; ContextLength = context;
+        ModelName = name;
+        _endOfTurn = tokenizer?.EndOfTurnIds.ToHashSet() ?? [];
+        if (tokenizer?.EosId is int eos) _endOfTurn.Add(eos);
+        _sampleable = Math.Min(weights.Config.VocabSize, tokenizer?.VocabSize ?? int.MaxValue);
         _model = new BatchedLlama(weights, pool, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel), options.Precision);
         _slots = new Slot[options.Parallel];
         for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot(i);
-        _logits = new float[(long)options.Parallel * checkpoint.Config.VocabSize];
+        _logits = new float[(long)options.Parallel * weights.Config.VocabSize];
         _rows = new int[_model.StepRows];
         _segments = new BatchedLlama.Segment[options.Parallel];
         _loop = new Thread(Loop) { IsBackground = true, Name = "hone-batch-engine" };
@@ -104,7 +105,7 @@ public sealed class BatchEngine : IDisposable
                 throw new Formats.ModelFormatException(modelPath, $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {config.VocabSize}");
             weights = LlamaWeights.Load(checkpoint);
             pool = new WorkerPool(WorkerPool.ResolveThreadCount(options.Threads));
-            engine = new BatchEngine(checkpoint, weights, tokenizer, pool, options, context);
+            engine = new BatchEngine(checkpoint, weights, tokenizer, pool, options, context, ModelNameOf(checkpoint.Path));
             foreach (var (name, path) in adapters) engine.AddAdapter(name, path);
             return engine;
         }
@@ -114,6 +115,17 @@ public sealed class BatchEngine : IDisposable
             else { weights?.Dispose(); pool?.Dispose(); checkpoint.Dispose(); }
             throw;
         }
+    }
+
+    /// <summary>An engine over weights already in memory (random weights for benchmarks), on ids only: no tokenizer,
+    /// so no text, stop strings or end of turn. The caller keeps ownership of <paramref name="weights"/>.</summary>
+    public static BatchEngine ForWeights(LlamaWeights weights, EngineOptions options, string name)
+    {
+        if (options.Parallel < 1) throw new ArgumentException($"--parallel must be at least 1, found {options.Parallel}");
+        int context = options.Context > 0 ? Math.Min(options.Context, weights.Config.MaxPositions) : Math.Min(weights.Config.MaxPositions, LoadedModel.DefaultContextCap);
+        var pool = new WorkerPool(WorkerPool.ResolveThreadCount(options.Threads));
+        try { return new BatchEngine(null, weights, null, pool, options, context, name); }
+        catch { pool.Dispose(); throw; }
     }
 
     // ---- adapters ---------------------------------------------------------------------------------------
@@ -302,7 +314,7 @@ public sealed class BatchEngine : IDisposable
         public required Pending Pending;
         public required Slot Slot;
         public required Sampler Sampler;
-        public required StreamingDecoder Decoder;
+        public required StreamingDecoder? Decoder;
         public required string[] Stops;
         public int[] Prompt = [];
         public int Computed;         // tokens whose keys and values are in the slot
@@ -408,7 +420,7 @@ public sealed class BatchEngine : IDisposable
         var r = next.Request;
         var active = new Active
         {
-            Pending = next, Slot = s, Sampler = new Sampler(r.Sampler), Decoder = Tokenizer.CreateStreamingDecoder(skipSpecialTokens: false),
+            Pending = next, Slot = s, Sampler = new Sampler(r.Sampler), Decoder = _tokenizer?.CreateStreamingDecoder(skipSpecialTokens: false),
             Stops = r.StopStrings.Where(x => x.Length > 0).ToArray(), Prompt = prompt, Computed = reuse, CachedPrompt = reuse,
             StartedTicks = Stopwatch.GetTimestamp(), HiddenSum = next.Embedding ? new double[Config.HiddenSize] : null,
         };
@@ -512,7 +524,7 @@ public sealed class BatchEngine : IDisposable
         a.Generated++;
         a.Sampler.Accept(token);
         a.Unsent.Add(Logprobs(logits, token, r.TopLogprobs));
-        a.Text.Append(a.Decoder.Add(token));
+        if (a.Decoder != null) a.Text.Append(a.Decoder.Add(token));
         int stopAt = StopStrings.FirstStop(a.Text, a.Stops);
         if (stopAt >= 0)
         {
@@ -566,7 +578,7 @@ public sealed class BatchEngine : IDisposable
     {
         if (flush)
         {
-            a.Text.Append(a.Decoder.Flush());
+            if (a.Decoder != null) a.Text.Append(a.Decoder.Flush());
             Send(a, 0);
         }
         Finish(a, reason);
@@ -648,9 +660,8 @@ public sealed class BatchEngine : IDisposable
             foreach (var a in _adapters.Values) a.Dispose();
             _adapters.Clear();
         }
-        _weights.Dispose();
+        if (_checkpoint != null) { _weights.Dispose(); _checkpoint.Dispose(); }
         _pool.Dispose();
-        _checkpoint.Dispose();
         _wake.Dispose();
     }
 }
