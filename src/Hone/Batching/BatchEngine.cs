@@ -449,40 +449,53 @@ public sealed class BatchEngine : IDisposable
             }
     }
 
+    readonly List<Active> _ran = new(), _decoding = new();
+    readonly List<(Active Active, int Count)> _prefill = new();
+
+    /// <summary>Rows of one adapter are consecutive (its low-rank product runs once over them); slot order breaks ties.</summary>
+    static int ByAdapter(Active a, Active b)
+    {
+        int c = string.CompareOrdinal(a.Pending.Adapter?.Name, b.Pending.Adapter?.Name);
+        return c != 0 ? c : a.Slot.Index.CompareTo(b.Slot.Index);
+    }
+
     /// <summary>One step: every decoding sequence feeds its last token, prompts take what is left of the step's rows
     /// (oldest first); all of it runs as one forward pass.</summary>
     void Step(List<Active> actives)
     {
         long start = Stopwatch.GetTimestamp();
         int rows = 0, segments = 0, logitRows = 0, decodeRows = 0, promptRows = 0;
-        var ran = new List<Active>();
-        // Decode rows first, grouped by adapter so each adapter's low-rank product runs once over its rows.
-        foreach (var a in actives.Where(a => !a.InPrefill && a.NextToken != null).OrderBy(a => a.Pending.Adapter?.Name, StringComparer.Ordinal))
+        _ran.Clear(); _decoding.Clear(); _prefill.Clear();
+        foreach (var a in actives)
+            if (!a.InPrefill && a.NextToken != null) _decoding.Add(a);
+        _decoding.Sort(ByAdapter);
+        foreach (var a in _decoding)
         {
             _rows[rows] = a.NextToken!.Value;
             a.LogitsRow = logitRows++;
             _segments[segments++] = new BatchedLlama.Segment(a.Slot.Index, a.Computed, rows, 1, true, a.Pending.Adapter?.ByWeight, a.LogitsRow, null);
             a.NextToken = null;
             rows++; decodeRows++;
-            ran.Add(a);
+            _ran.Add(a);
         }
+        // Prompts take what is left, oldest first.
         int budget = _model.StepRows - rows;
-        var prefill = new List<(Active Active, int Count)>();
         foreach (var a in actives)
         {
             if (!a.InPrefill || budget <= 0) continue;
             int count = Math.Min(budget, a.Prompt.Length - a.Computed);
-            prefill.Add((a, count));
+            _prefill.Add((a, count));
             budget -= count;
         }
-        foreach (var (a, count) in prefill.OrderBy(p => p.Active.Pending.Adapter?.Name, StringComparer.Ordinal))
+        _prefill.Sort((x, y) => ByAdapter(x.Active, y.Active));
+        foreach (var (a, count) in _prefill)
         {
             a.Prompt.AsSpan(a.Computed, count).CopyTo(_rows.AsSpan(rows));
             bool last = a.Computed + count == a.Prompt.Length;
             a.LogitsRow = last && a.HiddenSum == null ? logitRows++ : -1;
             _segments[segments++] = new BatchedLlama.Segment(a.Slot.Index, a.Computed, rows, count, false, a.Pending.Adapter?.ByWeight, a.LogitsRow, a.HiddenSum);
             rows += count; promptRows += count;
-            if (last) ran.Add(a);
+            if (last) _ran.Add(a);
         }
         _model.Step(_rows.AsSpan(0, rows), _segments.AsSpan(0, segments), _logits);
         foreach (var seg in _segments.AsSpan(0, segments))
@@ -492,7 +505,7 @@ public sealed class BatchEngine : IDisposable
             if (!seg.Decode) a.Slot.CachedLength = a.Computed;
             Interlocked.Add(ref _kvUsed, seg.Count);
         }
-        foreach (var a in ran) Advance(a, actives);
+        foreach (var a in _ran) Advance(a, actives);
         StepCompleted?.Invoke(new StepStatistics(decodeRows, promptRows, Stopwatch.GetElapsedTime(start).TotalSeconds));
     }
 

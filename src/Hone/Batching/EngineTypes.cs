@@ -96,4 +96,4 @@ public sealed record EngineStatistics(int QueueLength, int ActiveSequences, long
 /// <summary>What one forward step did (for metrics).</summary>
 /// <param name="DecodeRows">sequences that generated a token in this step</param>
 /// <param name="PromptRows">prompt tokens processed in this step</param>
-public sealed record StepStatistics(int DecodeRows, int PromptRows, double Seconds);
+public readonly record struct StepStatistics(int DecodeRows, int PromptRows, double Seconds);
