@@ -18,6 +18,7 @@ public static unsafe class Program
             case "tokenize": return TokenizeBench(args.Skip(1).ToArray());
             case "quant": QuantBenchmark.Run(args.Skip(1).ToArray()); return 0;
             case "matvec": return MatVecBench.Run(args.Skip(1).ToArray());
+            case "rows": return RowsBench.Run(args.Skip(1).ToArray());
             case "emitted": return EmittedBench.Run(args.Skip(1).ToArray());
             case "data": return DataBench.Run(args.Skip(1).ToArray());
             case DataBench.ChildMode: return DataBench.Child(args.Skip(1).ToArray());

@@ -111,30 +111,104 @@ public static unsafe class MatVec
         pool.Run(&RowsWorker, &job);
     }
 
+    /// <summary>Weight rows per pass over the activation rows: a chunk stays in L1/L2 while every activation row meets it.
+    /// Chunks start at multiples of 16 (whole four-row groups, as in <see cref="Multiply"/>'s thread shares).</summary>
+    static int ChunkRows(TensorType type) => type == TensorType.F32 ? 16 : 64;
+
     static void RowsWorker(void* context, int thread, int threads)
     {
         ref RowsJob job = ref *(RowsJob*)context;
-        int chunks = (job.N + RowGranularity - 1) / RowGranularity;
-        var (c0, c1) = WorkerPool.Balanced(chunks, thread, threads);
-        float* partial = stackalloc float[RowGranularity];
-        for (int c = c0; c < c1; c++)
+        var (r0, r1) = WorkerPool.Balanced(job.N, thread, threads, RowGranularity);
+        int chunk = ChunkRows(job.Base.Type);
+        float* partial = stackalloc float[64];
+        for (int c0 = r0; c0 < r1; c0 += chunk)
         {
-            int r0 = c * RowGranularity, rows = Math.Min(RowGranularity, job.N - r0);
-            byte* w = job.W + r0 * job.Base.RowBytes;
+            int rows = Math.Min(chunk, r1 - c0);
+            byte* w = job.W + c0 * job.Base.RowBytes;
+            // Multi-row kernels write Y' [M, rows] (a per-thread buffer when the result is added to Y, as Multiply adds).
+            bool accumulate = job.Base.Accumulate;
+            float* target = accumulate ? (float*)ThreadBuffer.Partial.Get(checked(4 * job.M * rows)) : job.Y + c0;
+            long ldt = accumulate ? rows : job.Ldy;
+            bool done = false;
+            if (job.QuantizedX != null)
+                done = BlockQuantization.TryDotRowsMany(job.Base.Type, w, job.Base.RowBytes, rows, job.QuantizedX, job.QuantizedBytes, job.M, job.Base.K, target, ldt);
+            else if (job.Base.Type == TensorType.F32 && Avx512F.IsSupported)
+            {
+                RowsF32Many((float*)w, (nint)(job.Base.RowBytes / 4), rows, job.X, job.Ldx, job.M, job.Base.K, target, ldt);
+                done = true;
+            }
+            if (done)
+            {
+                if (accumulate)
+                    for (int m = 0; m < job.M; m++)
+                    {
+                        float* y = job.Y + m * job.Ldy + c0, t = target + m * ldt;
+                        for (int j = 0; j < rows; j++) y[j] += t[j];
+                    }
+                continue;
+            }
             for (int m = 0; m < job.M; m++)
             {
                 Job one = job.Base;
                 one.X = job.X + m * job.Ldx;
                 one.QuantizedX = job.QuantizedX == null ? null : job.QuantizedX + m * job.QuantizedBytes;
-                float* y = job.Y + m * job.Ldy + r0;
+                float* y = job.Y + m * job.Ldy + c0;
                 if (job.Base.Accumulate)
-                {
-                    Rows(ref one, w, rows, partial);
-                    for (int j = 0; j < rows; j++) y[j] += partial[j];
-                }
+                    for (int i = 0; i < rows; i += 64)
+                    {
+                        int count = Math.Min(64, rows - i);
+                        Rows(ref one, w + i * job.Base.RowBytes, count, partial);
+                        for (int j = 0; j < count; j++) y[i + j] += partial[j];
+                    }
                 else Rows(ref one, w, rows, y);
             }
         }
+    }
+
+    /// <summary>F32 rows against M activation rows, four activation rows per pass over a weight row; each pair's sum is
+    /// <see cref="DotF32"/>'s, operation for operation.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void RowsF32Many(float* w, nint ldw, int rows, float* x, long ldx, int m, int k, float* y, long ldy)
+    {
+        int i = 0;
+        for (; i + 4 <= m; i += 4)
+        {
+            float* x0 = x + i * ldx, x1 = x0 + ldx, x2 = x1 + ldx, x3 = x2 + ldx;
+            for (int r = 0; r < rows; r++)
+            {
+                float* wr = w + r * ldw;
+                Vector512<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+                int j = 0;
+                for (; j + 32 <= k; j += 32)
+                {
+                    var w0 = Vector512.Load(wr + j);
+                    var w1 = Vector512.Load(wr + j + 16);
+                    a00 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x0 + j), a00);
+                    a01 = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x0 + j + 16), a01);
+                    a10 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x1 + j), a10);
+                    a11 = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x1 + j + 16), a11);
+                    a20 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x2 + j), a20);
+                    a21 = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x2 + j + 16), a21);
+                    a30 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x3 + j), a30);
+                    a31 = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x3 + j + 16), a31);
+                }
+                for (; j + 16 <= k; j += 16)
+                {
+                    var w0 = Vector512.Load(wr + j);
+                    a00 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x0 + j), a00);
+                    a10 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x1 + j), a10);
+                    a20 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x2 + j), a20);
+                    a30 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x3 + j), a30);
+                }
+                float s0 = Vector512.Sum(a00 + a01), s1 = Vector512.Sum(a10 + a11), s2 = Vector512.Sum(a20 + a21), s3 = Vector512.Sum(a30 + a31);
+                for (; j < k; j++)
+                {
+                    s0 += wr[j] * x0[j]; s1 += wr[j] * x1[j]; s2 += wr[j] * x2[j]; s3 += wr[j] * x3[j];
+                }
+                y[i * ldy + r] = s0; y[(i + 1) * ldy + r] = s1; y[(i + 2) * ldy + r] = s2; y[(i + 3) * ldy + r] = s3;
+            }
+        }
+        for (; i < m; i++) RowsF32(w, ldw, rows, x + i * ldx, k, y + i * ldy);
     }
 
     static void Run(WorkerPool pool, ref Job job)
@@ -338,9 +412,11 @@ public static unsafe class MatVec
     /// worker its own).</summary>
     sealed class ThreadBuffer
     {
-        [ThreadStatic] static ThreadBuffer? _activations, _row;
+        [ThreadStatic] static ThreadBuffer? _activations, _row, _partial;
         public static ThreadBuffer Activations => _activations ??= new ThreadBuffer();
         public static ThreadBuffer Row => _row ??= new ThreadBuffer();
+        /// <summary>A worker's results for many activation rows before they are added to the output.</summary>
+        public static ThreadBuffer Partial => _partial ??= new ThreadBuffer();
 
         byte* _buffer;
         int _capacity;

@@ -98,6 +98,19 @@ public static unsafe class BlockQuantization
             Dequantizer.Run(level, type, x, y, blocks);
     }
 
+    /// <summary>Weight rows against M activation rows at once, each (row, activation) pair bit-identical to
+    /// <see cref="DotRows(TensorType, byte*, long, int, byte*, int, float*)"/>; false (nothing written) where no such
+    /// kernel exists for the type or machine, and the caller loops over the activation rows.</summary>
+    /// <param name="xq">M rows of the dot format, <paramref name="xqStride"/> bytes apart</param>
+    /// <param name="y">Y[M, rows], row stride ldy floats</param>
+    public static bool TryDotRowsMany(TensorType weightType, byte* weights, long rowBytes, int rows, byte* xq, long xqStride, int m, int n,
+        float* y, long ldy)
+    {
+        if (weightType != TensorType.Q8_0 || Best == SimdLevel.Scalar) return false;
+        CheckDot(weightType, rowBytes, rows, n);
+        return DotKernels32.TryRunMany(Best, weightType, weights, rowBytes, rows, xq, xqStride, m, n, y, ldy);
+    }
+
     internal static void DotRows(SimdLevel level, TensorType weightType, byte* weights, long rowBytes, int rows, byte* xq, int n, float* y)
     {
         CheckDot(weightType, rowBytes, rows, n);

@@ -86,6 +86,96 @@ internal static unsafe class DotKernels32
         }
     }
 
+    /// <summary>
+    /// Q8_0 weight rows against M activation rows (the decode rows of a batched step): y[m, r] bit-identical to
+    /// <see cref="Run"/> of row r with activation row m, because every four-row group computes each (row, activation)
+    /// pair with exactly the operations of the four-row kernel — but the weight blocks are loaded once for two
+    /// activation rows at a time, and each activation row is unpacked once per call instead of once per call per row.
+    /// Returns false (nothing written) where this form does not apply (not Q8_0, no AVX2, long rows).
+    /// </summary>
+    /// <param name="xq">M rows of n/32 Q8_0 blocks, <paramref name="xqStride"/> bytes apart</param>
+    /// <param name="y">Y[M, rows], row stride ldy floats</param>
+    public static bool TryRunMany(SimdLevel level, TensorType type, byte* weights, long rowBytes, int rows, byte* xq, long xqStride, int m,
+        int n, float* y, long ldy)
+    {
+        int blocks = n / Block;
+        if (type != TensorType.Q8_0 || level < SimdLevel.Vector256 || blocks > FourRowMaxBlocks || rows < 4 || m < 2) return false;
+        long preparedBytes = n + 8L * blocks;            // quants | dy (offsets unused for Q8_0)
+        long bytes = preparedBytes * m + 16L * blocks * m + 64;
+        byte* raw = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        try
+        {
+            var prepared = new Prepared[m];
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* quants = (sbyte*)(raw + i * preparedBytes);
+                prepared[i] = new Prepared(quants, (float*)(quants + n), (float*)(quants + n) + blocks);
+                Prepare(level, xq + i * xqStride, blocks, prepared[i]);
+            }
+            float* scales = (float*)(raw + preparedBytes * m);   // [M][4][blocks]
+            int r = 0;
+            for (; r + 4 <= rows; r += 4)
+            {
+                byte* w = weights + r * rowBytes;
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < 4; j++)
+                        BlockScales(level, w + j * rowBytes, Q8_0Block.Bytes, blocks, prepared[i].Scales, null, scales + ((long)i * 4 + j) * blocks);
+                int i2 = 0;
+                for (; i2 + 2 <= m; i2 += 2)
+                    DotQ8_0Rows4Pair(w, rowBytes, i2 == 0 && r + 8 <= rows ? 4 * rowBytes : 0, prepared[i2].Quants, prepared[i2 + 1].Quants,
+                        scales + (long)i2 * 4 * blocks, blocks, y + i2 * ldy + r, y + (i2 + 1) * ldy + r);
+                if (i2 < m)
+                    DotQ8_0Rows4(level, w, rowBytes, 0, prepared[i2].Quants, prepared[i2].Scales, scales + (long)i2 * 4 * blocks, blocks, y + i2 * ldy + r, rescale: false);
+            }
+            for (; r < rows; r++)
+                for (int i = 0; i < m; i++)
+                    y[i * ldy + r] = DotQ8_0Row256(level, weights + r * rowBytes, 0, prepared[i].Quants, prepared[i].Scales, scales, blocks);
+        }
+        finally { NativeMemory.AlignedFree(raw); }
+        return true;
+    }
+
+    /// <summary>Four Q8_0 rows against two activation rows: for each pair, the operations of <see cref="DotQ8_0Rows4"/>
+    /// in its order (the weight blocks loaded once for both).</summary>
+    /// <param name="scales">[2][4][blocks] dw·dy per activation row, weight row and block</param>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    /// <param name="ahead">bytes from w to the next four rows, prefetched meanwhile (0: none)</param>
+    static void DotQ8_0Rows4Pair(byte* w, long rowBytes, long ahead, sbyte* ys0, sbyte* ys1, float* scales, int blocks, float* y0, float* y1)
+    {
+        byte* w1 = w + rowBytes, w2 = w + 2 * rowBytes, w3 = w + 3 * rowBytes;
+        float* s00 = scales, s01 = scales + blocks, s02 = scales + 2 * blocks, s03 = scales + 3 * blocks;
+        float* s10 = scales + 4 * blocks, s11 = scales + 5 * blocks, s12 = scales + 6 * blocks, s13 = scales + 7 * blocks;
+        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        var ones = Vector256.Create((short)1);
+        long o = 0;
+        for (int b = 0; b < blocks; b++, o += Q8_0Block.Bytes, ys0 += Block, ys1 += Block)
+        {
+            if (ahead != 0 && (b & 1) == 0)
+            {
+                Sse.Prefetch1(w + o + ahead);
+                Sse.Prefetch1(w1 + o + ahead);
+                Sse.Prefetch1(w2 + o + ahead);
+                Sse.Prefetch1(w3 + o + ahead);
+            }
+            var x0 = Vector256.Load(ys0);
+            var x1 = Vector256.Load(ys1);
+            var q0 = Vector256.Load((sbyte*)w + o + Q8_0Block.Qs);
+            var q1 = Vector256.Load((sbyte*)w1 + o + Q8_0Block.Qs);
+            var q2 = Vector256.Load((sbyte*)w2 + o + Q8_0Block.Qs);
+            var q3 = Vector256.Load((sbyte*)w3 + o + Q8_0Block.Qs);
+            a00 = Fma.MultiplyAdd(Q8_0Block256(q0, x0, ones), Vector256.Create(s00[b]), a00);
+            a01 = Fma.MultiplyAdd(Q8_0Block256(q1, x0, ones), Vector256.Create(s01[b]), a01);
+            a02 = Fma.MultiplyAdd(Q8_0Block256(q2, x0, ones), Vector256.Create(s02[b]), a02);
+            a03 = Fma.MultiplyAdd(Q8_0Block256(q3, x0, ones), Vector256.Create(s03[b]), a03);
+            a10 = Fma.MultiplyAdd(Q8_0Block256(q0, x1, ones), Vector256.Create(s10[b]), a10);
+            a11 = Fma.MultiplyAdd(Q8_0Block256(q1, x1, ones), Vector256.Create(s11[b]), a11);
+            a12 = Fma.MultiplyAdd(Q8_0Block256(q2, x1, ones), Vector256.Create(s12[b]), a12);
+            a13 = Fma.MultiplyAdd(Q8_0Block256(q3, x1, ones), Vector256.Create(s13[b]), a13);
+        }
+        StoreSums(a00, a01, a02, a03, Vector128<float>.Zero, y0);
+        StoreSums(a10, a11, a12, a13, Vector128<float>.Zero, y1);
+    }
+
     /// <param name="xq">blocks Q8_0 blocks</param>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void Prepare(SimdLevel level, byte* xq, int blocks, Prepared p)
@@ -295,12 +385,16 @@ internal static unsafe class DotKernels32
     /// <param name="scales">4·blocks floats of scratch</param>
     /// <param name="y">4 results</param>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void DotQ8_0Rows4(SimdLevel level, byte* w, long rowBytes, long ahead, sbyte* ys, float* dy, float* scales, int blocks, float* y)
+    static void DotQ8_0Rows4(SimdLevel level, byte* w, long rowBytes, long ahead, sbyte* ys, float* dy, float* scales, int blocks, float* y,
+        bool rescale = true)
     {
-        BlockScales(level, w, Q8_0Block.Bytes, blocks, dy, null, scales);
-        BlockScales(level, w + rowBytes, Q8_0Block.Bytes, blocks, dy, null, scales + blocks);
-        BlockScales(level, w + 2 * rowBytes, Q8_0Block.Bytes, blocks, dy, null, scales + 2 * blocks);
-        BlockScales(level, w + 3 * rowBytes, Q8_0Block.Bytes, blocks, dy, null, scales + 3 * blocks);
+        if (rescale)
+        {
+            BlockScales(level, w, Q8_0Block.Bytes, blocks, dy, null, scales);
+            BlockScales(level, w + rowBytes, Q8_0Block.Bytes, blocks, dy, null, scales + blocks);
+            BlockScales(level, w + 2 * rowBytes, Q8_0Block.Bytes, blocks, dy, null, scales + 2 * blocks);
+            BlockScales(level, w + 3 * rowBytes, Q8_0Block.Bytes, blocks, dy, null, scales + 3 * blocks);
+        }
         byte* w1 = w + rowBytes, w2 = w + 2 * rowBytes, w3 = w + 3 * rowBytes;
         float* s1 = scales + blocks, s2 = scales + 2 * blocks, s3 = scales + 3 * blocks;
         var acc0 = Vector256<float>.Zero;
@@ -387,10 +481,13 @@ internal static unsafe class DotKernels32
 
     /// <summary>Products of one Q8_0 block with 32 activations, as 8 partial sums (exact integers, as float).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> Q8_0Block256(byte* w, Vector256<sbyte> x, Vector256<short> ones)
+    static Vector256<float> Q8_0Block256(byte* w, Vector256<sbyte> x, Vector256<short> ones) =>
+        Q8_0Block256(Vector256.Load((sbyte*)w + Q8_0Block.Qs), x, ones);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Q8_0Block256(Vector256<sbyte> q, Vector256<sbyte> x, Vector256<short> ones)
     {
         // vpmaddubsw wants one unsigned operand: |w| times x carrying w's sign
-        var q = Vector256.Load((sbyte*)w + Q8_0Block.Qs);
         if (AvxVnni.IsSupported) return Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(q), Avx2.Sign(x, q)));
         var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(q), Avx2.Sign(x, q));
         return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(pairs, ones));

@@ -41,13 +41,22 @@ public unsafe class BatchInvarianceTests
 
     static int DepthFor(TensorType type) => type is TensorType.Q4_K or TensorType.Q6_K ? 512 : 96;
 
+    /// <summary>Depths with every tail of the kernels: F32's 32-, 16- and one-element steps; Q8_0 rows short enough for
+    /// the four-row kernels and too long for them.</summary>
+    static int[] DecodeDepths(TensorType type) => type switch
+    {
+        TensorType.F32 or TensorType.F16 or TensorType.BF16 => [96, 117],
+        TensorType.Q8_0 or TensorType.Q4_0 => [96, 2176],
+        _ => [DepthFor(type)],
+    };
+
     [Theory]
     [MemberData(nameof(Types))]
     public void Decode_rows_equal_one_matrix_vector_product_each(TensorType type)
     {
-        int k = DepthFor(type);
+        foreach (int k in DecodeDepths(type))
         foreach (var precision in new[] { ComputePrecision.Fast, ComputePrecision.Exact })
-            foreach (int n in new[] { 37, 70 })
+            foreach (int n in new[] { 37, 70, 130 })
                 foreach (bool accumulate in new[] { false, true })
                 {
                     const int m = 7;
@@ -63,7 +72,7 @@ public unsafe class BatchInvarianceTests
                         MatVec.MultiplyRows(Three, type, pw, rowBytes, n, k, px, ldx, m, pb, ldy, accumulate, precision);
                         for (int r = 0; r < m; r++) MatVec.Multiply(Two, type, pw, rowBytes, n, k, px + r * ldx, pa + r * ldy, accumulate, precision);
                     }
-                    Assert.True(alone.AsSpan().SequenceEqual(batched), $"{type} {precision} n={n} accumulate={accumulate}");
+                    Assert.True(alone.AsSpan().SequenceEqual(batched), $"{type} {precision} k={k} n={n} accumulate={accumulate}");
                 }
     }
 
