@@ -99,13 +99,12 @@ internal static unsafe class DotKernels32
         int n, float* y, long ldy)
     {
         int blocks = n / Block;
-        if (type != TensorType.Q8_0 || level < SimdLevel.Vector256 || blocks > FourRowMaxBlocks || rows < 4 || m < 2) return false;
-        long preparedBytes = n + 8L * blocks;            // quants | dy (offsets unused for Q8_0)
-        long bytes = preparedBytes * m + 16L * blocks * m + 64;
-        byte* raw = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-        try
+        if (type != TensorType.Q8_0 || level < SimdLevel.Vector256 || blocks > FourRowMaxBlocks || rows < 4 || m < 2 || m > 256) return false;
+        long preparedBytes = (n + 8L * blocks + 63) / 64 * 64;  // quants | dy (offsets unused for Q8_0), 64-byte aligned
+        long bytes = preparedBytes * m + 16L * blocks * m;
+        byte* raw = ManyBuffer.Get(bytes);
         {
-            var prepared = new Prepared[m];
+            Prepared* prepared = stackalloc Prepared[m];
             for (int i = 0; i < m; i++)
             {
                 sbyte* quants = (sbyte*)(raw + i * preparedBytes);
@@ -131,8 +130,25 @@ internal static unsafe class DotKernels32
                 for (int i = 0; i < m; i++)
                     y[i * ldy + r] = DotQ8_0Row256(level, weights + r * rowBytes, 0, prepared[i].Quants, prepared[i].Scales, scales, blocks);
         }
-        finally { NativeMemory.AlignedFree(raw); }
         return true;
+    }
+
+    /// <summary>Each thread's buffer for <see cref="TryRunMany"/>, grown on demand and kept.</summary>
+    static class ManyBuffer
+    {
+        [ThreadStatic] static byte* _buffer;
+        [ThreadStatic] static long _capacity;
+
+        public static byte* Get(long bytes)
+        {
+            if (_capacity < bytes)
+            {
+                if (_buffer != null) NativeMemory.AlignedFree(_buffer);
+                _capacity = Math.Max(bytes, 64 << 10);
+                _buffer = (byte*)NativeMemory.AlignedAlloc((nuint)_capacity, 64);
+            }
+            return _buffer;
+        }
     }
 
     /// <summary>Four Q8_0 rows against two activation rows: for each pair, the operations of <see cref="DotQ8_0Rows4"/>
