@@ -62,7 +62,7 @@ public sealed class BatchEngine : IDisposable
         _sampleable = Math.Min(weights.Config.VocabSize, tokenizer?.VocabSize ?? int.MaxValue);
         _model = new BatchedLlama(weights, pool, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel), options.Precision);
         _slots = new Slot[options.Parallel];
-        for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot(i);
+        for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot(i, weights.Config.VocabSize);
         _logits = new float[(long)options.Parallel * weights.Config.VocabSize];
         _rows = new int[_model.StepRows];
         _segments = new BatchedLlama.Segment[options.Parallel];
@@ -296,9 +296,11 @@ public sealed class BatchEngine : IDisposable
 
     // ---- slots and sequences -----------------------------------------------------------------------------
 
-    sealed class Slot(int index)
+    sealed class Slot(int index, int vocab)
     {
         public int Index { get; } = index;
+        /// <summary>The sampler's working buffer [V], reused by every sequence of the slot.</summary>
+        public (int Id, float Logit)[] Candidates { get; } = new (int, float)[vocab];
         public long LastUsed;
         /// <summary>The prompt whose keys and values the slot holds from position 0 (prompt rows only: decode rows are
         /// never reused, since a fresh run computes those positions as prompt rows).</summary>
@@ -420,7 +422,7 @@ public sealed class BatchEngine : IDisposable
         var r = next.Request;
         var active = new Active
         {
-            Pending = next, Slot = s, Sampler = new Sampler(r.Sampler), Decoder = _tokenizer?.CreateStreamingDecoder(skipSpecialTokens: false),
+            Pending = next, Slot = s, Sampler = new Sampler(r.Sampler, s.Candidates), Decoder = _tokenizer?.CreateStreamingDecoder(skipSpecialTokens: false),
             Stops = r.StopStrings.Where(x => x.Length > 0).ToArray(), Prompt = prompt, Computed = reuse, CachedPrompt = reuse,
             StartedTicks = Stopwatch.GetTimestamp(), HiddenSum = next.Embedding ? new double[Config.HiddenSize] : null,
         };

@@ -36,11 +36,16 @@ public sealed class Sampler
     readonly Dictionary<int, int> _counts = new();
     (int Id, float Logit)[] _candidates = [];
 
-    public Sampler(SamplerOptions options)
+    public Sampler(SamplerOptions options) : this(options, null) { }
+
+    /// <param name="candidates">a buffer of at least V entries to reuse (a batched engine keeps one per slot, so a
+    /// request does not allocate one of the vocabulary's size); null allocates on first use</param>
+    public Sampler(SamplerOptions options, (int Id, float Logit)[]? candidates)
     {
         options.Validate();
         _options = options;
         _random = new Xoshiro256(options.Seed);
+        _candidates = candidates ?? [];
     }
 
     /// <summary>Record a token that is now part of the context (prompt or generated) for the penalties.</summary>
