@@ -507,7 +507,16 @@ public sealed class BatchEngine : IDisposable
             if (!seg.Decode) a.Slot.CachedLength = a.Computed;
             Interlocked.Add(ref _kvUsed, seg.Count);
         }
-        foreach (var a in _ran) Advance(a, actives);
+        foreach (var a in _ran)
+        {
+            try { Advance(a, actives); }
+            catch (NonFiniteException e)
+            {
+                // This sequence's logits broke (its adapter, or the model on its text): it fails alone.
+                Fail(a, e);
+                actives.Remove(a);
+            }
+        }
         StepCompleted?.Invoke(new StepStatistics(decodeRows, promptRows, Stopwatch.GetElapsedTime(start).TotalSeconds));
     }
 
@@ -532,7 +541,8 @@ public sealed class BatchEngine : IDisposable
         try { token = a.Sampler.Sample(logits); }
         catch (NonFiniteException)
         {
-            throw new NonFiniteException($"the logits after {a.Computed} tokens are not finite (NaN or infinity)", null, []);
+            throw new NonFiniteException($"the logits after {a.Computed} tokens are not finite (NaN or infinity)" +
+                (a.Pending.Adapter is { } adapter ? $" with the adapter '{adapter.Name}' ({adapter.Path})" : ""), null, []);
         }
         if (a.FirstTokenTicks == 0) a.FirstTokenTicks = Stopwatch.GetTimestamp();
         if (r.StopAtEndOfTurn && _endOfTurn.Contains(token)) { End(a, actives, "stop"); return; }

@@ -227,6 +227,26 @@ public class BatchEngineTests
     }
 
     [Fact]
+    public async Task A_sequence_whose_adapter_overflows_fails_alone()
+    {
+        using var dir = new TempDirectory();
+        var broken = dir.File("broken");
+        Directory.CreateDirectory(broken);
+        foreach (var f in Directory.GetFiles(BatchFixtures.Lora)) File.Copy(f, Path.Combine(broken, Path.GetFileName(f)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(broken, "adapter_config.json")))!;
+        config["lora_alpha"] = 1e38;
+        File.WriteAllText(Path.Combine(broken, "adapter_config.json"), config.ToJsonString());
+        using var engine = BatchEngine.Open(TinyChatModel.Path, [("broken", broken)], new EngineOptions { Parallel = 2 });
+        var prompt = Prompt(engine, "Order 8");
+        var good = engine.Submit(Request(prompt, 20));
+        var bad = engine.Submit(Request(prompt, 20, "broken"));
+        var error = await Assert.ThrowsAsync<NonFiniteException>(() => bad.CompleteAsync());
+        Assert.Contains("'broken'", error.Message);
+        Assert.Equal(Generate(TinyChatModel.Path, prompt, 20, SamplerOptions.Greedy).Ids, (await good.CompleteAsync()).Ids);
+        Assert.Equal(20, (await engine.Submit(Request(prompt, 20)).CompleteAsync()).Usage.CompletionTokens);
+    }
+
+    [Fact]
     public async Task Adapters_are_added_and_removed_while_serving()
     {
         using var engine = BatchEngine.Open(TinyChatModel.Path, [], new EngineOptions { Parallel = 2 });
