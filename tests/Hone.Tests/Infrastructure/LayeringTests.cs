@@ -5,10 +5,11 @@ namespace Hone.Tests.Infrastructure;
 
 /// <summary>
 /// The library's folders use only folders below them: tensors/kernels → formats → tokenization and chat templates →
-/// model → inference → transforms → training → evaluation → data tools → synthetic data → workflows (the CLI may use
-/// all). The assemblies enforce part of it (Hone.Kernels and Hone.Templates reference nothing of Hone; Hone.Workflows
-/// sits above Hone.Core); inside Hone.Core this test reads the sources: a `using Hone.X` or a qualified `X.Name` of
-/// a folder above is a violation.
+/// model → inference → batching (the batched engine) → transforms → training → evaluation → data tools → synthetic
+/// data → workflows → clients (in-process chat clients) → server (HTTP); the CLI may use all. The assemblies enforce
+/// part of it (Hone.Kernels and Hone.Templates reference nothing of Hone; Hone.Workflows, Hone.Clients and Hone.Server
+/// sit above Hone.Core); inside each this test reads the sources: a `using Hone.X` or a qualified `X.Name` of a folder
+/// above is a violation.
 /// </summary>
 public sealed class LayeringTests
 {
