@@ -101,8 +101,11 @@ internal static unsafe class DotKernels32
         int blocks = n / Block;
         if (type != TensorType.Q8_0 || level < SimdLevel.Vector256 || blocks > FourRowMaxBlocks || rows < 4 || m < 2 || m > 256) return false;
         long preparedBytes = (n + 8L * blocks + 63) / 64 * 64;  // quants | dy (offsets unused for Q8_0), 64-byte aligned
-        long bytes = preparedBytes * m + 16L * blocks * m;
+        long bytes = preparedBytes * m + 16L * blocks * m + 20L * blocks;
         byte* raw = ManyBuffer.Get(bytes);
+        float* ones = (float*)(raw + preparedBytes * m + 16L * blocks * m);   // [blocks] of 1
+        float* dw = ones + blocks;                                            // [4][blocks] weight scales of a row group
+        new Span<float>(ones, blocks).Fill(1f);
         {
             Prepared* prepared = stackalloc Prepared[m];
             for (int i = 0; i < m; i++)
@@ -116,9 +119,10 @@ internal static unsafe class DotKernels32
             for (; r + 4 <= rows; r += 4)
             {
                 byte* w = weights + r * rowBytes;
+                // BlockScales' products dw·dy, with the weight scales read once for all activation rows: dw·1 is dw exactly.
+                for (int j = 0; j < 4; j++) BlockScales(level, w + j * rowBytes, Q8_0Block.Bytes, blocks, ones, null, dw + (long)j * blocks);
                 for (int i = 0; i < m; i++)
-                    for (int j = 0; j < 4; j++)
-                        BlockScales(level, w + j * rowBytes, Q8_0Block.Bytes, blocks, prepared[i].Scales, null, scales + ((long)i * 4 + j) * blocks);
+                    for (int j = 0; j < 4; j++) Multiply(dw + (long)j * blocks, prepared[i].Scales, scales + ((long)i * 4 + j) * blocks, blocks);
                 int i2 = 0;
                 for (; i2 + 2 <= m; i2 += 2)
                     DotQ8_0Rows4Pair(w, rowBytes, i2 == 0 && r + 8 <= rows ? 4 * rowBytes : 0, prepared[i2].Quants, prepared[i2 + 1].Quants,
@@ -131,6 +135,15 @@ internal static unsafe class DotKernels32
                     y[i * ldy + r] = DotQ8_0Row256(level, weights + r * rowBytes, 0, prepared[i].Quants, prepared[i].Scales, scales, blocks);
         }
         return true;
+    }
+
+    /// <summary>c[i] = a[i]·b[i] (one rounding each, as BlockScales multiplies).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Multiply(float* a, float* b, float* c, int n)
+    {
+        int i = 0;
+        for (; i + 8 <= n; i += 8) (Vector256.Load(a + i) * Vector256.Load(b + i)).Store(c + i);
+        for (; i < n; i++) c[i] = a[i] * b[i];
     }
 
     /// <summary>Each thread's buffer for <see cref="TryRunMany"/>, grown on demand and kept.</summary>

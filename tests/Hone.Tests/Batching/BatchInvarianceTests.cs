@@ -46,7 +46,7 @@ public unsafe class BatchInvarianceTests
     static int[] DecodeDepths(TensorType type) => type switch
     {
         TensorType.F32 or TensorType.F16 or TensorType.BF16 => [96, 117],
-        TensorType.Q8_0 or TensorType.Q4_0 => [96, 2176],
+        TensorType.Q8_0 or TensorType.Q4_0 => [96, 576, 2176],
         _ => [DepthFor(type)],
     };
 
