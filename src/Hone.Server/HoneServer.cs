@@ -59,7 +59,7 @@ public sealed class HoneServer : IAsyncDisposable
         _app.Use(Authenticate);
         _app.MapGet("/health", Health);
         _app.MapGet("/health/ready", Health);
-        _app.MapGet("/health/live", () => Results.Json(new JsonObject { ["status"] = "ok" }));
+        _app.MapGet("/health/live", () => Results.Text("{\"status\":\"ok\"}", "application/json"));
         _app.MapMetrics("/metrics", Metrics.Registry);
         OpenAiApi.Map(_app, this);
         _app.MapFallback(ctx => throw new ApiException(404, $"no endpoint {ctx.Request.Method} {ctx.Request.Path}", null, "not_found"));
@@ -128,10 +128,10 @@ public sealed class HoneServer : IAsyncDisposable
 
     IResult Health()
     {
-        if (_engine != null) return Results.Json(new JsonObject { ["status"] = "ok" });
+        if (_engine != null) return Results.Text("{\"status\":\"ok\"}", "application/json");
         var body = new JsonObject { ["status"] = _loadError == null ? "loading" : "error" };
         if (_loadError != null) body["message"] = _loadError.Message;
-        return Results.Json(body, statusCode: 503);
+        return Results.Text(body.ToJsonString(OpenAiApi.Output), "application/json", statusCode: 503);
     }
 
     static readonly HashSet<string> Endpoints =
@@ -169,7 +169,7 @@ public sealed class HoneServer : IAsyncDisposable
         ctx.Response.StatusCode = e.Status;
         if (e.RetryAfterSeconds is int seconds) ctx.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         ctx.Response.ContentType = "application/json";
-        try { await ctx.Response.WriteAsync(e.ToJson().ToJsonString(), ctx.RequestAborted).ConfigureAwait(false); }
+        try { await ctx.Response.WriteAsync(e.ToJson().ToJsonString(OpenAiApi.Output), ctx.RequestAborted).ConfigureAwait(false); }
         catch (Exception ex) when (ex is OperationCanceledException or IOException) { }
     }
 

@@ -19,7 +19,7 @@ namespace Hone.Server;
 /// out-of-range value gets a 400 naming the field; unknown fields are ignored.</summary>
 internal static class OpenAiApi
 {
-    static readonly JsonSerializerOptions Output = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    internal static readonly JsonSerializerOptions Output = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     static readonly JsonDocumentOptions Input = new() { AllowDuplicateProperties = false, MaxDepth = 64 };
 
     public static void Map(IEndpointRouteBuilder app, HoneServer server)
