@@ -294,6 +294,9 @@ public sealed class BatchEngine : IDisposable
         /// never reused, since a fresh run computes those positions as prompt rows).</summary>
         public int[] CachedPrompt = [];
         public int CachedLength;
+        /// <summary>The adapter those keys and values were computed with (null: the base): another adapter's request
+        /// cannot reuse them.</summary>
+        public AdapterEntry? CachedAdapter;
         public Active? Sequence;
     }
 
@@ -371,7 +374,7 @@ public sealed class BatchEngine : IDisposable
             foreach (var slot in _slots)
             {
                 if (slot.Sequence != null) continue;
-                int common = next.Embedding ? 0 : CommonPrefix(slot.CachedPrompt, slot.CachedLength, prompt);
+                int common = next.Embedding || slot.CachedAdapter != next.Adapter ? 0 : CommonPrefix(slot.CachedPrompt, slot.CachedLength, prompt);
                 if (common > bestCommon) { best = slot; bestCommon = common; }
             }
             var s = best!;
@@ -379,6 +382,7 @@ public sealed class BatchEngine : IDisposable
             s.Model.Truncate(reuse); // the slot still holds the cached prompt's keys and values below `reuse`
             s.CachedPrompt = prompt;
             s.CachedLength = reuse;
+            s.CachedAdapter = next.Adapter;
             var r = next.Request;
             var active = new Active
             {
