@@ -50,7 +50,7 @@ public sealed class HoneServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k =>
         {
-            k.Limits.MaxRequestBodySize = options.MaxRequestBytes;
+            k.Limits.MaxRequestBodySize = TransportLimit(options);
             k.AddServerHeader = false;
             foreach (var address in ListenAddresses(options.Host)) k.Listen(address, options.Port);
         });
@@ -65,6 +65,10 @@ public sealed class HoneServer : IAsyncDisposable
         _app.MapFallback(ctx => throw new ApiException(404, $"no endpoint {ctx.Request.Method} {ctx.Request.Path}", null, "not_found"));
         _loading = new Task<BatchEngine>(Load, TaskCreationOptions.LongRunning);
     }
+
+    /// <summary>Kestrel's body limit: above the server's own (checked as bodies are read), so that Kestrel drains a
+    /// refused body of modest size and the client reads the 413; past this it closes the connection.</summary>
+    internal static long TransportLimit(ServerOptions options) => Math.Max(options.MaxRequestBytes, 64L << 20);
 
     static IPAddress[] ListenAddresses(string host)
     {
@@ -150,7 +154,7 @@ public sealed class HoneServer : IAsyncDisposable
         catch (ApiException e) { await WriteError(ctx, e).ConfigureAwait(false); }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            await WriteError(ctx, new ApiException(413, $"the request body is larger than this server's limit of {Options.MaxRequestBytes} bytes", null, "request_too_large")).ConfigureAwait(false);
+            await WriteError(ctx, new ApiException(413, $"the request body is larger than this server's limit of {TransportLimit(Options)} bytes", null, "request_too_large")).ConfigureAwait(false);
         }
         catch (BadHttpRequestException e) { await WriteError(ctx, new ApiException(e.StatusCode, $"bad request: {e.Message}")).ConfigureAwait(false); }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested) { }

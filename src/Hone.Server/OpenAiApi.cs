@@ -37,10 +37,24 @@ internal static class OpenAiApi
 
     // ---- plumbing ----------------------------------------------------------------------------------------------
 
-    static async Task<JsonObject> ReadBody(HttpContext ctx)
+    /// <summary>The body as a JSON object. Bodies over the limit get 413; Kestrel's own limit is set higher
+    /// (<see cref="HoneServer.TransportLimit"/>) so that it drains the rest of such a body after the answer, and the
+    /// client, still sending, reads a clean 413 instead of a closed connection.</summary>
+    static async Task<JsonObject> ReadBody(HttpContext ctx, HoneServer server)
     {
+        long limit = server.Options.MaxRequestBytes;
+        var tooLarge = new ApiException(413, $"the request body is larger than this server's limit of {limit} bytes", null, "request_too_large");
+        if (ctx.Request.ContentLength > limit) throw tooLarge;
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int n;
+        while ((n = await ctx.Request.Body.ReadAsync(chunk, ctx.RequestAborted).ConfigureAwait(false)) > 0)
+        {
+            if (buffer.Length + n > limit) throw tooLarge;
+            buffer.Write(chunk, 0, n);
+        }
         JsonNode? node;
-        try { node = await JsonNode.ParseAsync(ctx.Request.Body, null, Input, ctx.RequestAborted).ConfigureAwait(false); }
+        try { node = JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), null, Input); }
         catch (JsonException e) { throw new ApiException(400, $"the request body is not valid JSON: {e.Message}", null, "invalid_json"); }
         return node as JsonObject ?? throw new ApiException(400, "the request body must be a JSON object", null, "invalid_json");
     }
@@ -335,7 +349,7 @@ internal static class OpenAiApi
 
     static async Task ChatCompletions(HttpContext ctx, HoneServer server)
     {
-        var body = await ReadBody(ctx).ConfigureAwait(false);
+        var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
         string? adapter = ResolveModel(engine, String(body, "model"));
         string model = adapter ?? engine.ModelName;
@@ -448,7 +462,7 @@ internal static class OpenAiApi
 
     static async Task Completions(HttpContext ctx, HoneServer server)
     {
-        var body = await ReadBody(ctx).ConfigureAwait(false);
+        var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
         string? adapter = ResolveModel(engine, String(body, "model"));
         string model = adapter ?? engine.ModelName;
@@ -553,7 +567,7 @@ internal static class OpenAiApi
 
     static async Task Embeddings(HttpContext ctx, HoneServer server)
     {
-        var body = await ReadBody(ctx).ConfigureAwait(false);
+        var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
         string? adapter = ResolveModel(engine, String(body, "model"));
         string format = String(body, "encoding_format") ?? "float";
@@ -620,7 +634,7 @@ internal static class OpenAiApi
 
     static async Task LoadAdapter(HttpContext ctx, HoneServer server)
     {
-        var body = await ReadBody(ctx).ConfigureAwait(false);
+        var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
         string name = RequiredString(body, "lora_name"), path = RequiredString(body, "lora_path");
         if (!BatchEngine.IsValidAdapterName(name))
@@ -641,7 +655,7 @@ internal static class OpenAiApi
 
     static async Task UnloadAdapter(HttpContext ctx, HoneServer server)
     {
-        var body = await ReadBody(ctx).ConfigureAwait(false);
+        var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
         string name = RequiredString(body, "lora_name");
         if (!engine.RemoveAdapter(name))
@@ -655,7 +669,7 @@ internal static class OpenAiApi
 
     static async Task Tokenize(HttpContext ctx, HoneServer server)
     {
-        var body = await ReadBody(ctx).ConfigureAwait(false);
+        var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
         string content = RequiredString(body, "content");
         bool addSpecial = Bool(body, "add_special") ?? false, parseSpecial = Bool(body, "parse_special") ?? true;
@@ -669,7 +683,7 @@ internal static class OpenAiApi
 
     static async Task Detokenize(HttpContext ctx, HoneServer server)
     {
-        var body = await ReadBody(ctx).ConfigureAwait(false);
+        var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
         int[] ids = body["tokens"] switch
         {
