@@ -105,6 +105,8 @@ public sealed class HoneServer : IAsyncDisposable
             var engine = (Options.OpenEngine ?? (o => BatchEngine.Open(o.ModelPath, o.Adapters, o.EngineOptions)))(Options);
             try { _chatTemplate = (ChatConversation.ResolveTemplate(engine.Tokenizer, null).Template, null); }
             catch (Exception e) when (e is ArgumentException or TemplateException) { _chatTemplate = (null, $"the model's chat template cannot be used: {e.Message}"); }
+            var anchor = engine.Tokenizer.Encode("a", addSpecialTokens: false, parseSpecialTokens: false);
+            if (anchor.Length == 1) _tokenAnchor = (anchor[0], engine.Tokenizer.Decode(anchor).Length);
             Metrics.Attach(engine);
             _engine = engine;
             _log.WriteLine($"hone serve: ready: model '{engine.ModelName}'" +
@@ -127,6 +129,14 @@ public sealed class HoneServer : IAsyncDisposable
         : new ApiException(503, "the model is still loading; try again shortly", null, "model_loading") { RetryAfterSeconds = 1 });
 
     internal ChatTemplate ChatTemplate => _chatTemplate.Template ?? throw new ApiException(400, _chatTemplate.Error ?? "no chat template", "messages", "no_chat_template");
+
+    (int Id, int Length)? _tokenAnchor;
+
+    /// <summary>One token's text as it reads inside a text (with its leading space, which a SentencePiece decoder
+    /// drops at the start of a text): decoded after a plain one-character token, which is then cut off.</summary>
+    internal string TokenText(BatchEngine engine, int id) => _tokenAnchor is var (anchor, length)
+        ? engine.Tokenizer.Decode([anchor, id])[length..]
+        : engine.Tokenizer.Decode([id]);
 
     internal void Log(string line) { lock (_log) _log.WriteLine(line); }
 

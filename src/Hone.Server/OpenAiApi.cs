@@ -238,20 +238,20 @@ internal static class OpenAiApi
         catch (Exception ex) when (ex is IOException or OperationCanceledException) { }
     }
 
-    static string TokenString(BatchEngine engine, int id, bool asIds) => asIds ? $"token_id:{id}" : engine.Tokenizer.Decode([id]);
+    static string TokenString(HoneServer server, BatchEngine engine, int id, bool asIds) => asIds ? $"token_id:{id}" : server.TokenText(engine, id);
 
     static float Finite(float logprob) => float.IsFinite(logprob) ? logprob : -9999f;
 
     /// <summary>Chat's logprobs entries: {token, logprob, bytes, top_logprobs}.</summary>
-    static JsonArray ChatLogprobs(BatchEngine engine, IEnumerable<GeneratedToken> tokens, bool asIds)
+    static JsonArray ChatLogprobs(HoneServer server, BatchEngine engine, IEnumerable<GeneratedToken> tokens, bool asIds)
     {
         JsonObject Entry(int id, float logprob)
         {
-            string token = TokenString(engine, id, asIds);
+            string token = TokenString(server, engine, id, asIds);
             return new JsonObject
             {
                 ["token"] = token, ["logprob"] = Finite(logprob),
-                ["bytes"] = new JsonArray(Encoding.UTF8.GetBytes(asIds ? engine.Tokenizer.Decode([id]) : token).Select(b => (JsonNode)(int)b).ToArray()),
+                ["bytes"] = new JsonArray(Encoding.UTF8.GetBytes(asIds ? server.TokenText(engine, id) : token).Select(b => (JsonNode)(int)b).ToArray()),
             };
         }
         var content = new JsonArray();
@@ -271,19 +271,19 @@ internal static class OpenAiApi
         readonly JsonArray _tokens = [], _logprobs = [], _top = [], _offsets = [];
         int _offset;
 
-        public void Add(BatchEngine engine, IEnumerable<GeneratedToken> tokens, bool asIds, bool withTop)
+        public void Add(HoneServer server, BatchEngine engine, IEnumerable<GeneratedToken> tokens, bool asIds, bool withTop)
         {
             foreach (var t in tokens)
             {
-                string token = TokenString(engine, t.Id, asIds);
+                string token = TokenString(server, engine, t.Id, asIds);
                 _tokens.Add(token);
                 _logprobs.Add(Finite(t.Logprob));
                 _offsets.Add(_offset);
-                _offset += asIds ? engine.Tokenizer.Decode([t.Id]).Length : token.Length;
+                _offset += asIds ? server.TokenText(engine, t.Id).Length : token.Length;
                 if (withTop)
                 {
                     var top = new JsonObject();
-                    foreach (var alternative in t.Top) top[TokenString(engine, alternative.Id, asIds)] = Finite(alternative.Logprob);
+                    foreach (var alternative in t.Top) top[TokenString(server, engine, alternative.Id, asIds)] = Finite(alternative.Logprob);
                     _top.Add(top);
                 }
             }
@@ -400,7 +400,7 @@ internal static class OpenAiApi
                     var chunk = Chunk([new JsonObject
                     {
                         ["index"] = i, ["delta"] = new JsonObject { ["content"] = u.Text },
-                        ["logprobs"] = g.TopLogprobs >= 0 ? new JsonObject { ["content"] = ChatLogprobs(engine, u.Tokens, g.TokensAsIds), ["refusal"] = null } : null,
+                        ["logprobs"] = g.TopLogprobs >= 0 ? new JsonObject { ["content"] = ChatLogprobs(server, engine, u.Tokens, g.TokensAsIds), ["refusal"] = null } : null,
                         ["finish_reason"] = null,
                     }]);
                     if (g.IncludeUsage) chunk["usage"] = null;
@@ -446,7 +446,7 @@ internal static class OpenAiApi
             {
                 ["index"] = i,
                 ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = texts[i].ToString(), ["refusal"] = null },
-                ["logprobs"] = g.TopLogprobs >= 0 ? new JsonObject { ["content"] = ChatLogprobs(engine, tokens[i], g.TokensAsIds), ["refusal"] = null } : null,
+                ["logprobs"] = g.TopLogprobs >= 0 ? new JsonObject { ["content"] = ChatLogprobs(server, engine, tokens[i], g.TokensAsIds), ["refusal"] = null } : null,
                 ["finish_reason"] = finish[i],
             });
         await WriteJson(ctx, new JsonObject
@@ -503,7 +503,7 @@ internal static class OpenAiApi
                     if (g.TopLogprobs >= 0)
                     {
                         logprobs[i].Clear();
-                        logprobs[i].Add(engine, u.Tokens, g.TokensAsIds, withTop);
+                        logprobs[i].Add(server, engine, u.Tokens, g.TokensAsIds, withTop);
                         lp = logprobs[i].ToJson(withTop);
                     }
                     var chunk = Chunk(new JsonObject { ["index"] = i, ["text"] = u.Text, ["logprobs"] = lp, ["finish_reason"] = null });
@@ -537,7 +537,7 @@ internal static class OpenAiApi
         await Follow(handles, server, (i, u) =>
         {
             texts[i].Append(u.Text);
-            if (g.TopLogprobs >= 0) logprobs[i].Add(engine, u.Tokens, g.TokensAsIds, withTop);
+            if (g.TopLogprobs >= 0) logprobs[i].Add(server, engine, u.Tokens, g.TokensAsIds, withTop);
             return Task.CompletedTask;
         }, (i, end) =>
         {
@@ -677,7 +677,7 @@ internal static class OpenAiApi
         var ids = engine.Tokenizer.Encode(content, addSpecial, parseSpecial);
         var tokens = new JsonArray();
         foreach (int id in ids)
-            tokens.Add(withPieces ? new JsonObject { ["id"] = id, ["piece"] = engine.Tokenizer.Decode([id]) } : (JsonNode)id);
+            tokens.Add(withPieces ? new JsonObject { ["id"] = id, ["piece"] = server.TokenText(engine, id) } : (JsonNode)id);
         await WriteJson(ctx, new JsonObject { ["tokens"] = tokens }).ConfigureAwait(false);
     }
 

@@ -50,6 +50,8 @@ public class ServerSdkTests
         Assert.Equal(expected.Ids.Length, reply.Usage.OutputTokenCount);
         Assert.Equal(reply.Usage.InputTokenCount + reply.Usage.OutputTokenCount, reply.Usage.TotalTokenCount);
         Assert.Equal(expected.Ids.Length, reply.ContentTokenLogProbabilities.Count);
+        // Each token's text as it reads in the reply: together, the reply.
+        Assert.Equal(expected.Text, string.Concat(reply.ContentTokenLogProbabilities.Select(t => t.Token)));
         foreach (var token in reply.ContentTokenLogProbabilities)
         {
             Assert.True(token.LogProbability <= 0);
