@@ -174,7 +174,8 @@ public sealed class HoneServer : IAsyncDisposable
             Log($"hone serve: unexpected {e.GetType().Name} answering {ctx.Request.Method} {path}: {e}");
             await WriteError(ctx, new ApiException(500, $"internal error: {e.GetType().Name}: {e.Message}")).ConfigureAwait(false);
         }
-        Metrics.Request(endpoint, ctx.RequestAborted.IsCancellationRequested && !ctx.Response.HasStarted ? 499 : ctx.Response.StatusCode);
+        // 499 (nginx's "client closed request"): the client left before the answer was complete, streamed or not.
+        Metrics.Request(endpoint, ctx.RequestAborted.IsCancellationRequested ? 499 : ctx.Response.StatusCode);
     }
 
     static async Task WriteError(HttpContext ctx, ApiException e)
