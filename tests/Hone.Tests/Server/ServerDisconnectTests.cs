@@ -6,7 +6,8 @@ using Xunit;
 
 namespace Hone.Tests.Server;
 
-/// <summary>A client that goes away cancels its sequence: the engine stops generating for it at its next step.</summary>
+/// <summary>A client that goes away cancels its sequence: the engine stops generating for it at its next step; a
+/// request for n sequences that cannot all be queued is refused whole, and the ones already queued never run.</summary>
 public class ServerDisconnectTests
 {
     [Fact]
@@ -49,5 +50,34 @@ public class ServerDisconnectTests
         int after = Volatile.Read(ref steps) - before;
         Assert.True(after <= 2, $"{after} more steps ran after the client left (of up to {maxTokens})");
         Assert.Equal(200, (await server.PostAsync("/v1/completions", new JsonObject { ["prompt"] = "Order 1", ["max_tokens"] = 2 })).Status);
+    }
+
+    [Fact]
+    public async Task N_sequences_that_cannot_all_be_queued_are_refused_whole()
+    {
+        await using var server = await TestServer.StartAsync(new ServerOptions { ModelPath = TinyChatModel.Path, Parallel = 1, QueueLimit = 2 });
+        var engine = await server.Server.Ready;
+        using var gate = new ManualResetEventSlim();
+        int steps = 0, armed = 1;
+        engine.StepCompleted += _ =>
+        {
+            Interlocked.Increment(ref steps);
+            if (Volatile.Read(ref armed) == 1) gate.Wait();
+        };
+        // One request holds the only slot (the engine is held after its first step) ...
+        var first = server.PostAsync("/v1/completions", new JsonObject { ["prompt"] = "Order 1", ["max_tokens"] = 3, ["temperature"] = 0 });
+        Assert.True(HangGuard.WaitUntil(() => Volatile.Read(ref steps) >= 1), "the engine never stepped");
+        // ... so of n = 3 two would wait and the third does not fit the queue: all three are refused.
+        var refused = await server.PostAsync("/v1/completions", new JsonObject { ["prompt"] = "Order 2", ["max_tokens"] = 100, ["temperature"] = 0, ["n"] = 3 });
+        Assert.True(refused.Status == 429, refused.ToString());
+        Assert.NotNull(refused.Response.Headers.RetryAfter);
+        int before = Volatile.Read(ref steps);
+        Volatile.Write(ref armed, 0);
+        gate.Set();
+        Assert.Equal(200, (await first).Status);
+        Assert.True(HangGuard.WaitUntil(() => engine.Statistics is { ActiveSequences: 0, QueueLength: 0 }), "the engine never went idle");
+        // The first request's last steps ran; the two queued sequences of 100 tokens did not.
+        int after = Volatile.Read(ref steps) - before;
+        Assert.True(after <= 3, $"{after} steps ran after the refusal");
     }
 }
