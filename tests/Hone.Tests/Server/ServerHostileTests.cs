@@ -246,6 +246,34 @@ public class ServerHostileTests
         Assert.Equal((string)fromText["choices"]![0]!["text"]!, (string)choices[1]!["text"]!);
         Assert.StartsWith("cmpl-", (string)several["id"]!);
         Assert.Equal("text_completion", (string)several["object"]!);
+        // A stop string ends the text before it, with finish_reason "stop".
+        string greedy = (string)(await server.PostAsync("/v1/completions", new JsonObject { ["prompt"] = "Order 7 ships", ["max_tokens"] = 20, ["temperature"] = 0 }))
+            .Json["choices"]![0]!["text"]!;
+        Assert.True(greedy.Length >= 4, greedy);
+        string stop = greedy.Substring(greedy.Length / 2, 2);
+        var stopped = (await server.PostAsync("/v1/completions", new JsonObject
+        {
+            ["prompt"] = "Order 7 ships", ["max_tokens"] = 20, ["temperature"] = 0, ["stop"] = new JsonArray(stop),
+        })).Json["choices"]![0]!;
+        Assert.Equal(greedy[..greedy.IndexOf(stop, StringComparison.Ordinal)], (string)stopped["text"]!);
+        Assert.Equal("stop", (string)stopped["finish_reason"]!);
+
+        // Streamed chat with n = 2: each choice's deltas, by index, make the text the unstreamed request gives.
+        var chatBody = new JsonObject
+        {
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Where is order 7?" }), ["max_tokens"] = 8, ["temperature"] = 0, ["n"] = 2,
+        };
+        var unstreamed = (await server.PostAsync("/v1/chat/completions", chatBody)).Json["choices"]!.AsArray();
+        chatBody["stream"] = true;
+        var streamed = await server.StreamAsync("/v1/chat/completions", chatBody);
+        Assert.True(streamed.Done, streamed.Raw);
+        for (int i = 0; i < 2; i++)
+        {
+            var mine = streamed.Chunks.SelectMany(c => c["choices"]!.AsArray()).Where(c => (int)c!["index"]! == i).ToList();
+            Assert.Equal((string)unstreamed[i]!["message"]!["content"]!, string.Concat(mine.Select(c => (string?)c!["delta"]!["content"] ?? "")));
+            Assert.Equal((string)unstreamed[i]!["finish_reason"]!, (string)mine[^1]!["finish_reason"]!);
+        }
+
         int prompts = (int)fromText["usage"]!["prompt_tokens"]!;
         Assert.Equal(ids.Length, prompts);
         Assert.True((int)several["usage"]!["completion_tokens"]! > 0);
