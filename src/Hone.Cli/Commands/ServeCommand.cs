@@ -1,0 +1,72 @@
+using System.CommandLine;
+using Hone.Server;
+
+namespace Hone.Cli.Commands;
+
+/// <summary><c>hone serve</c>: the OpenAI-compatible HTTP server (the logic is Hone.Server's).</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelInput("a Hugging Face model directory, a .gguf file, or a folder holding one");
+        var adapters = new Option<string[]>("--adapter")
+        {
+            Description = "serve an adapter as NAME=PATH (a PEFT directory or a llama.cpp LoRA .gguf); requests pick it with \"model\": \"NAME\" (repeatable)",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var host = new Option<string>("--host") { Description = "address to listen on (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "TCP port (0 = any free port)", DefaultValueFactory = _ => 8080 }.Within(0, 65535);
+        var parallel = new Option<int>("--parallel", "-np") { Description = "sequences generated at once (one KV cache each)", DefaultValueFactory = _ => 4 }.Within(1, 1024);
+        var queue = new Option<int>("--queue-limit") { Description = "requests that may wait for a free sequence; past this the server answers 429", DefaultValueFactory = _ => 64 }.Within(0, 1_000_000);
+        var ctx = CliSupport.Context();
+        var threads = CliSupport.Threads();
+        var precision = CliSupport.Precision(measuring: false);
+        var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' on every request but /health" };
+        var apiKeyFile = new Option<string?>("--api-key-file") { Description = "read the API key from this file (its first line), so it stays out of the process list" };
+        var cmd = new Command("serve", "Serve a model over HTTP with OpenAI's API (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models), " +
+                                       "vLLM's adapter loading, llama.cpp's /tokenize and /detokenize, /health and Prometheus /metrics. Ctrl-C stops it.")
+        {
+            adapters, host, port, parallel, queue, ctx, threads, precision, apiKey, apiKeyFile,
+        };
+        model.AddTo(cmd);
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            string? key = r.GetValue(apiKey);
+            if (r.GetValue(apiKeyFile) is string keyFile)
+            {
+                if (key != null) throw new ArgumentException("give --api-key or --api-key-file, not both");
+                key = File.ReadLines(keyFile).FirstOrDefault()?.Trim();
+                if (string.IsNullOrEmpty(key)) throw new ArgumentException($"{keyFile}: the API key file is empty");
+            }
+            var options = new ServerOptions
+            {
+                ModelPath = model.Read(r)!,
+                Adapters = (r.GetValue(adapters) ?? []).Select(ParseAdapter).ToList(),
+                Host = r.GetValue(host)!, Port = r.GetValue(port), Parallel = r.GetValue(parallel), QueueLimit = r.GetValue(queue),
+                Context = r.GetValue(ctx), Threads = r.GetValue(threads), Precision = CliSupport.ParsePrecision(r.GetValue(precision)),
+                ApiKey = key,
+            };
+            using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
+            return Run(options, cancel.Token).GetAwaiter().GetResult();
+        }));
+        return cmd;
+    }
+
+    static (string Name, string Path) ParseAdapter(string value)
+    {
+        int eq = value.IndexOf('=');
+        if (eq <= 0 || eq == value.Length - 1) throw new ArgumentException($"--adapter {value}: expected NAME=PATH");
+        return (value[..eq], value[(eq + 1)..]);
+    }
+
+    static async Task<int> Run(ServerOptions options, CancellationToken cancel)
+    {
+        await using var server = await HoneServer.StartAsync(options, Console.Error, cancel);
+        try { await server.Ready.WaitAsync(cancel); }
+        catch (OperationCanceledException) { return 130; }
+        // The load failed: Ready rethrows, and the guard prints the reason as for any command.
+        await server.WaitAsync(cancel);
+        Console.Error.WriteLine("hone serve: stopping");
+        return 0;
+    }
+}
