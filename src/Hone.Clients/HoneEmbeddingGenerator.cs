@@ -41,18 +41,18 @@ public sealed class HoneEmbeddingGenerator : IEmbeddingGenerator<string, Embeddi
             prompts[i] = _engine.Tokenizer.Encode(texts[i], addSpecialTokens: true, parseSpecialTokens: false);
             if (prompts[i].Length == 0) throw new ArgumentException($"text {i} has no tokens", nameof(values));
         }
-        using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var refused = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var tasks = new List<Task<float[]>>(prompts.Length);
         try
         {
-            foreach (var p in prompts) tasks.Add(_engine.EmbedAsync(p, adapter, failed.Token));
-            await Task.WhenAll(tasks).ConfigureAwait(false);
+            foreach (var p in prompts) tasks.Add(_engine.EmbedAsync(p, adapter, refused.Token));
         }
         catch
         {
-            failed.Cancel(); // the others need not run
+            refused.Cancel(); // the engine refused one text (too long, queue full): the ones already queued need not run
             throw;
         }
+        await Task.WhenAll(tasks).ConfigureAwait(false);
         string modelId = adapter ?? _engine.ModelName;
         var created = DateTimeOffset.UtcNow;
         var result = new GeneratedEmbeddings<Embedding<float>>(tasks.Select(t => new Embedding<float>(t.Result) { ModelId = modelId, CreatedAt = created }))
