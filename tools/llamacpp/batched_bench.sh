@@ -42,6 +42,7 @@ work=$(mktemp -d /tmp/hone-llamacpp-batched.XXXXXX)
 mountpoint -q "$root/work" && umount "$root/work"
 mount --bind "$work" "$root/work"
 trap 'umount "$root/work" 2> /dev/null || true; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 
 # Every sequence holds npp + ntg tokens of its own (the prompt is not shared), so the context must hold npl of them.
 max_npl=$(tr ',' '\n' <<< "$npl" | sort -n | tail -1)

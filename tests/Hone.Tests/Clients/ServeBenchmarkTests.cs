@@ -19,7 +19,7 @@ public class ServeBenchmarkTests
     {
         readonly HttpListener _listener = new();
         readonly Task _loop;
-        public readonly ConcurrentQueue<(string Path, string? Authorization, JsonObject Body)> Requests = new();
+        public readonly ConcurrentQueue<(string Path, string? Authorization, string? Connection, JsonObject Body)> Requests = new();
         public int Chunks = 5;
         public bool SendUsage = true;
         public bool CrLf;
@@ -69,7 +69,7 @@ public class ServeBenchmarkTests
                 }
                 string body = await new StreamReader(context.Request.InputStream).ReadToEndAsync();
                 var json = (JsonObject)JsonNode.Parse(body)!;
-                Requests.Enqueue((path, context.Request.Headers["Authorization"], json));
+                Requests.Enqueue((path, context.Request.Headers["Authorization"], context.Request.Headers["Connection"], json));
                 if (path is not ("/v1/chat/completions" or "/v1/completions"))
                 {
                     await Write(response, 404, "application/json", "{\"error\":{\"message\":\"no such endpoint\"}}");
@@ -237,7 +237,7 @@ public class ServeBenchmarkTests
         Assert.Equal(1 + 2 + 6, requests.Count); // the warm-up, then the levels
         string path = endpoint == ServeEndpoint.Chat ? "/v1/chat/completions" : "/v1/completions";
         var prompts = new HashSet<string>();
-        foreach (var (p, auth, body) in requests)
+        foreach (var (p, auth, connection, body) in requests)
         {
             Assert.Equal(path, p);
             Assert.Equal("Bearer sk-test", auth);
@@ -246,6 +246,7 @@ public class ServeBenchmarkTests
             Assert.True((bool)body["stream_options"]!["include_usage"]!);
             Assert.Equal(12, (int)body["max_tokens"]!);
             Assert.Null(body["ignore_eos"]);
+            Assert.Equal("close", connection);
             string prompt = endpoint == ServeEndpoint.Chat ? (string)body["messages"]![0]!["content"]! : (string)body["prompt"]!;
             Assert.Equal(20, prompt.Split(' ').Length);
             prompts.Add(prompt.Split(' ')[0]);
