@@ -88,6 +88,25 @@ public class HoneChatClientTests
     }
 
     [Fact]
+    public async Task A_seed_repeats_a_sampled_answer_and_instructions_are_a_system_message()
+    {
+        using var client = new HoneChatClient(Open(), ownsEngine: true);
+        ChatMessage[] messages = [new(ChatRole.User, Question(4))];
+        var sampled = new ChatOptions { Temperature = 1.5f, TopK = 0, TopP = 1, Seed = 11, MaxOutputTokens = 20 };
+        string first = (await client.GetResponseAsync(messages, sampled)).Text;
+        Assert.Equal(first, (await client.GetResponseAsync(messages, sampled)).Text);
+        var others = new List<string>();
+        for (int seed = 12; seed < 16; seed++)
+            others.Add((await client.GetResponseAsync(messages, new ChatOptions { Temperature = 1.5f, TopK = 0, TopP = 1, Seed = seed, MaxOutputTokens = 20 })).Text);
+        Assert.Contains(others, o => o != first);
+
+        var expected = Reference([("system", "Be brief."), ("user", Question(4))], 30);
+        var instructed = await client.GetResponseAsync(messages, new ChatOptions { Temperature = 0, MaxOutputTokens = 30, Instructions = "Be brief." });
+        Assert.Equal(expected.Text, instructed.Text);
+        Assert.Equal(expected.PromptTokens, instructed.Usage!.InputTokenCount);
+    }
+
+    [Fact]
     public async Task Eight_concurrent_callers_each_get_what_they_get_alone()
     {
         using var client = new HoneChatClient(Open(parallel: 3), ownsEngine: true);
