@@ -11,6 +11,7 @@
 # with busy neighbours a descheduled thread stalls the others, and a high priority does not save 2 threads on 2 busy
 # cores: at load 10-13, llama-bench Q8_0 tg32 gave 1.3 tokens/s with -t 2 and 49 with -t 1 (both at nice -20), against
 # 112 (tg128, -t 2) on a quiet machine. Numbers at 2 threads need a quiet machine; check the load printed with them.
+# Prints the raw tables (with the llama.cpp version and the load); with --out, also keeps them there, one .md per type.
 # Environment: HONE_LLAMACPP_ROOT (chroot, default /tmp/hone-llamacpp).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
