@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Hone.Clients;
 using Hone.Inference;
 using Hone.Model;
 using Hone.Tensors;
@@ -10,7 +11,7 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "benchmark this model (directory or .gguf) instead of random weights" };
+        var model = new Option<string?>("--model", "-m") { Description = "benchmark this model (directory or .gguf) instead of random weights; with --serve, the model name to request (default: the first the server lists)" };
         var shape = new Option<string>("--shape") { Description = $"random-weight model shape: {string.Join(", ", ModelShapes.Names)}", DefaultValueFactory = _ => "smollm2-135m" };
         var type = CliSupport.MatrixType("weight type (random models default to f32)");
         var prompt = new Option<int>("--prompt", "-p") { Description = "prompt tokens processed in one batch (pp)", DefaultValueFactory = _ => 512 }.Within(1, 1 << 20);
@@ -30,15 +31,27 @@ internal static class BenchCommand
         var precision = CliSupport.Precision(measuring: false);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
+        var serve = new ServeOptions();
         var cmd = new Command("bench",
             "Measure prompt processing and generation speed (tokens/s), like llama-bench, with their ratios to this machine's FMA peak " +
             "and memory bandwidth, measured in the same run.\nProtocol: pp = one batch from an empty cache, logits for the last token; " +
-            "tg = one token per step from an empty cache; mean ± sd of the repetitions after a warm-up.")
+            "tg = one token per step from an empty cache; mean ± sd of the repetitions after a warm-up.\n" +
+            "With --serve URL it is a load generator for a running OpenAI-compatible server instead (hone serve, llama-server, vLLM): " +
+            "streaming clients at each --clients level, reporting generated tokens/s, TTFT and TPOT p50/p99.\n" + ServeBenchmark.ProtocolText)
         {
             model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, precision, threads, json,
         };
+        serve.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
+            if (r.GetValue(serve.Url) is string url)
+            {
+                foreach (var o in new Option[] { shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, precision, threads })
+                    if (Given(r, o)) throw new ArgumentException($"{o.Name} measures the engine in this process; it does not go with --serve");
+                return ServeBench(r, url, serve, r.GetValue(model), r.GetValue(json));
+            }
+            foreach (var o in serve.Only)
+                if (Given(r, o)) throw new ArgumentException($"{o.Name} goes with --serve URL");
             if (r.GetValue(train) is string method) return TrainBench(r, method, shape, batch, seqLen, loraR, reps, checkpointActivations, threads, json);
             if (r.GetValue(parallel) is string list) return ParallelBench(r, list, model, shape, type, prompt, gen, reps, precision, threads, json);
             var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
@@ -102,6 +115,67 @@ internal static class BenchCommand
             Console.WriteLine($"{x.Parallel,4} {x.TotalTokensPerSecond,10:F1} {$"{x.TotalMin:F1}–{x.TotalMax:F1}",17} {x.DecodeTokensPerSecond,11:F1} {$"{x.DecodeMin:F1}–{x.DecodeMax:F1}",17} {x.PrefillSeconds,10:F2}");
         Console.WriteLine(result.Protocol);
         return 0;
+    }
+
+    static bool Given(ParseResult r, Option o) => r.GetResult(o) is { Implicit: false };
+
+    /// <summary>The load generator's options (bench --serve).</summary>
+    sealed class ServeOptions
+    {
+        public readonly Option<string?> Url = new("--serve") { Description = "drive this OpenAI-compatible server (http://host:port) with streaming clients instead of running a model here" };
+        public readonly Option<string> Clients = new("--clients") { Description = "--serve: numbers of concurrent clients, one level after another", DefaultValueFactory = _ => "1,4,16,64" };
+        public readonly Option<int> Requests = new Option<int>("--requests") { Description = "--serve: requests each client sends, one after another", DefaultValueFactory = _ => 4 }.Within(1, 1_000_000);
+        public readonly Option<int> PromptTokens = new Option<int>("--prompt-tokens") { Description = "--serve: prompt length to aim for (the server's usage count is reported)", DefaultValueFactory = _ => 128 }.Within(1, 1 << 20);
+        public readonly Option<int> GenTokens = new Option<int>("--gen-tokens") { Description = "--serve: max_tokens of each request", DefaultValueFactory = _ => 128 }.Within(1, 1 << 20);
+        public readonly Option<string?> ApiKey = new("--api-key") { Description = "--serve: bearer token (default: the HONE_API_KEY environment variable, if set)" };
+        public readonly Option<string> Endpoint = new("--endpoint") { Description = "--serve: chat (/v1/chat/completions) or completions (/v1/completions)", DefaultValueFactory = _ => "chat" };
+        public readonly Option<bool> IgnoreEos = new("--ignore-eos") { Description = "--serve: send ignore_eos (llama.cpp, vLLM) so that every request generates --gen-tokens" };
+        public readonly Option<int> Timeout = new Option<int>("--request-timeout") { Description = "--serve: seconds one request may take, stream included", DefaultValueFactory = _ => 600 }.Within(1, 86_400);
+
+        public Option[] Only => [Clients, Requests, PromptTokens, GenTokens, ApiKey, Endpoint, IgnoreEos, Timeout];
+
+        public void AddTo(Command c)
+        {
+            c.Options.Add(Url);
+            foreach (var o in Only) c.Options.Add(o);
+        }
+    }
+
+    static int ServeBench(ParseResult r, string url, ServeOptions o, string? model, bool asJson)
+    {
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var server)) throw new ArgumentException($"--serve: '{url}' is not an address (http://host:port)");
+        var clients = new List<int>();
+        foreach (var part in r.GetValue(o.Clients)!.Split(',', StringSplitOptions.TrimEntries))
+            clients.Add(int.TryParse(part, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n)
+                ? n : throw new ArgumentException($"--clients: '{part}' is not a whole number (give e.g. 1,4,16,64)"));
+        var endpoint = r.GetValue(o.Endpoint) switch
+        {
+            "chat" => ServeEndpoint.Chat,
+            "completions" => ServeEndpoint.Completions,
+            var e => throw new ArgumentException($"--endpoint: '{e}' is not chat or completions"),
+        };
+        var options = new ServeBenchOptions(server, clients, r.GetValue(o.Requests), r.GetValue(o.PromptTokens), r.GetValue(o.GenTokens), model,
+            r.GetValue(o.ApiKey) ?? Environment.GetEnvironmentVariable("HONE_API_KEY"), endpoint, r.GetValue(o.IgnoreEos), TimeSpan.FromSeconds(r.GetValue(o.Timeout)));
+        options.Validate();
+        using var cancel = CliSupport.CancelOnCtrlC();
+        var result = ServeBenchmark.RunAsync(options, m => Console.Error.WriteLine(m), cancel.Token).GetAwaiter().GetResult();
+        if (asJson)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(result, CliSupport.JsonOptions));
+            return result.Levels.Any(l => l.Failed > 0) ? 1 : 0;
+        }
+        Console.WriteLine($"server {result.Server}  model {result.Model}  {result.Endpoint}  {result.RequestsPerClient} requests per client, prompt ~{result.PromptTokens} tokens, max_tokens {result.GenTokens}");
+        Console.WriteLine($"{"clients",7} {"requests",8} {"failed",6} {"gen tok/s",10} {"req/s",7} {"TTFT p50",9} {"TTFT p99",9} {"TPOT p50",9} {"TPOT p99",9} {"prompt",7} {"gen",6}");
+        foreach (var l in result.Levels)
+            Console.WriteLine($"{l.Clients,7} {l.Requests,8} {l.Failed,6} {l.GeneratedTokensPerSecond,10:F1} {l.RequestsPerSecond,7:F2} {Ms(l.TtftP50Seconds),9} {Ms(l.TtftP99Seconds),9} " +
+                              $"{Ms(l.TpotP50Seconds),9} {Ms(l.TpotP99Seconds),9} {l.MeanPromptTokens,7:F1} {l.MeanGeneratedTokens,6:F1}");
+        foreach (var l in result.Levels.Where(l => l.Failed > 0))
+            Console.Error.WriteLine($"warning: {l.Failed} of {l.Requests} requests failed at {l.Clients} clients; the first: {l.FirstError}");
+        Console.WriteLine("(TTFT/TPOT in ms; prompt and gen are mean tokens per request, from the server's usage)");
+        Console.WriteLine(result.Protocol);
+        return result.Levels.Any(l => l.Failed > 0) ? 1 : 0;
+
+        static string Ms(double seconds) => double.IsNaN(seconds) ? "-" : (seconds * 1000).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>The limits `hone train` has for the same setting (one source: <see cref="Hone.Training.TrainOptions.Settings"/>).</summary>
