@@ -632,8 +632,16 @@ internal static class OpenAiApi
         throw UnknownModel(engine, id);
     }
 
+    static void RequireAdapterLoading(HoneServer server)
+    {
+        if (!server.Options.AllowAdapterLoading)
+            throw new ApiException(403, "loading and unloading adapters while serving is off; start hone serve with --allow-adapter-loading " +
+                "(it lets every caller that may use this server make it read a path of its choosing)", null, "adapter_loading_disabled", "permission_error");
+    }
+
     static async Task LoadAdapter(HttpContext ctx, HoneServer server)
     {
+        RequireAdapterLoading(server);
         var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
         string name = RequiredString(body, "lora_name"), path = RequiredString(body, "lora_path");
@@ -655,6 +663,7 @@ internal static class OpenAiApi
 
     static async Task UnloadAdapter(HttpContext ctx, HoneServer server)
     {
+        RequireAdapterLoading(server);
         var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
         string name = RequiredString(body, "lora_name");

@@ -30,6 +30,9 @@ public sealed record ServerOptions
     public string? ApiKey { get; init; }
     /// <summary>Largest request body; larger ones get 413.</summary>
     public long MaxRequestBytes { get; init; } = 4 << 20;
+    /// <summary>Whether <c>/v1/load_lora_adapter</c> and <c>/v1/unload_lora_adapter</c> work (off by default, as vLLM gates
+    /// them): loading lets any caller that may use the server make it read a path of the caller's choosing.</summary>
+    public bool AllowAdapterLoading { get; init; }
     /// <summary>Most choices one request may ask for (<c>n</c>).</summary>
     public int MaxChoices { get; init; } = 16;
     /// <summary>How the engine is opened, on a background thread after the server listens (default

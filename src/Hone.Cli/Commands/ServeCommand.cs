@@ -14,6 +14,11 @@ internal static class ServeCommand
             Description = "serve an adapter as NAME=PATH (a PEFT directory or a llama.cpp LoRA .gguf); requests pick it with \"model\": \"NAME\" (repeatable)",
             AllowMultipleArgumentsPerToken = false,
         };
+        var allowLoading = new Option<bool>("--allow-adapter-loading")
+        {
+            Description = "let callers load and unload adapters while serving (vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter); off by " +
+                          "default, since a caller then chooses a path the server reads",
+        };
         var host = new Option<string>("--host") { Description = "address to listen on (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0 = any free port)", DefaultValueFactory = _ => 8080 }.Within(0, 65535);
         var parallel = new Option<int>("--parallel", "-np") { Description = "sequences generated at once (one KV cache each)", DefaultValueFactory = _ => 4 }.Within(1, 1024);
@@ -26,7 +31,7 @@ internal static class ServeCommand
         var cmd = new Command("serve", "Serve a model over HTTP with OpenAI's API (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models), " +
                                        "vLLM's adapter loading, llama.cpp's /tokenize and /detokenize, /health and Prometheus /metrics. Ctrl-C stops it.")
         {
-            adapters, host, port, parallel, queue, ctx, threads, precision, apiKey, apiKeyFile,
+            adapters, allowLoading, host, port, parallel, queue, ctx, threads, precision, apiKey, apiKeyFile,
         };
         model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -42,6 +47,7 @@ internal static class ServeCommand
             {
                 ModelPath = model.Read(r)!,
                 Adapters = (r.GetValue(adapters) ?? []).Select(ParseAdapter).ToList(),
+                AllowAdapterLoading = r.GetValue(allowLoading),
                 Host = r.GetValue(host)!, Port = r.GetValue(port), Parallel = r.GetValue(parallel), QueueLimit = r.GetValue(queue),
                 Context = r.GetValue(ctx), Threads = r.GetValue(threads), Precision = CliSupport.ParsePrecision(r.GetValue(precision)),
                 ApiKey = key,

@@ -23,7 +23,7 @@ public sealed class TestServer : IAsyncDisposable
 
     public static async Task<TestServer> StartAsync(ServerOptions? options = null, bool waitReady = true)
     {
-        options ??= new ServerOptions { ModelPath = TinyChatModel.Path };
+        options ??= new ServerOptions { ModelPath = TinyChatModel.Path, AllowAdapterLoading = true };
         options = options with { Host = "127.0.0.1", Port = 0, Threads = options.Threads == 0 ? 2 : options.Threads };
         var log = new StringWriter();
         var server = await HoneServer.StartAsync(options, TextWriter.Synchronized(log));

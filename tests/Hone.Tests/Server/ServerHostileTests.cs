@@ -278,4 +278,16 @@ public class ServerHostileTests
         Assert.Equal(ids.Length, prompts);
         Assert.True((int)several["usage"]!["completion_tokens"]! > 0);
     }
+
+    [Fact]
+    public async Task Adapter_loading_is_refused_unless_the_server_allows_it()
+    {
+        using var dir = new TempDirectory();
+        string good = ServerTestData.MakeAdapter(dir.File("good"), 3);
+        await using var server = await TestServer.StartAsync(new ServerOptions { ModelPath = TinyChatModel.Path });
+        AssertError(await server.PostAsync("/v1/load_lora_adapter", new JsonObject { ["lora_name"] = "good", ["lora_path"] = good }), 403, null, "--allow-adapter-loading");
+        AssertError(await server.PostAsync("/v1/unload_lora_adapter", new JsonObject { ["lora_name"] = "good" }), 403, null, "--allow-adapter-loading");
+        var models = await server.Http.GetStringAsync("/v1/models");
+        Assert.DoesNotContain("\"good\"", models);
+    }
 }
