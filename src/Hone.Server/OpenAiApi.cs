@@ -190,7 +190,6 @@ internal static class OpenAiApi
                     case SequenceUpdate u: await update(index, u).ConfigureAwait(false); break;
                     case SequenceEnd done:
                         ended++;
-                        server.Metrics.Sequence(done.Usage);
                         await end(index, done).ConfigureAwait(false);
                         break;
                 }
@@ -592,7 +591,6 @@ internal static class OpenAiApi
         try { vectors = await Task.WhenAll(tasks).ConfigureAwait(false); }
         catch { cancel.Cancel(); throw; }
         int promptTokens = inputs.Sum(t => t.Length);
-        server.Metrics.Embedded(promptTokens);
         var data = new JsonArray();
         for (int i = 0; i < vectors.Length; i++)
         {

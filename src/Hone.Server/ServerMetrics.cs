@@ -42,6 +42,8 @@ public sealed class ServerMetrics
     {
         _engine = engine;
         _ready.Set(1);
+        // Every sequence the engine ends counts, those whose client left included.
+        engine.SequenceEnded += end => Sequence(end.Usage);
         engine.StepCompleted += step =>
         {
             _stepRows.WithLabels("decode").Inc(step.DecodeRows);
@@ -71,7 +73,4 @@ public sealed class ServerMetrics
         if (usage.CompletionTokens > 0) _firstToken.Observe(usage.FirstTokenSeconds);
         if (usage.CompletionTokens > 1) _perOutputToken.Observe((usage.TotalSeconds - usage.FirstTokenSeconds) / (usage.CompletionTokens - 1));
     }
-
-    /// <summary>An embedding request's prompt tokens.</summary>
-    public void Embedded(int tokens) => _promptTokens.Inc(tokens);
 }

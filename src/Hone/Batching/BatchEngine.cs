@@ -52,6 +52,9 @@ public sealed class BatchEngine : IDisposable
     public EngineOptions Options => _options;
     /// <summary>Raised on the engine's thread after every step (keep handlers short).</summary>
     public event Action<StepStatistics>? StepCompleted;
+    /// <summary>Raised on the engine's thread when a sequence ends — finished, cancelled (its client gone) or an
+    /// embedding done — with its usage; not for one that failed (keep handlers short).</summary>
+    public event Action<SequenceEnd>? SequenceEnded;
 
     BatchEngine(Checkpoint? checkpoint, LlamaWeights weights, Tokenizer? tokenizer, WorkerPool pool, EngineOptions options, int context, string name)
     {
@@ -618,10 +621,12 @@ public sealed class BatchEngine : IDisposable
         double Seconds(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalSeconds;
         var usage = new SequenceUsage(a.Prompt.Length, a.CachedPrompt, a.Generated, Seconds(p.SubmittedTicks, a.StartedTicks),
             a.FirstTokenTicks == 0 ? 0 : Seconds(p.SubmittedTicks, a.FirstTokenTicks), Seconds(p.SubmittedTicks, now));
-        p.Handle.Writer.TryWrite(new SequenceEnd(reason, usage));
+        var end = new SequenceEnd(reason, usage);
+        p.Handle.Writer.TryWrite(end);
         p.Handle.Writer.TryComplete();
         p.EmbeddingResult?.TrySetCanceled();
         Release(a);
+        SequenceEnded?.Invoke(end);
     }
 
     void Fail(Active a, Exception e)

@@ -50,6 +50,12 @@ public class ServerDisconnectTests
         int after = Volatile.Read(ref steps) - before;
         Assert.True(after <= 2, $"{after} more steps ran after the client left (of up to {maxTokens})");
         Assert.Equal(200, (await server.PostAsync("/v1/completions", new JsonObject { ["prompt"] = "Order 1", ["max_tokens"] = 2 })).Status);
+        // The cancelled sequence's tokens count in the metrics too: the whole request, at least one of the cancelled
+        // one's, and the last request's two.
+        var metrics = (await server.GetAsync("/metrics")).Text;
+        var generated = System.Text.RegularExpressions.Regex.Match(metrics, @"^hone_generation_tokens_total (\d+)", System.Text.RegularExpressions.RegexOptions.Multiline);
+        Assert.True(generated.Success, metrics);
+        Assert.InRange(int.Parse(generated.Groups[1].Value), maxTokens + 1 + 2, 2 * maxTokens + 2 - 1);
     }
 
     [Fact]
