@@ -24,6 +24,8 @@ internal static class ServeCommand
         var parallel = new Option<int>("--parallel", "-np") { Description = "sequences generated at once (one KV cache each)", DefaultValueFactory = _ => 4 }.Within(1, 1024);
         var queue = new Option<int>("--queue-limit") { Description = "requests that may wait for a free sequence; past this the server answers 429", DefaultValueFactory = _ => 64 }.Within(0, 1_000_000);
         var ctx = CliSupport.Context();
+        // Unlike llama-server's -c (one cache split among the slots), each sequence gets this many tokens of its own.
+        ctx.Description = "tokens per sequence, prompt and output (each of the --parallel sequences has a KV cache this long; 0 = the model's context, at most 4096)";
         var threads = CliSupport.Threads();
         var precision = CliSupport.Precision(measuring: false);
         var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' on every request but /health" };
