@@ -156,6 +156,25 @@ public static unsafe class Attention
     static void WeightedSum(float* p, float* v, long stride, int keys, float* o, int dh)
     {
         int i = 0;
+        // Four 16-wide columns per pass over the keys: each lane still sums p[j]·v[j, lane] for j in order, as the
+        // one-column loop below does, so the result is the same bit for bit; the values rows are read once, not four times.
+        for (; i + 64 <= dh; i += 64)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            float* vj = v + i;
+            for (int j = 0; j < keys; j++, vj += stride)
+            {
+                var pj = Vector512.Create(p[j]);
+                a0 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(vj), a0);
+                a1 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(vj + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(vj + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(vj + 48), a3);
+            }
+            Vector512.Store(a0, o + i);
+            Vector512.Store(a1, o + i + 16);
+            Vector512.Store(a2, o + i + 32);
+            Vector512.Store(a3, o + i + 48);
+        }
         for (; i + 16 <= dh; i += 16)
         {
             var acc = Vector512<float>.Zero;

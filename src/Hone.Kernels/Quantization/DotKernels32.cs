@@ -101,9 +101,9 @@ internal static unsafe class DotKernels32
         int blocks = n / Block;
         if (type != TensorType.Q8_0 || level < SimdLevel.Vector256 || blocks > FourRowMaxBlocks || rows < 4 || m < 2 || m > 256) return false;
         long preparedBytes = (n + 8L * blocks + 63) / 64 * 64;  // quants | dy (offsets unused for Q8_0), 64-byte aligned
-        long bytes = preparedBytes * m + 16L * blocks * m + 20L * blocks;
+        long bytes = preparedBytes * m + 36L * blocks;
         byte* raw = ManyBuffer.Get(bytes);
-        float* ones = (float*)(raw + preparedBytes * m + 16L * blocks * m);   // [blocks] of 1
+        float* ones = (float*)(raw + preparedBytes * m + 16L * blocks);      // [blocks] of 1
         float* dw = ones + blocks;                                            // [4][blocks] weight scales of a row group
         new Span<float>(ones, blocks).Fill(1f);
         {
@@ -114,21 +114,22 @@ internal static unsafe class DotKernels32
                 prepared[i] = new Prepared(quants, (float*)(quants + n), (float*)(quants + n) + blocks);
                 Prepare(level, xq + i * xqStride, blocks, prepared[i]);
             }
-            float* scales = (float*)(raw + preparedBytes * m);   // [M][4][blocks]
+            float* scales = (float*)(raw + preparedBytes * m);   // [4][blocks] dw·dy for a last, unpaired activation row
             int r = 0;
             for (; r + 4 <= rows; r += 4)
             {
                 byte* w = weights + r * rowBytes;
                 // BlockScales' products dw·dy, with the weight scales read once for all activation rows: dw·1 is dw exactly.
                 for (int j = 0; j < 4; j++) BlockScales(level, w + j * rowBytes, Q8_0Block.Bytes, blocks, ones, null, dw + (long)j * blocks);
-                for (int i = 0; i < m; i++)
-                    for (int j = 0; j < 4; j++) Multiply(dw + (long)j * blocks, prepared[i].Scales, scales + ((long)i * 4 + j) * blocks, blocks);
                 int i2 = 0;
                 for (; i2 + 2 <= m; i2 += 2)
                     DotQ8_0Rows4Pair(w, rowBytes, i2 == 0 && r + 8 <= rows ? 4 * rowBytes : 0, prepared[i2].Quants, prepared[i2 + 1].Quants,
-                        scales + (long)i2 * 4 * blocks, blocks, y + i2 * ldy + r, y + (i2 + 1) * ldy + r);
+                        dw, prepared[i2].Scales, prepared[i2 + 1].Scales, blocks, y + i2 * ldy + r, y + (i2 + 1) * ldy + r);
                 if (i2 < m)
-                    DotQ8_0Rows4(level, w, rowBytes, 0, prepared[i2].Quants, prepared[i2].Scales, scales + (long)i2 * 4 * blocks, blocks, y + i2 * ldy + r, rescale: false);
+                {
+                    for (int j = 0; j < 4; j++) Multiply(dw + (long)j * blocks, prepared[i2].Scales, scales + (long)j * blocks, blocks);
+                    DotQ8_0Rows4(level, w, rowBytes, 0, prepared[i2].Quants, prepared[i2].Scales, scales, blocks, y + i2 * ldy + r, rescale: false);
+                }
             }
             for (; r < rows; r++)
                 for (int i = 0; i < m; i++)
@@ -165,15 +166,15 @@ internal static unsafe class DotKernels32
     }
 
     /// <summary>Four Q8_0 rows against two activation rows: for each pair, the operations of <see cref="DotQ8_0Rows4"/>
-    /// in its order (the weight blocks loaded once for both).</summary>
-    /// <param name="scales">[2][4][blocks] dw·dy per activation row, weight row and block</param>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    /// in its order (the weight blocks loaded once for both; each block's scale dw·dy made as BlockScales makes it).</summary>
     /// <param name="ahead">bytes from w to the next four rows, prefetched meanwhile (0: none)</param>
-    static void DotQ8_0Rows4Pair(byte* w, long rowBytes, long ahead, sbyte* ys0, sbyte* ys1, float* scales, int blocks, float* y0, float* y1)
+    /// <param name="dw">[4][blocks] the weight rows' block scales</param>
+    /// <param name="dy0">[blocks] the first activation row's block scales (dy1: the second's)</param>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void DotQ8_0Rows4Pair(byte* w, long rowBytes, long ahead, sbyte* ys0, sbyte* ys1, float* dw, float* dy0, float* dy1, int blocks, float* y0, float* y1)
     {
         byte* w1 = w + rowBytes, w2 = w + 2 * rowBytes, w3 = w + 3 * rowBytes;
-        float* s00 = scales, s01 = scales + blocks, s02 = scales + 2 * blocks, s03 = scales + 3 * blocks;
-        float* s10 = scales + 4 * blocks, s11 = scales + 5 * blocks, s12 = scales + 6 * blocks, s13 = scales + 7 * blocks;
+        float* d0 = dw, d1 = dw + blocks, d2 = dw + 2 * blocks, d3 = dw + 3 * blocks;
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         var ones = Vector256.Create((short)1);
         long o = 0;
@@ -192,14 +193,14 @@ internal static unsafe class DotKernels32
             var q1 = Vector256.Load((sbyte*)w1 + o + Q8_0Block.Qs);
             var q2 = Vector256.Load((sbyte*)w2 + o + Q8_0Block.Qs);
             var q3 = Vector256.Load((sbyte*)w3 + o + Q8_0Block.Qs);
-            a00 = Fma.MultiplyAdd(Q8_0Block256(q0, x0, ones), Vector256.Create(s00[b]), a00);
-            a01 = Fma.MultiplyAdd(Q8_0Block256(q1, x0, ones), Vector256.Create(s01[b]), a01);
-            a02 = Fma.MultiplyAdd(Q8_0Block256(q2, x0, ones), Vector256.Create(s02[b]), a02);
-            a03 = Fma.MultiplyAdd(Q8_0Block256(q3, x0, ones), Vector256.Create(s03[b]), a03);
-            a10 = Fma.MultiplyAdd(Q8_0Block256(q0, x1, ones), Vector256.Create(s10[b]), a10);
-            a11 = Fma.MultiplyAdd(Q8_0Block256(q1, x1, ones), Vector256.Create(s11[b]), a11);
-            a12 = Fma.MultiplyAdd(Q8_0Block256(q2, x1, ones), Vector256.Create(s12[b]), a12);
-            a13 = Fma.MultiplyAdd(Q8_0Block256(q3, x1, ones), Vector256.Create(s13[b]), a13);
+            a00 = Fma.MultiplyAdd(Q8_0Block256(q0, x0, ones), Vector256.Create(d0[b] * dy0[b]), a00);
+            a01 = Fma.MultiplyAdd(Q8_0Block256(q1, x0, ones), Vector256.Create(d1[b] * dy0[b]), a01);
+            a02 = Fma.MultiplyAdd(Q8_0Block256(q2, x0, ones), Vector256.Create(d2[b] * dy0[b]), a02);
+            a03 = Fma.MultiplyAdd(Q8_0Block256(q3, x0, ones), Vector256.Create(d3[b] * dy0[b]), a03);
+            a10 = Fma.MultiplyAdd(Q8_0Block256(q0, x1, ones), Vector256.Create(d0[b] * dy1[b]), a10);
+            a11 = Fma.MultiplyAdd(Q8_0Block256(q1, x1, ones), Vector256.Create(d1[b] * dy1[b]), a11);
+            a12 = Fma.MultiplyAdd(Q8_0Block256(q2, x1, ones), Vector256.Create(d2[b] * dy1[b]), a12);
+            a13 = Fma.MultiplyAdd(Q8_0Block256(q3, x1, ones), Vector256.Create(d3[b] * dy1[b]), a13);
         }
         StoreSums(a00, a01, a02, a03, Vector128<float>.Zero, y0);
         StoreSums(a10, a11, a12, a13, Vector128<float>.Zero, y1);

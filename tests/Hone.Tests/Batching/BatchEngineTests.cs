@@ -198,6 +198,10 @@ public class BatchEngineTests
         using var engine = BatchEngine.Open(TinyChatModel.Path, [], new EngineOptions { Parallel = 1, QueueLimit = 2, Context = 64 });
         var prompt = Prompt(engine, "Order 5");
         using var cancel = new CancellationTokenSource();
+        // The engine waits after each step until the test has done its part, so the sequence is surely in flight.
+        using var gate = new ManualResetEventSlim();
+        int held = 1;
+        engine.StepCompleted += _ => { if (Volatile.Read(ref held) == 1) gate.Wait(); };
         var running = engine.Submit(Request(prompt, 50), cancel.Token);
         await running.Events.WaitToReadAsync();
         var queued = engine.Submit(Request(prompt, 5));
@@ -205,6 +209,8 @@ public class BatchEngineTests
         var full = Assert.Throws<RequestRejectedException>(() => engine.Submit(Request(prompt, 5)));
         Assert.Equal(RejectReason.QueueFull, full.Reason);
         cancel.Cancel();
+        Volatile.Write(ref held, 0);
+        gate.Set();
         var result = await running.CompleteAsync();
         Assert.Equal("cancelled", result.FinishReason);
         Assert.True(result.Usage.CompletionTokens < 50);
