@@ -30,20 +30,7 @@ public static class BatchBenchmark
     public static BatchBenchResult Run(BatchBenchOptions o, Action<string>? log = null)
     {
         log ??= _ => { };
-        LlamaWeights weights;
-        string name;
-        if (o.Model != null)
-        {
-            using var checkpoint = Checkpoint.Open(o.Model);
-            weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(o.Type));
-            name = o.Model;
-        }
-        else
-        {
-            log($"building a random {o.Shape} model ({(o.Type ?? TensorType.F32).Name()})...");
-            weights = LlamaWeights.CreateRandom(ModelShapes.Get(o.Shape), o.Type ?? TensorType.F32, o.Seed);
-            name = $"{o.Shape} (random)";
-        }
+        var (weights, name) = Benchmark.Weights(o.Model, o.Shape, o.Type, o.Seed, log);
         using (weights)
         {
             var c = weights.Config;

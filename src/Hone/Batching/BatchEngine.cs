@@ -88,8 +88,7 @@ public sealed class BatchEngine : IDisposable
         if (options.Parallel < 1) throw new ArgumentException($"--parallel must be at least 1, found {options.Parallel}");
         if (options.StepTokens < 1) throw new ArgumentException($"the step must hold at least 1 token, found {options.StepTokens}");
         if (options.QueueLimit < 0) throw new ArgumentException($"the queue limit must be at least 0, found {options.QueueLimit}");
-        if (options.Context < 0) throw new ArgumentException($"--ctx must be at least 0 (0 = the model's context, at most {LoadedModel.DefaultContextCap}), found {options.Context}");
-        if (options.Threads < 0) throw new ArgumentException($"--threads must be at least 0 (0 = one per core), found {options.Threads}");
+        LoadedModel.CheckLimits(options.Context, options.Threads);
         var checkpoint = Checkpoint.Open(modelPath);
         LlamaWeights? weights = null;
         WorkerPool? pool = null;
@@ -97,15 +96,11 @@ public sealed class BatchEngine : IDisposable
         try
         {
             var config = checkpoint.Config;
-            if (options.Context > config.MaxPositions)
-                throw new ArgumentException($"--ctx {options.Context} is more than the model's context of {config.MaxPositions} tokens");
-            int context = options.Context > 0 ? options.Context : Math.Min(config.MaxPositions, LoadedModel.DefaultContextCap);
+            int context = LoadedModel.ResolveContext(config, options.Context);
             long weightBytes = checkpoint.Tensors.Sum(t => t.ByteLength);
             MemoryBudget.Require(weightBytes + BatchedLlama.RequiredBytes(config, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel)),
                 $"{checkpoint.Path} with {options.Parallel} sequences of {context} tokens (weights and KV cache)");
-            var tokenizer = checkpoint.LoadTokenizer();
-            if (tokenizer.VocabSize > config.VocabSize)
-                throw new Formats.ModelFormatException(modelPath, $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {config.VocabSize}");
+            var tokenizer = LoadedModel.LoadTokenizer(checkpoint);
             weights = LlamaWeights.Load(checkpoint);
             pool = new WorkerPool(WorkerPool.ResolveThreadCount(options.Threads));
             engine = new BatchEngine(checkpoint, weights, tokenizer, pool, options, context, ModelNameOf(checkpoint.Path));
@@ -125,7 +120,8 @@ public sealed class BatchEngine : IDisposable
     public static BatchEngine ForWeights(LlamaWeights weights, EngineOptions options, string name)
     {
         if (options.Parallel < 1) throw new ArgumentException($"--parallel must be at least 1, found {options.Parallel}");
-        int context = options.Context > 0 ? Math.Min(options.Context, weights.Config.MaxPositions) : Math.Min(weights.Config.MaxPositions, LoadedModel.DefaultContextCap);
+        LoadedModel.CheckLimits(options.Context, options.Threads);
+        int context = LoadedModel.ResolveContext(weights.Config, options.Context);
         var pool = new WorkerPool(WorkerPool.ResolveThreadCount(options.Threads));
         try { return new BatchEngine(null, weights, null, pool, options, context, name); }
         catch { pool.Dispose(); throw; }

@@ -34,6 +34,19 @@ public sealed record BenchResult(
 
 public static class Benchmark
 {
+    /// <summary>What a benchmark runs: the checkpoint at <paramref name="model"/> (requantized to <paramref name="type"/>
+    /// when set), or random weights of the named shape in <paramref name="type"/> (F32 by default).</summary>
+    public static (LlamaWeights Weights, string Name) Weights(string? model, string shape, TensorType? type, int seed, Action<string> log)
+    {
+        if (model != null)
+        {
+            using var checkpoint = Checkpoint.Open(model);
+            return (LlamaWeights.Load(checkpoint, new WeightLoadOptions(type)), model);
+        }
+        log($"building a random {shape} model ({(type ?? TensorType.F32).Name()})...");
+        return (LlamaWeights.CreateRandom(ModelShapes.Get(shape), type ?? TensorType.F32, seed), $"{shape} (random)");
+    }
+
     public static BenchResult Run(BenchOptions o, Action<string>? log = null)
     {
         log ??= _ => { };
@@ -43,21 +56,7 @@ public static class Benchmark
         var limits = MachineLimits.Measure(pool);
         log($"  peak {limits.PeakGflops:F0} GFLOP/s, bandwidth {limits.BandwidthGBs:F1} GB/s ({limits.Vectors})");
 
-        LlamaWeights weights;
-        string name;
-        if (o.Model != null)
-        {
-            using var checkpoint = Checkpoint.Open(o.Model);
-            weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(o.Type));
-            name = o.Model;
-        }
-        else
-        {
-            var config = ModelShapes.Get(o.Shape);
-            log($"building a random {o.Shape} model ({(o.Type ?? TensorType.F32).Name()})...");
-            weights = LlamaWeights.CreateRandom(config, o.Type ?? TensorType.F32, o.Seed);
-            name = $"{o.Shape} (random)";
-        }
+        var (weights, name) = Weights(o.Model, o.Shape, o.Type, o.Seed, log);
         using (weights)
         {
             var c = weights.Config;

@@ -31,8 +31,7 @@ public sealed class LoadedModel : IDisposable
     public static LoadedModel Open(string path, string? adapter = null, int threads = 0, int context = 0, int maxBatch = 512,
         ComputePrecision precision = ComputePrecision.Fast)
     {
-        if (context < 0) throw new ArgumentException($"--ctx must be at least 0 (0 = the model's context, at most {DefaultContextCap}), found {context}");
-        if (threads < 0) throw new ArgumentException($"--threads must be at least 0 (0 = one per core), found {threads}");
+        CheckLimits(context, threads);
         if (maxBatch < 1) throw new ArgumentException($"the batch must be at least 1 token, found {maxBatch}");
         var checkpoint = Checkpoint.Open(path);
         LlamaWeights? weights = null;
@@ -42,15 +41,11 @@ public sealed class LoadedModel : IDisposable
         {
             // Limits that depend on the model, before anything large is allocated.
             var config = checkpoint.Config;
-            if (context > config.MaxPositions)
-                throw new ArgumentException($"--ctx {context} is more than the model's context of {config.MaxPositions} tokens");
-            int ctx = context > 0 ? context : Math.Min(config.MaxPositions, DefaultContextCap);
+            int ctx = ResolveContext(config, context);
             long weightBytes = checkpoint.Tensors.Sum(t => t.ByteLength);
             MemoryBudget.Require(LlamaModel.RequiredBytes(config, ctx, maxBatch) + weightBytes,
                 $"{checkpoint.Path} with a context of {ctx} tokens (its weights and KV cache)");
-            var tokenizer = checkpoint.LoadTokenizer();
-            if (tokenizer.VocabSize > checkpoint.Config.VocabSize)
-                throw new Formats.ModelFormatException(path, $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {checkpoint.Config.VocabSize}");
+            var tokenizer = LoadTokenizer(checkpoint);
             weights = LlamaWeights.Load(checkpoint);
             if (adapter != null) adapters = PeftAdapter.Load(adapter, weights);
             pool = new WorkerPool(WorkerPool.ResolveThreadCount(threads));
@@ -64,6 +59,31 @@ public sealed class LoadedModel : IDisposable
             weights?.Dispose(); pool?.Dispose(); checkpoint.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Checks --ctx and --threads as every command that runs a model takes them, before anything is opened.</summary>
+    public static void CheckLimits(int context, int threads)
+    {
+        if (context < 0) throw new ArgumentException($"--ctx must be at least 0 (0 = the model's context, at most {DefaultContextCap}), found {context}");
+        if (threads < 0) throw new ArgumentException($"--threads must be at least 0 (0 = one per core), found {threads}");
+    }
+
+    /// <summary>The KV cache length for a requested --ctx: the model's context capped at <see cref="DefaultContextCap"/>
+    /// when 0; refused when more than the model's.</summary>
+    public static int ResolveContext(ModelConfig config, int context)
+    {
+        if (context > config.MaxPositions)
+            throw new ArgumentException($"--ctx {context} is more than the model's context of {config.MaxPositions} tokens");
+        return context > 0 ? context : Math.Min(config.MaxPositions, DefaultContextCap);
+    }
+
+    /// <summary>The checkpoint's tokenizer, refused when it has more tokens than the model's embedding has rows.</summary>
+    public static Tokenizer LoadTokenizer(Checkpoint checkpoint)
+    {
+        var tokenizer = checkpoint.LoadTokenizer();
+        if (tokenizer.VocabSize > checkpoint.Config.VocabSize)
+            throw new Formats.ModelFormatException(checkpoint.Path, $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {checkpoint.Config.VocabSize}");
+        return tokenizer;
     }
 
     /// <summary>Prompt ids for plain text: BOS first when the tokenizer adds one (an empty prompt is BOS alone).</summary>
