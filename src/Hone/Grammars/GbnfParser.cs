@@ -238,7 +238,7 @@ internal sealed class GbnfParser
     string FreshName(string rule)
     {
         for (int n = 1; ; n++)
-            if (!_rules.TryGetRule($"{rule}-{n}", out _)) return $"{rule}-{n}";
+            if (!_rules.TryGetRule($"{rule}~{n}", out _)) return $"{rule}~{n}";
     }
 
     string Literal()

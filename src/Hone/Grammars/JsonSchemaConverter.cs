@@ -410,12 +410,17 @@ internal sealed class JsonSchemaConverter
         return name;
     }
 
-    /// <summary>RFC 3339 full-date with each month's days, 29 February only in leap years.</summary>
-    string DateRule() => Named("format-date",
-        "[0-9]{4} \"-\" (\"0\" [13578] | \"1\" [02]) \"-\" (\"0\" [1-9] | [12] [0-9] | \"3\" [01])" +
-        " | [0-9]{4} \"-\" (\"0\" [469] | \"11\") \"-\" (\"0\" [1-9] | [12] [0-9] | \"30\")" +
-        " | [0-9]{4} \"-02-\" (\"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8])" +
+    /// <summary>RFC 3339 full-date with each month's days, 29 February only in leap years; years 0001–9999 (the year
+    /// 0000 is valid RFC 3339, but common validators cannot represent it).</summary>
+    string DateRule()
+    {
+        Named("format-year", "[1-9] [0-9]{3} | \"0\" [1-9] [0-9]{2} | \"00\" [1-9] [0-9] | \"000\" [1-9]");
+        return Named("format-date",
+        "format-year \"-\" (\"0\" [13578] | \"1\" [02]) \"-\" (\"0\" [1-9] | [12] [0-9] | \"3\" [01])" +
+        " | format-year \"-\" (\"0\" [469] | \"11\") \"-\" (\"0\" [1-9] | [12] [0-9] | \"30\")" +
+        " | format-year \"-02-\" (\"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8])" +
         " | ([0-9]{2} (\"0\" [48] | [2468] [048] | [13579] [26]) | (\"0\" [48] | [2468] [048] | [13579] [26]) \"00\") \"-02-29\"");
+    }
 
     /// <summary>RFC 3339 full-time (seconds 00–59, optional fraction, Z or an offset).</summary>
     string TimeRule() => Named("format-time",

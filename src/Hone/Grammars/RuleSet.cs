@@ -48,12 +48,13 @@ internal sealed class RuleSet
 
     public bool TryGetRule(string name, out int id) => _rules.TryGetValue(name, out id);
 
-    /// <summary>A new rule named after <paramref name="baseName"/> (base-1, base-2, ...).</summary>
+    /// <summary>A new rule named after <paramref name="baseName"/> (base~1, base~2, ...: '~' keeps generated names apart
+    /// from every name a grammar can spell).</summary>
     public int NewRule(string baseName, string origin, List<Symbol>[] body)
     {
         for (int n = 1; ; n++)
         {
-            string name = $"{baseName}-{n}";
+            string name = $"{baseName}~{n}";
             if (_rules.ContainsKey(name)) continue;
             int id = Rule(name, origin);
             Define(id, body);
