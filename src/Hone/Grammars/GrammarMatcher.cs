@@ -70,6 +70,21 @@ public sealed class GrammarMatcher
         }
     }
 
+    /// <summary>Whether these bytes could be accepted now (nothing changes).</summary>
+    public bool WouldAccept(ReadOnlySpan<byte> bytes)
+    {
+        lock (_grammar.Sync)
+        {
+            int s = _state;
+            foreach (byte b in bytes)
+            {
+                s = _grammar.Step(s, b);
+                if (s == Grammar.Dead) return false;
+            }
+            return true;
+        }
+    }
+
     /// <summary>Back to the start of the grammar.</summary>
     public void Reset() => _state = Grammar.Start;
 

@@ -127,3 +127,66 @@ public class JsonSchemaGrammarTests(ITestOutputHelper output)
         return (new LlamaModel(weights, new WorkerPool(1), maxContext: 1024), tokenizer);
     }
 }
+
+public class GrammarMaskTests
+{
+    [Fact]
+    public void Every_mask_equals_trying_each_token_alone()
+    {
+        var (_, tokenizer) = JsonSchemaGrammarTests.RandomJsonModel();
+        var vocabulary = TokenVocabulary.For(tokenizer);
+        var grammars = new[]
+        {
+            Grammar.FromJsonSchema(JsonNode.Parse("""{"type": "object", "properties": {"order_id": {"type": "string"}, "count": {"type": "integer", "minimum": 3, "maximum": 250}, "tags": {"type": "array", "items": {"enum": ["a1", "b", "zip"]}}}, "required": ["order_id"]}""")!),
+            Grammar.ParseGbnf("root ::= \"say \" (\"\\\"\" [a-z]* \"\\\"\" | [0-9]+) \"!\""),
+        };
+        var random = new Random(7);
+        var mask = new ulong[vocabulary.MaskWords];
+        foreach (var grammar in grammars)
+            for (int walk = 0; walk < 20; walk++)
+            {
+                var matcher = new GrammarMatcher(grammar, vocabulary);
+                for (int step = 0; step < 60 && !matcher.IsComplete; step++)
+                {
+                    matcher.FillAllowed(mask);
+                    var allowed = new List<int>();
+                    for (int id = 0; id < vocabulary.Count; id++)
+                    {
+                        bool expected = vocabulary.IsEnd(id) ? matcher.IsAccepting
+                            : !vocabulary.Special[id] && vocabulary.Bytes[id].Length > 0 && matcher.WouldAccept(vocabulary.Bytes[id]);
+                        bool actual = (mask[id >> 6] >> (id & 63) & 1) != 0;
+                        Assert.True(expected == actual, $"token {id} '{tokenizer.TokenText(id)}': mask says {actual}, trying it says {expected}");
+                        if (actual && !vocabulary.IsEnd(id)) allowed.Add(id);
+                    }
+                    if (allowed.Count == 0) break;
+                    Assert.True(matcher.Accept(allowed[random.Next(allowed.Count)]));
+                }
+            }
+    }
+
+    [Fact]
+    public void A_lazy_grammar_starts_at_its_trigger_and_not_before()
+    {
+        var (_, tokenizer) = JsonSchemaGrammarTests.RandomJsonModel();
+        var vocabulary = TokenVocabulary.For(tokenizer);
+        var grammar = Grammar.ParseGbnf("root ::= \"<call>\" [0-9]{2} \"</call>\"");
+        var constraint = new GrammarConstraint(new GrammarSpec(grammar, ["<call>"]), vocabulary);
+        var mask = new ulong[vocabulary.MaskWords];
+        foreach (int id in tokenizer.Encode("free text <ca", addSpecialTokens: false))
+        {
+            Assert.False(constraint.TryFillAllowed(mask));
+            constraint.Accept(id);
+        }
+        foreach (int id in tokenizer.Encode("ll>4", addSpecialTokens: false)) constraint.Accept(id);
+        Assert.True(constraint.IsActive);
+        Assert.True(constraint.TryFillAllowed(mask));
+        int five = tokenizer.Encode("5", addSpecialTokens: false).Single();
+        int letter = tokenizer.Encode("x", addSpecialTokens: false).Single();
+        Assert.True((mask[five >> 6] >> (five & 63) & 1) != 0);
+        Assert.False((mask[letter >> 6] >> (letter & 63) & 1) != 0);
+        Assert.Throws<GrammarException>(() => constraint.Accept(letter));
+        constraint.Accept(five);
+        foreach (int id in tokenizer.Encode("</call>", addSpecialTokens: false)) constraint.Accept(id);
+        Assert.True(constraint.IsComplete);
+    }
+}
