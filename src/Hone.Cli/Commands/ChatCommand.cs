@@ -30,11 +30,12 @@ internal static class ChatCommand
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             var sampler = sampling.Read(r);
+            var grammar = sampling.ReadGrammar(r);
             using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
                 precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             var (chatTemplate, templateName) = ChatConversation.ResolveTemplate(loaded.Tokenizer, r.GetValue(template));
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
-            var options = new GenerationOptions(r.GetValue(maxTokens), sampler);
+            var options = new GenerationOptions(r.GetValue(maxTokens), sampler, Grammar: grammar);
             var messages = new JsonArray();
             void Start()
             {

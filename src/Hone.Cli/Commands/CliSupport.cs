@@ -94,7 +94,7 @@ internal static class CliSupport
         catch (Exception e) when (e is ModelFormatException or DataFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
                                     or NotSupportedException or InvalidOperationException or IOException or UnauthorizedAccessException
                                     or JsonException or FormatException or DataFormatException
-                                    or Tokenization.Templates.TemplateException)
+                                    or Tokenization.Templates.TemplateException or Grammars.GrammarException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             if (Environment.GetEnvironmentVariable("HONE_DEBUG") == "1") Console.Error.WriteLine(e);

@@ -27,13 +27,14 @@ internal static class GenerateCommand
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             var sampler = sampling.Read(r);
+            var grammar = sampling.ReadGrammar(r);
             using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
                 precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             var ids = loaded.EncodePrompt(r.GetValue(prompt)!);
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             bool asJson = r.GetValue(json);
             using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
-            var result = generator.Generate(ids, new GenerationOptions(r.GetValue(maxTokens), sampler, r.GetValue(stop)),
+            var result = generator.Generate(ids, new GenerationOptions(r.GetValue(maxTokens), sampler, r.GetValue(stop), Grammar: grammar),
                 asJson ? null : text => { Console.Write(text); Console.Out.Flush(); }, cancel.Token);
             if (asJson)
             {

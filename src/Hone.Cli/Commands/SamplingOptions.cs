@@ -15,10 +15,17 @@ internal sealed class SamplingOptions
     public readonly Option<float> FrequencyPenalty = new("--frequency-penalty") { Description = "subtract per occurrence", DefaultValueFactory = _ => 0f };
     public readonly Option<int> PenaltyWindow = new("--repeat-last-n") { Description = "how many recent tokens the penalties see (-1 = all)", DefaultValueFactory = _ => 64 };
     public readonly Option<ulong> Seed = new("--seed", "-s") { Description = "random seed (same seed, same output)", DefaultValueFactory = _ => 42UL };
+    public readonly Option<string?> JsonSchema = new("--json-schema")
+    {
+        Description = "constrain the output to JSON valid under this JSON Schema file (type, properties, required, additionalProperties " +
+                      "[default false], items, prefixItems, min/maxItems, enum, const, anyOf/oneOf, $ref/$defs, min/maxLength, pattern, " +
+                      "format date|time|date-time|uuid|email, integer minimum/maximum); other keywords are refused by name",
+    };
+    public readonly Option<string?> Grammar = new("--grammar") { Description = "constrain the output to a llama.cpp GBNF grammar file (its root rule)" };
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, PenaltyWindow, Seed })
+        foreach (var o in new Option[] { Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, PenaltyWindow, Seed, JsonSchema, Grammar })
             c.Options.Add(o);
     }
 
@@ -29,5 +36,20 @@ internal sealed class SamplingOptions
             r.GetValue(RepeatPenalty), r.GetValue(PresencePenalty), r.GetValue(FrequencyPenalty), r.GetValue(PenaltyWindow), r.GetValue(Seed));
         options.Validate();
         return options;
+    }
+
+    /// <summary>The grammar of --json-schema or --grammar (compiled before the model loads, so a bad file fails fast), or null.</summary>
+    public Grammars.GrammarSpec? ReadGrammar(ParseResult r)
+    {
+        string? schemaFile = r.GetValue(JsonSchema), grammarFile = r.GetValue(Grammar);
+        if (schemaFile != null && grammarFile != null) throw new ArgumentException("give --json-schema or --grammar, not both");
+        if (grammarFile != null) return new Grammars.GrammarSpec(Grammars.Grammar.FromGbnfFile(grammarFile));
+        if (schemaFile == null) return null;
+        if (!File.Exists(schemaFile)) throw new FileNotFoundException($"{schemaFile}: JSON Schema file not found", schemaFile);
+        System.Text.Json.Nodes.JsonNode schema;
+        try { schema = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(schemaFile)) ?? throw new ArgumentException($"{schemaFile}: the schema is null"); }
+        catch (System.Text.Json.JsonException e) { throw new ArgumentException($"{schemaFile}: not JSON: {e.Message}"); }
+        try { return new Grammars.GrammarSpec(Grammars.Grammar.FromJsonSchema(schema)); }
+        catch (Grammars.GrammarException e) { throw new Grammars.GrammarException($"{schemaFile}: {e.Message}"); }
     }
 }

@@ -149,7 +149,7 @@ internal sealed class GbnfParser
                 _pos++;
                 SkipSpace(true);
                 var body = Alternatives(rule, nested: true);
-                if (Peek != ')') throw Error($"expected ')' to close the group opened at column {Where(at).Column}, found {Describe(Peek)}");
+                if (Peek != ')') throw Error($"expected ')' to close the group opened at line {Where(at).Line} column {Where(at).Column}, found {Describe(Peek)}");
                 _pos++;
                 lastStart = items.Count;
                 items.Add(Symbol.Reference(_rules.NewRule(rule, Origin(at), body)));
