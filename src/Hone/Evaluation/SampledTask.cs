@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Hone.Grammars;
 using Hone.Inference;
 
 namespace Hone.Evaluation;
@@ -7,8 +8,10 @@ namespace Hone.Evaluation;
 /// <param name="N">samples per problem</param>
 /// <param name="K">the k of pass@k and pass^k (each ≤ N)</param>
 /// <param name="TargetField">the reference for exact/regex/json checkers (null: none, as for command checkers)</param>
+/// <param name="Grammar">outputs constrained to this grammar (a task's json_schema or grammar), or null</param>
+/// <param name="GrammarSource">what the grammar came from, for the protocol</param>
 public sealed record SampledTaskDefinition(string Data, PromptSettings Prompt, string? TargetField, int N, IReadOnlyList<int> K, SamplerOptions Sampling,
-    int MaxTokens, IReadOnlyList<string> Stop, CheckerSpec Checker);
+    int MaxTokens, IReadOnlyList<string> Stop, CheckerSpec Checker, GrammarSpec? Grammar = null, JsonNode? GrammarSource = null);
 
 /// <summary>
 /// N samples per problem, each judged by a checker; per problem with c of n passing, pass@k = 1 − C(n−c,k)/C(n,k) and
@@ -16,7 +19,7 @@ public sealed record SampledTaskDefinition(string Data, PromptSettings Prompt, s
 /// </summary>
 public static class SampledTask
 {
-    public static readonly string[] Keys = [.. PromptSettings.Keys, "target_field", "n", "k", "sampling", "max_tokens", "stop", "checker"];
+    public static readonly string[] Keys = [.. PromptSettings.Keys, "target_field", "n", "k", "sampling", "max_tokens", "stop", "checker", "json_schema", "grammar"];
     static readonly string[] CheckerKeys = ["type", "normalize", "pattern", "command", "files", "stdin", "timeout_seconds", "memory_mb"];
 
     /// <summary>Sampled tasks sample unless told otherwise: Codex's temperature 0.8 and top-p 0.95, no top-k or min-p.</summary>
@@ -35,8 +38,40 @@ public static class SampledTask
         if (checker.Type != "command" && target == null) target = checker.Type == "facts" ? "expected" : "answer";
         var d = new SampledTaskDefinition(origin.Resolve(r.RequiredString("data")), PromptSettings.Read(r, origin), target, n, k.Distinct().Order().ToArray(),
             TaskSampling.Read(r.Object("sampling"), DefaultSampling), r.Int("max_tokens") ?? 256, r.Strings("stop") ?? [], checker);
+        var (grammar, grammarSource) = ReadGrammar(r, origin);
+        d = d with { Grammar = grammar, GrammarSource = grammarSource };
         if (d.MaxTokens < 1) throw new FormatException($"{r.Where}: \"max_tokens\" must be at least 1");
         return new EvalTask(origin.Name, "sampled", origin.Source, d, c => Run(origin.Name, origin.Source, d, c));
+    }
+
+    /// <summary>"json_schema": a schema object or a schema file (relative to the task file); "grammar": a GBNF file.
+    /// Compiled when the task is read, so a schema keyword Hone cannot enforce fails before any generation.</summary>
+    static (GrammarSpec?, JsonNode?) ReadGrammar(TaskSpecReader r, TaskOrigin origin)
+    {
+        var schemaNode = r.Node("json_schema");
+        string? grammarFile = r.String("grammar");
+        if (schemaNode != null && grammarFile != null) throw new FormatException($"{r.Where}: give \"json_schema\" or \"grammar\", not both");
+        try
+        {
+            if (grammarFile != null)
+            {
+                string path = origin.Resolve(grammarFile);
+                return (new GrammarSpec(Grammar.FromGbnfFile(path)), new JsonObject { ["grammar"] = path });
+            }
+            switch (schemaNode)
+            {
+                case null: return (null, null);
+                case JsonObject inline: return (new GrammarSpec(Grammar.FromJsonSchema(inline)), new JsonObject { ["json_schema"] = inline.DeepClone() });
+                case JsonValue v when v.TryGetValue(out string? file):
+                    string path = origin.Resolve(file);
+                    if (!File.Exists(path)) throw new FormatException($"{r.Where}: json_schema file {path} not found");
+                    var schema = JsonNode.Parse(File.ReadAllText(path)) ?? throw new FormatException($"{r.Where}: {path} holds null, not a schema");
+                    return (new GrammarSpec(Grammar.FromJsonSchema(schema)), new JsonObject { ["json_schema"] = path });
+                default: throw new FormatException($"{r.Where}: \"json_schema\" must be a schema object or a schema file name");
+            }
+        }
+        catch (GrammarException e) { throw new FormatException($"{r.Where}: {e.Message}"); }
+        catch (System.Text.Json.JsonException e) { throw new FormatException($"{r.Where}: json_schema is not JSON: {e.Message}"); }
     }
 
     public static CheckerSpec ReadChecker(TaskSpecReader c)
@@ -107,7 +142,7 @@ public static class SampledTask
             {
                 ctx.Cancel.ThrowIfCancellationRequested();
                 var sampler = d.Sampling with { Seed = TaskSampling.ItemSeed(ctx.Options.Seed, i, s) };
-                var output = generator.Generate(ids, new GenerationOptions(d.MaxTokens, sampler, d.Stop), cancel: ctx.Cancel);
+                var output = generator.Generate(ids, new GenerationOptions(d.MaxTokens, sampler, d.Stop, Grammar: d.Grammar), cancel: ctx.Cancel);
                 string completion = CompletionText.Of(ctx.Tokenizer, ids, output, d.Stop);
                 var check = Checkers.Check(d.Checker, new CheckInput(completion, record, target), settings);
                 if (check.Passed) c++;
@@ -151,6 +186,11 @@ public static class SampledTask
             ["completion_text"] = CompletionText.Description,
             ["target_field"] = d.TargetField,
             ["checker"] = d.Checker.Describe(),
+            ["constrained_decoding"] = d.GrammarSource == null ? null : new JsonObject
+            {
+                ["source"] = d.GrammarSource.DeepClone(),
+                ["rule"] = "each output is sampled from the tokens the grammar allows at each step; it ends when the grammar is complete",
+            },
             ["sandbox"] = d.Checker.Type != "command" ? null : CommandSandbox.Describe(settings.Sandbox),
             ["prompt_truncation"] = PromptBuilder.TruncationRule,
         };

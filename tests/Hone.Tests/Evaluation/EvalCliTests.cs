@@ -196,6 +196,45 @@ public class EvalCliTests
         Assert.Equal("fail", (string)details["first_failure"]!["outcome"]!);
     }
 
+    [Fact]
+    public void Sampled_task_with_a_json_schema_constrains_every_sample()
+    {
+        using var dir = new TempDirectory();
+        WriteLines(dir.File("s.jsonl"),
+            new JsonObject { ["prompt"] = "Where is order 3?", ["answer"] = new JsonObject { ["order"] = 3, ["status"] = "shipped" } },
+            new JsonObject { ["prompt"] = "Where is order 4?", ["answer"] = new JsonObject { ["order"] = 4, ["status"] = "shipped" } });
+        var schema = new JsonObject
+        {
+            ["type"] = "object", ["required"] = new JsonArray("order", "status"),
+            ["properties"] = new JsonObject
+            {
+                ["order"] = new JsonObject { ["type"] = "integer", ["minimum"] = 3, ["maximum"] = 4 },
+                ["status"] = new JsonObject { ["const"] = "shipped" },
+            },
+        };
+        JsonObject Task(JsonNode? constraint) => new()
+        {
+            ["version"] = 1, ["kind"] = "sampled", ["data"] = "s.jsonl", ["n"] = 8, ["k"] = new JsonArray(1), ["max_tokens"] = 60,
+            ["sampling"] = new JsonObject { ["temperature"] = 1.0 }, ["checker"] = new JsonObject { ["type"] = "json" }, ["json_schema"] = constraint,
+        };
+        File.WriteAllText(dir.File("free.json"), Task(null).ToJsonString());
+        File.WriteAllText(dir.File("schema.json"), schema.ToJsonString());
+        File.WriteAllText(dir.File("constrained.json"), Task("schema.json").ToJsonString());
+        var free = Only(Run(TinyChatModel.Path, "--task", dir.File("free.json"), "--out", dir.File("a.json")));
+        var constrained = Only(Run(TinyChatModel.Path, "--task", dir.File("constrained.json"), "--out", dir.File("b.json")));
+        Assert.Equal(0, (int?)free["details"]!["outcomes"]!["pass"] ?? 0);
+        // Every constrained output is a valid object of the schema: the json checker finds the right order about half the time, never invalid JSON.
+        Assert.Null(constrained["details"]!["outcomes"]!["invalid_json"]);
+        Assert.Equal(16, (int?)constrained["details"]!["outcomes"]!["pass"] + ((int?)constrained["details"]!["outcomes"]!["fail"] ?? 0));
+        Assert.InRange(Metric(constrained, "pass@1"), 0.1, 0.9);
+        Assert.EndsWith("schema.json", (string)constrained["protocol"]!["constrained_decoding"]!["source"]!["json_schema"]!);
+
+        File.WriteAllText(dir.File("bad.json"), Task(new JsonObject { ["type"] = "object", ["patternProperties"] = new JsonObject() }).ToJsonString());
+        var r = HoneCli.Run("eval", TinyChatModel.Path, "--task", dir.File("bad.json"), "--out", dir.File("c.json"));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("keyword 'patternProperties' is not supported", r.Stderr);
+    }
+
     static BigInteger Choose(int n, int k)
     {
         if (k < 0 || k > n) return 0;
