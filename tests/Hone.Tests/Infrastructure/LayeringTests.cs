@@ -14,7 +14,7 @@ namespace Hone.Tests.Infrastructure;
 public sealed class LayeringTests
 {
     static readonly string[] Order =
-        ["Tensors", "Formats", "Templates", "Tokenization", "Model", "Inference", "Batching", "Transforms", "Training", "Evaluation", "DataTools",
+        ["Tensors", "Formats", "Templates", "Tokenization", "Grammars", "ToolCalls", "Model", "Inference", "Batching", "Transforms", "Training", "Evaluation", "DataTools",
          "Synthetic", "Workflows", "Clients", "Server"];
 
     static string RepositoryRoot()
