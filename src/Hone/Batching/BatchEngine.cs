@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using System.Threading.Channels;
+using Hone.Grammars;
 using Hone.Inference;
 using Hone.Model;
 using Hone.Tensors;
@@ -262,6 +263,8 @@ public sealed class BatchEngine : IDisposable
             throw new RequestRejectedException(RejectReason.Invalid, $"top_logprobs must be at most {SequenceRequest.MaxTopLogprobs}, found {r.TopLogprobs}", "top_logprobs");
         try { r.Sampler.Validate(); }
         catch (ArgumentException e) { throw new RequestRejectedException(RejectReason.Invalid, e.Message, null); }
+        if (r.Grammar != null && _tokenizer == null)
+            throw new RequestRejectedException(RejectReason.Invalid, "a grammar needs the model's tokenizer, and this engine has none", "response_format");
     }
 
     void Enqueue(SequenceRequest request, SequenceHandle handle, CancellationToken cancel, bool embedding, TaskCompletionSource<float[]>? embeddingResult)
@@ -300,6 +303,8 @@ public sealed class BatchEngine : IDisposable
         public int Index { get; } = index;
         /// <summary>The sampler's working buffer [V], reused by every sequence of the slot.</summary>
         public (int Id, float Logit)[] Candidates { get; } = new (int, float)[vocab];
+        /// <summary>The grammar's token mask [V / 64], reused by every constrained sequence of the slot.</summary>
+        public ulong[]? Mask;
         public long LastUsed;
         /// <summary>The prompt whose keys and values the slot holds from position 0 (prompt rows only: decode rows are
         /// never reused, since a fresh run computes those positions as prompt rows).</summary>
@@ -316,6 +321,7 @@ public sealed class BatchEngine : IDisposable
         public required Slot Slot;
         public required Sampler Sampler;
         public required StreamingDecoder? Decoder;
+        public GrammarConstraint? Constraint;
         public required string[] Stops;
         public int[] Prompt = [];
         public int Computed;         // tokens whose keys and values are in the slot
@@ -426,6 +432,12 @@ public sealed class BatchEngine : IDisposable
             StartedTicks = Stopwatch.GetTimestamp(), HiddenSum = next.Embedding ? new double[Config.HiddenSize] : null,
         };
         foreach (var t in prompt) active.Sampler.Accept(t);
+        if (r.Grammar is { } grammar)
+        {
+            var vocabulary = TokenVocabulary.For(_tokenizer!);
+            active.Constraint = new GrammarConstraint(grammar, vocabulary);
+            s.Mask ??= new ulong[vocabulary.MaskWords];
+        }
         s.Sequence = active;
         actives.Add(active);
         Interlocked.Increment(ref _active);
@@ -509,9 +521,10 @@ public sealed class BatchEngine : IDisposable
         foreach (var a in _ran)
         {
             try { Advance(a, actives); }
-            catch (NonFiniteException e)
+            catch (Exception e) when (e is NonFiniteException or GrammarException or InvalidOperationException)
             {
-                // This sequence's logits broke (its adapter, or the model on its text): it fails alone.
+                // This sequence's logits broke (its adapter, or the model on its text), or its grammar could not go on
+                // with this vocabulary: it fails alone.
                 Fail(a, e);
                 actives.Remove(a);
             }
@@ -537,13 +550,15 @@ public sealed class BatchEngine : IDisposable
         if (a.Generated >= r.MaxTokens) { End(a, actives, "length"); return; }
         var logits = _logits.AsSpan(a.LogitsRow * Config.VocabSize, _sampleable);
         int token;
-        try { token = a.Sampler.Sample(logits); }
+        if (a.Constraint is { IsComplete: true }) { End(a, actives, "stop"); return; }
+        try { token = a.Sampler.Sample(logits, a.Constraint != null && a.Constraint.TryFillAllowed(a.Slot.Mask) ? a.Slot.Mask : default); }
         catch (NonFiniteException)
         {
             throw new NonFiniteException($"the logits after {a.Computed} tokens are not finite (NaN or infinity)" +
                 (a.Pending.Adapter is { } adapter ? $" with the adapter '{adapter.Name}' ({adapter.Path})" : ""), null, []);
         }
         if (a.FirstTokenTicks == 0) a.FirstTokenTicks = Stopwatch.GetTimestamp();
+        a.Constraint?.Accept(token);
         if (r.StopAtEndOfTurn && _endOfTurn.Contains(token)) { End(a, actives, "stop"); return; }
         a.Generated++;
         a.Sampler.Accept(token);

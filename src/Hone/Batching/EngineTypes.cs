@@ -1,3 +1,4 @@
+using Hone.Grammars;
 using Hone.Inference;
 using Hone.Tensors;
 
@@ -38,6 +39,9 @@ public sealed record SequenceRequest
     /// the k most likely tokens at each step. Log-probabilities are the model's (log-softmax of the raw logits, before
     /// penalties, temperature and truncation).</summary>
     public int TopLogprobs { get; init; } = -1;
+    /// <summary>The output must match this grammar (from the first token, or from its trigger when lazy); the sequence
+    /// ends with "stop" when the grammar is complete, "length" when max tokens come first.</summary>
+    public GrammarSpec? Grammar { get; init; }
 
     public const int MaxTopLogprobs = 20;
 }

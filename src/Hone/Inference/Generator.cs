@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Hone.Grammars;
 using Hone.Model;
 using Hone.Tokenization;
 
@@ -6,8 +7,10 @@ namespace Hone.Inference;
 
 /// <param name="StopStrings">generation ends before the first occurrence of any of these in the output text</param>
 /// <param name="StopAtEndOfTurn">end on EOS or an end-of-turn token (which is not part of the text)</param>
+/// <param name="Grammar">the output must match this grammar (from the first token, or from a trigger when lazy); the
+/// sequence ends ("stop") when the grammar is complete</param>
 public sealed record GenerationOptions(int MaxTokens = 256, SamplerOptions? Sampler = null, IReadOnlyList<string>? StopStrings = null,
-    bool StopAtEndOfTurn = true);
+    bool StopAtEndOfTurn = true, GrammarSpec? Grammar = null);
 
 /// <param name="FinishReason">"stop" (end of turn or a stop string), "length" (max tokens) or "cancelled"</param>
 /// <param name="Ids">the generated ids (the end-of-turn token excluded)</param>
@@ -55,6 +58,8 @@ public sealed class Generator
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens (a model needs at least BOS)");
         var sampler = new Sampler(options.Sampler ?? SamplerOptions.Greedy);
+        var constraint = options.Grammar is { } spec ? new GrammarConstraint(spec, TokenVocabulary.For(_tokenizer)) : null;
+        var mask = constraint != null ? new ulong[TokenVocabulary.For(_tokenizer).MaskWords] : null;
         if (prompt.Count + 1 > _model.MaxContext)
             throw new ArgumentException($"the prompt has {prompt.Count} tokens; the context holds {_model.MaxContext}");
         // Reuse the cache for the common prefix; at least one token must run to produce logits.
@@ -81,7 +86,9 @@ public sealed class Generator
         for (int i = 0; i < options.MaxTokens; i++)
         {
             if (cancel.IsCancellationRequested) { reason = "cancelled"; break; }
-            int token = SampleOrDiagnose(sampler);
+            if (constraint is { IsComplete: true }) { reason = "stop"; break; }
+            int token = SampleOrDiagnose(sampler, constraint != null && constraint.TryFillAllowed(mask) ? mask : default);
+            constraint?.Accept(token);
             if (options.StopAtEndOfTurn && _endOfTurn.Contains(token)) { reason = "stop"; break; }
             generated.Add(token);
             sampler.Accept(token);
@@ -110,9 +117,9 @@ public sealed class Generator
 
     /// <summary>Samples; when the logits are not finite, reruns the cached context layer by layer to say where they broke
     /// (the cache is lost either way).</summary>
-    int SampleOrDiagnose(Sampler sampler)
+    int SampleOrDiagnose(Sampler sampler, ReadOnlySpan<ulong> allowed)
     {
-        try { return sampler.Sample(_logits.AsSpan(0, _sampleable)); }
+        try { return sampler.Sample(_logits.AsSpan(0, _sampleable), allowed); }
         catch (NonFiniteException)
         {
             var context = _cached.ToArray();

@@ -56,24 +56,52 @@ public sealed class Sampler
     /// <summary>Choose the next token from one row of logits [V]. Does not modify <paramref name="logits"/>. Throws
     /// <see cref="Model.NonFiniteException"/> when a logit is NaN or infinite (argmax over NaN would quietly pick token 0):
     /// the copy into the candidates checks them, no extra pass.</summary>
-    public int Sample(ReadOnlySpan<float> logits)
+    public int Sample(ReadOnlySpan<float> logits) => Sample(logits, default);
+
+    /// <summary>Choose the next token among the allowed ones: bit i of <paramref name="allowed"/> set when id i may be
+    /// chosen (a grammar's mask); every stage of the chain then works on those tokens only. An empty span allows all.</summary>
+    /// <exception cref="InvalidOperationException">the mask allows no token of these logits</exception>
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<ulong> allowed)
     {
-        var o = _options;
         int v = logits.Length;
         if (_candidates.Length < v) _candidates = new (int, float)[v];
         var c = _candidates.AsSpan(0, v);
         bool finite = true;
-        for (int i = 0; i < v; i++)
+        if (allowed.IsEmpty)
         {
-            float logit = logits[i];
-            finite &= float.IsFinite(logit);
-            c[i] = (i, logit);
+            for (int i = 0; i < v; i++)
+            {
+                float logit = logits[i];
+                finite &= float.IsFinite(logit);
+                c[i] = (i, logit);
+            }
+        }
+        else
+        {
+            int n = 0;
+            for (int w = 0; w < allowed.Length && w * 64 < v; w++)
+                for (ulong bits = allowed[w]; bits != 0; bits &= bits - 1)
+                {
+                    int i = w * 64 + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                    if (i >= v) break;
+                    float logit = logits[i];
+                    finite &= float.IsFinite(logit);
+                    c[n++] = (i, logit);
+                }
+            if (n == 0) throw new InvalidOperationException("the grammar allows no token here (the vocabulary cannot write what it needs next)");
+            c = c[..n];
         }
         if (!finite) throw new Model.NonFiniteException("the logits are not finite (NaN or infinity)", null, []);
+        return Choose(c);
+    }
+
+    int Choose(Span<(int Id, float Logit)> c)
+    {
+        var o = _options;
         ApplyPenalties(c);
         if (o.Temperature == 0) return ArgMax(c);
 
-        int n = v;
+        int n = c.Length;
         if (o.TopK > 0 && o.TopK < n) { PartialSortDescending(c, o.TopK); n = o.TopK; c = c[..n]; }
         else c.Sort((a, b) => b.Logit.CompareTo(a.Logit));
 
@@ -111,15 +139,29 @@ public sealed class Sampler
         int from = o.PenaltyWindow < 0 ? 0 : Math.Max(0, _history.Count - o.PenaltyWindow);
         _counts.Clear();
         for (int i = from; i < _history.Count; i++) _counts[_history[i]] = _counts.GetValueOrDefault(_history[i]) + 1;
+        // Candidates are in id order; with a mask some ids are missing, so find each by binary search.
         foreach (var (id, count) in _counts)
         {
-            if ((uint)id >= (uint)c.Length) continue;
-            float l = c[id].Logit;
+            int at = c.Length > id && c[id].Id == id ? id : BinarySearch(c, id);
+            if (at < 0) continue;
+            float l = c[at].Logit;
             // CTRL-style repetition penalty: shrink positive logits, grow negative ones.
             l = l > 0 ? l / o.RepetitionPenalty : l * o.RepetitionPenalty;
             l -= count * o.FrequencyPenalty + o.PresencePenalty;
-            c[id] = (id, l);
+            c[at] = (id, l);
         }
+    }
+
+    static int BinarySearch(Span<(int Id, float Logit)> c, int id)
+    {
+        int lo = 0, hi = c.Length - 1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (c[mid].Id == id) return mid;
+            if (c[mid].Id < id) lo = mid + 1; else hi = mid - 1;
+        }
+        return -1;
     }
 
     static int ArgMax(Span<(int Id, float Logit)> c)

@@ -65,6 +65,37 @@ readonly record struct DecoderStep(DecoderKind Kind, string A = "", string B = "
         return string.Concat(tokens);
     }
 
+    /// <summary>The bytes one token adds to the text in the middle of a sequence: the chain applied to the piece alone,
+    /// without what only the start of a text gets (a stripped or dropped leading space). Null for a chain Hone cannot
+    /// decode piece by piece (none: pieces are joined with spaces).</summary>
+    public static byte[] PieceBytes(IReadOnlyList<DecoderStep> chain, string piece)
+    {
+        string text = piece;
+        foreach (var step in chain)
+        {
+            switch (step.Kind)
+            {
+                case DecoderKind.ByteLevel:
+                    bool mapped = true;
+                    foreach (char c in text) mapped &= ByteLevelAlphabet.ByteOf(c) >= 0;
+                    if (!mapped) return Encoding.UTF8.GetBytes(text);
+                    var bytes = new byte[text.Length];
+                    for (int i = 0; i < text.Length; i++) bytes[i] = (byte)ByteLevelAlphabet.ByteOf(text[i]);
+                    return bytes;
+                case DecoderKind.ByteFallback:
+                    if (Vocabulary.IsByteTokenText(text)) return [Convert.ToByte(text.Substring(3, 2), 16)];
+                    break;
+                case DecoderKind.Replace:
+                    text = text.Replace(step.A, step.B, StringComparison.Ordinal);
+                    break;
+                case DecoderKind.Metaspace:
+                    text = text.Replace(step.A, " ", StringComparison.Ordinal);
+                    break;
+            }
+        }
+        return Encoding.UTF8.GetBytes(text);
+    }
+
     static string ByteLevel(List<string> tokens, out bool incompleteTail)
     {
         var bytes = new ArrayBufferWriter<byte>();

@@ -158,6 +158,15 @@ public sealed class Tokenizer
         return _vocab.Pieces[id];
     }
 
+    /// <summary>The bytes a token adds to a text in the middle of a sequence (byte tokens give their byte; SentencePiece's
+    /// "▁" gives a space), which is what grammars match generated output against. A piece that is part of a UTF-8
+    /// character gives just its bytes.</summary>
+    public byte[] TokenBytes(int id)
+    {
+        CheckId(id);
+        return _decoder.Length == 0 ? System.Text.Encoding.UTF8.GetBytes(_vocab.Pieces[id]) : DecoderStep.PieceBytes(_decoder, _vocab.Pieces[id]);
+    }
+
     public TokenType GetTokenType(int id)
     {
         CheckId(id);

@@ -1,0 +1,65 @@
+using System.Runtime.CompilerServices;
+using Hone.Tokenization;
+
+namespace Hone.Grammars;
+
+/// <summary>
+/// A tokenizer's tokens as the bytes they add to the output, sorted so that tokens sharing a prefix sit together: a
+/// mask walks them as a trie, stepping the grammar once per distinct prefix and skipping every token under a prefix
+/// the grammar rejects. Built once per tokenizer (<see cref="For"/>).
+/// </summary>
+public sealed class TokenVocabulary
+{
+    static readonly ConditionalWeakTable<Tokenizer, TokenVocabulary> Cache = new();
+
+    internal readonly byte[][] Bytes;      // [id] → bytes
+    internal readonly bool[] Special;      // [id] special or control: matched only where a grammar literal spells it
+    internal readonly string[] SpecialText;// [id] the token's text when special (else null)
+    internal readonly int[] Sorted;        // ids with bytes, ordered by their bytes
+    internal readonly int[] CommonPrefix;  // [i] bytes Sorted[i] shares with Sorted[i - 1]
+    readonly int[] _endIds;
+
+    TokenVocabulary(Tokenizer tokenizer)
+    {
+        int v = tokenizer.VocabSize;
+        Count = v;
+        Bytes = new byte[v][];
+        Special = new bool[v];
+        SpecialText = new string[v];
+        var ends = tokenizer.EndOfTurnIds.ToHashSet();
+        if (tokenizer.EosId is int eos) ends.Add(eos);
+        _endIds = ends.Where(id => id >= 0 && id < v).Order().ToArray();
+        var withBytes = new List<int>(v);
+        for (int id = 0; id < v; id++)
+        {
+            var type = tokenizer.GetTokenType(id);
+            bool special = tokenizer.IsSpecial(id) || type is TokenType.Control or TokenType.Unknown || ends.Contains(id);
+            Special[id] = special;
+            if (special) SpecialText[id] = tokenizer.TokenText(id);
+            Bytes[id] = ends.Contains(id) ? [] : tokenizer.TokenBytes(id);
+            if (Bytes[id].Length > 0) withBytes.Add(id);
+        }
+        Sorted = withBytes.ToArray();
+        Array.Sort(Sorted, (a, b) => Bytes[a].AsSpan().SequenceCompareTo(Bytes[b]));
+        CommonPrefix = new int[Sorted.Length];
+        for (int i = 1; i < Sorted.Length; i++)
+            CommonPrefix[i] = Bytes[Sorted[i - 1]].AsSpan().CommonPrefixLength(Bytes[Sorted[i]]);
+    }
+
+    /// <summary>The vocabulary of a tokenizer (built on first use, then shared).</summary>
+    public static TokenVocabulary For(Tokenizer tokenizer) => Cache.GetValue(tokenizer, t => new TokenVocabulary(t));
+
+    /// <summary>Token ids 0..Count-1.</summary>
+    public int Count { get; }
+
+    /// <summary>Words of a token mask: one bit per id.</summary>
+    public int MaskWords => (Count + 63) / 64;
+
+    /// <summary>EOS and the end-of-turn tokens: allowed exactly when the grammar has matched a whole root.</summary>
+    public ReadOnlySpan<int> EndIds => _endIds;
+
+    public bool IsEnd(int id) => Array.BinarySearch(_endIds, id) >= 0;
+
+    /// <summary>The bytes token <paramref name="id"/> adds to the output (empty for EOS / end of turn).</summary>
+    public ReadOnlySpan<byte> TokenBytes(int id) => Bytes[id];
+}
