@@ -73,6 +73,24 @@ public class ToolCallGrammarTests
         Assert.False(recognizer.Accepts(hermes.WriteCalls([Calls[0]])));
     }
 
+    [Theory]
+    [InlineData("hermes")]
+    [InlineData("mistral")]
+    [InlineData("llama3-json")]
+    public void With_the_grammar_engine_the_calls_follow_the_tools_schemas(string name)
+    {
+        var format = ToolCallFormat.All.Single(f => f.Name == name);
+        var builder = new Hone.Grammars.GbnfBuilder(new Hone.Grammars.JsonSchemaOptions(AdditionalPropertiesDefault: false));
+        var text = builder.Build(format.AddCallRules(builder, Tools, parallel: true));
+        var grammar = Hone.Grammars.Grammar.ParseGbnf(text, name);
+        ToolCall[] calls = [new("abcdefghi", "get_weather", """{"city": "Saint-Étienne \"42\""}"""), new("ABCDEF123", "search", """{"query": "tides\nBrest"}""")];
+        foreach (var call in calls) Assert.True(grammar.Matches(format.WriteCalls([call])), $"{format.WriteCalls([call])}\nnot matched by\n{text}");
+        if (format.SupportsParallelCalls) Assert.True(grammar.Matches(format.WriteCalls(calls)));
+        Assert.False(grammar.Matches(format.WriteCalls([new("abcdefghi", "get_weather", """{"city": "Oslo", "extra": 1}""")]))); // strict arguments
+        Assert.False(grammar.Matches(format.WriteCalls([new("abcdefghi", "get_weather", """{"city": 5}""")])));
+        Assert.False(grammar.Matches(format.WriteCalls([new("abcdefghi", "delete_everything", "{}")])));
+    }
+
     [Fact]
     public void Literals_escape_what_gbnf_escapes()
     {
