@@ -1,3 +1,4 @@
+using Hone.Grammars;
 using System.Text.Json;
 
 namespace Hone.ToolCalls;
@@ -44,12 +45,12 @@ internal sealed class HermesFormat : OpenerFormat
         return JsonText.ArgumentsText(arguments) is { } a ? new RawCall(n, a, null) : null;
     }
 
-    public override string AddCallRules(GbnfRuleSink rules, IReadOnlyList<ToolDefinition> tools, bool parallel)
+    public override string AddCallRules(GbnfBuilder rules, IReadOnlyList<ToolDefinition> tools, bool parallel)
     {
         AddPerToolRules(rules, tools, (tool, arguments) =>
-            $"{GbnfRuleSink.Literal($"{{\"name\": \"{tool.Name}\", \"arguments\": ")} {arguments} {GbnfRuleSink.Literal("}")}");
-        string one = $"{GbnfRuleSink.Literal("<tool_call>\n")} tool-call {GbnfRuleSink.Literal("\n</tool_call>")}";
-        rules.AddRule("tool-calls", parallel ? $"{one} ({GbnfRuleSink.Literal("\n")} {one})*" : one);
+            $"{GbnfBuilder.Literal($"{{\"name\": \"{tool.Name}\", \"arguments\": ")} {arguments} {GbnfBuilder.Literal("}")}");
+        string one = $"{GbnfBuilder.Literal("<tool_call>\n")} tool-call {GbnfBuilder.Literal("\n</tool_call>")}";
+        rules.AddRule("tool-calls", parallel ? $"{one} ({GbnfBuilder.Literal("\n")} {one})*" : one);
         return "tool-calls";
     }
 }

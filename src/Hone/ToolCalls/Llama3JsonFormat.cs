@@ -1,3 +1,4 @@
+using Hone.Grammars;
 using System.Text.Json;
 
 namespace Hone.ToolCalls;
@@ -53,10 +54,10 @@ internal sealed class Llama3JsonFormat : ToolCallFormat
         return count == 2 && name is { Length: > 0 } && arguments != null ? new RawCall(name, arguments, null) : null;
     }
 
-    public override string AddCallRules(GbnfRuleSink rules, IReadOnlyList<ToolDefinition> tools, bool parallel)
+    public override string AddCallRules(GbnfBuilder rules, IReadOnlyList<ToolDefinition> tools, bool parallel)
     {
         AddPerToolRules(rules, tools, (tool, arguments) =>
-            $"{GbnfRuleSink.Literal($"{{\"name\": \"{tool.Name}\", \"parameters\": ")} {arguments} {GbnfRuleSink.Literal("}")}");
+            $"{GbnfBuilder.Literal($"{{\"name\": \"{tool.Name}\", \"parameters\": ")} {arguments} {GbnfBuilder.Literal("}")}");
         rules.AddRule("tool-calls", "tool-call");
         return "tool-calls";
     }

@@ -1,3 +1,4 @@
+using Hone.Grammars;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -45,12 +46,12 @@ internal sealed class MistralFormat : OpenerFormat
         return calls.Count == 0 ? (ReadStatus.Invalid, end, []) : (ReadStatus.Complete, end, calls);
     }
 
-    public override string AddCallRules(GbnfRuleSink rules, IReadOnlyList<ToolDefinition> tools, bool parallel)
+    public override string AddCallRules(GbnfBuilder rules, IReadOnlyList<ToolDefinition> tools, bool parallel)
     {
         rules.AddRule("tool-call-id", string.Join(" ", Enumerable.Repeat("[a-zA-Z0-9]", 9)));
         AddPerToolRules(rules, tools, (tool, arguments) =>
-            $"{GbnfRuleSink.Literal($"{{\"name\": \"{tool.Name}\", \"arguments\": ")} {arguments} {GbnfRuleSink.Literal(", \"id\": \"")} tool-call-id {GbnfRuleSink.Literal("\"}")}");
-        rules.AddRule("tool-calls", $"{GbnfRuleSink.Literal("[TOOL_CALLS][")} tool-call{(parallel ? $" ({GbnfRuleSink.Literal(", ")} tool-call)*" : "")} {GbnfRuleSink.Literal("]")}");
+            $"{GbnfBuilder.Literal($"{{\"name\": \"{tool.Name}\", \"arguments\": ")} {arguments} {GbnfBuilder.Literal(", \"id\": \"")} tool-call-id {GbnfBuilder.Literal("\"}")}");
+        rules.AddRule("tool-calls", $"{GbnfBuilder.Literal("[TOOL_CALLS][")} tool-call{(parallel ? $" ({GbnfBuilder.Literal(", ")} tool-call)*" : "")} {GbnfBuilder.Literal("]")}");
         return "tool-calls";
     }
 }

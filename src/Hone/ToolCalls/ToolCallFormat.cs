@@ -42,11 +42,8 @@ public abstract class ToolCallFormat
     /// behind <paramref name="rules"/> should default additionalProperties to false (strict tool arguments). Add once per grammar.
     /// </summary>
     /// <param name="parallel">several calls in one turn (ignored where the template renders only one)</param>
-    public abstract string AddCallRules(GbnfRuleSink rules, IReadOnlyList<ToolDefinition> tools, bool parallel);
+    public abstract string AddCallRules(GbnfBuilder rules, IReadOnlyList<ToolDefinition> tools, bool parallel);
 
-    /// <inheritdoc cref="AddCallRules(GbnfRuleSink, IReadOnlyList{ToolDefinition}, bool)"/>
-    public string AddCallRules(GbnfBuilder builder, IReadOnlyList<ToolDefinition> tools, bool parallel) =>
-        AddCallRules(new GbnfRuleSink(builder.AddJsonSchema, builder.AddRule), tools, parallel);
 
     /// <summary>Reads the next settled piece of <paramref name="text"/> from <paramref name="position"/>: content that no
     /// later text can turn into a call, a whole call (or several), or whitespace dropped beside calls. Null when it must
@@ -212,7 +209,7 @@ public abstract class ToolCallFormat
 
     /// <summary>Each tool's call rule (<paramref name="callBody"/> given the tool and its arguments rule) and one
     /// <c>tool-call</c> rule choosing between them.</summary>
-    protected static void AddPerToolRules(GbnfRuleSink rules, IReadOnlyList<ToolDefinition> tools, Func<ToolDefinition, string, string> callBody)
+    protected static void AddPerToolRules(GbnfBuilder rules, IReadOnlyList<ToolDefinition> tools, Func<ToolDefinition, string, string> callBody)
     {
         if (tools.Count == 0) throw new ArgumentException("a tool-call grammar needs at least one tool");
         var alternatives = new List<string>();
