@@ -28,6 +28,17 @@ internal static class BenchCommand
                           "with their own pp-token prompts and tg generated tokens at once; reports generated tokens/s over the whole run (prefill " +
                           "included) and in the decode phase",
         };
+        var grammarCost = new Option<bool>("--grammar-cost")
+        {
+            Description = "measure constrained decoding instead: per grammar (a nested object schema, an enum-heavy schema, 10 tools in Hermes " +
+                          "calls), the token-mask cost per generated token as a share of a decode step, cold and warm, and the compile time; " +
+                          "random --shape weights with the vocabulary of --tokenizer",
+        };
+        var tokenizerPath = new Option<string?>("--tokenizer")
+        {
+            Description = "--grammar-cost: the tokenizer (a Hugging Face directory or tokenizer.json, a .gguf, or a folder with Llama 3's encoder.json and vocab.bpe)",
+        };
+        var outputs = new Option<int>("--outputs") { Description = "--grammar-cost: outputs per grammar (the first is cold)", DefaultValueFactory = _ => 8 }.Within(1, 10_000);
         var precision = CliSupport.Precision(measuring: false);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
@@ -39,7 +50,7 @@ internal static class BenchCommand
             "With --serve URL it is a load generator for a running OpenAI-compatible server instead (hone serve, llama-server, vLLM): " +
             "streaming clients at each --clients level, reporting generated tokens/s, TTFT and TPOT p50/p99.\n" + ServeBenchmark.ProtocolText)
         {
-            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, precision, threads, json,
+            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, grammarCost, tokenizerPath, outputs, precision, threads, json,
         };
         serve.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -52,6 +63,8 @@ internal static class BenchCommand
             }
             foreach (var o in serve.Only)
                 if (Given(r, o)) throw new ArgumentException($"{o.Name} goes with --serve URL");
+            if (r.GetValue(grammarCost)) return GrammarBench(r, r.GetValue(tokenizerPath), shape, type, outputs, threads, json);
+            if (Given(r, tokenizerPath) || Given(r, outputs)) throw new ArgumentException("--tokenizer and --outputs go with --grammar-cost");
             if (r.GetValue(train) is string method) return TrainBench(r, method, shape, batch, seqLen, loraR, reps, checkpointActivations, threads, json);
             if (r.GetValue(parallel) is string list) return ParallelBench(r, list, model, shape, type, prompt, gen, reps, precision, threads, json);
             var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
@@ -118,6 +131,50 @@ internal static class BenchCommand
     }
 
     static bool Given(ParseResult r, Option o) => r.GetResult(o) is { Implicit: false };
+
+    static int GrammarBench(ParseResult r, string? tokenizerPath, Option<string> shape, Option<string?> type, Option<int> outputs, Option<int> threads, Option<bool> json)
+    {
+        if (tokenizerPath == null) throw new ArgumentException("--grammar-cost needs --tokenizer (the vocabulary decides the mask's cost)");
+        var tokenizer = LoadTokenizer(tokenizerPath);
+        var result = GrammarBenchmark.Run(new GrammarBenchOptions(tokenizer, tokenizerPath, r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)),
+            r.GetValue(threads), r.GetValue(outputs)), m => Console.Error.WriteLine(m));
+        if (r.GetValue(json))
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                model = result.Model, tokenizer = result.TokenizerName, vocabulary = result.Vocabulary, threads = result.Threads, vocabulary_index_ms = result.VocabularyMs,
+                cases = result.Cases.Select(c => new
+                {
+                    name = c.Name, compile_ms = c.CompileMs, outputs = c.Outputs, tokens = c.Tokens, completed = c.Completed, decode_ms_per_token = c.DecodeMsPerToken,
+                    mask_ms_per_token_cold = c.MaskMsPerTokenCold, mask_ms_per_token_warm = c.MaskMsPerTokenWarm, mask_ms_per_token_all = c.MaskMsPerTokenAll,
+                    share_cold = c.ShareCold, share_warm = c.ShareWarm, share_all = c.ShareAll, sample_ms_per_token = c.SampleMsPerToken, masks_computed = c.MasksComputed,
+                }),
+                protocol = GrammarBenchResult.Protocol,
+            }, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        Console.WriteLine($"model {result.Model}  tokenizer {result.TokenizerName} ({result.Vocabulary} tokens)  threads {result.Threads}  vocabulary index {result.VocabularyMs:F0} ms");
+        Console.WriteLine($"{"grammar",-26} {"compile ms",10} {"decode ms",10} {"mask µs cold",13} {"share",7} {"mask µs warm",13} {"share",7} {"masks",6} {"tokens",7}");
+        foreach (var c in result.Cases)
+            Console.WriteLine($"{c.Name,-26} {c.CompileMs,10:F1} {c.DecodeMsPerToken,10:F2} {c.MaskMsPerTokenCold * 1000,13:F0} {c.ShareCold,7:P1} {c.MaskMsPerTokenWarm * 1000,13:F0} {c.ShareWarm,7:P1} {c.MasksComputed,6} {c.Tokens,7}");
+        Console.WriteLine(GrammarBenchResult.Protocol);
+        return 0;
+    }
+
+    static Hone.Tokenization.Tokenizer LoadTokenizer(string path)
+    {
+        if (File.Exists(path) && path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            using var gguf = Hone.Formats.GgufFile.Open(path);
+            return Hone.Tokenization.Tokenizer.FromGguf(gguf);
+        }
+        if (File.Exists(path)) return Hone.Tokenization.Tokenizer.FromHuggingFace(path);
+        if (!Directory.Exists(path)) throw new FileNotFoundException($"{path}: no tokenizer file or folder there", path);
+        if (File.Exists(Path.Combine(path, "tokenizer.json"))) return Hone.Tokenization.Tokenizer.FromHuggingFaceDirectory(path);
+        if (File.Exists(Path.Combine(path, "encoder.json")) && File.Exists(Path.Combine(path, "vocab.bpe")))
+            return Hone.Tokenization.Tokenizer.FromLlama3Files(Path.Combine(path, "encoder.json"), Path.Combine(path, "vocab.bpe"));
+        throw new FileNotFoundException($"{path}: holds no tokenizer.json, nor Llama 3's encoder.json and vocab.bpe", path);
+    }
 
     /// <summary>The load generator's options (bench --serve).</summary>
     sealed class ServeOptions

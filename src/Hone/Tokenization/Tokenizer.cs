@@ -149,6 +149,28 @@ public sealed class Tokenizer
         IReadOnlyDictionary<string, int>? specialTokens = null, string? bosToken = null, string? eosToken = null) =>
         HuggingFaceTokenizerLoader.LoadGpt2Files(vocabJsonPath, mergesPath, kind, specialTokens, bosToken, eosToken);
 
+    /// <summary>Llama 3's tokenizer from its BPE files as tiktoken-converted dumps ship them (encoder.json with the 128,000
+    /// byte-level tokens, vocab.bpe), with Meta's 256 special tokens at 128000..128255 (&lt;|begin_of_text|&gt;,
+    /// &lt;|eot_id|&gt; = 128009, ...; the unnamed ones &lt;|reserved_special_token_N|&gt;): 128,256 tokens.</summary>
+    public static Tokenizer FromLlama3Files(string encoderJsonPath, string vocabBpePath) =>
+        FromGpt2Files(encoderJsonPath, vocabBpePath, PreTokenizerKind.Llama3, Llama3SpecialTokens(), bosToken: "<|begin_of_text|>", eosToken: "<|eot_id|>");
+
+    /// <summary>Meta's Llama 3 special tokens, content → id (128000..128255).</summary>
+    public static Dictionary<string, int> Llama3SpecialTokens()
+    {
+        var named = new Dictionary<int, string>
+        {
+            [128000] = "<|begin_of_text|>", [128001] = "<|end_of_text|>", [128004] = "<|finetune_right_pad_id|>",
+            [128006] = "<|start_header_id|>", [128007] = "<|end_header_id|>", [128008] = "<|eom_id|>",
+            [128009] = "<|eot_id|>", [128010] = "<|python_tag|>",
+        };
+        var result = new Dictionary<string, int>();
+        int reserved = 0;
+        for (int id = 128000; id < 128256; id++)
+            result[named.TryGetValue(id, out var n) ? n : $"<|reserved_special_token_{reserved++}|>"] = id;
+        return result;
+    }
+
     // ---- lookups ------------------------------------------------------------------------------------------------
 
     /// <summary>The raw piece of a token as the vocabulary stores it (such as "▁Once", "Ġthe", "&lt;0x0A&gt;").</summary>

@@ -33,25 +33,10 @@ static class TokenizerVectors
         return cases;
     }
 
-    /// <summary>Llama 3 special tokens as the real Llama 3.2 tokenizer has them (ids 128000..128255).</summary>
-    public static Dictionary<string, int> Llama3SpecialTokens()
-    {
-        var named = new Dictionary<int, string>
-        {
-            [128000] = "<|begin_of_text|>", [128001] = "<|end_of_text|>", [128004] = "<|finetune_right_pad_id|>",
-            [128006] = "<|start_header_id|>", [128007] = "<|end_header_id|>", [128008] = "<|eom_id|>",
-            [128009] = "<|eot_id|>", [128010] = "<|python_tag|>",
-        };
-        var result = new Dictionary<string, int>();
-        int reserved = 0;
-        for (int id = 128000; id < 128256; id++)
-            result[named.TryGetValue(id, out var n) ? n : $"<|reserved_special_token_{reserved++}|>"] = id;
-        return result;
-    }
+    public static Dictionary<string, int> Llama3SpecialTokens() => Tokenizer.Llama3SpecialTokens();
 
-    public static Tokenizer Llama3() => Cache.GetOrAdd("llama3", _ => Tokenizer.FromGpt2Files(
-        SharedData.Require("tokenizers/llama3.2-bpe/encoder.json"), SharedData.Require("tokenizers/llama3.2-bpe/vocab.bpe"),
-        PreTokenizerKind.Llama3, Llama3SpecialTokens(), bosToken: "<|begin_of_text|>", eosToken: "<|eot_id|>"));
+    public static Tokenizer Llama3() => Cache.GetOrAdd("llama3", _ => Tokenizer.FromLlama3Files(
+        SharedData.Require("tokenizers/llama3.2-bpe/encoder.json"), SharedData.Require("tokenizers/llama3.2-bpe/vocab.bpe")));
 
     public static Tokenizer Llama2Hf() => Cache.GetOrAdd("llama2-hf", _ => Tokenizer.FromHuggingFaceDirectory(SharedData.Require("tokenizers/llama2-hf")));
     public static Tokenizer Gpt2Hf() => Cache.GetOrAdd("gpt2-hf", _ => Tokenizer.FromHuggingFaceDirectory(SharedData.Require("tokenizers/gpt2-hf")));
