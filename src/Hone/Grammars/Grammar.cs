@@ -24,17 +24,20 @@ public sealed class Grammar
     public const int MaxNodes = 4_000_000, MaxStates = 1_000_000, MaxStacksPerState = 10_000;
 
     readonly Lock _lock = new();
-    // Stack nodes: (position, parent node); parent Bottom = the empty stack below. Interned.
-    const int Bottom = -1;
+    // Stack nodes: (position, parent node); parent Bottom = the empty stack below, Cut = a stack cut off below (for
+    // masks that hold whatever lies below: popping into it "escapes"). Interned.
+    const int Bottom = -1, Cut = -2;
+    // How a set of stacks ends without consuming input: some stack empties (the grammar accepts), or pops into Cut.
+    const int Accepting = 1, Escaping = 2;
     readonly List<int> _nodePosition = new(), _nodeParent = new();
     readonly Dictionary<long, int> _nodes = new();
     // For a node whose position is a byte set: the configuration after that byte is consumed there (memoized).
     readonly List<int[]?> _afterNodes = new();
-    readonly List<bool> _afterAccepts = new();
+    readonly List<int> _afterEnds = new();
     // Configurations: sorted node ids (each at a byte-set position) and whether the stack may be empty (the grammar
     // has matched a whole root). Interned; id 0 is the start.
     readonly List<int[]> _stateNodes = new();
-    readonly List<bool> _stateAccepts = new();
+    readonly List<int> _stateEnds = new();
     readonly Dictionary<StateKey, int> _states = new();
     readonly List<int[]?> _transitions = new(); // [state] → [256] next state, Unknown before computed, Dead when none
     internal const int Dead = -1, Unknown = -2;
@@ -65,10 +68,10 @@ public sealed class Grammar
         RootName = rules.Names[root];
         // The start configuration: the root's alternatives over the empty stack.
         var nodes = new List<int>();
-        bool accepts = false;
+        int ends = 0;
         var visited = new HashSet<long>();
-        foreach (int start in _alternatives[root]) Expand(start, Bottom, visited, nodes, ref accepts);
-        Intern(nodes, accepts);
+        foreach (int start in _alternatives[root]) Expand(start, Bottom, visited, nodes, ref ends);
+        Intern(nodes, ends);
     }
 
     /// <summary>The grammar as GBNF (the source text, or what a schema compiled to).</summary>
@@ -198,31 +201,32 @@ public sealed class Grammar
         _nodePosition.Add(position);
         _nodeParent.Add(parent);
         _afterNodes.Add(null);
-        _afterAccepts.Add(false);
+        _afterEnds.Add(0);
         _nodes[key] = id;
         return id;
     }
 
     /// <summary>Adds the stacks that (position, parent) reaches without consuming input: each ends at a byte set, or
-    /// empties (<paramref name="accepts"/>). A reference followed by the end of its alternative does not push a
-    /// return (tail call), so repetitions run in constant stack depth.</summary>
-    void Expand(int position, int parent, HashSet<long> visited, List<int> nodes, ref bool accepts)
+    /// empties or pops into a cut (<paramref name="ends"/>). A reference followed by the end of its alternative does not
+    /// push a return (tail call), so repetitions run in constant stack depth.</summary>
+    void Expand(int position, int parent, HashSet<long> visited, List<int> nodes, ref int ends)
     {
         if (!visited.Add(((long)position << 32) | (uint)parent)) return;
         int element = _element[position];
         if (element >= 0) { nodes.Add(Node(position, parent)); return; }
         if (element == End)
         {
-            if (parent == Bottom) accepts = true;
-            else Expand(_nodePosition[parent], _nodeParent[parent], visited, nodes, ref accepts);
+            if (parent == Bottom) ends |= Accepting;
+            else if (parent == Cut) ends |= Escaping;
+            else Expand(_nodePosition[parent], _nodeParent[parent], visited, nodes, ref ends);
             return;
         }
         int rule = -element - 2;
         int returnTo = _element[position + 1] == End ? parent : Node(position + 1, parent);
-        foreach (int start in _alternatives[rule]) Expand(start, returnTo, visited, nodes, ref accepts);
+        foreach (int start in _alternatives[rule]) Expand(start, returnTo, visited, nodes, ref ends);
     }
 
-    int Intern(List<int> nodes, bool accepts)
+    int Intern(List<int> nodes, int ends)
     {
         nodes.Sort();
         int w = 0;
@@ -231,13 +235,13 @@ public sealed class Grammar
         nodes.RemoveRange(w, nodes.Count - w);
         if (nodes.Count > MaxStacksPerState)
             throw new GrammarException($"the grammar is too ambiguous: {nodes.Count} parses are alive at once (limit {MaxStacksPerState})");
-        var key = new StateKey(nodes.ToArray(), accepts);
+        var key = new StateKey(nodes.ToArray(), ends);
         if (_states.TryGetValue(key, out int id)) return id;
         if (_stateNodes.Count >= MaxStates)
             throw new GrammarException($"the grammar reached {MaxStates} distinct states (output nested too deep for it)");
         id = _stateNodes.Count;
         _stateNodes.Add(key.Nodes);
-        _stateAccepts.Add(accepts);
+        _stateEnds.Add(ends);
         _transitions.Add(null);
         _states[key] = id;
         return id;
@@ -253,7 +257,7 @@ public sealed class Grammar
         int next = row[b];
         if (next != Unknown) return next;
         var nodes = new List<int>();
-        bool accepts = false;
+        int ends = 0;
         foreach (int node in _stateNodes[state])
         {
             int set = _element[_nodePosition[node]];
@@ -262,35 +266,57 @@ public sealed class Grammar
             if (after == null)
             {
                 var found = new List<int>();
-                bool foundAccepts = false;
-                Expand(_nodePosition[node] + 1, _nodeParent[node], new HashSet<long>(), found, ref foundAccepts);
+                int foundEnds = 0;
+                Expand(_nodePosition[node] + 1, _nodeParent[node], new HashSet<long>(), found, ref foundEnds);
                 after = found.ToArray();
                 _afterNodes[node] = after;
-                _afterAccepts[node] = foundAccepts;
+                _afterEnds[node] = foundEnds;
             }
             nodes.AddRange(after);
-            accepts |= _afterAccepts[node];
+            ends |= _afterEnds[node];
         }
-        next = nodes.Count == 0 && !accepts ? Dead : Intern(nodes, accepts);
+        next = nodes.Count == 0 && ends == 0 ? Dead : Intern(nodes, ends);
         row[b] = next;
         return next;
     }
 
     /// <summary>The grammar may stop here (a whole root has been matched).</summary>
-    internal bool Accepts(int state) => _stateAccepts[state];
+    internal bool Accepts(int state) => (_stateEnds[state] & Accepting) != 0;
+
+    /// <summary>Some stack of a cut state popped into what was cut off: what follows depends on the real stack.</summary>
+    internal bool Escapes(int state) => (_stateEnds[state] & Escaping) != 0;
 
     /// <summary>Nothing more can follow: the output is complete.</summary>
-    internal bool IsComplete(int state) => _stateAccepts[state] && _stateNodes[state].Length == 0;
+    internal bool IsComplete(int state) => Accepts(state) && _stateNodes[state].Length == 0;
+
+    /// <summary>The stacks of a state (node ids).</summary>
+    internal int[] StateNodes(int state) => _stateNodes[state];
+
+    /// <summary>The state holding just one stack.</summary>
+    internal int SingleStackState(int node) => Intern([node], 0);
+
+    /// <summary>The stack of <paramref name="node"/> kept to its top <paramref name="depth"/> frames and cut below (or whole,
+    /// when not deeper): masks computed from it hold for every stack with the same top, except for the tokens that
+    /// reach below it, which <see cref="Escapes"/> marks.</summary>
+    internal int CutStack(int node, int depth)
+    {
+        Span<int> positions = stackalloc int[depth];
+        int n = 0, at = node;
+        while (at >= 0 && n < depth) { positions[n++] = _nodePosition[at]; at = _nodeParent[at]; }
+        int parent = at >= 0 ? Cut : Bottom;
+        for (int i = n - 1; i >= 0; i--) parent = Node(positions[i], parent);
+        return parent;
+    }
 
     internal int StateCount => _stateNodes.Count;
 
-    readonly record struct StateKey(int[] Nodes, bool Accepts)
+    readonly record struct StateKey(int[] Nodes, int Ends)
     {
-        public bool Equals(StateKey other) => Accepts == other.Accepts && Nodes.AsSpan().SequenceEqual(other.Nodes);
+        public bool Equals(StateKey other) => Ends == other.Ends && Nodes.AsSpan().SequenceEqual(other.Nodes);
         public override int GetHashCode()
         {
             var hash = new HashCode();
-            hash.Add(Accepts);
+            hash.Add(Ends);
             foreach (int n in Nodes) hash.Add(n);
             return hash.ToHashCode();
         }
