@@ -195,6 +195,32 @@ CONVERSATIONS = {
             {"role": "tool", "tool_call_id": "call67890", "content": "snow"},
         ],
     },
+    "parallel_tool_calls": {
+        "tools": [WEATHER_TOOL, SEARCH_TOOL],
+        "messages": [
+            {"role": "system", "content": "You can call several tools at once."},
+            {"role": "user", "content": "Weather in Lyon, and search for \"marché\" opening hours?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": CALL_ID,
+                        "type": "function",
+                        "function": {"name": "get_current_weather", "arguments": {"location": "Lyon, France", "unit": "celsius"}},
+                    },
+                    {
+                        "id": "call67890",
+                        "type": "function",
+                        "function": {"name": "search_web", "arguments": {"query": "marché Lyon horaires", "options": {"fresh": True}}},
+                    },
+                ],
+            },
+            {"role": "tool", "tool_call_id": CALL_ID, "name": "get_current_weather", "content": "{\"temperature\": 18, \"unit\": \"celsius\"}"},
+            {"role": "tool", "tool_call_id": "call67890", "name": "search_web", "content": "Open 7:00-13:30, Tuesday to Sunday."},
+            {"role": "assistant", "content": "It is 18 °C in Lyon; the market opens 7:00-13:30, Tuesday to Sunday."},
+        ],
+    },
     "builtin_tools": {
         "tools": [NULLABLE_SEARCH_TOOL],
         "extra": {"builtin_tools": ["brave_search", "code_interpreter", "wolfram_alpha"], "tools_in_user_message": False, "date_string": "01 Jan 2025"},

@@ -6,6 +6,7 @@ using Hone.Model;
 using Hone.Tensors;
 using Hone.Tokenization;
 using Hone.Tokenization.Templates;
+using Hone.ToolCalls;
 
 namespace Hone.Training;
 
@@ -16,7 +17,8 @@ namespace Hone.Training;
 /// SFT — JSONL (or a JSON array) in the OpenAI `messages` shape, Alpaca (`instruction`/`input`/`output`, optional
 /// `system`, `history`) or ShareGPT (`conversations` with `from`/`value`), rendered with the model's chat template
 /// (or a given one, or a plain instruction/response template for base models); only assistant tokens are
-/// targets unless TrainOnPrompt.
+/// targets unless TrainOnPrompt. Records may carry tools (OpenAI `tools`/`tool_calls`/`tool` messages, or ShareGPT's
+/// function_call/observation turns): they train through the template with the tools shown, the calls as targets.
 /// Malformed records are errors naming file and line; with SkipBadLines they are counted and skipped. A data path may
 /// be a folder holding one data file (<see cref="DataPath"/>); CSV rows are records with the header's names as fields.
 /// </summary>
@@ -31,6 +33,14 @@ public static class TrainingDataLoader
         ChatTemplate? template = null;
         string templateName = "";
         if (o.Stage == TrainingStage.Sft) (template, templateName) = ChatConversation.ResolveTemplate(tokenizer, o.Template);
+        // The template's tool-call format, found once when the first record with tools comes (null: it renders none).
+        ToolCallFormat? toolFormat = null;
+        bool toolFormatKnown = false;
+        ToolCallFormat? ToolFormat()
+        {
+            if (!toolFormatKnown) (toolFormat, toolFormatKnown) = (ToolCallFormat.Detect(template!), true);
+            return toolFormat;
+        }
         List<TrainingExample> Read(string path, TrainingStage stage, int limit = 0)
         {
             var examples = new List<TrainingExample>();
@@ -47,10 +57,10 @@ public static class TrainingDataLoader
                     if (error != null) throw new DataFormatException(path, line, error);
                     var example = stage == TrainingStage.Cpt
                         ? Document(tokenizer, (DocumentText)item!)
-                        : Conversation(tokenizer, template!, ChatConversation.ToMessages((JsonNode)item!, path, line), o.TrainOnPrompt);
+                        : Conversation(tokenizer, template!, ChatConversation.ToConversation((JsonNode)item!, path, line), o.TrainOnPrompt, ToolFormat, templateName);
                     if (example.TargetCount > 0) examples.Add(example);
                 }
-                catch (Exception e) when (e is DataFormatException or TemplateException or FormatException or InvalidOperationException or KeyNotFoundException)
+                catch (Exception e) when (e is DataFormatException or TemplateException or FormatException or InvalidOperationException or KeyNotFoundException or ToolFormatException)
                 {
                     if (!o.SkipBadLines) throw e as DataFormatException ?? new DataFormatException(path, line, e.Message);
                     skipped++;
@@ -126,9 +136,20 @@ public static class TrainingDataLoader
         return new TrainingExample(ids, targets);
     }
 
-    static TrainingExample Conversation(Tokenizer tokenizer, ChatTemplate template, JsonArray messages, bool trainOnPrompt)
+    /// <summary>A conversation through the template; one with tools gets them shown and its messages prepared as the
+    /// template's tool-call format needs (the targets are the assistant turns, calls included, never the tool results).</summary>
+    internal static TrainingExample Conversation(Tokenizer tokenizer, ChatTemplate template, ChatRecord record, bool trainOnPrompt, Func<ToolCallFormat?> toolFormat, string templateName)
     {
-        var (ids, isTarget) = ChatConversation.Tokenize(tokenizer, template, messages, trainOnPrompt);
+        var messages = record.Messages;
+        if (record.UsesTools)
+        {
+            var format = toolFormat() ?? throw new InvalidOperationException(
+                $"the record uses tools, but the chat template ({templateName}) renders no tool calls Hone reads " +
+                $"({string.Join(", ", ToolCallFormat.All.Select(f => f.Name))}); give a template that does (--template)");
+            if (record.Tools != null) ToolDefinition.ParseList(record.Tools);
+            messages = format.PrepareMessages(messages);
+        }
+        var (ids, isTarget) = ChatConversation.Tokenize(tokenizer, template, messages, trainOnPrompt, record.Tools);
         return new TrainingExample(ids, isTarget);
     }
 }
