@@ -7,7 +7,9 @@ namespace Hone.Grammars;
 /// <param name="Triggers">null: the grammar holds from the first token. Otherwise it is lazy: generation is free
 /// until one of these texts appears in the output, and from the start of that text on the output must match the
 /// grammar (whose root therefore begins with the trigger), as llama.cpp's lazy grammars do for tool calls.</param>
-public sealed record GrammarSpec(Grammar Grammar, IReadOnlyList<string>? Triggers = null)
+/// <param name="TriggerAtStartOnly">a trigger counts only at the start of the output (after leading whitespace), as
+/// for templates whose tool-call turn is a bare JSON object: once the output starts otherwise, it stays free</param>
+public sealed record GrammarSpec(Grammar Grammar, IReadOnlyList<string>? Triggers = null, bool TriggerAtStartOnly = false)
 {
     public bool IsLazy => Triggers is { Count: > 0 };
 }
@@ -25,6 +27,7 @@ public sealed class GrammarConstraint
     readonly byte[][] _triggers;
     readonly List<byte> _output = new(); // free output so far, while waiting for a trigger
     bool _active;
+    bool _missedStart;
 
     public GrammarConstraint(GrammarSpec spec, TokenVocabulary vocabulary)
     {
@@ -67,8 +70,29 @@ public sealed class GrammarConstraint
                 throw new GrammarException($"token {token} does not fit the grammar here (it was sampled without the grammar's mask)");
             return;
         }
-        if (Failed || _triggers.Length == 0) return;
+        if (Failed || _triggers.Length == 0 || _missedStart) return;
         var bytes = _vocabulary.TokenBytes(token);
+        if (_spec.TriggerAtStartOnly)
+        {
+            _output.AddRange(bytes);
+            var text = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_output);
+            int lead = 0;
+            while (lead < text.Length && text[lead] is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t') lead++;
+            var rest = text[lead..];
+            foreach (var trigger in _triggers)
+                if (rest.Length >= trigger.Length && rest.StartsWith(trigger))
+                {
+                    if (_matcher.AcceptBytes(rest)) _active = true;
+                    else Failed = true;
+                    _output.Clear();
+                    return;
+                }
+            // Still a possible start of a trigger? Otherwise the output has begun as free text for good.
+            bool possible = false;
+            foreach (var trigger in _triggers) possible |= trigger.AsSpan().StartsWith(rest);
+            if (!possible) { _missedStart = true; _output.Clear(); }
+            return;
+        }
         int searchFrom = Math.Max(0, _output.Count - _triggers.Max(t => t.Length) + 1);
         _output.AddRange(bytes);
         var output = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_output);

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Hone.Grammars;
 using Hone.Tokenization.Templates;
 
 namespace Hone.ToolCalls;
@@ -42,6 +43,10 @@ public abstract class ToolCallFormat
     /// </summary>
     /// <param name="parallel">several calls in one turn (ignored where the template renders only one)</param>
     public abstract string AddCallRules(GbnfRuleSink rules, IReadOnlyList<ToolDefinition> tools, bool parallel);
+
+    /// <inheritdoc cref="AddCallRules(GbnfRuleSink, IReadOnlyList{ToolDefinition}, bool)"/>
+    public string AddCallRules(GbnfBuilder builder, IReadOnlyList<ToolDefinition> tools, bool parallel) =>
+        AddCallRules(new GbnfRuleSink(builder.AddJsonSchema, builder.AddRule), tools, parallel);
 
     /// <summary>Reads the next settled piece of <paramref name="text"/> from <paramref name="position"/>: content that no
     /// later text can turn into a call, a whole call (or several), or whitespace dropped beside calls. Null when it must

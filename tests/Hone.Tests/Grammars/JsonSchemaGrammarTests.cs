@@ -190,3 +190,20 @@ public class GrammarMaskTests
         Assert.True(constraint.IsComplete);
     }
 }
+
+public class GrammarTriggerTests
+{
+    [Theory]
+    [InlineData("  {\"a\"", true)]
+    [InlineData("{", true)]
+    [InlineData("Sure: {\"a\"", false)]
+    public void A_start_only_trigger_counts_only_at_the_start(string text, bool active)
+    {
+        var (_, tokenizer) = JsonSchemaGrammarTests.RandomJsonModel();
+        var vocabulary = TokenVocabulary.For(tokenizer);
+        var grammar = Grammar.ParseGbnf("root ::= \"{\" [^}]* \"}\"");
+        var constraint = new GrammarConstraint(new GrammarSpec(grammar, ["{"], TriggerAtStartOnly: true), vocabulary);
+        foreach (int id in tokenizer.Encode(text, addSpecialTokens: false)) constraint.Accept(id);
+        Assert.Equal(active, constraint.IsActive);
+    }
+}
