@@ -63,9 +63,8 @@ public static class ChatConstraints
     /// The constraint of a turn with <paramref name="tools"/> under <paramref name="choice"/>, rendered by a template of
     /// <paramref name="format"/>; <paramref name="responseSchema"/>, when given, is what a text answer must be (auto only:
     /// the turn is then either calls or that JSON, from the first token).
-    /// <para>auto with a format whose trigger counts only at the start of the turn (Llama 3.x: the turn is the call)
-    /// cannot be a lazy grammar, which would also fire on a brace inside the text: the output is parsed, not
-    /// constrained.</para>
+    /// <para>For a format whose trigger counts only at the start of the turn (Llama 3.x: the turn is the call), auto's
+    /// lazy grammar fires only there, not on a brace inside the text.</para>
     /// </summary>
     /// <param name="parallel">several calls in one turn (where the template renders them)</param>
     /// <exception cref="GrammarException">a tool's parameters hold a keyword that cannot be enforced</exception>
@@ -82,8 +81,8 @@ public static class ChatConstraints
             if (callable.Count == 0) throw new ArgumentException($"the function '{choice.Name}' is not among the tools");
         }
         var builder = new GbnfBuilder(new JsonSchemaOptions(AdditionalPropertiesDefault: false));
-        string calls = format.AddCallRules(new GbnfRuleSink(builder.AddJsonSchema, builder.AddRule), callable, parallel && format.SupportsParallelCalls);
-        GrammarSpec? grammar;
+        string calls = format.AddCallRules(builder, callable, parallel && format.SupportsParallelCalls);
+        GrammarSpec grammar;
         if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named)
             grammar = new GrammarSpec(Compile(builder.Build(calls), "tools"));
         else if (responseSchema != null)
@@ -91,10 +90,8 @@ public static class ChatConstraints
             string answer = builder.AddJsonSchema("response", responseSchema);
             grammar = new GrammarSpec(Compile(builder.Build($"{calls} | {answer}"), "tools"));
         }
-        else if (format.TriggersAtTurnStartOnly)
-            grammar = null;
         else
-            grammar = new GrammarSpec(Compile(builder.Build(calls), "tools"), format.Triggers);
+            grammar = new GrammarSpec(Compile(builder.Build(calls), "tools"), format.Triggers, format.TriggersAtTurnStartOnly);
         return new ChatConstraint(grammar, format, tools);
     }
 }
