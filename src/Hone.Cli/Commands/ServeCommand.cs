@@ -34,7 +34,7 @@ internal static class ServeCommand
         };
         var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' on every request but /health" };
         var apiKeyFile = new Option<string?>("--api-key-file") { Description = "read the API key from this file (its first line), so it stays out of the process list" };
-        var cmd = new Command("serve", "Serve a model over HTTP with OpenAI's API (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models), " +
+        var cmd = new Command("serve", "Serve a model over HTTP with OpenAI's API (/v1/chat/completions with tools and JSON Schema output, /v1/completions, /v1/embeddings, /v1/models), " +
                                        "vLLM's adapter loading, llama.cpp's /tokenize and /detokenize, /health and Prometheus /metrics. Ctrl-C stops it.")
         {
             adapters, allowLoading, host, port, parallel, queue, ctx, threads, precision, template, apiKey, apiKeyFile,

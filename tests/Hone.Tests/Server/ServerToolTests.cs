@@ -313,4 +313,30 @@ public class ServerToolTests
         ChatCompletion reply = await chat.CompleteChatAsync(Question, options);
         Assert.Empty(reply.ToolCalls);
     }
+
+    [Fact]
+    public async Task The_template_option_replaces_the_models_template()
+    {
+        using var dir = new TempDirectory();
+        var plain = dir.File("plain.jinja");
+        File.WriteAllText(plain, ChatFormat.Template);
+        await using (var server = await TestServer.StartAsync(new ServerOptions { ModelPath = TinyToolModel.Path, ChatTemplate = plain }))
+        {
+            var reply = await server.PostAsync("/v1/chat/completions", new JsonObject
+            {
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Where is order 7?" }), ["tools"] = TinyToolModel.Tools(), ["max_tokens"] = 2,
+            });
+            Assert.True(reply.Status == 400, reply.ToString()); // Hone's plain template renders no tools, unlike the model's own
+            Assert.Contains("cannot render tools", reply.Text);
+        }
+        await using (var server = await TestServer.StartAsync(new ServerOptions { ModelPath = TinyToolModel.Path, ChatTemplate = dir.File("missing.jinja") }))
+        {
+            var reply = await server.PostAsync("/v1/chat/completions", new JsonObject
+            {
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Where is order 7?" }), ["max_tokens"] = 2,
+            });
+            Assert.True(reply.Status == 400, reply.ToString());
+            Assert.Contains("missing.jinja", reply.Text);
+        }
+    }
 }
