@@ -1,9 +1,12 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Hone.Batching;
+using Hone.Grammars;
 using Hone.Inference;
 using Hone.Tokenization;
 using Hone.Tokenization.Templates;
+using Hone.ToolCalls;
 using Microsoft.Extensions.AI;
 
 namespace Hone.Clients;
@@ -15,8 +18,15 @@ namespace Hone.Clients;
 /// (null or the base model's name: the base).
 /// <para>Options that are not set take the sampler's defaults (those of <c>hone generate</c>: temperature 0.8, top-k 40,
 /// top-p 0.95, min-p 0.05), a fresh random seed per call, and as many output tokens as the context leaves.
-/// Temperature 0 is greedy. Tools, non-text message content and JSON response formats are refused with
-/// <see cref="NotSupportedException"/> rather than ignored.</para>
+/// Temperature 0 is greedy. Non-text message content (images, audio) and tools other than function declarations are
+/// refused with <see cref="NotSupportedException"/> rather than ignored.</para>
+/// <para>Structured output and tools are enforced by a grammar: <see cref="ChatOptions.ResponseFormat"/> JSON (any object,
+/// or a schema) constrains the answer; <see cref="ChatOptions.Tools"/> (<see cref="AIFunctionDeclaration"/>s, their
+/// <see cref="AIFunctionDeclaration.JsonSchema"/> the arguments' schema) are shown to the template's <c>tools</c>, and the
+/// turn's calls come back as <see cref="FunctionCallContent"/> with <see cref="ChatFinishReason.ToolCalls"/>;
+/// <see cref="ChatOptions.ToolMode"/> is honoured (auto: free text, calls constrained from the template's opener;
+/// RequireAny / RequireSpecific: only calls from the first token; None: no calls parsed). Input messages' function calls
+/// and results become the assistant <c>tool_calls</c> and <c>role: "tool"</c> messages the template renders.</para>
 /// </summary>
 public sealed class HoneChatClient : IChatClient
 {
@@ -26,6 +36,7 @@ public sealed class HoneChatClient : IChatClient
     readonly bool _ownsEngine;
     readonly ChatTemplate _template;
     readonly ChatClientMetadata _metadata;
+    readonly ToolCallFormat? _toolFormat;
 
     /// <param name="engine">the engine the calls run on (it may serve other clients at the same time)</param>
     /// <param name="ownsEngine">dispose the engine with this client</param>
@@ -36,6 +47,7 @@ public sealed class HoneChatClient : IChatClient
         _engine = engine;
         _ownsEngine = ownsEngine;
         _template = ChatConversation.ResolveTemplate(engine.Tokenizer, template).Template;
+        _toolFormat = ToolCallFormat.Detect(_template);
         _metadata = new ChatClientMetadata(ProviderName, null, engine.ModelName);
     }
 
@@ -43,29 +55,66 @@ public sealed class HoneChatClient : IChatClient
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var (request, modelId) = Prepare(messages, options);
+        var (request, modelId, format) = Prepare(messages, options);
         var handle = _engine.Submit(request, cancellationToken);
         SequenceResult result;
         try { result = await handle.CompleteAsync(cancellationToken).ConfigureAwait(false); }
         catch { handle.Cancel(); throw; }
         if (result.FinishReason == "cancelled") throw new OperationCanceledException("the sequence was cancelled", null, cancellationToken);
-        return new ChatResponse(new ChatMessage(ChatRole.Assistant, result.Text))
+        string responseId = NewId();
+        var message = new ChatMessage(ChatRole.Assistant, result.Text) { MessageId = responseId };
+        bool calls = false;
+        if (format != null)
         {
-            ResponseId = NewId(), ModelId = modelId, CreatedAt = DateTimeOffset.UtcNow,
-            FinishReason = MapFinishReason(result.FinishReason), Usage = Usage(result.Usage),
+            var turn = format.Parse(result.Text);
+            var contents = new List<AIContent>();
+            if (!string.IsNullOrEmpty(turn.Content)) contents.Add(new TextContent(turn.Content));
+            foreach (var call in turn.Calls) contents.Add(FunctionCall(call.Id, call.Name, call.Arguments));
+            message.Contents = contents;
+            calls = turn.Calls.Count > 0;
+        }
+        return new ChatResponse(message)
+        {
+            ResponseId = responseId, ModelId = modelId, CreatedAt = DateTimeOffset.UtcNow,
+            FinishReason = MapFinishReason(result.FinishReason, calls), Usage = Usage(result.Usage),
         };
     }
 
-    /// <summary>One update per piece of final text the engine reports; the last update carries the finish reason and a
-    /// <see cref="UsageContent"/>. Stopping the enumeration early cancels the sequence.</summary>
+    /// <summary>One update per piece of final text the engine reports (with tools: per piece of content the tool-call
+    /// parser settles, and one <see cref="FunctionCallContent"/> update per call once it is whole); the last update
+    /// carries the finish reason and a <see cref="UsageContent"/>. Stopping the enumeration early cancels the sequence.</summary>
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var (request, modelId) = Prepare(messages, options);
+        var (request, modelId, format) = Prepare(messages, options);
         string responseId = NewId();
         var created = DateTimeOffset.UtcNow;
         var handle = _engine.Submit(request, cancellationToken);
+        var parser = format?.CreateStreamParser();
+        var pendingCalls = new Dictionary<int, (string Id, string Name)>();
+        bool madeCalls = false;
         bool ended = false;
+        ChatResponseUpdate Update(IList<AIContent> contents) => new(ChatRole.Assistant, contents)
+        {
+            ResponseId = responseId, MessageId = responseId, ModelId = modelId, CreatedAt = created,
+        };
+        // The parser's deltas as updates: text as it settles, a call once its arguments have come.
+        List<ChatResponseUpdate> Parsed(IReadOnlyList<ToolCallStreamDelta> deltas)
+        {
+            var updates = new List<ChatResponseUpdate>();
+            foreach (var d in deltas)
+            {
+                if (d.Content is { Length: > 0 } text) updates.Add(Update([new TextContent(text)]));
+                if (d.Call is not { } c) continue;
+                if (c.Id != null) pendingCalls[c.Index] = (c.Id, c.Name!);
+                if (c.Arguments.Length == 0) continue;
+                var (id, name) = pendingCalls[c.Index];
+                pendingCalls.Remove(c.Index);
+                madeCalls = true;
+                updates.Add(Update([FunctionCall(id, name, c.Arguments)]));
+            }
+            return updates;
+        }
         try
         {
             await foreach (var e in handle.Events.ReadAllAsync(cancellationToken).ConfigureAwait(false))
@@ -73,19 +122,18 @@ public sealed class HoneChatClient : IChatClient
                 switch (e)
                 {
                     case SequenceUpdate u when u.Text.Length > 0:
-                        yield return new ChatResponseUpdate(ChatRole.Assistant, u.Text)
-                        {
-                            ResponseId = responseId, MessageId = responseId, ModelId = modelId, CreatedAt = created,
-                        };
+                        if (parser == null) yield return Update([new TextContent(u.Text)]);
+                        else
+                            foreach (var update in Parsed(parser.Feed(u.Text))) yield return update;
                         break;
                     case SequenceEnd end:
                         ended = true;
                         if (end.FinishReason == "cancelled") throw new OperationCanceledException("the sequence was cancelled", null, cancellationToken);
-                        yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(end.Usage))])
-                        {
-                            ResponseId = responseId, MessageId = responseId, ModelId = modelId, CreatedAt = created,
-                            FinishReason = MapFinishReason(end.FinishReason),
-                        };
+                        if (parser != null)
+                            foreach (var update in Parsed(parser.Finish())) yield return update;
+                        var last = Update([new UsageContent(Usage(end.Usage))]);
+                        last.FinishReason = MapFinishReason(end.FinishReason, madeCalls);
+                        yield return last;
                         yield break;
                 }
             }
@@ -113,28 +161,51 @@ public sealed class HoneChatClient : IChatClient
 
     // ---- request mapping ---------------------------------------------------------------------------------
 
-    (SequenceRequest Request, string ModelId) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    (SequenceRequest Request, string ModelId, ToolCallFormat? Format) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         ArgumentNullException.ThrowIfNull(messages);
         string? adapter = ResolveModel(_engine, options?.ModelId, "ChatOptions.ModelId");
-        if (options?.Tools is { Count: > 0 })
-            throw new NotSupportedException("HoneChatClient does not call tools: ChatOptions.Tools must be empty");
-        if (options?.ResponseFormat is ChatResponseFormatJson)
-            throw new NotSupportedException("HoneChatClient has no constrained decoding: ChatOptions.ResponseFormat must be text");
 
         var array = new JsonArray();
         if (!string.IsNullOrEmpty(options?.Instructions)) array.Add(Message("system", options.Instructions));
         int index = 0;
+        bool usesTools = false;
         foreach (var m in messages)
         {
-            foreach (var c in m.Contents)
-                if (c is not TextContent)
-                    throw new NotSupportedException($"message {index} ({m.Role.Value}): content of type {c.GetType().Name} is not supported; HoneChatClient takes text only");
-            array.Add(Message(m.Role.Value, m.Text));
+            usesTools |= AddMessage(array, m, index);
             index++;
         }
         if (index == 0) throw new ArgumentException("there are no messages", nameof(messages));
-        var prompt = ChatPrompt.Encode(_engine.Tokenizer, _template, array);
+
+        var (tools, choice) = Tools(options);
+        var schema = options?.ResponseFormat switch
+        {
+            ChatResponseFormatJson { Schema: { } s } => JsonNode.Parse(s.GetRawText()),
+            ChatResponseFormatJson => ChatConstraints.AnyObjectSchema(),
+            _ => null,
+        };
+        bool wantsCalls = tools.Count > 0 && choice.Mode != ToolChoiceMode.None;
+        if (_toolFormat == null && (usesTools || wantsCalls))
+            throw new NotSupportedException("the chat template cannot render tools and tool calls (no <tool_call>, Llama 3.x or Mistral tool format " +
+                                            "found in it); give HoneChatClient a template that can");
+        if (_toolFormat != null && usesTools)
+        {
+            try { array = _toolFormat.PrepareMessages(array, "messages"); }
+            catch (ToolFormatException e) { throw new ArgumentException(e.Message, nameof(messages), e); }
+        }
+        ChatConstraint constraint;
+        try
+        {
+            constraint = wantsCalls
+                ? ChatConstraints.ForTools(_toolFormat!, tools, choice, options?.AllowMultipleToolCalls ?? true, schema)
+                : new ChatConstraint(schema != null ? ChatConstraints.ForJsonSchema(schema) : null, null, tools);
+        }
+        catch (GrammarException e)
+        {
+            throw new ArgumentException($"ChatOptions.{(wantsCalls ? "Tools" : "ResponseFormat")}: the JSON schema cannot be enforced: {e.Message}", nameof(options), e);
+        }
+        var shownTools = tools.Count > 0 && _toolFormat != null ? new JsonArray(tools.Select(t => (JsonNode)t.ToJson()).ToArray()) : null;
+        var prompt = ChatPrompt.Encode(_engine.Tokenizer, _template, array, shownTools);
 
         var sampler = Sampler(options);
         int room = Math.Max(1, _engine.ContextLength - prompt.Length); // 1 at least, so that a prompt that fills the context is refused
@@ -145,10 +216,106 @@ public sealed class HoneChatClient : IChatClient
         {
             Prompt = prompt, Adapter = adapter, Sampler = sampler, MaxTokens = maxTokens,
             StopStrings = options?.StopSequences?.Where(s => !string.IsNullOrEmpty(s)).ToArray() ?? [],
+            Grammar = constraint.Grammar,
         };
-        return (request, adapter ?? _engine.ModelName);
+        return (request, adapter ?? _engine.ModelName, constraint.Format);
 
         static JsonObject Message(string role, string content) => new() { ["role"] = role, ["content"] = content };
+    }
+
+    /// <summary>Adds <paramref name="m"/> as OpenAI messages: its text; its function calls as the assistant's
+    /// <c>tool_calls</c>; each function result as a <c>role: "tool"</c> message. Returns whether it holds either.</summary>
+    static bool AddMessage(JsonArray array, ChatMessage m, int index)
+    {
+        var text = new System.Text.StringBuilder();
+        var calls = new JsonArray();
+        var results = new List<JsonObject>();
+        foreach (var c in m.Contents)
+        {
+            switch (c)
+            {
+                case TextContent t: text.Append(t.Text); break;
+                case FunctionCallContent call:
+                    calls.Add(new JsonObject
+                    {
+                        ["id"] = call.CallId, ["type"] = "function",
+                        ["function"] = new JsonObject
+                        {
+                            ["name"] = call.Name,
+                            ["arguments"] = JsonSerializer.SerializeToNode(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions),
+                        },
+                    });
+                    break;
+                case FunctionResultContent result:
+                    results.Add(new JsonObject { ["role"] = "tool", ["tool_call_id"] = result.CallId, ["content"] = ResultText(result) });
+                    break;
+                default:
+                    throw new NotSupportedException($"message {index} ({m.Role.Value}): content of type {c.GetType().Name} is not supported; HoneChatClient takes text, function calls and function results");
+            }
+        }
+        if (calls.Count > 0)
+            array.Add(new JsonObject { ["role"] = "assistant", ["content"] = text.Length > 0 ? text.ToString() : null, ["tool_calls"] = calls });
+        else if (results.Count == 0 || text.Length > 0)
+            array.Add(new JsonObject { ["role"] = m.Role.Value, ["content"] = text.ToString() });
+        foreach (var r in results) array.Add(r);
+        return calls.Count > 0 || results.Count > 0;
+    }
+
+    /// <summary>A function's result as the tool message's text: a string as it is, anything else as JSON.</summary>
+    static string ResultText(FunctionResultContent result) => result.Result switch
+    {
+        null => result.Exception is { } e ? $"Error: {e.Message}" : "",
+        string s => s,
+        JsonElement { ValueKind: JsonValueKind.String } e => e.GetString()!,
+        var other => JsonSerializer.Serialize(other, AIJsonUtilities.DefaultOptions.GetTypeInfo(other.GetType())),
+    };
+
+    /// <summary>The options' function declarations as tool definitions, and the tool mode as a tool choice.</summary>
+    static (IReadOnlyList<ToolDefinition> Tools, ToolChoice Choice) Tools(ChatOptions? options)
+    {
+        var tools = new List<ToolDefinition>();
+        if (options?.Tools is { } list)
+            for (int i = 0; i < list.Count; i++)
+            {
+                if (list[i] is not AIFunctionDeclaration f)
+                    throw new NotSupportedException($"ChatOptions.Tools[{i}] is a {list[i].GetType().Name}; HoneChatClient calls functions (AIFunctionDeclaration) only");
+                var function = new JsonObject { ["name"] = f.Name, ["parameters"] = JsonNode.Parse(f.JsonSchema.GetRawText()) };
+                if (!string.IsNullOrEmpty(f.Description)) function["description"] = f.Description;
+                try
+                {
+                    var tool = ToolDefinition.ParseFunction(function, $"ChatOptions.Tools[{i}]");
+                    if (tools.Any(t => t.Name == tool.Name)) throw new ArgumentException($"ChatOptions.Tools[{i}]: the function '{tool.Name}' is given twice", nameof(options));
+                    tools.Add(tool);
+                }
+                catch (ToolFormatException e) { throw new ArgumentException(e.Message, nameof(options), e); }
+            }
+        var choice = options?.ToolMode switch
+        {
+            null or AutoChatToolMode => tools.Count > 0 ? ToolChoice.Auto : ToolChoice.None,
+            NoneChatToolMode => ToolChoice.None,
+            RequiredChatToolMode { RequiredFunctionName: null } => ToolChoice.Required,
+            RequiredChatToolMode { RequiredFunctionName: { } name } => new ToolChoice(ToolChoiceMode.Named, name),
+            var other => throw new NotSupportedException($"ChatOptions.ToolMode {other.GetType().Name} is not supported"),
+        };
+        if (choice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Named && tools.Count == 0)
+            throw new ArgumentException("ChatOptions.ToolMode requires a function call, but ChatOptions.Tools holds no functions", nameof(options));
+        if (choice.Mode == ToolChoiceMode.Named && !tools.Any(t => t.Name == choice.Name))
+            throw new ArgumentException($"ChatOptions.ToolMode requires the function '{choice.Name}', which is not among ChatOptions.Tools ({string.Join(", ", tools.Select(t => t.Name))})", nameof(options));
+        return (tools, choice);
+    }
+
+    /// <summary>A call the model made, its arguments as a dictionary of JSON values (as FunctionInvokingChatClient binds them).</summary>
+    static FunctionCallContent FunctionCall(string id, string name, string arguments)
+    {
+        Dictionary<string, object?>? parsed = null;
+        Exception? error = null;
+        try
+        {
+            using var document = JsonDocument.Parse(arguments);
+            parsed = document.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value.Clone());
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException) { error = e; }
+        return new FunctionCallContent(id, name, parsed) { Exception = error, RawRepresentation = arguments };
     }
 
     static SamplerOptions Sampler(ChatOptions? options)
@@ -184,8 +351,9 @@ public sealed class HoneChatClient : IChatClient
         CachedInputTokenCount = u.CachedPromptTokens,
     };
 
-    static ChatFinishReason? MapFinishReason(string reason) => reason switch
+    static ChatFinishReason? MapFinishReason(string reason, bool calls = false) => reason switch
     {
+        "stop" when calls => ChatFinishReason.ToolCalls,
         "stop" => ChatFinishReason.Stop,
         "length" => ChatFinishReason.Length,
         _ => new ChatFinishReason(reason),

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Hone.Batching;
 using Hone.Tokenization;
 using Hone.Tokenization.Templates;
+using Hone.ToolCalls;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -32,6 +33,7 @@ public sealed class HoneServer : IAsyncDisposable
     volatile BatchEngine? _engine;
     volatile Exception? _loadError;
     (ChatTemplate? Template, string? Error) _chatTemplate;
+    ToolCallFormat? _toolFormat;
 
     public ServerOptions Options { get; }
     public ServerMetrics Metrics { get; } = new();
@@ -103,8 +105,16 @@ public sealed class HoneServer : IAsyncDisposable
         try
         {
             var engine = (Options.OpenEngine ?? (o => BatchEngine.Open(o.ModelPath, o.Adapters, o.EngineOptions)))(Options);
-            try { _chatTemplate = (ChatConversation.ResolveTemplate(engine.Tokenizer, null).Template, null); }
-            catch (Exception e) when (e is ArgumentException or TemplateException) { _chatTemplate = (null, $"the model's chat template cannot be used: {e.Message}"); }
+            try
+            {
+                _chatTemplate = (ChatConversation.ResolveTemplate(engine.Tokenizer, Options.ChatTemplate).Template, null);
+                _toolFormat = ToolCallFormat.Detect(_chatTemplate.Template!);
+            }
+            catch (Exception e) when (e is ArgumentException or TemplateException or IOException)
+            {
+                _chatTemplate = (null, Options.ChatTemplate != null ? $"the chat template {Options.ChatTemplate} cannot be used: {e.Message}"
+                                                                      : $"the model's chat template cannot be used: {e.Message}");
+            }
             var anchor = engine.Tokenizer.Encode("a", addSpecialTokens: false, parseSpecialTokens: false);
             if (anchor.Length == 1) _tokenAnchor = (anchor[0], engine.Tokenizer.Decode(anchor).Length);
             Metrics.Attach(engine);
@@ -129,6 +139,9 @@ public sealed class HoneServer : IAsyncDisposable
         : new ApiException(503, "the model is still loading; try again shortly", null, "model_loading") { RetryAfterSeconds = 1 });
 
     internal ChatTemplate ChatTemplate => _chatTemplate.Template ?? throw new ApiException(400, _chatTemplate.Error ?? "no chat template", "messages", "no_chat_template");
+
+    /// <summary>How the chat template writes tool calls; null when it renders none Hone knows (tools are then refused).</summary>
+    internal ToolCallFormat? ToolFormat => _toolFormat;
 
     (int Id, int Length)? _tokenAnchor;
 

@@ -5,8 +5,10 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using Hone.Batching;
+using Hone.Grammars;
 using Hone.Inference;
 using Hone.Tokenization.Templates;
+using Hone.ToolCalls;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -144,7 +146,7 @@ internal static class OpenAiApi
 
     /// <summary>Submits n sequences per prompt, all or none: when one is refused, the ones already queued are cancelled.</summary>
     static List<BatchEngine.SequenceHandle> SubmitAll(BatchEngine engine, List<int[]> prompts, string? adapter, Generation g,
-        string promptField, CancellationToken cancel)
+        string promptField, CancellationToken cancel, GrammarSpec? grammar = null)
     {
         var handles = new List<BatchEngine.SequenceHandle>();
         try
@@ -156,7 +158,7 @@ internal static class OpenAiApi
                     handles.Add(engine.Submit(new SequenceRequest
                     {
                         Prompt = prompts[p], Adapter = adapter, Sampler = g.Sampler with { Seed = seed },
-                        MaxTokens = g.MaxTokens ?? engine.ContextLength, StopStrings = g.Stop, TopLogprobs = g.TopLogprobs,
+                        MaxTokens = g.MaxTokens ?? engine.ContextLength, StopStrings = g.Stop, TopLogprobs = g.TopLogprobs, Grammar = grammar,
                     }, cancel));
                 }
             return handles;
@@ -346,6 +348,136 @@ internal static class OpenAiApi
         return result;
     }
 
+    // ---- structured output and tools -----------------------------------------------------------------------
+
+    /// <summary>What the output must be, from <c>response_format</c> (OpenAI: text, json_object, json_schema; llama.cpp's
+    /// json_object with a "schema"), or llama.cpp's <c>json_schema</c> (a schema) and <c>grammar</c> (GBNF text) fields:
+    /// at most one of them. <see cref="Schema"/> is set for JSON formats, <see cref="Gbnf"/> for a grammar.</summary>
+    sealed record OutputFormat(JsonNode? Schema, string? Gbnf, string Param);
+
+    static OutputFormat? ReadOutputFormat(JsonObject body)
+    {
+        var found = new List<OutputFormat>();
+        if (Object(body, "response_format") is { } format)
+        {
+            string type = String(format, "type") ?? throw ApiException.BadType("response_format.type", "a string");
+            switch (type)
+            {
+                case "text": break;
+                case "json_object":
+                    found.Add(new OutputFormat(Object(format, "schema") ?? ChatConstraints.AnyObjectSchema(), null, "response_format"));
+                    break;
+                case "json_schema":
+                    var spec = Object(format, "json_schema") ?? throw new ApiException(400, "'response_format.json_schema' is required when the type is 'json_schema'",
+                        "response_format", "missing_required_parameter");
+                    _ = String(spec, "name");
+                    _ = Bool(spec, "strict"); // strict or not, the schema is enforced
+                    found.Add(new OutputFormat(Object(spec, "schema") ?? ChatConstraints.AnyObjectSchema(), null, "response_format"));
+                    break;
+                default:
+                    throw ApiException.BadValue("response_format", $"'response_format.type' must be 'text', 'json_object' or 'json_schema', found '{type}'");
+            }
+        }
+        if (Object(body, "json_schema") is { } schema) found.Add(new OutputFormat(schema, null, "json_schema"));
+        if (String(body, "grammar") is { } gbnf) found.Add(new OutputFormat(null, gbnf, "grammar"));
+        if (found.Count > 1)
+            throw ApiException.BadValue(found[1].Param, $"give one of 'response_format' (JSON), 'json_schema' and 'grammar', not both '{found[0].Param}' and '{found[1].Param}'");
+        return found.Count == 1 ? found[0] : null;
+    }
+
+    /// <summary>The grammar of an output format, compiled; an unsupported schema keyword or a broken grammar is a 400
+    /// naming it.</summary>
+    static GrammarSpec Compile(OutputFormat format)
+    {
+        try
+        {
+            return format.Gbnf != null
+                ? new GrammarSpec(ChatConstraints.Compile(format.Gbnf, "grammar"))
+                : ChatConstraints.ForJsonSchema(format.Schema!);
+        }
+        catch (GrammarException e)
+        {
+            throw ApiException.BadValue(format.Param, format.Gbnf != null ? $"'grammar' is not a valid GBNF grammar: {e.Message}" : $"the JSON schema cannot be enforced: {e.Message}");
+        }
+    }
+
+    /// <summary>OpenAI's <c>tool_choice</c>: "none", "auto", "required" or {"type": "function", "function": {"name"}}
+    /// naming one of the tools. Absent: auto with tools, none without.</summary>
+    static ToolChoice ReadToolChoice(JsonObject body, IReadOnlyList<ToolDefinition> tools)
+    {
+        var node = body["tool_choice"];
+        ToolChoice choice;
+        switch (node?.GetValueKind() ?? JsonValueKind.Null)
+        {
+            case JsonValueKind.Null: return tools.Count > 0 ? ToolChoice.Auto : ToolChoice.None;
+            case JsonValueKind.String:
+                choice = node!.GetValue<string>() switch
+                {
+                    "none" => ToolChoice.None,
+                    "auto" => ToolChoice.Auto,
+                    "required" => ToolChoice.Required,
+                    var other => throw ApiException.BadValue("tool_choice", $"'tool_choice' must be 'none', 'auto', 'required' or a function, found '{other}'"),
+                };
+                break;
+            case JsonValueKind.Object:
+                var o = (JsonObject)node!;
+                if (String(o, "type") is not "function") throw ApiException.BadValue("tool_choice", "'tool_choice.type' must be 'function'");
+                var function = Object(o, "function") ?? throw ApiException.BadType("tool_choice.function", "an object with the function's name");
+                string name = String(function, "name") ?? throw ApiException.BadType("tool_choice.function.name", "a string");
+                if (!tools.Any(t => t.Name == name))
+                    throw ApiException.BadValue("tool_choice", $"'tool_choice' names the function '{(name.Length > 64 ? name[..64] + "…" : name)}', which is not among the tools" +
+                        (tools.Count > 0 ? $" ({string.Join(", ", tools.Select(t => t.Name))})" : " (there are none)"));
+                choice = new ToolChoice(ToolChoiceMode.Named, name);
+                break;
+            default: throw ApiException.BadType("tool_choice", "'none', 'auto', 'required' or an object naming a function");
+        }
+        if (choice.Mode == ToolChoiceMode.Required && tools.Count == 0)
+            throw ApiException.BadValue("tool_choice", "'tool_choice' is 'required' but there are no 'tools'");
+        return choice;
+    }
+
+    /// <summary>The request's tools, tool choice and output format → the messages the template needs, the tools it
+    /// shows, and the grammar and parser of the turn.</summary>
+    static (JsonArray Messages, JsonArray? Tools, ChatConstraint Constraint) ReadChatConstraint(JsonObject body, HoneServer server, JsonArray messages)
+    {
+        IReadOnlyList<ToolDefinition> tools = [];
+        if (body["tools"] != null)
+        {
+            try { tools = ToolDefinition.ParseList(body["tools"], "tools"); }
+            catch (ToolFormatException e) { throw ApiException.BadValue(e.Field, $"'{e.Field}' {e.Message[(e.Field.Length + 2)..]}"); }
+        }
+        var choice = ReadToolChoice(body, tools);
+        bool parallel = Bool(body, "parallel_tool_calls") ?? true;
+        var output = ReadOutputFormat(body);
+        var format = server.ToolFormat;
+        bool usesCalls = messages.Any(m => m!["tool_calls"] is JsonArray { Count: > 0 });
+        if (format == null && (usesCalls || (tools.Count > 0 && choice.Mode != ToolChoiceMode.None)))
+            throw ApiException.BadValue(usesCalls && tools.Count == 0 ? "messages" : "tools",
+                "this model's chat template cannot render tools and tool calls (no <tool_call>, Llama 3.x or Mistral tool format found in it); " +
+                "start hone serve with --template pointing at a template that can");
+        if (format != null && messages.Any(m => m!["tool_calls"] != null || m!["role"]?.GetValue<string>() == "tool"))
+        {
+            try { messages = format.PrepareMessages(messages, "messages"); }
+            catch (ToolFormatException e) { throw ApiException.BadValue(e.Field, $"'{e.Field}' {e.Message[(e.Field.Length + 2)..]}"); }
+        }
+        JsonArray? shown = tools.Count > 0 && format != null ? new JsonArray(tools.Select(t => (JsonNode)t.ToJson()).ToArray()) : null;
+        if (output?.Gbnf != null && tools.Count > 0 && choice.Mode != ToolChoiceMode.None)
+            throw ApiException.BadValue("grammar", "'grammar' cannot be combined with 'tools' (use 'tool_choice': 'none', or a JSON 'response_format')");
+        if (tools.Count == 0 || choice.Mode == ToolChoiceMode.None || format == null)
+            return (messages, shown, new ChatConstraint(output != null ? Compile(output) : null, null, tools));
+        if (output != null) Compile(output); // its errors name its own field
+        try { return (messages, shown, ChatConstraints.ForTools(format, tools, choice, parallel, output?.Schema)); }
+        catch (GrammarException e) { throw ApiException.BadValue("tools", $"a tool's parameters cannot be enforced: {e.Message}"); }
+    }
+
+    static JsonObject ToolCallJson(ToolCall call) => new()
+    {
+        ["id"] = call.Id, ["type"] = "function", ["function"] = new JsonObject { ["name"] = call.Name, ["arguments"] = call.Arguments },
+    };
+
+    /// <summary>A turn that made calls ends with "tool_calls" (unless it was cut by max_tokens).</summary>
+    static string FinishReason(string engineReason, bool calls) => calls && engineReason == "stop" ? "tool_calls" : engineReason;
+
     static async Task ChatCompletions(HttpContext ctx, HoneServer server)
     {
         var body = await ReadBody(ctx, server).ConfigureAwait(false);
@@ -353,26 +485,20 @@ internal static class OpenAiApi
         string? adapter = ResolveModel(engine, String(body, "model"));
         string model = adapter ?? engine.ModelName;
         var g = ReadGeneration(body, engine, server.Options, chat: true);
-        var messages = Messages(body);
-        JsonArray? tools = body["tools"] switch
-        {
-            null => null,
-            JsonArray a => (JsonArray)a.DeepClone(),
-            _ => throw ApiException.BadType("tools", "a list of tools"),
-        };
-        if (Object(body, "response_format") is { } format && String(format, "type") is { } formatType && formatType != "text")
-            throw ApiException.BadValue("response_format", $"response_format '{formatType}' is not supported by this server (only 'text')");
+        var template = server.ChatTemplate;
+        var (messages, tools, constraint) = ReadChatConstraint(body, server, Messages(body));
         int[] prompt;
-        try { prompt = ChatPrompt.Encode(engine.Tokenizer, server.ChatTemplate, messages, tools); }
+        try { prompt = ChatPrompt.Encode(engine.Tokenizer, template, messages, tools); }
         catch (TemplateException e) { throw new ApiException(400, $"the chat template refused the messages: {e.Message}", "messages", "invalid_value"); }
         if (prompt.Length == 0) throw ApiException.BadValue("messages", "the messages give an empty prompt");
 
         var cancel = ctx.RequestAborted;
-        var handles = SubmitAll(engine, [prompt], adapter, g, "messages", cancel);
+        var handles = SubmitAll(engine, [prompt], adapter, g, "messages", cancel, constraint.Grammar);
         string id = NewId("chatcmpl-");
         long created = Now();
         var usages = new SequenceUsage?[handles.Count];
         int completionTokens = 0;
+        var toolFormat = constraint.Format;
 
         JsonObject Chunk(JsonArray choices) => new()
         {
@@ -381,6 +507,8 @@ internal static class OpenAiApi
 
         if (g.Stream)
         {
+            var parsers = handles.Select(_ => toolFormat?.CreateStreamParser()).ToArray();
+            var madeCalls = new bool[handles.Count];
             await StartStream(ctx).ConfigureAwait(false);
             try
             {
@@ -393,22 +521,53 @@ internal static class OpenAiApi
                     if (g.IncludeUsage) first["usage"] = null;
                     await Send(ctx, first.ToJsonString(Output)).ConfigureAwait(false);
                 }
+
+                async Task SendDelta(int i, JsonObject delta, JsonObject? logprobs)
+                {
+                    var chunk = Chunk([new JsonObject { ["index"] = i, ["delta"] = delta, ["logprobs"] = logprobs, ["finish_reason"] = null }]);
+                    if (g.IncludeUsage) chunk["usage"] = null;
+                    await Send(ctx, chunk.ToJsonString(Output)).ConfigureAwait(false);
+                }
+
+                // A parsed turn's deltas, each its own chunk: content, or a call (index, id, type and name first, then its arguments).
+                async Task SendParsed(int i, IReadOnlyList<ToolCallStreamDelta> deltas, JsonObject? logprobs)
+                {
+                    foreach (var d in deltas)
+                    {
+                        JsonObject delta;
+                        if (d.Call is { } c)
+                        {
+                            madeCalls[i] = true;
+                            var call = new JsonObject { ["index"] = c.Index };
+                            if (c.Id != null) { call["id"] = c.Id; call["type"] = "function"; }
+                            var function = new JsonObject();
+                            if (c.Name != null) function["name"] = c.Name;
+                            function["arguments"] = c.Arguments;
+                            call["function"] = function;
+                            delta = new JsonObject { ["tool_calls"] = new JsonArray(call) };
+                        }
+                        else delta = new JsonObject { ["content"] = d.Content };
+                        await SendDelta(i, delta, logprobs).ConfigureAwait(false);
+                        logprobs = null;
+                    }
+                    if (logprobs != null) await SendDelta(i, new JsonObject(), logprobs).ConfigureAwait(false);
+                }
+
                 await Follow(handles, server, async (i, u) =>
                 {
                     if (u.Text.Length == 0 && (g.TopLogprobs < 0 || u.Tokens.Count == 0)) return;
-                    var chunk = Chunk([new JsonObject
-                    {
-                        ["index"] = i, ["delta"] = new JsonObject { ["content"] = u.Text },
-                        ["logprobs"] = g.TopLogprobs >= 0 ? new JsonObject { ["content"] = ChatLogprobs(server, engine, u.Tokens, g.TokensAsIds), ["refusal"] = null } : null,
-                        ["finish_reason"] = null,
-                    }]);
-                    if (g.IncludeUsage) chunk["usage"] = null;
-                    await Send(ctx, chunk.ToJsonString(Output)).ConfigureAwait(false);
+                    var logprobs = g.TopLogprobs >= 0 ? new JsonObject { ["content"] = ChatLogprobs(server, engine, u.Tokens, g.TokensAsIds), ["refusal"] = null } : null;
+                    if (parsers[i] is { } parser) await SendParsed(i, u.Text.Length > 0 ? parser.Feed(u.Text) : [], logprobs).ConfigureAwait(false);
+                    else await SendDelta(i, new JsonObject { ["content"] = u.Text }, logprobs).ConfigureAwait(false);
                 }, async (i, end) =>
                 {
                     usages[i] = end.Usage;
                     completionTokens += end.Usage.CompletionTokens;
-                    var chunk = Chunk([new JsonObject { ["index"] = i, ["delta"] = new JsonObject(), ["logprobs"] = null, ["finish_reason"] = end.FinishReason }]);
+                    if (parsers[i] is { } parser && end.FinishReason != "cancelled") await SendParsed(i, parser.Finish(), null).ConfigureAwait(false);
+                    var chunk = Chunk([new JsonObject
+                    {
+                        ["index"] = i, ["delta"] = new JsonObject(), ["logprobs"] = null, ["finish_reason"] = FinishReason(end.FinishReason, madeCalls[i]),
+                    }]);
                     if (g.IncludeUsage) chunk["usage"] = null;
                     await Send(ctx, chunk.ToJsonString(Output)).ConfigureAwait(false);
                 }, cancel).ConfigureAwait(false);
@@ -441,13 +600,24 @@ internal static class OpenAiApi
         }, cancel).ConfigureAwait(false);
         var choices = new JsonArray();
         for (int i = 0; i < handles.Count; i++)
+        {
+            var message = new JsonObject { ["role"] = "assistant", ["content"] = texts[i].ToString(), ["refusal"] = null };
+            string reason = finish[i];
+            if (toolFormat != null)
+            {
+                var turn = toolFormat.Parse(texts[i].ToString());
+                message["content"] = turn.Content;
+                if (turn.Calls.Count > 0) message["tool_calls"] = new JsonArray(turn.Calls.Select(c => (JsonNode)ToolCallJson(c)).ToArray());
+                reason = FinishReason(reason, turn.Calls.Count > 0);
+            }
             choices.Add(new JsonObject
             {
                 ["index"] = i,
-                ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = texts[i].ToString(), ["refusal"] = null },
+                ["message"] = message,
                 ["logprobs"] = g.TopLogprobs >= 0 ? new JsonObject { ["content"] = ChatLogprobs(server, engine, tokens[i], g.TokensAsIds), ["refusal"] = null } : null,
-                ["finish_reason"] = finish[i],
+                ["finish_reason"] = reason,
             });
+        }
         await WriteJson(ctx, new JsonObject
         {
             ["id"] = id, ["object"] = "chat.completion", ["created"] = created, ["model"] = model, ["choices"] = choices,
@@ -475,8 +645,11 @@ internal static class OpenAiApi
         if (prompts.Count * g.N > server.Options.MaxChoices)
             throw ApiException.BadValue("n", $"{prompts.Count} prompts × n = {g.N} ask for {prompts.Count * g.N} completions; at most {server.Options.MaxChoices} per request");
 
+        var output = ReadOutputFormat(body);
+        var grammar = output != null ? Compile(output) : null;
+
         var cancel = ctx.RequestAborted;
-        var handles = SubmitAll(engine, prompts, adapter, g, "prompt", cancel);
+        var handles = SubmitAll(engine, prompts, adapter, g, "prompt", cancel, grammar);
         string id = NewId("cmpl-");
         long created = Now();
         var usages = new SequenceUsage?[handles.Count];

@@ -33,6 +33,9 @@ public sealed record ServerOptions
     /// <summary>Whether <c>/v1/load_lora_adapter</c> and <c>/v1/unload_lora_adapter</c> work (off by default, as vLLM gates
     /// them): loading lets any caller that may use the server make it read a path of the caller's choosing.</summary>
     public bool AllowAdapterLoading { get; init; }
+    /// <summary>A Jinja chat template file (or a format name, as <c>hone chat --template</c> takes) used instead of the
+    /// model's own; null = the model's.</summary>
+    public string? ChatTemplate { get; init; }
     /// <summary>Most choices one request may ask for (<c>n</c>).</summary>
     public int MaxChoices { get; init; } = 16;
     /// <summary>How the engine is opened, on a background thread after the server listens (default
@@ -54,6 +57,7 @@ public sealed record ServerOptions
         if (MaxRequestBytes < 1024) throw new ArgumentException($"the request size limit must be at least 1024 bytes, found {MaxRequestBytes}");
         if (MaxChoices < 1) throw new ArgumentException($"the choice limit must be at least 1, found {MaxChoices}");
         if (ApiKey is { Length: 0 }) throw new ArgumentException("the API key is empty");
+        if (ChatTemplate is { } template && string.IsNullOrWhiteSpace(template)) throw new ArgumentException("--template is empty");
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, path) in Adapters)
         {

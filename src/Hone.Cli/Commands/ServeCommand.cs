@@ -28,12 +28,16 @@ internal static class ServeCommand
         ctx.Description = "tokens per sequence, prompt and output (each of the --parallel sequences has a KV cache this long; 0 = the model's context, at most 4096)";
         var threads = CliSupport.Threads();
         var precision = CliSupport.Precision(measuring: false);
+        var template = new Option<string?>("--template")
+        {
+            Description = "a Jinja chat template file to use instead of the model's (tools and tool calls are rendered as this template does)",
+        };
         var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' on every request but /health" };
         var apiKeyFile = new Option<string?>("--api-key-file") { Description = "read the API key from this file (its first line), so it stays out of the process list" };
-        var cmd = new Command("serve", "Serve a model over HTTP with OpenAI's API (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models), " +
+        var cmd = new Command("serve", "Serve a model over HTTP with OpenAI's API (/v1/chat/completions with tools and JSON Schema output, /v1/completions, /v1/embeddings, /v1/models), " +
                                        "vLLM's adapter loading, llama.cpp's /tokenize and /detokenize, /health and Prometheus /metrics. Ctrl-C stops it.")
         {
-            adapters, allowLoading, host, port, parallel, queue, ctx, threads, precision, apiKey, apiKeyFile,
+            adapters, allowLoading, host, port, parallel, queue, ctx, threads, precision, template, apiKey, apiKeyFile,
         };
         model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -52,7 +56,7 @@ internal static class ServeCommand
                 AllowAdapterLoading = r.GetValue(allowLoading),
                 Host = r.GetValue(host)!, Port = r.GetValue(port), Parallel = r.GetValue(parallel), QueueLimit = r.GetValue(queue),
                 Context = r.GetValue(ctx), Threads = r.GetValue(threads), Precision = CliSupport.ParsePrecision(r.GetValue(precision)),
-                ApiKey = key,
+                ApiKey = key, ChatTemplate = r.GetValue(template),
             };
             using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
             return Run(options, cancel.Token).GetAwaiter().GetResult();
