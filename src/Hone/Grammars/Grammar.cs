@@ -40,6 +40,7 @@ public sealed class Grammar
     readonly List<int> _stateEnds = new();
     readonly Dictionary<StateKey, int> _states = new();
     readonly List<int[]?> _transitions = new(); // [state] → [256] next state, Unknown before computed, Dead when none
+    readonly List<ulong[]?> _stateBytes = new(); // [state] → the bytes it can consume (4 words)
     internal const int Dead = -1, Unknown = -2;
 
     readonly ConditionalWeakTable<TokenVocabulary, GrammarTokenMasks> _masks = new();
@@ -243,6 +244,7 @@ public sealed class Grammar
         _stateNodes.Add(key.Nodes);
         _stateEnds.Add(ends);
         _transitions.Add(null);
+        _stateBytes.Add(null);
         _states[key] = id;
         return id;
     }
@@ -288,6 +290,21 @@ public sealed class Grammar
 
     /// <summary>Nothing more can follow: the output is complete.</summary>
     internal bool IsComplete(int state) => Accepts(state) && _stateNodes[state].Length == 0;
+
+    /// <summary>The bytes a state can consume next (4 words of bits; memoized): a walk skips every other byte without
+    /// stepping.</summary>
+    internal ulong[] NextBytes(int state)
+    {
+        if (_stateBytes[state] is { } known) return known;
+        var bits = new ulong[4];
+        foreach (int node in _stateNodes[state])
+        {
+            int set = _element[_nodePosition[node]];
+            for (int w = 0; w < 4; w++) bits[w] |= _sets[set * 4 + w];
+        }
+        _stateBytes[state] = bits;
+        return bits;
+    }
 
     /// <summary>The stacks of a state (node ids).</summary>
     internal int[] StateNodes(int state) => _stateNodes[state];

@@ -24,10 +24,9 @@ internal sealed class GrammarTokenMasks
     readonly Dictionary<int, ulong[]> _cache = new();
     readonly Dictionary<int, Classification> _classes = new();
     readonly int _cacheLimit;
-    int[] _depthState = new int[64];      // [depth] state after the first depth bytes of the current token
-    bool[] _depthEscaped = new bool[64];  // [depth] some path escaped below the cut within those bytes
 
-    sealed record Classification(ulong[] Allowed, int[] Uncertain);
+    /// <summary>Allowed tokens as a bit mask when many (Dense), else as ids (Sparse); Uncertain as ids.</summary>
+    sealed record Classification(ulong[]? Dense, int[] Sparse, int[] Uncertain);
 
     public GrammarTokenMasks(Grammar grammar, TokenVocabulary vocabulary)
     {
@@ -63,7 +62,8 @@ internal sealed class GrammarTokenMasks
                 c = Classify(_grammar.SingleStackState(cut));
                 _classes[cut] = c;
             }
-            for (int w = 0; w < mask.Length; w++) mask[w] |= c.Allowed[w];
+            if (c.Dense != null) for (int w = 0; w < mask.Length; w++) mask[w] |= c.Dense[w];
+            else foreach (int id in c.Sparse) mask[id >> 6] |= 1UL << (id & 63);
             if (c.Uncertain.Length == 0) continue;
             int single = _grammar.SingleStackState(node);
             foreach (int id in c.Uncertain)
@@ -86,52 +86,45 @@ internal sealed class GrammarTokenMasks
     }
 
     /// <summary>From a cut stack: the tokens allowed whatever lies below the cut, and those that reach below it before
-    /// their last byte (uncertain); the rest are rejected everywhere.</summary>
+    /// their last byte (uncertain); the rest are rejected everywhere. A walk down the vocabulary's trie that leaves every
+    /// subtree the grammar rejects at its first byte.</summary>
     Classification Classify(int state)
     {
-        var allowed = new ulong[_vocabulary.MaskWords];
+        var allowed = new List<int>();
         var uncertain = new List<int>();
-        var sorted = _vocabulary.Sorted;
-        var common = _vocabulary.CommonPrefix;
-        var bytes = _vocabulary.Bytes;
-        _depthState[0] = state;
-        _depthEscaped[0] = false;
-        int valid = 0; // _depthState[0..valid] hold the states of the current token's prefix
-        for (int i = 0; i < sorted.Length; i++)
+        Walk(0, state, false, allowed, uncertain);
+        ulong[]? dense = null;
+        if (allowed.Count > _vocabulary.MaskWords)
         {
-            int id = sorted[i];
-            var token = bytes[id];
-            if (token.Length >= _depthState.Length)
+            dense = new ulong[_vocabulary.MaskWords];
+            foreach (int id in allowed) dense[id >> 6] |= 1UL << (id & 63);
+        }
+        return new Classification(dense, dense == null ? allowed.ToArray() : [], uncertain.ToArray());
+    }
+
+    void Walk(int node, int state, bool escaped, List<int> allowed, List<int> uncertain)
+    {
+        var v = _vocabulary;
+        var bytes = _grammar.NextBytes(state);
+        for (int child = v.FirstChild[node]; child >= 0; child = v.NextSibling[child])
+        {
+            byte b = v.EdgeByte[child];
+            int next = (bytes[b >> 6] & (1UL << (b & 63))) == 0 ? Grammar.Dead : _grammar.Step(state, b);
+            if (next == Grammar.Dead)
             {
-                int size = Math.Max(token.Length + 1, _depthState.Length * 2);
-                Array.Resize(ref _depthState, size);
-                Array.Resize(ref _depthEscaped, size);
-            }
-            int depth = Math.Min(common[i], valid);
-            int s = _depthState[depth];
-            while (depth < token.Length)
-            {
-                s = _grammar.Step(s, token[depth]);
-                if (s == Grammar.Dead) break;
-                _depthState[++depth] = s;
-                _depthEscaped[depth] = _depthEscaped[depth - 1] || _grammar.Escapes(s);
-            }
-            valid = depth;
-            if (depth == token.Length)
-            {
-                if (!_excluded[id]) allowed[id >> 6] |= 1UL << (id & 63);
+                // Rejected along the known stack; where a path went below the cut earlier, the real stack decides.
+                if (escaped) AddRange(uncertain, v.RangeStart[child], v.RangeEnd[child]);
                 continue;
             }
-            // Rejected at byte `depth` along the known stack: so is every following token with the same first depth + 1
-            // bytes; where a path went below the cut before that byte, the real stack decides.
-            bool below = _depthEscaped[depth];
-            if (below && !_excluded[id]) uncertain.Add(id);
-            while (i + 1 < sorted.Length && common[i + 1] > depth)
-            {
-                i++;
-                if (below && !_excluded[sorted[i]]) uncertain.Add(sorted[i]);
-            }
+            AddRange(allowed, v.RangeStart[child], v.RangeStart[child] + v.ExactCount[child]);
+            if (v.FirstChild[child] >= 0) Walk(child, next, escaped || _grammar.Escapes(next), allowed, uncertain);
         }
-        return new Classification(allowed, uncertain.ToArray());
+    }
+
+    void AddRange(List<int> ids, int from, int to)
+    {
+        var sorted = _vocabulary.Sorted;
+        for (int i = from; i < to; i++)
+            if (!_excluded[sorted[i]]) ids.Add(sorted[i]);
     }
 }

@@ -17,6 +17,10 @@ public sealed class TokenVocabulary
     internal readonly string[] SpecialText;// [id] the token's text when special (else null)
     internal readonly int[] Sorted;        // ids with bytes, ordered by their bytes
     internal readonly int[] CommonPrefix;  // [i] bytes Sorted[i] shares with Sorted[i - 1]
+    // The sorted tokens as a trie (node 0 = the empty prefix). A node's tokens are Sorted[RangeStart..RangeEnd): the first
+    // ExactCount of them are exactly its prefix, the rest go on below. Children are linked in byte order.
+    internal readonly int[] FirstChild, NextSibling, RangeStart, RangeEnd, ExactCount;
+    internal readonly byte[] EdgeByte;
     readonly int[] _endIds;
 
     TokenVocabulary(Tokenizer tokenizer)
@@ -44,6 +48,38 @@ public sealed class TokenVocabulary
         CommonPrefix = new int[Sorted.Length];
         for (int i = 1; i < Sorted.Length; i++)
             CommonPrefix[i] = Bytes[Sorted[i - 1]].AsSpan().CommonPrefixLength(Bytes[Sorted[i]]);
+        (FirstChild, NextSibling, RangeStart, RangeEnd, ExactCount, EdgeByte) = BuildTrie();
+    }
+
+    (int[], int[], int[], int[], int[], byte[]) BuildTrie()
+    {
+        var firstChild = new List<int> { -1 };
+        var nextSibling = new List<int> { -1 };
+        var lastChild = new List<int> { -1 };
+        var rangeStart = new List<int> { 0 };
+        var rangeEnd = new List<int> { Sorted.Length };
+        var exact = new List<int> { 0 };
+        var edge = new List<byte> { 0 };
+        var path = new List<int> { 0 }; // path[d] = node of the current token's first d bytes
+        for (int i = 0; i < Sorted.Length; i++)
+        {
+            var token = Bytes[Sorted[i]];
+            int keep = Math.Min(CommonPrefix[i], path.Count - 1);
+            path.RemoveRange(keep + 1, path.Count - keep - 1);
+            for (int d = 1; d <= keep; d++) rangeEnd[path[d]] = i + 1;
+            for (int d = keep; d < token.Length; d++)
+            {
+                int parent = path[d];
+                int node = firstChild.Count;
+                firstChild.Add(-1); nextSibling.Add(-1); lastChild.Add(-1);
+                rangeStart.Add(i); rangeEnd.Add(i + 1); exact.Add(0); edge.Add(token[d]);
+                if (lastChild[parent] < 0) firstChild[parent] = node; else nextSibling[lastChild[parent]] = node;
+                lastChild[parent] = node;
+                path.Add(node);
+            }
+            exact[path[token.Length]]++;
+        }
+        return (firstChild.ToArray(), nextSibling.ToArray(), rangeStart.ToArray(), rangeEnd.ToArray(), exact.ToArray(), edge.ToArray());
     }
 
     /// <summary>The vocabulary of a tokenizer (built on first use, then shared).</summary>
