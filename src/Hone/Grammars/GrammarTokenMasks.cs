@@ -26,7 +26,8 @@ internal sealed class GrammarTokenMasks
     readonly int _cacheLimit;
 
     /// <summary>Allowed tokens as a bit mask when many (Dense), else as ids (Sparse); Uncertain as ids.</summary>
-    sealed record Classification(ulong[]? Dense, int[] Sparse, int[] Uncertain);
+    /// <param name="CommonPrefix">[k] bytes Uncertain[k] shares with Uncertain[k - 1]</param>
+    sealed record Classification(ulong[]? Dense, int[] Sparse, int[] Uncertain, int[] CommonPrefix);
 
     public GrammarTokenMasks(Grammar grammar, TokenVocabulary vocabulary)
     {
@@ -64,26 +65,40 @@ internal sealed class GrammarTokenMasks
             }
             if (c.Dense != null) for (int w = 0; w < mask.Length; w++) mask[w] |= c.Dense[w];
             else foreach (int id in c.Sparse) mask[id >> 6] |= 1UL << (id & 63);
-            if (c.Uncertain.Length == 0) continue;
-            int single = _grammar.SingleStackState(node);
-            foreach (int id in c.Uncertain)
-                if ((mask[id >> 6] & (1UL << (id & 63))) == 0 && Fits(single, _vocabulary.Bytes[id]))
-                    mask[id >> 6] |= 1UL << (id & 63);
+            if (c.Uncertain.Length > 0) CheckUncertain(_grammar.SingleStackState(node), c, mask);
         }
         _cache[state] = mask;
         Computed++;
         return mask;
     }
 
-    bool Fits(int state, byte[] token)
+    /// <summary>The uncertain tokens of a classification, tried from the real stack; they are in trie order, so each
+    /// steps only past the prefix it shares with the one before, and a rejected prefix rejects all that share it.</summary>
+    void CheckUncertain(int state, Classification c, ulong[] mask)
     {
-        foreach (byte b in token)
+        var uncertain = c.Uncertain;
+        var bytes = _vocabulary.Bytes;
+        _depthState[0] = state;
+        int valid = 0;
+        for (int k = 0; k < uncertain.Length; k++)
         {
-            state = _grammar.Step(state, b);
-            if (state == Grammar.Dead) return false;
+            var token = bytes[uncertain[k]];
+            if (token.Length >= _depthState.Length) Array.Resize(ref _depthState, Math.Max(token.Length + 1, _depthState.Length * 2));
+            int depth = Math.Min(c.CommonPrefix[k], valid);
+            int s = _depthState[depth];
+            while (depth < token.Length)
+            {
+                s = _grammar.Step(s, token[depth]);
+                if (s == Grammar.Dead) break;
+                _depthState[++depth] = s;
+            }
+            valid = depth;
+            if (depth == token.Length) { mask[uncertain[k] >> 6] |= 1UL << (uncertain[k] & 63); continue; }
+            while (k + 1 < uncertain.Length && c.CommonPrefix[k + 1] > depth) k++;
         }
-        return true;
     }
+
+    int[] _depthState = new int[64]; // [depth] state after the first depth bytes of the current token
 
     /// <summary>From a cut stack: the tokens allowed whatever lies below the cut, and those that reach below it before
     /// their last byte (uncertain); the rest are rejected everywhere. A walk down the vocabulary's trie that leaves every
@@ -99,7 +114,10 @@ internal sealed class GrammarTokenMasks
             dense = new ulong[_vocabulary.MaskWords];
             foreach (int id in allowed) dense[id >> 6] |= 1UL << (id & 63);
         }
-        return new Classification(dense, dense == null ? allowed.ToArray() : [], uncertain.ToArray());
+        var common = new int[uncertain.Count];
+        for (int k = 1; k < uncertain.Count; k++)
+            common[k] = _vocabulary.Bytes[uncertain[k - 1]].AsSpan().CommonPrefixLength(_vocabulary.Bytes[uncertain[k]]);
+        return new Classification(dense, dense == null ? allowed.ToArray() : [], uncertain.ToArray(), common);
     }
 
     void Walk(int node, int state, bool escaped, List<int> allowed, List<int> uncertain)
