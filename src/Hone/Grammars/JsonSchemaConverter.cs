@@ -81,7 +81,7 @@ internal sealed class JsonSchemaConverter
         if (o["enum"] is JsonNode enumNode)
         {
             if (enumNode is not JsonArray values || values.Count == 0) throw Error(path + "/enum", "must be a non-empty array");
-            return string.Join(" | ", values.Select(value => $"{GbnfBuilder.Literal(JsonText(value))} {Space}"));
+            return $"{Alternatives(values.Select(JsonText).Distinct().ToList(), hint)} {Space}";
         }
         foreach (var combinator in (string[])["anyOf", "oneOf"])
             if (o[combinator] is JsonNode alternativesNode)
@@ -159,6 +159,35 @@ internal sealed class JsonSchemaConverter
         return name;
     }
 
+    /// <summary>One of several literal texts, written as their trie (shared prefixes once), so a matcher holds one stack
+    /// until the texts part instead of one per text: "product 001" … "product 199" is one stack through "product ".</summary>
+    string Alternatives(List<string> texts, string hint)
+    {
+        if (texts.Count == 1) return GbnfBuilder.Literal(texts[0]);
+        // Characters as runes, so a branch never splits a surrogate pair.
+        var runes = texts.Select(t => t.EnumerateRunes().ToArray()).ToList();
+        string Text(Rune[] r, int from, int to) => string.Concat(r[from..to].Select(x => x.ToString()));
+        string Node(List<Rune[]> group, int depth)
+        {
+            var alternatives = new List<string>();
+            if (group.Any(t => t.Length == depth)) alternatives.Add("\"\"");
+            foreach (var branch in group.Where(t => t.Length > depth).GroupBy(t => t[depth].Value).OrderBy(g => g.Key))
+            {
+                var members = branch.ToList();
+                // Follow the branch while every member goes on with the same character.
+                int end = depth + 1;
+                while (members.All(t => t.Length > end) && members.All(t => t[end] == members[0][end])) end++;
+                string literal = GbnfBuilder.Literal(Text(members[0], depth, end));
+                alternatives.Add(members.Count == 1 && members[0].Length == end ? literal : $"{literal} {Node(members, end)}");
+            }
+            if (alternatives.Count == 1) return alternatives[0];
+            string name = _builder.FreshName($"{hint}-enum");
+            _builder.AddRule(name, string.Join(" | ", alternatives));
+            return name;
+        }
+        return Node(runes, 0);
+    }
+
     static string JsonText(JsonNode? value) => value == null ? "null" : JsonPython(value);
 
     /// <summary>JSON as Python's json.dumps writes it (", " and ": " separators), the spelling templates render.</summary>
@@ -170,12 +199,27 @@ internal sealed class JsonSchemaConverter
                 return "{" + string.Join(", ", obj.Select(p => JsonString(p.Key) + ": " + JsonText(p.Value))) + "}";
             case JsonArray arr:
                 return "[" + string.Join(", ", arr.Select(JsonText)) + "]";
+            case JsonValue v when v.GetValueKind() == JsonValueKind.String:
+                return JsonString(v.GetValue<string>());
             default:
                 return value.ToJsonString(Compact);
         }
     }
 
-    static string JsonString(string text) => JsonValue.Create(text).ToJsonString(Compact);
+    /// <summary>A JSON string as Python's json.dumps(ensure_ascii=False) writes it: only quote, backslash and control
+    /// characters escaped; every other character, emoji included, as itself.</summary>
+    static string JsonString(string text)
+    {
+        var s = new StringBuilder("\"");
+        foreach (char c in text)
+            s.Append(c switch
+            {
+                '"' => "\\\"", '\\' => "\\\\", '\n' => "\\n", '\r' => "\\r", '\t' => "\\t", '\b' => "\\b", '\f' => "\\f",
+                < ' ' => $"\\u{(int)c:x4}",
+                _ => c.ToString(),
+            });
+        return s.Append('"').ToString();
+    }
 
     static readonly JsonSerializerOptions Compact = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 

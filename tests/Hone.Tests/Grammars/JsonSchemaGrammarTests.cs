@@ -23,6 +23,7 @@ public class JsonSchemaGrammarTests(ITestOutputHelper output)
     [InlineData("""{"type": "integer", "minimum": 1, "maximum": 7.5}""", "1|7", "8|0")]
     [InlineData("""{"type": "string", "minLength": 2, "maxLength": 3}""", "\"ab\"|\"abc\"|\"a\\nb\"", "\"a\"|\"abcd\"")]
     [InlineData("""{"enum": ["red", 1, null, {"a": [true]}]}""", "\"red\"|1|null|{\"a\": [true]}", "\"blue\"|2")]
+    [InlineData("""{"enum": ["product 1", "product 12", "product 2", "produce", "🙂a", "🙃b", "p"]}""", "\"product 1\"|\"product 12\"|\"product 2\"|\"produce\"|\"🙂a\"|\"🙃b\"|\"p\"", "\"product 3\"|\"product\"|\"product 123\"|\"🙂b\"|\"\"")]
     [InlineData("""{"const": "x\"y"}""", "\"x\\\"y\"", "\"xy\"")]
     [InlineData("""{"type": ["string", "null"]}""", "\"a\"|null", "1")]
     [InlineData("""{"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 2}""", "[true]|[true, false]|[ false ,true ]", "[]|[true, true, true]")]
