@@ -251,6 +251,14 @@ public sealed class Grammar
 
     internal const int Start = 0;
 
+    /// <summary>A state's transitions by byte, <see cref="Unknown"/> where not computed yet (then <see cref="Step"/>).</summary>
+    internal int[] Row(int state)
+    {
+        var row = _transitions[state];
+        if (row == null) { row = new int[256]; Array.Fill(row, Unknown); _transitions[state] = row; }
+        return row;
+    }
+
     /// <summary>The state after one byte, or <see cref="Dead"/>. Caller holds <see cref="Sync"/>.</summary>
     internal int Step(int state, byte b)
     {

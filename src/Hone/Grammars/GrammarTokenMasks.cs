@@ -123,19 +123,29 @@ internal sealed class GrammarTokenMasks
     void Walk(int node, int state, bool escaped, List<int> allowed, List<int> uncertain)
     {
         var v = _vocabulary;
+        int[] firstChild = v.FirstChild, nextSibling = v.NextSibling, rangeStart = v.RangeStart;
+        byte[] edge = v.EdgeByte;
         var bytes = _grammar.NextBytes(state);
-        for (int child = v.FirstChild[node]; child >= 0; child = v.NextSibling[child])
+        var row = _grammar.Row(state);
+        for (int child = firstChild[node]; child >= 0; child = nextSibling[child])
         {
-            byte b = v.EdgeByte[child];
-            int next = (bytes[b >> 6] & (1UL << (b & 63))) == 0 ? Grammar.Dead : _grammar.Step(state, b);
+            byte b = edge[child];
+            int next;
+            if ((bytes[b >> 6] & (1UL << (b & 63))) == 0) next = Grammar.Dead;
+            else
+            {
+                next = row[b];
+                if (next == Grammar.Unknown) next = _grammar.Step(state, b);
+            }
             if (next == Grammar.Dead)
             {
                 // Rejected along the known stack; where a path went below the cut earlier, the real stack decides.
-                if (escaped) AddRange(uncertain, v.RangeStart[child], v.RangeEnd[child]);
+                if (escaped) AddRange(uncertain, rangeStart[child], v.RangeEnd[child]);
                 continue;
             }
-            AddRange(allowed, v.RangeStart[child], v.RangeStart[child] + v.ExactCount[child]);
-            if (v.FirstChild[child] >= 0) Walk(child, next, escaped || _grammar.Escapes(next), allowed, uncertain);
+            int exact = v.ExactCount[child];
+            if (exact > 0) AddRange(allowed, rangeStart[child], rangeStart[child] + exact);
+            if (firstChild[child] >= 0) Walk(child, next, escaped || _grammar.Escapes(next), allowed, uncertain);
         }
     }
 
