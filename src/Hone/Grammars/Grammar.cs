@@ -21,7 +21,7 @@ public sealed class Grammar
     readonly string[] _ruleNames;
 
     /// <summary>Limits on the tables a pathological grammar could grow without end.</summary>
-    public const int MaxNodes = 4_000_000, MaxStates = 1_000_000, MaxStacksPerState = 10_000;
+    public const int MaxNodes = 2_000_000, MaxStates = 200_000, MaxStacksPerState = 10_000;
 
     readonly Lock _lock = new();
     // Stack nodes: (position, parent node); parent Bottom = the empty stack below, Cut = a stack cut off below (for

@@ -12,7 +12,7 @@ namespace Hone.Grammars;
 internal sealed class GrammarTokenMasks
 {
     /// <summary>Memory the cached masks may take; past it the cache starts over.</summary>
-    public const long CacheBytes = 256L << 20;
+    public const long CacheBytes = 64L << 20;
 
     /// <summary>Frames of a stack a classification keeps: the repetition loop and the rule around it, so that string
     /// content, digits and whitespace are decided once for every place they occur.</summary>
