@@ -43,10 +43,13 @@ public static class ChatConstraints
     /// <exception cref="GrammarException">the text is not a valid grammar (the message names the line)</exception>
     public static Grammar Compile(string gbnf, string source)
     {
-        if (Cache.TryGetValue(gbnf, out var cached)) return cached;
+        // A grammar's tables only grow (every configuration met is kept); one that has grown large is left to the
+        // sequences using it, and new requests start from a fresh copy.
+        if (Cache.TryGetValue(gbnf, out var cached) && cached.StateCount < Grammar.MaxStates / 2) return cached;
         var grammar = Grammar.ParseGbnf(gbnf, source);
         if (Cache.Count >= CacheLimit) Cache.Clear();
-        return Cache.GetOrAdd(gbnf, grammar);
+        Cache[gbnf] = grammar;
+        return grammar;
     }
 
     /// <summary>JSON valid under <paramref name="schema"/>, from the first token. Objects admit only the properties they
