@@ -224,13 +224,22 @@ internal sealed class GbnfParser
             return;
         }
         if (max == min) return;
-        // rest_k ::= atom rest_{k+1} | ε, built from the innermost out.
+        // rest_k ::= atom rest_{k+1} | ε, built from the innermost out (level 1 takes one more item, level 2 two, ...).
+        int loop = -1;
+        if (max - min >= 2)
+        {
+            // The same item unbounded, never reached from the root: the level rules' token masks are taken from its.
+            loop = _rules.Rule(FreshName(rule), origin);
+            _rules.Define(loop, [[single, Symbol.Reference(loop)], []]);
+        }
         Symbol? inner = null;
-        for (int k = max - min; k >= 1; k--)
+        for (int level = 1; level <= max - min; level++)
         {
             var first = new List<Symbol> { single };
             if (inner is Symbol next) first.Add(next);
-            inner = Symbol.Reference(_rules.NewRule(rule, origin, [first, []]));
+            int levelRule = _rules.NewRule(rule, origin, [first, []]);
+            if (loop >= 0) _rules.ChainLevels[levelRule] = (loop, level);
+            inner = Symbol.Reference(levelRule);
         }
         items.Add(inner!.Value);
     }

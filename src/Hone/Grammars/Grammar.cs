@@ -19,6 +19,7 @@ public sealed class Grammar
     readonly ulong[] _sets;                 // [set, 4] bits of the bytes each set holds
     readonly int[][] _alternatives;         // [rule] → first positions of its alternatives
     readonly string[] _ruleNames;
+    readonly int[] _loopPosition, _budget;  // [position] the loop's position for a counted repetition's level, and the level
 
     /// <summary>Limits on the tables a pathological grammar could grow without end.</summary>
     public const int MaxNodes = 2_000_000, MaxStates = 200_000, MaxStacksPerState = 10_000;
@@ -63,6 +64,16 @@ public sealed class Grammar
             }
         }
         _element = positions.ToArray();
+        // A counted repetition's level positions stand for the unbounded loop's, with the level as a budget.
+        _loopPosition = new int[_element.Length];
+        _budget = new int[_element.Length];
+        Array.Fill(_loopPosition, -1);
+        foreach (var (levelRule, (loop, level)) in rules.ChainLevels)
+        {
+            int a = _alternatives[levelRule][0], b = _alternatives[loop][0];
+            for (int i = 0; i < 2; i++)
+                if (_element[a + i] != End) { _loopPosition[a + i] = b + i; _budget[a + i] = level; }
+        }
         _sets = new ulong[rules.Sets.Count * 4];
         for (int s = 0; s < rules.Sets.Count; s++) rules.Sets[s].CopyTo(_sets, s * 4);
         _ruleNames = rules.Names.ToArray();
@@ -323,11 +334,21 @@ public sealed class Grammar
     /// <summary>The stack of <paramref name="node"/> kept to its top <paramref name="depth"/> frames and cut below (or whole,
     /// when not deeper): masks computed from it hold for every stack with the same top, except for the tokens that
     /// reach below it, which <see cref="Escapes"/> marks.</summary>
-    internal int CutStack(int node, int depth)
+    /// <param name="budget">the fewest items a counted repetition in the kept frames may still take (int.MaxValue:
+    /// none): its levels are cut as the unbounded loop, so they share one classification, and a token longer than
+    /// the budget in bytes must be checked on the real stack</param>
+    internal int CutStack(int node, int depth, out int budget)
     {
         Span<int> positions = stackalloc int[depth];
         int n = 0, at = node;
-        while (at >= 0 && n < depth) { positions[n++] = _nodePosition[at]; at = _nodeParent[at]; }
+        budget = int.MaxValue;
+        while (at >= 0 && n < depth)
+        {
+            int position = _nodePosition[at];
+            if (_loopPosition[position] >= 0) { budget = Math.Min(budget, _budget[position]); position = _loopPosition[position]; }
+            positions[n++] = position;
+            at = _nodeParent[at];
+        }
         int parent = at >= 0 ? Cut : Bottom;
         for (int i = n - 1; i >= 0; i--) parent = Node(positions[i], parent);
         return parent;

@@ -57,14 +57,37 @@ internal sealed class GrammarTokenMasks
         mask = new ulong[_vocabulary.MaskWords];
         foreach (int node in _grammar.StateNodes(state))
         {
-            int cut = _grammar.CutStack(node, CutDepth);
+            int cut = _grammar.CutStack(node, CutDepth, out int budget);
             if (!_classes.TryGetValue(cut, out var c))
             {
                 c = Classify(_grammar.SingleStackState(cut));
                 _classes[cut] = c;
             }
-            if (c.Dense != null) for (int w = 0; w < mask.Length; w++) mask[w] |= c.Dense[w];
-            else foreach (int id in c.Sparse) mask[id >> 6] |= 1UL << (id & 63);
+            if (budget >= _vocabulary.LongestToken)
+            {
+                if (c.Dense != null) for (int w = 0; w < mask.Length; w++) mask[w] |= c.Dense[w];
+                else foreach (int id in c.Sparse) mask[id >> 6] |= 1UL << (id & 63);
+            }
+            else
+            {
+                // Cut as the unbounded loop: its tokens fit this level when no longer than the budget (each item takes
+                // at least a byte); longer ones are tried on the real stack.
+                var fits = _vocabulary.ShortTokens(budget);
+                int single = _grammar.SingleStackState(node);
+                if (c.Dense != null)
+                    for (int w = 0; w < mask.Length; w++)
+                    {
+                        mask[w] |= c.Dense[w] & fits[w];
+                        for (ulong rest = c.Dense[w] & ~fits[w] & ~mask[w]; rest != 0; rest &= rest - 1)
+                        {
+                            int id = w * 64 + System.Numerics.BitOperations.TrailingZeroCount(rest);
+                            if (Fits(single, _vocabulary.Bytes[id])) mask[w] |= 1UL << (id & 63);
+                        }
+                    }
+                else
+                    foreach (int id in c.Sparse)
+                        if ((fits[id >> 6] & (1UL << (id & 63))) != 0 || Fits(single, _vocabulary.Bytes[id])) mask[id >> 6] |= 1UL << (id & 63);
+            }
             if (c.Uncertain.Length > 0) CheckUncertain(_grammar.SingleStackState(node), c, mask);
         }
         _cache[state] = mask;
@@ -99,6 +122,16 @@ internal sealed class GrammarTokenMasks
     }
 
     int[] _depthState = new int[64]; // [depth] state after the first depth bytes of the current token
+
+    bool Fits(int state, byte[] token)
+    {
+        foreach (byte b in token)
+        {
+            state = _grammar.Step(state, b);
+            if (state == Grammar.Dead) return false;
+        }
+        return true;
+    }
 
     /// <summary>From a cut stack: the tokens allowed whatever lies below the cut, and those that reach below it before
     /// their last byte (uncertain); the rest are rejected everywhere. A walk down the vocabulary's trie that leaves every

@@ -26,6 +26,9 @@ internal sealed class RuleSet
     public readonly List<ulong[]> Sets = new();
     /// <summary>The literal strings the grammar holds (a special token is only matched where a literal spells it).</summary>
     public readonly HashSet<string> Literals = new(StringComparer.Ordinal);
+    /// <summary>Counted repetitions: each level rule of a chain (level = how many items it may still take) and the
+    /// unbounded loop of the same item, so token masks can be shared between the levels.</summary>
+    public readonly Dictionary<int, (int Loop, int Level)> ChainLevels = new();
     readonly Dictionary<string, int> _rules = new(StringComparer.Ordinal);
     readonly Dictionary<(ulong, ulong, ulong, ulong), int> _sets = new();
     readonly Dictionary<string, int> _classRules = new(StringComparer.Ordinal);

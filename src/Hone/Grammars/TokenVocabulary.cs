@@ -82,6 +82,26 @@ public sealed class TokenVocabulary
         return (firstChild.ToArray(), nextSibling.ToArray(), rangeStart.ToArray(), rangeEnd.ToArray(), exact.ToArray(), edge.ToArray());
     }
 
+    /// <summary>The most bytes any token has.</summary>
+    internal int LongestToken => _longest ??= Bytes.Max(b => b.Length);
+    int? _longest;
+
+    /// <summary>Tokens of 1..<paramref name="length"/> bytes, as a mask (kept per length).</summary>
+    internal ulong[] ShortTokens(int length)
+    {
+        lock (_short)
+        {
+            if (_short.TryGetValue(length, out var known)) return known;
+            var mask = new ulong[MaskWords];
+            for (int id = 0; id < Count; id++)
+                if (Bytes[id].Length is > 0 and var l && l <= length) mask[id >> 6] |= 1UL << (id & 63);
+            _short[length] = mask;
+            return mask;
+        }
+    }
+
+    readonly Dictionary<int, ulong[]> _short = new();
+
     /// <summary>The vocabulary of a tokenizer (built on first use, then shared).</summary>
     public static TokenVocabulary For(Tokenizer tokenizer) => Cache.GetValue(tokenizer, t => new TokenVocabulary(t));
 

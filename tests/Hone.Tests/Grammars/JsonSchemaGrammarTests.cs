@@ -140,11 +140,13 @@ public class GrammarMaskTests
         {
             Grammar.FromJsonSchema(JsonNode.Parse("""{"type": "object", "properties": {"order_id": {"type": "string"}, "count": {"type": "integer", "minimum": 3, "maximum": 250}, "tags": {"type": "array", "items": {"enum": ["a1", "b", "zip"]}}}, "required": ["order_id"]}""")!),
             Grammar.ParseGbnf("root ::= \"say \" (\"\\\"\" [a-z]* \"\\\"\" | [0-9]+) \"!\""),
+            // Counted repetitions, whose levels share the masks of an unbounded loop cut to a budget.
+            Grammar.FromJsonSchema(JsonNode.Parse("""{"type": "object", "properties": {"name": {"type": "string", "maxLength": 6}, "code": {"type": "string", "pattern": "^[a-z0-9]{2,9}$"}, "mail": {"type": "string", "format": "email"}}, "required": ["name", "code", "mail"]}""")!),
         };
         var random = new Random(7);
         var mask = new ulong[vocabulary.MaskWords];
         foreach (var grammar in grammars)
-            for (int walk = 0; walk < 20; walk++)
+            for (int walk = 0; walk < 30; walk++)
             {
                 var matcher = new GrammarMatcher(grammar, vocabulary);
                 for (int step = 0; step < 60 && !matcher.IsComplete; step++)
