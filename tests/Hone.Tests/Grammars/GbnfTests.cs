@@ -91,3 +91,65 @@ public class GbnfTests
         Assert.False(grammar.Matches("{\"a\" 1}"));
     }
 }
+
+public class GrammarFuzzTests
+{
+    const string Json = """
+        root   ::= object
+        value  ::= object | array | string | number | ("true" | "false" | "null") ws
+        object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+        array  ::= "[" ws ( value ("," ws value)* )? "]" ws
+        string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\bfnrt] | "u" [0-9a-fA-F]{4}) )* "\"" ws
+        number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+        ws ::= | " " | "\n" [ \t]{0,20}
+        """;
+
+    const string Schema = """
+        {"type": "object", "properties": {"id": {"type": "string", "pattern": "^#W[0-9]{7}$"}, "n": {"type": "integer", "minimum": -5, "maximum": 300},
+         "tags": {"type": "array", "items": {"enum": ["a", "b\"c", 1, null]}, "maxItems": 3}, "when": {"type": "string", "format": "date-time"},
+         "next": {"$ref": "#"}}, "required": ["id"], "additionalProperties": {"type": "boolean"}}
+        """;
+
+    /// <summary>Damaged grammars and schemas (bytes dropped, repeated, swapped, replaced by syntax characters) are
+    /// either compiled or refused with a GrammarException (or, for a schema that is no longer JSON, a JsonException) —
+    /// never another exception, never a hang.</summary>
+    [Fact]
+    public void Damaged_grammars_and_schemas_are_compiled_or_refused_never_crash()
+    {
+        var random = new Random(17);
+        const string syntax = "\"[]()|*+?{},:^-\\#.\n 0123456789aZ";
+        string Damage(string text)
+        {
+            var chars = text.ToList();
+            int edits = random.Next(1, 6);
+            for (int e = 0; e < edits && chars.Count > 0; e++)
+            {
+                int at = random.Next(chars.Count);
+                switch (random.Next(4))
+                {
+                    case 0: chars.RemoveAt(at); break;
+                    case 1: chars.Insert(at, chars[random.Next(chars.Count)]); break;
+                    case 2: chars[at] = syntax[random.Next(syntax.Length)]; break;
+                    default: (chars[at], chars[random.Next(chars.Count)]) = (chars[random.Next(chars.Count)], chars[at]); break;
+                }
+            }
+            return new string(chars.ToArray());
+        }
+        int compiled = 0, refused = 0;
+        for (int i = 0; i < 1500; i++)
+        {
+            string grammar = Damage(Json);
+            try { Grammar.ParseGbnf(grammar).Matches("{\"a\": [1, true]}"); compiled++; }
+            catch (GrammarException e) { Assert.False(string.IsNullOrWhiteSpace(e.Message)); refused++; }
+
+            string schema = Damage(Schema);
+            System.Text.Json.Nodes.JsonNode? node;
+            try { node = System.Text.Json.Nodes.JsonNode.Parse(schema); }
+            catch (System.Text.Json.JsonException) { continue; }
+            if (node == null) continue;
+            try { Grammar.FromJsonSchema(node).Matches("{\"id\": \"#W1234567\"}"); compiled++; }
+            catch (GrammarException e) { Assert.False(string.IsNullOrWhiteSpace(e.Message)); refused++; }
+        }
+        Assert.True(compiled > 100 && refused > 100, $"compiled {compiled}, refused {refused}");
+    }
+}
