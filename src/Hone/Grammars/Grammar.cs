@@ -187,13 +187,8 @@ public sealed class Grammar
     {
         lock (_lock)
         {
-            int s = Start;
-            foreach (byte b in bytes)
-            {
-                s = Step(s, b);
-                if (s == Dead) return false;
-            }
-            return Accepts(s);
+            int s = Run(Start, bytes);
+            return s != Dead && Accepts(s);
         }
     }
 
@@ -261,6 +256,18 @@ public sealed class Grammar
     }
 
     internal const int Start = 0;
+
+    /// <summary>The state after a run of bytes, or <see cref="Dead"/> at the first one that does not fit. Caller holds
+    /// <see cref="Sync"/>.</summary>
+    internal int Run(int state, ReadOnlySpan<byte> bytes)
+    {
+        foreach (byte b in bytes)
+        {
+            state = Step(state, b);
+            if (state == Dead) return Dead;
+        }
+        return state;
+    }
 
     /// <summary>A state's transitions by byte, <see cref="Unknown"/> where not computed yet (then <see cref="Step"/>).</summary>
     internal int[] Row(int state)

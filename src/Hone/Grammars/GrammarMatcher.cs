@@ -59,12 +59,8 @@ public sealed class GrammarMatcher
     {
         lock (_grammar.Sync)
         {
-            int s = _state;
-            foreach (byte b in bytes)
-            {
-                s = _grammar.Step(s, b);
-                if (s == Grammar.Dead) return false;
-            }
+            int s = _grammar.Run(_state, bytes);
+            if (s == Grammar.Dead) return false;
             _state = s;
             return true;
         }
@@ -73,16 +69,7 @@ public sealed class GrammarMatcher
     /// <summary>Whether these bytes could be accepted now (nothing changes).</summary>
     public bool WouldAccept(ReadOnlySpan<byte> bytes)
     {
-        lock (_grammar.Sync)
-        {
-            int s = _state;
-            foreach (byte b in bytes)
-            {
-                s = _grammar.Step(s, b);
-                if (s == Grammar.Dead) return false;
-            }
-            return true;
-        }
+        lock (_grammar.Sync) return _grammar.Run(_state, bytes) != Grammar.Dead;
     }
 
     /// <summary>Back to the start of the grammar.</summary>

@@ -123,15 +123,7 @@ internal sealed class GrammarTokenMasks
 
     int[] _depthState = new int[64]; // [depth] state after the first depth bytes of the current token
 
-    bool Fits(int state, byte[] token)
-    {
-        foreach (byte b in token)
-        {
-            state = _grammar.Step(state, b);
-            if (state == Grammar.Dead) return false;
-        }
-        return true;
-    }
+    bool Fits(int state, byte[] token) => _grammar.Run(state, token) != Grammar.Dead;
 
     /// <summary>From a cut stack: the tokens allowed whatever lies below the cut, and those that reach below it before
     /// their last byte (uncertain); the rest are rejected everywhere. A walk down the vocabulary's trie that leaves every

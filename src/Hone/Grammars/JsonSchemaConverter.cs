@@ -211,13 +211,7 @@ internal sealed class JsonSchemaConverter
     static string JsonString(string text)
     {
         var s = new StringBuilder("\"");
-        foreach (char c in text)
-            s.Append(c switch
-            {
-                '"' => "\\\"", '\\' => "\\\\", '\n' => "\\n", '\r' => "\\r", '\t' => "\\t", '\b' => "\\b", '\f' => "\\f",
-                < ' ' => $"\\u{(int)c:x4}",
-                _ => c.ToString(),
-            });
+        foreach (var rune in text.EnumerateRunes()) s.Append(JsonEscapeChar(rune.Value));
         return s.Append('"').ToString();
     }
 
@@ -337,7 +331,7 @@ internal sealed class JsonSchemaConverter
     };
 
     /// <summary>How a character is written inside a JSON string (the canonical escape for those that need one).</summary>
-    static string JsonEscapeChar(int c) => c switch
+    internal static string JsonEscapeChar(int c) => c switch
     {
         '"' => "\\\"", '\\' => "\\\\", '\n' => "\\n", '\r' => "\\r", '\t' => "\\t", '\b' => "\\b", '\f' => "\\f",
         _ => c < 0x20 ? $"\\u{c:x4}" : char.ConvertFromUtf32(c),

@@ -272,9 +272,6 @@ internal sealed class RegexToGbnf
         if (c < r.Hi) yield return (c + 1, r.Hi);
     }
 
-    static string JsonEscape(int c) => c switch
-    {
-        '"' => "\\\"", '\\' => "\\\\", '\n' => "\\n", '\r' => "\\r", '\t' => "\\t", '\b' => "\\b", '\f' => "\\f",
-        _ => $"\\u{c:x4}",
-    };
+    /// <summary>A character JSON escapes (DEL too: the grammar's string characters leave it out raw).</summary>
+    static string JsonEscape(int c) => c == 0x7F ? "\\u007f" : JsonSchemaConverter.JsonEscapeChar(c);
 }
