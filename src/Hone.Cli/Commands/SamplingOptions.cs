@@ -45,11 +45,6 @@ internal sealed class SamplingOptions
         if (schemaFile != null && grammarFile != null) throw new ArgumentException("give --json-schema or --grammar, not both");
         if (grammarFile != null) return new Grammars.GrammarSpec(Grammars.Grammar.FromGbnfFile(grammarFile));
         if (schemaFile == null) return null;
-        if (!File.Exists(schemaFile)) throw new FileNotFoundException($"{schemaFile}: JSON Schema file not found", schemaFile);
-        System.Text.Json.Nodes.JsonNode schema;
-        try { schema = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(schemaFile)) ?? throw new ArgumentException($"{schemaFile}: the schema is null"); }
-        catch (System.Text.Json.JsonException e) { throw new ArgumentException($"{schemaFile}: not JSON: {e.Message}"); }
-        try { return new Grammars.GrammarSpec(Grammars.Grammar.FromJsonSchema(schema)); }
-        catch (Grammars.GrammarException e) { throw new Grammars.GrammarException($"{schemaFile}: {e.Message}"); }
+        return new Grammars.GrammarSpec(Grammars.Grammar.FromJsonSchemaFile(schemaFile));
     }
 }

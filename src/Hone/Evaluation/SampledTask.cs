@@ -64,14 +64,11 @@ public static class SampledTask
                 case JsonObject inline: return (new GrammarSpec(Grammar.FromJsonSchema(inline)), new JsonObject { ["json_schema"] = inline.DeepClone() });
                 case JsonValue v when v.TryGetValue(out string? file):
                     string path = origin.Resolve(file);
-                    if (!File.Exists(path)) throw new FormatException($"{r.Where}: json_schema file {path} not found");
-                    var schema = JsonNode.Parse(File.ReadAllText(path)) ?? throw new FormatException($"{r.Where}: {path} holds null, not a schema");
-                    return (new GrammarSpec(Grammar.FromJsonSchema(schema)), new JsonObject { ["json_schema"] = path });
+                    return (new GrammarSpec(Grammar.FromJsonSchemaFile(path)), new JsonObject { ["json_schema"] = path });
                 default: throw new FormatException($"{r.Where}: \"json_schema\" must be a schema object or a schema file name");
             }
         }
-        catch (GrammarException e) { throw new FormatException($"{r.Where}: {e.Message}"); }
-        catch (System.Text.Json.JsonException e) { throw new FormatException($"{r.Where}: json_schema is not JSON: {e.Message}"); }
+        catch (Exception e) when (e is GrammarException or FileNotFoundException) { throw new FormatException($"{r.Where}: {e.Message}"); }
     }
 
     public static CheckerSpec ReadChecker(TaskSpecReader c)

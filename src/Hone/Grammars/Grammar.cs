@@ -114,6 +114,18 @@ public sealed class Grammar
         return ParseGbnf(File.ReadAllText(path), path);
     }
 
+    /// <summary>Reads a JSON Schema file (see <see cref="FromJsonSchema"/>), naming it in errors.</summary>
+    /// <exception cref="GrammarException">the file is not JSON, holds null, or the schema cannot be enforced</exception>
+    public static Grammar FromJsonSchemaFile(string path, JsonSchemaOptions? options = null)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: JSON Schema file not found", path);
+        JsonNode schema;
+        try { schema = JsonNode.Parse(File.ReadAllText(path)) ?? throw new GrammarException($"{path}: holds null, not a schema"); }
+        catch (System.Text.Json.JsonException e) { throw new GrammarException($"{path}: not JSON: {e.Message}"); }
+        try { return FromJsonSchema(schema, options); }
+        catch (GrammarException e) { throw new GrammarException($"{path}: {e.Message}"); }
+    }
+
     /// <summary>The grammar of JSON text valid under a JSON Schema (see <see cref="GbnfBuilder.AddJsonSchema"/> for
     /// the keywords enforced; any other keyword is refused by name).</summary>
     public static Grammar FromJsonSchema(JsonNode schema, JsonSchemaOptions? options = null)

@@ -25,6 +25,7 @@ public sealed class GrammarConstraint
     readonly GrammarMatcher _matcher;
     readonly TokenVocabulary _vocabulary;
     readonly byte[][] _triggers;
+    readonly int _longestTrigger;
     readonly List<byte> _output = new(); // free output so far, while waiting for a trigger
     bool _active;
     bool _missedStart;
@@ -36,6 +37,7 @@ public sealed class GrammarConstraint
         _vocabulary = vocabulary;
         _matcher = new GrammarMatcher(spec.Grammar, vocabulary);
         _triggers = (spec.Triggers ?? []).Where(t => t.Length > 0).Select(Encoding.UTF8.GetBytes).ToArray();
+        _longestTrigger = _triggers.Length == 0 ? 0 : _triggers.Max(t => t.Length);
         _active = _triggers.Length == 0;
     }
 
@@ -93,7 +95,7 @@ public sealed class GrammarConstraint
             if (!possible) { _missedStart = true; _output.Clear(); }
             return;
         }
-        int searchFrom = Math.Max(0, _output.Count - _triggers.Max(t => t.Length) + 1);
+        int searchFrom = Math.Max(0, _output.Count - _longestTrigger + 1);
         _output.AddRange(bytes);
         var output = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_output);
         int at = -1;

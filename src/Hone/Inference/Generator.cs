@@ -58,8 +58,9 @@ public sealed class Generator
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens (a model needs at least BOS)");
         var sampler = new Sampler(options.Sampler ?? SamplerOptions.Greedy);
-        var constraint = options.Grammar is { } spec ? new GrammarConstraint(spec, TokenVocabulary.For(_tokenizer)) : null;
-        var mask = constraint != null ? new ulong[TokenVocabulary.For(_tokenizer).MaskWords] : null;
+        var vocabulary = options.Grammar != null ? TokenVocabulary.For(_tokenizer) : null;
+        var constraint = options.Grammar is { } spec ? new GrammarConstraint(spec, vocabulary!) : null;
+        var mask = vocabulary != null ? new ulong[vocabulary.MaskWords] : null;
         if (prompt.Count + 1 > _model.MaxContext)
             throw new ArgumentException($"the prompt has {prompt.Count} tokens; the context holds {_model.MaxContext}");
         // Reuse the cache for the common prefix; at least one token must run to produce logits.
