@@ -5,7 +5,8 @@ namespace Hone.Tests.Infrastructure;
 
 /// <summary>
 /// The library's folders use only folders below them: tensors/kernels → formats → tokenization and chat templates →
-/// model → inference → batching (the batched engine) → transforms → training → evaluation → data tools → synthetic
+/// model → inference → batching (the batched engine) → transforms → training → evaluation → data tools → agents (the
+/// agent benchmark) → synthetic
 /// data → workflows → clients (in-process chat clients) → server (HTTP); the CLI may use all. The assemblies enforce
 /// part of it (Hone.Kernels and Hone.Templates reference nothing of Hone; Hone.Workflows, Hone.Clients and Hone.Server
 /// sit above Hone.Core); inside each this test reads the sources: a `using Hone.X` or a qualified `X.Name` of a folder
@@ -14,7 +15,7 @@ namespace Hone.Tests.Infrastructure;
 public sealed class LayeringTests
 {
     static readonly string[] Order =
-        ["Tensors", "Formats", "Templates", "Tokenization", "Grammars", "ToolCalls", "Model", "Inference", "Batching", "Transforms", "Training", "Evaluation", "DataTools",
+        ["Tensors", "Formats", "Templates", "Tokenization", "Grammars", "ToolCalls", "Model", "Inference", "Batching", "Transforms", "Training", "Evaluation", "DataTools", "Agents",
          "Synthetic", "Workflows", "Clients", "Server"];
 
     static string RepositoryRoot()
