@@ -5,7 +5,7 @@ using Hone.Tokenization;
 namespace Hone.Tests.Infrastructure;
 
 /// <summary>A tiny random Llama with a real byte-level BPE tokenizer and Hone's chat template (tokenizer.json,
-/// tokenizer_config.json), built once per test run as a Hugging Face directory: enough for every command (generate,
+/// tokenizer_config.json; the plain template, which renders no tools), built once per test run as a Hugging Face directory: enough for every command (generate,
 /// train, perplexity, convert) without shared data. Context 128 tokens, 2 layers, hidden 32.</summary>
 public static class TinyChatModel
 {
@@ -18,7 +18,7 @@ public static class TinyChatModel
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
         var texts = Enumerable.Range(0, 40).Select(i =>
             $"Order {i} ships in {i % 5 + 1} days. The customer asked where order {i} is, and the answer was that it is on its way.").ToList();
-        BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 320), dir);
+        BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 320, ChatTemplate: ChatFormat.PlainTemplate), dir);
         var tokenizer = Tokenizer.FromHuggingFaceDirectory(dir);
         var config = new ModelConfig
         {

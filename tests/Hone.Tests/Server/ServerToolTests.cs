@@ -319,7 +319,7 @@ public class ServerToolTests
     {
         using var dir = new TempDirectory();
         var plain = dir.File("plain.jinja");
-        File.WriteAllText(plain, ChatFormat.Template);
+        File.WriteAllText(plain, ChatFormat.PlainTemplate);
         await using (var server = await TestServer.StartAsync(new ServerOptions { ModelPath = TinyToolModel.Path, ChatTemplate = plain }))
         {
             var reply = await server.PostAsync("/v1/chat/completions", new JsonObject

@@ -151,6 +151,48 @@ public class BpeTrainerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void The_chat_template_renders_tools_hermes_style_and_plain_conversations_as_the_plain_template()
+    {
+        var template = ChatTemplate.Parse(ChatFormat.Template);
+        var plain = ChatTemplate.Parse(ChatFormat.PlainTemplate);
+        Assert.Equal("hermes", Hone.ToolCalls.ToolCallFormat.Detect(template)?.Name);
+        Assert.Null(Hone.ToolCalls.ToolCallFormat.Detect(plain));
+        var options = new ChatTemplateOptions { BosToken = ChatFormat.Bos, EosToken = ChatFormat.End };
+        var chat = new JsonArray(
+            new JsonObject { ["role"] = "system", ["content"] = "S" }, new JsonObject { ["role"] = "user", ["content"] = "U1" },
+            new JsonObject { ["role"] = "assistant", ["content"] = "A1" });
+        Assert.Equal(plain.Apply(chat, options), template.Apply(chat, options));
+        Assert.Equal(plain.Apply(chat, options with { AddGenerationPrompt = true }), template.Apply(chat, options with { AddGenerationPrompt = true }));
+
+        var tool = new JsonObject
+        {
+            ["type"] = "function",
+            ["function"] = new JsonObject { ["name"] = "get_order_details", ["description"] = "D", ["parameters"] = new JsonObject { ["type"] = "object" } },
+        };
+        var messages = new JsonArray(
+            new JsonObject { ["role"] = "system", ["content"] = "Policy." }, new JsonObject { ["role"] = "user", ["content"] = "Where is #W1?" },
+            new JsonObject
+            {
+                ["role"] = "assistant", ["content"] = "",
+                ["tool_calls"] = new JsonArray(new JsonObject { ["type"] = "function", ["function"] = new JsonObject { ["name"] = "get_order_details", ["arguments"] = new JsonObject { ["order_id"] = "#W1" } } }),
+            },
+            new JsonObject { ["role"] = "tool", ["content"] = "{\"status\": \"delivered\"}" },
+            new JsonObject { ["role"] = "assistant", ["content"] = "It was delivered." });
+        var withTools = options with { Tools = new JsonArray(tool) };
+        string text = template.Apply(messages, withTools);
+        Assert.Equal("<|bos|><|system|>Policy.\n\nYou can call these tools:\n<tools>\n" +
+            "{\"name\": \"get_order_details\", \"description\": \"D\", \"parameters\": {\"type\": \"object\"}}\n</tools>\n" +
+            "To call one, write <tool_call>\n{\"name\": <name>, \"arguments\": <arguments>}\n</tool_call><|end|>" +
+            "<|user|>Where is #W1?<|end|><|assistant|><tool_call>\n{\"name\": \"get_order_details\", \"arguments\": {\"order_id\": \"#W1\"}}\n</tool_call><|end|>" +
+            "<|user|><tool_response>\n{\"status\": \"delivered\"}\n</tool_response><|end|><|assistant|>It was delivered.<|end|>", text);
+        // Growing prefixes hold with calls too: what the SFT loader needs to find each assistant turn.
+        for (int i = 1; i < messages.Count; i++)
+            if (messages[i]!["role"]!.GetValue<string>() == "assistant")
+                Assert.StartsWith(template.Apply(new JsonArray(messages.Take(i).Select(m => m!.DeepClone()).ToArray()), withTools with { AddGenerationPrompt = true }),
+                    template.Apply(new JsonArray(messages.Take(i + 1).Select(m => m!.DeepClone()).ToArray()), withTools));
+    }
+
+    [Fact]
     public void Training_is_deterministic_and_small_inputs_and_bad_options_are_handled()
     {
         var texts = Texts(200_000, 50);
