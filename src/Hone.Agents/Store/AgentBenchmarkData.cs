@@ -1,3 +1,7 @@
+using System.Reflection;
+using System.Text.Json.Nodes;
+using Hone.Formats;
+
 namespace Hone.Agents;
 
 /// <summary>
@@ -32,4 +36,63 @@ public sealed class AgentBenchmarkData : IDisposable
     };
 
     public void Dispose() => Store.Dispose();
+
+    /// <summary>The policy document the agent gets as its system prompt (Policy.md, embedded).</summary>
+    public static string DefaultPolicy { get; } = ReadPolicy();
+
+    static string ReadPolicy()
+    {
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("Hone.Agents.Policy.md")
+                           ?? throw new InvalidOperationException("the embedded policy (Hone.Agents.Policy.md) is missing");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd().Replace("\r\n", "\n");
+    }
+
+    /// <summary>
+    /// Generates a benchmark folder: the store, the policy, the tasks split by user, and a manifest. The same options
+    /// give byte-identical files. Returns the per-kind task counts.
+    /// </summary>
+    public static Dictionary<string, int> Generate(string directory, StoreOptions store, TaskOptions tasks, Action<string>? progress = null)
+    {
+        store.Validate();
+        tasks.Validate();
+        System.IO.Directory.CreateDirectory(directory);
+        progress?.Invoke($"store: {store.Users} users, {store.Orders} orders, {store.Products} products (seed {store.Seed})");
+        using var db = StoreGenerator.Generate(store);
+        progress?.Invoke($"tasks: {tasks.Count}");
+        var generated = TaskGenerator.Generate(db, tasks);
+        db.Save(Path.Combine(directory, StoreFile));
+        AtomicFile.WriteAllText(Path.Combine(directory, PolicyFile), DefaultPolicy);
+        AgentTaskJson.Write(Path.Combine(directory, TrainTasksFile), generated.Where(t => t.Split == "train"));
+        AgentTaskJson.Write(Path.Combine(directory, TestTasksFile), generated.Where(t => t.Split == "test"));
+        var kinds = TaskKinds.All.ToDictionary(k => k, k => generated.Count(t => t.Kind == k));
+        var manifest = new JsonObject
+        {
+            ["format"] = "hone-agent-benchmark",
+            ["format_version"] = 1,
+            ["users"] = store.Users,
+            ["orders"] = store.Orders,
+            ["products"] = store.Products,
+            ["seed"] = store.Seed,
+            ["task_seed"] = tasks.Seed,
+            ["tasks"] = generated.Count,
+            ["train"] = generated.Count(t => t.Split == "train"),
+            ["test"] = generated.Count(t => t.Split == "test"),
+            ["kinds"] = new JsonObject(kinds.Select(k => KeyValuePair.Create(k.Key, (JsonNode?)k.Value))),
+        };
+        AtomicFile.WriteAllText(Path.Combine(directory, ManifestFile), manifest.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
+        return kinds;
+    }
+
+    /// <summary>Loads a benchmark folder; a missing or damaged file is an error naming it.</summary>
+    public static AgentBenchmarkData Load(string directory)
+    {
+        if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: benchmark folder not found (make one with `hone agent data --out {directory}`)");
+        string policyPath = Path.Combine(directory, PolicyFile);
+        if (!File.Exists(policyPath)) throw new FileNotFoundException($"{policyPath}: policy not found", policyPath);
+        var train = AgentTaskJson.Read(Path.Combine(directory, TrainTasksFile));
+        var test = AgentTaskJson.Read(Path.Combine(directory, TestTasksFile));
+        var store = StoreDatabase.Open(Path.Combine(directory, StoreFile));
+        return new AgentBenchmarkData(directory, store, File.ReadAllText(policyPath), train, test);
+    }
 }
