@@ -32,6 +32,11 @@ public sealed class HoneChatClient : IChatClient
 {
     public const string ProviderName = "hone";
 
+    /// <summary>A <see cref="ChatOptions.AdditionalProperties"/> key: <c>false</c> keeps the tools out of the prompt while
+    /// still constraining and parsing the calls — for a small model fine-tuned on its tools, whose context has no room
+    /// for their declarations (default true: the template shows them, as every served model needs).</summary>
+    public const string ToolsInPromptKey = "hone_tools_in_prompt";
+
     readonly BatchEngine _engine;
     readonly bool _ownsEngine;
     readonly ChatTemplate _template;
@@ -204,7 +209,8 @@ public sealed class HoneChatClient : IChatClient
         {
             throw new ArgumentException($"ChatOptions.{(wantsCalls ? "Tools" : "ResponseFormat")}: the JSON schema cannot be enforced: {e.Message}", nameof(options), e);
         }
-        var shownTools = tools.Count > 0 && _toolFormat != null ? new JsonArray(tools.Select(t => (JsonNode)t.ToJson()).ToArray()) : null;
+        bool toolsInPrompt = !(options?.AdditionalProperties?.TryGetValue(ToolsInPromptKey, out var shown) == true && shown is false);
+        var shownTools = toolsInPrompt && tools.Count > 0 && _toolFormat != null ? new JsonArray(tools.Select(t => (JsonNode)t.ToJson()).ToArray()) : null;
         var prompt = ChatPrompt.Encode(_engine.Tokenizer, _template, array, shownTools);
 
         var sampler = Sampler(options);
