@@ -21,6 +21,7 @@ public static class Program
         root.Subcommands.Add(MergeAdapterCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(AgentCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
         root.Subcommands.Add(SynthCommand.Create());
         root.Subcommands.Add(QuickstartCommand.Create());

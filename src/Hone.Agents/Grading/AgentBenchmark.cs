@@ -52,7 +52,7 @@ public static class AgentBenchmark
         var outcomes = new List<TrialOutcome>();
         string agentName = "", customerName = "";
         using var trajectories = options.TrajectoriesPath is string path ? Formats.AtomicFile.Begin(path) : null;
-        using var trajectoryWriter = trajectories is null ? null : new StreamWriter(trajectories.Stream, new UTF8Encoding(false)) { NewLine = "\n" };
+        var trajectoryWriter = trajectories is null ? null : new StreamWriter(trajectories.Stream, new UTF8Encoding(false), -1, leaveOpen: true) { NewLine = "\n" };
         int done = 0, total = tasks.Count * options.Trials;
         progress?.Invoke(0, total);
         foreach (var task in tasks)
@@ -70,7 +70,8 @@ public static class AgentBenchmark
                 progress?.Invoke(++done, total);
             }
         }
-        trajectoryWriter?.Flush();
+        // The writer leaves the pending file's stream open; disposing it flushes, and the commit closes and renames.
+        trajectoryWriter?.Dispose();
         trajectories?.Commit();
         return Summarize(data, options, tasks, outcomes, agentName, customerName, started, clock.Elapsed.TotalSeconds);
     }

@@ -15,7 +15,7 @@ public sealed record TrajectoryStatistics(int Records, int Failed, IReadOnlyList
 
 /// <summary>
 /// Training conversations for supervised fine-tuning: the oracle's conversation with the scripted customer, tool calls
-/// and results, as {"messages": [system, user, assistant (tool_calls), tool, …], "tools": […]} — the OpenAI shape
+/// and results up to the agent's last turn, as {"messages": [system, user, assistant (tool_calls), tool, …], "tools": […]} — the OpenAI shape
 /// ChatConversation reads for tool-aware training data. Only passing trials are written (all of them, for the oracle).
 /// </summary>
 public static class AgentTrajectories
@@ -33,9 +33,9 @@ public static class AgentTrajectories
         {
             if (!trajectory.Outcome.Passed) { failed++; return; }
             var messages = (JsonArray)trajectory.Messages.DeepClone();
-            // The customer's stop marker is the simulator's, not something a model should learn to expect.
-            if (messages[^1] is JsonObject last && (string?)last["role"] == "user" && ((string?)last["content"])?.Contains(CustomerMarkers.Stop) == true)
-                last["content"] = ((string)last["content"]!).Replace(CustomerMarkers.Stop, "").TrimEnd();
+            // Training teaches the agent's turns: what follows its last one (the customer's goodbye with the simulator's
+            // stop marker, or the transfer's tool result) teaches nothing.
+            while (messages.Count > 0 && (string?)messages[^1]!["role"] != "assistant") messages.RemoveAt(messages.Count - 1);
             var record = new JsonObject { ["messages"] = messages };
             if (tools != null) record["tools"] = tools.DeepClone();
             string line = record.ToJsonString();

@@ -57,6 +57,16 @@ public static class StoreRecords
         return list;
     }
 
+    /// <summary>Every order id, in key order.</summary>
+    public static List<string> OrdersOfAll(this StoreDatabase store)
+    {
+        var list = new List<string>();
+        using var command = store.Command("SELECT order_id FROM orders ORDER BY order_id");
+        using var r = command.ExecuteReader();
+        while (r.Read()) list.Add(r.GetString(0));
+        return list;
+    }
+
     public static Order? GetOrder(this StoreDatabase store, string orderId)
     {
         string userId, status;
