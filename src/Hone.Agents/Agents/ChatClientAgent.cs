@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.AI;
 
 namespace Hone.Agents;
@@ -62,9 +63,26 @@ public sealed class ChatClientAgent : IAgent
     {
         if (ReferenceEquals(tools, _toolsFor) && _tools != null) return _tools;
         var declarations = tools.Select(t => (AITool)AIFunctionFactory.CreateDeclaration(t.Name, t.Description,
-            JsonSerializer.SerializeToElement(t.Parameters))).ToList();
+            JsonSerializer.SerializeToElement(SentForm(t.Parameters)))).ToList();
         (_toolsFor, _tools) = (tools, declarations);
         return declarations;
+    }
+
+    /// <summary>
+    /// An object schema in the form OpenAI's SDK sends a function's parameters (type, required, properties,
+    /// additionalProperties false — what it makes of any object schema), so that a local model's prompt and an
+    /// endpoint's show the tools alike and a greedy conversation is the same through either. Hone's tool grammars refuse
+    /// undeclared arguments either way.
+    /// </summary>
+    public static JsonObject SentForm(JsonObject parameters)
+    {
+        var form = new JsonObject { ["type"] = "object" };
+        if (parameters["required"] is { } required) form["required"] = required.DeepClone();
+        form["properties"] = parameters["properties"]?.DeepClone() ?? new JsonObject();
+        foreach (var (key, value) in parameters)
+            if (key is not ("type" or "required" or "properties" or "additionalProperties")) form[key] = value?.DeepClone();
+        form["additionalProperties"] = false;
+        return form;
     }
 
     /// <summary>A 63-bit seed from the trial's seed and the message's position (SplitMix64 finalizer).</summary>

@@ -54,22 +54,38 @@ public static class AgentBenchmark
         using var trajectories = options.TrajectoriesPath is string path ? Formats.AtomicFile.Begin(path) : null;
         var trajectoryWriter = trajectories is null ? null : new StreamWriter(trajectories.Stream, new UTF8Encoding(false), -1, leaveOpen: true) { NewLine = "\n" };
         int done = 0, total = tasks.Count * options.Trials;
+        if (options.Parallel < 1) throw new ArgumentException($"--parallel must be at least 1, got {options.Parallel}");
         progress?.Invoke(0, total);
-        foreach (var task in tasks)
+        var expected = tasks.Select(t => AgentGrader.ExpectedHash(data.Store, t)).ToArray();
+        var finished = new Trajectory?[total];
+        int written = 0;
+        var gate = new object();
+        // Trajectories are reported and written in task and trial order, whichever trial ends first.
+        void Finished(int index, Trajectory trajectory)
         {
-            string expected = AgentGrader.ExpectedHash(data.Store, task);
-            for (int trial = 0; trial < options.Trials; trial++)
+            lock (gate)
             {
-                cancel.ThrowIfCancellationRequested();
-                var trajectory = await RunTrialAsync(data, task, trial, TrialSeed(options.Seed, task.Id, trial), expected, options.MaxSteps, agents, customers, cancel);
-                agentName = trajectory.Agent;
-                customerName = trajectory.Customer;
-                outcomes.Add(trajectory.Outcome);
-                trajectoryWriter?.WriteLine(TrajectoryJson(trajectory).ToJsonString());
-                onTrajectory?.Invoke(trajectory);
+                finished[index] = trajectory;
+                for (; written < total && finished[written] is { } next; written++)
+                {
+                    agentName = next.Agent;
+                    customerName = next.Customer;
+                    outcomes.Add(next.Outcome);
+                    trajectoryWriter?.WriteLine(TrajectoryJson(next).ToJsonString());
+                    onTrajectory?.Invoke(next);
+                    finished[written] = null;
+                }
                 progress?.Invoke(++done, total);
             }
         }
+        await Parallel.ForEachAsync(Enumerable.Range(0, total), new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancel },
+            async (index, token) =>
+            {
+                int t = index / options.Trials, trial = index % options.Trials;
+                var task = tasks[t];
+                var trajectory = await RunTrialAsync(data, task, trial, TrialSeed(options.Seed, task.Id, trial), expected[t], options.MaxSteps, agents, customers, token);
+                Finished(index, trajectory);
+            });
         // The writer leaves the pending file's stream open; disposing it flushes, and the commit closes and renames.
         trajectoryWriter?.Dispose();
         trajectories?.Commit();
@@ -191,7 +207,7 @@ public static class AgentBenchmark
     public static JsonArray OpenAiTools(IEnumerable<AgentToolSpec> specs) => new(specs.Select(s => (JsonNode)new JsonObject
     {
         ["type"] = "function",
-        ["function"] = new JsonObject { ["name"] = s.Name, ["description"] = s.Description, ["parameters"] = s.Parameters.DeepClone() },
+        ["function"] = new JsonObject { ["name"] = s.Name, ["description"] = s.Description, ["parameters"] = ChatClientAgent.SentForm(s.Parameters) },
     }).ToArray());
 
     public static JsonObject TrajectoryJson(Trajectory t) => new()

@@ -6,8 +6,10 @@ namespace Hone.Agents;
 /// <param name="Limit">run only the first N tasks of the split</param>
 /// <param name="MaxSteps">agent messages per trial before the trial ends with step_limit (τ-bench: 30)</param>
 /// <param name="TrajectoriesPath">where every trial's trajectory is written (JSONL); null = not written</param>
+/// <param name="Parallel">trials run at once (a model agent on a batch engine runs their steps in one batch); results,
+/// trajectories and their order do not depend on it</param>
 public sealed record AgentRunOptions(string Split = "test", int Trials = 1, ulong Seed = 1234, int? Limit = null, int MaxSteps = 30,
-    string? TrajectoriesPath = null);
+    string? TrajectoriesPath = null, int Parallel = 1);
 
 /// <summary>Why a trial failed (null when it passed).</summary>
 public static class FailureReasons

@@ -104,11 +104,13 @@ public sealed class StoreDatabase : IDisposable
                 throw new InvalidDataException($"{path}: not a store database: table '{table}' is missing");
     }
 
-    /// <summary>A fresh in-memory copy of this store, for one trial.</summary>
+    readonly object _copying = new();
+
+    /// <summary>A fresh in-memory copy of this store, for one trial (safe to call from trials running at once).</summary>
     public StoreDatabase Copy()
     {
         var memory = OpenMemory();
-        Connection.BackupDatabase(memory);
+        lock (_copying) Connection.BackupDatabase(memory);
         return new StoreDatabase(memory);
     }
 

@@ -1,32 +1,108 @@
 using System.CommandLine;
 using System.Globalization;
 using Hone.Agents;
+using Hone.Batching;
+using Hone.Clients;
 using Hone.Evaluation;
 
 namespace Hone.Cli.Commands;
 
-/// <summary>Which agent and customer a run uses: the built-in ones here; model-backed ones (a model directory, an
-/// OpenAI-compatible endpoint) are resolved by the branches marked below.</summary>
-/// <param name="Agent">"oracle", "none", or a model (directory or .gguf)</param>
-/// <param name="User">"scripted" (default) or a model</param>
-public sealed record AgentSelection(string Agent, string? Adapter, string? AgentEndpoint, string? AgentModel, string User, string? UserEndpoint);
+/// <summary>Which agent and customer a run uses.</summary>
+/// <param name="Agent">"oracle", "none", or a model (directory or .gguf); ignored with <paramref name="AgentEndpoint"/></param>
+/// <param name="AgentModel">the model name to ask the agent endpoint for</param>
+/// <param name="User">"scripted" (default) or a model (directory or .gguf); ignored with <paramref name="UserEndpoint"/></param>
+/// <param name="UserModel">the model name to ask the customer endpoint for</param>
+public sealed record AgentSelection(string Agent, string? Adapter, string? AgentEndpoint, string? AgentModel, string User, string? UserEndpoint,
+    string? UserModel = null, int Threads = 0, int Context = 0, int Parallel = 1, float Temperature = 0, int MaxTokens = 256, bool ToolsInPrompt = true,
+    string? ApiKey = null);
 
-internal static class AgentFactories
+/// <summary>The agent and customer factories of a run, and what they hold open (engines, HTTP clients).</summary>
+internal sealed class AgentFactories : IDisposable
 {
-    public static Func<AgentContext, IAgent> Agent(AgentSelection s) => s.Agent switch
-    {
-        "oracle" when s.AgentEndpoint == null => _ => new OracleAgent(),
-        "none" when s.AgentEndpoint == null => _ => new NoneAgent(),
-        _ when s.AgentEndpoint != null => throw new NotImplementedException($"--agent-endpoint {s.AgentEndpoint}: the OpenAI-endpoint agent is not built yet"),
-        _ => throw new NotImplementedException($"--agent {s.Agent}: model-backed agents (ChatClientAgent) are not built yet; use oracle or none"),
-    };
+    readonly List<IDisposable> _owned = [];
 
-    public static Func<AgentContext, ICustomer> Customer(AgentSelection s) => s.User switch
+    public required Func<AgentContext, IAgent> Agent { get; init; }
+    public required Func<AgentContext, ICustomer> Customer { get; init; }
+
+    public void Dispose()
     {
-        "scripted" when s.UserEndpoint == null => _ => new ScriptedCustomer(),
-        _ when s.UserEndpoint != null => throw new NotImplementedException($"--user-endpoint {s.UserEndpoint}: the model-driven customer is not built yet"),
-        _ => throw new NotImplementedException($"--user {s.User}: the model-driven customer is not built yet; use scripted"),
-    };
+        foreach (var d in _owned) d.Dispose();
+    }
+
+    public static AgentFactories Create(AgentSelection s)
+    {
+        var owned = new List<IDisposable>();
+        try
+        {
+            var agent = AgentFor(s, owned);
+            var customer = CustomerFor(s, owned);
+            var factories = new AgentFactories { Agent = agent, Customer = customer };
+            factories._owned.AddRange(owned);
+            return factories;
+        }
+        catch
+        {
+            foreach (var d in owned) d.Dispose();
+            throw;
+        }
+    }
+
+    static Func<AgentContext, IAgent> AgentFor(AgentSelection s, List<IDisposable> owned)
+    {
+        if (s.AgentEndpoint != null)
+        {
+            if (s.AgentModel == null) throw new ArgumentException("--agent-endpoint needs --agent-model: the model name the endpoint serves");
+            if (s.Adapter != null) throw new ArgumentException("--adapter applies to a local model agent; an endpoint serves its adapters by name (--agent-model NAME)");
+            var client = OpenAiEndpoint.CreateChatClient(Endpoint(s.AgentEndpoint, "--agent-endpoint"), s.AgentModel, s.ApiKey);
+            owned.Add(client);
+            var options = new ChatClientAgentOptions(s.AgentModel, s.AgentModel, s.Temperature, s.MaxTokens, s.ToolsInPrompt);
+            return _ => new ChatClientAgent(client, options);
+        }
+        switch (s.Agent)
+        {
+            case "oracle": Local(s); return _ => new OracleAgent();
+            case "none": Local(s); return _ => new NoneAgent();
+        }
+        var adapters = s.Adapter == null ? [] : new[] { ("adapter", Path.GetFullPath(s.Adapter)) };
+        var engine = BatchEngine.Open(s.Agent, adapters, Engine(s));
+        owned.Add(engine);
+        var local = new HoneChatClient(engine);
+        owned.Add(local);
+        var agentOptions = new ChatClientAgentOptions(s.Adapter == null ? s.Agent : $"{s.Agent} + {s.Adapter}", s.Adapter == null ? null : "adapter",
+            s.Temperature, s.MaxTokens, s.ToolsInPrompt);
+        return _ => new ChatClientAgent(local, agentOptions);
+    }
+
+    static void Local(AgentSelection s)
+    {
+        if (s.Adapter != null) throw new ArgumentException($"--adapter applies to a model agent, not to --agent {s.Agent}");
+    }
+
+    static Func<AgentContext, ICustomer> CustomerFor(AgentSelection s, List<IDisposable> owned)
+    {
+        if (s.UserEndpoint != null)
+        {
+            if (s.UserModel == null) throw new ArgumentException("--user-endpoint needs --user-model: the model name the endpoint serves");
+            var client = OpenAiEndpoint.CreateChatClient(Endpoint(s.UserEndpoint, "--user-endpoint"), s.UserModel, s.ApiKey);
+            owned.Add(client);
+            var options = new ChatClientCustomerOptions(s.UserModel, s.UserModel);
+            return _ => new ChatClientCustomer(client, options);
+        }
+        if (s.User == "scripted") return _ => new ScriptedCustomer();
+        var engine = BatchEngine.Open(s.User, [], Engine(s));
+        owned.Add(engine);
+        var local = new HoneChatClient(engine);
+        owned.Add(local);
+        var customerOptions = new ChatClientCustomerOptions(s.User);
+        return _ => new ChatClientCustomer(local, customerOptions);
+    }
+
+    static EngineOptions Engine(AgentSelection s) => new() { Parallel = Math.Max(1, s.Parallel), Context = s.Context, Threads = s.Threads };
+
+    static Uri Endpoint(string text, string option) =>
+        Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
+            ? uri
+            : throw new ArgumentException($"{option} {text}: expected an http:// or https:// address (e.g. http://127.0.0.1:8080/v1)");
 }
 
 /// <summary><c>hone agent data | run | trajectories</c>: the e-commerce agent benchmark (τ-bench retail semantics).
@@ -88,6 +164,14 @@ internal static class AgentCommand
         var agentModel = new Option<string?>("--agent-model") { Description = "the model name to ask the agent endpoint for" };
         var user = new Option<string>("--user") { Description = "the customer: scripted (default, deterministic) or a model", DefaultValueFactory = _ => "scripted" };
         var userEndpoint = new Option<string?>("--user-endpoint") { Description = "an OpenAI-compatible endpoint for a model customer" };
+        var userModel = new Option<string?>("--user-model") { Description = "the model name to ask the customer endpoint for" };
+        var apiKey = new Option<string?>("--api-key") { Description = $"bearer key for the endpoints (default: ${OpenAiEndpoint.ApiKeyVariable}, else none)" };
+        var threads = CliSupport.Threads();
+        var context = CliSupport.Context();
+        var parallel = new Option<int>("--parallel", "-p") { Description = "trials run at once (a local model batches their steps)", DefaultValueFactory = _ => 1 }.Within(1, 256);
+        var temperature = new Option<float>("--temperature") { Description = "the model agent's sampling temperature (0 = greedy, τ-bench's default)", DefaultValueFactory = _ => 0f }.Within(0, 2);
+        var maxTokens = new Option<int>("--max-tokens") { Description = "most tokens per model agent message", DefaultValueFactory = _ => 256 }.Within(1, 100_000);
+        var noToolsInPrompt = new Option<bool>("--no-tools-in-prompt") { Description = "keep the tool declarations out of a local model's prompt (a small model fine-tuned on its tools); calls stay constrained by their schemas" };
         var split = new Option<string>("--split") { Description = "train or test (held-out users)", DefaultValueFactory = _ => "test" };
         split.AcceptOnlyFromAmong("train", "test");
         var trials = new Option<int>("--trials", "-n") { Description = "trials per task (pass^k for k = 1..n)", DefaultValueFactory = _ => 1 }.Within(1, 1000);
@@ -102,19 +186,21 @@ internal static class AgentCommand
             "passes when the final database equals the gold actions' (canonical hash), every required fact was told and every required lookup " +
             "made. Failure reasons: wrong_state, missing_fact, missing_lookup, step_limit, error.")
         {
-            dir, agent, adapter, agentEndpoint, agentModel, user, userEndpoint, split, trials, seed, limit, maxSteps, output, trajectories, json,
+            dir, agent, adapter, agentEndpoint, agentModel, user, userEndpoint, userModel, apiKey, split, trials, seed, limit, maxSteps, parallel,
+            temperature, maxTokens, noToolsInPrompt, threads, context, output, trajectories, json,
         };
         cmd.SetAction(r => CliSupport.GuardInterruptible(cancel =>
         {
             var selection = new AgentSelection(r.GetValue(agent)!, r.GetValue(adapter), r.GetValue(agentEndpoint), r.GetValue(agentModel),
-                r.GetValue(user)!, r.GetValue(userEndpoint));
-            var agents = AgentFactories.Agent(selection);
-            var customers = AgentFactories.Customer(selection);
+                r.GetValue(user)!, r.GetValue(userEndpoint), r.GetValue(userModel), r.GetValue(threads), r.GetValue(context), r.GetValue(parallel),
+                r.GetValue(temperature), r.GetValue(maxTokens), !r.GetValue(noToolsInPrompt), r.GetValue(apiKey));
+            using var factories = AgentFactories.Create(selection);
             string outPath = r.GetValue(output)!;
             string trajectoryPath = r.GetValue(trajectories) ?? Path.ChangeExtension(outPath, null) + ".trajectories.jsonl";
             using var data = AgentBenchmarkData.Load(r.GetValue(dir)!);
-            var options = new AgentRunOptions(r.GetValue(split)!, r.GetValue(trials), r.GetValue(seed), r.GetValue(limit), r.GetValue(maxSteps), trajectoryPath);
-            var result = AgentBenchmark.RunAsync(data, options, agents, customers, CliSupport.Progress("trials"), cancel).GetAwaiter().GetResult();
+            var options = new AgentRunOptions(r.GetValue(split)!, r.GetValue(trials), r.GetValue(seed), r.GetValue(limit), r.GetValue(maxSteps), trajectoryPath,
+                r.GetValue(parallel));
+            var result = AgentBenchmark.RunAsync(data, options, factories.Agent, factories.Customer, CliSupport.Progress("trials"), cancel).GetAwaiter().GetResult();
             EvalResults.Write(outPath, result.Document);
             if (r.GetValue(json)) { Console.WriteLine(result.Document.ToJsonString()); return 0; }
             Console.WriteLine($"agent {result.Document["agent"]}, customer {result.Document["customer"]}, split {options.Split}: " +

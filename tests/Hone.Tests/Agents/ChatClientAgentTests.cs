@@ -32,7 +32,7 @@ public class ChatClientAgentTests(ITestOutputHelper output)
         var built = TinyAgentModel.Instance;
         using var dir = new TempDirectory();
         using var data = AgentBenchmarkData.Load(built.Data);
-        var options = new ChatClientAgentOptions("tiny", MaxOutputTokens: 48);
+        var options = new ChatClientAgentOptions("tiny", MaxOutputTokens: 96);
 
         AgentRunResult local;
         using (var client = new HoneChatClient(BatchEngine.Open(built.Model, [], new EngineOptions { Parallel = 2, Context = TinyAgentModel.Context, Threads = 2 }), ownsEngine: true))
@@ -53,7 +53,14 @@ public class ChatClientAgentTests(ITestOutputHelper output)
         {
             var ma = WithoutCallIds(a[i]["messages"]!.AsArray());
             var mb = WithoutCallIds(b[i]["messages"]!.AsArray());
-            output.WriteLine(ma.ToJsonString()[..Math.Min(3000, ma.ToJsonString().Length)]);
+            string shown = new JsonArray(ma.Skip(1).Select(m => m!.DeepClone()).ToArray()).ToJsonString();
+            output.WriteLine(shown[..Math.Min(1500, shown.Length)]);
+            for (int j = 0; j < Math.Min(ma.Count, mb.Count); j++)
+                if (ma[j]!.ToJsonString() != mb[j]!.ToJsonString())
+                {
+                    output.WriteLine($"trajectory {i}, message {j}:\n local  {ma[j]!.ToJsonString()}\n served {mb[j]!.ToJsonString()}");
+                    break;
+                }
             Assert.Equal(ma.ToJsonString(), mb.ToJsonString());
             calls += ma.OfType<JsonObject>().Count(m => m["tool_calls"] is JsonArray);
         }

@@ -15,7 +15,7 @@ namespace Hone.Tests.Infrastructure;
 /// </summary>
 public static class TinyAgentModel
 {
-    public const int Context = 4096;
+    public const int Context = 8192;
 
     public sealed record Built(string Data, string Model);
 
@@ -40,11 +40,11 @@ public static class TinyAgentModel
             return template.Apply(messages, new ChatTemplateOptions { BosToken = "", EosToken = ChatFormat.End, Tools = record["tools"]!.AsArray() });
         }).ToList();
         string init = System.IO.Path.Combine(root, "init");
-        BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 1024), init);
+        BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 2048), init);
         var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
         var config = new ModelConfig
         {
-            Architecture = "llama", VocabSize = tokenizer.VocabSize, HiddenSize = 64, IntermediateSize = 128, Layers = 2, Heads = 2, KvHeads = 1,
+            Architecture = "llama", VocabSize = tokenizer.VocabSize, HiddenSize = 64, IntermediateSize = 128, Layers = 1, Heads = 2, KvHeads = 1,
             HeadDim = 32, RotaryDims = 32, MaxPositions = Context, TiedEmbeddings = true, BosTokenId = tokenizer.BosId, EosTokenId = tokenizer.EosId,
         };
         using (var w = LlamaWeights.CreateRandom(config, TensorType.F32, 11, std: 0.02f))
@@ -52,7 +52,7 @@ public static class TinyAgentModel
         int longest = texts.Max(t => tokenizer.Encode(t).Length);
         Trainer.Run(new TrainOptions
         {
-            Model = init, Data = trajectories, Out = model, Method = TrainingMethod.Full, Stage = TrainingStage.Sft, MaxSteps = 40, BatchSize = 2,
+            Model = init, Data = trajectories, Out = model, Method = TrainingMethod.Full, Stage = TrainingStage.Sft, MaxSteps = 80, BatchSize = 1,
             SeqLen = Math.Min(Context, longest + 8), Lr = 3e-3f, WarmupSteps = 2, EvalEvery = 0, SaveEvery = 0, ValSplit = 0, Threads = 2, Seed = 5, LogEvery = 100,
         }, TrainingDataLoader.Load, new QuietReporter());
         return new Built(data, model);
