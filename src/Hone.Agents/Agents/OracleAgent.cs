@@ -114,6 +114,12 @@ public sealed class OracleAgent : IAgent
         if (s.Knows.TryGetValue("payment", out var payment) && !Revealed(payment))
             return Say(write!.Name == "return_delivered_order_items" ? "Which payment method should the refund go to: the original one or a gift card?"
                 : "Which payment method would you like to use?");
+        // A payment method id comes from a tool result, never from the task: look the customer's methods up if needed.
+        if (write!.Arguments["payment_method_id"] is JsonNode method && !view.Calls.Any(c => c.Result?.Contains(method.GetValue<string>(), StringComparison.Ordinal) == true))
+        {
+            var userRead = Read("get_user_details", "user_id", task.UserId);
+            if (!view.Made(userRead)) return Call(userRead, view);
+        }
         var calculation = task.Actions.FirstOrDefault(a => a.Name == "calculate");
         if (calculation != null && !view.Made(calculation)) return Call(calculation, view);
         bool proposed = view.AgentTexts.Count > 0 && view.AgentTexts[^1].StartsWith("Please confirm:", StringComparison.Ordinal);

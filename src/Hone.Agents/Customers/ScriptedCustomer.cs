@@ -48,7 +48,8 @@ public sealed class ScriptedCustomer : ICustomer
         string Tone(string text) => persona.Mood switch
         {
             "polite" => text + Choose("", " Thank you!", " Thanks a lot."),
-            "frustrated" => Choose("", "Look, ", "Honestly, ") + text,
+            "frustrated" => Choose("", "Look, ", "Honestly, ") is { Length: > 0 } prefix && !text.StartsWith("I ", StringComparison.Ordinal) && !text.StartsWith("I'", StringComparison.Ordinal)
+                ? prefix + char.ToLowerInvariant(text[0]) + text[1..] : text,
             _ => text,
         };
 

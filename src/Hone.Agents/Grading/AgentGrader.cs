@@ -18,7 +18,7 @@ public static class AgentGrader
         {
             string result = StoreTools.Call(store, action.Name, action.Arguments);
             if (result.StartsWith("Error:", StringComparison.Ordinal))
-                throw new InvalidDataException($"task {task.Id}: gold action {action.Name} fails on the store: {result}");
+                throw new InvalidOperationException($"task {task.Id}: gold action {action.Name} fails on the store: {result}");
         }
         return store.Hash();
     }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using Hone.Formats;
 using Microsoft.Data.Sqlite;
 
 namespace Hone.Agents;
@@ -88,7 +89,7 @@ public sealed class StoreDatabase : IDisposable
         catch (SqliteException e)
         {
             memory.Dispose();
-            throw new InvalidDataException($"{path}: not a store database: {e.Message}");
+            throw new DataFormatException(path, 0, $"not a store database: {e.Message}");
         }
         catch
         {
@@ -101,7 +102,7 @@ public sealed class StoreDatabase : IDisposable
     {
         foreach (var (table, _) in Tables)
             if (Scalar<long>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $n", ("$n", table)) != 1)
-                throw new InvalidDataException($"{path}: not a store database: table '{table}' is missing");
+                throw new DataFormatException(path, 0, $"not a store database: table '{table}' is missing");
     }
 
     readonly object _copying = new();

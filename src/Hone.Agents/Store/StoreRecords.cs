@@ -114,7 +114,7 @@ public static class StoreRecords
         store.Scalar<string>("SELECT name FROM products WHERE product_id = $id", ("$id", productId));
 
     public static IReadOnlyList<string> StringList(string json) =>
-        JsonNode.Parse(json) is JsonArray a ? a.Select(x => x!.GetValue<string>()).ToList() : throw new InvalidDataException($"store: expected a JSON list of strings, found {json}");
+        JsonNode.Parse(json) is JsonArray a ? a.Select(x => x!.GetValue<string>()).ToList() : throw new InvalidOperationException($"store: expected a JSON list of strings, found {json}");
 
     public static string StringListJson(IEnumerable<string> values) => new JsonArray(values.Select(v => (JsonNode)v).ToArray()).ToJsonString();
 

@@ -197,6 +197,17 @@ public sealed class AgentBenchmarkTests(AgentFixture fixture) : IClassFixture<Ag
             Assert.Equal("system", (string?)record.Messages[0]!["role"]);
             Assert.Equal("assistant", (string?)record.Messages[^1]!["role"]);
             sawToolRole |= record.Messages.Any(m => (string?)m!["role"] == "tool");
+            // No invented facts: every id the agent says or passes to a tool was said by the customer or returned by a tool before.
+            var seen = new System.Text.StringBuilder();
+            foreach (var m in record.Messages.Skip(1))
+            {
+                string role = (string)m!["role"]!;
+                string said = ((string?)m["content"] ?? "") + (m["tool_calls"]?.ToJsonString().Replace("\\\"", "\"") ?? "");
+                if (role == "assistant")
+                    foreach (System.Text.RegularExpressions.Match id in System.Text.RegularExpressions.Regex.Matches(said, @"#W\d{7}|\b\d{10}\b|\b(?:credit_card|paypal|gift_card)_\d+"))
+                        Assert.True(seen.ToString().Contains(id.Value), $"{path}:{line}: the agent used {id.Value} before anyone told it");
+                else seen.Append(said).Append('\n');
+            }
             Assert.DoesNotContain(CustomerMarkers.Stop, text);
         }
         Assert.True(sawToolRole);

@@ -196,4 +196,14 @@ public sealed class StoreToolTests(AgentFixture fixture) : IClassFixture<AgentFi
         Assert.All(StoreTools.Specs, s => Assert.Equal("object", (string?)s.Parameters["type"]));
         Assert.Equal(16, StoreTools.Specs.Count);
     }
+
+    [Fact]
+    public void A_damaged_store_file_is_a_one_line_error_naming_it()
+    {
+        string path = Path.Combine(fixture.Directory, "damaged.sqlite");
+        File.WriteAllText(path, "this is not a database, it is a text file long enough to have a header of its own........");
+        var e = Assert.Throws<Hone.Formats.DataFormatException>(() => StoreDatabase.Open(path));
+        Assert.Contains("damaged.sqlite", e.Message);
+        Assert.Throws<FileNotFoundException>(() => StoreDatabase.Open(Path.Combine(fixture.Directory, "absent.sqlite")));
+    }
 }
