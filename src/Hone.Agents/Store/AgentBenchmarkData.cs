@@ -38,12 +38,25 @@ public sealed class AgentBenchmarkData : IDisposable
     public void Dispose() => Store.Dispose();
 
     /// <summary>The policy document the agent gets as its system prompt (Policy.md, embedded).</summary>
-    public static string DefaultPolicy { get; } = ReadPolicy();
+    public static string DefaultPolicy { get; } = ReadPolicy("Hone.Agents.Policy.md");
 
-    static string ReadPolicy()
+    /// <summary>The policy's rules in brief (PolicyShort.md, about 130 words against about 700), for small models whose
+    /// context has no room for the whole document; the tasks, tools and grading are the same.</summary>
+    public static string ShortPolicy { get; } = ReadPolicy("Hone.Agents.PolicyShort.md");
+
+    /// <summary>"full" (the default), "short", or a Markdown file of the user's.</summary>
+    public static string ResolvePolicy(string? policy) => policy switch
     {
-        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("Hone.Agents.Policy.md")
-                           ?? throw new InvalidOperationException("the embedded policy (Hone.Agents.Policy.md) is missing");
+        null or "full" => DefaultPolicy,
+        "short" => ShortPolicy,
+        _ when File.Exists(policy) => File.ReadAllText(policy).Replace("\r\n", "\n"),
+        _ => throw new FileNotFoundException($"{policy}: policy not found (give full, short, or a Markdown file)", policy),
+    };
+
+    static string ReadPolicy(string name)
+    {
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream(name)
+                           ?? throw new InvalidOperationException($"the embedded policy ({name}) is missing");
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd().Replace("\r\n", "\n");
     }
@@ -52,7 +65,8 @@ public sealed class AgentBenchmarkData : IDisposable
     /// Generates a benchmark folder: the store, the policy, the tasks split by user, and a manifest. The same options
     /// give byte-identical files. Returns the per-kind task counts.
     /// </summary>
-    public static Dictionary<string, int> Generate(string directory, StoreOptions store, TaskOptions tasks, Action<string>? progress = null)
+    /// <param name="policy">the agent's system prompt (<see cref="ResolvePolicy"/>); null = <see cref="DefaultPolicy"/></param>
+    public static Dictionary<string, int> Generate(string directory, StoreOptions store, TaskOptions tasks, Action<string>? progress = null, string? policy = null)
     {
         store.Validate();
         tasks.Validate();
@@ -62,7 +76,7 @@ public sealed class AgentBenchmarkData : IDisposable
         progress?.Invoke($"tasks: {tasks.Count}");
         var generated = TaskGenerator.Generate(db, tasks);
         db.Save(Path.Combine(directory, StoreFile));
-        AtomicFile.WriteAllText(Path.Combine(directory, PolicyFile), DefaultPolicy);
+        AtomicFile.WriteAllText(Path.Combine(directory, PolicyFile), policy ?? DefaultPolicy);
         AgentTaskJson.Write(Path.Combine(directory, TrainTasksFile), generated.Where(t => t.Split == "train"));
         AgentTaskJson.Write(Path.Combine(directory, TestTasksFile), generated.Where(t => t.Split == "test"));
         var kinds = TaskKinds.All.ToDictionary(k => k, k => generated.Count(t => t.Kind == k));

@@ -132,19 +132,21 @@ internal static class AgentCommand
         var products = new Option<int>("--products") { Description = "product types", DefaultValueFactory = _ => 50 }.Within(2, 10_000);
         var tasks = new Option<int>("--tasks") { Description = "tasks (train + held-out test, split by user)", DefaultValueFactory = _ => 400 }.Within(1, 1_000_000);
         var seed = new Option<ulong>("--seed", "-s") { Description = "seed: the same seed and sizes give byte-identical files", DefaultValueFactory = _ => 1234UL };
+        var policy = new Option<string>("--policy") { Description = "the agent's system prompt: full (the whole policy), short (its rules in brief, for small contexts), or a Markdown file", DefaultValueFactory = _ => "full" };
         var json = CliSupport.Json();
         var cmd = new Command("data",
             "Generate a benchmark folder: store.sqlite (users, products with variants, orders), policy.md (the agent's system prompt), " +
             "tasks_train.jsonl and tasks_test.jsonl (held-out users), manifest.json. Deterministic from --seed.")
         {
-            output, users, orders, products, tasks, seed, json,
+            output, users, orders, products, tasks, seed, policy, json,
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             string dir = r.GetValue(output)!;
             ulong s = r.GetValue(seed);
             var kinds = AgentBenchmarkData.Generate(dir, new StoreOptions(r.GetValue(users), r.GetValue(orders), r.GetValue(products), s),
-                new TaskOptions(r.GetValue(tasks), s), message => Console.Error.WriteLine(message));
+                new TaskOptions(r.GetValue(tasks), s), message => Console.Error.WriteLine(message),
+                AgentBenchmarkData.ResolvePolicy(r.GetValue(policy)));
             var manifest = File.ReadAllText(Path.Combine(dir, AgentBenchmarkData.ManifestFile));
             if (r.GetValue(json)) { Console.WriteLine(manifest.Trim()); return 0; }
             foreach (var (kind, count) in kinds) Console.WriteLine($"{kind,-30} {count,5}");

@@ -166,6 +166,10 @@ public static class RunReport
             html.Append("</details></section>");
         }
 
+        // Agent benchmark: pass^k by k, failure reasons and pass rates per task kind.
+        var agentRuns = resultFiles.SelectMany(f => f.Records.Where(r => (string?)r["kind"] == "agent").Select(r => (f.Label, Record: r))).ToList();
+        if (agentRuns.Count > 0) charts += AgentSection(html, md, agentRuns);
+
         // Data.
         if (corpora.Count > 0)
         {
@@ -192,6 +196,65 @@ public static class RunReport
         AtomicFile.WriteAllText(o.Output, html.ToString());
         AtomicFile.WriteAllText(mdPath, md.ToString());
         return new ReportSummary(o.Output, mdPath, runs.Count, resultFiles.Count, charts);
+    }
+
+    /// <summary>The agent benchmark's page: pass^k against k per result, then per result its failures by reason and its
+    /// passes by task kind. Returns the number of charts.</summary>
+    static int AgentSection(StringBuilder html, StringBuilder md, List<(string Label, JsonObject Record)> runs)
+    {
+        static double? Value(JsonObject r, string metric) => r["metrics"]?[metric]?["value"] is JsonValue v && v.TryGetValue(out double d) ? d : null;
+        static int Trials(JsonObject r) => r["protocol"]?["trials"] is JsonValue v && v.TryGetValue(out int n) ? n : 1;
+        string Name((string Label, JsonObject Record) run) => $"{run.Label}: {(string?)run.Record["task"]}";
+        html.Append("<section><h2>Agent benchmark</h2>");
+        md.AppendLine("## Agent benchmark").AppendLine();
+        html.Append("<p class=\"note\">A simulated customer talks to the agent, which calls tools on a copy of the store. A trial passes when the final " +
+                    "database equals the gold actions' and the agent told every required fact and made every required lookup. pass^k: the chance that all " +
+                    "k trials of a task pass; pass@k: that at least one does.</p>");
+        int charts = 0;
+        var series = runs.Where(r => Trials(r.Record) > 1).Select(r => new SvgCharts.Series(Name(r),
+            Enumerable.Range(1, Trials(r.Record)).Select(k => ((double)k, Value(r.Record, $"pass^{k}") ?? double.NaN)).Where(p => double.IsFinite(p.Item2)).ToList(), Markers: true)).ToList();
+        if (series.Count > 0)
+        {
+            html.Append(Figure(SvgCharts.Line("pass^k: every one of k trials passes", "k (trials)", "pass^k", series),
+                "A reliable agent keeps its pass^k as k grows; one that is right only sometimes falls towards zero."));
+            charts++;
+        }
+        html.Append("<table><tr><th>result</th><th>agent</th><th>customer</th><th>tasks</th><th>trials</th><th>pass^1</th><th>pass^k (k = trials)</th><th>pass@k</th><th>failures</th></tr>");
+        md.AppendLine("| result | agent | customer | tasks | trials | pass^1 | pass^k (k = trials) | pass@k | failures |").AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        foreach (var run in runs)
+        {
+            var r = run.Record;
+            int n = Trials(r);
+            string Cell(string metric)
+            {
+                var m = r["metrics"]?[metric];
+                return m?["value"] is JsonValue v && v.TryGetValue(out double d) ? Num(d) + (m["stderr"] is JsonValue e && e.TryGetValue(out double se) ? " ± " + Num(se) : "") : "–";
+            }
+            string failures = r["details"]?["failure_reasons"] is JsonObject reasons && reasons.Count > 0
+                ? string.Join(", ", reasons.Select(x => $"{x.Key} {x.Value}")) : "none";
+            string customer = (string?)r["protocol"]?["customer"] ?? "";
+            string cells = $"{Name(run)}|{(string?)r["model"]}|{customer}|{r["n"]}|{n}|{Cell("pass^1")}|{Cell($"pass^{n}")}|{Cell($"pass@{n}")}|{failures}";
+            html.Append("<tr>" + string.Concat(cells.Split('|').Select(c => $"<td>{E(c)}</td>")) + "</tr>");
+            md.AppendLine("| " + cells.Replace("|", " | ") + " |");
+        }
+        html.Append("</table>");
+        md.AppendLine();
+        var kinds = runs.SelectMany(r => (r.Record["details"]?["kinds"] as JsonObject)?.Select(k => k.Key) ?? []).Distinct().Order(StringComparer.Ordinal).ToList();
+        if (kinds.Count > 0)
+        {
+            html.Append("<table><tr><th>task kind</th>" + string.Concat(runs.Select(r => $"<th>{E(Name(r))}: trials passed</th>")) + "</tr>");
+            md.AppendLine("| task kind |" + string.Concat(runs.Select(r => $" {Name(r)}: trials passed |"))).AppendLine("| --- |" + string.Concat(runs.Select(_ => " --- |")));
+            foreach (var kind in kinds)
+            {
+                var cells = runs.Select(r => r.Record["details"]?["kinds"]?[kind] is JsonObject k ? $"{k["passed"]} / {k["trials"]}" : "–").ToList();
+                html.Append($"<tr><td>{E(kind)}</td>" + string.Concat(cells.Select(c => $"<td>{E(c)}</td>")) + "</tr>");
+                md.AppendLine($"| {kind} |" + string.Concat(cells.Select(c => $" {c} |")));
+            }
+            html.Append("</table>");
+            md.AppendLine();
+        }
+        html.Append("</section>");
+        return charts;
     }
 
     static Run Load(string dir)
