@@ -82,6 +82,12 @@ public static class Quickstart
         var domain = Stage(o.Data == null ? "e-commerce customer-service data" : "domain data", () =>
             o.Data == null ? GeneratedDomain(o, S, Path.Combine(dataDir, "domain"), log) : ImportedDomain(o, DataPath.Resolve(o.Data, DataPath.RecordExtensions), Path.Combine(dataDir, "domain"), log));
 
+        // The agent benchmark runs on the generated default: a store, its tasks, and the oracle's conversations to learn from.
+        bool agentBenchmark = o.Model == null && o.Data == null;
+        var agent = agentBenchmark
+            ? Stage("agent benchmark: store, tasks and the oracle's conversations", () => QuickstartAgent.Prepare(Path.Combine(dataDir, "agent"), o.Seed, S, log, cancel))
+            : null;
+
         // ---- base model -------------------------------------------------------------------------
         string baseModel;
         string baseRun = Path.Combine(root, "base");
@@ -91,7 +97,8 @@ public static class Quickstart
             Stage("tokenizer", () =>
             {
                 // Trained on the general corpus and the domain's training text, as a tokenizer trained on broad data would be.
-                var texts = SyntheticFiles.ReadTexts(general.Train).Concat(SyntheticFiles.ReadTexts(domain.Train));
+                var texts = SyntheticFiles.ReadTexts(general.Train).Concat(SyntheticFiles.ReadTexts(domain.Train))
+                    .Concat(agent == null ? [] : SyntheticFiles.ReadTexts(agent.Trajectories));
                 var vocabulary = BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: S(2048, 512)), init);
                 var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
                 log($"   byte-level BPE, {tokenizer.VocabSize:N0} tokens, chat template with <|user|>/<|assistant|> turns");
@@ -150,6 +157,13 @@ public static class Quickstart
         Stage("evaluate the base model", () =>
             EvalRunner.Run(baseModel, null, tasks, evalOptions, Path.Combine(sftRun, "eval-before.json"), o.Threads, 0,
                 (i, n, t) => log($"   [{i + 1}/{n}] {t.Name}"), r => log("     " + Summary(r)), cancel: cancel));
+        if (agent != null)
+            Stage("agent benchmark: the base model as the agent", () =>
+            {
+                QuickstartAgent.Append(Path.Combine(sftRun, "eval-before.json"), QuickstartAgent.Evaluate(baseModel, null, agent, o.Seed, o.Threads, S,
+                    Path.Combine(sftRun, "agent-before.trajectories.jsonl"), log, cancel));
+                return 0;
+            });
 
         // ---- fine-tuning ------------------------------------------------------------------------
         Stage("LoRA supervised fine-tuning on the filtered domain data", () =>
@@ -160,10 +174,18 @@ public static class Quickstart
             string replay = Path.Combine(dataDir, "general", "replay.jsonl");
             AtomicFile.WriteAllText(replay, string.Concat(File.ReadLines(general.Train).Take(S(400, 8)).Select(l => l + "\n")));
             log($"   replaying {Math.Min(S(400, 8), general.TrainDocuments)} documents of {generalSource} against forgetting");
+            string sftData = filtered;
+            if (agent != null)
+            {
+                // The agent's conversations join the domain's: one adapter learns to answer and to act.
+                sftData = Path.Combine(dataDir, "sft-with-agent.jsonl");
+                AtomicFile.WriteAllText(sftData, File.ReadAllText(filtered) + File.ReadAllText(agent.Trajectories));
+                log($"   with {agent.Conversations:N0} agent conversations (tool calls and results; loss on the agent's turns)");
+            }
             var options = new TrainOptions
             {
                 ReplayData = replay,
-                Model = baseModel, Data = filtered, ValData = domain.HeldOut, Out = sftRun, Method = TrainingMethod.Lora, Stage = TrainingStage.Sft,
+                Model = baseModel, Data = sftData, ValData = domain.HeldOut, Out = sftRun, Method = TrainingMethod.Lora, Stage = TrainingStage.Sft,
                 MaxSteps = S(domain.SftSteps, 6), BatchSize = 4, SeqLen = 512, Lr = domain.LearningRate, LoraR = 16, LoraAlpha = 32,
                 LoraTargets = ["all-linear"], WarmupSteps = S(10, 1), Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f,
                 EvalEvery = S(domain.SftSteps / 4, 3), SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(10, 1), Packing = true,
@@ -175,6 +197,13 @@ public static class Quickstart
         Stage("evaluate base + adapter", () =>
             EvalRunner.Run(baseModel, sftRun, tasks, evalOptions, Path.Combine(sftRun, "eval-after.json"), o.Threads, 0,
                 (i, n, t) => log($"   [{i + 1}/{n}] {t.Name}"), r => log("     " + Summary(r)), cancel: cancel));
+        if (agent != null)
+            Stage("agent benchmark: base + adapter as the agent", () =>
+            {
+                QuickstartAgent.Append(Path.Combine(sftRun, "eval-after.json"), QuickstartAgent.Evaluate(baseModel, sftRun, agent, o.Seed, o.Threads, S,
+                    Path.Combine(sftRun, "agent-after.trajectories.jsonl"), log, cancel));
+                return 0;
+            });
         string reportPath = Path.Combine(root, "report.html");
         var report = Stage("report", () => RunReport.Write(new ReportOptions(
             o.Model == null ? [baseRun, sftRun] : [sftRun], reportPath, o.Model == null ? "Hone quickstart: a customer-service specialist" : $"Hone quickstart: {Path.GetFileName(o.Model.TrimEnd('/'))}")));
