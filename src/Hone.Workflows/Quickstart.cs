@@ -23,8 +23,10 @@ namespace Hone.Workflows;
 /// <param name="General">general text against forgetting (.txt documents separated by blank lines, or JSONL {"text"}):
 /// part of it is replayed among the fine-tuning data, the rest held out for general perplexity. Default: the generated
 /// general-English corpus (stories, facts, dialogues, reports), which also pretrains the generated base model.</param>
+/// <param name="BaseCache">where generated base models are kept and reused (<see cref="BaseModelCache"/>); null builds the
+/// base every run</param>
 public sealed record QuickstartOptions(string Out = "runs/quickstart", string? Model = null, string? Data = null, int Threads = 0,
-    ulong Seed = 7, double Scale = 1.0, string? General = null);
+    ulong Seed = 7, double Scale = 1.0, string? General = null, string? BaseCache = null);
 
 /// <summary>The headline numbers of a quickstart run, before and after fine-tuning.</summary>
 public sealed record QuickstartResult(string Report, string Markdown, IReadOnlyDictionary<string, (double? Before, double? After)> Metrics,
@@ -44,6 +46,12 @@ public static class Quickstart
         Architecture = "llama", VocabSize = 2048, HiddenSize = 128, IntermediateSize = 384, Layers = 4, Heads = 4, KvHeads = 2,
         HeadDim = 32, RotaryDims = 32, RopeTheta = 10000, RmsNormEps = 1e-5f, MaxPositions = 512, TiedEmbeddings = true,
     };
+
+    /// <summary>How the generated base model is built: its shape, pretraining steps of BatchSize × SeqLen tokens, peak
+    /// learning rate, the size of the copying corpus in its pretraining mix, and the tokenizer's digit split.</summary>
+    public sealed record BaseRecipe(ModelConfig Shape, int Steps, int SeqLen, float Lr, long CopyCorpusBytes, bool SplitDigits, int BatchSize = 4);
+
+    public static readonly BaseRecipe DefaultBase = new(BaseShape, 900, 512, 3e-3f, 0, false);
 
     public static QuickstartResult Run(QuickstartOptions o, Action<string> log, CancellationToken cancel = default)
     {
@@ -94,37 +102,68 @@ public static class Quickstart
         if (o.Model == null)
         {
             string init = Path.Combine(root, "base-init");
-            Stage("tokenizer", () =>
+            var recipe = DefaultBase;
+            int steps = S(recipe.Steps, 8);
+            // General text, shop web text and (with a copying corpus in the recipe) text that rewards copying from context.
+            string pretrainData = general.Train;
+            if (domain.Records != null || recipe.CopyCorpusBytes > 0)
             {
-                // Trained on the general corpus and the domain's training text, as a tokenizer trained on broad data would be.
-                var texts = SyntheticFiles.ReadTexts(general.Train).Concat(SyntheticFiles.ReadTexts(domain.Train))
-                    .Concat(agent == null ? [] : SyntheticFiles.ReadTexts(agent.Trajectories));
-                var vocabulary = BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: S(2048, 512)), init);
-                var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
-                log($"   byte-level BPE, {tokenizer.VocabSize:N0} tokens, chat template with <|user|>/<|assistant|> turns");
-                return vocabulary;
-            });
-            Stage("base model from scratch (continued pretraining on the general corpus)", () =>
-            {
-                var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
-                var shape = BaseShape with { VocabSize = tokenizer.VocabSize, BosTokenId = tokenizer.BosId, EosTokenId = tokenizer.EosId };
-                using (var weights = LlamaWeights.CreateRandom(shape, TensorType.F32, (int)o.Seed, std: 0.02f))
-                    ModelConverter.Write(weights, null, init, TensorType.F32, new List<string>());
-                string pretrainData = general.Train;
-                if (domain.Records != null)
+                pretrainData = Path.Combine(dataDir, "pretrain.jsonl");
+                string copy = "";
+                if (recipe.CopyCorpusBytes > 0)
                 {
-                    pretrainData = Path.Combine(dataDir, "pretrain.jsonl");
-                    AtomicFile.WriteAllText(pretrainData, File.ReadAllText(general.Train) + File.ReadAllText(domain.Records));
+                    string copyPath = Path.Combine(dataDir, "copy.jsonl");
+                    var copyDocuments = CopyCorpus.Generate(o.Seed, (long)(recipe.CopyCorpusBytes * o.Scale));
+                    SyntheticFiles.WriteJsonLines(copyPath, copyDocuments.Select(d => new JsonObject { ["text"] = d }));
+                    copy = File.ReadAllText(copyPath);
+                    log($"   copying corpus: {copyDocuments.Count:N0} documents ({copy.Length / 1e6:F1} MB) that state ids, e-mails, codes and amounts and repeat them later");
                 }
-                var options = new TrainOptions
+                AtomicFile.WriteAllText(pretrainData, File.ReadAllText(general.Train) + (domain.Records is string records ? File.ReadAllText(records) : "") + copy);
+            }
+            string recipeText = new JsonObject
+            {
+                ["shape"] = JsonSerializer.SerializeToNode(recipe.Shape), ["steps"] = steps, ["batch"] = recipe.BatchSize, ["seq_len"] = recipe.SeqLen,
+                ["lr"] = recipe.Lr, ["warmup"] = S(20, 1), ["vocab"] = S(2048, 512), ["split_digits"] = recipe.SplitDigits, ["seed"] = o.Seed,
+                ["scale"] = o.Scale, ["threads"] = o.Threads,
+            }.ToJsonString();
+            string? cacheKey = o.BaseCache == null ? null : BaseModelCache.Key(recipeText, agent == null ? [general.Train, domain.Train, pretrainData] : [general.Train, domain.Train, pretrainData, agent.Trajectories]);
+            var cacheFolders = new Dictionary<string, string> { ["base"] = baseRun, ["base-init"] = init };
+            bool cached = cacheKey != null && BaseModelCache.TryRestore(o.BaseCache!, cacheKey, cacheFolders, log);
+            if (cached)
+                Stage("base model from the cache", () =>
                 {
-                    Model = init, Data = pretrainData, ValData = null, Out = baseRun, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
-                    MaxSteps = S(900, 8), BatchSize = 4, SeqLen = 512, Lr = 3e-3f, WarmupSteps = S(20, 1), Schedule = LearningRateSchedule.Cosine,
-                    MinLrRatio = 0.1f, WeightDecay = 0.01f, ValSplit = 0.01, EvalEvery = S(225, 4), SaveEvery = 0, Threads = o.Threads, Seed = o.Seed,
-                    LogEvery = S(25, 1),
-                };
-                return Trainer.Run(options, TrainingDataLoader.Load, trainReporter, cancel);
-            });
+                    log($"   {Path.Combine(o.BaseCache!, "quickstart-base", cacheKey!)}: built earlier from the same recipe, data and code (hashes checked)");
+                    return 0;
+                });
+            else
+            {
+                Stage("tokenizer", () =>
+                {
+                    // Trained on the general corpus and the domain's training text, as a tokenizer trained on broad data would be.
+                    var texts = SyntheticFiles.ReadTexts(general.Train).Concat(SyntheticFiles.ReadTexts(domain.Train))
+                        .Concat(agent == null ? [] : SyntheticFiles.ReadTexts(agent.Trajectories));
+                    var vocabulary = BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: S(2048, 512), SplitDigits: recipe.SplitDigits), init);
+                    var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
+                    log($"   byte-level BPE{(recipe.SplitDigits ? ", one token per digit" : "")}, {tokenizer.VocabSize:N0} tokens, chat template with <|user|>/<|assistant|> turns");
+                    return vocabulary;
+                });
+                Stage("base model from scratch (continued pretraining on the general corpus)", () =>
+                {
+                    var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
+                    var shape = recipe.Shape with { VocabSize = tokenizer.VocabSize, BosTokenId = tokenizer.BosId, EosTokenId = tokenizer.EosId };
+                    using (var weights = LlamaWeights.CreateRandom(shape, TensorType.F32, (int)o.Seed, std: 0.02f))
+                        ModelConverter.Write(weights, null, init, TensorType.F32, new List<string>());
+                    var options = new TrainOptions
+                    {
+                        Model = init, Data = pretrainData, ValData = null, Out = baseRun, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
+                        MaxSteps = steps, BatchSize = recipe.BatchSize, SeqLen = recipe.SeqLen, Lr = recipe.Lr, WarmupSteps = S(20, 1),
+                        Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f, WeightDecay = 0.01f, ValSplit = 0.01, EvalEvery = Math.Max(4, steps / 4),
+                        SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(25, 1),
+                    };
+                    return Trainer.Run(options, TrainingDataLoader.Load, trainReporter, cancel);
+                });
+                if (cacheKey != null) BaseModelCache.Store(o.BaseCache!, cacheKey, recipeText, cacheFolders, log);
+            }
             baseModel = baseRun;
         }
         else
@@ -369,6 +408,21 @@ public static class Quickstart
             ["description"] = $"held-out documents of {generalSource}: what fine-tuning costs elsewhere (forgetting)",
             ["kind"] = "perplexity", ["data"] = generalHeldOut,
         });
+        if (domain.Records != null)
+        {
+            // Copying from context, for the base model as it is: the value that a context leads up to again among three
+            // fresh values of the same shape (chance 0.25).
+            string probe = Path.Combine(dir, "copy_probe.jsonl");
+            SyntheticFiles.WriteJsonLines(probe, CopyCorpus.Probe(7, s(120, 12)).Select(p => new JsonObject
+            {
+                ["question"] = p.Question, ["choices"] = new JsonArray(p.Choices.Select(c => (JsonNode?)c).ToArray()), ["answer"] = p.Answer,
+            }));
+            Write("copy_probe", new JsonObject
+            {
+                ["description"] = "copying from context: the value a context repeats, against three fresh values of its shape (chance 0.25)",
+                ["kind"] = "multiple_choice", ["data"] = probe, ["format"] = "cloze", ["prompt"] = "{question}",
+            });
+        }
         foreach (var task in domain.Tasks)
             Write(task.Name, new JsonObject
             {

@@ -14,6 +14,8 @@ internal static class QuickstartCommand
         var generalText = new Option<string?>("--general") { Description = "with --model: general text against forgetting, replayed among the fine-tuning data and held out for general perplexity (.txt documents separated by blank lines, or JSONL {\"text\"}; default: the generated general-English corpus)" };
         var seed = new Option<ulong>("--seed") { Description = "seed of every generator, initialization and sampler", DefaultValueFactory = _ => 7UL };
         var scale = new Option<double>("--scale") { Description = "multiply data sizes and step counts (1 = the defaults: about 3 minutes on 2 idle cores, longer on a busy machine)", DefaultValueFactory = _ => 1.0 };
+        var baseCache = new Option<string?>("--base-cache") { Description = "where the generated base model is kept and reused by later runs with the same recipe, data and code (default: $HONE_CACHE, $XDG_CACHE_HOME/hone or ~/.cache/hone)" };
+        var noBaseCache = new Option<bool>("--no-base-cache") { Description = "build the generated base model in this run and keep no copy" };
         var threads = CliSupport.Threads();
         var cmd = new Command("quickstart",
             "The whole loop on an embedded default: generate a general corpus and an e-commerce customer-service dataset (answers checked " +
@@ -21,15 +23,17 @@ internal static class QuickstartCommand
             "perplexity, evaluate, fine-tune with LoRA, evaluate again (domain answer and text perplexity, general perplexity for " +
             "forgetting, store-policy and order questions scored with pass@k and pass^k), and write an HTML report (report.html, report.md). With --model and --data it runs the same loop on real inputs, replaying general text (the generated corpus, or --general) against forgetting.")
         {
-            output, model, data, generalText, seed, scale, threads,
+            output, model, data, generalText, seed, scale, baseCache, noBaseCache, threads,
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             if (r.GetValue(data) != null && r.GetValue(model) == null)
                 throw new ArgumentException("--data needs --model (a generated base model is only trained for the generated data)");
             if (r.GetValue(scale) is <= 0 or > 10) throw new ArgumentException("--scale must be in (0, 10]");
+            if (r.GetValue(noBaseCache) && r.GetValue(baseCache) != null) throw new ArgumentException("--base-cache and --no-base-cache contradict each other");
+            string? cache = r.GetValue(noBaseCache) || r.GetValue(model) != null ? null : r.GetValue(baseCache) ?? BaseModelCache.DefaultDirectory();
             using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
-            var result = Quickstart.Run(new QuickstartOptions(r.GetValue(output)!, r.GetValue(model), r.GetValue(data), r.GetValue(threads), r.GetValue(seed), r.GetValue(scale), r.GetValue(generalText)),
+            var result = Quickstart.Run(new QuickstartOptions(r.GetValue(output)!, r.GetValue(model), r.GetValue(data), r.GetValue(threads), r.GetValue(seed), r.GetValue(scale), r.GetValue(generalText), cache),
                 line => Console.Error.WriteLine(line), cancel.Token);
             Console.WriteLine();
             Console.WriteLine($"{"metric",-40} {"before",12} {"after",12}");

@@ -14,6 +14,9 @@ namespace Hone.Tokenization;
 /// <param name="EosToken">tokenizer_config.json eos_token</param>
 /// <param name="ChatTemplate">tokenizer_config.json chat_template, or null for none</param>
 /// <param name="MinPairCount">pairs seen fewer times than this are never merged (training stops early instead)</param>
+/// <param name="SplitDigits">every digit its own piece before the GPT-2 split (SmolLM's and StarCoder's pre-tokenizer):
+/// numbers become one token per digit, so a model copies or compares them digit by digit instead of through hundreds
+/// of merged digit groups that a random number cuts differently each time</param>
 public sealed record BpeTrainerOptions(
     int VocabSize = 2048,
     IReadOnlyList<string>? SpecialTokens = null,
@@ -21,7 +24,8 @@ public sealed record BpeTrainerOptions(
     string EosToken = ChatFormat.End,
     string? PadToken = ChatFormat.Pad,
     string? ChatTemplate = ChatFormat.Template,
-    int MinPairCount = 2)
+    int MinPairCount = 2,
+    bool SplitDigits = false)
 {
     public IReadOnlyList<string> Specials => SpecialTokens ?? ChatFormat.SpecialTokens;
 }
@@ -90,7 +94,7 @@ public static class BpeTrainer
         if (options.MinPairCount < 1) throw new ArgumentException("MinPairCount must be at least 1");
 
         var clock = Stopwatch.StartNew();
-        var (wordCounts, bytes, pieces) = CountPieces(texts, specials);
+        var (wordCounts, bytes, pieces) = CountPieces(texts, specials, options.SplitDigits);
 
         var tokens = new List<string>(options.VocabSize);
         tokens.AddRange(specials);
@@ -209,7 +213,7 @@ public static class BpeTrainer
 
     /// <summary>GPT-2 split pieces and their counts; text between special tokens only (specials are matched whole at
     /// encoding time, so they never take part in merges).</summary>
-    static (Dictionary<string, long> Counts, long Bytes, long Pieces) CountPieces(IEnumerable<string> texts, IReadOnlyList<string> specials)
+    static (Dictionary<string, long> Counts, long Bytes, long Pieces) CountPieces(IEnumerable<string> texts, IReadOnlyList<string> specials, bool splitDigits)
     {
         var counts = new Dictionary<string, long>(StringComparer.Ordinal);
         var lookup = counts.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -217,6 +221,26 @@ public static class BpeTrainer
         void CountSegment(ReadOnlySpan<char> text)
         {
             bytes += Encoding.UTF8.GetByteCount(text);
+            if (!splitDigits) { CountGpt2(text); return; }
+            // As the Digits(individual_digits) pre-tokenizer cuts: each numeric code point alone, the runs between them
+            // through the GPT-2 split.
+            for (int pos = 0; pos < text.Length;)
+            {
+                int end = pos;
+                while (end < text.Length)
+                {
+                    int cp = CharClass.CodePointAt(text, end, out int length);
+                    if (CharClass.IsNumeric(cp)) break;
+                    end += length;
+                }
+                if (end > pos) { CountGpt2(text[pos..end]); pos = end; continue; }
+                CharClass.CodePointAt(text, pos, out int digitLength);
+                CountGpt2(text.Slice(pos, digitLength));
+                pos += digitLength;
+            }
+        }
+        void CountGpt2(ReadOnlySpan<char> text)
+        {
             for (int pos = 0; pos < text.Length;)
             {
                 int length = SplitPatterns.MatchLength(SplitPattern.Gpt2, text, pos, foldLongS: true);
@@ -302,7 +326,20 @@ public static class BpeTrainer
         w.WriteEndArray();
         w.WriteNull("normalizer");
         w.WriteStartObject("pre_tokenizer");
-        WriteByteLevel(w);
+        if (options.SplitDigits)
+        {
+            w.WriteString("type", "Sequence");
+            w.WriteStartArray("pretokenizers");
+            w.WriteStartObject();
+            w.WriteString("type", "Digits");
+            w.WriteBoolean("individual_digits", true);
+            w.WriteEndObject();
+            w.WriteStartObject();
+            WriteByteLevel(w);
+            w.WriteEndObject();
+            w.WriteEndArray();
+        }
+        else WriteByteLevel(w);
         w.WriteEndObject();
 
         w.WriteStartObject("post_processor");

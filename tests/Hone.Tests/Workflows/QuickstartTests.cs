@@ -11,7 +11,7 @@ public class QuickstartTests
     public void Small_quickstart_runs_every_stage_and_domain_perplexity_falls()
     {
         using var dir = new TempDirectory();
-        var r = HoneCli.Run("quickstart", "--out", dir.Path, "--scale", "0.04", "--threads", "2");
+        var r = HoneCli.Run("quickstart", "--out", dir.Path, "--scale", "0.04", "--threads", "2", "--no-base-cache");
         Assert.True(r.ExitCode == 0, r.ToString());
         foreach (var file in new[] { "report.html", "report.md", "quickstart.json", "base/model.safetensors", "base/tokenizer.json", "base/metrics.jsonl",
                      "sft/adapter_model.safetensors", "sft/adapter_config.json", "sft/eval-before.json", "sft/eval-after.json", "sft/corpus_ppl.json" })
@@ -21,6 +21,7 @@ public class QuickstartTests
         Assert.True((double)domain["after"]! < (double)domain["before"]!, $"domain perplexity {domain["before"]} -> {domain["after"]}");
         Assert.NotNull(summary["metrics"]!["general_perplexity perplexity"]!["after"]);
         Assert.NotNull(summary["metrics"]!["domain_text_perplexity perplexity"]!["after"]);
+        Assert.NotNull(summary["metrics"]!["copy_probe acc"]!["before"]);
         foreach (var task in new[] { "domain_task_policies", "domain_task_orders" })
         {
             Assert.NotNull(summary["metrics"]![$"{task} pass@1"]!["after"]);
@@ -34,6 +35,38 @@ public class QuickstartTests
         Assert.Contains("### Verdicts", md);
         Assert.Contains("- domain perplexity", md);
         Assert.Contains("#### domain_task_orders\n\n| question | reference | before | after |", md);
+    }
+
+    [Fact]
+    public void A_cached_base_model_is_reused_with_the_same_numbers_and_a_damaged_one_is_built_again()
+    {
+        using var dir = new TempDirectory();
+        string cache = dir.File("cache");
+        string[] Args(string run) => ["quickstart", "--out", dir.File(run), "--scale", "0.02", "--threads", "2", "--base-cache", cache];
+        var first = HoneCli.Run(Args("first"));
+        Assert.True(first.ExitCode == 0, first.ToString());
+        Assert.Contains("base model cached in", first.Stderr);
+        var entries = Directory.GetDirectories(Path.Combine(cache, "quickstart-base"));
+        Assert.Single(entries);
+
+        var second = HoneCli.Run(Args("second"));
+        Assert.True(second.ExitCode == 0, second.ToString());
+        Assert.Contains("== base model from the cache", second.Stderr);
+        Assert.DoesNotContain("== tokenizer", second.Stderr);
+        string Metrics(string run) => JsonNode.Parse(File.ReadAllText(dir.File(run + "/quickstart.json")))!["metrics"]!.ToJsonString();
+        Assert.Equal(Metrics("first"), Metrics("second"));
+        Assert.True(File.Exists(dir.File("second/base/metrics.jsonl")), "the pretraining curve comes with the cached base");
+
+        // One flipped byte in the cached weights: reported, built again, and the numbers are still the same.
+        string weights = Path.Combine(entries[0], "base", "model.safetensors");
+        var bytes = File.ReadAllBytes(weights);
+        bytes[^1] ^= 0x40;
+        File.WriteAllBytes(weights, bytes);
+        var third = HoneCli.Run(Args("third"));
+        Assert.True(third.ExitCode == 0, third.ToString());
+        Assert.Contains("is damaged (base/model.safetensors does not match its SHA-256); building it again", third.Stderr);
+        Assert.Contains("== tokenizer", third.Stderr);
+        Assert.Equal(Metrics("first"), Metrics("third"));
     }
 
     [SkippableFact]
