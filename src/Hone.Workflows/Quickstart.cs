@@ -40,12 +40,16 @@ public sealed record QuickstartResult(string Report, string Markdown, IReadOnlyD
 /// </summary>
 public static class Quickstart
 {
-    /// <summary>Pretraining and fine-tuning sizes at scale 1 (about 3 minutes on 2 idle cores, as the README measures).</summary>
+    /// <summary>Pretraining and fine-tuning sizes at scale 1. Pretraining windows are 512 tokens; the context is 2,048 so
+    /// that the agent's conversations (tool results included) fit, fine-tuned on windows of <see cref="AgentSftWindow"/>.</summary>
     public static readonly ModelConfig BaseShape = new()
     {
         Architecture = "llama", VocabSize = 2048, HiddenSize = 128, IntermediateSize = 384, Layers = 4, Heads = 4, KvHeads = 2,
-        HeadDim = 32, RotaryDims = 32, RopeTheta = 10000, RmsNormEps = 1e-5f, MaxPositions = 512, TiedEmbeddings = true,
+        HeadDim = 32, RotaryDims = 32, RopeTheta = 10000, RmsNormEps = 1e-5f, MaxPositions = 2048, TiedEmbeddings = true,
     };
+
+    /// <summary>Fine-tuning windows when the agent's conversations are in the mix (512 without them).</summary>
+    public const int AgentSftWindow = 1024;
 
     /// <summary>How the generated base model is built: its shape, pretraining steps of BatchSize × SeqLen tokens, peak
     /// learning rate, the size of the copying corpus in its pretraining mix, and the tokenizer's digit split.</summary>
@@ -225,7 +229,7 @@ public static class Quickstart
             {
                 ReplayData = replay,
                 Model = baseModel, Data = sftData, ValData = domain.HeldOut, Out = sftRun, Method = TrainingMethod.Lora, Stage = TrainingStage.Sft,
-                MaxSteps = S(domain.SftSteps, 6), BatchSize = 4, SeqLen = 512, Lr = domain.LearningRate, LoraR = 16, LoraAlpha = 32,
+                MaxSteps = S(domain.SftSteps, 6), BatchSize = 4, SeqLen = agent != null ? AgentSftWindow : 512, Lr = domain.LearningRate, LoraR = 16, LoraAlpha = 32,
                 LoraTargets = ["all-linear"], WarmupSteps = S(10, 1), Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f,
                 EvalEvery = S(domain.SftSteps / 4, 3), SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(10, 1), Packing = true,
             };

@@ -64,7 +64,7 @@ internal static class QuickstartAgent
     /// <summary>Adds the agent record to an eval results file (so the report compares it before and after).</summary>
     public static void Append(string resultsPath, JsonObject record)
     {
-        var records = EvalResults.Read(resultsPath);
+        var records = EvalResults.Read(resultsPath).Select(r => (JsonObject)r.DeepClone()).ToList();
         records.RemoveAll(r => (string?)r["task"] == (string?)record["task"]);
         records.Add(record);
         EvalResults.Write(resultsPath, EvalResults.Document(records));

@@ -27,7 +27,12 @@ public class QuickstartTests
             Assert.NotNull(summary["metrics"]![$"{task} pass@1"]!["after"]);
             Assert.NotNull(summary["metrics"]![$"{task} pass^4"]!["before"]);
         }
+        // The agent benchmark before and after, in the results and the report.
+        Assert.NotNull(summary["metrics"]!["agent_retail pass^1"]!["before"]);
+        Assert.NotNull(summary["metrics"]!["agent_retail pass^2"]!["after"]);
+        Assert.True(File.Exists(Path.Combine(dir.Path, "sft", "agent-after.trajectories.jsonl")));
         var html = File.ReadAllText(Path.Combine(dir.Path, "report.html"));
+        Assert.Contains("<h2>Agent benchmark</h2>", html);
         Assert.Contains("Perplexity — log scale", html);
         Assert.Contains("Pretraining loss: base (full)", html);
         Assert.Contains("Fine-tuning loss: sft (LoRA)", html);
