@@ -21,7 +21,11 @@ internal static class QuickstartCommand
             "The whole loop on an embedded default: generate a general corpus and an e-commerce customer-service dataset (answers checked " +
             "against their facts), pretrain a small base model from scratch, score and filter the domain data by the base model's " +
             "perplexity, evaluate, fine-tune with LoRA, evaluate again (domain answer and text perplexity, general perplexity for " +
-            "forgetting, store-policy and order questions scored with pass@k and pass^k), and write an HTML report (report.html, report.md). With --model and --data it runs the same loop on real inputs, replaying general text (the generated corpus, or --general) against forgetting.")
+            "forgetting, store-policy and order questions scored with pass@k and pass^k, a copying probe, and the agent benchmark: held-out " +
+            "customers of a generated store served by the model as a tool-calling agent, pass^1 and pass^2 over greedy trials with a simulated " +
+            "customer, before and after a second LoRA adapter trained on the oracle agent's conversations), and write an HTML report (report.html, report.md). " +
+            "With --model and --data it runs the same loop on real inputs, replaying general text (the generated corpus, or --general) against " +
+            "forgetting; the agent benchmark then runs separately (hone agent).")
         {
             output, model, data, generalText, seed, scale, baseCache, noBaseCache, threads,
         };

@@ -30,7 +30,7 @@ public class QuickstartTests
         // The agent benchmark before and after, in the results and the report.
         Assert.NotNull(summary["metrics"]!["agent_retail pass^1"]!["before"]);
         Assert.NotNull(summary["metrics"]!["agent_retail pass^2"]!["after"]);
-        Assert.True(File.Exists(Path.Combine(dir.Path, "sft", "agent-after.trajectories.jsonl")));
+        Assert.True(File.Exists(Path.Combine(dir.Path, "agent-sft", "agent-after.trajectories.jsonl")));
         var html = File.ReadAllText(Path.Combine(dir.Path, "report.html"));
         Assert.Contains("<h2>Agent benchmark</h2>", html);
         Assert.Contains("Perplexity — log scale", html);
