@@ -16,7 +16,7 @@ public sealed class LayeringTests
 {
     static readonly string[] Order =
         ["Tensors", "Formats", "Templates", "Tokenization", "Grammars", "ToolCalls", "Model", "Inference", "Batching", "Transforms", "Training", "Evaluation", "DataTools", "Agents",
-         "Synthetic", "Workflows", "Clients", "Server"];
+         "Clients", "Synthetic", "Workflows", "Server"];
 
     static string RepositoryRoot()
     {
