@@ -32,10 +32,9 @@ public sealed class HoneChatClient : IChatClient
 {
     public const string ProviderName = "hone";
 
-    /// <summary>A <see cref="ChatOptions.AdditionalProperties"/> key: <c>false</c> keeps the tools out of the prompt while
-    /// still constraining and parsing the calls — for a small model fine-tuned on its tools, whose context has no room
-    /// for their declarations (default true: the template shows them, as every served model needs).</summary>
-    public const string ToolsInPromptKey = "hone_tools_in_prompt";
+    /// <summary>A <see cref="ChatOptions.AdditionalProperties"/> key (<see cref="ChatPrompt.ToolsInPromptKey"/>): <c>false</c>
+    /// keeps the tools out of the prompt while still constraining and parsing the calls.</summary>
+    public const string ToolsInPromptKey = ChatPrompt.ToolsInPromptKey;
 
     readonly BatchEngine _engine;
     readonly bool _ownsEngine;

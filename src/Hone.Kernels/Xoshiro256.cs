@@ -13,7 +13,16 @@ public sealed class Xoshiro256
 
     static ulong SplitMix(ref ulong x)
     {
-        ulong z = x += 0x9E3779B97F4A7C15;
+        ulong state = x;
+        x += 0x9E3779B97F4A7C15;
+        return SplitMix64(state);
+    }
+
+    /// <summary>One splitmix64 output for the state <paramref name="z"/> (the golden-ratio step added, then the
+    /// finalizer): a well-mixed seed derived from another, for seeds of items, trials and messages.</summary>
+    public static ulong SplitMix64(ulong z)
+    {
+        z += 0x9E3779B97F4A7C15;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
         return z ^ (z >> 31);

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Hone.Batching;
+using Hone.Tensors;
 using Microsoft.Extensions.AI;
 
 namespace Hone.Agents;
@@ -23,8 +25,6 @@ public sealed record ChatClientAgentOptions(string Name, string? ModelId = null,
 /// </summary>
 public sealed class ChatClientAgent : IAgent
 {
-    /// <summary>The key Hone's chat client reads to keep tools out of the prompt (HoneChatClient.ToolsInPromptKey).</summary>
-    public const string ToolsInPromptKey = "hone_tools_in_prompt";
 
     readonly IChatClient _client;
     readonly ChatClientAgentOptions _options;
@@ -51,7 +51,7 @@ public sealed class ChatClientAgent : IAgent
             Seed = MessageSeed(context.Seed, position), Tools = Declarations(context.Tools), ToolMode = ChatToolMode.Auto,
             AllowMultipleToolCalls = false,
         };
-        if (!_options.ToolsInPrompt) options.AdditionalProperties = new AdditionalPropertiesDictionary { [ToolsInPromptKey] = false };
+        if (!_options.ToolsInPrompt) options.AdditionalProperties = new AdditionalPropertiesDictionary { [ChatPrompt.ToolsInPromptKey] = false };
         var response = await _client.GetResponseAsync(conversation, options, cancel).ConfigureAwait(false);
         // One assistant message: a client may split text and calls over several.
         var contents = response.Messages.Where(m => m.Role == ChatRole.Assistant).SelectMany(m => m.Contents)
@@ -85,12 +85,7 @@ public sealed class ChatClientAgent : IAgent
         return form;
     }
 
-    /// <summary>A 63-bit seed from the trial's seed and the message's position (SplitMix64 finalizer).</summary>
-    internal static long MessageSeed(ulong trialSeed, int position)
-    {
-        ulong z = trialSeed + 0x9E3779B97F4A7C15UL * (ulong)(position + 1);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return (long)((z ^ (z >> 31)) >> 1);
-    }
+    /// <summary>A 63-bit seed from the trial's seed and the message's position (the position-th splitmix64 output).</summary>
+    internal static long MessageSeed(ulong trialSeed, int position) =>
+        (long)(Xoshiro256.SplitMix64(trialSeed + 0x9E3779B97F4A7C15UL * (ulong)position) >> 1);
 }

@@ -9,6 +9,12 @@ namespace Hone.Batching;
 /// template did not.</summary>
 public static class ChatPrompt
 {
+    /// <summary>The chat-client option (Microsoft.Extensions.AI's AdditionalProperties) whose <c>false</c> keeps the tools'
+    /// declarations out of the prompt while the calls are still constrained and parsed — for a small model fine-tuned on
+    /// its tools, whose context has no room for them (default true: the template shows them, as every served model needs).
+    /// Read by Hone's chat client; set by the agent benchmark's agent.</summary>
+    public const string ToolsInPromptKey = "hone_tools_in_prompt";
+
     public static int[] Encode(Tokenizer tokenizer, ChatTemplate template, JsonArray messages, JsonArray? tools = null)
     {
         var options = new ChatTemplateOptions { BosToken = tokenizer.BosToken, EosToken = tokenizer.EosToken, AddGenerationPrompt = true, Tools = tools };

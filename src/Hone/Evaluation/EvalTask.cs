@@ -161,17 +161,9 @@ public static class TaskSampling
         };
 
     /// <summary>A per-item seed: splitmix64 over (seed, item, sample) so items are independent and reproducible.</summary>
-    public static ulong ItemSeed(ulong seed, int item, int sample = 0) => SplitMix(SplitMix(seed + (ulong)item) + (ulong)sample);
+    public static ulong ItemSeed(ulong seed, int item, int sample = 0) => Xoshiro256.SplitMix64(Xoshiro256.SplitMix64(seed + (ulong)item) + (ulong)sample);
 
     public const string SeedDescription = "per item: splitmix64(splitmix64(seed + item) + sample)";
-
-    static ulong SplitMix(ulong z)
-    {
-        z += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
 }
 
 /// <summary>
