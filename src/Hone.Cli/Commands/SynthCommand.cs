@@ -118,11 +118,17 @@ internal static class SynthCommand
         var vocab = new Option<int>("--vocab") { Description = "vocabulary size: special tokens, 256 bytes and merges", DefaultValueFactory = _ => DefaultVocabulary }.Within(1, 1 << 20);
         var from = new Option<string[]>("--from") { Description = "train on these files (.txt documents, or .jsonl with text / messages); repeatable. Default: a freshly generated general corpus" };
         var size = new Option<string>("--size") { Description = "without --from: general corpus size (suffix K or M allowed)", DefaultValueFactory = _ => DefaultSize };
+        var numbers = new Option<string>("--numbers")
+        {
+            Description = "how numbers are cut before merging: runs = GPT-2's split (a digit run is one piece, merged by frequency); " +
+                          "digits = one token per digit (SmolLM's); groups = Llama 3's split (groups of up to three digits)",
+            DefaultValueFactory = _ => "runs",
+        }.AcceptOnlyFromAmong("runs", "digits", "groups");
         var json = CliSupport.Json();
-        var cmd = new Command("tokenizer", "Train a byte-level BPE tokenizer (GPT-2 split, special tokens " + string.Join(" ", ChatFormat.SpecialTokens) +
+        var cmd = new Command("tokenizer", "Train a byte-level BPE tokenizer (GPT-2 split, or Llama 3's with --numbers groups; special tokens " + string.Join(" ", ChatFormat.SpecialTokens) +
                                            ", BOS added, chat template) and write tokenizer.json and tokenizer_config.json.")
         {
-            output, seed, vocab, from, size, json,
+            output, seed, vocab, from, size, numbers, json,
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
@@ -133,7 +139,8 @@ internal static class SynthCommand
                 : GeneralCorpus.Generate(r.GetValue(seed), ParseSize(r.GetValue(size)!));
             double readSeconds = clock.Elapsed.TotalSeconds;
             string directory = r.GetValue(output)!;
-            var learned = BpeTrainer.Train(texts, new BpeTrainerOptions(r.GetValue(vocab)), directory);
+            var learned = BpeTrainer.Train(texts, new BpeTrainerOptions(r.GetValue(vocab),
+                SplitDigits: r.GetValue(numbers) == "digits", NumberGroups: r.GetValue(numbers) == "groups"), directory);
             var tokenizer = Tokenizer.FromHuggingFaceDirectory(directory);
             var report = BpeTrainer.Measure(tokenizer, texts);
             if (r.GetValue(json))

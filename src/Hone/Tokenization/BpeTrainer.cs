@@ -17,6 +17,10 @@ namespace Hone.Tokenization;
 /// <param name="SplitDigits">every digit its own piece before the GPT-2 split (SmolLM's and StarCoder's pre-tokenizer):
 /// numbers become one token per digit, so a model copies or compares them digit by digit instead of through hundreds
 /// of merged digit groups that a random number cuts differently each time</param>
+/// <param name="NumberGroups">Llama 3's pre-tokenizer instead of GPT-2's: numbers cut into groups of up to three digits
+/// from the left (and words keep one leading punctuation mark); with the groups learned as tokens, an id or a zip code is
+/// a few tokens from a large alphabet, which a small model copies far more easily than a run of single digits (a digit
+/// recurs within a number, so the place to copy from is ambiguous). Excludes <paramref name="SplitDigits"/>.</param>
 public sealed record BpeTrainerOptions(
     int VocabSize = 2048,
     IReadOnlyList<string>? SpecialTokens = null,
@@ -25,7 +29,8 @@ public sealed record BpeTrainerOptions(
     string? PadToken = ChatFormat.Pad,
     string? ChatTemplate = ChatFormat.Template,
     int MinPairCount = 2,
-    bool SplitDigits = false)
+    bool SplitDigits = false,
+    bool NumberGroups = false)
 {
     public IReadOnlyList<string> Specials => SpecialTokens ?? ChatFormat.SpecialTokens;
 }
@@ -92,9 +97,11 @@ public static class BpeTrainer
         if (options.VocabSize < baseSize)
             throw new ArgumentException($"a vocabulary of {options.VocabSize} cannot hold {specials.Count} special tokens and the 256 byte tokens");
         if (options.MinPairCount < 1) throw new ArgumentException("MinPairCount must be at least 1");
+        if (options.SplitDigits && options.NumberGroups) throw new ArgumentException("SplitDigits and NumberGroups are different pre-tokenizers: choose one");
 
         var clock = Stopwatch.StartNew();
-        var (wordCounts, bytes, pieces) = CountPieces(texts, specials, options.SplitDigits);
+        var (wordCounts, bytes, pieces) = CountPieces(texts, specials, options.SplitDigits,
+            options.NumberGroups ? SplitPattern.Llama3 : SplitPattern.Gpt2);
 
         var tokens = new List<string>(options.VocabSize);
         tokens.AddRange(specials);
@@ -213,7 +220,8 @@ public static class BpeTrainer
 
     /// <summary>GPT-2 split pieces and their counts; text between special tokens only (specials are matched whole at
     /// encoding time, so they never take part in merges).</summary>
-    static (Dictionary<string, long> Counts, long Bytes, long Pieces) CountPieces(IEnumerable<string> texts, IReadOnlyList<string> specials, bool splitDigits)
+    static (Dictionary<string, long> Counts, long Bytes, long Pieces) CountPieces(IEnumerable<string> texts, IReadOnlyList<string> specials, bool splitDigits,
+        SplitPattern pattern)
     {
         var counts = new Dictionary<string, long>(StringComparer.Ordinal);
         var lookup = counts.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -221,7 +229,7 @@ public static class BpeTrainer
         void CountSegment(ReadOnlySpan<char> text)
         {
             bytes += Encoding.UTF8.GetByteCount(text);
-            if (!splitDigits) { CountGpt2(text); return; }
+            if (!splitDigits) { CountSplit(text); return; }
             // As the Digits(individual_digits) pre-tokenizer cuts: each numeric code point alone, the runs between them
             // through the GPT-2 split.
             for (int pos = 0; pos < text.Length;)
@@ -233,17 +241,17 @@ public static class BpeTrainer
                     if (CharClass.IsNumeric(cp)) break;
                     end += length;
                 }
-                if (end > pos) { CountGpt2(text[pos..end]); pos = end; continue; }
+                if (end > pos) { CountSplit(text[pos..end]); pos = end; continue; }
                 CharClass.CodePointAt(text, pos, out int digitLength);
-                CountGpt2(text.Slice(pos, digitLength));
+                CountSplit(text.Slice(pos, digitLength));
                 pos += digitLength;
             }
         }
-        void CountGpt2(ReadOnlySpan<char> text)
+        void CountSplit(ReadOnlySpan<char> text)
         {
             for (int pos = 0; pos < text.Length;)
             {
-                int length = SplitPatterns.MatchLength(SplitPattern.Gpt2, text, pos, foldLongS: true);
+                int length = SplitPatterns.MatchLength(pattern, text, pos, foldLongS: true);
                 var piece = text.Slice(pos, length);
                 if (lookup.TryGetValue(piece, out long n)) lookup[piece] = n + 1;
                 else lookup[piece] = 1;
@@ -339,6 +347,24 @@ public static class BpeTrainer
             w.WriteEndObject();
             w.WriteEndArray();
         }
+        else if (options.NumberGroups)
+        {
+            // Llama 3's: the split by its regex, then byte-level without a second split.
+            w.WriteString("type", "Sequence");
+            w.WriteStartArray("pretokenizers");
+            w.WriteStartObject();
+            w.WriteString("type", "Split");
+            w.WriteStartObject("pattern");
+            w.WriteString("Regex", SplitPatterns.Known.First(k => k.Pattern == SplitPattern.Llama3).Regex);
+            w.WriteEndObject();
+            w.WriteString("behavior", "Isolated");
+            w.WriteBoolean("invert", false);
+            w.WriteEndObject();
+            w.WriteStartObject();
+            WriteByteLevel(w, useRegex: false);
+            w.WriteEndObject();
+            w.WriteEndArray();
+        }
         else WriteByteLevel(w);
         w.WriteEndObject();
 
@@ -388,7 +414,8 @@ public static class BpeTrainer
         w.WriteNull("end_of_word_suffix");
         w.WriteBoolean("fuse_unk", false);
         w.WriteBoolean("byte_fallback", false);
-        w.WriteBoolean("ignore_merges", false);
+        // Llama 3's files look a whole pre-token up first; with its split, so do these (and llama.cpp's "llama-bpe").
+        w.WriteBoolean("ignore_merges", options.NumberGroups);
         w.WriteStartObject("vocab");
         // The byte and learned tokens; special tokens are added tokens only (as in Llama 3's tokenizer.json).
         for (int id = v.SpecialTokenCount; id < v.Tokens.Count; id++) w.WriteNumber(v.Tokens[id], id);
@@ -401,13 +428,13 @@ public static class BpeTrainer
         w.WriteEndObject();
     }
 
-    static void WriteByteLevel(Utf8JsonWriter w)
+    static void WriteByteLevel(Utf8JsonWriter w, bool useRegex = true)
     {
         w.WriteString("type", "ByteLevel");
         // No prefix space: the first word of a text is encoded as written, and decoding returns the text exactly.
         w.WriteBoolean("add_prefix_space", false);
         w.WriteBoolean("trim_offsets", true);
-        w.WriteBoolean("use_regex", true);
+        w.WriteBoolean("use_regex", useRegex);
     }
 
     static int IndexOf(BpeVocabulary v, string special)

@@ -136,6 +136,40 @@ public class BpeTrainerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Number_groups_cut_numbers_as_llama3_does_round_trip_and_load_as_the_llama3_pre_tokenizer()
+    {
+        // Random numbers so that digit groups are frequent enough to be merged.
+        var random = new Random(3);
+        var texts = Texts(300_000, 300).Concat(Enumerable.Range(0, 3000).Select(_ =>
+            $"order #W{random.Next(1_000_000, 9_999_999)} of user mia_lopez_{random.Next(1000, 9999)}, zip {random.Next(10000, 99999)}")).ToList();
+        using var dir = new TempDirectory();
+        BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 2048, NumberGroups: true), dir.Path);
+        var tokenizer = Tokenizer.FromHuggingFaceDirectory(dir.Path);
+        Assert.Equal(PreTokenizerKind.Llama3, PreTokenizerKinds.Recognize(tokenizer.PreTokenizer));
+        Assert.Equal(0, BpeTrainer.Measure(tokenizer, texts).RoundTripFailures);
+        Assert.Equal(0, BpeTrainer.Measure(tokenizer, EdgeTexts.Append("١٢٣ digits of other scripts ²³ and 12½")).RoundTripFailures);
+        int groupTokens = 0;
+        foreach (var text in new[] { "order #4821390 for 12.50", "mia_lopez_1234", "W0009", "zip 98195 and 1234567890" })
+        {
+            var pieces = tokenizer.Encode(text, addSpecialTokens: false).Select(id => tokenizer.Decode([id])).ToList();
+            Assert.Equal(text, string.Concat(pieces));
+            // A token with a digit holds digits only, at most three, and never crosses a group boundary (counted from the
+            // left of each number).
+            int inNumber = 0;
+            foreach (var piece in pieces)
+            {
+                if (!piece.Any(char.IsAsciiDigit)) { inNumber = 0; continue; }
+                Assert.True(piece.All(char.IsAsciiDigit) && piece.Length <= 3, $"'{piece}' in '{text}'");
+                Assert.True(inNumber % 3 + piece.Length <= 3, $"'{piece}' crosses a group of three in '{text}'");
+                inNumber += piece.Length;
+                if (piece.Length > 1) groupTokens++;
+            }
+        }
+        Assert.True(groupTokens >= 5, "digit groups are learned as tokens");
+        Assert.Throws<ArgumentException>(() => BpeTrainer.Train(texts.Take(10), new BpeTrainerOptions(VocabSize: 1024, SplitDigits: true, NumberGroups: true), dir.Path));
+    }
+
+    [Fact]
     public void Chat_template_renders_turns_as_growing_prefixes_and_the_sft_loader_finds_the_answers()
     {
         using var dir = new TempDirectory();
@@ -258,6 +292,13 @@ public class BpeTrainerTests(ITestOutputHelper output)
         Assert.Equal(1024, report["vocab_size"]!.GetValue<int>());
         Assert.Equal(0, report["round_trip_failures"]!.GetValue<int>());
         output.WriteLine(general.Stdout + ecommerce.Stdout + tokenizer.Stdout);
+        var grouped = HoneCli.Run("synth", "tokenizer", "--out", dir.File("grouped"), "--vocab", "1024", "--numbers", "groups",
+            "--from", dir.File("ecommerce/train.jsonl"), "--json");
+        Assert.True(grouped.ExitCode == 0, grouped.ToString());
+        Assert.Equal(PreTokenizerKind.Llama3, PreTokenizerKinds.Recognize(Tokenizer.FromHuggingFaceDirectory(dir.File("grouped")).PreTokenizer));
+        var unknown = HoneCli.Run("synth", "tokenizer", "--out", dir.File("x"), "--numbers", "pairs");
+        Assert.NotEqual(0, unknown.ExitCode);
+        Assert.Contains("pairs", unknown.Stderr);
         foreach (var file in new[] { "general/train.jsonl", "general/heldout.txt", "ecommerce/train.jsonl", "ecommerce/heldout.jsonl", "ecommerce/eval.jsonl", "ecommerce/heldout.txt", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json" })
             Assert.True(new FileInfo(dir.File(file)).Length > 0, file);
         var bad = HoneCli.Run("synth", "general", "--out", dir.File("x"), "--size", "lots");
