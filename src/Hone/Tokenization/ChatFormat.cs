@@ -23,8 +23,9 @@ public static class ChatFormat
     /// turns that way), and an answer is exactly its content followed by <c>&lt;|end|&gt;</c>.
     /// <para>With tools, as Hermes and Qwen2.5 render them: the system turn (the first message's, if it is one) ends with
     /// the tools' function declarations as JSON lines in <c>&lt;tools&gt;</c>; an assistant turn's calls follow its text as
-    /// <c>&lt;tool_call&gt;\n{"name": …, "arguments": {…}}\n&lt;/tool_call&gt;</c>, one per call; a tool's result is a
-    /// user turn holding <c>&lt;tool_response&gt;\n…\n&lt;/tool_response&gt;</c>. Conversations without tools render as
+    /// <c>&lt;tool_call&gt;\n{"name": …, "arguments": {…}}\n&lt;/tool_call&gt;</c>, one per call (arguments given as OpenAI's JSON
+    /// text are written as they are, as Qwen2.5's template does, and never encoded a second time; an object through tojson);
+    /// a tool's result is a user turn holding <c>&lt;tool_response&gt;\n…\n&lt;/tool_response&gt;</c>. Conversations without tools render as
     /// <see cref="PlainTemplate"/> does.</para>
     /// </summary>
     public const string Template =
@@ -38,7 +39,9 @@ public static class ChatFormat
         "{% elif message['role'] == 'assistant' and message['tool_calls'] is defined and message['tool_calls'] %}" +
         "{{ '<|assistant|>' + (message['content'] or '') }}" +
         "{% for call in message['tool_calls'] %}{% if not loop.first or message['content'] %}{{ '\\n' }}{% endif %}" +
-        "{{ '<tool_call>\\n{\"name\": \"' + call['function']['name'] + '\", \"arguments\": ' }}{{ call['function']['arguments'] | tojson }}{{ '}\\n</tool_call>' }}{% endfor %}" +
+        "{{ '<tool_call>\\n{\"name\": \"' + call['function']['name'] + '\", \"arguments\": ' }}" +
+        "{% if call['function']['arguments'] is string %}{{ call['function']['arguments'] }}{% else %}{{ call['function']['arguments'] | tojson }}{% endif %}" +
+        "{{ '}\\n</tool_call>' }}{% endfor %}" +
         "{{ '<|end|>' }}" +
         "{% elif message['role'] == 'tool' %}{{ '<|user|><tool_response>\\n' + message['content'] + '\\n</tool_response><|end|>' }}" +
         "{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}" +

@@ -242,6 +242,10 @@ public class BpeTrainerTests(ITestOutputHelper output)
             "To call one, write <tool_call>\n{\"name\": <name>, \"arguments\": <arguments>}\n</tool_call><|end|>" +
             "<|user|>Where is #W1?<|end|><|assistant|><tool_call>\n{\"name\": \"get_order_details\", \"arguments\": {\"order_id\": \"#W1\"}}\n</tool_call><|end|>" +
             "<|user|><tool_response>\n{\"status\": \"delivered\"}\n</tool_response><|end|><|assistant|>It was delivered.<|end|>", text);
+        // Arguments as OpenAI sends them (JSON text) are written as they are, never as a second, quoted encoding.
+        var asText = messages.DeepClone().AsArray();
+        asText[2]!["tool_calls"]![0]!["function"]!["arguments"] = "{\"order_id\": \"#W1\"}";
+        Assert.Equal(text, template.Apply(asText, withTools));
         // Growing prefixes hold with calls too: what the SFT loader needs to find each assistant turn.
         for (int i = 1; i < messages.Count; i++)
             if (messages[i]!["role"]!.GetValue<string>() == "assistant")
