@@ -145,7 +145,8 @@ public static class Quickstart
                 {
                     // Trained on the general corpus and the domain's training text, as a tokenizer trained on broad data would be.
                     var texts = SyntheticFiles.ReadTexts(general.Train).Concat(SyntheticFiles.ReadTexts(domain.Train));
-                    var vocabulary = BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: S(2048, 512), SplitDigits: recipe.SplitDigits), init);
+                    var vocabulary = BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: S(2048, 512),
+                        Numbers: recipe.SplitDigits ? NumberSplit.Digits : NumberSplit.Runs), init);
                     var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
                     log($"   byte-level BPE{(recipe.SplitDigits ? ", one token per digit" : "")}, {tokenizer.VocabSize:N0} tokens, chat template with <|user|>/<|assistant|> turns");
                     return vocabulary;

@@ -140,7 +140,7 @@ internal static class SynthCommand
             double readSeconds = clock.Elapsed.TotalSeconds;
             string directory = r.GetValue(output)!;
             var learned = BpeTrainer.Train(texts, new BpeTrainerOptions(r.GetValue(vocab),
-                SplitDigits: r.GetValue(numbers) == "digits", NumberGroups: r.GetValue(numbers) == "groups"), directory);
+                Numbers: Enum.Parse<NumberSplit>(r.GetValue(numbers)!, ignoreCase: true)), directory);
             var tokenizer = Tokenizer.FromHuggingFaceDirectory(directory);
             var report = BpeTrainer.Measure(tokenizer, texts);
             if (r.GetValue(json))

@@ -14,13 +14,22 @@ namespace Hone.Tokenization;
 /// <param name="EosToken">tokenizer_config.json eos_token</param>
 /// <param name="ChatTemplate">tokenizer_config.json chat_template, or null for none</param>
 /// <param name="MinPairCount">pairs seen fewer times than this are never merged (training stops early instead)</param>
-/// <param name="SplitDigits">every digit its own piece before the GPT-2 split (SmolLM's and StarCoder's pre-tokenizer):
-/// numbers become one token per digit, so a model copies or compares them digit by digit instead of through hundreds
-/// of merged digit groups that a random number cuts differently each time</param>
-/// <param name="NumberGroups">Llama 3's pre-tokenizer instead of GPT-2's: numbers cut into groups of up to three digits
-/// from the left (and words keep one leading punctuation mark); with the groups learned as tokens, an id or a zip code is
-/// a few tokens from a large alphabet, which a small model copies far more easily than a run of single digits (a digit
-/// recurs within a number, so the place to copy from is ambiguous). Excludes <paramref name="SplitDigits"/>.</param>
+/// <param name="Numbers">how numbers are cut before merging (<see cref="NumberSplit"/>)</param>
+/// <summary>How <see cref="BpeTrainer"/>'s pre-tokenizer cuts numbers before merging.</summary>
+public enum NumberSplit
+{
+    /// <summary>GPT-2's split: a run of digits is one piece, merged by frequency like any word.</summary>
+    Runs,
+    /// <summary>Every digit its own piece before the GPT-2 split (SmolLM's and StarCoder's pre-tokenizer): numbers become
+    /// one token per digit, so a model copies or compares them digit by digit instead of through hundreds of merged digit
+    /// groups that a random number cuts differently each time.</summary>
+    Digits,
+    /// <summary>Llama 3's pre-tokenizer instead of GPT-2's: numbers cut into groups of up to three digits from the left
+    /// (and words keep one leading punctuation mark); with the groups learned as tokens, an id or a zip code is a few
+    /// tokens from a large alphabet rather than a run of single digits, where a digit recurs within a number.</summary>
+    Groups,
+}
+
 public sealed record BpeTrainerOptions(
     int VocabSize = 2048,
     IReadOnlyList<string>? SpecialTokens = null,
@@ -29,8 +38,7 @@ public sealed record BpeTrainerOptions(
     string? PadToken = ChatFormat.Pad,
     string? ChatTemplate = ChatFormat.Template,
     int MinPairCount = 2,
-    bool SplitDigits = false,
-    bool NumberGroups = false)
+    NumberSplit Numbers = NumberSplit.Runs)
 {
     public IReadOnlyList<string> Specials => SpecialTokens ?? ChatFormat.SpecialTokens;
 }
@@ -97,11 +105,10 @@ public static class BpeTrainer
         if (options.VocabSize < baseSize)
             throw new ArgumentException($"a vocabulary of {options.VocabSize} cannot hold {specials.Count} special tokens and the 256 byte tokens");
         if (options.MinPairCount < 1) throw new ArgumentException("MinPairCount must be at least 1");
-        if (options.SplitDigits && options.NumberGroups) throw new ArgumentException("SplitDigits and NumberGroups are different pre-tokenizers: choose one");
+        if (!Enum.IsDefined(options.Numbers)) throw new ArgumentException($"unknown number split {(int)options.Numbers}");
 
         var clock = Stopwatch.StartNew();
-        var (wordCounts, bytes, pieces) = CountPieces(texts, specials, options.SplitDigits,
-            options.NumberGroups ? SplitPattern.Llama3 : SplitPattern.Gpt2);
+        var (wordCounts, bytes, pieces) = CountPieces(texts, specials, options.Numbers);
 
         var tokens = new List<string>(options.VocabSize);
         tokens.AddRange(specials);
@@ -218,18 +225,18 @@ public static class BpeTrainer
     static void Add(Dictionary<long, long> d, long key, long value) =>
         System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(d, key, out _) += value;
 
-    /// <summary>GPT-2 split pieces and their counts; text between special tokens only (specials are matched whole at
+    /// <summary>Pre-tokenizer pieces and their counts; text between special tokens only (specials are matched whole at
     /// encoding time, so they never take part in merges).</summary>
-    static (Dictionary<string, long> Counts, long Bytes, long Pieces) CountPieces(IEnumerable<string> texts, IReadOnlyList<string> specials, bool splitDigits,
-        SplitPattern pattern)
+    static (Dictionary<string, long> Counts, long Bytes, long Pieces) CountPieces(IEnumerable<string> texts, IReadOnlyList<string> specials, NumberSplit numbers)
     {
+        var pattern = numbers == NumberSplit.Groups ? SplitPattern.Llama3 : SplitPattern.Gpt2;
         var counts = new Dictionary<string, long>(StringComparer.Ordinal);
         var lookup = counts.GetAlternateLookup<ReadOnlySpan<char>>();
         long bytes = 0, pieces = 0;
         void CountSegment(ReadOnlySpan<char> text)
         {
             bytes += Encoding.UTF8.GetByteCount(text);
-            if (!splitDigits) { CountSplit(text); return; }
+            if (numbers != NumberSplit.Digits) { CountSplit(text); return; }
             // As the Digits(individual_digits) pre-tokenizer cuts: each numeric code point alone, the runs between them
             // through the GPT-2 split.
             for (int pos = 0; pos < text.Length;)
@@ -334,7 +341,7 @@ public static class BpeTrainer
         w.WriteEndArray();
         w.WriteNull("normalizer");
         w.WriteStartObject("pre_tokenizer");
-        if (options.SplitDigits)
+        if (options.Numbers == NumberSplit.Digits)
         {
             w.WriteString("type", "Sequence");
             w.WriteStartArray("pretokenizers");
@@ -347,7 +354,7 @@ public static class BpeTrainer
             w.WriteEndObject();
             w.WriteEndArray();
         }
-        else if (options.NumberGroups)
+        else if (options.Numbers == NumberSplit.Groups)
         {
             // Llama 3's: the split by its regex, then byte-level without a second split.
             w.WriteString("type", "Sequence");
@@ -415,7 +422,7 @@ public static class BpeTrainer
         w.WriteBoolean("fuse_unk", false);
         w.WriteBoolean("byte_fallback", false);
         // Llama 3's files look a whole pre-token up first; with its split, so do these (and llama.cpp's "llama-bpe").
-        w.WriteBoolean("ignore_merges", options.NumberGroups);
+        w.WriteBoolean("ignore_merges", options.Numbers == NumberSplit.Groups);
         w.WriteStartObject("vocab");
         // The byte and learned tokens; special tokens are added tokens only (as in Llama 3's tokenizer.json).
         for (int id = v.SpecialTokenCount; id < v.Tokens.Count; id++) w.WriteNumber(v.Tokens[id], id);

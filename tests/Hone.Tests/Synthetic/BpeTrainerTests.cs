@@ -118,7 +118,7 @@ public class BpeTrainerTests(ITestOutputHelper output)
         var texts = Texts(300_000, 300);
         using var split = new TempDirectory();
         using var plain = new TempDirectory();
-        BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 1024, SplitDigits: true), split.Path);
+        BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 1024, Numbers: NumberSplit.Digits), split.Path);
         BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 1024), plain.Path);
         var tokenizer = Tokenizer.FromHuggingFaceDirectory(split.Path);
         Assert.Equal(PreTokenizerKind.SmolLM, PreTokenizerKinds.Recognize(tokenizer.PreTokenizer));
@@ -143,7 +143,7 @@ public class BpeTrainerTests(ITestOutputHelper output)
         var texts = Texts(300_000, 300).Concat(Enumerable.Range(0, 3000).Select(_ =>
             $"order #W{random.Next(1_000_000, 9_999_999)} of user mia_lopez_{random.Next(1000, 9999)}, zip {random.Next(10000, 99999)}")).ToList();
         using var dir = new TempDirectory();
-        BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 2048, NumberGroups: true), dir.Path);
+        BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 2048, Numbers: NumberSplit.Groups), dir.Path);
         var tokenizer = Tokenizer.FromHuggingFaceDirectory(dir.Path);
         Assert.Equal(PreTokenizerKind.Llama3, PreTokenizerKinds.Recognize(tokenizer.PreTokenizer));
         Assert.Equal(0, BpeTrainer.Measure(tokenizer, texts).RoundTripFailures);
@@ -166,7 +166,7 @@ public class BpeTrainerTests(ITestOutputHelper output)
             }
         }
         Assert.True(groupTokens >= 5, "digit groups are learned as tokens");
-        Assert.Throws<ArgumentException>(() => BpeTrainer.Train(texts.Take(10), new BpeTrainerOptions(VocabSize: 1024, SplitDigits: true, NumberGroups: true), dir.Path));
+        Assert.Throws<ArgumentException>(() => BpeTrainer.Train(texts.Take(10), new BpeTrainerOptions(VocabSize: 1024, Numbers: (NumberSplit)3), dir.Path));
     }
 
     [Fact]
