@@ -19,11 +19,12 @@ public static unsafe class Program
             case "quant": QuantBenchmark.Run(args.Skip(1).ToArray()); return 0;
             case "matvec": return MatVecBench.Run(args.Skip(1).ToArray());
             case "rows": return RowsBench.Run(args.Skip(1).ToArray());
+            case "attention": return AttentionBench.Run(args.Skip(1).ToArray());
             case "emitted": return EmittedBench.Run(args.Skip(1).ToArray());
             case "data": return DataBench.Run(args.Skip(1).ToArray());
             case DataBench.ChildMode: return DataBench.Child(args.Skip(1).ToArray());
             default:
-                Console.Error.WriteLine($"unknown benchmark '{mode}'; known: gemm, matvec, emitted, tokenize, quant, data");
+                Console.Error.WriteLine($"unknown benchmark '{mode}'; known: gemm, matvec, rows, attention, emitted, tokenize, quant, data");
                 return 2;
         }
     }

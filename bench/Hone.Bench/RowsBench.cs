@@ -5,7 +5,7 @@ namespace Hone.Bench;
 
 /// <summary>`rows` mode: one decode step of a SmolLM2-135M-shaped model's projections (30 layers and the head, weights
 /// from memory) for M rows at once — MatVec.MultiplyRows (the batched engine's decode rows) against the GEMM the
-/// same rows would take as prompt rows — in tokens/s (M ÷ time of the pass), best of the repetitions.</summary>
+/// same rows would take as prompt rows, and for Q8_0 the GEMM on weights packed once — in tokens/s (M ÷ time of the pass), best of the repetitions.</summary>
 internal static unsafe class RowsBench
 {
     public static int Run(string[] args)
@@ -25,11 +25,20 @@ internal static unsafe class RowsBench
             var xs = new Span<float>(x.AsFloats, 64 * 1536);
             var rng = new Random(1);
             for (int i = 0; i < xs.Length; i++) xs[i] = (float)(rng.NextDouble() - 0.5);
+            var packed = type == TensorType.Q8_0
+                ? matrices.Select(t => Hone.Tensors.Emitted.WeightGemm.TryPack(pool, type, t.W.Pointer, type.Traits().BytesFor(t.K), t.N, t.K)!).ToList()
+                : null;
             foreach (int m in new[] { 1, 4, 16, 64 })
             {
                 double rows = Best(() => { foreach (var (w, n, k) in matrices) MatVec.MultiplyRows(pool, type, w.Pointer, type.Traits().BytesFor(k), n, k, x.AsFloats, k, m, y.AsFloats, n); });
                 double gemm = Best(() => { foreach (var (w, n, k) in matrices) Gemm.MultiplyWeights(pool, m, n, k, x.AsFloats, k, type, w.Pointer, type.Traits().BytesFor(k), y.AsFloats, n, false); });
-                Console.WriteLine($"{type.Name(),-5} M={m,2}: decode rows {rows * 1e3,7:F1} ms ({m / rows,6:F0} tok/s)   gemm {gemm * 1e3,7:F1} ms ({m / gemm,6:F0} tok/s)");
+                string line = $"{type.Name(),-5} M={m,2}: decode rows {rows * 1e3,7:F1} ms ({m / rows,6:F0} tok/s)   gemm {gemm * 1e3,7:F1} ms ({m / gemm,6:F0} tok/s)";
+                if (packed != null)
+                {
+                    double p = Best(() => { foreach (var w in packed) Hone.Tensors.Emitted.WeightGemm.MultiplyPacked(pool, m, x.AsFloats, w.K, w, y.AsFloats, w.N, false); });
+                    line += $"   packed gemm {p * 1e3,7:F1} ms ({m / p,6:F0} tok/s)";
+                }
+                Console.WriteLine(line);
             }
             foreach (var (w, _, _) in matrices) w.Dispose();
         }

@@ -113,9 +113,76 @@ public static unsafe class WeightGemm
         return true;
     }
 
+    /// <summary>
+    /// W[N, K] in Q8_0 repacked once into the layout <see cref="MultiplyPacked"/> streams (the int8 kernel's column
+    /// slivers over the whole depth), or null when this machine has no int8 GEMM kernel, the type is not Q8_0 or K is
+    /// not a whole number of blocks. Packing costs 36 bytes per 34-byte block; products through it are bit-identical
+    /// to <see cref="TryMultiplyWeights(WorkerPool, int, int, int, float*, int, TensorType, byte*, long, float*, int, bool)"/>
+    /// on the stored weights, for every row count.
+    /// </summary>
+    /// <param name="weights">W[N, K]: N rows of <paramref name="rowBytes"/> bytes in <paramref name="type"/></param>
+    public static PackedInt8Weights? TryPack(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k) =>
+        TryPack(pool, type, weights, rowBytes, n, k, BestKernel(type));
+
+    /// <summary>The same for the kernel the caller chooses (tests pack for each kernel the machine runs).</summary>
+    public static PackedInt8Weights? TryPack(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k, WeightGemmKernel kernel)
+    {
+        if (type != TensorType.Q8_0 || !IsAvailable(kernel, type) || n <= 0 || k <= 0 || k % Int8Kernels.Block != 0) return null;
+        var packed = new PackedInt8Weights(n, k, kernel);
+        var job = new Job
+        {
+            Kernel = kernel, Type = type, N = n, K = k, W = weights, RowBytes = rowBytes,
+            Columns = Int8Kernels.Columns, Slivers = (n + Int8Kernels.Columns - 1) / Int8Kernels.Columns, Prepacked = packed.Pointer,
+            SliverBytes = packed.SliverBytes,
+        };
+        pool.Run(&PackSliversWorker, &job);
+        return packed;
+    }
+
+    static void PackSliversWorker(void* context, int thread, int threads)
+    {
+        ref Job job = ref *(Job*)context;
+        var (s0, s1) = WorkerPool.Balanced(job.Slivers, thread, threads);
+        for (int sliver = s0; sliver < s1; sliver++)
+        {
+            int n0 = sliver * job.Columns;
+            PackQ8Weights(ref job, n0, Math.Min(job.Columns, job.N - n0), 0, job.K, job.Prepacked + sliver * job.SliverBytes);
+        }
+    }
+
+    /// <summary>Y[M, N] = (accumulate ? Y : 0) + X[M,K]·Wᵀ for weights packed by <see cref="TryPack"/>: the same
+    /// kernels and numerics as the stored-weight GEMM without packing the weights per call, so one row costs about
+    /// one pass over the weights and many rows share it.</summary>
+    /// <param name="x">X[M, K] fp32, row stride ldx</param>
+    /// <param name="y">Y[M, N] fp32, row stride ldy</param>
+    public static void MultiplyPacked(WorkerPool pool, int m, float* x, int ldx, PackedInt8Weights weights, float* y, int ldy, bool accumulate)
+    {
+        if (m <= 0) return;
+        var job = new Job
+        {
+            Kernel = weights.Kernel, Type = TensorType.Q8_0, M = m, N = weights.N, K = weights.K, X = x, Ldx = ldx,
+            Y = y, Ldy = ldy, Accumulate = accumulate, Prepacked = weights.Pointer, SliverBytes = weights.SliverBytes,
+            Rows = Int8Kernels.Rows, Columns = Int8Kernels.Columns, DepthBlock = Int8DepthBlock,
+        };
+        job.Panels = (m + job.Rows - 1) / job.Rows;
+        job.Slivers = (job.N + job.Columns - 1) / job.Columns;
+        job.PanelBytes = PackedDepthBytes(ref job, job.K);
+        job.WeightOffset = weights.Kernel == WeightGemmKernel.Emitted ? 128 : 0;
+        job.Activations = ActivationBuffer.ForThread(job.Panels * job.PanelBytes);
+        int threads = pool.Threads;
+        job.SplitM = threads > 1 && job.Slivers % threads != 0 && job.Slivers < 4 * threads && job.Panels >= threads;
+        // A few rows quantize in less time than a dispatch takes.
+        if (job.Panels <= SerialPackingPanels) PackActivationsWorker(&job, 0, 1);
+        else pool.Run(&PackActivationsWorker, &job);
+        pool.Run(&MultiplyWorker, &job);
+    }
+
+    const int SerialPackingPanels = 4;
+
     /// <summary>Operands and packing geometry handed to the worker threads (lives on the caller's stack).</summary>
     struct Job
     {
+        public byte* Prepacked; public long SliverBytes; // weights packed once (TryPack): [Slivers][SliverBytes]
         public WeightGemmKernel Kernel; public TensorType Type;
         public int M, N, K;
         public float* X; public nint Ldx;          // X[M, K]
@@ -420,7 +487,10 @@ public static unsafe class WeightGemm
             for (int k0 = 0; k0 < job.K; k0 += job.DepthBlock)
             {
                 int kc = Math.Min(job.DepthBlock, job.K - k0);
-                PackWeights(ref job, n0, columns, k0, kc, scratch);
+                byte* packedWeights = job.Prepacked != null
+                    ? job.Prepacked + sliver * job.SliverBytes + (long)(k0 / Int8Kernels.Block) * Int8Kernels.WeightBlockBytes
+                    : scratch.PackedWeights;
+                if (job.Prepacked == null) PackWeights(ref job, n0, columns, k0, kc, scratch);
                 bool load = job.Accumulate || k0 > 0;
                 long depthOffset = PackedDepthBytes(ref job, k0);
                 nint iterations = job.Type != TensorType.BF16 ? kc / Int8Kernels.Block
@@ -432,7 +502,7 @@ public static unsafe class WeightGemm
                     float* c = job.Y + row0 * job.Ldy + n0;
                     if (rows == job.Rows && columns == job.Columns)
                     {
-                        CallKernel(ref job, a, scratch.PackedWeights, c, job.Ldy * 4, iterations, load);
+                        CallKernel(ref job, a, packedWeights, c, job.Ldy * 4, iterations, load);
                         continue;
                     }
                     // Edge tile: run the full tile on a scratch copy and write back the valid part.
@@ -440,7 +510,7 @@ public static unsafe class WeightGemm
                     if (load)
                         for (int i = 0; i < rows; i++)
                             new ReadOnlySpan<float>(c + i * job.Ldy, columns).CopyTo(new Span<float>(tile + i * job.Columns, columns));
-                    CallKernel(ref job, a, scratch.PackedWeights, tile, job.Columns * 4, iterations, load);
+                    CallKernel(ref job, a, packedWeights, tile, job.Columns * 4, iterations, load);
                     for (int i = 0; i < rows; i++)
                         new ReadOnlySpan<float>(tile + i * job.Columns, columns).CopyTo(new Span<float>(c + i * job.Ldy, columns));
                 }
@@ -606,5 +676,30 @@ public static unsafe class WeightGemm
         }
 
         public static Scratch ForThread() => _current ??= new Scratch();
+    }
+}
+
+/// <summary>Q8_0 weights W[N, K] in the int8 GEMM's packed layout (see <see cref="WeightGemm.TryPack"/>): for each
+/// 48-row sliver of W, its K/32 blocks of 1,728 bytes ([8 quads][48 rows] of 4 bytes, then 48 fp32 scales), the bytes
+/// biased by +128 for the emitted kernel. Held in a pinned array, so it lives as long as this object.</summary>
+public sealed unsafe class PackedInt8Weights
+{
+    readonly byte[] _storage;
+
+    public int N { get; }
+    public int K { get; }
+    public WeightGemmKernel Kernel { get; }
+    internal byte* Pointer { get; }
+    internal long SliverBytes => (long)(K / Int8Kernels.Block) * Int8Kernels.WeightBlockBytes;
+    public long ByteLength => (N + Int8Kernels.Columns - 1L) / Int8Kernels.Columns * SliverBytes;
+
+    internal PackedInt8Weights(int n, int k, WeightGemmKernel kernel)
+    {
+        N = n; K = k; Kernel = kernel;
+        long bytes = ByteLength;
+        if (bytes > Array.MaxLength - 64) throw new ArgumentException($"a packed Q8_0 weight of {n}×{k} needs {bytes} bytes, more than one array holds");
+        _storage = GC.AllocateUninitializedArray<byte>((int)bytes + 64, pinned: true);
+        byte* start = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_storage));
+        Pointer = (byte*)(((nint)start + 63) & ~(nint)63);
     }
 }

@@ -1,4 +1,5 @@
 using Hone.Tensors;
+using Hone.Tensors.Emitted;
 
 namespace Hone.Model;
 
@@ -43,7 +44,9 @@ public static unsafe class Linear
             for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, scratch + (long)t * w.Rows, w.Rows);
             return;
         }
-        if (tokens == 1 && !promptRows)
+        if (Packed(pool, w, precision) is { } packed && lowRank == null)
+            WeightGemm.MultiplyPacked(pool, tokens, x, ldx, packed, y, ldy, accumulate);
+        else if (tokens == 1 && !promptRows)
         {
             MatVec.Multiply(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, y, accumulate, precision);
             if (lowRank is Gemm.LowRankTerm t)
@@ -65,7 +68,8 @@ public static unsafe class Linear
         WeightMatrix c, float* biasC, float* yc, int ldyc, ILinearAdapter? adapterC, ComputePrecision precision = ComputePrecision.Fast,
         bool promptRows = false)
     {
-        if (tokens == 1 && !promptRows && adapterA == null && adapterB == null && adapterC == null && SameLayout(a, b) && SameLayout(a, c))
+        if (tokens == 1 && !promptRows && adapterA == null && adapterB == null && adapterC == null && SameLayout(a, b) && SameLayout(a, c)
+            && Packed(pool, a, precision) == null)
         {
             MatVec.MultiplyShared(pool, a.Type, a.RowBytes, a.Cols, x, a.Data, a.Rows, ya, b.Data, b.Rows, yb, c.Data, c.Rows, yc, precision);
             if (biasA != null) Add(ya, biasA, a.Rows);
@@ -88,7 +92,8 @@ public static unsafe class Linear
     {
         int f = gateWeight.Rows;
         if (upWeight.Rows != f) throw new ArgumentException($"{gateWeight.Name} has {f} rows but {upWeight.Name} has {upWeight.Rows}");
-        if (tokens == 1 && !promptRows && gateAdapter == null && upAdapter == null && SameLayout(gateWeight, upWeight))
+        if (tokens == 1 && !promptRows && gateAdapter == null && upAdapter == null && SameLayout(gateWeight, upWeight)
+            && Packed(pool, gateWeight, precision) == null)
         {
             MatVec.MultiplyGated(pool, gateWeight.Type, gateWeight.RowBytes, f, gateWeight.Cols, x, gateWeight.Data, upWeight.Data, gate, up, precision);
             return;
@@ -118,8 +123,12 @@ public static unsafe class Linear
                 if (g.AdapterOf(w) is { IsAdditive: false }) split = true;
         if (!split)
         {
-            BaseRows(pool, w, x, ldx, y, ldy, accumulate, 0, decodeRows, true, precision);
-            BaseRows(pool, w, x, ldx, y, ldy, accumulate, decodeRows, rows - decodeRows, false, precision);
+            if (Packed(pool, w, precision) != null) BaseRows(pool, w, x, ldx, y, ldy, accumulate, 0, rows, false, precision);
+            else
+            {
+                BaseRows(pool, w, x, ldx, y, ldy, accumulate, 0, decodeRows, true, precision);
+                BaseRows(pool, w, x, ldx, y, ldy, accumulate, decodeRows, rows - decodeRows, false, precision);
+            }
             if (bias != null) for (int t = 0; t < rows; t++) Add(y + (long)t * ldy, bias, w.Rows);
             foreach (var g in groups)
                 g.AdapterOf(w)?.Apply(pool, w, x + (long)g.Start * ldx, g.Count, ldx, y + (long)g.Start * ldy, ldy);
@@ -165,9 +174,15 @@ public static unsafe class Linear
         if (count <= 0) return;
         x += (long)start * ldx;
         y += (long)start * ldy;
-        if (decode) MatVec.MultiplyRows(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, ldx, count, y, ldy, accumulate, precision);
+        if (Packed(pool, w, precision) is { } packed) WeightGemm.MultiplyPacked(pool, count, x, ldx, packed, y, ldy, accumulate);
+        else if (decode) MatVec.MultiplyRows(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, ldx, count, y, ldy, accumulate, precision);
         else Gemm.MultiplyWeights(pool, count, w.Rows, w.Cols, x, ldx, w.Type, w.Data, w.RowBytes, y, ldy, accumulate, precision);
     }
+
+    /// <summary>The weight packed for the int8 GEMM when this product may use it (fast precision, Q8_0 weights, a
+    /// machine with the kernels): then every row count, one included, takes the same kernel.</summary>
+    static PackedInt8Weights? Packed(WorkerPool pool, WeightMatrix w, ComputePrecision precision) =>
+        precision == ComputePrecision.Fast ? w.PackedForGemm(pool) : null;
 
     static bool SameLayout(WeightMatrix a, WeightMatrix b) => a.Type == b.Type && a.RowBytes == b.RowBytes && a.Cols == b.Cols;
 

@@ -1,4 +1,5 @@
 using Hone.Tensors;
+using Hone.Tensors.Emitted;
 
 namespace Hone.Model;
 
@@ -14,6 +15,30 @@ public sealed unsafe class WeightMatrix
     public WeightMatrix(string name, TensorType type, int rows, int cols, byte* data)
     {
         Name = name; Type = type; Rows = rows; Cols = cols; Data = data;
+    }
+
+    readonly Lock _packing = new();
+    PackedInt8Weights? _packed;
+    bool _packTried;
+
+    /// <summary>
+    /// This Q8_0 weight repacked for the int8 GEMM (built on first use, then kept beside the stored copy: 36 bytes per
+    /// 34-byte block), or null when the type or machine has no such kernel. Fast-precision products of every row count go
+    /// through it, so a decode row and a prompt row meet the same numerics and many decode rows share one weight pass.
+    /// </summary>
+    public PackedInt8Weights? PackedForGemm(WorkerPool pool)
+    {
+        if (Volatile.Read(ref _packTried)) return _packed;
+        if (Type != TensorType.Q8_0) return null;
+        lock (_packing)
+        {
+            if (!_packTried)
+            {
+                _packed = WeightGemm.TryPack(pool, Type, Data, RowBytes, Rows, Cols);
+                Volatile.Write(ref _packTried, true);
+            }
+            return _packed;
+        }
     }
 
     public long RowBytes => Type.Traits().BytesFor(Cols);

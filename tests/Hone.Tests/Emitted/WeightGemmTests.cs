@@ -253,6 +253,58 @@ public unsafe class WeightGemmTests
         }
     }
 
+    /// <summary>Weights packed once give the stored-weight GEMM's bits for every row count (one included), sliver
+    /// edge, depth past the packing block, thread count and accumulate.</summary>
+    [SkippableTheory]
+    [InlineData(WeightGemmKernel.Emitted)] [InlineData(WeightGemmKernel.Avx512)] [InlineData(WeightGemmKernel.Avx2)]
+    public void Packed_weights_give_the_stored_weight_product_bit_for_bit(WeightGemmKernel kernel)
+    {
+        SkipUnlessAvailable(kernel, TensorType.Q8_0);
+        int seed = 40;
+        foreach (var (n, k) in new[] { (1, 32), (47, 96), (48, 608), (100, 576), (53, 4160) })
+        {
+            var w = MakeWeights(TensorType.Q8_0, n, k, seed++, 0);
+            fixed (byte* pw = w.Bytes)
+            {
+                var packed = WeightGemm.TryPack(Two, TensorType.Q8_0, pw, w.RowBytes, n, k, kernel);
+                Assert.NotNull(packed);
+                Assert.Equal(kernel, packed!.Kernel);
+                foreach (int m in new[] { 1, 2, 3, 4, 5, 9, 17 })
+                    foreach (bool accumulate in new[] { false, true })
+                        foreach (var pool in new[] { One, Two })
+                        {
+                            int ldx = k + 3, ldy = n + 1;
+                            var x = TestData.Random(m * ldx, seed++, 2f);
+                            var stored = TestData.Random(m * ldy, seed++);
+                            var fromPacked = (float[])stored.Clone();
+                            fixed (float* px = x, ps = stored, pp = fromPacked)
+                            {
+                                Assert.True(WeightGemm.TryMultiplyWeights(pool, m, n, k, px, ldx, TensorType.Q8_0, pw, w.RowBytes, ps, ldy, accumulate, kernel));
+                                WeightGemm.MultiplyPacked(pool, m, px, ldx, packed, pp, ldy, accumulate);
+                            }
+                            for (int i = 0; i < stored.Length; i++)
+                                Assert.True(BitConverter.SingleToInt32Bits(stored[i]) == BitConverter.SingleToInt32Bits(fromPacked[i]),
+                                    $"{kernel} n={n} k={k} m={m} acc={accumulate} threads={pool.Threads} element {i}: {stored[i]} vs {fromPacked[i]}");
+                        }
+            }
+        }
+    }
+
+    /// <summary>Only Q8_0 with whole blocks is packed; everything else is left to the stored-weight paths.</summary>
+    [Fact]
+    public void Packing_refuses_other_types_and_partial_blocks()
+    {
+        var data = new byte[64 * 1024];
+        fixed (byte* p = data)
+        {
+            Assert.Null(WeightGemm.TryPack(Two, TensorType.Q4_0, p, 18, 4, 32));
+            Assert.Null(WeightGemm.TryPack(Two, TensorType.BF16, p, 64, 4, 32));
+            Assert.Null(WeightGemm.TryPack(Two, TensorType.F32, p, 128, 4, 32));
+            Assert.Null(WeightGemm.TryPack(Two, TensorType.Q8_0, p, 34, 4, 48));
+            Assert.Null(WeightGemm.TryPack(Two, TensorType.Q8_0, p, 34, 0, 32));
+        }
+    }
+
     [Fact]
     public void Unhandled_types_and_depths_are_refused_without_writing()
     {
