@@ -158,16 +158,8 @@ public static unsafe class WeightGemm
     public static void MultiplyPacked(WorkerPool pool, int m, float* x, int ldx, PackedInt8Weights weights, float* y, int ldy, bool accumulate)
     {
         if (m <= 0) return;
-        var job = new Job
-        {
-            Kernel = weights.Kernel, Type = TensorType.Q8_0, M = m, N = weights.N, K = weights.K, X = x, Ldx = ldx,
-            Y = y, Ldy = ldy, Accumulate = accumulate, Prepacked = weights.Pointer, SliverBytes = weights.SliverBytes,
-            Rows = Int8Kernels.Rows, Columns = Int8Kernels.Columns, DepthBlock = Int8DepthBlock,
-        };
-        job.Panels = (m + job.Rows - 1) / job.Rows;
-        job.Slivers = (job.N + job.Columns - 1) / job.Columns;
-        job.PanelBytes = PackedDepthBytes(ref job, job.K);
-        job.WeightOffset = weights.Kernel == WeightGemmKernel.Emitted ? 128 : 0;
+        var job = PackedJob(m, x, ldx, weights, y, ldy);
+        job.Accumulate = accumulate;
         job.Activations = ActivationBuffer.ForThread(job.Panels * job.PanelBytes);
         int threads = pool.Threads;
         job.SplitM = threads > 1 && job.Slivers % threads != 0 && job.Slivers < 4 * threads && job.Panels >= threads;
@@ -480,6 +472,75 @@ public static unsafe class WeightGemm
         if (job.SplitM) (p0, p1) = WorkerPool.Balanced(job.Panels, thread, threads);
         else (s0, s1) = WorkerPool.Balanced(job.Slivers, thread, threads);
         if (p0 >= p1 || s0 >= s1) return;
+        MultiplySlivers(ref job, s0, s1, p0, p1);
+    }
+
+    /// <summary>Up to three packed weights over the same X (see <see cref="MultiplyPackedShared"/>).</summary>
+    struct SharedJob { public Job A, B, C; public int Parts; }
+
+    static void MultiplySharedWorker(void* context, int thread, int threads)
+    {
+        ref SharedJob shared = ref *(SharedJob*)context;
+        int total = shared.A.Slivers + shared.B.Slivers + shared.C.Slivers;
+        var (s0, s1) = WorkerPool.Balanced(total, thread, threads);
+        // The threads split the slivers of all the weights as one list.
+        for (int part = 0, first = 0; part < shared.Parts; part++)
+        {
+            ref Job job = ref part == 0 ? ref shared.A : ref part == 1 ? ref shared.B : ref shared.C;
+            int from = Math.Max(s0, first) - first, to = Math.Min(s1, first + job.Slivers) - first;
+            if (from < to) MultiplySlivers(ref job, from, to, 0, job.Panels);
+            first += job.Slivers;
+        }
+    }
+
+    /// <summary>
+    /// Y_i[M, N_i] = X[M, K]·W_iᵀ for two or three weights packed by <see cref="TryPack"/> with the same K and kernel
+    /// (attention's q, k and v; the MLP's gate and up): X is quantized once and the threads split all the weights'
+    /// slivers in one dispatch. Each output is bit-identical to <see cref="MultiplyPacked"/>'s.
+    /// </summary>
+    /// <param name="x">X[M, K] fp32, row stride ldx</param>
+    /// <param name="ya">Y_a[M, N_a] out, row stride ldya (likewise b and c; c may be null)</param>
+    public static void MultiplyPackedShared(WorkerPool pool, int m, float* x, int ldx,
+        PackedInt8Weights a, float* ya, int ldya, PackedInt8Weights b, float* yb, int ldyb,
+        PackedInt8Weights? c = null, float* yc = null, int ldyc = 0)
+    {
+        if (b.K != a.K || b.Kernel != a.Kernel || c != null && (c.K != a.K || c.Kernel != a.Kernel))
+            throw new ArgumentException("weights sharing an input need the same depth and kernel");
+        if (m <= 0) return;
+        var shared = new SharedJob { Parts = c == null ? 2 : 3 };
+        shared.A = PackedJob(m, x, ldx, a, ya, ldya);
+        shared.A.Activations = ActivationBuffer.ForThread(shared.A.Panels * shared.A.PanelBytes);
+        if (shared.A.Panels <= SerialPackingPanels) PackActivationsWorker(&shared.A, 0, 1);
+        else pool.Run(&PackActivationsWorker, &shared.A);
+        shared.B = PackedJob(m, x, ldx, b, yb, ldyb);
+        shared.B.Activations = shared.A.Activations;
+        if (c != null)
+        {
+            shared.C = PackedJob(m, x, ldx, c, yc, ldyc);
+            shared.C.Activations = shared.A.Activations;
+        }
+        pool.Run(&MultiplySharedWorker, &shared);
+    }
+
+    /// <summary>The job of one product on packed weights (activations not yet assigned).</summary>
+    static Job PackedJob(int m, float* x, int ldx, PackedInt8Weights weights, float* y, int ldy)
+    {
+        var job = new Job
+        {
+            Kernel = weights.Kernel, Type = TensorType.Q8_0, M = m, N = weights.N, K = weights.K, X = x, Ldx = ldx,
+            Y = y, Ldy = ldy, Accumulate = false, Prepacked = weights.Pointer, SliverBytes = weights.SliverBytes,
+            Rows = Int8Kernels.Rows, Columns = Int8Kernels.Columns, DepthBlock = Int8DepthBlock,
+        };
+        job.Panels = (m + job.Rows - 1) / job.Rows;
+        job.Slivers = (job.N + job.Columns - 1) / job.Columns;
+        job.PanelBytes = PackedDepthBytes(ref job, job.K);
+        job.WeightOffset = weights.Kernel == WeightGemmKernel.Emitted ? 128 : 0;
+        return job;
+    }
+
+    /// <summary>Column slivers [s0, s1) × row panels [p0, p1) of one product.</summary>
+    static void MultiplySlivers(ref Job job, int s0, int s1, int p0, int p1)
+    {
         var scratch = Scratch.ForThread();
         for (int sliver = s0; sliver < s1; sliver++)
         {

@@ -131,9 +131,8 @@ public sealed unsafe class BatchedLlama : IDisposable
         {
             var w = Weights.Layers[l];
             RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, R, D, c.RmsNormEps);
-            Linear.ForwardRows(Pool, w.Query, w.QueryBias, h, D, q, Qd, false, decodeRows, R, rowGroups, scratch, Precision);
-            Linear.ForwardRows(Pool, w.Key, w.KeyBias, h, D, k, Kd, false, decodeRows, R, rowGroups, scratch, Precision);
-            Linear.ForwardRows(Pool, w.Value, w.ValueBias, h, D, v, Kd, false, decodeRows, R, rowGroups, scratch, Precision);
+            Linear.ForwardSharedRows(Pool, h, D, w.Query, w.QueryBias, q, Qd, w.Key, w.KeyBias, k, Kd, w.Value, w.ValueBias, v, Kd,
+                decodeRows, R, rowGroups, scratch, Precision);
             int queries = 0;
             foreach (var s in segments)
             {

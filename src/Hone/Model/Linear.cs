@@ -77,9 +77,32 @@ public static unsafe class Linear
             if (biasC != null) Add(yc, biasC, c.Rows);
             return;
         }
+        if (adapterA == null && adapterB == null && adapterC == null
+            && Packed(pool, a, precision) is { } pa && Packed(pool, b, precision) is { } pb && Packed(pool, c, precision) is { } pc
+            && pb.K == pa.K && pc.K == pa.K && pb.Kernel == pa.Kernel && pc.Kernel == pa.Kernel)
+        {
+            WeightGemm.MultiplyPackedShared(pool, tokens, x, ldx, pa, ya, ldya, pb, yb, ldyb, pc, yc, ldyc);
+            AddBias(ya, ldya, biasA, tokens, a.Rows);
+            AddBias(yb, ldyb, biasB, tokens, b.Rows);
+            AddBias(yc, ldyc, biasC, tokens, c.Rows);
+            return;
+        }
         Forward(pool, a, biasA, x, tokens, ldx, ya, ldya, false, adapterA, precision: precision, promptRows: promptRows);
         Forward(pool, b, biasB, x, tokens, ldx, yb, ldyb, false, adapterB, precision: precision, promptRows: promptRows);
         Forward(pool, c, biasC, x, tokens, ldx, yc, ldyc, false, adapterC, precision: precision, promptRows: promptRows);
+    }
+
+    static void AddBias(float* y, int ldy, float* bias, int tokens, int n)
+    {
+        if (bias != null) for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, bias, n);
+    }
+
+    /// <summary>Both weights packed for the int8 GEMM with the same depth and kernel (so one shared call serves them).</summary>
+    static bool PackedPair(WorkerPool pool, WeightMatrix a, WeightMatrix b, ComputePrecision precision,
+        out PackedInt8Weights pa, out PackedInt8Weights pb)
+    {
+        pa = Packed(pool, a, precision)!; pb = Packed(pool, b, precision)!;
+        return pa != null && pb != null && pa.K == pb.K && pa.Kernel == pb.Kernel;
     }
 
     /// <summary>
@@ -98,8 +121,13 @@ public static unsafe class Linear
             MatVec.MultiplyGated(pool, gateWeight.Type, gateWeight.RowBytes, f, gateWeight.Cols, x, gateWeight.Data, upWeight.Data, gate, up, precision);
             return;
         }
-        Forward(pool, gateWeight, null, x, tokens, ldx, gate, f, false, gateAdapter, precision: precision, promptRows: promptRows);
-        Forward(pool, upWeight, null, x, tokens, ldx, up, f, false, upAdapter, precision: precision, promptRows: promptRows);
+        if (gateAdapter == null && upAdapter == null && PackedPair(pool, gateWeight, upWeight, precision, out var pg, out var pu))
+            WeightGemm.MultiplyPackedShared(pool, tokens, x, ldx, pg, gate, f, pu, up, f);
+        else
+        {
+            Forward(pool, gateWeight, null, x, tokens, ldx, gate, f, false, gateAdapter, precision: precision, promptRows: promptRows);
+            Forward(pool, upWeight, null, x, tokens, ldx, up, f, false, upAdapter, precision: precision, promptRows: promptRows);
+        }
         RowParallel.SwiGlu(pool, gate, up, (long)tokens * f);
     }
 
@@ -163,9 +191,49 @@ public static unsafe class Linear
     {
         int f = gateWeight.Rows;
         if (upWeight.Rows != f) throw new ArgumentException($"{gateWeight.Name} has {f} rows but {upWeight.Name} has {upWeight.Rows}");
-        ForwardRows(pool, gateWeight, null, x, ldx, gate, f, false, decodeRows, rows, groups, null, precision);
-        ForwardRows(pool, upWeight, null, x, ldx, up, f, false, decodeRows, rows, groups, null, precision);
+        if (PackedPair(pool, gateWeight, upWeight, precision, out var pg, out var pu))
+        {
+            WeightGemm.MultiplyPackedShared(pool, rows, x, ldx, pg, gate, f, pu, up, f);
+            ApplyAdapters(pool, gateWeight, x, ldx, gate, f, groups);
+            ApplyAdapters(pool, upWeight, x, ldx, up, f, groups);
+        }
+        else
+        {
+            ForwardRows(pool, gateWeight, null, x, ldx, gate, f, false, decodeRows, rows, groups, null, precision);
+            ForwardRows(pool, upWeight, null, x, ldx, up, f, false, decodeRows, rows, groups, null, precision);
+        }
         RowParallel.SwiGlu(pool, gate, up, (long)rows * f);
+    }
+
+    /// <summary>Three projections of the same rows (attention's q, k and v) over a batched step, each as
+    /// <see cref="ForwardRows"/> with accumulate off gives it; weights packed for the int8 GEMM share one quantization
+    /// of X and one dispatch.</summary>
+    public static void ForwardSharedRows(WorkerPool pool, float* x, int ldx,
+        WeightMatrix a, float* biasA, float* ya, int ldya, WeightMatrix b, float* biasB, float* yb, int ldyb,
+        WeightMatrix c, float* biasC, float* yc, int ldyc, int decodeRows, int rows, ReadOnlySpan<RowGroup> groups, float* scratch,
+        ComputePrecision precision)
+    {
+        if (PackedPair(pool, a, b, precision, out var pa, out var pb) && PackedPair(pool, a, c, precision, out _, out var pc))
+        {
+            WeightGemm.MultiplyPackedShared(pool, rows, x, ldx, pa, ya, ldya, pb, yb, ldyb, pc, yc, ldyc);
+            AddBias(ya, ldya, biasA, rows, a.Rows);
+            AddBias(yb, ldyb, biasB, rows, b.Rows);
+            AddBias(yc, ldyc, biasC, rows, c.Rows);
+            ApplyAdapters(pool, a, x, ldx, ya, ldya, groups);
+            ApplyAdapters(pool, b, x, ldx, yb, ldyb, groups);
+            ApplyAdapters(pool, c, x, ldx, yc, ldyc, groups);
+            return;
+        }
+        ForwardRows(pool, a, biasA, x, ldx, ya, ldya, false, decodeRows, rows, groups, scratch, precision);
+        ForwardRows(pool, b, biasB, x, ldx, yb, ldyb, false, decodeRows, rows, groups, scratch, precision);
+        ForwardRows(pool, c, biasC, x, ldx, yc, ldyc, false, decodeRows, rows, groups, scratch, precision);
+    }
+
+    /// <summary>Each row group's adapter of <paramref name="w"/> on its own rows of Y (holding the base output).</summary>
+    static void ApplyAdapters(WorkerPool pool, WeightMatrix w, float* x, int ldx, float* y, int ldy, ReadOnlySpan<RowGroup> groups)
+    {
+        foreach (var g in groups)
+            g.AdapterOf(w)?.Apply(pool, w, x + (long)g.Start * ldx, g.Count, ldx, y + (long)g.Start * ldy, ldy);
     }
 
     static void BaseRows(WorkerPool pool, WeightMatrix w, float* x, int ldx, float* y, int ldy, bool accumulate, int start, int count,

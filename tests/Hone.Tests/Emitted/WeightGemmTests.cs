@@ -290,6 +290,44 @@ public unsafe class WeightGemmTests
         }
     }
 
+    /// <summary>Two or three packed weights over one X in a shared call give each one's own product bit for bit.</summary>
+    [SkippableFact]
+    public void Shared_packed_products_equal_separate_ones()
+    {
+        var kernel = WeightGemm.BestKernel(TensorType.Q8_0);
+        Skip.If(kernel == WeightGemmKernel.None, "no int8 GEMM kernel here");
+        const int k = 608;
+        var shapes = new[] { 100, 48, 7 };
+        var weights = shapes.Select((n, i) => MakeWeights(TensorType.Q8_0, n, k, 70 + i, 0)).ToArray();
+        fixed (byte* w0 = weights[0].Bytes, w1 = weights[1].Bytes, w2 = weights[2].Bytes)
+        {
+            var packed = new[]
+            {
+                WeightGemm.TryPack(Two, TensorType.Q8_0, w0, weights[0].RowBytes, shapes[0], k)!,
+                WeightGemm.TryPack(Two, TensorType.Q8_0, w1, weights[1].RowBytes, shapes[1], k)!,
+                WeightGemm.TryPack(Two, TensorType.Q8_0, w2, weights[2].RowBytes, shapes[2], k)!,
+            };
+            foreach (int m in new[] { 1, 3, 16, 21 })
+                foreach (var pool in new[] { One, Two })
+                    foreach (int parts in new[] { 2, 3 })
+                    {
+                        var x = TestData.Random(m * k, m + parts, 2f);
+                        var separate = shapes.Select(n => new float[m * (n + 2)]).ToArray();
+                        var together = shapes.Select(n => new float[m * (n + 2)]).ToArray();
+                        fixed (float* px = x, s0 = separate[0], s1 = separate[1], s2 = separate[2], t0 = together[0], t1 = together[1], t2 = together[2])
+                        {
+                            WeightGemm.MultiplyPacked(pool, m, px, k, packed[0], s0, shapes[0] + 2, false);
+                            WeightGemm.MultiplyPacked(pool, m, px, k, packed[1], s1, shapes[1] + 2, false);
+                            if (parts == 3) WeightGemm.MultiplyPacked(pool, m, px, k, packed[2], s2, shapes[2] + 2, false);
+                            WeightGemm.MultiplyPackedShared(pool, m, px, k, packed[0], t0, shapes[0] + 2, packed[1], t1, shapes[1] + 2,
+                                parts == 3 ? packed[2] : null, parts == 3 ? t2 : null, shapes[2] + 2);
+                        }
+                        for (int p = 0; p < parts; p++)
+                            Assert.True(separate[p].AsSpan().SequenceEqual(together[p]), $"part {p} m={m} threads={pool.Threads} parts={parts}");
+                    }
+        }
+    }
+
     /// <summary>Only Q8_0 with whole blocks is packed; everything else is left to the stored-weight paths.</summary>
     [Fact]
     public void Packing_refuses_other_types_and_partial_blocks()
