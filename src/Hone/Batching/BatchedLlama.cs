@@ -62,6 +62,14 @@ public sealed unsafe class BatchedLlama : IDisposable
         _queries = new Attention.DecodeQuery[slots];
         _groups = new RowGroup[stepRows];
         _headGroups = new RowGroup[slots];
+        // Q8_0 weights get their packed copy now rather than at the first request, so memory is fixed from start-up.
+        if (precision == ComputePrecision.Fast)
+        {
+            weights.Output.PackedForGemm(pool);
+            foreach (var layer in weights.Layers)
+                foreach (var m in new[] { layer.Query, layer.Key, layer.Value, layer.AttentionOutput, layer.Gate, layer.Up, layer.Down })
+                    m.PackedForGemm(pool);
+        }
     }
 
     /// <summary>Bytes the constructor allocates (KV cache and step buffers; the weights are apart).</summary>
