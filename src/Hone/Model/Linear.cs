@@ -33,18 +33,21 @@ public static unsafe class Linear
     /// <param name="promptRows">the rows are prompt tokens: they take the GEMM even when there is one, so a prompt row's
     /// result never depends on how many rows share its step (decode rows, one per sequence, take the matrix-vector
     /// kernel, whose every row is the same function of that row alone)</param>
+    /// <param name="packedWeights">false: never build or use the packed copy of a Q8_0 weight (training, whose frozen
+    /// base would otherwise be held twice); the GEMM then packs per call, with the same results</param>
     public static void Forward(WorkerPool pool, WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy,
         bool accumulate, ILinearAdapter? adapter = null, float* scratch = null, Gemm.LowRankTerm? lowRank = null,
-        ComputePrecision precision = ComputePrecision.Fast, bool promptRows = false)
+        ComputePrecision precision = ComputePrecision.Fast, bool promptRows = false, bool packedWeights = true)
     {
         if (adapter is { IsAdditive: false } && accumulate)
         {
             if (scratch == null) throw new ArgumentException("an adapted projection with accumulate needs scratch space");
-            Forward(pool, w, bias, x, tokens, ldx, scratch, w.Rows, false, adapter, precision: precision, promptRows: promptRows);
+            Forward(pool, w, bias, x, tokens, ldx, scratch, w.Rows, false, adapter, precision: precision, promptRows: promptRows,
+                packedWeights: packedWeights);
             for (int t = 0; t < tokens; t++) Add(y + (long)t * ldy, scratch + (long)t * w.Rows, w.Rows);
             return;
         }
-        if (Packed(pool, w, precision) is { } packed && lowRank == null)
+        if (packedWeights && lowRank == null && Packed(pool, w, precision) is { } packed)
             WeightGemm.MultiplyPacked(pool, tokens, x, ldx, packed, y, ldy, accumulate);
         else if (tokens == 1 && !promptRows)
         {

@@ -41,6 +41,9 @@ public sealed unsafe class WeightMatrix
         }
     }
 
+    /// <summary>True once <see cref="PackedForGemm"/> has built the packed copy.</summary>
+    public bool IsPacked => Volatile.Read(ref _packTried) && _packed != null;
+
     public long RowBytes => Type.Traits().BytesFor(Cols);
     public long ByteLength => RowBytes * Rows;
 

@@ -169,7 +169,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         if (_adapterSlots.TryGetValue(w.Name, out var slot))
             slot.Adapter.TrainingForward(Pass, w, bias, x, y, accumulate, a.Saved(w.Name));
         else
-            Linear.Forward(_pool, w, bias, x, _rows, w.Cols, y, w.Rows, accumulate);
+            Linear.Forward(_pool, w, bias, x, _rows, w.Cols, y, w.Rows, accumulate, packedWeights: false);
     }
 
     /// <summary>Final norm, head and cross-entropy in chunks of rows (never a [N, V] logits matrix). With backward,
@@ -193,7 +193,7 @@ public sealed unsafe class TrainableLlama : IDisposable
                 if (backward) new Span<float>(gradH + (long)r0 * d, rows * d).Clear();
                 continue;
             }
-            Linear.Forward(_pool, head, null, hFinal + (long)r0 * d, rows, d, logits, v, false);
+            Linear.Forward(_pool, head, null, hFinal + (long)r0 * d, rows, d, logits, v, false, packedWeights: false);
             loss += RowParallel.CrossEntropyForwardBackward(_pool, logits, rows, v, _targets.AsSpan(r0, rows), lossScale);
             if (!backward) continue;
             // dhFinal = dLogits·W; dW += dLogitsᵀ·hFinal
