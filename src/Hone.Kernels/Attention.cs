@@ -20,20 +20,23 @@ public static unsafe class Attention
         public float* Output; public long OutputStride;  // O[T, H*Dh]
         public int Tokens, Heads, KvHeads, HeadDim, Start;
         public float Scale;
+        public bool BFloat16;                            // K and V hold bfloat16 elements (same strides, in elements)
     }
 
     /// <summary>O[t, h] = Σ_{j ≤ P+t} softmax_j(scale · q[t,h]·k[j,g]) v[j,g] with g = h / (H/Hkv).</summary>
     /// <param name="promptRows">the queries are prompt tokens: the blocked prefill kernel even for one query, so each
     /// query's result is the same whatever chunk it came in (one decode query takes the per-head kernel)</param>
-    public static void Forward(WorkerPool pool, float* q, long qStride, float* k, float* v, long kvStride,
+    /// <param name="k">K[Tmax, Hkv·Dh] in <paramref name="cacheType"/>, row stride kvStride elements (likewise v)</param>
+    public static void Forward(WorkerPool pool, float* q, long qStride, void* k, void* v, long kvStride,
         float* output, long outputStride, int tokens, int heads, int kvHeads, int headDim, int start, float scale,
-        bool promptRows = false)
+        bool promptRows = false, KvCacheType cacheType = KvCacheType.F32)
     {
         if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} KV heads");
         var job = new Job
         {
-            Q = q, QStride = qStride, K = k, V = v, KvStride = kvStride, Output = output, OutputStride = outputStride,
+            Q = q, QStride = qStride, K = (float*)k, V = (float*)v, KvStride = kvStride, Output = output, OutputStride = outputStride,
             Tokens = tokens, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Start = start, Scale = scale,
+            BFloat16 = cacheType == KvCacheType.BF16,
         };
         pool.Run(tokens == 1 && !promptRows ? &DecodeWorker : &PrefillWorker, &job);
     }
@@ -55,7 +58,20 @@ public static unsafe class Attention
             int keys = job.Start + t0 + bq;
             float* qh = job.Q + t0 * job.QStride + h * job.HeadDim;
             float* kh = job.K + g * job.HeadDim, vh = job.V + g * job.HeadDim;
-            Gemm.MultiplySerial(bq, keys, job.HeadDim, qh, (int)job.QStride, false, kh, (int)job.KvStride, GemmBLayout.NByK, scores, keys, false);
+            int kvStride = (int)job.KvStride;
+            if (job.BFloat16)
+            {
+                // This head's keys and values widened to fp32 [keys, Dh] (1/64 of the GEMMs' work at full blocks).
+                float* widened = KvBuffer.ForThread(2L * keys * job.HeadDim);
+                ushort* k16 = (ushort*)job.K + g * job.HeadDim, v16 = (ushort*)job.V + g * job.HeadDim;
+                for (int j = 0; j < keys; j++)
+                {
+                    NumberConversion.BFloat16ToSingle(k16 + j * job.KvStride, widened + (long)j * job.HeadDim, job.HeadDim);
+                    NumberConversion.BFloat16ToSingle(v16 + j * job.KvStride, widened + ((long)keys + j) * job.HeadDim, job.HeadDim);
+                }
+                kh = widened; vh = widened + (long)keys * job.HeadDim; kvStride = job.HeadDim;
+            }
+            Gemm.MultiplySerial(bq, keys, job.HeadDim, qh, (int)job.QStride, false, kh, kvStride, GemmBLayout.NByK, scores, keys, false);
             for (int i = 0; i < bq; i++)
             {
                 float* row = scores + (long)i * keys;
@@ -64,7 +80,7 @@ public static unsafe class Attention
                 Softmax.InPlace(row, visible);
                 new Span<float>(row + visible, keys - visible).Clear();
             }
-            Gemm.MultiplySerial(bq, job.HeadDim, keys, scores, keys, false, vh, (int)job.KvStride, GemmBLayout.KByN,
+            Gemm.MultiplySerial(bq, job.HeadDim, keys, scores, keys, false, vh, kvStride, GemmBLayout.KByN,
                 job.Output + t0 * job.OutputStride + h * job.HeadDim, (int)job.OutputStride, false);
         }
     }
@@ -84,6 +100,14 @@ public static unsafe class Attention
         int keys = job.Start + 1;
         int g = h / (job.Heads / job.KvHeads);
         float* qh = job.Q + h * job.HeadDim;
+        if (job.BFloat16)
+        {
+            ushort* k16 = (ushort*)job.K + g * job.HeadDim, v16 = (ushort*)job.V + g * job.HeadDim;
+            for (int j = 0; j < keys; j++) scores[j] = DotBFloat16(qh, k16 + j * job.KvStride, job.HeadDim) * job.Scale;
+            Softmax.InPlace(scores, keys);
+            WeightedSumBFloat16(scores, v16, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
+            return;
+        }
         float* kg = job.K + g * job.HeadDim, vg = job.V + g * job.HeadDim;
         for (int j = 0; j < keys; j++) scores[j] = Dot(qh, kg + j * job.KvStride, job.HeadDim) * job.Scale;
         Softmax.InPlace(scores, keys);
@@ -100,6 +124,7 @@ public static unsafe class Attention
     {
         public DecodeQuery* Queries; public int Count;
         public long KvStride; public int Heads, KvHeads, HeadDim; public float Scale;
+        public bool BFloat16;
     }
 
     /// <summary>
@@ -108,13 +133,17 @@ public static unsafe class Attention
     /// is bit-identical to its own call (one dispatch per layer instead of one per sequence).
     /// </summary>
     public static void ForwardDecodeBatch(WorkerPool pool, ReadOnlySpan<DecodeQuery> queries, long kvStride,
-        int heads, int kvHeads, int headDim, float scale)
+        int heads, int kvHeads, int headDim, float scale, KvCacheType cacheType = KvCacheType.F32)
     {
         if (queries.Length == 0) return;
         if (heads % kvHeads != 0) throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} KV heads");
         fixed (DecodeQuery* q = queries)
         {
-            var job = new BatchJob { Queries = q, Count = queries.Length, KvStride = kvStride, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Scale = scale };
+            var job = new BatchJob
+            {
+                Queries = q, Count = queries.Length, KvStride = kvStride, Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Scale = scale,
+                BFloat16 = cacheType == KvCacheType.BF16,
+            };
             pool.Run(&DecodeBatchWorker, &job);
         }
     }
@@ -133,7 +162,7 @@ public static unsafe class Attention
             {
                 Q = (float*)query.Q, QStride = 0, K = (float*)query.K, V = (float*)query.V, KvStride = batch.KvStride,
                 Output = (float*)query.Output, OutputStride = 0, Tokens = 1, Heads = batch.Heads, KvHeads = batch.KvHeads,
-                HeadDim = batch.HeadDim, Start = query.Position, Scale = batch.Scale,
+                HeadDim = batch.HeadDim, Start = query.Position, Scale = batch.Scale, BFloat16 = batch.BFloat16,
             };
             DecodeHead(ref job, item % batch.Heads, scores);
         }
@@ -149,6 +178,54 @@ public static unsafe class Attention
         float s = Vector512.Sum(acc);
         for (; i < n; i++) s += a[i] * b[i];
         return s;
+    }
+
+    /// <summary>Σ a[i]·b[i] for bfloat16 b, widened exactly: the same operations as <see cref="Dot"/> on the widened b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float DotBFloat16(float* a, ushort* b, int n)
+    {
+        int i = 0;
+        var acc = Vector512<float>.Zero;
+        for (; i + 16 <= n; i += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), KvCacheTypes.WidenBFloat16(b + i), acc);
+        float s = Vector512.Sum(acc);
+        for (; i < n; i++) s += a[i] * NumberConversion.BFloat16ToSingle(b[i]);
+        return s;
+    }
+
+    /// <summary>o[Dh] = Σ_j p[j]·v[j, :] for bfloat16 v, as <see cref="WeightedSum"/> does on the widened rows.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void WeightedSumBFloat16(float* p, ushort* v, long stride, int keys, float* o, int dh)
+    {
+        int i = 0;
+        for (; i + 64 <= dh; i += 64)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            ushort* vj = v + i;
+            for (int j = 0; j < keys; j++, vj += stride)
+            {
+                var pj = Vector512.Create(p[j]);
+                a0 = Vector512.FusedMultiplyAdd(pj, KvCacheTypes.WidenBFloat16(vj), a0);
+                a1 = Vector512.FusedMultiplyAdd(pj, KvCacheTypes.WidenBFloat16(vj + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(pj, KvCacheTypes.WidenBFloat16(vj + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(pj, KvCacheTypes.WidenBFloat16(vj + 48), a3);
+            }
+            Vector512.Store(a0, o + i);
+            Vector512.Store(a1, o + i + 16);
+            Vector512.Store(a2, o + i + 32);
+            Vector512.Store(a3, o + i + 48);
+        }
+        for (; i + 16 <= dh; i += 16)
+        {
+            var acc = Vector512<float>.Zero;
+            for (int j = 0; j < keys; j++) acc = Vector512.FusedMultiplyAdd(Vector512.Create(p[j]), KvCacheTypes.WidenBFloat16(v + j * stride + i), acc);
+            Vector512.Store(acc, o + i);
+        }
+        for (; i < dh; i++)
+        {
+            float s = 0;
+            for (int j = 0; j < keys; j++) s += p[j] * NumberConversion.BFloat16ToSingle(v[j * stride + i]);
+            o[i] = s;
+        }
     }
 
     /// <summary>o[Dh] = Σ_j p[j]·v[j, :].</summary>
@@ -224,6 +301,24 @@ public static unsafe class Attention
                     output[t * outputStride + h * headDim + i] = (float)o;
                 }
             }
+    }
+
+    /// <summary>Per-thread fp32 copies of a head's bfloat16 keys and values (prefill).</summary>
+    static class KvBuffer
+    {
+        [ThreadStatic] static float* _buffer;
+        [ThreadStatic] static long _capacity;
+
+        public static float* ForThread(long floats)
+        {
+            if (_capacity < floats)
+            {
+                if (_buffer != null) NativeMemory.AlignedFree(_buffer);
+                _capacity = Math.Max(floats, 4096);
+                _buffer = (float*)NativeMemory.AlignedAlloc((nuint)(_capacity * 4), 64);
+            }
+            return _buffer;
+        }
     }
 
     static class ScoreBuffer

@@ -26,6 +26,8 @@ public sealed record ServerOptions
     /// <summary>Most rows one forward step runs.</summary>
     public int StepTokens { get; init; } = 512;
     public ComputePrecision Precision { get; init; } = ComputePrecision.Fast;
+    /// <summary>How the KV cache holds keys and values (<see cref="KvCacheType"/>).</summary>
+    public KvCacheType CacheType { get; init; } = KvCacheType.F32;
     /// <summary>When set, every request except the health checks must carry <c>Authorization: Bearer KEY</c>.</summary>
     public string? ApiKey { get; init; }
     /// <summary>Largest request body; larger ones get 413.</summary>
@@ -44,7 +46,7 @@ public sealed record ServerOptions
 
     public EngineOptions EngineOptions => new()
     {
-        Parallel = Parallel, Context = Context, Threads = Threads, QueueLimit = QueueLimit, StepTokens = StepTokens, Precision = Precision,
+        Parallel = Parallel, Context = Context, Threads = Threads, QueueLimit = QueueLimit, StepTokens = StepTokens, Precision = Precision, CacheType = CacheType,
     };
 
     /// <summary>Checks the values a user typed, before anything is loaded.</summary>

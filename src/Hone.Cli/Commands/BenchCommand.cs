@@ -40,6 +40,8 @@ internal static class BenchCommand
         };
         var outputs = new Option<int>("--outputs") { Description = "--grammar-cost: outputs per grammar (the first is cold)", DefaultValueFactory = _ => 8 }.Within(1, 10_000);
         var precision = CliSupport.Precision(measuring: false);
+        var cacheType = CliSupport.CacheType();
+        cacheType.Description = "--parallel: " + cacheType.Description;
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var serve = new ServeOptions();
@@ -50,23 +52,24 @@ internal static class BenchCommand
             "With --serve URL it is a load generator for a running OpenAI-compatible server instead (hone serve, llama-server, vLLM): " +
             "streaming clients at each --clients level, reporting generated tokens/s, TTFT and TPOT p50/p99.\n" + ServeBenchmark.ProtocolText)
         {
-            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, grammarCost, tokenizerPath, outputs, precision, threads, json,
+            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, grammarCost, tokenizerPath, outputs, precision, cacheType, threads, json,
         };
         serve.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             if (r.GetValue(serve.Url) is string url)
             {
-                foreach (var o in new Option[] { shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, precision, threads })
+                foreach (var o in new Option[] { shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, precision, cacheType, threads })
                     if (Given(r, o)) throw new ArgumentException($"{o.Name} measures the engine in this process; it does not go with --serve");
                 return ServeBench(r, url, serve, r.GetValue(model), r.GetValue(json));
             }
             foreach (var o in serve.Only)
                 if (Given(r, o)) throw new ArgumentException($"{o.Name} goes with --serve URL");
+            if (Given(r, cacheType) && r.GetValue(parallel) == null) throw new ArgumentException("--cache-type goes with --parallel");
             if (r.GetValue(grammarCost)) return GrammarBench(r, r.GetValue(tokenizerPath), shape, type, outputs, threads, json);
             if (Given(r, tokenizerPath) || Given(r, outputs)) throw new ArgumentException("--tokenizer and --outputs go with --grammar-cost");
             if (r.GetValue(train) is string method) return TrainBench(r, method, shape, batch, seqLen, loraR, reps, checkpointActivations, threads, json);
-            if (r.GetValue(parallel) is string list) return ParallelBench(r, list, model, shape, type, prompt, gen, reps, precision, threads, json);
+            if (r.GetValue(parallel) is string list) return ParallelBench(r, list, model, shape, type, prompt, gen, reps, precision, cacheType, threads, json);
             var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
                 r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision)));
             bool asJson = r.GetValue(json);
@@ -99,15 +102,15 @@ internal static class BenchCommand
     }
 
     static int ParallelBench(ParseResult r, string list, Option<string?> model, Option<string> shape, Option<string?> type, Option<int> prompt,
-        Option<int> gen, Option<int> reps, Option<string> precision, Option<int> threads, Option<bool> json)
+        Option<int> gen, Option<int> reps, Option<string> precision, Option<string> cacheType, Option<int> threads, Option<bool> json)
     {
         var counts = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
             .Select(x => int.TryParse(x, out int n) && n is >= 1 and <= 1024 ? n : throw new ArgumentException($"--parallel: expected whole numbers from 1 to 1024 separated by commas, found '{x}'"))
             .ToList();
         if (counts.Count == 0) throw new ArgumentException("--parallel: expected a list such as 1,4,16,64");
         var result = Hone.Batching.BatchBenchmark.Run(new Hone.Batching.BatchBenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)),
-            r.GetValue(threads), counts, r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision))),
-            m => Console.Error.WriteLine(m));
+            r.GetValue(threads), counts, r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision)),
+            CacheType: CliSupport.ParseCacheType(r.GetValue(cacheType))), m => Console.Error.WriteLine(m));
         if (r.GetValue(json))
         {
             Console.WriteLine(JsonSerializer.Serialize(new

@@ -76,6 +76,17 @@ internal static class CliSupport
 
     public static ComputePrecision ParsePrecision(string? name) => ComputePrecisions.Parse(name ?? "exact");
 
+    /// <summary>--cache-type: how the KV cache holds keys and values.</summary>
+    public static Option<string> CacheType() => new Option<string>("--cache-type", "-ctk")
+    {
+        Description = "how the KV cache holds keys and values (llama.cpp's --cache-type-k/-v): f32 = exactly as computed; " +
+                      "bf16 = rounded to bfloat16 after RoPE (half the cache memory and half the bytes each decode step reads; " +
+                      "attention still computes in fp32). Results with one type are the same alone and in a batch",
+        DefaultValueFactory = _ => "f32",
+    }.AcceptOnlyFromAmong("f32", "bf16");
+
+    public static Hone.Tensors.KvCacheType ParseCacheType(string? name) => Hone.Tensors.KvCacheTypes.Parse(name ?? "f32");
+
     public static readonly JsonSerializerOptions JsonOptions = new()
     {
         WriteIndented = true,

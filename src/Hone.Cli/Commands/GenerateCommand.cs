@@ -16,11 +16,12 @@ internal static class GenerateCommand
         var ctx = CliSupport.Context();
         var sampling = new SamplingOptions();
         var precision = CliSupport.Precision(measuring: false);
+        var cacheType = CliSupport.CacheType();
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("generate", "Continue a prompt. Streams the text; --json prints {text, ids (generated only), finish_reason, timings}.")
         {
-            prompt, maxTokens, stop, adapter, ctx, precision, threads, json,
+            prompt, maxTokens, stop, adapter, ctx, precision, cacheType, threads, json,
         };
         model.AddTo(cmd);
         sampling.AddTo(cmd);
@@ -29,7 +30,7 @@ internal static class GenerateCommand
             var sampler = sampling.Read(r);
             var grammar = sampling.ReadGrammar(r);
             using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
-                precision: CliSupport.ParsePrecision(r.GetValue(precision)));
+                precision: CliSupport.ParsePrecision(r.GetValue(precision)), cacheType: CliSupport.ParseCacheType(r.GetValue(cacheType)));
             var ids = loaded.EncodePrompt(r.GetValue(prompt)!);
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             bool asJson = r.GetValue(json);

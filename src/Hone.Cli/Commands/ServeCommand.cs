@@ -28,6 +28,7 @@ internal static class ServeCommand
         ctx.Description = "tokens per sequence, prompt and output (each of the --parallel sequences has a KV cache this long; 0 = the model's context, at most 4096)";
         var threads = CliSupport.Threads();
         var precision = CliSupport.Precision(measuring: false);
+        var cacheType = CliSupport.CacheType();
         var template = new Option<string?>("--template")
         {
             Description = "a Jinja chat template file to use instead of the model's (tools and tool calls are rendered as this template does)",
@@ -37,7 +38,7 @@ internal static class ServeCommand
         var cmd = new Command("serve", "Serve a model over HTTP with OpenAI's API (/v1/chat/completions with tools and JSON Schema output, /v1/completions, /v1/embeddings, /v1/models), " +
                                        "vLLM's adapter loading, llama.cpp's /tokenize and /detokenize, /health and Prometheus /metrics. Ctrl-C stops it.")
         {
-            adapters, allowLoading, host, port, parallel, queue, ctx, threads, precision, template, apiKey, apiKeyFile,
+            adapters, allowLoading, host, port, parallel, queue, ctx, threads, precision, cacheType, template, apiKey, apiKeyFile,
         };
         model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -56,7 +57,7 @@ internal static class ServeCommand
                 AllowAdapterLoading = r.GetValue(allowLoading),
                 Host = r.GetValue(host)!, Port = r.GetValue(port), Parallel = r.GetValue(parallel), QueueLimit = r.GetValue(queue),
                 Context = r.GetValue(ctx), Threads = r.GetValue(threads), Precision = CliSupport.ParsePrecision(r.GetValue(precision)),
-                ApiKey = key, ChatTemplate = r.GetValue(template),
+                CacheType = CliSupport.ParseCacheType(r.GetValue(cacheType)), ApiKey = key, ChatTemplate = r.GetValue(template),
             };
             using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
             return Run(options, cancel.Token).GetAwaiter().GetResult();

@@ -9,7 +9,8 @@ namespace Hone.Batching;
 /// with its own random prompt of <see cref="Prompt"/> tokens and <see cref="Gen"/> generated tokens, all submitted at
 /// once to one engine.</summary>
 public sealed record BatchBenchOptions(string? Model, string Shape, TensorType? Type, int Threads, IReadOnlyList<int> Parallel,
-    int Prompt = 128, int Gen = 128, int Repetitions = 3, int StepTokens = 512, int Seed = 1, ComputePrecision Precision = ComputePrecision.Fast);
+    int Prompt = 128, int Gen = 128, int Repetitions = 3, int StepTokens = 512, int Seed = 1, ComputePrecision Precision = ComputePrecision.Fast,
+    KvCacheType CacheType = KvCacheType.F32);
 
 /// <param name="TotalTokensPerSecond">generated tokens of all sequences over the whole run, prefill included</param>
 /// <param name="DecodeTokensPerSecond">tokens generated after the last prompt finished prefill, over that time</param>
@@ -42,7 +43,7 @@ public static class BatchBenchmark
             {
                 using var engine = BatchEngine.ForWeights(weights, new EngineOptions
                 {
-                    Parallel = n, Context = context, StepTokens = Math.Max(o.StepTokens, n), QueueLimit = n, Threads = threads, Precision = o.Precision,
+                    Parallel = n, Context = context, StepTokens = Math.Max(o.StepTokens, n), QueueLimit = n, Threads = threads, Precision = o.Precision, CacheType = o.CacheType,
                 }, name);
                 var rng = new Random(o.Seed);
                 var totals = new List<double>();

@@ -64,7 +64,8 @@ public sealed class BatchEngine : IDisposable
         _endOfTurn = tokenizer?.EndOfTurnIds.ToHashSet() ?? [];
         if (tokenizer?.EosId is int eos) _endOfTurn.Add(eos);
         _sampleable = Math.Min(weights.Config.VocabSize, tokenizer?.VocabSize ?? int.MaxValue);
-        _model = new BatchedLlama(weights, pool, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel), options.Precision);
+        _model = new BatchedLlama(weights, pool, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel), options.Precision,
+            options.CacheType);
         _slots = new Slot[options.Parallel];
         for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot(i, weights.Config.VocabSize);
         _logits = new float[(long)options.Parallel * weights.Config.VocabSize];
@@ -99,7 +100,7 @@ public sealed class BatchEngine : IDisposable
             var config = checkpoint.Config;
             int context = LoadedModel.ResolveContext(config, options.Context);
             long weightBytes = checkpoint.Tensors.Sum(t => t.ByteLength);
-            MemoryBudget.Require(weightBytes + BatchedLlama.RequiredBytes(config, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel)),
+            MemoryBudget.Require(weightBytes + BatchedLlama.RequiredBytes(config, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel), options.CacheType),
                 $"{checkpoint.Path} with {options.Parallel} sequences of {context} tokens (weights and KV cache)");
             var tokenizer = LoadedModel.LoadTokenizer(checkpoint);
             weights = LlamaWeights.Load(checkpoint);

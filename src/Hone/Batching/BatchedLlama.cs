@@ -15,7 +15,7 @@ namespace Hone.Batching;
 /// </summary>
 public sealed unsafe class BatchedLlama : IDisposable
 {
-    readonly NativeBuffer _keys, _values;           // [S, L, Tmax, Hkv·Dh]
+    readonly NativeBuffer _keys, _values;           // [S, L, Tmax, Hkv·Dh] in CacheType
     readonly NativeBuffer _x, _h;                   // [R, D]
     readonly NativeBuffer _q, _attention;           // [R, H·Dh]
     readonly NativeBuffer _k, _v;                   // [R, Hkv·Dh]
@@ -33,19 +33,24 @@ public sealed unsafe class BatchedLlama : IDisposable
     public int Context { get; }
     public int StepRows { get; }
     public ComputePrecision Precision { get; }
+    /// <summary>How the KV cache holds keys and values (<see cref="KvCacheType"/>).</summary>
+    public KvCacheType CacheType { get; }
 
-    public BatchedLlama(LlamaWeights weights, WorkerPool pool, int slots, int context, int stepRows, ComputePrecision precision)
+    public BatchedLlama(LlamaWeights weights, WorkerPool pool, int slots, int context, int stepRows, ComputePrecision precision,
+        KvCacheType cacheType = KvCacheType.F32)
     {
+        CacheType = cacheType;
         if (slots < 1) throw new ArgumentException($"at least one slot is needed, found {slots}");
         if (stepRows < slots) throw new ArgumentException($"a step must hold at least one row per slot ({slots}), found {stepRows}");
         Weights = weights; Config = weights.Config; Pool = pool; Slots = slots; Context = context; StepRows = stepRows; Precision = precision;
         var c = Config;
-        long kv = checked((long)slots * c.Layers * context * c.KvDim * 4);
+        long kv = checked((long)slots * c.Layers * context * c.KvDim);
         var buffers = new List<NativeBuffer>();
         NativeBuffer Buffer(long floats) { var b = new NativeBuffer(checked(floats * 4)); buffers.Add(b); return b; }
         try
         {
-            _keys = Buffer(kv / 4); _values = Buffer(kv / 4);
+            _keys = new NativeBuffer(checked(kv * cacheType.ElementBytes())); buffers.Add(_keys);
+            _values = new NativeBuffer(checked(kv * cacheType.ElementBytes())); buffers.Add(_values);
             _x = Buffer((long)stepRows * c.HiddenSize); _h = Buffer((long)stepRows * c.HiddenSize);
             _q = Buffer((long)stepRows * c.QueryDim); _attention = Buffer((long)stepRows * c.QueryDim);
             _k = Buffer((long)stepRows * c.KvDim); _v = Buffer((long)stepRows * c.KvDim);
@@ -73,7 +78,7 @@ public sealed unsafe class BatchedLlama : IDisposable
     }
 
     /// <summary>Bytes the constructor allocates (KV cache and step buffers; the weights are apart).</summary>
-    public static long RequiredBytes(ModelConfig c, int slots, int context, int stepRows)
+    public static long RequiredBytes(ModelConfig c, int slots, int context, int stepRows, KvCacheType cacheType = KvCacheType.F32)
     {
         try
         {
@@ -82,7 +87,7 @@ public sealed unsafe class BatchedLlama : IDisposable
                 long kv = 2L * slots * c.Layers * context * c.KvDim;
                 long rows = (long)stepRows * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.KvDim + 2L * c.IntermediateSize
                                               + Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)));
-                return 4 * (kv + rows + (long)slots * c.HiddenSize);
+                return cacheType.ElementBytes() * kv + 4 * (rows + (long)slots * c.HiddenSize);
             }
         }
         catch (OverflowException) { return long.MaxValue; }
@@ -134,7 +139,8 @@ public sealed unsafe class BatchedLlama : IDisposable
         float* gate = _gate.AsFloats, up = _up.AsFloats, scratch = _scratch.AsFloats;
         for (int t = 0; t < R; t++) Weights.TokenEmbedding.ReadRow(tokens[t], x + (long)t * D);
         float scale = 1f / MathF.Sqrt(c.HeadDim);
-        long slotStride = (long)c.Layers * Context * Kd;
+        int element = CacheType.ElementBytes();
+        long slotStride = (long)c.Layers * Context * Kd * element;
         for (int l = 0; l < c.Layers; l++)
         {
             var w = Weights.Layers[l];
@@ -144,20 +150,20 @@ public sealed unsafe class BatchedLlama : IDisposable
             int queries = 0;
             foreach (var s in segments)
             {
-                float* kCache = _keys.AsFloats + s.Slot * slotStride + (long)l * Context * Kd;
-                float* vCache = _values.AsFloats + s.Slot * slotStride + (long)l * Context * Kd;
+                byte* kCache = _keys.Pointer + s.Slot * slotStride + (long)l * Context * Kd * element;
+                byte* vCache = _values.Pointer + s.Slot * slotStride + (long)l * Context * Kd * element;
                 float* qs = q + (long)s.Start * Qd, ks = k + (long)s.Start * Kd;
                 RowParallel.RopeApply(Pool, _rope, qs, s.Count, c.Heads, Qd, s.Position);
                 RowParallel.RopeApply(Pool, _rope, ks, s.Count, c.KvHeads, Kd, s.Position);
-                new ReadOnlySpan<float>(ks, s.Count * Kd).CopyTo(new Span<float>(kCache + (long)s.Position * Kd, s.Count * Kd));
-                new ReadOnlySpan<float>(v + (long)s.Start * Kd, s.Count * Kd).CopyTo(new Span<float>(vCache + (long)s.Position * Kd, s.Count * Kd));
+                KvCacheTypes.Store(CacheType, ks, kCache + (long)s.Position * Kd * element, (long)s.Count * Kd);
+                KvCacheTypes.Store(CacheType, v + (long)s.Start * Kd, vCache + (long)s.Position * Kd * element, (long)s.Count * Kd);
                 if (s.Decode)
                     _queries[queries++] = new Attention.DecodeQuery((nint)qs, (nint)kCache, (nint)vCache, (nint)(att + (long)s.Start * Qd), s.Position);
                 else
                     Attention.Forward(Pool, qs, Qd, kCache, vCache, Kd, att + (long)s.Start * Qd, Qd, s.Count, c.Heads, c.KvHeads, c.HeadDim,
-                        s.Position, scale, promptRows: true);
+                        s.Position, scale, promptRows: true, CacheType);
             }
-            Attention.ForwardDecodeBatch(Pool, _queries.AsSpan(0, queries), Kd, c.Heads, c.KvHeads, c.HeadDim, scale);
+            Attention.ForwardDecodeBatch(Pool, _queries.AsSpan(0, queries), Kd, c.Heads, c.KvHeads, c.HeadDim, scale, CacheType);
             Linear.ForwardRows(Pool, w.AttentionOutput, null, att, Qd, x, D, true, decodeRows, R, rowGroups, scratch, Precision);
 
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, R, D, c.RmsNormEps);
@@ -197,18 +203,26 @@ public sealed unsafe class BatchedLlama : IDisposable
         if (tokens < 0 || tokens > Context) throw new ArgumentOutOfRangeException(nameof(tokens));
         if (fromSlot == toSlot || tokens == 0) return;
         var c = Config;
-        long slotStride = (long)c.Layers * Context * c.KvDim, layerStride = (long)Context * c.KvDim, count = (long)tokens * c.KvDim;
+        int element = CacheType.ElementBytes();
+        long slotStride = (long)c.Layers * Context * c.KvDim * element, layerStride = (long)Context * c.KvDim * element;
+        long bytes = (long)tokens * c.KvDim * element;
         foreach (var buffer in new[] { _keys, _values })
             for (int l = 0; l < c.Layers; l++)
             {
-                float* from = buffer.AsFloats + fromSlot * slotStride + l * layerStride, to = buffer.AsFloats + toSlot * slotStride + l * layerStride;
-                Buffer.MemoryCopy(from, to, count * 4, count * 4);
+                byte* from = buffer.Pointer + fromSlot * slotStride + l * layerStride, to = buffer.Pointer + toSlot * slotStride + l * layerStride;
+                Buffer.MemoryCopy(from, to, bytes, bytes);
             }
     }
 
     /// <summary>The cached key vector of one slot, layer and position ([Hkv·Dh], after RoPE) — for tests.</summary>
-    public ReadOnlySpan<float> CachedKey(int slot, int layer, int position) =>
-        new(_keys.AsFloats + (((long)slot * Config.Layers + layer) * Context + position) * Config.KvDim, Config.KvDim);
+    public ReadOnlySpan<float> CachedKey(int slot, int layer, int position)
+    {
+        var key = new float[Config.KvDim];
+        fixed (float* k = key)
+            KvCacheTypes.Load(CacheType, _keys.Pointer + (((long)slot * Config.Layers + layer) * Context + position) * Config.KvDim * CacheType.ElementBytes(),
+                k, Config.KvDim);
+        return key;
+    }
 
     public void Dispose()
     {

@@ -19,6 +19,8 @@ public sealed record EngineOptions
     /// <summary>Worker threads, 0 = one per core.</summary>
     public int Threads { get; init; }
     public ComputePrecision Precision { get; init; } = ComputePrecision.Fast;
+    /// <summary>How the KV cache holds keys and values: f32 (exact) or bf16 (half the memory and the bytes a decode step reads).</summary>
+    public KvCacheType CacheType { get; init; } = KvCacheType.F32;
 }
 
 /// <summary>One sequence to generate.</summary>

@@ -28,8 +28,9 @@ public sealed class LoadedModel : IDisposable
     /// the model's context</param>
     /// <param name="threads">worker threads, 0 = one per core</param>
     /// <param name="precision">how activations meet the weights (<see cref="ComputePrecision"/>): evaluation passes Exact</param>
+    /// <param name="cacheType">how the KV cache holds keys and values (<see cref="KvCacheType"/>)</param>
     public static LoadedModel Open(string path, string? adapter = null, int threads = 0, int context = 0, int maxBatch = 512,
-        ComputePrecision precision = ComputePrecision.Fast)
+        ComputePrecision precision = ComputePrecision.Fast, KvCacheType cacheType = KvCacheType.F32)
     {
         CheckLimits(context, threads);
         if (maxBatch < 1) throw new ArgumentException($"the batch must be at least 1 token, found {maxBatch}");
@@ -43,13 +44,13 @@ public sealed class LoadedModel : IDisposable
             var config = checkpoint.Config;
             int ctx = ResolveContext(config, context);
             long weightBytes = checkpoint.Tensors.Sum(t => t.ByteLength);
-            MemoryBudget.Require(LlamaModel.RequiredBytes(config, ctx, maxBatch) + weightBytes,
+            MemoryBudget.Require(LlamaModel.RequiredBytes(config, ctx, maxBatch, cacheType) + weightBytes,
                 $"{checkpoint.Path} with a context of {ctx} tokens (its weights and KV cache)");
             var tokenizer = LoadTokenizer(checkpoint);
             weights = LlamaWeights.Load(checkpoint);
             if (adapter != null) adapters = PeftAdapter.Load(adapter, weights);
             pool = new WorkerPool(WorkerPool.ResolveThreadCount(threads));
-            var model = new LlamaModel(weights, pool, ctx, maxBatch) { Precision = precision };
+            var model = new LlamaModel(weights, pool, ctx, maxBatch, cacheType) { Precision = precision };
             foreach (var (target, a) in adapters) model.Adapters[target] = a;
             return new LoadedModel(checkpoint, weights, tokenizer, pool, model, adapters, adapter);
         }

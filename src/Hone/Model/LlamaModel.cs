@@ -12,7 +12,8 @@ namespace Hone.Model;
 /// </summary>
 public sealed unsafe class LlamaModel : IDisposable
 {
-    readonly NativeBuffer _keys, _values;          // [L, Tmax, Hkv·Dh]
+    readonly NativeBuffer _keys, _values;          // [L, Tmax, Hkv·Dh] in CacheType
+    readonly NativeBuffer? _newKeys, _newValues;   // [MaxBatch, Hkv·Dh] fp32: a step's keys and values before a bf16 cache rounds them
     readonly NativeBuffer _x, _h, _q, _attention;  // [MaxBatch, D] ×2, [MaxBatch, H·Dh] ×2
     readonly NativeBuffer _gate, _up, _scratch;    // [MaxBatch, F] ×2, [MaxBatch, max(D, F, V?)] adapter scratch
     readonly Rope _rope;
@@ -30,17 +31,26 @@ public sealed unsafe class LlamaModel : IDisposable
     /// set to Exact (fp32 activations throughout; evaluation). See <see cref="ComputePrecision"/>.</summary>
     public ComputePrecision Precision { get; set; } = ComputePrecision.Fast;
 
-    public LlamaModel(LlamaWeights weights, WorkerPool pool, int maxContext = 0, int maxBatch = 512)
+    /// <summary>How the KV cache holds keys and values (<see cref="KvCacheType"/>).</summary>
+    public KvCacheType CacheType { get; }
+
+    public LlamaModel(LlamaWeights weights, WorkerPool pool, int maxContext = 0, int maxBatch = 512, KvCacheType cacheType = KvCacheType.F32)
     {
         Weights = weights;
         Config = weights.Config;
         Pool = pool;
+        CacheType = cacheType;
         MaxContext = maxContext > 0 ? maxContext : Config.MaxPositions;
         MaxBatch = Math.Max(1, Math.Min(maxBatch, MaxContext));
         var c = Config;
-        long kvFloats = (long)c.Layers * MaxContext * c.KvDim;
-        _keys = new NativeBuffer(kvFloats * 4);
-        _values = new NativeBuffer(kvFloats * 4);
+        long kvElements = (long)c.Layers * MaxContext * c.KvDim;
+        _keys = new NativeBuffer(kvElements * cacheType.ElementBytes());
+        _values = new NativeBuffer(kvElements * cacheType.ElementBytes());
+        if (cacheType != KvCacheType.F32)
+        {
+            _newKeys = new NativeBuffer((long)MaxBatch * c.KvDim * 4);
+            _newValues = new NativeBuffer((long)MaxBatch * c.KvDim * 4);
+        }
         _x = new NativeBuffer((long)MaxBatch * c.HiddenSize * 4);
         _h = new NativeBuffer((long)MaxBatch * c.HiddenSize * 4);
         _q = new NativeBuffer((long)MaxBatch * c.QueryDim * 4);
@@ -53,7 +63,7 @@ public sealed unsafe class LlamaModel : IDisposable
 
     /// <summary>Bytes the constructor allocates for a context of <paramref name="maxContext"/> tokens and batches of
     /// <paramref name="maxBatch"/> (KV cache and activations; the weights are apart), computed as it allocates them.</summary>
-    public static long RequiredBytes(ModelConfig c, int maxContext, int maxBatch)
+    public static long RequiredBytes(ModelConfig c, int maxContext, int maxBatch, KvCacheType cacheType = KvCacheType.F32)
     {
         try
         {
@@ -62,8 +72,9 @@ public sealed unsafe class LlamaModel : IDisposable
                 long batch = Math.Max(1, Math.Min(maxBatch, maxContext));
                 long kv = 2L * c.Layers * maxContext * c.KvDim;
                 long activations = batch * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.IntermediateSize
-                                            + Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)));
-                return 4 * (kv + activations);
+                                            + Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim))
+                                            + (cacheType == KvCacheType.F32 ? 0 : 2L * c.KvDim));
+                return cacheType.ElementBytes() * kv + 4 * activations;
             }
         }
         catch (OverflowException) { return long.MaxValue; }
@@ -140,8 +151,12 @@ public sealed unsafe class LlamaModel : IDisposable
         for (int l = 0; l < c.Layers; l++)
         {
             var w = Weights.Layers[l];
-            float* kCache = _keys.AsFloats + (long)l * MaxContext * Kd, vCache = _values.AsFloats + (long)l * MaxContext * Kd;
-            float* kNew = kCache + (long)Position * Kd, vNew = vCache + (long)Position * Kd;
+            long layerOffset = (long)l * MaxContext * Kd * CacheType.ElementBytes(), positionOffset = (long)Position * Kd * CacheType.ElementBytes();
+            byte* kCache = _keys.Pointer + layerOffset, vCache = _values.Pointer + layerOffset;
+            // F32: the projections write straight into the cache; BF16: into fp32 rows, rounded into the cache after RoPE.
+            bool direct = CacheType == KvCacheType.F32;
+            float* kNew = direct ? (float*)(kCache + positionOffset) : _newKeys!.AsFloats;
+            float* vNew = direct ? (float*)(vCache + positionOffset) : _newValues!.AsFloats;
 
             RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, T, D, c.RmsNormEps);
             if (diagnose) CheckFinite(h, (long)T * D, l, "attention norm");
@@ -157,7 +172,12 @@ public sealed unsafe class LlamaModel : IDisposable
             }
             RowParallel.RopeApply(Pool, _rope, q, T, c.Heads, Qd, Position);
             RowParallel.RopeApply(Pool, _rope, kNew, T, c.KvHeads, Kd, Position);
-            Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale, promptRows);
+            if (!direct)
+            {
+                KvCacheTypes.Store(CacheType, kNew, kCache + positionOffset, (long)T * Kd);
+                KvCacheTypes.Store(CacheType, vNew, vCache + positionOffset, (long)T * Kd);
+            }
+            Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale, promptRows, CacheType);
             if (diagnose) CheckFinite(att, (long)T * Qd, l, "attention", w.Query, w.Key, w.Value);
             Project(w.AttentionOutput, null, att, T, Qd, x, D, true, scratch, promptRows);
             if (diagnose) CheckFinite(x, (long)T * D, l, "attention output projection", w.AttentionOutput);
@@ -246,11 +266,17 @@ public sealed unsafe class LlamaModel : IDisposable
         Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, AdapterOf(w), scratch, precision: Precision, promptRows: promptRows);
 
     /// <summary>The cached key vector of one layer and position ([Hkv·Dh], after RoPE) — for tests and inspection.</summary>
-    public ReadOnlySpan<float> CachedKey(int layer, int position) =>
-        new(_keys.AsFloats + ((long)layer * MaxContext + position) * Config.KvDim, Config.KvDim);
+    public ReadOnlySpan<float> CachedKey(int layer, int position)
+    {
+        var key = new float[Config.KvDim];
+        fixed (float* k = key)
+            KvCacheTypes.Load(CacheType, _keys.Pointer + ((long)layer * MaxContext + position) * Config.KvDim * CacheType.ElementBytes(), k, Config.KvDim);
+        return key;
+    }
 
     public void Dispose()
     {
+        _newKeys?.Dispose(); _newValues?.Dispose();
         _keys.Dispose(); _values.Dispose(); _x.Dispose(); _h.Dispose(); _q.Dispose(); _attention.Dispose();
         _gate.Dispose(); _up.Dispose(); _scratch.Dispose(); _rope.Dispose();
     }

@@ -1,3 +1,4 @@
+using Hone.Tensors;
 using Hone.Batching;
 using Hone.Inference;
 using Hone.Model;
@@ -50,9 +51,9 @@ public static unsafe class BatchFixtures
 public class BatchEngineTests
 {
     static GenerationResult Generate(string model, int[] prompt, int maxTokens, SamplerOptions sampler, string? adapter = null, string[]? stops = null,
-        int context = 0)
+        int context = 0, KvCacheType cacheType = KvCacheType.F32)
     {
-        using var loaded = LoadedModel.Open(model, adapter, context: context);
+        using var loaded = LoadedModel.Open(model, adapter, context: context, cacheType: cacheType);
         var generator = new Generator(loaded.Model, loaded.Tokenizer);
         return generator.Generate(prompt, new GenerationOptions(maxTokens, sampler, stops, StopAtEndOfTurn: false));
     }
@@ -139,6 +140,31 @@ public class BatchEngineTests
         var none = await engine.Submit(Request(Prompt(engine, "Order 4"), 3)).CompleteAsync();
         Assert.All(none.Tokens, t => { Assert.True(float.IsNaN(t.Logprob)); Assert.Empty(t.Top); });
         Assert.Equal(result.Ids[..3], none.Ids);
+    }
+
+    /// <summary>A bf16 KV cache: the engine's greedy tokens equal single-sequence generation with the same cache type,
+    /// alone and among others (prompt chunks, a shared prefix copied between slots), and differ from nothing but that.</summary>
+    [Fact]
+    public async Task A_bf16_cache_gives_the_generators_tokens_alone_and_in_a_batch()
+    {
+        string model = BatchFixtures.Q8;
+        using var engine = BatchEngine.Open(model, [("a", BatchFixtures.Lora)], new EngineOptions { Parallel = 5, StepTokens = 24, CacheType = KvCacheType.BF16 });
+        string system = "Order 1 ships in 2 days. The customer asked where order 1 is, and the answer was that it is on its way. ";
+        var prompts = Enumerable.Range(0, 4).Select(i => Prompt(engine, system + $"Is order {i} late?")).ToArray();
+        var expected = prompts.Select((p, i) => Generate(model, p, 12, SamplerOptions.Greedy, i == 3 ? BatchFixtures.Lora : null, cacheType: KvCacheType.BF16).Ids).ToArray();
+        var handles = prompts.Select((p, i) => engine.Submit(Request(p, 12, i == 3 ? "a" : null))).ToList();
+        var others = Enumerable.Range(0, 3).Select(i => engine.Submit(Request(Prompt(engine, $"Order {i} ships in {i + 2} days"), 9,
+            sampler: new SamplerOptions(Temperature: 0.8f, Seed: (ulong)i)))).ToList();
+        for (int i = 0; i < 4; i++) Assert.Equal(expected[i], (await handles[i].CompleteAsync()).Ids);
+        foreach (var o in others) await o.CompleteAsync();
+        // The caches hold bf16 values (their low 16 bits are zero once widened), unlike an f32 cache's.
+        foreach (var type in new[] { KvCacheType.BF16, KvCacheType.F32 })
+        {
+            using var loaded = LoadedModel.Open(model, cacheType: type);
+            new Generator(loaded.Model, loaded.Tokenizer).Generate(prompts[0], new GenerationOptions(2, SamplerOptions.Greedy, null, StopAtEndOfTurn: false));
+            bool rounded = loaded.Model.CachedKey(0, 1).ToArray().All(x => (BitConverter.SingleToInt32Bits(x) & 0xFFFF) == 0);
+            Assert.Equal(type == KvCacheType.BF16, rounded);
+        }
     }
 
     [Fact]
