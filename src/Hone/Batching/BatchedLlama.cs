@@ -10,7 +10,8 @@ namespace Hone.Batching;
 /// Glossary: S slots (sequences in flight), R rows in a step (≤ StepRows), G rows that want logits (≤ S), D hidden,
 /// F feed-forward, L layers, H heads, Hkv KV heads, Dh head dim, V vocabulary, Tmax context per slot.
 /// <para>Each row's result is a function of that row, its sequence's cache and its kind alone (decode rows: the
-/// matrix-vector kernels and per-head attention; prompt rows: the GEMM and blocked attention), exactly as
+/// matrix-vector kernels, or for Q8_0 the GEMM on packed weights, and per-head attention; prompt rows: the GEMM and
+/// blocked attention), exactly as
 /// <see cref="LlamaModel"/> computes a one-sequence step — so no sequence's output depends on the others in its step.</para>
 /// </summary>
 public sealed unsafe class BatchedLlama : IDisposable
@@ -97,7 +98,7 @@ public sealed unsafe class BatchedLlama : IDisposable
     /// <param name="Slot">its KV slot</param>
     /// <param name="Position">the position of its first row (its cache holds positions below it)</param>
     /// <param name="Start">its first row in the step</param>
-    /// <param name="Decode">one generated token (matrix-vector kernels, per-head attention) rather than prompt rows</param>
+    /// <param name="Decode">one generated token (matrix-vector kernels or the packed Q8_0 GEMM, per-head attention) rather than prompt rows</param>
     /// <param name="Adapters">its adapters by canonical weight name, or null for the base</param>
     /// <param name="LogitsRow">the row of the logits output its last row's logits go to, or -1</param>
     /// <param name="HiddenSum">[D]: when set, its rows' final hidden states (after the output norm) are added here</param>

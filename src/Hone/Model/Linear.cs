@@ -19,7 +19,9 @@ public unsafe interface ILinearAdapter
 
 /// <summary>
 /// The one choke point every projection goes through (llama.cpp's build_lora_mm): Y = X·Wᵀ (+ bias), then any
-/// adapter attached to W. Decode (one token) takes the matrix-vector path, everything else the GEMM. The precision says
+/// adapter attached to W. Decode (one token) takes the matrix-vector path, everything else the GEMM — except Q8_0
+/// weights under fast precision, whose products of every row count run the int8 GEMM on a copy packed once
+/// (<see cref="WeightMatrix.PackedForGemm"/>). The precision says
 /// whether activations may be rounded to meet the weights (<see cref="ComputePrecision"/>): evaluation asks for Exact,
 /// generation and training keep Fast.
 /// </summary>
