@@ -1,3 +1,4 @@
+using Hone.Tensors;
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
@@ -121,7 +122,7 @@ public sealed class HoneServer : IAsyncDisposable
             _engine = engine;
             _log.WriteLine($"hone serve: ready: model '{engine.ModelName}'" +
                            (engine.AdapterNames.Count > 0 ? $", adapters {string.Join(", ", engine.AdapterNames)}" : "") +
-                           $"; {engine.Parallel} sequences of {engine.ContextLength} tokens");
+                           $"; {engine.Parallel} sequences of {engine.ContextLength} tokens, KV cache {engine.CacheType.Name()}");
             if (_chatTemplate.Error != null) _log.WriteLine($"hone serve: {_chatTemplate.Error} (chat completions will be refused)");
             return engine;
         }

@@ -50,6 +50,8 @@ public sealed class BatchEngine : IDisposable
     /// <summary>Tokens per sequence, prompt and output together.</summary>
     public int ContextLength { get; }
     public int Parallel => _slots.Length;
+    /// <summary>How the KV cache holds keys and values.</summary>
+    public KvCacheType CacheType => _model.CacheType;
     public EngineOptions Options => _options;
     /// <summary>Raised on the engine's thread after every step (keep handlers short).</summary>
     public event Action<StepStatistics>? StepCompleted;
