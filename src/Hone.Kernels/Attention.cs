@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Hone.Tensors;
 
@@ -90,7 +91,7 @@ public static unsafe class Attention
     {
         ref Job job = ref *(Job*)context;
         var (h0, h1) = WorkerPool.Share(job.Heads, thread, threads);
-        float* scores = ScoreBuffer.ForThread(job.Start + 1);
+        float* scores = ScoreBuffer.ForThread(job.Start + 4);
         for (int h = h0; h < h1; h++) DecodeHead(ref job, h, scores);
     }
 
@@ -103,12 +104,16 @@ public static unsafe class Attention
         if (job.BFloat16)
         {
             ushort* k16 = (ushort*)job.K + g * job.HeadDim, v16 = (ushort*)job.V + g * job.HeadDim;
+            if (Avx512F.IsSupported && job.HeadDim % 16 == 0) ScoresBFloat16(qh, k16, job.KvStride, keys, job.HeadDim, job.Scale, scores);
+            else
             for (int j = 0; j < keys; j++) scores[j] = DotBFloat16(qh, k16 + j * job.KvStride, job.HeadDim) * job.Scale;
             Softmax.InPlace(scores, keys);
             WeightedSumBFloat16(scores, v16, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
             return;
         }
         float* kg = job.K + g * job.HeadDim, vg = job.V + g * job.HeadDim;
+        if (Avx512F.IsSupported && job.HeadDim % 16 == 0) Scores(qh, kg, job.KvStride, keys, job.HeadDim, job.Scale, scores);
+        else
         for (int j = 0; j < keys; j++) scores[j] = Dot(qh, kg + j * job.KvStride, job.HeadDim) * job.Scale;
         Softmax.InPlace(scores, keys);
         WeightedSum(scores, vg, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
@@ -154,7 +159,7 @@ public static unsafe class Attention
         var (i0, i1) = WorkerPool.Share(batch.Count * batch.Heads, thread, threads);
         int maxKeys = 0;
         for (int i = 0; i < batch.Count; i++) maxKeys = Math.Max(maxKeys, batch.Queries[i].Position + 1);
-        float* scores = ScoreBuffer.ForThread(maxKeys);
+        float* scores = ScoreBuffer.ForThread(maxKeys + 3);
         for (int item = i0; item < i1; item++)
         {
             var query = batch.Queries[item / batch.Heads];
@@ -166,6 +171,66 @@ public static unsafe class Attention
             };
             DecodeHead(ref job, item % batch.Heads, scores);
         }
+    }
+
+    /// <summary>scores[j] = scale·q·k_j, four keys at a time: each key's lane-wise products summed over its Dh/16 chunks
+    /// in order, then the four keys' vectors reduced together (unpack, then 128- and 256-bit halves), so one key's
+    /// score depends on q and that key only. Dh a multiple of 16; scores needs room for keys rounded up to 4.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void Scores(float* q, float* k, long stride, int keys, int dh, float scale, float* scores)
+    {
+        for (int j = 0; j < keys; j += 4)
+        {
+            float* k0 = k + j * stride;
+            var a0 = Vector512.Load(q) * Vector512.Load(k0);
+            var a1 = j + 1 < keys ? Vector512.Load(q) * Vector512.Load(k0 + stride) : default;
+            var a2 = j + 2 < keys ? Vector512.Load(q) * Vector512.Load(k0 + 2 * stride) : default;
+            var a3 = j + 3 < keys ? Vector512.Load(q) * Vector512.Load(k0 + 3 * stride) : default;
+            for (int c = 16; c < dh; c += 16)
+            {
+                var qc = Vector512.Load(q + c);
+                a0 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(k0 + c), a0);
+                if (j + 1 < keys) a1 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(k0 + stride + c), a1);
+                if (j + 2 < keys) a2 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(k0 + 2 * stride + c), a2);
+                if (j + 3 < keys) a3 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(k0 + 3 * stride + c), a3);
+            }
+            Vector128.Store(Reduce4(a0, a1, a2, a3) * scale, scores + j);
+        }
+    }
+
+    /// <summary><see cref="Scores"/> over bfloat16 keys, widened exactly.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void ScoresBFloat16(float* q, ushort* k, long stride, int keys, int dh, float scale, float* scores)
+    {
+        for (int j = 0; j < keys; j += 4)
+        {
+            ushort* k0 = k + j * stride;
+            var a0 = Vector512.Load(q) * KvCacheTypes.WidenBFloat16(k0);
+            var a1 = j + 1 < keys ? Vector512.Load(q) * KvCacheTypes.WidenBFloat16(k0 + stride) : default;
+            var a2 = j + 2 < keys ? Vector512.Load(q) * KvCacheTypes.WidenBFloat16(k0 + 2 * stride) : default;
+            var a3 = j + 3 < keys ? Vector512.Load(q) * KvCacheTypes.WidenBFloat16(k0 + 3 * stride) : default;
+            for (int c = 16; c < dh; c += 16)
+            {
+                var qc = Vector512.Load(q + c);
+                a0 = Vector512.FusedMultiplyAdd(qc, KvCacheTypes.WidenBFloat16(k0 + c), a0);
+                if (j + 1 < keys) a1 = Vector512.FusedMultiplyAdd(qc, KvCacheTypes.WidenBFloat16(k0 + stride + c), a1);
+                if (j + 2 < keys) a2 = Vector512.FusedMultiplyAdd(qc, KvCacheTypes.WidenBFloat16(k0 + 2 * stride + c), a2);
+                if (j + 3 < keys) a3 = Vector512.FusedMultiplyAdd(qc, KvCacheTypes.WidenBFloat16(k0 + 3 * stride + c), a3);
+            }
+            Vector128.Store(Reduce4(a0, a1, a2, a3) * scale, scores + j);
+        }
+    }
+
+    /// <summary>[Σ a0, Σ a1, Σ a2, Σ a3], each sum over its own 16 lanes by one fixed tree.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector128<float> Reduce4(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3)
+    {
+        // Per 128-bit lane: [a0 a1 a0 a1] pair sums, then [a0 a1 a2 a3] quad sums; then the four lanes added.
+        var p01 = Avx512F.UnpackLow(a0, a1) + Avx512F.UnpackHigh(a0, a1);
+        var p23 = Avx512F.UnpackLow(a2, a3) + Avx512F.UnpackHigh(a2, a3);
+        var quad = Avx512F.Shuffle(p01, p23, 0x44) + Avx512F.Shuffle(p01, p23, 0xEE);
+        var halves = quad.GetLower() + quad.GetUpper();
+        return halves.GetLower() + halves.GetUpper();
     }
 
     /// <summary>Σ a[i]·b[i] in fp32 vectors with a scalar tail.</summary>

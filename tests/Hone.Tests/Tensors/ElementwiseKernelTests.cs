@@ -253,6 +253,8 @@ public unsafe class ElementwiseKernelTests
     [Theory]
     [InlineData(1, 0, 4, 2, 16)]    // decode at position 0
     [InlineData(1, 37, 6, 3, 64)]   // decode deep in the cache
+    [InlineData(1, 18, 4, 2, 32)]   // decode: a last group of three keys
+    [InlineData(1, 2, 4, 2, 48)]    // decode: fewer keys than one group of four
     [InlineData(5, 0, 4, 4, 8)]     // small prefill
     [InlineData(70, 10, 6, 2, 64)]  // prefill across query blocks, after a cached prefix
     [InlineData(129, 0, 9, 3, 64)]  // SmolLM2 head layout
