@@ -50,7 +50,7 @@ public static unsafe class Attention
         int items = blocks * job.Heads;
         int group = job.Heads / job.KvHeads;
         int maxKeys = job.Start + job.Tokens;
-        float* scores = ScoreBuffer.ForThread(QueryBlock * (long)maxKeys);
+        float* scores = ThreadBuffer<ScoreRows>.ForThread(QueryBlock * (long)maxKeys);
         // Round-robin from the most expensive (last) blocks so causal work balances across threads.
         for (int item = thread; item < items; item += threads)
         {
@@ -63,7 +63,7 @@ public static unsafe class Attention
             if (job.BFloat16)
             {
                 // This head's keys and values widened to fp32 [keys, Dh] (1/64 of the GEMMs' work at full blocks).
-                float* widened = KvBuffer.ForThread(2L * keys * job.HeadDim);
+                float* widened = ThreadBuffer<WidenedKv>.ForThread(2L * keys * job.HeadDim);
                 ushort* k16 = (ushort*)job.K + g * job.HeadDim, v16 = (ushort*)job.V + g * job.HeadDim;
                 for (int j = 0; j < keys; j++)
                 {
@@ -91,32 +91,56 @@ public static unsafe class Attention
     {
         ref Job job = ref *(Job*)context;
         var (h0, h1) = WorkerPool.Share(job.Heads, thread, threads);
-        float* scores = ScoreBuffer.ForThread(job.Start + 4);
+        float* scores = ThreadBuffer<ScoreRows>.ForThread(job.Start + 4);
         for (int h = h0; h < h1; h++) DecodeHead(ref job, h, scores);
     }
 
     /// <summary>One head of one decode query (the query at position Start, attending to keys 0..Start).</summary>
     static void DecodeHead(ref Job job, int h, float* scores)
     {
+        if (job.BFloat16) DecodeHead<BFloat16Elements>(ref job, h, scores);
+        else DecodeHead<F32Elements>(ref job, h, scores);
+    }
+
+    static void DecodeHead<T>(ref Job job, int h, float* scores) where T : struct, ICacheElements
+    {
         int keys = job.Start + 1;
         int g = h / (job.Heads / job.KvHeads);
         float* qh = job.Q + h * job.HeadDim;
-        if (job.BFloat16)
-        {
-            ushort* k16 = (ushort*)job.K + g * job.HeadDim, v16 = (ushort*)job.V + g * job.HeadDim;
-            if (Avx512F.IsSupported && job.HeadDim % 16 == 0) ScoresBFloat16(qh, k16, job.KvStride, keys, job.HeadDim, job.Scale, scores);
-            else
-            for (int j = 0; j < keys; j++) scores[j] = DotBFloat16(qh, k16 + j * job.KvStride, job.HeadDim) * job.Scale;
-            Softmax.InPlace(scores, keys);
-            WeightedSumBFloat16(scores, v16, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
-            return;
-        }
-        float* kg = job.K + g * job.HeadDim, vg = job.V + g * job.HeadDim;
-        if (Avx512F.IsSupported && job.HeadDim % 16 == 0) Scores(qh, kg, job.KvStride, keys, job.HeadDim, job.Scale, scores);
+        byte* kg = (byte*)job.K + (long)g * job.HeadDim * T.Bytes, vg = (byte*)job.V + (long)g * job.HeadDim * T.Bytes;
+        if (Avx512F.IsSupported && job.HeadDim % 16 == 0) Scores<T>(qh, kg, job.KvStride, keys, job.HeadDim, job.Scale, scores);
         else
-        for (int j = 0; j < keys; j++) scores[j] = Dot(qh, kg + j * job.KvStride, job.HeadDim) * job.Scale;
+            for (int j = 0; j < keys; j++) scores[j] = Dot<T>(qh, kg + j * job.KvStride * T.Bytes, job.HeadDim) * job.Scale;
         Softmax.InPlace(scores, keys);
-        WeightedSum(scores, vg, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
+        WeightedSum<T>(scores, vg, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
+    }
+
+    /// <summary>How decode attention reads the elements of a KV cache row: 16 at a time widened to fp32 (exactly), or
+    /// one. The kernels below are written once over it; each element type gets its own compiled copy.</summary>
+    interface ICacheElements
+    {
+        static abstract int Bytes { get; }
+        /// <summary>Elements i..i+15 of <paramref name="row"/> as fp32.</summary>
+        static abstract Vector512<float> Load(void* row, long i);
+        static abstract float Scalar(void* row, long i);
+    }
+
+    readonly struct F32Elements : ICacheElements
+    {
+        public static int Bytes => 4;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load(void* row, long i) => Vector512.Load((float*)row + i);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Scalar(void* row, long i) => ((float*)row)[i];
+    }
+
+    readonly struct BFloat16Elements : ICacheElements
+    {
+        public static int Bytes => 2;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load(void* row, long i) => KvCacheTypes.WidenBFloat16((ushort*)row + i);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Scalar(void* row, long i) => NumberConversion.BFloat16ToSingle(((ushort*)row)[i]);
     }
 
     /// <summary>One decode query of one sequence: its query and output rows, its own KV cache, its position.</summary>
@@ -159,7 +183,7 @@ public static unsafe class Attention
         var (i0, i1) = WorkerPool.Share(batch.Count * batch.Heads, thread, threads);
         int maxKeys = 0;
         for (int i = 0; i < batch.Count; i++) maxKeys = Math.Max(maxKeys, batch.Queries[i].Position + 1);
-        float* scores = ScoreBuffer.ForThread(maxKeys + 3);
+        float* scores = ThreadBuffer<ScoreRows>.ForThread(maxKeys + 3);
         for (int item = i0; item < i1; item++)
         {
             var query = batch.Queries[item / batch.Heads];
@@ -176,46 +200,24 @@ public static unsafe class Attention
     /// <summary>scores[j] = scale·q·k_j, four keys at a time: each key's lane-wise products summed over its Dh/16 chunks
     /// in order, then the four keys' vectors reduced together (unpack, then 128- and 256-bit halves), so one key's
     /// score depends on q and that key only. Dh a multiple of 16; scores needs room for keys rounded up to 4.</summary>
+    /// <param name="k">k[keys, Dh] in T's elements, rows <paramref name="stride"/> elements apart</param>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void Scores(float* q, float* k, long stride, int keys, int dh, float scale, float* scores)
+    static void Scores<T>(float* q, void* k, long stride, int keys, int dh, float scale, float* scores) where T : struct, ICacheElements
     {
         for (int j = 0; j < keys; j += 4)
         {
-            float* k0 = k + j * stride;
-            var a0 = Vector512.Load(q) * Vector512.Load(k0);
-            var a1 = j + 1 < keys ? Vector512.Load(q) * Vector512.Load(k0 + stride) : default;
-            var a2 = j + 2 < keys ? Vector512.Load(q) * Vector512.Load(k0 + 2 * stride) : default;
-            var a3 = j + 3 < keys ? Vector512.Load(q) * Vector512.Load(k0 + 3 * stride) : default;
+            long k0 = j * stride;
+            var a0 = Vector512.Load(q) * T.Load(k, k0);
+            var a1 = j + 1 < keys ? Vector512.Load(q) * T.Load(k, k0 + stride) : default;
+            var a2 = j + 2 < keys ? Vector512.Load(q) * T.Load(k, k0 + 2 * stride) : default;
+            var a3 = j + 3 < keys ? Vector512.Load(q) * T.Load(k, k0 + 3 * stride) : default;
             for (int c = 16; c < dh; c += 16)
             {
                 var qc = Vector512.Load(q + c);
-                a0 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(k0 + c), a0);
-                if (j + 1 < keys) a1 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(k0 + stride + c), a1);
-                if (j + 2 < keys) a2 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(k0 + 2 * stride + c), a2);
-                if (j + 3 < keys) a3 = Vector512.FusedMultiplyAdd(qc, Vector512.Load(k0 + 3 * stride + c), a3);
-            }
-            Vector128.Store(Reduce4(a0, a1, a2, a3) * scale, scores + j);
-        }
-    }
-
-    /// <summary><see cref="Scores"/> over bfloat16 keys, widened exactly.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void ScoresBFloat16(float* q, ushort* k, long stride, int keys, int dh, float scale, float* scores)
-    {
-        for (int j = 0; j < keys; j += 4)
-        {
-            ushort* k0 = k + j * stride;
-            var a0 = Vector512.Load(q) * KvCacheTypes.WidenBFloat16(k0);
-            var a1 = j + 1 < keys ? Vector512.Load(q) * KvCacheTypes.WidenBFloat16(k0 + stride) : default;
-            var a2 = j + 2 < keys ? Vector512.Load(q) * KvCacheTypes.WidenBFloat16(k0 + 2 * stride) : default;
-            var a3 = j + 3 < keys ? Vector512.Load(q) * KvCacheTypes.WidenBFloat16(k0 + 3 * stride) : default;
-            for (int c = 16; c < dh; c += 16)
-            {
-                var qc = Vector512.Load(q + c);
-                a0 = Vector512.FusedMultiplyAdd(qc, KvCacheTypes.WidenBFloat16(k0 + c), a0);
-                if (j + 1 < keys) a1 = Vector512.FusedMultiplyAdd(qc, KvCacheTypes.WidenBFloat16(k0 + stride + c), a1);
-                if (j + 2 < keys) a2 = Vector512.FusedMultiplyAdd(qc, KvCacheTypes.WidenBFloat16(k0 + 2 * stride + c), a2);
-                if (j + 3 < keys) a3 = Vector512.FusedMultiplyAdd(qc, KvCacheTypes.WidenBFloat16(k0 + 3 * stride + c), a3);
+                a0 = Vector512.FusedMultiplyAdd(qc, T.Load(k, k0 + c), a0);
+                if (j + 1 < keys) a1 = Vector512.FusedMultiplyAdd(qc, T.Load(k, k0 + stride + c), a1);
+                if (j + 2 < keys) a2 = Vector512.FusedMultiplyAdd(qc, T.Load(k, k0 + 2 * stride + c), a2);
+                if (j + 3 < keys) a3 = Vector512.FusedMultiplyAdd(qc, T.Load(k, k0 + 3 * stride + c), a3);
             }
             Vector128.Store(Reduce4(a0, a1, a2, a3) * scale, scores + j);
         }
@@ -235,67 +237,23 @@ public static unsafe class Attention
 
     /// <summary>Σ a[i]·b[i] in fp32 vectors with a scalar tail.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float Dot(float* a, float* b, int n)
-    {
-        int i = 0;
-        var acc = Vector512<float>.Zero;
-        for (; i + 16 <= n; i += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
-        float s = Vector512.Sum(acc);
-        for (; i < n; i++) s += a[i] * b[i];
-        return s;
-    }
+    internal static float Dot(float* a, float* b, int n) => Dot<F32Elements>(a, b, n);
 
-    /// <summary>Σ a[i]·b[i] for bfloat16 b, widened exactly: the same operations as <see cref="Dot"/> on the widened b.</summary>
+    /// <summary>Σ a[i]·b[i] for b in T's elements (widened exactly).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float DotBFloat16(float* a, ushort* b, int n)
+    static float Dot<T>(float* a, void* b, int n) where T : struct, ICacheElements
     {
         int i = 0;
         var acc = Vector512<float>.Zero;
-        for (; i + 16 <= n; i += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), KvCacheTypes.WidenBFloat16(b + i), acc);
+        for (; i + 16 <= n; i += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), T.Load(b, i), acc);
         float s = Vector512.Sum(acc);
-        for (; i < n; i++) s += a[i] * NumberConversion.BFloat16ToSingle(b[i]);
+        for (; i < n; i++) s += a[i] * T.Scalar(b, i);
         return s;
     }
 
-    /// <summary>o[Dh] = Σ_j p[j]·v[j, :] for bfloat16 v, as <see cref="WeightedSum"/> does on the widened rows.</summary>
+    /// <summary>o[Dh] = Σ_j p[j]·v[j, :] for v in T's elements, rows <paramref name="stride"/> elements apart.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void WeightedSumBFloat16(float* p, ushort* v, long stride, int keys, float* o, int dh)
-    {
-        int i = 0;
-        for (; i + 64 <= dh; i += 64)
-        {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            ushort* vj = v + i;
-            for (int j = 0; j < keys; j++, vj += stride)
-            {
-                var pj = Vector512.Create(p[j]);
-                a0 = Vector512.FusedMultiplyAdd(pj, KvCacheTypes.WidenBFloat16(vj), a0);
-                a1 = Vector512.FusedMultiplyAdd(pj, KvCacheTypes.WidenBFloat16(vj + 16), a1);
-                a2 = Vector512.FusedMultiplyAdd(pj, KvCacheTypes.WidenBFloat16(vj + 32), a2);
-                a3 = Vector512.FusedMultiplyAdd(pj, KvCacheTypes.WidenBFloat16(vj + 48), a3);
-            }
-            Vector512.Store(a0, o + i);
-            Vector512.Store(a1, o + i + 16);
-            Vector512.Store(a2, o + i + 32);
-            Vector512.Store(a3, o + i + 48);
-        }
-        for (; i + 16 <= dh; i += 16)
-        {
-            var acc = Vector512<float>.Zero;
-            for (int j = 0; j < keys; j++) acc = Vector512.FusedMultiplyAdd(Vector512.Create(p[j]), KvCacheTypes.WidenBFloat16(v + j * stride + i), acc);
-            Vector512.Store(acc, o + i);
-        }
-        for (; i < dh; i++)
-        {
-            float s = 0;
-            for (int j = 0; j < keys; j++) s += p[j] * NumberConversion.BFloat16ToSingle(v[j * stride + i]);
-            o[i] = s;
-        }
-    }
-
-    /// <summary>o[Dh] = Σ_j p[j]·v[j, :].</summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void WeightedSum(float* p, float* v, long stride, int keys, float* o, int dh)
+    static void WeightedSum<T>(float* p, void* v, long stride, int keys, float* o, int dh) where T : struct, ICacheElements
     {
         int i = 0;
         // Four 16-wide columns per pass over the keys: each lane still sums p[j]·v[j, lane] for j in order, as the
@@ -303,14 +261,14 @@ public static unsafe class Attention
         for (; i + 64 <= dh; i += 64)
         {
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            float* vj = v + i;
+            long vj = i;
             for (int j = 0; j < keys; j++, vj += stride)
             {
                 var pj = Vector512.Create(p[j]);
-                a0 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(vj), a0);
-                a1 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(vj + 16), a1);
-                a2 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(vj + 32), a2);
-                a3 = Vector512.FusedMultiplyAdd(pj, Vector512.Load(vj + 48), a3);
+                a0 = Vector512.FusedMultiplyAdd(pj, T.Load(v, vj), a0);
+                a1 = Vector512.FusedMultiplyAdd(pj, T.Load(v, vj + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(pj, T.Load(v, vj + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(pj, T.Load(v, vj + 48), a3);
             }
             Vector512.Store(a0, o + i);
             Vector512.Store(a1, o + i + 16);
@@ -320,13 +278,13 @@ public static unsafe class Attention
         for (; i + 16 <= dh; i += 16)
         {
             var acc = Vector512<float>.Zero;
-            for (int j = 0; j < keys; j++) acc = Vector512.FusedMultiplyAdd(Vector512.Create(p[j]), Vector512.Load(v + j * stride + i), acc);
+            for (int j = 0; j < keys; j++) acc = Vector512.FusedMultiplyAdd(Vector512.Create(p[j]), T.Load(v, j * stride + i), acc);
             Vector512.Store(acc, o + i);
         }
         for (; i < dh; i++)
         {
             float s = 0;
-            for (int j = 0; j < keys; j++) s += p[j] * v[j * stride + i];
+            for (int j = 0; j < keys; j++) s += p[j] * T.Scalar(v, j * stride + i);
             o[i] = s;
         }
     }
@@ -368,25 +326,12 @@ public static unsafe class Attention
             }
     }
 
-    /// <summary>Per-thread fp32 copies of a head's bfloat16 keys and values (prefill).</summary>
-    static class KvBuffer
-    {
-        [ThreadStatic] static float* _buffer;
-        [ThreadStatic] static long _capacity;
+    sealed class ScoreRows;
+    sealed class WidenedKv;
 
-        public static float* ForThread(long floats)
-        {
-            if (_capacity < floats)
-            {
-                if (_buffer != null) NativeMemory.AlignedFree(_buffer);
-                _capacity = Math.Max(floats, 4096);
-                _buffer = (float*)NativeMemory.AlignedAlloc((nuint)(_capacity * 4), 64);
-            }
-            return _buffer;
-        }
-    }
-
-    static class ScoreBuffer
+    /// <summary>A per-thread float buffer that grows and is kept, one per <typeparamref name="TUse"/> (each closed
+    /// generic type has its own thread statics): scores, and widened bf16 keys and values in prefill.</summary>
+    static class ThreadBuffer<TUse>
     {
         [ThreadStatic] static float* _buffer;
         [ThreadStatic] static long _capacity;

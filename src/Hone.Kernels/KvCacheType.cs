@@ -51,6 +51,14 @@ public static unsafe class KvCacheTypes
         else NumberConversion.BFloat16ToSingle((ushort*)source, destination, checked((int)count));
     }
 
+    /// <summary>A copy of <paramref name="count"/> cached elements as fp32 (tests and inspection).</summary>
+    public static float[] ToArray(KvCacheType type, void* source, int count)
+    {
+        var values = new float[count];
+        fixed (float* v = values) Load(type, source, v, count);
+        return values;
+    }
+
     /// <summary>16 bfloat16 values widened to fp32 (exact: the bits move up by 16).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> WidenBFloat16(ushort* p)

@@ -160,13 +160,19 @@ public static unsafe class WeightGemm
         if (m <= 0) return;
         var job = PackedJob(m, x, ldx, weights, y, ldy);
         job.Accumulate = accumulate;
-        job.Activations = ActivationBuffer.ForThread(job.Panels * job.PanelBytes);
         int threads = pool.Threads;
         job.SplitM = threads > 1 && job.Slivers % threads != 0 && job.Slivers < 4 * threads && job.Panels >= threads;
-        // A few rows quantize in less time than a dispatch takes.
-        if (job.Panels <= SerialPackingPanels) PackActivationsWorker(&job, 0, 1);
-        else pool.Run(&PackActivationsWorker, &job);
+        QuantizeActivations(pool, &job);
         pool.Run(&MultiplyWorker, &job);
+    }
+
+    /// <summary>X of a packed-weight job quantized into the calling thread's activation buffer (assigned here).</summary>
+    static void QuantizeActivations(WorkerPool pool, Job* job)
+    {
+        job->Activations = ActivationBuffer.ForThread(job->Panels * job->PanelBytes);
+        // A few rows quantize in less time than a dispatch takes.
+        if (job->Panels <= SerialPackingPanels) PackActivationsWorker(job, 0, 1);
+        else pool.Run(&PackActivationsWorker, job);
     }
 
     const int SerialPackingPanels = 4;
@@ -509,9 +515,7 @@ public static unsafe class WeightGemm
         if (m <= 0) return;
         var shared = new SharedJob { Parts = c == null ? 2 : 3 };
         shared.A = PackedJob(m, x, ldx, a, ya, ldya);
-        shared.A.Activations = ActivationBuffer.ForThread(shared.A.Panels * shared.A.PanelBytes);
-        if (shared.A.Panels <= SerialPackingPanels) PackActivationsWorker(&shared.A, 0, 1);
-        else pool.Run(&PackActivationsWorker, &shared.A);
+        QuantizeActivations(pool, &shared.A);
         shared.B = PackedJob(m, x, ldx, b, yb, ldyb);
         shared.B.Activations = shared.A.Activations;
         if (c != null)

@@ -71,10 +71,8 @@ public sealed unsafe class BatchedLlama : IDisposable
         // Q8_0 weights get their packed copy now rather than at the first request, so memory is fixed from start-up.
         if (precision == ComputePrecision.Fast)
         {
-            weights.Output.PackedForGemm(pool);
-            foreach (var layer in weights.Layers)
-                foreach (var m in new[] { layer.Query, layer.Key, layer.Value, layer.AttentionOutput, layer.Gate, layer.Up, layer.Down })
-                    m.PackedForGemm(pool);
+            foreach (var m in weights.Matrices())
+                if (m != weights.TokenEmbedding || m == weights.Output) m.PackedForGemm(pool); // an untied embedding is only looked up
         }
     }
 
@@ -216,14 +214,9 @@ public sealed unsafe class BatchedLlama : IDisposable
     }
 
     /// <summary>The cached key vector of one slot, layer and position ([Hkv·Dh], after RoPE) — for tests.</summary>
-    public ReadOnlySpan<float> CachedKey(int slot, int layer, int position)
-    {
-        var key = new float[Config.KvDim];
-        fixed (float* k = key)
-            KvCacheTypes.Load(CacheType, _keys.Pointer + (((long)slot * Config.Layers + layer) * Context + position) * Config.KvDim * CacheType.ElementBytes(),
-                k, Config.KvDim);
-        return key;
-    }
+    public ReadOnlySpan<float> CachedKey(int slot, int layer, int position) =>
+        KvCacheTypes.ToArray(CacheType, _keys.Pointer + (((long)slot * Config.Layers + layer) * Context + position) * Config.KvDim * CacheType.ElementBytes(),
+            Config.KvDim);
 
     public void Dispose()
     {

@@ -83,8 +83,7 @@ public static unsafe class Linear
             return;
         }
         if (adapterA == null && adapterB == null && adapterC == null
-            && Packed(pool, a, precision) is { } pa && Packed(pool, b, precision) is { } pb && Packed(pool, c, precision) is { } pc
-            && pb.K == pa.K && pc.K == pa.K && pb.Kernel == pa.Kernel && pc.Kernel == pa.Kernel)
+            && PackedPair(pool, a, b, precision, out var pa, out var pb) && PackedPair(pool, a, c, precision, out _, out var pc))
         {
             WeightGemm.MultiplyPackedShared(pool, tokens, x, ldx, pa, ya, ldya, pb, yb, ldyb, pc, yc, ldyc);
             AddBias(ya, ldya, biasA, tokens, a.Rows);

@@ -266,13 +266,8 @@ public sealed unsafe class LlamaModel : IDisposable
         Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, AdapterOf(w), scratch, precision: Precision, promptRows: promptRows);
 
     /// <summary>The cached key vector of one layer and position ([Hkv·Dh], after RoPE) — for tests and inspection.</summary>
-    public ReadOnlySpan<float> CachedKey(int layer, int position)
-    {
-        var key = new float[Config.KvDim];
-        fixed (float* k = key)
-            KvCacheTypes.Load(CacheType, _keys.Pointer + ((long)layer * MaxContext + position) * Config.KvDim * CacheType.ElementBytes(), k, Config.KvDim);
-        return key;
-    }
+    public ReadOnlySpan<float> CachedKey(int layer, int position) =>
+        KvCacheTypes.ToArray(CacheType, _keys.Pointer + ((long)layer * MaxContext + position) * Config.KvDim * CacheType.ElementBytes(), Config.KvDim);
 
     public void Dispose()
     {
