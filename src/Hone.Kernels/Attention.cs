@@ -91,28 +91,45 @@ public static unsafe class Attention
     {
         ref Job job = ref *(Job*)context;
         var (h0, h1) = WorkerPool.Share(job.Heads, thread, threads);
-        float* scores = ThreadBuffer<ScoreRows>.ForThread(job.Start + 4);
-        for (int h = h0; h < h1; h++) DecodeHead(ref job, h, scores);
+        float* scores = ThreadBuffer<ScoreRows>.ForThread(GroupRun * ScoreStride(job.Start + 1));
+        DecodeHeads(ref job, h0, h1, scores);
     }
 
-    /// <summary>One head of one decode query (the query at position Start, attending to keys 0..Start).</summary>
-    static void DecodeHead(ref Job job, int h, float* scores)
+    /// <summary>Most query heads of one KV group computed in one pass over its keys and values.</summary>
+    const int GroupRun = 4;
+
+    /// <summary>Floats between the score rows of a run's heads: the keys rounded up to whole groups of four.</summary>
+    static int ScoreStride(int keys) => (keys + 3) & ~3;
+
+    /// <summary>Heads h0..h1 of one decode query (the query at position Start, attending to keys 0..Start), in runs of up
+    /// to <see cref="GroupRun"/> heads that share a KV head: each run reads its keys and values once for all its heads.
+    /// Every head's arithmetic is the same in any run, so the result does not depend on how threads split the heads.</summary>
+    static void DecodeHeads(ref Job job, int h0, int h1, float* scores)
     {
-        if (job.BFloat16) DecodeHead<BFloat16Elements>(ref job, h, scores);
-        else DecodeHead<F32Elements>(ref job, h, scores);
+        int group = job.Heads / job.KvHeads;
+        for (int h = h0; h < h1;)
+        {
+            int count = Math.Min(Math.Min(h1, (h / group + 1) * group) - h, GroupRun);
+            if (job.BFloat16) DecodeRun<BFloat16Elements>(ref job, h, count, scores);
+            else DecodeRun<F32Elements>(ref job, h, count, scores);
+            h += count;
+        }
     }
 
-    static void DecodeHead<T>(ref Job job, int h, float* scores) where T : struct, ICacheElements
+    /// <param name="scores">[count, ScoreStride(keys)] scratch</param>
+    static void DecodeRun<T>(ref Job job, int h0, int count, float* scores) where T : struct, ICacheElements
     {
-        int keys = job.Start + 1;
-        int g = h / (job.Heads / job.KvHeads);
-        float* qh = job.Q + h * job.HeadDim;
+        int keys = job.Start + 1, stride = ScoreStride(keys);
+        int g = h0 / (job.Heads / job.KvHeads);
+        float* q = job.Q + h0 * job.HeadDim;
         byte* kg = (byte*)job.K + (long)g * job.HeadDim * T.Bytes, vg = (byte*)job.V + (long)g * job.HeadDim * T.Bytes;
-        if (Avx512F.IsSupported && job.HeadDim % 16 == 0) Scores<T>(qh, kg, job.KvStride, keys, job.HeadDim, job.Scale, scores);
+        if (Avx512F.IsSupported && job.HeadDim % 16 == 0) ScoresRun<T>(q, count, kg, job.KvStride, keys, job.HeadDim, job.Scale, scores, stride);
         else
-            for (int j = 0; j < keys; j++) scores[j] = Dot<T>(qh, kg + j * job.KvStride * T.Bytes, job.HeadDim) * job.Scale;
-        Softmax.InPlace(scores, keys);
-        WeightedSum<T>(scores, vg, job.KvStride, keys, job.Output + h * job.HeadDim, job.HeadDim);
+            for (int i = 0; i < count; i++)
+                for (int j = 0; j < keys; j++)
+                    scores[i * stride + j] = Dot<T>(q + i * job.HeadDim, kg + j * job.KvStride * T.Bytes, job.HeadDim) * job.Scale;
+        for (int i = 0; i < count; i++) Softmax.InPlace(scores + i * stride, keys);
+        WeightedSumRun<T>(scores, stride, count, vg, job.KvStride, keys, job.Output + h0 * job.HeadDim, job.HeadDim);
     }
 
     /// <summary>How decode attention reads the elements of a KV cache row: 16 at a time widened to fp32 (exactly), or
@@ -180,20 +197,35 @@ public static unsafe class Attention
     static void DecodeBatchWorker(void* context, int thread, int threads)
     {
         ref BatchJob batch = ref *(BatchJob*)context;
-        var (i0, i1) = WorkerPool.Share(batch.Count * batch.Heads, thread, threads);
+        // Threads split the (sequence, head) items by their cost, the keys they read (a head of a sequence at position
+        // P reads P + 1), in shares by the threads' learned speeds.
+        long total = 0;
         int maxKeys = 0;
-        for (int i = 0; i < batch.Count; i++) maxKeys = Math.Max(maxKeys, batch.Queries[i].Position + 1);
-        float* scores = ThreadBuffer<ScoreRows>.ForThread(maxKeys + 3);
-        for (int item = i0; item < i1; item++)
+        for (int i = 0; i < batch.Count; i++)
         {
-            var query = batch.Queries[item / batch.Heads];
+            int keys = batch.Queries[i].Position + 1;
+            total += (long)keys * batch.Heads;
+            maxKeys = Math.Max(maxKeys, keys);
+        }
+        var (c0, c1) = WorkerPool.Balanced((int)Math.Min(total, int.MaxValue), thread, threads);
+        float* scores = ThreadBuffer<ScoreRows>.ForThread(GroupRun * ScoreStride(maxKeys));
+        long before = 0; // cost of the items ahead of this sequence
+        for (int sequence = 0; sequence < batch.Count && before < c1; sequence++)
+        {
+            var query = batch.Queries[sequence];
+            int keys = query.Position + 1;
+            // Items whose cost starts in [c0, c1): heads h with before + h·keys in that range.
+            long from = Math.Max(0, c0 - before), to = c1 - before;
+            int h0 = (int)Math.Min(batch.Heads, (from + keys - 1) / keys), h1 = (int)Math.Min(batch.Heads, (to + keys - 1) / keys);
+            before += (long)keys * batch.Heads;
+            if (h0 >= h1) continue;
             var job = new Job
             {
                 Q = (float*)query.Q, QStride = 0, K = (float*)query.K, V = (float*)query.V, KvStride = batch.KvStride,
                 Output = (float*)query.Output, OutputStride = 0, Tokens = 1, Heads = batch.Heads, KvHeads = batch.KvHeads,
                 HeadDim = batch.HeadDim, Start = query.Position, Scale = batch.Scale, BFloat16 = batch.BFloat16,
             };
-            DecodeHead(ref job, item % batch.Heads, scores);
+            DecodeHeads(ref job, h0, h1, scores);
         }
     }
 
@@ -219,20 +251,67 @@ public static unsafe class Attention
                 if (j + 2 < keys) a2 = Vector512.FusedMultiplyAdd(qc, T.Load(k, k0 + 2 * stride + c), a2);
                 if (j + 3 < keys) a3 = Vector512.FusedMultiplyAdd(qc, T.Load(k, k0 + 3 * stride + c), a3);
             }
-            Vector128.Store(Reduce4(a0, a1, a2, a3) * scale, scores + j);
+            Vector128.Store(HorizontalSum.Four(a0, a1, a2, a3) * scale, scores + j);
         }
     }
 
-    /// <summary>[Σ a0, Σ a1, Σ a2, Σ a3], each sum over its own 16 lanes by one fixed tree.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector128<float> Reduce4(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3)
+    /// <summary>The scores of a run of 1..4 heads of one KV group: each key row is loaded once for all of them, and
+    /// every head's score of every key is computed exactly as <see cref="Scores{T}"/> computes it alone.</summary>
+    /// <param name="q">q[count, Dh]: the run's query heads, one after another</param>
+    /// <param name="k">k[keys, Dh] in T's elements, rows <paramref name="stride"/> elements apart</param>
+    /// <param name="scores">[count, scoreStride]; scoreStride ≥ keys rounded up to 4</param>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void ScoresRun<T>(float* q, int count, void* k, long stride, int keys, int dh, float scale, float* scores, int scoreStride)
+        where T : struct, ICacheElements
     {
-        // Per 128-bit lane: [a0 a1 a0 a1] pair sums, then [a0 a1 a2 a3] quad sums; then the four lanes added.
-        var p01 = Avx512F.UnpackLow(a0, a1) + Avx512F.UnpackHigh(a0, a1);
-        var p23 = Avx512F.UnpackLow(a2, a3) + Avx512F.UnpackHigh(a2, a3);
-        var quad = Avx512F.Shuffle(p01, p23, 0x44) + Avx512F.Shuffle(p01, p23, 0xEE);
-        var halves = quad.GetLower() + quad.GetUpper();
-        return halves.GetLower() + halves.GetUpper();
+        float* q1 = q + dh, q2 = q + 2 * dh, q3 = q + 3 * dh;
+        int full = keys & ~3;
+        for (int j = 0; j < full; j += 4)
+        {
+            long r0 = j * stride, r1 = r0 + stride, r2 = r1 + stride, r3 = r2 + stride;
+            for (int ahead = 0; ahead < 4; ahead++) PrefetchRow((byte*)k + (r0 + (PrefetchKeys + ahead) * stride) * T.Bytes, dh * T.Bytes);
+            var k0 = T.Load(k, r0); var k1 = T.Load(k, r1); var k2 = T.Load(k, r2); var k3 = T.Load(k, r3);
+            var x = Vector512.Load(q);
+            Vector512<float> a00 = x * k0, a01 = x * k1, a02 = x * k2, a03 = x * k3;
+            Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
+            Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
+            Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
+            if (count > 1) { x = Vector512.Load(q1); a10 = x * k0; a11 = x * k1; a12 = x * k2; a13 = x * k3; }
+            if (count > 2) { x = Vector512.Load(q2); a20 = x * k0; a21 = x * k1; a22 = x * k2; a23 = x * k3; }
+            if (count > 3) { x = Vector512.Load(q3); a30 = x * k0; a31 = x * k1; a32 = x * k2; a33 = x * k3; }
+            for (int c = 16; c < dh; c += 16)
+            {
+                k0 = T.Load(k, r0 + c); k1 = T.Load(k, r1 + c); k2 = T.Load(k, r2 + c); k3 = T.Load(k, r3 + c);
+                x = Vector512.Load(q + c);
+                a00 = Vector512.FusedMultiplyAdd(x, k0, a00); a01 = Vector512.FusedMultiplyAdd(x, k1, a01);
+                a02 = Vector512.FusedMultiplyAdd(x, k2, a02); a03 = Vector512.FusedMultiplyAdd(x, k3, a03);
+                if (count > 1)
+                {
+                    x = Vector512.Load(q1 + c);
+                    a10 = Vector512.FusedMultiplyAdd(x, k0, a10); a11 = Vector512.FusedMultiplyAdd(x, k1, a11);
+                    a12 = Vector512.FusedMultiplyAdd(x, k2, a12); a13 = Vector512.FusedMultiplyAdd(x, k3, a13);
+                }
+                if (count > 2)
+                {
+                    x = Vector512.Load(q2 + c);
+                    a20 = Vector512.FusedMultiplyAdd(x, k0, a20); a21 = Vector512.FusedMultiplyAdd(x, k1, a21);
+                    a22 = Vector512.FusedMultiplyAdd(x, k2, a22); a23 = Vector512.FusedMultiplyAdd(x, k3, a23);
+                }
+                if (count > 3)
+                {
+                    x = Vector512.Load(q3 + c);
+                    a30 = Vector512.FusedMultiplyAdd(x, k0, a30); a31 = Vector512.FusedMultiplyAdd(x, k1, a31);
+                    a32 = Vector512.FusedMultiplyAdd(x, k2, a32); a33 = Vector512.FusedMultiplyAdd(x, k3, a33);
+                }
+            }
+            Vector128.Store(HorizontalSum.Four(a00, a01, a02, a03) * scale, scores + j);
+            if (count > 1) Vector128.Store(HorizontalSum.Four(a10, a11, a12, a13) * scale, scores + scoreStride + j);
+            if (count > 2) Vector128.Store(HorizontalSum.Four(a20, a21, a22, a23) * scale, scores + 2 * scoreStride + j);
+            if (count > 3) Vector128.Store(HorizontalSum.Four(a30, a31, a32, a33) * scale, scores + 3 * scoreStride + j);
+        }
+        if (full < keys)
+            for (int i = 0; i < count; i++)
+                Scores<T>(q + i * dh, (byte*)k + full * stride * T.Bytes, stride, keys - full, dh, scale, scores + i * scoreStride + full);
     }
 
     /// <summary>Σ a[i]·b[i] in fp32 vectors with a scalar tail.</summary>
@@ -251,30 +330,84 @@ public static unsafe class Attention
         return s;
     }
 
-    /// <summary>o[Dh] = Σ_j p[j]·v[j, :] for v in T's elements, rows <paramref name="stride"/> elements apart.</summary>
+    /// <summary>o_h[Dh] = Σ_j p_h[j]·v[j, :] for a run of 1..4 heads of one KV group and v in T's elements: each value
+    /// row is read once for all the heads. Every lane of every head sums p_h[j]·v[j, lane] for j in order, whatever the
+    /// run, so a head's output is the same bit for bit alone or with others.</summary>
+    /// <param name="p">p[count, pStride]</param>
+    /// <param name="v">v[keys, Dh], rows <paramref name="stride"/> elements apart</param>
+    /// <param name="o">o[count, Dh]</param>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static void WeightedSum<T>(float* p, void* v, long stride, int keys, float* o, int dh) where T : struct, ICacheElements
+    static void WeightedSumRun<T>(float* p, int pStride, int count, void* v, long stride, int keys, float* o, int dh)
+        where T : struct, ICacheElements
     {
+        float* p1 = p + pStride, p2 = p1 + pStride, p3 = p2 + pStride;
         int i = 0;
-        // Four 16-wide columns per pass over the keys: each lane still sums p[j]·v[j, lane] for j in order, as the
-        // one-column loop below does, so the result is the same bit for bit; the values rows are read once, not four times.
         for (; i + 64 <= dh; i += 64)
         {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
+            Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
+            Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
+            Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
             long vj = i;
             for (int j = 0; j < keys; j++, vj += stride)
             {
+                PrefetchRow((byte*)v + (vj + PrefetchKeys * stride) * T.Bytes, 64 * T.Bytes);
+                var v0 = T.Load(v, vj); var v1 = T.Load(v, vj + 16); var v2 = T.Load(v, vj + 32); var v3 = T.Load(v, vj + 48);
                 var pj = Vector512.Create(p[j]);
-                a0 = Vector512.FusedMultiplyAdd(pj, T.Load(v, vj), a0);
-                a1 = Vector512.FusedMultiplyAdd(pj, T.Load(v, vj + 16), a1);
-                a2 = Vector512.FusedMultiplyAdd(pj, T.Load(v, vj + 32), a2);
-                a3 = Vector512.FusedMultiplyAdd(pj, T.Load(v, vj + 48), a3);
+                a00 = Vector512.FusedMultiplyAdd(pj, v0, a00); a01 = Vector512.FusedMultiplyAdd(pj, v1, a01);
+                a02 = Vector512.FusedMultiplyAdd(pj, v2, a02); a03 = Vector512.FusedMultiplyAdd(pj, v3, a03);
+                if (count > 1)
+                {
+                    pj = Vector512.Create(p1[j]);
+                    a10 = Vector512.FusedMultiplyAdd(pj, v0, a10); a11 = Vector512.FusedMultiplyAdd(pj, v1, a11);
+                    a12 = Vector512.FusedMultiplyAdd(pj, v2, a12); a13 = Vector512.FusedMultiplyAdd(pj, v3, a13);
+                }
+                if (count > 2)
+                {
+                    pj = Vector512.Create(p2[j]);
+                    a20 = Vector512.FusedMultiplyAdd(pj, v0, a20); a21 = Vector512.FusedMultiplyAdd(pj, v1, a21);
+                    a22 = Vector512.FusedMultiplyAdd(pj, v2, a22); a23 = Vector512.FusedMultiplyAdd(pj, v3, a23);
+                }
+                if (count > 3)
+                {
+                    pj = Vector512.Create(p3[j]);
+                    a30 = Vector512.FusedMultiplyAdd(pj, v0, a30); a31 = Vector512.FusedMultiplyAdd(pj, v1, a31);
+                    a32 = Vector512.FusedMultiplyAdd(pj, v2, a32); a33 = Vector512.FusedMultiplyAdd(pj, v3, a33);
+                }
             }
-            Vector512.Store(a0, o + i);
-            Vector512.Store(a1, o + i + 16);
-            Vector512.Store(a2, o + i + 32);
-            Vector512.Store(a3, o + i + 48);
+            Store4(o + i, a00, a01, a02, a03);
+            if (count > 1) Store4(o + dh + i, a10, a11, a12, a13);
+            if (count > 2) Store4(o + 2 * dh + i, a20, a21, a22, a23);
+            if (count > 3) Store4(o + 3 * dh + i, a30, a31, a32, a33);
         }
+        if (i < dh)
+            for (int h = 0; h < count; h++) WeightedSumColumns<T>(p + h * pStride, v, stride, keys, o + h * dh, i, dh);
+    }
+
+    /// <summary>How many keys ahead decode attention asks for cache rows: the rows of one KV head are a strided walk the
+    /// hardware prefetchers follow too late (a cold step ran at half the speed of a cache-resident one).</summary>
+    const int PrefetchKeys = 32;
+
+    /// <summary>Prefetch the cache lines of [row, row + bytes) (prefetches never fault, so rows past the cache are harmless).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void PrefetchRow(byte* row, int bytes)
+    {
+        for (int b = 0; b < bytes; b += 64) Sse.Prefetch1(row + b);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Store4(float* o, Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3)
+    {
+        Vector512.Store(a0, o);
+        Vector512.Store(a1, o + 16);
+        Vector512.Store(a2, o + 32);
+        Vector512.Store(a3, o + 48);
+    }
+
+    /// <summary>Columns first..Dh of o[Dh] = Σ_j p[j]·v[j, :], 16 lanes at a time, then one at a time.</summary>
+    static void WeightedSumColumns<T>(float* p, void* v, long stride, int keys, float* o, int first, int dh) where T : struct, ICacheElements
+    {
+        int i = first;
         for (; i + 16 <= dh; i += 16)
         {
             var acc = Vector512<float>.Zero;

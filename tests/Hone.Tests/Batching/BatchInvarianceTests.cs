@@ -160,4 +160,39 @@ public unsafe class BatchInvarianceTests
         finally { foreach (var h in handles) h.Free(); }
         Assert.True(alone.AsSpan().SequenceEqual(batched));
     }
+    [Theory]
+    [InlineData(8, 1, 64, 0)]   // one KV head for eight query heads: runs of four
+    [InlineData(10, 2, 80, 37)] // groups of five; head dim with a 16-wide column tail
+    [InlineData(9, 3, 64, 190)] // SmolLM2's layout deep in the cache
+    [InlineData(6, 2, 20, 18)]  // head dim not a multiple of 16
+    public void Decode_heads_give_the_same_bits_however_threads_group_them(int heads, int kvHeads, int headDim, int position)
+    {
+        int qd = heads * headDim, kd = kvHeads * headDim, context = position + 1;
+        var q = TestData.Random(qd, 5);
+        var k = TestData.Random(context * kd, 6);
+        var v = TestData.Random(context * kd, 7);
+        foreach (var cacheType in new[] { KvCacheType.F32, KvCacheType.BF16 })
+        {
+            var kc = cacheType == KvCacheType.F32 ? System.Runtime.InteropServices.MemoryMarshal.AsBytes(k.AsSpan()).ToArray() : ToBFloat16(k);
+            var vc = cacheType == KvCacheType.F32 ? System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan()).ToArray() : ToBFloat16(v);
+            var together = new float[qd];
+            var apart = new float[qd];
+            using var one = new WorkerPool(1);
+            using var perHead = new WorkerPool(heads);
+            fixed (float* pq = q, pt = together, pa = apart)
+            fixed (byte* pk = kc, pv = vc)
+            {
+                Attention.Forward(one, pq, qd, pk, pv, kd, pt, qd, 1, heads, kvHeads, headDim, position, 0.2f, cacheType: cacheType);
+                Attention.Forward(perHead, pq, qd, pk, pv, kd, pa, qd, 1, heads, kvHeads, headDim, position, 0.2f, cacheType: cacheType);
+            }
+            Assert.True(together.AsSpan().SequenceEqual(apart), $"{cacheType}");
+        }
+    }
+
+    static byte[] ToBFloat16(float[] x)
+    {
+        var bytes = new byte[x.Length * 2];
+        for (int i = 0; i < x.Length; i++) BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), NumberConversion.SingleToBFloat16(x[i]));
+        return bytes;
+    }
 }
