@@ -1,4 +1,5 @@
 using Hone.Tensors;
+using System.Numerics;
 namespace Hone.Inference;
 
 /// <summary>Sampling settings. Temperature 0 means greedy (argmax). A disabled stage: TopK ≤ 0, TopP ≥ 1, MinP ≤ 0,
@@ -64,6 +65,14 @@ public sealed class Sampler
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<ulong> allowed)
     {
         int v = logits.Length;
+        if (allowed.IsEmpty && _options.Temperature == 0 && !PenaltiesApply && v > 0)
+        {
+            // Plain greedy: the first id of the largest logit, read from the logits in place (a batched step samples
+            // every sequence on one thread, so a pass over the vocabulary per sequence adds up).
+            int best = GreedyArgMax(logits, out bool allFinite);
+            if (!allFinite) throw new Model.NonFiniteException("the logits are not finite (NaN or infinity)", null, []);
+            return best;
+        }
         if (_candidates.Length < v) _candidates = new (int, float)[v];
         var c = _candidates.AsSpan(0, v);
         bool finite = true;
@@ -131,11 +140,20 @@ public sealed class Sampler
         return c[keep - 1].Id;
     }
 
+    /// <summary>Whether the penalties would change any logit now.</summary>
+    bool PenaltiesApply
+    {
+        get
+        {
+            var o = _options;
+            return !(o.RepetitionPenalty == 1 && o.PresencePenalty == 0 && o.FrequencyPenalty == 0) && o.PenaltyWindow != 0 && _history.Count != 0;
+        }
+    }
+
     void ApplyPenalties(Span<(int Id, float Logit)> c)
     {
         var o = _options;
-        if (o.RepetitionPenalty == 1 && o.PresencePenalty == 0 && o.FrequencyPenalty == 0) return;
-        if (o.PenaltyWindow == 0 || _history.Count == 0) return;
+        if (!PenaltiesApply) return;
         int from = o.PenaltyWindow < 0 ? 0 : Math.Max(0, _history.Count - o.PenaltyWindow);
         _counts.Clear();
         for (int i = from; i < _history.Count; i++) _counts[_history[i]] = _counts.GetValueOrDefault(_history[i]) + 1;
@@ -162,6 +180,41 @@ public sealed class Sampler
             if (c[mid].Id < id) lo = mid + 1; else hi = mid - 1;
         }
         return -1;
+    }
+
+    /// <summary>The first index of the largest value (as <see cref="ArgMax"/> picks it: values compare by ==, so −0 and
+    /// +0 tie), and whether every value is finite; the maximum and the finiteness in one vector pass, the index in a
+    /// second that stops at it.</summary>
+    internal static int GreedyArgMax(ReadOnlySpan<float> x, out bool allFinite)
+    {
+        int n = x.Length, w = Vector<float>.Count, i = 0;
+        float m = float.NegativeInfinity;
+        bool finite = true;
+        if (n >= w)
+        {
+            var max = new Vector<float>(x);
+            var bad = Vector<int>.Zero;
+            for (; i + w <= n; i += w)
+            {
+                var v = new Vector<float>(x[i..]);
+                bad |= ~Vector.Equals(v - v, Vector<float>.Zero); // x − x is 0 exactly when x is finite
+                max = Vector.Max(max, v);
+            }
+            for (int lane = 0; lane < w; lane++) m = Math.Max(m, max[lane]);
+            finite = bad == Vector<int>.Zero;
+        }
+        for (; i < n; i++)
+        {
+            finite &= float.IsFinite(x[i]);
+            m = Math.Max(m, x[i]);
+        }
+        allFinite = finite;
+        if (!finite) return 0;
+        var target = new Vector<float>(m);
+        for (i = 0; i + w <= n; i += w)
+            if (Vector.EqualsAny(new Vector<float>(x[i..]), target)) break;
+        for (; i < n; i++) if (x[i] == m) return i;
+        return 0;
     }
 
     static int ArgMax(Span<(int Id, float Logit)> c)

@@ -68,4 +68,41 @@ public class SamplerTests
         Assert.Throws<ArgumentException>(() => new Sampler(new SamplerOptions(TopP: 0)));
         Assert.Throws<ArgumentException>(() => new Sampler(new SamplerOptions(MinP: 1)));
     }
+
+    [Fact]
+    public void Greedy_fast_path_picks_what_the_candidate_chain_picks()
+    {
+        var rng = new Random(3);
+        // Lengths around every vector width's tails; values from a few levels so the maximum ties, zeros of both signs.
+        foreach (int n in new[] { 1, 2, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 2048, 49152 })
+            for (int trial = 0; trial < 20; trial++)
+            {
+                var x = new float[n];
+                for (int i = 0; i < n; i++) x[i] = rng.Next(4) switch { 0 => 0f, 1 => -0f, 2 => rng.Next(3), _ => -rng.Next(5) };
+                int expected = 0;
+                for (int i = 1; i < n; i++) if (x[i] > x[expected]) expected = i;
+                Assert.Equal(expected, Sampler.GreedyArgMax(x, out bool finite));
+                Assert.True(finite);
+                var allowAll = Enumerable.Repeat(ulong.MaxValue, (n + 63) / 64).ToArray(); // a mask takes the candidate chain
+                Assert.Equal(expected, new Sampler(SamplerOptions.Greedy).Sample(x, allowAll));
+                Assert.Equal(expected, new Sampler(SamplerOptions.Greedy).Sample(x));
+            }
+    }
+
+    [Theory]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(float.NegativeInfinity)]
+    public void Greedy_fast_path_refuses_non_finite_logits_anywhere(float bad)
+    {
+        foreach (int n in new[] { 1, 17, 64, 100 })
+            foreach (int at in new[] { 0, n / 2, n - 1 })
+            {
+                var x = new float[n];
+                x[at] = bad;
+                Sampler.GreedyArgMax(x, out bool finite);
+                Assert.False(finite, $"n={n} at={at}");
+                Assert.Throws<Hone.Model.NonFiniteException>(() => new Sampler(SamplerOptions.Greedy).Sample(x));
+            }
+    }
 }
