@@ -25,6 +25,7 @@ public sealed unsafe class BatchedLlama : IDisposable
     readonly NativeBuffer _headInput;               // [S, D] final-normed rows that want logits
     readonly Rope _rope;
     readonly Attention.DecodeQuery[] _queries;      // [S]
+    readonly DecodeRowWrite[] _decodeWrites;        // [S]
     readonly RowGroup[] _groups, _headGroups;       // [R], [S]
 
     public ModelConfig Config { get; }
@@ -66,6 +67,7 @@ public sealed unsafe class BatchedLlama : IDisposable
             throw;
         }
         _queries = new Attention.DecodeQuery[slots];
+        _decodeWrites = new DecodeRowWrite[slots];
         _groups = new RowGroup[stepRows];
         _headGroups = new RowGroup[slots];
         // Q8_0 weights get their packed copy now rather than at the first request, so memory is fixed from start-up.
@@ -152,16 +154,21 @@ public sealed unsafe class BatchedLlama : IDisposable
                 byte* kCache = _keys.Pointer + s.Slot * slotStride + (long)l * Context * Kd * element;
                 byte* vCache = _values.Pointer + s.Slot * slotStride + (long)l * Context * Kd * element;
                 float* qs = q + (long)s.Start * Qd, ks = k + (long)s.Start * Kd;
+                if (s.Decode)
+                {
+                    _decodeWrites[queries] = new DecodeRowWrite(qs, ks, v + (long)s.Start * Kd,
+                        kCache + (long)s.Position * Kd * element, vCache + (long)s.Position * Kd * element, s.Position);
+                    _queries[queries++] = new Attention.DecodeQuery((nint)qs, (nint)kCache, (nint)vCache, (nint)(att + (long)s.Start * Qd), s.Position);
+                    continue;
+                }
                 RowParallel.RopeApply(Pool, _rope, qs, s.Count, c.Heads, Qd, s.Position);
                 RowParallel.RopeApply(Pool, _rope, ks, s.Count, c.KvHeads, Kd, s.Position);
                 KvCacheTypes.Store(CacheType, ks, kCache + (long)s.Position * Kd * element, (long)s.Count * Kd);
                 KvCacheTypes.Store(CacheType, v + (long)s.Start * Kd, vCache + (long)s.Position * Kd * element, (long)s.Count * Kd);
-                if (s.Decode)
-                    _queries[queries++] = new Attention.DecodeQuery((nint)qs, (nint)kCache, (nint)vCache, (nint)(att + (long)s.Start * Qd), s.Position);
-                else
-                    Attention.Forward(Pool, qs, Qd, kCache, vCache, Kd, att + (long)s.Start * Qd, Qd, s.Count, c.Heads, c.KvHeads, c.HeadDim,
-                        s.Position, scale, promptRows: true, CacheType);
+                Attention.Forward(Pool, qs, Qd, kCache, vCache, Kd, att + (long)s.Start * Qd, Qd, s.Count, c.Heads, c.KvHeads, c.HeadDim,
+                    s.Position, scale, promptRows: true, CacheType);
             }
+            WriteDecodeRows(queries);
             Attention.ForwardDecodeBatch(Pool, _queries.AsSpan(0, queries), Kd, c.Heads, c.KvHeads, c.HeadDim, scale, CacheType);
             Linear.ForwardRows(Pool, w.AttentionOutput, null, att, Qd, x, D, true, decodeRows, R, rowGroups, scratch, Precision);
 
@@ -193,6 +200,54 @@ public sealed unsafe class BatchedLlama : IDisposable
         fixed (float* output = logits)
             Linear.ForwardRows(Pool, Weights.Output, null, headInput, D, output, V, false, logitRows, logitRows,
                 new ReadOnlySpan<RowGroup>(_headGroups, 0, headGroups), null, Precision);
+    }
+
+    /// <summary>One decode row's queries and keys to rotate at its position, and its key and value rows to store there.</summary>
+    /// <param name="Q">q[H·Dh]</param>
+    /// <param name="K">k[Hkv·Dh] (likewise V)</param>
+    /// <param name="KeyCache">the cache row [Hkv·Dh] of this position in the slot's layer (likewise ValueCache)</param>
+    readonly struct DecodeRowWrite(float* q, float* k, float* v, byte* keyCache, byte* valueCache, int position)
+    {
+        public readonly float* Q = q, K = k, V = v;
+        public readonly byte* KeyCache = keyCache, ValueCache = valueCache;
+        public readonly int Position = position;
+    }
+
+    struct DecodeWritesJob
+    {
+        public DecodeRowWrite* Rows; public int Count;
+        public Rope.TableView Rope; public int Heads, KvHeads, QueryDim, KvDim;
+        public KvCacheType CacheType;
+    }
+
+    /// <summary>RoPE and the cache writes of the step's decode rows in one dispatch (a few microseconds each, too short
+    /// to split one row, too many to run one after another on the calling thread).</summary>
+    void WriteDecodeRows(int count)
+    {
+        if (count == 0) return;
+        fixed (DecodeRowWrite* rows = _decodeWrites)
+        {
+            var job = new DecodeWritesJob
+            {
+                Rows = rows, Count = count, Rope = _rope.Tables, Heads = Config.Heads, KvHeads = Config.KvHeads,
+                QueryDim = Config.QueryDim, KvDim = Config.KvDim, CacheType = CacheType,
+            };
+            Pool.Run(&DecodeWritesWorker, &job);
+        }
+    }
+
+    static void DecodeWritesWorker(void* context, int thread, int threads)
+    {
+        ref var job = ref *(DecodeWritesJob*)context;
+        var (r0, r1) = WorkerPool.Share(job.Count, thread, threads);
+        for (int r = r0; r < r1; r++)
+        {
+            var row = job.Rows[r];
+            Rope.Rotate(job.Rope, row.Q, 1, job.Heads, job.QueryDim, row.Position, false);
+            Rope.Rotate(job.Rope, row.K, 1, job.KvHeads, job.KvDim, row.Position, false);
+            KvCacheTypes.Store(job.CacheType, row.K, row.KeyCache, job.KvDim);
+            KvCacheTypes.Store(job.CacheType, row.V, row.ValueCache, job.KvDim);
+        }
     }
 
     /// <summary>Copies positions [0, <paramref name="tokens"/>) of one slot's cache to another (a shared prompt prefix).</summary>
