@@ -38,29 +38,46 @@ public static unsafe class Int8Kernels
     public static delegate* unmanaged[SuppressGCTransition]<byte*, byte*, float*, nint, nint, nint, void> Emitted =>
         (delegate* unmanaged[SuppressGCTransition]<byte*, byte*, float*, nint, nint, nint, void>)EmittedCode.Value.Pointer;
 
+    /// <summary>The emitted kernel that also prefetches into L2, a slice of <see cref="PrefetchLinesPerBlock"/> cache
+    /// lines per block from its seventh argument on: a caller running the same weights against several row panels
+    /// fetches the next weights while the later panels compute from cache, so memory is busy all the time rather than
+    /// during the first panel only.</summary>
+    public static delegate* unmanaged[SuppressGCTransition]<byte*, byte*, float*, nint, nint, nint, byte*, void> EmittedPrefetching =>
+        (delegate* unmanaged[SuppressGCTransition]<byte*, byte*, float*, nint, nint, nint, byte*, void>)EmittedPrefetchingCode.Value.Pointer;
+
+    /// <summary>Cache lines the prefetching kernel asks for per block: a third of a weight block's 27, so three panels
+    /// fetch the next weights of the same length.</summary>
+    public const int PrefetchLinesPerBlock = 9;
+
     public static bool EmittedAvailable => EmittedCode.Value.Pointer != 0;
 
     public static string? EmittedUnavailableReason => EmittedCode.Value.Failure;
 
-    static readonly Lazy<(nint Pointer, string? Failure)> EmittedCode = new(() =>
+    static readonly Lazy<(nint Pointer, string? Failure)> EmittedCode = new(() => Create(prefetch: false));
+    static readonly Lazy<(nint Pointer, string? Failure)> EmittedPrefetchingCode = new(() => Create(prefetch: true));
+
+    static (nint Pointer, string? Failure) Create(bool prefetch)
     {
         if (!EmittedCpu.CanRunEvexCode) return (0, "AVX-512 code cannot run here (CPU, OS, platform or HONE_DISABLE_EMITTED)");
         if (!EmittedCpu.HasAvx512Vnni) return (0, "the CPU has no AVX512_VNNI");
-        var memory = ExecutableMemory.TryCreate(Emit(), out var failure);
+        var memory = ExecutableMemory.TryCreate(Emit(prefetch), out var failure);
         return memory == null ? (0, failure) : ((nint)memory.Pointer, null);
-    });
+    }
 
     static Zmm FloatAccumulator(int row, int vector) => new(row * 3 + vector);         // zmm0..zmm11
     static Zmm IntegerAccumulator(int row, int vector) => new(12 + row * 3 + vector);  // zmm12..zmm23
     static Zmm Weights(int vector) => new(24 + vector);                                 // zmm24..zmm26
+    static Zmm Activations(int row) => new(27 + row);                                   // zmm27..zmm30
 
-    /// <summary>The vpdpbusd micro-kernel (System V: rdi=A, rsi=B, rdx=C, rcx=ldc bytes, r8=blocks, r9=load).
-    /// Only caller-saved registers, so nothing to save.</summary>
-    public static byte[] Emit()
+    /// <summary>The vpdpbusd micro-kernel (System V: rdi=A, rsi=B, rdx=C, rcx=ldc bytes, r8=blocks, r9=load; with
+    /// <paramref name="prefetch"/>, a seventh argument on the stack: where to prefetch from). Only caller-saved
+    /// registers, so nothing to save.</summary>
+    public static byte[] Emit(bool prefetch = false)
     {
         var asm = new X86Assembler();
-        Gpr a = Gpr.Rdi, b = Gpr.Rsi, c = Gpr.Rdx, ldc = Gpr.Rcx, blocks = Gpr.R8, load = Gpr.R9, row = Gpr.R10;
+        Gpr a = Gpr.Rdi, b = Gpr.Rsi, c = Gpr.Rdx, ldc = Gpr.Rcx, blocks = Gpr.R8, load = Gpr.R9, row = Gpr.R10, ahead = Gpr.R11;
         var zero = new Label(); var ready = new Label(); var loop = new Label(); var store = new Label();
+        if (prefetch) asm.Mov(ahead, Memory.At(Gpr.Rsp, 8));
 
         asm.Test(load, load);
         asm.Jump(Condition.Equal, zero);
@@ -83,21 +100,32 @@ public static unsafe class Int8Kernels
         for (int i = 0; i < Rows; i++)
             for (int j = 0; j < 3; j++)
                 asm.Vpbroadcastd(IntegerAccumulator(i, j), Memory.At(a, ActivationCorrectionsOffset + 4 * i));
+        // Each row's quad is broadcast into a register once and meets the three weight vectors from there: a memory
+        // operand per vpdpbusd made the kernel wait on loads (two vpdpbusd issue per cycle, and a third of the loads).
         for (int q = 0; q < Quads; q++)
         {
             for (int j = 0; j < 3; j++) asm.Vmovups(Weights(j), Memory.At(b, (q * Columns + 16 * j) * 4));
+            for (int i = 0; i < Rows; i++) asm.Vpbroadcastd(Activations(i), Memory.At(a, (q * Rows + i) * 4));
             for (int i = 0; i < Rows; i++)
                 for (int j = 0; j < 3; j++)
-                    asm.Vpdpbusd(IntegerAccumulator(i, j), Weights(j), Memory.At(a, (q * Rows + i) * 4), broadcast: true);
+                    asm.Vpdpbusd(IntegerAccumulator(i, j), Weights(j), Activations(i));
+            if (prefetch) asm.Prefetcht1(Memory.At(ahead, 64 * q)); // spread among the quads
         }
-        // facc += float(dot) · dx[row] · dw[columns]
+        if (prefetch)
+        {
+            for (int line = Quads; line < PrefetchLinesPerBlock; line++) asm.Prefetcht1(Memory.At(ahead, 64 * line));
+            asm.Add(ahead, 64 * PrefetchLinesPerBlock);
+        }
+        // facc += float(dot) · dx[row] · dw[columns], the scales loaded once per block into the freed registers.
+        for (int j = 0; j < 3; j++) asm.Vmovups(Weights(j), Memory.At(b, WeightScalesOffset + 64 * j));
+        for (int i = 0; i < Rows; i++) asm.Vbroadcastss(Activations(i), Memory.At(a, ActivationScalesOffset + 4 * i));
         for (int i = 0; i < Rows; i++)
             for (int j = 0; j < 3; j++)
             {
                 var t = IntegerAccumulator(i, j);
                 asm.Vcvtdq2ps(t, t);
-                asm.Vmulps(t, t, Memory.At(a, ActivationScalesOffset + 4 * i), broadcast: true);
-                asm.Vfmadd231ps(FloatAccumulator(i, j), t, Memory.At(b, WeightScalesOffset + 64 * j), broadcast: false);
+                asm.Vmulps(t, t, Activations(i));
+                asm.Vfmadd231ps(FloatAccumulator(i, j), t, Weights(j));
             }
         asm.Add(a, ActivationBlockBytes);
         asm.Add(b, WeightBlockBytes);

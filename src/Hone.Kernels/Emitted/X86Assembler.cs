@@ -68,6 +68,16 @@ public sealed class X86Assembler
     public void Nop() => Byte(0x90);
 
     /// <summary>vzeroupper: leave the upper vector state clean before returning to code that may use SSE.</summary>
+    /// <summary>prefetcht1 [memory]: bring the line into L2 (no REX.W; a REX byte only when a register needs it).</summary>
+    public void Prefetcht1(Memory memory)
+    {
+        int index = memory.Index is { } i ? (int)i : 0;
+        int rex = 0x40 | ((index >> 3) & 1) << 1 | (((int)memory.Base >> 3) & 1);
+        if (rex != 0x40) Byte((byte)rex);
+        Byte(0x0F); Byte(0x18);
+        ModRmMemory(2, memory, 1);
+    }
+
     public void Vzeroupper() { Byte(0xC5); Byte(0xF8); Byte(0x77); }
 
     /// <summary>mov destination, source (64-bit registers).</summary>

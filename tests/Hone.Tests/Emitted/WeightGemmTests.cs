@@ -269,7 +269,7 @@ public unsafe class WeightGemmTests
                 var packed = WeightGemm.TryPack(Two, TensorType.Q8_0, pw, w.RowBytes, n, k, kernel);
                 Assert.NotNull(packed);
                 Assert.Equal(kernel, packed!.Kernel);
-                foreach (int m in new[] { 1, 2, 3, 4, 5, 9, 17 })
+                foreach (int m in new[] { 1, 2, 3, 4, 5, 9, 16, 17 })
                     foreach (bool accumulate in new[] { false, true })
                         foreach (var pool in new[] { One, Two })
                         {
