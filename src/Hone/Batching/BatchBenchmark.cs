@@ -66,24 +66,43 @@ public static class BatchBenchmark
         }
     }
 
+    /// <summary>One run. Times come from the engine's own step records (the end of each step, its decode and prompt
+    /// rows), as llama-batched-bench times its batches, not from consumers woken per token: a reader task per sequence
+    /// would wake sixteen times a step on the same cores and be measured as the engine's cost. The streams are drained
+    /// by one thread that looks every few milliseconds, and their tokens are counted.</summary>
     static (double Total, double Decode, double Prefill, double Seconds) RunOnce(BatchEngine engine, int[][] prompts, int gen)
     {
-        var clock = Stopwatch.StartNew();
-        var handles = prompts.Select(p => engine.Submit(new SequenceRequest { Prompt = p, MaxTokens = gen, StopAtEndOfTurn = false })).ToArray();
-        // Each sequence's token times, read as its updates arrive.
-        var tokenTimes = new List<double>[handles.Length];
-        var readers = handles.Select((h, i) => Task.Run(async () =>
+        var steps = new List<(long Ticks, int DecodeRows, int PromptRows)>(prompts.Length * 4 + gen * 2);
+        void Record(StepStatistics s) => steps.Add((Stopwatch.GetTimestamp(), s.DecodeRows, s.PromptRows));
+        long start = Stopwatch.GetTimestamp();
+        engine.StepCompleted += Record;
+        int generated = 0;
+        try
         {
-            tokenTimes[i] = new List<double>(gen);
-            await foreach (var e in h.Events.ReadAllAsync())
-                if (e is SequenceUpdate u)
-                    foreach (var _ in u.Tokens) tokenTimes[i].Add(clock.Elapsed.TotalSeconds);
-        })).ToArray();
-        Task.WaitAll(readers);
-        double seconds = clock.Elapsed.TotalSeconds;
-        double prefillDone = tokenTimes.Max(t => t.Count > 0 ? t[0] : seconds);
-        int generated = tokenTimes.Sum(t => t.Count);
-        int after = tokenTimes.Sum(t => t.Count(x => x > prefillDone));
+            var open = prompts.Select(p => engine.Submit(new SequenceRequest { Prompt = p, MaxTokens = gen, StopAtEndOfTurn = false })).ToList();
+            while (open.Count > 0)
+            {
+                Thread.Sleep(5);
+                for (int i = open.Count - 1; i >= 0; i--)
+                {
+                    var events = open[i].Events;
+                    while (events.TryRead(out var e))
+                        if (e is SequenceUpdate u) generated += u.Tokens.Count;
+                    if (!events.Completion.IsCompleted) continue;
+                    events.Completion.GetAwaiter().GetResult(); // a failed sequence throws its error here
+                    open.RemoveAt(i);
+                }
+            }
+        }
+        finally { engine.StepCompleted -= Record; }
+        double At(long ticks) => Stopwatch.GetElapsedTime(start, ticks).TotalSeconds;
+        // Every sequence has its first token at the end of the last step that ran prompt rows; the decode phase is the
+        // steps after it.
+        int lastPrefill = steps.FindLastIndex(s => s.PromptRows > 0);
+        double seconds = At(steps[^1].Ticks);
+        double prefillDone = lastPrefill < 0 ? 0 : At(steps[lastPrefill].Ticks);
+        int after = 0;
+        for (int i = lastPrefill + 1; i < steps.Count; i++) after += steps[i].DecodeRows;
         double decode = after / Math.Max(seconds - prefillDone, 1e-9);
         return (generated / seconds, decode, prefillDone, seconds);
     }
