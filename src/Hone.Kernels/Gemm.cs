@@ -45,6 +45,7 @@ public static unsafe class Gemm
         public float* C; public nint Ldc; public bool Accumulate;
         // An optional second product added in the same pass (a LoRA term): A2[M, K2] row-major · B2 (fp32, same layout as B).
         public float* A2; public nint Lda2; public float* B2; public long Ldb2; public int K2;
+        public float* Prepacked;                                          // W packed once (PackedF32Weights): [slivers][K][NR]
     }
 
     /// <summary>A low-rank term L·R added to a product in the same pass over C (LoRA: (s·X·Aᵀ)·Bᵀ forward, (s·dY·B)·A backward).</summary>
@@ -138,6 +139,52 @@ public static unsafe class Gemm
         job.A2 = (float*)t.Left; job.Lda2 = t.LeftStride; job.B2 = (float*)t.Right; job.Ldb2 = t.RightStride; job.K2 = t.Rank;
     }
 
+    /// <summary>
+    /// An F32 weight W[N, K] transposed once into the GEMM's NR-column slivers over the whole depth, [⌈N/NR⌉][K][NR]
+    /// (the edge sliver zero-padded): exactly what the GEMM packs per call, so products through it are bit-identical to
+    /// <see cref="MultiplyWeights(WorkerPool, int, int, int, float*, int, TensorType, byte*, long, float*, int, bool, ComputePrecision)"/>
+    /// for every row count, and a few rows no longer pay a pass that reads and writes all of W. Null for W of at most
+    /// 16 rows (those take the narrow kernel).
+    /// </summary>
+    /// <param name="weights">W[N, K] fp32, row stride ldw floats</param>
+    public static PackedF32Weights? TryPackWeights(WorkerPool pool, float* weights, long ldw, int n, int k)
+    {
+        if (n <= NarrowColumns || k <= 0) return null;
+        var packed = new PackedF32Weights(n, k);
+        var job = new Job { N = n, K = k, B = (byte*)weights, Ldb = ldw, Prepacked = packed.Pointer };
+        pool.Run(&PackWeightsWorker, &job);
+        return packed;
+    }
+
+    static void PackWeightsWorker(void* context, int thread, int threads)
+    {
+        ref Job job = ref *(Job*)context;
+        int slivers = (job.N + NR - 1) / NR;
+        var (s0, s1) = WorkerPool.Share(slivers, thread, threads);
+        for (int sliver = s0; sliver < s1; sliver++)
+        {
+            int nr = Math.Min(NR, job.N - sliver * NR);
+            float* dst = job.Prepacked + (long)sliver * job.K * NR;
+            if (nr < NR) new Span<float>(dst, job.K * NR).Clear();
+            Transpose.Block((float*)job.B + (long)sliver * NR * job.Ldb, (nint)job.Ldb, dst, NR, nr, job.K);
+        }
+    }
+
+    /// <summary>Y[M, N] = (accumulate ? Y : 0) + X[M, K]·Wᵀ for a weight packed by <see cref="TryPackWeights"/>; the
+    /// threads split W's slivers, so each streams only its own part of the packed copy.</summary>
+    /// <param name="x">X[M, K] row stride ldx</param>
+    /// <param name="y">Y[M, N] row stride ldy</param>
+    public static void MultiplyPacked(WorkerPool pool, int m, float* x, int ldx, PackedF32Weights weights, float* y, int ldy, bool accumulate)
+    {
+        if (m <= 0) return;
+        var job = new Job
+        {
+            M = m, N = weights.N, K = weights.K, A = x, Lda = ldx, BLayout = GemmBLayout.NByK, BType = TensorType.F32,
+            C = y, Ldc = ldy, Accumulate = accumulate, Prepacked = weights.Pointer,
+        };
+        pool.Run(&Worker, &job);
+    }
+
     static void Run(WorkerPool pool, ref Job job)
     {
         if (job.M <= 0 || job.N <= 0) return;
@@ -165,7 +212,7 @@ public static unsafe class Gemm
         ref Job job = ref *(Job*)context;
         int slivers = (job.N + NR - 1) / NR;
         var scratch = Scratch.ForThread();
-        if (threads > 1 && slivers % threads != 0 && job.M >= MR * threads)
+        if (threads > 1 && slivers % threads != 0 && job.M >= MR * threads && job.Prepacked == null)
         {
             var (m0, m1) = WorkerPool.Balanced(job.M, thread, threads, MR);
             if (m0 < m1) Compute(ref job, m0, m1, 0, job.N, scratch);
@@ -229,7 +276,7 @@ public static unsafe class Gemm
     {
         float* packedB = scratch.PackedB;   // [nc/NR][kc][NR]
         float* tile = scratch.Tile;         // [MR][NR] for edge tiles
-        PackB(ref job, pc, kc, jc, nc, packedB, scratch);
+        if (job.Prepacked == null) PackB(ref job, pc, kc, jc, nc, packedB, scratch);
         for (int ir = m0; ir < m1; ir += MR)
         {
             int mr = Math.Min(MR, m1 - ir);
@@ -244,7 +291,8 @@ public static unsafe class Gemm
                 int nr = Math.Min(NR, nc - jr);
                 float* c = job.C + ir * job.Ldc + jc + jr;
                 float* b; nint bStride;
-                if (nr == NR && InPlaceB(ref job)) { b = (float*)job.B + (long)pc * job.Ldb + jc + jr; bStride = (nint)job.Ldb; }
+                if (job.Prepacked != null) { b = job.Prepacked + (long)((jc + jr) / NR) * job.K * NR + (long)pc * NR; bStride = NR; }
+                else if (nr == NR && InPlaceB(ref job)) { b = (float*)job.B + (long)pc * job.Ldb + jc + jr; bStride = (nint)job.Ldb; }
                 else { b = packedB + (jr / NR) * (kc * NR); bStride = NR; }
                 if (mr == MR && nr == NR) Kernel(a, rowStride, kStride, mr, b, bStride, kc, c, job.Ldc, load);
                 else
@@ -316,6 +364,7 @@ public static unsafe class Gemm
     /// mr rows are real; missing rows repeat row 0 and their results land in the discarded part of the edge tile.</summary>
     static void Kernel(float* a, nint rowStride, nint kStride, int mr, float* b, nint bStride, int kc, float* c, nint ldc, bool load)
     {
+        if (mr == 1 && Avx512F.IsSupported) { KernelOneRow512(a, kStride, b, bStride, kc, c, load); return; }
         float* a0 = a, a1 = mr > 1 ? a + rowStride : a, a2 = mr > 2 ? a + 2 * rowStride : a;
         float* a3 = mr > 3 ? a + 3 * rowStride : a, a4 = mr > 4 ? a + 4 * rowStride : a, a5 = mr > 5 ? a + 5 * rowStride : a;
         if (Avx512F.IsSupported) Kernel512(a0, a1, a2, a3, a4, a5, kStride, b, bStride, kc, c, ldc, load);
@@ -419,6 +468,25 @@ public static unsafe class Gemm
         Vector512.Store(c30, o); Vector512.Store(c31, o + 16); Vector512.Store(c32, o + 32); Vector512.Store(c33, o + 48); o += ldc;
         Vector512.Store(c40, o); Vector512.Store(c41, o + 16); Vector512.Store(c42, o + 32); Vector512.Store(c43, o + 48); o += ldc;
         Vector512.Store(c50, o); Vector512.Store(c51, o + 16); Vector512.Store(c52, o + 32); Vector512.Store(c53, o + 48);
+    }
+
+    /// <summary>Row 0 of <see cref="Kernel512"/> alone, operation for operation (a one-row product, such as one decode
+    /// token on packed weights, would otherwise compute six rows to keep one: memory bounds it either way, but the
+    /// five wasted rows cost a fifth of one sequence's decode speed on F32 weights).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void KernelOneRow512(float* a, nint step, float* b, nint bStride, int kc, float* c, bool load)
+    {
+        Vector512<float> c0, c1, c2, c3;
+        if (load) { c0 = Vector512.Load(c); c1 = Vector512.Load(c + 16); c2 = Vector512.Load(c + 32); c3 = Vector512.Load(c + 48); }
+        else c0 = c1 = c2 = c3 = default;
+        for (nint p = 0, q = 0; p < kc; p++, q += step)
+        {
+            var x = Vector512.Create(a[q]);
+            c0 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(b), c0); c1 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(b + 16), c1);
+            c2 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(b + 32), c2); c3 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(b + 48), c3);
+            b += bStride;
+        }
+        Vector512.Store(c0, c); Vector512.Store(c1, c + 16); Vector512.Store(c2, c + 32); Vector512.Store(c3, c + 48);
     }
 
     /// <summary>For the benchmark project: run the micro-kernel alone on L1-resident data; returns FLOPs done.</summary>
@@ -601,5 +669,27 @@ public static unsafe class Gemm
 
         // Thread-lifetime buffers: freed when the process ends (a handful of threads, ~1 MiB each).
         public static Scratch ForThread() => _current ??= new Scratch();
+    }
+}
+
+/// <summary>An F32 weight packed once for <see cref="Gemm.MultiplyPacked"/> (see <see cref="Gemm.TryPackWeights"/>):
+/// as many bytes as W again, plus the edge sliver's padding.</summary>
+public sealed unsafe class PackedF32Weights
+{
+    readonly byte[] _storage;
+
+    public int N { get; }
+    public int K { get; }
+    internal float* Pointer { get; }
+    public long ByteLength => (N + 63L) / 64 * K * 64 * 4;
+
+    internal PackedF32Weights(int n, int k)
+    {
+        N = n; K = k;
+        long bytes = ByteLength;
+        if (bytes > Array.MaxLength - 64) throw new ArgumentException($"a packed F32 weight of {n}×{k} needs {bytes} bytes, more than one array holds");
+        _storage = GC.AllocateUninitializedArray<byte>((int)bytes + 64, pinned: true);
+        byte* start = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_storage));
+        Pointer = (float*)(((nint)start + 63) & ~(nint)63);
     }
 }

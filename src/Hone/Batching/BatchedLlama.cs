@@ -70,11 +70,15 @@ public sealed unsafe class BatchedLlama : IDisposable
         _decodeWrites = new DecodeRowWrite[slots];
         _groups = new RowGroup[stepRows];
         _headGroups = new RowGroup[slots];
-        // Q8_0 weights get their packed copy now rather than at the first request, so memory is fixed from start-up.
+        // Q8_0 and F32 weights get their packed copy now rather than at the first request, so memory is fixed from start-up.
         if (precision == ComputePrecision.Fast)
         {
             foreach (var m in weights.Matrices())
-                if (m != weights.TokenEmbedding || m == weights.Output) m.PackedForGemm(pool); // an untied embedding is only looked up
+                if (m != weights.TokenEmbedding || m == weights.Output) // an untied embedding is only looked up
+                {
+                    m.PackedForGemm(pool);
+                    m.PackedF32ForGemm(pool);
+                }
         }
     }
 

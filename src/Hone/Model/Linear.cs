@@ -19,9 +19,9 @@ public unsafe interface ILinearAdapter
 
 /// <summary>
 /// The one choke point every projection goes through (llama.cpp's build_lora_mm): Y = X·Wᵀ (+ bias), then any
-/// adapter attached to W. Decode (one token) takes the matrix-vector path, everything else the GEMM — except Q8_0
-/// weights under fast precision, whose products of every row count run the int8 GEMM on a copy packed once
-/// (<see cref="WeightMatrix.PackedForGemm"/>). The precision says
+/// adapter attached to W. Decode (one token) takes the matrix-vector path, everything else the GEMM — except Q8_0 and
+/// F32 weights under fast precision, whose products of every row count run the int8 or fp32 GEMM on a copy packed once
+/// (<see cref="WeightMatrix.PackedForGemm"/>, <see cref="WeightMatrix.PackedF32ForGemm"/>). The precision says
 /// whether activations may be rounded to meet the weights (<see cref="ComputePrecision"/>): evaluation asks for Exact,
 /// generation and training keep Fast.
 /// </summary>
@@ -51,6 +51,8 @@ public static unsafe class Linear
         }
         if (packedWeights && lowRank == null && Packed(pool, w, precision) is { } packed)
             WeightGemm.MultiplyPacked(pool, tokens, x, ldx, packed, y, ldy, accumulate);
+        else if (packedWeights && lowRank == null && PackedF32(pool, w, precision) is { } packedF32)
+            Gemm.MultiplyPacked(pool, tokens, x, ldx, packedF32, y, ldy, accumulate);
         else if (tokens == 1 && !promptRows)
         {
             MatVec.Multiply(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, y, accumulate, precision);
@@ -74,7 +76,7 @@ public static unsafe class Linear
         bool promptRows = false)
     {
         if (tokens == 1 && !promptRows && adapterA == null && adapterB == null && adapterC == null && SameLayout(a, b) && SameLayout(a, c)
-            && Packed(pool, a, precision) == null)
+            && !AnyPacked(pool, a, precision))
         {
             MatVec.MultiplyShared(pool, a.Type, a.RowBytes, a.Cols, x, a.Data, a.Rows, ya, b.Data, b.Rows, yb, c.Data, c.Rows, yc, precision);
             if (biasA != null) Add(ya, biasA, a.Rows);
@@ -120,7 +122,7 @@ public static unsafe class Linear
         int f = gateWeight.Rows;
         if (upWeight.Rows != f) throw new ArgumentException($"{gateWeight.Name} has {f} rows but {upWeight.Name} has {upWeight.Rows}");
         if (tokens == 1 && !promptRows && gateAdapter == null && upAdapter == null && SameLayout(gateWeight, upWeight)
-            && Packed(pool, gateWeight, precision) == null)
+            && !AnyPacked(pool, gateWeight, precision))
         {
             MatVec.MultiplyGated(pool, gateWeight.Type, gateWeight.RowBytes, f, gateWeight.Cols, x, gateWeight.Data, upWeight.Data, gate, up, precision);
             return;
@@ -155,7 +157,7 @@ public static unsafe class Linear
                 if (g.AdapterOf(w) is { IsAdditive: false }) split = true;
         if (!split)
         {
-            if (Packed(pool, w, precision) != null) BaseRows(pool, w, x, ldx, y, ldy, accumulate, 0, rows, false, precision);
+            if (AnyPacked(pool, w, precision)) BaseRows(pool, w, x, ldx, y, ldy, accumulate, 0, rows, false, precision);
             else
             {
                 BaseRows(pool, w, x, ldx, y, ldy, accumulate, 0, decodeRows, true, precision);
@@ -247,6 +249,7 @@ public static unsafe class Linear
         x += (long)start * ldx;
         y += (long)start * ldy;
         if (Packed(pool, w, precision) is { } packed) WeightGemm.MultiplyPacked(pool, count, x, ldx, packed, y, ldy, accumulate);
+        else if (PackedF32(pool, w, precision) is { } packedF32) Gemm.MultiplyPacked(pool, count, x, ldx, packedF32, y, ldy, accumulate);
         else if (decode) MatVec.MultiplyRows(pool, w.Type, w.Data, w.RowBytes, w.Rows, w.Cols, x, ldx, count, y, ldy, accumulate, precision);
         else Gemm.MultiplyWeights(pool, count, w.Rows, w.Cols, x, ldx, w.Type, w.Data, w.RowBytes, y, ldy, accumulate, precision);
     }
@@ -255,6 +258,14 @@ public static unsafe class Linear
     /// machine with the kernels): then every row count, one included, takes the same kernel.</summary>
     static PackedInt8Weights? Packed(WorkerPool pool, WeightMatrix w, ComputePrecision precision) =>
         precision == ComputePrecision.Fast ? w.PackedForGemm(pool) : null;
+
+    /// <summary>The F32 weight packed for the fp32 GEMM when this product may use it (fast precision): then every row
+    /// count, one included, takes the GEMM on that copy.</summary>
+    static PackedF32Weights? PackedF32(WorkerPool pool, WeightMatrix w, ComputePrecision precision) =>
+        precision == ComputePrecision.Fast ? w.PackedF32ForGemm(pool) : null;
+
+    static bool AnyPacked(WorkerPool pool, WeightMatrix w, ComputePrecision precision) =>
+        Packed(pool, w, precision) != null || PackedF32(pool, w, precision) != null;
 
     static bool SameLayout(WeightMatrix a, WeightMatrix b) => a.Type == b.Type && a.RowBytes == b.RowBytes && a.Cols == b.Cols;
 

@@ -41,8 +41,32 @@ public sealed unsafe class WeightMatrix
         }
     }
 
-    /// <summary>True once <see cref="PackedForGemm"/> has built the packed copy.</summary>
-    public bool IsPacked => Volatile.Read(ref _packTried) && _packed != null;
+    PackedF32Weights? _packedF32;
+    bool _packF32Tried;
+
+    /// <summary>
+    /// This F32 weight transposed once into the fp32 GEMM's slivers (built on first use, then kept beside the stored
+    /// copy: as many bytes again), or null for other types and for weights of at most 16 rows. Fast-precision products
+    /// of every row count go through it, as with Q8_0's packed copy: one decode row, many decode rows sharing one pass
+    /// over the weights, and prompt rows, all with the same per-element arithmetic.
+    /// </summary>
+    public PackedF32Weights? PackedF32ForGemm(WorkerPool pool)
+    {
+        if (Volatile.Read(ref _packF32Tried)) return _packedF32;
+        if (Type != TensorType.F32) return null;
+        lock (_packing)
+        {
+            if (!_packF32Tried)
+            {
+                _packedF32 = Gemm.TryPackWeights(pool, (float*)Data, RowBytes / 4, Rows, Cols);
+                Volatile.Write(ref _packF32Tried, true);
+            }
+            return _packedF32;
+        }
+    }
+
+    /// <summary>True once <see cref="PackedForGemm"/> or <see cref="PackedF32ForGemm"/> has built a packed copy.</summary>
+    public bool IsPacked => Volatile.Read(ref _packTried) && _packed != null || Volatile.Read(ref _packF32Tried) && _packedF32 != null;
 
     public long RowBytes => Type.Traits().BytesFor(Cols);
     public long ByteLength => RowBytes * Rows;

@@ -70,11 +70,39 @@ public unsafe class PackedWeightTests
     }
 
     [Fact]
-    public void Other_types_are_never_packed()
+    public void Q8_0_packing_passes_other_types_by()
     {
         using var data = new NativeBuffer(48L * 64 * 4);
         var w = new WeightMatrix("w", TensorType.F32, 48, 64, data.Pointer);
         Assert.Null(w.PackedForGemm(Pool));
         Assert.False(w.IsPacked);
+        var bf16 = new WeightMatrix("w", TensorType.BF16, 48, 64, data.Pointer);
+        Assert.Null(bf16.PackedF32ForGemm(Pool));
+        Assert.Null(bf16.PackedForGemm(Pool));
+        Assert.False(bf16.IsPacked);
+    }
+
+    /// <summary>F32 weights likewise: packed on the first fast product (not under exact precision, not for training),
+    /// the per-call GEMM's bits for prompt rows, and one decode row alone the bits it gets among others.</summary>
+    [Fact]
+    public void F32_fast_products_pack_once_and_match_the_per_call_gemm_bit_for_bit()
+    {
+        const int rows = 130, cols = 600; // an edge sliver, two depth blocks
+        using var data = new NativeBuffer((long)rows * cols * 4);
+        TestData.Random(rows * cols, 9, 0.1f).AsSpan().CopyTo(new Span<float>(data.Pointer, rows * cols));
+        var w = new WeightMatrix("blk.0.attn_q.weight", TensorType.F32, rows, cols, data.Pointer);
+        var x = TestData.Random(7 * cols, 10, 1f);
+        Run(w, x, 7, packedWeights: true, precision: ComputePrecision.Exact);
+        var unpacked = Run(w, x, 7, packedWeights: false);
+        Assert.False(w.IsPacked);
+        var packed = Run(w, x, 7, packedWeights: true);
+        Assert.True(w.IsPacked);
+        Assert.NotNull(w.PackedF32ForGemm(Pool));
+        Assert.True(unpacked.AsSpan().SequenceEqual(packed), "packed and per-call GEMM differ");
+        for (int t = 0; t < 7; t++)
+        {
+            var one = Run(w, x.AsSpan(t * cols, cols).ToArray(), 1, packedWeights: true);
+            Assert.True(one.AsSpan().SequenceEqual(packed.AsSpan(t * rows, rows)), $"row {t} alone differs");
+        }
     }
 }

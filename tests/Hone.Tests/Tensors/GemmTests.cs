@@ -112,6 +112,45 @@ public unsafe class GemmTests
                 Assert.Equal(want, got);
             }
     }
+
+    /// <summary>F32 weights packed once give the per-call GEMM's bits for every row count, edge sliver, depth past one
+    /// block, thread count and accumulate; a product's row r equals the one-row product of x_r (the one-row kernel
+    /// against row 0 of the six-row tile).</summary>
+    [Fact]
+    public void Packed_f32_weights_give_the_per_call_product_bit_for_bit()
+    {
+        int seed = 70;
+        foreach (var (n, k) in new[] { (17, 1), (64, 37), (100, 576), (130, 1200) })
+        {
+            int ldw = k + 3;
+            var w = TestData.Random(n * ldw, seed++);
+            fixed (float* pw = w)
+            {
+                var packed = Gemm.TryPackWeights(Two, pw, ldw, n, k);
+                Assert.NotNull(packed);
+                foreach (int m in new[] { 1, 2, 5, 6, 7, 13, 16 })
+                    foreach (bool accumulate in new[] { false, true })
+                        foreach (var pool in new[] { One, Two, Three })
+                        {
+                            int ldx = k + 1, ldy = n + 2;
+                            var x = TestData.Random(m * ldx, seed++);
+                            var perCall = TestData.Random(m * ldy, seed++);
+                            var fromPacked = (float[])perCall.Clone();
+                            var rowByRow = (float[])perCall.Clone();
+                            fixed (float* px = x, pc = perCall, pp = fromPacked, pr = rowByRow)
+                            {
+                                Gemm.MultiplyWeights(pool, m, n, k, px, ldx, TensorType.F32, (byte*)pw, ldw * 4L, pc, ldy, accumulate);
+                                Gemm.MultiplyPacked(pool, m, px, ldx, packed!, pp, ldy, accumulate);
+                                for (int r = 0; r < m; r++) Gemm.MultiplyPacked(pool, 1, px + r * ldx, ldx, packed!, pr + r * ldy, ldy, accumulate);
+                            }
+                            string at = $"n={n} k={k} m={m} acc={accumulate} threads={pool.Threads}";
+                            Assert.True(perCall.AsSpan().SequenceEqual(fromPacked), at);
+                            Assert.True(perCall.AsSpan().SequenceEqual(rowByRow), at + " row by row");
+                        }
+            }
+        }
+        fixed (float* p = new float[16 * 8]) Assert.Null(Gemm.TryPackWeights(Two, p, 8, 16, 8)); // the narrow kernel's
+    }
 }
 
 public unsafe class GemmNarrowAndLowRankTests
