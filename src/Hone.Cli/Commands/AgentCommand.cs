@@ -14,7 +14,7 @@ namespace Hone.Cli.Commands;
 /// <param name="UserModel">the model name to ask the customer endpoint for</param>
 public sealed record AgentSelection(string Agent, string? Adapter, string? AgentEndpoint, string? AgentModel, string User, string? UserEndpoint,
     string? UserModel = null, int Threads = 0, int Context = 0, int Parallel = 1, float Temperature = 0, int MaxTokens = 256, bool ToolsInPrompt = true,
-    string? ApiKey = null);
+    string? ApiKey = null, Hone.Tensors.KvCacheType CacheType = Hone.Tensors.KvCacheType.F32);
 
 /// <summary>The agent and customer factories of a run, and what they hold open (engines, HTTP clients).</summary>
 internal sealed class AgentFactories : IDisposable
@@ -97,7 +97,7 @@ internal sealed class AgentFactories : IDisposable
         return _ => new ChatClientCustomer(local, customerOptions);
     }
 
-    static EngineOptions Engine(AgentSelection s) => new() { Parallel = Math.Max(1, s.Parallel), Context = s.Context, Threads = s.Threads };
+    static EngineOptions Engine(AgentSelection s) => new() { Parallel = Math.Max(1, s.Parallel), Context = s.Context, Threads = s.Threads, CacheType = s.CacheType };
 
     static Uri Endpoint(string text, string option) =>
         Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
@@ -170,6 +170,7 @@ internal static class AgentCommand
         var apiKey = new Option<string?>("--api-key") { Description = $"bearer key for the endpoints (default: ${OpenAiEndpoint.ApiKeyVariable}, else none)" };
         var threads = CliSupport.Threads();
         var context = CliSupport.Context();
+        var cacheType = CliSupport.CacheType();
         var parallel = new Option<int>("--parallel", "-p") { Description = "trials run at once (a local model batches their steps)", DefaultValueFactory = _ => 1 }.Within(1, 256);
         var temperature = new Option<float>("--temperature") { Description = "the model agent's sampling temperature (0 = greedy, τ-bench's default)", DefaultValueFactory = _ => 0f }.Within(0, 2);
         var maxTokens = new Option<int>("--max-tokens") { Description = "most tokens per model agent message", DefaultValueFactory = _ => 256 }.Within(1, 100_000);
@@ -189,13 +190,14 @@ internal static class AgentCommand
             "made. Failure reasons: wrong_state, missing_fact, missing_lookup, step_limit, error.")
         {
             dir, agent, adapter, agentEndpoint, agentModel, user, userEndpoint, userModel, apiKey, split, trials, seed, limit, maxSteps, parallel,
-            temperature, maxTokens, noToolsInPrompt, threads, context, output, trajectories, json,
+            temperature, maxTokens, noToolsInPrompt, threads, context, cacheType, output, trajectories, json,
         };
         cmd.SetAction(r => CliSupport.GuardInterruptible(cancel =>
         {
             var selection = new AgentSelection(r.GetValue(agent)!, r.GetValue(adapter), r.GetValue(agentEndpoint), r.GetValue(agentModel),
                 r.GetValue(user)!, r.GetValue(userEndpoint), r.GetValue(userModel), r.GetValue(threads), r.GetValue(context), r.GetValue(parallel),
-                r.GetValue(temperature), r.GetValue(maxTokens), !r.GetValue(noToolsInPrompt), r.GetValue(apiKey));
+                r.GetValue(temperature), r.GetValue(maxTokens), !r.GetValue(noToolsInPrompt), r.GetValue(apiKey),
+                CliSupport.ParseCacheType(r.GetValue(cacheType)));
             using var factories = AgentFactories.Create(selection);
             string outPath = r.GetValue(output)!;
             string trajectoryPath = r.GetValue(trajectories) ?? Path.ChangeExtension(outPath, null) + ".trajectories.jsonl";

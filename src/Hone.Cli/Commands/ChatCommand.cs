@@ -19,11 +19,12 @@ internal static class ChatCommand
         var ctx = CliSupport.Context();
         var sampling = new SamplingOptions();
         var precision = CliSupport.Precision(measuring: false);
+        var cacheType = CliSupport.CacheType();
         var threads = CliSupport.Threads();
         var cmd = new Command("chat", "Chat with a model using its chat template (or --template). Multi-turn; the KV cache is reused between turns.\n" +
                                       "Type a message and press Enter; /reset starts over, /exit (or end of input) quits.")
         {
-            system, template, adapter, maxTokens, ctx, precision, threads,
+            system, template, adapter, maxTokens, ctx, precision, cacheType, threads,
         };
         model.AddTo(cmd);
         sampling.AddTo(cmd);
@@ -32,7 +33,7 @@ internal static class ChatCommand
             var sampler = sampling.Read(r);
             var grammar = sampling.ReadGrammar(r);
             using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
-                precision: CliSupport.ParsePrecision(r.GetValue(precision)));
+                precision: CliSupport.ParsePrecision(r.GetValue(precision)), cacheType: CliSupport.ParseCacheType(r.GetValue(cacheType)));
             var (chatTemplate, templateName) = ChatConversation.ResolveTemplate(loaded.Tokenizer, r.GetValue(template));
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampler, Grammar: grammar);
