@@ -23,8 +23,4 @@ internal static class HorizontalSum
         var halves = quad.GetLower() + quad.GetUpper();
         return halves.GetLower() + halves.GetUpper();
     }
-
-    /// <summary>Σ a by the tree of <see cref="Four"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float One(Vector512<float> a) => Four(a, default, default, default).ToScalar();
 }
