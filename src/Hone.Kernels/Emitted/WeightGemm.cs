@@ -570,7 +570,7 @@ public static unsafe class WeightGemm
                         // Prepacked weights are one stream through the thread's slivers: the first panel reads this
                         // block of it from memory, and the next three fetch the block after it a third each.
                         int ahead = panel - p0 - 1;
-                        if (job.Prepacked != null && job.Kernel == WeightGemmKernel.Emitted && job.Type == TensorType.Q8_0 && ahead is >= 0 and < 3)
+                        if (job.Prepacked != null && job.Kernel == WeightGemmKernel.Emitted && ahead is >= 0 and < 3)
                             Int8Kernels.EmittedPrefetching(a, packedWeights, c, job.Ldy * 4, iterations, load ? 1 : 0,
                                 packedWeights + iterations * Int8Kernels.WeightBlockBytes + ahead * iterations * 64L * Int8Kernels.PrefetchLinesPerBlock);
                         else CallKernel(ref job, a, packedWeights, c, job.Ldy * 4, iterations, load);

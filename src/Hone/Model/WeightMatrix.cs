@@ -18,7 +18,7 @@ public sealed unsafe class WeightMatrix
     }
 
     readonly Lock _packing = new();
-    PackedInt8Weights? _packed;
+    object? _packed; // PackedInt8Weights (Q8_0) or PackedF32Weights (F32): a weight has one type, so one packed copy at most
     bool _packTried;
 
     /// <summary>
@@ -26,23 +26,7 @@ public sealed unsafe class WeightMatrix
     /// 34-byte block), or null when the type or machine has no such kernel. Fast-precision products of every row count go
     /// through it, so a decode row and a prompt row meet the same numerics and many decode rows share one weight pass.
     /// </summary>
-    public PackedInt8Weights? PackedForGemm(WorkerPool pool)
-    {
-        if (Volatile.Read(ref _packTried)) return _packed;
-        if (Type != TensorType.Q8_0) return null;
-        lock (_packing)
-        {
-            if (!_packTried)
-            {
-                _packed = WeightGemm.TryPack(pool, Type, Data, RowBytes, Rows, Cols);
-                Volatile.Write(ref _packTried, true);
-            }
-            return _packed;
-        }
-    }
-
-    PackedF32Weights? _packedF32;
-    bool _packF32Tried;
+    public PackedInt8Weights? PackedForGemm(WorkerPool pool) => Type == TensorType.Q8_0 ? (PackedInt8Weights?)Packed(pool) : null;
 
     /// <summary>
     /// This F32 weight transposed once into the fp32 GEMM's slivers (built on first use, then kept beside the stored
@@ -50,23 +34,27 @@ public sealed unsafe class WeightMatrix
     /// of every row count go through it, as with Q8_0's packed copy: one decode row, many decode rows sharing one pass
     /// over the weights, and prompt rows, all with the same per-element arithmetic.
     /// </summary>
-    public PackedF32Weights? PackedF32ForGemm(WorkerPool pool)
+    public PackedF32Weights? PackedF32ForGemm(WorkerPool pool) => Type == TensorType.F32 ? (PackedF32Weights?)Packed(pool) : null;
+
+    /// <summary>The packed copy for this weight's type, built once by the first caller.</summary>
+    object? Packed(WorkerPool pool)
     {
-        if (Volatile.Read(ref _packF32Tried)) return _packedF32;
-        if (Type != TensorType.F32) return null;
+        if (Volatile.Read(ref _packTried)) return _packed;
         lock (_packing)
         {
-            if (!_packF32Tried)
+            if (!_packTried)
             {
-                _packedF32 = Gemm.TryPackWeights(pool, (float*)Data, RowBytes / 4, Rows, Cols);
-                Volatile.Write(ref _packF32Tried, true);
+                _packed = Type == TensorType.Q8_0
+                    ? WeightGemm.TryPack(pool, Type, Data, RowBytes, Rows, Cols)
+                    : Gemm.TryPackWeights(pool, (float*)Data, RowBytes / 4, Rows, Cols);
+                Volatile.Write(ref _packTried, true);
             }
-            return _packedF32;
+            return _packed;
         }
     }
 
     /// <summary>True once <see cref="PackedForGemm"/> or <see cref="PackedF32ForGemm"/> has built a packed copy.</summary>
-    public bool IsPacked => Volatile.Read(ref _packTried) && _packed != null || Volatile.Read(ref _packF32Tried) && _packedF32 != null;
+    public bool IsPacked => Volatile.Read(ref _packTried) && _packed != null;
 
     public long RowBytes => Type.Traits().BytesFor(Cols);
     public long ByteLength => RowBytes * Rows;
