@@ -41,21 +41,79 @@ public sealed record QuickstartResult(string Report, string Markdown, IReadOnlyD
 public static class Quickstart
 {
     /// <summary>Pretraining and fine-tuning sizes at scale 1. Pretraining windows are 512 tokens; the context is 2,048 so
-    /// that the agent's conversations (tool results included) fit, fine-tuned on windows of <see cref="AgentSftWindow"/>.</summary>
+    /// that the agent's conversations (tool results included) fit, the agent fine-tuned on windows of 512.</summary>
     public static readonly ModelConfig BaseShape = new()
     {
         Architecture = "llama", VocabSize = 2048, HiddenSize = 128, IntermediateSize = 384, Layers = 4, Heads = 4, KvHeads = 2,
         HeadDim = 32, RotaryDims = 32, RopeTheta = 10000, RmsNormEps = 1e-5f, MaxPositions = 2048, TiedEmbeddings = true,
     };
 
-    /// <summary>Fine-tuning windows of the agent's adapter (its conversations run to about a thousand tokens).</summary>
-    public const int AgentSftWindow = 1024;
+    /// <summary>Steps of the agent's fine-tuning (4 × 512 tokens each).</summary>
+    public const int AgentSteps = 1500;
 
     /// <summary>How the generated base model is built: its shape, pretraining steps of BatchSize × SeqLen tokens, peak
     /// learning rate, the size of the copying corpus in its pretraining mix, and the tokenizer's digit split.</summary>
-    public sealed record BaseRecipe(ModelConfig Shape, int Steps, int SeqLen, float Lr, long CopyCorpusBytes, bool SplitDigits, int BatchSize = 4);
+    /// <param name="CopyFirstSteps">steps on <see cref="CopyCorpus"/> documents alone (<paramref name="CopyFirstBytes"/> of
+    /// them) from random weights, before pretraining; 0 = none</param>
+    /// <param name="Practice">phases of copying practice after pretraining, in order</param>
+    public sealed record BaseRecipe(ModelConfig Shape, int Steps, int SeqLen, float Lr, long CopyCorpusBytes, bool SplitDigits, int BatchSize = 4,
+        int CopyFirstSteps = 0, long CopyFirstBytes = 0, IReadOnlyList<PracticePhase>? Practice = null);
 
-    public static readonly BaseRecipe DefaultBase = new(BaseShape, 900, 512, 3e-3f, 0, false);
+    /// <summary>The base model's whole training curve in one file: each phase's records, steps counted on from the
+    /// previous phase's last, with the phase's folder name.</summary>
+    static void JoinMetrics(IReadOnlyList<string> phases, string outPath)
+    {
+        var lines = new StringBuilder();
+        long offset = 0;
+        foreach (var dir in phases)
+        {
+            long last = 0;
+            foreach (var line in File.ReadLines(Path.Combine(dir, "metrics.jsonl")))
+            {
+                if (JsonNode.Parse(line) is not JsonObject record) continue;
+                if (record["step"] is JsonValue v && v.TryGetValue(out long step))
+                {
+                    record["step"] = step + offset;
+                    last = Math.Max(last, step);
+                }
+                record["phase"] = Path.GetFileName(dir) == "base" ? "practice-last" : Path.GetFileName(dir);
+                lines.Append(record.ToJsonString()).Append('\n');
+            }
+            offset += last;
+        }
+        AtomicFile.WriteAllText(outPath, lines.ToString());
+    }
+
+    /// <summary>One phase of copying practice: <paramref name="Steps"/> of BatchSize × SeqLen tokens at a constant learning
+    /// rate on fresh documents of each kind (counts at scale 1; <see cref="PracticeKind.Pretraining"/> and
+    /// <see cref="PracticeKind.CopyCorpus"/> count documents of their files).</summary>
+    public sealed record PracticePhase(string Name, int Steps, IReadOnlyList<(PracticeKind Kind, int Documents)> Mix, int BatchSize = 16, int SeqLen = 128, float Lr = 2e-3f);
+
+    /// <summary>
+    /// The embedded default's base: 2,000 steps on the copying corpus, the 900 pretraining steps, then seven phases of
+    /// copying practice (18,100 steps of 16 × 128 tokens): letter runs of varied length until copying by content forms
+    /// (the plateau breaks after 2,000–2,500 steps, and only on a base that already reads), then ever wider mixes that
+    /// carry it to digits, arbitrary vocabulary pieces, names, ids and e-mails, general text, and the tool-call markup.
+    /// About 20 minutes on 2 cores, once: the base is cached. Measured in docs/performance.md (2026-12-05 late night and
+    /// 2026-12-06 morning).
+    /// </summary>
+    public static readonly BaseRecipe DefaultBase = new(BaseShape, 900, 512, 3e-3f, 0, false, CopyFirstSteps: 2000, CopyFirstBytes: 12_000_000, Practice:
+    [
+        new("letter runs", 4000, [(PracticeKind.Letters, 120_000), (PracticeKind.Pretraining, 16_000)]),
+        new("letters, digits and forms", 2000,
+            [(PracticeKind.Letters, 40_000), (PracticeKind.Digits, 25_000), (PracticeKind.CopyCorpus, 25_000), (PracticeKind.Pretraining, 16_000)]),
+        new("vocabulary pieces said twice", 4000,
+            [(PracticeKind.VocabularyPairs, 50_000), (PracticeKind.Letters, 20_000), (PracticeKind.CopyCorpus, 15_000), (PracticeKind.Pretraining, 16_000)]),
+        new("more vocabulary pieces", 3000,
+            [(PracticeKind.VocabularyPairs, 60_000), (PracticeKind.Letters, 15_000), (PracticeKind.CopyCorpus, 6_000), (PracticeKind.Pretraining, 24_000)]),
+        new("names, ids, e-mails and passages", 2500,
+            [(PracticeKind.ValueRuns, 25_000), (PracticeKind.RepeatedPassages, 14_000), (PracticeKind.VocabularyRuns, 14_000), (PracticeKind.Letters, 5_000),
+             (PracticeKind.CopyCorpus, 4_000), (PracticeKind.Pretraining, 18_000)]),
+        new("tool-call markup", 600, [(PracticeKind.CallMarkup, 12_000), (PracticeKind.ValueRuns, 10_000), (PracticeKind.Pretraining, 16_000)]),
+        new("all of it", 2000,
+            [(PracticeKind.CallMarkup, 12_000), (PracticeKind.ValueRuns, 15_000), (PracticeKind.RepeatedPassages, 9_000), (PracticeKind.VocabularyRuns, 9_000),
+             (PracticeKind.Letters, 3_000), (PracticeKind.CopyCorpus, 2_600), (PracticeKind.Pretraining, 11_000)]),
+    ]);
 
     public static QuickstartResult Run(QuickstartOptions o, Action<string> log, CancellationToken cancel = default)
     {
@@ -97,7 +155,7 @@ public static class Quickstart
         // The agent benchmark runs on the generated default: a store, its tasks, and the oracle's conversations to learn from.
         bool agentBenchmark = o.Model == null && o.Data == null;
         var agent = agentBenchmark
-            ? Stage("agent benchmark: store, tasks and the oracle's conversations", () => QuickstartAgent.Prepare(Path.Combine(dataDir, "agent"), o.Seed, S, log, cancel))
+            ? Stage("agent benchmark: store, tasks and the oracle's conversations", () => QuickstartAgent.Prepare(Path.Combine(dataDir, "agent"), o.Seed, o.Threads <= 0 ? Environment.ProcessorCount : o.Threads, S, log, cancel))
             : null;
 
         // ---- base model -------------------------------------------------------------------------
@@ -128,7 +186,12 @@ public static class Quickstart
             {
                 ["shape"] = JsonSerializer.SerializeToNode(recipe.Shape), ["steps"] = steps, ["batch"] = recipe.BatchSize, ["seq_len"] = recipe.SeqLen,
                 ["lr"] = recipe.Lr, ["warmup"] = S(20, 1), ["vocab"] = S(2048, 512), ["split_digits"] = recipe.SplitDigits, ["seed"] = o.Seed,
-                ["scale"] = o.Scale, ["threads"] = o.Threads,
+                ["scale"] = o.Scale, ["threads"] = o.Threads, ["copy_first_steps"] = recipe.CopyFirstSteps, ["copy_first_bytes"] = recipe.CopyFirstBytes,
+                ["practice"] = new JsonArray((recipe.Practice ?? []).Select(p => (JsonNode?)new JsonObject
+                {
+                    ["name"] = p.Name, ["steps"] = p.Steps, ["batch"] = p.BatchSize, ["seq_len"] = p.SeqLen, ["lr"] = p.Lr,
+                    ["mix"] = new JsonObject(p.Mix.Select(m => KeyValuePair.Create(m.Kind.ToString(), (JsonNode?)m.Documents))),
+                }).ToArray()),
             }.ToJsonString();
             string? cacheKey = o.BaseCache == null ? null : BaseModelCache.Key(recipeText, [general.Train, domain.Train, pretrainData]);
             var cacheFolders = new Dictionary<string, string> { ["base"] = baseRun, ["base-init"] = init };
@@ -151,21 +214,67 @@ public static class Quickstart
                     log($"   byte-level BPE{(recipe.SplitDigits ? ", one token per digit" : "")}, {tokenizer.VocabSize:N0} tokens, chat template with <|user|>/<|assistant|> turns");
                     return vocabulary;
                 });
-                Stage("base model from scratch (continued pretraining on the general corpus)", () =>
                 {
                     var tokenizer = Tokenizer.FromHuggingFaceDirectory(init);
                     var shape = recipe.Shape with { VocabSize = tokenizer.VocabSize, BosTokenId = tokenizer.BosId, EosTokenId = tokenizer.EosId };
-                    using (var weights = LlamaWeights.CreateRandom(shape, TensorType.F32, (int)o.Seed, std: 0.02f))
-                        ModelConverter.Write(weights, null, init, TensorType.F32, new List<string>());
+                    using var weights = LlamaWeights.CreateRandom(shape, TensorType.F32, (int)o.Seed, std: 0.02f);
+                    ModelConverter.Write(weights, null, init, TensorType.F32, new List<string>());
+                }
+                string stagesDir = Path.Combine(root, "base-stages");
+                string from = init;
+                if (recipe.CopyFirstSteps > 0)
+                    from = Stage("copying corpus first: forms, tables, JSON tool results and e-mails whose ids recur", () =>
+                    {
+                        string copyFirst = Path.Combine(dataDir, "copy-first.jsonl");
+                        var documents = CopyCorpus.Generate(o.Seed ^ 0xC0F1, (long)(recipe.CopyFirstBytes * o.Scale));
+                        SyntheticFiles.WriteJsonLines(copyFirst, documents.Select(d => new JsonObject { ["text"] = d }));
+                        log($"   {documents.Count:N0} documents that state ids, e-mails, codes and amounts and repeat them later");
+                        string outDir = Path.Combine(stagesDir, "copy-first");
+                        int copySteps = S(recipe.CopyFirstSteps, 4);
+                        Trainer.Run(new TrainOptions
+                        {
+                            Model = init, Data = copyFirst, Out = outDir, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
+                            MaxSteps = copySteps, BatchSize = recipe.BatchSize, SeqLen = recipe.SeqLen, Lr = recipe.Lr, WarmupSteps = S(20, 1),
+                            Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f, WeightDecay = 0.01f, ValSplit = 0.01, EvalEvery = Math.Max(4, copySteps / 4),
+                            SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(100, 1),
+                        }, TrainingDataLoader.Load, trainReporter, cancel);
+                        return outDir;
+                    });
+                var practice = recipe.Practice ?? [];
+                string pretrained = practice.Count > 0 ? Path.Combine(stagesDir, "pretrained") : baseRun;
+                Stage("pretraining on the general corpus and shop web text", () =>
+                {
                     var options = new TrainOptions
                     {
-                        Model = init, Data = pretrainData, ValData = null, Out = baseRun, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
+                        Model = from, Data = pretrainData, ValData = null, Out = pretrained, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
                         MaxSteps = steps, BatchSize = recipe.BatchSize, SeqLen = recipe.SeqLen, Lr = recipe.Lr, WarmupSteps = S(20, 1),
                         Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f, WeightDecay = 0.01f, ValSplit = 0.01, EvalEvery = Math.Max(4, steps / 4),
                         SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(25, 1),
                     };
                     return Trainer.Run(options, TrainingDataLoader.Load, trainReporter, cancel);
                 });
+                from = pretrained;
+                for (int p = 0; p < practice.Count; p++)
+                {
+                    var phase = practice[p];
+                    string outDir = p == practice.Count - 1 ? baseRun : Path.Combine(stagesDir, $"practice-{p + 1}");
+                    string phaseFrom = from;
+                    Stage($"copying practice {p + 1}/{practice.Count}: {phase.Name}", () =>
+                        RunPractice(phase, p, phaseFrom, outDir, pretrainData, general.Train, Path.Combine(dataDir, $"practice-{p + 1}.jsonl"), o, S, trainReporter, log, cancel));
+                    from = outDir;
+                }
+                // A training stage stopped by Ctrl-C or SIGTERM returns with its checkpoint; such a base is never cached.
+                cancel.ThrowIfCancellationRequested();
+                if (practice.Count > 0 || recipe.CopyFirstSteps > 0)
+                {
+                    var phases = new List<string>();
+                    if (recipe.CopyFirstSteps > 0) phases.Add(Path.Combine(stagesDir, "copy-first"));
+                    if (practice.Count > 0) phases.Add(pretrained);
+                    for (int p = 0; p < practice.Count - 1; p++) phases.Add(Path.Combine(stagesDir, $"practice-{p + 1}"));
+                    phases.Add(baseRun);
+                    JoinMetrics(phases, Path.Combine(baseRun, "metrics.jsonl"));
+                }
+                if (Directory.Exists(stagesDir)) Directory.Delete(stagesDir, recursive: true);
                 if (cacheKey != null) BaseModelCache.Store(o.BaseCache!, cacheKey, recipeText, cacheFolders, log);
             }
             baseModel = baseRun;
@@ -203,7 +312,7 @@ public static class Quickstart
         if (agent != null)
             Stage("agent benchmark: the base model as the agent", () =>
             {
-                QuickstartAgent.Append(Path.Combine(sftRun, "eval-before.json"), QuickstartAgent.Evaluate(baseModel, null, agent, o.Seed, o.Threads, S,
+                QuickstartAgent.Append(Path.Combine(sftRun, "eval-before.json"), QuickstartAgent.Evaluate(baseModel, null, "base model", agent, o.Seed, o.Threads, S,
                     Path.Combine(sftRun, "agent-before.trajectories.jsonl"), log, cancel));
                 return 0;
             });
@@ -235,18 +344,20 @@ public static class Quickstart
         string agentRun = Path.Combine(root, "agent-sft");
         if (agent != null)
         {
-            // A second adapter for the agent: its conversations are long and about acting, not answering, and mixed into the
-            // domain adapter's data they cost its answers (domain perplexity 3.1 → 4.2, policies pass@1 0.065 → 0.018).
-            Stage("LoRA fine-tuning of the agent on the oracle's conversations", () => Trainer.Run(new TrainOptions
+            // The agent is its own model: a copy of the base fine-tuned in all its weights on the oracle's conversations,
+            // every token a target (the customers' words and the tool results it must copy from as well as its own turns).
+            // A LoRA adapter on the same data moves this 1M-parameter base far less (docs/performance.md, 2026-12-06
+            // morning), and mixed into the domain adapter's data the conversations cost its answers.
+            Stage("fine-tuning of the agent on the oracle's conversations (all weights)", () => Trainer.Run(new TrainOptions
             {
-                Model = baseModel, Data = agent.Trajectories, Out = agentRun, Method = TrainingMethod.Lora, Stage = TrainingStage.Sft,
-                MaxSteps = S(300, 6), BatchSize = 4, SeqLen = AgentSftWindow, Lr = 2e-3f, LoraR = 16, LoraAlpha = 32, LoraTargets = ["all-linear"],
-                WarmupSteps = S(10, 1), Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f, EvalEvery = S(100, 3), ValSplit = 0.05,
-                SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(10, 1), Packing = true,
+                Model = baseModel, Data = agent.Trajectories, Out = agentRun, Method = TrainingMethod.Full, Stage = TrainingStage.Sft, TrainOnPrompt = true,
+                MaxSteps = S(AgentSteps, 6), BatchSize = 4, SeqLen = 512, Lr = 2e-3f, WarmupSteps = S(20, 1), Schedule = LearningRateSchedule.Constant,
+                WeightDecay = 0.01f, EvalEvery = S(AgentSteps / 3, 3), ValSplit = 0.01, SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(50, 1),
+                Packing = true,
             }, TrainingDataLoader.Load, trainReporter, cancel));
-            Stage("agent benchmark: base + agent adapter as the agent", () =>
+            Stage("agent benchmark: the fine-tuned agent", () =>
             {
-                QuickstartAgent.Append(Path.Combine(sftRun, "eval-after.json"), QuickstartAgent.Evaluate(baseModel, agentRun, agent, o.Seed, o.Threads, S,
+                QuickstartAgent.Append(Path.Combine(sftRun, "eval-after.json"), QuickstartAgent.Evaluate(agentRun, null, "fine-tuned agent", agent, o.Seed, o.Threads, S,
                     Path.Combine(agentRun, "agent-after.trajectories.jsonl"), log, cancel));
                 return 0;
             });
@@ -268,6 +379,52 @@ public static class Quickstart
         };
         AtomicFile.WriteAllText(Path.Combine(root, "quickstart.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return new QuickstartResult(report.HtmlPath, report.MarkdownPath, metrics, total.Elapsed, stages);
+    }
+
+    /// <summary>One phase of copying practice: its mix written fresh (shuffled, kinds interleaved) and trained on at a
+    /// constant learning rate. At the tests' small scales the batch shrinks with the steps.</summary>
+    static TrainingSummary RunPractice(PracticePhase phase, int index, string from, string outDir, string pretrainData, string generalTrain, string dataPath,
+        QuickstartOptions o, Func<int, int, int> s, ITrainingReporter reporter, Action<string> log, CancellationToken cancel)
+    {
+        var random = new Xoshiro256(o.Seed * 0x9E3779B97F4A7C15UL + (ulong)index + 1);
+        var pieces = CopyPractice.Pieces(Tokenizer.FromHuggingFaceDirectory(from));
+        var general = SyntheticFiles.ReadTexts(generalTrain).ToList();
+        List<string>? pretraining = null;
+        var documents = new List<string>();
+        var counts = new List<string>();
+        foreach (var (kind, full) in phase.Mix)
+        {
+            int n = s(full, 8);
+            switch (kind)
+            {
+                case PracticeKind.Pretraining:
+                    pretraining ??= SyntheticFiles.ReadTexts(pretrainData).ToList();
+                    for (int i = 0; i < n; i++) documents.Add(pretraining[(i + index * 7919) % pretraining.Count]);
+                    break;
+                case PracticeKind.CopyCorpus:
+                    var copy = CopyCorpus.Generate(o.Seed + 1_000 + (ulong)index, (long)n * 700);
+                    for (int i = 0; i < n; i++) documents.Add(copy[i % copy.Count]);
+                    break;
+                default:
+                    for (int i = 0; i < n; i++) documents.Add(CopyPractice.Document(kind, random, pieces, general));
+                    break;
+            }
+            counts.Add($"{n:N0} {kind}");
+        }
+        for (int i = documents.Count - 1; i > 0; i--) { int j = random.NextInt(i + 1); (documents[i], documents[j]) = (documents[j], documents[i]); }
+        SyntheticFiles.WriteJsonLines(dataPath, documents.Select(d => new JsonObject { ["text"] = d }));
+        log($"   {string.Join(", ", counts)} documents");
+        int steps = s(phase.Steps, 2);
+        int batch = o.Scale >= 0.25 ? phase.BatchSize : Math.Max(2, phase.BatchSize / 4);
+        var summary = Trainer.Run(new TrainOptions
+        {
+            Model = from, Data = dataPath, Out = outDir, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
+            MaxSteps = steps, BatchSize = batch, SeqLen = phase.SeqLen, Lr = phase.Lr, WarmupSteps = s(20, 1),
+            Schedule = LearningRateSchedule.Constant, WeightDecay = 0.01f, ValSplit = 0.01, EvalEvery = Math.Max(2, steps / 4),
+            SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = s(250, 1),
+        }, TrainingDataLoader.Load, reporter, cancel);
+        File.Delete(dataPath);
+        return summary;
     }
 
     /// <summary>The generated base is evaluated in the 512-token windows it was pretrained on (its context of 2,048 is for the

@@ -13,17 +13,18 @@ internal static class QuickstartCommand
         var data = new Option<string?>("--data", "-d") { Description = "domain data instead of the generated e-commerce set: SFT JSONL, or CSV with instruction/response columns (or a folder with one)" };
         var generalText = new Option<string?>("--general") { Description = "with --model: general text against forgetting, replayed among the fine-tuning data and held out for general perplexity (.txt documents separated by blank lines, or JSONL {\"text\"}; default: the generated general-English corpus)" };
         var seed = new Option<ulong>("--seed") { Description = "seed of every generator, initialization and sampler", DefaultValueFactory = _ => 7UL };
-        var scale = new Option<double>("--scale") { Description = "multiply data sizes and step counts (1 = the defaults: about 3 minutes on 2 idle cores, longer on a busy machine)", DefaultValueFactory = _ => 1.0 };
+        var scale = new Option<double>("--scale") { Description = "multiply data sizes and step counts (1 = the defaults: about 8 minutes on 2 idle cores once the base model is cached, longer on a busy machine)", DefaultValueFactory = _ => 1.0 };
         var baseCache = new Option<string?>("--base-cache") { Description = "where the generated base model is kept and reused by later runs with the same recipe, data and code (default: $HONE_CACHE, $XDG_CACHE_HOME/hone or ~/.cache/hone)" };
         var noBaseCache = new Option<bool>("--no-base-cache") { Description = "build the generated base model in this run and keep no copy" };
         var threads = CliSupport.Threads();
         var cmd = new Command("quickstart",
             "The whole loop on an embedded default: generate a general corpus and an e-commerce customer-service dataset (answers checked " +
-            "against their facts), pretrain a small base model from scratch, score and filter the domain data by the base model's " +
+            "against their facts), pretrain a small base model from scratch and teach it to copy from its context (about 20 minutes on 2 cores, " +
+            "once: the base is cached), score and filter the domain data by the base model's " +
             "perplexity, evaluate, fine-tune with LoRA, evaluate again (domain answer and text perplexity, general perplexity for " +
             "forgetting, store-policy and order questions scored with pass@k and pass^k, a copying probe, and the agent benchmark: held-out " +
             "customers of a generated store served by the model as a tool-calling agent, pass^1 and pass^2 over greedy trials with a simulated " +
-            "customer, before and after a second LoRA adapter trained on the oracle agent's conversations), and write an HTML report (report.html, report.md). " +
+            "customer, before and after fine-tuning a copy of the base in all its weights on the oracle agent's conversations), and write an HTML report (report.html, report.md). " +
             "With --model and --data it runs the same loop on real inputs, replaying general text (the generated corpus, or --general) against " +
             "forgetting; the agent benchmark then runs separately (hone agent).")
         {
@@ -37,8 +38,18 @@ internal static class QuickstartCommand
             if (r.GetValue(noBaseCache) && r.GetValue(baseCache) != null) throw new ArgumentException("--base-cache and --no-base-cache contradict each other");
             string? cache = r.GetValue(noBaseCache) || r.GetValue(model) != null ? null : r.GetValue(baseCache) ?? BaseModelCache.DefaultDirectory();
             using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
-            var result = Quickstart.Run(new QuickstartOptions(r.GetValue(output)!, r.GetValue(model), r.GetValue(data), r.GetValue(threads), r.GetValue(seed), r.GetValue(scale), r.GetValue(generalText), cache),
-                line => Console.Error.WriteLine(line), cancel.Token);
+            QuickstartResult result;
+            try
+            {
+                result = Quickstart.Run(new QuickstartOptions(r.GetValue(output)!, r.GetValue(model), r.GetValue(data), r.GetValue(threads), r.GetValue(seed), r.GetValue(scale), r.GetValue(generalText), cache),
+                    line => Console.Error.WriteLine(line), cancel.Token);
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                // Every stage writes through temporaries, and a base model is cached only once it is whole.
+                Console.Error.WriteLine($"interrupted: {r.GetValue(output)} holds the stages finished so far; run again to start over");
+                return 130;
+            }
             Console.WriteLine();
             Console.WriteLine($"{"metric",-40} {"before",12} {"after",12}");
             foreach (var (name, (before, after)) in result.Metrics)

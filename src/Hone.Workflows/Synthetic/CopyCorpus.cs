@@ -42,13 +42,13 @@ public static class CopyCorpus
 
     // ---- values ---------------------------------------------------------------------------------------------------
 
-    static readonly string[] FirstNames =
+    internal static readonly string[] FirstNames =
     [
         "mia", "noah", "emma", "liam", "ava", "lucas", "sofia", "ethan", "isabella", "mason", "yusuf", "aarav", "chen", "fatima",
         "olivia", "james", "amelia", "omar", "lena", "ivan", "priya", "diego", "hana", "kofi", "sara", "theo", "nadia", "raj",
         "elena", "mohamed", "anya", "daniel", "grace", "hugo", "julia", "lei", "marco", "nora", "pablo", "zoe",
     ];
-    static readonly string[] LastNames =
+    internal static readonly string[] LastNames =
     [
         "lopez", "smith", "garcia", "kim", "nguyen", "patel", "rossi", "silva", "tanaka", "walsh", "dubois", "khan", "larsen",
         "moreau", "brown", "schmidt", "cohen", "mensah", "ivanova", "murphy", "ahmed", "berg", "costa", "evans", "fischer",
@@ -67,7 +67,7 @@ public static class CopyCorpus
     static readonly string[] Colors = ["red", "blue", "black", "white", "green", "grey", "purple", "orange"];
     static readonly string[] Sizes = ["S", "M", "L", "XL", "small", "medium", "large"];
 
-    static string Digits(Xoshiro256 r, int n)
+    internal static string Digits(Xoshiro256 r, int n)
     {
         var b = new StringBuilder(n);
         b.Append((char)('1' + r.NextInt(9)));
@@ -75,7 +75,7 @@ public static class CopyCorpus
         return b.ToString();
     }
 
-    static string Code(Xoshiro256 r, string pattern)
+    internal static string Code(Xoshiro256 r, string pattern)
     {
         const string letters = "ABCDEFGHJKLMNPQRSTUVWXYZ";
         var b = new StringBuilder(pattern.Length);

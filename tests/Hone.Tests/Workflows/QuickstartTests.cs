@@ -5,8 +5,29 @@ using Xunit;
 namespace Hone.Tests.Workflows;
 
 /// <summary>The main job end to end at a small scale (the full-size run is what the README's first command does).</summary>
-public class QuickstartTests
+public partial class QuickstartTests
 {
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int Kill(int pid, int signal);
+
+    [SkippableFact]
+    public void Sigterm_stops_the_quickstart_between_stages_and_caches_no_partial_base()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "sends SIGTERM through Linux libc");
+        using var dir = new TempDirectory();
+        string cache = dir.File("cache");
+        using var p = HoneCli.Start(null, "quickstart", "--out", dir.File("run"), "--scale", "0.04", "--threads", "1", "--base-cache", cache);
+        HangGuard.WaitUntil(() => p.Stderr.Contains("== copying practice 1/") || p.HasExited, 20);
+        Assert.False(p.HasExited, "the quickstart ended before it could be stopped\n" + p.Stderr);
+        Assert.Equal(0, Kill(p.Id, 15)); // SIGTERM
+        var r = p.WaitForExit();
+        Assert.True(r.ExitCode == 130, r.ToString());
+        Assert.Contains("interrupted:", r.Stderr);
+        Assert.DoesNotContain("unexpected", r.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(cache, "quickstart-base")) && Directory.EnumerateFileSystemEntries(Path.Combine(cache, "quickstart-base")).Any(),
+            "a base model that was not finished must not be cached");
+    }
+
     [Fact]
     public void Small_quickstart_runs_every_stage_and_domain_perplexity_falls()
     {
