@@ -92,9 +92,9 @@ public static class Quickstart
     /// <summary>
     /// The embedded default's base: 2,000 steps on the copying corpus, the 900 pretraining steps, then seven phases of
     /// copying practice (18,100 steps of 16 × 128 tokens): letter runs of varied length until copying by content forms
-    /// (the plateau breaks after 2,000–2,500 steps, and only on a base that already reads), then ever wider mixes that
+    /// (the plateau breaks after 1,000–2,500 steps, and only on a base that already reads), then ever wider mixes that
     /// carry it to digits, arbitrary vocabulary pieces, names, ids and e-mails, general text, and the tool-call markup.
-    /// About 20 minutes on 2 cores, once: the base is cached. Measured in docs/performance.md (2026-12-05 late night and
+    /// About 29 minutes on 2 cores, once: the base is cached. Measured in docs/performance.md (2026-12-05 late night and
     /// 2026-12-06 morning).
     /// </summary>
     public static readonly BaseRecipe DefaultBase = new(BaseShape, 900, 512, 3e-3f, 0, false, CopyFirstSteps: 2000, CopyFirstBytes: 12_000_000, Practice:
@@ -222,6 +222,7 @@ public static class Quickstart
                 }
                 string stagesDir = Path.Combine(root, "base-stages");
                 string from = init;
+                var trained = new List<string>(); // every training's output, in order, for the joined curve
                 if (recipe.CopyFirstSteps > 0)
                     from = Stage("copying corpus first: forms, tables, JSON tool results and e-mails whose ids recur", () =>
                     {
@@ -240,6 +241,7 @@ public static class Quickstart
                         }, TrainingDataLoader.Load, trainReporter, cancel);
                         return outDir;
                     });
+                if (from != init) trained.Add(from);
                 var practice = recipe.Practice ?? [];
                 string pretrained = practice.Count > 0 ? Path.Combine(stagesDir, "pretrained") : baseRun;
                 Stage("pretraining on the general corpus and shop web text", () =>
@@ -253,6 +255,7 @@ public static class Quickstart
                     };
                     return Trainer.Run(options, TrainingDataLoader.Load, trainReporter, cancel);
                 });
+                trained.Add(pretrained);
                 from = pretrained;
                 for (int p = 0; p < practice.Count; p++)
                 {
@@ -262,18 +265,11 @@ public static class Quickstart
                     Stage($"copying practice {p + 1}/{practice.Count}: {phase.Name}", () =>
                         RunPractice(phase, p, phaseFrom, outDir, pretrainData, general.Train, Path.Combine(dataDir, $"practice-{p + 1}.jsonl"), o, S, trainReporter, log, cancel));
                     from = outDir;
+                    trained.Add(outDir);
                 }
                 // A training stage stopped by Ctrl-C or SIGTERM returns with its checkpoint; such a base is never cached.
                 cancel.ThrowIfCancellationRequested();
-                if (practice.Count > 0 || recipe.CopyFirstSteps > 0)
-                {
-                    var phases = new List<string>();
-                    if (recipe.CopyFirstSteps > 0) phases.Add(Path.Combine(stagesDir, "copy-first"));
-                    if (practice.Count > 0) phases.Add(pretrained);
-                    for (int p = 0; p < practice.Count - 1; p++) phases.Add(Path.Combine(stagesDir, $"practice-{p + 1}"));
-                    phases.Add(baseRun);
-                    JoinMetrics(phases, Path.Combine(baseRun, "metrics.jsonl"));
-                }
+                if (trained.Count > 1) JoinMetrics(trained, Path.Combine(baseRun, "metrics.jsonl"));
                 if (Directory.Exists(stagesDir)) Directory.Delete(stagesDir, recursive: true);
                 if (cacheKey != null) BaseModelCache.Store(o.BaseCache!, cacheKey, recipeText, cacheFolders, log);
             }

@@ -19,7 +19,7 @@ internal static class QuickstartCommand
         var threads = CliSupport.Threads();
         var cmd = new Command("quickstart",
             "The whole loop on an embedded default: generate a general corpus and an e-commerce customer-service dataset (answers checked " +
-            "against their facts), pretrain a small base model from scratch and teach it to copy from its context (about 20 minutes on 2 cores, " +
+            "against their facts), pretrain a small base model from scratch and teach it to copy from its context (about 30 minutes on 2 cores, " +
             "once: the base is cached), score and filter the domain data by the base model's " +
             "perplexity, evaluate, fine-tune with LoRA, evaluate again (domain answer and text perplexity, general perplexity for " +
             "forgetting, store-policy and order questions scored with pass@k and pass^k, a copying probe, and the agent benchmark: held-out " +
