@@ -41,14 +41,14 @@ public sealed record QuickstartResult(string Report, string Markdown, IReadOnlyD
 public static class Quickstart
 {
     /// <summary>Pretraining and fine-tuning sizes at scale 1. Pretraining windows are 512 tokens; the context is 2,048 so
-    /// that the agent's conversations (tool results included) fit, the agent fine-tuned on windows of 512.</summary>
+    /// that the agent's conversations (tool results included) fit, the agent fine-tuned on windows of 1,024.</summary>
     public static readonly ModelConfig BaseShape = new()
     {
         Architecture = "llama", VocabSize = 2048, HiddenSize = 128, IntermediateSize = 384, Layers = 4, Heads = 4, KvHeads = 2,
         HeadDim = 32, RotaryDims = 32, RopeTheta = 10000, RmsNormEps = 1e-5f, MaxPositions = 2048, TiedEmbeddings = true,
     };
 
-    /// <summary>Steps of the agent's fine-tuning (4 × 512 tokens each).</summary>
+    /// <summary>Steps of the agent's fine-tuning (2 × 1,024 tokens each).</summary>
     public const int AgentSteps = 1500;
 
     /// <summary>How the generated base model is built: its shape, pretraining steps of BatchSize × SeqLen tokens, peak
@@ -343,11 +343,12 @@ public static class Quickstart
             // The agent is its own model: a copy of the base fine-tuned in all its weights on the oracle's conversations,
             // every token a target (the customers' words and the tool results it must copy from as well as its own turns).
             // A LoRA adapter on the same data moves this 1M-parameter base far less (docs/performance.md, 2026-12-06
-            // morning), and mixed into the domain adapter's data the conversations cost its answers.
+            // morning), and mixed into the domain adapter's data the conversations cost its answers. Windows of 1,024: an
+            // order's details carry a conversation past 512, and a model never trained beyond 512 writes junk there.
             Stage("fine-tuning of the agent on the oracle's conversations (all weights)", () => Trainer.Run(new TrainOptions
             {
                 Model = baseModel, Data = agent.Trajectories, Out = agentRun, Method = TrainingMethod.Full, Stage = TrainingStage.Sft, TrainOnPrompt = true,
-                MaxSteps = S(AgentSteps, 6), BatchSize = 4, SeqLen = 512, Lr = 2e-3f, WarmupSteps = S(20, 1), Schedule = LearningRateSchedule.Constant,
+                MaxSteps = S(AgentSteps, 6), BatchSize = 2, SeqLen = 1024, Lr = 2e-3f, WarmupSteps = S(20, 1), Schedule = LearningRateSchedule.Constant,
                 WeightDecay = 0.01f, EvalEvery = S(AgentSteps / 3, 3), ValSplit = 0.01, SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(50, 1),
                 Packing = true,
             }, TrainingDataLoader.Load, trainReporter, cancel));
