@@ -10,19 +10,24 @@ public static unsafe class Activations
     public static void SwiGlu(float* gate, float* up, long n) => SwiGlu(gate, up, gate, n);
 
     /// <summary>output[i] = silu(gate[i]) · up[i]; output may be gate itself (training keeps gate and writes elsewhere,
-    /// which saves copying it first).</summary>
+    /// which saves copying it first). The tail goes through the same vector math, padded, so an element's value does
+    /// not depend on where it sits: a mixture-of-experts layer runs an expert over however many rows were routed to it,
+    /// and a row must come out the same whichever they are.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void SwiGlu(float* gate, float* up, float* output, long n)
     {
         long i = 0;
-        var one = Vector512<float>.One;
-        for (; i + 16 <= n; i += 16)
-        {
-            var g = Vector512.Load(gate + i);
-            Vector512.Store(g / (one + Vector512.Exp(-g)) * Vector512.Load(up + i), output + i);
-        }
-        for (; i < n; i++) output[i] = Silu(gate[i]) * up[i];
+        for (; i + 16 <= n; i += 16) Vector512.Store(SwiGlu(Vector512.Load(gate + i), Vector512.Load(up + i)), output + i);
+        if (i == n) return;
+        int rest = (int)(n - i);
+        float* g = stackalloc float[16], u = stackalloc float[16], o = stackalloc float[16];
+        for (int j = 0; j < 16; j++) { g[j] = j < rest ? gate[i + j] : 0f; u[j] = j < rest ? up[i + j] : 0f; }
+        Vector512.Store(SwiGlu(Vector512.Load(g), Vector512.Load(u)), o);
+        for (int j = 0; j < rest; j++) output[i + j] = o[j];
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> SwiGlu(Vector512<float> g, Vector512<float> u) => g / (Vector512<float>.One + Vector512.Exp(-g)) * u;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Silu(float x) => x / (1f + MathF.Exp(-x));
