@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
 """Tiny random Llama-family checkpoints and their float64 PyTorch reference logits.
 
+Mixture-of-experts variants (mixtral, qwen2_moe) follow the published definitions of Hugging Face's
+MixtralSparseMoeBlock and Qwen2MoeSparseMoeBlock: router logits -> softmax over all experts -> top-k -> weights
+(renormalized over the k for Mixtral and with norm_topk_prob) -> sum of the chosen SwiGLU experts' outputs times their
+weights; Qwen2-MoE adds a shared SwiGLU expert times sigmoid(shared_expert_gate(h)), and keeps the layers in
+mlp_only_layers or off the decoder_sparse_step dense. Each MoE variant also records the smallest gap between a token's
+k-th and (k+1)-th routing probability, so a reader can see that float32 rounding cannot change a choice.
+
 Writes, for each variant, a model (Hugging Face directory: config.json + model.safetensors, or a single .gguf) and
 expected.json with the token sequence and the logits of a float64 forward pass written here from the architecture
 definition (embedding -> L x [RMSNorm -> GQA attention with RoPE -> residual -> RMSNorm -> SwiGLU -> residual]
@@ -8,7 +15,7 @@ definition (embedding -> L x [RMSNorm -> GQA attention with RoPE -> residual -> 
 the code under test. GGUF llama variants store q/k permuted for llama.cpp's adjacent-pair rope, exactly as
 llama.cpp's convert_hf_to_gguf.py does; qwen2 GGUFs are not permuted (neox rope).
 
-Run:  /usr/bin/python3 tools/reference/make_model_fixtures.py tests/Hone.Tests/Fixtures/models
+Run:  /usr/bin/python3 tools/reference/make_model_fixtures.py tests/Hone.Tests/Fixtures/models [--only NAME,NAME]
 Needs: python3-torch (Debian), numpy.
 """
 import json, math, os, struct, sys
@@ -53,8 +60,47 @@ def rope_halves(x, pos, inv):  # x [T, heads, Dh]; rotate_half over the first ro
     return torch.cat([xr * cos + rotated * sin, xp], -1)
 
 
-def forward(cfg, w, tokens):
+def is_sparse(cfg, l):
+    if cfg["model_type"] == "mixtral":
+        return True
+    if cfg["model_type"] == "qwen2_moe":
+        return l not in cfg["mlp_only_layers"] and (l + 1) % cfg["decoder_sparse_step"] == 0
+    return False
+
+
+def swiglu(h, gate, up, down):
+    return (torch.nn.functional.silu(h @ gate.T) * (h @ up.T)) @ down.T
+
+
+def moe(cfg, w, p, h, gaps):
+    """One sparse MLP over h [T, D]; appends each token's routing gap (k-th minus (k+1)-th probability) to gaps."""
+    mixtral = cfg["model_type"] == "mixtral"
+    pre = p + ("block_sparse_moe." if mixtral else "mlp.")
+    E = cfg["num_local_experts"] if mixtral else cfg["num_experts"]
+    k = cfg["num_experts_per_tok"]
+    probs = torch.softmax(h @ w[pre + "gate.weight"].T, -1)           # [T, E]
+    top, idx = torch.topk(probs, k, -1)                                 # [T, k]
+    ordered = torch.sort(probs, -1, descending=True).values
+    gaps.extend((ordered[:, k - 1] - ordered[:, k]).tolist())
+    if mixtral or cfg["norm_topk_prob"]:
+        top = top / top.sum(-1, keepdim=True)
+    out = torch.zeros_like(h)
+    for e in range(E):
+        if mixtral:
+            y = swiglu(h, w[f"{pre}experts.{e}.w1.weight"], w[f"{pre}experts.{e}.w3.weight"], w[f"{pre}experts.{e}.w2.weight"])
+        else:
+            y = swiglu(h, w[f"{pre}experts.{e}.gate_proj.weight"], w[f"{pre}experts.{e}.up_proj.weight"], w[f"{pre}experts.{e}.down_proj.weight"])
+        weight = (top * (idx == e)).sum(-1, keepdim=True)               # [T, 1]: 0 where e was not chosen
+        out = out + weight * y
+    if not mixtral:
+        shared = swiglu(h, w[pre + "shared_expert.gate_proj.weight"], w[pre + "shared_expert.up_proj.weight"], w[pre + "shared_expert.down_proj.weight"])
+        out = out + torch.sigmoid(h @ w[pre + "shared_expert_gate.weight"].T) * shared
+    return out
+
+
+def forward(cfg, w, tokens, gaps=None):
     """Reference forward in the Hugging Face layout (rotate_half rope)."""
+    gaps = [] if gaps is None else gaps
     D, H, Hkv, Dh, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"], cfg["num_hidden_layers"]
     eps = cfg["rms_norm_eps"]
     T = len(tokens)
@@ -79,6 +125,9 @@ def forward(cfg, w, tokens):
         a = torch.einsum("hts,shd->thd", torch.softmax(s, -1), v).reshape(T, H * Dh)
         x = x + a @ w[p + "self_attn.o_proj.weight"].T
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        if is_sparse(cfg, l):
+            x = x + moe(cfg, w, p, h, gaps)
+            continue
         g = h @ w[p + "mlp.gate_proj.weight"].T
         u = h @ w[p + "mlp.up_proj.weight"].T
         x = x + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
@@ -102,10 +151,28 @@ def make_weights(cfg, seed):
         w[p + "self_attn.q_proj.weight"] = r(Qd, D)
         w[p + "self_attn.k_proj.weight"] = r(Kd, D)
         w[p + "self_attn.v_proj.weight"] = r(Kd, D)
-        if cfg["model_type"] == "qwen2" or cfg.get("attention_bias"):
+        if cfg["model_type"] in ("qwen2", "qwen2_moe") or cfg.get("attention_bias"):
             w[p + "self_attn.q_proj.bias"] = r(Qd); w[p + "self_attn.k_proj.bias"] = r(Kd); w[p + "self_attn.v_proj.bias"] = r(Kd)
         w[p + "self_attn.o_proj.weight"] = r(D, Qd)
         w[p + "post_attention_layernorm.weight"] = 1 + r(D, std=0.1)
+        if is_sparse(cfg, l):
+            mixtral = cfg["model_type"] == "mixtral"
+            pre = p + ("block_sparse_moe." if mixtral else "mlp.")
+            E = cfg["num_local_experts"] if mixtral else cfg["num_experts"]
+            Fe = cfg["intermediate_size"] if mixtral else cfg["moe_intermediate_size"]
+            w[pre + "gate.weight"] = r(E, D, std=0.5)
+            names = ("w1", "w3", "w2") if mixtral else ("gate_proj", "up_proj", "down_proj")
+            for e in range(E):
+                w[f"{pre}experts.{e}.{names[0]}.weight"] = r(Fe, D)
+                w[f"{pre}experts.{e}.{names[1]}.weight"] = r(Fe, D)
+                w[f"{pre}experts.{e}.{names[2]}.weight"] = r(D, Fe)
+            if not mixtral:
+                Fs = cfg["shared_expert_intermediate_size"]
+                w[pre + "shared_expert.gate_proj.weight"] = r(Fs, D)
+                w[pre + "shared_expert.up_proj.weight"] = r(Fs, D)
+                w[pre + "shared_expert.down_proj.weight"] = r(D, Fs)
+                w[pre + "shared_expert_gate.weight"] = r(1, D)
+            continue
         w[p + "mlp.gate_proj.weight"] = r(F, D)
         w[p + "mlp.up_proj.weight"] = r(F, D)
         w[p + "mlp.down_proj.weight"] = r(D, F)
@@ -208,11 +275,24 @@ VARIANTS = [
     ("llama3-scaled-hf-f32", dict(model_type="llama", head_dim=12, num_attention_heads=6, num_key_value_heads=2, rope_theta=500000.0,
                                   rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
                                                     original_max_position_embeddings=64)), "F32", "hf"),
+    ("mixtral-hf-f32", dict(model_type="mixtral", num_local_experts=4, num_experts_per_tok=2, intermediate_size=24,
+                            router_aux_loss_coef=0.02), "F32", "hf"),
+    ("mixtral-hf-bf16", dict(model_type="mixtral", num_local_experts=4, num_experts_per_tok=2, intermediate_size=24,
+                             router_aux_loss_coef=0.02), "BF16", "hf"),
+    ("qwen2moe-hf-f32", dict(model_type="qwen2_moe", num_hidden_layers=3, num_experts=6, num_experts_per_tok=3, moe_intermediate_size=16,
+                             shared_expert_intermediate_size=40, norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[1],
+                             tie_word_embeddings=True, router_aux_loss_coef=0.001), "F32", "hf"),
+    ("qwen2moe-norm-hf-f32", dict(model_type="qwen2_moe", num_hidden_layers=4, num_experts=5, num_experts_per_tok=2, moe_intermediate_size=16,
+                                  shared_expert_intermediate_size=24, norm_topk_prob=True, decoder_sparse_step=2, mlp_only_layers=[],
+                                  router_aux_loss_coef=0.001), "F32", "hf"),
 ]
+ONLY = None  # set by --only NAME[,NAME]: rewrite just those variants
 
 
 def main(out_dir):
     for i, (name, over, dtype, fmt) in enumerate(VARIANTS):
+        if ONLY and name not in ONLY:
+            continue
         cfg = dict(model_type="llama", vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                    num_attention_heads=4, num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-5, rope_theta=10000.0,
                    max_position_embeddings=128, tie_word_embeddings=False, hidden_act="silu")
@@ -220,7 +300,7 @@ def main(out_dir):
         cfg["rotary_dims"] = cfg["head_dim"]
         # Variants of one family share weights and tokens, so HF and GGUF layouts can be compared directly.
         family = name.split("-")[0]
-        seed = {"llama": 1000, "qwen2": 2000, "llama3": 3000}[family]
+        seed = {"llama": 1000, "qwen2": 2000, "llama3": 3000, "mixtral": 4000, "qwen2moe": 5000 + len(name)}[family]
         w = make_weights(cfg, seed=seed)
         stored = {}
         blobs = {}
@@ -229,14 +309,16 @@ def main(out_dir):
             stored[k] = back
             blobs[k] = (dtype if t.dim() == 2 else "F32", data)
         tokens = [int(x) for x in torch.randint(0, cfg["vocab_size"], (40,), generator=torch.Generator().manual_seed(seed + 7))]
-        logits = forward(cfg, stored, tokens)
+        gaps = []
+        logits = forward(cfg, stored, tokens, gaps)
         d = os.path.join(out_dir, name)
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(d):
             os.remove(os.path.join(d, f))
         if fmt == "hf":
             hf_cfg = {k: v for k, v in cfg.items() if k != "rotary_dims"}
-            hf_cfg["architectures"] = ["Qwen2ForCausalLM" if cfg["model_type"] == "qwen2" else "LlamaForCausalLM"]
+            hf_cfg["architectures"] = [{"qwen2": "Qwen2ForCausalLM", "mixtral": "MixtralForCausalLM",
+                                        "qwen2_moe": "Qwen2MoeForCausalLM"}.get(cfg["model_type"], "LlamaForCausalLM")]
             hf_cfg["torch_dtype"] = "bfloat16" if dtype == "BF16" else "float32"
             with open(os.path.join(d, "config.json"), "w") as f:
                 json.dump(hf_cfg, f, indent=2)
@@ -259,11 +341,19 @@ def main(out_dir):
                 data, _ = tensor_bytes(t, kind)
                 tensors.append((gguf_name(k), 0 if kind == "F32" else 30, list(t.shape), data))
             write_gguf(os.path.join(d, "model.gguf"), meta, tensors)
+        expected = {"tokens": tokens, "vocab_size": cfg["vocab_size"], "logits": [round(float(v), 9) for v in logits.flatten()],
+                    "note": "float64 PyTorch reference from tools/reference/make_model_fixtures.py"}
+        if gaps:
+            expected["min_routing_gap"] = round(min(gaps), 9)
         with open(os.path.join(d, "expected.json"), "w") as f:
-            json.dump({"tokens": tokens, "vocab_size": cfg["vocab_size"], "logits": [round(float(v), 9) for v in logits.flatten()],
-                       "note": "float64 PyTorch reference from tools/reference/make_model_fixtures.py"}, f)
-        print(name, "max |logit|", float(logits.abs().max()))
+            json.dump(expected, f)
+        print(name, "max |logit|", float(logits.abs().max()), "min routing gap", min(gaps) if gaps else None)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/Hone.Tests/Fixtures/models")
+    args = sys.argv[1:]
+    if "--only" in args:
+        at = args.index("--only")
+        ONLY = set(args[at + 1].split(","))
+        del args[at:at + 2]
+    main(args[0] if args else "tests/Hone.Tests/Fixtures/models")

@@ -30,6 +30,13 @@ internal static class InspectCommand
             Console.WriteLine($"model        {s.Path} ({s.Format})");
             Console.WriteLine($"architecture {c.Architecture}  layers {c.Layers}  hidden {c.HiddenSize}  ffn {c.IntermediateSize}  vocab {c.VocabSize}");
             Console.WriteLine($"attention    heads {c.Heads}  kv heads {c.KvHeads}  head dim {c.HeadDim}  bias {(c.AttentionBias ? "q,k,v" : "none")}");
+            if (c.IsMixtureOfExperts)
+            {
+                var sparse = Enumerable.Range(0, c.Layers).Where(c.IsSparseLayer).ToList();
+                Console.WriteLine($"experts      {c.Experts} per layer, {c.ExpertsPerToken} per token{(c.NormalizeTopK ? " (weights renormalized)" : "")}  expert ffn {c.ExpertFeedForwardSize}" +
+                                  $"{(c.SharedExpertFeedForwardSize > 0 ? $"  shared expert ffn {c.SharedExpertFeedForwardSize}" : "")}  sparse layers {sparse.Count} of {c.Layers}" +
+                                  $"  active parameters {c.ActiveParameterCount:N0} of {c.ParameterCount:N0}");
+            }
             Console.WriteLine($"rope         theta {c.RopeTheta:G}  dims {c.RotaryDims}  layout {c.RopeLayout}{(c.RopeLlama3 != null ? $"  llama3 scaling ×{c.RopeLlama3.Factor:G}" : "")}{(c.RopeLinearFactor != 1 ? $"  linear ×{c.RopeLinearFactor:G}" : "")}");
             Console.WriteLine($"other        rms eps {c.RmsNormEps:G}  context {c.MaxPositions}  tied embeddings {(c.TiedEmbeddings ? "yes" : "no")}");
             Console.WriteLine($"parameters   {s.ParameterCount:N0} ({string.Join(", ", s.ParametersByType.Select(kv => $"{kv.Key} {kv.Value:N0}"))})  data {CliSupport.Bytes(s.TensorBytes)}");

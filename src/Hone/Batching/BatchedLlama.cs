@@ -42,6 +42,7 @@ public sealed unsafe class BatchedLlama : IDisposable
         KvCacheType cacheType = KvCacheType.F32)
     {
         CacheType = cacheType;
+        weights.Config.RequireDense("the batched engine (hone serve, parallel evaluation)");
         if (slots < 1) throw new ArgumentException($"at least one slot is needed, found {slots}");
         if (stepRows < slots) throw new ArgumentException($"a step must hold at least one row per slot ({slots}), found {stepRows}");
         Weights = weights; Config = weights.Config; Pool = pool; Slots = slots; Context = context; StepRows = stepRows; Precision = precision;

@@ -1,3 +1,4 @@
+using Hone.Experts;
 using Hone.Tensors;
 
 namespace Hone.Model;
@@ -5,9 +6,11 @@ namespace Hone.Model;
 /// <summary>
 /// The Llama-family forward pass for inference:
 /// embedding → L × [RMSNorm → attention (GQA, RoPE, optional qkv bias) → residual → RMSNorm → SwiGLU MLP → residual]
-/// → RMSNorm → head.
+/// → RMSNorm → head. In a mixture-of-experts layer the MLP is k of E SwiGLU experts chosen per token by a router (and a
+/// shared expert behind a sigmoid gate, Qwen2-MoE): each expert runs once over the rows routed to it, so a decode step
+/// reads only the chosen experts' weights.
 /// Glossary: T tokens in a step (≤ MaxBatch), D hidden, F feed-forward, L layers, H heads, Hkv KV heads, Dh head dim,
-/// V vocabulary, Tmax context. All buffers, the KV cache [L, Tmax, Hkv·Dh] included, are allocated once here;
+/// V vocabulary, Tmax context; E experts, k per token, Fe an expert's feed-forward size, Fs the shared expert's. All buffers, the KV cache [L, Tmax, Hkv·Dh] included, are allocated once here;
 /// a forward step allocates nothing.
 /// </summary>
 public sealed unsafe class LlamaModel : IDisposable
@@ -15,7 +18,11 @@ public sealed unsafe class LlamaModel : IDisposable
     readonly NativeBuffer _keys, _values;          // [L, Tmax, Hkv·Dh] in CacheType
     readonly NativeBuffer? _newKeys, _newValues;   // [MaxBatch, Hkv·Dh] fp32: a step's keys and values before a bf16 cache rounds them
     readonly NativeBuffer _x, _h, _q, _attention;  // [MaxBatch, D] ×2, [MaxBatch, H·Dh] ×2
-    readonly NativeBuffer _gate, _up, _scratch;    // [MaxBatch, F] ×2, [MaxBatch, max(D, F, V?)] adapter scratch
+    readonly NativeBuffer _gate, _up, _scratch;    // [MaxBatch, max(F, Fe, Fs)] ×2, [MaxBatch, max(D, F, V?)] adapter scratch
+    readonly NativeBuffer? _routerLogits;          // [MaxBatch, E]
+    readonly NativeBuffer? _expertInput, _expertOutput; // [MaxBatch, D] ×2: one expert's gathered rows and its output
+    readonly int[] _routedExperts = [], _expertStarts = [], _routeOrder = []; // [MaxBatch·k], [E + 1], [MaxBatch·k]
+    readonly float[] _routedWeights = [];          // [MaxBatch·k]
     readonly Rope _rope;
 
     public ModelConfig Config { get; }
@@ -55,8 +62,18 @@ public sealed unsafe class LlamaModel : IDisposable
         _h = new NativeBuffer((long)MaxBatch * c.HiddenSize * 4);
         _q = new NativeBuffer((long)MaxBatch * c.QueryDim * 4);
         _attention = new NativeBuffer((long)MaxBatch * c.QueryDim * 4);
-        _gate = new NativeBuffer((long)MaxBatch * c.IntermediateSize * 4);
-        _up = new NativeBuffer((long)MaxBatch * c.IntermediateSize * 4);
+        _gate = new NativeBuffer((long)MaxBatch * FeedForwardWidth(c) * 4);
+        _up = new NativeBuffer((long)MaxBatch * FeedForwardWidth(c) * 4);
+        if (c.IsMixtureOfExperts)
+        {
+            _routerLogits = new NativeBuffer((long)MaxBatch * c.Experts * 4);
+            _expertInput = new NativeBuffer((long)MaxBatch * c.HiddenSize * 4);
+            _expertOutput = new NativeBuffer((long)MaxBatch * c.HiddenSize * 4);
+            _routedExperts = new int[MaxBatch * c.ExpertsPerToken];
+            _routedWeights = new float[MaxBatch * c.ExpertsPerToken];
+            _routeOrder = new int[MaxBatch * c.ExpertsPerToken];
+            _expertStarts = new int[c.Experts + 1];
+        }
         _scratch = new NativeBuffer((long)MaxBatch * Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)) * 4);
         _rope = new Rope(c.HeadDim, c.RotaryDims, MaxContext, c.RopeTheta, c.RopeLayout, c.RopeLinearFactor, c.RopeLlama3, weights.RopeFrequencyDivisors);
     }
@@ -71,14 +88,18 @@ public sealed unsafe class LlamaModel : IDisposable
             {
                 long batch = Math.Max(1, Math.Min(maxBatch, maxContext));
                 long kv = 2L * c.Layers * maxContext * c.KvDim;
-                long activations = batch * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.IntermediateSize
+                long activations = batch * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * FeedForwardWidth(c)
                                             + Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim))
-                                            + (cacheType == KvCacheType.F32 ? 0 : 2L * c.KvDim));
+                                            + (cacheType == KvCacheType.F32 ? 0 : 2L * c.KvDim)
+                                            + (c.IsMixtureOfExperts ? c.Experts + 2L * c.HiddenSize + 3L * c.ExpertsPerToken : 0));
                 return cacheType.ElementBytes() * kv + 4 * activations;
             }
         }
         catch (OverflowException) { return long.MaxValue; }
     }
+
+    /// <summary>The widest feed-forward activation a layer writes: F, or an expert's Fe or the shared expert's Fs.</summary>
+    static int FeedForwardWidth(ModelConfig c) => Math.Max(c.IntermediateSize, Math.Max(c.ExpertFeedForwardSize, c.SharedExpertFeedForwardSize));
 
     /// <summary>Forget the cached context.</summary>
     public void Reset() => Position = 0;
@@ -184,6 +205,11 @@ public sealed unsafe class LlamaModel : IDisposable
 
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, T, D, c.RmsNormEps);
             if (diagnose) CheckFinite(h, (long)T * D, l, "feed-forward norm");
+            if (w.IsSparse)
+            {
+                MixtureOfExperts(w, h, T, x, l, diagnose, promptRows);
+                continue;
+            }
             Linear.ForwardGated(Pool, h, T, D, w.Gate, AdapterOf(w.Gate), w.Up, AdapterOf(w.Up), gate, up, Precision, promptRows);
             if (diagnose) CheckFinite(gate, (long)T * F, l, "gate and up projections", w.Gate, w.Up);
             Project(w.Down, null, gate, T, F, x, D, true, scratch, promptRows);
@@ -203,6 +229,61 @@ public sealed unsafe class LlamaModel : IDisposable
         if (diagnose) CheckFinite(h, (long)rows * D, c.Layers, "output norm");
         Project(Weights.Output, null, h, rows, D, logits, c.VocabSize, false, null, false);
         if (diagnose) CheckFinite(logits, (long)rows * c.VocabSize, c.Layers, "output head", Weights.Output);
+    }
+
+    /// <summary>
+    /// A mixture-of-experts MLP over T rows: route (<see cref="ExpertRouting"/>), then per expert with any rows: gather
+    /// them, SwiGLU through its gate, up and down, and add each row's output times its weight to the residual
+    /// <paramref name="x"/>; then the shared expert over all rows, scaled by sigmoid(h·g).
+    /// </summary>
+    /// <param name="h">[T, D] the normed input</param>
+    /// <param name="x">[T, D] the residual stream, added to</param>
+    void MixtureOfExperts(LayerWeights w, float* h, int T, float* x, int layer, bool diagnose, bool promptRows)
+    {
+        var c = Config;
+        int D = c.HiddenSize, E = c.Experts, k = c.ExpertsPerToken;
+        float* logits = _routerLogits!.AsFloats, input = _expertInput!.AsFloats, output = _expertOutput!.AsFloats;
+        float* gate = _gate.AsFloats, up = _up.AsFloats;
+        Project(w.Router!, null, h, T, D, logits, E, false, null, promptRows);
+        if (diagnose) CheckFinite(logits, (long)T * E, layer, "router", w.Router!);
+        ExpertRouting.Route(new ReadOnlySpan<float>(logits, T * E), T, E, k, c.NormalizeTopK, _routedExperts, _routedWeights);
+        ExpertRouting.GroupByExpert(_routedExperts, T, E, k, _expertStarts, _routeOrder);
+        for (int e = 0; e < E; e++)
+        {
+            int start = _expertStarts[e], n = _expertStarts[e + 1] - start;
+            if (n == 0) continue;
+            for (int i = 0; i < n; i++)
+                new ReadOnlySpan<float>(h + (long)(_routeOrder[start + i] / k) * D, D).CopyTo(new Span<float>(input + (long)i * D, D));
+            Linear.ForwardGated(Pool, input, n, D, w.ExpertGate![e], null, w.ExpertUp![e], null, gate, up, Precision, promptRows);
+            Linear.Forward(Pool, w.ExpertDown![e], null, gate, n, c.ExpertFeedForwardSize, output, D, false, precision: Precision, promptRows: promptRows);
+            if (diagnose) CheckFinite(output, (long)n * D, layer, $"expert {e}", w.ExpertGate[e], w.ExpertUp![e], w.ExpertDown[e]);
+            for (int i = 0; i < n; i++)
+            {
+                int route = _routeOrder[start + i];
+                AddScaled(x + (long)(route / k) * D, output + (long)i * D, _routedWeights[route], D);
+            }
+        }
+        if (w.SharedGate != null)
+        {
+            int fs = c.SharedExpertFeedForwardSize;
+            Linear.ForwardGated(Pool, h, T, D, w.SharedGate, null, w.SharedUp!, null, gate, up, Precision, promptRows);
+            Linear.Forward(Pool, w.SharedDown!, null, gate, T, fs, output, D, false, precision: Precision, promptRows: promptRows);
+            if (diagnose) CheckFinite(output, (long)T * D, layer, "shared expert", w.SharedGate, w.SharedUp!, w.SharedDown!);
+            for (int t = 0; t < T; t++)
+            {
+                float* row = h + (long)t * D;
+                float logit = 0;
+                for (int i = 0; i < D; i++) logit += row[i] * w.SharedRouter[i];
+                AddScaled(x + (long)t * D, output + (long)t * D, 1f / (1f + MathF.Exp(-logit)), D);
+            }
+        }
+        if (diagnose) CheckFinite(x, (long)T * D, layer, "mixture of experts");
+    }
+
+    /// <summary>y[n] += s · v[n] (O(D) per routed row, beside the expert's O(D·Fe) products)</summary>
+    static void AddScaled(float* y, float* v, float s, int n)
+    {
+        for (int i = 0; i < n; i++) y[i] += s * v[i];
     }
 
     /// <summary>
@@ -243,8 +324,9 @@ public sealed unsafe class LlamaModel : IDisposable
     NonFiniteException NonFiniteAt(int layer, string stage, WeightMatrix[] projections)
     {
         var where = layer < 0 ? stage : layer >= Config.Layers ? $"the {stage}" : $"layer {layer}'s {stage}";
-        static string Module(WeightMatrix w) => (TensorNames.GgufToHuggingFace(w.Name) ?? w.Name).Replace(".weight", "");
-        static string Short(WeightMatrix w) => Module(w)[(Module(w).LastIndexOf('.') + 1)..];
+        string family = Config.Architecture;
+        string Module(WeightMatrix w) => (TensorNames.GgufToHuggingFace(w.Name, family) ?? w.Name).Replace(".weight", "");
+        string Short(WeightMatrix w) => Module(w)[(Module(w).LastIndexOf('.') + 1)..];
         var adapted = projections.Where(p => AdapterOf(p) != null).ToList();
         var adapters = adapted.Select(p => AdapterOf(p)!).Distinct().ToList();
         var message = $"they first appear in {where}" + (projections.Length > 0 ? $" ({string.Join(", ", projections.Select(Module))})" : "");
@@ -274,6 +356,7 @@ public sealed unsafe class LlamaModel : IDisposable
         _newKeys?.Dispose(); _newValues?.Dispose();
         _keys.Dispose(); _values.Dispose(); _x.Dispose(); _h.Dispose(); _q.Dispose(); _attention.Dispose();
         _gate.Dispose(); _up.Dispose(); _scratch.Dispose(); _rope.Dispose();
+        _routerLogits?.Dispose(); _expertInput?.Dispose(); _expertOutput?.Dispose();
     }
 }
 

@@ -5,7 +5,9 @@ using Hone.Tensors.Quantization;
 namespace Hone.Model;
 
 /// <summary>Per-layer weights. Shapes (glossary in <see cref="ModelConfig"/>): norms [D]; Q [H·Dh, D]; K, V [Hkv·Dh, D];
-/// O [D, H·Dh]; Gate, Up [F, D]; Down [D, F]; biases [out].</summary>
+/// O [D, H·Dh]; Gate, Up [F, D]; Down [D, F]; biases [out]. A mixture-of-experts layer has no dense Gate, Up and Down
+/// (null) but a Router and E experts, each [Fe, D], [Fe, D], [D, Fe], stored one after another (GGUF's stacked layout),
+/// and optionally a shared expert ([Fs, D], [Fs, D], [D, Fs]) with its sigmoid gate [D].</summary>
 public sealed unsafe class LayerWeights
 {
     public required float* AttentionNorm;
@@ -13,6 +15,11 @@ public sealed unsafe class LayerWeights
     public float* QueryBias, KeyBias, ValueBias;
     public required float* FeedForwardNorm;
     public required WeightMatrix Gate, Up, Down;
+    public WeightMatrix? Router;
+    public WeightMatrix[]? ExpertGate, ExpertUp, ExpertDown;
+    public WeightMatrix? SharedGate, SharedUp, SharedDown;
+    public float* SharedRouter;
+    public bool IsSparse => Router != null;
 }
 
 /// <summary>How to bring weights into memory.</summary>
@@ -40,9 +47,10 @@ public sealed unsafe class LlamaWeights : IDisposable
     public long ByteLength => _arena.Length;
 
     /// <summary>One planned view of the arena (reference identity: the offset is filled in later).</summary>
-    sealed class Slot(string name, TensorRole role, int layer, bool bias, TensorType type, int rows, int cols)
+    sealed class Slot(string name, TensorRole role, int layer, bool bias, TensorType type, int rows, int cols, int expert = -1)
     {
         public string Name { get; } = name;
+        public int Expert { get; } = expert;
         public TensorRole Role { get; } = role;
         public int Layer { get; } = layer;
         public bool Bias { get; } = bias;
@@ -62,20 +70,24 @@ public sealed unsafe class LlamaWeights : IDisposable
         _arena = new NativeBuffer(total);
         foreach (var s in slots) fill(s, (nint)(_arena.Pointer + s.Offset));
 
-        var bySlot = slots.ToDictionary(s => (s.Role, s.Layer, s.Bias));
-        WeightMatrix Matrix(TensorRole role, int layer = -1)
+        var bySlot = slots.ToDictionary(s => (s.Role, s.Layer, s.Bias, s.Expert));
+        WeightMatrix Matrix(TensorRole role, int layer = -1, int expert = -1)
         {
-            var s = bySlot[(role, layer, false)];
+            var s = bySlot[(role, layer, false, expert)];
             return new WeightMatrix(s.Name, s.Type, s.Rows, s.Cols, _arena.Pointer + s.Offset);
         }
+        WeightMatrix? Optional(TensorRole role, int layer) => bySlot.ContainsKey((role, layer, false, -1)) ? Matrix(role, layer) : null;
+        WeightMatrix[] Experts(TensorRole role, int layer) => Enumerable.Range(0, config.Experts).Select(e => Matrix(role, layer, e)).ToArray();
         float* Vector(TensorRole role, int layer = -1, bool bias = false) =>
-            bySlot.TryGetValue((role, layer, bias), out var s) ? (float*)(_arena.Pointer + s.Offset) : null;
+            bySlot.TryGetValue((role, layer, bias, -1), out var s) ? (float*)(_arena.Pointer + s.Offset) : null;
 
         TokenEmbedding = Matrix(TensorRole.TokenEmbedding);
         OutputNorm = Vector(TensorRole.OutputNorm);
         Output = config.TiedEmbeddings ? TokenEmbedding : Matrix(TensorRole.Output);
         Layers = new LayerWeights[config.Layers];
         for (int l = 0; l < config.Layers; l++)
+        {
+            bool sparse = config.IsSparseLayer(l);
             Layers[l] = new LayerWeights
             {
                 AttentionNorm = Vector(TensorRole.AttentionNorm, l),
@@ -84,12 +96,44 @@ public sealed unsafe class LlamaWeights : IDisposable
                 QueryBias = Vector(TensorRole.AttentionQuery, l, true), KeyBias = Vector(TensorRole.AttentionKey, l, true),
                 ValueBias = Vector(TensorRole.AttentionValue, l, true),
                 FeedForwardNorm = Vector(TensorRole.FeedForwardNorm, l),
-                Gate = Matrix(TensorRole.FeedForwardGate, l), Up = Matrix(TensorRole.FeedForwardUp, l), Down = Matrix(TensorRole.FeedForwardDown, l),
+                Gate = sparse ? null! : Matrix(TensorRole.FeedForwardGate, l),
+                Up = sparse ? null! : Matrix(TensorRole.FeedForwardUp, l),
+                Down = sparse ? null! : Matrix(TensorRole.FeedForwardDown, l),
+                Router = sparse ? Matrix(TensorRole.ExpertRouter, l) : null,
+                ExpertGate = sparse ? Experts(TensorRole.ExpertGate, l) : null,
+                ExpertUp = sparse ? Experts(TensorRole.ExpertUp, l) : null,
+                ExpertDown = sparse ? Experts(TensorRole.ExpertDown, l) : null,
+                SharedGate = Optional(TensorRole.SharedExpertGate, l), SharedUp = Optional(TensorRole.SharedExpertUp, l),
+                SharedDown = Optional(TensorRole.SharedExpertDown, l), SharedRouter = Vector(TensorRole.SharedExpertRouter, l),
             };
+        }
     }
 
-    /// <summary>Every parameter the config implies, with its shape: (role, layer, bias, rows, cols).</summary>
-    public static IEnumerable<(TensorRole Role, int Layer, bool Bias, int Rows, int Cols)> Expected(ModelConfig c)
+    /// <summary>Every parameter the config implies, with its shape: (role, layer, bias, rows, cols, expert); expert is
+    /// −1 except for experts' projections. Vectors have rows = 1.</summary>
+    public static IEnumerable<(TensorRole Role, int Layer, bool Bias, int Rows, int Cols, int Expert)> Expected(ModelConfig c)
+    {
+        foreach (var (role, layer, bias, rows, cols) in ExpectedDense(c)) yield return (role, layer, bias, rows, cols, -1);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            if (!c.IsSparseLayer(l)) continue;
+            int d = c.HiddenSize, fe = c.ExpertFeedForwardSize, fs = c.SharedExpertFeedForwardSize;
+            yield return (TensorRole.ExpertRouter, l, false, c.Experts, d, -1);
+            foreach (var (role, rows, cols) in new[] { (TensorRole.ExpertGate, fe, d), (TensorRole.ExpertUp, fe, d), (TensorRole.ExpertDown, d, fe) })
+                for (int e = 0; e < c.Experts; e++) yield return (role, l, false, rows, cols, e);
+            if (fs > 0)
+            {
+                yield return (TensorRole.SharedExpertGate, l, false, fs, d, -1);
+                yield return (TensorRole.SharedExpertUp, l, false, fs, d, -1);
+                yield return (TensorRole.SharedExpertDown, l, false, d, fs, -1);
+                yield return (TensorRole.SharedExpertRouter, l, false, 1, d, -1);
+            }
+        }
+    }
+
+    /// <summary>The attention and dense parts: everything of a dense model; a mixture of experts' sparse layers without
+    /// their MLP.</summary>
+    static IEnumerable<(TensorRole Role, int Layer, bool Bias, int Rows, int Cols)> ExpectedDense(ModelConfig c)
     {
         yield return (TensorRole.TokenEmbedding, -1, false, c.VocabSize, c.HiddenSize);
         yield return (TensorRole.OutputNorm, -1, false, 1, c.HiddenSize);
@@ -108,6 +152,7 @@ public sealed unsafe class LlamaWeights : IDisposable
             }
             yield return (TensorRole.AttentionOutput, l, false, c.HiddenSize, c.QueryDim);
             yield return (TensorRole.FeedForwardNorm, l, false, 1, c.HiddenSize);
+            if (c.IsSparseLayer(l)) continue;
             yield return (TensorRole.FeedForwardGate, l, false, c.IntermediateSize, c.HiddenSize);
             yield return (TensorRole.FeedForwardUp, l, false, c.IntermediateSize, c.HiddenSize);
             yield return (TensorRole.FeedForwardDown, l, false, c.HiddenSize, c.IntermediateSize);
@@ -131,25 +176,27 @@ public sealed unsafe class LlamaWeights : IDisposable
         var slots = new List<Slot>();
         var sources = new Dictionary<Slot, CheckpointTensor>();
         var expectedNames = new HashSet<string>();
-        foreach (var (role, layer, bias, rows, cols) in Expected(config))
+        foreach (var (role, layer, bias, rows, cols, expert) in Expected(config))
         {
-            string name = TensorNames.Gguf(role, layer, bias);
+            string name = TensorNames.Gguf(role, layer, bias, expert);
             expectedNames.Add(name);
             if (!checkpoint.TryGet(name, out var t))
             {
-                string shown = checkpoint.Format == CheckpointFormat.HuggingFace ? TensorNames.HuggingFace(role, layer, bias) : name;
+                string shown = checkpoint.Format == CheckpointFormat.HuggingFace ? TensorNames.HuggingFace(role, layer, bias, expert, config.Architecture) : name;
                 throw new ModelFormatException(checkpoint.Path, $"missing tensor (expected shape [{(rows == 1 ? $"{cols}" : $"{rows}, {cols}")}])", $"tensor '{shown}'");
             }
             bool vector = rows == 1;
             long[] expectedShape = vector ? [cols] : [rows, cols];
-            if (!t.Shape.SequenceEqual(expectedShape))
+            // The shared expert's gate is a Linear(D, 1) in Hugging Face checkpoints: [1, D], read as the vector it is.
+            bool sharedGateRow = role == TensorRole.SharedExpertRouter && t.Shape.SequenceEqual(new long[] { 1, cols });
+            if (!t.Shape.SequenceEqual(expectedShape) && !sharedGateRow)
                 throw new ModelFormatException(t.File, $"shape {t.ShapeText}, expected [{string.Join(", ", expectedShape)}]", $"tensor '{t.SourceName}'");
             if (t.Type is not TensorType sourceType)
                 throw new ModelFormatException(t.File, $"type {t.TypeName} is not supported for weights (supported: {string.Join(", ", TensorTypes.All.Where(x => x.Compute).Select(x => x.Name))})", $"tensor '{t.SourceName}'");
             TensorType storage;
             try { storage = vector ? TensorType.F32 : MatrixStorage(options.MatrixType, sourceType, cols); }
             catch (ArgumentException e) { throw new ModelFormatException(t.File, e.Message, $"tensor '{t.SourceName}'"); }
-            var slot = new Slot(name, role, layer, bias, storage, rows, cols);
+            var slot = new Slot(name, role, layer, bias, storage, rows, cols, expert);
             slots.Add(slot);
             sources[slot] = t;
         }
@@ -178,14 +225,14 @@ public sealed unsafe class LlamaWeights : IDisposable
     /// (benchmarks and tests; deterministic for a seed).</summary>
     public static LlamaWeights CreateRandom(ModelConfig config, TensorType matrixType, int seed, float std = 0.02f, float? embeddingStd = null)
     {
-        var slots = Expected(config).Select(e => new Slot(TensorNames.Gguf(e.Role, e.Layer, e.Bias), e.Role, e.Layer, e.Bias,
-            e.Rows == 1 ? TensorType.F32 : MatrixStorage(matrixType, TensorType.F32, e.Cols), e.Rows, e.Cols)).ToList();
+        var slots = Expected(config).Select(e => new Slot(TensorNames.Gguf(e.Role, e.Layer, e.Bias, e.Expert), e.Role, e.Layer, e.Bias,
+            e.Rows == 1 ? TensorType.F32 : MatrixStorage(matrixType, TensorType.F32, e.Cols), e.Rows, e.Cols, e.Expert)).ToList();
         return new LlamaWeights(config, slots, (slot, address) =>
         {
             byte* dst = (byte*)address;
             var rng = new Random(StableSeed(seed, slot.Name)); // not HashCode: string hashes differ from process to process
             var row = new float[slot.Cols];
-            bool norm = slot.Rows == 1 && !slot.Bias;
+            bool norm = slot.Rows == 1 && !slot.Bias && slot.Role != TensorRole.SharedExpertRouter;
             long rowBytes = slot.Type.Traits().BytesFor(slot.Cols);
             for (int r = 0; r < slot.Rows; r++)
             {
@@ -263,6 +310,7 @@ public sealed unsafe class LlamaWeights : IDisposable
         TensorRole.AttentionQuery when bias => Layers[layer].QueryBias,
         TensorRole.AttentionKey when bias => Layers[layer].KeyBias,
         TensorRole.AttentionValue when bias => Layers[layer].ValueBias,
+        TensorRole.SharedExpertRouter => Layers[layer].SharedRouter,
         _ => throw new ArgumentException($"{role} is not a vector"),
     };
 
@@ -274,7 +322,11 @@ public sealed unsafe class LlamaWeights : IDisposable
         foreach (var l in Layers)
         {
             yield return l.Query; yield return l.Key; yield return l.Value; yield return l.AttentionOutput;
-            yield return l.Gate; yield return l.Up; yield return l.Down;
+            if (!l.IsSparse) { yield return l.Gate; yield return l.Up; yield return l.Down; continue; }
+            yield return l.Router!;
+            foreach (var experts in new[] { l.ExpertGate!, l.ExpertUp!, l.ExpertDown! })
+                foreach (var m in experts) yield return m;
+            if (l.SharedGate != null) { yield return l.SharedGate; yield return l.SharedUp!; yield return l.SharedDown!; }
         }
     }
 

@@ -7,14 +7,15 @@ using Hone.Tensors;
 namespace Hone.Model;
 
 /// <summary>
-/// The architecture of a Llama-family model, normalized from a Hugging Face config.json (llama, mistral, qwen2)
-/// or GGUF metadata (llama, qwen2).
+/// The architecture of a Llama-family model, normalized from a Hugging Face config.json (llama, mistral, qwen2, and the
+/// mixtures of experts mixtral and qwen2_moe) or GGUF metadata (llama, qwen2).
 /// Dimension glossary used throughout the model code:
-/// V vocabulary, D hidden size, F feed-forward size, L layers, H query heads, Hkv key/value heads, Dh head dim.
+/// V vocabulary, D hidden size, F feed-forward size, L layers, H query heads, Hkv key/value heads, Dh head dim;
+/// in mixture-of-experts layers E experts, k experts per token, Fe an expert's feed-forward size, Fs the shared expert's.
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary>"llama", "mistral" or "qwen2".</summary>
+    /// <summary>"llama", "mistral", "qwen2", "mixtral" or "qwen2_moe".</summary>
     public required string Architecture { get; init; }
     public required int VocabSize { get; init; }
     public required int HiddenSize { get; init; }
@@ -39,15 +40,43 @@ public sealed record ModelConfig
     /// <summary>Pairing of RoPE dimensions, which depends on the file format (see <see cref="RopeLayout"/>).</summary>
     public RopeLayout RopeLayout { get; init; } = RopeLayout.Halves;
 
+    /// <summary>Experts in each mixture-of-experts layer (E); 0 for a dense model.</summary>
+    public int Experts { get; init; }
+    /// <summary>Experts each token is routed to (k: num_experts_per_tok).</summary>
+    public int ExpertsPerToken { get; init; }
+    /// <summary>An expert's feed-forward size (Fe): Mixtral's intermediate_size, Qwen2-MoE's moe_intermediate_size.</summary>
+    public int ExpertFeedForwardSize { get; init; }
+    /// <summary>The shared expert's feed-forward size (Fs: Qwen2-MoE's shared_expert_intermediate_size); 0 for none.</summary>
+    public int SharedExpertFeedForwardSize { get; init; }
+    /// <summary>The k selected routing probabilities are divided by their sum (Mixtral always; Qwen2-MoE's
+    /// norm_topk_prob); otherwise each expert's output is weighted by its softmax probability over all E.</summary>
+    public bool NormalizeTopK { get; init; }
+    /// <summary>Layer l is a mixture-of-experts layer when (l + 1) is a multiple of this (decoder_sparse_step) and l is
+    /// not in <see cref="DenseLayers"/> (mlp_only_layers); the others have a dense MLP of <see cref="IntermediateSize"/>.</summary>
+    public int SparseStep { get; init; } = 1;
+    public IReadOnlyList<int> DenseLayers { get; init; } = [];
+    /// <summary>router_aux_loss_coef as the checkpoint declares it (the load-balancing loss's coefficient in training).</summary>
+    public double RouterAuxLossCoef { get; init; }
+
+    public bool IsMixtureOfExperts => Experts > 0;
+    public bool IsSparseLayer(int layer) => Experts > 0 && (layer + 1) % SparseStep == 0 && !DenseLayers.Contains(layer);
+
     public int QueryDim => Heads * HeadDim;
     public int KvDim => KvHeads * HeadDim;
 
-    public static readonly string[] SupportedArchitectures = ["llama", "mistral", "qwen2"];
+    public static readonly string[] SupportedArchitectures = ["llama", "mistral", "qwen2", "mixtral", "qwen2_moe"];
+
+    /// <summary>Throws for a mixture-of-experts model where <paramref name="what"/> handles dense models only.</summary>
+    public void RequireDense(string what)
+    {
+        if (IsMixtureOfExperts)
+            throw new NotSupportedException($"{what} is not supported for mixture-of-experts models yet ({Architecture}: {Experts} experts, {ExpertsPerToken} per token); generation, chat and evaluation are");
+    }
 
     // Upper bounds far above every released model (vocabularies reach ~2^18, hidden sizes 2^14, layers 2^7, contexts
     // 2^24) that keep every size computed from a config inside 64-bit arithmetic: a value beyond them is corruption.
     public const int MaxVocabulary = 1 << 24, MaxHiddenSize = 1 << 18, MaxIntermediateSize = 1 << 20, MaxLayers = 1 << 12,
-        MaxHeads = 1 << 12, MaxHeadDim = 1 << 12, MaxContext = 1 << 28;
+        MaxHeads = 1 << 12, MaxHeadDim = 1 << 12, MaxContext = 1 << 28, MaxExperts = 1 << 12;
 
     /// <summary>Check every value and their consistency; throws naming the file and the offending key.</summary>
     /// <param name="keyNames">the file's own names for the Hugging Face keys used here (GGUF metadata keys); a key
@@ -85,6 +114,21 @@ public sealed record ModelConfig
             Range(l3.OriginalContextLength, MaxContext, "rope_scaling.original_max_position_embeddings");
         }
         if (SlidingWindow is int window) Range(window, MaxContext, "sliding_window");
+        if (Experts != 0)
+        {
+            string expertsKey = Architecture == "mixtral" ? "num_local_experts" : "num_experts";
+            Range(Experts, MaxExperts, expertsKey);
+            if (Experts < 2) throw new ModelFormatException(source, $"a mixture of experts needs at least 2 experts, got {Experts}", Key(expertsKey));
+            if (ExpertsPerToken <= 0 || ExpertsPerToken > Experts)
+                throw new ModelFormatException(source, $"{ExpertsPerToken} experts per token, but a layer has {Experts} experts", Key("num_experts_per_tok"));
+            Range(ExpertFeedForwardSize, MaxIntermediateSize, Architecture == "mixtral" ? "intermediate_size" : "moe_intermediate_size");
+            if (SharedExpertFeedForwardSize != 0) Range(SharedExpertFeedForwardSize, MaxIntermediateSize, "shared_expert_intermediate_size");
+            Range(SparseStep, MaxLayers, "decoder_sparse_step");
+            foreach (int l in DenseLayers)
+                if (l < 0 || l >= Layers) throw new ModelFormatException(source, $"layer {l} is not one of the model's {Layers} layers", Key("mlp_only_layers"));
+            if (!(RouterAuxLossCoef >= 0) || !double.IsFinite(RouterAuxLossCoef))
+                throw new ModelFormatException(source, $"must be a non-negative finite number, got {RouterAuxLossCoef}", Key("router_aux_loss_coef"));
+        }
         return this;
     }
 
@@ -95,10 +139,39 @@ public sealed record ModelConfig
         {
             checked
             {
-                long d = HiddenSize, perLayer = d * QueryDim + 2 * d * KvDim + QueryDim * d + 3 * d * IntermediateSize + 2 * d;
+                long d = HiddenSize, perLayer = d * QueryDim + 2 * d * KvDim + QueryDim * d + 2 * d;
                 if (AttentionBias) perLayer += QueryDim + 2 * KvDim;
-                return (long)VocabSize * d * (TiedEmbeddings ? 1 : 2) + Layers * perLayer + d;
+                long total = (long)VocabSize * d * (TiedEmbeddings ? 1 : 2) + Layers * perLayer + d;
+                for (int l = 0; l < Layers; l++) total += FeedForwardParameters(l, active: false);
+                return total;
             }
+        }
+    }
+
+    /// <summary>Parameters a token uses per forward pass: all of a dense model's; in a mixture of experts, the router, k
+    /// experts and the shared expert of each sparse layer (the embedding counted once, as a row read).</summary>
+    public long ActiveParameterCount
+    {
+        get
+        {
+            checked
+            {
+                long total = ParameterCount;
+                for (int l = 0; l < Layers; l++) total += FeedForwardParameters(l, active: true) - FeedForwardParameters(l, active: false);
+                return total;
+            }
+        }
+    }
+
+    long FeedForwardParameters(int layer, bool active)
+    {
+        checked
+        {
+            long d = HiddenSize;
+            if (!IsSparseLayer(layer)) return 3 * d * IntermediateSize;
+            long experts = active ? ExpertsPerToken : Experts;
+            long shared = SharedExpertFeedForwardSize > 0 ? 3 * d * SharedExpertFeedForwardSize + d : 0;
+            return d * Experts + experts * 3 * d * ExpertFeedForwardSize + shared;
         }
     }
 
@@ -154,16 +227,43 @@ public sealed record ModelConfig
         if (!(partial > 0 && partial <= 1)) throw new ModelFormatException(path, $"must be in (0, 1], got {partial}", "partial_rotary_factor");
         int? sliding = modelType switch
         {
-            "mistral" => Int(o, "sliding_window", path),
-            "qwen2" when Bool(o, "use_sliding_window", path) == true => Int(o, "sliding_window", path),
+            "mistral" or "mixtral" => Int(o, "sliding_window", path),
+            "qwen2" or "qwen2_moe" when Bool(o, "use_sliding_window", path) == true => Int(o, "sliding_window", path),
             _ => null,
         };
+        int intermediate = Int(o, "intermediate_size", path, required: true)!.Value;
+        int experts = 0, perToken = 0, expertSize = 0, sharedSize = 0, sparseStep = 1;
+        bool normalizeTopK = false;
+        int[] denseLayers = [];
+        double auxLoss = 0;
+        if (modelType == "mixtral")
+        {
+            experts = Int(o, "num_local_experts", path, required: true)!.Value;
+            perToken = Int(o, "num_experts_per_tok", path, required: true)!.Value;
+            expertSize = intermediate;
+            normalizeTopK = true;
+            auxLoss = Num(o, "router_aux_loss_coef", path) ?? 0.001;
+            if (Num(o, "router_jitter_noise", path) is double jitter && jitter != 0)
+                throw new ModelFormatException(path, $"router jitter noise {jitter} is not supported (it applies only in training; set 0)", "router_jitter_noise");
+        }
+        else if (modelType == "qwen2_moe")
+        {
+            experts = Int(o, "num_experts", path, required: true)!.Value;
+            perToken = Int(o, "num_experts_per_tok", path, required: true)!.Value;
+            expertSize = Int(o, "moe_intermediate_size", path, required: true)!.Value;
+            sharedSize = Int(o, "shared_expert_intermediate_size", path, required: true)!.Value;
+            normalizeTopK = Bool(o, "norm_topk_prob", path) ?? false;
+            sparseStep = Int(o, "decoder_sparse_step", path) ?? 1;
+            denseLayers = IntList(o, "mlp_only_layers", path);
+            auxLoss = Num(o, "router_aux_loss_coef", path) ?? 0.001;
+            if (experts == 0) throw new ModelFormatException(path, "must be positive for qwen2_moe (a model without experts is qwen2)", "num_experts");
+        }
         return new ModelConfig
         {
             Architecture = modelType,
             VocabSize = Int(o, "vocab_size", path, required: true)!.Value,
             HiddenSize = hidden,
-            IntermediateSize = Int(o, "intermediate_size", path, required: true)!.Value,
+            IntermediateSize = intermediate,
             Layers = Int(o, "num_hidden_layers", path, required: true)!.Value,
             Heads = heads,
             KvHeads = Int(o, "num_key_value_heads", path) ?? heads,
@@ -175,11 +275,13 @@ public sealed record ModelConfig
             RmsNormEps = (float)(Num(o, "rms_norm_eps", path) ?? 1e-6),
             MaxPositions = Int(o, "max_position_embeddings", path) ?? 2048,
             TiedEmbeddings = Bool(o, "tie_word_embeddings", path) ?? false,
-            AttentionBias = modelType == "qwen2" || (Bool(o, "attention_bias", path) ?? false),
+            AttentionBias = modelType is "qwen2" or "qwen2_moe" || (Bool(o, "attention_bias", path) ?? false),
             SlidingWindow = sliding,
             BosTokenId = FirstInt(o, "bos_token_id"),
             EosTokenId = FirstInt(o, "eos_token_id"),
             RopeLayout = RopeLayout.Halves,
+            Experts = experts, ExpertsPerToken = perToken, ExpertFeedForwardSize = expertSize, SharedExpertFeedForwardSize = sharedSize,
+            NormalizeTopK = normalizeTopK, SparseStep = sparseStep, DenseLayers = denseLayers, RouterAuxLossCoef = auxLoss,
         }.Validate(path);
     }
 
@@ -188,7 +290,11 @@ public sealed record ModelConfig
     {
         var o = new JsonObject
         {
-            ["architectures"] = new JsonArray(Architecture switch { "qwen2" => "Qwen2ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM" }),
+            ["architectures"] = new JsonArray(Architecture switch
+            {
+                "qwen2" => "Qwen2ForCausalLM", "mistral" => "MistralForCausalLM", "mixtral" => "MixtralForCausalLM",
+                "qwen2_moe" => "Qwen2MoeForCausalLM", _ => "LlamaForCausalLM",
+            }),
             ["model_type"] = Architecture,
             ["vocab_size"] = VocabSize,
             ["hidden_size"] = HiddenSize,
@@ -216,6 +322,17 @@ public sealed record ModelConfig
         if (SlidingWindow is int w) o["sliding_window"] = w;
         if (BosTokenId is int b) o["bos_token_id"] = b;
         if (EosTokenId is int e) o["eos_token_id"] = e;
+        if (Architecture == "mixtral")
+        {
+            o["num_local_experts"] = Experts; o["num_experts_per_tok"] = ExpertsPerToken; o["router_aux_loss_coef"] = RouterAuxLossCoef;
+        }
+        else if (Architecture == "qwen2_moe")
+        {
+            o["num_experts"] = Experts; o["num_experts_per_tok"] = ExpertsPerToken; o["moe_intermediate_size"] = ExpertFeedForwardSize;
+            o["shared_expert_intermediate_size"] = SharedExpertFeedForwardSize; o["norm_topk_prob"] = NormalizeTopK;
+            o["decoder_sparse_step"] = SparseStep; o["mlp_only_layers"] = new JsonArray(DenseLayers.Select(l => (JsonNode)l).ToArray());
+            o["router_aux_loss_coef"] = RouterAuxLossCoef;
+        }
         return o;
     }
 
@@ -230,6 +347,8 @@ public sealed record ModelConfig
         string arch = gguf.GetString("general.architecture") ?? throw new ModelFormatException(path, "missing general.architecture", "general.architecture");
         if (arch is not ("llama" or "qwen2"))
             throw new ModelFormatException(path, $"unsupported architecture '{arch}' (supported: llama, qwen2)", "general.architecture");
+        if (gguf.GetInteger($"{arch}.expert_count") is long expertCount && expertCount > 0)
+            throw new ModelFormatException(path, $"a mixture-of-experts GGUF ({expertCount} experts) is not supported yet; a Hugging Face directory of the same model is", $"{arch}.expert_count");
         // Out-of-int values are named here; the ranges of in-int ones are checked by Validate, under these names.
         int ToInt(long v, string key) => v is >= int.MinValue and <= int.MaxValue ? (int)v
             : throw new ModelFormatException(path, $"{v} is beyond any real model: the file is corrupt", key);
@@ -359,6 +478,14 @@ public sealed record ModelConfig
         null => null,
         JsonValue v when v.TryGetValue(out bool b) => b,
         var other => throw new ModelFormatException(path, $"expected true or false, found {other.ToJsonString()}", key),
+    };
+
+    static int[] IntList(JsonObject o, string key, string path) => o[key] switch
+    {
+        null => [],
+        JsonArray a => a.Select((n, i) => n is JsonValue v && v.TryGetValue(out int x) ? x
+            : throw new ModelFormatException(path, $"expected an integer, found {n?.ToJsonString() ?? "null"}", $"{key}[{i}]")).ToArray(),
+        var other => throw new ModelFormatException(path, $"expected a list of layer indices, found {other.ToJsonString()}", key),
     };
 
     static int? FirstInt(JsonObject o, string key) => o[key] switch

@@ -128,6 +128,7 @@ public static unsafe class PeftAdapter
     /// targeted projection and shape-checked, and every targeted projection given its tensors.</summary>
     public static Dictionary<string, LoraAdapter> Load(string directory, LlamaWeights weights)
     {
+        weights.Config.RequireDense("an adapter");
         if (File.Exists(directory)) return LoadGguf(directory, weights);
         var config = ReadConfig(directory);
         var configPath = Path.Combine(directory, "adapter_config.json");

@@ -8,16 +8,28 @@ public enum TensorRole
     TokenEmbedding, OutputNorm, Output, RopeFrequencies,
     AttentionNorm, AttentionQuery, AttentionKey, AttentionValue, AttentionOutput,
     FeedForwardNorm, FeedForwardGate, FeedForwardUp, FeedForwardDown,
+    /// <summary>A mixture-of-experts layer's router [E, D].</summary>
+    ExpertRouter,
+    /// <summary>One expert's gate, up and down projections ([Fe, D], [Fe, D], [D, Fe]); GGUF stacks the experts in one tensor.</summary>
+    ExpertGate, ExpertUp, ExpertDown,
+    /// <summary>The shared expert (Qwen2-MoE): gate, up, down ([Fs, D], [Fs, D], [D, Fs]) and its sigmoid gate [1, D].</summary>
+    SharedExpertGate, SharedExpertUp, SharedExpertDown, SharedExpertRouter,
 }
 
 /// <summary>
-/// The one table of tensor names: Hugging Face ↔ GGUF, per role. "{0}" stands for the layer index.
-/// Our own code uses the GGUF names ("blk.3.attn_q.weight") as canonical names.
+/// The one table of tensor names: Hugging Face ↔ GGUF, per role. "{0}" stands for the layer index, "{1}" for the expert.
+/// Our own code uses the GGUF names ("blk.3.attn_q.weight") as canonical names; one expert of a stacked GGUF tensor is
+/// "blk.3.ffn_gate_exps.5.weight".
 /// </summary>
 public static class TensorNames
 {
     /// <param name="Module">the HF/PEFT module name (q_proj ...) for projections, used for adapter targets</param>
-    public sealed record Row(TensorRole Role, bool PerLayer, string? HuggingFace, string Gguf, string? Module);
+    /// <param name="Family">the Hugging Face model_type whose checkpoints use this row's Hugging Face name; null for all
+    /// (a role with several rows has one per family)</param>
+    public sealed record Row(TensorRole Role, bool PerLayer, string? HuggingFace, string Gguf, string? Module, string? Family = null)
+    {
+        public bool PerExpert => HuggingFace?.Contains("{1}") == true;
+    }
 
     public static readonly IReadOnlyList<Row> Table =
     [
@@ -34,36 +46,64 @@ public static class TensorNames
         new(TensorRole.FeedForwardGate, true, "model.layers.{0}.mlp.gate_proj", "blk.{0}.ffn_gate", "gate_proj"),
         new(TensorRole.FeedForwardUp, true, "model.layers.{0}.mlp.up_proj", "blk.{0}.ffn_up", "up_proj"),
         new(TensorRole.FeedForwardDown, true, "model.layers.{0}.mlp.down_proj", "blk.{0}.ffn_down", "down_proj"),
+        // Mixtral: block_sparse_moe with experts' w1 (gate), w3 (up), w2 (down).
+        new(TensorRole.ExpertRouter, true, "model.layers.{0}.block_sparse_moe.gate", "blk.{0}.ffn_gate_inp", null, "mixtral"),
+        new(TensorRole.ExpertGate, true, "model.layers.{0}.block_sparse_moe.experts.{1}.w1", "blk.{0}.ffn_gate_exps", null, "mixtral"),
+        new(TensorRole.ExpertUp, true, "model.layers.{0}.block_sparse_moe.experts.{1}.w3", "blk.{0}.ffn_up_exps", null, "mixtral"),
+        new(TensorRole.ExpertDown, true, "model.layers.{0}.block_sparse_moe.experts.{1}.w2", "blk.{0}.ffn_down_exps", null, "mixtral"),
+        // Qwen2-MoE: mlp.gate routes, mlp.experts.N.*_proj, mlp.shared_expert.* with mlp.shared_expert_gate.
+        new(TensorRole.ExpertRouter, true, "model.layers.{0}.mlp.gate", "blk.{0}.ffn_gate_inp", null, "qwen2_moe"),
+        new(TensorRole.ExpertGate, true, "model.layers.{0}.mlp.experts.{1}.gate_proj", "blk.{0}.ffn_gate_exps", null, "qwen2_moe"),
+        new(TensorRole.ExpertUp, true, "model.layers.{0}.mlp.experts.{1}.up_proj", "blk.{0}.ffn_up_exps", null, "qwen2_moe"),
+        new(TensorRole.ExpertDown, true, "model.layers.{0}.mlp.experts.{1}.down_proj", "blk.{0}.ffn_down_exps", null, "qwen2_moe"),
+        new(TensorRole.SharedExpertGate, true, "model.layers.{0}.mlp.shared_expert.gate_proj", "blk.{0}.ffn_gate_shexp", null, "qwen2_moe"),
+        new(TensorRole.SharedExpertUp, true, "model.layers.{0}.mlp.shared_expert.up_proj", "blk.{0}.ffn_up_shexp", null, "qwen2_moe"),
+        new(TensorRole.SharedExpertDown, true, "model.layers.{0}.mlp.shared_expert.down_proj", "blk.{0}.ffn_down_shexp", null, "qwen2_moe"),
+        new(TensorRole.SharedExpertRouter, true, "model.layers.{0}.mlp.shared_expert_gate", "blk.{0}.ffn_gate_inp_shexp", null, "qwen2_moe"),
     ];
 
     /// <summary>HF tensors that carry no weights we need (buffers saved by old transformers versions).</summary>
     static readonly Regex IgnorableHuggingFace = new(@"^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$", RegexOptions.Compiled);
 
-    static readonly Dictionary<TensorRole, Row> ByRole = Table.ToDictionary(r => r.Role);
+    static readonly Dictionary<TensorRole, Row> ByRole = Table.GroupBy(r => r.Role).ToDictionary(g => g.Key, g => g.First());
+
+    static string Pattern(string name) => Regex.Escape(name).Replace(@"\{0}", @"(?<layer>\d+)").Replace(@"\{1}", @"(?<expert>\d+)");
 
     static readonly (Regex Pattern, Row Row)[] HfPatterns = Table.Where(r => r.HuggingFace != null)
-        .Select(r => (new Regex("^" + Regex.Escape(r.HuggingFace!).Replace(@"\{0}", @"(\d+)") + @"\.(weight|bias)$", RegexOptions.Compiled), r)).ToArray();
+        .Select(r => (new Regex("^" + Pattern(r.HuggingFace!) + @"\.(?<kind>weight|bias)$", RegexOptions.Compiled), r)).ToArray();
 
-    static readonly (Regex Pattern, Row Row)[] GgufPatterns = Table
-        .Select(r => (new Regex("^" + Regex.Escape(r.Gguf).Replace(@"\{0}", @"(\d+)") + @"\.(weight|bias)$", RegexOptions.Compiled), r)).ToArray();
+    // One row per GGUF name; an expert's own name carries its index after the stacked tensor's name.
+    static readonly (Regex Pattern, Row Row)[] GgufPatterns = Table.GroupBy(r => r.Gguf).Select(g => g.First())
+        .Select(r => (new Regex("^" + Pattern(r.Gguf) + (r.PerExpert ? @"(\.(?<expert>\d+))?" : "") + @"\.(?<kind>weight|bias)$", RegexOptions.Compiled), r)).ToArray();
 
-    /// <summary>The canonical (GGUF) name of a role's weight or bias.</summary>
-    public static string Gguf(TensorRole role, int layer = -1, bool bias = false) => Format(ByRole[role].Gguf, role, layer, bias);
+    /// <summary>The canonical (GGUF) name of a role's weight or bias; with <paramref name="expert"/> ≥ 0, that expert's
+    /// slice of the stacked tensor.</summary>
+    public static string Gguf(TensorRole role, int layer = -1, bool bias = false, int expert = -1) =>
+        Format(ByRole[role].Gguf + (expert >= 0 ? "." + expert : ""), ByRole[role], layer, -1, bias);
 
-    public static string HuggingFace(TensorRole role, int layer = -1, bool bias = false) =>
-        Format(ByRole[role].HuggingFace ?? throw new ArgumentException($"{role} has no Hugging Face name"), role, layer, bias);
+    /// <summary>The Hugging Face name of a role's tensor in checkpoints of <paramref name="family"/> (model_type).</summary>
+    public static string HuggingFace(TensorRole role, int layer = -1, bool bias = false, int expert = -1, string? family = null)
+    {
+        var row = RowFor(role, family);
+        return Format(row.HuggingFace ?? throw new ArgumentException($"{role} has no Hugging Face name"), row, layer, expert, bias);
+    }
+
+    static Row RowFor(TensorRole role, string? family) =>
+        family == null ? ByRole[role] : Table.FirstOrDefault(r => r.Role == role && r.Family == family) ?? ByRole[role];
 
     public static string? Module(TensorRole role) => ByRole[role].Module;
 
     public static Row RowOf(TensorRole role) => ByRole[role];
 
-    static string Format(string pattern, TensorRole role, int layer, bool bias)
+    static string Format(string pattern, Row row, int layer, int expert, bool bias)
     {
-        if (ByRole[role].PerLayer && layer < 0) throw new ArgumentException($"{role} needs a layer index");
-        return string.Format(pattern, layer) + (bias ? ".bias" : ".weight");
+        if (row.PerLayer && layer < 0) throw new ArgumentException($"{row.Role} needs a layer index");
+        if (pattern.Contains("{1}") && expert < 0) throw new ArgumentException($"{row.Role} needs an expert index");
+        return string.Format(pattern, layer, expert) + (bias ? ".bias" : ".weight");
     }
 
-    public readonly record struct Parsed(TensorRole Role, int Layer, bool Bias);
+    /// <param name="Expert">the expert, or −1 (not an expert's tensor, or GGUF's stacked tensor of all of them)</param>
+    public readonly record struct Parsed(TensorRole Role, int Layer, bool Bias, int Expert = -1);
 
     public static bool TryParseHuggingFace(string name, out Parsed parsed) => TryParse(HfPatterns, name, out parsed);
     public static bool TryParseGguf(string name, out Parsed parsed) => TryParse(GgufPatterns, name, out parsed);
@@ -76,9 +116,11 @@ public static class TensorNames
         {
             var m = pattern.Match(name);
             if (!m.Success) continue;
-            int layer = row.PerLayer ? int.Parse(m.Groups[1].Value) : -1;
-            bool bias = m.Groups[row.PerLayer ? 2 : 1].Value == "bias";
-            parsed = new Parsed(row.Role, layer, bias);
+            int layer = -1, expert = -1;
+            // An index beyond int is no tensor of ours (the caller reports the name as unexpected).
+            if (m.Groups["layer"].Success && !int.TryParse(m.Groups["layer"].Value, out layer)) continue;
+            if (m.Groups["expert"].Success && !int.TryParse(m.Groups["expert"].Value, out expert)) continue;
+            parsed = new Parsed(row.Role, layer, m.Groups["kind"].Value == "bias", expert);
             return true;
         }
         parsed = default;
@@ -86,8 +128,10 @@ public static class TensorNames
     }
 
     public static string? HuggingFaceToGguf(string name) =>
-        TryParseHuggingFace(name, out var p) ? Gguf(p.Role, p.Layer, p.Bias) : null;
+        TryParseHuggingFace(name, out var p) ? Gguf(p.Role, p.Layer, p.Bias, p.Expert) : null;
 
-    public static string? GgufToHuggingFace(string name) =>
-        TryParseGguf(name, out var p) && ByRole[p.Role].HuggingFace != null ? HuggingFace(p.Role, p.Layer, p.Bias) : null;
+    /// <param name="family">the model_type whose Hugging Face names to use (they differ for experts); null: the first</param>
+    public static string? GgufToHuggingFace(string name, string? family = null) =>
+        TryParseGguf(name, out var p) && RowFor(p.Role, family).HuggingFace is { } hf && (p.Expert >= 0 || !hf.Contains("{1}"))
+            ? HuggingFace(p.Role, p.Layer, p.Bias, p.Expert, family) : null;
 }

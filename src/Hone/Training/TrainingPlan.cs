@@ -75,6 +75,7 @@ internal sealed unsafe class TrainingPlan
     public TrainingPlan(LlamaWeights weights, TrainingSetup setup)
     {
         _weights = weights; _setup = setup;
+        weights.Config.RequireDense("training");
         AdapterKind = setup.AdapterKind;
         if (AdapterKind == null && weights.TokenEmbedding.Type != TensorType.F32)
             throw new ArgumentException($"{setup.Method} fine-tuning needs f32 weights; load the model with f32 matrices (it is {weights.TokenEmbedding.Type.Name()})");
@@ -106,7 +107,7 @@ internal sealed unsafe class TrainingPlan
             bool norm = role is TensorRole.AttentionNorm or TensorRole.FeedForwardNorm;
             return (module != null && modules.Contains(module)) || (attention && modules.Contains("self_attn")) || (mlp && modules.Contains("mlp")) || (norm && modules.Contains("norm"));
         }
-        foreach (var (role, layer, bias, rows, cols) in LlamaWeights.Expected(c))
+        foreach (var (role, layer, bias, rows, cols, _) in LlamaWeights.Expected(c))
         {
             bool trains = role switch
             {

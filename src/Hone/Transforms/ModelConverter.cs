@@ -84,6 +84,7 @@ public static unsafe class ModelConverter
         if (!toGguf && o.Type is TensorType t && t is not (TensorType.F32 or TensorType.F16 or TensorType.BF16))
             throw new ArgumentException($"a Hugging Face safetensors directory holds f32, f16 or bf16 weights, not {t.Name()}: write a .gguf file instead");
         var config = weights.Config;
+        config.RequireDense("converting or quantizing a model");
         bool permuteToGguf = toGguf && config.RopeLayout == RopeLayout.Halves && config.GgufArchitecture == "llama";
         bool permuteFromGguf = !toGguf && config.RopeLayout == RopeLayout.AdjacentPairs;
         if ((permuteToGguf || permuteFromGguf) && config.RotaryDims != config.HeadDim)
@@ -93,7 +94,7 @@ public static unsafe class ModelConverter
         try
         {
             var plan = new List<(string Name, TensorType Type, int Rows, int Cols, Func<int, int> RowOrder, Func<int, nint> Row, TensorType SourceType)>();
-            foreach (var (role, layer, bias, rows, cols) in LlamaWeights.Expected(config))
+            foreach (var (role, layer, bias, rows, cols, _) in LlamaWeights.Expected(config))
             {
                 string name = TensorNames.Gguf(role, layer, bias);
                 bool vector = rows == 1;

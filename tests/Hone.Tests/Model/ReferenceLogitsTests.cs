@@ -7,7 +7,8 @@ using Xunit;
 namespace Hone.Tests.Model;
 
 /// <summary>
-/// Tiny random checkpoints (HF and GGUF layouts, F32 and BF16, llama, qwen2, Llama 3 rope scaling) against float64
+/// Tiny random checkpoints (HF and GGUF layouts, F32 and BF16, llama, qwen2, Llama 3 rope scaling, and the mixtures of
+/// experts mixtral and qwen2_moe) against float64
 /// PyTorch logits. Fixtures and the script that made them: tools/reference/make_model_fixtures.py.
 /// </summary>
 public class ReferenceLogitsTests
@@ -17,6 +18,7 @@ public class ReferenceLogitsTests
     public static TheoryData<string> Variants => new()
     {
         "llama-hf-f32", "llama-hf-bf16", "llama-gguf-f32", "llama-gguf-bf16", "qwen2-hf-f32", "qwen2-gguf-f32", "llama3-scaled-hf-f32",
+        "mixtral-hf-f32", "mixtral-hf-bf16", "qwen2moe-hf-f32", "qwen2moe-norm-hf-f32",
     };
 
     public static string FixturePath(string variant)

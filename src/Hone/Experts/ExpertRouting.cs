@@ -1,0 +1,65 @@
+namespace Hone.Experts;
+
+/// <summary>
+/// Top-k routing of a mixture-of-experts layer, as Mixtral and Qwen2-MoE define it: the router's logits [T, E] → softmax
+/// over all E experts (in fp32, as Hugging Face computes it) → the k largest probabilities (ties to the lower expert) →
+/// their weights, divided by their sum when <c>normalize</c> (Mixtral; Qwen2-MoE's norm_topk_prob), else the
+/// probabilities themselves. Then the rows are grouped by expert so that each expert runs once over all its rows.
+/// </summary>
+public static class ExpertRouting
+{
+    /// <param name="logits">[T, E] router logits</param>
+    /// <param name="experts">[T, k] out: each row's experts, most probable first</param>
+    /// <param name="weights">[T, k] out: each chosen expert's weight</param>
+    public static void Route(ReadOnlySpan<float> logits, int rows, int expertCount, int k, bool normalize, Span<int> experts, Span<float> weights)
+    {
+        if (k < 1 || k > expertCount) throw new ArgumentOutOfRangeException(nameof(k), $"{k} experts per token of {expertCount}");
+        Span<float> probabilities = expertCount <= 1024 ? stackalloc float[expertCount] : new float[expertCount];
+        Span<bool> taken = expertCount <= 1024 ? stackalloc bool[expertCount] : new bool[expertCount];
+        for (int t = 0; t < rows; t++)
+        {
+            var row = logits.Slice(t * expertCount, expertCount);
+            float max = float.NegativeInfinity;
+            foreach (float v in row) max = Math.Max(max, v);
+            float sum = 0;
+            for (int e = 0; e < expertCount; e++) sum += probabilities[e] = MathF.Exp(row[e] - max);
+            for (int e = 0; e < expertCount; e++) probabilities[e] /= sum;
+            var chosen = experts.Slice(t * k, k);
+            var chosenWeights = weights.Slice(t * k, k);
+            float total = 0;
+            taken.Clear();
+            for (int j = 0; j < k; j++)
+            {
+                // NaN logits still choose (the lowest free expert) and carry NaN on to the output, where it is caught.
+                int best = -1;
+                for (int e = 0; e < expertCount; e++)
+                    if (!taken[e] && (best < 0 || probabilities[e] > probabilities[best])) best = e;
+                chosen[j] = best;
+                chosenWeights[j] = probabilities[best];
+                total += probabilities[best];
+                taken[best] = true;
+            }
+            if (normalize)
+                for (int j = 0; j < k; j++) chosenWeights[j] /= total;
+        }
+    }
+
+    /// <summary>
+    /// Groups the (row, slot) pairs of a routing by expert, rows ascending within each: expert e's pairs are
+    /// <paramref name="order"/>[<paramref name="starts"/>[e] .. <paramref name="starts"/>[e + 1]), each the index
+    /// row·k + slot into the routing's experts and weights.
+    /// </summary>
+    /// <param name="experts">[T, k] from <see cref="Route"/></param>
+    /// <param name="starts">[E + 1] out</param>
+    /// <param name="order">[T·k] out</param>
+    public static void GroupByExpert(ReadOnlySpan<int> experts, int rows, int expertCount, int k, Span<int> starts, Span<int> order)
+    {
+        starts[..(expertCount + 1)].Clear();
+        int n = rows * k;
+        for (int i = 0; i < n; i++) starts[experts[i] + 1]++;
+        for (int e = 0; e < expertCount; e++) starts[e + 1] += starts[e];
+        Span<int> next = expertCount <= 1024 ? stackalloc int[expertCount] : new int[expertCount];
+        starts[..expertCount].CopyTo(next);
+        for (int i = 0; i < n; i++) order[next[experts[i]]++] = i;
+    }
+}

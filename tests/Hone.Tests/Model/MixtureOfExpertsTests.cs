@@ -1,0 +1,251 @@
+using System.Text.Json.Nodes;
+using Hone.Experts;
+using Hone.Formats;
+using Hone.Model;
+using Hone.Tensors;
+using Hone.Tests.Infrastructure;
+using Hone.Training;
+using Xunit;
+
+namespace Hone.Tests.Model;
+
+/// <summary>
+/// Mixture-of-experts models (Mixtral, Qwen2-MoE) from Hugging Face directories: config keys, tensor names, routing,
+/// and the loud refusals where Hone handles dense models only. Logits against float64 PyTorch are in
+/// <see cref="ReferenceLogitsTests"/>.
+/// </summary>
+public unsafe class MixtureOfExpertsTests
+{
+    static readonly WorkerPool Pool = new(2);
+
+    [Fact]
+    public void Mixtral_config_reads_its_experts()
+    {
+        using var checkpoint = Checkpoint.Open(ReferenceLogitsTests.FixturePath("mixtral-hf-f32"));
+        var c = checkpoint.Config;
+        Assert.Equal("mixtral", c.Architecture);
+        Assert.Equal((4, 2, 24, 0), (c.Experts, c.ExpertsPerToken, c.ExpertFeedForwardSize, c.SharedExpertFeedForwardSize));
+        Assert.True(c.NormalizeTopK);
+        Assert.Equal(0.02, c.RouterAuxLossCoef, 9);
+        Assert.All(Enumerable.Range(0, c.Layers), l => Assert.True(c.IsSparseLayer(l)));
+        // Per layer: router 4·32, 4 experts × 3 × 24·32; a token uses 2 of the 4 experts.
+        long perExpert = 3L * 24 * 32;
+        Assert.Equal(2 * 2 * perExpert, c.ParameterCount - c.ActiveParameterCount);
+    }
+
+    [Fact]
+    public void Qwen2_moe_config_keeps_mlp_only_layers_dense_and_reads_the_shared_expert()
+    {
+        using var checkpoint = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-hf-f32"));
+        var c = checkpoint.Config;
+        Assert.Equal((6, 3, 16, 40), (c.Experts, c.ExpertsPerToken, c.ExpertFeedForwardSize, c.SharedExpertFeedForwardSize));
+        Assert.False(c.NormalizeTopK);
+        Assert.True(c.AttentionBias);
+        Assert.Equal([true, false, true], Enumerable.Range(0, c.Layers).Select(c.IsSparseLayer));
+        using var weights = LlamaWeights.Load(checkpoint);
+        Assert.True(weights.Layers[0].IsSparse);
+        Assert.False(weights.Layers[1].IsSparse);
+        Assert.Equal(48, weights.Layers[1].Gate.Rows);
+        Assert.Equal(6, weights.Layers[2].ExpertGate!.Length);
+        Assert.Equal("blk.2.ffn_down_exps.5.weight", weights.Layers[2].ExpertDown![5].Name);
+        Assert.Equal(40, weights.Layers[2].SharedGate!.Rows);
+        Assert.Equal(checkpoint.Tensors.Sum(t => t.ElementCount), c.ParameterCount);
+        Assert.True(weights.Layers[2].SharedRouter != null);
+
+        using var stepped = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-norm-hf-f32"));
+        Assert.Equal([false, true, false, true], Enumerable.Range(0, stepped.Config.Layers).Select(stepped.Config.IsSparseLayer));
+        Assert.True(stepped.Config.NormalizeTopK);
+    }
+
+    [Theory]
+    [InlineData("model.layers.3.block_sparse_moe.experts.7.w1.weight", "blk.3.ffn_gate_exps.7.weight", "mixtral")]
+    [InlineData("model.layers.3.block_sparse_moe.experts.7.w2.weight", "blk.3.ffn_down_exps.7.weight", "mixtral")]
+    [InlineData("model.layers.3.block_sparse_moe.experts.7.w3.weight", "blk.3.ffn_up_exps.7.weight", "mixtral")]
+    [InlineData("model.layers.3.block_sparse_moe.gate.weight", "blk.3.ffn_gate_inp.weight", "mixtral")]
+    [InlineData("model.layers.0.mlp.experts.12.up_proj.weight", "blk.0.ffn_up_exps.12.weight", "qwen2_moe")]
+    [InlineData("model.layers.0.mlp.gate.weight", "blk.0.ffn_gate_inp.weight", "qwen2_moe")]
+    [InlineData("model.layers.0.mlp.shared_expert.down_proj.weight", "blk.0.ffn_down_shexp.weight", "qwen2_moe")]
+    [InlineData("model.layers.0.mlp.shared_expert_gate.weight", "blk.0.ffn_gate_inp_shexp.weight", "qwen2_moe")]
+    [InlineData("model.layers.0.mlp.gate_proj.weight", "blk.0.ffn_gate.weight", "qwen2_moe")]
+    public void Expert_tensor_names_map_both_ways_per_family(string huggingFace, string gguf, string family)
+    {
+        Assert.Equal(gguf, TensorNames.HuggingFaceToGguf(huggingFace));
+        Assert.Equal(huggingFace, TensorNames.GgufToHuggingFace(gguf, family));
+    }
+
+    [Fact]
+    public void A_layer_or_expert_index_beyond_int_is_an_unknown_name_not_a_crash()
+    {
+        Assert.Null(TensorNames.HuggingFaceToGguf("model.layers.99999999999.mlp.experts.0.up_proj.weight"));
+        Assert.Null(TensorNames.HuggingFaceToGguf("model.layers.0.mlp.experts.99999999999.up_proj.weight"));
+        Assert.False(TensorNames.TryParseGguf("blk.0.ffn_up_exps.99999999999.weight", out _));
+    }
+
+    [Fact]
+    public void Routing_takes_the_top_k_of_the_softmax_and_renormalizes_only_when_asked()
+    {
+        // Two rows, four experts. Row 0: probabilities ∝ e^0, e^2, e^1, e^3; row 1 ties experts 0 and 3 (lower wins).
+        float[] logits = [0, 2, 1, 3, 5, 0, 0, 5];
+        var experts = new int[4];
+        var weights = new float[4];
+        ExpertRouting.Route(logits, 2, 4, 2, normalize: false, experts, weights);
+        Assert.Equal([3, 1, 0, 3], experts);
+        double z = Math.Exp(0) + Math.Exp(2) + Math.Exp(1) + Math.Exp(3);
+        Assert.Equal(Math.Exp(3) / z, weights[0], 6);
+        Assert.Equal(Math.Exp(2) / z, weights[1], 6);
+        ExpertRouting.Route(logits, 2, 4, 2, normalize: true, experts, weights);
+        Assert.Equal(Math.Exp(3) / (Math.Exp(3) + Math.Exp(2)), weights[0], 6);
+        Assert.Equal(0.5, weights[2], 6);
+        Assert.Equal(0.5, weights[3], 6);
+
+        var starts = new int[5];
+        var order = new int[4];
+        ExpertRouting.GroupByExpert(experts, 2, 4, 2, starts, order);
+        Assert.Equal([0, 1, 2, 2, 4], starts);    // expert 0: one pair, 1: one, 2: none, 3: two
+        Assert.Equal([2, 1, 0, 3], order);        // pairs as row·k + slot, rows ascending within an expert
+    }
+
+    [Theory]
+    [InlineData("mixtral-hf-f32")]
+    [InlineData("qwen2moe-hf-f32")]
+    public void A_prompt_gives_the_same_logits_however_it_is_cut_into_steps(string variant)
+    {
+        var (tokens, _) = ReferenceLogitsTests.Expected(variant);
+        using var checkpoint = Checkpoint.Open(ReferenceLogitsTests.FixturePath(variant));
+        using var weights = LlamaWeights.Load(checkpoint);
+        int v = checkpoint.Config.VocabSize;
+        var whole = new float[tokens.Length * v];
+        using (var model = new LlamaModel(weights, Pool, maxContext: 64, maxBatch: 64))
+            model.Forward(tokens, whole, allLogits: true, promptRows: true);
+        var pieces = new float[tokens.Length * v];
+        using (var model = new LlamaModel(weights, Pool, maxContext: 64, maxBatch: 7))
+            model.Forward(tokens, pieces, allLogits: true, promptRows: true);
+        Assert.Equal(whole, pieces);
+    }
+
+    static readonly ModelConfig RandomMixtral = new()
+    {
+        Architecture = "mixtral", VocabSize = 128, HiddenSize = 64, IntermediateSize = 96, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = 16,
+        RotaryDims = 16, MaxPositions = 128, Experts = 8, ExpertsPerToken = 2, ExpertFeedForwardSize = 96, NormalizeTopK = true,
+    };
+
+    [Theory]
+    [InlineData(TensorType.Q8_0, 0.02)]
+    [InlineData(TensorType.BF16, 0.02)]
+    public void Quantized_experts_stay_close_to_the_float_model_in_prompt_and_decode(TensorType type, double tolerance)
+    {
+        // The same random weights in f32 and in the quantized type: prompt rows (expert GEMMs over grouped rows) and
+        // decode steps (matrix-vector products over the k chosen experts only).
+        using var exact = LlamaWeights.CreateRandom(RandomMixtral, TensorType.F32, seed: 3, std: 0.1f, embeddingStd: 1f);
+        using var quantized = LlamaWeights.CreateRandom(RandomMixtral, type, seed: 3, std: 0.1f, embeddingStd: 1f);
+        Assert.Equal(type, quantized.Layers[1].ExpertDown![7].Type);
+        int[] tokens = Enumerable.Range(0, 24).Select(i => (i * 37 + 5) % 128).ToArray();
+        int v = RandomMixtral.VocabSize;
+        var reference = new float[tokens.Length * v];
+        using (var model = new LlamaModel(exact, Pool, maxContext: 64)) model.Forward(tokens, reference, allLogits: true, promptRows: true);
+        var prompt = new float[tokens.Length * v];
+        using (var model = new LlamaModel(quantized, Pool, maxContext: 64)) model.Forward(tokens, prompt, allLogits: true, promptRows: true);
+        var decode = new float[tokens.Length * v];
+        using (var model = new LlamaModel(quantized, Pool, maxContext: 64))
+            for (int t = 0; t < tokens.Length; t++) model.Forward([tokens[t]], decode.AsSpan(t * v, v));
+        double scale = reference.Max(Math.Abs);
+        double Worst(float[] a) => Enumerable.Range(0, a.Length).Max(i => Math.Abs(a[i] - reference[i])) / scale;
+        Assert.True(Worst(prompt) < tolerance, $"{type} prompt logits differ from f32 by {Worst(prompt):G3} of the largest logit");
+        Assert.True(Worst(decode) < tolerance, $"{type} decode logits differ from f32 by {Worst(decode):G3} of the largest logit");
+    }
+
+    [Fact]
+    public void Missing_expert_tensor_is_named_as_the_checkpoint_names_it()
+    {
+        using var dir = new TempDirectory();
+        CopyFixtureWithout("mixtral-hf-f32", dir.Path, "model.layers.1.block_sparse_moe.experts.2.w3.weight");
+        using var checkpoint = Checkpoint.Open(dir.Path);
+        var e = Assert.Throws<ModelFormatException>(() => LlamaWeights.Load(checkpoint));
+        Assert.Contains("model.layers.1.block_sparse_moe.experts.2.w3.weight", e.Message);
+        Assert.Contains("missing tensor", e.Message);
+    }
+
+    [Theory]
+    [InlineData("num_local_experts", null, "num_local_experts")]
+    [InlineData("num_experts_per_tok", 5.0, "4 experts")]
+    [InlineData("num_local_experts", 1.0, "at least 2 experts")]
+    [InlineData("router_jitter_noise", 0.1, "router_jitter_noise")]
+    public void Bad_mixtral_configs_name_the_key(string key, double? value, string expected)
+    {
+        using var dir = new TempDirectory();
+        var config = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(ReferenceLogitsTests.FixturePath("mixtral-hf-f32"), "config.json")))!;
+        if (value == null) config.Remove(key); else config[key] = value == Math.Floor(value.Value) ? (int)value.Value : value.Value;
+        var path = dir.File("config.json");
+        File.WriteAllText(path, config.ToJsonString());
+        var e = Assert.Throws<ModelFormatException>(() => ModelConfig.FromHuggingFaceJson(path));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Mlp_only_layers_outside_the_model_are_refused()
+    {
+        using var dir = new TempDirectory();
+        var config = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(ReferenceLogitsTests.FixturePath("qwen2moe-hf-f32"), "config.json")))!;
+        config["mlp_only_layers"] = new JsonArray(1, 7);
+        var path = dir.File("config.json");
+        File.WriteAllText(path, config.ToJsonString());
+        var e = Assert.Throws<ModelFormatException>(() => ModelConfig.FromHuggingFaceJson(path));
+        Assert.Contains("mlp_only_layers", e.Message);
+        Assert.Contains("layer 7", e.Message);
+    }
+
+    [Fact]
+    public void Config_json_round_trips_the_expert_keys()
+    {
+        using var checkpoint = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-hf-f32"));
+        using var dir = new TempDirectory();
+        var path = dir.File("config.json");
+        File.WriteAllText(path, checkpoint.Config.ToHuggingFaceJson().ToJsonString());
+        var back = ModelConfig.FromHuggingFaceJson(path);
+        Assert.Equal(checkpoint.Config with { DenseLayers = back.DenseLayers }, back);
+        Assert.Equal(checkpoint.Config.DenseLayers, back.DenseLayers);
+        Assert.Equal("Qwen2MoeForCausalLM", (string)checkpoint.Config.ToHuggingFaceJson()["architectures"]![0]!);
+    }
+
+    [Fact]
+    public void What_handles_dense_models_only_says_so_instead_of_failing_inside()
+    {
+        using var checkpoint = Checkpoint.Open(ReferenceLogitsTests.FixturePath("mixtral-hf-f32"));
+        using var weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(TensorType.F32));
+        var training = Assert.Throws<NotSupportedException>(() => new TrainingPlan(weights, new TrainingSetup(TrainingMethod.Full)));
+        Assert.Contains("training is not supported for mixture-of-experts models yet", training.Message);
+        var serving = Assert.Throws<NotSupportedException>(() => new Hone.Batching.BatchedLlama(weights, Pool, 2, 64, 8, ComputePrecision.Fast));
+        Assert.Contains("batched engine", serving.Message);
+        using var dir = new TempDirectory();
+        var converting = Assert.Throws<NotSupportedException>(() => Hone.Transforms.ModelConverter.Write(weights, checkpoint, dir.File("m.gguf"), null, []));
+        Assert.Contains("converting", converting.Message);
+        Assert.Throws<NotSupportedException>(() => PeftAdapter.Load(dir.Path, weights));
+    }
+
+    static void CopyFixtureWithout(string variant, string target, string dropped)
+    {
+        string source = ReferenceLogitsTests.FixturePath(variant);
+        File.Copy(Path.Combine(source, "config.json"), Path.Combine(target, "config.json"));
+        using var file = SafetensorsFile.Open(Path.Combine(source, "model.safetensors"));
+        var header = new JsonObject();
+        var blobs = new List<byte[]>();
+        long offset = 0;
+        foreach (var t in file.Tensors)
+        {
+            if (t.Name == dropped) continue;
+            var bytes = new ReadOnlySpan<byte>(file.TensorData(t), checked((int)(t.End - t.Begin))).ToArray();
+            header[t.Name] = new JsonObject
+            {
+                ["dtype"] = t.DType, ["shape"] = new JsonArray(t.Shape.Select(d => (JsonNode)d).ToArray()),
+                ["data_offsets"] = new JsonArray(offset, offset + bytes.Length),
+            };
+            blobs.Add(bytes);
+            offset += bytes.Length;
+        }
+        var headerBytes = System.Text.Encoding.UTF8.GetBytes(header.ToJsonString());
+        using var output = File.Create(Path.Combine(target, "model.safetensors"));
+        output.Write(BitConverter.GetBytes((ulong)headerBytes.Length));
+        output.Write(headerBytes);
+        foreach (var b in blobs) output.Write(b);
+    }
+}
