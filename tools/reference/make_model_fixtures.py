@@ -212,7 +212,13 @@ HF_TO_GGUF = [
 ]
 LAYER = [("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
          ("self_attn.o_proj", "attn_output"), ("post_attention_layernorm", "ffn_norm"), ("mlp.gate_proj", "ffn_gate"),
-         ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down")]
+         ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down"),
+         ("block_sparse_moe.gate", "ffn_gate_inp"), ("mlp.gate", "ffn_gate_inp"), ("mlp.shared_expert.gate_proj", "ffn_gate_shexp"),
+         ("mlp.shared_expert.up_proj", "ffn_up_shexp"), ("mlp.shared_expert.down_proj", "ffn_down_shexp"),
+         ("mlp.shared_expert_gate", "ffn_gate_inp_shexp")]
+# llama.cpp stacks each layer's experts in one tensor [E, rows, cols].
+EXPERTS = [("w1", "ffn_gate_exps"), ("w3", "ffn_up_exps"), ("w2", "ffn_down_exps"),
+           ("gate_proj", "ffn_gate_exps"), ("up_proj", "ffn_up_exps"), ("down_proj", "ffn_down_exps")]
 
 
 def gguf_name(hf):
@@ -282,6 +288,11 @@ VARIANTS = [
     ("qwen2moe-hf-f32", dict(model_type="qwen2_moe", num_hidden_layers=3, num_experts=6, num_experts_per_tok=3, moe_intermediate_size=16,
                              shared_expert_intermediate_size=40, norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[1],
                              tie_word_embeddings=True, router_aux_loss_coef=0.001), "F32", "hf"),
+    ("mixtral-gguf-f32", dict(model_type="mixtral", num_local_experts=4, num_experts_per_tok=2, intermediate_size=24,
+                              router_aux_loss_coef=0.02), "F32", "gguf"),
+    ("qwen2moe-gguf-f32", dict(model_type="qwen2_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
+                               shared_expert_intermediate_size=24, norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[],
+                               tie_word_embeddings=True), "F32", "gguf"),
     ("qwen2moe-norm-hf-f32", dict(model_type="qwen2_moe", num_hidden_layers=4, num_experts=5, num_experts_per_tok=2, moe_intermediate_size=16,
                                   shared_expert_intermediate_size=24, norm_topk_prob=True, decoder_sparse_step=2, mlp_only_layers=[],
                                   router_aux_loss_coef=0.001), "F32", "hf"),
@@ -324,22 +335,42 @@ def main(out_dir):
                 json.dump(hf_cfg, f, indent=2)
             write_safetensors(os.path.join(d, "model.safetensors"), [(k, blobs[k][0], list(w[k].shape), blobs[k][1]) for k in sorted(w)])
         else:
-            arch = "qwen2" if cfg["model_type"] == "qwen2" else "llama"
+            arch = {"qwen2": "qwen2", "qwen2_moe": "qwen2moe"}.get(cfg["model_type"], "llama")
             meta = [("general.architecture", "str", arch), ("general.name", "str", name),
                     (f"{arch}.context_length", "u32", cfg["max_position_embeddings"]), (f"{arch}.embedding_length", "u32", cfg["hidden_size"]),
                     (f"{arch}.block_count", "u32", cfg["num_hidden_layers"]), (f"{arch}.feed_forward_length", "u32", cfg["intermediate_size"]),
                     (f"{arch}.attention.head_count", "u32", cfg["num_attention_heads"]), (f"{arch}.attention.head_count_kv", "u32", cfg["num_key_value_heads"]),
                     (f"{arch}.attention.layer_norm_rms_epsilon", "f32", cfg["rms_norm_eps"]), (f"{arch}.rope.freq_base", "f32", cfg["rope_theta"]),
                     (f"{arch}.rope.dimension_count", "u32", cfg["rotary_dims"])]
+            if cfg["model_type"] in ("mixtral", "qwen2_moe"):
+                mixtral = cfg["model_type"] == "mixtral"
+                meta += [(f"{arch}.expert_count", "u32", cfg["num_local_experts"] if mixtral else cfg["num_experts"]),
+                         (f"{arch}.expert_used_count", "u32", cfg["num_experts_per_tok"])]
+                if not mixtral:
+                    meta += [(f"{arch}.expert_feed_forward_length", "u32", cfg["moe_intermediate_size"]),
+                             (f"{arch}.expert_shared_feed_forward_length", "u32", cfg["shared_expert_intermediate_size"])]
             tensors = []
+            stacks = {}
             for k in sorted(w):
+                if ".experts." in k:  # model.layers.L.<block>.experts.E.<name>.weight
+                    parts = k.split(".")
+                    at = parts.index("experts")
+                    target = f"blk.{parts[2]}.{dict(EXPERTS)[parts[at + 2]]}.weight"
+                    stacks.setdefault(target, []).append((int(parts[at + 1]), w[k]))
+                    continue
                 t = w[k]
                 kind, _ = blobs[k]
                 if arch == "llama" and (".q_proj." in k or ".k_proj." in k):
                     heads = cfg["num_attention_heads"] if ".q_proj." in k else cfg["num_key_value_heads"]
                     t = permute(t, heads)
+                if k.endswith("shared_expert_gate.weight"):
+                    t = t.reshape(-1)  # llama.cpp's ffn_gate_inp_shexp is a vector
                 data, _ = tensor_bytes(t, kind)
                 tensors.append((gguf_name(k), 0 if kind == "F32" else 30, list(t.shape), data))
+            for target, experts in sorted(stacks.items()):
+                t = torch.stack([m for _, m in sorted(experts, key=lambda x: x[0])])
+                data, _ = tensor_bytes(t, dtype)
+                tensors.append((target, 0 if dtype == "F32" else 30, list(t.shape), data))
             write_gguf(os.path.join(d, "model.gguf"), meta, tensors)
         expected = {"tokens": tokens, "vocab_size": cfg["vocab_size"], "logits": [round(float(v), 9) for v in logits.flatten()],
                     "note": "float64 PyTorch reference from tools/reference/make_model_fixtures.py"}

@@ -104,7 +104,19 @@ public sealed class Checkpoint : IDisposable
             foreach (var t in gguf.Tensors)
             {
                 var type = t.Type;
-                tensors.Add(new CheckpointTensor(t.Name, t.Name, path, type.Traits().Compute ? type : null, type.Name(), t.Shape,
+                var shape = t.Shape;
+                // llama.cpp stacks a layer's experts in one tensor [E, rows, cols]; each expert is a contiguous slice,
+                // read in place under its own name ("blk.0.ffn_gate_exps.3.weight").
+                if (shape.Length == 3 && shape[0] > 0 && TensorNames.TryParseGguf(t.Name, out var stacked) && stacked.Expert < 0
+                    && TensorNames.RowOf(stacked.Role).PerExpert)
+                {
+                    long slice = t.ByteLength / shape[0];
+                    for (int e = 0; e < shape[0]; e++)
+                        tensors.Add(new CheckpointTensor(TensorNames.Gguf(stacked.Role, stacked.Layer, stacked.Bias, e), $"{t.Name}[{e}]", path,
+                            type.Traits().Compute ? type : null, type.Name(), [shape[1], shape[2]], (nint)(gguf.TensorData(t) + e * slice), slice));
+                    continue;
+                }
+                tensors.Add(new CheckpointTensor(t.Name, t.Name, path, type.Traits().Compute ? type : null, type.Name(), shape,
                     (nint)gguf.TensorData(t), t.ByteLength));
             }
             long? vocab = tensors.FirstOrDefault(t => t.Name == "token_embd.weight")?.Shape[0];

@@ -338,17 +338,15 @@ public sealed record ModelConfig
 
     // ---- GGUF metadata ------------------------------------------------------------------------------
 
-    /// <summary>The GGUF architecture name llama.cpp uses for this config (mistral models are "llama" in GGUF).</summary>
-    public string GgufArchitecture => Architecture == "qwen2" ? "qwen2" : "llama";
+    /// <summary>The GGUF architecture name llama.cpp uses for this config (mistral and mixtral models are "llama" in GGUF).</summary>
+    public string GgufArchitecture => Architecture switch { "qwen2" => "qwen2", "qwen2_moe" => "qwen2moe", _ => "llama" };
 
     public static ModelConfig FromGguf(GgufFile gguf, long? vocabFromTensors, bool hasOutputTensor, bool hasQueryBias)
     {
         string path = gguf.Path;
         string arch = gguf.GetString("general.architecture") ?? throw new ModelFormatException(path, "missing general.architecture", "general.architecture");
-        if (arch is not ("llama" or "qwen2"))
-            throw new ModelFormatException(path, $"unsupported architecture '{arch}' (supported: llama, qwen2)", "general.architecture");
-        if (gguf.GetInteger($"{arch}.expert_count") is long expertCount && expertCount > 0)
-            throw new ModelFormatException(path, $"a mixture-of-experts GGUF ({expertCount} experts) is not supported yet; a Hugging Face directory of the same model is", $"{arch}.expert_count");
+        if (arch is not ("llama" or "qwen2" or "qwen2moe"))
+            throw new ModelFormatException(path, $"unsupported architecture '{arch}' (supported: llama, qwen2, qwen2moe)", "general.architecture");
         // Out-of-int values are named here; the ranges of in-int ones are checked by Validate, under these names.
         int ToInt(long v, string key) => v is >= int.MinValue and <= int.MaxValue ? (int)v
             : throw new ModelFormatException(path, $"{v} is beyond any real model: the file is corrupt", key);
@@ -389,9 +387,26 @@ public sealed record ModelConfig
             ["rms_norm_eps"] = $"{arch}.attention.layer_norm_rms_epsilon", ["rope_theta"] = $"{arch}.rope.freq_base",
             ["rope_scaling.factor"] = $"{arch}.rope.scaling.factor",
         };
+        // Mixture of experts: llama with expert_count is Mixtral; qwen2moe is Qwen2-MoE as llama.cpp builds it (every
+        // layer sparse, the chosen experts' probabilities not renormalized, a shared expert).
+        int experts = Opt("expert_count") ?? 0, perToken = 0, expertSize = 0, sharedSize = 0;
+        if (arch == "qwen2moe" && experts == 0)
+            throw new ModelFormatException(path, "qwen2moe needs expert_count", $"{arch}.expert_count");
+        if (experts > 0)
+        {
+            perToken = Req("expert_used_count");
+            expertSize = arch == "qwen2moe" ? Req("expert_feed_forward_length") : Req("feed_forward_length");
+            sharedSize = arch == "qwen2moe" ? Req("expert_shared_feed_forward_length") : 0;
+            names["num_local_experts"] = names["num_experts"] = $"{arch}.expert_count";
+            names["num_experts_per_tok"] = $"{arch}.expert_used_count";
+            names["moe_intermediate_size"] = $"{arch}.expert_feed_forward_length";
+            names["shared_expert_intermediate_size"] = $"{arch}.expert_shared_feed_forward_length";
+        }
         return new ModelConfig
         {
-            Architecture = arch,
+            Architecture = arch switch { "qwen2moe" => "qwen2_moe", "llama" when experts > 0 => "mixtral", _ => arch },
+            Experts = experts, ExpertsPerToken = perToken, ExpertFeedForwardSize = expertSize, SharedExpertFeedForwardSize = sharedSize,
+            NormalizeTopK = arch == "llama",
             VocabSize = ToInt(vocabFromTensors ?? vocab, names["vocab_size"]),
             HiddenSize = hidden,
             IntermediateSize = Req("feed_forward_length"),
@@ -405,11 +420,11 @@ public sealed record ModelConfig
             RmsNormEps = (float)RequireNumber("attention.layer_norm_rms_epsilon"),
             MaxPositions = Req("context_length"),
             TiedEmbeddings = !hasOutputTensor,
-            AttentionBias = hasQueryBias,
             BosTokenId = TokenId("tokenizer.ggml.bos_token_id"),
             EosTokenId = TokenId("tokenizer.ggml.eos_token_id"),
-            // llama GGUFs store q/k permuted for llama.cpp's "normal" rope; qwen2 uses neox (halves) unpermuted.
+            // llama GGUFs store q/k permuted for llama.cpp's "normal" rope; qwen2 and qwen2moe use neox (halves) unpermuted.
             RopeLayout = arch == "llama" ? RopeLayout.AdjacentPairs : RopeLayout.Halves,
+            AttentionBias = hasQueryBias,
         }.Validate(path, names);
     }
 

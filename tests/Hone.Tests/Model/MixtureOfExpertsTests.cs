@@ -57,6 +57,52 @@ public unsafe class MixtureOfExpertsTests
         Assert.True(stepped.Config.NormalizeTopK);
     }
 
+    [Fact]
+    public void Gguf_experts_are_read_in_place_from_llama_cpp_stacked_tensors()
+    {
+        using var mixtral = Checkpoint.Open(ReferenceLogitsTests.FixturePath("mixtral-gguf-f32"));
+        Assert.Equal(("mixtral", 4, 2, 24, true), (mixtral.Config.Architecture, mixtral.Config.Experts, mixtral.Config.ExpertsPerToken,
+            mixtral.Config.ExpertFeedForwardSize, mixtral.Config.NormalizeTopK));
+        Assert.Equal(RopeLayout.AdjacentPairs, mixtral.Config.RopeLayout);
+        Assert.True(mixtral.TryGet("blk.1.ffn_down_exps.3.weight", out var down));
+        Assert.Equal("blk.1.ffn_down_exps.weight[3]", down.SourceName);
+        Assert.Equal([32L, 24], down.Shape);
+
+        using var qwen = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-gguf-f32"));
+        var c = qwen.Config;
+        Assert.Equal(("qwen2_moe", 4, 2, 16, 24, false), (c.Architecture, c.Experts, c.ExpertsPerToken, c.ExpertFeedForwardSize,
+            c.SharedExpertFeedForwardSize, c.NormalizeTopK));
+        Assert.Equal("qwen2moe", c.GgufArchitecture);
+        using var weights = LlamaWeights.Load(qwen);
+        Assert.True(weights.Layers[1].SharedRouter != null);
+    }
+
+    [Theory]
+    [InlineData(5L, "shape [4, 32], expected [5, 32]")]   // more experts declared than the tensors hold
+    [InlineData(3L, "shape [4, 32], expected [3, 32]")]   // fewer
+    public void A_gguf_whose_expert_count_disagrees_with_its_tensors_is_refused_naming_the_tensor(long declared, string expected)
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("m.gguf");
+        Hone.Tests.Formats.DamagedFiles.RewriteGguf(ReferenceLogitsTests.FixturePath("mixtral-gguf-f32"), path,
+            m => Hone.Tests.Formats.DamagedFiles.Set(m, "llama.expert_count", GgufValue.Of((uint)declared)));
+        using var checkpoint = Checkpoint.Open(path);
+        var e = Assert.Throws<ModelFormatException>(() => LlamaWeights.Load(checkpoint));
+        Assert.Contains(expected, e.Message);
+        Assert.Contains("blk.0.ffn_gate_inp.weight", e.Message); // the router, the first tensor sized by the expert count
+    }
+
+    [Fact]
+    public void A_moe_gguf_without_expert_used_count_names_the_key()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("m.gguf");
+        Hone.Tests.Formats.DamagedFiles.RewriteGguf(ReferenceLogitsTests.FixturePath("mixtral-gguf-f32"), path,
+            m => Hone.Tests.Formats.DamagedFiles.Remove(m, "llama.expert_used_count"));
+        var e = Assert.Throws<ModelFormatException>(() => Checkpoint.Open(path));
+        Assert.Contains("llama.expert_used_count", e.Message);
+    }
+
     [Theory]
     [InlineData("model.layers.3.block_sparse_moe.experts.7.w1.weight", "blk.3.ffn_gate_exps.7.weight", "mixtral")]
     [InlineData("model.layers.3.block_sparse_moe.experts.7.w2.weight", "blk.3.ffn_down_exps.7.weight", "mixtral")]

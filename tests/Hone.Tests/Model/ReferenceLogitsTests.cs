@@ -18,7 +18,7 @@ public class ReferenceLogitsTests
     public static TheoryData<string> Variants => new()
     {
         "llama-hf-f32", "llama-hf-bf16", "llama-gguf-f32", "llama-gguf-bf16", "qwen2-hf-f32", "qwen2-gguf-f32", "llama3-scaled-hf-f32",
-        "mixtral-hf-f32", "mixtral-hf-bf16", "qwen2moe-hf-f32", "qwen2moe-norm-hf-f32",
+        "mixtral-hf-f32", "mixtral-hf-bf16", "mixtral-gguf-f32", "qwen2moe-hf-f32", "qwen2moe-norm-hf-f32", "qwen2moe-gguf-f32",
     };
 
     public static string FixturePath(string variant)
@@ -74,6 +74,7 @@ public class ReferenceLogitsTests
     [InlineData("llama-hf-f32", "llama-gguf-f32")]
     [InlineData("llama-hf-bf16", "llama-gguf-bf16")]
     [InlineData("qwen2-hf-f32", "qwen2-gguf-f32")]
+    [InlineData("mixtral-hf-f32", "mixtral-gguf-f32")]
     public void Hf_and_gguf_layouts_of_the_same_weights_give_the_same_logits(string hfVariant, string ggufVariant)
     {
         // The fixture script writes one family's weights in both layouts (q/k permuted in llama GGUFs).
