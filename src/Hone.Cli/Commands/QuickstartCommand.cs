@@ -13,7 +13,7 @@ internal static class QuickstartCommand
         var data = new Option<string?>("--data", "-d") { Description = "domain data instead of the generated e-commerce set: SFT JSONL, or CSV with instruction/response columns (or a folder with one)" };
         var generalText = new Option<string?>("--general") { Description = "with --model: general text against forgetting, replayed among the fine-tuning data and held out for general perplexity (.txt documents separated by blank lines, or JSONL {\"text\"}; default: the generated general-English corpus)" };
         var seed = new Option<ulong>("--seed") { Description = "seed of every generator, initialization and sampler", DefaultValueFactory = _ => 7UL };
-        var scale = new Option<double>("--scale") { Description = "multiply data sizes and step counts (1 = the defaults: about 8 minutes on 2 idle cores once the base model is cached, longer on a busy machine)", DefaultValueFactory = _ => 1.0 };
+        var scale = new Option<double>("--scale") { Description = "multiply data sizes and step counts (1 = the defaults: about 9½ minutes on 2 idle cores once the base model is cached, longer on a busy machine)", DefaultValueFactory = _ => 1.0 };
         var baseCache = new Option<string?>("--base-cache") { Description = "where the generated base model is kept and reused by later runs with the same recipe, data and code (default: $HONE_CACHE, $XDG_CACHE_HOME/hone or ~/.cache/hone)" };
         var noBaseCache = new Option<bool>("--no-base-cache") { Description = "build the generated base model in this run and keep no copy" };
         var threads = CliSupport.Threads();
