@@ -79,7 +79,7 @@ internal static class BenchCommand
                 var o = new
                 {
                     model = result.Model, type = result.Type, precision = result.Precision.Name(), threads = result.Threads, prompt = result.Prompt, gen = result.Gen,
-                    parameters = result.Parameters, weight_bytes = result.WeightBytes,
+                    parameters = result.Parameters, active_parameters = result.ActiveParameters, weight_bytes = result.WeightBytes,
                     prompt_tokens_per_s = result.PromptTokensPerSecond, prompt_tokens_per_s_sd = result.PromptStdDev,
                     gen_tokens_per_s = result.GenTokensPerSecond, gen_tokens_per_s_sd = result.GenStdDev,
                     prompt_flop_ratio = result.PromptFlopRatio, gen_bandwidth_ratio = result.GenBandwidthRatio,
@@ -90,7 +90,7 @@ internal static class BenchCommand
                 Console.WriteLine(JsonSerializer.Serialize(o, new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
             }
-            Console.WriteLine($"model {result.Model}  type {result.Type}  precision {result.Precision.Name()}  threads {result.Threads}  parameters {result.Parameters:N0}  weights {CliSupport.Bytes(result.WeightBytes)}");
+            Console.WriteLine($"model {result.Model}  type {result.Type}  precision {result.Precision.Name()}  threads {result.Threads}  parameters {result.Parameters:N0}{(result.ActiveParameters != result.Parameters ? $" ({result.ActiveParameters:N0} active per token)" : "")}  weights {CliSupport.Bytes(result.WeightBytes)}");
             Console.WriteLine($"machine: {result.Limits.PeakGflops:F0} GFLOP/s fp32 FMA peak, {result.Limits.BandwidthGBs:F1} GB/s read bandwidth before the runs, {result.BandwidthAfterGBs:F1} right after tg ({result.Limits.Vectors})");
             Console.WriteLine($"{"test",-8} {"tokens/s",14} {"bound",10} {"of bound",9}");
             Console.WriteLine($"{"pp" + result.Prompt,-8} {result.PromptTokensPerSecond,8:F1} ± {result.PromptStdDev,-4:F1} {result.PromptBoundTokensPerSecond,10:F0} {result.PromptFlopRatio,8:P0}  (FLOP peak)");

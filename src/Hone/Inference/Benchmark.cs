@@ -13,12 +13,13 @@ public sealed record BenchOptions(string? Model = null, string Shape = "smollm2-
 
 /// <summary>One benchmark run, with the protocol spelled out: prompt processing is one batch of Prompt tokens from an
 /// empty cache with logits for the last token only (as llama-bench's pp); generation decodes Gen tokens one at a time
-/// from an empty cache with full logits every step (as llama-bench's tg).</summary>
+/// from an empty cache with full logits every step (as llama-bench's tg). For a mixture of experts the bounds count what a
+/// token uses (<see cref="ActiveParameters"/>, the k routed experts' bytes), not the whole model.</summary>
 public sealed record BenchResult(
     string Model, string Type, int Threads, int Prompt, int Gen, long Parameters, long WeightBytes,
     double PromptTokensPerSecond, double PromptStdDev, double GenTokensPerSecond, double GenStdDev,
     double PromptFlopsPerToken, double GenBytesPerToken, MachineLimits Limits, double BandwidthAfterGBs = 0,
-    ComputePrecision Precision = ComputePrecision.Fast)
+    ComputePrecision Precision = ComputePrecision.Fast, long ActiveParameters = 0)
 {
     /// <summary>The bandwidth generation is compared with: the better of the readings before the runs and right after
     /// generation (a VM's bandwidth moves with its neighbours; the better reading keeps the ratio from flattering).</summary>
@@ -98,15 +99,16 @@ public static class Benchmark
             double bandwidthAfter = o.Gen > 0 ? MachineLimits.MeasureBandwidth(pool) : 0;
             if (o.Gen > 0) log($"  bandwidth right after tg: {bandwidthAfter:F1} GB/s");
 
-            long layerMatrixParams = (long)c.Layers * ((long)c.HiddenSize * c.QueryDim * 2 + (long)c.HiddenSize * c.KvDim * 2 + 3L * c.HiddenSize * c.IntermediateSize);
+            // A mixture of experts counts what a token uses: k experts of E (the FLOP bound of pp, the bandwidth bound of tg).
+            long layerMatrixParams = Enumerable.Range(0, c.Layers).Sum(l => c.LayerMatrixParameters(l));
             double attentionFlops = 4.0 * c.Layers * c.QueryDim * (o.Prompt + 1) / 2.0; // QKᵀ and PV over the average causal span
             double headFlops = 2.0 * c.VocabSize * c.HiddenSize / Math.Max(1, o.Prompt);
             double promptFlops = 2.0 * layerMatrixParams + attentionFlops + headFlops;
             long weightBytes = weights.ByteLength;
             double kvBytes = 2.0 * c.Layers * c.KvDim * 4 * (o.Gen / 2.0);
             return new BenchResult(name, weights.TokenEmbedding.Type.Name(), threads, o.Prompt, o.Gen, c.ParameterCount, weightBytes,
-                Mean(promptRates), StdDev(promptRates), Mean(genRates), StdDev(genRates), promptFlops, weightBytes + kvBytes, limits, bandwidthAfter,
-                o.Precision);
+                Mean(promptRates), StdDev(promptRates), Mean(genRates), StdDev(genRates), promptFlops, weights.ActiveByteLength + kvBytes, limits, bandwidthAfter,
+                o.Precision, c.ActiveParameterCount);
         }
     }
 

@@ -6,8 +6,8 @@ namespace Hone.Model;
 
 /// <summary>Per-layer weights. Shapes (glossary in <see cref="ModelConfig"/>): norms [D]; Q [H·Dh, D]; K, V [Hkv·Dh, D];
 /// O [D, H·Dh]; Gate, Up [F, D]; Down [D, F]; biases [out]. A mixture-of-experts layer has no dense Gate, Up and Down
-/// (null) but a Router and E experts, each [Fe, D], [Fe, D], [D, Fe], stored one after another (GGUF's stacked layout),
-/// and optionally a shared expert ([Fs, D], [Fs, D], [D, Fs]) with its sigmoid gate [D].</summary>
+/// (null) but a Router [E, D] and E experts, each [Fe, D], [Fe, D], [D, Fe], laid out one after another per projection
+/// as in GGUF's stacked tensors, and optionally a shared expert ([Fs, D], [Fs, D], [D, Fs]) with its sigmoid gate [D].</summary>
 public sealed unsafe class LayerWeights
 {
     public required float* AttentionNorm;
@@ -45,6 +45,21 @@ public sealed unsafe class LlamaWeights : IDisposable
     /// <summary>Per-frequency divisors from a GGUF rope_freqs tensor (Llama 3 scaling), or null.</summary>
     public float[]? RopeFrequencyDivisors { get; }
     public long ByteLength => _arena.Length;
+
+    /// <summary>Bytes a one-token step reads: all of them for a dense model; in a mixture of experts only k of each sparse
+    /// layer's E experts (the bandwidth bound of decoding).</summary>
+    public long ActiveByteLength
+    {
+        get
+        {
+            long idle = 0;
+            foreach (var l in Layers)
+                if (l.IsSparse)
+                    foreach (var experts in new[] { l.ExpertGate!, l.ExpertUp!, l.ExpertDown! })
+                        idle += (long)(Config.Experts - Config.ExpertsPerToken) * NativeBuffer.Align(experts[0].Type.Traits().BytesFor((long)experts[0].Rows * experts[0].Cols));
+            return _arena.Length - idle;
+        }
+    }
 
     /// <summary>One planned view of the arena (reference identity: the offset is filled in later).</summary>
     sealed class Slot(string name, TensorRole role, int layer, bool bias, TensorType type, int rows, int cols, int expert = -1)

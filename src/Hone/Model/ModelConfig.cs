@@ -163,6 +163,13 @@ public sealed record ModelConfig
         }
     }
 
+    /// <summary>Weights of one layer's matrices a token multiplies with (attention, and the dense MLP or the router, k
+    /// experts and the shared expert): the FLOPs of a token in that layer are twice this.</summary>
+    public long LayerMatrixParameters(int layer, bool active = true)
+    {
+        checked { return 2L * HiddenSize * QueryDim + 2L * HiddenSize * KvDim + FeedForwardParameters(layer, active); }
+    }
+
     long FeedForwardParameters(int layer, bool active)
     {
         checked

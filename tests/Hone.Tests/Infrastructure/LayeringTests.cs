@@ -5,7 +5,7 @@ namespace Hone.Tests.Infrastructure;
 
 /// <summary>
 /// The library's folders use only folders below them: tensors/kernels → formats → tokenization and chat templates →
-/// model → inference → batching (the batched engine) → transforms → training → evaluation → data tools → agents (the
+/// experts (routing and router losses of mixtures of experts: math the model uses) → model → inference → batching (the batched engine) → transforms → training → evaluation → data tools → agents (the
 /// agent benchmark) → synthetic
 /// data → workflows → clients (in-process chat clients) → server (HTTP); the CLI may use all. The assemblies enforce
 /// part of it (Hone.Kernels and Hone.Templates reference nothing of Hone; Hone.Workflows, Hone.Clients and Hone.Server
@@ -15,7 +15,7 @@ namespace Hone.Tests.Infrastructure;
 public sealed class LayeringTests
 {
     static readonly string[] Order =
-        ["Tensors", "Formats", "Templates", "Tokenization", "Grammars", "ToolCalls", "Model", "Inference", "Batching", "Transforms", "Training", "Evaluation", "DataTools", "Agents",
+        ["Tensors", "Formats", "Templates", "Tokenization", "Grammars", "ToolCalls", "Experts", "Model", "Inference", "Batching", "Transforms", "Training", "Evaluation", "DataTools", "Agents",
          "Clients", "Synthetic", "Workflows", "Server"];
 
     static string RepositoryRoot()

@@ -175,6 +175,25 @@ public unsafe class MixtureOfExpertsTests
         RotaryDims = 16, MaxPositions = 128, Experts = 8, ExpertsPerToken = 2, ExpertFeedForwardSize = 96, NormalizeTopK = true,
     };
 
+    [Fact]
+    public void A_token_reads_and_multiplies_only_its_k_experts()
+    {
+        using var weights = LlamaWeights.CreateRandom(RandomMixtral, TensorType.Q8_0, seed: 1);
+        var c = RandomMixtral;
+        long expertBytes = TensorType.Q8_0.Traits().BytesFor(96L * 64); // one expert's gate, up or down: 96 × 64 either way
+        Assert.Equal(weights.ByteLength - 2L * 3 * (8 - 2) * expertBytes, weights.ActiveByteLength);
+        long attention = 2L * 64 * 64 + 2L * 64 * 32;
+        Assert.Equal(attention + 8L * 64 + 2L * 3 * 64 * 96, c.LayerMatrixParameters(0));
+        Assert.Equal(attention + 8L * 64 + 8L * 3 * 64 * 96, c.LayerMatrixParameters(0, active: false));
+        foreach (var name in new[] { "mixtral-small", "qwen2moe-small" })
+        {
+            var shape = ModelShapes.Get(name);
+            Assert.True(shape.Validate(name).IsMixtureOfExperts);
+            Assert.InRange(shape.ParameterCount, 130_000_000, 400_000_000);
+            Assert.InRange(shape.ActiveParameterCount, 60_000_000, 70_000_000); // a third of the whole model is the two embedding tables
+        }
+    }
+
     [Theory]
     [InlineData(TensorType.Q8_0, 0.02)]
     [InlineData(TensorType.BF16, 0.02)]
