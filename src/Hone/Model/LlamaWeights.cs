@@ -46,13 +46,14 @@ public sealed unsafe class LlamaWeights : IDisposable
     public float[]? RopeFrequencyDivisors { get; }
     public long ByteLength => _arena.Length;
 
-    /// <summary>Bytes a one-token step reads: all of them for a dense model; in a mixture of experts only k of each sparse
-    /// layer's E experts (the bandwidth bound of decoding).</summary>
+    /// <summary>Bytes a one-token step reads (the bandwidth bound of decoding): every weight, except that an untied token
+    /// embedding gives one row, and a mixture of experts' sparse layers only k of their E experts.</summary>
     public long ActiveByteLength
     {
         get
         {
             long idle = 0;
+            if (!Config.TiedEmbeddings) idle += NativeBuffer.Align(TokenEmbedding.RowBytes * (long)TokenEmbedding.Rows) - TokenEmbedding.RowBytes;
             foreach (var l in Layers)
                 if (l.IsSparse)
                     foreach (var experts in new[] { l.ExpertGate!, l.ExpertUp!, l.ExpertDown! })

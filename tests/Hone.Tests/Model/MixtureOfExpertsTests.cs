@@ -181,7 +181,8 @@ public unsafe class MixtureOfExpertsTests
         using var weights = LlamaWeights.CreateRandom(RandomMixtral, TensorType.Q8_0, seed: 1);
         var c = RandomMixtral;
         long expertBytes = TensorType.Q8_0.Traits().BytesFor(96L * 64); // one expert's gate, up or down: 96 × 64 either way
-        Assert.Equal(weights.ByteLength - 2L * 3 * (8 - 2) * expertBytes, weights.ActiveByteLength);
+        long embeddingBytes = TensorType.Q8_0.Traits().BytesFor(128L * 64), rowBytes = TensorType.Q8_0.Traits().BytesFor(64);
+        Assert.Equal(weights.ByteLength - 2L * 3 * (8 - 2) * expertBytes - (embeddingBytes - rowBytes), weights.ActiveByteLength);
         long attention = 2L * 64 * 64 + 2L * 64 * 32;
         Assert.Equal(attention + 8L * 64 + 2L * 3 * 64 * 96, c.LayerMatrixParameters(0));
         Assert.Equal(attention + 8L * 64 + 8L * 3 * 64 * 96, c.LayerMatrixParameters(0, active: false));
