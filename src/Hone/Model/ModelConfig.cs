@@ -66,6 +66,17 @@ public sealed record ModelConfig
 
     public static readonly string[] SupportedArchitectures = ["llama", "mistral", "qwen2", "mixtral", "qwen2_moe"];
 
+    /// <summary>Throws when llama.cpp's GGUF architectures cannot express this model: its qwen2moe makes every layer
+    /// sparse and never renormalizes the chosen experts' weights.</summary>
+    public void RequireGgufExpressible()
+    {
+        if (Architecture != "qwen2_moe") return;
+        if (NormalizeTopK)
+            throw new NotSupportedException("a qwen2_moe model with norm_topk_prob cannot be written as GGUF: llama.cpp's qwen2moe does not renormalize the chosen experts' weights (write a Hugging Face directory)");
+        if (Enumerable.Range(0, Layers).Any(l => !IsSparseLayer(l)))
+            throw new NotSupportedException("a qwen2_moe model with dense layers (mlp_only_layers, decoder_sparse_step) cannot be written as GGUF: llama.cpp's qwen2moe makes every layer sparse (write a Hugging Face directory)");
+    }
+
     /// <summary>Throws for a mixture-of-experts model where <paramref name="what"/> handles dense models only.</summary>
     public void RequireDense(string what)
     {
@@ -454,6 +465,16 @@ public sealed record ModelConfig
         {
             w.Set($"{a}.attention.key_length", GgufValue.Of((uint)HeadDim));
             w.Set($"{a}.attention.value_length", GgufValue.Of((uint)HeadDim));
+        }
+        if (Experts > 0)
+        {
+            w.Set($"{a}.expert_count", GgufValue.Of((uint)Experts));
+            w.Set($"{a}.expert_used_count", GgufValue.Of((uint)ExpertsPerToken));
+            if (Architecture == "qwen2_moe")
+            {
+                w.Set($"{a}.expert_feed_forward_length", GgufValue.Of((uint)ExpertFeedForwardSize));
+                w.Set($"{a}.expert_shared_feed_forward_length", GgufValue.Of((uint)SharedExpertFeedForwardSize));
+            }
         }
         if (RopeLinearFactor != 1)
         {

@@ -84,7 +84,7 @@ public static unsafe class ModelConverter
         if (!toGguf && o.Type is TensorType t && t is not (TensorType.F32 or TensorType.F16 or TensorType.BF16))
             throw new ArgumentException($"a Hugging Face safetensors directory holds f32, f16 or bf16 weights, not {t.Name()}: write a .gguf file instead");
         var config = weights.Config;
-        config.RequireDense("converting or quantizing a model");
+        if (toGguf) config.RequireGgufExpressible();
         bool permuteToGguf = toGguf && config.RopeLayout == RopeLayout.Halves && config.GgufArchitecture == "llama";
         bool permuteFromGguf = !toGguf && config.RopeLayout == RopeLayout.AdjacentPairs;
         if ((permuteToGguf || permuteFromGguf) && config.RotaryDims != config.HeadDim)
@@ -94,9 +94,9 @@ public static unsafe class ModelConverter
         try
         {
             var plan = new List<(string Name, TensorType Type, int Rows, int Cols, Func<int, int> RowOrder, Func<int, nint> Row, TensorType SourceType)>();
-            foreach (var (role, layer, bias, rows, cols, _) in LlamaWeights.Expected(config))
+            foreach (var (role, layer, bias, rows, cols, expert) in LlamaWeights.Expected(config))
             {
-                string name = TensorNames.Gguf(role, layer, bias);
+                string name = TensorNames.Gguf(role, layer, bias, expert);
                 bool vector = rows == 1;
                 var matrix = vector ? null : weights.Matrices().First(m => m.Name == name);
                 TensorType sourceType = matrix?.Type ?? TensorType.F32;
@@ -172,14 +172,23 @@ public static unsafe class ModelConverter
                         w.Set("tokenizer.ggml.model", GgufValue.Of("none"));
                         notes.Add("no tokenizer found next to the model: wrote tokenizer.ggml.model = none (llama.cpp loads it without a vocabulary)");
                     }
+                    int written = 0;
                     for (int i = 0; i < plan.Count; i++)
                     {
                         int index = i;
                         var p = plan[i];
-                        long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
-                        w.Add(new GgufWriter.Tensor(p.Name, p.Type, shape, s => WriteTensor(s, index)));
+                        // A layer's experts go into one stacked tensor [E, rows, cols], as llama.cpp reads them.
+                        if (TensorNames.TryParseGguf(p.Name, out var part) && part.Expert == 0)
+                        {
+                            int count = config.Experts;
+                            w.Add(new GgufWriter.Tensor(TensorNames.Gguf(part.Role, part.Layer, part.Bias), p.Type, [count, p.Rows, p.Cols],
+                                s => { for (int e = 0; e < count; e++) WriteTensor(s, index + e); }));
+                            i += count - 1;
+                        }
+                        else w.Add(new GgufWriter.Tensor(p.Name, p.Type, p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols], s => WriteTensor(s, index)));
+                        written++;
                     }
-                    log($"writing {o.Output} ({plan.Count} tensors)...");
+                    log($"writing {o.Output} ({written} tensors)...");
                     w.Write(staged);
                 }
                 else
@@ -192,8 +201,10 @@ public static unsafe class ModelConverter
                         int index = i;
                         var p = plan[i];
                         if (!TensorNames.TryParseGguf(p.Name, out var parsed)) throw new InvalidOperationException(p.Name);
-                        long[] shape = p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
-                        w.Add(new SafetensorsWriter.Tensor(TensorNames.HuggingFace(parsed.Role, parsed.Layer, parsed.Bias), p.Type, shape, s => WriteTensor(s, index)));
+                        // The shared expert's gate is a Linear(D, 1) in transformers: [1, D].
+                        long[] shape = parsed.Role == TensorRole.SharedExpertRouter ? [1, p.Cols] : p.Rows == 1 ? [p.Cols] : [p.Rows, p.Cols];
+                        w.Add(new SafetensorsWriter.Tensor(TensorNames.HuggingFace(parsed.Role, parsed.Layer, parsed.Bias, parsed.Expert, config.Architecture),
+                            p.Type, shape, s => WriteTensor(s, index)));
                     }
                     log($"writing {o.Output}/model.safetensors ({plan.Count} tensors)...");
                     w.Write(Path.Combine(staged, "model.safetensors"));

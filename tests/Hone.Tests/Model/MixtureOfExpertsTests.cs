@@ -283,9 +283,74 @@ public unsafe class MixtureOfExpertsTests
         var serving = Assert.Throws<NotSupportedException>(() => new Hone.Batching.BatchedLlama(weights, Pool, 2, 64, 8, ComputePrecision.Fast));
         Assert.Contains("batched engine", serving.Message);
         using var dir = new TempDirectory();
-        var converting = Assert.Throws<NotSupportedException>(() => Hone.Transforms.ModelConverter.Write(weights, checkpoint, dir.File("m.gguf"), null, []));
-        Assert.Contains("converting", converting.Message);
         Assert.Throws<NotSupportedException>(() => PeftAdapter.Load(dir.Path, weights));
+    }
+
+    [Theory]
+    [InlineData("mixtral-hf-f32", "out.gguf", null)]
+    [InlineData("mixtral-gguf-f32", "out-hf", null)]
+    [InlineData("qwen2moe-gguf-f32", "out-hf", null)]
+    [InlineData("mixtral-hf-bf16", "out.gguf", "bf16")]
+    public void Conversion_keeps_the_logits_and_stacks_experts_for_gguf(string variant, string output, string? type)
+    {
+        using var dir = new TempDirectory();
+        string target = dir.File(output);
+        var report = Hone.Transforms.ModelConverter.Convert(new Hone.Transforms.ConvertOptions(ReferenceLogitsTests.FixturePath(variant), target,
+            type == null ? null : TensorTypes.Parse(type)));
+        var (tokens, expected) = ReferenceLogitsTests.Expected(variant);
+        using var checkpoint = Checkpoint.Open(target);
+        using var weights = LlamaWeights.Load(checkpoint);
+        using var model = new LlamaModel(weights, Pool, maxContext: 64);
+        var logits = new float[expected.Length];
+        model.Forward(tokens, logits, allLogits: true);
+        if (type == null) TestData.AssertClose(expected, logits, 1e-4, $"{variant} → {output}");
+        else
+        {
+            double scale = expected.Max(Math.Abs), worst = Enumerable.Range(0, logits.Length).Max(i => Math.Abs(logits[i] - expected[i]));
+            Assert.True(worst / scale < 0.02, $"{variant} as {type}: logits differ from the float64 reference by {worst:G3}, {worst / scale:P1} of the largest");
+        }
+        if (output.EndsWith(".gguf"))
+        {
+            using var gguf = GgufFile.Open(target);
+            var stacked = gguf.Tensors.Single(t => t.Name == "blk.1.ffn_down_exps.weight");
+            Assert.Equal(3, stacked.Shape.Length);
+            Assert.Equal(checkpoint.Config.Experts, (int)stacked.Shape[0]);
+            Assert.Equal((long)checkpoint.Config.Experts, gguf.GetInteger($"{checkpoint.Config.GgufArchitecture}.expert_count"));
+        }
+    }
+
+    [Fact]
+    public void A_quantized_moe_gguf_holds_exactly_the_weights_hone_quantizes_in_memory()
+    {
+        using var dir = new TempDirectory();
+        using var exact = LlamaWeights.CreateRandom(RandomMixtral, TensorType.F32, seed: 5, std: 0.1f, embeddingStd: 1f);
+        using var quantized = LlamaWeights.CreateRandom(RandomMixtral, TensorType.Q8_0, seed: 5, std: 0.1f, embeddingStd: 1f);
+        Hone.Transforms.ModelConverter.Write(exact, null, dir.File("m.gguf"), TensorType.Q8_0, []);
+        using var checkpoint = Checkpoint.Open(dir.File("m.gguf"));
+        using var loaded = LlamaWeights.Load(checkpoint);
+        int[] tokens = Enumerable.Range(0, 20).Select(i => (i * 53 + 11) % 128).ToArray();
+        var expected = new float[tokens.Length * 128];
+        var actual = new float[tokens.Length * 128];
+        using (var model = new LlamaModel(quantized, Pool, maxContext: 64)) model.Forward(tokens, expected, allLogits: true);
+        using (var model = new LlamaModel(loaded, Pool, maxContext: 64)) model.Forward(tokens, actual, allLogits: true);
+        Assert.Equal(expected, actual);
+        Assert.Equal(TensorType.Q8_0, loaded.Layers[1].ExpertGate![5].Type);
+    }
+
+    [Theory]
+    [InlineData("qwen2moe-hf-f32", "dense layers")]
+    [InlineData("qwen2moe-norm-hf-f32", "norm_topk_prob")]
+    public void A_qwen2_moe_that_llama_cpp_cannot_express_is_not_written_as_gguf(string variant, string expected)
+    {
+        using var dir = new TempDirectory();
+        var e = Assert.Throws<NotSupportedException>(() => Hone.Transforms.ModelConverter.Convert(
+            new Hone.Transforms.ConvertOptions(ReferenceLogitsTests.FixturePath(variant), dir.File("m.gguf"))));
+        Assert.Contains(expected, e.Message);
+        Assert.Empty(Directory.GetFiles(dir.Path));
+        // A Hugging Face directory holds it.
+        Hone.Transforms.ModelConverter.Convert(new Hone.Transforms.ConvertOptions(ReferenceLogitsTests.FixturePath(variant), dir.File("hf")));
+        using var back = Checkpoint.Open(dir.File("hf"));
+        Assert.Equal(Checkpoint.Open(ReferenceLogitsTests.FixturePath(variant)).Config.DenseLayers, back.Config.DenseLayers);
     }
 
     static void CopyFixtureWithout(string variant, string target, string dropped)
