@@ -7,6 +7,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--root", required=True); p.add_argument("--work", required=True); p.add_argument("--shared", required=True)
 p.add_argument("--hone", required=True); p.add_argument("--tools", required=True)
 p.add_argument("--bench", nargs="?", const=3, type=int, default=0, help="also run speed, this many interleaved rounds")
+p.add_argument("--only", choices=["moe"], help="run one part: moe = the mixtures of experts only")
 a = p.parse_args()
 work, failures = a.work, []
 
@@ -43,7 +44,7 @@ def perplexity_pair(model, tolerance, label):
 
 # 1. Real weights: stories260K GGUF rewritten by hone in every type; greedy text and perplexity.
 stories = os.path.join(a.shared, "models/stories260K/tinyllamas-stories-260k-f32.gguf")
-for t in ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k"]:
+for t in ([] if a.only else ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k"]):
     out = os.path.join(work, f"stories-{t}.gguf")
     hone("convert", stories, "--out", out, "--type", t)
     ht = json.loads(hone("generate", out, "-p", "Once", "-n", 100, "--temp", 0, "--threads", 2, "--json"))["text"]
@@ -59,7 +60,7 @@ tokenizers = os.path.join(a.shared, "tokenizers")
 vocab_tests = os.path.join(tokenizers, "llama.cpp-vocab")
 cases = [("llama", "llama2-hf", "ggml-vocab-llama-spm.gguf.inp"), ("llama", "gpt2-hf", "ggml-vocab-gpt-2.gguf.inp"),
          ("qwen2", "gpt2-hf", "ggml-vocab-gpt-2.gguf.inp")]
-for arch, tok, inputs in cases:
+for arch, tok, inputs in ([] if a.only else cases):
     d = os.path.join(work, f"{arch}-{tok}")
     subprocess.run([sys.executable, os.path.join(a.tools, "make_random_model.py"), d, "--arch", arch, "--tokenizer", os.path.join(tokenizers, tok)], check=True, capture_output=True)
     for t in ["f32", "q8_0", "q4_0"]:
@@ -76,6 +77,16 @@ for arch, tok, inputs in cases:
         if lt == hg == hd: same += 1
         else: print(f"      differ on {s[:40]!r}: llama.cpp {lt[:10]} hone gguf {hg[:10]} hone dir {hd[:10]}")
     check(same == len(strings), f"{arch} + {tok}: token ids equal on {same}/{len(strings)} of llama.cpp's vocab test strings (llama-tokenize vs hone on the GGUF and on tokenizer.json)")
+
+# 2b. Mixtures of experts (Mixtral as llama with expert_count; qwen2moe with its shared expert) written at random,
+# converted by hone with the experts stacked as llama.cpp reads them.
+for arch in ["mixtral", "qwen2_moe"]:
+    d = os.path.join(work, f"{arch}-gpt2-hf")
+    subprocess.run([sys.executable, os.path.join(a.tools, "make_random_model.py"), d, "--arch", arch, "--tokenizer", os.path.join(tokenizers, "gpt2-hf")], check=True, capture_output=True)
+    for t in ["f32", "q8_0"]:
+        out = d + f"-{t}.gguf"
+        hone("convert", d, "--out", out, "--type", t)
+        perplexity_pair(out, 1e-4 if t == "f32" else 1e-3, f"{arch} + gpt2-hf {t} (from HF)")
 
 # 3. Speed side by side (optional).
 if a.bench:

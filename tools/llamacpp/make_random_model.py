@@ -2,8 +2,13 @@
 """Write a random-weight Hugging Face model directory (config.json + model.safetensors, F32) for the llama.cpp
 compatibility check. Standard library only.
 
-  make_random_model.py OUT --shape tiny --arch llama|qwen2 --tokenizer DIR   tiny model; vocab from DIR/tokenizer.json
+  make_random_model.py OUT --shape tiny --arch llama|qwen2|mixtral|qwen2_moe --tokenizer DIR
+                                                                              tiny model; vocab from DIR/tokenizer.json
+                                                                              (mixtral: 4 experts, top 2; qwen2_moe: 4
+                                                                              experts, top 2, a shared expert)
   make_random_model.py OUT --shape smollm2-135m                               SmolLM2-135M shape, no tokenizer (speed only)
+  make_random_model.py OUT --shape mixtral-small                              hone bench's mixtral-small (512 wide, 8 layers,
+                                                                              8 experts, top 2), no tokenizer (speed only)
 
 Weights are Gaussian (tiny: std 0.5, so logits are large and any layout error shows; smollm2: std 0.02 drawn once
 into a 2^20 pool and tiled, which is enough for speed runs). Norm weights are 1 + noise (tiny) or 1 (smollm2).
@@ -12,8 +17,8 @@ import argparse, array, json, os, random, shutil, struct
 
 p = argparse.ArgumentParser()
 p.add_argument("out")
-p.add_argument("--shape", choices=["tiny", "smollm2-135m"], default="tiny")
-p.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
+p.add_argument("--shape", choices=["tiny", "smollm2-135m", "mixtral-small"], default="tiny")
+p.add_argument("--arch", choices=["llama", "qwen2", "mixtral", "qwen2_moe"], default="llama")
 p.add_argument("--tokenizer", help="directory holding tokenizer.json (copied next to the model)")
 a = p.parse_args()
 
@@ -22,10 +27,14 @@ if a.shape == "tiny":
     tok = json.load(open(os.path.join(a.tokenizer, "tokenizer.json"), encoding="utf-8"))
     V = max(tok["model"]["vocab"].values()) + 1
     for t in tok.get("added_tokens", []): V = max(V, t["id"] + 1)
-    D, F, L, H, KV, theta, tied = 64, 160, 2, 4, 2, 10000.0, a.arch == "qwen2"
+    D, F, L, H, KV, theta, tied = 64, 160, 2, 4, 2, 10000.0, a.arch in ("qwen2", "qwen2_moe")
+elif a.shape == "mixtral-small":
+    V, D, F, L, H, KV, theta, tied = 32000, 512, 1024, 8, 8, 4, 1000000.0, False
+    a.arch = "mixtral"
 else:
     V, D, F, L, H, KV, theta, tied = 49152, 576, 1536, 30, 9, 3, 100000.0, True
 Dh = D // H
+E = 8 if a.shape == "mixtral-small" else 4
 
 shapes = {"model.embed_tokens.weight": (V, D)}
 for l in range(L):
@@ -34,12 +43,30 @@ for l in range(L):
     shapes[q + "self_attn.q_proj.weight"] = (H * Dh, D)
     shapes[q + "self_attn.k_proj.weight"] = (KV * Dh, D)
     shapes[q + "self_attn.v_proj.weight"] = (KV * Dh, D)
-    if a.arch == "qwen2":
+    if a.arch in ("qwen2", "qwen2_moe"):
         shapes[q + "self_attn.q_proj.bias"] = (H * Dh,)
         shapes[q + "self_attn.k_proj.bias"] = (KV * Dh,)
         shapes[q + "self_attn.v_proj.bias"] = (KV * Dh,)
     shapes[q + "self_attn.o_proj.weight"] = (D, H * Dh)
     shapes[q + "post_attention_layernorm.weight"] = (D,)
+    if a.arch == "mixtral":
+        shapes[q + "block_sparse_moe.gate.weight"] = (E, D)
+        for e in range(E):
+            shapes[q + f"block_sparse_moe.experts.{e}.w1.weight"] = (F, D)
+            shapes[q + f"block_sparse_moe.experts.{e}.w3.weight"] = (F, D)
+            shapes[q + f"block_sparse_moe.experts.{e}.w2.weight"] = (D, F)
+        continue
+    if a.arch == "qwen2_moe":
+        shapes[q + "mlp.gate.weight"] = (4, D)
+        for e in range(4):
+            shapes[q + f"mlp.experts.{e}.gate_proj.weight"] = (64, D)
+            shapes[q + f"mlp.experts.{e}.up_proj.weight"] = (64, D)
+            shapes[q + f"mlp.experts.{e}.down_proj.weight"] = (D, 64)
+        shapes[q + "mlp.shared_expert.gate_proj.weight"] = (96, D)
+        shapes[q + "mlp.shared_expert.up_proj.weight"] = (96, D)
+        shapes[q + "mlp.shared_expert.down_proj.weight"] = (D, 96)
+        shapes[q + "mlp.shared_expert_gate.weight"] = (1, D)
+        continue
     shapes[q + "mlp.gate_proj.weight"] = (F, D)
     shapes[q + "mlp.up_proj.weight"] = (F, D)
     shapes[q + "mlp.down_proj.weight"] = (D, F)
@@ -73,10 +100,16 @@ with open(os.path.join(a.out, "model.safetensors"), "wb") as f:
             n -= m
             start = 0
 
-config = {"architectures": ["LlamaForCausalLM" if a.arch == "llama" else "Qwen2ForCausalLM"], "model_type": a.arch,
+config = {"architectures": [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mixtral": "MixtralForCausalLM",
+                            "qwen2_moe": "Qwen2MoeForCausalLM"}[a.arch]], "model_type": a.arch,
           "hidden_size": D, "intermediate_size": F, "num_hidden_layers": L, "num_attention_heads": H,
           "num_key_value_heads": KV, "vocab_size": V, "rms_norm_eps": 1e-5, "rope_theta": theta,
           "max_position_embeddings": 2048, "tie_word_embeddings": tied, "hidden_act": "silu", "torch_dtype": "float32"}
+if a.arch == "mixtral":
+    config.update(num_local_experts=E, num_experts_per_tok=2)
+if a.arch == "qwen2_moe":
+    config.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64, shared_expert_intermediate_size=96,
+                  norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[])
 json.dump(config, open(os.path.join(a.out, "config.json"), "w"), indent=1)
 if a.tokenizer:
     for f in os.listdir(a.tokenizer):

@@ -123,6 +123,14 @@ public static unsafe class ModelConverter
                 plan.Add((name, target, vector ? 1 : rows, cols, order, r => (nint)(basePointer + r * rowBytes), sourceType));
             }
 
+            if (toGguf && config.GgufArchitecture == "qwen2moe" && config.TiedEmbeddings)
+            {
+                // llama.cpp's qwen2moe requires output.weight; a tied head is written a second time under that name.
+                var embedding = plan.First(p => p.Name == weights.TokenEmbedding.Name);
+                plan.Add(embedding with { Name = TensorNames.Gguf(TensorRole.Output) });
+                notes.Add("llama.cpp's qwen2moe needs an output.weight: the tied embedding is written twice (read back as an untied head with the same values)");
+            }
+
             void WriteTensor(Stream s, int index)
             {
                 cancel.ThrowIfCancellationRequested();
