@@ -10,8 +10,8 @@ namespace Hone.Model;
 /// shared expert behind a sigmoid gate, Qwen2-MoE): each expert runs once over the rows routed to it, so a decode step
 /// reads only the chosen experts' weights.
 /// Glossary: T tokens in a step (≤ MaxBatch), D hidden, F feed-forward, L layers, H heads, Hkv KV heads, Dh head dim,
-/// V vocabulary, Tmax context; E experts, k per token, Fe an expert's feed-forward size, Fs the shared expert's. All buffers, the KV cache [L, Tmax, Hkv·Dh] included, are allocated once here;
-/// a forward step allocates nothing.
+/// V vocabulary, Tmax context; E experts, k per token, Fe an expert's feed-forward size, Fs the shared expert's.
+/// All buffers, the KV cache [L, Tmax, Hkv·Dh] included, are allocated once here; a forward step allocates nothing.
 /// </summary>
 public sealed unsafe class LlamaModel : IDisposable
 {

@@ -54,6 +54,8 @@ public sealed record ModelConfig
     /// <summary>Layer l is a mixture-of-experts layer when (l + 1) is a multiple of this (decoder_sparse_step) and l is
     /// not in <see cref="DenseLayers"/> (mlp_only_layers); the others have a dense MLP of <see cref="IntermediateSize"/>.</summary>
     public int SparseStep { get; init; } = 1;
+    /// <summary>mlp_only_layers as given. Record equality compares this list by reference: compare two
+    /// configs' lists with SequenceEqual.</summary>
     public IReadOnlyList<int> DenseLayers { get; init; } = [];
     /// <summary>router_aux_loss_coef as the checkpoint declares it (the load-balancing loss's coefficient in training).</summary>
     public double RouterAuxLossCoef { get; init; }
