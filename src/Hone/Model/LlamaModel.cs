@@ -38,6 +38,9 @@ public sealed unsafe class LlamaModel : IDisposable
     /// set to Exact (fp32 activations throughout; evaluation). See <see cref="ComputePrecision"/>.</summary>
     public ComputePrecision Precision { get; set; } = ComputePrecision.Fast;
 
+    /// <summary>When set, every mixture-of-experts layer adds its routing to it (<c>hone inspect --routing</c>).</summary>
+    public RoutingStatistics? Routing { get; set; }
+
     /// <summary>How the KV cache holds keys and values (<see cref="KvCacheType"/>).</summary>
     public KvCacheType CacheType { get; }
 
@@ -247,6 +250,7 @@ public sealed unsafe class LlamaModel : IDisposable
         Project(w.Router!, null, h, T, D, logits, E, false, null, promptRows);
         if (diagnose) CheckFinite(logits, (long)T * E, layer, "router", w.Router!);
         ExpertRouting.Route(new ReadOnlySpan<float>(logits, T * E), T, E, k, c.NormalizeTopK, _routedExperts, _routedWeights);
+        Routing?.Add(layer, new ReadOnlySpan<float>(logits, T * E), T, _routedExperts);
         ExpertRouting.GroupByExpert(_routedExperts, T, E, k, _expertStarts, _routeOrder);
         for (int e = 0; e < E; e++)
         {

@@ -111,6 +111,7 @@ public sealed partial record TrainOptions
     public void ValidateFor(ModelConfig c, string model)
     {
         void Require(bool ok, string message) { if (!ok) throw new ArgumentException($"{model}: {message}"); }
+        c.RequireDense("training");
         Require(SeqLen <= c.MaxPositions, $"seq_len (--seq-len) {SeqLen} is more than the model's context of {c.MaxPositions} tokens");
         if (Method == TrainingMethod.Freeze)
         {

@@ -337,6 +337,65 @@ public unsafe class MixtureOfExpertsTests
         Assert.Equal(TensorType.Q8_0, loaded.Layers[1].ExpertGate![5].Type);
     }
 
+    [Fact]
+    public void Routing_statistics_agree_with_the_load_balancing_loss()
+    {
+        var (rows, experts, k, logits, _) = (14, 4, 2, Enumerable.Range(0, 56).Select(i => (float)Math.Sin(i * 1.7) * 2).ToArray(), 0);
+        var chosen = new int[rows * k];
+        ExpertRouting.Route(logits, rows, experts, k, false, chosen, new float[rows * k]);
+        var statistics = new RoutingStatistics(3, experts, k);
+        statistics.Add(1, logits, rows, chosen);
+        var layer = Assert.Single(statistics.Layers());
+        Assert.Equal(1, layer.Layer);
+        Assert.Null(statistics.Layer(0));
+        Assert.Equal(1.0, layer.Load.Sum(), 12);
+        Assert.Equal(1.0, layer.MeanProbability.Sum(), 12);
+        Assert.Equal(RouterLosses.LoadBalancing(logits, rows, experts, k), layer.BalanceLoss, 9);
+        Assert.InRange(layer.Entropy, 0, Math.Log(experts));
+        // A router that cannot tell experts apart: maximal entropy, and the balanced loss k.
+        var flat = new RoutingStatistics(1, 4, 2);
+        flat.Add(0, new float[8], 2, [0, 1, 2, 3]);
+        Assert.Equal(Math.Log(4), flat.Layer(0)!.Entropy, 12);
+        Assert.Equal(2.0, flat.Layer(0)!.BalanceLoss, 12);
+    }
+
+    [Fact]
+    public void The_cli_generates_scores_and_inspects_routing_of_a_moe_model_and_refuses_training_in_one_line()
+    {
+        using var dir = new TempDirectory();
+        string text = dir.File("text.txt");
+        File.WriteAllText(text, string.Concat(Enumerable.Range(0, 30).Select(i => $"Order {i} ships in {i % 4 + 2} days. ")));
+
+        var generate = HoneCli.Run("generate", TinyMoeModel.Path, "-p", "Order 3", "-n", "8", "--temperature", "0", "--json");
+        Assert.True(generate.ExitCode == 0, generate.ToString());
+        Assert.Equal(8, JsonNode.Parse(generate.Stdout)!["ids"]!.AsArray().Count);
+
+        var perplexity = HoneCli.Run("perplexity", TinyMoeModel.Path, "-f", text, "--ctx", "64", "--json");
+        Assert.True(perplexity.ExitCode == 0, perplexity.ToString());
+        Assert.True((double)JsonNode.Parse(perplexity.Stdout)!["ppl"]! > 1);
+
+        var routing = HoneCli.Run("inspect", TinyMoeModel.Path, "--routing", "--data", text, "--json"); // --ctx 512 clamped to 128
+        Assert.True(routing.ExitCode == 0, routing.ToString());
+        var layers = JsonNode.Parse(routing.Stdout)!["layers"]!.AsArray();
+        Assert.Equal(2, layers.Count);
+        foreach (var l in layers)
+        {
+            Assert.Equal(1.0, l!["load"]!.AsArray().Sum(x => (double)x!), 9);
+            Assert.InRange((double)l["balance_loss"]!, 2.0 - 1e-9, 8.0);
+        }
+        var inspect = HoneCli.Run("inspect", TinyMoeModel.Path);
+        Assert.Contains("experts      4 per layer, 2 per token", inspect.Stdout);
+
+        var train = HoneCli.Run("train", TinyMoeModel.Path, "--data", text, "--out", dir.File("run"), "--max-steps", "1");
+        Assert.NotEqual(0, train.ExitCode);
+        Assert.Contains("training is not supported for mixture-of-experts models yet", train.Stderr);
+        Assert.DoesNotContain("   at ", train.Stderr);
+
+        var dense = HoneCli.Run("inspect", TinyChatModel.Path, "--routing", "--data", text);
+        Assert.NotEqual(0, dense.ExitCode);
+        Assert.Contains("dense model", dense.Stderr);
+    }
+
     [Theory]
     [InlineData("qwen2moe-hf-f32", "dense layers")]
     [InlineData("qwen2moe-norm-hf-f32", "norm_topk_prob")]

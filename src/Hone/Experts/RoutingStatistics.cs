@@ -1,0 +1,75 @@
+namespace Hone.Experts;
+
+/// <summary>
+/// Router telemetry gathered while a mixture of experts runs: per sparse layer, how many of the N·k choices went to
+/// each expert (its load), the mean probability the router gave each expert, the mean entropy of the routing
+/// distribution (nats; ln E when the router cannot tell experts apart, 0 when it is certain) and the load-balancing
+/// loss those give (<see cref="RouterLosses.LoadBalancing"/>'s value: k at perfect balance, up to k·E when one expert
+/// takes everything).
+/// </summary>
+public sealed class RoutingStatistics
+{
+    readonly long[][] _choices;    // [L][E]
+    readonly double[][] _probability; // [L][E] sums over rows
+    readonly double[] _entropy;    // [L] sums over rows
+    readonly long[] _rows;         // [L]
+
+    public int Experts { get; }
+    public int ExpertsPerToken { get; }
+
+    public RoutingStatistics(int layers, int experts, int expertsPerToken)
+    {
+        Experts = experts; ExpertsPerToken = expertsPerToken;
+        _choices = Enumerable.Range(0, layers).Select(_ => new long[experts]).ToArray();
+        _probability = Enumerable.Range(0, layers).Select(_ => new double[experts]).ToArray();
+        _entropy = new double[layers];
+        _rows = new long[layers];
+    }
+
+    /// <param name="logits">[T, E] the layer's router logits</param>
+    /// <param name="chosen">[T, k] the experts routing chose</param>
+    public void Add(int layer, ReadOnlySpan<float> logits, int rows, ReadOnlySpan<int> chosen)
+    {
+        int e = Experts;
+        Span<double> p = stackalloc double[Math.Min(e, 1024)];
+        if (e > 1024) p = new double[e];
+        for (int t = 0; t < rows; t++)
+        {
+            var row = logits.Slice(t * e, e);
+            double max = double.NegativeInfinity, sum = 0;
+            foreach (float v in row) max = Math.Max(max, v);
+            for (int j = 0; j < e; j++) sum += p[j] = Math.Exp(row[j] - max);
+            double entropy = 0;
+            for (int j = 0; j < e; j++)
+            {
+                p[j] /= sum;
+                _probability[layer][j] += p[j];
+                if (p[j] > 0) entropy -= p[j] * Math.Log(p[j]);
+            }
+            _entropy[layer] += entropy;
+        }
+        foreach (int expert in chosen[..(rows * ExpertsPerToken)]) _choices[layer][expert]++;
+        _rows[layer] += rows;
+    }
+
+    /// <summary>One layer's summary; null for a layer that routed nothing (a dense layer).</summary>
+    public LayerRouting? Layer(int layer)
+    {
+        long rows = _rows[layer];
+        if (rows == 0) return null;
+        var load = _choices[layer].Select(c => (double)c / (rows * ExpertsPerToken)).ToArray();
+        var meanProbability = _probability[layer].Select(s => s / rows).ToArray();
+        double balance = Experts * load.Zip(meanProbability, (f, p) => f * ExpertsPerToken * p).Sum();
+        return new LayerRouting(layer, rows, load, meanProbability, _entropy[layer] / rows, Math.Log(Experts), balance);
+    }
+
+    public IEnumerable<LayerRouting> Layers() =>
+        Enumerable.Range(0, _rows.Length).Select(Layer).OfType<LayerRouting>();
+}
+
+/// <param name="Load">[E] each expert's share of the choices (sums to 1)</param>
+/// <param name="MeanProbability">[E] the router's mean probability for each expert</param>
+/// <param name="Entropy">mean entropy of the routing distribution, nats</param>
+/// <param name="MaxEntropy">ln E</param>
+/// <param name="BalanceLoss">the load-balancing loss of these rows (k when balanced)</param>
+public sealed record LayerRouting(int Layer, long Tokens, double[] Load, double[] MeanProbability, double Entropy, double MaxEntropy, double BalanceLoss);
