@@ -24,19 +24,16 @@ public static class RouterLosses
         var probabilities = new double[rows * experts];
         var share = new double[experts];        // f_e
         var meanProbability = new double[experts]; // P_e
-        var chosen = new int[k];
-        var routed = new float[k];
-        var rowLogits = new float[experts];
         for (int n = 0; n < rows; n++)
         {
             var p = probabilities.AsSpan(n * experts, experts);
             Softmax(logits.Slice(n * experts, experts), p);
             for (int e = 0; e < experts; e++) meanProbability[e] += p[e] / rows;
-            // The same choice as inference makes (fp32 softmax, ties to the lower expert).
-            logits.Slice(n * experts, experts).CopyTo(rowLogits);
-            ExpertRouting.Route(rowLogits, 1, experts, k, false, chosen, routed);
-            foreach (int e in chosen) share[e] += 1.0 / rows;
         }
+        // The same choices as inference makes (fp32 softmax, ties to the lower expert).
+        var chosen = new int[rows * k];
+        ExpertRouting.Route(logits[..(rows * experts)], rows, experts, k, false, chosen, new float[rows * k]);
+        foreach (int e in chosen) share[e] += 1.0 / rows;
         double loss = 0;
         for (int e = 0; e < experts; e++) loss += share[e] * meanProbability[e];
         loss *= experts;
@@ -61,27 +58,23 @@ public static class RouterLosses
         double loss = 0;
         for (int n = 0; n < rows; n++)
         {
-            var row = logits.Slice(n * experts, experts);
-            double max = double.NegativeInfinity;
-            foreach (float v in row) max = Math.Max(max, v);
-            double sum = 0;
-            foreach (float v in row) sum += Math.Exp(v - max);
-            double lse = max + Math.Log(sum);
+            double lse = Softmax(logits.Slice(n * experts, experts), p);
             loss += lse * lse / rows;
             if (gradient.IsEmpty) continue;
-            Softmax(row, p);
             for (int j = 0; j < experts; j++) gradient[n * experts + j] += (float)(scale * 2.0 / rows * lse * p[j]);
         }
         return loss;
     }
 
-    static void Softmax(ReadOnlySpan<float> logits, Span<double> p)
+    /// <summary>p = softmax(logits) in double; returns logsumexp(logits).</summary>
+    internal static double Softmax(ReadOnlySpan<float> logits, Span<double> p)
     {
         double max = double.NegativeInfinity;
         foreach (float v in logits) max = Math.Max(max, v);
         double sum = 0;
         for (int e = 0; e < logits.Length; e++) sum += p[e] = Math.Exp(logits[e] - max);
         for (int e = 0; e < logits.Length; e++) p[e] /= sum;
+        return max + Math.Log(sum);
     }
 
     static void Check(ReadOnlySpan<float> logits, int rows, int experts, Span<float> gradient)

@@ -31,18 +31,13 @@ public sealed class RoutingStatistics
     public void Add(int layer, ReadOnlySpan<float> logits, int rows, ReadOnlySpan<int> chosen)
     {
         int e = Experts;
-        Span<double> p = stackalloc double[Math.Min(e, 1024)];
-        if (e > 1024) p = new double[e];
+        Span<double> p = e <= 1024 ? stackalloc double[e] : new double[e];
         for (int t = 0; t < rows; t++)
         {
-            var row = logits.Slice(t * e, e);
-            double max = double.NegativeInfinity, sum = 0;
-            foreach (float v in row) max = Math.Max(max, v);
-            for (int j = 0; j < e; j++) sum += p[j] = Math.Exp(row[j] - max);
+            RouterLosses.Softmax(logits.Slice(t * e, e), p);
             double entropy = 0;
             for (int j = 0; j < e; j++)
             {
-                p[j] /= sum;
                 _probability[layer][j] += p[j];
                 if (p[j] > 0) entropy -= p[j] * Math.Log(p[j]);
             }
