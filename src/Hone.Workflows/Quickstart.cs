@@ -222,6 +222,14 @@ public static class Quickstart
                 }
                 string stagesDir = Path.Combine(root, "base-stages");
                 string from = init;
+                // The copying corpus and the pretraining corpus train alike: full weights, cosine to a tenth of the peak.
+                TrainOptions Pretraining(string model, string data, string outDir, int maxSteps, int logEvery) => new()
+                {
+                    Model = model, Data = data, Out = outDir, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
+                    MaxSteps = maxSteps, BatchSize = recipe.BatchSize, SeqLen = recipe.SeqLen, Lr = recipe.Lr, WarmupSteps = S(20, 1),
+                    Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f, WeightDecay = 0.01f, ValSplit = 0.01, EvalEvery = Math.Max(4, maxSteps / 4),
+                    SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = logEvery,
+                };
                 var trained = new List<string>(); // every training's output, in order, for the joined curve
                 if (recipe.CopyFirstSteps > 0)
                     from = Stage("copying corpus first: forms, tables, JSON tool results and e-mails whose ids recur", () =>
@@ -231,30 +239,14 @@ public static class Quickstart
                         SyntheticFiles.WriteJsonLines(copyFirst, documents.Select(d => new JsonObject { ["text"] = d }));
                         log($"   {documents.Count:N0} documents that state ids, e-mails, codes and amounts and repeat them later");
                         string outDir = Path.Combine(stagesDir, "copy-first");
-                        int copySteps = S(recipe.CopyFirstSteps, 4);
-                        Trainer.Run(new TrainOptions
-                        {
-                            Model = init, Data = copyFirst, Out = outDir, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
-                            MaxSteps = copySteps, BatchSize = recipe.BatchSize, SeqLen = recipe.SeqLen, Lr = recipe.Lr, WarmupSteps = S(20, 1),
-                            Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f, WeightDecay = 0.01f, ValSplit = 0.01, EvalEvery = Math.Max(4, copySteps / 4),
-                            SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(100, 1),
-                        }, TrainingDataLoader.Load, trainReporter, cancel);
+                        Trainer.Run(Pretraining(init, copyFirst, outDir, S(recipe.CopyFirstSteps, 4), S(100, 1)), TrainingDataLoader.Load, trainReporter, cancel);
                         return outDir;
                     });
                 if (from != init) trained.Add(from);
                 var practice = recipe.Practice ?? [];
                 string pretrained = practice.Count > 0 ? Path.Combine(stagesDir, "pretrained") : baseRun;
                 Stage("pretraining on the general corpus and shop web text", () =>
-                {
-                    var options = new TrainOptions
-                    {
-                        Model = from, Data = pretrainData, ValData = null, Out = pretrained, Method = TrainingMethod.Full, Stage = TrainingStage.Cpt,
-                        MaxSteps = steps, BatchSize = recipe.BatchSize, SeqLen = recipe.SeqLen, Lr = recipe.Lr, WarmupSteps = S(20, 1),
-                        Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f, WeightDecay = 0.01f, ValSplit = 0.01, EvalEvery = Math.Max(4, steps / 4),
-                        SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(25, 1),
-                    };
-                    return Trainer.Run(options, TrainingDataLoader.Load, trainReporter, cancel);
-                });
+                    Trainer.Run(Pretraining(from, pretrainData, pretrained, steps, S(25, 1)), TrainingDataLoader.Load, trainReporter, cancel));
                 trained.Add(pretrained);
                 from = pretrained;
                 for (int p = 0; p < practice.Count; p++)
@@ -308,7 +300,7 @@ public static class Quickstart
         if (agent != null)
             Stage("agent benchmark: the base model as the agent", () =>
             {
-                QuickstartAgent.Append(Path.Combine(sftRun, "eval-before.json"), QuickstartAgent.Evaluate(baseModel, null, "base model", agent, o.Seed, o.Threads, S,
+                QuickstartAgent.Append(Path.Combine(sftRun, "eval-before.json"), QuickstartAgent.Evaluate(baseModel, "base model", agent, o.Seed, o.Threads, S,
                     Path.Combine(sftRun, "agent-before.trajectories.jsonl"), log, cancel));
                 return 0;
             });
@@ -354,7 +346,7 @@ public static class Quickstart
             }, TrainingDataLoader.Load, trainReporter, cancel));
             Stage("agent benchmark: the fine-tuned agent", () =>
             {
-                QuickstartAgent.Append(Path.Combine(sftRun, "eval-after.json"), QuickstartAgent.Evaluate(agentRun, null, "fine-tuned agent", agent, o.Seed, o.Threads, S,
+                QuickstartAgent.Append(Path.Combine(sftRun, "eval-after.json"), QuickstartAgent.Evaluate(agentRun, "fine-tuned agent", agent, o.Seed, o.Threads, S,
                     Path.Combine(agentRun, "agent-after.trajectories.jsonl"), log, cancel));
                 return 0;
             });

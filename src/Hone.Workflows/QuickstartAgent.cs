@@ -31,8 +31,11 @@ internal static class QuickstartAgent
     public static Data Prepare(string dir, ulong seed, int threads, Func<int, int, int> s, Action<string> log, CancellationToken cancel)
     {
         string bench = Path.Combine(dir, "bench"), trajectories = Path.Combine(dir, "trajectories.jsonl");
-        var kinds = AgentBenchmarkData.Generate(bench, new StoreOptions(Users: s(300, 24), Orders: s(600, 48), Products: s(30, 8), Seed: seed),
-            new TaskOptions(Count: s(420, 28), Seed: seed), null, AgentBenchmarkData.ShortPolicy);
+        // The benchmark's store and every other store: the same sizes, another seed.
+        Dictionary<string, int> GenerateStore(string folder, ulong storeSeed) => AgentBenchmarkData.Generate(folder,
+            new StoreOptions(Users: s(300, 24), Orders: s(600, 48), Products: s(30, 8), Seed: storeSeed),
+            new TaskOptions(Count: s(420, 28), Seed: storeSeed), null, AgentBenchmarkData.ShortPolicy);
+        var kinds = GenerateStore(bench, seed);
         using var data = AgentBenchmarkData.Load(bench);
         // Two conversations per training task, each with another customer persona and wording.
         var stats = AgentTrajectories.WriteAsync(data, new TrajectoryOptions(Split: "train", Trials: 2, Seed: seed, IncludeTools: false), trajectories, null, cancel)
@@ -40,37 +43,29 @@ internal static class QuickstartAgent
         var characters = stats.Characters.ToList();
         int records = stats.Records;
         // Each other store on its own (in parallel), joined in store order so that the file is the same on every run.
-        var others = new TrajectoryStatistics[OtherStores];
-        var files = new string[OtherStores];
+        string[] splits = ["train", "test"];
+        string Part(int store, string split) => Path.Combine(dir, $"other-store-{store + 1}.{split}.jsonl");
+        var others = new TrajectoryStatistics[OtherStores, splits.Length];
         Parallel.For(0, OtherStores, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads), CancellationToken = cancel }, i =>
         {
             ulong otherSeed = seed + 1_000 + (ulong)i;
             string otherBench = Path.Combine(dir, $"other-store-{i + 1}");
-            files[i] = Path.Combine(dir, $"other-store-{i + 1}.jsonl");
-            AgentBenchmarkData.Generate(otherBench, new StoreOptions(Users: s(300, 24), Orders: s(600, 48), Products: s(30, 8), Seed: otherSeed),
-                new TaskOptions(Count: s(420, 28), Seed: otherSeed), null, AgentBenchmarkData.ShortPolicy);
+            GenerateStore(otherBench, otherSeed);
             using (var other = AgentBenchmarkData.Load(otherBench))
-            {
-                var train = AgentTrajectories.WriteAsync(other, new TrajectoryOptions(Split: "train", Trials: 1, Seed: otherSeed, IncludeTools: false),
-                    files[i] + ".train", null, cancel).GetAwaiter().GetResult();
-                var test = AgentTrajectories.WriteAsync(other, new TrajectoryOptions(Split: "test", Trials: 1, Seed: otherSeed, IncludeTools: false),
-                    files[i] + ".test", null, cancel).GetAwaiter().GetResult();
-                others[i] = new TrajectoryStatistics(train.Records + test.Records, train.Failed + test.Failed,
-                    [.. train.Characters, .. test.Characters], [.. train.CharactersWithoutSystem, .. test.CharactersWithoutSystem]);
-            }
+                for (int k = 0; k < splits.Length; k++)
+                    others[i, k] = AgentTrajectories.WriteAsync(other, new TrajectoryOptions(Split: splits[k], Trials: 1, Seed: otherSeed, IncludeTools: false),
+                        Part(i, splits[k]), null, cancel).GetAwaiter().GetResult();
             Directory.Delete(otherBench, recursive: true);
         });
         var text = new System.Text.StringBuilder(File.ReadAllText(trajectories));
         for (int i = 0; i < OtherStores; i++)
-        {
-            foreach (var part in new[] { files[i] + ".train", files[i] + ".test" })
+            for (int k = 0; k < splits.Length; k++)
             {
-                text.Append(File.ReadAllText(part));
-                File.Delete(part);
+                text.Append(File.ReadAllText(Part(i, splits[k])));
+                File.Delete(Part(i, splits[k]));
+                characters.AddRange(others[i, k].Characters);
+                records += others[i, k].Records;
             }
-            characters.AddRange(others[i].Characters);
-            records += others[i].Records;
-        }
         Hone.Formats.AtomicFile.WriteAllText(trajectories, text.ToString());
         int median = characters.Count == 0 ? 0 : characters.Order().ElementAt(characters.Count / 2);
         log($"   store of {s(300, 24)} customers and {s(600, 48)} orders; {data.TrainTasks.Count} training tasks, {data.TestTasks.Count} held out (other customers), " +
@@ -80,16 +75,15 @@ internal static class QuickstartAgent
         return new Data(bench, trajectories, data.TrainTasks.Count, data.TestTasks.Count, records, median);
     }
 
-    /// <summary>Runs the held-out tasks with the model (and adapter) as the agent; returns the results record.</summary>
-    public static JsonObject Evaluate(string model, string? adapter, string name, Data agent, ulong seed, int threads, Func<int, int, int> s, string trajectoriesOut,
+    /// <summary>Runs the held-out tasks with the model as the agent (<paramref name="name"/> in the results); returns the
+    /// results record.</summary>
+    public static JsonObject Evaluate(string model, string name, Data agent, ulong seed, int threads, Func<int, int, int> s, string trajectoriesOut,
         Action<string> log, CancellationToken cancel)
     {
         using var data = AgentBenchmarkData.Load(agent.Directory);
-        var adapters = adapter == null ? [] : new[] { ("adapter", adapter) };
-        using var engine = BatchEngine.Open(model, adapters, new EngineOptions { Parallel = 8, Threads = threads });
+        using var engine = BatchEngine.Open(model, [], new EngineOptions { Parallel = 8, Threads = threads });
         using var client = new HoneChatClient(engine);
-        var options = new ChatClientAgentOptions(name, adapter == null ? null : "adapter", Temperature: 0,
-            MaxOutputTokens: MaxTokens, ToolsInPrompt: false);
+        var options = new ChatClientAgentOptions(name, null, Temperature: 0, MaxOutputTokens: MaxTokens, ToolsInPrompt: false);
         int limit = Math.Min(s(60, 6), data.TestTasks.Count);
         var result = AgentBenchmark.RunAsync(data, new AgentRunOptions("test", Trials, seed, limit, MaxSteps, trajectoriesOut, Parallel: 8),
             _ => new ChatClientAgent(client, options), _ => new ScriptedCustomer(), null, cancel).GetAwaiter().GetResult();

@@ -116,22 +116,18 @@ public static class CopyPractice
     static readonly string[] CodeShapes = ["LLDD", "XXXXX", "DDD-DDD", "LDLD"];
     static readonly string[] Separators = [" ", ", ", " | "];
 
-    static string Digits(Xoshiro256 r, int n) => CopyCorpus.Digits(r, n);
+    static string Email(Xoshiro256 r) => $"{r.One(First)}.{r.One(Last)}{CopyCorpus.Digits(r, 4)}@example.com";
 
-    static string Code(Xoshiro256 r, string shape) => CopyCorpus.Code(r, shape);
-
-    static string Email(Xoshiro256 r) => $"{r.One(First)}.{r.One(Last)}{Digits(r, 4)}@example.com";
-
-    static string OrderId(Xoshiro256 r) => "#W" + Digits(r, 7);
+    static string OrderId(Xoshiro256 r) => "#W" + CopyCorpus.Digits(r, 7);
 
     static string Value(Xoshiro256 r) => r.NextInt(8) switch
     {
         0 => r.One(First),
         1 => r.One(Last),
         2 => r.One(Products),
-        3 => Digits(r, r.Between(2, 7)),
+        3 => CopyCorpus.Digits(r, r.Between(2, 7)),
         4 => r.One(Colors),
-        5 => Code(r, r.One(CodeShapes)),
+        5 => CopyCorpus.Code(r, r.One(CodeShapes)),
         6 => Email(r),
         _ => OrderId(r),
     };
@@ -154,18 +150,18 @@ public static class CopyPractice
         var b = new StringBuilder();
         if (r.NextDouble() < 0.5)
         {
-            string zip = Digits(r, 5);
+            string zip = CopyCorpus.Digits(r, 5);
             b.Append($"User: I'm {Title(first)} {Title(last)}, zip {zip}.\n");
             b.Append("Assistant: <tool_call>\n{\"name\": \"find_user_id_by_name_zip\", \"arguments\": ");
             b.Append($"{{\"first_name\":\"{Title(first)}\",\"last_name\":\"{Title(last)}\",\"zip\":\"{zip}\"}}}}\n</tool_call>\n");
         }
         else
         {
-            string email = $"{first}.{last}{Digits(r, 4)}@example.com";
+            string email = $"{first}.{last}{CopyCorpus.Digits(r, 4)}@example.com";
             b.Append($"User: Hi, my email is {email}.\n");
             b.Append($"Assistant: <tool_call>\n{{\"name\": \"find_user_id_by_email\", \"arguments\": {{\"email\":\"{email}\"}}}}\n</tool_call>\n");
         }
-        b.Append($"Tool: {first}_{last}_{Digits(r, 4)}\n");
+        b.Append($"Tool: {first}_{last}_{CopyCorpus.Digits(r, 4)}\n");
         string order = OrderId(r);
         b.Append($"User: What about order {order}?\n");
         b.Append($"Assistant: <tool_call>\n{{\"name\": \"get_order_details\", \"arguments\": {{\"order_id\":\"{order}\"}}}}\n</tool_call>");
