@@ -53,11 +53,11 @@ public sealed unsafe class LlamaWeights : IDisposable
         get
         {
             long idle = 0;
-            if (!Config.TiedEmbeddings) idle += NativeBuffer.Align(TokenEmbedding.RowBytes * (long)TokenEmbedding.Rows) - TokenEmbedding.RowBytes;
+            if (!Config.TiedEmbeddings) idle += NativeBuffer.Align(TokenEmbedding.ByteLength) - TokenEmbedding.RowBytes;
             foreach (var l in Layers)
                 if (l.IsSparse)
                     foreach (var experts in new[] { l.ExpertGate!, l.ExpertUp!, l.ExpertDown! })
-                        idle += (long)(Config.Experts - Config.ExpertsPerToken) * NativeBuffer.Align(experts[0].Type.Traits().BytesFor((long)experts[0].Rows * experts[0].Cols));
+                        idle += (long)(Config.Experts - Config.ExpertsPerToken) * NativeBuffer.Align(experts[0].ByteLength);
             return _arena.Length - idle;
         }
     }

@@ -154,6 +154,7 @@ public static unsafe class ModelConverter
                     }
             }
 
+            int written = plan.Count; // tensors in the output: a GGUF stacks each layer's experts into one
             var matrixTypes = plan.Where(p => p.Rows > 1).Select(p => p.Type).Distinct().ToList();
             var mainType = matrixTypes.GroupBy(t => t).OrderByDescending(g => g.Count()).First().Key;
             var staged = AtomicFile.TemporarySibling(o.Output.TrimEnd('/', '\\'));
@@ -180,7 +181,7 @@ public static unsafe class ModelConverter
                         w.Set("tokenizer.ggml.model", GgufValue.Of("none"));
                         notes.Add("no tokenizer found next to the model: wrote tokenizer.ggml.model = none (llama.cpp loads it without a vocabulary)");
                     }
-                    int written = 0;
+                    written = 0;
                     for (int i = 0; i < plan.Count; i++)
                     {
                         int index = i;
@@ -232,7 +233,7 @@ public static unsafe class ModelConverter
                 throw;
             }
             long bytes = toGguf ? new FileInfo(o.Output).Length : Directory.GetFiles(o.Output).Sum(f => new FileInfo(f).Length);
-            return (toGguf ? "gguf" : "huggingface", plan.Count, bytes);
+            return (toGguf ? "gguf" : "huggingface", written, bytes);
         }
         finally { foreach (var buffer in temporaries) buffer.Dispose(); }
     }
