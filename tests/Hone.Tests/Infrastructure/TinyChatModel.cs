@@ -12,23 +12,27 @@ public static class TinyChatModel
     public const int Context = 128;
     public const int Layers = 2;
 
-    static readonly Lazy<string> Built = new(() =>
+    static readonly Lazy<string> Built = new(() => Build("chat", vocab => new ModelConfig
     {
-        var dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"hone-tiny-chat-{Environment.ProcessId}");
+        Architecture = "llama", VocabSize = vocab, HiddenSize = 32, IntermediateSize = 64, Layers = Layers, Heads = 2, KvHeads = 1,
+        HeadDim = 16, RotaryDims = 16, MaxPositions = Context, TiedEmbeddings = false,
+    }, seed: 5, std: 0.05f, embeddingStd: 0.1f));
+
+    /// <summary>A Hugging Face directory "hone-tiny-NAME-PID" under the temp folder: the byte-level BPE tokenizer (320
+    /// tokens, plain chat template) trained on a few order sentences, and random F32 weights of the config made for its
+    /// vocabulary size.</summary>
+    internal static string Build(string name, Func<int, ModelConfig> config, int seed, float std, float embeddingStd)
+    {
+        var dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"hone-tiny-{name}-{Environment.ProcessId}");
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
         var texts = Enumerable.Range(0, 40).Select(i =>
             $"Order {i} ships in {i % 5 + 1} days. The customer asked where order {i} is, and the answer was that it is on its way.").ToList();
         BpeTrainer.Train(texts, new BpeTrainerOptions(VocabSize: 320, ChatTemplate: ChatFormat.PlainTemplate), dir);
         var tokenizer = Tokenizer.FromHuggingFaceDirectory(dir);
-        var config = new ModelConfig
-        {
-            Architecture = "llama", VocabSize = tokenizer.VocabSize, HiddenSize = 32, IntermediateSize = 64, Layers = Layers, Heads = 2, KvHeads = 1,
-            HeadDim = 16, RotaryDims = 16, MaxPositions = Context, TiedEmbeddings = false,
-        };
-        using var w = LlamaWeights.CreateRandom(config, TensorType.F32, 5, std: 0.05f, embeddingStd: 0.1f);
+        using var w = LlamaWeights.CreateRandom(config(tokenizer.VocabSize), TensorType.F32, seed, std, embeddingStd);
         Hone.Transforms.ModelConverter.Write(w, null, dir, TensorType.F32, new List<string>());
         return dir;
-    });
+    }
 
     public static string Path => Built.Value;
 }
