@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Float64 PyTorch gradients of the training loss of tiny checkpoints, for full fine-tuning, LoRA and DoRA.
+"""Float64 PyTorch gradients of the training loss of tiny checkpoints, for full fine-tuning, LoRA and DoRA, and of
+mixtures of experts (Mixtral, Qwen2-MoE) with their router losses.
 
 For each case: the model is read from tests/Hone.Tests/Fixtures/models/<variant>/ (written by make_model_fixtures.py),
 a batch of B x T tokens with some ignored targets is run through a float64 reference (same architecture as in
@@ -8,14 +9,22 @@ non-ignored targets, and autograd gives the gradient of every parameter. DoRA tr
 constant, as PEFT does. Output: <case>.safetensors (inputs, adapter values, loss and gradients as F32 tensors with
 Hugging Face / PEFT-style names) next to the models.
 
-Run:  /usr/bin/python3 tools/reference/make_gradient_fixtures.py tests/Hone.Tests/Fixtures
+Mixture-of-experts cases (<variant>-moe): the sparse MLPs as make_model_fixtures.py defines them (HF's
+MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock), and the loss is
+    mean NLL + aux_coef * load_balancing_loss_func(all sparse layers' router logits, top_k, attention_mask)
+             + z_coef * mean over the unmasked rows of logsumexp(router logits)^2
+with HF's load-balancing formula written out (masked means over layers x tokens; the top-k choice carries no
+gradient). The second sequence ends in padding (attention_mask 0, targets -1), which the router losses leave out.
+The case also stores the router gradients of the NLL alone (ce_grad.*), so a test can see the router losses act.
+
+Run:  /usr/bin/python3 tools/reference/make_gradient_fixtures.py tests/Hone.Tests/Fixtures [--moe-only]
 """
 import json, math, os, struct, sys
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from make_model_fixtures import rms_norm, inv_freq, rope_halves, write_safetensors  # noqa: E402
+from make_model_fixtures import rms_norm, inv_freq, rope_halves, write_safetensors, is_sparse, moe  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 MODULES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
@@ -36,7 +45,27 @@ def read_safetensors(path):
     return out
 
 
-def forward_loss(cfg, w, tokens, targets, adapters, method, rank, alpha):
+def load_balancing_loss(router_logits, E, k, mask):
+    """Hugging Face's load_balancing_loss_func with an attention mask: router_logits [L*B*T, E], mask [B, T]."""
+    L = len(router_logits)
+    logits = torch.cat(router_logits, 0)
+    probs = torch.softmax(logits, -1)
+    _, selected = torch.topk(probs, k, -1)
+    expert_mask = torch.nn.functional.one_hot(selected, E).to(torch.float64)             # [L*B*T, k, E]
+    B, T = mask.shape
+    m = mask[None, :, :].expand(L, B, T).reshape(-1).to(torch.float64)                   # [L*B*T]
+    tokens_per_expert = (expert_mask * m[:, None, None]).sum(0) / m.sum()                # [k, E]
+    router_prob_per_expert = (probs * m[:, None]).sum(0) / m.sum()                       # [E]
+    return (tokens_per_expert * router_prob_per_expert[None, :]).sum() * E
+
+
+def z_loss(router_logits, mask):
+    logits = torch.cat(router_logits, 0)
+    m = mask.reshape(-1).repeat(len(router_logits)).to(torch.float64)
+    return ((torch.logsumexp(logits, -1) ** 2) * m).sum() / m.sum()
+
+
+def forward_loss(cfg, w, tokens, targets, adapters, method, rank, alpha, router_logits=None, gaps=None):
     D, H, Hkv, Dh, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"], cfg["num_hidden_layers"]
     eps = cfg["rms_norm_eps"]
     B, T = tokens.shape
@@ -74,6 +103,12 @@ def forward_loss(cfg, w, tokens, targets, adapters, method, rank, alpha):
         att = torch.einsum("bhts,bshd->bthd", torch.softmax(s, -1), v).reshape(B, T, H * Dh)
         x = x + linear(att, p + "self_attn.o_proj")
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        if is_sparse(cfg, l):
+            pre = p + ("block_sparse_moe." if cfg["model_type"] == "mixtral" else "mlp.")
+            flat = h.reshape(B * T, D)
+            router_logits.append(flat @ w[pre + "gate.weight"].T)
+            x = x + moe(cfg, w, p, flat, gaps).reshape(B, T, D)
+            continue
         x = x + linear(torch.nn.functional.silu(linear(h, p + "mlp.gate_proj")) * linear(h, p + "mlp.up_proj"), p + "mlp.down_proj")
     x = rms_norm(x, w["model.norm.weight"], eps)
     head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
@@ -84,7 +119,62 @@ def forward_loss(cfg, w, tokens, targets, adapters, method, rank, alpha):
     return nll.sum() / keep.sum()
 
 
+def moe_case(root, variant, aux_coef, z_coef):
+    d = os.path.join(root, "models", variant)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    w = read_safetensors(os.path.join(d, "model.safetensors"))
+    E = cfg.get("num_local_experts") or cfg["num_experts"]
+    k = cfg["num_experts_per_tok"]
+    g = torch.Generator().manual_seed(77)
+    B, T, length = 2, 12, 9                      # the second sequence: 9 tokens, then padding
+    tokens = torch.randint(0, cfg["vocab_size"], (B, T), generator=g)
+    targets = torch.randint(0, cfg["vocab_size"], (B, T), generator=g)
+    targets[0, :3] = -1
+    targets[1, length - 1:] = -1
+    tokens[1, length:] = 0
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, length:] = 0
+    for t in w.values():
+        t.requires_grad_(True)
+
+    def losses():
+        router_logits, gaps = [], []
+        nll = forward_loss(cfg, w, tokens, targets, None, "full", 1, 1.0, router_logits, gaps)
+        return nll, load_balancing_loss(router_logits, E, k, mask), z_loss(router_logits, mask), min(gaps)
+
+    nll, balance, z, gap = losses()
+    loss = nll + aux_coef * balance + z_coef * z
+    loss.backward()
+    out = [("input.tokens", "F32", [B, T], tokens.to(torch.float32).numpy().tobytes()),
+           ("input.targets", "F32", [B, T], targets.to(torch.float32).numpy().tobytes()),
+           ("input.lengths", "F32", [B], np.array([T, length], dtype=np.float32).tobytes()),
+           ("coef.aux", "F32", [1], np.array([aux_coef], dtype=np.float32).tobytes()),
+           ("coef.z", "F32", [1], np.array([z_coef], dtype=np.float32).tobytes()),
+           ("loss", "F32", [1], np.array([loss.item()], dtype=np.float32).tobytes()),
+           ("loss.nll", "F32", [1], np.array([nll.item()], dtype=np.float32).tobytes()),
+           ("loss.balance", "F32", [1], np.array([balance.item()], dtype=np.float32).tobytes()),
+           ("loss.z", "F32", [1], np.array([z.item()], dtype=np.float32).tobytes()),
+           ("routing_gap", "F32", [1], np.array([gap], dtype=np.float32).tobytes())]
+    for name, t in w.items():
+        out.append(("grad." + name, "F32", list(t.shape), t.grad.to(torch.float32).contiguous().numpy().tobytes()))
+    routers = [name for name in w if name.endswith(".gate.weight")]
+    for t in w.values():
+        t.grad = None
+    nll, _, _, _ = losses()
+    nll.backward()
+    for name in routers:
+        out.append(("ce_grad." + name, "F32", list(w[name].shape), w[name].grad.to(torch.float32).contiguous().numpy().tobytes()))
+    path = os.path.join(root, "gradients", f"{variant}-moe.safetensors")
+    write_safetensors(path, out)
+    print(path, "loss", loss.item(), "nll", nll.item(), "balance", balance.item(), "z", z.item(), "smallest routing gap", gap)
+
+
 def main(root):
+    moe_case(root, "mixtral-hf-f32", 0.1, 0.01)
+    moe_case(root, "qwen2moe-hf-f32", 0.1, 0.01)
+    moe_case(root, "qwen2moe-norm-hf-f32", 0.1, 0.01)
+    if "--moe-only" in sys.argv:
+        return
     for variant, method in [("llama-hf-f32", "full"), ("qwen2-hf-f32", "full"), ("llama-hf-f32", "lora"), ("qwen2-hf-f32", "dora")]:
         d = os.path.join(root, "models", variant)
         cfg = json.load(open(os.path.join(d, "config.json")))
@@ -137,4 +227,5 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/Hone.Tests/Fixtures")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(args[0] if args else "tests/Hone.Tests/Fixtures")

@@ -25,9 +25,14 @@ public static unsafe class PeftAdapter
         ["use_qalora", "lora_bias", "layer_replication", "trainable_token_indices", "alora_invocation_tokens", "arrow_config", "target_parameters"];
 
     /// <summary>The projections an adapter may sit on (every matrix the forward pass applies through Linear: the layers'
-    /// projections and an untied output head), by canonical name.</summary>
+    /// projections and an untied output head; in a mixture of experts not the experts, shared experts and routers), by
+    /// canonical name.</summary>
     public static IEnumerable<WeightMatrix> Adaptable(LlamaWeights weights) =>
-        weights.Matrices().Where(m => m.Name != weights.TokenEmbedding.Name);
+        weights.Matrices().Where(m => m.Name != weights.TokenEmbedding.Name && !IsMixtureOfExpertsPart(m.Name));
+
+    static bool IsMixtureOfExpertsPart(string name) =>
+        TensorNames.TryParseGguf(name, out var p) && p.Role is TensorRole.ExpertRouter or TensorRole.ExpertGate or TensorRole.ExpertUp
+            or TensorRole.ExpertDown or TensorRole.SharedExpertGate or TensorRole.SharedExpertUp or TensorRole.SharedExpertDown or TensorRole.SharedExpertRouter;
 
     /// <summary>"blk.0.attn_q.weight" → "model.layers.0.self_attn.q_proj", the module name PEFT matches and saves under.</summary>
     public static string ModuleName(string target) => TensorNames.GgufToHuggingFace(target)![..^".weight".Length];
@@ -128,7 +133,6 @@ public static unsafe class PeftAdapter
     /// targeted projection and shape-checked, and every targeted projection given its tensors.</summary>
     public static Dictionary<string, LoraAdapter> Load(string directory, LlamaWeights weights)
     {
-        weights.Config.RequireDense("an adapter");
         if (File.Exists(directory)) return LoadGguf(directory, weights);
         var config = ReadConfig(directory);
         var configPath = Path.Combine(directory, "adapter_config.json");

@@ -68,12 +68,16 @@ public sealed partial record TrainOptions
     public int MaxSamples { get; init; }
     /// <summary>A Jinja chat template file to use instead of the model's.</summary>
     public string? Template { get; init; }
+    /// <summary>Mixture of experts: the load-balancing loss's coefficient; null: the checkpoint's router_aux_loss_coef.</summary>
+    public double? RouterAuxLossCoef { get; init; }
+    /// <summary>Mixture of experts: the router z-loss's coefficient.</summary>
+    public double RouterZLossCoef { get; init; }
 
     public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora, AdapterKind);
     public bool UsesAdapters => Setup.UsesAdapters;
     /// <summary>The setup these options train with (what trains, the adapter settings and kind, the freeze settings).</summary>
     public TrainingSetup Setup => new(Method, AdapterSettings, new FreezeSettings(FreezeTrainableLayers, FreezeTrainableModules, FreezeExtraModules),
-        CheckpointActivations, Seed);
+        CheckpointActivations, Seed, RouterAuxLossCoef, RouterZLossCoef);
 
     /// <summary>Modules <see cref="FreezeTrainableModules"/> may name, and those <see cref="FreezeExtraModules"/> may.</summary>
     public static readonly IReadOnlyList<string> FreezeModuleNames =
@@ -111,7 +115,8 @@ public sealed partial record TrainOptions
     public void ValidateFor(ModelConfig c, string model)
     {
         void Require(bool ok, string message) { if (!ok) throw new ArgumentException($"{model}: {message}"); }
-        c.RequireDense("training");
+        if (!c.IsMixtureOfExperts)
+            Require(RouterAuxLossCoef is null or 0 && RouterZLossCoef == 0, "router_aux_loss_coef and router_z_loss_coef apply to mixture-of-experts models; this one is dense");
         Require(SeqLen <= c.MaxPositions, $"seq_len (--seq-len) {SeqLen} is more than the model's context of {c.MaxPositions} tokens");
         if (Method == TrainingMethod.Freeze)
         {
@@ -123,7 +128,8 @@ public sealed partial record TrainOptions
         {
             var type = TensorTypes.Parse(QloraType);
             int block = type.Traits().BlockSize;
-            foreach (var (width, what) in new[] { (c.HiddenSize, "hidden size"), (c.IntermediateSize, "feed-forward size"), (c.QueryDim, "attention width") })
+            foreach (var (width, what) in new[] { (c.HiddenSize, "hidden size"), (c.IntermediateSize, "feed-forward size"), (c.QueryDim, "attention width"),
+                         (c.ExpertFeedForwardSize, "expert feed-forward size"), (c.SharedExpertFeedForwardSize, "shared expert feed-forward size") })
                 Require(width % block == 0, $"qlora_type {QloraType} stores rows in blocks of {block}, and the model's {what} {width} is not a multiple of it (use q8_0 or q4_0, blocks of 32)");
         }
         long need = ActivationLowerBound(c);
@@ -143,7 +149,8 @@ public sealed partial record TrainOptions
             {
                 long n = (long)BatchSize * SeqLen;
                 long perLayer = 2L * c.HiddenSize;
-                if (!CheckpointActivations) perLayer += 2L * c.QueryDim + 2L * c.KvDim + 2L * c.IntermediateSize;
+                long feedForward = c.IsMixtureOfExperts ? Math.Max(c.IntermediateSize, (long)c.ExpertsPerToken * (c.ExpertFeedForwardSize + c.HiddenSize)) : c.IntermediateSize;
+                if (!CheckpointActivations) perLayer += 2L * c.QueryDim + 2L * c.KvDim + 2L * feedForward;
                 return 4 * (n * perLayer * c.Layers + 256L * c.VocabSize);
             }
         }

@@ -103,6 +103,15 @@ public sealed partial record TrainOptions
         PathSetting("template", o => o.Template, (o, v) => o with { Template = v },
             "a Jinja chat template file instead of the model's, or a chat format name (llama3, qwen, chatml, mistral, gemma, phi …) that the model's own template must be",
             lf: "template", nullable: true),
+        new()
+        {
+            Key = "router_aux_loss_coef", Kind = SettingKind.Real, Nullable = true, Min = 0, Max = 1e6,
+            Description = "mixture of experts: weight of the load-balancing loss (Hugging Face's definition, over every sparse layer's tokens; default: the model's router_aux_loss_coef; 0 = off). Always computed and logged",
+            LlamaFactoryKey = "moe_aux_loss_coef",
+            Get = o => o.RouterAuxLossCoef, Set = (o, v) => o with { RouterAuxLossCoef = v == null ? null : Convert.ToDouble(v) },
+        },
+        RealSetting("router_z_loss_coef", o => o.RouterZLossCoef, (o, v) => o with { RouterZLossCoef = v },
+            "mixture of experts: weight of the router z-loss (ST-MoE: mean squared logsumexp of the router logits; 0 = off)", 0, 1e6),
         IntSetting("max_samples", o => o.MaxSamples, (o, v) => o with { MaxSamples = v }, "use only the first N training records (0 = all)", 0, int.MaxValue,
             lf: "max_samples"),
     ];

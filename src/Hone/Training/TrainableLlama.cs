@@ -1,3 +1,4 @@
+using Hone.Experts;
 using Hone.Model;
 using Hone.Tensors;
 
@@ -13,6 +14,11 @@ namespace Hone.Training;
 /// residual, the MLP pre-activations and what its adapters keep; the norms' outputs and the SwiGLU product are
 /// recomputed in backward (cheap, element-wise). With CheckpointActivations only XIn and XMid stay and a layer's
 /// forward is recomputed right before its backward.
+/// A mixture-of-experts layer (E experts of feed-forward size Fe, k per token, a shared expert of size Fs) routes
+/// each row to its top k, runs every expert once over the rows routed to it (grouped, as in inference) and adds the
+/// weighted outputs; its backward goes through the experts, the routing weights and the softmax to the router. The
+/// auxiliary losses (load balancing, z-loss; <see cref="RouterLosses"/>) are computed over every sparse layer's
+/// router logits together after the forward, and their gradients join each layer's router gradient in backward.
 /// </summary>
 public sealed unsafe class TrainableLlama : IDisposable
 {
@@ -28,7 +34,11 @@ public sealed unsafe class TrainableLlama : IDisposable
     readonly TrainingActivations _buffers;
     readonly LoraDropout _dropout;
     readonly int _maxRows, _maxSequence;
+    readonly int[] _sparseLayers;
+    readonly NativeBuffer? _auxLogits, _auxGradient; // [Ls·N, E]: the counted rows of every sparse layer, together
+    readonly int[] _lengths;                          // [B] counted tokens of each sequence
     int _rows, _batch, _sequence;
+    bool _recomputing;
     int[] _tokens = [], _targets = [];
 
     /// <summary>An adapter with the base weight it adapts and its tensors' gradients (in <see cref="LoraAdapter.Tensors"/> order).</summary>
@@ -44,6 +54,21 @@ public sealed unsafe class TrainableLlama : IDisposable
     public long ActivationBytes => _buffers.Bytes;
     /// <summary>The micro-step counter that seeds LoRA dropout masks (set by the trainer, so resumes reproduce them).</summary>
     public long Step { get => _dropout.Step; set => _dropout.Step = value; }
+    /// <summary>The load-balancing loss's coefficient (router_aux_loss_coef; the setup's, else the checkpoint's).</summary>
+    public double RouterAuxLossCoef { get; }
+    /// <summary>The router z-loss's coefficient (router_z_loss_coef).</summary>
+    public double RouterZLossCoef { get; }
+    /// <summary>The last <see cref="ForwardBackward"/>'s load-balancing and z-loss, before their coefficients (NaN for a
+    /// dense model).</summary>
+    public double LastBalanceLoss { get; private set; } = double.NaN;
+    public double LastZLoss { get; private set; } = double.NaN;
+    /// <summary>When set, every training and validation forward adds its routing of the counted rows here (not the
+    /// recomputation of checkpointed layers).</summary>
+    public RoutingStatistics? Routing { get; set; }
+
+    /// <summary>The experts the last forward routed each row of sparse layer <paramref name="layer"/> to [N, k].</summary>
+    public ReadOnlySpan<int> RoutedExperts(int layer) =>
+        _buffers.Layers[layer].RoutedExperts is { } routed ? routed.AsSpan(0, _rows * Config.ExpertsPerToken) : throw new ArgumentException($"layer {layer} is dense");
 
     public TrainableLlama(LlamaWeights weights, WorkerPool pool, TrainingSetup setup, int maxBatch, int maxSequence)
     {
@@ -55,8 +80,17 @@ public sealed unsafe class TrainableLlama : IDisposable
         var plan = new TrainingPlan(weights, setup);
         _adapters = plan.Adapters;
         AdapterKind = plan.AdapterKind;
+        _sparseLayers = Enumerable.Range(0, c.Layers).Where(c.IsSparseLayer).ToArray();
+        _lengths = new int[maxBatch];
+        RouterAuxLossCoef = setup.RouterAuxLossCoef ?? c.RouterAuxLossCoef;
+        RouterZLossCoef = setup.RouterZLossCoef;
         try
         {
+            if (_sparseLayers.Length > 0)
+            {
+                _auxLogits = new NativeBuffer(checked((long)_sparseLayers.Length * _maxRows * c.Experts * 4));
+                _auxGradient = new NativeBuffer(_auxLogits.Length);
+            }
             _rope = new Rope(c.HeadDim, c.RotaryDims, maxSequence, c.RopeTheta, c.RopeLayout, c.RopeLinearFactor, c.RopeLlama3, weights.RopeFrequencyDivisors);
             _gradients = new GradientArena(plan.GradientFloats);
             foreach (var p in plan.Parameters)
@@ -88,33 +122,49 @@ public sealed unsafe class TrainableLlama : IDisposable
     /// </summary>
     /// <param name="tokens">[B·T] input ids</param>
     /// <param name="targets">[B·T] the id each position should predict, or −1 to ignore the position</param>
-    public double Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, int sequence)
+    /// <param name="lengths">[B] the tokens of each sequence that are not padding (router telemetry counts only
+    /// them); empty: all</param>
+    public double Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, int sequence, ReadOnlySpan<int> lengths = default)
     {
         _dropout.Training = false;
-        RunLayers(tokens, targets, batch, sequence);
+        RunLayers(tokens, targets, batch, sequence, lengths);
+        RouterLossesForward(0, gradients: false);
         return LossForward(0, backward: false);
     }
 
     /// <summary>
-    /// Forward and backward: returns the summed NLL and accumulates ∂(lossScale·Σ NLL)/∂θ into every trainable
-    /// parameter's gradient (call <see cref="ZeroGradients"/> between optimizer steps).
+    /// Forward and backward: returns the summed NLL and accumulates into every trainable parameter's gradient
+    /// ∂(lossScale·Σ NLL + auxScale·(aux_coef·balance + z_coef·z))/∂θ, the router losses over the rows that are not
+    /// padding (as Hugging Face masks them with the attention mask) for a mixture of experts (call
+    /// <see cref="ZeroGradients"/> between optimizer steps).
     /// </summary>
-    public double ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, int sequence, float lossScale)
+    /// <param name="auxScale">the router losses' weight in this micro-batch: 1 / micro-batches per step, as Hugging
+    /// Face's trainer averages each micro-batch's loss</param>
+    /// <param name="lengths">[B] the tokens of each sequence that are not padding; empty: all</param>
+    public double ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, int sequence, float lossScale,
+        float auxScale = 1, ReadOnlySpan<int> lengths = default)
     {
         _dropout.Training = true;
-        RunLayers(tokens, targets, batch, sequence);
+        RunLayers(tokens, targets, batch, sequence, lengths);
+        RouterLossesForward(auxScale, gradients: true);
         double loss = LossForward(lossScale, backward: true);
         BackwardLayers();
         return loss;
     }
 
-    void RunLayers(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, int sequence)
+    void RunLayers(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, int sequence, ReadOnlySpan<int> lengths)
     {
         var c = Config;
         int n = batch * sequence;
         if (n > _maxRows || sequence > _maxSequence) throw new ArgumentException($"batch {batch}×{sequence} exceeds the allocated {_maxRows / _maxSequence}×{_maxSequence}");
         if (tokens.Length != n || targets.Length != n) throw new ArgumentException("tokens and targets must both hold batch × sequence ids");
         foreach (var t in tokens) if ((uint)t >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} outside the vocabulary of {c.VocabSize}");
+        if (!lengths.IsEmpty && lengths.Length != batch) throw new ArgumentException($"{lengths.Length} sequence lengths for a batch of {batch}");
+        for (int b = 0; b < batch; b++)
+        {
+            _lengths[b] = lengths.IsEmpty ? sequence : lengths[b];
+            if ((uint)_lengths[b] > (uint)sequence) throw new ArgumentOutOfRangeException(nameof(lengths), $"sequence {b} has {_lengths[b]} tokens, more than {sequence}");
+        }
         _rows = n; _batch = batch; _sequence = sequence;
         _tokens = tokens.ToArray(); _targets = targets.ToArray();
         float* x0 = _buffers.Layers[0].XIn;
@@ -130,7 +180,10 @@ public sealed unsafe class TrainableLlama : IDisposable
     {
         if (_buffers.Shared is not { } s) return _buffers.Layers[l];
         // Checkpointed: XIn/XMid are per layer, everything else lives in the shared slot.
-        s.XIn = _buffers.Layers[l].XIn; s.XMid = _buffers.Layers[l].XMid;
+        var own = _buffers.Layers[l];
+        s.XIn = own.XIn; s.XMid = own.XMid;
+        s.RouterLogits = own.RouterLogits; s.AuxGradient = own.AuxGradient;
+        s.RoutedExperts = own.RoutedExperts; s.RoutedWeights = own.RoutedWeights; s.RouteOrder = own.RouteOrder; s.ExpertStarts = own.ExpertStarts;
         return s;
     }
 
@@ -153,6 +206,12 @@ public sealed unsafe class TrainableLlama : IDisposable
         RowParallel.Copy(_pool, a.XIn, a.XMid, (long)n * d);
         LinearForward(w.AttentionOutput, null, a.Att, a.XMid, a, accumulate: true);
         RowParallel.RmsNormForward(_pool, a.XMid, w.FeedForwardNorm, h, n, d, c.RmsNormEps);
+        if (w.IsSparse)
+        {
+            RowParallel.Copy(_pool, a.XMid, xOut, (long)n * d);
+            MixtureForward(l, w, a, h, xOut);
+            return;
+        }
         LinearForward(w.Gate, null, h, a.Gate, a);
         LinearForward(w.Up, null, h, a.Up, a);
         RowParallel.SwiGlu(_pool, a.Gate, a.Up, act, (long)n * c.IntermediateSize);
@@ -160,16 +219,146 @@ public sealed unsafe class TrainableLlama : IDisposable
         LinearForward(w.Down, null, act, xOut, a, accumulate: true);
     }
 
-    AdapterPass Pass => new(_pool, _rows, _buffers.AdapterWork, _dropout);
-
-    /// <summary>y[N, out] (+)= x·Wᵀ + bias, or the adapted projection when an adapter sits on W (it keeps what its
-    /// backward needs in the layer's slots).</summary>
-    void LinearForward(WeightMatrix w, float* bias, float* x, float* y, TrainingActivations.Layer a, bool accumulate = false)
+    /// <summary>
+    /// A mixture-of-experts MLP over the normed rows <paramref name="h"/> [N, D], added to <paramref name="xOut"/>
+    /// (which holds XMid): route, run each expert over its gathered rows (pre-activations into the layer's Gate and Up
+    /// at the expert's offset in the grouped order, outputs into ExpertOut), add each output times its weight; then
+    /// the shared expert over all rows times sigmoid(h·g).
+    /// </summary>
+    void MixtureForward(int l, LayerWeights w, TrainingActivations.Layer a, float* h, float* xOut)
     {
+        var c = Config;
+        int n = _rows, d = c.HiddenSize, experts = c.Experts, k = c.ExpertsPerToken, fe = c.ExpertFeedForwardSize;
+        float* input = _buffers.ExpertIn, act = _buffers.Act;
+        LinearForward(w.Router!, null, h, a.RouterLogits, a, rows: n);
+        var logits = new ReadOnlySpan<float>(a.RouterLogits, n * experts);
+        ExpertRouting.Route(logits, n, experts, k, c.NormalizeTopK, a.RoutedExperts, a.RoutedWeights);
+        if (Routing != null && !_recomputing)
+            for (int b = 0; b < _batch; b++)
+                if (_lengths[b] > 0)
+                    Routing.Add(l, logits.Slice(b * _sequence * experts, _lengths[b] * experts), _lengths[b], a.RoutedExperts.AsSpan(b * _sequence * k, _lengths[b] * k));
+        ExpertRouting.GroupByExpert(a.RoutedExperts, n, experts, k, a.ExpertStarts, a.RouteOrder);
+        for (int e = 0; e < experts; e++)
+        {
+            int start = a.ExpertStarts![e], count = a.ExpertStarts[e + 1] - start;
+            if (count == 0) continue;
+            GatherRows(h, a.RouteOrder!, start, count, k, input, d);
+            float* gate = a.Gate + (long)start * fe, up = a.Up + (long)start * fe, y = a.ExpertOut + (long)start * d;
+            LinearForward(w.ExpertGate![e], null, input, gate, a, rows: count);
+            LinearForward(w.ExpertUp![e], null, input, up, a, rows: count);
+            RowParallel.SwiGlu(_pool, gate, up, act, (long)count * fe);
+            LinearForward(w.ExpertDown![e], null, act, y, a, rows: count);
+            for (int i = 0; i < count; i++)
+            {
+                int route = a.RouteOrder![start + i];
+                float* row = xOut + (long)(route / k) * d;
+                AddScaled(row, y + (long)i * d, a.RoutedWeights![route], d);
+            }
+        }
+        if (w.SharedGate == null) return;
+        int fs = c.SharedExpertFeedForwardSize;
+        LinearForward(w.SharedGate, null, h, a.SharedGate, a, rows: n);
+        LinearForward(w.SharedUp!, null, h, a.SharedUp, a, rows: n);
+        RowParallel.SwiGlu(_pool, a.SharedGate, a.SharedUp, act, (long)n * fs);
+        LinearForward(w.SharedDown!, null, act, a.SharedOut, a, rows: n);
+        for (int t = 0; t < n; t++)
+        {
+            float* row = h + (long)t * d;
+            float logit = 0;
+            for (int i = 0; i < d; i++) logit += row[i] * w.SharedRouter[i];
+            a.SharedLogit[t] = logit;
+            float* x = xOut + (long)t * d;
+            AddScaled(x, a.SharedOut + (long)t * d, 1f / (1f + MathF.Exp(-logit)), d);
+        }
+    }
+
+    /// <summary>y[n] += s · v[n] (O(D) per routed row, beside an expert's O(D·Fe) products)</summary>
+    static void AddScaled(float* y, float* v, float s, int n)
+    {
+        for (int i = 0; i < n; i++) y[i] += s * v[i];
+    }
+
+    static float Dot(float* a, float* b, int n)
+    {
+        float sum = 0;
+        for (int i = 0; i < n; i++) sum += a[i] * b[i];
+        return sum;
+    }
+
+    /// <summary>y[n] = s · x[n]</summary>
+    static void Scale(float* x, float s, float* y, int n)
+    {
+        for (int i = 0; i < n; i++) y[i] = s * x[i];
+    }
+
+    /// <summary>Copies the rows of <paramref name="source"/> [N, D] that an expert's routes name, in its grouped order,
+    /// into <paramref name="destination"/> [count, D].</summary>
+    static void GatherRows(float* source, int[] order, int start, int count, int k, float* destination, int d)
+    {
+        for (int i = 0; i < count; i++)
+            new ReadOnlySpan<float>(source + (long)(order[start + i] / k) * d, d).CopyTo(new Span<float>(destination + (long)i * d, d));
+    }
+
+    /// <summary>
+    /// The router losses of this forward: every sparse layer's router logits over the rows that are not padding,
+    /// together, through <see cref="RouterLosses"/>; their gradients, times the coefficients and
+    /// <paramref name="auxScale"/>, go to each layer's AuxGradient (0 on padding rows), which its backward adds to
+    /// the router's gradient.
+    /// </summary>
+    /// <param name="gradients">false: only the values (<see cref="LastBalanceLoss"/>, <see cref="LastZLoss"/>)</param>
+    void RouterLossesForward(float auxScale, bool gradients)
+    {
+        if (_sparseLayers.Length == 0) return;
+        var c = Config;
+        int experts = c.Experts, counted = 0;
+        for (int b = 0; b < _batch; b++) counted += _lengths[b];
+        float* all = _auxLogits!.AsFloats, gradient = _auxGradient!.AsFloats;
+        long rows = (long)counted * _sparseLayers.Length;
+        for (int s = 0; s < _sparseLayers.Length; s++)
+        {
+            float* logits = _buffers.Layers[_sparseLayers[s]].RouterLogits, to = all + (long)s * counted * experts;
+            for (int b = 0; b < _batch; b++)
+            {
+                new ReadOnlySpan<float>(logits + (long)b * _sequence * experts, _lengths[b] * experts).CopyTo(new Span<float>(to, _lengths[b] * experts));
+                to += (long)_lengths[b] * experts;
+            }
+        }
+        if (rows == 0) { LastBalanceLoss = LastZLoss = 0; ClearAuxGradients(); return; }
+        var logitSpan = new ReadOnlySpan<float>(all, checked((int)(rows * experts)));
+        var gradientSpan = new Span<float>(gradient, logitSpan.Length);
+        gradientSpan.Clear();
+        LastBalanceLoss = RouterLosses.LoadBalancing(logitSpan, (int)rows, experts, c.ExpertsPerToken,
+            gradients && RouterAuxLossCoef > 0 ? gradientSpan : default, (float)(auxScale * RouterAuxLossCoef));
+        LastZLoss = RouterLosses.ZLoss(logitSpan, (int)rows, experts, gradients && RouterZLossCoef > 0 ? gradientSpan : default, (float)(auxScale * RouterZLossCoef));
+        ClearAuxGradients();
+        if (!gradients) return;
+        for (int s = 0; s < _sparseLayers.Length; s++)
+        {
+            float* from = gradient + (long)s * counted * experts, to = _buffers.Layers[_sparseLayers[s]].AuxGradient;
+            for (int b = 0; b < _batch; b++)
+            {
+                new ReadOnlySpan<float>(from, _lengths[b] * experts).CopyTo(new Span<float>(to + (long)b * _sequence * experts, _lengths[b] * experts));
+                from += (long)_lengths[b] * experts;
+            }
+        }
+    }
+
+    void ClearAuxGradients()
+    {
+        foreach (int l in _sparseLayers) new Span<float>(_buffers.Layers[l].AuxGradient, _rows * Config.Experts).Clear();
+    }
+
+    AdapterPass Pass(int rows) => new(_pool, rows, _buffers.AdapterWork, _dropout);
+
+    /// <summary>y[rows, out] (+)= x·Wᵀ + bias, or the adapted projection when an adapter sits on W (it keeps what its
+    /// backward needs in the layer's slots); rows: N, or an expert's routed rows.</summary>
+    void LinearForward(WeightMatrix w, float* bias, float* x, float* y, TrainingActivations.Layer a, bool accumulate = false, int rows = -1)
+    {
+        if (rows < 0) rows = _rows;
         if (_adapterSlots.TryGetValue(w.Name, out var slot))
-            slot.Adapter.TrainingForward(Pass, w, bias, x, y, accumulate, a.Saved(w.Name));
+            slot.Adapter.TrainingForward(Pass(rows), w, bias, x, y, accumulate, a.Saved(w.Name));
         else
-            Linear.Forward(_pool, w, bias, x, _rows, w.Cols, y, w.Rows, accumulate, packedWeights: false);
+            Linear.Forward(_pool, w, bias, x, rows, w.Cols, y, w.Rows, accumulate, packedWeights: false);
     }
 
     /// <summary>Final norm, head and cross-entropy in chunks of rows (never a [N, V] logits matrix). With backward,
@@ -219,7 +408,13 @@ public sealed unsafe class TrainableLlama : IDisposable
         for (int l = c.Layers - 1; l >= 0; l--)
         {
             var a = Activations(l);
-            if (_buffers.Shared != null) LayerForward(l, a, _buffers.RecomputeOut); // checkpointed: recompute what this layer's backward reads
+            if (_buffers.Shared != null)
+            {
+                // checkpointed: recompute what this layer's backward reads
+                _recomputing = true;
+                try { LayerForward(l, a, _buffers.RecomputeOut); }
+                finally { _recomputing = false; }
+            }
             LayerBackward(l, a);
         }
         var embedding = Find(_weights.TokenEmbedding.Name);
@@ -239,14 +434,23 @@ public sealed unsafe class TrainableLlama : IDisposable
         var b = _buffers;
         float* h = b.H, act = b.Act, gradX = b.GradX;
         // GradX holds ∂L/∂XOut (= ∂L/∂XIn of layer l+1). MLP: XOut = XMid + Down(SwiGLU(Gate(h2), Up(h2))).
-        RowParallel.SwiGlu(_pool, a.Gate, a.Up, act, (long)n * f);
-        float* dAct = b.GradH;                     // [N, F]
-        LinearBackward(w.Down, null, act, gradX, dAct, a, accumulateDx: false);
-        RowParallel.SwiGluBackward(_pool, a.Gate, a.Up, dAct, b.GradGate, b.GradUp, (long)n * f);
-        RowParallel.RmsNormForward(_pool, a.XMid, w.FeedForwardNorm, h, n, d, c.RmsNormEps);
-        float* dh2 = b.GradH;                      // [N, D]; dAct is consumed
-        LinearBackward(w.Gate, null, h, b.GradGate, dh2, a, accumulateDx: false);
-        LinearBackward(w.Up, null, h, b.GradUp, dh2, a, accumulateDx: true);
+        float* dh2 = b.GradH;                      // [N, D]
+        if (w.IsSparse)
+        {
+            RowParallel.RmsNormForward(_pool, a.XMid, w.FeedForwardNorm, h, n, d, c.RmsNormEps);
+            MixtureBackward(l, w, a, h, gradX, dh2);
+        }
+        else
+        {
+            RowParallel.SwiGlu(_pool, a.Gate, a.Up, act, (long)n * f);
+            float* dAct = b.GradH;                     // [N, F]
+            LinearBackward(w.Down, null, act, gradX, dAct, a, accumulateDx: false);
+            RowParallel.SwiGluBackward(_pool, a.Gate, a.Up, dAct, b.GradGate, b.GradUp, (long)n * f);
+            RowParallel.RmsNormForward(_pool, a.XMid, w.FeedForwardNorm, h, n, d, c.RmsNormEps);
+            // dh2 reuses GradH: dAct is consumed
+            LinearBackward(w.Gate, null, h, b.GradGate, dh2, a, accumulateDx: false);
+            LinearBackward(w.Up, null, h, b.GradUp, dh2, a, accumulateDx: true);
+        }
         var ffnNorm = Find(TensorNames.Gguf(TensorRole.FeedForwardNorm, l));
         RowParallel.RmsNormBackward(_pool, a.XMid, w.FeedForwardNorm, dh2, gradX, ffnNorm != null ? ffnNorm.Gradient : null, n, d, c.RmsNormEps, accumulate: true);
 
@@ -269,17 +473,108 @@ public sealed unsafe class TrainableLlama : IDisposable
     }
 
     /// <summary>
-    /// Backward of y = x·Wᵀ + b given dy[N, out]: dx[N, in] (+)= ∂L/∂x and the gradients of W and b where they train;
-    /// for an adapted projection (W and b frozen), the adapter's backward.
+    /// Backward of <see cref="MixtureForward"/> given dy = ∂L/∂XOut [N, D]: writes ∂L/∂h into <paramref name="dh"/>
+    /// [N, D] and accumulates the experts', the shared expert's and the router's gradients. With y = Σ_j w_j·Y_j:
+    /// ∂L/∂w_j = dy·Y_j and expert j's output gradient is w_j·dy. The weights come from the softmax p of the router
+    /// logits z, renormalized over the k chosen (then w = softmax of the chosen z: ∂z_j = w_j(∂w_j − Σ_i w_i ∂w_i))
+    /// or not (w_j = p_j: ∂z = p ⊙ (∂p − p·∂p)); the auxiliary losses' gradient from the forward joins ∂z.
+    /// The shared expert: out = σ(s)·Y_s with s = h·g, so ∂s = σ(1 − σ)·dy·Y_s and Y_s's gradient is σ·dy.
     /// </summary>
-    void LinearBackward(WeightMatrix w, float* bias, float* x, float* dy, float* dx, TrainingActivations.Layer a, bool accumulateDx)
+    void MixtureBackward(int l, LayerWeights w, TrainingActivations.Layer a, float* h, float* dy, float* dh)
     {
-        int n = _rows;
+        var c = Config;
+        var b = _buffers;
+        int n = _rows, d = c.HiddenSize, experts = c.Experts, k = c.ExpertsPerToken, fe = c.ExpertFeedForwardSize;
+        float* input = b.ExpertIn, dyRows = b.ExpertGradOut, dInput = b.ExpertGradIn, act = b.Act, dAct = b.ExpertGradAct, dz = b.RouterGrad;
+        var routeGrad = b.RouteGrad!;
+        new Span<float>(dh, n * d).Clear();
+        if (w.SharedGate != null)
+        {
+            int fs = c.SharedExpertFeedForwardSize;
+            var gParam = Find(TensorNames.Gguf(TensorRole.SharedExpertRouter, l));
+            for (int t = 0; t < n; t++)
+            {
+                float sigma = 1f / (1f + MathF.Exp(-a.SharedLogit[t]));
+                float* dyRow = dy + (long)t * d;
+                float ds = Dot(dyRow, a.SharedOut + (long)t * d, d) * sigma * (1 - sigma);
+                Scale(dyRow, sigma, dyRows + (long)t * d, d);
+                float* hRow = h + (long)t * d, dhRow = dh + (long)t * d;
+                for (int i = 0; i < d; i++) dhRow[i] += ds * w.SharedRouter[i];
+                if (gParam != null) for (int i = 0; i < d; i++) gParam.Gradient[i] += ds * hRow[i];
+            }
+            RowParallel.SwiGlu(_pool, a.SharedGate, a.SharedUp, act, (long)n * fs);
+            LinearBackward(w.SharedDown!, null, act, dyRows, dAct, a, accumulateDx: false, rows: n);
+            RowParallel.SwiGluBackward(_pool, a.SharedGate, a.SharedUp, dAct, b.GradGate, b.GradUp, (long)n * fs);
+            LinearBackward(w.SharedGate, null, h, b.GradGate, dh, a, accumulateDx: true, rows: n);
+            LinearBackward(w.SharedUp!, null, h, b.GradUp, dh, a, accumulateDx: true, rows: n);
+        }
+        for (int e = 0; e < experts; e++)
+        {
+            int start = a.ExpertStarts![e], count = a.ExpertStarts[e + 1] - start;
+            if (count == 0) continue;
+            float* gate = a.Gate + (long)start * fe, up = a.Up + (long)start * fe, y = a.ExpertOut + (long)start * d;
+            for (int i = 0; i < count; i++)
+            {
+                int route = a.RouteOrder![start + i];
+                float* dyRow = dy + (long)(route / k) * d;
+                routeGrad[route] = Dot(dyRow, y + (long)i * d, d);
+                Scale(dyRow, a.RoutedWeights![route], dyRows + (long)i * d, d);
+            }
+            GatherRows(h, a.RouteOrder!, start, count, k, input, d);
+            RowParallel.SwiGlu(_pool, gate, up, act, (long)count * fe);
+            LinearBackward(w.ExpertDown![e], null, act, dyRows, dAct, a, accumulateDx: false, rows: count);
+            RowParallel.SwiGluBackward(_pool, gate, up, dAct, b.GradGate, b.GradUp, (long)count * fe);
+            LinearBackward(w.ExpertGate![e], null, input, b.GradGate, dInput, a, accumulateDx: false, rows: count);
+            LinearBackward(w.ExpertUp![e], null, input, b.GradUp, dInput, a, accumulateDx: true, rows: count);
+            for (int i = 0; i < count; i++)
+            {
+                AddScaled(dh + (long)(a.RouteOrder![start + i] / k) * d, dInput + (long)i * d, 1f, d);
+            }
+        }
+        // The router: ∂z from the routing weights' gradients, plus the auxiliary losses'.
+        new ReadOnlySpan<float>(a.AuxGradient, n * experts).CopyTo(new Span<float>(dz, n * experts));
+        Span<float> p = experts <= 1024 ? stackalloc float[experts] : new float[experts];
+        for (int t = 0; t < n; t++)
+        {
+            float* dzRow = dz + (long)t * experts;
+            var chosen = a.RoutedExperts.AsSpan(t * k, k);
+            var weights = a.RoutedWeights.AsSpan(t * k, k);
+            var dw = routeGrad.AsSpan(t * k, k);
+            if (c.NormalizeTopK)
+            {
+                float mixed = 0;
+                for (int j = 0; j < k; j++) mixed += weights[j] * dw[j];
+                for (int j = 0; j < k; j++) dzRow[chosen[j]] += weights[j] * (dw[j] - mixed);
+            }
+            else
+            {
+                float* z = a.RouterLogits + (long)t * experts;
+                float max = float.NegativeInfinity, sum = 0;
+                for (int e = 0; e < experts; e++) max = Math.Max(max, z[e]);
+                for (int e = 0; e < experts; e++) sum += p[e] = MathF.Exp(z[e] - max);
+                for (int e = 0; e < experts; e++) p[e] /= sum;
+                float mixed = 0;
+                for (int j = 0; j < k; j++) mixed += p[chosen[j]] * dw[j];
+                for (int e = 0; e < experts; e++) dzRow[e] -= p[e] * mixed;
+                for (int j = 0; j < k; j++) dzRow[chosen[j]] += p[chosen[j]] * dw[j];
+            }
+        }
+        LinearBackward(w.Router!, null, h, dz, dh, a, accumulateDx: true, rows: n);
+    }
+
+    /// <summary>
+    /// Backward of y = x·Wᵀ + b given dy[rows, out]: dx[rows, in] (+)= ∂L/∂x and the gradients of W and b where they
+    /// train; for an adapted projection (W and b frozen), the adapter's backward. rows: N, or an expert's routed rows.
+    /// </summary>
+    void LinearBackward(WeightMatrix w, float* bias, float* x, float* dy, float* dx, TrainingActivations.Layer a, bool accumulateDx, int rows = -1)
+    {
+        int n = rows < 0 ? _rows : rows;
         if (_adapterSlots.TryGetValue(w.Name, out var slot))
         {
-            slot.Adapter.TrainingBackward(Pass, w, x, dy, dx, accumulateDx, a.Saved(w.Name), slot.Gradients);
+            slot.Adapter.TrainingBackward(Pass(n), w, x, dy, dx, accumulateDx, a.Saved(w.Name), slot.Gradients);
             return;
         }
+
         var weightParam = Find(w.Name);
         if (weightParam != null)
             Gemm.Multiply(_pool, w.Rows, w.Cols, n, dy, w.Rows, true, x, w.Cols, GemmBLayout.KByN, weightParam.Gradient, w.Cols, true);

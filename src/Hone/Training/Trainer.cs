@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Hone.Experts;
 using Hone.Formats;
 using Hone.Model;
 using Hone.Tensors;
@@ -79,6 +80,14 @@ public static class Trainer
         using var metrics = new StreamWriter(new FileStream(metricsPath, FileMode.Append, FileAccess.Write, FileShare.Read)) { AutoFlush = true };
         var tokens = new int[o.BatchSize * o.SeqLen];
         var targets = new int[o.BatchSize * o.SeqLen];
+        var lengths = new int[o.BatchSize];
+        var config = checkpoint.Config;
+        if (config.IsMixtureOfExperts)
+        {
+            model.Routing = new RoutingStatistics(config.Layers, config.Experts, config.ExpertsPerToken);
+            reporter.Info($"mixture of experts: {config.Experts} experts, {config.ExpertsPerToken} per token; router_aux_loss_coef {model.RouterAuxLossCoef:G4}, " +
+                          $"router_z_loss_coef {model.RouterZLossCoef:G4}" + (o.UsesAdapters ? "; adapters sit on attention (and dense layers' MLPs), the experts and routers stay frozen" : ""));
+        }
         var clock = Stopwatch.StartNew();
         long tokensThisRun = 0, peak = Environment.WorkingSet;
         double lastLoss = double.NaN;
@@ -93,17 +102,19 @@ public static class Trainer
             long targetCount = 0;
             for (long r = 0; r < rowsPerStep; r++) targetCount += data.Train.Row(firstRow + r).Targets.Count(t => t >= 0);
             model.ZeroGradients();
-            double lossSum = 0;
+            double lossSum = 0, balanceSum = 0, zSum = 0;
             for (int micro = 0; micro < o.GradAccum; micro++)
             {
                 for (int b = 0; b < o.BatchSize; b++)
                 {
-                    var row = data.Train.Row(firstRow + (long)micro * o.BatchSize + b);
+                    var row = data.Train.RowWithLength(firstRow + (long)micro * o.BatchSize + b);
                     row.Tokens.CopyTo(tokens, b * o.SeqLen);
                     row.Targets.CopyTo(targets, b * o.SeqLen);
+                    lengths[b] = row.Length;
                 }
                 model.Step = state.Step * o.GradAccum + micro;
-                lossSum += model.ForwardBackward(tokens, targets, o.BatchSize, o.SeqLen, 1f / Math.Max(1, targetCount));
+                lossSum += model.ForwardBackward(tokens, targets, o.BatchSize, o.SeqLen, 1f / Math.Max(1, targetCount), 1f / o.GradAccum, lengths);
+                balanceSum += model.LastBalanceLoss; zSum += model.LastZLoss;
             }
             state.RowsConsumed += rowsPerStep;
             double gradNorm = optimizer.ClipGradients(o.MaxGradNorm);
@@ -122,11 +133,21 @@ public static class Trainer
             double epoch = (double)state.RowsConsumed / data.Train.RowsPerEpoch;
             if (state.Step % Math.Max(1, o.LogEvery) == 0 || state.Step == totalSteps)
             {
-                metrics.WriteLine(new JsonObject
+                var line = new JsonObject
                 {
                     ["step"] = state.Step, ["loss"] = Math.Round(lastLoss, 6), ["lr"] = lr, ["grad_norm"] = Math.Round(gradNorm, 6),
                     ["tokens_per_s"] = Math.Round(tokensPerSecond, 1), ["epoch"] = Math.Round(epoch, 4), ["elapsed_s"] = Math.Round(clock.Elapsed.TotalSeconds, 3),
-                }.ToJsonString());
+                };
+                if (model.Routing is { } routing)
+                {
+                    // The router losses of this step's micro-batches (before their coefficients), and the routing of
+                    // every counted token since the last logged step.
+                    line["router_aux_loss"] = Math.Round(balanceSum / o.GradAccum, 6);
+                    line["router_z_loss"] = Math.Round(zSum / o.GradAccum, 6);
+                    line["routing"] = RoutingJson(routing);
+                    model.Routing = new RoutingStatistics(config.Layers, config.Experts, config.ExpertsPerToken);
+                }
+                metrics.WriteLine(line.ToJsonString());
                 reporter.Progress(new TrainingProgress(state.Step, totalSteps, lastLoss, lr, gradNorm, tokensPerSecond, clock.Elapsed, remaining, epoch));
             }
             if (data.Validation != null && o.EvalEvery > 0 && (state.Step % o.EvalEvery == 0 || state.Step == totalSteps))
@@ -178,22 +199,34 @@ public static class Trainer
         ["written"] = new JsonArray(s.Written.Select(w => (JsonNode)w).ToArray()),
     };
 
+    /// <summary>Per sparse layer: each expert's share of the routed choices, the mean routing entropy (nats) against
+    /// ln E, and the load-balancing loss of these tokens (k when balanced).</summary>
+    public static JsonArray RoutingJson(RoutingStatistics routing) => new(routing.Layers().Select(r => (JsonNode)new JsonObject
+    {
+        ["layer"] = r.Layer, ["tokens"] = r.Tokens,
+        ["load"] = new JsonArray(r.Load.Select(v => (JsonNode)Math.Round(v, 4)).ToArray()),
+        ["entropy"] = Math.Round(r.Entropy, 4), ["max_entropy"] = Math.Round(r.MaxEntropy, 4), ["balance_loss"] = Math.Round(r.BalanceLoss, 4),
+    }).ToArray());
+
     static double ValidationLoss(TrainableLlama model, TrainingRows rows, TrainOptions o)
     {
         double nll = 0;
         long count = 0;
-        var batch = new List<(int[] Tokens, int[] Targets)>();
+        var batch = new List<(int[] Tokens, int[] Targets, int Length)>();
+        var routing = model.Routing;
+        model.Routing = null; // validation rows stay out of the training telemetry
         void Flush()
         {
             if (batch.Count == 0) return;
             var tokens = batch.SelectMany(r => r.Tokens).ToArray();
             var targets = batch.SelectMany(r => r.Targets).ToArray();
-            nll += model.Forward(tokens, targets, batch.Count, o.SeqLen);
+            nll += model.Forward(tokens, targets, batch.Count, o.SeqLen, batch.Select(r => r.Length).ToArray());
             count += targets.Count(t => t >= 0);
             batch.Clear();
         }
         foreach (var row in rows.InOrder()) { batch.Add(row); if (batch.Count == o.BatchSize) Flush(); }
         Flush();
+        model.Routing = routing;
         return nll / Math.Max(1, count);
     }
 
@@ -233,7 +266,7 @@ public static class Trainer
     {
         o.Method, o.Stage, o.BatchSize, o.GradAccum, o.SeqLen, o.LoraR, o.LoraAlpha, o.LoraDropout, string.Join(",", o.LoraTargets),
         o.UseRslora, o.Seed, o.Lr, o.Schedule, o.WarmupSteps, o.WarmupRatio, o.MaxSteps, o.Epochs, o.WeightDecay, o.MaxGradNorm,
-        o.Packing, o.TrainOnPrompt, o.QloraType, o.FreezeTrainableLayers, string.Join(",", o.FreezeTrainableModules),
+        o.Packing, o.TrainOnPrompt, o.QloraType, o.FreezeTrainableLayers, string.Join(",", o.FreezeTrainableModules), o.RouterAuxLossCoef, o.RouterZLossCoef,
     }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) + (o.AdapterKind is string kind ? "|" + kind : "");
 
     static unsafe string SaveCheckpoint(TrainOptions o, TrainableLlama model, AdamW optimizer, RunState state)

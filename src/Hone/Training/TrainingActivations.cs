@@ -10,14 +10,24 @@ namespace Hone.Training;
 /// and attention over them ran 3–10× slower on a VM).
 /// Per layer: the input XIn[N, D], the post-RoPE Q[N, H·Dh], K, V[N, Hkv·Dh], the attention LSE[B, H, T] and output
 /// Att[N, H·Dh], the mid residual XMid[N, D], the MLP pre-activations Gate, Up[N, F], and what each adapter keeps
-/// (<see cref="LoraAdapter.SavedWidths"/>). With checkpointing only XIn and XMid are per layer; the rest lives in one
-/// shared slot, recomputed right before each layer's backward.
+/// (<see cref="LoraAdapter.SavedWidths"/>). A mixture-of-experts layer keeps instead of Gate and Up each routed row's
+/// expert pre-activations [N·k, Fe] (grouped by expert) and outputs ExpertOut[N·k, D], the shared expert's
+/// SharedGate, SharedUp[N, Fs], SharedOut[N, D] and gate logit SharedLogit[N], and, always per layer (the auxiliary
+/// losses read every layer's after the forward), its router logits RouterLogits[N, E], their auxiliary-loss gradient
+/// AuxGradient[N, E] and the routing. With checkpointing only XIn, XMid and those are per layer; the rest lives in
+/// one shared slot, recomputed right before each layer's backward.
 /// </summary>
 internal sealed unsafe class TrainingActivations : IDisposable
 {
     public sealed class Layer
     {
         public float* XIn, XMid, Q, K, V, Lse, Att, Gate, Up;
+        public float* ExpertOut, SharedGate, SharedUp, SharedOut, SharedLogit;
+        public float* RouterLogits, AuxGradient;
+        /// <summary>The routing of a sparse layer's rows (<see cref="Hone.Experts.ExpertRouting"/>): experts and weights
+        /// [N, k], expert starts [E + 1] and the grouped order [N·k]; null for a dense layer.</summary>
+        public int[]? RoutedExperts, ExpertStarts, RouteOrder;
+        public float[]? RoutedWeights;
         /// <summary>What each adapter keeps from forward to backward, by target (in the shared slot, every layer's
         /// adapter on one module shares one entry).</summary>
         public readonly Dictionary<string, nint[]> AdapterSaved = new();
@@ -43,7 +53,13 @@ internal sealed unsafe class TrainingActivations : IDisposable
     public float* GradAtt { get; }
     public float* GradGate { get; }
     public float* GradUp { get; }
-    public float* Act { get; }                        // SwiGLU(Gate, Up) [N, F]
+    public float* Act { get; }                        // SwiGLU(Gate, Up) [N, widest feed-forward]
+    public float* ExpertIn { get; }                   // one expert's gathered input [N, D] (null for a dense model)
+    public float* ExpertGradOut { get; }              // its rows of ∂L/∂output, times their routing weights [N, D]
+    public float* ExpertGradIn { get; }               // ∂L/∂ its gathered input [N, D]
+    public float* ExpertGradAct { get; }              // ∂L/∂ its SwiGLU output [N, widest feed-forward]
+    public float* RouterGrad { get; }                 // ∂L/∂ router logits [N, E]
+    public float[]? RouteGrad { get; }                // ∂L/∂ routing weights [N·k]
     public float* AdapterWork { get; }                // [N, widest adapter WorkWidth], or null without adapters
     public float* Dropout { get; }                    // [N, widest] LoRA dropout output, when dropout is on
     public float* RecomputeOut { get; }               // [N, D] throwaway layer output when recomputing a checkpointed layer
@@ -61,6 +77,18 @@ internal sealed unsafe class TrainingActivations : IDisposable
             for (int l = 0; l < c.Layers; l++)
             {
                 var a = new Layer { XIn = Take(n * d), XMid = Take(n * d) };
+                if (c.IsSparseLayer(l))
+                {
+                    a.RouterLogits = Take(n * c.Experts);
+                    a.AuxGradient = Take(n * c.Experts);
+                    if (pass == 1)
+                    {
+                        a.RoutedExperts = new int[n * c.ExpertsPerToken];
+                        a.RoutedWeights = new float[n * c.ExpertsPerToken];
+                        a.RouteOrder = new int[n * c.ExpertsPerToken];
+                        a.ExpertStarts = new int[c.Experts + 1];
+                    }
+                }
                 if (!checkpoint) TakeRecomputable(c, a, l, maxRows, maxSequence, adapters);
                 Layers[l] = a;
             }
@@ -70,11 +98,18 @@ internal sealed unsafe class TrainingActivations : IDisposable
                 TakeRecomputable(c, Shared, -1, maxRows, maxSequence, adapters);
             }
             XFinal = Take(n * d);
-            int widest = Math.Max(d, Math.Max(c.QueryDim, c.IntermediateSize));
+            int feedForward = FeedForwardWidth(c);
+            int widest = Math.Max(d, Math.Max(c.QueryDim, feedForward));
             H = Take(n * d); GradX = Take(n * d); GradH = Take(n * widest);
             GradQ = Take(n * c.QueryDim); GradK = Take(n * c.KvDim); GradV = Take(n * c.KvDim);
-            GradAtt = Take(n * c.QueryDim); GradGate = Take(n * c.IntermediateSize); GradUp = Take(n * c.IntermediateSize);
-            Act = Take(n * c.IntermediateSize);
+            GradAtt = Take(n * c.QueryDim); GradGate = Take(n * feedForward); GradUp = Take(n * feedForward);
+            Act = Take(n * feedForward);
+            if (c.IsMixtureOfExperts)
+            {
+                ExpertIn = Take(n * d); ExpertGradOut = Take(n * d); ExpertGradIn = Take(n * d); ExpertGradAct = Take(n * feedForward);
+                RouterGrad = Take(n * c.Experts);
+                if (pass == 1) RouteGrad = new float[n * c.ExpertsPerToken];
+            }
             AdapterWork = adapters.Count > 0 ? Take(n * adapters.Max(a => a.WorkWidth)) : null;
             Dropout = dropout && adapters.Count > 0 ? Take(n * widest) : null;
             RecomputeOut = checkpoint ? Take(n * d) : null;
@@ -94,17 +129,35 @@ internal sealed unsafe class TrainingActivations : IDisposable
         return p;
     }
 
+    /// <summary>The widest feed-forward activation of a row: F, an expert's Fe or the shared expert's Fs.</summary>
+    public static int FeedForwardWidth(ModelConfig c) => Math.Max(c.IntermediateSize, Math.Max(c.ExpertFeedForwardSize, c.SharedExpertFeedForwardSize));
+
+    /// <param name="layer">the layer, or −1 for the shared slot of checkpointing (sized for the largest layer)</param>
     void TakeRecomputable(ModelConfig c, Layer a, int layer, int maxRows, int maxSequence, IReadOnlyCollection<LoraAdapter> adapters)
     {
         long n = maxRows;
+        bool anySparse = layer >= 0 ? c.IsSparseLayer(layer) : Enumerable.Range(0, c.Layers).Any(c.IsSparseLayer);
+        bool anyDense = layer >= 0 ? !c.IsSparseLayer(layer) : !Enumerable.Range(0, c.Layers).All(c.IsSparseLayer);
+        // Gate and Up: a dense layer's [N, F], or a sparse layer's routed rows [N·k, Fe].
+        long gateFloats = Math.Max(anyDense ? n * c.IntermediateSize : 0, anySparse ? n * c.ExpertsPerToken * c.ExpertFeedForwardSize : 0);
         a.Q = Take(n * c.QueryDim); a.K = Take(n * c.KvDim); a.V = Take(n * c.KvDim);
         a.Lse = Take((long)maxRows / Math.Max(1, maxSequence) * c.Heads * maxSequence);
-        a.Att = Take(n * c.QueryDim); a.Gate = Take(n * c.IntermediateSize); a.Up = Take(n * c.IntermediateSize);
-        var byModule = new Dictionary<string, nint[]>(); // the shared slot: one entry per module ("attn_q")
+        a.Att = Take(n * c.QueryDim); a.Gate = Take(gateFloats); a.Up = Take(gateFloats);
+        if (anySparse)
+        {
+            a.ExpertOut = Take(n * c.ExpertsPerToken * c.HiddenSize);
+            if (c.SharedExpertFeedForwardSize > 0)
+            {
+                a.SharedGate = Take(n * c.SharedExpertFeedForwardSize); a.SharedUp = Take(n * c.SharedExpertFeedForwardSize);
+                a.SharedOut = Take(n * c.HiddenSize); a.SharedLogit = Take(n);
+            }
+        }
+        var byModule = new Dictionary<string, nint[]>(); // the shared slot: one entry per module ("attn_q", "ffn_gate_exps.3")
         foreach (var adapter in adapters)
         {
             if (layer >= 0 && !adapter.Target.StartsWith($"blk.{layer}.", StringComparison.Ordinal)) continue;
-            string module = layer >= 0 ? adapter.Target : adapter.Target.Split('.')[2]; // blk.3.attn_q.weight → attn_q
+            // blk.3.attn_q.weight → attn_q.weight; blk.3.ffn_gate_exps.5.weight → ffn_gate_exps.5.weight
+            string module = layer >= 0 ? adapter.Target : adapter.Target[(adapter.Target.IndexOf('.', 4) + 1)..];
             if (!byModule.TryGetValue(module, out var saved))
             {
                 var widths = adapter.SavedWidths;

@@ -36,8 +36,11 @@ public sealed record AdapterSettings(int Rank = 8, float Alpha = 16, float Dropo
 public sealed record FreezeSettings(int TrainableLayers = 2, IReadOnlyList<string>? Modules = null, IReadOnlyList<string>? Extra = null);
 
 /// <param name="CheckpointActivations">keep only each layer's input and recompute the rest in backward</param>
+/// <param name="RouterAuxLossCoef">mixture of experts: the load-balancing loss's coefficient (null: the checkpoint's
+/// router_aux_loss_coef)</param>
+/// <param name="RouterZLossCoef">mixture of experts: the router z-loss's coefficient</param>
 public sealed record TrainingSetup(TrainingMethod Method, AdapterSettings? Adapter = null, FreezeSettings? Freeze = null,
-    bool CheckpointActivations = false, ulong Seed = 1)
+    bool CheckpointActivations = false, ulong Seed = 1, double? RouterAuxLossCoef = null, double RouterZLossCoef = 0)
 {
     public bool UsesAdapters => Method is TrainingMethod.Lora or TrainingMethod.Dora or TrainingMethod.QLora;
 
@@ -75,7 +78,6 @@ internal sealed unsafe class TrainingPlan
     public TrainingPlan(LlamaWeights weights, TrainingSetup setup)
     {
         _weights = weights; _setup = setup;
-        weights.Config.RequireDense("training");
         AdapterKind = setup.AdapterKind;
         if (AdapterKind == null && weights.TokenEmbedding.Type != TensorType.F32)
             throw new ArgumentException($"{setup.Method} fine-tuning needs f32 weights; load the model with f32 matrices (it is {weights.TokenEmbedding.Type.Name()})");
@@ -103,11 +105,14 @@ internal sealed unsafe class TrainingPlan
             if (full || modules.Count == 0) return true;
             string? module = TensorNames.Module(role);
             bool attention = role is TensorRole.AttentionQuery or TensorRole.AttentionKey or TensorRole.AttentionValue or TensorRole.AttentionOutput;
-            bool mlp = role is TensorRole.FeedForwardGate or TensorRole.FeedForwardUp or TensorRole.FeedForwardDown;
+            bool mlp = role is TensorRole.FeedForwardGate or TensorRole.FeedForwardUp or TensorRole.FeedForwardDown or TensorRole.ExpertRouter
+                or TensorRole.ExpertGate or TensorRole.ExpertUp or TensorRole.ExpertDown or TensorRole.SharedExpertGate or TensorRole.SharedExpertUp
+                or TensorRole.SharedExpertDown or TensorRole.SharedExpertRouter;
             bool norm = role is TensorRole.AttentionNorm or TensorRole.FeedForwardNorm;
             return (module != null && modules.Contains(module)) || (attention && modules.Contains("self_attn")) || (mlp && modules.Contains("mlp")) || (norm && modules.Contains("norm"));
         }
-        foreach (var (role, layer, bias, rows, cols, _) in LlamaWeights.Expected(c))
+        var matrices = _weights.Matrices().ToDictionary(m => m.Name);
+        foreach (var (role, layer, bias, rows, cols, expert) in LlamaWeights.Expected(c))
         {
             bool trains = role switch
             {
@@ -117,8 +122,8 @@ internal sealed unsafe class TrainingPlan
                 _ => LayerTrains(layer) && ModuleTrains(role),
             };
             if (!trains) continue;
-            string name = TensorNames.Gguf(role, layer, bias);
-            nint value = rows == 1 ? (nint)_weights.Vector(role, layer, bias) : (nint)_weights.Matrices().First(m => m.Name == name).Data;
+            string name = TensorNames.Gguf(role, layer, bias, expert);
+            nint value = rows == 1 ? (nint)_weights.Vector(role, layer, bias) : (nint)matrices[name].Data;
             Parameters.Add(new Entry(name, value, rows, cols, rows > 1));
         }
         if (Parameters.Count == 0) throw new ArgumentException("the freeze settings leave nothing to train");
@@ -146,6 +151,8 @@ internal sealed unsafe class TrainingPlan
         if (Adapters.Count == 0) throw new ArgumentException($"no projection matches the LoRA targets {string.Join(", ", targets)}");
     }
 
+    /// <summary>The projections adapters may sit on: attention and a dense layer's MLP (a sparse layer's experts,
+    /// shared expert and router are not adapter targets).</summary>
     public static IEnumerable<WeightMatrix> LayerMatrices(LayerWeights w) =>
-        [w.Query, w.Key, w.Value, w.AttentionOutput, w.Gate, w.Up, w.Down];
+        w.IsSparse ? [w.Query, w.Key, w.Value, w.AttentionOutput] : [w.Query, w.Key, w.Value, w.AttentionOutput, w.Gate, w.Up, w.Down];
 }

@@ -47,6 +47,13 @@ public sealed class TrainingRows
     /// <summary>Row <paramref name="index"/> of the global stream (fresh arrays of [T] each).</summary>
     public (int[] Tokens, int[] Targets) Row(long index)
     {
+        var (tokens, targets, _) = RowWithLength(index);
+        return (tokens, targets);
+    }
+
+    /// <summary>Row <paramref name="index"/> and how many of its tokens are not padding (T for a packed row).</summary>
+    public (int[] Tokens, int[] Targets, int Length) RowWithLength(long index)
+    {
         int epoch = (int)(index / _rowsPerEpoch);
         if (_epoch == null || _epoch.Number != epoch) _epoch = Layout(epoch, ShuffledOrder(epoch));
         // An epoch of packed windows can have a few target-free windows more or less than epoch 0: wrap around it.
@@ -54,8 +61,8 @@ public sealed class TrainingRows
         return Materialize(_epoch, rows[(int)(index % _rowsPerEpoch % rows.Length)]);
     }
 
-    /// <summary>All rows once, in file order (validation).</summary>
-    public IEnumerable<(int[] Tokens, int[] Targets)> InOrder()
+    /// <summary>All rows once, in file order (validation), with how many of their tokens are not padding.</summary>
+    public IEnumerable<(int[] Tokens, int[] Targets, int Length)> InOrder()
     {
         var layout = Layout(-1, Enumerable.Range(0, _examples.Count).ToArray());
         foreach (long row in layout.Rows) yield return Materialize(layout, row);
@@ -104,7 +111,7 @@ public sealed class TrainingRows
         return new Epoch(number, order, starts, rows.ToArray());
     }
 
-    (int[] Tokens, int[] Targets) Materialize(Epoch epoch, long row)
+    (int[] Tokens, int[] Targets, int Length) Materialize(Epoch epoch, long row)
     {
         int t = _sequence;
         var tokens = new int[t];
@@ -117,7 +124,7 @@ public sealed class TrainingRows
             int n = Math.Min(e.Ids.Length, t + 1);
             e.Ids.AsSpan(0, Math.Min(n, t)).CopyTo(tokens);
             for (int j = 0; j + 1 < n; j++) if (e.IsTarget[j + 1]) targets[j] = e.Ids[j + 1];
-            return (tokens, targets);
+            return (tokens, targets, Math.Min(n, t));
         }
         // Positions row .. row + T of the concatenation: token j is position row + j, target j is position row + j + 1.
         int i = Array.BinarySearch(epoch.Starts, row);
@@ -132,6 +139,6 @@ public sealed class TrainingRows
             if (j < t) tokens[j] = e.Ids[k];
             if (j > 0) targets[j - 1] = e.IsTarget[k] ? e.Ids[k] : -1;
         }
-        return (tokens, targets);
+        return (tokens, targets, t);
     }
 }

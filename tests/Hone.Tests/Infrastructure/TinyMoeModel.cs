@@ -9,7 +9,7 @@ public static class TinyMoeModel
     static readonly Lazy<string> Built = new(() => TinyChatModel.Build("moe", vocab => new ModelConfig
     {
         Architecture = "mixtral", VocabSize = vocab, HiddenSize = 32, IntermediateSize = 64, Layers = 2, Heads = 2, KvHeads = 1,
-        HeadDim = 16, RotaryDims = 16, MaxPositions = 128, Experts = 4, ExpertsPerToken = 2, ExpertFeedForwardSize = 64, NormalizeTopK = true,
+        HeadDim = 16, RotaryDims = 16, MaxPositions = 128, Experts = 4, ExpertsPerToken = 2, ExpertFeedForwardSize = 64, NormalizeTopK = true, RouterAuxLossCoef = 0.02,
     }, seed: 7, std: 0.2f, embeddingStd: 0.5f));
 
     public static string Path => Built.Value;

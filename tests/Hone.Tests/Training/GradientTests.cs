@@ -23,8 +23,11 @@ public unsafe class GradientTests(ITestOutputHelper output)
         return st.Tensors.ToDictionary(t => t.Name, t => new ReadOnlySpan<float>(st.TensorData(t), (int)t.ElementCount).ToArray());
     }
 
+    void AssertGradient(string name, ReadOnlySpan<float> want, ReadOnlySpan<float> got, List<string> failures) =>
+        CompareGradient(output, name, want, got, failures);
+
     /// <summary>max |got − want| ≤ 1e-4 · max |want| over each tensor (relative to the tensor's scale).</summary>
-    void AssertGradient(string name, ReadOnlySpan<float> want, ReadOnlySpan<float> got, List<string> failures)
+    internal static void CompareGradient(ITestOutputHelper output, string name, ReadOnlySpan<float> want, ReadOnlySpan<float> got, List<string> failures)
     {
         double scale = 0, worst = 0;
         for (int i = 0; i < want.Length; i++) scale = Math.Max(scale, Math.Abs(want[i]));

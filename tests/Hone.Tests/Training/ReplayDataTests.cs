@@ -43,7 +43,7 @@ public class ReplayDataTests
         // The replay rows: BOS + text + EOS, every position after BOS a target (padding aside).
         var rows = mixed.Train.InOrder().ToList();
         var replayRows = rows.Skip(2).ToList();
-        foreach (var (tokens, targets) in replayRows)
+        foreach (var (tokens, targets, _) in replayRows)
         {
             int real = targets.Count(t => t >= 0);
             Assert.True(real >= 8, "a replay document has all its tokens as targets");

@@ -27,7 +27,11 @@ public sealed record ReportSummary(string HtmlPath, string MarkdownPath, int Run
 public static class RunReport
 {
     sealed record Run(string Directory, string Name, List<(double Step, double Loss)> Train, List<(double Step, double Loss)> Validation,
-        JsonObject? Summary, List<(string Path, string Label, List<JsonObject> Records)> Results, List<CorpusScores> Corpora);
+        JsonObject? Summary, List<(string Path, string Label, List<JsonObject> Records)> Results, List<CorpusScores> Corpora,
+        List<RouterStep> Router);
+
+    /// <summary>A logged step of mixture-of-experts training: the router losses and each sparse layer's routing.</summary>
+    sealed record RouterStep(double Step, double Balance, double Z, JsonArray Layers);
 
     public static ReportSummary Write(ReportOptions o)
     {
@@ -78,8 +82,10 @@ public static class RunReport
                 html.Append($"<tr><td>{E(r.Name)}</td><td>{E(stage)}</td><td>{Cell("steps")}</td><td>{Cell("tokens", "N0")}</td><td>{Cell("seconds", "0.0")} s</td><td>{Cell("final_loss", "0.0000")}</td><td>{Cell("best_val_loss", "0.0000")}</td><td>{Cell("trainable_parameters", "N0")}</td></tr>");
                 md.AppendLine($"| {r.Name} | {stage} | {Cell("steps")} | {Cell("tokens", "N0")} | {Cell("seconds", "0.0")} | {Cell("final_loss", "0.0000")} | {Cell("best_val_loss", "0.0000")} | {Cell("trainable_parameters", "N0")} |");
             }
-            html.Append("</table></section>");
+            html.Append("</table>");
             md.AppendLine();
+            charts += RouterSection(withTraining, html, md);
+            html.Append("</section>");
         }
 
         // Evaluation.
@@ -262,6 +268,7 @@ public static class RunReport
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: no such run directory");
         var train = new List<(double, double)>();
         var validation = new List<(double, double)>();
+        var router = new List<RouterStep>();
         var metrics = Path.Combine(dir, "metrics.jsonl");
         if (File.Exists(metrics))
         {
@@ -276,6 +283,8 @@ public static class RunReport
                 if (n?["step"] is not JsonValue sv || !sv.TryGetValue(out double step)) continue;
                 if (n["loss"] is JsonValue lv && lv.TryGetValue(out double loss)) train.Add((step, loss));
                 if (n["val_loss"] is JsonValue vv && vv.TryGetValue(out double val)) validation.Add((step, val));
+                if (n["routing"] is JsonArray layers && n["router_aux_loss"] is JsonValue av && av.TryGetValue(out double balance))
+                    router.Add(new RouterStep(step, balance, n["router_z_loss"] is JsonValue zv && zv.TryGetValue(out double z) ? z : double.NaN, layers));
             }
         }
         JsonObject? summary = null;
@@ -288,7 +297,7 @@ public static class RunReport
         var corpora = new List<CorpusScores>();
         var corpusPath = Path.Combine(dir, "corpus_ppl.json");
         if (File.Exists(corpusPath)) corpora.AddRange(ReadCorpora(corpusPath));
-        return new Run(dir, Path.GetFileName(Path.GetFullPath(dir).TrimEnd('/')), train, validation, summary, results, corpora);
+        return new Run(dir, Path.GetFileName(Path.GetFullPath(dir).TrimEnd('/')), train, validation, summary, results, corpora, router);
     }
 
     /// <summary>"before" sorts before "after", otherwise by name.</summary>
@@ -465,6 +474,52 @@ public static class RunReport
 
     /// <summary>Text in a Markdown table cell: HTML escaped, pipes escaped, line breaks as &lt;br&gt;.</summary>
     static string Md(string text) => WebUtility.HtmlEncode(text).Replace("|", "\\|").Replace("\r", "").Replace("\n", "<br>");
+
+    /// <summary>Mixture-of-experts runs: the load-balancing loss over the steps, each sparse layer's routing entropy, and
+    /// the expert loads of the last logged step. Returns the charts drawn.</summary>
+    static int RouterSection(List<Run> runs, StringBuilder html, StringBuilder md)
+    {
+        int charts = 0;
+        var routed = runs.Where(r => r.Router.Count > 0).ToList();
+        if (routed.Count == 0) return 0;
+        html.Append("<h3>Routing</h3><div class=\"grid\">");
+        md.AppendLine("### Routing").AppendLine();
+        var balance = routed.Select(r => new SvgCharts.Series(routed.Count > 1 ? r.Name : "load balancing", r.Router.Select(x => (x.Step, x.Balance)).ToList())).ToList();
+        html.Append(Figure(SvgCharts.Line("Load-balancing loss", "optimizer step", "loss (k when balanced)", balance),
+            "Hugging Face's load-balancing loss over every sparse layer's tokens, before its coefficient: k (experts per token) when " +
+            "the router spreads tokens evenly, up to k·E when one expert takes them all.")); charts++;
+        foreach (var r in routed)
+        {
+            var layers = r.Router[^1].Layers.Select(l => (int?)l?["layer"] ?? -1).ToList();
+            var entropy = layers.Select(layer => new SvgCharts.Series($"layer {layer}", r.Router.Select(x =>
+                (x.Step, x.Layers.FirstOrDefault(l => (int?)l?["layer"] == layer)?["entropy"] is JsonValue v && v.TryGetValue(out double e) ? e : double.NaN)).ToList())).ToList();
+            double max = r.Router[^1].Layers[0]?["max_entropy"] is JsonValue mv && mv.TryGetValue(out double m) ? m : double.NaN;
+            html.Append(Figure(SvgCharts.Line($"{r.Name}: routing entropy", "optimizer step", "nats", entropy),
+                $"Mean entropy of each sparse layer's routing distribution; ln E = {Num(max)} when the router cannot tell experts apart, 0 when it is certain.")); charts++;
+        }
+        html.Append("</div>");
+        foreach (var r in routed)
+        {
+            var last = r.Router[^1];
+            int experts = last.Layers[0]?["load"] is JsonArray a ? a.Count : 0;
+            string header = string.Concat(Enumerable.Range(0, experts).Select(e => $"<th>expert {e}</th>"));
+            html.Append($"<p class=\"note\">{E(r.Name)}: each expert's share of the routed tokens at step {Num(last.Step)} (even: {Num(100.0 / Math.Max(1, experts))}%).</p>");
+            html.Append($"<table><tr><th>layer</th>{header}<th>entropy</th><th>balance loss</th></tr>");
+            md.AppendLine($"{r.Name}: expert loads at step {Num(last.Step)}").AppendLine()
+              .AppendLine("| layer | " + string.Join(" | ", Enumerable.Range(0, experts).Select(e => $"expert {e}")) + " | entropy | balance loss |")
+              .AppendLine("| --- |" + string.Concat(Enumerable.Repeat(" --- |", experts + 2)));
+            foreach (var layer in last.Layers)
+            {
+                var loads = (layer?["load"] as JsonArray ?? []).Select(v => (double?)v ?? double.NaN).Select(v => $"{v * 100:0.0}%").ToList();
+                string entropy = Num((double?)layer?["entropy"] ?? double.NaN), loss = Num((double?)layer?["balance_loss"] ?? double.NaN);
+                html.Append($"<tr><td>{layer?["layer"]}</td>{string.Concat(loads.Select(l => $"<td>{l}</td>"))}<td>{entropy}</td><td>{loss}</td></tr>");
+                md.AppendLine($"| {layer?["layer"]} | {string.Join(" | ", loads)} | {entropy} | {loss} |");
+            }
+            html.Append("</table>");
+            md.AppendLine();
+        }
+        return charts;
+    }
 
     static string Figure(string svg, string? caption) =>
         svg.Length == 0 ? "" : $"<figure>{svg}{(caption != null ? $"<figcaption>{E(caption)}</figcaption>" : "")}</figure>";

@@ -1,0 +1,235 @@
+using System.Text.Json.Nodes;
+using Hone.Formats;
+using Hone.Model;
+using Hone.Tensors;
+using Hone.Tests.Infrastructure;
+using Hone.Tests.Model;
+using Hone.Training;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Hone.Tests.Training;
+
+/// <summary>
+/// Training a mixture of experts: every gradient (experts, routers, shared expert and its gate, attention, norms,
+/// embeddings) of the NLL plus the load-balancing loss and the z-loss against float64 PyTorch autograd
+/// (tools/reference/make_gradient_fixtures.py, cases *-moe), finite differences through the routing, checkpointed
+/// activations, and the router losses being computed whenever their coefficients are set.
+/// </summary>
+public unsafe class MixtureOfExpertsTrainingTests(ITestOutputHelper output)
+{
+    static readonly WorkerPool Pool = new(2);
+
+    static Dictionary<string, float[]> ReadFixture(string name)
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gradients", name + ".safetensors");
+        using var st = SafetensorsFile.Open(path);
+        return st.Tensors.ToDictionary(t => t.Name, t => new ReadOnlySpan<float>(st.TensorData(t), (int)t.ElementCount).ToArray());
+    }
+
+    [Theory]
+    [InlineData("mixtral-hf-f32")]
+    [InlineData("qwen2moe-hf-f32")]      // shared expert, unnormalized top-3 of 6, a dense layer between sparse ones
+    [InlineData("qwen2moe-norm-hf-f32")] // norm_topk_prob, sparse every second layer
+    public void Gradients_with_router_losses_match_pytorch(string variant)
+    {
+        var f = ReadFixture($"{variant}-moe");
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath(variant));
+        using var weights = LlamaWeights.Load(c, new WeightLoadOptions(TensorType.F32));
+        var setup = new TrainingSetup(TrainingMethod.Full, RouterAuxLossCoef: f["coef.aux"][0], RouterZLossCoef: f["coef.z"][0]);
+        using var model = new TrainableLlama(weights, Pool, setup, maxBatch: 2, maxSequence: 12);
+        var tokens = f["input.tokens"].Select(v => (int)v).ToArray();
+        var targets = f["input.targets"].Select(v => (int)v).ToArray();
+        var lengths = f["input.lengths"].Select(v => (int)v).ToArray();
+        int count = targets.Count(t => t >= 0);
+        model.ZeroGradients();
+        double nll = model.ForwardBackward(tokens, targets, 2, 12, 1f / count, 1f, lengths) / count;
+        output.WriteLine($"nll {nll:F6} (want {f["loss.nll"][0]:F6}), balance {model.LastBalanceLoss:F6} ({f["loss.balance"][0]:F6}), z {model.LastZLoss:F4} ({f["loss.z"][0]:F4})");
+        Assert.Equal(f["loss.nll"][0], nll, 4);
+        Assert.Equal(f["loss.balance"][0], model.LastBalanceLoss, 4);
+        Assert.Equal(1, model.LastZLoss / f["loss.z"][0], 4);
+        var failures = new List<string>();
+        string family = c.Config.Architecture;
+        foreach (var p in model.Parameters)
+        {
+            string hf = TensorNames.GgufToHuggingFace(p.Name, family) ?? throw new InvalidOperationException(p.Name);
+            GradientTests.CompareGradient(output, hf, f["grad." + hf], p.Gradients, failures);
+        }
+        Assert.Equal(f.Keys.Count(k => k.StartsWith("grad.", StringComparison.Ordinal)), model.Parameters.Count);
+        Assert.Empty(failures);
+        // The router losses move the router's gradient well beyond the tolerance: they were computed.
+        foreach (var router in f.Keys.Where(k => k.StartsWith("ce_grad.", StringComparison.Ordinal)))
+        {
+            var ce = f[router];
+            var full = f["grad." + router["ce_grad.".Length..]];
+            double difference = ce.Zip(full, (a, b) => Math.Abs(a - b)).Max(), scale = full.Max(Math.Abs);
+            Assert.True(difference > 1e-2 * scale, $"{router}: the router losses change its gradient by only {difference:E2} of {scale:E2}");
+        }
+    }
+
+    static string Routing(TrainableLlama m) =>
+        string.Join("|", Enumerable.Range(0, m.Config.Layers).Where(m.Config.IsSparseLayer).Select(l => string.Join(",", m.RoutedExperts(l).ToArray())));
+
+    [Fact]
+    public void Finite_differences_agree_with_backward_through_routing_and_router_losses()
+    {
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-norm-hf-f32"));
+        using var w = LlamaWeights.Load(c, new WeightLoadOptions(TensorType.F32));
+        var setup = new TrainingSetup(TrainingMethod.Full, RouterAuxLossCoef: 0.05, RouterZLossCoef: 0.002);
+        using var m = new TrainableLlama(w, Pool, setup, 1, 8);
+        var rng = new Random(11);
+        var tokens = Enumerable.Range(0, 8).Select(_ => rng.Next(c.Config.VocabSize)).ToArray();
+        var targets = tokens.Skip(1).Append(-1).ToArray();
+        m.ZeroGradients();
+        m.ForwardBackward(tokens, targets, 1, 8, 1f);
+        double Loss()
+        {
+            double nll = m.Forward(tokens, targets, 1, 8);
+            return nll + 0.05 * m.LastBalanceLoss + 0.002 * m.LastZLoss;
+        }
+        int checkedCount = 0, skipped = 0;
+        foreach (var p in m.Parameters.Where(p => p.Name.Contains("exps") || p.Name.Contains("ffn_gate_inp") || p.Name.Contains("shexp")))
+            for (int probe = 0; probe < 3; probe++)
+            {
+                long i = rng.NextInt64(p.Count);
+                float original = p.Value[i];
+                const float h = 2e-3f;
+                p.Value[i] = original + h; double plus = Loss(); var routingPlus = Routing(m);
+                p.Value[i] = original - h; double minus = Loss(); var routingMinus = Routing(m);
+                p.Value[i] = original;
+                // A step that changes which experts a row takes has no derivative there; such probes are not counted.
+                if (routingPlus != routingMinus) { skipped++; continue; }
+                double numeric = (plus - minus) / (2 * h), analytic = p.Gradient[i];
+                Assert.True(Math.Abs(numeric - analytic) <= 2e-3 + 2e-2 * Math.Abs(analytic),
+                    $"{p.Name}[{i}]: finite difference {numeric:G6}, backward {analytic:G6}");
+                checkedCount++;
+            }
+        output.WriteLine($"{checkedCount} probes checked, {skipped} skipped for a routing change");
+        Assert.True(checkedCount >= 30, $"only {checkedCount} probes checked");
+    }
+
+    [Fact]
+    public void Checkpointed_activations_give_bit_identical_gradients()
+    {
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-hf-f32"));
+        var rng = new Random(5);
+        var tokens = Enumerable.Range(0, 2 * 16).Select(_ => rng.Next(c.Config.VocabSize)).ToArray();
+        var targets = tokens.Skip(1).Append(-1).ToArray();
+        int[] lengths = [16, 11];
+        float[][] Gradients(bool checkpoint)
+        {
+            using var w = LlamaWeights.Load(c, new WeightLoadOptions(TensorType.F32));
+            var setup = new TrainingSetup(TrainingMethod.Full, CheckpointActivations: checkpoint, RouterZLossCoef: 0.001);
+            using var m = new TrainableLlama(w, Pool, setup, 2, 16);
+            m.ForwardBackward(tokens, targets, 2, 16, 0.1f, 1f, lengths);
+            return m.Parameters.Select(p => p.Gradients.ToArray()).ToArray();
+        }
+        var plain = Gradients(false);
+        var checkpointed = Gradients(true);
+        Assert.Equal(plain.Length, checkpointed.Length);
+        for (int i = 0; i < plain.Length; i++) Assert.Equal(plain[i], checkpointed[i]);
+    }
+
+    [Fact]
+    public void Training_forward_gives_the_inference_logits_loss()
+    {
+        // The training forward (grouped experts, shared expert) and the inference forward score a sequence alike.
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-hf-f32"));
+        using var w = LlamaWeights.Load(c, new WeightLoadOptions(TensorType.F32));
+        using var m = new TrainableLlama(w, Pool, new TrainingSetup(TrainingMethod.Full), 1, 10);
+        var rng = new Random(2);
+        var tokens = Enumerable.Range(0, 10).Select(_ => rng.Next(c.Config.VocabSize)).ToArray();
+        var targets = tokens.Skip(1).Append(-1).ToArray();
+        double trained = m.Forward(tokens, targets, 1, 10);
+        using var inference = new LlamaModel(w, Pool, maxContext: 16);
+        var logits = new float[10 * c.Config.VocabSize];
+        inference.Forward(tokens, logits, allLogits: true, promptRows: true);
+        double nll = 0;
+        for (int t = 0; t < 9; t++)
+        {
+            var row = logits.AsSpan(t * c.Config.VocabSize, c.Config.VocabSize);
+            float max = float.NegativeInfinity;
+            foreach (var v in row) max = Math.Max(max, v);
+            double sum = 0;
+            foreach (var v in row) sum += Math.Exp(v - max);
+            nll += max + Math.Log(sum) - row[targets[t]];
+        }
+        Assert.Equal(nll, trained, 3);
+    }
+}
+
+public class MixtureOfExpertsTrainingCliTests
+{
+    static string Text(TempDirectory dir)
+    {
+        string text = dir.File("text.txt");
+        File.WriteAllText(text, string.Concat(Enumerable.Range(0, 60).Select(i => $"Order {i} ships in {i % 4 + 2} days. ")));
+        return text;
+    }
+
+    [Fact]
+    public void Full_fine_tuning_logs_router_losses_and_routing_and_writes_a_mixture_that_loads()
+    {
+        using var dir = new TempDirectory();
+        string text = Text(dir), run = dir.File("run");
+        var train = HoneCli.Run("train", TinyMoeModel.Path, "--stage", "cpt", "--method", "full", "--data", text, "--out", run, "--max-steps", "6",
+            "--seq-len", "32", "--batch-size", "2", "--lr", "3e-3", "--warmup-steps", "0", "--router-z-loss-coef", "0.001", "--eval-every", "0",
+            "--val-split", "0", "--save-every", "0");
+        Assert.True(train.ExitCode == 0, train.ToString());
+        Assert.Contains("router_aux_loss_coef 0.02", train.Stdout + train.Stderr); // the checkpoint's (Mixtral's default)
+        var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal(6, lines.Count);
+        foreach (var line in lines)
+        {
+            Assert.InRange((double)line["router_aux_loss"]!, 2.0 - 1e-6, 8.0); // k = 2 at perfect balance, k·E when one expert takes all
+            Assert.True((double)line["router_z_loss"]! > 0);
+            var layers = line["routing"]!.AsArray();
+            Assert.Equal(2, layers.Count);
+            foreach (var layer in layers)
+            {
+                Assert.Equal(64, (long)layer!["tokens"]!);
+                Assert.Equal(1.0, layer["load"]!.AsArray().Sum(v => (double)v!), 3);
+                Assert.InRange((double)layer["entropy"]!, 0, Math.Log(4) + 1e-4);
+            }
+        }
+        Assert.True((double)lines[^1]["loss"]! < (double)lines[0]["loss"]!, "six steps on repeated text lower the loss");
+        var inspect = HoneCli.Run("inspect", run);
+        Assert.True(inspect.ExitCode == 0, inspect.ToString());
+        Assert.Contains("experts      4 per layer, 2 per token", inspect.Stdout);
+        var generate = HoneCli.Run("generate", run, "-p", "Order 3", "-n", "4", "--temperature", "0", "--json");
+        Assert.True(generate.ExitCode == 0, generate.ToString());
+        var report = HoneCli.Run("report", run, "--out", dir.File("report.html"));
+        Assert.True(report.ExitCode == 0, report.ToString());
+        string html = File.ReadAllText(dir.File("report.html"));
+        Assert.Contains("Load-balancing loss", html);
+        Assert.Contains("routing entropy", html);
+        Assert.Contains("<th>expert 3</th>", html);
+    }
+
+    [Fact]
+    public void Lora_on_a_mixture_adapts_attention_and_the_adapter_serves_with_the_base()
+    {
+        using var dir = new TempDirectory();
+        string text = Text(dir), run = dir.File("lora");
+        var train = HoneCli.Run("train", TinyMoeModel.Path, "--stage", "cpt", "--method", "lora", "--data", text, "--out", run, "--max-steps", "3",
+            "--seq-len", "32", "--batch-size", "2", "--eval-every", "0", "--val-split", "0", "--save-every", "0");
+        Assert.True(train.ExitCode == 0, train.ToString());
+        Assert.Contains("the experts and routers stay frozen", train.Stdout + train.Stderr);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "adapter_config.json")))!;
+        Assert.Equal("lora", ((string?)config["peft_type"])?.ToLowerInvariant());
+        var generate = HoneCli.Run("generate", TinyMoeModel.Path, "--adapter", run, "-p", "Order 3", "-n", "4", "--temperature", "0", "--json");
+        Assert.True(generate.ExitCode == 0, generate.ToString());
+    }
+
+    [Fact]
+    public void Router_loss_coefficients_on_a_dense_model_are_refused()
+    {
+        using var dir = new TempDirectory();
+        string text = Text(dir);
+        var train = HoneCli.Run("train", TinyChatModel.Path, "--stage", "cpt", "--data", text, "--out", dir.File("run"), "--max-steps", "1",
+            "--router-aux-loss-coef", "0.01");
+        Assert.NotEqual(0, train.ExitCode);
+        Assert.Contains("apply to mixture-of-experts models", train.Stderr);
+        Assert.DoesNotContain("   at ", train.Stderr);
+    }
+}
