@@ -8,7 +8,8 @@ public sealed record TrainingBenchOptions(string Shape = "smollm2-135m", Trainin
     int Sequence = 256, int Steps = 3, int Threads = 0, int LoraRank = 16, bool CheckpointActivations = false, int Seed = 1);
 
 /// <param name="FlopsPerToken">matrix FLOPs of one training token: forward 2·P, input gradients 2·P, weight gradients
-/// 2·(trainable P), plus attention (forward and backward) and the adapters' own products</param>
+/// 2·(trainable P), plus attention (forward and backward) and the adapters' own products; P counts the weights a
+/// token multiplies with (a mixture of experts: its k routed experts, not all E)</param>
 public sealed record TrainingBenchResult(string Shape, string Method, int Threads, int Batch, int Sequence, long Parameters,
     long TrainableParameters, double TokensPerSecond, double FlopsPerToken, long PeakRssBytes, MachineLimits Limits)
 {
@@ -52,8 +53,10 @@ public static class TrainingBenchmark
             if (step > 0) best = Math.Min(best, seconds);
         }
         long trainable = model.Parameters.Sum(p => p.Count);
+        // Matrix weights a token multiplies with: the head and every layer's projections (a mixture of experts: the
+        // router, the k routed experts and the shared expert).
         long matrix = 2L * config.VocabSize * config.HiddenSize / (config.TiedEmbeddings ? 2 : 1) // head (tied: the embedding is the head)
-                      + (long)config.Layers * ((long)config.HiddenSize * config.QueryDim * 2 + (long)config.HiddenSize * config.KvDim * 2 + 3L * config.HiddenSize * config.IntermediateSize);
+                      + Enumerable.Range(0, config.Layers).Sum(l => config.LayerMatrixParameters(l, active: true));
         long trainableMatrix = o.Method == TrainingMethod.Full ? matrix : trainable;
         double attention = 4.0 * config.Layers * config.QueryDim * (o.Sequence + 1) / 2.0;
         double flops = 2.0 * matrix + 2.0 * matrix + 2.0 * trainableMatrix + attention * 3
