@@ -19,6 +19,7 @@ public static class Program
         root.Subcommands.Add(PerplexityCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(MergeAdapterCommand.Create());
+        root.Subcommands.Add(MoeCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(AgentCommand.Create());

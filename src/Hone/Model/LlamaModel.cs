@@ -160,6 +160,49 @@ public sealed unsafe class LlamaModel : IDisposable
         for (int i = 0; i < d; i++) meanHidden[i] = (float)(sum[i] / tokens.Length);
     }
 
+    /// <summary>Append <paramref name="tokens"/> as prompt rows and write, for every layer, the residual stream entering
+    /// it (Hugging Face's hidden_states[l], l &lt; L: the embeddings, then each layer's output) at the last token, or
+    /// averaged over the tokens, to <paramref name="layerInputs"/> [L, D]; no logits.</summary>
+    public void ForwardLayerInputs(ReadOnlySpan<int> tokens, Span<float> layerInputs, bool average)
+    {
+        var c = Config;
+        int d = c.HiddenSize;
+        if (tokens.Length == 0) throw new ArgumentException("no tokens to run");
+        if (Position + tokens.Length > MaxContext)
+            throw new InvalidOperationException($"context full: {Position} + {tokens.Length} tokens exceed the context of {MaxContext}");
+        if (layerInputs.Length < (long)c.Layers * d) throw new ArgumentException($"the buffer holds {layerInputs.Length} floats, needs {c.Layers} × {d}");
+        foreach (var t in tokens)
+            if ((uint)t >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary of {c.VocabSize}");
+        var sums = new double[c.Layers * d];
+        fixed (double* capture = sums)
+        {
+            _layerCapture = capture;
+            _captureAverage = average;
+            try
+            {
+                for (int start = 0; start < tokens.Length; start += MaxBatch)
+                    Step(tokens.Slice(start, Math.Min(MaxBatch, tokens.Length - start)), null, false, false, true, null);
+            }
+            finally { _layerCapture = null; }
+        }
+        for (int i = 0; i < sums.Length; i++) layerInputs[i] = (float)(average ? sums[i] / tokens.Length : sums[i]);
+    }
+
+    double* _layerCapture;   // [L, D] while ForwardLayerInputs runs
+    bool _captureAverage;
+
+    /// <summary>Adds each row of the residual <paramref name="x"/> [T, D] entering layer <paramref name="layer"/> to
+    /// the capture (average), or keeps the last row.</summary>
+    void CaptureLayerInput(int layer, float* x, int T, int D)
+    {
+        double* dst = _layerCapture + (long)layer * D;
+        if (_captureAverage)
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < D; i++) dst[i] += x[(long)t * D + i];
+        else
+            for (int i = 0; i < D; i++) dst[i] = x[(long)(T - 1) * D + i];
+    }
+
     /// <param name="diagnose">check every stage's output for NaN/∞ and throw <see cref="NonFiniteException"/> naming the
     /// first that has any (see <see cref="DiagnoseNonFinite"/>); off on every normal pass</param>
     /// <param name="hiddenSum">[D] in double: when set, every row's final hidden state (after the output norm) is added to it</param>
@@ -175,6 +218,7 @@ public sealed unsafe class LlamaModel : IDisposable
         for (int l = 0; l < c.Layers; l++)
         {
             var w = Weights.Layers[l];
+            if (_layerCapture != null) CaptureLayerInput(l, x, T, D);
             long layerOffset = (long)l * MaxContext * Kd * CacheType.ElementBytes(), positionOffset = (long)Position * Kd * CacheType.ElementBytes();
             byte* kCache = _keys.Pointer + layerOffset, vCache = _values.Pointer + layerOffset;
             // F32: the projections write straight into the cache; BF16: into fp32 rows, rounded into the cache after RoPE.
