@@ -88,6 +88,32 @@ for arch in ["mixtral", "qwen2_moe"]:
         hone("convert", d, "--out", out, "--type", t)
         perplexity_pair(out, 1e-4 if t == "f32" else 1e-3, f"{arch} + gpt2-hf {t} (from HF)")
 
+# 2c. A mixture built by `hone moe build` (mergekit-moe config, hidden routers) from two random llama models of one shape.
+base = os.path.join(work, "moe-base"); other = os.path.join(work, "moe-other")
+for d, seed in [(base, 1), (other, 2)]:
+    subprocess.run([sys.executable, os.path.join(a.tools, "make_random_model.py"), d, "--arch", "llama", "--seed", str(seed),
+                    "--tokenizer", os.path.join(tokenizers, "gpt2-hf")], check=True, capture_output=True)
+config = os.path.join(work, "moe.yaml")
+open(config, "w").write(f"""base_model: {base}
+gate_mode: hidden
+experts_per_token: 2
+experts:
+  - source_model: {base}
+    positive_prompts: ["To be, or not to be"]
+  - source_model: {other}
+    positive_prompts: ["Now is the winter of our discontent"]
+  - source_model: {other}
+    positive_prompts: ["Friends, Romans, countrymen"]
+    residual_scale: 0.5
+  - source_model: {base}
+    positive_prompts: ["All the world's a stage"]
+    noise_scale: 0.01
+""")
+for t in ["f32", "q8_0"]:
+    out = os.path.join(work, f"moe-built-{t}.gguf")
+    hone("moe", "build", config, "--out", out, "--type", t)
+    perplexity_pair(out, 1e-4 if t == "f32" else 1e-3, f"hone moe build (4 experts of 2 llama models, hidden routers) {t}")
+
 # 3. Speed side by side (optional).
 if a.bench:
     d = os.path.join(work, "smollm2")

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Checks that llama.cpp loads the GGUF files `hone convert` writes and computes what hone computes:
 # tokens, greedy text and perplexity, on real weights (stories260K) and random Hugging Face models (llama with the
-# Llama-2 and GPT-2 tokenizers, qwen2 with biases and a tied head, the mixtures of experts mixtral and qwen2_moe;
-# --only moe runs just those). With --bench it also runs llama-bench and
+# Llama-2 and GPT-2 tokenizers, qwen2 with biases and a tied head, the mixtures of experts mixtral and qwen2_moe, and a
+# Mixtral that `hone moe build` makes out of two llama models; --only moe runs just the mixtures). With --bench it also runs llama-bench and
 # `hone bench` side by side, interleaved, on a random SmolLM2-135M-shaped model written by `hone convert`.
 #
 # llama.cpp comes from Debian's own package (llama.cpp-tools in sid), installed into a debootstrap chroot, because

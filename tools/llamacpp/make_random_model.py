@@ -20,6 +20,7 @@ p.add_argument("out")
 p.add_argument("--shape", choices=["tiny", "smollm2-135m", "mixtral-small"], default="tiny")
 p.add_argument("--arch", choices=["llama", "qwen2", "mixtral", "qwen2_moe"], default="llama")
 p.add_argument("--tokenizer", help="directory holding tokenizer.json (copied next to the model)")
+p.add_argument("--seed", type=int, default=1, help="seed of the weights (models of one shape with different seeds differ)")
 a = p.parse_args()
 
 if a.shape == "tiny":
@@ -73,7 +74,7 @@ for l in range(L):
 shapes["model.norm.weight"] = (D,)
 if not tied: shapes["lm_head.weight"] = (V, D)
 
-rng = random.Random(1)
+rng = random.Random(a.seed)
 std = 0.5 if a.shape == "tiny" else 0.02
 pool = array.array("f", [rng.gauss(0, std) for _ in range(1 << 20)])
 def count(s): return s[0] * (s[1] if len(s) > 1 else 1)
