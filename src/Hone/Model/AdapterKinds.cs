@@ -67,6 +67,9 @@ public static class AdapterKinds
     public static readonly AdapterKind Dora = Register(new("dora", "use_dora", s => new DoraAdapter(s), whyNoLlamaCpp:
         "llama.cpp has no DoRA adapters (its LoRA adds s·B·A·x; DoRA rescales every output row by m/‖W + s·B·A‖): " +
         "merge the adapter into the model (hone merge-adapter) and convert that"));
+    public static readonly AdapterKind LoraMixture = Register(new("lora-mixture", "use_hone_lora_mixture",
+        s => throw new ArgumentException($"a LoRA mixture on {s.Target} is made from expert adapters (hone train --lora-experts DIR,DIR), not from a rank"),
+        whyNoLlamaCpp: "llama.cpp has no routed LoRA mixtures: load the mixture directory in Hone, or use one expert (experts/NAME is a plain PEFT adapter)"));
 
     public static IReadOnlyList<AdapterKind> All => Volatile.Read(ref _table);
 

@@ -228,6 +228,7 @@ public sealed unsafe class LlamaModel : IDisposable
 
             RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, T, D, c.RmsNormEps);
             if (diagnose) CheckFinite(h, (long)T * D, l, "attention norm");
+            RouteLoraMixture(l, h, T);
             Linear.ForwardShared(Pool, h, T, D,
                 w.Query, w.QueryBias, q, Qd, AdapterOf(w.Query),
                 w.Key, w.KeyBias, kNew, Kd, AdapterOf(w.Key),
@@ -326,6 +327,20 @@ public sealed unsafe class LlamaModel : IDisposable
             }
         }
         if (diagnose) CheckFinite(x, (long)T * D, layer, "mixture of experts");
+    }
+
+    /// <summary>A LoRA mixture's router of layer <paramref name="layer"/> (if its adapters are attached) routes the
+    /// rows of the attention norm's output before any of the layer's adapted projections run.</summary>
+    void RouteLoraMixture(int layer, float* h, int T)
+    {
+        LoraRouter? routed = null;
+        foreach (var adapter in Adapters.Values)
+            if (adapter is LoraMixtureAdapter m && m.Router.Layer == layer && !ReferenceEquals(m.Router, routed))
+            {
+                if (routed != null) throw new InvalidOperationException($"layer {layer} has adapters of two LoRA mixtures");
+                routed = m.Router;
+                routed.Route(Pool, h, T);
+            }
     }
 
     /// <summary>y[n] += s · v[n] (O(D) per routed row, beside the expert's O(D·Fe) products)</summary>

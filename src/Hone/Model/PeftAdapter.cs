@@ -133,6 +133,8 @@ public static unsafe class PeftAdapter
     /// targeted projection and shape-checked, and every targeted projection given its tensors.</summary>
     public static Dictionary<string, LoraAdapter> Load(string directory, LlamaWeights weights)
     {
+        if (LoraMixture.IsMixture(directory))
+            return LoraMixture.Load(directory, weights).Adapters.ToDictionary(p => p.Key, p => (LoraAdapter)p.Value);
         if (File.Exists(directory)) return LoadGguf(directory, weights);
         var config = ReadConfig(directory);
         var configPath = Path.Combine(directory, "adapter_config.json");

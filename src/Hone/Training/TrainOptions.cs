@@ -72,12 +72,18 @@ public sealed partial record TrainOptions
     public double? RouterAuxLossCoef { get; init; }
     /// <summary>Mixture of experts: the router z-loss's coefficient.</summary>
     public double RouterZLossCoef { get; init; }
+    /// <summary>Train a mixture of these LoRA adapters (PEFT directories of this base) with a router per layer.</summary>
+    public IReadOnlyList<string> LoraExperts { get; init; } = [];
+    public int LoraExpertsTopK { get; init; } = 2;
+    /// <summary>The mixture's experts train too (MixLoRA); otherwise only its routers (X-LoRA).</summary>
+    public bool LoraExpertsTrain { get; init; }
 
     public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora, AdapterKind);
     public bool UsesAdapters => Setup.UsesAdapters;
     /// <summary>The setup these options train with (what trains, the adapter settings and kind, the freeze settings).</summary>
     public TrainingSetup Setup => new(Method, AdapterSettings, new FreezeSettings(FreezeTrainableLayers, FreezeTrainableModules, FreezeExtraModules),
-        CheckpointActivations, Seed, RouterAuxLossCoef, RouterZLossCoef);
+        CheckpointActivations, Seed, RouterAuxLossCoef, RouterZLossCoef,
+        LoraExperts.Count > 0 ? new LoraMixtureSettings(LoraExperts, LoraExpertsTopK, LoraExpertsTrain) : null);
 
     /// <summary>Modules <see cref="FreezeTrainableModules"/> may name, and those <see cref="FreezeExtraModules"/> may.</summary>
     public static readonly IReadOnlyList<string> FreezeModuleNames =
@@ -107,6 +113,12 @@ public sealed partial record TrainOptions
         _ = AdapterSettings.ResolvedTargets;
         Require(AdapterKind == null || UsesAdapters, $"adapter_kind {AdapterKind} needs method lora or qlora, not {Method.ToString().ToLowerInvariant()}");
         _ = Setup.AdapterKind; // an unknown kind, or one that contradicts the method, fails here
+        if (LoraExperts.Count > 0)
+        {
+            Require(Method == TrainingMethod.Lora && AdapterKind is null or "lora", "lora_experts (--lora-experts) trains a mixture of LoRA adapters: it needs method lora");
+            Require(LoraExperts.Count >= 2, $"lora_experts (--lora-experts) names {LoraExperts.Count} adapter; a mixture needs at least 2");
+            Require(LoraExpertsTopK <= LoraExperts.Count, $"lora_experts_top_k {LoraExpertsTopK} is more than the {LoraExperts.Count} experts");
+        }
         return this;
     }
 
@@ -115,8 +127,9 @@ public sealed partial record TrainOptions
     public void ValidateFor(ModelConfig c, string model)
     {
         void Require(bool ok, string message) { if (!ok) throw new ArgumentException($"{model}: {message}"); }
-        if (!c.IsMixtureOfExperts)
-            Require(RouterAuxLossCoef is null or 0 && RouterZLossCoef == 0, "router_aux_loss_coef and router_z_loss_coef apply to mixture-of-experts models; this one is dense");
+        if (!c.IsMixtureOfExperts && LoraExperts.Count == 0)
+            Require(RouterAuxLossCoef is null or 0 && RouterZLossCoef == 0, "router_aux_loss_coef and router_z_loss_coef apply to mixture-of-experts models and LoRA mixtures; this one is dense");
+        Require(!(c.IsMixtureOfExperts && LoraExperts.Count > 0), "a LoRA mixture (--lora-experts) over a mixture-of-experts model is not supported");
         Require(SeqLen <= c.MaxPositions, $"seq_len (--seq-len) {SeqLen} is more than the model's context of {c.MaxPositions} tokens");
         if (Method == TrainingMethod.Freeze)
         {

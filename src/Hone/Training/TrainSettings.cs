@@ -112,6 +112,11 @@ public sealed partial record TrainOptions
         },
         RealSetting("router_z_loss_coef", o => o.RouterZLossCoef, (o, v) => o with { RouterZLossCoef = v },
             "mixture of experts: weight of the router z-loss (ST-MoE: mean squared logsumexp of the router logits; 0 = off)", 0, 1e6),
+        ListSetting("lora_experts", o => o.LoraExperts, (o, v) => o with { LoraExperts = v },
+            "train a mixture of these LoRA adapters (comma-separated PEFT directories of this base model) with a learned top-k router per layer on the attention norm's output; saved as a mixture directory (each expert a plain PEFT adapter plus router.safetensors)"),
+        IntSetting("lora_experts_top_k", o => o.LoraExpertsTopK, (o, v) => o with { LoraExpertsTopK = v }, "lora_experts: experts each token uses (softmax over the chosen)", 1, 64),
+        BoolSetting("lora_experts_train", o => o.LoraExpertsTrain, (o, v) => o with { LoraExpertsTrain = v },
+            "lora_experts: train the experts with the routers (MixLoRA); default only the routers, the experts frozen (X-LoRA)"),
         IntSetting("max_samples", o => o.MaxSamples, (o, v) => o with { MaxSamples = v }, "use only the first N training records (0 = all)", 0, int.MaxValue,
             lf: "max_samples"),
     ];

@@ -37,6 +37,11 @@ public sealed unsafe class TrainableLlama : IDisposable
     readonly int[] _sparseLayers;
     readonly NativeBuffer? _auxLogits, _auxGradient; // [Ls·N, E]: the counted rows of every sparse layer, together
     readonly int[] _lengths;                          // [B] counted tokens of each sequence
+    readonly NativeBuffer? _mixtureAuxGradient;       // [L, N, E] a LoRA mixture's routers' aux-loss gradients
+    readonly NativeBuffer? _mixtureRouterGradient;    // [N, E] ∂L/∂ router logits, one layer at a time
+
+    /// <summary>MixLoRA's load-balancing coefficient, the default for a LoRA mixture.</summary>
+    public const double DefaultMixtureAuxLossCoef = 0.01;
     int _rows, _batch, _sequence;
     bool _recomputing;
     int[] _tokens = [], _targets = [];
@@ -47,6 +52,12 @@ public sealed unsafe class TrainableLlama : IDisposable
     public ModelConfig Config { get; }
     public IReadOnlyList<Parameter> Parameters => _parameters;
     public IReadOnlyDictionary<string, LoraAdapter> Adapters => _adapters;
+    /// <summary>The LoRA mixture that trains, or null.</summary>
+    public LoraMixture? Mixture { get; }
+    /// <summary>Experts and experts per token of the routed layers (a mixture of experts' sparse layers, or a LoRA
+    /// mixture's routers); 0 when nothing routes.</summary>
+    public int RoutingExperts { get; }
+    public int RoutingTopK { get; }
     /// <summary>The kind of the adapters that train, or null when weights train.</summary>
     public AdapterKind? AdapterKind { get; }
     public LlamaWeights Weights => _weights;
@@ -80,16 +91,26 @@ public sealed unsafe class TrainableLlama : IDisposable
         var plan = new TrainingPlan(weights, setup);
         _adapters = plan.Adapters;
         AdapterKind = plan.AdapterKind;
-        _sparseLayers = Enumerable.Range(0, c.Layers).Where(c.IsSparseLayer).ToArray();
+        Mixture = plan.Mixture;
+        _sparseLayers = Mixture != null
+            ? Enumerable.Range(0, c.Layers).Where(l => Mixture.Routers[l] != null).ToArray()
+            : Enumerable.Range(0, c.Layers).Where(c.IsSparseLayer).ToArray();
+        RoutingExperts = Mixture?.Experts.Count ?? c.Experts;
+        RoutingTopK = Mixture?.TopK ?? c.ExpertsPerToken;
         _lengths = new int[maxBatch];
-        RouterAuxLossCoef = setup.RouterAuxLossCoef ?? c.RouterAuxLossCoef;
+        RouterAuxLossCoef = setup.RouterAuxLossCoef ?? (Mixture != null ? DefaultMixtureAuxLossCoef : c.RouterAuxLossCoef);
         RouterZLossCoef = setup.RouterZLossCoef;
         try
         {
             if (_sparseLayers.Length > 0)
             {
-                _auxLogits = new NativeBuffer(checked((long)_sparseLayers.Length * _maxRows * c.Experts * 4));
+                _auxLogits = new NativeBuffer(checked((long)_sparseLayers.Length * _maxRows * RoutingExperts * 4));
                 _auxGradient = new NativeBuffer(_auxLogits.Length);
+            }
+            if (Mixture != null)
+            {
+                _mixtureAuxGradient = new NativeBuffer(checked((long)c.Layers * _maxRows * RoutingExperts * 4));
+                _mixtureRouterGradient = new NativeBuffer(checked((long)_maxRows * RoutingExperts * 4));
             }
             _rope = new Rope(c.HeadDim, c.RotaryDims, maxSequence, c.RopeTheta, c.RopeLayout, c.RopeLinearFactor, c.RopeLlama3, weights.RopeFrequencyDivisors);
             _gradients = new GradientArena(plan.GradientFloats);
@@ -100,9 +121,10 @@ public sealed unsafe class TrainableLlama : IDisposable
                 _byName[p.Name] = param;
             }
             var matrices = weights.Matrices().ToDictionary(m => m.Name);
+            // A frozen adapter (a LoRA mixture's experts while only its routers train) gets no gradients (null).
             foreach (var (target, adapter) in _adapters)
                 _adapterSlots[target] = new AdapterSlot(adapter, matrices[target],
-                    adapter.Tensors.Select(t => (nint)_byName[target + ":" + t.Parameter].Gradient).ToArray());
+                    adapter.Tensors.Select(t => _byName.TryGetValue(target + ":" + t.Parameter, out var p) ? (nint)p.Gradient : 0).ToArray());
             float dropout = setup.Adapter?.Dropout ?? 0;
             _buffers = new TrainingActivations(c, _maxRows, maxSequence, setup.CheckpointActivations, _adapters.Values, dropout > 0);
             _dropout = new LoraDropout(dropout, setup.Seed, _buffers.Dropout);
@@ -194,6 +216,11 @@ public sealed unsafe class TrainableLlama : IDisposable
         int n = _rows, d = c.HiddenSize;
         float* h = _buffers.H, act = _buffers.Act;
         RowParallel.RmsNormForward(_pool, a.XIn, w.AttentionNorm, h, n, d, c.RmsNormEps);
+        if (Mixture?.Routers[l] is { } router)
+        {
+            router.Route(_pool, h, n);
+            if (Routing != null && !_recomputing) AddRouting(l, router.Logits, router.Chosen, router.Experts, router.TopK);
+        }
         LinearForward(w.Query, w.QueryBias, h, a.Q, a);
         LinearForward(w.Key, w.KeyBias, h, a.K, a);
         LinearForward(w.Value, w.ValueBias, h, a.V, a);
@@ -233,10 +260,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         LinearForward(w.Router!, null, h, a.RouterLogits, a, rows: n);
         var logits = new ReadOnlySpan<float>(a.RouterLogits, n * experts);
         ExpertRouting.Route(logits, n, experts, k, c.NormalizeTopK, a.RoutedExperts, a.RoutedWeights);
-        if (Routing != null && !_recomputing)
-            for (int b = 0; b < _batch; b++)
-                if (_lengths[b] > 0)
-                    Routing.Add(l, logits.Slice(b * _sequence * experts, _lengths[b] * experts), _lengths[b], a.RoutedExperts.AsSpan(b * _sequence * k, _lengths[b] * k));
+        if (Routing != null && !_recomputing) AddRouting(l, a.RouterLogits, a.RoutedExperts, experts, k);
         ExpertRouting.GroupByExpert(a.RoutedExperts, n, experts, k, a.ExpertStarts, a.RouteOrder);
         for (int e = 0; e < experts; e++)
         {
@@ -291,6 +315,15 @@ public sealed unsafe class TrainableLlama : IDisposable
         for (int i = 0; i < n; i++) y[i] = s * x[i];
     }
 
+    /// <summary>Adds a layer's routing of the counted (not padding) rows to <see cref="Routing"/>.</summary>
+    void AddRouting(int l, float* logits, ReadOnlySpan<int> chosen, int experts, int k)
+    {
+        for (int b = 0; b < _batch; b++)
+            if (_lengths[b] > 0)
+                Routing!.Add(l, new ReadOnlySpan<float>(logits + (long)b * _sequence * experts, _lengths[b] * experts), _lengths[b],
+                    chosen.Slice(b * _sequence * k, _lengths[b] * k));
+    }
+
     /// <summary>Copies the rows of <paramref name="source"/> [N, D] that an expert's routes name, in its grouped order,
     /// into <paramref name="destination"/> [count, D].</summary>
     static void GatherRows(float* source, int[] order, int start, int count, int k, float* destination, int d)
@@ -309,14 +342,13 @@ public sealed unsafe class TrainableLlama : IDisposable
     void RouterLossesForward(float auxScale, bool gradients)
     {
         if (_sparseLayers.Length == 0) return;
-        var c = Config;
-        int experts = c.Experts, counted = 0;
+        int experts = RoutingExperts, counted = 0;
         for (int b = 0; b < _batch; b++) counted += _lengths[b];
         float* all = _auxLogits!.AsFloats, gradient = _auxGradient!.AsFloats;
         long rows = (long)counted * _sparseLayers.Length;
         for (int s = 0; s < _sparseLayers.Length; s++)
         {
-            float* logits = _buffers.Layers[_sparseLayers[s]].RouterLogits, to = all + (long)s * counted * experts;
+            float* logits = RouterLogitsOf(_sparseLayers[s]), to = all + (long)s * counted * experts;
             for (int b = 0; b < _batch; b++)
             {
                 new ReadOnlySpan<float>(logits + (long)b * _sequence * experts, _lengths[b] * experts).CopyTo(new Span<float>(to, _lengths[b] * experts));
@@ -327,14 +359,14 @@ public sealed unsafe class TrainableLlama : IDisposable
         var logitSpan = new ReadOnlySpan<float>(all, checked((int)(rows * experts)));
         var gradientSpan = new Span<float>(gradient, logitSpan.Length);
         gradientSpan.Clear();
-        LastBalanceLoss = RouterLosses.LoadBalancing(logitSpan, (int)rows, experts, c.ExpertsPerToken,
+        LastBalanceLoss = RouterLosses.LoadBalancing(logitSpan, (int)rows, experts, RoutingTopK,
             gradients && RouterAuxLossCoef > 0 ? gradientSpan : default, (float)(auxScale * RouterAuxLossCoef));
         LastZLoss = RouterLosses.ZLoss(logitSpan, (int)rows, experts, gradients && RouterZLossCoef > 0 ? gradientSpan : default, (float)(auxScale * RouterZLossCoef));
         ClearAuxGradients();
         if (!gradients) return;
         for (int s = 0; s < _sparseLayers.Length; s++)
         {
-            float* from = gradient + (long)s * counted * experts, to = _buffers.Layers[_sparseLayers[s]].AuxGradient;
+            float* from = gradient + (long)s * counted * experts, to = AuxGradientOf(_sparseLayers[s]);
             for (int b = 0; b < _batch; b++)
             {
                 new ReadOnlySpan<float>(from, _lengths[b] * experts).CopyTo(new Span<float>(to + (long)b * _sequence * experts, _lengths[b] * experts));
@@ -345,8 +377,16 @@ public sealed unsafe class TrainableLlama : IDisposable
 
     void ClearAuxGradients()
     {
-        foreach (int l in _sparseLayers) new Span<float>(_buffers.Layers[l].AuxGradient, _rows * Config.Experts).Clear();
+        foreach (int l in _sparseLayers) new Span<float>(AuxGradientOf(l), _rows * RoutingExperts).Clear();
     }
+
+    /// <summary>A routed layer's router logits [N, E]: a sparse layer's, or its LoRA mixture router's.</summary>
+    float* RouterLogitsOf(int layer) => Mixture?.Routers[layer] is { } router ? router.Logits : _buffers.Layers[layer].RouterLogits;
+
+    /// <summary>Where a routed layer's aux-loss gradient [N, E] waits for its backward.</summary>
+    float* AuxGradientOf(int layer) => Mixture != null
+        ? _mixtureAuxGradient!.AsFloats + (long)layer * _maxRows * RoutingExperts
+        : _buffers.Layers[layer].AuxGradient;
 
     AdapterPass Pass(int rows) => new(_pool, rows, _buffers.AdapterWork, _dropout);
 
@@ -468,6 +508,9 @@ public sealed unsafe class TrainableLlama : IDisposable
         LinearBackward(w.Query, w.QueryBias, h, b.GradQ, dh1, a, accumulateDx: false);
         LinearBackward(w.Key, w.KeyBias, h, b.GradK, dh1, a, accumulateDx: true);
         LinearBackward(w.Value, w.ValueBias, h, b.GradV, dh1, a, accumulateDx: true);
+        if (Mixture?.Routers[l] is { } router)
+            router.Backward(_pool, h, AuxGradientOf(l), dh1, Find(TrainingPlan.RouterParameter(l)) is { } routerParam ? routerParam.Gradient : null,
+                _mixtureRouterGradient!.AsFloats);
         var attnNorm = Find(TensorNames.Gguf(TensorRole.AttentionNorm, l));
         RowParallel.RmsNormBackward(_pool, a.XIn, w.AttentionNorm, dh1, gradX, attnNorm != null ? attnNorm.Gradient : null, n, d, c.RmsNormEps, accumulate: true);
     }
@@ -601,6 +644,9 @@ public sealed unsafe class TrainableLlama : IDisposable
     {
         _buffers?.Dispose();
         foreach (var a in _adapters.Values) a.Dispose();
+        Mixture?.Dispose();
+        _mixtureAuxGradient?.Dispose(); _mixtureRouterGradient?.Dispose();
+        _auxLogits?.Dispose(); _auxGradient?.Dispose();
         _gradients?.Dispose();
         _rope?.Dispose();
     }

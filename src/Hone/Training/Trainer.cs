@@ -82,11 +82,19 @@ public static class Trainer
         var targets = new int[o.BatchSize * o.SeqLen];
         var lengths = new int[o.BatchSize];
         var config = checkpoint.Config;
+        RoutingStatistics NewRouting() => new(config.Layers, model.RoutingExperts, model.RoutingTopK);
         if (config.IsMixtureOfExperts)
         {
-            model.Routing = new RoutingStatistics(config.Layers, config.Experts, config.ExpertsPerToken);
+            model.Routing = NewRouting();
             reporter.Info($"mixture of experts: {config.Experts} experts, {config.ExpertsPerToken} per token; router_aux_loss_coef {model.RouterAuxLossCoef:G4}, " +
                           $"router_z_loss_coef {model.RouterZLossCoef:G4}" + (o.UsesAdapters ? "; adapters sit on attention (and dense layers' MLPs), the experts and routers stay frozen" : ""));
+        }
+        if (model.Mixture is { } mixture)
+        {
+            model.Routing = NewRouting();
+            reporter.Info($"LoRA mixture of {mixture.Experts.Count} experts ({string.Join(", ", mixture.Experts.Select(e => e.Name))}), {mixture.TopK} per token, " +
+                          $"a router per layer; training the routers{(o.LoraExpertsTrain ? " and the experts" : " (experts frozen)")}; " +
+                          $"router_aux_loss_coef {model.RouterAuxLossCoef:G4}, router_z_loss_coef {model.RouterZLossCoef:G4}");
         }
         var clock = Stopwatch.StartNew();
         long tokensThisRun = 0, peak = Environment.WorkingSet;
@@ -145,7 +153,7 @@ public static class Trainer
                     line["router_aux_loss"] = Math.Round(balanceSum / o.GradAccum, 6);
                     line["router_z_loss"] = Math.Round(zSum / o.GradAccum, 6);
                     line["routing"] = RoutingJson(routing);
-                    model.Routing = new RoutingStatistics(config.Layers, config.Experts, config.ExpertsPerToken);
+                    model.Routing = NewRouting();
                 }
                 metrics.WriteLine(line.ToJsonString());
                 reporter.Progress(new TrainingProgress(state.Step, totalSteps, lastLoss, lr, gradNorm, tokensPerSecond, clock.Elapsed, remaining, epoch));
@@ -241,7 +249,14 @@ public static class Trainer
 
     static IEnumerable<string> SaveOutputs(TrainOptions o, Checkpoint checkpoint, TrainableLlama model)
     {
-        if (model.AdapterKind is { } kind)
+        if (model.Mixture is { } mixture)
+        {
+            mixture.Save(o.Out, Path.GetFullPath(o.Model));
+            yield return Path.Combine(o.Out, LoraMixture.ConfigFile);
+            yield return Path.Combine(o.Out, LoraMixture.RouterFile);
+            foreach (var e in mixture.Experts) yield return Path.Combine(o.Out, "experts", e.Name);
+        }
+        else if (model.AdapterKind is { } kind)
         {
             var s = o.AdapterSettings;
             PeftAdapter.Save(o.Out, model.Adapters.Values, new PeftAdapterConfig(s.Rank, s.Alpha, s.Dropout,
@@ -267,6 +282,7 @@ public static class Trainer
         o.Method, o.Stage, o.BatchSize, o.GradAccum, o.SeqLen, o.LoraR, o.LoraAlpha, o.LoraDropout, string.Join(",", o.LoraTargets),
         o.UseRslora, o.Seed, o.Lr, o.Schedule, o.WarmupSteps, o.WarmupRatio, o.MaxSteps, o.Epochs, o.WeightDecay, o.MaxGradNorm,
         o.Packing, o.TrainOnPrompt, o.QloraType, o.FreezeTrainableLayers, string.Join(",", o.FreezeTrainableModules), o.RouterAuxLossCoef, o.RouterZLossCoef,
+        string.Join(",", o.LoraExperts), o.LoraExpertsTopK, o.LoraExpertsTrain,
     }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) + (o.AdapterKind is string kind ? "|" + kind : "");
 
     static unsafe string SaveCheckpoint(TrainOptions o, TrainableLlama model, AdamW optimizer, RunState state)

@@ -30,6 +30,10 @@ public sealed record AdapterSettings(int Rank = 8, float Alpha = 16, float Dropo
     }
 }
 
+/// <summary>A mixture of LoRA experts to train: PEFT adapter directories of one base (plain LoRA), the experts each
+/// token is routed to, and whether the experts train too (MixLoRA) or only the routers (X-LoRA).</summary>
+public sealed record LoraMixtureSettings(IReadOnlyList<string> Experts, int TopK = 2, bool TrainExperts = false);
+
 /// <summary>Which weights train with <see cref="TrainingMethod.Freeze"/>: the last N layers (first N when negative)
 /// restricted to the listed modules (q_proj ... down_proj, self_attn, mlp, norm; empty = all), plus extras
 /// (embed_tokens, lm_head, norm).</summary>
@@ -39,8 +43,10 @@ public sealed record FreezeSettings(int TrainableLayers = 2, IReadOnlyList<strin
 /// <param name="RouterAuxLossCoef">mixture of experts: the load-balancing loss's coefficient (null: the checkpoint's
 /// router_aux_loss_coef)</param>
 /// <param name="RouterZLossCoef">mixture of experts: the router z-loss's coefficient</param>
+/// <param name="Mixture">train a mixture of these LoRA experts (a router per layer) instead of one adapter</param>
 public sealed record TrainingSetup(TrainingMethod Method, AdapterSettings? Adapter = null, FreezeSettings? Freeze = null,
-    bool CheckpointActivations = false, ulong Seed = 1, double? RouterAuxLossCoef = null, double RouterZLossCoef = 0)
+    bool CheckpointActivations = false, ulong Seed = 1, double? RouterAuxLossCoef = null, double RouterZLossCoef = 0,
+    LoraMixtureSettings? Mixture = null)
 {
     public bool UsesAdapters => Method is TrainingMethod.Lora or TrainingMethod.Dora or TrainingMethod.QLora;
 
@@ -71,6 +77,8 @@ internal sealed unsafe class TrainingPlan
     /// <summary>The adapters, by target ("blk.0.attn_q.weight"); the plan's owner disposes them.</summary>
     public Dictionary<string, LoraAdapter> Adapters { get; } = new();
     public AdapterKind? AdapterKind { get; }
+    /// <summary>The LoRA mixture that trains (its adapters are <see cref="Adapters"/>), or null.</summary>
+    public LoraMixture? Mixture { get; }
 
     readonly LlamaWeights _weights;
     readonly TrainingSetup _setup;
@@ -83,11 +91,30 @@ internal sealed unsafe class TrainingPlan
             throw new ArgumentException($"{setup.Method} fine-tuning needs f32 weights; load the model with f32 matrices (it is {weights.TokenEmbedding.Type.Name()})");
         try
         {
-            if (AdapterKind != null) PlanAdapters(AdapterKind);
+            if (setup.Mixture is { } mixture)
+            {
+                if (setup.Method != TrainingMethod.Lora || AdapterKind != AdapterKinds.Lora)
+                    throw new ArgumentException($"a LoRA mixture trains with method lora (experts are plain LoRA adapters), not {setup.Method.ToString().ToLowerInvariant()}");
+                Mixture = LoraMixture.Create(mixture.Experts, weights, mixture.TopK, setup.Seed);
+                AdapterKind = AdapterKinds.LoraMixture;
+                foreach (var (target, adapter) in Mixture.Adapters)
+                {
+                    Adapters[target] = adapter;
+                    if (mixture.TrainExperts)
+                        foreach (var t in adapter.Tensors)
+                            Parameters.Add(new Entry(target + ":" + t.Parameter, t.Data, t.Rows, t.Cols, t.WeightDecay));
+                }
+                foreach (var router in Mixture.Routers.OfType<LoraRouter>())
+                    Parameters.Add(new Entry(RouterParameter(router.Layer), (nint)router.Weight, router.Experts, router.In, WeightDecay: false));
+            }
+            else if (AdapterKind != null) PlanAdapters(AdapterKind);
             else PlanWeights();
         }
         catch { foreach (var a in Adapters.Values) a.Dispose(); throw; }
     }
+
+    /// <summary>The parameter name of layer <paramref name="layer"/>'s LoRA mixture router.</summary>
+    public static string RouterParameter(int layer) => $"blk.{layer}.lora_router.weight";
 
     /// <summary>Gradient floats for all parameters, each rounded up to the arena's alignment.</summary>
     public long GradientFloats => Parameters.Sum(p => NativeBuffer.Align((long)p.Rows * p.Cols * 4) / 4 + 16);
