@@ -40,6 +40,11 @@ internal static class BenchCommand
         };
         var outputs = new Option<int>("--outputs") { Description = "--grammar-cost: outputs per grammar (the first is cold)", DefaultValueFactory = _ => 8 }.Within(1, 10_000);
         var precision = CliSupport.Precision(measuring: false);
+        var skip = new Option<float>("--moe-skip-threshold")
+        {
+            Description = "a mixture of experts: skip each token's routed experts after its first whose weight is under this (dynamic skipping; " +
+                          "with normalized top-k the kept weights are rescaled to sum to 1); 0 = run every chosen expert",
+        }.Within(0f, 1f);
         var cacheType = CliSupport.CacheType();
         cacheType.Description = "--parallel: " + cacheType.Description;
         var threads = CliSupport.Threads();
@@ -52,7 +57,7 @@ internal static class BenchCommand
             "With --serve URL it is a load generator for a running OpenAI-compatible server instead (hone serve, llama-server, vLLM): " +
             "streaming clients at each --clients level, reporting generated tokens/s, TTFT and TPOT p50/p99.\n" + ServeBenchmark.ProtocolText)
         {
-            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, grammarCost, tokenizerPath, outputs, precision, cacheType, threads, json,
+            model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, grammarCost, tokenizerPath, outputs, precision, cacheType, skip, threads, json,
         };
         serve.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -71,7 +76,7 @@ internal static class BenchCommand
             if (r.GetValue(train) is string method) return TrainBench(r, method, shape, batch, seqLen, loraR, reps, checkpointActivations, threads, json);
             if (r.GetValue(parallel) is string list) return ParallelBench(r, list, model, shape, type, prompt, gen, reps, precision, cacheType, threads, json);
             var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
-                r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision)));
+                r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision)), ExpertSkipThreshold: r.GetValue(skip));
             bool asJson = r.GetValue(json);
             var result = Benchmark.Run(options, m => Console.Error.WriteLine(m));
             if (asJson)
@@ -85,7 +90,7 @@ internal static class BenchCommand
                     prompt_flop_ratio = result.PromptFlopRatio, gen_bandwidth_ratio = result.GenBandwidthRatio,
                     prompt_bound_tokens_per_s = result.PromptBoundTokensPerSecond, gen_bound_tokens_per_s = result.GenBoundTokensPerSecond,
                     peak_gflops = result.Limits.PeakGflops, bandwidth_gb_s = result.Limits.BandwidthGBs, bandwidth_after_gb_s = result.BandwidthAfterGBs, vectors = result.Limits.Vectors,
-                    protocol = result.Protocol,
+                    protocol = result.Protocol, moe_skip_threshold = options.ExpertSkipThreshold, skipped_expert_share = result.SkippedExpertShare,
                 };
                 Console.WriteLine(JsonSerializer.Serialize(o, new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
@@ -95,6 +100,7 @@ internal static class BenchCommand
             Console.WriteLine($"{"test",-8} {"tokens/s",14} {"bound",10} {"of bound",9}");
             Console.WriteLine($"{"pp" + result.Prompt,-8} {result.PromptTokensPerSecond,8:F1} ± {result.PromptStdDev,-4:F1} {result.PromptBoundTokensPerSecond,10:F0} {result.PromptFlopRatio,8:P0}  (FLOP peak)");
             Console.WriteLine($"{"tg" + result.Gen,-8} {result.GenTokensPerSecond,8:F1} ± {result.GenStdDev,-4:F1} {result.GenBoundTokensPerSecond,10:F0} {result.GenBandwidthRatio,8:P0}  (memory bandwidth)");
+            if (options.ExpertSkipThreshold > 0) Console.WriteLine($"skipped {result.SkippedExpertShare:P1} of the routed expert evaluations (weight under {options.ExpertSkipThreshold})");
             Console.WriteLine(result.Protocol);
             return 0;
         }));

@@ -9,8 +9,52 @@ internal static class MoeCommand
 {
     public static Command Create()
     {
-        var cmd = new Command("moe", "Mixtures of experts: build one out of dense models.");
+        var cmd = new Command("moe", "Mixtures of experts: build one out of dense models, prune the experts a text rarely uses.");
         cmd.Subcommands.Add(Build());
+        cmd.Subcommands.Add(Prune());
+        return cmd;
+    }
+
+    static Command Prune()
+    {
+        var model = new ModelInput("the mixture of experts to prune");
+        var data = new Option<string>("--data") { Description = "calibration text (plain text, tokenized whole): its routing decides which experts stay", Required = true };
+        var keep = new Option<int>("--keep") { Description = "experts each sparse layer keeps: the most routed on the calibration text", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "a directory (Hugging Face safetensors) or a .gguf file", Required = true };
+        var ctx = new Option<int>("--ctx") { Description = "calibration window length (at most the model's context)", DefaultValueFactory = _ => 512 }.Within(2, int.MaxValue);
+        var tokens = new Option<int>("--tokens") { Description = "use at most this many tokens of the calibration text", DefaultValueFactory = _ => 8192 }.Within(1, int.MaxValue);
+        var type = CliSupport.MatrixType("weight type of the output (default f32)");
+        var threads = CliSupport.Threads();
+        var json = CliSupport.Json();
+        var cmd = new Command("prune",
+            "Expert pruning: route a calibration text through the mixture and keep, in every sparse layer, the --keep experts that received the most " +
+            "routed choices (their router rows too; the softmax then runs over the kept experts). Writes an ordinary checkpoint with fewer experts. " +
+            "Measure what it costs with hone perplexity on held-out text.")
+        {
+            data, keep, output, ctx, tokens, type, threads, json,
+        };
+        model.AddTo(cmd);
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            var report = Hone.Transforms.Pruning.ExpertPruner.Prune(new Hone.Transforms.Pruning.ExpertPruneOptions(model.Read(r)!, r.GetValue(data)!, r.GetValue(keep),
+                r.GetValue(output)!, r.GetValue(ctx), r.GetValue(tokens), CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads)), m => Console.Error.WriteLine(m));
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    output = report.Output, experts_before = report.ExpertsBefore, experts_after = report.ExpertsAfter, experts_per_token = report.ExpertsPerToken,
+                    parameters_before = report.ParametersBefore, parameters_after = report.ParametersAfter, calibration_tokens = report.CalibrationTokens,
+                    layers = report.Kept.Select(k => new { layer = k.Layer, kept = k.Kept, share = k.Share }), notes = report.Notes,
+                }, CliSupport.JsonOptions));
+                return 0;
+            }
+            Console.WriteLine($"wrote {report.Output}: {report.ExpertsAfter} of {report.ExpertsBefore} experts per layer, {report.ParametersAfter:N0} of {report.ParametersBefore:N0} parameters " +
+                              $"({1 - (double)report.ParametersAfter / report.ParametersBefore:P1} removed)");
+            foreach (var (layer, kept, share) in report.Kept)
+                Console.WriteLine($"  layer {layer}: kept experts {string.Join(", ", kept)} ({share:P1} of the calibration's routed choices)");
+            foreach (var n in report.Notes) Console.WriteLine($"  {n}");
+            return 0;
+        }));
         return cmd;
     }
 

@@ -18,6 +18,11 @@ internal static class PerplexityCommand
         var stride = new Option<int?>("--stride") { Description = "full protocol: how far windows advance (default: ctx, no overlap)" }.Within(1, int.MaxValue);
         var adapter = new Option<string?>("--adapter") { Description = $"apply an adapter: a PEFT directory ({string.Join(", ", Hone.Model.AdapterKinds.Names)}) or a llama.cpp LoRA .gguf" };
         var precision = CliSupport.Precision(measuring: true);
+        var skip = new Option<float>("--moe-skip-threshold")
+        {
+            Description = "a mixture of experts: skip each token's routed experts after its first whose weight is under this (dynamic skipping; " +
+                          "with normalized top-k the kept weights are rescaled to sum to 1); 0 = run every chosen expert",
+        }.Within(0f, 1f);
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("perplexity",
@@ -27,7 +32,7 @@ internal static class PerplexityCommand
             "Precision: exact by default (fp32 activations; see --precision).\n" +
             "JSON: ppl, bits_per_byte, tokens_scored, protocol, ctx, stride, nll, bytes_scored, precision.")
         {
-            file, ctx, protocol, stride, adapter, precision, threads, json,
+            file, ctx, protocol, stride, adapter, precision, skip, threads, json,
         };
         model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -45,6 +50,9 @@ internal static class PerplexityCommand
             int context = r.GetValue(ctx);
             if (r.GetValue(stride) is int s && s > context) throw new ArgumentException($"--stride {s} is more than --ctx {context}");
             using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context, computePrecision);
+            float threshold = r.GetValue(skip);
+            if (threshold > 0 && !loaded.Weights.Config.IsMixtureOfExperts) throw new ArgumentException("--moe-skip-threshold applies to mixtures of experts; this model is dense");
+            loaded.Model.ExpertSkipThreshold = threshold;
             var tokens = loaded.Tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: false);
             long SpanBytes(int start, int count) => Encoding.UTF8.GetByteCount(loaded.Tokenizer.Decode(tokens.AsSpan(start, count)));
             var result = Perplexity.Compute(loaded.Model, tokens, Perplexity.BosFor(kind, loaded.Tokenizer), SpanBytes,
@@ -57,10 +65,14 @@ internal static class PerplexityCommand
                     ["protocol"] = result.Protocol, ["ctx"] = result.Context, ["stride"] = result.Stride, ["nll"] = result.NegativeLogLikelihood,
                     ["bytes_scored"] = result.ScoredBytes, ["tokens"] = result.Tokens, ["adapter"] = loaded.AdapterPath,
                     ["precision"] = computePrecision.Name(),
+                    ["moe_skip_threshold"] = threshold > 0 ? threshold : null,
+                    ["skipped_expert_share"] = threshold > 0 ? (double)loaded.Model.SkippedExpertRuns / Math.Max(1, loaded.Model.RoutedExpertRuns) : null,
                 }.ToJsonString());
                 return 0;
             }
             Console.WriteLine($"perplexity {result.Perplexity:F4}  bits/byte {result.BitsPerByte:F4}  ({result.TokensScored:N0} tokens scored, protocol {result.Protocol}, ctx {result.Context}, precision {computePrecision.Name()})");
+            if (threshold > 0)
+                Console.WriteLine($"skipped {(double)loaded.Model.SkippedExpertRuns / Math.Max(1, loaded.Model.RoutedExpertRuns):P1} of {loaded.Model.RoutedExpertRuns:N0} routed expert evaluations (weight under {threshold})");
             return 0;
         }));
         return cmd;

@@ -52,14 +52,41 @@ public static class ExpertRouting
     /// <param name="experts">[T, k] from <see cref="Route"/></param>
     /// <param name="starts">[E + 1] out</param>
     /// <param name="order">[T·k] out</param>
-    public static void GroupByExpert(ReadOnlySpan<int> experts, int rows, int expertCount, int k, Span<int> starts, Span<int> order)
+    /// <param name="weights">[T, k] when given: the slots whose weight is exactly 0 (skipped experts) are left out</param>
+    public static void GroupByExpert(ReadOnlySpan<int> experts, int rows, int expertCount, int k, Span<int> starts, Span<int> order,
+        ReadOnlySpan<float> weights = default)
     {
         starts[..(expertCount + 1)].Clear();
         int n = rows * k;
-        for (int i = 0; i < n; i++) starts[experts[i] + 1]++;
+        bool filter = !weights.IsEmpty;
+        for (int i = 0; i < n; i++) if (!filter || weights[i] != 0) starts[experts[i] + 1]++;
         for (int e = 0; e < expertCount; e++) starts[e + 1] += starts[e];
         Span<int> next = expertCount <= 1024 ? stackalloc int[expertCount] : new int[expertCount];
         starts[..expertCount].CopyTo(next);
-        for (int i = 0; i < n; i++) order[next[experts[i]]++] = i;
+        for (int i = 0; i < n; i++) if (!filter || weights[i] != 0) order[next[experts[i]]++] = i;
+    }
+
+    /// <summary>
+    /// Dynamic expert skipping: of each row's chosen experts after the first (the most probable always runs), those
+    /// whose weight is below <paramref name="threshold"/> get weight 0 (and are left out by <see cref="GroupByExpert"/>);
+    /// with <paramref name="normalize"/> the kept weights are rescaled to their former sum (1 for Mixtral), so the
+    /// skipped share goes to the kept experts. Returns the slots skipped.
+    /// </summary>
+    /// <param name="weights">[T, k] from <see cref="Route"/>, changed in place</param>
+    public static int Skip(Span<float> weights, int rows, int k, float threshold, bool normalize)
+    {
+        int skipped = 0;
+        for (int t = 0; t < rows; t++)
+        {
+            var w = weights.Slice(t * k, k);
+            float before = 0, after = 0;
+            for (int j = 0; j < k; j++) before += w[j];
+            for (int j = 1; j < k; j++)
+                if (w[j] < threshold) { w[j] = 0; skipped++; }
+            if (!normalize) continue;
+            for (int j = 0; j < k; j++) after += w[j];
+            if (after != before) for (int j = 0; j < k; j++) w[j] *= before / after;
+        }
+        return skipped;
     }
 }

@@ -9,7 +9,7 @@ namespace Hone.Inference;
 /// <param name="Repetitions">timed repetitions of each test after one warm-up</param>
 /// <param name="Precision">how activations meet the weights (Fast: llama.cpp's kernels, what llama-bench measures)</param>
 public sealed record BenchOptions(string? Model = null, string Shape = "smollm2-135m", TensorType? Type = null, int Threads = 0,
-    int Prompt = 512, int Gen = 128, int Repetitions = 3, int Seed = 1, ComputePrecision Precision = ComputePrecision.Fast);
+    int Prompt = 512, int Gen = 128, int Repetitions = 3, int Seed = 1, ComputePrecision Precision = ComputePrecision.Fast, float ExpertSkipThreshold = 0);
 
 /// <summary>One benchmark run, with the protocol spelled out: prompt processing is one batch of Prompt tokens from an
 /// empty cache with logits for the last token only (as llama-bench's pp); generation decodes Gen tokens one at a time
@@ -19,7 +19,7 @@ public sealed record BenchResult(
     string Model, string Type, int Threads, int Prompt, int Gen, long Parameters, long WeightBytes,
     double PromptTokensPerSecond, double PromptStdDev, double GenTokensPerSecond, double GenStdDev,
     double PromptFlopsPerToken, double GenBytesPerToken, MachineLimits Limits, double BandwidthAfterGBs = 0,
-    ComputePrecision Precision = ComputePrecision.Fast, long ActiveParameters = 0)
+    ComputePrecision Precision = ComputePrecision.Fast, long ActiveParameters = 0, double SkippedExpertShare = 0)
 {
     /// <summary>The bandwidth generation is compared with: the better of the readings before the runs and right after
     /// generation (a VM's bandwidth moves with its neighbours; the better reading keeps the ratio from flattering).</summary>
@@ -63,7 +63,7 @@ public static class Benchmark
             var c = weights.Config;
             int context = Math.Max(o.Prompt, o.Gen) + 1;
             if (context > c.MaxPositions) throw new ArgumentException($"--prompt/--gen need {context} positions, the model has {c.MaxPositions}");
-            using var model = new LlamaModel(weights, pool, maxContext: context, maxBatch: Math.Max(1, o.Prompt)) { Precision = o.Precision };
+            using var model = new LlamaModel(weights, pool, maxContext: context, maxBatch: Math.Max(1, o.Prompt)) { Precision = o.Precision, ExpertSkipThreshold = o.ExpertSkipThreshold };
             var rng = new Random(o.Seed);
             var prompt = Enumerable.Range(0, o.Prompt).Select(_ => rng.Next(c.VocabSize)).ToArray();
             var logits = new float[c.VocabSize];
@@ -108,7 +108,7 @@ public static class Benchmark
             double kvBytes = 2.0 * c.Layers * c.KvDim * 4 * (o.Gen / 2.0);
             return new BenchResult(name, weights.TokenEmbedding.Type.Name(), threads, o.Prompt, o.Gen, c.ParameterCount, weightBytes,
                 Mean(promptRates), StdDev(promptRates), Mean(genRates), StdDev(genRates), promptFlops, weights.ActiveByteLength + kvBytes, limits, bandwidthAfter,
-                o.Precision, c.ActiveParameterCount);
+                o.Precision, c.ActiveParameterCount, model.RoutedExpertRuns == 0 ? 0 : (double)model.SkippedExpertRuns / model.RoutedExpertRuns);
         }
     }
 

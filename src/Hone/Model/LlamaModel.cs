@@ -32,6 +32,13 @@ public sealed unsafe class LlamaModel : IDisposable
     public int MaxBatch { get; }
     /// <summary>Tokens currently in the KV cache (the position of the next token).</summary>
     public int Position { get; private set; }
+    /// <summary>A mixture of experts: skip a token's routed experts after its first whose weight is under this (see
+    /// <see cref="ExpertRouting.Skip"/>); 0 runs every chosen expert.</summary>
+    public float ExpertSkipThreshold { get; set; }
+    /// <summary>Expert evaluations routing chose, and those <see cref="ExpertSkipThreshold"/> skipped, since construction.</summary>
+    public long RoutedExpertRuns { get; private set; }
+    public long SkippedExpertRuns { get; private set; }
+
     /// <summary>Adapters by canonical weight name ("blk.0.attn_q.weight"); empty for the plain model.</summary>
     public Dictionary<string, ILinearAdapter> Adapters { get; } = new();
     /// <summary>How activations meet the weights in every projection: Fast (llama.cpp's kernels; generation) unless
@@ -296,7 +303,13 @@ public sealed unsafe class LlamaModel : IDisposable
         if (diagnose) CheckFinite(logits, (long)T * E, layer, "router", w.Router!);
         ExpertRouting.Route(new ReadOnlySpan<float>(logits, T * E), T, E, k, c.NormalizeTopK, _routedExperts, _routedWeights);
         Routing?.Add(layer, new ReadOnlySpan<float>(logits, T * E), T, _routedExperts);
-        ExpertRouting.GroupByExpert(_routedExperts, T, E, k, _expertStarts, _routeOrder);
+        RoutedExpertRuns += (long)T * k;
+        if (ExpertSkipThreshold > 0)
+        {
+            SkippedExpertRuns += ExpertRouting.Skip(_routedWeights, T, k, ExpertSkipThreshold, c.NormalizeTopK);
+            ExpertRouting.GroupByExpert(_routedExperts, T, E, k, _expertStarts, _routeOrder, _routedWeights);
+        }
+        else ExpertRouting.GroupByExpert(_routedExperts, T, E, k, _expertStarts, _routeOrder);
         for (int e = 0; e < E; e++)
         {
             int start = _expertStarts[e], n = _expertStarts[e + 1] - start;
