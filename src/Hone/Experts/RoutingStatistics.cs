@@ -13,6 +13,8 @@ public sealed class RoutingStatistics
     readonly double[][] _probability; // [L][E] sums over rows
     readonly double[] _entropy;    // [L] sums over rows
     readonly long[] _rows;         // [L]
+    readonly long[] _total;        // [L] choices made (rows·k under top-k routing)
+    readonly long[] _dropped;      // [L] rows no expert took (expert-choice routing)
 
     public int Experts { get; }
     public int ExpertsPerToken { get; }
@@ -24,11 +26,36 @@ public sealed class RoutingStatistics
         _probability = Enumerable.Range(0, layers).Select(_ => new double[experts]).ToArray();
         _entropy = new double[layers];
         _rows = new long[layers];
+        _total = new long[layers];
+        _dropped = new long[layers];
     }
 
     /// <param name="logits">[T, E] the layer's router logits</param>
     /// <param name="chosen">[T, k] the experts routing chose</param>
     public void Add(int layer, ReadOnlySpan<float> logits, int rows, ReadOnlySpan<int> chosen)
+    {
+        AddDistribution(layer, logits, rows);
+        foreach (int expert in chosen[..(rows * ExpertsPerToken)]) _choices[layer][expert]++;
+        _total[layer] += (long)rows * ExpertsPerToken;
+    }
+
+    /// <summary>Expert-choice routing: each row's slots [T, E] hold a nonzero weight where that expert took the row;
+    /// a row no expert took counts as dropped.</summary>
+    /// <param name="weights">[T, E]</param>
+    public void AddExpertChoice(int layer, ReadOnlySpan<float> logits, int rows, ReadOnlySpan<float> weights)
+    {
+        AddDistribution(layer, logits, rows);
+        int e = Experts;
+        for (int t = 0; t < rows; t++)
+        {
+            bool any = false;
+            for (int j = 0; j < e; j++)
+                if (weights[t * e + j] != 0) { _choices[layer][j]++; _total[layer]++; any = true; }
+            if (!any) _dropped[layer]++;
+        }
+    }
+
+    void AddDistribution(int layer, ReadOnlySpan<float> logits, int rows)
     {
         int e = Experts;
         Span<double> p = e <= 1024 ? stackalloc double[e] : new double[e];
@@ -43,7 +70,6 @@ public sealed class RoutingStatistics
             }
             _entropy[layer] += entropy;
         }
-        foreach (int expert in chosen[..(rows * ExpertsPerToken)]) _choices[layer][expert]++;
         _rows[layer] += rows;
     }
 
@@ -52,10 +78,10 @@ public sealed class RoutingStatistics
     {
         long rows = _rows[layer];
         if (rows == 0) return null;
-        var load = _choices[layer].Select(c => (double)c / (rows * ExpertsPerToken)).ToArray();
+        var load = _choices[layer].Select(c => (double)c / Math.Max(1, _total[layer])).ToArray();
         var meanProbability = _probability[layer].Select(s => s / rows).ToArray();
         double balance = Experts * load.Zip(meanProbability, (f, p) => f * ExpertsPerToken * p).Sum();
-        return new LayerRouting(layer, rows, load, meanProbability, _entropy[layer] / rows, Math.Log(Experts), balance);
+        return new LayerRouting(layer, rows, load, meanProbability, _entropy[layer] / rows, Math.Log(Experts), balance, (double)_dropped[layer] / rows);
     }
 
     public IEnumerable<LayerRouting> Layers() =>
@@ -67,4 +93,6 @@ public sealed class RoutingStatistics
 /// <param name="Entropy">mean entropy of the routing distribution, nats</param>
 /// <param name="MaxEntropy">ln E</param>
 /// <param name="BalanceLoss">the load-balancing loss of these rows (k when balanced)</param>
-public sealed record LayerRouting(int Layer, long Tokens, double[] Load, double[] MeanProbability, double Entropy, double MaxEntropy, double BalanceLoss);
+/// <param name="Dropped">expert-choice routing: the share of rows no expert took (they pass the layer's MLP by); 0 under top-k</param>
+public sealed record LayerRouting(int Layer, long Tokens, double[] Load, double[] MeanProbability, double Entropy, double MaxEntropy, double BalanceLoss,
+    double Dropped = 0);

@@ -77,13 +77,15 @@ public sealed partial record TrainOptions
     public int LoraExpertsTopK { get; init; } = 2;
     /// <summary>The mixture's experts train too (MixLoRA); otherwise only its routers (X-LoRA).</summary>
     public bool LoraExpertsTrain { get; init; }
+    /// <summary>Mixture of experts: 0 = top-k routing; c &gt; 0 = expert-choice routing with capacity factor c.</summary>
+    public double ExpertChoiceCapacity { get; init; }
 
     public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora, AdapterKind);
     public bool UsesAdapters => Setup.UsesAdapters;
     /// <summary>The setup these options train with (what trains, the adapter settings and kind, the freeze settings).</summary>
     public TrainingSetup Setup => new(Method, AdapterSettings, new FreezeSettings(FreezeTrainableLayers, FreezeTrainableModules, FreezeExtraModules),
         CheckpointActivations, Seed, RouterAuxLossCoef, RouterZLossCoef,
-        LoraExperts.Count > 0 ? new LoraMixtureSettings(LoraExperts, LoraExpertsTopK, LoraExpertsTrain) : null);
+        LoraExperts.Count > 0 ? new LoraMixtureSettings(LoraExperts, LoraExpertsTopK, LoraExpertsTrain) : null, ExpertChoiceCapacity);
 
     /// <summary>Modules <see cref="FreezeTrainableModules"/> may name, and those <see cref="FreezeExtraModules"/> may.</summary>
     public static readonly IReadOnlyList<string> FreezeModuleNames =
@@ -130,6 +132,8 @@ public sealed partial record TrainOptions
         if (!c.IsMixtureOfExperts && LoraExperts.Count == 0)
             Require(RouterAuxLossCoef is null or 0 && RouterZLossCoef == 0, "router_aux_loss_coef and router_z_loss_coef apply to mixture-of-experts models and LoRA mixtures; this one is dense");
         Require(!(c.IsMixtureOfExperts && LoraExperts.Count > 0), "a LoRA mixture (--lora-experts) over a mixture-of-experts model is not supported");
+        Require(ExpertChoiceCapacity == 0 || c.IsMixtureOfExperts, "expert_choice_capacity applies to mixture-of-experts models; this one is dense");
+        Require(ExpertChoiceCapacity <= c.Experts, $"expert_choice_capacity {ExpertChoiceCapacity} is more than the model's {c.Experts} experts (at most every expert takes every token)");
         Require(SeqLen <= c.MaxPositions, $"seq_len (--seq-len) {SeqLen} is more than the model's context of {c.MaxPositions} tokens");
         if (Method == TrainingMethod.Freeze)
         {

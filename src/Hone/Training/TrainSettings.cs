@@ -117,6 +117,8 @@ public sealed partial record TrainOptions
         IntSetting("lora_experts_top_k", o => o.LoraExpertsTopK, (o, v) => o with { LoraExpertsTopK = v }, "lora_experts: experts each token uses (softmax over the chosen)", 1, 64),
         BoolSetting("lora_experts_train", o => o.LoraExpertsTrain, (o, v) => o with { LoraExpertsTrain = v },
             "lora_experts: train the experts with the routers (MixLoRA); default only the routers, the experts frozen (X-LoRA)"),
+        RealSetting("expert_choice_capacity", o => o.ExpertChoiceCapacity, (o, v) => o with { ExpertChoiceCapacity = v },
+            "mixture of experts: 0 = each token takes its top k experts; c > 0 = expert-choice routing (Zhou et al. 2022): each expert takes the ⌈N·c/E⌉ rows of the micro-batch that score highest for it. It sees later positions of the batch, so it is a training-time router: generation and evaluation route top-k", 0, 4096),
         IntSetting("max_samples", o => o.MaxSamples, (o, v) => o with { MaxSamples = v }, "use only the first N training records (0 = all)", 0, int.MaxValue,
             lf: "max_samples"),
     ];

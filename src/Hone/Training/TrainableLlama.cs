@@ -44,6 +44,9 @@ public sealed unsafe class TrainableLlama : IDisposable
     public const double DefaultMixtureAuxLossCoef = 0.01;
     int _rows, _batch, _sequence;
     bool _recomputing;
+    readonly double _expertChoice;                    // capacity factor of expert-choice routing; 0: top-k
+    long[] _choiceKeys = [];                          // [N] rows by one expert's score (expert-choice routing)
+    bool[] _taken = [];                               // [N, E] which expert took which row
     int[] _tokens = [], _targets = [];
 
     /// <summary>An adapter with the base weight it adapts and its tensors' gradients (in <see cref="LoraAdapter.Tensors"/> order).</summary>
@@ -77,9 +80,13 @@ public sealed unsafe class TrainableLlama : IDisposable
     /// recomputation of checkpointed layers).</summary>
     public RoutingStatistics? Routing { get; set; }
 
+    /// <summary>The weights of those routes [N, k] ([N, E] under expert-choice routing: 0 where the expert did not take the row).</summary>
+    public ReadOnlySpan<float> RoutedWeights(int layer) =>
+        _buffers.Layers[layer].RoutedWeights is { } routed ? routed.AsSpan(0, _rows * Slots) : throw new ArgumentException($"layer {layer} is dense");
+
     /// <summary>The experts the last forward routed each row of sparse layer <paramref name="layer"/> to [N, k].</summary>
     public ReadOnlySpan<int> RoutedExperts(int layer) =>
-        _buffers.Layers[layer].RoutedExperts is { } routed ? routed.AsSpan(0, _rows * Config.ExpertsPerToken) : throw new ArgumentException($"layer {layer} is dense");
+        _buffers.Layers[layer].RoutedExperts is { } routed ? routed.AsSpan(0, _rows * Slots) : throw new ArgumentException($"layer {layer} is dense");
 
     public TrainableLlama(LlamaWeights weights, WorkerPool pool, TrainingSetup setup, int maxBatch, int maxSequence)
     {
@@ -126,7 +133,12 @@ public sealed unsafe class TrainableLlama : IDisposable
                 _adapterSlots[target] = new AdapterSlot(adapter, matrices[target],
                     adapter.Tensors.Select(t => _byName.TryGetValue(target + ":" + t.Parameter, out var p) ? (nint)p.Gradient : 0).ToArray());
             float dropout = setup.Adapter?.Dropout ?? 0;
-            _buffers = new TrainingActivations(c, _maxRows, maxSequence, setup.CheckpointActivations, _adapters.Values, dropout > 0);
+            if (setup.ExpertChoiceCapacity > 0 && !c.IsMixtureOfExperts)
+                throw new ArgumentException("expert-choice routing applies to mixture-of-experts models; this one is dense");
+            if (setup.ExpertChoiceCapacity < 0 || setup.ExpertChoiceCapacity > c.Experts)
+                throw new ArgumentException($"the expert-choice capacity factor {setup.ExpertChoiceCapacity} must be between 0 and the {c.Experts} experts");
+            _expertChoice = setup.ExpertChoiceCapacity;
+            _buffers = new TrainingActivations(c, _maxRows, maxSequence, setup.CheckpointActivations, _adapters.Values, dropout > 0, _expertChoice);
             _dropout = new LoraDropout(dropout, setup.Seed, _buffers.Dropout);
         }
         catch { Dispose(); throw; }
@@ -255,13 +267,26 @@ public sealed unsafe class TrainableLlama : IDisposable
     void MixtureForward(int l, LayerWeights w, TrainingActivations.Layer a, float* h, float* xOut)
     {
         var c = Config;
-        int n = _rows, d = c.HiddenSize, experts = c.Experts, k = c.ExpertsPerToken, fe = c.ExpertFeedForwardSize;
+        int n = _rows, d = c.HiddenSize, experts = c.Experts, k = Slots, fe = c.ExpertFeedForwardSize;
         float* input = _buffers.ExpertIn, act = _buffers.Act;
         LinearForward(w.Router!, null, h, a.RouterLogits, a, rows: n);
         var logits = new ReadOnlySpan<float>(a.RouterLogits, n * experts);
-        ExpertRouting.Route(logits, n, experts, k, c.NormalizeTopK, a.RoutedExperts, a.RoutedWeights);
-        if (Routing != null && !_recomputing) AddRouting(l, a.RouterLogits, a.RoutedExperts, experts, k);
-        ExpertRouting.GroupByExpert(a.RoutedExperts, n, experts, k, a.ExpertStarts, a.RouteOrder);
+        if (_expertChoice > 0)
+        {
+            ExpertChoice(logits, n, a.RoutedExperts!, a.RoutedWeights!);
+            if (Routing != null && !_recomputing)
+                for (int b = 0; b < _batch; b++)
+                    if (_lengths[b] > 0)
+                        Routing.AddExpertChoice(l, logits.Slice(b * _sequence * experts, _lengths[b] * experts), _lengths[b],
+                            a.RoutedWeights.AsSpan(b * _sequence * experts, _lengths[b] * experts));
+            ExpertRouting.GroupByExpert(a.RoutedExperts, n, experts, k, a.ExpertStarts, a.RouteOrder, a.RoutedWeights);
+        }
+        else
+        {
+            ExpertRouting.Route(logits, n, experts, k, c.NormalizeTopK, a.RoutedExperts, a.RoutedWeights);
+            if (Routing != null && !_recomputing) AddRouting(l, a.RouterLogits, a.RoutedExperts, experts, k);
+            ExpertRouting.GroupByExpert(a.RoutedExperts, n, experts, k, a.ExpertStarts, a.RouteOrder);
+        }
         for (int e = 0; e < experts; e++)
         {
             int start = a.ExpertStarts![e], count = a.ExpertStarts[e + 1] - start;
@@ -322,6 +347,46 @@ public sealed unsafe class TrainableLlama : IDisposable
             if (_lengths[b] > 0)
                 Routing!.Add(l, new ReadOnlySpan<float>(logits + (long)b * _sequence * experts, _lengths[b] * experts), _lengths[b],
                     chosen.Slice(b * _sequence * k, _lengths[b] * k));
+    }
+
+    /// <summary>Routing slots per row: k, or E under expert-choice routing.</summary>
+    int Slots => _expertChoice > 0 ? Config.Experts : Config.ExpertsPerToken;
+
+    /// <summary>
+    /// Expert-choice routing (Zhou et al. 2022) over the micro-batch's N rows: p = softmax of each row's logits over
+    /// the E experts; each expert takes the C = min(N, ⌈N·c/E⌉) rows with the highest p for it (ties to the lower row),
+    /// weighted by p. Slots [N, E]: slot (t, e) holds expert e with weight p[t, e] when e took row t, else weight 0
+    /// (left out of the grouping). A row may be taken by several experts or by none (it then passes the MLP by).
+    /// Every expert sees the whole micro-batch, later positions included: a training-time router only (see the README).
+    /// </summary>
+    void ExpertChoice(ReadOnlySpan<float> logits, int n, int[] experts, float[] weights)
+    {
+        int e = Config.Experts;
+        int capacity = (int)Math.Min(n, Math.Ceiling(n * _expertChoice / e));
+        var p = weights.AsSpan(0, n * e);
+        for (int t = 0; t < n; t++)
+        {
+            var row = logits.Slice(t * e, e);
+            var pr = p.Slice(t * e, e);
+            float max = float.NegativeInfinity, sum = 0;
+            foreach (float v in row) max = Math.Max(max, v);
+            for (int j = 0; j < e; j++) sum += pr[j] = MathF.Exp(row[j] - max);
+            for (int j = 0; j < e; j++) pr[j] /= sum;
+            for (int j = 0; j < e; j++) experts[t * e + j] = j;
+        }
+        if (_choiceKeys.Length < n) _choiceKeys = new long[n];
+        if (_taken.Length < n * e) _taken = new bool[n * e];
+        var taken = _taken.AsSpan(0, n * e);
+        taken.Clear();
+        for (int j = 0; j < e; j++)
+        {
+            // Highest p first, then the lower row: p ≥ 0, so its bits order like its value.
+            var keys = _choiceKeys.AsSpan(0, n);
+            for (int t = 0; t < n; t++) keys[t] = ((long)(int.MaxValue - BitConverter.SingleToInt32Bits(weights[t * e + j])) << 32) | (uint)t;
+            keys.Sort();
+            for (int i = 0; i < capacity; i++) taken[(int)(keys[i] & 0xFFFFFFFF) * e + j] = true;
+        }
+        for (int i = 0; i < n * e; i++) if (!taken[i]) weights[i] = 0;
     }
 
     /// <summary>Copies the rows of <paramref name="source"/> [N, D] that an expert's routes name, in its grouped order,
@@ -527,9 +592,10 @@ public sealed unsafe class TrainableLlama : IDisposable
     {
         var c = Config;
         var b = _buffers;
-        int n = _rows, d = c.HiddenSize, experts = c.Experts, k = c.ExpertsPerToken, fe = c.ExpertFeedForwardSize;
+        int n = _rows, d = c.HiddenSize, experts = c.Experts, k = Slots, fe = c.ExpertFeedForwardSize;
         float* input = b.ExpertIn, dyRows = b.ExpertGradOut, dInput = b.ExpertGradIn, act = b.Act, dAct = b.ExpertGradAct, dz = b.RouterGrad;
         var routeGrad = b.RouteGrad!;
+        Array.Clear(routeGrad, 0, n * k); // slots no expert ran (expert choice) keep ∂w = 0
         new Span<float>(dh, n * d).Clear();
         if (w.SharedGate != null)
         {
@@ -583,7 +649,7 @@ public sealed unsafe class TrainableLlama : IDisposable
             var chosen = a.RoutedExperts.AsSpan(t * k, k);
             var weights = a.RoutedWeights.AsSpan(t * k, k);
             var dw = routeGrad.AsSpan(t * k, k);
-            if (c.NormalizeTopK)
+            if (c.NormalizeTopK && _expertChoice == 0)
             {
                 float mixed = 0;
                 for (int j = 0; j < k; j++) mixed += weights[j] * dw[j];

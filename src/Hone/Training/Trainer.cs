@@ -86,7 +86,9 @@ public static class Trainer
         if (config.IsMixtureOfExperts)
         {
             model.Routing = NewRouting();
-            reporter.Info($"mixture of experts: {config.Experts} experts, {config.ExpertsPerToken} per token; router_aux_loss_coef {model.RouterAuxLossCoef:G4}, " +
+            reporter.Info($"mixture of experts: {config.Experts} experts, " +
+                          (o.ExpertChoiceCapacity > 0 ? $"expert-choice routing (capacity factor {o.ExpertChoiceCapacity:G4}; generation routes top {config.ExpertsPerToken})" : $"{config.ExpertsPerToken} per token") +
+                          $"; router_aux_loss_coef {model.RouterAuxLossCoef:G4}, " +
                           $"router_z_loss_coef {model.RouterZLossCoef:G4}" + (o.UsesAdapters ? "; adapters sit on attention (and dense layers' MLPs), the experts and routers stay frozen" : ""));
         }
         if (model.Mixture is { } mixture)
@@ -214,6 +216,7 @@ public static class Trainer
         ["layer"] = r.Layer, ["tokens"] = r.Tokens,
         ["load"] = new JsonArray(r.Load.Select(v => (JsonNode)Math.Round(v, 4)).ToArray()),
         ["entropy"] = Math.Round(r.Entropy, 4), ["max_entropy"] = Math.Round(r.MaxEntropy, 4), ["balance_loss"] = Math.Round(r.BalanceLoss, 4),
+        ["dropped"] = Math.Round(r.Dropped, 4),
     }).ToArray());
 
     static double ValidationLoss(TrainableLlama model, TrainingRows rows, TrainOptions o)
@@ -282,7 +285,7 @@ public static class Trainer
         o.Method, o.Stage, o.BatchSize, o.GradAccum, o.SeqLen, o.LoraR, o.LoraAlpha, o.LoraDropout, string.Join(",", o.LoraTargets),
         o.UseRslora, o.Seed, o.Lr, o.Schedule, o.WarmupSteps, o.WarmupRatio, o.MaxSteps, o.Epochs, o.WeightDecay, o.MaxGradNorm,
         o.Packing, o.TrainOnPrompt, o.QloraType, o.FreezeTrainableLayers, string.Join(",", o.FreezeTrainableModules), o.RouterAuxLossCoef, o.RouterZLossCoef,
-        string.Join(",", o.LoraExperts), o.LoraExpertsTopK, o.LoraExpertsTrain,
+        string.Join(",", o.LoraExperts), o.LoraExpertsTopK, o.LoraExpertsTrain, o.ExpertChoiceCapacity,
     }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) + (o.AdapterKind is string kind ? "|" + kind : "");
 
     static unsafe string SaveCheckpoint(TrainOptions o, TrainableLlama model, AdamW optimizer, RunState state)

@@ -66,8 +66,19 @@ internal sealed unsafe class TrainingActivations : IDisposable
     public float* Logits { get; }                     // [LossChunk, V]
     public long Bytes => _arena!.Length;
 
-    public TrainingActivations(ModelConfig c, int maxRows, int maxSequence, bool checkpoint, IReadOnlyCollection<LoraAdapter> adapters, bool dropout)
+    /// <summary>Routing slots per row: k under top-k routing; E under expert-choice routing, where slot e says whether
+    /// expert e took the row.</summary>
+    readonly int _slots;
+    /// <summary>Routed rows a layer can run at most, for its experts' pre-activations and outputs: N·k under top-k
+    /// routing; N·⌈c⌉ + E under expert-choice routing with capacity factor c (each expert takes ⌈N·c/E⌉ rows).</summary>
+    readonly Func<long, long> _routedRows;
+
+    /// <param name="expertChoiceCapacity">0: top-k routing; else expert-choice routing with this capacity factor</param>
+    public TrainingActivations(ModelConfig c, int maxRows, int maxSequence, bool checkpoint, IReadOnlyCollection<LoraAdapter> adapters, bool dropout,
+        double expertChoiceCapacity = 0)
     {
+        _slots = expertChoiceCapacity > 0 ? c.Experts : c.ExpertsPerToken;
+        _routedRows = expertChoiceCapacity > 0 ? n => n * (long)Math.Ceiling(expertChoiceCapacity) + c.Experts : n => n * c.ExpertsPerToken;
         Layers = new Layer[c.Layers];
         for (int pass = 0; pass < 2; pass++)
         {
@@ -83,9 +94,9 @@ internal sealed unsafe class TrainingActivations : IDisposable
                     a.AuxGradient = Take(n * c.Experts);
                     if (pass == 1)
                     {
-                        a.RoutedExperts = new int[n * c.ExpertsPerToken];
-                        a.RoutedWeights = new float[n * c.ExpertsPerToken];
-                        a.RouteOrder = new int[n * c.ExpertsPerToken];
+                        a.RoutedExperts = new int[n * _slots];
+                        a.RoutedWeights = new float[n * _slots];
+                        a.RouteOrder = new int[n * _slots];
                         a.ExpertStarts = new int[c.Experts + 1];
                     }
                 }
@@ -108,7 +119,7 @@ internal sealed unsafe class TrainingActivations : IDisposable
             {
                 ExpertIn = Take(n * d); ExpertGradOut = Take(n * d); ExpertGradIn = Take(n * d); ExpertGradAct = Take(n * feedForward);
                 RouterGrad = Take(n * c.Experts);
-                if (pass == 1) RouteGrad = new float[n * c.ExpertsPerToken];
+                if (pass == 1) RouteGrad = new float[n * _slots];
             }
             AdapterWork = adapters.Count > 0 ? Take(n * adapters.Max(a => a.WorkWidth)) : null;
             Dropout = dropout && adapters.Count > 0 ? Take(n * widest) : null;
@@ -139,13 +150,13 @@ internal sealed unsafe class TrainingActivations : IDisposable
         bool anySparse = layer >= 0 ? c.IsSparseLayer(layer) : Enumerable.Range(0, c.Layers).Any(c.IsSparseLayer);
         bool anyDense = layer >= 0 ? !c.IsSparseLayer(layer) : !Enumerable.Range(0, c.Layers).All(c.IsSparseLayer);
         // Gate and Up: a dense layer's [N, F], or a sparse layer's routed rows [N·k, Fe].
-        long gateFloats = Math.Max(anyDense ? n * c.IntermediateSize : 0, anySparse ? n * c.ExpertsPerToken * c.ExpertFeedForwardSize : 0);
+        long gateFloats = Math.Max(anyDense ? n * c.IntermediateSize : 0, anySparse ? _routedRows(n) * c.ExpertFeedForwardSize : 0);
         a.Q = Take(n * c.QueryDim); a.K = Take(n * c.KvDim); a.V = Take(n * c.KvDim);
         a.Lse = Take((long)maxRows / Math.Max(1, maxSequence) * c.Heads * maxSequence);
         a.Att = Take(n * c.QueryDim); a.Gate = Take(gateFloats); a.Up = Take(gateFloats);
         if (anySparse)
         {
-            a.ExpertOut = Take(n * c.ExpertsPerToken * c.HiddenSize);
+            a.ExpertOut = Take(_routedRows(n) * c.HiddenSize);
             if (c.SharedExpertFeedForwardSize > 0)
             {
                 a.SharedGate = Take(n * c.SharedExpertFeedForwardSize); a.SharedUp = Take(n * c.SharedExpertFeedForwardSize);

@@ -44,9 +44,11 @@ public sealed record FreezeSettings(int TrainableLayers = 2, IReadOnlyList<strin
 /// router_aux_loss_coef)</param>
 /// <param name="RouterZLossCoef">mixture of experts: the router z-loss's coefficient</param>
 /// <param name="Mixture">train a mixture of these LoRA experts (a router per layer) instead of one adapter</param>
+/// <param name="ExpertChoiceCapacity">mixture of experts: 0 routes each token to its top k experts; c &gt; 0 lets each
+/// expert take its ⌈N·c/E⌉ highest-scoring rows of the micro-batch instead (expert-choice routing, Zhou et al. 2022)</param>
 public sealed record TrainingSetup(TrainingMethod Method, AdapterSettings? Adapter = null, FreezeSettings? Freeze = null,
     bool CheckpointActivations = false, ulong Seed = 1, double? RouterAuxLossCoef = null, double RouterZLossCoef = 0,
-    LoraMixtureSettings? Mixture = null)
+    LoraMixtureSettings? Mixture = null, double ExpertChoiceCapacity = 0)
 {
     public bool UsesAdapters => Method is TrainingMethod.Lora or TrainingMethod.Dora or TrainingMethod.QLora;
 

@@ -233,3 +233,76 @@ public class MixtureOfExpertsTrainingCliTests
         Assert.DoesNotContain("   at ", train.Stderr);
     }
 }
+
+public unsafe class ExpertChoiceTrainingTests(ITestOutputHelper output)
+{
+    static readonly WorkerPool Pool = new(2);
+
+    [Fact]
+    public void Each_expert_takes_its_capacity_of_highest_scoring_rows()
+    {
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath("mixtral-hf-f32"));
+        using var w = LlamaWeights.Load(c, new WeightLoadOptions(TensorType.F32));
+        using var m = new TrainableLlama(w, Pool, new TrainingSetup(TrainingMethod.Full, ExpertChoiceCapacity: 1.5), 2, 8);
+        var rng = new Random(3);
+        var tokens = Enumerable.Range(0, 16).Select(_ => rng.Next(c.Config.VocabSize)).ToArray();
+        var targets = tokens.Skip(1).Append(-1).ToArray();
+        m.Routing = new Hone.Experts.RoutingStatistics(c.Config.Layers, c.Config.Experts, c.Config.ExpertsPerToken);
+        m.Forward(tokens, targets, 2, 8);
+        int e = c.Config.Experts, capacity = (int)Math.Ceiling(16 * 1.5 / e); // 6 of 16 rows per expert
+        for (int l = 0; l < c.Config.Layers; l++)
+        {
+            var weights = m.RoutedWeights(l).ToArray();
+            for (int j = 0; j < e; j++)
+            {
+                var taken = Enumerable.Range(0, 16).Where(t => weights[t * e + j] != 0).ToList();
+                Assert.Equal(capacity, taken.Count);
+                float lowestTaken = taken.Min(t => weights[t * e + j]);
+                Assert.All(Enumerable.Range(0, 16).Except(taken), t => Assert.True(weights[t * e + j] == 0));
+                Assert.True(lowestTaken > 0);
+            }
+            var stats = m.Routing.Layer(l)!;
+            Assert.All(stats.Load, x => Assert.Equal(1.0 / e, x, 9)); // every expert took the same number of rows
+            int dropped = Enumerable.Range(0, 16).Count(t => Enumerable.Range(0, e).All(j => weights[t * e + j] == 0));
+            Assert.Equal(dropped / 16.0, stats.Dropped, 9);
+        }
+    }
+
+    [Fact]
+    public void Finite_differences_agree_with_backward_under_expert_choice()
+    {
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-hf-f32")); // shared expert, a dense layer
+        using var w = LlamaWeights.Load(c, new WeightLoadOptions(TensorType.F32));
+        // The z-loss is smooth; the load-balancing loss counts top-k choices, which expert-choice routing does not make,
+        // so a probe could flip one unseen by the routing compared below.
+        var setup = new TrainingSetup(TrainingMethod.Full, RouterAuxLossCoef: 0, RouterZLossCoef: 0.01, ExpertChoiceCapacity: 2);
+        using var m = new TrainableLlama(w, Pool, setup, 1, 8);
+        var rng = new Random(12);
+        var tokens = Enumerable.Range(0, 8).Select(_ => rng.Next(c.Config.VocabSize)).ToArray();
+        var targets = tokens.Skip(1).Append(-1).ToArray();
+        m.ZeroGradients();
+        m.ForwardBackward(tokens, targets, 1, 8, 1f);
+        foreach (int l in Enumerable.Range(0, c.Config.Layers).Where(c.Config.IsSparseLayer)) // 6 experts × ⌈8·2/6⌉ rows, not 8 rows × top 3
+            Assert.Equal(6 * 3, m.RoutedWeights(l).ToArray().Count(x => x != 0));
+        string Routing() => string.Join("|", Enumerable.Range(0, c.Config.Layers).Where(c.Config.IsSparseLayer)
+            .Select(l => string.Concat(m.RoutedWeights(l).ToArray().Select(x => x != 0 ? '1' : '0')) + string.Join(",", m.RoutedExperts(l).ToArray())));
+        double Loss() => m.Forward(tokens, targets, 1, 8) + 0.01 * m.LastZLoss;
+        int checkedCount = 0, skipped = 0;
+        foreach (var p in m.Parameters.Where(p => p.Name.Contains("exps") || p.Name.Contains("ffn_gate_inp") || p.Name.Contains("attn_q")))
+            for (int probe = 0; probe < 3; probe++)
+            {
+                long i = rng.NextInt64(p.Count);
+                float original = p.Value[i];
+                const float h = 1e-2f; // float32 forward noise over 2h stays under the tolerance
+                p.Value[i] = original + h; double plus = Loss(); var routingPlus = Routing();
+                p.Value[i] = original - h; double minus = Loss(); var routingMinus = Routing();
+                p.Value[i] = original;
+                if (routingPlus != routingMinus) { skipped++; continue; }
+                double numeric = (plus - minus) / (2 * h), analytic = p.Gradient[i];
+                Assert.True(Math.Abs(numeric - analytic) <= 2e-3 + 2e-2 * Math.Abs(analytic), $"{p.Name}[{i}]: finite difference {numeric:G6}, backward {analytic:G6}");
+                checkedCount++;
+            }
+        output.WriteLine($"{checkedCount} probes checked, {skipped} skipped for a routing change");
+        Assert.True(checkedCount >= 30);
+    }
+}
