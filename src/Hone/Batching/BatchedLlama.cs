@@ -1,3 +1,4 @@
+using Hone.Experts;
 using Hone.Model;
 using Hone.Tensors;
 
@@ -20,7 +21,12 @@ public sealed unsafe class BatchedLlama : IDisposable
     readonly NativeBuffer _x, _h;                   // [R, D]
     readonly NativeBuffer _q, _attention;           // [R, H·Dh]
     readonly NativeBuffer _k, _v;                   // [R, Hkv·Dh]
-    readonly NativeBuffer _gate, _up;               // [R, F]
+    readonly NativeBuffer _gate, _up;               // [R, max(F, Fe, Fs)]
+    readonly NativeBuffer? _routerLogits;           // [R, E] (a mixture of experts)
+    readonly NativeBuffer? _expertInput, _expertOutput; // [R, D] one expert's gathered rows and their outputs
+    readonly int[] _routedExperts = [], _routeOrder = [], _expertStarts = []; // [R·k], [R·k], [E + 1]
+    readonly float[] _routedWeights = [];           // [R·k]
+    readonly RowGroup[] _plainGroup = new RowGroup[1]; // the experts carry no adapters: one group of all their rows
     readonly NativeBuffer _scratch;                 // [R, max(D, F, H·Dh)] non-additive adapters meeting a residual
     readonly NativeBuffer _headInput;               // [S, D] final-normed rows that want logits
     readonly Rope _rope;
@@ -42,7 +48,6 @@ public sealed unsafe class BatchedLlama : IDisposable
         KvCacheType cacheType = KvCacheType.F32)
     {
         CacheType = cacheType;
-        weights.Config.RequireDense("the batched engine (hone serve, parallel evaluation)");
         if (slots < 1) throw new ArgumentException($"at least one slot is needed, found {slots}");
         if (stepRows < slots) throw new ArgumentException($"a step must hold at least one row per slot ({slots}), found {stepRows}");
         Weights = weights; Config = weights.Config; Pool = pool; Slots = slots; Context = context; StepRows = stepRows; Precision = precision;
@@ -57,8 +62,19 @@ public sealed unsafe class BatchedLlama : IDisposable
             _x = Buffer((long)stepRows * c.HiddenSize); _h = Buffer((long)stepRows * c.HiddenSize);
             _q = Buffer((long)stepRows * c.QueryDim); _attention = Buffer((long)stepRows * c.QueryDim);
             _k = Buffer((long)stepRows * c.KvDim); _v = Buffer((long)stepRows * c.KvDim);
-            _gate = Buffer((long)stepRows * c.IntermediateSize); _up = Buffer((long)stepRows * c.IntermediateSize);
-            _scratch = Buffer((long)stepRows * Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)));
+            int feedForward = FeedForwardWidth(c);
+            _gate = Buffer((long)stepRows * feedForward); _up = Buffer((long)stepRows * feedForward);
+            _scratch = Buffer((long)stepRows * Math.Max(c.HiddenSize, Math.Max(feedForward, c.QueryDim)));
+            if (c.IsMixtureOfExperts)
+            {
+                _routerLogits = Buffer((long)stepRows * c.Experts);
+                _expertInput = Buffer((long)stepRows * c.HiddenSize);
+                _expertOutput = Buffer((long)stepRows * c.HiddenSize);
+                _routedExperts = new int[stepRows * c.ExpertsPerToken];
+                _routedWeights = new float[stepRows * c.ExpertsPerToken];
+                _routeOrder = new int[stepRows * c.ExpertsPerToken];
+                _expertStarts = new int[c.Experts + 1];
+            }
             _headInput = Buffer((long)slots * c.HiddenSize);
             _rope = new Rope(c.HeadDim, c.RotaryDims, context, c.RopeTheta, c.RopeLayout, c.RopeLinearFactor, c.RopeLlama3, weights.RopeFrequencyDivisors);
         }
@@ -91,13 +107,18 @@ public sealed unsafe class BatchedLlama : IDisposable
             checked
             {
                 long kv = 2L * slots * c.Layers * context * c.KvDim;
-                long rows = (long)stepRows * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.KvDim + 2L * c.IntermediateSize
-                                              + Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim)));
+                long feedForward = FeedForwardWidth(c);
+                long rows = (long)stepRows * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.KvDim + 2L * feedForward
+                                              + Math.Max(c.HiddenSize, Math.Max(feedForward, c.QueryDim))
+                                              + (c.IsMixtureOfExperts ? c.Experts + 2L * c.HiddenSize + 3L * c.ExpertsPerToken : 0));
                 return cacheType.ElementBytes() * kv + 4 * (rows + (long)slots * c.HiddenSize);
             }
         }
         catch (OverflowException) { return long.MaxValue; }
     }
+
+    /// <summary>The widest feed-forward activation a row writes: F, or an expert's Fe or the shared expert's Fs.</summary>
+    static int FeedForwardWidth(ModelConfig c) => Math.Max(c.IntermediateSize, Math.Max(c.ExpertFeedForwardSize, c.SharedExpertFeedForwardSize));
 
     /// <summary>A sequence's rows in a step.</summary>
     /// <param name="Slot">its KV slot</param>
@@ -178,6 +199,11 @@ public sealed unsafe class BatchedLlama : IDisposable
             Linear.ForwardRows(Pool, w.AttentionOutput, null, att, Qd, x, D, true, decodeRows, R, rowGroups, scratch, Precision);
 
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, R, D, c.RmsNormEps);
+            if (w.IsSparse)
+            {
+                MixtureOfExperts(w, h, x, decodeRows, R, scratch);
+                continue;
+            }
             Linear.ForwardGatedRows(Pool, h, D, w.Gate, w.Up, gate, up, decodeRows, R, rowGroups, Precision);
             Linear.ForwardRows(Pool, w.Down, null, gate, F, x, D, true, decodeRows, R, rowGroups, scratch, Precision);
         }
@@ -205,6 +231,60 @@ public sealed unsafe class BatchedLlama : IDisposable
         fixed (float* output = logits)
             Linear.ForwardRows(Pool, Weights.Output, null, headInput, D, output, V, false, logitRows, logitRows,
                 new ReadOnlySpan<RowGroup>(_headGroups, 0, headGroups), null, Precision);
+    }
+
+    /// <summary>
+    /// A mixture-of-experts MLP over the step's R rows, as <see cref="LlamaModel"/> computes it for one sequence: route
+    /// every row (<see cref="ExpertRouting"/>), run each expert once over its rows (decode rows first, through the decode
+    /// kernels, then prompt rows through the GEMM — each row gets the bits it gets alone), add each output times its
+    /// weight in expert order, then the shared expert over all rows times sigmoid(h·g). Experts carry no adapters.
+    /// </summary>
+    /// <param name="h">[R, D] the normed input</param>
+    /// <param name="x">[R, D] the residual stream, added to</param>
+    void MixtureOfExperts(LayerWeights w, float* h, float* x, int decodeRows, int R, float* scratch)
+    {
+        var c = Config;
+        int D = c.HiddenSize, E = c.Experts, k = c.ExpertsPerToken;
+        float* logits = _routerLogits!.AsFloats, input = _expertInput!.AsFloats, output = _expertOutput!.AsFloats;
+        float* gate = _gate.AsFloats, up = _up.AsFloats;
+        _plainGroup[0] = new RowGroup(0, R, null);
+        Linear.ForwardRows(Pool, w.Router!, null, h, D, logits, E, false, decodeRows, R, _plainGroup, null, Precision);
+        ExpertRouting.Route(new ReadOnlySpan<float>(logits, R * E), R, E, k, c.NormalizeTopK, _routedExperts, _routedWeights);
+        ExpertRouting.GroupByExpert(_routedExperts, R, E, k, _expertStarts, _routeOrder);
+        for (int e = 0; e < E; e++)
+        {
+            int start = _expertStarts[e], n = _expertStarts[e + 1] - start, decode = 0;
+            if (n == 0) continue;
+            for (int i = 0; i < n; i++)
+            {
+                int row = _routeOrder[start + i] / k;
+                if (row < decodeRows) decode++;
+                new ReadOnlySpan<float>(h + (long)row * D, D).CopyTo(new Span<float>(input + (long)i * D, D));
+            }
+            _plainGroup[0] = new RowGroup(0, n, null);
+            Linear.ForwardGatedRows(Pool, input, D, w.ExpertGate![e], w.ExpertUp![e], gate, up, decode, n, _plainGroup, Precision);
+            Linear.ForwardRows(Pool, w.ExpertDown![e], null, gate, c.ExpertFeedForwardSize, output, D, false, decode, n, _plainGroup, null, Precision);
+            for (int i = 0; i < n; i++)
+            {
+                int route = _routeOrder[start + i];
+                float* to = x + (long)(route / k) * D, from = output + (long)i * D;
+                float weight = _routedWeights[route];
+                for (int j = 0; j < D; j++) to[j] += weight * from[j];
+            }
+        }
+        if (w.SharedGate == null) return;
+        _plainGroup[0] = new RowGroup(0, R, null);
+        Linear.ForwardGatedRows(Pool, h, D, w.SharedGate, w.SharedUp!, gate, up, decodeRows, R, _plainGroup, Precision);
+        Linear.ForwardRows(Pool, w.SharedDown!, null, gate, c.SharedExpertFeedForwardSize, output, D, false, decodeRows, R, _plainGroup, null, Precision);
+        for (int t = 0; t < R; t++)
+        {
+            float* row = h + (long)t * D;
+            float logit = 0;
+            for (int i = 0; i < D; i++) logit += row[i] * w.SharedRouter[i];
+            float s = 1f / (1f + MathF.Exp(-logit));
+            float* to = x + (long)t * D, from = output + (long)t * D;
+            for (int j = 0; j < D; j++) to[j] += s * from[j];
+        }
     }
 
     /// <summary>One decode row's queries and keys to rotate at its position, and its key and value rows to store there.</summary>

@@ -79,13 +79,6 @@ public sealed record ModelConfig
             throw new NotSupportedException("a qwen2_moe model with dense layers (mlp_only_layers, decoder_sparse_step) cannot be written as GGUF: llama.cpp's qwen2moe makes every layer sparse (write a Hugging Face directory)");
     }
 
-    /// <summary>Throws for a mixture-of-experts model where <paramref name="what"/> handles dense models only.</summary>
-    public void RequireDense(string what)
-    {
-        if (IsMixtureOfExperts)
-            throw new NotSupportedException($"{what} is not supported for mixture-of-experts models yet ({Architecture}: {Experts} experts, {ExpertsPerToken} per token); generation, chat and evaluation are");
-    }
-
     // Upper bounds far above every released model (vocabularies reach ~2^18, hidden sizes 2^14, layers 2^7, contexts
     // 2^24) that keep every size computed from a config inside 64-bit arithmetic: a value beyond them is corruption.
     public const int MaxVocabulary = 1 << 24, MaxHiddenSize = 1 << 18, MaxIntermediateSize = 1 << 20, MaxLayers = 1 << 12,

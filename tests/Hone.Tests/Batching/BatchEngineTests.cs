@@ -303,3 +303,37 @@ public class BatchEngineTests
         Assert.Equal(Generate(TinyChatModel.Path, prompt, 15, SamplerOptions.Greedy, BatchFixtures.Dora).Ids, dora.Ids);
     }
 }
+
+/// <summary>Mixtures of experts in the batched engine: each sequence's tokens equal single-sequence generation's,
+/// alone and among others (every row routed, grouped per expert across the step's sequences).</summary>
+public class BatchEngineMixtureTests
+{
+    [Theory]
+    [InlineData("tiny")]
+    [InlineData("qwen")]
+    [InlineData("tiny-q8_0")]
+    public async Task Greedy_output_of_a_mixture_equals_the_generator_alone_and_in_a_crowd(string model)
+    {
+        using var dir = new TempDirectory();
+        string path = model == "tiny" ? TinyMoeModel.Path : model == "qwen" ? TinyMoeModel.QwenPath : dir.File("moe-q8_0.gguf");
+        if (model == "tiny-q8_0")
+        {
+            var convert = HoneCli.Run("convert", TinyMoeModel.Path, "--out", path, "--type", "q8_0");
+            Assert.True(convert.ExitCode == 0, convert.ToString());
+        }
+        using var engine = BatchEngine.Open(path, [], new EngineOptions { Parallel = 9, StepTokens = 40 });
+        int vocab = engine.Tokenizer.VocabSize;
+        int[] Prompt(int i, int length) => Enumerable.Range(0, length).Select(j => (i * 31 + j * 7 + 1) % vocab).ToArray();
+        var prompt = Prompt(0, 11);
+        int[] expected;
+        using (var loaded = LoadedModel.Open(path))
+            expected = new Generator(loaded.Model, loaded.Tokenizer).Generate(prompt, new GenerationOptions(24, SamplerOptions.Greedy, null, StopAtEndOfTurn: false)).Ids;
+        SequenceRequest Request(int[] p, int max) => new() { Prompt = p, MaxTokens = max, StopAtEndOfTurn = false, Sampler = SamplerOptions.Greedy };
+        var alone = await engine.Submit(Request(prompt, 24)).CompleteAsync();
+        Assert.Equal(expected, alone.Ids);
+        var others = Enumerable.Range(1, 8).Select(i => engine.Submit(Request(Prompt(i, 5 + 3 * i), 6 + 2 * i))).ToList();
+        var crowded = await engine.Submit(Request(prompt, 24)).CompleteAsync();
+        foreach (var o in others) await o.CompleteAsync();
+        Assert.Equal(expected, crowded.Ids);
+    }
+}

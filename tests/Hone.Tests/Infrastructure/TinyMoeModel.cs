@@ -13,4 +13,14 @@ public static class TinyMoeModel
     }, seed: 7, std: 0.2f, embeddingStd: 0.5f));
 
     public static string Path => Built.Value;
+
+    /// <summary>A Qwen2-MoE of the same size: attention biases, unnormalized top-2 of 4 and a shared expert.</summary>
+    static readonly Lazy<string> BuiltQwen = new(() => TinyChatModel.Build("qwen-moe", vocab => new ModelConfig
+    {
+        Architecture = "qwen2_moe", VocabSize = vocab, HiddenSize = 32, IntermediateSize = 64, Layers = 2, Heads = 2, KvHeads = 1,
+        HeadDim = 16, RotaryDims = 16, MaxPositions = 128, AttentionBias = true, Experts = 4, ExpertsPerToken = 2, ExpertFeedForwardSize = 32,
+        SharedExpertFeedForwardSize = 48, NormalizeTopK = false, RouterAuxLossCoef = 0.001,
+    }, seed: 9, std: 0.2f, embeddingStd: 0.5f));
+
+    public static string QwenPath => BuiltQwen.Value;
 }

@@ -273,15 +273,6 @@ public unsafe class MixtureOfExpertsTests
         Assert.Equal("Qwen2MoeForCausalLM", (string)checkpoint.Config.ToHuggingFaceJson()["architectures"]![0]!);
     }
 
-    [Fact]
-    public void What_handles_dense_models_only_says_so_instead_of_failing_inside()
-    {
-        using var checkpoint = Checkpoint.Open(ReferenceLogitsTests.FixturePath("mixtral-hf-f32"));
-        using var weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(TensorType.F32));
-        var serving = Assert.Throws<NotSupportedException>(() => new Hone.Batching.BatchedLlama(weights, Pool, 2, 64, 8, ComputePrecision.Fast));
-        Assert.Contains("batched engine", serving.Message);
-    }
-
     [Theory]
     [InlineData("mixtral-hf-f32", "out.gguf", null)]
     [InlineData("mixtral-gguf-f32", "out-hf", null)]
