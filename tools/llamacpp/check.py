@@ -80,7 +80,7 @@ for arch, tok, inputs in ([] if a.only else cases):
 
 # 2b. Mixtures of experts (Mixtral as llama with expert_count; qwen2moe with its shared expert) written at random,
 # converted by hone with the experts stacked as llama.cpp reads them.
-for arch in ["mixtral", "qwen2_moe"]:
+for arch in ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe"]:
     d = os.path.join(work, f"{arch}-gpt2-hf")
     subprocess.run([sys.executable, os.path.join(a.tools, "make_random_model.py"), d, "--arch", arch, "--tokenizer", os.path.join(tokenizers, "gpt2-hf")], check=True, capture_output=True)
     for t in ["f32", "q8_0"]:

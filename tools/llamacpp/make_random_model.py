@@ -18,7 +18,7 @@ import argparse, array, json, os, random, shutil, struct
 p = argparse.ArgumentParser()
 p.add_argument("out")
 p.add_argument("--shape", choices=["tiny", "smollm2-135m", "mixtral-small"], default="tiny")
-p.add_argument("--arch", choices=["llama", "qwen2", "mixtral", "qwen2_moe"], default="llama")
+p.add_argument("--arch", choices=["llama", "qwen2", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe"], default="llama")
 p.add_argument("--tokenizer", help="directory holding tokenizer.json (copied next to the model)")
 p.add_argument("--seed", type=int, default=1, help="seed of the weights (models of one shape with different seeds differ)")
 a = p.parse_args()
@@ -29,6 +29,7 @@ if a.shape == "tiny":
     V = max(tok["model"]["vocab"].values()) + 1
     for t in tok.get("added_tokens", []): V = max(V, t["id"] + 1)
     D, F, L, H, KV, theta, tied = 64, 160, 2, 4, 2, 10000.0, a.arch in ("qwen2", "qwen2_moe")
+    if a.arch == "olmoe": KV = H  # llama.cpp's olmoe has no grouped-query attention (its k_norm is [n_embd])
 elif a.shape == "mixtral-small":
     V, D, F, L, H, KV, theta, tied = 32000, 512, 1024, 8, 8, 4, 1000000.0, False
     a.arch = "mixtral"
@@ -48,6 +49,12 @@ for l in range(L):
         shapes[q + "self_attn.q_proj.bias"] = (H * Dh,)
         shapes[q + "self_attn.k_proj.bias"] = (KV * Dh,)
         shapes[q + "self_attn.v_proj.bias"] = (KV * Dh,)
+    if a.arch == "qwen3_moe":   # QK-norm per head
+        shapes[q + "self_attn.q_norm.weight"] = (Dh,)
+        shapes[q + "self_attn.k_norm.weight"] = (Dh,)
+    if a.arch == "olmoe":       # QK-norm over the whole projection
+        shapes[q + "self_attn.q_norm.weight"] = (H * Dh,)
+        shapes[q + "self_attn.k_norm.weight"] = (KV * Dh,)
     shapes[q + "self_attn.o_proj.weight"] = (D, H * Dh)
     shapes[q + "post_attention_layernorm.weight"] = (D,)
     if a.arch == "mixtral":
@@ -56,6 +63,13 @@ for l in range(L):
             shapes[q + f"block_sparse_moe.experts.{e}.w1.weight"] = (F, D)
             shapes[q + f"block_sparse_moe.experts.{e}.w3.weight"] = (F, D)
             shapes[q + f"block_sparse_moe.experts.{e}.w2.weight"] = (D, F)
+        continue
+    if a.arch in ("qwen3_moe", "olmoe"):
+        shapes[q + "mlp.gate.weight"] = (E, D)
+        for e in range(E):
+            shapes[q + f"mlp.experts.{e}.gate_proj.weight"] = (64, D)
+            shapes[q + f"mlp.experts.{e}.up_proj.weight"] = (64, D)
+            shapes[q + f"mlp.experts.{e}.down_proj.weight"] = (D, 64)
         continue
     if a.arch == "qwen2_moe":
         shapes[q + "mlp.gate.weight"] = (4, D)
@@ -102,12 +116,18 @@ with open(os.path.join(a.out, "model.safetensors"), "wb") as f:
             start = 0
 
 config = {"architectures": [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mixtral": "MixtralForCausalLM",
-                            "qwen2_moe": "Qwen2MoeForCausalLM"}[a.arch]], "model_type": a.arch,
+                            "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM", "olmoe": "OlmoeForCausalLM"}[a.arch]],
+          "model_type": a.arch,
           "hidden_size": D, "intermediate_size": F, "num_hidden_layers": L, "num_attention_heads": H,
           "num_key_value_heads": KV, "vocab_size": V, "rms_norm_eps": 1e-5, "rope_theta": theta,
           "max_position_embeddings": 2048, "tie_word_embeddings": tied, "hidden_act": "silu", "torch_dtype": "float32"}
 if a.arch == "mixtral":
     config.update(num_local_experts=E, num_experts_per_tok=2)
+if a.arch == "qwen3_moe":
+    config.update(num_experts=E, num_experts_per_tok=2, moe_intermediate_size=64, norm_topk_prob=True, decoder_sparse_step=1,
+                  mlp_only_layers=[], head_dim=Dh, attention_bias=False)
+if a.arch == "olmoe":
+    config.update(num_experts=E, num_experts_per_tok=2, intermediate_size=64, norm_topk_prob=False, clip_qkv=None)
 if a.arch == "qwen2_moe":
     config.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64, shared_expert_intermediate_size=96,
                   norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[])

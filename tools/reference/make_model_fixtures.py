@@ -61,11 +61,16 @@ def rope_halves(x, pos, inv):  # x [T, heads, Dh]; rotate_half over the first ro
 
 
 def is_sparse(cfg, l):
-    if cfg["model_type"] == "mixtral":
+    if cfg["model_type"] in ("mixtral", "olmoe"):
         return True
-    if cfg["model_type"] == "qwen2_moe":
+    if cfg["model_type"] in ("qwen2_moe", "qwen3_moe"):
         return l not in cfg["mlp_only_layers"] and (l + 1) % cfg["decoder_sparse_step"] == 0
     return False
+
+
+def qk_norm(cfg):
+    """Qwen3 / Qwen3-MoE normalize each head of q and k (weight [Dh]); OLMoE the whole projection (weights [H*Dh], [Hkv*Dh])."""
+    return {"qwen3": "head", "qwen3_moe": "head", "olmoe": "whole"}.get(cfg["model_type"])
 
 
 def swiglu(h, gate, up, down):
@@ -78,6 +83,7 @@ def moe(cfg, w, p, h, gaps):
     pre = p + ("block_sparse_moe." if mixtral else "mlp.")
     E = cfg["num_local_experts"] if mixtral else cfg["num_experts"]
     k = cfg["num_experts_per_tok"]
+    shared = cfg["model_type"] == "qwen2_moe"
     probs = torch.softmax(h @ w[pre + "gate.weight"].T, -1)           # [T, E]
     top, idx = torch.topk(probs, k, -1)                                 # [T, k]
     ordered = torch.sort(probs, -1, descending=True).values
@@ -92,9 +98,9 @@ def moe(cfg, w, p, h, gaps):
             y = swiglu(h, w[f"{pre}experts.{e}.gate_proj.weight"], w[f"{pre}experts.{e}.up_proj.weight"], w[f"{pre}experts.{e}.down_proj.weight"])
         weight = (top * (idx == e)).sum(-1, keepdim=True)               # [T, 1]: 0 where e was not chosen
         out = out + weight * y
-    if not mixtral:
-        shared = swiglu(h, w[pre + "shared_expert.gate_proj.weight"], w[pre + "shared_expert.up_proj.weight"], w[pre + "shared_expert.down_proj.weight"])
-        out = out + torch.sigmoid(h @ w[pre + "shared_expert_gate.weight"].T) * shared
+    if shared:
+        y = swiglu(h, w[pre + "shared_expert.gate_proj.weight"], w[pre + "shared_expert.up_proj.weight"], w[pre + "shared_expert.down_proj.weight"])
+        out = out + torch.sigmoid(h @ w[pre + "shared_expert_gate.weight"].T) * y
     return out
 
 
@@ -116,8 +122,13 @@ def forward(cfg, w, tokens, gaps=None):
         v = h @ w[p + "self_attn.v_proj.weight"].T
         if p + "self_attn.q_proj.bias" in w:
             q = q + w[p + "self_attn.q_proj.bias"]; k = k + w[p + "self_attn.k_proj.bias"]; v = v + w[p + "self_attn.v_proj.bias"]
-        q = rope_halves(q.view(T, H, Dh), pos, inv)
-        k = rope_halves(k.view(T, Hkv, Dh), pos, inv)
+        if qk_norm(cfg) == "whole":   # OLMoE: before the split into heads
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps); k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+        q = q.view(T, H, Dh); k = k.view(T, Hkv, Dh)
+        if qk_norm(cfg) == "head":    # Qwen3: each head
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps); k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+        q = rope_halves(q, pos, inv)
+        k = rope_halves(k, pos, inv)
         v = v.view(T, Hkv, Dh)
         rep = H // Hkv
         k = k.repeat_interleave(rep, dim=1); v = v.repeat_interleave(rep, dim=1)
@@ -154,19 +165,23 @@ def make_weights(cfg, seed):
         if cfg["model_type"] in ("qwen2", "qwen2_moe") or cfg.get("attention_bias"):
             w[p + "self_attn.q_proj.bias"] = r(Qd); w[p + "self_attn.k_proj.bias"] = r(Kd); w[p + "self_attn.v_proj.bias"] = r(Kd)
         w[p + "self_attn.o_proj.weight"] = r(D, Qd)
+        if qk_norm(cfg) == "head":
+            w[p + "self_attn.q_norm.weight"] = 1 + r(cfg["head_dim"], std=0.1); w[p + "self_attn.k_norm.weight"] = 1 + r(cfg["head_dim"], std=0.1)
+        elif qk_norm(cfg) == "whole":
+            w[p + "self_attn.q_norm.weight"] = 1 + r(Qd, std=0.1); w[p + "self_attn.k_norm.weight"] = 1 + r(Kd, std=0.1)
         w[p + "post_attention_layernorm.weight"] = 1 + r(D, std=0.1)
         if is_sparse(cfg, l):
             mixtral = cfg["model_type"] == "mixtral"
             pre = p + ("block_sparse_moe." if mixtral else "mlp.")
             E = cfg["num_local_experts"] if mixtral else cfg["num_experts"]
-            Fe = cfg["intermediate_size"] if mixtral else cfg["moe_intermediate_size"]
+            Fe = cfg["intermediate_size"] if cfg["model_type"] in ("mixtral", "olmoe") else cfg["moe_intermediate_size"]
             w[pre + "gate.weight"] = r(E, D, std=0.5)
             names = ("w1", "w3", "w2") if mixtral else ("gate_proj", "up_proj", "down_proj")
             for e in range(E):
                 w[f"{pre}experts.{e}.{names[0]}.weight"] = r(Fe, D)
                 w[f"{pre}experts.{e}.{names[1]}.weight"] = r(Fe, D)
                 w[f"{pre}experts.{e}.{names[2]}.weight"] = r(D, Fe)
-            if not mixtral:
+            if cfg["model_type"] == "qwen2_moe":
                 Fs = cfg["shared_expert_intermediate_size"]
                 w[pre + "shared_expert.gate_proj.weight"] = r(Fs, D)
                 w[pre + "shared_expert.up_proj.weight"] = r(Fs, D)
@@ -210,7 +225,7 @@ def write_safetensors(path, tensors):  # tensors: list of (name, dtype, shape, b
 HF_TO_GGUF = [
     ("model.embed_tokens.weight", "token_embd.weight"), ("model.norm.weight", "output_norm.weight"), ("lm_head.weight", "output.weight"),
 ]
-LAYER = [("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
+LAYER = [("input_layernorm", "attn_norm"), ("self_attn.q_norm", "attn_q_norm"), ("self_attn.k_norm", "attn_k_norm"), ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
          ("self_attn.o_proj", "attn_output"), ("post_attention_layernorm", "ffn_norm"), ("mlp.gate_proj", "ffn_gate"),
          ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down"),
          ("block_sparse_moe.gate", "ffn_gate_inp"), ("mlp.gate", "ffn_gate_inp"), ("mlp.shared_expert.gate_proj", "ffn_gate_shexp"),
@@ -293,6 +308,21 @@ VARIANTS = [
     ("qwen2moe-gguf-f32", dict(model_type="qwen2_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
                                shared_expert_intermediate_size=24, norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[],
                                tie_word_embeddings=True), "F32", "gguf"),
+    # Qwen3 (dense): per-head QK-norm, head_dim apart from hidden/heads, a tied head.
+    ("qwen3-hf-f32", dict(model_type="qwen3", head_dim=12, attention_bias=False, tie_word_embeddings=True), "F32", "hf"),
+    ("qwen3-gguf-f32", dict(model_type="qwen3", head_dim=12, attention_bias=False, tie_word_embeddings=True), "F32", "gguf"),
+    # Qwen3-MoE: per-head QK-norm, head_dim apart from hidden/heads, norm_topk_prob, no shared expert, a dense layer.
+    ("qwen3moe-hf-f32", dict(model_type="qwen3_moe", num_hidden_layers=3, num_experts=6, num_experts_per_tok=2, moe_intermediate_size=16,
+                             norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[1], head_dim=12, router_aux_loss_coef=0.001,
+                             attention_bias=False), "F32", "hf"),
+    ("qwen3moe-gguf-f32", dict(model_type="qwen3_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
+                               norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[], head_dim=12, attention_bias=False), "F32", "gguf"),
+    # OLMoE: QK-norm over the whole projection, experts of intermediate_size, top-k weights not renormalized; as the
+    # released model (and llama.cpp's olmoe) without grouped-query attention.
+    ("olmoe-hf-f32", dict(model_type="olmoe", num_experts=8, num_experts_per_tok=2, intermediate_size=16, norm_topk_prob=False,
+                          num_key_value_heads=4, router_aux_loss_coef=0.01, clip_qkv=None), "F32", "hf"),
+    ("olmoe-gguf-f32", dict(model_type="olmoe", num_experts=8, num_experts_per_tok=2, intermediate_size=16, norm_topk_prob=False,
+                            num_key_value_heads=4), "F32", "gguf"),
     ("qwen2moe-norm-hf-f32", dict(model_type="qwen2_moe", num_hidden_layers=4, num_experts=5, num_experts_per_tok=2, moe_intermediate_size=16,
                                   shared_expert_intermediate_size=24, norm_topk_prob=True, decoder_sparse_step=2, mlp_only_layers=[],
                                   router_aux_loss_coef=0.001), "F32", "hf"),
@@ -311,7 +341,8 @@ def main(out_dir):
         cfg["rotary_dims"] = cfg["head_dim"]
         # Variants of one family share weights and tokens, so HF and GGUF layouts can be compared directly.
         family = name.split("-")[0]
-        seed = {"llama": 1000, "qwen2": 2000, "llama3": 3000, "mixtral": 4000, "qwen2moe": 5000 + len(name)}[family]
+        seed = {"llama": 1000, "qwen2": 2000, "llama3": 3000, "mixtral": 4000, "qwen2moe": 5000 + len(name), "qwen3moe": 6000, "olmoe": 7000,
+                "qwen3": 8000}[family]
         w = make_weights(cfg, seed=seed)
         stored = {}
         blobs = {}
@@ -329,26 +360,30 @@ def main(out_dir):
         if fmt == "hf":
             hf_cfg = {k: v for k, v in cfg.items() if k != "rotary_dims"}
             hf_cfg["architectures"] = [{"qwen2": "Qwen2ForCausalLM", "mixtral": "MixtralForCausalLM",
-                                        "qwen2_moe": "Qwen2MoeForCausalLM"}.get(cfg["model_type"], "LlamaForCausalLM")]
+                                        "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                                        "olmoe": "OlmoeForCausalLM"}.get(cfg["model_type"], "LlamaForCausalLM")]
             hf_cfg["torch_dtype"] = "bfloat16" if dtype == "BF16" else "float32"
             with open(os.path.join(d, "config.json"), "w") as f:
                 json.dump(hf_cfg, f, indent=2)
             write_safetensors(os.path.join(d, "model.safetensors"), [(k, blobs[k][0], list(w[k].shape), blobs[k][1]) for k in sorted(w)])
         else:
-            arch = {"qwen2": "qwen2", "qwen2_moe": "qwen2moe"}.get(cfg["model_type"], "llama")
+            arch = {"qwen2": "qwen2", "qwen2_moe": "qwen2moe", "qwen3": "qwen3", "qwen3_moe": "qwen3moe", "olmoe": "olmoe"}.get(cfg["model_type"], "llama")
             meta = [("general.architecture", "str", arch), ("general.name", "str", name),
                     (f"{arch}.context_length", "u32", cfg["max_position_embeddings"]), (f"{arch}.embedding_length", "u32", cfg["hidden_size"]),
                     (f"{arch}.block_count", "u32", cfg["num_hidden_layers"]), (f"{arch}.feed_forward_length", "u32", cfg["intermediate_size"]),
                     (f"{arch}.attention.head_count", "u32", cfg["num_attention_heads"]), (f"{arch}.attention.head_count_kv", "u32", cfg["num_key_value_heads"]),
                     (f"{arch}.attention.layer_norm_rms_epsilon", "f32", cfg["rms_norm_eps"]), (f"{arch}.rope.freq_base", "f32", cfg["rope_theta"]),
                     (f"{arch}.rope.dimension_count", "u32", cfg["rotary_dims"])]
-            if cfg["model_type"] in ("mixtral", "qwen2_moe"):
+            if cfg["model_type"] in ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe"):
                 mixtral = cfg["model_type"] == "mixtral"
                 meta += [(f"{arch}.expert_count", "u32", cfg["num_local_experts"] if mixtral else cfg["num_experts"]),
                          (f"{arch}.expert_used_count", "u32", cfg["num_experts_per_tok"])]
-                if not mixtral:
-                    meta += [(f"{arch}.expert_feed_forward_length", "u32", cfg["moe_intermediate_size"]),
-                             (f"{arch}.expert_shared_feed_forward_length", "u32", cfg["shared_expert_intermediate_size"])]
+                if cfg["model_type"] in ("qwen2_moe", "qwen3_moe"):
+                    meta += [(f"{arch}.expert_feed_forward_length", "u32", cfg["moe_intermediate_size"])]
+                if cfg["model_type"] == "qwen2_moe":
+                    meta += [(f"{arch}.expert_shared_feed_forward_length", "u32", cfg["shared_expert_intermediate_size"])]
+            if cfg["head_dim"] != cfg["hidden_size"] // cfg["num_attention_heads"]:
+                meta += [(f"{arch}.attention.key_length", "u32", cfg["head_dim"]), (f"{arch}.attention.value_length", "u32", cfg["head_dim"])]
             tensors = []
             stacks = {}
             for k in sorted(w):

@@ -174,6 +174,7 @@ public sealed unsafe class BatchedLlama : IDisposable
             RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, R, D, c.RmsNormEps);
             Linear.ForwardSharedRows(Pool, h, D, w.Query, w.QueryBias, q, Qd, w.Key, w.KeyBias, k, Kd, w.Value, w.ValueBias, v, Kd,
                 decodeRows, R, rowGroups, scratch, Precision);
+            w.NormalizeQueriesKeys(Pool, c, q, k, R);
             int queries = 0;
             foreach (var s in segments)
             {

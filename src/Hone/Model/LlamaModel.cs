@@ -246,6 +246,7 @@ public sealed unsafe class LlamaModel : IDisposable
                 CheckFinite(kNew, (long)T * Kd, l, "key projection", w.Key);
                 CheckFinite(vNew, (long)T * Kd, l, "value projection", w.Value);
             }
+            w.NormalizeQueriesKeys(Pool, c, q, kNew, T);
             RowParallel.RopeApply(Pool, _rope, q, T, c.Heads, Qd, Position);
             RowParallel.RopeApply(Pool, _rope, kNew, T, c.KvHeads, Kd, Position);
             if (!direct)

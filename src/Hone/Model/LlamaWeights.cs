@@ -13,6 +13,8 @@ public sealed unsafe class LayerWeights
     public required float* AttentionNorm;
     public required WeightMatrix Query, Key, Value, AttentionOutput;
     public float* QueryBias, KeyBias, ValueBias;
+    /// <summary>QK-norm weights ([Dh] per head, or [H·Dh] / [Hkv·Dh] over the whole projection); null without.</summary>
+    public float* QueryNorm, KeyNorm;
     public required float* FeedForwardNorm;
     public required WeightMatrix Gate, Up, Down;
     public WeightMatrix? Router;
@@ -20,6 +22,22 @@ public sealed unsafe class LayerWeights
     public WeightMatrix? SharedGate, SharedUp, SharedDown;
     public float* SharedRouter;
     public bool IsSparse => Router != null;
+
+    /// <summary>QK-norm in place on this layer's projected queries q[T, H·Dh] and keys k[T, Hkv·Dh], before RoPE:
+    /// per head (rows of Dh) or over each row.</summary>
+    public void NormalizeQueriesKeys(WorkerPool pool, ModelConfig c, float* q, float* k, int rows)
+    {
+        if (c.QkNorm == QkNorm.PerHead)
+        {
+            RowParallel.RmsNormForward(pool, q, QueryNorm, q, rows * c.Heads, c.HeadDim, c.RmsNormEps);
+            RowParallel.RmsNormForward(pool, k, KeyNorm, k, rows * c.KvHeads, c.HeadDim, c.RmsNormEps);
+        }
+        else if (c.QkNorm == QkNorm.Whole)
+        {
+            RowParallel.RmsNormForward(pool, q, QueryNorm, q, rows, c.QueryDim, c.RmsNormEps);
+            RowParallel.RmsNormForward(pool, k, KeyNorm, k, rows, c.KvDim, c.RmsNormEps);
+        }
+    }
 }
 
 /// <summary>How to bring weights into memory.</summary>
@@ -111,6 +129,7 @@ public sealed unsafe class LlamaWeights : IDisposable
                 Value = Matrix(TensorRole.AttentionValue, l), AttentionOutput = Matrix(TensorRole.AttentionOutput, l),
                 QueryBias = Vector(TensorRole.AttentionQuery, l, true), KeyBias = Vector(TensorRole.AttentionKey, l, true),
                 ValueBias = Vector(TensorRole.AttentionValue, l, true),
+                QueryNorm = Vector(TensorRole.AttentionQueryNorm, l), KeyNorm = Vector(TensorRole.AttentionKeyNorm, l),
                 FeedForwardNorm = Vector(TensorRole.FeedForwardNorm, l),
                 Gate = sparse ? null! : Matrix(TensorRole.FeedForwardGate, l),
                 Up = sparse ? null! : Matrix(TensorRole.FeedForwardUp, l),
@@ -165,6 +184,11 @@ public sealed unsafe class LlamaWeights : IDisposable
                 yield return (TensorRole.AttentionQuery, l, true, 1, c.QueryDim);
                 yield return (TensorRole.AttentionKey, l, true, 1, c.KvDim);
                 yield return (TensorRole.AttentionValue, l, true, 1, c.KvDim);
+            }
+            if (c.QkNorm != QkNorm.None)
+            {
+                yield return (TensorRole.AttentionQueryNorm, l, false, 1, c.QkNorm == QkNorm.PerHead ? c.HeadDim : c.QueryDim);
+                yield return (TensorRole.AttentionKeyNorm, l, false, 1, c.QkNorm == QkNorm.PerHead ? c.HeadDim : c.KvDim);
             }
             yield return (TensorRole.AttentionOutput, l, false, c.HiddenSize, c.QueryDim);
             yield return (TensorRole.FeedForwardNorm, l, false, 1, c.HiddenSize);
@@ -327,6 +351,8 @@ public sealed unsafe class LlamaWeights : IDisposable
         TensorRole.AttentionKey when bias => Layers[layer].KeyBias,
         TensorRole.AttentionValue when bias => Layers[layer].ValueBias,
         TensorRole.SharedExpertRouter => Layers[layer].SharedRouter,
+        TensorRole.AttentionQueryNorm => Layers[layer].QueryNorm,
+        TensorRole.AttentionKeyNorm => Layers[layer].KeyNorm,
         _ => throw new ArgumentException($"{role} is not a vector"),
     };
 

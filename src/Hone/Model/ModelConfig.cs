@@ -6,6 +6,10 @@ using Hone.Tensors;
 
 namespace Hone.Model;
 
+/// <summary>How queries and keys are normalized after their projection, before RoPE: not at all; per head with a [Dh]
+/// weight (Qwen3, Qwen3-MoE); or over the whole projection with [H·Dh] and [Hkv·Dh] weights (OLMoE).</summary>
+public enum QkNorm { None, PerHead, Whole }
+
 /// <summary>
 /// The architecture of a Llama-family model, normalized from a Hugging Face config.json (llama, mistral, qwen2, and the
 /// mixtures of experts mixtral and qwen2_moe) or GGUF metadata (llama, qwen2).
@@ -39,6 +43,8 @@ public sealed record ModelConfig
     public int? EosTokenId { get; init; }
     /// <summary>Pairing of RoPE dimensions, which depends on the file format (see <see cref="RopeLayout"/>).</summary>
     public RopeLayout RopeLayout { get; init; } = RopeLayout.Halves;
+    /// <summary>RMSNorm of the queries and keys after their projection, before RoPE (Qwen3: per head; OLMoE: whole).</summary>
+    public QkNorm QkNorm { get; init; }
 
     /// <summary>Experts in each mixture-of-experts layer (E); 0 for a dense model.</summary>
     public int Experts { get; init; }
@@ -66,12 +72,24 @@ public sealed record ModelConfig
     public int QueryDim => Heads * HeadDim;
     public int KvDim => KvHeads * HeadDim;
 
-    public static readonly string[] SupportedArchitectures = ["llama", "mistral", "qwen2", "mixtral", "qwen2_moe"];
+    public static readonly string[] SupportedArchitectures = ["llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe"];
 
     /// <summary>Throws when llama.cpp's GGUF architectures cannot express this model: its qwen2moe makes every layer
     /// sparse and never renormalizes the chosen experts' weights.</summary>
     public void RequireGgufExpressible()
     {
+        if (Architecture == "qwen3_moe")
+        {
+            if (!NormalizeTopK)
+                throw new NotSupportedException("a qwen3_moe model without norm_topk_prob cannot be written as GGUF: llama.cpp's qwen3moe renormalizes the chosen experts' weights (write a Hugging Face directory)");
+            if (Enumerable.Range(0, Layers).Any(l => !IsSparseLayer(l)))
+                throw new NotSupportedException("a qwen3_moe model with dense layers (mlp_only_layers, decoder_sparse_step) cannot be written as GGUF: llama.cpp's qwen3moe makes every layer sparse (write a Hugging Face directory)");
+            return;
+        }
+        if (Architecture == "olmoe" && NormalizeTopK)
+            throw new NotSupportedException("an olmoe model with norm_topk_prob cannot be written as GGUF: llama.cpp's olmoe does not renormalize the chosen experts' weights (write a Hugging Face directory)");
+        if (Architecture == "olmoe" && KvHeads != Heads)
+            throw new NotSupportedException("an olmoe model with grouped-query attention cannot be written as GGUF: llama.cpp's olmoe expects as many key/value heads as query heads (its k_norm spans the hidden size); write a Hugging Face directory");
         if (Architecture != "qwen2_moe") return;
         if (NormalizeTopK)
             throw new NotSupportedException("a qwen2_moe model with norm_topk_prob cannot be written as GGUF: llama.cpp's qwen2moe does not renormalize the chosen experts' weights (write a Hugging Face directory)");
@@ -259,18 +277,29 @@ public sealed record ModelConfig
             if (Num(o, "router_jitter_noise", path) is double jitter && jitter != 0)
                 throw new ModelFormatException(path, $"router jitter noise {jitter} is not supported (it applies only in training; set 0)", "router_jitter_noise");
         }
-        else if (modelType == "qwen2_moe")
+        else if (modelType is "qwen2_moe" or "qwen3_moe")
         {
             experts = Int(o, "num_experts", path, required: true)!.Value;
             perToken = Int(o, "num_experts_per_tok", path, required: true)!.Value;
             expertSize = Int(o, "moe_intermediate_size", path, required: true)!.Value;
-            sharedSize = Int(o, "shared_expert_intermediate_size", path, required: true)!.Value;
+            sharedSize = modelType == "qwen2_moe" ? Int(o, "shared_expert_intermediate_size", path, required: true)!.Value : 0;
             normalizeTopK = Bool(o, "norm_topk_prob", path) ?? false;
             sparseStep = Int(o, "decoder_sparse_step", path) ?? 1;
             denseLayers = IntList(o, "mlp_only_layers", path);
             auxLoss = Num(o, "router_aux_loss_coef", path) ?? 0.001;
-            if (experts == 0) throw new ModelFormatException(path, "must be positive for qwen2_moe (a model without experts is qwen2)", "num_experts");
+            if (experts == 0) throw new ModelFormatException(path, $"must be positive for {modelType} (a model without experts is {modelType[..5]})", "num_experts");
         }
+        else if (modelType == "olmoe")
+        {
+            experts = Int(o, "num_experts", path, required: true)!.Value;
+            perToken = Int(o, "num_experts_per_tok", path, required: true)!.Value;
+            expertSize = intermediate;
+            normalizeTopK = Bool(o, "norm_topk_prob", path) ?? false;
+            auxLoss = Num(o, "router_aux_loss_coef", path) ?? 0.01;
+            if (Num(o, "clip_qkv", path) is double clip)
+                throw new ModelFormatException(path, $"clip_qkv {clip} is not supported (set null)", "clip_qkv");
+        }
+        var qkNorm = modelType switch { "qwen3" or "qwen3_moe" => QkNorm.PerHead, "olmoe" => QkNorm.Whole, _ => QkNorm.None };
         return new ModelConfig
         {
             Architecture = modelType,
@@ -289,6 +318,7 @@ public sealed record ModelConfig
             MaxPositions = Int(o, "max_position_embeddings", path) ?? 2048,
             TiedEmbeddings = Bool(o, "tie_word_embeddings", path) ?? false,
             AttentionBias = modelType is "qwen2" or "qwen2_moe" || (Bool(o, "attention_bias", path) ?? false),
+            QkNorm = qkNorm,
             SlidingWindow = sliding,
             BosTokenId = FirstInt(o, "bos_token_id"),
             EosTokenId = FirstInt(o, "eos_token_id"),
@@ -306,7 +336,8 @@ public sealed record ModelConfig
             ["architectures"] = new JsonArray(Architecture switch
             {
                 "qwen2" => "Qwen2ForCausalLM", "mistral" => "MistralForCausalLM", "mixtral" => "MixtralForCausalLM",
-                "qwen2_moe" => "Qwen2MoeForCausalLM", _ => "LlamaForCausalLM",
+                "qwen2_moe" => "Qwen2MoeForCausalLM", "qwen3" => "Qwen3ForCausalLM", "qwen3_moe" => "Qwen3MoeForCausalLM",
+                "olmoe" => "OlmoeForCausalLM", _ => "LlamaForCausalLM",
             }),
             ["model_type"] = Architecture,
             ["vocab_size"] = VocabSize,
@@ -323,7 +354,7 @@ public sealed record ModelConfig
             ["tie_word_embeddings"] = TiedEmbeddings,
             ["torch_dtype"] = torchDtype,
         };
-        if (Architecture == "llama") { o["attention_bias"] = AttentionBias; o["mlp_bias"] = false; }
+        if (Architecture is "llama" or "qwen3" or "qwen3_moe" or "olmoe") { o["attention_bias"] = AttentionBias; o["mlp_bias"] = false; }
         if (RotaryDims != HeadDim) o["partial_rotary_factor"] = (double)RotaryDims / HeadDim;
         if (RopeLlama3 != null)
             o["rope_scaling"] = new JsonObject
@@ -346,20 +377,34 @@ public sealed record ModelConfig
             o["decoder_sparse_step"] = SparseStep; o["mlp_only_layers"] = new JsonArray(DenseLayers.Select(l => (JsonNode)l).ToArray());
             o["router_aux_loss_coef"] = RouterAuxLossCoef;
         }
+        else if (Architecture == "qwen3_moe")
+        {
+            o["num_experts"] = Experts; o["num_experts_per_tok"] = ExpertsPerToken; o["moe_intermediate_size"] = ExpertFeedForwardSize;
+            o["norm_topk_prob"] = NormalizeTopK; o["decoder_sparse_step"] = SparseStep;
+            o["mlp_only_layers"] = new JsonArray(DenseLayers.Select(l => (JsonNode)l).ToArray()); o["router_aux_loss_coef"] = RouterAuxLossCoef;
+        }
+        else if (Architecture == "olmoe")
+        {
+            o["num_experts"] = Experts; o["num_experts_per_tok"] = ExpertsPerToken; o["norm_topk_prob"] = NormalizeTopK;
+            o["router_aux_loss_coef"] = RouterAuxLossCoef; o["clip_qkv"] = null;
+        }
         return o;
     }
 
     // ---- GGUF metadata ------------------------------------------------------------------------------
 
     /// <summary>The GGUF architecture name llama.cpp uses for this config (mistral and mixtral models are "llama" in GGUF).</summary>
-    public string GgufArchitecture => Architecture switch { "qwen2" => "qwen2", "qwen2_moe" => "qwen2moe", _ => "llama" };
+    public string GgufArchitecture => Architecture switch
+    {
+        "qwen2" => "qwen2", "qwen2_moe" => "qwen2moe", "qwen3" => "qwen3", "qwen3_moe" => "qwen3moe", "olmoe" => "olmoe", _ => "llama",
+    };
 
     public static ModelConfig FromGguf(GgufFile gguf, long? vocabFromTensors, bool hasOutputTensor, bool hasQueryBias)
     {
         string path = gguf.Path;
         string arch = gguf.GetString("general.architecture") ?? throw new ModelFormatException(path, "missing general.architecture", "general.architecture");
-        if (arch is not ("llama" or "qwen2" or "qwen2moe"))
-            throw new ModelFormatException(path, $"unsupported architecture '{arch}' (supported: llama, qwen2, qwen2moe)", "general.architecture");
+        if (arch is not ("llama" or "qwen2" or "qwen2moe" or "qwen3" or "qwen3moe" or "olmoe"))
+            throw new ModelFormatException(path, $"unsupported architecture '{arch}' (supported: llama, qwen2, qwen2moe, qwen3, qwen3moe, olmoe)", "general.architecture");
         // Out-of-int values are named here; the ranges of in-int ones are checked by Validate, under these names.
         int ToInt(long v, string key) => v is >= int.MinValue and <= int.MaxValue ? (int)v
             : throw new ModelFormatException(path, $"{v} is beyond any real model: the file is corrupt", key);
@@ -403,12 +448,12 @@ public sealed record ModelConfig
         // Mixture of experts: llama with expert_count is Mixtral; qwen2moe is Qwen2-MoE as llama.cpp builds it (every
         // layer sparse, the chosen experts' probabilities not renormalized, a shared expert).
         int experts = Opt("expert_count") ?? 0, perToken = 0, expertSize = 0, sharedSize = 0;
-        if (arch == "qwen2moe" && experts == 0)
-            throw new ModelFormatException(path, "qwen2moe needs expert_count", $"{arch}.expert_count");
+        if (arch is "qwen2moe" or "qwen3moe" or "olmoe" && experts == 0)
+            throw new ModelFormatException(path, $"{arch} needs expert_count", $"{arch}.expert_count");
         if (experts > 0)
         {
             perToken = Req("expert_used_count");
-            expertSize = arch == "qwen2moe" ? Req("expert_feed_forward_length") : Req("feed_forward_length");
+            expertSize = arch is "qwen2moe" or "qwen3moe" ? Req("expert_feed_forward_length") : Req("feed_forward_length");
             sharedSize = arch == "qwen2moe" ? Req("expert_shared_feed_forward_length") : 0;
             names["num_local_experts"] = names["num_experts"] = $"{arch}.expert_count";
             names["num_experts_per_tok"] = $"{arch}.expert_used_count";
@@ -417,9 +462,11 @@ public sealed record ModelConfig
         }
         return new ModelConfig
         {
-            Architecture = arch switch { "qwen2moe" => "qwen2_moe", "llama" when experts > 0 => "mixtral", _ => arch },
+            Architecture = arch switch { "qwen2moe" => "qwen2_moe", "qwen3moe" => "qwen3_moe", "llama" when experts > 0 => "mixtral", _ => arch },
             Experts = experts, ExpertsPerToken = perToken, ExpertFeedForwardSize = expertSize, SharedExpertFeedForwardSize = sharedSize,
-            NormalizeTopK = arch == "llama",
+            // llama.cpp renormalizes the chosen experts' weights for Mixtral and qwen3moe, not for qwen2moe and olmoe.
+            NormalizeTopK = arch is "llama" or "qwen3moe",
+            QkNorm = arch switch { "qwen3" or "qwen3moe" => QkNorm.PerHead, "olmoe" => QkNorm.Whole, _ => QkNorm.None },
             VocabSize = ToInt(vocabFromTensors ?? vocab, names["vocab_size"]),
             HiddenSize = hidden,
             IntermediateSize = Req("feed_forward_length"),
@@ -465,6 +512,7 @@ public sealed record ModelConfig
         {
             w.Set($"{a}.expert_count", GgufValue.Of((uint)Experts));
             w.Set($"{a}.expert_used_count", GgufValue.Of((uint)ExpertsPerToken));
+            if (Architecture == "qwen3_moe") w.Set($"{a}.expert_feed_forward_length", GgufValue.Of((uint)ExpertFeedForwardSize));
             if (Architecture == "qwen2_moe")
             {
                 w.Set($"{a}.expert_feed_forward_length", GgufValue.Of((uint)ExpertFeedForwardSize));

@@ -14,6 +14,9 @@ public enum TensorRole
     ExpertGate, ExpertUp, ExpertDown,
     /// <summary>The shared expert (Qwen2-MoE): gate, up, down ([Fs, D], [Fs, D], [D, Fs]) and its sigmoid gate [1, D].</summary>
     SharedExpertGate, SharedExpertUp, SharedExpertDown, SharedExpertRouter,
+    /// <summary>QK-norm: RMSNorm weights of the queries and keys after their projection — per head [Dh] (Qwen3) or
+    /// over the whole projection [H·Dh], [Hkv·Dh] (OLMoE).</summary>
+    AttentionQueryNorm, AttentionKeyNorm,
 }
 
 /// <summary>
@@ -42,6 +45,8 @@ public static class TensorNames
         new(TensorRole.AttentionKey, true, "model.layers.{0}.self_attn.k_proj", "blk.{0}.attn_k", "k_proj"),
         new(TensorRole.AttentionValue, true, "model.layers.{0}.self_attn.v_proj", "blk.{0}.attn_v", "v_proj"),
         new(TensorRole.AttentionOutput, true, "model.layers.{0}.self_attn.o_proj", "blk.{0}.attn_output", "o_proj"),
+        new(TensorRole.AttentionQueryNorm, true, "model.layers.{0}.self_attn.q_norm", "blk.{0}.attn_q_norm", null),
+        new(TensorRole.AttentionKeyNorm, true, "model.layers.{0}.self_attn.k_norm", "blk.{0}.attn_k_norm", null),
         new(TensorRole.FeedForwardNorm, true, "model.layers.{0}.post_attention_layernorm", "blk.{0}.ffn_norm", null),
         new(TensorRole.FeedForwardGate, true, "model.layers.{0}.mlp.gate_proj", "blk.{0}.ffn_gate", "gate_proj"),
         new(TensorRole.FeedForwardUp, true, "model.layers.{0}.mlp.up_proj", "blk.{0}.ffn_up", "up_proj"),
@@ -88,8 +93,11 @@ public static class TensorNames
         return Format(row.HuggingFace ?? throw new ArgumentException($"{role} has no Hugging Face name"), row, layer, expert, bias);
     }
 
+    /// <summary>Qwen3-MoE and OLMoE name their routers and experts as Qwen2-MoE does (mlp.gate, mlp.experts.N.*_proj).</summary>
+    static string? NamingFamily(string? family) => family is "qwen3_moe" or "olmoe" ? "qwen2_moe" : family;
+
     static Row RowFor(TensorRole role, string? family) =>
-        family == null ? ByRole[role] : Table.FirstOrDefault(r => r.Role == role && r.Family == family) ?? ByRole[role];
+        NamingFamily(family) is not { } f ? ByRole[role] : Table.FirstOrDefault(r => r.Role == role && r.Family == f) ?? ByRole[role];
 
     public static string? Module(TensorRole role) => ByRole[role].Module;
 

@@ -88,6 +88,7 @@ internal sealed unsafe class TrainingPlan
     public TrainingPlan(LlamaWeights weights, TrainingSetup setup)
     {
         _weights = weights; _setup = setup;
+        if (weights.Config.QkNorm != QkNorm.None) throw new NotSupportedException(QkNormTraining(weights.Config));
         AdapterKind = setup.AdapterKind;
         if (AdapterKind == null && weights.TokenEmbedding.Type != TensorType.F32)
             throw new ArgumentException($"{setup.Method} fine-tuning needs f32 weights; load the model with f32 matrices (it is {weights.TokenEmbedding.Type.Name()})");
@@ -114,6 +115,10 @@ internal sealed unsafe class TrainingPlan
         }
         catch { foreach (var a in Adapters.Values) a.Dispose(); throw; }
     }
+
+    /// <summary>Why a QK-norm model does not train yet, and what runs it.</summary>
+    public static string QkNormTraining(ModelConfig c) =>
+        $"training {c.Architecture} models (QK-norm) is not supported yet; generate, chat, eval, perplexity and serve run them";
 
     /// <summary>The parameter name of layer <paramref name="layer"/>'s LoRA mixture router.</summary>
     public static string RouterParameter(int layer) => $"blk.{layer}.lora_router.weight";

@@ -278,6 +278,9 @@ public unsafe class MixtureOfExpertsTests
     [InlineData("mixtral-gguf-f32", "out-hf", null)]
     [InlineData("qwen2moe-gguf-f32", "out-hf", null)]
     [InlineData("mixtral-hf-bf16", "out.gguf", "bf16")]
+    [InlineData("qwen3moe-gguf-f32", "out-hf", null)]
+    [InlineData("olmoe-hf-f32", "out.gguf", null)]
+    [InlineData("olmoe-gguf-f32", "out-hf", null)]
     public void Conversion_keeps_the_logits_and_stacks_experts_for_gguf(string variant, string output, string? type)
     {
         using var dir = new TempDirectory();
@@ -381,6 +384,7 @@ public unsafe class MixtureOfExpertsTests
     [Theory]
     [InlineData("qwen2moe-hf-f32", "dense layers")]
     [InlineData("qwen2moe-norm-hf-f32", "norm_topk_prob")]
+    [InlineData("qwen3moe-hf-f32", "dense layers")]
     public void A_qwen2_moe_that_llama_cpp_cannot_express_is_not_written_as_gguf(string variant, string expected)
     {
         using var dir = new TempDirectory();
@@ -419,5 +423,29 @@ public unsafe class MixtureOfExpertsTests
         output.Write(BitConverter.GetBytes((ulong)headerBytes.Length));
         output.Write(headerBytes);
         foreach (var b in blobs) output.Write(b);
+    }
+}
+
+public class QkNormFamilyTests
+{
+    [Theory]
+    [InlineData("qwen3moe-hf-f32")]
+    [InlineData("olmoe-gguf-f32")]
+    public void Training_a_qk_norm_model_is_refused_before_it_starts(string variant)
+    {
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath(variant));
+        var options = new TrainOptions { Model = "m", Data = "d", Out = "o" };
+        var e = Assert.Throws<NotSupportedException>(() => options.ValidateFor(c.Config, "m"));
+        Assert.Contains("(QK-norm) is not supported yet", e.Message);
+    }
+
+    [Fact]
+    public void An_olmoe_with_grouped_query_attention_is_not_written_as_gguf()
+    {
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath("olmoe-hf-f32"));
+        var gqa = c.Config with { KvHeads = 2 };
+        var e = Assert.Throws<NotSupportedException>(gqa.RequireGgufExpressible);
+        Assert.Contains("grouped-query attention", e.Message);
+        c.Config.RequireGgufExpressible();
     }
 }

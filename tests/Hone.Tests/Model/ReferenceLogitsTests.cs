@@ -19,6 +19,7 @@ public class ReferenceLogitsTests
     {
         "llama-hf-f32", "llama-hf-bf16", "llama-gguf-f32", "llama-gguf-bf16", "qwen2-hf-f32", "qwen2-gguf-f32", "llama3-scaled-hf-f32",
         "mixtral-hf-f32", "mixtral-hf-bf16", "mixtral-gguf-f32", "qwen2moe-hf-f32", "qwen2moe-norm-hf-f32", "qwen2moe-gguf-f32",
+        "qwen3-hf-f32", "qwen3-gguf-f32", "qwen3moe-hf-f32", "qwen3moe-gguf-f32", "olmoe-hf-f32", "olmoe-gguf-f32",
     };
 
     public static string FixturePath(string variant)
