@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from make_model_fixtures import rms_norm, inv_freq, rope_halves, write_safetensors, is_sparse, moe  # noqa: E402
+from make_model_fixtures import rms_norm, inv_freq, rope_halves, write_safetensors, is_sparse, moe, qk_norm  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 MODULES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
@@ -92,8 +92,13 @@ def forward_loss(cfg, w, tokens, targets, adapters, method, rank, alpha, router_
     for l in range(L):
         p = f"model.layers.{l}."
         h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = linear(h, p + "self_attn.q_proj").view(B, T, H, Dh)
-        k = linear(h, p + "self_attn.k_proj").view(B, T, Hkv, Dh)
+        q = linear(h, p + "self_attn.q_proj")
+        k = linear(h, p + "self_attn.k_proj")
+        if qk_norm(cfg) == "whole":
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps); k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+        q = q.view(B, T, H, Dh); k = k.view(B, T, Hkv, Dh)
+        if qk_norm(cfg) == "head":
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps); k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
         v = linear(h, p + "self_attn.v_proj").view(B, T, Hkv, Dh)
         q = torch.stack([rope_halves(q[b], pos, inv) for b in range(B)])
         k = torch.stack([rope_halves(k[b], pos, inv) for b in range(B)])
@@ -173,6 +178,8 @@ def main(root):
     moe_case(root, "mixtral-hf-f32", 0.1, 0.01)
     moe_case(root, "qwen2moe-hf-f32", 0.1, 0.01)
     moe_case(root, "qwen2moe-norm-hf-f32", 0.1, 0.01)
+    moe_case(root, "qwen3moe-hf-f32", 0.1, 0.01)
+    moe_case(root, "olmoe-hf-f32", 0.1, 0.01)
     if "--moe-only" in sys.argv:
         return
     for variant, method in [("llama-hf-f32", "full"), ("qwen2-hf-f32", "full"), ("llama-hf-f32", "lora"), ("qwen2-hf-f32", "dora")]:

@@ -129,7 +129,6 @@ public sealed partial record TrainOptions
     public void ValidateFor(ModelConfig c, string model)
     {
         void Require(bool ok, string message) { if (!ok) throw new ArgumentException($"{model}: {message}"); }
-        if (c.QkNorm != QkNorm.None) throw new NotSupportedException($"{model}: {TrainingPlan.QkNormTraining(c)}");
         if (!c.IsMixtureOfExperts && LoraExperts.Count == 0)
             Require(RouterAuxLossCoef is null or 0 && RouterZLossCoef == 0, "router_aux_loss_coef and router_z_loss_coef apply to mixture-of-experts models and LoRA mixtures; this one is dense");
         Require(!(c.IsMixtureOfExperts && LoraExperts.Count > 0), "a LoRA mixture (--lora-experts) over a mixture-of-experts model is not supported");

@@ -236,6 +236,12 @@ public sealed unsafe class TrainableLlama : IDisposable
         LinearForward(w.Query, w.QueryBias, h, a.Q, a);
         LinearForward(w.Key, w.KeyBias, h, a.K, a);
         LinearForward(w.Value, w.ValueBias, h, a.V, a);
+        if (c.QkNorm != QkNorm.None)
+        {
+            RowParallel.Copy(_pool, a.Q, a.QPre, (long)n * c.QueryDim);
+            RowParallel.Copy(_pool, a.K, a.KPre, (long)n * c.KvDim);
+            w.NormalizeQueriesKeys(_pool, c, a.Q, a.K, n);
+        }
         for (int b = 0; b < _batch; b++)
         {
             RowParallel.RopeApply(_pool, _rope, a.Q + (long)b * _sequence * c.QueryDim, _sequence, c.Heads, c.QueryDim, 0);
@@ -567,6 +573,19 @@ public sealed unsafe class TrainableLlama : IDisposable
         {
             RowParallel.RopeApply(_pool, _rope, b.GradQ + (long)s * _sequence * c.QueryDim, _sequence, c.Heads, c.QueryDim, 0, inverse: true);
             RowParallel.RopeApply(_pool, _rope, b.GradK + (long)s * _sequence * c.KvDim, _sequence, c.KvHeads, c.KvDim, 0, inverse: true);
+        }
+        if (c.QkNorm != QkNorm.None)
+        {
+            // QK-norm: ∂L/∂(the projections before their norm), and the norms' weight gradients. GradH is free until dh1.
+            bool perHead = c.QkNorm == QkNorm.PerHead;
+            var qNorm = Find(TensorNames.Gguf(TensorRole.AttentionQueryNorm, l));
+            var kNorm = Find(TensorNames.Gguf(TensorRole.AttentionKeyNorm, l));
+            RowParallel.RmsNormBackward(_pool, a.QPre, w.QueryNorm, b.GradQ, b.GradH, qNorm != null ? qNorm.Gradient : null,
+                perHead ? n * c.Heads : n, perHead ? c.HeadDim : c.QueryDim, c.RmsNormEps, accumulate: false);
+            RowParallel.Copy(_pool, b.GradH, b.GradQ, (long)n * c.QueryDim);
+            RowParallel.RmsNormBackward(_pool, a.KPre, w.KeyNorm, b.GradK, b.GradH, kNorm != null ? kNorm.Gradient : null,
+                perHead ? n * c.KvHeads : n, perHead ? c.HeadDim : c.KvDim, c.RmsNormEps, accumulate: false);
+            RowParallel.Copy(_pool, b.GradH, b.GradK, (long)n * c.KvDim);
         }
         RowParallel.RmsNormForward(_pool, a.XIn, w.AttentionNorm, h, n, d, c.RmsNormEps);
         float* dh1 = b.GradH;

@@ -22,6 +22,8 @@ internal sealed unsafe class TrainingActivations : IDisposable
     public sealed class Layer
     {
         public float* XIn, XMid, Q, K, V, Lse, Att, Gate, Up;
+        /// <summary>QK-norm: the projected queries and keys before their norm [N, H·Dh], [N, Hkv·Dh]; null without.</summary>
+        public float* QPre, KPre;
         public float* ExpertOut, SharedGate, SharedUp, SharedOut, SharedLogit;
         public float* RouterLogits, AuxGradient;
         /// <summary>The routing of a sparse layer's rows (<see cref="Hone.Experts.ExpertRouting"/>): experts and weights
@@ -154,6 +156,7 @@ internal sealed unsafe class TrainingActivations : IDisposable
         a.Q = Take(n * c.QueryDim); a.K = Take(n * c.KvDim); a.V = Take(n * c.KvDim);
         a.Lse = Take((long)maxRows / Math.Max(1, maxSequence) * c.Heads * maxSequence);
         a.Att = Take(n * c.QueryDim); a.Gate = Take(gateFloats); a.Up = Take(gateFloats);
+        if (c.QkNorm != QkNorm.None) { a.QPre = Take(n * c.QueryDim); a.KPre = Take(n * c.KvDim); }
         if (anySparse)
         {
             a.ExpertOut = Take(_routedRows(n) * c.HiddenSize);

@@ -88,7 +88,6 @@ internal sealed unsafe class TrainingPlan
     public TrainingPlan(LlamaWeights weights, TrainingSetup setup)
     {
         _weights = weights; _setup = setup;
-        if (weights.Config.QkNorm != QkNorm.None) throw new NotSupportedException(QkNormTraining(weights.Config));
         AdapterKind = setup.AdapterKind;
         if (AdapterKind == null && weights.TokenEmbedding.Type != TensorType.F32)
             throw new ArgumentException($"{setup.Method} fine-tuning needs f32 weights; load the model with f32 matrices (it is {weights.TokenEmbedding.Type.Name()})");
@@ -116,10 +115,6 @@ internal sealed unsafe class TrainingPlan
         catch { foreach (var a in Adapters.Values) a.Dispose(); throw; }
     }
 
-    /// <summary>Why a QK-norm model does not train yet, and what runs it.</summary>
-    public static string QkNormTraining(ModelConfig c) =>
-        $"training {c.Architecture} models (QK-norm) is not supported yet; generate, chat, eval, perplexity and serve run them";
-
     /// <summary>The parameter name of layer <paramref name="layer"/>'s LoRA mixture router.</summary>
     public static string RouterParameter(int layer) => $"blk.{layer}.lora_router.weight";
 
@@ -138,7 +133,8 @@ internal sealed unsafe class TrainingPlan
         {
             if (full || modules.Count == 0) return true;
             string? module = TensorNames.Module(role);
-            bool attention = role is TensorRole.AttentionQuery or TensorRole.AttentionKey or TensorRole.AttentionValue or TensorRole.AttentionOutput;
+            bool attention = role is TensorRole.AttentionQuery or TensorRole.AttentionKey or TensorRole.AttentionValue or TensorRole.AttentionOutput
+                or TensorRole.AttentionQueryNorm or TensorRole.AttentionKeyNorm;
             bool mlp = role is TensorRole.FeedForwardGate or TensorRole.FeedForwardUp or TensorRole.FeedForwardDown or TensorRole.ExpertRouter
                 or TensorRole.ExpertGate or TensorRole.ExpertUp or TensorRole.ExpertDown or TensorRole.SharedExpertGate or TensorRole.SharedExpertUp
                 or TensorRole.SharedExpertDown or TensorRole.SharedExpertRouter;

@@ -428,17 +428,6 @@ public unsafe class MixtureOfExpertsTests
 
 public class QkNormFamilyTests
 {
-    [Theory]
-    [InlineData("qwen3moe-hf-f32")]
-    [InlineData("olmoe-gguf-f32")]
-    public void Training_a_qk_norm_model_is_refused_before_it_starts(string variant)
-    {
-        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath(variant));
-        var options = new TrainOptions { Model = "m", Data = "d", Out = "o" };
-        var e = Assert.Throws<NotSupportedException>(() => options.ValidateFor(c.Config, "m"));
-        Assert.Contains("(QK-norm) is not supported yet", e.Message);
-    }
-
     [Fact]
     public void An_olmoe_with_grouped_query_attention_is_not_written_as_gguf()
     {

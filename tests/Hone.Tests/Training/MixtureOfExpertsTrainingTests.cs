@@ -31,6 +31,8 @@ public unsafe class MixtureOfExpertsTrainingTests(ITestOutputHelper output)
     [InlineData("mixtral-hf-f32")]
     [InlineData("qwen2moe-hf-f32")]      // shared expert, unnormalized top-3 of 6, a dense layer between sparse ones
     [InlineData("qwen2moe-norm-hf-f32")] // norm_topk_prob, sparse every second layer
+    [InlineData("qwen3moe-hf-f32")]      // per-head QK-norm, a dense layer
+    [InlineData("olmoe-hf-f32")]         // QK-norm over the whole projection, 8 experts
     public void Gradients_with_router_losses_match_pytorch(string variant)
     {
         var f = ReadFixture($"{variant}-moe");
@@ -108,10 +110,12 @@ public unsafe class MixtureOfExpertsTrainingTests(ITestOutputHelper output)
         Assert.True(checkedCount >= 30, $"only {checkedCount} probes checked");
     }
 
-    [Fact]
-    public void Checkpointed_activations_give_bit_identical_gradients()
+    [Theory]
+    [InlineData("qwen2moe-hf-f32")]
+    [InlineData("qwen3moe-hf-f32")]
+    public void Checkpointed_activations_give_bit_identical_gradients(string variant)
     {
-        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-hf-f32"));
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath(variant));
         var rng = new Random(5);
         var tokens = Enumerable.Range(0, 2 * 16).Select(_ => rng.Next(c.Config.VocabSize)).ToArray();
         var targets = tokens.Skip(1).Append(-1).ToArray();
