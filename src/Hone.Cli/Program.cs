@@ -20,6 +20,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(MergeAdapterCommand.Create());
         root.Subcommands.Add(MoeCommand.Create());
+        root.Subcommands.Add(RouterCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(AgentCommand.Create());

@@ -118,10 +118,21 @@ public sealed class HoneServer : IAsyncDisposable
             }
             var anchor = engine.Tokenizer.Encode("a", addSpecialTokens: false, parseSpecialTokens: false);
             if (anchor.Length == 1) _tokenAnchor = (anchor[0], engine.Tokenizer.Decode(anchor).Length);
+            if (Options.Router != null)
+            {
+                var router = Experts.RequestRouter.Load(Options.Router);
+                if (router.Dimension != engine.Config.HiddenSize)
+                    throw new ArgumentException($"{Options.Router}: the router's embeddings have {router.Dimension} values, the model's {engine.Config.HiddenSize}; build it with this model");
+                foreach (var r in router.Routes)
+                    if (r.Name != Experts.RequestRouter.BaseRoute && engine.AdapterPath(r.Name) == null)
+                        throw new ArgumentException($"{Options.Router}: route '{r.Name}' is no adapter of this server (serve it with --adapter {r.Name}=DIR) nor '{Experts.RequestRouter.BaseRoute}'");
+                Router = router;
+            }
             Metrics.Attach(engine);
             _engine = engine;
             _log.WriteLine($"hone serve: ready: model '{engine.ModelName}'" +
                            (engine.AdapterNames.Count > 0 ? $", adapters {string.Join(", ", engine.AdapterNames)}" : "") +
+                           (Router != null ? $", model '{ServerOptions.AutoModel}' routed to {string.Join(", ", Router.Routes.Select(r => r.Name))}" : "") +
                            $"; {engine.Parallel} sequences of {engine.ContextLength} tokens, KV cache {engine.CacheType.Name()}");
             if (_chatTemplate.Error != null) _log.WriteLine($"hone serve: {_chatTemplate.Error} (chat completions will be refused)");
             return engine;
@@ -135,6 +146,9 @@ public sealed class HoneServer : IAsyncDisposable
     }
 
     /// <summary>The engine, or a 503 while it loads (or when it could not be loaded).</summary>
+    /// <summary>The request router, when the server has one.</summary>
+    internal Experts.RequestRouter? Router { get; private set; }
+
     internal BatchEngine Engine => _engine ?? throw (_loadError is { } e
         ? new ApiException(503, $"the model could not be loaded: {e.Message}", null, "model_load_failed")
         : new ApiException(503, "the model is still loading; try again shortly", null, "model_loading") { RetryAfterSeconds = 1 });

@@ -81,6 +81,19 @@ internal static class OpenAiApi
         throw UnknownModel(engine, model);
     }
 
+    /// <summary>Whether a request names the routed model ("auto") of a server with a request router.</summary>
+    static bool IsRouted(HoneServer server, string? model) => server.Router != null && model == ServerOptions.AutoModel;
+
+    /// <summary>The adapter a prompt is routed to (null: the base): its embedding, then the nearest route.</summary>
+    static async Task<string?> Route(HoneServer server, BatchEngine engine, int[] prompt, CancellationToken cancel)
+    {
+        float[] embedding;
+        try { embedding = await engine.EmbedAsync(prompt, null, cancel).ConfigureAwait(false); }
+        catch (RequestRejectedException e) { throw Rejected(e, "messages"); }
+        var (route, _) = server.Router!.Route(embedding);
+        return route.Name == Experts.RequestRouter.BaseRoute ? null : route.Name;
+    }
+
     static ApiException UnknownModel(BatchEngine engine, string model)
     {
         var names = new[] { engine.ModelName }.Concat(engine.AdapterNames).Select(n => $"'{n}'");
@@ -482,7 +495,8 @@ internal static class OpenAiApi
     {
         var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
-        string? adapter = ResolveModel(engine, String(body, "model"));
+        bool routed = IsRouted(server, String(body, "model"));
+        string? adapter = routed ? null : ResolveModel(engine, String(body, "model"));
         string model = adapter ?? engine.ModelName;
         var g = ReadGeneration(body, engine, server.Options, chat: true);
         var template = server.ChatTemplate;
@@ -493,6 +507,7 @@ internal static class OpenAiApi
         if (prompt.Length == 0) throw ApiException.BadValue("messages", "the messages give an empty prompt");
 
         var cancel = ctx.RequestAborted;
+        if (routed) model = (adapter = await Route(server, engine, prompt, cancel).ConfigureAwait(false)) ?? engine.ModelName;
         var handles = SubmitAll(engine, [prompt], adapter, g, "messages", cancel, constraint.Grammar);
         string id = NewId("chatcmpl-");
         long created = Now();
@@ -633,7 +648,8 @@ internal static class OpenAiApi
     {
         var body = await ReadBody(ctx, server).ConfigureAwait(false);
         var engine = server.Engine;
-        string? adapter = ResolveModel(engine, String(body, "model"));
+        bool routed = IsRouted(server, String(body, "model"));
+        string? adapter = routed ? null : ResolveModel(engine, String(body, "model"));
         string model = adapter ?? engine.ModelName;
         var g = ReadGeneration(body, engine, server.Options, chat: false);
         if (Bool(body, "echo") == true) throw ApiException.BadValue("echo", "'echo' is not supported by this server");
@@ -644,6 +660,8 @@ internal static class OpenAiApi
             .Select(p => p.Ids ?? engine.Tokenizer.Encode(p.Text!, addSpecialTokens: true, parseSpecialTokens: true)).ToList();
         if (prompts.Count * g.N > server.Options.MaxChoices)
             throw ApiException.BadValue("n", $"{prompts.Count} prompts × n = {g.N} ask for {prompts.Count * g.N} completions; at most {server.Options.MaxChoices} per request");
+        if (routed && prompts.Count > 0) // a request's prompts go one way: the first one's
+            model = (adapter = await Route(server, engine, prompts[0], ctx.RequestAborted).ConfigureAwait(false)) ?? engine.ModelName;
 
         var output = ReadOutputFormat(body);
         var grammar = output != null ? Compile(output) : null;
@@ -792,6 +810,7 @@ internal static class OpenAiApi
         var engine = server.Engine;
         var data = new JsonArray(ModelObject(server, engine, engine.ModelName, false));
         foreach (var name in engine.AdapterNames) data.Add(ModelObject(server, engine, name, true));
+        if (server.Router != null) data.Add(ModelObject(server, engine, ServerOptions.AutoModel, true));
         return new JsonObject { ["object"] = "list", ["data"] = data };
     }
 

@@ -11,6 +11,10 @@ public sealed record ServerOptions
     public required string ModelPath { get; init; }
     /// <summary>Adapters loaded at start-up: requests name them in their "model" field.</summary>
     public IReadOnlyList<(string Name, string Path)> Adapters { get; init; } = [];
+    /// <summary>A request router (hone router build): requests for the model <see cref="AutoModel"/> go to the adapter
+    /// (or the base) whose example prompts' centroid is nearest to the prompt's embedding.</summary>
+    public string? Router { get; init; }
+    public const string AutoModel = "auto";
     /// <summary>Address to listen on: an IP address or "localhost". Loopback by default.</summary>
     public string Host { get; init; } = "127.0.0.1";
     /// <summary>TCP port; 0 = any free port (read <see cref="HoneServer.Addresses"/>).</summary>

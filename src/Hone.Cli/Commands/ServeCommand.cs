@@ -19,6 +19,11 @@ internal static class ServeCommand
             Description = "let callers load and unload adapters while serving (vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter); off by " +
                           "default, since a caller then chooses a path the server reads",
         };
+        var router = new Option<string?>("--router")
+        {
+            Description = "a request router (hone router build): requests for the model \"auto\" go to the adapter (or the base) whose example prompts lie " +
+                          "nearest to the prompt's embedding; the response names the model that answered",
+        };
         var host = new Option<string>("--host") { Description = "address to listen on (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0 = any free port)", DefaultValueFactory = _ => 8080 }.Within(0, 65535);
         var parallel = new Option<int>("--parallel", "-np") { Description = "sequences generated at once (one KV cache each)", DefaultValueFactory = _ => 4 }.Within(1, 1024);
@@ -38,7 +43,7 @@ internal static class ServeCommand
         var cmd = new Command("serve", "Serve a model over HTTP with OpenAI's API (/v1/chat/completions with tools and JSON Schema output, /v1/completions, /v1/embeddings, /v1/models), " +
                                        "vLLM's adapter loading, llama.cpp's /tokenize and /detokenize, /health and Prometheus /metrics. Ctrl-C stops it.")
         {
-            adapters, allowLoading, host, port, parallel, queue, ctx, threads, precision, cacheType, template, apiKey, apiKeyFile,
+            adapters, allowLoading, router, host, port, parallel, queue, ctx, threads, precision, cacheType, template, apiKey, apiKeyFile,
         };
         model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -54,7 +59,7 @@ internal static class ServeCommand
             {
                 ModelPath = model.Read(r)!,
                 Adapters = (r.GetValue(adapters) ?? []).Select(ParseAdapter).ToList(),
-                AllowAdapterLoading = r.GetValue(allowLoading),
+                AllowAdapterLoading = r.GetValue(allowLoading), Router = r.GetValue(router),
                 Host = r.GetValue(host)!, Port = r.GetValue(port), Parallel = r.GetValue(parallel), QueueLimit = r.GetValue(queue),
                 Context = r.GetValue(ctx), Threads = r.GetValue(threads), Precision = CliSupport.ParsePrecision(r.GetValue(precision)),
                 CacheType = CliSupport.ParseCacheType(r.GetValue(cacheType)), ApiKey = key, ChatTemplate = r.GetValue(template),

@@ -22,15 +22,19 @@ public sealed class AdapterKind
     /// <param name="llamaCppType">llama.cpp's adapter.type for this kind, or null when llama.cpp has no form of it</param>
     /// <param name="readLlamaCpp">reads a llama.cpp adapter GGUF of this kind (with llamaCppType)</param>
     /// <param name="whyNoLlamaCpp">why there is no llama.cpp form and what to do instead (without llamaCppType)</param>
+    /// <param name="composite">made from other adapters rather than from a rank (a LoRA mixture): saved in its own
+    /// directory format, not as one PEFT adapter, and not trained as adapter_kind</param>
     public AdapterKind(string name, string? configFlag, Func<AdapterShape, LoraAdapter> create, string? llamaCppType = null,
-        Func<GgufFile, LlamaWeights, Dictionary<string, LoraAdapter>>? readLlamaCpp = null, string? whyNoLlamaCpp = null)
+        Func<GgufFile, LlamaWeights, Dictionary<string, LoraAdapter>>? readLlamaCpp = null, string? whyNoLlamaCpp = null, bool composite = false)
     {
+        Composite = composite;
         if ((llamaCppType == null) != (readLlamaCpp == null) || (llamaCppType == null) == (whyNoLlamaCpp == null))
             throw new ArgumentException($"adapter kind '{name}': give llamaCppType with readLlamaCpp, or whyNoLlamaCpp");
         Name = name; ConfigFlag = configFlag; _create = create; LlamaCppType = llamaCppType; ReadLlamaCpp = readLlamaCpp; WhyNoLlamaCpp = whyNoLlamaCpp;
     }
 
     public string Name { get; }
+    public bool Composite { get; }
     public string? ConfigFlag { get; }
     public string? LlamaCppType { get; }
     public Func<GgufFile, LlamaWeights, Dictionary<string, LoraAdapter>>? ReadLlamaCpp { get; }
@@ -69,7 +73,8 @@ public static class AdapterKinds
         "merge the adapter into the model (hone merge-adapter) and convert that"));
     public static readonly AdapterKind LoraMixture = Register(new("lora-mixture", "use_hone_lora_mixture",
         s => throw new ArgumentException($"a LoRA mixture on {s.Target} is made from expert adapters (hone train --lora-experts DIR,DIR), not from a rank"),
-        whyNoLlamaCpp: "llama.cpp has no routed LoRA mixtures: load the mixture directory in Hone, or use one expert (experts/NAME is a plain PEFT adapter)"));
+        whyNoLlamaCpp: "llama.cpp has no routed LoRA mixtures: load the mixture directory in Hone, or use one expert (experts/NAME is a plain PEFT adapter)",
+        composite: true));
 
     public static IReadOnlyList<AdapterKind> All => Volatile.Read(ref _table);
 

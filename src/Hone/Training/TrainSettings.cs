@@ -46,7 +46,7 @@ public sealed partial record TrainOptions
         BoolSetting("use_rslora", o => o.UseRslora, (o, v) => o with { UseRslora = v }, "rank-stabilized scaling alpha/√r", lf: "use_rslora"),
         new()
         {
-            Key = "adapter_kind", Kind = SettingKind.Choice, Choices = Hone.Model.AdapterKinds.Names.ToArray(), Nullable = true,
+            Key = "adapter_kind", Kind = SettingKind.Choice, Choices = Hone.Model.AdapterKinds.All.Where(k => !k.Composite).Select(k => k.Name).ToArray(), Nullable = true,
             Description = "the adapter lora and qlora train (a registered kind; default lora, dora with method dora)",
             Get = o => o.AdapterKind, Set = (o, v) => o with { AdapterKind = (string?)v },
         },
