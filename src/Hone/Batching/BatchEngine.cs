@@ -165,9 +165,6 @@ public sealed class BatchEngine : IDisposable
         lock (_lock)
             if (_adapters.TryGetValue(name, out var existing) && !existing.Removed)
                 throw new ArgumentException($"an adapter named '{name}' is already loaded (from {existing.Path})");
-        if (LoraMixture.IsMixture(path))
-            throw new NotSupportedException($"{path} is a LoRA mixture: the batched engine (hone serve, parallel evaluation) does not route mixtures yet; " +
-                                            "hone generate, chat, eval and perplexity load it with --adapter");
         var loaded = PeftAdapter.Load(path, _weights);
         lock (_lock)
         {

@@ -117,6 +117,26 @@ public sealed unsafe class BatchedLlama : IDisposable
         catch (OverflowException) { return long.MaxValue; }
     }
 
+    readonly List<LoraRouter> _routed = new();
+
+    /// <summary>Every LoRA mixture router of layer <paramref name="layer"/> that some row group's adapters use routes all
+    /// the step's rows of the attention norm's output (rows of other groups get a routing they do not use); each
+    /// group's mixture adapters then read their own rows' weights.</summary>
+    void RouteLoraMixtures(int layer, float* h, int R, ReadOnlySpan<RowGroup> groups)
+    {
+        _routed.Clear();
+        foreach (var g in groups)
+        {
+            if (g.Adapters == null) continue;
+            foreach (var a in g.Adapters.Values)
+                if (a is LoraMixtureAdapter m && m.Router.Layer == layer && !_routed.Contains(m.Router))
+                {
+                    _routed.Add(m.Router);
+                    m.Router.Route(Pool, h, R);
+                }
+        }
+    }
+
     /// <summary>The widest feed-forward activation a row writes: F, or an expert's Fe or the shared expert's Fs.</summary>
     static int FeedForwardWidth(ModelConfig c) => Math.Max(c.IntermediateSize, Math.Max(c.ExpertFeedForwardSize, c.SharedExpertFeedForwardSize));
 
@@ -172,6 +192,7 @@ public sealed unsafe class BatchedLlama : IDisposable
         {
             var w = Weights.Layers[l];
             RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, R, D, c.RmsNormEps);
+            RouteLoraMixtures(l, h, R, rowGroups);
             Linear.ForwardSharedRows(Pool, h, D, w.Query, w.QueryBias, q, Qd, w.Key, w.KeyBias, k, Kd, w.Value, w.ValueBias, v, Kd,
                 decodeRows, R, rowGroups, scratch, Precision);
             w.NormalizeQueriesKeys(Pool, c, q, k, R);

@@ -13,6 +13,11 @@ public unsafe interface ILinearAdapter
     /// <param name="y">Y[T, out], row stride ldy, holding the base output</param>
     void Apply(WorkerPool pool, WeightMatrix weight, float* x, int tokens, int ldx, float* y, int ldy);
 
+    /// <summary>As <see cref="Apply"/> for rows <paramref name="firstRow"/>.. of a batched step (an adapter whose terms
+    /// depend on per-row state of the step, a LoRA mixture's routing, needs to know which rows it is given).</summary>
+    void ApplyRows(WorkerPool pool, WeightMatrix weight, float* x, int firstRow, int tokens, int ldx, float* y, int ldy) =>
+        Apply(pool, weight, x, tokens, ldx, y, ldy);
+
     /// <summary>True when Apply only adds a term (LoRA), so it may run on an output that already holds a residual.</summary>
     bool IsAdditive { get; }
 }
@@ -165,7 +170,7 @@ public static unsafe class Linear
             }
             if (bias != null) for (int t = 0; t < rows; t++) Add(y + (long)t * ldy, bias, w.Rows);
             foreach (var g in groups)
-                g.AdapterOf(w)?.Apply(pool, w, x + (long)g.Start * ldx, g.Count, ldx, y + (long)g.Start * ldy, ldy);
+                g.AdapterOf(w)?.ApplyRows(pool, w, x + (long)g.Start * ldx, g.Start, g.Count, ldx, y + (long)g.Start * ldy, ldy);
             return;
         }
         foreach (var g in groups)
@@ -178,14 +183,14 @@ public static unsafe class Linear
                 float* s = scratch + (long)g.Start * w.Rows;
                 BaseRows(pool, w, gx, ldx, s, w.Rows, false, 0, g.Count, decode, precision);
                 if (bias != null) for (int t = 0; t < g.Count; t++) Add(s + (long)t * w.Rows, bias, w.Rows);
-                adapter.Apply(pool, w, gx, g.Count, ldx, s, w.Rows);
+                adapter.ApplyRows(pool, w, gx, g.Start, g.Count, ldx, s, w.Rows);
                 for (int t = 0; t < g.Count; t++) Add(gy + (long)t * ldy, s + (long)t * w.Rows, w.Rows);
             }
             else
             {
                 BaseRows(pool, w, gx, ldx, gy, ldy, true, 0, g.Count, decode, precision);
                 if (bias != null) for (int t = 0; t < g.Count; t++) Add(gy + (long)t * ldy, bias, w.Rows);
-                adapter?.Apply(pool, w, gx, g.Count, ldx, gy, ldy);
+                adapter?.ApplyRows(pool, w, gx, g.Start, g.Count, ldx, gy, ldy);
             }
         }
     }
@@ -239,7 +244,7 @@ public static unsafe class Linear
     static void ApplyAdapters(WorkerPool pool, WeightMatrix w, float* x, int ldx, float* y, int ldy, ReadOnlySpan<RowGroup> groups)
     {
         foreach (var g in groups)
-            g.AdapterOf(w)?.Apply(pool, w, x + (long)g.Start * ldx, g.Count, ldx, y + (long)g.Start * ldy, ldy);
+            g.AdapterOf(w)?.ApplyRows(pool, w, x + (long)g.Start * ldx, g.Start, g.Count, ldx, y + (long)g.Start * ldy, ldy);
     }
 
     static void BaseRows(WorkerPool pool, WeightMatrix w, float* x, int ldx, float* y, int ldy, bool accumulate, int start, int count,

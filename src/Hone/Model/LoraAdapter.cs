@@ -105,6 +105,10 @@ public unsafe class LoraAdapter : ILinearAdapter, IDisposable
     public virtual void Apply(WorkerPool pool, WeightMatrix weight, float* x, int tokens, int ldx, float* y, int ldy) =>
         AddLowRank(pool, x, tokens, ldx, y, ldy);
 
+    /// <summary>Inference on rows <paramref name="firstRow"/>.. of a batched step (see <see cref="ILinearAdapter.ApplyRows"/>).</summary>
+    public virtual void ApplyRows(WorkerPool pool, WeightMatrix weight, float* x, int firstRow, int tokens, int ldx, float* y, int ldy) =>
+        Apply(pool, weight, x, tokens, ldx, y, ldy);
+
     /// <summary>y += s·(x·Aᵀ)·Bᵀ.</summary>
     protected void AddLowRank(WorkerPool pool, float* x, int tokens, int ldx, float* y, int ldy)
     {

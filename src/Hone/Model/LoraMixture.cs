@@ -168,10 +168,11 @@ public sealed unsafe class LoraMixtureAdapter : LoraAdapter
         return x;
     }
 
-    /// <summary>work[N, R] = xa ⊙ (s_e · w_e) column group by column group, with the router's weights of each row.</summary>
-    void ScaleColumns(float* xa, float* work, int rows)
+    /// <summary>work[N, R] = xa ⊙ (s_e · w_e) column group by column group, with the router's weights of each row
+    /// (rows <paramref name="firstRow"/>.. of the routed ones).</summary>
+    void ScaleColumns(float* xa, float* work, int rows, int firstRow = 0)
     {
-        float* weights = Router.DenseWeights;
+        float* weights = Router.DenseWeights + (long)firstRow * Experts;
         int r = Rank, e = Experts;
         for (int t = 0; t < rows; t++)
         {
@@ -184,26 +185,34 @@ public sealed unsafe class LoraMixtureAdapter : LoraAdapter
         }
     }
 
-    void RequireRouted(int rows)
+    void RequireRouted(int rows, int firstRow = 0)
     {
-        if (Router.Rows != rows) throw new InvalidOperationException($"the router of layer {Router.Layer} routed {Router.Rows} rows, the projection {Target} runs {rows}");
+        if (Router.Rows < firstRow + rows)
+            throw new InvalidOperationException($"the router of layer {Router.Layer} routed {Router.Rows} rows, the projection {Target} runs rows {firstRow}..{firstRow + rows - 1}");
     }
 
-    public override void Apply(WorkerPool pool, WeightMatrix weight, float* x, int tokens, int ldx, float* y, int ldy)
+    public override void Apply(WorkerPool pool, WeightMatrix weight, float* x, int tokens, int ldx, float* y, int ldy) =>
+        ApplyRows(pool, weight, x, 0, tokens, ldx, y, ldy);
+
+    /// <summary>Rows <paramref name="firstRow"/>.. of a batched step, whose router routed every row of the step.</summary>
+    public override void ApplyRows(WorkerPool pool, WeightMatrix weight, float* x, int firstRow, int tokens, int ldx, float* y, int ldy)
     {
-        RequireRouted(tokens);
-        using var scratch = new NativeBuffer(2L * tokens * Rank * 4);
-        float* xa = scratch.AsFloats, work = xa + (long)tokens * Rank;
+        RequireRouted(tokens, firstRow);
+        if (_scratchRows < tokens) { _applyScratch?.Dispose(); _applyScratch = new NativeBuffer(2L * Math.Max(tokens, 16) * Rank * 4); _scratchRows = Math.Max(tokens, 16); }
+        float* xa = _applyScratch!.AsFloats, work = xa + (long)tokens * Rank;
         Gemm.Multiply(pool, tokens, Rank, In, x, ldx, false, A, In, GemmBLayout.NByK, xa, Rank, false);
-        ScaleColumns(xa, work, tokens);
+        ScaleColumns(xa, work, tokens, firstRow);
         Gemm.Multiply(pool, tokens, Out, Rank, work, Rank, false, B, Rank, GemmBLayout.NByK, y, ldy, true);
     }
+
+    NativeBuffer? _applyScratch;
+    int _scratchRows;
 
     /// <summary>Also releases the layer's router (shared by the layer's mixture adapters; releasing it twice is safe).</summary>
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing) Router.Dispose();
+        if (disposing) { Router.Dispose(); _applyScratch?.Dispose(); }
     }
 
     public override float[] MergedDelta(WeightMatrix weight) =>

@@ -337,3 +337,42 @@ public class BatchEngineMixtureTests
         Assert.Equal(expected, crowded.Ids);
     }
 }
+
+/// <summary>A LoRA mixture served by the batched engine: each layer's router routes the step's rows, each group's mixture
+/// adapters read their own rows; the tokens equal single-sequence generation's, alone and among other adapters.</summary>
+public class BatchEngineLoraMixtureTests
+{
+    static unsafe string MakeMixture(TempDirectory dir)
+    {
+        string mixture = dir.File("mixture");
+        using var c = Checkpoint.Open(TinyChatModel.Path);
+        using var w = LlamaWeights.Load(c);
+        string[] experts = [Hone.Tests.Training.LoraMixtureTests.RandomExpert(dir, "a", w, 2, 4, 1), Hone.Tests.Training.LoraMixtureTests.RandomExpert(dir, "b", w, 3, 6, 2)];
+        using var m = LoraMixture.Create(experts, w, topK: 1, seed: 3);
+        foreach (var r in m.Routers.OfType<LoraRouter>()) for (int i = 0; i < r.Experts * r.In; i++) r.Weight[i] *= 50; // decisive routing
+        m.Save(mixture, null);
+        return mixture;
+    }
+
+    [Fact]
+    public async Task Greedy_output_with_a_lora_mixture_equals_the_generator_alone_and_in_a_crowd()
+    {
+        using var dir = new TempDirectory();
+        string mixture = MakeMixture(dir);
+        using var engine = BatchEngine.Open(TinyChatModel.Path, [("mix", mixture), ("a", BatchFixtures.Lora)], new EngineOptions { Parallel = 9, StepTokens = 40 });
+        var prompt = engine.Tokenizer.Encode("The customer asked where order 7 is", addSpecialTokens: true, parseSpecialTokens: true);
+        int[] expected;
+        using (var loaded = LoadedModel.Open(TinyChatModel.Path, mixture))
+            expected = new Generator(loaded.Model, loaded.Tokenizer).Generate(prompt, new GenerationOptions(24, SamplerOptions.Greedy, null, StopAtEndOfTurn: false)).Ids;
+        using (var plain = LoadedModel.Open(TinyChatModel.Path))
+            Assert.NotEqual(new Generator(plain.Model, plain.Tokenizer).Generate(prompt, new GenerationOptions(24, SamplerOptions.Greedy, null, StopAtEndOfTurn: false)).Ids, expected);
+        SequenceRequest Request(int[] p, int max, string? adapter) => new() { Prompt = p, MaxTokens = max, Adapter = adapter, StopAtEndOfTurn = false, Sampler = SamplerOptions.Greedy };
+        Assert.Equal(expected, (await engine.Submit(Request(prompt, 24, "mix")).CompleteAsync()).Ids);
+        string?[] adapters = [null, "a", "mix"];
+        var others = Enumerable.Range(1, 8).Select(i => engine.Submit(Request(
+            engine.Tokenizer.Encode($"Order {i} ships in {i % 5 + 1} days " + new string('x', i * 3), addSpecialTokens: true, parseSpecialTokens: true), 6 + 2 * i, adapters[i % 3]))).ToList();
+        var crowded = await engine.Submit(Request(prompt, 24, "mix")).CompleteAsync();
+        foreach (var o in others) await o.CompleteAsync();
+        Assert.Equal(expected, crowded.Ids);
+    }
+}
