@@ -34,7 +34,7 @@ public sealed unsafe class TrainableLlama : IDisposable
     readonly TrainingActivations _buffers;
     readonly LoraDropout _dropout;
     readonly int _maxRows, _maxSequence;
-    readonly int[] _sparseLayers;
+    readonly int[] _routedLayers;                     // layers with a router: sparse layers, or a LoRA mixture's routed layers
     readonly NativeBuffer? _auxLogits, _auxGradient; // [Ls·N, E]: the counted rows of every sparse layer, together
     readonly int[] _lengths;                          // [B] counted tokens of each sequence
     readonly NativeBuffer? _mixtureAuxGradient;       // [L, N, E] a LoRA mixture's routers' aux-loss gradients
@@ -99,7 +99,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         _adapters = plan.Adapters;
         AdapterKind = plan.AdapterKind;
         Mixture = plan.Mixture;
-        _sparseLayers = Mixture != null
+        _routedLayers = Mixture != null
             ? Enumerable.Range(0, c.Layers).Where(l => Mixture.Routers[l] != null).ToArray()
             : Enumerable.Range(0, c.Layers).Where(c.IsSparseLayer).ToArray();
         RoutingExperts = Mixture?.Experts.Count ?? c.Experts;
@@ -109,9 +109,9 @@ public sealed unsafe class TrainableLlama : IDisposable
         RouterZLossCoef = setup.RouterZLossCoef;
         try
         {
-            if (_sparseLayers.Length > 0)
+            if (_routedLayers.Length > 0)
             {
-                _auxLogits = new NativeBuffer(checked((long)_sparseLayers.Length * _maxRows * RoutingExperts * 4));
+                _auxLogits = new NativeBuffer(checked((long)_routedLayers.Length * _maxRows * RoutingExperts * 4));
                 _auxGradient = new NativeBuffer(_auxLogits.Length);
             }
             if (Mixture != null)
@@ -412,14 +412,14 @@ public sealed unsafe class TrainableLlama : IDisposable
     /// <param name="gradients">false: only the values (<see cref="LastBalanceLoss"/>, <see cref="LastZLoss"/>)</param>
     void RouterLossesForward(float auxScale, bool gradients)
     {
-        if (_sparseLayers.Length == 0) return;
+        if (_routedLayers.Length == 0) return;
         int experts = RoutingExperts, counted = 0;
         for (int b = 0; b < _batch; b++) counted += _lengths[b];
         float* all = _auxLogits!.AsFloats, gradient = _auxGradient!.AsFloats;
-        long rows = (long)counted * _sparseLayers.Length;
-        for (int s = 0; s < _sparseLayers.Length; s++)
+        long rows = (long)counted * _routedLayers.Length;
+        for (int s = 0; s < _routedLayers.Length; s++)
         {
-            float* logits = RouterLogitsOf(_sparseLayers[s]), to = all + (long)s * counted * experts;
+            float* logits = RouterLogitsOf(_routedLayers[s]), to = all + (long)s * counted * experts;
             for (int b = 0; b < _batch; b++)
             {
                 new ReadOnlySpan<float>(logits + (long)b * _sequence * experts, _lengths[b] * experts).CopyTo(new Span<float>(to, _lengths[b] * experts));
@@ -435,9 +435,9 @@ public sealed unsafe class TrainableLlama : IDisposable
         LastZLoss = RouterLosses.ZLoss(logitSpan, (int)rows, experts, gradients && RouterZLossCoef > 0 ? gradientSpan : default, (float)(auxScale * RouterZLossCoef));
         ClearAuxGradients();
         if (!gradients) return;
-        for (int s = 0; s < _sparseLayers.Length; s++)
+        for (int s = 0; s < _routedLayers.Length; s++)
         {
-            float* from = gradient + (long)s * counted * experts, to = AuxGradientOf(_sparseLayers[s]);
+            float* from = gradient + (long)s * counted * experts, to = AuxGradientOf(_routedLayers[s]);
             for (int b = 0; b < _batch; b++)
             {
                 new ReadOnlySpan<float>(from, _lengths[b] * experts).CopyTo(new Span<float>(to + (long)b * _sequence * experts, _lengths[b] * experts));
@@ -448,7 +448,7 @@ public sealed unsafe class TrainableLlama : IDisposable
 
     void ClearAuxGradients()
     {
-        foreach (int l in _sparseLayers) new Span<float>(AuxGradientOf(l), _rows * RoutingExperts).Clear();
+        foreach (int l in _routedLayers) new Span<float>(AuxGradientOf(l), _rows * RoutingExperts).Clear();
     }
 
     /// <summary>A routed layer's router logits [N, E]: a sparse layer's, or its LoRA mixture router's.</summary>
