@@ -226,6 +226,31 @@ public class MixtureOfExpertsTrainingCliTests
     }
 
     [Fact]
+    public void Expert_choice_training_logs_dropped_tokens_and_the_report_shows_them()
+    {
+        using var dir = new TempDirectory();
+        string text = Text(dir), run = dir.File("ec");
+        var train = HoneCli.Run("train", TinyMoeModel.Path, "--stage", "cpt", "--method", "full", "--data", text, "--out", run, "--max-steps", "3",
+            "--seq-len", "32", "--batch-size", "2", "--expert-choice-capacity", "1", "--eval-every", "0", "--val-split", "0", "--save-every", "0");
+        Assert.True(train.ExitCode == 0, train.ToString());
+        Assert.Contains("expert-choice routing (capacity factor 1; generation routes top 2)", train.Stdout + train.Stderr);
+        var layers = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["routing"]!.AsArray()).Last();
+        foreach (var layer in layers)
+        {
+            Assert.All(layer!["load"]!.AsArray(), x => Assert.Equal(0.25, (double)x!, 3)); // each of 4 experts took 16 of 64 rows
+            Assert.InRange((double)layer["dropped"]!, 0, 1);
+        }
+        Assert.True(layers.Any(l => (double)l!["dropped"]! > 0), "capacity 1: some rows no expert took");
+        var report = HoneCli.Run("report", run, "--out", dir.File("report.html"));
+        Assert.True(report.ExitCode == 0, report.ToString());
+        Assert.Contains("tokens dropped", File.ReadAllText(dir.File("report.html")));
+        var dense = HoneCli.Run("train", TinyChatModel.Path, "--stage", "cpt", "--data", text, "--out", dir.File("d"), "--max-steps", "1",
+            "--expert-choice-capacity", "1");
+        Assert.NotEqual(0, dense.ExitCode);
+        Assert.Contains("expert_choice_capacity applies to mixture-of-experts models", dense.Stderr);
+    }
+
+    [Fact]
     public void Router_loss_coefficients_on_a_dense_model_are_refused()
     {
         using var dir = new TempDirectory();

@@ -503,17 +503,20 @@ public static class RunReport
             var last = r.Router[^1];
             int experts = last.Layers[0]?["load"] is JsonArray a ? a.Count : 0;
             string header = string.Concat(Enumerable.Range(0, experts).Select(e => $"<th>expert {e}</th>"));
+            // Expert-choice routing drops rows no expert took; top-k routing never does.
+            bool dropping = last.Layers.Any(l => l?["dropped"] is JsonValue dv && dv.TryGetValue(out double x) && x > 0);
             html.Append($"<p class=\"note\">{E(r.Name)}: each expert's share of the routed tokens at step {Num(last.Step)} (even: {Num(100.0 / Math.Max(1, experts))}%).</p>");
-            html.Append($"<table><tr><th>layer</th>{header}<th>entropy</th><th>balance loss</th></tr>");
+            html.Append($"<table><tr><th>layer</th>{header}<th>entropy</th><th>balance loss</th>{(dropping ? "<th>tokens dropped</th>" : "")}</tr>");
             md.AppendLine($"{r.Name}: expert loads at step {Num(last.Step)}").AppendLine()
-              .AppendLine("| layer | " + string.Join(" | ", Enumerable.Range(0, experts).Select(e => $"expert {e}")) + " | entropy | balance loss |")
-              .AppendLine("| --- |" + string.Concat(Enumerable.Repeat(" --- |", experts + 2)));
+              .AppendLine("| layer | " + string.Join(" | ", Enumerable.Range(0, experts).Select(e => $"expert {e}")) + " | entropy | balance loss |" + (dropping ? " tokens dropped |" : ""))
+              .AppendLine("| --- |" + string.Concat(Enumerable.Repeat(" --- |", experts + 2 + (dropping ? 1 : 0))));
             foreach (var layer in last.Layers)
             {
                 var loads = (layer?["load"] as JsonArray ?? []).Select(v => (double?)v ?? double.NaN).Select(v => $"{v * 100:0.0}%").ToList();
                 string entropy = Num((double?)layer?["entropy"] ?? double.NaN), loss = Num((double?)layer?["balance_loss"] ?? double.NaN);
-                html.Append($"<tr><td>{layer?["layer"]}</td>{string.Concat(loads.Select(l => $"<td>{l}</td>"))}<td>{entropy}</td><td>{loss}</td></tr>");
-                md.AppendLine($"| {layer?["layer"]} | {string.Join(" | ", loads)} | {entropy} | {loss} |");
+                string dropped = dropping ? $"{((double?)layer?["dropped"] ?? 0) * 100:0.0}%" : "";
+                html.Append($"<tr><td>{layer?["layer"]}</td>{string.Concat(loads.Select(l => $"<td>{l}</td>"))}<td>{entropy}</td><td>{loss}</td>{(dropping ? $"<td>{dropped}</td>" : "")}</tr>");
+                md.AppendLine($"| {layer?["layer"]} | {string.Join(" | ", loads)} | {entropy} | {loss} |" + (dropping ? $" {dropped} |" : ""));
             }
             html.Append("</table>");
             md.AppendLine();
