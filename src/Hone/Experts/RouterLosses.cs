@@ -21,26 +21,30 @@ public static class RouterLosses
     {
         Check(logits, rows, experts, gradient);
         if (k < 1 || k > experts) throw new ArgumentOutOfRangeException(nameof(k), $"{k} experts per token of {experts}");
-        var probabilities = new double[rows * experts];
-        var share = new double[experts];        // f_e
-        var meanProbability = new double[experts]; // P_e
+        // No allocation per call (it runs every training step): per-expert sums live on the stack, each row's softmax is
+        // recomputed where the gradient needs it.
+        Span<double> share = experts <= 512 ? stackalloc double[experts] : new double[experts];          // f_e
+        Span<double> meanProbability = experts <= 512 ? stackalloc double[experts] : new double[experts]; // P_e
+        Span<double> p = experts <= 512 ? stackalloc double[experts] : new double[experts];
+        Span<int> chosen = k <= 256 ? stackalloc int[k] : new int[k];
+        Span<float> chosenWeights = k <= 256 ? stackalloc float[k] : new float[k];
+        share.Clear(); meanProbability.Clear();
         for (int n = 0; n < rows; n++)
         {
-            var p = probabilities.AsSpan(n * experts, experts);
-            Softmax(logits.Slice(n * experts, experts), p);
+            var row = logits.Slice(n * experts, experts);
+            Softmax(row, p);
             for (int e = 0; e < experts; e++) meanProbability[e] += p[e] / rows;
+            // The same choices as inference makes (fp32 softmax, ties to the lower expert).
+            ExpertRouting.Route(row, 1, experts, k, false, chosen, chosenWeights);
+            foreach (int e in chosen) share[e] += 1.0 / rows;
         }
-        // The same choices as inference makes (fp32 softmax, ties to the lower expert).
-        var chosen = new int[rows * k];
-        ExpertRouting.Route(logits[..(rows * experts)], rows, experts, k, false, chosen, new float[rows * k]);
-        foreach (int e in chosen) share[e] += 1.0 / rows;
         double loss = 0;
         for (int e = 0; e < experts; e++) loss += share[e] * meanProbability[e];
         loss *= experts;
         if (!gradient.IsEmpty)
             for (int n = 0; n < rows; n++)
             {
-                var p = probabilities.AsSpan(n * experts, experts);
+                Softmax(logits.Slice(n * experts, experts), p);
                 double mixed = 0;
                 for (int e = 0; e < experts; e++) mixed += share[e] * p[e];
                 for (int j = 0; j < experts; j++)
@@ -54,7 +58,7 @@ public static class RouterLosses
     public static double ZLoss(ReadOnlySpan<float> logits, int rows, int experts, Span<float> gradient = default, float scale = 1)
     {
         Check(logits, rows, experts, gradient);
-        var p = new double[experts];
+        Span<double> p = experts <= 512 ? stackalloc double[experts] : new double[experts];
         double loss = 0;
         for (int n = 0; n < rows; n++)
         {
