@@ -1,6 +1,7 @@
 #!/bin/bash
 # A mixture of two LoRA experts on the quickstart's data: an orders expert and a policies expert trained apart on the
-# quickstart's base model, then a top-2 router per layer trained over the frozen experts on both kinds of conversation.
+# quickstart's base model (300 steps each), then a top-2 router per layer trained on both kinds of conversation over
+# the frozen experts (600 steps), and the same mixture trained jointly (600 steps, routers and experts).
 # Each single adapter, the mixture, and the quickstart's own adapter (one LoRA on all the data) are evaluated on held-out
 # orders conversations, held-out policy questions and both mixed (assistant-token perplexity), and on the quickstart's
 # two answer tasks (pass@1). Prints a Markdown table.
@@ -37,17 +38,24 @@ for name in orders policies; do
     "${common[@]}" --max-steps "${EXPERT_STEPS:-300}" --lr 2e-3
 done
 [ -f "$work/mixture/lora_mixture.json" ] || hone train "$run/base" --data "$work/data/train-mixed.jsonl" --out "$work/mixture" \
-  "${common[@]}" --max-steps "${ROUTER_STEPS:-150}" --lr "${ROUTER_LR:-5e-3}" --lora-experts "$work/orders,$work/policies" --lora-experts-top-k 2
+  "${common[@]}" --max-steps "${ROUTER_STEPS:-600}" --lr "${ROUTER_LR:-1e-1}" --lora-experts "$work/orders,$work/policies" --lora-experts-top-k 2
+# The same mixture trained jointly (MixLoRA: routers and experts), and one LoRA on all the data for as many steps in all
+# (300 + 300 + 600), the fair baseline for it.
+[ -f "$work/mixture-joint/lora_mixture.json" ] || hone train "$run/base" --data "$work/data/train-mixed.jsonl" --out "$work/mixture-joint" \
+  "${common[@]}" --max-steps 600 --lr 1e-2 --lora-experts "$work/orders,$work/policies" --lora-experts-top-k 2 --lora-experts-train
+[ -f "$work/single-1200/adapter_model.safetensors" ] || hone train "$run/base" --data "$work/data/train-mixed.jsonl" --out "$work/single-1200" \
+  "${common[@]}" --max-steps 1200 --lr 2e-3
 tasks=(--task "$work/tasks/heldout_orders.json" --task "$work/tasks/heldout_policies.json" --task "$work/tasks/heldout_mixed.json"
        --task "$run/tasks/domain_task_orders.json" --task "$run/tasks/domain_task_policies.json")
-for adapter in orders policies mixture; do
+for adapter in orders policies mixture mixture-joint single-1200; do
   [ -f "$work/eval-$adapter.json" ] || hone eval "$run/base" --adapter "$work/$adapter" "${tasks[@]}" --seed 7 --ctx 512 --threads "$threads" --out "$work/eval-$adapter.json" > /dev/null
 done
 [ -f "$work/eval-quickstart.json" ] || hone eval "$run/base" --adapter "$run/sft" "${tasks[@]}" --seed 7 --ctx 512 --threads "$threads" --out "$work/eval-quickstart.json" > /dev/null
 python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]
-rows = [("orders expert", "orders"), ("policies expert", "policies"), ("mixture (top-2 router, experts frozen)", "mixture"),
+rows = [("orders expert", "orders"), ("policies expert", "policies"), ("mixture (top-2 routers, experts frozen)", "mixture"),
+        ("mixture trained jointly (routers and experts)", "mixture-joint"), ("one LoRA on all the data, 1,200 steps", "single-1200"),
         ("quickstart adapter (one LoRA on all the data)", "quickstart")]
 cols = [("heldout_orders", "perplexity"), ("heldout_policies", "perplexity"), ("heldout_mixed", "perplexity"),
         ("domain_task_orders", "pass@1"), ("domain_task_policies", "pass@1")]
