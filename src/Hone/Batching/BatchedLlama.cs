@@ -62,7 +62,7 @@ public sealed unsafe class BatchedLlama : IDisposable
             _x = Buffer((long)stepRows * c.HiddenSize); _h = Buffer((long)stepRows * c.HiddenSize);
             _q = Buffer((long)stepRows * c.QueryDim); _attention = Buffer((long)stepRows * c.QueryDim);
             _k = Buffer((long)stepRows * c.KvDim); _v = Buffer((long)stepRows * c.KvDim);
-            int feedForward = FeedForwardWidth(c);
+            int feedForward = c.FeedForwardWidth;
             _gate = Buffer((long)stepRows * feedForward); _up = Buffer((long)stepRows * feedForward);
             _scratch = Buffer((long)stepRows * Math.Max(c.HiddenSize, Math.Max(feedForward, c.QueryDim)));
             if (c.IsMixtureOfExperts)
@@ -107,7 +107,7 @@ public sealed unsafe class BatchedLlama : IDisposable
             checked
             {
                 long kv = 2L * slots * c.Layers * context * c.KvDim;
-                long feedForward = FeedForwardWidth(c);
+                long feedForward = c.FeedForwardWidth;
                 long rows = (long)stepRows * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.KvDim + 2L * feedForward
                                               + Math.Max(c.HiddenSize, Math.Max(feedForward, c.QueryDim))
                                               + (c.IsMixtureOfExperts ? c.Experts + 2L * c.HiddenSize + 3L * c.ExpertsPerToken : 0));
@@ -137,8 +137,6 @@ public sealed unsafe class BatchedLlama : IDisposable
         }
     }
 
-    /// <summary>The widest feed-forward activation a row writes: F, or an expert's Fe or the shared expert's Fs.</summary>
-    static int FeedForwardWidth(ModelConfig c) => Math.Max(c.IntermediateSize, Math.Max(c.ExpertFeedForwardSize, c.SharedExpertFeedForwardSize));
 
     /// <summary>A sequence's rows in a step.</summary>
     /// <param name="Slot">its KV slot</param>
@@ -289,9 +287,7 @@ public sealed unsafe class BatchedLlama : IDisposable
             for (int i = 0; i < n; i++)
             {
                 int route = _routeOrder[start + i];
-                float* to = x + (long)(route / k) * D, from = output + (long)i * D;
-                float weight = _routedWeights[route];
-                for (int j = 0; j < D; j++) to[j] += weight * from[j];
+                LlamaModel.AddScaled(x + (long)(route / k) * D, output + (long)i * D, _routedWeights[route], D);
             }
         }
         if (w.SharedGate == null) return;
@@ -300,12 +296,8 @@ public sealed unsafe class BatchedLlama : IDisposable
         Linear.ForwardRows(Pool, w.SharedDown!, null, gate, c.SharedExpertFeedForwardSize, output, D, false, decodeRows, R, _plainGroup, null, Precision);
         for (int t = 0; t < R; t++)
         {
-            float* row = h + (long)t * D;
-            float logit = 0;
-            for (int i = 0; i < D; i++) logit += row[i] * w.SharedRouter[i];
-            float s = 1f / (1f + MathF.Exp(-logit));
-            float* to = x + (long)t * D, from = output + (long)t * D;
-            for (int j = 0; j < D; j++) to[j] += s * from[j];
+            float logit = w.SharedGateLogit(h + (long)t * D, D);
+            LlamaModel.AddScaled(x + (long)t * D, output + (long)t * D, 1f / (1f + MathF.Exp(-logit)), D);
         }
     }
 

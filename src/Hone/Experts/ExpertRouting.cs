@@ -18,12 +18,7 @@ public static class ExpertRouting
         Span<bool> taken = expertCount <= 1024 ? stackalloc bool[expertCount] : new bool[expertCount];
         for (int t = 0; t < rows; t++)
         {
-            var row = logits.Slice(t * expertCount, expertCount);
-            float max = float.NegativeInfinity;
-            foreach (float v in row) max = Math.Max(max, v);
-            float sum = 0;
-            for (int e = 0; e < expertCount; e++) sum += probabilities[e] = MathF.Exp(row[e] - max);
-            for (int e = 0; e < expertCount; e++) probabilities[e] /= sum;
+            Softmax(logits.Slice(t * expertCount, expertCount), probabilities);
             var chosen = experts.Slice(t * k, k);
             var chosenWeights = weights.Slice(t * k, k);
             float total = 0;
@@ -42,6 +37,16 @@ public static class ExpertRouting
             if (normalize)
                 for (int j = 0; j < k; j++) chosenWeights[j] /= total;
         }
+    }
+
+    /// <summary>p = softmax(logits) in fp32, max-subtracted: the probabilities routing ranks and weights experts by (its
+    /// backward recomputes them with this too).</summary>
+    public static void Softmax(ReadOnlySpan<float> logits, Span<float> p)
+    {
+        float max = float.NegativeInfinity, sum = 0;
+        foreach (float v in logits) max = Math.Max(max, v);
+        for (int e = 0; e < logits.Length; e++) sum += p[e] = MathF.Exp(logits[e] - max);
+        for (int e = 0; e < logits.Length; e++) p[e] /= sum;
     }
 
     /// <summary>

@@ -72,8 +72,8 @@ public sealed unsafe class LlamaModel : IDisposable
         _h = new NativeBuffer((long)MaxBatch * c.HiddenSize * 4);
         _q = new NativeBuffer((long)MaxBatch * c.QueryDim * 4);
         _attention = new NativeBuffer((long)MaxBatch * c.QueryDim * 4);
-        _gate = new NativeBuffer((long)MaxBatch * FeedForwardWidth(c) * 4);
-        _up = new NativeBuffer((long)MaxBatch * FeedForwardWidth(c) * 4);
+        _gate = new NativeBuffer((long)MaxBatch * c.FeedForwardWidth * 4);
+        _up = new NativeBuffer((long)MaxBatch * c.FeedForwardWidth * 4);
         if (c.IsMixtureOfExperts)
         {
             _routerLogits = new NativeBuffer((long)MaxBatch * c.Experts * 4);
@@ -98,7 +98,7 @@ public sealed unsafe class LlamaModel : IDisposable
             {
                 long batch = Math.Max(1, Math.Min(maxBatch, maxContext));
                 long kv = 2L * c.Layers * maxContext * c.KvDim;
-                long activations = batch * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * FeedForwardWidth(c)
+                long activations = batch * (2L * c.HiddenSize + 2L * c.QueryDim + 2L * c.FeedForwardWidth
                                             + Math.Max(c.HiddenSize, Math.Max(c.IntermediateSize, c.QueryDim))
                                             + (cacheType == KvCacheType.F32 ? 0 : 2L * c.KvDim)
                                             + (c.IsMixtureOfExperts ? c.Experts + 2L * c.HiddenSize + 3L * c.ExpertsPerToken : 0));
@@ -108,8 +108,6 @@ public sealed unsafe class LlamaModel : IDisposable
         catch (OverflowException) { return long.MaxValue; }
     }
 
-    /// <summary>The widest feed-forward activation a layer writes: F, or an expert's Fe or the shared expert's Fs.</summary>
-    static int FeedForwardWidth(ModelConfig c) => Math.Max(c.IntermediateSize, Math.Max(c.ExpertFeedForwardSize, c.SharedExpertFeedForwardSize));
 
     /// <summary>Forget the cached context.</summary>
     public void Reset() => Position = 0;
@@ -334,9 +332,7 @@ public sealed unsafe class LlamaModel : IDisposable
             if (diagnose) CheckFinite(output, (long)T * D, layer, "shared expert", w.SharedGate, w.SharedUp!, w.SharedDown!);
             for (int t = 0; t < T; t++)
             {
-                float* row = h + (long)t * D;
-                float logit = 0;
-                for (int i = 0; i < D; i++) logit += row[i] * w.SharedRouter[i];
+                float logit = w.SharedGateLogit(h + (long)t * D, D);
                 AddScaled(x + (long)t * D, output + (long)t * D, 1f / (1f + MathF.Exp(-logit)), D);
             }
         }
@@ -358,7 +354,7 @@ public sealed unsafe class LlamaModel : IDisposable
     }
 
     /// <summary>y[n] += s · v[n] (O(D) per routed row, beside the expert's O(D·Fe) products)</summary>
-    static void AddScaled(float* y, float* v, float s, int n)
+    internal static void AddScaled(float* y, float* v, float s, int n)
     {
         for (int i = 0; i < n; i++) y[i] += s * v[i];
     }

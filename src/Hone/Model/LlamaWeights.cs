@@ -23,6 +23,14 @@ public sealed unsafe class LayerWeights
     public float* SharedRouter;
     public bool IsSparse => Router != null;
 
+    /// <summary>The shared expert's gate logit h·g of one normed row h [D] (its output is scaled by the logit's sigmoid).</summary>
+    public float SharedGateLogit(float* h, int d)
+    {
+        float logit = 0;
+        for (int i = 0; i < d; i++) logit += h[i] * SharedRouter[i];
+        return logit;
+    }
+
     /// <summary>QK-norm in place on this layer's projected queries q[T, H·Dh] and keys k[T, Hkv·Dh], before RoPE:
     /// per head (rows of Dh) or over each row.</summary>
     public void NormalizeQueriesKeys(WorkerPool pool, ModelConfig c, float* q, float* k, int rows)

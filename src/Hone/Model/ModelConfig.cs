@@ -67,6 +67,8 @@ public sealed record ModelConfig
     public double RouterAuxLossCoef { get; init; }
 
     public bool IsMixtureOfExperts => Experts > 0;
+    /// <summary>The widest feed-forward activation a row writes: F, an expert's Fe or the shared expert's Fs.</summary>
+    public int FeedForwardWidth => Math.Max(IntermediateSize, Math.Max(ExpertFeedForwardSize, SharedExpertFeedForwardSize));
     public bool IsSparseLayer(int layer) => Experts > 0 && (layer + 1) % SparseStep == 0 && !DenseLayers.Contains(layer);
 
     public int QueryDim => Heads * HeadDim;

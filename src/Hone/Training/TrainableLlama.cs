@@ -307,7 +307,7 @@ public sealed unsafe class TrainableLlama : IDisposable
             {
                 int route = a.RouteOrder![start + i];
                 float* row = xOut + (long)(route / k) * d;
-                AddScaled(row, y + (long)i * d, a.RoutedWeights![route], d);
+                LlamaModel.AddScaled(row, y + (long)i * d, a.RoutedWeights![route], d);
             }
         }
         if (w.SharedGate == null) return;
@@ -318,19 +318,9 @@ public sealed unsafe class TrainableLlama : IDisposable
         LinearForward(w.SharedDown!, null, act, a.SharedOut, a, rows: n);
         for (int t = 0; t < n; t++)
         {
-            float* row = h + (long)t * d;
-            float logit = 0;
-            for (int i = 0; i < d; i++) logit += row[i] * w.SharedRouter[i];
-            a.SharedLogit[t] = logit;
-            float* x = xOut + (long)t * d;
-            AddScaled(x, a.SharedOut + (long)t * d, 1f / (1f + MathF.Exp(-logit)), d);
+            float logit = a.SharedLogit[t] = w.SharedGateLogit(h + (long)t * d, d);
+            LlamaModel.AddScaled(xOut + (long)t * d, a.SharedOut + (long)t * d, 1f / (1f + MathF.Exp(-logit)), d);
         }
-    }
-
-    /// <summary>y[n] += s · v[n] (O(D) per routed row, beside an expert's O(D·Fe) products)</summary>
-    static void AddScaled(float* y, float* v, float s, int n)
-    {
-        for (int i = 0; i < n; i++) y[i] += s * v[i];
     }
 
     static float Dot(float* a, float* b, int n)
@@ -372,12 +362,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         var p = weights.AsSpan(0, n * e);
         for (int t = 0; t < n; t++)
         {
-            var row = logits.Slice(t * e, e);
-            var pr = p.Slice(t * e, e);
-            float max = float.NegativeInfinity, sum = 0;
-            foreach (float v in row) max = Math.Max(max, v);
-            for (int j = 0; j < e; j++) sum += pr[j] = MathF.Exp(row[j] - max);
-            for (int j = 0; j < e; j++) pr[j] /= sum;
+            ExpertRouting.Softmax(logits.Slice(t * e, e), p.Slice(t * e, e));
             for (int j = 0; j < e; j++) experts[t * e + j] = j;
         }
         if (_choiceKeys.Length < n) _choiceKeys = new long[n];
@@ -656,7 +641,7 @@ public sealed unsafe class TrainableLlama : IDisposable
             LinearBackward(w.ExpertUp![e], null, input, b.GradUp, dInput, a, accumulateDx: true, rows: count);
             for (int i = 0; i < count; i++)
             {
-                AddScaled(dh + (long)(a.RouteOrder![start + i] / k) * d, dInput + (long)i * d, 1f, d);
+                LlamaModel.AddScaled(dh + (long)(a.RouteOrder![start + i] / k) * d, dInput + (long)i * d, 1f, d);
             }
         }
         // The router: ∂z from the routing weights' gradients, plus the auxiliary losses'.
@@ -676,11 +661,7 @@ public sealed unsafe class TrainableLlama : IDisposable
             }
             else
             {
-                float* z = a.RouterLogits + (long)t * experts;
-                float max = float.NegativeInfinity, sum = 0;
-                for (int e = 0; e < experts; e++) max = Math.Max(max, z[e]);
-                for (int e = 0; e < experts; e++) sum += p[e] = MathF.Exp(z[e] - max);
-                for (int e = 0; e < experts; e++) p[e] /= sum;
+                ExpertRouting.Softmax(new ReadOnlySpan<float>(a.RouterLogits + (long)t * experts, experts), p);
                 float mixed = 0;
                 for (int j = 0; j < k; j++) mixed += p[chosen[j]] * dw[j];
                 for (int e = 0; e < experts; e++) dzRow[e] -= p[e] * mixed;

@@ -111,7 +111,7 @@ internal sealed unsafe class TrainingActivations : IDisposable
                 TakeRecomputable(c, Shared, -1, maxRows, maxSequence, adapters);
             }
             XFinal = Take(n * d);
-            int feedForward = FeedForwardWidth(c);
+            int feedForward = c.FeedForwardWidth;
             int widest = Math.Max(d, Math.Max(c.QueryDim, feedForward));
             H = Take(n * d); GradX = Take(n * d); GradH = Take(n * widest);
             GradQ = Take(n * c.QueryDim); GradK = Take(n * c.KvDim); GradV = Take(n * c.KvDim);
@@ -141,9 +141,6 @@ internal sealed unsafe class TrainingActivations : IDisposable
         _arenaUsed += bytes;
         return p;
     }
-
-    /// <summary>The widest feed-forward activation of a row: F, an expert's Fe or the shared expert's Fs.</summary>
-    public static int FeedForwardWidth(ModelConfig c) => Math.Max(c.IntermediateSize, Math.Max(c.ExpertFeedForwardSize, c.SharedExpertFeedForwardSize));
 
     /// <param name="layer">the layer, or −1 for the shared slot of checkpointing (sized for the largest layer)</param>
     void TakeRecomputable(ModelConfig c, Layer a, int layer, int maxRows, int maxSequence, IReadOnlyCollection<LoraAdapter> adapters)
