@@ -147,14 +147,19 @@ public static unsafe class Gemm
     /// 16 rows (those take the narrow kernel).
     /// </summary>
     /// <param name="weights">W[N, K] fp32, row stride ldw floats</param>
-    public static PackedF32Weights? TryPackWeights(WorkerPool pool, float* weights, long ldw, int n, int k)
+    /// <param name="into">64-byte aligned memory of <see cref="PackedWeightsBytes"/> bytes that the caller owns and keeps
+    /// while the packed copy is used (an expert cache's slot); null allocates</param>
+    public static PackedF32Weights? TryPackWeights(WorkerPool pool, float* weights, long ldw, int n, int k, byte* into = null)
     {
         if (n <= NarrowColumns || k <= 0) return null;
-        var packed = new PackedF32Weights(n, k);
+        var packed = into == null ? new PackedF32Weights(n, k) : new PackedF32Weights(n, k, into);
         var job = new Job { N = n, K = k, B = (byte*)weights, Ldb = ldw, Prepacked = packed.Pointer };
         pool.Run(&PackWeightsWorker, &job);
         return packed;
     }
+
+    /// <summary>Bytes <see cref="TryPackWeights"/> packs W[N, K] into, or 0 when it does not pack such a weight.</summary>
+    public static long PackedWeightsBytes(int n, int k) => n <= NarrowColumns || k <= 0 ? 0 : PackedF32Weights.BytesFor(n, k);
 
     static void PackWeightsWorker(void* context, int thread, int threads)
     {
@@ -681,7 +686,16 @@ public sealed unsafe class PackedF32Weights
     public int N { get; }
     public int K { get; }
     internal float* Pointer { get; }
-    public long ByteLength => (N + 63L) / 64 * K * 64 * 4;
+    public long ByteLength => BytesFor(N, K);
+    internal static long BytesFor(int n, int k) => (n + 63L) / 64 * k * 64 * 4;
+
+    /// <summary>Over memory the caller owns (64-byte aligned, <see cref="ByteLength"/> bytes).</summary>
+    internal PackedF32Weights(int n, int k, byte* memory)
+    {
+        if (((nint)memory & 63) != 0) throw new ArgumentException("packed weights need 64-byte aligned memory");
+        N = n; K = k; _storage = [];
+        Pointer = (float*)memory;
+    }
 
     internal PackedF32Weights(int n, int k)
     {

@@ -133,7 +133,8 @@ public sealed class HoneServer : IAsyncDisposable
             _log.WriteLine($"hone serve: ready: model '{engine.ModelName}'" +
                            (engine.AdapterNames.Count > 0 ? $", adapters {string.Join(", ", engine.AdapterNames)}" : "") +
                            (Router != null ? $", model '{ServerOptions.AutoModel}' routed to {string.Join(", ", Router.Routes.Select(r => r.Name))}" : "") +
-                           $"; {engine.Parallel} sequences of {engine.ContextLength} tokens, KV cache {engine.CacheType.Name()}");
+                           $"; {engine.Parallel} sequences of {engine.ContextLength} tokens, KV cache {engine.CacheType.Name()}"
+                           + (engine.ExpertCacheStatistics is { } experts ? $"; {experts.Resident}" : ""));
             if (_chatTemplate.Error != null) _log.WriteLine($"hone serve: {_chatTemplate.Error} (chat completions will be refused)");
             return engine;
         }

@@ -8,7 +8,7 @@ namespace Hone.Server;
 public sealed class ServerMetrics
 {
     public CollectorRegistry Registry { get; } = Metrics.NewCustomRegistry();
-    readonly Counter _requests, _promptTokens, _generatedTokens, _stepRows;
+    readonly Counter _requests, _promptTokens, _generatedTokens, _stepRows, _expertHits, _expertMisses;
     readonly Histogram _firstToken, _perOutputToken, _rowsPerStep;
     readonly Gauge _queue, _active, _kvUsed, _kvTotal, _kvUsage, _ready;
     BatchEngine? _engine;
@@ -34,6 +34,8 @@ public sealed class ServerMetrics
         _kvTotal = f.CreateGauge("hone_kv_cache_tokens_total", "KV cache capacity in tokens (sequences × context)");
         _kvUsage = f.CreateGauge("hone_kv_cache_usage_ratio", "Fraction of the KV cache in use");
         _ready = f.CreateGauge("hone_model_ready", "1 once the model is loaded and requests are served");
+        _expertHits = f.CreateCounter("hone_expert_cache_hits_total", "Expert fetches answered by resident experts (a mixture of experts served with --expert-cache)");
+        _expertMisses = f.CreateCounter("hone_expert_cache_misses_total", "Expert fetches that read the expert from the model file");
         Registry.AddBeforeCollectCallback(Refresh);
     }
 
@@ -61,6 +63,7 @@ public sealed class ServerMetrics
         _kvUsed.Set(s.KvTokensUsed);
         _kvTotal.Set(s.KvTokensTotal);
         _kvUsage.Set(s.KvTokensTotal == 0 ? 0 : (double)s.KvTokensUsed / s.KvTokensTotal);
+        if (engine.ExpertCacheStatistics is { } cache) { _expertHits.IncTo(cache.Hits); _expertMisses.IncTo(cache.Misses); }
     }
 
     public void Request(string endpoint, int status) => _requests.WithLabels(endpoint, status.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();

@@ -47,6 +47,7 @@ internal static class BenchCommand
         }.Within(0f, 1f);
         var cacheType = CliSupport.CacheType();
         cacheType.Description = "--parallel: " + cacheType.Description;
+        var expertCache = new CliSupport.ExpertCacheOptions();
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var serve = new ServeOptions();
@@ -60,6 +61,7 @@ internal static class BenchCommand
             model, shape, type, prompt, gen, reps, train, batch, seqLen, loraR, checkpointActivations, parallel, grammarCost, tokenizerPath, outputs, precision, cacheType, skip, threads, json,
         };
         serve.AddTo(cmd);
+        expertCache.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             if (r.GetValue(serve.Url) is string url)
@@ -76,7 +78,8 @@ internal static class BenchCommand
             if (r.GetValue(train) is string method) return TrainBench(r, method, shape, batch, seqLen, loraR, reps, checkpointActivations, threads, json);
             if (r.GetValue(parallel) is string list) return ParallelBench(r, list, model, shape, type, prompt, gen, reps, precision, cacheType, threads, json);
             var options = new BenchOptions(r.GetValue(model), r.GetValue(shape)!, CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
-                r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision)), ExpertSkipThreshold: r.GetValue(skip));
+                r.GetValue(prompt), r.GetValue(gen), r.GetValue(reps), Precision: CliSupport.ParsePrecision(r.GetValue(precision)), ExpertSkipThreshold: r.GetValue(skip),
+                ExpertCache: expertCache.Read(r));
             bool asJson = r.GetValue(json);
             var result = Benchmark.Run(options, m => Console.Error.WriteLine(m));
             if (asJson)
@@ -91,6 +94,13 @@ internal static class BenchCommand
                     prompt_bound_tokens_per_s = result.PromptBoundTokensPerSecond, gen_bound_tokens_per_s = result.GenBoundTokensPerSecond,
                     peak_gflops = result.Limits.PeakGflops, bandwidth_gb_s = result.Limits.BandwidthGBs, bandwidth_after_gb_s = result.BandwidthAfterGBs, vectors = result.Limits.Vectors,
                     protocol = result.Protocol, moe_skip_threshold = options.ExpertSkipThreshold, skipped_expert_share = result.SkippedExpertShare,
+                    resident_bytes_after_tg = result.ResidentBytes,
+                    expert_cache = result.GenCache == null ? null : new
+                    {
+                        policy = result.GenCache.Policy.ToString().ToLowerInvariant(), budget_bytes = result.GenCache.BudgetBytes, resident_experts = result.GenCache.Slots,
+                        experts = result.GenCache.Experts, pp_hit_rate = result.PromptCache?.HitRate, tg_hit_rate = result.GenCache.HitRate,
+                        pp_bytes_read = result.PromptCache?.BytesRead, tg_bytes_read = result.GenCache.BytesRead,
+                    },
                 };
                 Console.WriteLine(JsonSerializer.Serialize(o, new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
@@ -100,6 +110,8 @@ internal static class BenchCommand
             Console.WriteLine($"{"test",-8} {"tokens/s",14} {"bound",10} {"of bound",9}");
             Console.WriteLine($"{"pp" + result.Prompt,-8} {result.PromptTokensPerSecond,8:F1} ± {result.PromptStdDev,-4:F1} {result.PromptBoundTokensPerSecond,10:F0} {result.PromptFlopRatio,8:P0}  (FLOP peak)");
             Console.WriteLine($"{"tg" + result.Gen,-8} {result.GenTokensPerSecond,8:F1} ± {result.GenStdDev,-4:F1} {result.GenBoundTokensPerSecond,10:F0} {result.GenBandwidthRatio,8:P0}  (memory bandwidth)");
+            if (result.GenCache is { } genCache)
+                Console.WriteLine($"{genCache.Resident}; hit rate pp {result.PromptCache?.HitRate:P1}, tg {genCache.HitRate:P1}; resident set after tg {CliSupport.Bytes(result.ResidentBytes)}");
             if (options.ExpertSkipThreshold > 0) Console.WriteLine($"skipped {result.SkippedExpertShare:P1} of the routed expert evaluations (weight under {options.ExpertSkipThreshold})");
             Console.WriteLine(result.Protocol);
             return 0;

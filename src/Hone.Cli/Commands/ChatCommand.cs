@@ -20,6 +20,7 @@ internal static class ChatCommand
         var sampling = new SamplingOptions();
         var precision = CliSupport.Precision(measuring: false);
         var cacheType = CliSupport.CacheType();
+        var expertCache = new CliSupport.ExpertCacheOptions();
         var threads = CliSupport.Threads();
         var cmd = new Command("chat", "Chat with a model using its chat template (or --template). Multi-turn; the KV cache is reused between turns.\n" +
                                       "Type a message and press Enter; /reset starts over, /exit (or end of input) quits.")
@@ -27,13 +28,15 @@ internal static class ChatCommand
             system, template, adapter, maxTokens, ctx, precision, cacheType, threads,
         };
         model.AddTo(cmd);
+        expertCache.AddTo(cmd);
         sampling.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             var sampler = sampling.Read(r);
             var grammar = sampling.ReadGrammar(r);
             using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
-                precision: CliSupport.ParsePrecision(r.GetValue(precision)), cacheType: CliSupport.ParseCacheType(r.GetValue(cacheType)));
+                precision: CliSupport.ParsePrecision(r.GetValue(precision)), cacheType: CliSupport.ParseCacheType(r.GetValue(cacheType)),
+                expertCache: expertCache.Read(r));
             var (chatTemplate, templateName) = ChatConversation.ResolveTemplate(loaded.Tokenizer, r.GetValue(template));
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampler, Grammar: grammar);
@@ -61,6 +64,7 @@ internal static class ChatCommand
                 Console.WriteLine();
                 messages.Add((JsonNode)new JsonObject { ["role"] = "assistant", ["content"] = result.Text });
                 Console.Error.WriteLine($"[{result.Ids.Length} tokens, {result.CachedPromptTokens} of {result.PromptTokens} prompt tokens reused from the cache, {result.GenerationTokensPerSecond:F1} t/s]");
+                if (loaded.ExpertCache != null) Console.Error.WriteLine(loaded.ExpertCache.Statistics.Summary);
             }
             return 0;
         }));

@@ -13,6 +13,46 @@ namespace Hone.Cli.Commands;
 /// <summary>Shared options and the error boundary: every failure becomes one line on stderr and a non-zero exit.</summary>
 internal static class CliSupport
 {
+    /// <summary>--expert-cache and --expert-cache-policy: a mixture of experts' resident-expert budget
+    /// (<see cref="Hone.Experts.ExpertCache"/>).</summary>
+    public sealed class ExpertCacheOptions
+    {
+        public readonly Option<string?> Budget = new("--expert-cache")
+        {
+            Description = "a mixture of experts: leave the experts in the file (memory-mapped) and keep only this much of them resident; a size " +
+                          "(512M, 2G) or a share of all experts (50%). Results are identical; a miss reads the expert from the file; the hit rate " +
+                          "is reported. The file must hold the experts in the type to run (convert first)",
+        };
+        public readonly Option<string> Policy = new("--expert-cache-policy")
+        {
+            Description = "which resident expert a miss evicts: frequency (the least often fetched, counts decaying; keeps the hot ones) or " +
+                          "recency (the least recently used)",
+            DefaultValueFactory = _ => "frequency",
+        };
+
+        public void AddTo(Command command) { command.Options.Add(Budget); command.Options.Add(Policy); }
+
+        public Hone.Experts.ExpertCacheOptions? Read(ParseResult r)
+        {
+            var policy = r.GetValue(Policy) switch
+            {
+                "frequency" => Hone.Experts.ExpertCachePolicy.Frequency,
+                "recency" => Hone.Experts.ExpertCachePolicy.Recency,
+                var other => throw new ArgumentException($"--expert-cache-policy: '{other}' is not a policy (frequency or recency)"),
+            };
+            if (r.GetValue(Budget) is string budget) return new(budget, policy);
+            if (r.GetResult(Policy) is { Implicit: false }) throw new ArgumentException("--expert-cache-policy goes with --expert-cache");
+            return null;
+        }
+    }
+
+    /// <summary>The expert cache's counts for --json output, or null without one.</summary>
+    public static System.Text.Json.Nodes.JsonObject? ExpertCacheJson(Hone.Experts.ExpertCache? cache) => cache?.Statistics is { } s ? new()
+    {
+        ["budget_bytes"] = s.BudgetBytes, ["slot_bytes"] = s.SlotBytes, ["resident_experts"] = s.Slots, ["experts"] = s.Experts,
+        ["hits"] = s.Hits, ["misses"] = s.Misses, ["hit_rate"] = s.HitRate, ["bytes_read"] = s.BytesRead,
+    } : null;
+
     public static Option<int> Threads() => new Option<int>("--threads", "-t")
     {
         Description = $"worker threads (0 = one per core; at most {TrainOptions.MaxThreads})",

@@ -17,6 +17,7 @@ internal static class GenerateCommand
         var sampling = new SamplingOptions();
         var precision = CliSupport.Precision(measuring: false);
         var cacheType = CliSupport.CacheType();
+        var expertCache = new CliSupport.ExpertCacheOptions();
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("generate", "Continue a prompt. Streams the text; --json prints {text, ids (generated only), finish_reason, timings}.")
@@ -24,13 +25,15 @@ internal static class GenerateCommand
             prompt, maxTokens, stop, adapter, ctx, precision, cacheType, threads, json,
         };
         model.AddTo(cmd);
+        expertCache.AddTo(cmd);
         sampling.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             var sampler = sampling.Read(r);
             var grammar = sampling.ReadGrammar(r);
             using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), r.GetValue(ctx),
-                precision: CliSupport.ParsePrecision(r.GetValue(precision)), cacheType: CliSupport.ParseCacheType(r.GetValue(cacheType)));
+                precision: CliSupport.ParsePrecision(r.GetValue(precision)), cacheType: CliSupport.ParseCacheType(r.GetValue(cacheType)),
+                expertCache: expertCache.Read(r));
             var ids = loaded.EncodePrompt(r.GetValue(prompt)!);
             var generator = new Generator(loaded.Model, loaded.Tokenizer);
             bool asJson = r.GetValue(json);
@@ -51,11 +54,13 @@ internal static class GenerateCommand
                         ["prompt_seconds"] = Math.Round(result.PromptSeconds, 6), ["generation_seconds"] = Math.Round(result.GenerationSeconds, 6),
                         ["prompt_tokens_per_s"] = Math.Round(result.PromptTokensPerSecond, 2), ["gen_tokens_per_s"] = Math.Round(result.GenerationTokensPerSecond, 2),
                     },
+                    ["expert_cache"] = CliSupport.ExpertCacheJson(loaded.ExpertCache),
                 }.ToJsonString());
                 return 0;
             }
             Console.WriteLine();
             Console.Error.WriteLine($"[{result.Ids.Length} tokens, {result.FinishReason}; prompt {result.PromptTokensPerSecond:F1} t/s, generation {result.GenerationTokensPerSecond:F1} t/s]");
+            if (loaded.ExpertCache != null) Console.Error.WriteLine(loaded.ExpertCache.Statistics.Summary);
             return 0;
         }));
         return cmd;

@@ -23,6 +23,7 @@ internal static class PerplexityCommand
             Description = "a mixture of experts: skip each token's routed experts after its first whose weight is under this (dynamic skipping; " +
                           "with normalized top-k the kept weights are rescaled to sum to 1); 0 = run every chosen expert",
         }.Within(0f, 1f);
+        var expertCache = new CliSupport.ExpertCacheOptions();
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("perplexity",
@@ -35,6 +36,7 @@ internal static class PerplexityCommand
             file, ctx, protocol, stride, adapter, precision, skip, threads, json,
         };
         model.AddTo(cmd);
+        expertCache.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             var kind = r.GetValue(protocol) switch
@@ -49,7 +51,8 @@ internal static class PerplexityCommand
             string text = File.ReadAllText(path);
             int context = r.GetValue(ctx);
             if (r.GetValue(stride) is int s && s > context) throw new ArgumentException($"--stride {s} is more than --ctx {context}");
-            using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context, computePrecision);
+            using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context, computePrecision,
+                expertCache: expertCache.Read(r));
             float threshold = r.GetValue(skip);
             if (threshold > 0 && !loaded.Weights.Config.IsMixtureOfExperts) throw new ArgumentException("--moe-skip-threshold applies to mixtures of experts; this model is dense");
             loaded.Model.ExpertSkipThreshold = threshold;
@@ -67,12 +70,14 @@ internal static class PerplexityCommand
                     ["precision"] = computePrecision.Name(),
                     ["moe_skip_threshold"] = threshold > 0 ? threshold : null,
                     ["skipped_expert_share"] = threshold > 0 ? (double)loaded.Model.SkippedExpertRuns / Math.Max(1, loaded.Model.RoutedExpertRuns) : null,
+                    ["expert_cache"] = CliSupport.ExpertCacheJson(loaded.ExpertCache),
                 }.ToJsonString());
                 return 0;
             }
             Console.WriteLine($"perplexity {result.Perplexity:F4}  bits/byte {result.BitsPerByte:F4}  ({result.TokensScored:N0} tokens scored, protocol {result.Protocol}, ctx {result.Context}, precision {computePrecision.Name()})");
             if (threshold > 0)
                 Console.WriteLine($"skipped {(double)loaded.Model.SkippedExpertRuns / Math.Max(1, loaded.Model.RoutedExpertRuns):P1} of {loaded.Model.RoutedExpertRuns:N0} routed expert evaluations (weight under {threshold})");
+            if (loaded.ExpertCache != null) Console.WriteLine(loaded.ExpertCache.Statistics.Summary);
             return 0;
         }));
         return cmd;

@@ -46,6 +46,8 @@ internal static class ServeCommand
             adapters, allowLoading, router, host, port, parallel, queue, ctx, threads, precision, cacheType, template, apiKey, apiKeyFile,
         };
         model.AddTo(cmd);
+        var expertCache = new CliSupport.ExpertCacheOptions();
+        expertCache.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
             string? key = r.GetValue(apiKey);
@@ -63,6 +65,7 @@ internal static class ServeCommand
                 Host = r.GetValue(host)!, Port = r.GetValue(port), Parallel = r.GetValue(parallel), QueueLimit = r.GetValue(queue),
                 Context = r.GetValue(ctx), Threads = r.GetValue(threads), Precision = CliSupport.ParsePrecision(r.GetValue(precision)),
                 CacheType = CliSupport.ParseCacheType(r.GetValue(cacheType)), ApiKey = key, ChatTemplate = r.GetValue(template),
+                ExpertCache = expertCache.Read(r),
             };
             using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
             return Run(options, cancel.Token).GetAwaiter().GetResult();

@@ -121,14 +121,26 @@ public static unsafe class WeightGemm
     /// on the stored weights, for every row count.
     /// </summary>
     /// <param name="weights">W[N, K]: N rows of <paramref name="rowBytes"/> bytes in <paramref name="type"/></param>
-    public static PackedInt8Weights? TryPack(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k) =>
-        TryPack(pool, type, weights, rowBytes, n, k, BestKernel(type));
+    /// <param name="into">64-byte aligned memory of <see cref="PackedBytes"/> bytes that the caller owns and keeps while the
+    /// packed copy is used (an expert cache's slot); null allocates</param>
+    public static PackedInt8Weights? TryPack(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k, byte* into = null) =>
+        TryPack(pool, type, weights, rowBytes, n, k, BestKernel(type), into);
+
+    /// <summary>Bytes <see cref="TryPack(WorkerPool, TensorType, byte*, long, int, int, byte*)"/> packs W[N, K] into on
+    /// this machine, or 0 when it does not pack such a weight.</summary>
+    public static long PackedBytes(TensorType type, int n, int k)
+    {
+        var kernel = BestKernel(type);
+        if (type != TensorType.Q8_0 || !IsAvailable(kernel, type) || n <= 0 || k <= 0 || k % Int8Kernels.Block != 0) return 0;
+        return PackedInt8Weights.BytesFor(n, k);
+    }
 
     /// <summary>The same for the kernel the caller chooses (tests pack for each kernel the machine runs).</summary>
-    public static PackedInt8Weights? TryPack(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k, WeightGemmKernel kernel)
+    public static PackedInt8Weights? TryPack(WorkerPool pool, TensorType type, byte* weights, long rowBytes, int n, int k, WeightGemmKernel kernel,
+        byte* into = null)
     {
         if (type != TensorType.Q8_0 || !IsAvailable(kernel, type) || n <= 0 || k <= 0 || k % Int8Kernels.Block != 0) return null;
-        var packed = new PackedInt8Weights(n, k, kernel);
+        var packed = into == null ? new PackedInt8Weights(n, k, kernel) : new PackedInt8Weights(n, k, kernel, into);
         var job = new Job
         {
             Kernel = kernel, Type = type, N = n, K = k, W = weights, RowBytes = rowBytes,
@@ -763,6 +775,15 @@ public sealed unsafe class PackedInt8Weights
     internal byte* Pointer { get; }
     internal long SliverBytes => (long)(K / Int8Kernels.Block) * Int8Kernels.WeightBlockBytes;
     public long ByteLength => (N + Int8Kernels.Columns - 1L) / Int8Kernels.Columns * SliverBytes;
+    internal static long BytesFor(int n, int k) => (n + Int8Kernels.Columns - 1L) / Int8Kernels.Columns * ((long)(k / Int8Kernels.Block) * Int8Kernels.WeightBlockBytes);
+
+    /// <summary>Over memory the caller owns (64-byte aligned, <see cref="ByteLength"/> bytes).</summary>
+    internal PackedInt8Weights(int n, int k, WeightGemmKernel kernel, byte* memory)
+    {
+        if (((nint)memory & 63) != 0) throw new ArgumentException("packed weights need 64-byte aligned memory");
+        N = n; K = k; Kernel = kernel; _storage = [];
+        Pointer = memory;
+    }
 
     internal PackedInt8Weights(int n, int k, WeightGemmKernel kernel)
     {

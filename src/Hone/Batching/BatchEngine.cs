@@ -1,3 +1,4 @@
+using Hone.Experts;
 using System.Diagnostics;
 using System.Text;
 using System.Threading.Channels;
@@ -57,17 +58,20 @@ public sealed class BatchEngine : IDisposable
     public event Action<StepStatistics>? StepCompleted;
     /// <summary>Raised on the engine's thread when a sequence ends — finished, cancelled (its client gone) or an
     /// embedding done — with its usage; not for one that failed (keep handlers short).</summary>
+    readonly ExpertCache? _expertCache;
     public event Action<SequenceEnd>? SequenceEnded;
 
-    BatchEngine(Checkpoint? checkpoint, LlamaWeights weights, Tokenizer? tokenizer, WorkerPool pool, EngineOptions options, int context, string name)
+    BatchEngine(Checkpoint? checkpoint, LlamaWeights weights, Tokenizer? tokenizer, WorkerPool pool, EngineOptions options, int context, string name,
+        ExpertCache? expertCache = null)
     {
+        _expertCache = expertCache;
         _checkpoint = checkpoint; _weights = weights; _tokenizer = tokenizer; _pool = pool; _options = options; ContextLength = context;
         ModelName = name;
         _endOfTurn = tokenizer?.EndOfTurnIds.ToHashSet() ?? [];
         if (tokenizer?.EosId is int eos) _endOfTurn.Add(eos);
         _sampleable = Math.Min(weights.Config.VocabSize, tokenizer?.VocabSize ?? int.MaxValue);
         _model = new BatchedLlama(weights, pool, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel), options.Precision,
-            options.CacheType);
+            options.CacheType) { ExpertCache = expertCache };
         _slots = new Slot[options.Parallel];
         for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot(i, weights.Config.VocabSize);
         _logits = new float[(long)options.Parallel * weights.Config.VocabSize];
@@ -97,27 +101,42 @@ public sealed class BatchEngine : IDisposable
         LlamaWeights? weights = null;
         WorkerPool? pool = null;
         BatchEngine? engine = null;
+        ExpertCache? cache = null;
         try
         {
             var config = checkpoint.Config;
             int context = LoadedModel.ResolveContext(config, options.Context);
-            long weightBytes = checkpoint.Tensors.Sum(t => t.ByteLength);
+            bool inPlace = options.ExpertCache != null;
+            if (inPlace && !config.IsMixtureOfExperts) throw new ArgumentException($"--expert-cache applies to mixtures of experts; {checkpoint.Path} is dense");
+            long weightBytes = checkpoint.Tensors.Where(t => !inPlace || !IsExpert(t.Name)).Sum(t => t.ByteLength);
             MemoryBudget.Require(weightBytes + BatchedLlama.RequiredBytes(config, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel), options.CacheType),
                 $"{checkpoint.Path} with {options.Parallel} sequences of {context} tokens (weights and KV cache)");
             var tokenizer = LoadedModel.LoadTokenizer(checkpoint);
-            weights = LlamaWeights.Load(checkpoint);
+            weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(ExpertsInPlace: inPlace));
             pool = new WorkerPool(WorkerPool.ResolveThreadCount(options.Threads));
-            engine = new BatchEngine(checkpoint, weights, tokenizer, pool, options, context, ModelNameOf(checkpoint.Path));
+            if (inPlace)
+            {
+                long all = ExpertCache.AllExpertsBytes(weights, options.Precision), budget = ExpertCache.ParseBudget(options.ExpertCache!.Budget, all);
+                MemoryBudget.Require(Math.Min(budget, all), $"--expert-cache {options.ExpertCache.Budget}");
+                cache = new ExpertCache(weights, budget, pool, options.Precision, options.ExpertCache.Policy);
+            }
+            engine = new BatchEngine(checkpoint, weights, tokenizer, pool, options, context, ModelNameOf(checkpoint.Path), cache);
             foreach (var (name, path) in adapters) engine.AddAdapter(name, path);
             return engine;
         }
         catch
         {
             if (engine != null) engine.Dispose();
-            else { weights?.Dispose(); pool?.Dispose(); checkpoint.Dispose(); }
+            else { cache?.Dispose(); weights?.Dispose(); pool?.Dispose(); checkpoint.Dispose(); }
             throw;
         }
     }
+
+    static bool IsExpert(string name) =>
+        TensorNames.TryParseGguf(name, out var p) && p.Role is TensorRole.ExpertGate or TensorRole.ExpertUp or TensorRole.ExpertDown;
+
+    /// <summary>The expert cache's counts (a mixture of experts served with --expert-cache), else null.</summary>
+    public ExpertCacheStatistics? ExpertCacheStatistics => _expertCache?.Statistics;
 
     /// <summary>An engine over weights already in memory (random weights for benchmarks), on ids only: no tokenizer,
     /// so no text, stop strings or end of turn. The caller keeps ownership of <paramref name="weights"/>.</summary>
@@ -699,6 +718,7 @@ public sealed class BatchEngine : IDisposable
         _wake.Release();
         if (_loop.IsAlive && Thread.CurrentThread != _loop) _loop.Join();
         _model.Dispose();
+        _expertCache?.Dispose();
         lock (_lock)
         {
             foreach (var a in _adapters.Values) a.Dispose();

@@ -43,6 +43,9 @@ public sealed unsafe class BatchedLlama : IDisposable
     public ComputePrecision Precision { get; }
     /// <summary>How the KV cache holds keys and values (<see cref="KvCacheType"/>).</summary>
     public KvCacheType CacheType { get; }
+    /// <summary>A mixture of experts whose experts stay in the checkpoint's mapping: the cache that keeps the hot ones
+    /// resident (the caller owns it); null computes on the experts where they are.</summary>
+    public ExpertCache? ExpertCache { get; set; }
 
     public BatchedLlama(LlamaWeights weights, WorkerPool pool, int slots, int context, int stepRows, ComputePrecision precision,
         KvCacheType cacheType = KvCacheType.F32)
@@ -221,7 +224,7 @@ public sealed unsafe class BatchedLlama : IDisposable
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, R, D, c.RmsNormEps);
             if (w.IsSparse)
             {
-                MixtureOfExperts(w, h, x, decodeRows, R, scratch);
+                MixtureOfExperts(w, l, h, x, decodeRows, R, scratch);
                 continue;
             }
             Linear.ForwardGatedRows(Pool, h, D, w.Gate, w.Up, gate, up, decodeRows, R, rowGroups, Precision);
@@ -261,7 +264,7 @@ public sealed unsafe class BatchedLlama : IDisposable
     /// </summary>
     /// <param name="h">[R, D] the normed input</param>
     /// <param name="x">[R, D] the residual stream, added to</param>
-    void MixtureOfExperts(LayerWeights w, float* h, float* x, int decodeRows, int R, float* scratch)
+    void MixtureOfExperts(LayerWeights w, int layer, float* h, float* x, int decodeRows, int R, float* scratch)
     {
         var c = Config;
         int D = c.HiddenSize, E = c.Experts, k = c.ExpertsPerToken;
@@ -282,8 +285,9 @@ public sealed unsafe class BatchedLlama : IDisposable
                 new ReadOnlySpan<float>(h + (long)row * D, D).CopyTo(new Span<float>(input + (long)i * D, D));
             }
             _plainGroup[0] = new RowGroup(0, n, null);
-            Linear.ForwardGatedRows(Pool, input, D, w.ExpertGate![e], w.ExpertUp![e], gate, up, decode, n, _plainGroup, Precision);
-            Linear.ForwardRows(Pool, w.ExpertDown![e], null, gate, c.ExpertFeedForwardSize, output, D, false, decode, n, _plainGroup, null, Precision);
+            var (expertGate, expertUp, expertDown) = ExpertCache?.Fetch(layer, e) ?? (w.ExpertGate![e], w.ExpertUp![e], w.ExpertDown![e]);
+            Linear.ForwardGatedRows(Pool, input, D, expertGate, expertUp, gate, up, decode, n, _plainGroup, Precision);
+            Linear.ForwardRows(Pool, expertDown, null, gate, c.ExpertFeedForwardSize, output, D, false, decode, n, _plainGroup, null, Precision);
             for (int i = 0; i < n; i++)
             {
                 int route = _routeOrder[start + i];

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Hone.Experts;
 using Hone.Model;
 using Hone.Tensors;
 
@@ -8,8 +9,10 @@ namespace Hone.Inference;
 /// <param name="Type">matrix storage type (random models are quantized to it; checkpoints are requantized when set)</param>
 /// <param name="Repetitions">timed repetitions of each test after one warm-up</param>
 /// <param name="Precision">how activations meet the weights (Fast: llama.cpp's kernels, what llama-bench measures)</param>
+/// <param name="ExpertCache">a mixture of experts checkpoint: run with its experts left in the file and this cache</param>
 public sealed record BenchOptions(string? Model = null, string Shape = "smollm2-135m", TensorType? Type = null, int Threads = 0,
-    int Prompt = 512, int Gen = 128, int Repetitions = 3, int Seed = 1, ComputePrecision Precision = ComputePrecision.Fast, float ExpertSkipThreshold = 0);
+    int Prompt = 512, int Gen = 128, int Repetitions = 3, int Seed = 1, ComputePrecision Precision = ComputePrecision.Fast, float ExpertSkipThreshold = 0,
+    ExpertCacheOptions? ExpertCache = null);
 
 /// <summary>One benchmark run, with the protocol spelled out: prompt processing is one batch of Prompt tokens from an
 /// empty cache with logits for the last token only (as llama-bench's pp); generation decodes Gen tokens one at a time
@@ -19,7 +22,8 @@ public sealed record BenchResult(
     string Model, string Type, int Threads, int Prompt, int Gen, long Parameters, long WeightBytes,
     double PromptTokensPerSecond, double PromptStdDev, double GenTokensPerSecond, double GenStdDev,
     double PromptFlopsPerToken, double GenBytesPerToken, MachineLimits Limits, double BandwidthAfterGBs = 0,
-    ComputePrecision Precision = ComputePrecision.Fast, long ActiveParameters = 0, double SkippedExpertShare = 0)
+    ComputePrecision Precision = ComputePrecision.Fast, long ActiveParameters = 0, double SkippedExpertShare = 0,
+    ExpertCacheStatistics? PromptCache = null, ExpertCacheStatistics? GenCache = null, long ResidentBytes = 0)
 {
     /// <summary>The bandwidth generation is compared with: the better of the readings before the runs and right after
     /// generation (a VM's bandwidth moves with its neighbours; the better reading keeps the ratio from flattering).</summary>
@@ -44,6 +48,11 @@ public static class Benchmark
             using var checkpoint = Checkpoint.Open(model);
             return (LlamaWeights.Load(checkpoint, new WeightLoadOptions(type)), model);
         }
+        return Random(shape, type, seed, log);
+    }
+
+    static (LlamaWeights Weights, string Name) Random(string shape, TensorType? type, int seed, Action<string> log)
+    {
         log($"building a random {shape} model ({(type ?? TensorType.F32).Name()})...");
         return (LlamaWeights.CreateRandom(ModelShapes.Get(shape), type ?? TensorType.F32, seed), $"{shape} (random)");
     }
@@ -57,13 +66,37 @@ public static class Benchmark
         var limits = MachineLimits.Measure(pool);
         log($"  peak {limits.PeakGflops:F0} GFLOP/s, bandwidth {limits.BandwidthGBs:F1} GB/s ({limits.Vectors})");
 
-        var (weights, name) = Weights(o.Model, o.Shape, o.Type, o.Seed, log);
+        Checkpoint? mapped = null;
+        ExpertCache? cache = null;
+        LlamaWeights weights;
+        string name;
+        if (o.ExpertCache != null)
+        {
+            if (o.Model == null) throw new ArgumentException("--expert-cache needs a --model file (random weights have no file to map)");
+            if (o.Type != null) throw new ArgumentException("--expert-cache runs the experts in the file's type; convert the model instead of --type");
+            mapped = Checkpoint.Open(o.Model);
+            try
+            {
+                if (!mapped.Config.IsMixtureOfExperts) throw new ArgumentException($"--expert-cache applies to mixtures of experts; {o.Model} is dense");
+                weights = LlamaWeights.Load(mapped, new WeightLoadOptions(ExpertsInPlace: true));
+                long all = ExpertCache.AllExpertsBytes(weights, o.Precision);
+                cache = new ExpertCache(weights, ExpertCache.ParseBudget(o.ExpertCache.Budget, all), pool, o.Precision, o.ExpertCache.Policy);
+                name = o.Model;
+            }
+            catch { mapped.Dispose(); throw; }
+        }
+        else (weights, name) = Weights(o.Model, o.Shape, o.Type, o.Seed, log);
+        using var mappedLifetime = mapped;
+        using var cacheLifetime = cache;
         using (weights)
         {
             var c = weights.Config;
             int context = Math.Max(o.Prompt, o.Gen) + 1;
             if (context > c.MaxPositions) throw new ArgumentException($"--prompt/--gen need {context} positions, the model has {c.MaxPositions}");
-            using var model = new LlamaModel(weights, pool, maxContext: context, maxBatch: Math.Max(1, o.Prompt)) { Precision = o.Precision, ExpertSkipThreshold = o.ExpertSkipThreshold };
+            using var model = new LlamaModel(weights, pool, maxContext: context, maxBatch: Math.Max(1, o.Prompt))
+            {
+                Precision = o.Precision, ExpertSkipThreshold = o.ExpertSkipThreshold, ExpertCache = cache,
+            };
             var rng = new Random(o.Seed);
             var prompt = Enumerable.Range(0, o.Prompt).Select(_ => rng.Next(c.VocabSize)).ToArray();
             var logits = new float[c.VocabSize];
@@ -79,6 +112,8 @@ public static class Benchmark
                     if (rep > 0) promptRates.Add(rate);
                     log($"  pp{o.Prompt} {(rep == 0 ? "warm-up" : $"#{rep}")}: {rate:F1} tokens/s");
                 }
+            var promptCache = cache?.Statistics;
+            cache?.ResetStatistics();
             var genRates = new List<double>();
             if (o.Gen > 0)
                 for (int rep = 0; rep <= o.Repetitions; rep++)
@@ -96,6 +131,7 @@ public static class Benchmark
                     log($"  tg{o.Gen} {(rep == 0 ? "warm-up" : $"#{rep}")}: {rate:F1} tokens/s");
                 }
 
+            long resident = ResidentBytes(); // before the bandwidth reading allocates its buffers
             double bandwidthAfter = o.Gen > 0 ? MachineLimits.MeasureBandwidth(pool) : 0;
             if (o.Gen > 0) log($"  bandwidth right after tg: {bandwidthAfter:F1} GB/s");
 
@@ -108,8 +144,23 @@ public static class Benchmark
             double kvBytes = 2.0 * c.Layers * c.KvDim * 4 * (o.Gen / 2.0);
             return new BenchResult(name, weights.TokenEmbedding.Type.Name(), threads, o.Prompt, o.Gen, c.ParameterCount, weightBytes,
                 Mean(promptRates), StdDev(promptRates), Mean(genRates), StdDev(genRates), promptFlops, weights.ActiveByteLength + kvBytes, limits, bandwidthAfter,
-                o.Precision, c.ActiveParameterCount, model.RoutedExpertRuns == 0 ? 0 : (double)model.SkippedExpertRuns / model.RoutedExpertRuns);
+                o.Precision, c.ActiveParameterCount, model.RoutedExpertRuns == 0 ? 0 : (double)model.SkippedExpertRuns / model.RoutedExpertRuns,
+                promptCache, cache?.Statistics, resident);
         }
+    }
+
+    /// <summary>The process's resident set now (VmRSS on Linux: its own memory and the mapped file pages it holds),
+    /// or 0 where it cannot be read.</summary>
+    public static long ResidentBytes()
+    {
+        try
+        {
+            if (!OperatingSystem.IsLinux()) return 0;
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmRSS:") && long.TryParse(line[6..].Trim().Split(' ')[0], out long kb)) return kb * 1024;
+        }
+        catch (IOException) { }
+        return 0;
     }
 
     static double Mean(List<double> x) => x.Count == 0 ? 0 : x.Average();

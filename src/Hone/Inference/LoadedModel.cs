@@ -1,3 +1,4 @@
+using Hone.Experts;
 using Hone.Model;
 using Hone.Tensors;
 using Hone.Tokenization;
@@ -15,10 +16,12 @@ public sealed class LoadedModel : IDisposable
     public LlamaModel Model { get; }
     public IReadOnlyDictionary<string, LoraAdapter> Adapters { get; }
     public string? AdapterPath { get; }
+    /// <summary>The resident experts of a mixture of experts opened with an expert cache, else null.</summary>
+    public ExpertCache? ExpertCache { get; }
 
-    LoadedModel(Checkpoint c, LlamaWeights w, Tokenizer t, WorkerPool p, LlamaModel m, Dictionary<string, LoraAdapter> a, string? adapterPath)
+    LoadedModel(Checkpoint c, LlamaWeights w, Tokenizer t, WorkerPool p, LlamaModel m, Dictionary<string, LoraAdapter> a, string? adapterPath, ExpertCache? cache)
     {
-        Checkpoint = c; Weights = w; Tokenizer = t; Pool = p; Model = m; Adapters = a; AdapterPath = adapterPath;
+        Checkpoint = c; Weights = w; Tokenizer = t; Pool = p; Model = m; Adapters = a; AdapterPath = adapterPath; ExpertCache = cache;
     }
 
     /// <summary>The context used when none is asked for: the model's, capped here to bound the KV cache's memory.</summary>
@@ -29,8 +32,10 @@ public sealed class LoadedModel : IDisposable
     /// <param name="threads">worker threads, 0 = one per core</param>
     /// <param name="precision">how activations meet the weights (<see cref="ComputePrecision"/>): evaluation passes Exact</param>
     /// <param name="cacheType">how the KV cache holds keys and values (<see cref="KvCacheType"/>)</param>
+    /// <param name="expertCache">a mixture of experts: leave the experts in the file and keep this much of them resident
+    /// (<see cref="ExpertCacheOptions"/>); null loads every expert</param>
     public static LoadedModel Open(string path, string? adapter = null, int threads = 0, int context = 0, int maxBatch = 512,
-        ComputePrecision precision = ComputePrecision.Fast, KvCacheType cacheType = KvCacheType.F32)
+        ComputePrecision precision = ComputePrecision.Fast, KvCacheType cacheType = KvCacheType.F32, ExpertCacheOptions? expertCache = null)
     {
         CheckLimits(context, threads);
         if (maxBatch < 1) throw new ArgumentException($"the batch must be at least 1 token, found {maxBatch}");
@@ -38,24 +43,34 @@ public sealed class LoadedModel : IDisposable
         LlamaWeights? weights = null;
         WorkerPool? pool = null;
         var adapters = new Dictionary<string, LoraAdapter>();
+        ExpertCache? cache = null;
         try
         {
+            if (expertCache != null && !checkpoint.Config.IsMixtureOfExperts)
+                throw new ArgumentException($"--expert-cache applies to mixtures of experts; {checkpoint.Path} is dense");
             // Limits that depend on the model, before anything large is allocated.
             var config = checkpoint.Config;
             int ctx = ResolveContext(config, context);
-            long weightBytes = checkpoint.Tensors.Sum(t => t.ByteLength);
+            long weightBytes = checkpoint.Tensors.Where(t => expertCache == null || !IsExpert(t.Name)).Sum(t => t.ByteLength);
             MemoryBudget.Require(LlamaModel.RequiredBytes(config, ctx, maxBatch, cacheType) + weightBytes,
                 $"{checkpoint.Path} with a context of {ctx} tokens (its weights and KV cache)");
             var tokenizer = LoadTokenizer(checkpoint);
-            weights = LlamaWeights.Load(checkpoint);
+            weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(ExpertsInPlace: expertCache != null));
             if (adapter != null) adapters = PeftAdapter.Load(adapter, weights);
             pool = new WorkerPool(WorkerPool.ResolveThreadCount(threads));
-            var model = new LlamaModel(weights, pool, ctx, maxBatch, cacheType) { Precision = precision };
+            if (expertCache != null)
+            {
+                long all = ExpertCache.AllExpertsBytes(weights, precision), budget = ExpertCache.ParseBudget(expertCache.Budget, all);
+                MemoryBudget.Require(Math.Min(budget, all), $"--expert-cache {expertCache.Budget}");
+                cache = new ExpertCache(weights, budget, pool, precision, expertCache.Policy);
+            }
+            var model = new LlamaModel(weights, pool, ctx, maxBatch, cacheType) { Precision = precision, ExpertCache = cache };
             foreach (var (target, a) in adapters) model.Adapters[target] = a;
-            return new LoadedModel(checkpoint, weights, tokenizer, pool, model, adapters, adapter);
+            return new LoadedModel(checkpoint, weights, tokenizer, pool, model, adapters, adapter, cache);
         }
         catch
         {
+            cache?.Dispose();
             foreach (var a in adapters.Values) a.Dispose();
             weights?.Dispose(); pool?.Dispose(); checkpoint.Dispose();
             throw;
@@ -92,9 +107,13 @@ public sealed class LoadedModel : IDisposable
         ? ids
         : Tokenizer.BosId is int bos ? [bos] : throw new ArgumentException("the prompt is empty and the tokenizer has no BOS token");
 
+    static bool IsExpert(string name) =>
+        TensorNames.TryParseGguf(name, out var p) && p.Role is TensorRole.ExpertGate or TensorRole.ExpertUp or TensorRole.ExpertDown;
+
     public void Dispose()
     {
         Model.Dispose();
+        ExpertCache?.Dispose();
         foreach (var a in Adapters.Values) a.Dispose();
         Weights.Dispose();
         Pool.Dispose();

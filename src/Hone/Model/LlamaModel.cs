@@ -35,6 +35,9 @@ public sealed unsafe class LlamaModel : IDisposable
     /// <summary>A mixture of experts: skip a token's routed experts after its first whose weight is under this (see
     /// <see cref="ExpertRouting.Skip"/>); 0 runs every chosen expert.</summary>
     public float ExpertSkipThreshold { get; set; }
+    /// <summary>A mixture of experts whose experts stay in the checkpoint's mapping: the cache that keeps the hot ones
+    /// resident (the caller owns it); null computes on the experts where they are.</summary>
+    public ExpertCache? ExpertCache { get; set; }
     /// <summary>Expert evaluations routing chose, and those <see cref="ExpertSkipThreshold"/> skipped, since construction.</summary>
     public long RoutedExpertRuns { get; private set; }
     public long SkippedExpertRuns { get; private set; }
@@ -315,9 +318,10 @@ public sealed unsafe class LlamaModel : IDisposable
             if (n == 0) continue;
             for (int i = 0; i < n; i++)
                 new ReadOnlySpan<float>(h + (long)(_routeOrder[start + i] / k) * D, D).CopyTo(new Span<float>(input + (long)i * D, D));
-            Linear.ForwardGated(Pool, input, n, D, w.ExpertGate![e], null, w.ExpertUp![e], null, gate, up, Precision, promptRows);
-            Linear.Forward(Pool, w.ExpertDown![e], null, gate, n, c.ExpertFeedForwardSize, output, D, false, precision: Precision, promptRows: promptRows);
-            if (diagnose) CheckFinite(output, (long)n * D, layer, $"expert {e}", w.ExpertGate[e], w.ExpertUp![e], w.ExpertDown[e]);
+            var (expertGate, expertUp, expertDown) = ExpertCache?.Fetch(layer, e) ?? (w.ExpertGate![e], w.ExpertUp![e], w.ExpertDown![e]);
+            Linear.ForwardGated(Pool, input, n, D, expertGate, null, expertUp, null, gate, up, Precision, promptRows);
+            Linear.Forward(Pool, expertDown, null, gate, n, c.ExpertFeedForwardSize, output, D, false, precision: Precision, promptRows: promptRows);
+            if (diagnose) CheckFinite(output, (long)n * D, layer, $"expert {e}", expertGate, expertUp, expertDown);
             for (int i = 0; i < n; i++)
             {
                 int route = _routeOrder[start + i];

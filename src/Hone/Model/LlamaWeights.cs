@@ -52,7 +52,10 @@ public sealed unsafe class LayerWeights
 /// <param name="MatrixType">store every 2D weight in this type (F32 for training, a quantized type to requantize);
 /// null keeps each weight's stored type</param>
 /// <param name="CheckFinite">reject NaN/Inf weights at load time, naming the tensor</param>
-public sealed record WeightLoadOptions(TensorType? MatrixType = null, bool CheckFinite = true);
+/// <param name="ExpertsInPlace">a mixture of experts' expert matrices are not copied into memory: they point into the
+/// checkpoint's mapping (which must outlive the weights), in their stored type, unchecked for finiteness until an
+/// <see cref="Hone.Experts.ExpertCache"/> brings them in; refused with a conversion</param>
+public sealed record WeightLoadOptions(TensorType? MatrixType = null, bool CheckFinite = true, bool ExpertsInPlace = false);
 
 /// <summary>
 /// All parameters of a Llama-family model in one 64-byte aligned native buffer, with named views into it.
@@ -71,6 +74,10 @@ public sealed unsafe class LlamaWeights : IDisposable
     /// <summary>Per-frequency divisors from a GGUF rope_freqs tensor (Llama 3 scaling), or null.</summary>
     public float[]? RopeFrequencyDivisors { get; }
     public long ByteLength => _arena.Length;
+    /// <summary>Bytes of expert matrices left in the checkpoint's mapping (<see cref="WeightLoadOptions.ExpertsInPlace"/>), else 0.</summary>
+    public long MappedExpertBytes { get; }
+    /// <summary>The checkpoint the in-place experts point into (for messages), or null.</summary>
+    public string? MappedFrom { get; }
 
     /// <summary>Bytes a one-token step reads (the bandwidth bound of decoding): every weight, except that an untied token
     /// embedding gives one row, and a mixture of experts' sparse layers only k of their E experts.</summary>
@@ -78,7 +85,7 @@ public sealed unsafe class LlamaWeights : IDisposable
     {
         get
         {
-            long idle = 0;
+            long idle = -MappedExpertBytes; // in-place experts are outside the arena but read all the same
             if (!Config.TiedEmbeddings) idle += NativeBuffer.Align(TokenEmbedding.ByteLength) - TokenEmbedding.RowBytes;
             foreach (var l in Layers)
                 if (l.IsSparse)
@@ -100,23 +107,30 @@ public sealed unsafe class LlamaWeights : IDisposable
         public int Rows { get; } = rows;
         public int Cols { get; } = cols;
         public long Offset;
+        /// <summary>Where the matrix already is (an expert left in the checkpoint's mapping), or 0: it gets arena space.</summary>
+        public nint External;
         public long Bytes => Type.Traits().BytesFor((long)Rows * Cols);
     }
 
-    LlamaWeights(ModelConfig config, List<Slot> slots, Action<Slot, nint> fill, float[]? ropeDivisors)
+    LlamaWeights(ModelConfig config, List<Slot> slots, Action<Slot, nint> fill, float[]? ropeDivisors, string? mappedFrom = null)
     {
         Config = config;
         RopeFrequencyDivisors = ropeDivisors;
+        MappedFrom = mappedFrom;
         long total = 0;
-        foreach (var s in slots) { s.Offset = total; total = checked(total + NativeBuffer.Align(s.Bytes)); }
+        foreach (var s in slots)
+        {
+            if (s.External != 0) { MappedExpertBytes += NativeBuffer.Align(s.Bytes); continue; }
+            s.Offset = total; total = checked(total + NativeBuffer.Align(s.Bytes));
+        }
         _arena = new NativeBuffer(total);
-        foreach (var s in slots) fill(s, (nint)(_arena.Pointer + s.Offset));
+        foreach (var s in slots) if (s.External == 0) fill(s, (nint)(_arena.Pointer + s.Offset));
 
         var bySlot = slots.ToDictionary(s => (s.Role, s.Layer, s.Bias, s.Expert));
         WeightMatrix Matrix(TensorRole role, int layer = -1, int expert = -1)
         {
             var s = bySlot[(role, layer, false, expert)];
-            return new WeightMatrix(s.Name, s.Type, s.Rows, s.Cols, _arena.Pointer + s.Offset);
+            return new WeightMatrix(s.Name, s.Type, s.Rows, s.Cols, s.External != 0 ? (byte*)s.External : _arena.Pointer + s.Offset);
         }
         WeightMatrix? Optional(TensorRole role, int layer) => bySlot.ContainsKey((role, layer, false, -1)) ? Matrix(role, layer) : null;
         WeightMatrix[] Experts(TensorRole role, int layer) => Enumerable.Range(0, config.Experts).Select(e => Matrix(role, layer, e)).ToArray();
@@ -245,6 +259,12 @@ public sealed unsafe class LlamaWeights : IDisposable
             try { storage = vector ? TensorType.F32 : MatrixStorage(options.MatrixType, sourceType, cols); }
             catch (ArgumentException e) { throw new ModelFormatException(t.File, e.Message, $"tensor '{t.SourceName}'"); }
             var slot = new Slot(name, role, layer, bias, storage, rows, cols, expert);
+            if (options.ExpertsInPlace && expert >= 0)
+            {
+                if (storage != sourceType)
+                    throw new ArgumentException($"experts served from the file keep their stored type ({sourceType.Name()}); convert the model first (hone convert --type {storage.Name()}) instead of asking for {storage.Name()} at load time");
+                slot.External = (nint)t.Pointer;
+            }
             slots.Add(slot);
             sources[slot] = t;
         }
@@ -266,7 +286,7 @@ public sealed unsafe class LlamaWeights : IDisposable
             var src = sources[slot];
             Convert(src, slot.Type, slot.Rows, slot.Cols, dst);
             if (options.CheckFinite) CheckFinite(slot.Type, dst, slot.Rows, slot.Cols, src);
-        }, ropeDivisors);
+        }, ropeDivisors, options.ExpertsInPlace ? checkpoint.Path : null);
     }
 
     /// <summary>A model with N(0, std²) random matrices and unit norms, quantized to <paramref name="matrixType"/>

@@ -53,6 +53,18 @@ public sealed unsafe class WeightMatrix
         }
     }
 
+    /// <summary>Use this packed copy (built by the caller from this weight, in memory the caller keeps: an expert cache's
+    /// slot) instead of building one.</summary>
+    public void UsePacked(PackedInt8Weights? int8, PackedF32Weights? f32)
+    {
+        lock (_packing)
+        {
+            if (_packTried) throw new InvalidOperationException($"{Name} already has its packed copy");
+            _packed = (object?)int8 ?? f32;
+            Volatile.Write(ref _packTried, true);
+        }
+    }
+
     /// <summary>True once <see cref="PackedForGemm"/> or <see cref="PackedF32ForGemm"/> has built a packed copy.</summary>
     public bool IsPacked => Volatile.Read(ref _packTried) && _packed != null;
 

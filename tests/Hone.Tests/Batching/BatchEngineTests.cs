@@ -335,6 +335,15 @@ public class BatchEngineMixtureTests
         var crowded = await engine.Submit(Request(prompt, 24)).CompleteAsync();
         foreach (var o in others) await o.CompleteAsync();
         Assert.Equal(expected, crowded.Ids);
+
+        // Served with most experts left in the file: the same tokens.
+        using var cached = BatchEngine.Open(path, [], new EngineOptions { Parallel = 9, StepTokens = 40, ExpertCache = new Hone.Experts.ExpertCacheOptions("40%") });
+        var cachedOthers = Enumerable.Range(1, 8).Select(i => cached.Submit(Request(Prompt(i, 5 + 3 * i), 6 + 2 * i))).ToList();
+        var cachedCrowded = await cached.Submit(Request(prompt, 24)).CompleteAsync();
+        foreach (var o in cachedOthers) await o.CompleteAsync();
+        Assert.Equal(expected, cachedCrowded.Ids);
+        var stats = cached.ExpertCacheStatistics!;
+        Assert.True(stats.Misses > stats.Slots, $"{stats.Misses} misses");
     }
 }
 
