@@ -29,7 +29,7 @@ def call(*args):
     return json.loads(r.stdout)
 heldout = open(f"{run}/data/domain/heldout.txt", encoding="utf-8").read()
 text = f"{work}/heldout.txt"
-open(text, "w", encoding="utf-8").write(heldout[-60000:])
+open(text, "w", encoding="utf-8").write(heldout[:60000])
 prompts = [p.strip()[:160] for p in heldout.split("\n") if len(p.strip()) > 80][:8]
 budgets = [None, "75%", "50%", "25%"]
 print("| budget | policy | resident experts | domain ppl | prefill hit rate | decode hit rate |")

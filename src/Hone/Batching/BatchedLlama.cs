@@ -26,7 +26,8 @@ public sealed unsafe class BatchedLlama : IDisposable
     readonly NativeBuffer? _expertInput, _expertOutput; // [R, D] one expert's gathered rows and their outputs
     readonly int[] _routedExperts = [], _routeOrder = [], _expertStarts = []; // [R·k], [R·k], [E + 1]
     readonly float[] _routedWeights = [];           // [R·k]
-    readonly RowGroup[] _plainGroup = new RowGroup[1]; // the experts carry no adapters: one group of all their rows
+    readonly RowGroup[] _expertGroups;              // [R] an expert's gathered rows split by the step's row groups
+    readonly int[] _groupOfRow;                     // [R] the step's row group of each row
     readonly NativeBuffer _scratch;                 // [R, max(D, F, H·Dh)] non-additive adapters meeting a residual
     readonly NativeBuffer _headInput;               // [S, D] final-normed rows that want logits
     readonly Rope _rope;
@@ -89,6 +90,8 @@ public sealed unsafe class BatchedLlama : IDisposable
         _queries = new Attention.DecodeQuery[slots];
         _decodeWrites = new DecodeRowWrite[slots];
         _groups = new RowGroup[stepRows];
+        _expertGroups = new RowGroup[stepRows];
+        _groupOfRow = new int[stepRows];
         _headGroups = new RowGroup[slots];
         // Q8_0 and F32 weights get their packed copy now rather than at the first request, so memory is fixed from start-up.
         if (precision == ComputePrecision.Fast)
@@ -182,6 +185,8 @@ public sealed unsafe class BatchedLlama : IDisposable
         for (int t = 0; t < R; t++)
             if ((uint)tokens[t] >= (uint)V) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[t]} is outside the vocabulary of {V}");
         var rowGroups = new ReadOnlySpan<RowGroup>(_groups, 0, groups);
+        for (int g = 0; g < groups; g++)
+            for (int t = _groups[g].Start; t < _groups[g].Start + _groups[g].Count; t++) _groupOfRow[t] = g;
 
         float* x = _x.AsFloats, h = _h.AsFloats, q = _q.AsFloats, att = _attention.AsFloats, k = _k.AsFloats, v = _v.AsFloats;
         float* gate = _gate.AsFloats, up = _up.AsFloats, scratch = _scratch.AsFloats;
@@ -224,7 +229,7 @@ public sealed unsafe class BatchedLlama : IDisposable
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, R, D, c.RmsNormEps);
             if (w.IsSparse)
             {
-                MixtureOfExperts(w, l, h, x, decodeRows, R, scratch);
+                MixtureOfExperts(w, l, h, x, decodeRows, R, rowGroups);
                 continue;
             }
             Linear.ForwardGatedRows(Pool, h, D, w.Gate, w.Up, gate, up, decodeRows, R, rowGroups, Precision);
@@ -264,14 +269,13 @@ public sealed unsafe class BatchedLlama : IDisposable
     /// </summary>
     /// <param name="h">[R, D] the normed input</param>
     /// <param name="x">[R, D] the residual stream, added to</param>
-    void MixtureOfExperts(LayerWeights w, int layer, float* h, float* x, int decodeRows, int R, float* scratch)
+    void MixtureOfExperts(LayerWeights w, int layer, float* h, float* x, int decodeRows, int R, ReadOnlySpan<RowGroup> rowGroups)
     {
         var c = Config;
         int D = c.HiddenSize, E = c.Experts, k = c.ExpertsPerToken;
         float* logits = _routerLogits!.AsFloats, input = _expertInput!.AsFloats, output = _expertOutput!.AsFloats;
         float* gate = _gate.AsFloats, up = _up.AsFloats;
-        _plainGroup[0] = new RowGroup(0, R, null);
-        Linear.ForwardRows(Pool, w.Router!, null, h, D, logits, E, false, decodeRows, R, _plainGroup, null, Precision);
+        Linear.ForwardRows(Pool, w.Router!, null, h, D, logits, E, false, decodeRows, R, rowGroups, null, Precision);
         ExpertRouting.Route(new ReadOnlySpan<float>(logits, R * E), R, E, k, c.NormalizeTopK, _routedExperts, _routedWeights);
         ExpertRouting.GroupByExpert(_routedExperts, R, E, k, _expertStarts, _routeOrder);
         for (int e = 0; e < E; e++)
@@ -284,10 +288,10 @@ public sealed unsafe class BatchedLlama : IDisposable
                 if (row < decodeRows) decode++;
                 new ReadOnlySpan<float>(h + (long)row * D, D).CopyTo(new Span<float>(input + (long)i * D, D));
             }
-            _plainGroup[0] = new RowGroup(0, n, null);
+            var expertGroups = ExpertRowGroups(start, n, k, rowGroups);
             var (expertGate, expertUp, expertDown) = ExpertCache?.Fetch(layer, e) ?? (w.ExpertGate![e], w.ExpertUp![e], w.ExpertDown![e]);
-            Linear.ForwardGatedRows(Pool, input, D, expertGate, expertUp, gate, up, decode, n, _plainGroup, Precision);
-            Linear.ForwardRows(Pool, expertDown, null, gate, c.ExpertFeedForwardSize, output, D, false, decode, n, _plainGroup, null, Precision);
+            Linear.ForwardGatedRows(Pool, input, D, expertGate, expertUp, gate, up, decode, n, expertGroups, Precision);
+            Linear.ForwardRows(Pool, expertDown, null, gate, c.ExpertFeedForwardSize, output, D, false, decode, n, expertGroups, null, Precision);
             for (int i = 0; i < n; i++)
             {
                 int route = _routeOrder[start + i];
@@ -295,14 +299,28 @@ public sealed unsafe class BatchedLlama : IDisposable
             }
         }
         if (w.SharedGate == null) return;
-        _plainGroup[0] = new RowGroup(0, R, null);
-        Linear.ForwardGatedRows(Pool, h, D, w.SharedGate, w.SharedUp!, gate, up, decodeRows, R, _plainGroup, Precision);
-        Linear.ForwardRows(Pool, w.SharedDown!, null, gate, c.SharedExpertFeedForwardSize, output, D, false, decodeRows, R, _plainGroup, null, Precision);
+        Linear.ForwardGatedRows(Pool, h, D, w.SharedGate, w.SharedUp!, gate, up, decodeRows, R, rowGroups, Precision);
+        Linear.ForwardRows(Pool, w.SharedDown!, null, gate, c.SharedExpertFeedForwardSize, output, D, false, decodeRows, R, rowGroups, null, Precision);
         for (int t = 0; t < R; t++)
         {
             float logit = w.SharedGateLogit(h + (long)t * D, D);
             LlamaModel.AddScaled(x + (long)t * D, output + (long)t * D, 1f / (1f + MathF.Exp(-logit)), D);
         }
+    }
+
+    /// <summary>An expert's n gathered rows (ascending step rows, from <see cref="ExpertRouting.GroupByExpert"/>) as runs
+    /// that share the step's row group, so each run gets its group's adapters on the expert's projections.</summary>
+    ReadOnlySpan<RowGroup> ExpertRowGroups(int start, int n, int k, ReadOnlySpan<RowGroup> rowGroups)
+    {
+        int count = 0, previous = -1;
+        for (int i = 0; i < n; i++)
+        {
+            int g = _groupOfRow[_routeOrder[start + i] / k];
+            if (g == previous) { _expertGroups[count - 1] = _expertGroups[count - 1] with { Count = _expertGroups[count - 1].Count + 1 }; continue; }
+            _expertGroups[count++] = new RowGroup(i, 1, rowGroups[g].Adapters);
+            previous = g;
+        }
+        return new ReadOnlySpan<RowGroup>(_expertGroups, 0, count);
     }
 
     /// <summary>One decode row's queries and keys to rotate at its position, and its key and value rows to store there.</summary>

@@ -319,8 +319,8 @@ public sealed unsafe class LlamaModel : IDisposable
             for (int i = 0; i < n; i++)
                 new ReadOnlySpan<float>(h + (long)(_routeOrder[start + i] / k) * D, D).CopyTo(new Span<float>(input + (long)i * D, D));
             var (expertGate, expertUp, expertDown) = ExpertCache?.Fetch(layer, e) ?? (w.ExpertGate![e], w.ExpertUp![e], w.ExpertDown![e]);
-            Linear.ForwardGated(Pool, input, n, D, expertGate, null, expertUp, null, gate, up, Precision, promptRows);
-            Linear.Forward(Pool, expertDown, null, gate, n, c.ExpertFeedForwardSize, output, D, false, precision: Precision, promptRows: promptRows);
+            Linear.ForwardGated(Pool, input, n, D, expertGate, AdapterOf(expertGate), expertUp, AdapterOf(expertUp), gate, up, Precision, promptRows);
+            Project(expertDown, null, gate, n, c.ExpertFeedForwardSize, output, D, false, null, promptRows);
             if (diagnose) CheckFinite(output, (long)n * D, layer, $"expert {e}", expertGate, expertUp, expertDown);
             for (int i = 0; i < n; i++)
             {
@@ -331,8 +331,8 @@ public sealed unsafe class LlamaModel : IDisposable
         if (w.SharedGate != null)
         {
             int fs = c.SharedExpertFeedForwardSize;
-            Linear.ForwardGated(Pool, h, T, D, w.SharedGate, null, w.SharedUp!, null, gate, up, Precision, promptRows);
-            Linear.Forward(Pool, w.SharedDown!, null, gate, T, fs, output, D, false, precision: Precision, promptRows: promptRows);
+            Linear.ForwardGated(Pool, h, T, D, w.SharedGate, AdapterOf(w.SharedGate), w.SharedUp!, AdapterOf(w.SharedUp!), gate, up, Precision, promptRows);
+            Project(w.SharedDown!, null, gate, T, fs, output, D, false, null, promptRows);
             if (diagnose) CheckFinite(output, (long)T * D, layer, "shared expert", w.SharedGate, w.SharedUp!, w.SharedDown!);
             for (int t = 0; t < T; t++)
             {

@@ -25,19 +25,18 @@ public static unsafe class PeftAdapter
         ["use_qalora", "lora_bias", "layer_replication", "trainable_token_indices", "alora_invocation_tokens", "arrow_config", "target_parameters"];
 
     /// <summary>The projections an adapter may sit on (every matrix the forward pass applies through Linear: the layers'
-    /// projections and an untied output head; in a mixture of experts not the experts, shared experts and routers), by
-    /// canonical name.</summary>
+    /// projections and an untied output head; in a mixture of experts also each expert's, the shared expert's and the
+    /// router — not the shared expert's one-row gate, a vector here), by canonical name.</summary>
     public static IEnumerable<WeightMatrix> Adaptable(LlamaWeights weights) =>
-        weights.Matrices().Where(m => m.Name != weights.TokenEmbedding.Name && !IsMixtureOfExpertsPart(m.Name));
+        weights.Matrices().Where(m => m.Name != weights.TokenEmbedding.Name);
 
-    static bool IsMixtureOfExpertsPart(string name) =>
-        TensorNames.TryParseGguf(name, out var p) && p.Role is TensorRole.ExpertRouter or TensorRole.ExpertGate or TensorRole.ExpertUp
-            or TensorRole.ExpertDown or TensorRole.SharedExpertGate or TensorRole.SharedExpertUp or TensorRole.SharedExpertDown or TensorRole.SharedExpertRouter;
+    /// <summary>"blk.0.attn_q.weight" → "model.layers.0.self_attn.q_proj", the module name PEFT matches and saves under
+    /// (experts and routers as the architecture names them: block_sparse_moe.experts.3.w1 in Mixtral, mlp.experts.3.gate_proj
+    /// in Qwen-MoE).</summary>
+    public static string ModuleName(string target, string? architecture = null) => TensorNames.GgufToHuggingFace(target, architecture)![..^".weight".Length];
 
-    /// <summary>"blk.0.attn_q.weight" → "model.layers.0.self_attn.q_proj", the module name PEFT matches and saves under.</summary>
-    public static string ModuleName(string target) => TensorNames.GgufToHuggingFace(target)![..^".weight".Length];
-
-    public static void Save(string directory, IEnumerable<LoraAdapter> adapters, PeftAdapterConfig config)
+    /// <param name="architecture">the base model's (config.json model_type): how expert and router modules are named</param>
+    public static void Save(string directory, IEnumerable<LoraAdapter> adapters, PeftAdapterConfig config, string? architecture = null)
     {
         var list = adapters.OrderBy(a => a.Target, StringComparer.Ordinal).ToList();
         foreach (var a in list)
@@ -45,15 +44,15 @@ public static unsafe class PeftAdapter
             if (a.Kind != config.Kind || a.Rank != config.Rank || a.Alpha != config.Alpha || a.RsLora != config.UseRsLora)
                 throw new ArgumentException($"adapter of {a.Target} ({a.Kind}, r {a.Rank}, alpha {a.Alpha}, rslora {a.RsLora}) does not fit the config " +
                                             $"({config.Kind}, r {config.Rank}, alpha {config.Alpha}, rslora {config.UseRsLora})");
-            if (!config.Targets.Matches(ModuleName(a.Target)))
-                throw new ArgumentException($"adapter of {ModuleName(a.Target)} is not targeted by {config.Targets}; the saved adapter would not load");
+            if (!config.Targets.Matches(ModuleName(a.Target, architecture)))
+                throw new ArgumentException($"adapter of {ModuleName(a.Target, architecture)} is not targeted by {config.Targets}; the saved adapter would not load");
         }
         Directory.CreateDirectory(directory);
         var writer = new SafetensorsWriter();
         writer.SetMetadata("format", "pt");
         foreach (var a in list)
         {
-            string module = Prefix + ModuleName(a.Target);
+            string module = Prefix + ModuleName(a.Target, architecture);
             foreach (var t in a.Tensors)
             {
                 var tensor = t;
@@ -141,7 +140,7 @@ public static unsafe class PeftAdapter
         var file = Path.Combine(directory, "adapter_model.safetensors");
         if (!File.Exists(file)) throw new ModelFormatException(directory, "adapter_model.safetensors is missing (adapter_model.bin is not supported)");
         var targets = config.Targets.ForArchitecture(weights.Config.Architecture);
-        var projections = Adaptable(weights).ToDictionary(m => ModuleName(m.Name));
+        var projections = Adaptable(weights).ToDictionary(m => ModuleName(m.Name, weights.Config.Architecture));
         var targeted = projections.Where(p => targets.Matches(p.Key)).ToDictionary(p => p.Key, p => p.Value);
         if (targeted.Count == 0)
             throw new ModelFormatException(configPath, $"{targets} matches no projection of this model (its modules are named like " +

@@ -75,7 +75,10 @@ public sealed class PeftTargets
     public bool Matches(string module)
     {
         if (Excluded(module)) return false;
-        if (IsAllLinear) return module.StartsWith("model.layers.", StringComparison.Ordinal) && LayerProjections.Any(p => module.EndsWith("." + p, StringComparison.Ordinal));
+        // PEFT's all-linear: every nn.Linear but the output head; in a mixture of experts that includes each expert's
+        // projections and the router (block_sparse_moe.gate, mlp.gate).
+        if (IsAllLinear) return module.StartsWith("model.layers.", StringComparison.Ordinal)
+                                && (LayerProjections.Any(p => module.EndsWith("." + p, StringComparison.Ordinal)) || IsMixturePart(module));
         if (Pattern != null) return FullMatch(_pattern ??= Compile(Pattern, "target_modules"), module, "target_modules");
         if (Names == null) throw new InvalidOperationException("target_modules is unset: resolve it for the architecture first");
         if (Names.Contains(module)) return true;
@@ -83,6 +86,21 @@ public sealed class PeftTargets
         if (Layers == null) return true;
         int? layer = LayerIndex(module);
         return layer is int l && Layers.Contains(l);
+    }
+
+    static readonly Regex MixturePart = new(@"\.(block_sparse_moe|mlp)\.(gate|experts\.\d+\.(w1|w2|w3|gate_proj|up_proj|down_proj)|shared_expert\.(gate_proj|up_proj|down_proj))\z",
+        RegexOptions.CultureInvariant);
+
+    static bool IsMixturePart(string module) => MixturePart.IsMatch(module);
+
+    /// <summary>Targets that match exactly the given modules and no others: a regular expression over the module names
+    /// with layer and expert indices generalized (every layer's and every expert's), for adapters on a mixture of
+    /// experts, where PEFT's suffix names are ambiguous (gate_proj is a dense MLP's, every expert's and the shared
+    /// expert's in Qwen-MoE).</summary>
+    public static PeftTargets Exactly(IEnumerable<string> modules)
+    {
+        var shapes = modules.Select(m => Regex.Replace(Regex.Escape(m), @"(?<=\\.)\d+(?=\\.)", @"\d+")).Distinct().Order(StringComparer.Ordinal).ToList();
+        return OfPattern(string.Join("|", shapes));
     }
 
     bool Excluded(string module)

@@ -89,7 +89,7 @@ public static class Trainer
             reporter.Info($"mixture of experts: {config.Experts} experts, " +
                           (o.ExpertChoiceCapacity > 0 ? $"expert-choice routing (capacity factor {o.ExpertChoiceCapacity:G4}; generation routes top {config.ExpertsPerToken})" : $"{config.ExpertsPerToken} per token") +
                           $"; router_aux_loss_coef {model.RouterAuxLossCoef:G4}, " +
-                          $"router_z_loss_coef {model.RouterZLossCoef:G4}" + (o.UsesAdapters ? "; adapters sit on attention (and dense layers' MLPs), the experts and routers stay frozen" : ""));
+                          $"router_z_loss_coef {model.RouterZLossCoef:G4}" + (o.UsesAdapters ? "; " + AdaptedParts(model) : ""));
         }
         if (model.Mixture is { } mixture)
         {
@@ -250,6 +250,16 @@ public static class Trainer
 
     // ---- outputs --------------------------------------------------------------------------------
 
+    /// <summary>Which parts of a mixture of experts carry adapters, for the run's log.</summary>
+    static string AdaptedParts(TrainableLlama model)
+    {
+        var words = model.Adapters.Keys.Select(t => TensorNames.TryParseGguf(t, out var p) ? AdapterSettings.MixtureParts.Contains(TrainingPlan.TargetWord(p.Role)) ? TrainingPlan.TargetWord(p.Role) : null : null)
+            .OfType<string>().Distinct().OrderBy(w => Array.IndexOf(AdapterSettings.MixtureParts, w)).ToList();
+        return words.Count == 0
+            ? "adapters sit on attention (and dense layers' MLPs), the experts and routers stay frozen (add experts,router to the LoRA targets to adapt them)"
+            : $"adapters also sit on the {string.Join(" and ", words)} ({model.Adapters.Count} adapted projections)";
+    }
+
     static IEnumerable<string> SaveOutputs(TrainOptions o, Checkpoint checkpoint, TrainableLlama model)
     {
         if (model.Mixture is { } mixture)
@@ -262,8 +272,14 @@ public static class Trainer
         else if (model.AdapterKind is { } kind)
         {
             var s = o.AdapterSettings;
+            // A mixture of experts' module names are ambiguous as PEFT suffixes (a Qwen-MoE's gate_proj is every expert's
+            // too): its adapters are saved with targets that match exactly the adapted modules.
+            string architecture = model.Weights.Config.Architecture;
+            var targets = model.Weights.Config.IsMixtureOfExperts
+                ? PeftTargets.Exactly(model.Adapters.Keys.Select(t => PeftAdapter.ModuleName(t, architecture)))
+                : PeftTargets.Of(s.ResolvedTargets);
             PeftAdapter.Save(o.Out, model.Adapters.Values, new PeftAdapterConfig(s.Rank, s.Alpha, s.Dropout,
-                PeftTargets.Of(s.ResolvedTargets), s.RsLora, kind, Path.GetFullPath(o.Model)));
+                targets, s.RsLora, kind, Path.GetFullPath(o.Model)), architecture);
             yield return Path.Combine(o.Out, "adapter_config.json");
             yield return Path.Combine(o.Out, "adapter_model.safetensors");
         }

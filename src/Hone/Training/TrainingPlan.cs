@@ -9,23 +9,31 @@ namespace Hone.Training;
 public enum TrainingMethod { Full, Freeze, Lora, Dora, QLora }
 
 /// <summary>Adapter hyper-parameters (PEFT's names: r, lora_alpha, lora_dropout, target_modules, use_rslora).</summary>
-/// <param name="Targets">module names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) or "all-linear"</param>
+/// <param name="Targets">module names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) or "all-linear"; in a
+/// mixture of experts also experts (every routed expert's gate, up and down), shared_expert and router (all-linear
+/// stands for attention and dense MLPs: adapting experts multiplies the adapter by the expert count, so it is asked for)</param>
 /// <param name="Kind">a registered adapter kind (<see cref="AdapterKinds"/>); null: lora (dora with <see cref="TrainingMethod.Dora"/>)</param>
 public sealed record AdapterSettings(int Rank = 8, float Alpha = 16, float Dropout = 0, IReadOnlyList<string>? Targets = null, bool RsLora = false,
     string? Kind = null)
 {
     public static readonly string[] AllLinear = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    /// <summary>The parts of a mixture of experts' sparse layers an adapter may sit on, by the target word that names them.</summary>
+    public static readonly string[] MixtureParts = ["experts", "shared_expert", "router"];
 
     public IReadOnlyList<string> ResolvedTargets
     {
         get
         {
             var t = Targets ?? ["q_proj", "v_proj"];
-            if (t.Count == 1 && t[0] == "all-linear") return AllLinear;
+            var resolved = new List<string>();
             foreach (var m in t)
-                if (!AllLinear.Contains(m))
-                    throw new ArgumentException($"unknown LoRA target module '{m}'; known: {string.Join(", ", AllLinear)} or all-linear");
-            return t;
+            {
+                if (m == "all-linear") resolved.AddRange(AllLinear);
+                else if (AllLinear.Contains(m) || MixtureParts.Contains(m)) resolved.Add(m);
+                else throw new ArgumentException($"unknown LoRA target module '{m}'; known: {string.Join(", ", AllLinear)}, all-linear, " +
+                                                 $"and for a mixture of experts {string.Join(", ", MixtureParts)}");
+            }
+            return resolved.Distinct().ToList();
         }
     }
 }
@@ -171,7 +179,7 @@ internal sealed unsafe class TrainingPlan
             foreach (var w in LayerMatrices(_weights.Layers[l]))
             {
                 var role = TensorNames.TryParseGguf(w.Name, out var parsed) ? parsed.Role : throw new InvalidOperationException(w.Name);
-                if (!targets.Contains(TensorNames.Module(role)!)) continue;
+                if (!targets.Contains(TargetWord(role))) continue;
                 var adapter = kind.Create(new AdapterShape(w.Name, s.Rank, w.Cols, w.Rows, s.Alpha, s.RsLora));
                 Adapters[w.Name] = adapter;
                 adapter.Initialize(_setup.Seed * 1_000_003UL + index++, w);
@@ -179,10 +187,30 @@ internal sealed unsafe class TrainingPlan
                     Parameters.Add(new Entry(w.Name + ":" + t.Parameter, t.Data, t.Rows, t.Cols, t.WeightDecay));
             }
         if (Adapters.Count == 0) throw new ArgumentException($"no projection matches the LoRA targets {string.Join(", ", targets)}");
+        var unused = targets.Where(t => AdapterSettings.MixtureParts.Contains(t) && !Adapters.Keys.Any(a => TensorNames.TryParseGguf(a, out var p) && TargetWord(p.Role) == t)).ToList();
+        if (unused.Count > 0)
+            throw new ArgumentException($"the LoRA target{(unused.Count > 1 ? "s" : "")} {string.Join(", ", unused)} match{(unused.Count > 1 ? "" : "es")} nothing in this model " +
+                                        (_weights.Config.IsMixtureOfExperts ? "(it has no shared expert)" : "(it is dense: experts, shared_expert and router are parts of a mixture of experts)"));
     }
 
-    /// <summary>The projections adapters may sit on: attention and a dense layer's MLP (a sparse layer's experts,
-    /// shared expert and router are not adapter targets).</summary>
-    public static IEnumerable<WeightMatrix> LayerMatrices(LayerWeights w) =>
-        w.IsSparse ? [w.Query, w.Key, w.Value, w.AttentionOutput] : [w.Query, w.Key, w.Value, w.AttentionOutput, w.Gate, w.Up, w.Down];
+    /// <summary>The target word that selects a projection of this role: its module name (q_proj ... down_proj), or
+    /// experts, shared_expert or router for the parts of a sparse layer.</summary>
+    public static string TargetWord(TensorRole role) => role switch
+    {
+        TensorRole.ExpertGate or TensorRole.ExpertUp or TensorRole.ExpertDown => "experts",
+        TensorRole.SharedExpertGate or TensorRole.SharedExpertUp or TensorRole.SharedExpertDown => "shared_expert",
+        TensorRole.ExpertRouter => "router",
+        _ => TensorNames.Module(role)!,
+    };
+
+    /// <summary>The projections adapters may sit on: attention and a dense layer's MLP; in a sparse layer attention,
+    /// the router, every expert's gate, up and down, and the shared expert's.</summary>
+    public static IEnumerable<WeightMatrix> LayerMatrices(LayerWeights w)
+    {
+        if (!w.IsSparse) return [w.Query, w.Key, w.Value, w.AttentionOutput, w.Gate, w.Up, w.Down];
+        var list = new List<WeightMatrix> { w.Query, w.Key, w.Value, w.AttentionOutput, w.Router! };
+        for (int e = 0; e < w.ExpertGate!.Length; e++) { list.Add(w.ExpertGate[e]); list.Add(w.ExpertUp![e]); list.Add(w.ExpertDown![e]); }
+        if (w.SharedGate != null) { list.Add(w.SharedGate); list.Add(w.SharedUp!); list.Add(w.SharedDown!); }
+        return list;
+    }
 }

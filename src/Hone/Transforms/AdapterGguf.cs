@@ -23,6 +23,9 @@ public static unsafe class AdapterGguf
         var adapters = PeftAdapter.Load(adapterDirectory, weights);
         try
         {
+            if (adapters.Keys.FirstOrDefault(IsMixturePart) is string part)
+                throw new ArgumentException($"{adapterDirectory}: the adapter sits on {part}, part of a mixture of experts' sparse layer, which Hone does not " +
+                                            "export to llama.cpp's adapter form (stacked per-expert tensors); fold it into the model with hone merge-adapter and convert that instead");
             var c = weights.Config;
             // The layout of our in-memory q/k rows follows the base file; GGUF llama wants adjacent pairs.
             bool permute = c.GgufArchitecture == "llama" && c.RopeLayout == RopeLayout.Halves;
@@ -43,4 +46,8 @@ public static unsafe class AdapterGguf
         }
         finally { foreach (var a in adapters.Values) a.Dispose(); }
     }
+
+    static bool IsMixturePart(string target) =>
+        TensorNames.TryParseGguf(target, out var p) && p.Role is TensorRole.ExpertRouter or TensorRole.ExpertGate or TensorRole.ExpertUp or TensorRole.ExpertDown
+            or TensorRole.SharedExpertGate or TensorRole.SharedExpertUp or TensorRole.SharedExpertDown;
 }

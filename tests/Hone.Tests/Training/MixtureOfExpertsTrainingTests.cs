@@ -111,6 +111,54 @@ public unsafe class MixtureOfExpertsTrainingTests(ITestOutputHelper output)
     }
 
     [Theory]
+    [InlineData("lora")]
+    [InlineData("dora")]
+    public void Finite_differences_agree_with_backward_for_adapters_on_experts_router_and_shared_expert(string kind)
+    {
+        using var c = Checkpoint.Open(ReferenceLogitsTests.FixturePath("qwen2moe-hf-f32"));
+        using var w = LlamaWeights.Load(c, new WeightLoadOptions(TensorType.F32));
+        var setup = new TrainingSetup(kind == "dora" ? TrainingMethod.Dora : TrainingMethod.Lora,
+            new AdapterSettings(2, 4, 0, ["q_proj", "experts", "router", "shared_expert"]), RouterAuxLossCoef: 0.05, RouterZLossCoef: 0.002, Seed: 5);
+        using var m = new TrainableLlama(w, Pool, setup, 1, 8);
+        // Every expert, router and shared-expert projection of the sparse layers has an adapter; the dense layer's MLP none.
+        Assert.Equal(2 * (1 + 6 * 3 + 3) + 3, m.Adapters.Count);
+        Assert.DoesNotContain("blk.1.ffn_gate.weight", m.Adapters.Keys);
+        var rng = new Random(13);
+        // B starts at zero: give every adapter a random B so A's gradients and the adapters' effect on routing are not zero.
+        foreach (var p in m.Parameters.Where(p => p.Name.EndsWith(":lora_B", StringComparison.Ordinal)))
+            for (long i = 0; i < p.Count; i++) p.Value[i] = (float)(rng.NextDouble() - 0.5) * 0.4f;
+        m.AfterStep();
+        var tokens = Enumerable.Range(0, 8).Select(_ => rng.Next(c.Config.VocabSize)).ToArray();
+        var targets = tokens.Skip(1).Append(-1).ToArray();
+        m.ZeroGradients();
+        m.ForwardBackward(tokens, targets, 1, 8, 1f);
+        double Loss() => m.Forward(tokens, targets, 1, 8) + 0.05 * m.LastBalanceLoss + 0.002 * m.LastZLoss;
+        int checkedCount = 0, skipped = 0;
+        var probed = new HashSet<string>();
+        // DoRA's backward treats the row norm as a constant (as PEFT does), so only its magnitudes' gradients are exact.
+        bool Exact(string name) => kind == "lora" || !(name.EndsWith(":lora_A", StringComparison.Ordinal) || name.EndsWith(":lora_B", StringComparison.Ordinal));
+        foreach (var p in m.Parameters.Where(p => (p.Name.Contains("exps") || p.Name.Contains("ffn_gate_inp") || p.Name.Contains("shexp")) && Exact(p.Name)))
+            for (int probe = 0; probe < (kind == "lora" ? 2 : 6); probe++)
+            {
+                long i = rng.NextInt64(p.Count);
+                float original = p.Value[i];
+                const float h = 1e-2f; // the adapted model's loss is large enough that fp32 round-off swamps smaller steps
+                p.Value[i] = original + h; m.AfterStep(); double plus = Loss(); var routingPlus = Routing(m);
+                p.Value[i] = original - h; m.AfterStep(); double minus = Loss(); var routingMinus = Routing(m);
+                p.Value[i] = original; m.AfterStep();
+                if (routingPlus != routingMinus) { skipped++; continue; }
+                double numeric = (plus - minus) / (2 * h), analytic = p.Gradient[i];
+                Assert.True(Math.Abs(numeric - analytic) <= 2e-3 + 2e-2 * Math.Abs(analytic),
+                    $"{p.Name}[{i}]: finite difference {numeric:G6}, backward {analytic:G6}");
+                checkedCount++;
+                probed.Add(p.Name.Split(':')[0].Split('.')[2]);
+            }
+        output.WriteLine($"{checkedCount} probes checked, {skipped} skipped for a routing change; parts: {string.Join(", ", probed)}");
+        Assert.True(checkedCount >= 60, $"only {checkedCount} probes checked");
+        Assert.Superset(new HashSet<string> { "ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "ffn_gate_shexp", "ffn_down_shexp" }, probed);
+    }
+
+    [Theory]
     [InlineData("qwen2moe-hf-f32")]
     [InlineData("qwen3moe-hf-f32")]
     public void Checkpointed_activations_give_bit_identical_gradients(string variant)
@@ -230,6 +278,78 @@ public class MixtureOfExpertsTrainingCliTests
         Assert.Equal("lora", ((string?)config["peft_type"])?.ToLowerInvariant());
         var generate = HoneCli.Run("generate", TinyMoeModel.Path, "--adapter", run, "-p", "Order 3", "-n", "4", "--temperature", "0", "--json");
         Assert.True(generate.ExitCode == 0, generate.ToString());
+    }
+
+    [Theory]
+    [InlineData("tiny")]
+    [InlineData("qwen")]
+    public async Task Lora_on_experts_and_routers_saves_exact_peft_targets_and_serves_and_merges_like_the_trained_model(string model)
+    {
+        using var dir = new TempDirectory();
+        string path = model == "tiny" ? TinyMoeModel.Path : TinyMoeModel.QwenPath;
+        string text = Text(dir), run = dir.File("lora");
+        var train = HoneCli.Run("train", path, "--stage", "cpt", "--method", "lora", "--data", text, "--out", run, "--max-steps", "4",
+            "--seq-len", "32", "--batch-size", "2", "--eval-every", "0", "--val-split", "0", "--save-every", "0", "--lr", "1e-2",
+            "--lora-target", "all-linear,experts,router");
+        Assert.True(train.ExitCode == 0, train.ToString());
+        Assert.Contains("adapters also sit on the experts and router", train.Stdout + train.Stderr);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "adapter_config.json")))!;
+        string pattern = (string)config["target_modules"]!;
+        using var checkpoint = Checkpoint.Open(path);
+        using var weights = LlamaWeights.Load(checkpoint);
+        var adapters = PeftAdapter.Load(run, weights);
+        var c = checkpoint.Config;
+        int sparse = Enumerable.Range(0, c.Layers).Count(c.IsSparseLayer), dense = c.Layers - sparse;
+        // Attention everywhere, dense layers' MLPs, and in sparse layers the router and every expert (not a shared expert).
+        Assert.Equal(4 * c.Layers + 3 * dense + sparse * (1 + 3 * c.Experts), adapters.Count);
+        string router = model == "tiny" ? "model.layers.0.block_sparse_moe.gate" : "model.layers.0.mlp.gate";
+        string expert = model == "tiny" ? "model.layers.1.block_sparse_moe.experts.3.w2" : "model.layers.0.mlp.experts.3.down_proj";
+        Assert.Matches(@"\A(?:" + pattern + @")\z", router);
+        Assert.Matches(@"\A(?:" + pattern + @")\z", expert);
+        if (model == "qwen") Assert.DoesNotMatch(@"\A(?:" + pattern + @")\z", "model.layers.0.mlp.shared_expert.gate_proj");
+        using (var st = SafetensorsFile.Open(Path.Combine(run, "adapter_model.safetensors")))
+            Assert.Contains(st.Tensors, t => t.Name == $"base_model.model.{expert}.lora_B.weight");
+        foreach (var a in adapters.Values) a.Dispose();
+
+        // The adapter served with the base gives the same tokens as the base with the adapter folded in.
+        var generate = HoneCli.Run("generate", path, "--adapter", run, "-p", "Order 3", "-n", "12", "--temperature", "0", "--json");
+        Assert.True(generate.ExitCode == 0, generate.ToString());
+        var plain = HoneCli.Run("generate", path, "-p", "Order 3", "-n", "12", "--temperature", "0", "--json");
+        var merged = HoneCli.Run("merge-adapter", path, "--adapter", run, "--out", dir.File("merged"));
+        Assert.True(merged.ExitCode == 0, merged.ToString());
+        var fromMerged = HoneCli.Run("generate", dir.File("merged"), "-p", "Order 3", "-n", "12", "--temperature", "0", "--json");
+        Assert.Equal(JsonNode.Parse(generate.Stdout)!["ids"]!.ToJsonString(), JsonNode.Parse(fromMerged.Stdout)!["ids"]!.ToJsonString());
+        Assert.NotEqual(JsonNode.Parse(generate.Stdout)!["ids"]!.ToJsonString(), JsonNode.Parse(plain.Stdout)!["ids"]!.ToJsonString());
+        // With the experts left in the file and a small cache, the adapter still sits on the resident experts.
+        var cached = HoneCli.Run("generate", path, "--adapter", run, "-p", "Order 3", "-n", "12", "--temperature", "0", "--json", "--expert-cache", "30%");
+        Assert.True(cached.ExitCode == 0, cached.ToString());
+        Assert.Equal(JsonNode.Parse(generate.Stdout)!["ids"]!.ToJsonString(), JsonNode.Parse(cached.Stdout)!["ids"]!.ToJsonString());
+
+        var export = HoneCli.Run("convert", run, "--base", path, "--out", dir.File("adapter.gguf"));
+        Assert.NotEqual(0, export.ExitCode);
+        Assert.Contains("hone merge-adapter", export.Stderr);
+        Assert.False(File.Exists(dir.File("adapter.gguf")));
+
+        // The batched engine (serve) applies the adapter on the experts and the router to its own rows only.
+        using (var engine = Hone.Batching.BatchEngine.Open(path, [("a", run)], new Hone.Batching.EngineOptions { Parallel = 4, StepTokens = 32 }))
+        using (var loaded = Hone.Inference.LoadedModel.Open(path, run))
+        {
+            var prompt = loaded.EncodePrompt("Order 3");
+            var options = new Hone.Inference.GenerationOptions(12, Hone.Inference.SamplerOptions.Greedy, null, StopAtEndOfTurn: false);
+            var expected = new Hone.Inference.Generator(loaded.Model, loaded.Tokenizer).Generate(prompt, options).Ids;
+            Hone.Batching.SequenceRequest Request(string? adapter) => new() { Prompt = prompt, Adapter = adapter, MaxTokens = 12, StopAtEndOfTurn = false };
+            var adapted = engine.Submit(Request("a"));
+            var baseOnly = engine.Submit(Request(null));
+            var adaptedAgain = engine.Submit(Request("a"));
+            Assert.Equal(expected, (await adapted.CompleteAsync()).Ids);
+            Assert.Equal(expected, (await adaptedAgain.CompleteAsync()).Ids);
+            Assert.Equal(JsonNode.Parse(plain.Stdout)!["ids"]!.AsArray().Select(i => (int)i!).ToArray(), (await baseOnly.CompleteAsync()).Ids);
+        }
+
+        var nothing = HoneCli.Run("train", TinyChatModel.Path, "--stage", "cpt", "--method", "lora", "--data", text, "--out", dir.File("x"), "--max-steps", "1",
+            "--seq-len", "32", "--lora-target", "q_proj,experts");
+        Assert.NotEqual(0, nothing.ExitCode);
+        Assert.Contains("experts matches nothing in this model (it is dense", nothing.Stderr);
     }
 
     [Fact]
