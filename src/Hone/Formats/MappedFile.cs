@@ -1,4 +1,5 @@
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 
 namespace Hone.Formats;
 
@@ -39,6 +40,25 @@ public sealed unsafe class MappedFile : IDisposable
     }
 
     public byte* Pointer => _pointer != null || Length == 0 ? _pointer : throw new ObjectDisposedException(Path);
+
+    const int AdviseDontNeed = 4; // MADV_DONTNEED
+    const long PageBytes = 4096;
+
+    [DllImport("libc", EntryPoint = "madvise")]
+    static extern int MemoryAdvise(void* address, nuint length, int advice);
+
+    /// <summary>
+    /// Let the kernel drop the resident pages of [address, address + length) of a read-only mapping (the whole pages
+    /// inside it): a pass that reads a model once, tensor by tensor, then holds about one tensor's pages instead of the
+    /// whole file's (mapped pages count as the process's resident memory until dropped). The data stays readable: a
+    /// later read faults it back in from the page cache. Best effort, Linux only.
+    /// </summary>
+    public static void ReleasePages(byte* address, long length)
+    {
+        if (!OperatingSystem.IsLinux() || length <= 0) return;
+        long start = ((long)address + PageBytes - 1) & ~(PageBytes - 1), end = ((long)address + length) & ~(PageBytes - 1);
+        if (end > start) _ = MemoryAdvise((void*)start, (nuint)(end - start), AdviseDontNeed);
+    }
 
     public void Dispose()
     {
