@@ -4,8 +4,9 @@ namespace Hone.Transforms.Merging;
 /// Model Stock (Jang et al. 2024; mergekit's model_stock): the average w̄ of N ≥ 2 fine-tuned models is pulled toward the
 /// base w₀ by t = N·cos θ / (1 + (N − 1)·cos θ): result = t·w̄ + (1 − t)·w₀, where cos θ is the mean over pairs of
 /// models of the cosine between their offsets from the base. As mergekit does, the cosine is taken per row of a matrix
-/// (per element of a vector, each its own row), and over the whole tensor for the embedding and the output head; a
-/// product of norms below 1e-6 counts as 1e-6, and cosines are clamped to [−1, 1].
+/// and over the whole tensor for the embedding and the output head; a product of norms below 1e-6 counts as 1e-6, and
+/// cosines are clamped to [−1, 1]. A vector (a norm's weights) is taken whole: mergekit's per-element cosine of a
+/// vector is ±1, and −1 with two models divides by zero.
 /// </summary>
 public sealed class ModelStockMerge : MergeMethod
 {
@@ -19,7 +20,7 @@ public sealed class ModelStockMerge : MergeMethod
         float[] w0 = m.Base!, output = m.Output;
         var ws = m.Models;
         int models = ws.Count;
-        int rows = m.IsEmbedding ? 1 : m.Rows == 1 ? m.Cols : m.Rows;
+        int rows = m.IsEmbedding ? 1 : m.Rows;
         int width = m.Count / rows;
         for (int r = 0; r < rows; r++)
         {
