@@ -18,6 +18,7 @@ public static class Program
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(PerplexityCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(MergeAdapterCommand.Create());
         root.Subcommands.Add(MoeCommand.Create());
         root.Subcommands.Add(RouterCommand.Create());

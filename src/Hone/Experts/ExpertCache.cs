@@ -194,7 +194,7 @@ public sealed unsafe class ExpertCache : IDisposable
             resident.UsePacked(null, null); // never packed beside the slot: the slot is its only resident copy
         }
         _bytesRead += mapped.ByteLength;
-        MappedFile.DropPages(mapped.Data, mapped.ByteLength);
+        MappedFile.ReleasePages(mapped.Data, mapped.ByteLength);
         memory += ResidentBytes(mapped, _precision);
         return resident;
     }

@@ -1,4 +1,5 @@
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 
 namespace Hone.Formats;
 
@@ -40,21 +41,25 @@ public sealed unsafe class MappedFile : IDisposable
 
     public byte* Pointer => _pointer != null || Length == 0 ? _pointer : throw new ObjectDisposedException(Path);
 
-    /// <summary>Give the whole pages inside [start, start + length) of a mapping back to the system (Linux madvise
-    /// DONTNEED; elsewhere nothing): they leave the process's resident set, stay in the page cache, and read the same
-    /// when touched again. What an expert cache calls after bringing an expert in from the file.</summary>
-    public static void DropPages(byte* start, long length)
+    const int AdviseDontNeed = 4; // MADV_DONTNEED
+
+    [DllImport("libc", EntryPoint = "madvise")]
+    static extern int MemoryAdvise(void* address, nuint length, int advice);
+
+    /// <summary>
+    /// Let the kernel drop the resident pages of [address, address + length) of a read-only mapping (the whole pages
+    /// inside it): mapped pages count as the process's resident memory until dropped, so a pass that reads a model once,
+    /// tensor by tensor (a merge), holds about one tensor's pages instead of the whole file's, and an expert cache holds
+    /// its slots rather than every expert it ever read. The data stays readable: a later read faults it back in from
+    /// the page cache. Best effort, Linux only.
+    /// </summary>
+    public static void ReleasePages(byte* address, long length)
     {
         if (!OperatingSystem.IsLinux() || length <= 0) return;
         long page = Environment.SystemPageSize;
-        long first = ((long)start + page - 1) & ~(page - 1), end = ((long)start + length) & ~(page - 1);
-        if (end > first) _ = MemoryAdvise((void*)first, (nuint)(end - first), AdviseDontNeed);
+        long start = ((long)address + page - 1) & ~(page - 1), end = ((long)address + length) & ~(page - 1);
+        if (end > start) _ = MemoryAdvise((void*)start, (nuint)(end - start), AdviseDontNeed);
     }
-
-    const int AdviseDontNeed = 4; // MADV_DONTNEED
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
-    static extern int MemoryAdvise(void* address, nuint length, int advice);
 
     public void Dispose()
     {

@@ -74,7 +74,21 @@ public static unsafe class ModelConverter
     /// </summary>
     /// <param name="verify">called with the temporary path once everything is written; throws to refuse the output</param>
     static (string Format, int Tensors, long Bytes) Write(LlamaWeights weights, Checkpoint? source, string output,
-        TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify)
+        TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify) =>
+        Write(weights.Config, weights, null, source, output, type, notes, log, cancel, verify);
+
+    /// <summary>
+    /// Write a model whose tensors are computed one at a time, in writing order, by <paramref name="compute"/> (a merge:
+    /// only the tensor being written is held). It returns the tensor named (canonical name) as fp32 in the layout
+    /// <paramref name="config"/> describes, [rows, cols] row-major; the array may be reused for the next call and may be
+    /// longer than the tensor. Staged, verified and committed like any other output.
+    /// </summary>
+    internal static (string Format, int Tensors, long Bytes) WriteComputed(ModelConfig config, Func<string, float[]> compute, Checkpoint? source,
+        string output, TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify) =>
+        Write(config, null, compute, source, output, type, notes, log, cancel, verify);
+
+    static (string Format, int Tensors, long Bytes) Write(ModelConfig config, LlamaWeights? weights, Func<string, float[]>? compute, Checkpoint? source,
+        string output, TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify)
     {
         log ??= _ => { };
         var o = new { Output = output, Type = type, Input = source?.Path ?? "(in memory)" };
@@ -83,7 +97,6 @@ public static unsafe class ModelConverter
             throw new ArgumentException($"weights cannot be written as {wanted.Name()}; use one of {MatrixTypes.Names}");
         if (!toGguf && o.Type is TensorType t && t is not (TensorType.F32 or TensorType.F16 or TensorType.BF16))
             throw new ArgumentException($"a Hugging Face safetensors directory holds f32, f16 or bf16 weights, not {t.Name()}: write a .gguf file instead");
-        var config = weights.Config;
         if (toGguf) config.RequireGgufExpressible();
         bool permuteToGguf = toGguf && config.RopeLayout == RopeLayout.Halves && config.GgufArchitecture == "llama";
         bool permuteFromGguf = !toGguf && config.RopeLayout == RopeLayout.AdjacentPairs;
@@ -93,11 +106,38 @@ public static unsafe class ModelConverter
         var temporaries = new List<NativeBuffer>();
         try
         {
-            var plan = new List<(string Name, TensorType Type, int Rows, int Cols, Func<int, int> RowOrder, Func<int, nint> Row, TensorType SourceType)>();
+            var plan = new List<(string Name, TensorType Type, int Rows, int Cols, Func<int, int> RowOrder, Func<int, nint> Row, TensorType SourceType, Func<float[]>? Compute)>();
             foreach (var (role, layer, bias, rows, cols, expert) in LlamaWeights.Expected(config))
             {
                 string name = TensorNames.Gguf(role, layer, bias, expert);
                 bool vector = rows == 1;
+                if (weights == null)
+                {
+                    // Computed tensors are fp32 in the config's layout; rows are reordered as for weights, a permuted
+                    // projection's bias element by element.
+                    Func<int, int> rowOrder = r => r;
+                    if (role is TensorRole.AttentionQuery or TensorRole.AttentionKey)
+                    {
+                        if (permuteToGguf) rowOrder = r => RopePermutation.HalvesRowForAdjacentRow(r, config.HeadDim);
+                        if (permuteFromGguf) rowOrder = r => RopePermutation.AdjacentRowForHalvesRow(r, config.HeadDim);
+                    }
+                    Func<float[]> produce = () => compute!(name);
+                    if (vector && bias && (permuteToGguf || permuteFromGguf) && role is TensorRole.AttentionQuery or TensorRole.AttentionKey)
+                    {
+                        var elementOrder = rowOrder;
+                        var permutedBias = new float[cols];
+                        produce = () =>
+                        {
+                            var values = compute!(name);
+                            for (int i = 0; i < cols; i++) permutedBias[i] = values[elementOrder(i)];
+                            return permutedBias;
+                        };
+                        rowOrder = r => r;
+                    }
+                    plan.Add((name, vector ? TensorType.F32 : ChooseType(o.Type ?? TensorType.F32, cols, name, notes), rows, cols, rowOrder, _ => 0,
+                        TensorType.F32, produce));
+                    continue;
+                }
                 var matrix = vector ? null : weights.Matrices().First(m => m.Name == name);
                 TensorType sourceType = matrix?.Type ?? TensorType.F32;
                 TensorType target = vector ? TensorType.F32 : ChooseType(o.Type ?? sourceType, cols, name, notes);
@@ -117,16 +157,16 @@ public static unsafe class ModelConverter
                     temporaries.Add(permuted);
                     float* src = (float*)basePointer, dst = permuted.AsFloats;
                     for (int i = 0; i < cols; i++) dst[i] = src[order(i)];
-                    plan.Add((name, target, 1, cols, r => r, _ => (nint)dst, TensorType.F32));
+                    plan.Add((name, target, 1, cols, r => r, _ => (nint)dst, TensorType.F32, null));
                     continue;
                 }
-                plan.Add((name, target, vector ? 1 : rows, cols, order, r => (nint)(basePointer + r * rowBytes), sourceType));
+                plan.Add((name, target, vector ? 1 : rows, cols, order, r => (nint)(basePointer + r * rowBytes), sourceType, null));
             }
 
             if (toGguf && config.GgufArchitecture == "qwen2moe" && config.TiedEmbeddings)
             {
                 // llama.cpp's qwen2moe requires output.weight; a tied head is written a second time under that name.
-                var embedding = plan.First(p => p.Name == weights.TokenEmbedding.Name);
+                var embedding = plan.First(p => p.Name == TensorNames.Gguf(TensorRole.TokenEmbedding));
                 plan.Add(embedding with { Name = TensorNames.Gguf(TensorRole.Output) });
                 notes.Add("llama.cpp's qwen2moe needs an output.weight: the tied embedding is written twice (read back as an untied head with the same values)");
             }
@@ -138,11 +178,15 @@ public static unsafe class ModelConverter
                 var row = new float[p.Cols];
                 long outRow = p.Type.Traits().BytesFor(p.Cols);
                 var buffer = new byte[outRow];
+                float[]? computed = p.Compute?.Invoke();
+                if (computed != null && computed.LongLength < (long)p.Rows * p.Cols)
+                    throw new InvalidOperationException($"{p.Name}: {computed.LongLength} values computed for [{p.Rows}, {p.Cols}]");
+                fixed (float* c = computed)
                 fixed (float* r = row)
                 fixed (byte* b = buffer)
                     for (int i = 0; i < p.Rows; i++)
                     {
-                        byte* src = (byte*)p.Row(p.RowOrder(i));
+                        byte* src = computed != null ? (byte*)(c + (long)p.RowOrder(i) * p.Cols) : (byte*)p.Row(p.RowOrder(i));
                         if (p.SourceType == p.Type) Buffer.MemoryCopy(src, b, outRow, outRow);
                         else
                         {
