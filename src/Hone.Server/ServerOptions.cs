@@ -33,7 +33,7 @@ public sealed record ServerOptions
     /// <summary>How the KV cache holds keys and values (<see cref="KvCacheType"/>).</summary>
     public KvCacheType CacheType { get; init; } = KvCacheType.F32;
     /// <summary>A mixture of experts: keep this much of its experts resident, the rest in the file (null: all resident).</summary>
-    public Hone.Experts.ExpertCacheOptions? ExpertCache { get; init; }
+    public Hone.Model.ExpertCacheOptions? ExpertCache { get; init; }
     /// <summary>When set, every request except the health checks must carry <c>Authorization: Bearer KEY</c>.</summary>
     public string? ApiKey { get; init; }
     /// <summary>Largest request body; larger ones get 413.</summary>

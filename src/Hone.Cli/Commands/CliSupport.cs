@@ -14,7 +14,7 @@ namespace Hone.Cli.Commands;
 internal static class CliSupport
 {
     /// <summary>--expert-cache and --expert-cache-policy: a mixture of experts' resident-expert budget
-    /// (<see cref="Hone.Experts.ExpertCache"/>).</summary>
+    /// (<see cref="Hone.Model.ExpertCache"/>).</summary>
     public sealed class ExpertCacheOptions
     {
         public readonly Option<string?> Budget = new("--expert-cache")
@@ -32,12 +32,12 @@ internal static class CliSupport
 
         public void AddTo(Command command) { command.Options.Add(Budget); command.Options.Add(Policy); }
 
-        public Hone.Experts.ExpertCacheOptions? Read(ParseResult r)
+        public Hone.Model.ExpertCacheOptions? Read(ParseResult r)
         {
             var policy = r.GetValue(Policy) switch
             {
-                "frequency" => Hone.Experts.ExpertCachePolicy.Frequency,
-                "recency" => Hone.Experts.ExpertCachePolicy.Recency,
+                "frequency" => Hone.Model.ExpertCachePolicy.Frequency,
+                "recency" => Hone.Model.ExpertCachePolicy.Recency,
                 var other => throw new ArgumentException($"--expert-cache-policy: '{other}' is not a policy (frequency or recency)"),
             };
             if (r.GetValue(Budget) is string budget) return new(budget, policy);
@@ -47,7 +47,7 @@ internal static class CliSupport
     }
 
     /// <summary>The expert cache's counts for --json output, or null without one.</summary>
-    public static System.Text.Json.Nodes.JsonObject? ExpertCacheJson(Hone.Experts.ExpertCache? cache) => cache?.Statistics is { } s ? new()
+    public static System.Text.Json.Nodes.JsonObject? ExpertCacheJson(Hone.Model.ExpertCache? cache) => cache?.Statistics is { } s ? new()
     {
         ["budget_bytes"] = s.BudgetBytes, ["slot_bytes"] = s.SlotBytes, ["resident_experts"] = s.Slots, ["experts"] = s.Experts,
         ["hits"] = s.Hits, ["misses"] = s.Misses, ["hit_rate"] = s.HitRate, ["bytes_read"] = s.BytesRead,

@@ -1,4 +1,3 @@
-using Hone.Experts;
 using System.Diagnostics;
 using System.Text;
 using System.Threading.Channels;

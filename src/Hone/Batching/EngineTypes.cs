@@ -22,8 +22,8 @@ public sealed record EngineOptions
     /// <summary>How the KV cache holds keys and values: f32 (exact) or bf16 (half the memory and the bytes a decode step reads).</summary>
     public KvCacheType CacheType { get; init; } = KvCacheType.F32;
     /// <summary>A mixture of experts: leave the experts in the file and keep this much of them resident
-    /// (<see cref="Hone.Experts.ExpertCache"/>); null loads them all.</summary>
-    public Hone.Experts.ExpertCacheOptions? ExpertCache { get; init; }
+    /// (<see cref="Hone.Model.ExpertCache"/>); null loads them all.</summary>
+    public Hone.Model.ExpertCacheOptions? ExpertCache { get; init; }
 }
 
 /// <summary>One sequence to generate.</summary>

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Hone.Experts;
 using Hone.Model;
 using Hone.Tensors;
 

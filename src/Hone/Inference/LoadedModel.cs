@@ -1,4 +1,3 @@
-using Hone.Experts;
 using Hone.Model;
 using Hone.Tensors;
 using Hone.Tokenization;

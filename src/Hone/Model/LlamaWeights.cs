@@ -54,7 +54,7 @@ public sealed unsafe class LayerWeights
 /// <param name="CheckFinite">reject NaN/Inf weights at load time, naming the tensor</param>
 /// <param name="ExpertsInPlace">a mixture of experts' expert matrices are not copied into memory: they point into the
 /// checkpoint's mapping (which must outlive the weights), in their stored type, unchecked for finiteness until an
-/// <see cref="Hone.Experts.ExpertCache"/> brings them in; refused with a conversion</param>
+/// <see cref="Hone.Model.ExpertCache"/> brings them in; refused with a conversion</param>
 public sealed record WeightLoadOptions(TensorType? MatrixType = null, bool CheckFinite = true, bool ExpertsInPlace = false);
 
 /// <summary>

@@ -337,7 +337,7 @@ public class BatchEngineMixtureTests
         Assert.Equal(expected, crowded.Ids);
 
         // Served with most experts left in the file: the same tokens.
-        using var cached = BatchEngine.Open(path, [], new EngineOptions { Parallel = 9, StepTokens = 40, ExpertCache = new Hone.Experts.ExpertCacheOptions("40%") });
+        using var cached = BatchEngine.Open(path, [], new EngineOptions { Parallel = 9, StepTokens = 40, ExpertCache = new Hone.Model.ExpertCacheOptions("40%") });
         var cachedOthers = Enumerable.Range(1, 8).Select(i => cached.Submit(Request(Prompt(i, 5 + 3 * i), 6 + 2 * i))).ToList();
         var cachedCrowded = await cached.Submit(Request(prompt, 24)).CompleteAsync();
         foreach (var o in cachedOthers) await o.CompleteAsync();

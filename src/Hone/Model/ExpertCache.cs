@@ -1,10 +1,9 @@
 using System.Globalization;
 using Hone.Formats;
-using Hone.Model;
 using Hone.Tensors;
 using Hone.Tensors.Emitted;
 
-namespace Hone.Experts;
+namespace Hone.Model;
 
 /// <summary>What an <see cref="ExpertCache"/> did: fetches answered from resident experts (hits) and from the file
 /// (misses, each reading one expert's three matrices).</summary>
