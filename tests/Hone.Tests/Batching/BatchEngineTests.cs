@@ -14,7 +14,7 @@ public static unsafe class BatchFixtures
 {
     static readonly Lazy<(string Q8, string Lora, string Dora)> Built = new(() =>
     {
-        var dir = Directory.CreateTempSubdirectory("hone-batch-").FullName;
+        var dir = TestFolders.DeletedAtExit(Directory.CreateTempSubdirectory("hone-batch-").FullName);
         string q8 = Path.Combine(dir, "tiny-q8_0.gguf");
         var r = HoneCli.Run("convert", TinyChatModel.Path, "--out", q8, "--type", "q8_0");
         if (r.ExitCode != 0) throw new InvalidOperationException(r.ToString());

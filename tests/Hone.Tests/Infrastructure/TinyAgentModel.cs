@@ -19,7 +19,7 @@ public static class TinyAgentModel
 
     public sealed record Built(string Data, string Model);
 
-    static readonly Lazy<Built> Lazy = new(() => Build(System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"hone-tiny-agent-{Environment.ProcessId}")));
+    static readonly Lazy<Built> Lazy = new(() => Build(TestFolders.DeletedAtExit(System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"hone-tiny-agent-{Environment.ProcessId}"))));
 
     public static Built Instance => Lazy.Value;
 

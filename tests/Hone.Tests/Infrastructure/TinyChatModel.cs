@@ -23,7 +23,7 @@ public static class TinyChatModel
     /// vocabulary size.</summary>
     internal static string Build(string name, Func<int, ModelConfig> config, int seed, float std, float embeddingStd)
     {
-        var dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"hone-tiny-{name}-{Environment.ProcessId}");
+        var dir = TestFolders.DeletedAtExit(System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"hone-tiny-{name}-{Environment.ProcessId}"));
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
         var texts = Enumerable.Range(0, 40).Select(i =>
             $"Order {i} ships in {i % 5 + 1} days. The customer asked where order {i} is, and the answer was that it is on its way.").ToList();

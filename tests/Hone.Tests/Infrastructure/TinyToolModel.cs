@@ -72,7 +72,7 @@ public static class TinyToolModel
             new JsonObject { ["role"] = "assistant", ["content"] = $"Order {order} is {status}." }),
     };
 
-    static readonly Lazy<string> Built = new(() => Build(System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"hone-tiny-tools-{Environment.ProcessId}"), hidden: 32, seed: 5));
+    static readonly Lazy<string> Built = new(() => Build(TestFolders.DeletedAtExit(System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"hone-tiny-tools-{Environment.ProcessId}")), hidden: 32, seed: 5));
 
     /// <summary>The random model (built once per test run).</summary>
     public static string Path => Built.Value;

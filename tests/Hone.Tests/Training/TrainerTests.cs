@@ -42,7 +42,7 @@ public class TrainerTests
             Architecture = "llama", VocabSize = 48, HiddenSize = 64, IntermediateSize = 128, Layers = 2, Heads = 4, KvHeads = 2,
             HeadDim = 16, RotaryDims = 16, MaxPositions = 64, TiedEmbeddings = false,
         };
-        var dir = Path.Combine(Path.GetTempPath(), $"hone-memorizer-{Environment.ProcessId}");
+        var dir = TestFolders.DeletedAtExit(Path.Combine(Path.GetTempPath(), $"hone-memorizer-{Environment.ProcessId}"));
         using var w = LlamaWeights.CreateRandom(config, TensorType.F32, 17, std: 0.05f, embeddingStd: 0.3f);
         Hone.Transforms.ModelConverter.Write(w, null, dir, TensorType.F32, new List<string>());
         return dir;
