@@ -6,7 +6,7 @@
 #     so each starts cold), per budget and policy; perplexity must equal the fully resident model's;
 #  2. speed and memory on random mixtral-small (hone bench, Q8_0 and F32 GGUF): pp128 and tg128 tokens/s and the
 #     process's resident set after tg, per budget, rounds alternated (ranges over rounds).
-#   tools/experiments/expert_cache.sh QUICKSTART_RUN LEAN_WORK [WORK] [THREADS] [ROUNDS]
+#   tools/experiments/expert_cache.sh QUICKSTART_RUN LEAN_WORK [WORK] [THREADS] [ROUNDS]   (ROUNDS 0: hit rates only)
 set -euo pipefail
 run=$(cd "$1" && pwd); lean=$(cd "$2" && pwd); work=${3:-$lean/expert-cache}; threads=${4:-2}; rounds=${5:-3}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
@@ -49,6 +49,7 @@ for budget in budgets:
         print(f"| {budget or 'all resident'} | {policy or '–'} | {c['resident_experts'] if c else 32} of 32 | {p['ppl']:.4f} | "
               f"{c['hit_rate']:.1%} | {hits / (hits + misses):.1%} |" if budget else
               f"| all resident | – | 32 of 32 | {p['ppl']:.4f} | – | – |")
+if rounds == 0: sys.exit(0)  # hit rates only
 print()
 print("| weights | budget | resident experts | pp128 tokens/s | tg128 tokens/s | tg hit rate | resident set after tg |")
 print("|---|---|---:|---:|---:|---:|---:|")
