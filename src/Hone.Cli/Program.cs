@@ -21,6 +21,7 @@ public static class Program
         root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(MergeAdapterCommand.Create());
         root.Subcommands.Add(MoeCommand.Create());
+        root.Subcommands.Add(PruneCommand.Create());
         root.Subcommands.Add(RouterCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());

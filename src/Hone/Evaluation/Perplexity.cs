@@ -1,3 +1,5 @@
+using Hone.Inference;
+using Hone.Tensors;
 using Hone.Model;
 using Hone.Tokenization;
 
@@ -37,6 +39,20 @@ public static class Perplexity
     /// <param name="tokens">the text's tokens WITHOUT a leading BOS (each protocol places BOS itself)</param>
     /// <param name="bos">the BOS id, or null for models without one (then the first token only conditions)</param>
     /// <param name="spanBytes">UTF-8 length of the text of tokens[start..start+count), for bits per byte</param>
+    /// <summary>The perplexity of a text file under a model file: protocol full (BOS + the text, windows of
+    /// <paramref name="context"/> tokens, capped at the model's context), exact precision. What commands that change a
+    /// model report before and after.</summary>
+    public static PerplexityResult OfFile(string model, string textFile, int context = 512, int threads = 0)
+    {
+        if (!File.Exists(textFile)) throw new FileNotFoundException($"{textFile}: no such file", textFile);
+        int positions;
+        using (var checkpoint = Checkpoint.Open(model)) positions = checkpoint.Config.MaxPositions;
+        int ctx = Math.Min(context, positions);
+        using var loaded = LoadedModel.Open(model, null, threads, ctx, maxBatch: ctx, precision: ComputePrecision.Exact);
+        var tokens = loaded.Tokenizer.Encode(File.ReadAllText(textFile), addSpecialTokens: false, parseSpecialTokens: false);
+        return Compute(loaded.Model, tokens, BosFor(PerplexityProtocol.Full, loaded.Tokenizer), (_, _) => 0, new PerplexityOptions(ctx));
+    }
+
     public static unsafe PerplexityResult Compute(LlamaModel model, IReadOnlyList<int> tokens, int? bos, Func<int, int, long> spanBytes,
         PerplexityOptions options, Action<int, int>? progress = null)
     {

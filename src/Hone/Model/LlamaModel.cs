@@ -196,6 +196,11 @@ public sealed unsafe class LlamaModel : IDisposable
         for (int i = 0; i < sums.Length; i++) layerInputs[i] = (float)(average ? sums[i] / tokens.Length : sums[i]);
     }
 
+    /// <summary>Sees the residual stream x [rows, D] entering each layer (layer 0 .. L − 1: Hugging Face's
+    /// hidden_states) and, with layer = L, the last layer's output, on every step; null on normal passes (calibration
+    /// statistics such as block influence use it).</summary>
+    public ResidualObserver? ResidualObserver { get; set; }
+
     double* _layerCapture;   // [L, D] while ForwardLayerInputs runs
     bool _captureAverage;
 
@@ -227,6 +232,7 @@ public sealed unsafe class LlamaModel : IDisposable
         {
             var w = Weights.Layers[l];
             if (_layerCapture != null) CaptureLayerInput(l, x, T, D);
+            ResidualObserver?.Invoke(l, x, T, D);
             long layerOffset = (long)l * MaxContext * Kd * CacheType.ElementBytes(), positionOffset = (long)Position * Kd * CacheType.ElementBytes();
             byte* kCache = _keys.Pointer + layerOffset, vCache = _values.Pointer + layerOffset;
             // F32: the projections write straight into the cache; BF16: into fp32 rows, rounded into the cache after RoPE.
@@ -273,6 +279,7 @@ public sealed unsafe class LlamaModel : IDisposable
             if (diagnose) CheckFinite(x, (long)T * D, l, "down projection", w.Down);
         }
         Position += T;
+        ResidualObserver?.Invoke(c.Layers, x, T, D);
         if (hiddenSum != null)
         {
             RowParallel.RmsNormForward(Pool, x, Weights.OutputNorm, h, T, D, c.RmsNormEps);
@@ -436,6 +443,9 @@ public sealed unsafe class LlamaModel : IDisposable
         _routerLogits?.Dispose(); _expertInput?.Dispose(); _expertOutput?.Dispose();
     }
 }
+
+/// <summary>Sees the residual stream x [rows, width] at a layer boundary (<see cref="LlamaModel.ResidualObserver"/>).</summary>
+public unsafe delegate void ResidualObserver(int layer, float* x, int rows, int width);
 
 /// <summary>
 /// A forward pass produced NaN or infinity. <see cref="Layer"/> is the layer where they first appeared (the layer count for

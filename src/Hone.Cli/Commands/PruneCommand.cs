@@ -1,0 +1,79 @@
+using System.CommandLine;
+using System.Text.Json;
+using Hone.Evaluation;
+using Hone.Transforms.Pruning;
+
+namespace Hone.Cli.Commands;
+
+internal static class PruneCommand
+{
+    public static Command Create()
+    {
+        var cmd = new Command("prune", "Make a model smaller by removing what a calibration text shows it barely uses. Mixtures of experts: hone moe prune.");
+        cmd.Subcommands.Add(Layers());
+        return cmd;
+    }
+
+    static Command Layers()
+    {
+        var model = new ModelInput("the model to prune");
+        var data = new Option<string>("--data") { Description = "calibration text (plain text): the layers are ranked by what they do to its hidden states", Required = true };
+        var remove = new Option<int>("--remove", "-n") { Description = "how many layers to remove: those with the lowest block influence", DefaultValueFactory = _ => 1 }.Within(1, int.MaxValue);
+        var layers = new Option<string?>("--layers") { Description = "remove exactly these layers instead (0-based, comma-separated); the ranking is still printed" };
+        var output = new Option<string>("--out", "-o") { Description = "a directory (Hugging Face safetensors) or a .gguf file", Required = true };
+        var eval = new Option<string?>("--eval") { Description = "a held-out text to score before and after (perplexity, protocol full, exact precision, windows of --ctx)" };
+        var ctx = new Option<int>("--ctx") { Description = "window length for calibration and --eval (at most the model's context)", DefaultValueFactory = _ => 512 }.Within(2, int.MaxValue);
+        var tokens = new Option<int>("--tokens") { Description = "use at most this many tokens of the calibration text", DefaultValueFactory = _ => 16384 }.Within(1, int.MaxValue);
+        var type = CliSupport.MatrixType("weight type of the output (default f32)");
+        var threads = CliSupport.Threads();
+        var json = CliSupport.Json();
+        var cmd = new Command("layers",
+            "Depth pruning (ShortGPT): run a calibration text through the model, rank each layer by its block influence — 1 − the mean cosine " +
+            "similarity between the residual stream entering and leaving it, over every token — and remove the --remove least influential, " +
+            "renumbering the rest. Writes an ordinary checkpoint (llama.cpp loads a GGUF output). With --eval, prints the perplexity of a held-out " +
+            "text before and after.")
+        {
+            data, remove, layers, output, eval, ctx, tokens, type, threads, json,
+        };
+        model.AddTo(cmd);
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            IReadOnlyList<int>? chosen = r.GetValue(layers) is string list
+                ? list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                    .Select(x => int.TryParse(x, out int l) ? l : throw new ArgumentException($"--layers: '{x}' is not a layer number")).ToList()
+                : null;
+            if (chosen is { Count: 0 }) throw new ArgumentException("--layers: expected layer numbers such as 3,5");
+            string input = model.Read(r)!, evalText = r.GetValue(eval) ?? "";
+            if (evalText != "" && !File.Exists(evalText)) throw new FileNotFoundException($"{evalText}: no such file", evalText);
+            var report = LayerPruner.Prune(new LayerPruneOptions(input, r.GetValue(data)!, r.GetValue(output)!, r.GetValue(remove), chosen,
+                r.GetValue(ctx), r.GetValue(tokens), CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads)), m => Console.Error.WriteLine(m));
+            double? before = null, after = null;
+            if (evalText != "")
+            {
+                Console.Error.WriteLine($"scoring {evalText} before and after...");
+                before = Perplexity.OfFile(input, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
+                after = Perplexity.OfFile(report.Output, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
+            }
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    output = report.Output, layers_before = report.LayersBefore, layers_after = report.LayersAfter, removed = report.Removed,
+                    block_influence = report.Influence, parameters_before = report.ParametersBefore, parameters_after = report.ParametersAfter,
+                    calibration_tokens = report.CalibrationTokens, perplexity_before = before, perplexity_after = after, protocol = report.Protocol, notes = report.Notes,
+                }, CliSupport.JsonOptions));
+                return 0;
+            }
+            Console.WriteLine($"wrote {report.Output}: {report.LayersAfter} of {report.LayersBefore} layers, {report.ParametersAfter:N0} of {report.ParametersBefore:N0} parameters " +
+                              $"({1 - (double)report.ParametersAfter / report.ParametersBefore:P1} removed)");
+            for (int l = 0; l < report.Influence.Count; l++)
+                Console.WriteLine($"  layer {l,3}: block influence {report.Influence[l]:F5}{(report.Removed.Contains(l) ? "  removed" : "")}");
+            if (before is double b && after is double a)
+                Console.WriteLine($"perplexity of {Path.GetFileName(evalText)}: {b:F4} before, {a:F4} after ({a / b - 1:+0.0%;-0.0%})");
+            foreach (var n in report.Notes) Console.WriteLine($"  {n}");
+            Console.WriteLine(report.Protocol);
+            return 0;
+        }));
+        return cmd;
+    }
+}
