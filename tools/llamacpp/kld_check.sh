@@ -23,7 +23,7 @@ work=$(mktemp -d /tmp/hone-kld-work.XXXXXX)
 inside=/kld.$$
 mkdir -p "$root$inside"
 mount --bind "$work" "$root$inside"
-trap 'umount "$root$inside" 2> /dev/null || true; rmdir "$root$inside" 2> /dev/null || true' EXIT
+trap 'umount "$root$inside" 2> /dev/null || true; rmdir "$root$inside" 2> /dev/null || true; rm -rf "$work"' EXIT
 
 dotnet build "$repo/src/Hone.Cli" -c Release -v quiet -nologo > /dev/null
 python3 "$here/kld_check.py" --root "$root" --work "$work" --inside "$inside" --shared "$shared" \
