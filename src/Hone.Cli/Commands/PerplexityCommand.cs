@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text;
 using System.Text.Json.Nodes;
 using Hone.Evaluation;
+using Hone.Formats;
 using Hone.Inference;
 using Hone.Tensors;
 
@@ -81,8 +82,19 @@ internal static class PerplexityCommand
                 context = baseFile.Context;
             }
             if (r.GetValue(stride) is int s && s > context) throw new ArgumentException($"--stride {s} is more than --ctx {context}");
-            using var loaded = LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context, computePrecision,
-                expertCache: expertCache.Read(r));
+            LoadedModel Open()
+            {
+                try
+                {
+                    return LoadedModel.Open(model.Read(r)!, r.GetValue(adapter), r.GetValue(threads), context, maxBatch: context, computePrecision,
+                        expertCache: expertCache.Read(r));
+                }
+                catch (ArgumentException e) when (baseFile != null && e.Message.StartsWith($"--ctx {context} "))
+                {
+                    throw new DataFormatException(baseFile.Path, 0, $"recorded with a context of {context} tokens, more than the model's ({e.Message})");
+                }
+            }
+            using var loaded = Open();
             float threshold = r.GetValue(skip);
             if (threshold > 0 && !loaded.Weights.Config.IsMixtureOfExperts) throw new ArgumentException("--moe-skip-threshold applies to mixtures of experts; this model is dense");
             loaded.Model.ExpertSkipThreshold = threshold;

@@ -289,6 +289,13 @@ public class KlDivergenceTests
         Refused("--kl-divergence-base FILE", "perplexity", model, "--kl-divergence");
         Refused("use --protocol llama.cpp", "perplexity", model, "-f", text, "--kl-divergence-base", basePath, "--protocol", "full");
         Refused($"{basePath}: recorded with a context of 32 tokens, but --ctx is 64", "perplexity", model, "--kl-divergence", "--kl-divergence-base", basePath, "--ctx", "64");
+        var longer = dir.File("longer.kld");
+        using (var writer = new KlBaseFile.Writer(longer, 2 * TinyChatModel.Context, 3, 1, new int[2 * TinyChatModel.Context]))
+        {
+            for (int i = 0; i < KlBaseFile.ScoredPerChunkFor(2 * TinyChatModel.Context); i++) writer.Add(new float[3]);
+            writer.Commit();
+        }
+        Refused($"{longer}: recorded with a context of {2 * TinyChatModel.Context} tokens, more than the model's", "perplexity", model, "--kl-divergence", "--kl-divergence-base", longer);
         var cut = dir.File("cut.kld");
         File.WriteAllBytes(cut, File.ReadAllBytes(basePath)[..^100]);
         Refused($"{cut}: ", "perplexity", model, "--kl-divergence", "--kl-divergence-base", cut);
