@@ -18,7 +18,12 @@ public enum PerplexityProtocol
     LlamaCpp,
 }
 
-public sealed record PerplexityOptions(int Context = 512, PerplexityProtocol Protocol = PerplexityProtocol.Full, int? Stride = null);
+/// <param name="Chunks">llama.cpp protocol: score at most this many chunks (llama-perplexity's --chunks); when set, a
+/// text of fewer than 2·Context tokens is accepted as long as it fills one chunk</param>
+public sealed record PerplexityOptions(int Context = 512, PerplexityProtocol Protocol = PerplexityProtocol.Full, int? Stride = null, int? Chunks = null);
+
+/// <summary>Sees each scored position's logits (the model's whole vocabulary) and the token it predicts, in scoring order.</summary>
+public delegate void ScoredPosition(ReadOnlySpan<float> logits, int target);
 
 /// <param name="NegativeLogLikelihood">Σ −ln p(token) over the scored tokens, accumulated in double (nats)</param>
 /// <param name="ScoredBytes">UTF-8 bytes of the scored tokens' text (for bits per byte)</param>
@@ -54,7 +59,7 @@ public static class Perplexity
     }
 
     public static unsafe PerplexityResult Compute(LlamaModel model, IReadOnlyList<int> tokens, int? bos, Func<int, int, long> spanBytes,
-        PerplexityOptions options, Action<int, int>? progress = null)
+        PerplexityOptions options, Action<int, int>? progress = null, ScoredPosition? observe = null)
     {
         int ctx = options.Context;
         if (ctx < 2) throw new ArgumentException($"context must be at least 2 tokens, got {ctx}");
@@ -80,6 +85,7 @@ public static class Perplexity
                     if (!double.IsFinite(term)) throw model.DiagnoseNonFinite(window, $"the logits at position {p} of a {window.Length}-token window");
                     nll += term;
                     scored++;
+                    observe?.Invoke(new ReadOnlySpan<float>(row, v), target);
                 }
         }
 
@@ -90,7 +96,13 @@ public static class Perplexity
             if (bos is int b) all.Add(b);
             all.AddRange(tokens);
             int chunks = all.Count / ctx;
-            if (chunks < 2) throw new ArgumentException($"the llama.cpp protocol needs at least {2 * ctx} tokens, the text has {all.Count}");
+            if (options.Chunks is int most)
+            {
+                if (most < 1) throw new ArgumentException($"chunks must be at least 1, got {most}");
+                if (chunks < 1) throw new ArgumentException($"the llama.cpp protocol needs at least {ctx} tokens for one chunk, the text has {all.Count}");
+                chunks = Math.Min(chunks, most);
+            }
+            else if (chunks < 2) throw new ArgumentException($"the llama.cpp protocol needs at least {2 * ctx} tokens, the text has {all.Count}");
             int first = ctx / 2;
             var arr = all.ToArray();
             for (int c = 0; c < chunks; c++)
