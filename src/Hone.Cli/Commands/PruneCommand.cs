@@ -11,6 +11,63 @@ internal static class PruneCommand
     {
         var cmd = new Command("prune", "Make a model smaller by removing what a calibration text shows it barely uses. Mixtures of experts: hone moe prune.");
         cmd.Subcommands.Add(Layers());
+        cmd.Subcommands.Add(Width());
+        return cmd;
+    }
+
+    static Command Width()
+    {
+        var model = new ModelInput("the model to slice");
+        var data = new Option<string>("--data") { Description = "calibration text (plain text): the principal directions of its residual stream are kept", Required = true };
+        var fraction = new Option<double>("--fraction") { Description = "share of the residual stream's dimensions to delete", DefaultValueFactory = _ => 0.25 };
+        var multiple = new Option<int>("--multiple") { Description = "the new width is a multiple of this (32 keeps Q8_0/Q4_0 possible, 256 k-quants)", DefaultValueFactory = _ => 32 }.Within(1, 4096);
+        var output = new Option<string>("--out", "-o") { Description = "a directory (Hugging Face safetensors) or a .gguf file", Required = true };
+        var eval = new Option<string?>("--eval") { Description = "a held-out text to score before and after (perplexity, protocol full, exact precision, windows of --ctx)" };
+        var ctx = new Option<int>("--ctx") { Description = "window length for calibration and --eval (at most the model's context)", DefaultValueFactory = _ => 512 }.Within(2, int.MaxValue);
+        var tokens = new Option<int>("--tokens") { Description = "use at most this many tokens of the calibration text", DefaultValueFactory = _ => 16384 }.Within(1, int.MaxValue);
+        var type = CliSupport.MatrixType("weight type of the output (default f32)");
+        var threads = CliSupport.Threads();
+        var json = CliSupport.Json();
+        var cmd = new Command("width",
+            "Width pruning (SliceGPT with one rotation for all layers): fold every RMSNorm's scale into the projections that read it, rotate the " +
+            "residual stream onto the principal directions of its calibration rows, and delete the --fraction least used, so the hidden size " +
+            "shrinks. Writes an ordinary checkpoint of the smaller width (llama.cpp loads a GGUF output; the head is untied from the embedding). " +
+            "With --eval, prints the perplexity of a held-out text before and after.")
+        {
+            data, fraction, multiple, output, eval, ctx, tokens, type, threads, json,
+        };
+        model.AddTo(cmd);
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            string input = model.Read(r)!, evalText = r.GetValue(eval) ?? "";
+            if (evalText != "" && !File.Exists(evalText)) throw new FileNotFoundException($"{evalText}: no such file", evalText);
+            var report = WidthSlicer.Slice(new WidthSliceOptions(input, r.GetValue(data)!, r.GetValue(output)!, r.GetValue(fraction), r.GetValue(multiple),
+                r.GetValue(ctx), r.GetValue(tokens), CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads)), m => Console.Error.WriteLine(m));
+            double? before = null, after = null;
+            if (evalText != "")
+            {
+                Console.Error.WriteLine($"scoring {evalText} before and after...");
+                before = Perplexity.OfFile(input, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
+                after = Perplexity.OfFile(report.Output, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
+            }
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    output = report.Output, width_before = report.WidthBefore, width_after = report.WidthAfter, parameters_before = report.ParametersBefore,
+                    parameters_after = report.ParametersAfter, energy_kept = report.Kept, calibration_tokens = report.CalibrationTokens,
+                    perplexity_before = before, perplexity_after = after, protocol = report.Protocol, notes = report.Notes,
+                }, CliSupport.JsonOptions));
+                return 0;
+            }
+            Console.WriteLine($"wrote {report.Output}: width {report.WidthAfter} of {report.WidthBefore}, {report.ParametersAfter:N0} of {report.ParametersBefore:N0} parameters " +
+                              $"({1 - (double)report.ParametersAfter / report.ParametersBefore:P1} removed), {report.Kept:P2} of the residual energy kept");
+            if (before is double b && after is double a)
+                Console.WriteLine($"perplexity of {Path.GetFileName(evalText)}: {b:F4} before, {a:F4} after ({a / b - 1:+0.0%;-0.0%})");
+            foreach (var n in report.Notes) Console.WriteLine($"  {n}");
+            Console.WriteLine(report.Protocol);
+            return 0;
+        }));
         return cmd;
     }
 
