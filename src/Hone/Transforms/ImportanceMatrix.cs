@@ -90,9 +90,12 @@ public sealed class ImportanceMatrix
         w.Set(ChunkSizeKey, GgufValue.Of((uint)ChunkSize));
         foreach (var e in Entries.Values)
         {
-            if (e.Sums != null) w.Add(new GgufWriter.Tensor(e.Name + ".in_sum", TensorType.F32, [e.Matrices, e.Columns], s => WriteFloats(s, e.Sums)));
-            w.Add(new GgufWriter.Tensor(e.Name + ".in_sum2", TensorType.F32, [e.Matrices, e.Columns], s => WriteFloats(s, e.SumSquares)));
-            w.Add(new GgufWriter.Tensor(e.Name + ".counts", TensorType.F32, [e.Matrices, 1], s => WriteFloats(s, e.Counts.Select(c => (double)c).ToArray())));
+            // ggml writes a tensor with its trailing unit dimensions dropped: a dense entry's sums are 1D [columns] and
+            // its count [1]; stacked experts' are [experts, columns] and [experts, 1].
+            long[] sums = e.Matrices == 1 ? [e.Columns] : [e.Matrices, e.Columns], counts = e.Matrices == 1 ? [1] : [e.Matrices, 1];
+            if (e.Sums != null) w.Add(new GgufWriter.Tensor(e.Name + ".in_sum", TensorType.F32, sums, s => WriteFloats(s, e.Sums)));
+            w.Add(new GgufWriter.Tensor(e.Name + ".in_sum2", TensorType.F32, sums, s => WriteFloats(s, e.SumSquares)));
+            w.Add(new GgufWriter.Tensor(e.Name + ".counts", TensorType.F32, counts, s => WriteFloats(s, e.Counts.Select(c => (double)c).ToArray())));
         }
         w.Write(path);
     }
