@@ -45,7 +45,14 @@ public enum QuantRecipe
 }
 
 /// <param name="MaxLogitDifference">largest |logit difference| between source and output on the check sequence</param>
-public sealed record ConvertReport(string Output, string Format, int Tensors, long Bytes, IReadOnlyList<string> Notes, double? MaxLogitDifference);
+/// <param name="ImportanceWeightedError">with an importance matrix: the relative importance-weighted rounding error of
+/// the weighted tensors (Σ imp·(w−q)² / Σ imp·w²) as written, and as the unweighted quantizer would have written them</param>
+public sealed record ConvertReport(string Output, string Format, int Tensors, long Bytes, IReadOnlyList<string> Notes, double? MaxLogitDifference,
+    ImportanceError? ImportanceWeightedError = null);
+
+/// <param name="With">Σ imp·(w−q)² / Σ imp·w² of the tensors as quantized with the importance matrix</param>
+/// <param name="Without">the same measure for the unweighted quantizer on the same rows</param>
+public sealed record ImportanceError(double With, double Without);
 
 /// <summary>
 /// Converts between Hugging Face directories and GGUF files and requantizes. Hugging Face llama/mistral q and k
@@ -95,7 +102,7 @@ public static unsafe class ModelConverter
         choice.CheckRules(weights.Config);
         var (format, tensors, bytes) = Write(weights.Config, weights, null, source, o.Output, o.Recipe != null ? TensorType.Q4_K : o.Type, notes, log, cancel, verify, choice);
         choice.Finish(notes);
-        return new ConvertReport(o.Output, format, tensors, bytes, notes, diff);
+        return new ConvertReport(o.Output, format, tensors, bytes, notes, diff, choice.WeightedError);
     }
 
     /// <summary>
@@ -223,6 +230,8 @@ public static unsafe class ModelConverter
                 var buffer = new byte[outRow];
                 float[]? computed = p.Compute?.Invoke();
                 float[]? importance = importanceOf.GetValueOrDefault(p.Name);
+                var check = importance != null ? new float[p.Cols] : null;
+                var plainBytes = importance != null ? new byte[outRow] : null;
                 if (computed != null && computed.LongLength < (long)p.Rows * p.Cols)
                     throw new InvalidOperationException($"{p.Name}: {computed.LongLength} values computed for [{p.Rows}, {p.Cols}]");
                 fixed (float* c = computed)
@@ -235,7 +244,20 @@ public static unsafe class ModelConverter
                         else
                         {
                             WeightRows.DequantizeSegment(p.SourceType, src, 0, p.Cols, r);
-                            if (importance != null) WeightedQuantization.QuantizeRow(p.Type, row, importance, new Span<byte>(b, (int)outRow));
+                            if (importance != null)
+                            {
+                                var written = new Span<byte>(b, (int)outRow);
+                                WeightedQuantization.QuantizeRow(p.Type, row, importance, written);
+                                // What the importance bought: the weighted rounding error of this row, and of the unweighted encoding.
+                                BlockQuantization.DequantizeRow(p.Type, written, check);
+                                double withImportance = 0, norm = 0;
+                                for (int j = 0; j < p.Cols; j++) { double d = row[j] - check![j]; withImportance += importance[j] * d * d; norm += importance[j] * (double)row[j] * row[j]; }
+                                BlockQuantization.QuantizeRow(p.Type, row, plainBytes);
+                                BlockQuantization.DequantizeRow(p.Type, plainBytes, check);
+                                double without = 0;
+                                for (int j = 0; j < p.Cols; j++) { double d = row[j] - check![j]; without += importance[j] * d * d; }
+                                choice!.AddError(withImportance, without, norm);
+                            }
                             else LlamaWeights.StoreRow(row, p.Type, b);
                         }
                         s.Write(buffer);
@@ -402,11 +424,23 @@ public static unsafe class ModelConverter
                     throw new ArgumentException($"--type-for '{rules[i].Pattern}={rules[i].Type.Name()}' matches no 2D weight of the model (patterns search GGUF names such as {names.FirstOrDefault(n => n.StartsWith("blk.", StringComparison.Ordinal)) ?? names[0]})");
         }
 
+        double _weightedError, _plainError, _weightedNorm;
+
+        /// <summary>Adds one row's importance-weighted squared rounding errors (Σ imp·(w − q)², with and without the
+        /// importance) and its Σ imp·w².</summary>
+        public void AddError(double weighted, double plain, double norm) { _weightedError += weighted; _plainError += plain; _weightedNorm += norm; }
+
+        /// <summary>Relative importance-weighted rounding error over the weighted tensors: with the importance, and what
+        /// the unweighted quantizer gives on the same rows.</summary>
+        public ImportanceError? WeightedError => _weightedNorm > 0 ? new(_weightedError / _weightedNorm, _plainError / _weightedNorm) : null;
+
         public void Finish(List<string> notes)
         {
             for (int i = 0; i < rules.Count; i++) notes.Add($"--type-for {rules[i].Pattern}={rules[i].Type.Name()}: {_matches[i].Count} tensors");
             if (importance == null) return;
             notes.Add($"importance matrix {importanceFile}: {_weighted.Count} tensors quantized with importance weights");
+            if (WeightedError is { With: var with, Without: var without })
+                notes.Add($"importance-weighted rounding error of those tensors, Σ imp·(w−q)² / Σ imp·w²: {with:G4} (unweighted quantization of the same rows: {without:G4}, {(1 - with / without) * 100:F1}% lower)");
             if (_unweighted.Count > 0)
                 notes.Add($"importance matrix has no entry for {_unweighted.Count} quantized tensors, quantized unweighted as llama-quantize does: {string.Join(", ", _unweighted)}");
             if (_copied.Count > 0)

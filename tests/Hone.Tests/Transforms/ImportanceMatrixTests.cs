@@ -256,6 +256,9 @@ public unsafe class ImportanceMatrixTests
         Assert.Equal(TensorBytes(dir.File("plain.gguf"), "token_embd.weight", out _), TensorBytes(dir.File("weighted.gguf"), "token_embd.weight", out _));
         Assert.Contains(weighted.Notes, n => n.Contains("no entry") && n.Contains("blk.1.attn_q.weight") && n.Contains("token_embd.weight"));
         Assert.DoesNotContain(plain.Notes, n => n.Contains("importance"));
+        Assert.Null(plain.ImportanceWeightedError);
+        // The report measures what the importance bought: a lower importance-weighted error than unweighted rounding.
+        Assert.True(weighted.ImportanceWeightedError!.With < weighted.ImportanceWeightedError.Without, $"{weighted.ImportanceWeightedError}");
 
         // An entry of the wrong width: refused, naming the file and the tensor; nothing written.
         var wrong = new ImportanceMatrix { ChunkCount = 1, ChunkSize = 4 };
