@@ -23,7 +23,7 @@ internal static class ImatrixCommand
         var json = CliSupport.Json();
         var cmd = new Command("imatrix",
             "Compute an importance matrix: for every projection in the layers and every input column, the sum of squared activations and the number " +
-            "of rows, over calibration text (per expert for a mixture of experts). Same chunking as llama-imatrix: the text is tokenized with BOS, cut " +
+            "of rows, over calibration text (per expert for a mixture of experts). Same chunking as llama-imatrix: the text is tokenized (BOS first when the tokenizer adds one), cut " +
             "into chunks of --ctx tokens (a partial last chunk is dropped), each chunk's first token replaced by BOS; activations are fp32. " +
             "hone convert --imatrix and llama-quantize --imatrix use it to weigh rounding errors at 4 and 6 bits.")
         {
