@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compares the tensor bytes of two GGUF model files (f32, f16, q4_0, q8_0, q4_k, q6_k): which tensors are byte-identical.
   gguf_tensors_compare.py A.gguf B.gguf"""
-import struct
+import struct, sys
 SIZES = {0: 'B', 1: 'b', 2: 'H', 3: 'h', 4: 'I', 5: 'i', 6: 'f', 7: '?', 10: 'Q', 11: 'q', 12: 'd'}
 BLK = {0:(1,4),1:(1,2),2:(32,18),8:(32,34),12:(256,144),14:(256,210),30:(1,2)}
 def read(path):
