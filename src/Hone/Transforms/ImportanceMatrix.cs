@@ -279,7 +279,7 @@ public sealed unsafe class ImportanceCollector(ImportanceMatrix matrix, bool inc
             Matrix.Entries[name] = e;
         }
         else if (e.Columns != weight.Cols || e.Matrices != matrices)
-            throw new ModelFormatException(name, $"the importance matrix holds {name} as [{e.Matrices}, {e.Columns}] but the model's is [{matrices}, {weight.Cols}]", name);
+            throw new ArgumentException($"the importance matrix being added to (--in-file) holds {name} as [{e.Matrices}, {e.Columns}] but this model's is [{matrices}, {weight.Cols}]: it was computed on another model");
         return (e, index);
     }
 }
