@@ -7,6 +7,9 @@ compatibility check. Standard library only.
                                                                               (mixtral: 4 experts, top 2; qwen2_moe: 4
                                                                               experts, top 2, a shared expert)
   make_random_model.py OUT --shape smollm2-135m                               SmolLM2-135M shape, no tokenizer (speed only)
+  make_random_model.py OUT --shape kquant --tokenizer DIR [--outlier-channels N]
+                                                                              256 wide, 4 layers (k-quants apply); N hidden
+                                                                              channels get norm weights of 8 (outlier features)
   make_random_model.py OUT --shape mixtral-small                              hone bench's mixtral-small (512 wide, 8 layers,
                                                                               8 experts, top 2), no tokenizer (speed only)
 
@@ -17,19 +20,21 @@ import argparse, array, json, os, random, shutil, struct
 
 p = argparse.ArgumentParser()
 p.add_argument("out")
-p.add_argument("--shape", choices=["tiny", "smollm2-135m", "mixtral-small"], default="tiny")
+p.add_argument("--shape", choices=["tiny", "kquant", "smollm2-135m", "mixtral-small"], default="tiny")
+p.add_argument("--outlier-channels", type=int, default=0, help="kquant: this many hidden channels get norm weight 8")
 p.add_argument("--arch", choices=["llama", "qwen2", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe"], default="llama")
 p.add_argument("--tokenizer", help="directory holding tokenizer.json (copied next to the model)")
 p.add_argument("--seed", type=int, default=1, help="seed of the weights (models of one shape with different seeds differ)")
 a = p.parse_args()
 
-if a.shape == "tiny":
-    if not a.tokenizer: p.error("--shape tiny needs --tokenizer")
+if a.shape in ("tiny", "kquant"):
+    if not a.tokenizer: p.error(f"--shape {a.shape} needs --tokenizer")
     tok = json.load(open(os.path.join(a.tokenizer, "tokenizer.json"), encoding="utf-8"))
     V = max(tok["model"]["vocab"].values()) + 1
     for t in tok.get("added_tokens", []): V = max(V, t["id"] + 1)
     D, F, L, H, KV, theta, tied = 64, 160, 2, 4, 2, 10000.0, a.arch in ("qwen2", "qwen2_moe")
     if a.arch == "olmoe": KV = H  # llama.cpp's olmoe has no grouped-query attention (its k_norm is [n_embd])
+    if a.shape == "kquant": D, F, L, H, KV = 256, 768, 4, 4, 4
 elif a.shape == "mixtral-small":
     V, D, F, L, H, KV, theta, tied = 32000, 512, 1024, 8, 8, 4, 1000000.0, False
     a.arch = "mixtral"
@@ -89,7 +94,8 @@ shapes["model.norm.weight"] = (D,)
 if not tied: shapes["lm_head.weight"] = (V, D)
 
 rng = random.Random(a.seed)
-std = 0.5 if a.shape == "tiny" else 0.02
+std = 0.5 if a.shape == "tiny" else 0.1 if a.shape == "kquant" else 0.02
+outliers = {(37 * k + 5) % D for k in range(a.outlier_channels)}
 pool = array.array("f", [rng.gauss(0, std) for _ in range(1 << 20)])
 def count(s): return s[0] * (s[1] if len(s) > 1 else 1)
 
@@ -106,7 +112,8 @@ with open(os.path.join(a.out, "model.safetensors"), "wb") as f:
     for i, (name, s) in enumerate(shapes.items()):
         n = count(s)
         if name.endswith("norm.weight"):
-            f.write(array.array("f", [1.0 + (0.2 * pool[(i * 31 + j) % len(pool)] if a.shape == "tiny" else 0.0) for j in range(n)]).tobytes())
+            f.write(array.array("f", [8.0 if j in outliers and name != "model.norm.weight" else
+                                      1.0 + (0.2 * pool[(i * 31 + j) % len(pool)] if a.shape in ("tiny", "kquant") else 0.0) for j in range(n)]).tobytes())
             continue
         start = (i * 7919) % (len(pool) // 2)
         while n > 0:

@@ -10,7 +10,32 @@ internal static class ConvertCommand
     {
         var model = new ModelInput("source: a Hugging Face model directory, a .gguf file (or a folder holding one), or a PEFT adapter directory (with --base)");
         var output = new Option<string>("--out", "-o") { Description = "destination: a .gguf file, or a directory for Hugging Face safetensors", Required = true };
-        var type = CliSupport.MatrixType("weight type (default: keep each tensor's). Norms stay f32; rows that do not fit a block are stored as q8_0/f16, and each such tensor is listed");
+        var type = new Option<string?>("--type")
+        {
+            Description = $"weight type (default: keep each tensor's): {Hone.Model.MatrixTypes.Names}, or q4_k_m (llama.cpp's mixture: q4_k, with q6_k for the " +
+                          "output head and for attn_v and ffn_down in the first and last eighth of the layers and every third layer between). Norms stay f32; " +
+                          "rows that do not fit a block are stored as q8_0/f16, and each such tensor is listed",
+        };
+        type.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is string name && !IsRecipe(name))
+                try { Hone.Model.MatrixTypes.Parse(name); }
+                catch (ArgumentException e) { result.AddError(e.Message); }
+        });
+        var imatrix = new Option<string?>("--imatrix")
+        {
+            Description = "an importance matrix (hone imatrix or llama-imatrix; GGUF or legacy .dat): q4_0, q4_k and q6_k weigh each weight's rounding error " +
+                          "by its input column's mean squared activation, as llama-quantize --imatrix does (q8_0 ignores it, as llama.cpp's does). Tensors the " +
+                          "file has no entry for (token_embd, usually the output head) are quantized unweighted and listed; a damaged file or an entry " +
+                          "of the wrong width is refused",
+        };
+        var typeFor = new Option<string[]>("--type-for")
+        {
+            Description = "PATTERN=TYPE, repeatable: 2D weights whose GGUF name matches PATTERN (a regular expression, searched; stacked experts are " +
+                          "blk.N.ffn_down_exps.weight) are stored as TYPE; the first matching rule wins, before --type. A rule that matches nothing is refused. " +
+                          "Example: --type q4_k --type-for ffn_down=q6_k --type-for 'blk\\.0\\.'=q8_0",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var noVerify = new Option<bool>("--no-verify") { Description = "skip reloading the output and comparing its logits with the source" };
         var baseModel = new Option<string?>("--base") { Description = "converting a PEFT adapter directory to a llama.cpp LoRA .gguf: the base model it was trained on (" +
             string.Join("; ", Hone.Model.AdapterKinds.All.Where(k => k.LlamaCppType == null).Select(k => $"{k} adapters have no llama.cpp form")) + ")" };
@@ -20,7 +45,7 @@ internal static class ConvertCommand
             "Convert between Hugging Face directories and GGUF files, and requantize. GGUF files written here load in llama.cpp unchanged " +
             "(llama q/k rows are permuted for its rope, as its own converter does).")
         {
-            output, type, noVerify, baseModel, threads, json,
+            output, type, imatrix, typeFor, noVerify, baseModel, threads, json,
         };
         model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.GuardInterruptible(cancel =>
@@ -35,7 +60,10 @@ internal static class ConvertCommand
                 foreach (var n in notes) Console.WriteLine(n);
                 return 0;
             }
-            var options = new ConvertOptions(source, r.GetValue(output)!, CliSupport.ParseType(r.GetValue(type)), !r.GetValue(noVerify), r.GetValue(threads));
+            string? typeName = r.GetValue(type);
+            var rules = (r.GetValue(typeFor) ?? []).Select(TypeRule.Parse).ToList();
+            var options = new ConvertOptions(source, r.GetValue(output)!, typeName != null && IsRecipe(typeName) ? null : CliSupport.ParseType(typeName),
+                !r.GetValue(noVerify), r.GetValue(threads), r.GetValue(imatrix), rules, typeName != null && IsRecipe(typeName) ? QuantRecipe.Q4_K_M : null);
             var report = ModelConverter.Convert(options, m => Console.Error.WriteLine(m), cancel);
             if (r.GetValue(json)) { Console.WriteLine(JsonSerializer.Serialize(report, CliSupport.JsonOptions)); return 0; }
             Console.WriteLine($"wrote {report.Output} ({report.Format}, {report.Tensors} tensors, {CliSupport.Bytes(report.Bytes)})");
@@ -44,4 +72,6 @@ internal static class ConvertCommand
         }));
         return cmd;
     }
+
+    static bool IsRecipe(string name) => name.Trim().Equals("q4_k_m", StringComparison.OrdinalIgnoreCase);
 }

@@ -51,6 +51,10 @@ public sealed unsafe class LlamaModel : IDisposable
     /// <summary>When set, every mixture-of-experts layer adds its routing to it (<c>hone inspect --routing</c>).</summary>
     public RoutingStatistics? Routing { get; set; }
 
+    /// <summary>When set, sees the input rows of every projection of one-sequence steps (<see cref="IActivationObserver"/>;
+    /// <c>hone imatrix</c>); null on every normal pass, which then pays one null check per projection.</summary>
+    public IActivationObserver? ActivationObserver { get; set; }
+
     /// <summary>How the KV cache holds keys and values (<see cref="KvCacheType"/>).</summary>
     public KvCacheType CacheType { get; }
 
@@ -243,6 +247,12 @@ public sealed unsafe class LlamaModel : IDisposable
             RowParallel.RmsNormForward(Pool, x, w.AttentionNorm, h, T, D, c.RmsNormEps);
             if (diagnose) CheckFinite(h, (long)T * D, l, "attention norm");
             RouteLoraMixture(l, h, T);
+            if (ActivationObserver is { } observer)
+            {
+                observer.Observe(w.Query, h, T, D);
+                observer.Observe(w.Key, h, T, D);
+                observer.Observe(w.Value, h, T, D);
+            }
             Linear.ForwardShared(Pool, h, T, D,
                 w.Query, w.QueryBias, q, Qd, AdapterOf(w.Query),
                 w.Key, w.KeyBias, kNew, Kd, AdapterOf(w.Key),
@@ -273,6 +283,7 @@ public sealed unsafe class LlamaModel : IDisposable
                 MixtureOfExperts(w, h, T, x, l, diagnose, promptRows);
                 continue;
             }
+            ObserveGated(w.Gate, w.Up, h, T, D);
             Linear.ForwardGated(Pool, h, T, D, w.Gate, AdapterOf(w.Gate), w.Up, AdapterOf(w.Up), gate, up, Precision, promptRows);
             if (diagnose) CheckFinite(gate, (long)T * F, l, "gate and up projections", w.Gate, w.Up);
             Project(w.Down, null, gate, T, F, x, D, true, scratch, promptRows);
@@ -326,6 +337,7 @@ public sealed unsafe class LlamaModel : IDisposable
             for (int i = 0; i < n; i++)
                 new ReadOnlySpan<float>(h + (long)(_routeOrder[start + i] / k) * D, D).CopyTo(new Span<float>(input + (long)i * D, D));
             var (expertGate, expertUp, expertDown) = ExpertCache?.Fetch(layer, e) ?? (w.ExpertGate![e], w.ExpertUp![e], w.ExpertDown![e]);
+            ObserveGated(expertGate, expertUp, input, n, D);
             Linear.ForwardGated(Pool, input, n, D, expertGate, AdapterOf(expertGate), expertUp, AdapterOf(expertUp), gate, up, Precision, promptRows);
             Project(expertDown, null, gate, n, c.ExpertFeedForwardSize, output, D, false, null, promptRows);
             if (diagnose) CheckFinite(output, (long)n * D, layer, $"expert {e}", expertGate, expertUp, expertDown);
@@ -338,6 +350,7 @@ public sealed unsafe class LlamaModel : IDisposable
         if (w.SharedGate != null)
         {
             int fs = c.SharedExpertFeedForwardSize;
+            ObserveGated(w.SharedGate, w.SharedUp!, h, T, D);
             Linear.ForwardGated(Pool, h, T, D, w.SharedGate, AdapterOf(w.SharedGate), w.SharedUp!, AdapterOf(w.SharedUp!), gate, up, Precision, promptRows);
             Project(w.SharedDown!, null, gate, T, fs, output, D, false, null, promptRows);
             if (diagnose) CheckFinite(output, (long)T * D, layer, "shared expert", w.SharedGate, w.SharedUp!, w.SharedDown!);
@@ -428,8 +441,18 @@ public sealed unsafe class LlamaModel : IDisposable
 
     ILinearAdapter? AdapterOf(WeightMatrix w) => Adapters.Count == 0 ? null : Adapters.GetValueOrDefault(w.Name);
 
-    void Project(WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy, bool accumulate, float* scratch, bool promptRows) =>
+    void ObserveGated(WeightMatrix gate, WeightMatrix up, float* x, int tokens, int ldx)
+    {
+        if (ActivationObserver is not { } observer) return;
+        observer.Observe(gate, x, tokens, ldx);
+        observer.Observe(up, x, tokens, ldx);
+    }
+
+    void Project(WeightMatrix w, float* bias, float* x, int tokens, int ldx, float* y, int ldy, bool accumulate, float* scratch, bool promptRows)
+    {
+        ActivationObserver?.Observe(w, x, tokens, ldx);
         Linear.Forward(Pool, w, bias, x, tokens, ldx, y, ldy, accumulate, AdapterOf(w), scratch, precision: Precision, promptRows: promptRows);
+    }
 
     /// <summary>The cached key vector of one layer and position ([Hkv·Dh], after RoPE) — for tests and inspection.</summary>
     public ReadOnlySpan<float> CachedKey(int layer, int position) =>

@@ -1,17 +1,58 @@
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Hone.Formats;
 using Hone.Model;
 using Hone.Tensors;
+using Hone.Tensors.Quantization;
 
 namespace Hone.Transforms;
 
 /// <param name="Output">a path ending in .gguf, or a directory for a Hugging Face safetensors checkpoint</param>
 /// <param name="Type">storage type for 2D weights (null keeps each tensor's type); norms and biases stay f32</param>
 /// <param name="Verify">reload the output and compare its logits with the source on a short sequence</param>
-public sealed record ConvertOptions(string Input, string Output, TensorType? Type = null, bool Verify = true, int Threads = 0);
+/// <param name="Imatrix">an importance matrix (llama.cpp imatrix GGUF or legacy .dat): Q4_0, Q4_K and Q6_K weigh each
+/// weight's rounding error by its column's mean squared activation, as llama-quantize --imatrix does; tensors the file
+/// lacks are quantized unweighted (and listed in the notes)</param>
+/// <param name="TypeFor">per-tensor types: the first rule whose pattern (a regular expression, searched in the GGUF
+/// tensor name; a stacked expert tensor is "blk.N.ffn_down_exps.weight") matches a 2D weight sets its type, before
+/// <paramref name="Recipe"/> and <paramref name="Type"/>; a rule that matches nothing is refused</param>
+/// <param name="Recipe">a llama.cpp mixture of types (<see cref="QuantRecipe"/>), overriding <paramref name="Type"/></param>
+public sealed record ConvertOptions(string Input, string Output, TensorType? Type = null, bool Verify = true, int Threads = 0,
+    string? Imatrix = null, IReadOnlyList<TypeRule>? TypeFor = null, QuantRecipe? Recipe = null);
+
+/// <summary>A per-tensor type: tensors whose GGUF name matches <paramref name="Pattern"/> (a regular expression, searched)
+/// are stored as <paramref name="Type"/>.</summary>
+public sealed record TypeRule(string Pattern, TensorType Type)
+{
+    /// <summary>Parses "PATTERN=TYPE" (hone convert --type-for).</summary>
+    public static TypeRule Parse(string text)
+    {
+        int eq = text.LastIndexOf('=');
+        if (eq <= 0 || eq == text.Length - 1) throw new ArgumentException($"--type-for '{text}': expected PATTERN=TYPE, e.g. ffn_down=q6_k");
+        string pattern = text[..eq];
+        try { _ = new Regex(pattern); }
+        catch (ArgumentException e) { throw new ArgumentException($"--type-for '{text}': '{pattern}' is not a regular expression ({e.Message})"); }
+        return new TypeRule(pattern, MatrixTypes.Parse(text[(eq + 1)..], $"--type-for '{text}'"));
+    }
+}
+
+/// <summary>llama-quantize's mixtures (llama-quant.cpp's per-tensor rules).</summary>
+public enum QuantRecipe
+{
+    /// <summary>Q4_K_M: Q4_K everywhere except the output head (or a tied embedding), and attn_v and ffn_down in the
+    /// first and last eighth of the layers and every third layer between (use_more_bits), which take Q6_K.</summary>
+    Q4_K_M,
+}
 
 /// <param name="MaxLogitDifference">largest |logit difference| between source and output on the check sequence</param>
-public sealed record ConvertReport(string Output, string Format, int Tensors, long Bytes, IReadOnlyList<string> Notes, double? MaxLogitDifference);
+/// <param name="ImportanceWeightedError">with an importance matrix: the relative importance-weighted rounding error of
+/// the weighted tensors (Σ imp·(w−q)² / Σ imp·w²) as written, and as the unweighted quantizer would have written them</param>
+public sealed record ConvertReport(string Output, string Format, int Tensors, long Bytes, IReadOnlyList<string> Notes, double? MaxLogitDifference,
+    ImportanceError? ImportanceWeightedError = null);
+
+/// <param name="With">Σ imp·(w−q)² / Σ imp·w² of the tensors as quantized with the importance matrix</param>
+/// <param name="Without">the same measure for the unweighted quantizer on the same rows</param>
+public sealed record ImportanceError(double With, double Without);
 
 /// <summary>
 /// Converts between Hugging Face directories and GGUF files and requantizes. Hugging Face llama/mistral q and k
@@ -55,8 +96,13 @@ public static unsafe class ModelConverter
                     throw new InvalidOperationException($"verification failed: the output's logits are not finite (max difference {diff}); nothing was written");
                 notes.Add($"verified: max |logit difference| {diff:G3} over a 16-token check sequence");
             };
-        var (format, tensors, bytes) = Write(weights, source, o.Output, o.Type, notes, log, cancel, verify);
-        return new ConvertReport(o.Output, format, tensors, bytes, notes, diff);
+        var importance = o.Imatrix != null ? ImportanceMatrix.Read(o.Imatrix) : null;
+        if (importance != null) log($"importance matrix {o.Imatrix}: {importance.Entries.Count} entries, {importance.ChunkCount} chunks of {importance.ChunkSize}");
+        var choice = new TypeChoice(o.TypeFor ?? [], o.Recipe, importance, o.Imatrix);
+        choice.CheckRules(weights.Config);
+        var (format, tensors, bytes) = Write(weights.Config, weights, null, source, o.Output, o.Recipe != null ? TensorType.Q4_K : o.Type, notes, log, cancel, verify, choice);
+        choice.Finish(notes);
+        return new ConvertReport(o.Output, format, tensors, bytes, notes, diff, choice.WeightedError);
     }
 
     /// <summary>
@@ -75,7 +121,7 @@ public static unsafe class ModelConverter
     /// <param name="verify">called with the temporary path once everything is written; throws to refuse the output</param>
     static (string Format, int Tensors, long Bytes) Write(LlamaWeights weights, Checkpoint? source, string output,
         TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify) =>
-        Write(weights.Config, weights, null, source, output, type, notes, log, cancel, verify);
+        Write(weights.Config, weights, null, source, output, type, notes, log, cancel, verify, null);
 
     /// <summary>
     /// Write a model whose tensors are computed one at a time, in writing order, by <paramref name="compute"/> (a merge:
@@ -85,10 +131,10 @@ public static unsafe class ModelConverter
     /// </summary>
     internal static (string Format, int Tensors, long Bytes) WriteComputed(ModelConfig config, Func<string, float[]> compute, Checkpoint? source,
         string output, TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify) =>
-        Write(config, null, compute, source, output, type, notes, log, cancel, verify);
+        Write(config, null, compute, source, output, type, notes, log, cancel, verify, null);
 
     static (string Format, int Tensors, long Bytes) Write(ModelConfig config, LlamaWeights? weights, Func<string, float[]>? compute, Checkpoint? source,
-        string output, TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify)
+        string output, TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify, TypeChoice? choice)
     {
         log ??= _ => { };
         var o = new { Output = output, Type = type, Input = source?.Path ?? "(in memory)" };
@@ -107,6 +153,7 @@ public static unsafe class ModelConverter
         try
         {
             var plan = new List<(string Name, TensorType Type, int Rows, int Cols, Func<int, int> RowOrder, Func<int, nint> Row, TensorType SourceType, Func<float[]>? Compute)>();
+            var importanceOf = new Dictionary<string, float[]>();
             foreach (var (role, layer, bias, rows, cols, expert) in LlamaWeights.Expected(config))
             {
                 string name = TensorNames.Gguf(role, layer, bias, expert);
@@ -140,7 +187,10 @@ public static unsafe class ModelConverter
                 }
                 var matrix = vector ? null : weights.Matrices().First(m => m.Name == name);
                 TensorType sourceType = matrix?.Type ?? TensorType.F32;
-                TensorType target = vector ? TensorType.F32 : ChooseType(o.Type ?? sourceType, cols, name, notes);
+                string stacked = TensorNames.Gguf(role, layer, bias);
+                TensorType requested = vector ? TensorType.F32 : choice?.For(stacked, role, layer, config) ?? o.Type ?? sourceType;
+                TensorType target = vector ? TensorType.F32 : ChooseType(requested, cols, name, notes);
+                if (!vector && choice?.Importance(stacked, Math.Max(0, expert), cols, target, sourceType) is { } columnWeights) importanceOf[name] = columnWeights;
                 Func<int, int> order = r => r;
                 int heads = role == TensorRole.AttentionQuery ? config.Heads : config.KvHeads;
                 if (role is TensorRole.AttentionQuery or TensorRole.AttentionKey)
@@ -179,6 +229,9 @@ public static unsafe class ModelConverter
                 long outRow = p.Type.Traits().BytesFor(p.Cols);
                 var buffer = new byte[outRow];
                 float[]? computed = p.Compute?.Invoke();
+                float[]? importance = importanceOf.GetValueOrDefault(p.Name);
+                var check = importance != null ? new float[p.Cols] : null;
+                var plainBytes = importance != null ? new byte[outRow] : null;
                 if (computed != null && computed.LongLength < (long)p.Rows * p.Cols)
                     throw new InvalidOperationException($"{p.Name}: {computed.LongLength} values computed for [{p.Rows}, {p.Cols}]");
                 fixed (float* c = computed)
@@ -191,7 +244,21 @@ public static unsafe class ModelConverter
                         else
                         {
                             WeightRows.DequantizeSegment(p.SourceType, src, 0, p.Cols, r);
-                            LlamaWeights.StoreRow(row, p.Type, b);
+                            if (importance != null)
+                            {
+                                var written = new Span<byte>(b, (int)outRow);
+                                WeightedQuantization.QuantizeRow(p.Type, row, importance, written);
+                                // What the importance bought: the weighted rounding error of this row, and of the unweighted encoding.
+                                BlockQuantization.DequantizeRow(p.Type, written, check);
+                                double withImportance = 0, norm = 0;
+                                for (int j = 0; j < p.Cols; j++) { double d = row[j] - check![j]; withImportance += importance[j] * d * d; norm += importance[j] * (double)row[j] * row[j]; }
+                                BlockQuantization.QuantizeRow(p.Type, row, plainBytes);
+                                BlockQuantization.DequantizeRow(p.Type, plainBytes, check);
+                                double without = 0;
+                                for (int j = 0; j < p.Cols; j++) { double d = row[j] - check![j]; without += importance[j] * d * d; }
+                                choice!.AddError(withImportance, without, norm);
+                            }
+                            else LlamaWeights.StoreRow(row, p.Type, b);
                         }
                         s.Write(buffer);
                         if ((i & 4095) == 4095) cancel.ThrowIfCancellationRequested();
@@ -312,6 +379,73 @@ public static unsafe class ModelConverter
             else if (Directory.Exists(staged)) Directory.Delete(staged, recursive: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    /// <summary>Per-tensor types (rules, recipe) and importance weights of one conversion, with what to tell about them.</summary>
+    sealed class TypeChoice(IReadOnlyList<TypeRule> rules, QuantRecipe? recipe, ImportanceMatrix? importance, string? importanceFile)
+    {
+        readonly HashSet<string>[] _matches = rules.Select(_ => new HashSet<string>()).ToArray();
+        readonly Regex[] _patterns = rules.Select(r => new Regex(r.Pattern, RegexOptions.CultureInvariant)).ToArray();
+        readonly SortedSet<string> _unweighted = new(StringComparer.Ordinal), _weighted = new(StringComparer.Ordinal), _copied = new(StringComparer.Ordinal);
+
+        public TensorType? For(string name, TensorRole role, int layer, ModelConfig config)
+        {
+            for (int i = 0; i < rules.Count; i++)
+                if (_patterns[i].IsMatch(name)) { _matches[i].Add(name); return rules[i].Type; }
+            return recipe switch
+            {
+                QuantRecipe.Q4_K_M => role == TensorRole.Output || (role == TensorRole.TokenEmbedding && config.TiedEmbeddings)
+                    || (role is TensorRole.AttentionValue or TensorRole.FeedForwardDown or TensorRole.ExpertDown && UseMoreBits(layer, config.Layers))
+                    ? TensorType.Q6_K : TensorType.Q4_K,
+                _ => null,
+            };
+        }
+
+        /// <summary>llama-quant.cpp's use_more_bits: the first and last eighth of the layers, and every third between.</summary>
+        static bool UseMoreBits(int layer, int layers) => layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
+
+        public float[]? Importance(string name, int expert, int cols, TensorType target, TensorType source)
+        {
+            if (importance == null || target is not (TensorType.Q4_0 or TensorType.Q4_K or TensorType.Q6_K or TensorType.Q8_0)) return null;
+            if (target == source) { _copied.Add(name); return null; }
+            var weights = importance.ColumnWeights(name, expert, cols, importanceFile!);
+            if (weights == null) { _unweighted.Add(name); return null; }
+            if (target == TensorType.Q8_0) return null; // ggml's Q8_0 ignores importance weights
+            _weighted.Add(name);
+            return weights;
+        }
+
+        /// <summary>Refuses, before anything is written, a rule that matches no 2D weight of the model.</summary>
+        public void CheckRules(ModelConfig config)
+        {
+            var names = LlamaWeights.Expected(config).Where(t => t.Rows > 1).Select(t => TensorNames.Gguf(t.Role, t.Layer, t.Bias)).Distinct().ToList();
+            for (int i = 0; i < rules.Count; i++)
+                if (!names.Any(_patterns[i].IsMatch))
+                    throw new ArgumentException($"--type-for '{rules[i].Pattern}={rules[i].Type.Name()}' matches no 2D weight of the model (patterns search GGUF names such as {names.FirstOrDefault(n => n.StartsWith("blk.", StringComparison.Ordinal)) ?? names[0]})");
+        }
+
+        double _weightedError, _plainError, _weightedNorm;
+
+        /// <summary>Adds one row's importance-weighted squared rounding errors (Σ imp·(w − q)², with and without the
+        /// importance) and its Σ imp·w².</summary>
+        public void AddError(double weighted, double plain, double norm) { _weightedError += weighted; _plainError += plain; _weightedNorm += norm; }
+
+        /// <summary>Relative importance-weighted rounding error over the weighted tensors: with the importance, and what
+        /// the unweighted quantizer gives on the same rows.</summary>
+        public ImportanceError? WeightedError => _weightedNorm > 0 ? new(_weightedError / _weightedNorm, _plainError / _weightedNorm) : null;
+
+        public void Finish(List<string> notes)
+        {
+            for (int i = 0; i < rules.Count; i++) notes.Add($"--type-for {rules[i].Pattern}={rules[i].Type.Name()}: {_matches[i].Count} tensors");
+            if (importance == null) return;
+            notes.Add($"importance matrix {importanceFile}: {_weighted.Count} tensors quantized with importance weights");
+            if (WeightedError is { With: var with, Without: var without })
+                notes.Add($"importance-weighted rounding error of those tensors, Σ imp·(w−q)² / Σ imp·w²: {with:G4} (unweighted quantization of the same rows: {without:G4}, {(1 - with / without) * 100:F1}% lower)");
+            if (_unweighted.Count > 0)
+                notes.Add($"importance matrix has no entry for {_unweighted.Count} quantized tensors, quantized unweighted as llama-quantize does: {string.Join(", ", _unweighted)}");
+            if (_copied.Count > 0)
+                notes.Add($"{_copied.Count} tensors were already of their target type and were copied, not requantized (importance not applied): {string.Join(", ", _copied.Take(6))}{(_copied.Count > 6 ? ", ..." : "")}");
+        }
     }
 
     /// <summary>A type whose block fits the row; otherwise the nearest that does (as llama.cpp falls back).</summary>
