@@ -12,6 +12,67 @@ internal static class PruneCommand
         var cmd = new Command("prune", "Make a model smaller by removing what a calibration text shows it barely uses. Mixtures of experts: hone moe prune.");
         cmd.Subcommands.Add(Layers());
         cmd.Subcommands.Add(Width());
+        cmd.Subcommands.Add(Sparse());
+        return cmd;
+    }
+
+    static Command Sparse()
+    {
+        var model = new ModelInput("the model to prune");
+        var imatrix = new Option<string>("--imatrix") { Description = "an importance matrix of this model (hone imatrix MODEL --data F): its column sums give each input's activation norm", Required = true };
+        var sparsity = new Option<double?>("--sparsity") { Description = "unstructured: the share of each output row's weights to zero (default 0.5)" };
+        var pattern = new Option<string?>("--pattern") { Description = "N:M instead: in every group of M consecutive inputs keep the N highest-scoring (2:4)" };
+        var output = new Option<string>("--out", "-o") { Description = "a directory (Hugging Face safetensors) or a .gguf file", Required = true };
+        var eval = new Option<string?>("--eval") { Description = "a held-out text to score before and after (perplexity, protocol full, exact precision)" };
+        var ctx = new Option<int>("--ctx") { Description = "window length for --eval", DefaultValueFactory = _ => 512 }.Within(2, int.MaxValue);
+        var type = CliSupport.MatrixType("weight type of the output (default f32)");
+        var threads = CliSupport.Threads();
+        var json = CliSupport.Json();
+        var cmd = new Command("sparse",
+            "Unstructured or N:M pruning (Wanda): score each weight |W_ij|·‖X_j‖, with the input activation norms from an importance matrix, and " +
+            "zero the lowest-scoring share of each output row, or all but the N best of every M consecutive inputs. Every projection of the layers " +
+            "is pruned; the embedding and output head are not. The output keeps its shape, zeros in place (Hone's kernels are dense: no faster).")
+        {
+            imatrix, sparsity, pattern, output, eval, ctx, type, threads, json,
+        };
+        model.AddTo(cmd);
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            int keep = 0, group = 0;
+            if (r.GetValue(pattern) is string p)
+            {
+                if (r.GetValue(sparsity) != null) throw new ArgumentException("give --sparsity or --pattern, not both");
+                var parts = p.Split(':');
+                if (parts.Length != 2 || !int.TryParse(parts[0], out keep) || !int.TryParse(parts[1], out group))
+                    throw new ArgumentException($"--pattern: '{p}' is not N:M (such as 2:4)");
+            }
+            string input = model.Read(r)!, evalText = r.GetValue(eval) ?? "";
+            if (evalText != "" && !File.Exists(evalText)) throw new FileNotFoundException($"{evalText}: no such file", evalText);
+            var report = SparsePruner.Prune(new SparsePruneOptions(input, r.GetValue(imatrix)!, r.GetValue(output)!, r.GetValue(sparsity) ?? 0.5, keep, group,
+                CliSupport.ParseType(r.GetValue(type))), m => Console.Error.WriteLine(m));
+            double? before = null, after = null;
+            if (evalText != "")
+            {
+                Console.Error.WriteLine($"scoring {evalText} before and after...");
+                before = Perplexity.OfFile(input, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
+                after = Perplexity.OfFile(report.Output, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
+            }
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    output = report.Output, pattern = report.Pattern, zeroed = report.Zeroed, prunable = report.Prunable, parameters = report.Parameters,
+                    perplexity_before = before, perplexity_after = after, protocol = report.Protocol, notes = report.Notes,
+                }, CliSupport.JsonOptions));
+                return 0;
+            }
+            Console.WriteLine($"wrote {report.Output}: {report.Pattern}, {report.Zeroed:N0} of {report.Prunable:N0} layer weights zeroed " +
+                              $"({(double)report.Zeroed / report.Prunable:P1}; {(double)report.Zeroed / report.Parameters:P1} of all {report.Parameters:N0} parameters)");
+            if (before is double b && after is double a)
+                Console.WriteLine($"perplexity of {Path.GetFileName(evalText)}: {b:F4} before, {a:F4} after ({a / b - 1:+0.0%;-0.0%})");
+            Console.WriteLine(report.Protocol);
+            return 0;
+        }));
         return cmd;
     }
 
