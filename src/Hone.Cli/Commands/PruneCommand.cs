@@ -19,7 +19,8 @@ internal static class PruneCommand
     static Command Sparse()
     {
         var model = new ModelInput("the model to prune");
-        var imatrix = new Option<string>("--imatrix") { Description = "an importance matrix of this model (hone imatrix MODEL --data F): its column sums give each input's activation norm", Required = true };
+        var imatrix = new Option<string?>("--imatrix") { Description = "an importance matrix of this model (hone imatrix MODEL --data F): its column sums give each input's activation norm (Wanda)" };
+        var magnitude = new Option<bool>("--magnitude") { Description = "score by |W_ij| alone instead (magnitude pruning, the baseline Wanda improves on)" };
         var sparsity = new Option<double?>("--sparsity") { Description = "unstructured: the share of each output row's weights to zero (default 0.5)" };
         var pattern = new Option<string?>("--pattern") { Description = "N:M instead: in every group of M consecutive inputs keep the N highest-scoring (2:4)" };
         var output = new Option<string>("--out", "-o") { Description = "a directory (Hugging Face safetensors) or a .gguf file", Required = true };
@@ -33,11 +34,13 @@ internal static class PruneCommand
             "zero the lowest-scoring share of each output row, or all but the N best of every M consecutive inputs. Every projection of the layers " +
             "is pruned; the embedding and output head are not. The output keeps its shape, zeros in place (Hone's kernels are dense: no faster).")
         {
-            imatrix, sparsity, pattern, output, eval, ctx, type, threads, json,
+            imatrix, magnitude, sparsity, pattern, output, eval, ctx, type, threads, json,
         };
         model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
+            if ((r.GetValue(imatrix) == null) == !r.GetValue(magnitude))
+                throw new ArgumentException("give --imatrix F (Wanda: |W|·‖X‖) or --magnitude (|W| alone), one of the two");
             int keep = 0, group = 0;
             if (r.GetValue(pattern) is string p)
             {

@@ -26,15 +26,17 @@ public class SparsePrunerTests
         Enumerable.Range(0, rows * cols).Select(i => MathF.Abs(w[i]) * MathF.Sqrt(meanSquares[i % cols])).ToArray();
 
     [Theory]
-    [InlineData(0.5, 0, 0)]
-    [InlineData(0.3, 0, 0)]
-    [InlineData(0, 2, 4)]
-    [InlineData(0, 1, 4)]
-    public void The_zeros_are_the_lowest_scores_of_each_row_or_group(double sparsity, int keep, int group)
+    [InlineData(0.5, 0, 0, false)]
+    [InlineData(0.3, 0, 0, false)]
+    [InlineData(0, 2, 4, false)]
+    [InlineData(0, 1, 4, false)]
+    [InlineData(0.5, 0, 0, true)]
+    [InlineData(0, 2, 4, true)]
+    public void The_zeros_are_the_lowest_scores_of_each_row_or_group(double sparsity, int keep, int group, bool magnitude)
     {
         using var dir = new TempDirectory();
         var (_, imatrix) = Calibrate(dir);
-        var report = SparsePruner.Prune(new SparsePruneOptions(TinyChatModel.Path, imatrix, dir.File("pruned"), sparsity, keep, group));
+        var report = SparsePruner.Prune(new SparsePruneOptions(TinyChatModel.Path, magnitude ? null : imatrix, dir.File("pruned"), sparsity, keep, group));
         using var before = Checkpoint.Open(TinyChatModel.Path);
         using var original = LlamaWeights.Load(before);
         using var after = Checkpoint.Open(dir.File("pruned"));
@@ -47,7 +49,7 @@ public class SparsePrunerTests
             var w = m.ToFloatArray();
             var p = prunedByName[m.Name].ToFloatArray();
             if (m.Name == original.TokenEmbedding.Name || m.Name == original.Output.Name) { Assert.Equal(w, p); continue; }
-            var scores = Scores(w, m.Rows, m.Cols, importance.ColumnWeights(m.Name, 0, m.Cols, imatrix)!);
+            var scores = Scores(w, m.Rows, m.Cols, magnitude ? Enumerable.Repeat(1f, m.Cols).ToArray() : importance.ColumnWeights(m.Name, 0, m.Cols, imatrix)!);
             for (int r = 0; r < m.Rows; r++)
             {
                 var idx = group > 0 ? null : Enumerable.Range(0, m.Cols).OrderBy(j => scores[r * m.Cols + j]).ThenBy(j => j).Take((int)Math.Floor(sparsity * m.Cols)).ToHashSet();
@@ -92,5 +94,7 @@ public class SparsePrunerTests
         Assert.True((double)json["perplexity_after"]! > 0);
         var bad = HoneCli.Run("prune", "sparse", TinyChatModel.Path, "--imatrix", imatrix, "--pattern", "2-4", "--out", dir.File("q"));
         Assert.Contains("is not N:M", bad.Stderr);
+        var neither = HoneCli.Run("prune", "sparse", TinyChatModel.Path, "--out", dir.File("q"));
+        Assert.Contains("give --imatrix F (Wanda: |W|·‖X‖) or --magnitude", neither.Stderr);
     }
 }

@@ -5,11 +5,11 @@ using Hone.Tensors;
 namespace Hone.Transforms.Pruning;
 
 /// <param name="Importance">an importance matrix of this model (hone imatrix, or llama-imatrix's): its per-column sums
-/// of squared activations give ‖X_j‖</param>
+/// of squared activations give ‖X_j‖; null prunes by magnitude alone (every ‖X_j‖ taken as 1), the baseline Wanda improves on</param>
 /// <param name="Sparsity">unstructured: the share of each row's weights set to zero</param>
 /// <param name="Keep">N of an N:M pattern (2 of 2:4), or 0 for unstructured</param>
 /// <param name="Group">M of an N:M pattern (4 of 2:4)</param>
-public sealed record SparsePruneOptions(string Model, string Importance, string Output, double Sparsity = 0.5, int Keep = 0, int Group = 0,
+public sealed record SparsePruneOptions(string Model, string? Importance, string Output, double Sparsity = 0.5, int Keep = 0, int Group = 0,
     TensorType? Type = null);
 
 /// <param name="Zeroed">weights set to zero, of <paramref name="Prunable"/> in the layers' projections</param>
@@ -36,7 +36,7 @@ public static unsafe class SparsePruner
             throw new ArgumentException($"--pattern {o.Keep}:{o.Group}: keep N of every M inputs with 1 ≤ N < M (2:4, 4:8)");
         if (!structured && !(o.Sparsity > 0 && o.Sparsity < 1))
             throw new ArgumentException($"--sparsity {o.Sparsity}: the share of each row to zero is between 0 and 1");
-        var importance = ImportanceMatrix.Read(o.Importance);
+        var importance = o.Importance == null ? null : ImportanceMatrix.Read(o.Importance);
         using var checkpoint = Checkpoint.Open(o.Model);
         var c = checkpoint.Config;
         using var weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(TensorType.F32));
@@ -48,13 +48,18 @@ public static unsafe class SparsePruner
             if (structured && m.Cols % o.Group != 0)
                 throw new ArgumentException($"{m.Name} has {m.Cols} inputs, not a multiple of the pattern's group of {o.Group}");
             string stacked = TensorNames.Gguf(parsed.Role, parsed.Layer, parsed.Bias);
-            var meanSquares = importance.ColumnWeights(stacked, Math.Max(0, parsed.Expert), m.Cols, o.Importance)
-                ?? throw new ModelFormatException(o.Importance, $"has no activations for {stacked}; collect them with hone imatrix on this model", $"tensor '{stacked}'");
-            var norms = meanSquares.Select(v => MathF.Sqrt(v)).ToArray();
+            float[] norms;
+            if (importance == null) norms = Enumerable.Repeat(1f, m.Cols).ToArray();
+            else
+            {
+                var meanSquares = importance.ColumnWeights(stacked, Math.Max(0, parsed.Expert), m.Cols, o.Importance!)
+                    ?? throw new ModelFormatException(o.Importance!, $"has no activations for {stacked}; collect them with hone imatrix on this model", $"tensor '{stacked}'");
+                norms = meanSquares.Select(v => MathF.Sqrt(v)).ToArray();
+            }
             zeroed += structured ? PruneGroups((float*)m.Data, m.Rows, m.Cols, norms, o.Keep, o.Group) : PruneRows((float*)m.Data, m.Rows, m.Cols, norms, o.Sparsity);
             prunable += (long)m.Rows * m.Cols;
         }
-        string pattern = structured ? $"{o.Keep}:{o.Group}" : $"unstructured {o.Sparsity:P0}";
+        string pattern = (structured ? $"{o.Keep}:{o.Group}" : $"unstructured {o.Sparsity:P0}") + (importance == null ? ", by magnitude" : "");
         var notes = new List<string> { $"{pattern}: {zeroed:N0} of {prunable:N0} layer weights set to zero ({(double)zeroed / prunable:P1})" };
         ModelConverter.Write(weights, checkpoint, o.Output, o.Type ?? TensorType.F32, notes, log);
         return new SparsePruneReport(o.Output, zeroed, prunable, c.ParameterCount, pattern, notes);
