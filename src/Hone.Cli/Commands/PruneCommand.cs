@@ -16,6 +16,34 @@ internal static class PruneCommand
         return cmd;
     }
 
+    /// <summary>--eval: a held-out text scored (perplexity, protocol full, exact precision) before and after a pruning.</summary>
+    sealed class HeldOut(string? path)
+    {
+        public double? Before { get; private set; }
+        public double? After { get; private set; }
+
+        public static HeldOut From(ParseResult r, Option<string?> eval)
+        {
+            string? path = r.GetValue(eval);
+            if (path != null && !File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
+            return new HeldOut(path);
+        }
+
+        public void Score(string input, string output, int context, int threads)
+        {
+            if (path == null) return;
+            Console.Error.WriteLine($"scoring {path} before and after...");
+            Before = Perplexity.OfFile(input, path, context, threads).Perplexity;
+            After = Perplexity.OfFile(output, path, context, threads).Perplexity;
+        }
+
+        public void Print()
+        {
+            if (Before is double b && After is double a)
+                Console.WriteLine($"perplexity of {Path.GetFileName(path)}: {b:F4} before, {a:F4} after ({a / b - 1:+0.0%;-0.0%})");
+        }
+    }
+
     static Command Sparse()
     {
         var model = new ModelInput("the model to prune");
@@ -49,30 +77,23 @@ internal static class PruneCommand
                 if (parts.Length != 2 || !int.TryParse(parts[0], out keep) || !int.TryParse(parts[1], out group))
                     throw new ArgumentException($"--pattern: '{p}' is not N:M (such as 2:4)");
             }
-            string input = model.Read(r)!, evalText = r.GetValue(eval) ?? "";
-            if (evalText != "" && !File.Exists(evalText)) throw new FileNotFoundException($"{evalText}: no such file", evalText);
+            string input = model.Read(r)!;
+            var scored = HeldOut.From(r, eval);
             var report = SparsePruner.Prune(new SparsePruneOptions(input, r.GetValue(imatrix)!, r.GetValue(output)!, r.GetValue(sparsity) ?? 0.5, keep, group,
                 CliSupport.ParseType(r.GetValue(type))), m => Console.Error.WriteLine(m));
-            double? before = null, after = null;
-            if (evalText != "")
-            {
-                Console.Error.WriteLine($"scoring {evalText} before and after...");
-                before = Perplexity.OfFile(input, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
-                after = Perplexity.OfFile(report.Output, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
-            }
+            scored.Score(input, report.Output, r.GetValue(ctx), r.GetValue(threads));
             if (r.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new
                 {
                     output = report.Output, pattern = report.Pattern, zeroed = report.Zeroed, prunable = report.Prunable, parameters = report.Parameters,
-                    perplexity_before = before, perplexity_after = after, protocol = report.Protocol, notes = report.Notes,
+                    perplexity_before = scored.Before, perplexity_after = scored.After, protocol = report.Protocol, notes = report.Notes,
                 }, CliSupport.JsonOptions));
                 return 0;
             }
             Console.WriteLine($"wrote {report.Output}: {report.Pattern}, {report.Zeroed:N0} of {report.Prunable:N0} layer weights zeroed " +
                               $"({(double)report.Zeroed / report.Prunable:P1}; {(double)report.Zeroed / report.Parameters:P1} of all {report.Parameters:N0} parameters)");
-            if (before is double b && after is double a)
-                Console.WriteLine($"perplexity of {Path.GetFileName(evalText)}: {b:F4} before, {a:F4} after ({a / b - 1:+0.0%;-0.0%})");
+            scored.Print();
             Console.WriteLine(report.Protocol);
             return 0;
         }));
@@ -103,31 +124,24 @@ internal static class PruneCommand
         model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
-            string input = model.Read(r)!, evalText = r.GetValue(eval) ?? "";
-            if (evalText != "" && !File.Exists(evalText)) throw new FileNotFoundException($"{evalText}: no such file", evalText);
+            string input = model.Read(r)!;
+            var scored = HeldOut.From(r, eval);
             var report = WidthSlicer.Slice(new WidthSliceOptions(input, r.GetValue(data)!, r.GetValue(output)!, r.GetValue(fraction), r.GetValue(multiple),
                 r.GetValue(ctx), r.GetValue(tokens), CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads)), m => Console.Error.WriteLine(m));
-            double? before = null, after = null;
-            if (evalText != "")
-            {
-                Console.Error.WriteLine($"scoring {evalText} before and after...");
-                before = Perplexity.OfFile(input, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
-                after = Perplexity.OfFile(report.Output, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
-            }
+            scored.Score(input, report.Output, r.GetValue(ctx), r.GetValue(threads));
             if (r.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new
                 {
                     output = report.Output, width_before = report.WidthBefore, width_after = report.WidthAfter, parameters_before = report.ParametersBefore,
                     parameters_after = report.ParametersAfter, energy_kept = report.Kept, calibration_tokens = report.CalibrationTokens,
-                    perplexity_before = before, perplexity_after = after, protocol = report.Protocol, notes = report.Notes,
+                    perplexity_before = scored.Before, perplexity_after = scored.After, protocol = report.Protocol, notes = report.Notes,
                 }, CliSupport.JsonOptions));
                 return 0;
             }
             Console.WriteLine($"wrote {report.Output}: width {report.WidthAfter} of {report.WidthBefore}, {report.ParametersAfter:N0} of {report.ParametersBefore:N0} parameters " +
                               $"({1 - (double)report.ParametersAfter / report.ParametersBefore:P1} removed), {report.Kept:P2} of the residual energy kept");
-            if (before is double b && after is double a)
-                Console.WriteLine($"perplexity of {Path.GetFileName(evalText)}: {b:F4} before, {a:F4} after ({a / b - 1:+0.0%;-0.0%})");
+            scored.Print();
             foreach (var n in report.Notes) Console.WriteLine($"  {n}");
             Console.WriteLine(report.Protocol);
             return 0;
@@ -164,24 +178,18 @@ internal static class PruneCommand
                     .Select(x => int.TryParse(x, out int l) ? l : throw new ArgumentException($"--layers: '{x}' is not a layer number")).ToList()
                 : null;
             if (chosen is { Count: 0 }) throw new ArgumentException("--layers: expected layer numbers such as 3,5");
-            string input = model.Read(r)!, evalText = r.GetValue(eval) ?? "";
-            if (evalText != "" && !File.Exists(evalText)) throw new FileNotFoundException($"{evalText}: no such file", evalText);
+            string input = model.Read(r)!;
+            var scored = HeldOut.From(r, eval);
             var report = LayerPruner.Prune(new LayerPruneOptions(input, r.GetValue(data)!, r.GetValue(output)!, r.GetValue(remove), chosen,
                 r.GetValue(ctx), r.GetValue(tokens), CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads)), m => Console.Error.WriteLine(m));
-            double? before = null, after = null;
-            if (evalText != "")
-            {
-                Console.Error.WriteLine($"scoring {evalText} before and after...");
-                before = Perplexity.OfFile(input, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
-                after = Perplexity.OfFile(report.Output, evalText, r.GetValue(ctx), r.GetValue(threads)).Perplexity;
-            }
+            scored.Score(input, report.Output, r.GetValue(ctx), r.GetValue(threads));
             if (r.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new
                 {
                     output = report.Output, layers_before = report.LayersBefore, layers_after = report.LayersAfter, removed = report.Removed,
                     block_influence = report.Influence, parameters_before = report.ParametersBefore, parameters_after = report.ParametersAfter,
-                    calibration_tokens = report.CalibrationTokens, perplexity_before = before, perplexity_after = after, protocol = report.Protocol, notes = report.Notes,
+                    calibration_tokens = report.CalibrationTokens, perplexity_before = scored.Before, perplexity_after = scored.After, protocol = report.Protocol, notes = report.Notes,
                 }, CliSupport.JsonOptions));
                 return 0;
             }
@@ -189,8 +197,7 @@ internal static class PruneCommand
                               $"({1 - (double)report.ParametersAfter / report.ParametersBefore:P1} removed)");
             for (int l = 0; l < report.Influence.Count; l++)
                 Console.WriteLine($"  layer {l,3}: block influence {report.Influence[l]:F5}{(report.Removed.Contains(l) ? "  removed" : "")}");
-            if (before is double b && after is double a)
-                Console.WriteLine($"perplexity of {Path.GetFileName(evalText)}: {b:F4} before, {a:F4} after ({a / b - 1:+0.0%;-0.0%})");
+            scored.Print();
             foreach (var n in report.Notes) Console.WriteLine($"  {n}");
             Console.WriteLine(report.Protocol);
             return 0;

@@ -458,10 +458,24 @@ public static unsafe class BlockQuantizationReference
     {
         Span<byte> L = stackalloc byte[Q6_KBlock.Elements];
         Span<float> scales = stackalloc float[Q6_KBlock.Groups];
+        for (int g = 0; g < Q6_KBlock.Groups; g++)
+            scales[g] = MakeQxQuants(16, 32, x.Slice(16 * g, 16), L.Slice(16 * g, 16));
+        PackQ6_KBlock(x, scales, L, y);
+    }
+
+    /// <summary>
+    /// The rest of a Q6_K block once each group of 16 has its scale (from make_qx_quants, plain or importance-weighted):
+    /// the super-block scale from the largest group scale, the 8-bit group scales, each element requantized against its
+    /// group's rounded scale (a group whose scale rounds to 0 keeps the quants in <paramref name="L"/>), all packed.
+    /// </summary>
+    /// <param name="x">[256] the block's values</param>
+    /// <param name="scales">[16] the groups' scales</param>
+    /// <param name="L">[256] the quants make_qx_quants left (0..63), overwritten where requantized</param>
+    internal static void PackQ6_KBlock(ReadOnlySpan<float> x, ReadOnlySpan<float> scales, Span<byte> L, Span<byte> y)
+    {
         float maxScale = 0, maxAbsScale = 0;
         for (int g = 0; g < Q6_KBlock.Groups; g++)
         {
-            scales[g] = MakeQxQuants(16, 32, x.Slice(16 * g, 16), L.Slice(16 * g, 16));
             float a = MathF.Abs(scales[g]);
             if (a > maxAbsScale) { maxAbsScale = a; maxScale = scales[g]; }
         }

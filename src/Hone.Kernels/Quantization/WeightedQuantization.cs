@@ -69,40 +69,9 @@ public static class WeightedQuantization
         {
             var x = source.Slice(Q6_KBlock.Elements * b, Q6_KBlock.Elements);
             var qw = importance.Slice(Q6_KBlock.Elements * b, Q6_KBlock.Elements);
-            var y = destination.Slice(Q6_KBlock.Bytes * b, Q6_KBlock.Bytes);
-            float maxScale = 0, maxAbsScale = 0;
             for (int g = 0; g < Q6_KBlock.Groups; g++)
-            {
                 scales[g] = MakeQxQuants(16, 32, x.Slice(16 * g, 16), L.Slice(16 * g, 16), qw.Slice(16 * g, 16));
-                float a = MathF.Abs(scales[g]);
-                if (a > maxAbsScale) { maxAbsScale = a; maxScale = scales[g]; }
-            }
-            y.Clear();
-            if (maxAbsScale < GroupMaxEps) continue;
-            float iscale = -128f / maxScale;
-            WriteHalf(y, Q6_KBlock.D, 1 / iscale);
-            for (int g = 0; g < Q6_KBlock.Groups; g++)
-                y[Q6_KBlock.Scales + g] = (byte)(sbyte)Math.Min(127, NearestInt(iscale * scales[g]));
-            float dAll = Half(y, Q6_KBlock.D);
-            for (int g = 0; g < Q6_KBlock.Groups; g++)
-            {
-                float d = dAll * (sbyte)y[Q6_KBlock.Scales + g];
-                if (d == 0) continue;
-                for (int i = 0; i < 16; i++)
-                    L[16 * g + i] = (byte)(Math.Max(-32, Math.Min(31, NearestInt(x[16 * g + i] / d))) + 32);
-            }
-            for (int h = 0; h < 2; h++)
-            {
-                var ql = y.Slice(Q6_KBlock.Ql + 64 * h, 64);
-                var qh = y.Slice(Q6_KBlock.Qh + 32 * h, 32);
-                var Lh = L.Slice(128 * h, 128);
-                for (int l = 0; l < 32; l++)
-                {
-                    ql[l] = (byte)((Lh[l] & 0xF) | ((Lh[l + 64] & 0xF) << 4));
-                    ql[l + 32] = (byte)((Lh[l + 32] & 0xF) | ((Lh[l + 96] & 0xF) << 4));
-                    qh[l] = (byte)((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
-                }
-            }
+            BlockQuantizationReference.PackQ6_KBlock(x, scales, L, destination.Slice(Q6_KBlock.Bytes * b, Q6_KBlock.Bytes));
         }
     }
 

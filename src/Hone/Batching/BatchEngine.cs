@@ -107,18 +107,13 @@ public sealed class BatchEngine : IDisposable
             int context = LoadedModel.ResolveContext(config, options.Context);
             bool inPlace = options.ExpertCache != null;
             if (inPlace && !config.IsMixtureOfExperts) throw new ArgumentException($"--expert-cache applies to mixtures of experts; {checkpoint.Path} is dense");
-            long weightBytes = checkpoint.Tensors.Where(t => !inPlace || !IsExpert(t.Name)).Sum(t => t.ByteLength);
+            long weightBytes = checkpoint.Tensors.Where(t => !inPlace || !ExpertCache.IsExpertProjection(t.Name)).Sum(t => t.ByteLength);
             MemoryBudget.Require(weightBytes + BatchedLlama.RequiredBytes(config, options.Parallel, context, Math.Max(options.StepTokens, options.Parallel), options.CacheType),
                 $"{checkpoint.Path} with {options.Parallel} sequences of {context} tokens (weights and KV cache)");
             var tokenizer = LoadedModel.LoadTokenizer(checkpoint);
             weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(ExpertsInPlace: inPlace));
             pool = new WorkerPool(WorkerPool.ResolveThreadCount(options.Threads));
-            if (inPlace)
-            {
-                long all = ExpertCache.AllExpertsBytes(weights, options.Precision), budget = ExpertCache.ParseBudget(options.ExpertCache!.Budget, all);
-                MemoryBudget.Require(Math.Min(budget, all), $"--expert-cache {options.ExpertCache.Budget}");
-                cache = new ExpertCache(weights, budget, pool, options.Precision, options.ExpertCache.Policy);
-            }
+            if (inPlace) cache = ExpertCache.Open(weights, options.ExpertCache!, pool, options.Precision);
             engine = new BatchEngine(checkpoint, weights, tokenizer, pool, options, context, ModelNameOf(checkpoint.Path), cache);
             foreach (var (name, path) in adapters) engine.AddAdapter(name, path);
             return engine;
@@ -130,9 +125,6 @@ public sealed class BatchEngine : IDisposable
             throw;
         }
     }
-
-    static bool IsExpert(string name) =>
-        TensorNames.TryParseGguf(name, out var p) && p.Role is TensorRole.ExpertGate or TensorRole.ExpertUp or TensorRole.ExpertDown;
 
     /// <summary>The expert cache's counts (a mixture of experts served with --expert-cache), else null.</summary>
     public ExpertCacheStatistics? ExpertCacheStatistics => _expertCache?.Statistics;

@@ -78,8 +78,7 @@ public static class Benchmark
             {
                 if (!mapped.Config.IsMixtureOfExperts) throw new ArgumentException($"--expert-cache applies to mixtures of experts; {o.Model} is dense");
                 weights = LlamaWeights.Load(mapped, new WeightLoadOptions(ExpertsInPlace: true));
-                long all = ExpertCache.AllExpertsBytes(weights, o.Precision);
-                cache = new ExpertCache(weights, ExpertCache.ParseBudget(o.ExpertCache.Budget, all), pool, o.Precision, o.ExpertCache.Policy);
+                cache = ExpertCache.Open(weights, o.ExpertCache, pool, o.Precision);
                 name = o.Model;
             }
             catch { mapped.Dispose(); throw; }

@@ -50,7 +50,7 @@ public sealed class LoadedModel : IDisposable
             // Limits that depend on the model, before anything large is allocated.
             var config = checkpoint.Config;
             int ctx = ResolveContext(config, context);
-            long weightBytes = checkpoint.Tensors.Where(t => expertCache == null || !IsExpert(t.Name)).Sum(t => t.ByteLength);
+            long weightBytes = checkpoint.Tensors.Where(t => expertCache == null || !ExpertCache.IsExpertProjection(t.Name)).Sum(t => t.ByteLength);
             MemoryBudget.Require(LlamaModel.RequiredBytes(config, ctx, maxBatch, cacheType) + weightBytes,
                 $"{checkpoint.Path} with a context of {ctx} tokens (its weights and KV cache)");
             var tokenizer = LoadTokenizer(checkpoint);
@@ -58,11 +58,7 @@ public sealed class LoadedModel : IDisposable
             if (adapter != null) adapters = PeftAdapter.Load(adapter, weights);
             pool = new WorkerPool(WorkerPool.ResolveThreadCount(threads));
             if (expertCache != null)
-            {
-                long all = ExpertCache.AllExpertsBytes(weights, precision), budget = ExpertCache.ParseBudget(expertCache.Budget, all);
-                MemoryBudget.Require(Math.Min(budget, all), $"--expert-cache {expertCache.Budget}");
-                cache = new ExpertCache(weights, budget, pool, precision, expertCache.Policy);
-            }
+                cache = ExpertCache.Open(weights, expertCache, pool, precision);
             var model = new LlamaModel(weights, pool, ctx, maxBatch, cacheType) { Precision = precision, ExpertCache = cache };
             foreach (var (target, a) in adapters) model.Adapters[target] = a;
             return new LoadedModel(checkpoint, weights, tokenizer, pool, model, adapters, adapter, cache);
@@ -105,9 +101,6 @@ public sealed class LoadedModel : IDisposable
     public int[] EncodePrompt(string text) => Tokenizer.Encode(text, addSpecialTokens: true, parseSpecialTokens: true) is { Length: > 0 } ids
         ? ids
         : Tokenizer.BosId is int bos ? [bos] : throw new ArgumentException("the prompt is empty and the tokenizer has no BOS token");
-
-    static bool IsExpert(string name) =>
-        TensorNames.TryParseGguf(name, out var p) && p.Role is TensorRole.ExpertGate or TensorRole.ExpertUp or TensorRole.ExpertDown;
 
     public void Dispose()
     {

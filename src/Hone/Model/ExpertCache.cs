@@ -93,6 +93,20 @@ public sealed unsafe class ExpertCache : IDisposable
         _resident = new (WeightMatrix, WeightMatrix, WeightMatrix)[Slots];
     }
 
+    /// <summary>The cache a command line's options ask for (<see cref="ParseBudget"/>; a budget above what all experts
+    /// take holds them all), refused before allocating when the machine has not the memory.</summary>
+    public static ExpertCache Open(LlamaWeights weights, ExpertCacheOptions options, WorkerPool pool, ComputePrecision precision)
+    {
+        long all = AllExpertsBytes(weights, precision), budget = ParseBudget(options.Budget, all);
+        MemoryBudget.Require(Math.Min(budget, all), $"--expert-cache {options.Budget}");
+        return new ExpertCache(weights, budget, pool, precision, options.Policy);
+    }
+
+    /// <summary>Whether a checkpoint tensor (canonical name) is a routed expert's projection: what stays in the file
+    /// under an expert cache.</summary>
+    public static bool IsExpertProjection(string name) =>
+        TensorNames.TryParseGguf(name, out var p) && p.Role is TensorRole.ExpertGate or TensorRole.ExpertUp or TensorRole.ExpertDown;
+
     /// <summary>A slot's size: the largest of the sparse layers' experts as held resident (gate, up and down, each
     /// 64-byte aligned).</summary>
     public static long ExpertBytes(LlamaWeights weights, ComputePrecision precision)

@@ -1,5 +1,3 @@
-using Hone.Formats;
-using Hone.Inference;
 using Hone.Model;
 using Hone.Tensors;
 
@@ -33,21 +31,15 @@ public static unsafe class LayerPruner
     /// <summary>Each layer's block influence on the calibration text, and the tokens used.</summary>
     public static (double[] Influence, int Tokens) Influence(string model, string calibration, int context, int maxTokens, int threads)
     {
-        int positions;
-        using (var checkpoint = Checkpoint.Open(model)) positions = checkpoint.Config.MaxPositions;
-        using var loaded = LoadedModel.Open(model, null, threads, Math.Min(context, positions), precision: ComputePrecision.Exact);
-        var c = loaded.Weights.Config;
-        if (!File.Exists(calibration)) throw new FileNotFoundException($"{calibration}: no such file", calibration);
-        var tokens = loaded.Tokenizer.Encode(File.ReadAllText(calibration));
-        if (tokens.Length == 0) throw new DataFormatException(calibration, 0, "the text has no tokens");
-        int total = Math.Min(tokens.Length, maxTokens), window = Math.Min(context, loaded.Model.MaxContext);
+        using var run = new CalibrationRun(model, calibration, context, maxTokens, threads);
+        var c = run.Config;
         var sums = new double[c.Layers];
         long rows = 0;
-        var previous = new float[(long)loaded.Model.MaxBatch * c.HiddenSize]; // [T, D] the residual entering the layer before
+        var previous = new float[(long)run.MaxRows * c.HiddenSize]; // [T, D] the residual entering the layer before
         fixed (float* prev = previous)
         {
             float* p = prev;
-            loaded.Model.ResidualObserver = (layer, x, count, d) =>
+            run.Run((layer, x, count, d) =>
             {
                 if (layer > 0)
                 {
@@ -57,19 +49,9 @@ public static unsafe class LayerPruner
                 }
                 if (layer == 0) rows += count;
                 Buffer.MemoryCopy(x, p, (long)count * d * 4, (long)count * d * 4);
-            };
-            try
-            {
-                var logits = new float[c.VocabSize];
-                for (int start = 0; start < total; start += window)
-                {
-                    loaded.Model.Reset();
-                    loaded.Model.Forward(tokens.AsSpan(start, Math.Min(window, total - start)), logits, promptRows: true);
-                }
-            }
-            finally { loaded.Model.ResidualObserver = null; }
+            });
         }
-        return (sums.Select(s => s / rows).ToArray(), total);
+        return (sums.Select(s => s / rows).ToArray(), run.Tokens);
     }
 
     static double Cosine(float* a, float* b, int n)

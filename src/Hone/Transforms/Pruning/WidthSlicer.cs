@@ -1,5 +1,3 @@
-using Hone.Formats;
-using Hone.Inference;
 using Hone.Model;
 using Hone.Tensors;
 using Hone.Transforms.Merging;
@@ -142,22 +140,16 @@ public static unsafe class WidthSlicer
     /// leaving the last), each row scaled to unit length: what every norm sees, each row counted once per boundary.</summary>
     public static (double[,] Covariance, int Tokens) Covariance(string model, string calibration, int context, int maxTokens, int threads)
     {
-        int positions;
-        using (var checkpoint = Checkpoint.Open(model)) positions = checkpoint.Config.MaxPositions;
-        using var loaded = LoadedModel.Open(model, null, threads, Math.Min(context, positions), precision: ComputePrecision.Exact);
-        var c = loaded.Weights.Config;
-        if (!File.Exists(calibration)) throw new FileNotFoundException($"{calibration}: no such file", calibration);
-        var tokens = loaded.Tokenizer.Encode(File.ReadAllText(calibration));
-        if (tokens.Length == 0) throw new DataFormatException(calibration, 0, "the text has no tokens");
-        int total = Math.Min(tokens.Length, maxTokens), window = Math.Min(context, loaded.Model.MaxContext), d = c.HiddenSize;
+        using var run = new CalibrationRun(model, calibration, context, maxTokens, threads);
+        int d = run.Config.HiddenSize;
         var sum = new double[d, d];
-        var unit = new float[(long)loaded.Model.MaxBatch * d];   // [T, D] the step's rows at unit length
-        var product = new float[(long)d * d];                     // [D, D] their Gram matrix
+        var unit = new float[(long)run.MaxRows * d];  // [T, D] the step's rows at unit length
+        var product = new float[(long)d * d];          // [D, D] their Gram matrix
         fixed (float* rows = unit, gram = product)
         {
             float* r = rows, g = gram;
-            var pool = loaded.Pool;
-            loaded.Model.ResidualObserver = (_, x, count, width) =>
+            var pool = run.Pool;
+            run.Run((_, x, count, width) =>
             {
                 for (int t = 0; t < count; t++)
                 {
@@ -169,18 +161,8 @@ public static unsafe class WidthSlicer
                 Gemm.Multiply(pool, width, width, count, r, width, true, r, width, GemmBLayout.KByN, g, width, false);
                 for (int i = 0; i < width; i++)
                     for (int j = 0; j < width; j++) sum[i, j] += g[(long)i * width + j];
-            };
-            try
-            {
-                var logits = new float[c.VocabSize];
-                for (int start = 0; start < total; start += window)
-                {
-                    loaded.Model.Reset();
-                    loaded.Model.Forward(tokens.AsSpan(start, Math.Min(window, total - start)), logits, promptRows: true);
-                }
-            }
-            finally { loaded.Model.ResidualObserver = null; }
+            });
         }
-        return (sum, total);
+        return (sum, run.Tokens);
     }
 }
