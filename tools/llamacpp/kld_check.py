@@ -8,6 +8,9 @@ p.add_argument("--root", required=True); p.add_argument("--work", required=True)
 p.add_argument("--shared", required=True); p.add_argument("--hone", required=True)
 p.add_argument("--ctx", type=int, default=128); p.add_argument("--bytes", type=int, default=20000)
 p.add_argument("--types", default="q8_0,q4_0,q4_k,q6_k")
+p.add_argument("--model", help="the full-precision model (GGUF or Hugging Face directory); default: stories260K")
+p.add_argument("--text", help="the evaluation text; default: the first --bytes of Tiny Shakespeare")
+p.add_argument("--llama-types", default="Q4_0", help="types llama-quantize also writes, each compared the same way")
 p.add_argument("--tolerance", type=float, default=0.05, help="relative difference allowed in mean KLD, same top p and PPL ratio")
 a = p.parse_args()
 work, failures = a.work, []
@@ -32,9 +35,12 @@ def rel(x, y): return abs(x - y) / max(abs(y), 1e-12)
 
 def llama_kld(model, base):
     # llama.cpp's log is written by a thread of its own; through a pipe its last lines are now and then lost at exit:
-    # run again when the statistics are missing.
-    for attempt in range(3):
-        out = llama("llama-perplexity", "-m", model, "--kl-divergence-base", base, "--kl-divergence", "-c", a.ctx, "-t", 2)
+    # run again when the statistics are missing (on a loaded machine that takes several tries), reading its log file too.
+    log = os.path.join(work, "llama-perplexity.log")
+    for attempt in range(8):
+        if os.path.exists(log): os.remove(log)
+        out = llama("llama-perplexity", "-m", model, "--kl-divergence-base", base, "--kl-divergence", "-c", a.ctx, "-t", 2, "--log-file", log)
+        if os.path.exists(log): out += open(log, errors="replace").read()
         if "Same top p:" in out: break
     def number(pattern):
         m = re.search(pattern, out)
@@ -64,9 +70,9 @@ def records(path):
     return (n_ctx, n_vocab, n_chunk), data[20:off], rows
 
 text = os.path.join(work, "text.txt")
-with open(os.path.join(a.shared, "datasets/tinyshakespeare/input.txt"), "rb") as f: data = f.read(a.bytes)
+with open(a.text or os.path.join(a.shared, "datasets/tinyshakespeare/input.txt"), "rb") as f: data = f.read(a.bytes)
 open(text, "wb").write(data[:data.rindex(b"\n") + 1])
-source = os.path.join(a.shared, "models/stories260K/tinyllamas-stories-260k-f32.v3.derived.gguf")
+source = a.model or os.path.join(a.shared, "models/stories260K/tinyllamas-stories-260k-f32.v3.derived.gguf")
 base_model = os.path.join(work, "stories-f32.gguf")
 hone("convert", source, "--out", base_model, "--type", "f32")
 
@@ -90,12 +96,14 @@ print(f"\n| type | base file | mean KLD hone | llama.cpp | same top p hone | lla
 print("|---|---|---|---|---|---|---|---|")
 rows = []
 # stories260K's rows of 64 and 172 are not multiples of the K-quants' 256: hone convert stores those tensors as q8_0 or
-# f16 (as llama-quantize falls back), so q4_k and q6_k here check the mixed files more than the K-quant blocks.
+# f16 (as llama-quantize falls back), so q4_k and q6_k there check the mixed files more than the K-quant blocks; --model
+# with rows of multiples of 256 checks the blocks themselves.
 models = [(t, os.path.join(work, f"stories-{t}.gguf")) for t in a.types.split(",")]
 for t, model in models: hone("convert", source, "--out", model, "--type", t)
-# One file quantized by llama.cpp itself.
-models.append(("q4_0 by llama-quantize", os.path.join(work, "stories-q4_0-llama.gguf")))
-llama("llama-quantize", base_model, models[-1][1], "Q4_0")
+# Files quantized by llama.cpp itself.
+for t in a.llama_types.split(","):
+    models.append((f"{t.lower()} by llama-quantize", os.path.join(work, f"stories-{t.lower()}-llama.gguf")))
+    llama("llama-quantize", base_model, models[-1][1], t)
 for t, model in models:
     for name, base in [("hone", base_hone), ("llama.cpp", base_llama)]:
         h, l = hone_kld(model, base), llama_kld(model, base)

@@ -5,7 +5,8 @@
 # within 5% relative), and the two base files' headers, tokens and stored log-probabilities compared directly.
 #
 # Uses the Debian llama.cpp chroot that check.sh installs (run check.sh once first). Needs root and ../shared/data.
-#   tools/llamacpp/kld_check.sh [--ctx N] [--bytes N] [--types q8_0,q4_0,q4_k,q6_k]
+#   tools/llamacpp/kld_check.sh [--ctx N] [--bytes N] [--types q8_0,q4_0,q4_k,q6_k] [--llama-types Q4_0,Q4_K_M]
+#                               [--model MODEL --text FILE]   (another base model and text; default stories260K)
 # Environment: HONE_LLAMACPP_ROOT (chroot, default /tmp/hone-llamacpp), HONE_SHARED_DATA (default ../shared/data).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
