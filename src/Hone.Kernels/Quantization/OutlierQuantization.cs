@@ -100,8 +100,8 @@ public static unsafe class OutlierQuantization
 
     /// <summary>
     /// Fits the block's non-excluded elements: each group by weighted least squares over a small search of quant
-    /// grids, then the group scales and mins to 4 bits against fp16 d and dmin, then alternately requantizing the
-    /// elements and refitting (d, dmin) by weighted least squares while the weighted error falls.
+    /// grids, then the group scales and mins to 4 bits against fp16 d and dmin, then, while the weighted error falls,
+    /// a search of each group's 4-bit pair near the current one and a weighted least-squares refit of (d, dmin).
     /// </summary>
     internal static Codes Fit(TensorType type, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, ReadOnlySpan<bool> excluded)
     {
@@ -127,29 +127,79 @@ public static unsafe class OutlierQuantization
         }
         Requantize(codes, x, nmax);
         double error = Error(codes, x, w);
-        for (int iteration = 0; iteration < 4; iteration++)
+        for (int round = 0; round < 4; round++)
         {
-            // x ≈ d·a − dmin·b with a = scale·q, b = min: the normal equations of the 2×2 weighted least squares
-            double A = 0, B = 0, C = 0, P = 0, R = 0;
-            for (int j = 0; j < N; j++)
-            {
-                double a = codes.Scale[j / G] * codes.Q[j], bj = codes.Min[j / G];
-                A += w[j] * a * a; B += w[j] * a * bj; C += w[j] * bj * bj; P += w[j] * x[j] * a; R += w[j] * x[j] * bj;
-            }
-            double det = A * C - B * B;
-            if (!(det > 1e-30 * Math.Max(1, A * C))) break;
-            double d = (C * P - B * R) / det, dmin = (B * P - A * R) / det;
-            if (!(d >= 0) || !(dmin >= 0)) break;
-            var trial = new Codes { D = RoundHalf((float)d), DMin = RoundHalf((float)dmin) };
-            codes.Scale.CopyTo(trial.Scale, 0);
-            codes.Min.CopyTo(trial.Min, 0);
-            Requantize(trial, x, nmax);
-            double trialError = Error(trial, x, w);
-            if (!(trialError < error)) break;
-            codes = trial;
-            error = trialError;
+            bool improved = SearchGroupStats(codes, x, w, nmax, ref error);
+            if (RefitScales(ref codes, x, w, nmax, ref error)) improved = true;
+            if (!improved) break;
         }
         return codes;
+    }
+
+    /// <summary>Each group's 4-bit scale and min among the ±2 neighbours of the current ones (the elements requantized
+    /// for each pair): rounding the fitted scales to 4 bits alone can miss the best pair by a step.</summary>
+    static bool SearchGroupStats(Codes codes, ReadOnlySpan<float> x, ReadOnlySpan<float> w, int nmax, ref double error)
+    {
+        bool improved = false;
+        for (int g = 0; g < OutlierBlock.Groups; g++)
+        {
+            int bestScale = codes.Scale[g], bestMin = codes.Min[g];
+            double best = GroupError(codes.D, codes.DMin, bestScale, bestMin, x.Slice(G * g, G), w.Slice(G * g, G), nmax);
+            double current = best;
+            for (int sc = Math.Max(0, codes.Scale[g] - 2); sc <= Math.Min(15, codes.Scale[g] + 2); sc++)
+                for (int m = Math.Max(0, codes.Min[g] - 2); m <= Math.Min(15, codes.Min[g] + 2); m++)
+                {
+                    double e = GroupError(codes.D, codes.DMin, sc, m, x.Slice(G * g, G), w.Slice(G * g, G), nmax);
+                    if (e < best) { best = e; bestScale = sc; bestMin = m; }
+                }
+            if (best < current)
+            {
+                codes.Scale[g] = (byte)bestScale;
+                codes.Min[g] = (byte)bestMin;
+                improved = true;
+            }
+        }
+        if (!improved) return false;
+        Requantize(codes, x, nmax);
+        error = Error(codes, x, w);
+        return true;
+    }
+
+    static double GroupError(float d, float dmin, int scale, int min, ReadOnlySpan<float> x, ReadOnlySpan<float> w, int nmax)
+    {
+        float dd = d * scale, dm = dmin * min;
+        double e = 0;
+        for (int l = 0; l < G; l++)
+        {
+            int q = dd > 0 ? Math.Clamp(BlockQuantizationReference.NearestInt((x[l] + dm) / dd), 0, nmax) : 0;
+            e += WeightedError(x[l], dd * q - dm, w[l]);
+        }
+        return e;
+    }
+
+    /// <summary>(d, dmin) by weighted least squares with the integer codes fixed, x ≈ d·(scale·q) − dmin·min, then the
+    /// elements requantized; kept only when the weighted error falls.</summary>
+    static bool RefitScales(ref Codes codes, ReadOnlySpan<float> x, ReadOnlySpan<float> w, int nmax, ref double error)
+    {
+        double A = 0, B = 0, C = 0, P = 0, R = 0;
+        for (int j = 0; j < N; j++)
+        {
+            double a = codes.Scale[j / G] * codes.Q[j], bj = codes.Min[j / G];
+            A += w[j] * a * a; B += w[j] * a * bj; C += w[j] * bj * bj; P += w[j] * x[j] * a; R += w[j] * x[j] * bj;
+        }
+        double det = A * C - B * B;
+        if (!(det > 1e-30 * Math.Max(1, A * C))) return false;
+        double d = (C * P - B * R) / det, dmin = (B * P - A * R) / det;
+        if (!(d >= 0) || !(dmin >= 0)) return false;
+        var trial = new Codes { D = RoundHalf((float)d), DMin = RoundHalf((float)dmin) };
+        codes.Scale.CopyTo(trial.Scale, 0);
+        codes.Min.CopyTo(trial.Min, 0);
+        Requantize(trial, x, nmax);
+        double trialError = Error(trial, x, w);
+        if (!(trialError < error)) return false;
+        codes = trial;
+        error = trialError;
+        return true;
     }
 
     static void Requantize(Codes codes, ReadOnlySpan<float> x, int nmax)
@@ -233,9 +283,9 @@ public static unsafe class OutlierQuantization
         }
     }
 
-    /// <summary>Σ_k W[k]·x[k] for one row against Q8_0 activations (two Q8_0 blocks per weight block): each 32-element
-    /// half sums exact int32 products, scaled (d·dy)·Σ scale·q·x − (dmin·dy)·Σ min·x; each used slot then adds
-    /// (value − dequantized quant)·(dy·x) at its element.</summary>
+    /// <summary>Σ_k W[k]·x[k] for one row against Q8_0 activations (two Q8_0 blocks per weight block). Each
+    /// 32-element half sums exact int32 products over the elements no used slot names, scaled
+    /// (d·dy)·Σ scale·q·x − (dmin·dy)·Σ min·x; each used slot then adds value·(dy·x) at its element.</summary>
     internal static float DotRow(TensorType type, byte* w, byte* xq, int blocks)
     {
         int blockBytes = OutlierBlock.Bytes(type), index = OutlierBlock.Index(type), value = OutlierBlock.Value(type);
@@ -254,8 +304,10 @@ public static unsafe class OutlierQuantization
                     int products = 0, sums = 0;
                     for (int l = 0; l < G; l++)
                     {
+                        int j = G * g + l;
+                        if (w[index] == j || w[index + 1] == j) continue; // an outlier's element: its slot supplies it
                         int xv = xs[G * (g - 2 * h) + l];
-                        products += Quant(type, w, G * g + l) * xv;
+                        products += Quant(type, w, j) * xv;
                         sums += xv;
                     }
                     int stats = w[OutlierBlock.Stats + g];
@@ -268,11 +320,9 @@ public static unsafe class OutlierQuantization
             {
                 int j = w[index + s];
                 if (j >= N) continue;
-                int stats = w[OutlierBlock.Stats + j / G];
-                float quantized = d * (stats & 0xF) * Quant(type, w, j) - dmin * (stats >> 4);
                 byte* xb = xq + j / 32 * Q8_0Block.Bytes;
                 float dy = Fp16.ToSingle(*(ushort*)(xb + Q8_0Block.D));
-                sum += (Fp16.ToSingle(*(ushort*)(w + value + 2 * s)) - quantized) * (dy * ((sbyte*)(xb + Q8_0Block.Qs))[j % 32]);
+                sum += Fp16.ToSingle(*(ushort*)(w + value + 2 * s)) * (dy * ((sbyte*)(xb + Q8_0Block.Qs))[j % 32]);
             }
         }
         return sum;
