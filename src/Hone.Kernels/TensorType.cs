@@ -7,6 +7,9 @@ public enum TensorType : uint
     Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
     IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22, IQ4_XS = 23,
     I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30, TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
+    // Hone's own types, numbered far from ggml's (which end below 100): llama.cpp cannot read them.
+    // See OutlierBlock (Quantization/BlockLayouts.cs) for the layout.
+    HQ3_O = 4003, HQ4_O = 4004,
 }
 
 /// <summary>One row of the type traits table.</summary>
@@ -59,6 +62,8 @@ public static class TensorTypes
         new(TensorType.TQ1_0, "tq1_0", 256, 54, false),
         new(TensorType.TQ2_0, "tq2_0", 256, 66, false),
         new(TensorType.MXFP4, "mxfp4", 32, 17, false),
+        new(TensorType.HQ3_O, "hq3_o", 64, 38, true),
+        new(TensorType.HQ4_O, "hq4_o", 64, 46, true),
     ];
 
     static readonly Dictionary<TensorType, TensorTypeTraits> ByType = Table.ToDictionary(t => t.Type);

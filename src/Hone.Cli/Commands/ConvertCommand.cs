@@ -14,7 +14,9 @@ internal static class ConvertCommand
         {
             Description = $"weight type (default: keep each tensor's): {Hone.Model.MatrixTypes.Names}, or q4_k_m (llama.cpp's mixture: q4_k, with q6_k for the " +
                           "output head and for attn_v and ffn_down in the first and last eighth of the layers and every third layer between). Norms stay f32; " +
-                          "rows that do not fit a block are stored as q8_0/f16, and each such tensor is listed",
+                          "rows that do not fit a block are stored as q8_0/f16, and each such tensor is listed. hq3_o (4.75 bits per weight) and hq4_o (5.75) are Hone's own " +
+                          "outlier-aware types (blocks of 64: groups of 16 at 3 or 4 bits plus 2 exact fp16 outlier weights per block, chosen by importance-weighted " +
+                          "rounding error); llama.cpp cannot load a file that uses them",
         };
         type.Validators.Add(result =>
         {
@@ -24,8 +26,9 @@ internal static class ConvertCommand
         });
         var imatrix = new Option<string?>("--imatrix")
         {
-            Description = "an importance matrix (hone imatrix or llama-imatrix; GGUF or legacy .dat): q4_0, q4_k and q6_k weigh each weight's rounding error " +
-                          "by its input column's mean squared activation, as llama-quantize --imatrix does (q8_0 ignores it, as llama.cpp's does). Tensors the " +
+            Description = "an importance matrix (hone imatrix or llama-imatrix; GGUF or legacy .dat): q4_0, q4_k, q6_k, hq3_o and hq4_o weigh each weight's rounding error " +
+                          "by its input column's mean squared activation, as llama-quantize --imatrix does (q8_0 ignores it, as llama.cpp's does; hq3_o/hq4_o also pick " +
+                          "their outlier weights by it). Tensors the " +
                           "file has no entry for (token_embd, usually the output head) are quantized unweighted and listed; a damaged file or an entry " +
                           "of the wrong width is refused",
         };

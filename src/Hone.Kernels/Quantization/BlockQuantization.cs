@@ -46,10 +46,11 @@ public static unsafe class BlockQuantization
     public static void DequantizeRow(TensorType type, ReadOnlySpan<byte> source, Span<float> destination) =>
         DequantizeRow(Best, type, source, destination);
 
-    /// <summary>The activation format a weight type's dot product takes: Q8_0 for Q8_0/Q4_0, Q8_K for Q4_K/Q6_K.</summary>
+    /// <summary>The activation format a weight type's dot product takes: Q8_0 for Q8_0/Q4_0 and Hone's hq3_o/hq4_o (two
+    /// Q8_0 blocks per 64-weight block, so they apply to 64-wide rows), Q8_K for Q4_K/Q6_K.</summary>
     public static TensorType DotType(TensorType weightType) => weightType switch
     {
-        TensorType.Q8_0 or TensorType.Q4_0 => TensorType.Q8_0,
+        TensorType.Q8_0 or TensorType.Q4_0 or TensorType.HQ3_O or TensorType.HQ4_O => TensorType.Q8_0,
         TensorType.Q4_K or TensorType.Q6_K => TensorType.Q8_K,
         _ => throw new NotSupportedException($"no quantized dot product for {weightType.Name()}"),
     };
@@ -125,6 +126,8 @@ public static unsafe class BlockQuantization
             case TensorType.Q4_0: DotKernels32.Run(level, weightType, weights, rowBytes, rows, xq, n, y); break;
             case TensorType.Q4_K: DotKernelsQ4_K.Run(level, weights, rowBytes, rows, xq, n, y); break;
             case TensorType.Q6_K: DotKernelsQ6_K.Run(level, weights, rowBytes, rows, xq, n, y); break;
+            case TensorType.HQ3_O:
+            case TensorType.HQ4_O: DotKernelsOutlier.Run(level, weightType, weights, rowBytes, rows, xq, n, y); break;
             default: throw new UnreachableException();
         }
     }
@@ -132,7 +135,8 @@ public static unsafe class BlockQuantization
     // ------------------------------------------------------------------ argument checks
 
     static bool Quantizable(TensorType type) =>
-        type is TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q4_K or TensorType.Q6_K or TensorType.Q8_K;
+        type is TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q4_K or TensorType.Q6_K or TensorType.Q8_K
+            or TensorType.HQ3_O or TensorType.HQ4_O;
 
     /// <returns>the number of blocks</returns>
     internal static int CheckQuantize(TensorType type, int elements, int destinationBytes)

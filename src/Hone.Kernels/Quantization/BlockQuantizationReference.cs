@@ -19,6 +19,7 @@ public static unsafe class BlockQuantizationReference
     public static void QuantizeRow(TensorType type, ReadOnlySpan<float> source, Span<byte> destination)
     {
         int blocks = BlockQuantization.CheckQuantize(type, source.Length, destination.Length);
+        if (OutlierBlock.IsOutlierType(type)) { OutlierQuantization.QuantizeRow(type, source, default, destination); return; }
         for (int b = 0; b < blocks; b++)
         {
             var x = source.Slice(b * type.Traits().BlockSize, type.Traits().BlockSize);
@@ -38,6 +39,13 @@ public static unsafe class BlockQuantizationReference
     public static void DequantizeRow(TensorType type, ReadOnlySpan<byte> source, Span<float> destination)
     {
         int blocks = BlockQuantization.CheckDequantize(type, source.Length, destination.Length);
+        if (OutlierBlock.IsOutlierType(type))
+        {
+            fixed (byte* x = source)
+            fixed (float* y = destination)
+                OutlierQuantization.DequantizeRow(type, x, y, blocks);
+            return;
+        }
         for (int b = 0; b < blocks; b++)
         {
             var x = source.Slice(b * type.Traits().BlockBytes, type.Traits().BlockBytes);
@@ -72,6 +80,7 @@ public static unsafe class BlockQuantizationReference
                 TensorType.Q4_0 => DotQ4_0(w, xq, blocks),
                 TensorType.Q4_K => DotQ4_K(w, xq, blocks),
                 TensorType.Q6_K => DotQ6_K(w, xq, blocks),
+                TensorType.HQ3_O or TensorType.HQ4_O => OutlierQuantization.DotRow(weightType, w, xq, blocks),
                 _ => throw new UnreachableException(),
             };
         }

@@ -26,6 +26,10 @@ internal static unsafe class Dequantizer
             case TensorType.Q4_0: if (wide) Q4_0_512(x, y, blocks); else Q4_0_256(x, y, blocks); break;
             case TensorType.Q4_K: if (wide) Q4_K512(x, y, blocks); else Q4_K256(x, y, blocks); break;
             case TensorType.Q6_K: if (wide) Q6_K512(x, y, blocks); else Q6_K256(x, y, blocks); break;
+            // 64-weight blocks: the AVX2 loop serves the AVX-512 level too (a group of 16 is one 512-bit vector, but
+            // the unpacking is the same 256-bit work as the dot product's)
+            case TensorType.HQ3_O:
+            case TensorType.HQ4_O: DotKernelsOutlier.Dequantize256(type, x, y, blocks); break;
             default: throw new UnreachableException();
         }
     }

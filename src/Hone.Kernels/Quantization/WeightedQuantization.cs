@@ -30,6 +30,8 @@ public static class WeightedQuantization
             case TensorType.Q4_0: QuantizeQ4_0(source, importance, destination, blocks); break;
             case TensorType.Q4_K: QuantizeQ4_K(source, importance, destination, blocks); break;
             case TensorType.Q6_K: QuantizeQ6_K(source, importance, destination, blocks); break;
+            case TensorType.HQ3_O:
+            case TensorType.HQ4_O: OutlierQuantization.QuantizeRow(type, source, importance, destination); break;
             default: throw new NotSupportedException($"no importance-weighted quantizer for {type.Name()}");
         }
     }

@@ -59,7 +59,7 @@ public sealed record WeightLoadOptions(TensorType? MatrixType = null, bool Check
 
 /// <summary>
 /// All parameters of a Llama-family model in one 64-byte aligned native buffer, with named views into it.
-/// Matrices keep their stored type (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k) unless asked to convert; norms and
+/// Matrices keep their stored type (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, hq3_o, hq4_o) unless asked to convert; norms and
 /// biases are always fp32.
 /// </summary>
 public sealed unsafe class LlamaWeights : IDisposable
@@ -272,6 +272,8 @@ public sealed unsafe class LlamaWeights : IDisposable
             if (!expectedNames.Contains(t.Name) && t.Name != "rope_freqs.weight" && !(config.TiedEmbeddings && t.Name == "output.weight"))
                 throw new ModelFormatException(t.File, "unexpected tensor for this architecture (a different model family, or a config that does not match the weights)", $"tensor '{t.SourceName}'");
 
+        OutlierFormat.CheckVersion(checkpoint);
+
         float[]? ropeDivisors = null;
         if (checkpoint.TryGet("rope_freqs.weight", out var rf))
         {
@@ -284,6 +286,8 @@ public sealed unsafe class LlamaWeights : IDisposable
         {
             byte* dst = (byte*)address;
             var src = sources[slot];
+            // Damaged outlier blocks are refused whatever CheckFinite says: their slot indices are structure, not values.
+            if (OutlierFormat.IsOutlierType(src.Type!.Value)) OutlierFormat.Validate(src.Type.Value, src.Pointer, slot.Rows, slot.Cols, src.File, src.SourceName);
             Convert(src, slot.Type, slot.Rows, slot.Cols, dst);
             if (options.CheckFinite) CheckFinite(slot.Type, dst, slot.Rows, slot.Cols, src);
         }, ropeDivisors, options.ExpertsInPlace ? checkpoint.Path : null);

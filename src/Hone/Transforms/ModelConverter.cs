@@ -10,7 +10,7 @@ namespace Hone.Transforms;
 /// <param name="Output">a path ending in .gguf, or a directory for a Hugging Face safetensors checkpoint</param>
 /// <param name="Type">storage type for 2D weights (null keeps each tensor's type); norms and biases stay f32</param>
 /// <param name="Verify">reload the output and compare its logits with the source on a short sequence</param>
-/// <param name="Imatrix">an importance matrix (llama.cpp imatrix GGUF or legacy .dat): Q4_0, Q4_K and Q6_K weigh each
+/// <param name="Imatrix">an importance matrix (llama.cpp imatrix GGUF or legacy .dat): Q4_0, Q4_K, Q6_K, hq3_o and hq4_o weigh each
 /// weight's rounding error by its column's mean squared activation, as llama-quantize --imatrix does; tensors the file
 /// lacks are quantized unweighted (and listed in the notes)</param>
 /// <param name="TypeFor">per-tensor types: the first rule whose pattern (a regular expression, searched in the GGUF
@@ -277,7 +277,13 @@ public static unsafe class ModelConverter
                     w.Set("general.architecture", GgufValue.Of(config.GgufArchitecture));
                     w.Set("general.name", GgufValue.Of(Path.GetFileNameWithoutExtension(o.Input.TrimEnd('/', '\\'))));
                     config.WriteGgufMetadata(w);
-                    w.Set("general.file_type", GgufValue.Of(FileType(mainType)));
+                    // llama.cpp has no file type for Hone's own types: the key is left out rather than mislabelled.
+                    if (!OutlierFormat.IsOutlierType(mainType)) w.Set("general.file_type", GgufValue.Of(FileType(mainType)));
+                    if (matrixTypes.Any(OutlierFormat.IsOutlierType))
+                    {
+                        w.Set(OutlierFormat.VersionKey, GgufValue.Of(OutlierFormat.Version));
+                        OutlierFormat.AddNotes(matrixTypes, notes);
+                    }
                     w.Set("general.quantization_version", GgufValue.Of(2u));
                     if (source?.Gguf != null)
                     {
@@ -406,7 +412,7 @@ public static unsafe class ModelConverter
 
         public float[]? Importance(string name, int expert, int cols, TensorType target, TensorType source)
         {
-            if (importance == null || target is not (TensorType.Q4_0 or TensorType.Q4_K or TensorType.Q6_K or TensorType.Q8_0)) return null;
+            if (importance == null || target is not (TensorType.Q4_0 or TensorType.Q4_K or TensorType.Q6_K or TensorType.Q8_0 or TensorType.HQ3_O or TensorType.HQ4_O)) return null;
             if (target == source) { _copied.Add(name); return null; }
             var weights = importance.ColumnWeights(name, expert, cols, importanceFile!);
             if (weights == null) { _unweighted.Add(name); return null; }

@@ -64,7 +64,7 @@ public class PrecisionTests(ITestOutputHelper output)
     /// <summary>Q8_0 and Q4_K weights in Exact: the activations are never quantized, so the model is its dequantized
     /// F32 twin bit for bit, in prompt processing (GEMM) and decode (matrix-vector).</summary>
     [Theory]
-    [InlineData(TensorType.Q8_0)] [InlineData(TensorType.Q4_0)] [InlineData(TensorType.Q4_K)]
+    [InlineData(TensorType.Q8_0)] [InlineData(TensorType.Q4_0)] [InlineData(TensorType.Q4_K)] [InlineData(TensorType.HQ3_O)] [InlineData(TensorType.HQ4_O)]
     public void Exact_quantized_model_is_bit_identical_to_its_dequantized_f32_twin(TensorType type)
     {
         var config = new ModelConfig

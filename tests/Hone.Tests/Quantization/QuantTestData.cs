@@ -7,7 +7,7 @@ namespace Hone.Tests.Quantization;
 /// <summary>Random inputs, fixture files and error magnitudes shared by the quantization tests.</summary>
 internal static class QuantTestData
 {
-    public static readonly TensorType[] WeightTypes = [TensorType.Q8_0, TensorType.Q4_0, TensorType.Q4_K, TensorType.Q6_K];
+    public static readonly TensorType[] WeightTypes = [TensorType.Q8_0, TensorType.Q4_0, TensorType.Q4_K, TensorType.Q6_K, TensorType.HQ3_O, TensorType.HQ4_O];
 
     public static string FixtureDirectory => Path.Combine(AppContext.BaseDirectory, "Fixtures", "quant");
 
@@ -42,6 +42,8 @@ internal static class QuantTestData
             TensorType.Q8_0 or TensorType.Q4_0 => [0],
             TensorType.Q4_K => [0, 2],
             TensorType.Q6_K => [208],
+            TensorType.HQ3_O => [0, 2, 34, 36],  // d, dmin and the two outlier values (indices stay random: mostly unused)
+            TensorType.HQ4_O => [0, 2, 42, 44],
             _ => throw new ArgumentOutOfRangeException(nameof(type)),
         };
         for (int b = 0; b < blocks; b++)
@@ -89,6 +91,15 @@ internal static class QuantTestData
                         break;
                     case TensorType.Q6_K:
                         m[i] = Math.Abs((double)ReadHalf(block, 208) * (sbyte)block[192 + j / 16]) * 64;
+                        break;
+                    case TensorType.HQ3_O or TensorType.HQ4_O:
+                        // Two Q8_0 halves and two outlier corrections per block: up to three times the float terms
+                        // of a 32-element block, so three times the bound; a slot adds |value| + |quantized value|.
+                        int stats = block[4 + j / 16], top = type == TensorType.HQ3_O ? 7 : 15, index = type == TensorType.HQ3_O ? 32 : 40;
+                        double d = Math.Abs((double)ReadHalf(block, 0)), dmin = Math.Abs((double)ReadHalf(block, 2));
+                        m[i] = 3 * (d * (stats & 15) * top + dmin * (stats >> 4));
+                        for (int s = 0; s < 2; s++)
+                            if (block[index + s] == j) m[i] += 3 * (Math.Abs((double)ReadHalf(block, index + 2 + 2 * s)) + d * (stats & 15) * top + dmin * (stats >> 4));
                         break;
                 }
             }

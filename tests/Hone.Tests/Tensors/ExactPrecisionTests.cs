@@ -131,6 +131,7 @@ public unsafe class ExactPrecisionTests
     /// of the dequantized weights, bit for bit.</summary>
     [Theory]
     [InlineData(TensorType.Q8_0)] [InlineData(TensorType.Q4_0)] [InlineData(TensorType.Q4_K)] [InlineData(TensorType.Q6_K)] [InlineData(TensorType.F16)]
+    [InlineData(TensorType.HQ3_O)] [InlineData(TensorType.HQ4_O)]
     public void Exact_gemm_with_typed_weights_is_bit_identical_to_the_f32_gemm_of_the_dequantized_weights(TensorType type)
     {
         int block = type.Traits().BlockSize;
@@ -174,6 +175,7 @@ public unsafe class ExactPrecisionTests
     /// F32 product of the dequantized weights (also accumulating, and in the shared and gated regions); Fast quantizes x.</summary>
     [Theory]
     [InlineData(TensorType.Q8_0)] [InlineData(TensorType.Q4_0)] [InlineData(TensorType.Q4_K)] [InlineData(TensorType.Q6_K)]
+    [InlineData(TensorType.HQ3_O)] [InlineData(TensorType.HQ4_O)]
     public void Exact_matrix_vector_products_with_quantized_weights_equal_the_f32_ones(TensorType type)
     {
         int block = type.Traits().BlockSize;

@@ -185,6 +185,7 @@ public unsafe class GemmNarrowAndLowRankTests
     /// (k = 2304 is four blocks of 576, cut to whole 256-element quantization blocks for the K-quants).</summary>
     [Theory]
     [InlineData(TensorType.Q4_0)] [InlineData(TensorType.Q4_K)] [InlineData(TensorType.Q6_K)] [InlineData(TensorType.Q8_0)]
+    [InlineData(TensorType.HQ3_O)] [InlineData(TensorType.HQ4_O)]
     public void Typed_weights_in_deep_blocks_match_the_dequantized_product(TensorType type)
     {
         foreach (int k in new[] { 256, 1280, 2304 })

@@ -94,7 +94,7 @@ public unsafe class MatVecTests
     public static TheoryData<TensorType, int> FusedCases()
     {
         var data = new TheoryData<TensorType, int>();
-        foreach (var type in new[] { TensorType.F32, TensorType.BF16, TensorType.F16, TensorType.Q8_0, TensorType.Q4_0, TensorType.Q4_K, TensorType.Q6_K })
+        foreach (var type in new[] { TensorType.F32, TensorType.BF16, TensorType.F16, TensorType.Q8_0, TensorType.Q4_0, TensorType.Q4_K, TensorType.Q6_K, TensorType.HQ3_O, TensorType.HQ4_O })
             foreach (var threads in new[] { 1, 2, 3 })
                 data.Add(type, threads);
         return data;

@@ -79,6 +79,8 @@ public unsafe class ConvertTests
     [InlineData("q6_k", 0.4)]
     [InlineData("q4_0", 1.5)]
     [InlineData("q4_k", 1.5)]
+    [InlineData("hq4_o", 1.5)]
+    [InlineData("hq3_o", 3.0)]
     public void Quantized_gguf_loads_and_stays_close_to_f32(string typeName, double tolerance)
     {
         // Rows of 256 so every k-quant block fits.
