@@ -82,7 +82,7 @@ public static class TrainingDataLoader
             var forgetRows = new TrainingRows(forget, o.SeqLen, false, pad, o.Seed);
             var retainRows = retain != null ? new TrainingRows(retain, o.SeqLen, false, pad, o.Seed + 1) : null;
             var text = $"unlearning ({o.UnlearnMethod}): forget {forget.Count} conversations ({forget.Sum(e => (long)e.TargetCount):N0} targets)" +
-                (retain != null ? $", retain {retain.Count} conversations ({retain.Sum(e => (long)e.TargetCount):N0} targets)" : "") +
+                (retain != null ? $", retain {retain.Count} conversations ({retain.Sum(e => (long)e.TargetCount):N0} targets{(o.UnlearnMethod == "grad-ascent" ? "; evaluated, not trained on, by grad-ascent" : "")})" : "") +
                 (forgetFit.Truncated + retainFit.Truncated > 0 ? $"; {forgetFit.Truncated + retainFit.Truncated} longer than {o.SeqLen + 1} tokens truncated" : "") +
                 (forgetFit.Dropped + retainFit.Dropped > 0 ? $"; {forgetFit.Dropped + retainFit.Dropped} dropped (no answer token within the first {o.SeqLen + 1})" : "") +
                 (skipped > 0 ? $"; skipped {skipped} bad records" : "") + $"; template {templateName}";

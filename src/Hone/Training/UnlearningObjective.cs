@@ -33,7 +33,8 @@ public sealed class UnlearningObjective
 
     readonly TrainOptions _o;
     readonly TrainingRows _forget;
-    readonly TrainingRows? _retain;
+    readonly TrainingRows? _retain;     // the retain term's rows (null: no retain term)
+    readonly TrainingRows? _retainEval; // the retain set, evaluated at the evaluation points even where the objective has no retain term
     readonly TrainableLlama _model;
     readonly double[]? _referenceNll; // [forget examples] the starting model's summed answer NLL (npo)
 
@@ -46,6 +47,7 @@ public sealed class UnlearningObjective
         if (!Methods.Contains(o.UnlearnMethod)) throw new ArgumentException($"unlearn_method: unknown method '{o.UnlearnMethod}'; known: {string.Join(", ", Methods)}");
         _o = o; _forget = data.Train; _model = model;
         _retain = o.RetainWeight > 0 && o.UnlearnMethod != "grad-ascent" ? data.Retain : null;
+        _retainEval = data.Retain;
         if (o.UnlearnMethod == "npo") _referenceNll = SequenceNlls(model, _forget, o.BatchSize, o.SeqLen);
     }
 
@@ -208,9 +210,10 @@ public sealed class UnlearningObjective
     }
 
     /// <summary>The forget and retain sets' mean per-token NLL over all their rows (the evaluation points' numbers;
-    /// the run stops once the forget one passes forget_target_loss).</summary>
+    /// the run stops once the forget one passes forget_target_loss). grad-ascent evaluates a given retain set without
+    /// training on it.</summary>
     public (double Forget, double? Retain) Evaluate() =>
-        (MeanNll(_model, _forget, _o.BatchSize, _o.SeqLen), _retain != null ? MeanNll(_model, _retain, _o.BatchSize, _o.SeqLen) : null);
+        (MeanNll(_model, _forget, _o.BatchSize, _o.SeqLen), _retainEval != null ? MeanNll(_model, _retainEval, _o.BatchSize, _o.SeqLen) : null);
 
     static double MeanNll(TrainableLlama model, TrainingRows rows, int batchSize, int sequence)
     {

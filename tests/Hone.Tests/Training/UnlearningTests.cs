@@ -195,7 +195,7 @@ public unsafe class UnlearningTests(ITestOutputHelper output)
         double before = (double)evaluations[0]["forget_nll"]!, after = (double)evaluations[^1]["forget_nll"]!;
         output.WriteLine($"{method}: forget NLL {before:F4} → {after:F4}, retain {evaluations[0]["retain_nll"]} → {evaluations[^1]["retain_nll"]}");
         Assert.True(after > before + 0.1, $"{method}: the forget set's NLL went from {before:F4} to {after:F4}");
-        Assert.Equal(method == "grad-ascent", evaluations[0]["retain_nll"] == null);
+        Assert.NotNull(evaluations[0]["retain_nll"]); // grad-ascent evaluates the retain set without training on it
         var unlearning = JsonNode.Parse(File.ReadAllText(Path.Combine(o.Out, "train_summary.json")))!["unlearning"]!;
         Assert.Equal(method, (string)unlearning["method"]!);
         Assert.Equal(after, (double)unlearning["forget_nll"]!, 5);
