@@ -123,7 +123,7 @@ public sealed partial record TrainOptions
         PathSetting("forget", o => o.Forget, (o, v) => o with { Forget = v },
             "unlearn: the forget set, conversations as for sft (one example per row; the loss on the assistant tokens is pushed up)", nullable: true),
         PathSetting("retain", o => o.Retain, (o, v) => o with { Retain = v },
-            "unlearn: the retain set, conversations as for sft, trained normally (needed by grad-diff; adds the retain term to npo)", nullable: true),
+            "unlearn: the retain set, conversations as for sft, trained normally (needed by grad-diff; adds the retain term to npo; grad-ascent only evaluates it at the evaluation points)", nullable: true),
         new()
         {
             Key = "unlearn_method", Kind = SettingKind.Choice, Choices = UnlearningObjective.Methods,
