@@ -2,7 +2,7 @@
 # Unlearning on the quickstart: a quarter of the store policies (support_hours, warranty, invoice: every fourth) is the
 # forget set. Models: the specialist (base + the quickstart's SFT adapter, merged), a model that never saw the forget
 # policies (the quickstart's LoRA SFT recipe on the training data without them), and the specialist unlearned with
-# grad-ascent, grad-diff and NPO (LoRA r16, lr 2e-4 cosine, batch 4 × 128, at most 150 steps, stopping once the forget
+# grad-ascent, grad-diff and NPO (LoRA r16, lr 2e-4 cosine, and NPO once more at lr 1e-3; batch 4 × 128, at most 150 steps, stopping once the forget
 # set's NLL passes 8.46 per token, the never-saw model's on the same conversations; retain: the first 400 retained
 # policy conversations). Each is evaluated on: forget answer perplexity (first 400 forget conversations), retain answer
 # perplexity (the last 400 retained policy conversations, which unlearning does not train on), the policy
@@ -36,9 +36,10 @@ PY
   --replay-data "$run/data/general/replay.jsonl" --out neversaw --method lora --stage sft --max-steps 500 --batch-size 4 --seq-len 512 --lr 2e-3 \
   --lora-r 16 --lora-alpha 32 --lora-targets all-linear --warmup-steps 10 --schedule cosine --min-lr-ratio 0.1 --eval-every 125 --save-every 0 \
   --log-every 50 --packing --threads "$threads"
-for m in grad-ascent grad-diff npo; do
-  [ -f un-$m/adapter_model.safetensors ] || hone train specialist --stage unlearn --unlearn-method $m --forget bench/forget.jsonl --retain bench/retain-400.jsonl \
-    --out un-$m --method lora --lora-r 16 --lora-alpha 32 --lora-targets all-linear --seq-len 128 --batch-size 4 --max-steps 150 --lr 2e-4 \
+for run_name in grad-ascent grad-diff npo npo-lr1e-3; do
+  m=${run_name%-lr1e-3}; lr=2e-4; [ "$run_name" = npo-lr1e-3 ] && lr=1e-3
+  [ -f un-$run_name/adapter_model.safetensors ] || hone train specialist --stage unlearn --unlearn-method $m --forget bench/forget.jsonl --retain bench/retain-400.jsonl \
+    --out un-$run_name --method lora --lora-r 16 --lora-alpha 32 --lora-targets all-linear --seq-len 128 --batch-size 4 --max-steps 150 --lr $lr \
     --warmup-steps 0 --schedule cosine --min-lr-ratio 0.1 --eval-every 10 --save-every 0 --log-every 10 --forget-target-loss 8.46 --threads "$threads"
 done
 tasks=(--task bench/forget_perplexity.json --task bench/retain_perplexity_tail.json --task bench/policies_forget.json --task bench/policies_retain.json
@@ -48,7 +49,7 @@ hone synth policy-unlearning --out bench-ref --data "$run/data/domain/train.filt
 hone eval "$run/base" --adapter neversaw --task bench-ref/truth_ratio_forget.json --ctx 512 --threads "$threads" --out tr-neversaw.json
 hone eval specialist "${tasks[@]}" --out eval-specialist.json
 hone eval specialist --task bench-ref/truth_ratio_forget.json --ctx 512 --threads "$threads" --out tr-specialist.json
-for m in grad-ascent grad-diff npo; do
+for m in grad-ascent grad-diff npo npo-lr1e-3; do
   hone eval specialist --adapter un-$m "${tasks[@]}" --out eval-$m.json
   hone eval specialist --adapter un-$m --task bench-ref/truth_ratio_forget.json --ctx 512 --threads "$threads" --out tr-$m.json
 done
@@ -65,7 +66,7 @@ def f(x, digits=3):
 print("| model | steps | forget pass@1 | retain pass@1 | forget ppl | retain ppl | general ppl | truth ratio (forget) | forget quality (KS p) |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for name, label in [("specialist", "specialist (base + SFT adapter)"), ("neversaw", "never saw the forget policies"),
-                    ("grad-ascent", "unlearned: grad-ascent"), ("grad-diff", "unlearned: grad-diff"), ("npo", "unlearned: NPO β 0.1")]:
+                    ("grad-ascent", "unlearned: grad-ascent"), ("grad-diff", "unlearned: grad-diff"), ("npo", "unlearned: NPO β 0.1"), ("npo-lr1e-3", "unlearned: NPO β 0.1, lr 1e-3")]:
     m = metrics(f"eval-{name}.json"); t = metrics(f"tr-{name}.json")
     steps = json.load(open(f"un-{name}/train_summary.json"))["steps"] if name.startswith(("grad", "npo")) else "-"
     print(f"| {label} | {steps} | {f(m[('policies_forget','pass@1')])} | {f(m[('policies_retain','pass@1')])} | {f(m[('forget_perplexity','perplexity')], 2)} | "
