@@ -506,15 +506,15 @@ public sealed unsafe class TrainableLlama : IDisposable
     }
 
     /// <summary>Cross-entropy of loss chunk rows [r0, r0+rows) split at sequence boundaries, each piece's dlogits scaled
-    /// by scale·weights[sequence] (null weights: scale 0, the loss only). Returns the summed NLL.</summary>
-    double SequenceCrossEntropy(float* logits, int r0, int rows, float scale, float[]? weights)
+    /// by scale·weights[sequence]. Returns the summed NLL.</summary>
+    double SequenceCrossEntropy(float* logits, int r0, int rows, float scale, float[] weights)
     {
         int v = Config.VocabSize;
         double loss = 0;
         for (int i = 0; i < rows;)
         {
             int b = (r0 + i) / _sequence, end = Math.Min(rows, (b + 1) * _sequence - r0);
-            loss += RowParallel.CrossEntropyForwardBackward(_pool, logits + (long)i * v, end - i, v, _targets.AsSpan(r0 + i, end - i), weights == null ? 0 : scale * weights[b]);
+            loss += RowParallel.CrossEntropyForwardBackward(_pool, logits + (long)i * v, end - i, v, _targets.AsSpan(r0 + i, end - i), scale * weights[b]);
             i = end;
         }
         return loss;
