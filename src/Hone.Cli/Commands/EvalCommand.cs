@@ -41,7 +41,9 @@ internal static class EvalCommand
         var cmd = new Command("eval",
             "Evaluate a model on tasks, with the protocol recorded next to every number.\n" +
             "Task kinds: perplexity (perplexity, bits_per_byte), multiple_choice (acc, acc_norm by log-likelihood, lm-eval semantics),\n" +
-            "generate (exact_match, contains, regex, f1), sampled (pass@k, pass^k with exact, regex, json or command checkers).\n" +
+            "generate (exact_match, contains, regex, f1), sampled (pass@k, pass^k with exact, regex, json or command checkers),\n" +
+            "truth_ratio (TOFU's truth ratio of true against perturbed answers; with \"reference\": a results file of a model never trained\n" +
+            "on the facts, forget_quality = the KS-test p-value between the two models' truth ratios; see hone synth policy-unlearning).\n" +
             BuiltinTasks.Summary + ".\n" +
             "Results: one record per task with metrics, standard errors, protocol, model, adapter, seed, time and Hone version.\n" +
             "--format lm-eval writes lm-evaluation-harness's layout instead: perplexity tasks as word_perplexity, byte_perplexity,\n" +

@@ -20,6 +20,40 @@ internal static class SynthCommand
         cmd.Subcommands.Add(General());
         cmd.Subcommands.Add(Ecommerce());
         cmd.Subcommands.Add(TokenizerVerb());
+        cmd.Subcommands.Add(PolicyUnlearningVerb());
+        return cmd;
+    }
+
+    static Command PolicyUnlearningVerb()
+    {
+        var output = Out();
+        var data = new Option<string>("--data") { Description = "the domain training conversations (JSONL {\"messages\"}), e.g. QUICKSTART/data/domain/train.filtered.jsonl", Required = true };
+        var tasks = new Option<string>("--task-items") { Description = "the policy questions' items, e.g. QUICKSTART/data/domain/task-policies.jsonl", Required = true };
+        var forget = new Option<string?>("--forget-topics")
+        {
+            Description = $"comma-separated policies to forget (default: every fourth, {string.Join(",", PolicyUnlearning.DefaultForgetTopics)}); known: {string.Join(", ", PolicyFaq.Topics.Select(t => t.Name))}",
+        };
+        var reference = new Option<string?>("--reference")
+        {
+            Description = "an eval results file (hone eval --out) of a model never trained on the forget policies, with truth_ratio_forget evaluated: " +
+                          "truth_ratio_forget.json then also reports forget quality (KS test against it)",
+        };
+        var cmd = new Command("policy-unlearning", "An unlearning benchmark from the quickstart's store-policy data: the forget policies' training conversations " +
+                                                   "(forget.jsonl), the other policies' (retain.jsonl), the training data without the forget set (train-without-forget.jsonl), the policy " +
+                                                   "questions split the same way, TOFU-style truth-ratio items (the true fact against three wrong facts in the same answer wording), and " +
+                                                   "task files for hone eval: policies_forget/retain.json (answer pass rate), forget/retain_perplexity.json, truth_ratio_forget/retain.json.")
+        {
+            output, data, tasks, forget, reference,
+        };
+        cmd.SetAction(r => CliSupport.Guard(() =>
+        {
+            var topics = r.GetValue(forget)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            var files = PolicyUnlearning.Build(new PolicyUnlearningOptions(r.GetValue(data)!, r.GetValue(tasks)!, r.GetValue(output)!, topics, r.GetValue(reference)));
+            Console.WriteLine($"forget: {string.Join(", ", files.ForgetTopics)} — {files.ForgetConversations} training conversations, {files.ForgetQuestions} questions");
+            Console.WriteLine($"retain: {files.RetainConversations} policy conversations, {files.RetainQuestions} questions; {files.OtherConversations} other conversations kept in train-without-forget.jsonl");
+            foreach (var f in files.Written) Console.WriteLine($"wrote {f}");
+            return 0;
+        }));
         return cmd;
     }
 

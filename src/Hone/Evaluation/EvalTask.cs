@@ -185,6 +185,7 @@ public static class TaskLoader
             ["multiple_choice"] = (MultipleChoiceTask.Keys, MultipleChoiceTask.Parse),
             ["generate"] = (GenerateTask.Keys, GenerateTask.Parse),
             ["sampled"] = (SampledTask.Keys, SampledTask.Parse),
+            ["truth_ratio"] = (TruthRatioTask.Keys, TruthRatioTask.Parse),
         };
 
     /// <summary>A task file path, or a built-in name.</summary>

@@ -4,7 +4,7 @@ using Hone.Tensors;
 
 namespace Hone.Training;
 
-public enum TrainingStage { Cpt, Sft }
+public enum TrainingStage { Cpt, Sft, Unlearn }
 
 /// <summary>
 /// Every option of a training run, as a plain record. Their flags, recipe keys (snake_case, or LLaMA-Factory's names),
@@ -79,6 +79,18 @@ public sealed partial record TrainOptions
     public bool LoraExpertsTrain { get; init; }
     /// <summary>Mixture of experts: 0 = top-k routing; c &gt; 0 = expert-choice routing with capacity factor c.</summary>
     public double ExpertChoiceCapacity { get; init; }
+    /// <summary>Unlearning: conversations (sft format) whose answers the model should stop producing.</summary>
+    public string? Forget { get; init; }
+    /// <summary>Unlearning: conversations whose answers it should keep (grad-diff's retain term; optional for npo).</summary>
+    public string? Retain { get; init; }
+    /// <summary>Unlearning: grad-ascent, grad-diff or npo (<see cref="UnlearningObjective"/>).</summary>
+    public string UnlearnMethod { get; init; } = "npo";
+    /// <summary>NPO's inverse temperature β.</summary>
+    public double NpoBeta { get; init; } = 0.1;
+    /// <summary>Weight of the retain set's mean per-token cross-entropy in grad-diff (and npo with retain data).</summary>
+    public double RetainWeight { get; init; } = 1.0;
+    /// <summary>Unlearning: stop at an evaluation point once the forget set's mean per-token NLL exceeds this (0 = off).</summary>
+    public double ForgetTargetLoss { get; init; }
 
     public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora, AdapterKind);
     public bool UsesAdapters => Setup.UsesAdapters;
@@ -102,7 +114,12 @@ public sealed partial record TrainOptions
     {
         void Require(bool ok, string message) { if (!ok) throw new ArgumentException(message); }
         Require(Model.Length > 0, "a model is required: hone train MODEL, -m MODEL, or model: in the recipe");
-        Require(Data.Length > 0, "training data is required: --data FILE, or data: (dataset:) in the recipe");
+        if (Stage == TrainingStage.Unlearn) ValidateUnlearning();
+        else
+        {
+            Require(Data.Length > 0, "training data is required: --data FILE, or data: (dataset:) in the recipe");
+            Require(Forget == null && Retain == null, "forget and retain data (--forget, --retain) belong to --stage unlearn");
+        }
         Require(Out.Length > 0, "an output directory is required: --out DIR, or out: (output_dir:) in the recipe");
         foreach (var setting in Settings) setting.Check(this);
         Require(Epochs > 0 || MaxSteps > 0, "epochs or max_steps must be positive");
@@ -122,6 +139,20 @@ public sealed partial record TrainOptions
             Require(LoraExpertsTopK <= LoraExperts.Count, $"lora_experts_top_k {LoraExpertsTopK} is more than the {LoraExperts.Count} experts");
         }
         return this;
+    }
+
+    /// <summary>Unlearning's own checks: a forget set, a retain set where the method needs one, rows that are whole
+    /// examples (NPO's likelihood is per example), and none of the options that only sft and cpt read.</summary>
+    void ValidateUnlearning()
+    {
+        void Require(bool ok, string message) { if (!ok) throw new ArgumentException(message); }
+        Require(Forget != null, "--stage unlearn needs the forget set: --forget FILE (conversations, as for sft), or forget: in the recipe");
+        Require(Data.Length == 0, "--stage unlearn reads --forget and --retain, not --data");
+        Require(UnlearnMethod != "grad-diff" || Retain != null, "unlearn_method grad-diff needs the retain set: --retain FILE");
+        Require(Packing != true, "--stage unlearn trains on whole examples, one per row (NPO's likelihood is per example): leave packing off");
+        Require(ValData == null && ReplayData == null, "--stage unlearn evaluates on the forget and retain sets; val_data and replay_data do not apply");
+        Require(Resume == null, "--stage unlearn does not resume (its runs are short): start again");
+        Require(Retain == null || RetainWeight > 0, "retain_weight is 0: drop --retain, or give the retain term a weight");
     }
 
     /// <summary>The limits that depend on the model, checked right after its config is read and before its weights

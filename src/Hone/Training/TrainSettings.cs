@@ -25,7 +25,8 @@ public sealed partial record TrainOptions
         PathSetting("out", o => o.Out, (o, v) => o with { Out = v! }, "output directory: adapter (PEFT layout) or model, metrics.jsonl, checkpoints/",
             lf: "output_dir", aliases: ["-o"]),
         ChoiceSetting("method", o => o.Method, (o, v) => o with { Method = v }, "full | freeze | lora | dora | qlora", lf: "finetuning_type"),
-        ChoiceSetting("stage", o => o.Stage, (o, v) => o with { Stage = v }, "cpt (raw text, packed) | sft (conversations, loss on assistant tokens)",
+        ChoiceSetting("stage", o => o.Stage, (o, v) => o with { Stage = v },
+            "cpt (raw text, packed) | sft (conversations, loss on assistant tokens) | unlearn (make the model forget --forget's answers, see unlearn_method)",
             lf: "stage", lfValues: new() { ["pt"] = "cpt" }),
         RealSetting("epochs", o => o.Epochs, (o, v) => o with { Epochs = v }, "passes over the data", 0, 1e6, lf: "num_train_epochs"),
         IntSetting("max_steps", o => o.MaxSteps, (o, v) => o with { MaxSteps = v }, "optimizer steps (0 = from epochs; overrides epochs)", 0, int.MaxValue,
@@ -119,6 +120,21 @@ public sealed partial record TrainOptions
             "lora_experts: train the experts with the routers (MixLoRA); default only the routers, the experts frozen (X-LoRA)"),
         RealSetting("expert_choice_capacity", o => o.ExpertChoiceCapacity, (o, v) => o with { ExpertChoiceCapacity = v },
             "mixture of experts: 0 = each token takes its top k experts; c > 0 = expert-choice routing (Zhou et al. 2022): each expert takes the ⌈N·c/E⌉ rows of the micro-batch that score highest for it. It sees later positions of the batch, so it is a training-time router: generation and evaluation route top-k", 0, 4096),
+        PathSetting("forget", o => o.Forget, (o, v) => o with { Forget = v },
+            "unlearn: the forget set, conversations as for sft (one example per row; the loss on the assistant tokens is pushed up)", nullable: true),
+        PathSetting("retain", o => o.Retain, (o, v) => o with { Retain = v },
+            "unlearn: the retain set, conversations as for sft, trained normally (needed by grad-diff; adds the retain term to npo; grad-ascent only evaluates it at the evaluation points)", nullable: true),
+        new()
+        {
+            Key = "unlearn_method", Kind = SettingKind.Choice, Choices = UnlearningObjective.Methods,
+            Description = "unlearn: grad-ascent (minimize −CE on the forget set) | grad-diff (−CE(forget) + retain_weight·CE(retain); each step runs its forget and retain micro-batches interleaved) | " +
+                          "npo (Zhang et al. 2024: (2/β)·mean log(1 + (π/π_ref)^β) over forget examples, π the answer's likelihood, π_ref the starting model's, computed once before training; + the retain term when --retain is given)",
+            Get = o => o.UnlearnMethod, Set = (o, v) => o with { UnlearnMethod = (string)v! },
+        },
+        RealSetting("npo_beta", o => o.NpoBeta, (o, v) => o with { NpoBeta = v }, "unlearn npo: the inverse temperature β", 0, 1000, minExclusive: true),
+        RealSetting("retain_weight", o => o.RetainWeight, (o, v) => o with { RetainWeight = v }, "unlearn: weight of the retain set's mean per-token cross-entropy", 0, 1e6),
+        RealSetting("forget_target_loss", o => o.ForgetTargetLoss, (o, v) => o with { ForgetTargetLoss = v },
+            "unlearn: stop at an evaluation point (every eval_every steps) once the forget set's mean per-token NLL is above this (0 = run max_steps)", 0, 1e6),
         IntSetting("max_samples", o => o.MaxSamples, (o, v) => o with { MaxSamples = v }, "use only the first N training records (0 = all)", 0, int.MaxValue,
             lf: "max_samples"),
     ];

@@ -80,6 +80,14 @@ public sealed unsafe class TrainableLlama : IDisposable
     /// recomputation of checkpointed layers).</summary>
     public RoutingStatistics? Routing { get; set; }
 
+    /// <summary>
+    /// Unlearning (<see cref="UnlearningObjective"/>): signed weights on each sequence's loss, applied in
+    /// <see cref="ForwardBackward"/> only. Called once per micro-batch with each sequence's summed NLL of its targets
+    /// under the current weights (double[B]); returns float[B] that multiply lossScale for that sequence's rows
+    /// (−1 ascends its loss; NPO's weight depends on the NLL, hence the callback). Null: every sequence weighs 1.
+    /// </summary>
+    public Func<double[], float[]>? SequenceLossWeights { get; set; }
+
     /// <summary>The weights of those routes [N, k] ([N, E] under expert-choice routing: 0 where the expert did not take the row).</summary>
     public ReadOnlySpan<float> RoutedWeights(int layer) =>
         _buffers.Layers[layer].RoutedWeights is { } routed ? routed.AsSpan(0, _rows * Slots) : throw new ArgumentException($"layer {layer} is dense");
@@ -468,6 +476,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         var head = _weights.Output;
         var headParam = Find(head.Name);
         double loss = 0;
+        float[]? sequenceWeights = backward && SequenceLossWeights is { } weighting ? weighting(SequenceNll(hFinal)) : null;
         for (int r0 = 0; r0 < n; r0 += TrainingActivations.LossChunk)
         {
             int rows = Math.Min(TrainingActivations.LossChunk, n - r0);
@@ -479,7 +488,9 @@ public sealed unsafe class TrainableLlama : IDisposable
                 continue;
             }
             Linear.Forward(_pool, head, null, hFinal + (long)r0 * d, rows, d, logits, v, false, packedWeights: false);
-            loss += RowParallel.CrossEntropyForwardBackward(_pool, logits, rows, v, _targets.AsSpan(r0, rows), lossScale);
+            loss += sequenceWeights == null
+                ? RowParallel.CrossEntropyForwardBackward(_pool, logits, rows, v, _targets.AsSpan(r0, rows), lossScale)
+                : SequenceCrossEntropy(logits, r0, rows, lossScale, sequenceWeights);
             if (!backward) continue;
             // dhFinal = dLogits·W; dW += dLogitsᵀ·hFinal
             Gemm.MultiplyByWeights(_pool, rows, d, v, logits, v, head.Type, head.Data, head.RowBytes, gradH + (long)r0 * d, d, false);
@@ -492,6 +503,41 @@ public sealed unsafe class TrainableLlama : IDisposable
             RowParallel.RmsNormBackward(_pool, xFinal, _weights.OutputNorm, gradH, _buffers.GradX, normParam != null ? normParam.Gradient : null, n, d, c.RmsNormEps, false);
         }
         return loss;
+    }
+
+    /// <summary>Cross-entropy of loss chunk rows [r0, r0+rows) split at sequence boundaries, each piece's dlogits scaled
+    /// by scale·weights[sequence]. Returns the summed NLL.</summary>
+    double SequenceCrossEntropy(float* logits, int r0, int rows, float scale, float[] weights)
+    {
+        int v = Config.VocabSize;
+        double loss = 0;
+        for (int i = 0; i < rows;)
+        {
+            int b = (r0 + i) / _sequence, end = Math.Min(rows, (b + 1) * _sequence - r0);
+            loss += RowParallel.CrossEntropyForwardBackward(_pool, logits + (long)i * v, end - i, v, _targets.AsSpan(r0 + i, end - i), scale * weights[b]);
+            i = end;
+        }
+        return loss;
+    }
+
+    /// <summary>Each sequence's summed NLL of its targets (double[B]): a forward-only pass of the output head over the
+    /// final hidden states, so the sequence weights can depend on the current likelihood.</summary>
+    double[] SequenceNll(float* hFinal)
+    {
+        int n = _rows, d = Config.HiddenSize, v = Config.VocabSize;
+        var nll = new double[_batch];
+        for (int r0 = 0; r0 < n; r0 += TrainingActivations.LossChunk)
+        {
+            int rows = Math.Min(TrainingActivations.LossChunk, n - r0);
+            Linear.Forward(_pool, _weights.Output, null, hFinal + (long)r0 * d, rows, d, _buffers.Logits, v, false, packedWeights: false);
+            for (int i = 0; i < rows;)
+            {
+                int b = (r0 + i) / _sequence, end = Math.Min(rows, (b + 1) * _sequence - r0);
+                nll[b] += RowParallel.CrossEntropyForwardBackward(_pool, _buffers.Logits + (long)i * v, end - i, v, _targets.AsSpan(r0 + i, end - i), 0);
+                i = end;
+            }
+        }
+        return nll;
     }
 
     // ---- backward -------------------------------------------------------------------------------------

@@ -26,7 +26,11 @@ public sealed record TrainingSummary(long Steps, long TotalSteps, long Tokens, d
     long TrainableParameters, long PeakWorkingSetBytes, bool Interrupted, bool EarlyStopped, string Output, IReadOnlyList<string> Written);
 
 /// <summary>The training data of a run, tokenized: rows for training and (optionally) validation.</summary>
-public sealed record TrainingData(TrainingRows Train, TrainingRows? Validation, int SkippedLines, string Description);
+public sealed record TrainingData(TrainingRows Train, TrainingRows? Validation, int SkippedLines, string Description)
+{
+    /// <summary>Unlearning: the retain set (Train is then the forget set, one example per row).</summary>
+    public TrainingRows? Retain { get; init; }
+}
 
 /// <summary>
 /// The training loop: gradient accumulation over micro-batches (loss normalized by the targets of the whole step),
@@ -68,6 +72,19 @@ public static class Trainer
                       $"{totalSteps} steps of {o.BatchSize}×{o.SeqLen} tokens ×{o.GradAccum}, {data.Train.RowsPerEpoch} rows per epoch, " +
                       $"activations {model.ActivationBytes / (1 << 20)} MiB");
 
+        // Unlearning: its objective replaces the step's loss; npo scores the forget set with the starting model here.
+        UnlearningObjective? unlearning = null;
+        (double Forget, double? Retain)? unlearningNll = null;
+        bool reachedForgetTarget = false;
+        if (o.Stage == TrainingStage.Unlearn)
+        {
+            unlearning = new UnlearningObjective(o, data, model);
+            unlearningNll = unlearning.Evaluate();
+            reporter.Info($"unlearning with {o.UnlearnMethod}: before the first step the forget set's NLL is {unlearningNll.Value.Forget:F4} per token" +
+                          (unlearningNll.Value.Retain is double r0 ? $", the retain set's {r0:F4}" : "") +
+                          (o.ForgetTargetLoss > 0 ? $"; stopping once the forget NLL passes {o.ForgetTargetLoss:G4} (checked every {o.EvalEvery} steps)" : ""));
+        }
+
         var state = new RunState();
         if (resumeFrom != null)
         {
@@ -98,6 +115,8 @@ public static class Trainer
                           $"a router per layer; training the routers{(o.LoraExpertsTrain ? " and the experts" : " (experts frozen)")}; " +
                           $"router_aux_loss_coef {model.RouterAuxLossCoef:G4}, router_z_loss_coef {model.RouterZLossCoef:G4}");
         }
+        if (unlearningNll is { } before)
+            metrics.WriteLine(new JsonObject { ["step"] = 0, ["forget_nll"] = Math.Round(before.Forget, 6), ["retain_nll"] = before.Retain is double r ? Math.Round(r, 6) : null }.ToJsonString());
         var clock = Stopwatch.StartNew();
         long tokensThisRun = 0, peak = Environment.WorkingSet;
         double lastLoss = double.NaN;
@@ -110,10 +129,12 @@ public static class Trainer
             // Count the targets of the whole step first so every micro-batch is normalized the same way.
             long firstRow = state.RowsConsumed;
             long targetCount = 0;
-            for (long r = 0; r < rowsPerStep; r++) targetCount += data.Train.Row(firstRow + r).Targets.Count(t => t >= 0);
             model.ZeroGradients();
             double lossSum = 0, balanceSum = 0, zSum = 0;
-            for (int micro = 0; micro < o.GradAccum; micro++)
+            UnlearningStep? unlearned = unlearning?.Step(state.Step, firstRow);
+            if (unlearned != null) lossSum = unlearned.Objective;
+            else for (long r = 0; r < rowsPerStep; r++) targetCount += data.Train.Row(firstRow + r).Targets.Count(t => t >= 0);
+            for (int micro = 0; micro < (unlearned != null ? 0 : o.GradAccum); micro++)
             {
                 for (int b = 0; b < o.BatchSize; b++)
                 {
@@ -134,7 +155,7 @@ public static class Trainer
             optimizer.Update(lr);
             model.AfterStep();
             state.Step++;
-            lastLoss = lossSum / Math.Max(1, targetCount);
+            lastLoss = unlearned?.Objective ?? lossSum / Math.Max(1, targetCount);
             long stepTokens = rowsPerStep * o.SeqLen;
             tokensThisRun += stepTokens;
             peak = Math.Max(peak, Environment.WorkingSet);
@@ -148,6 +169,11 @@ public static class Trainer
                     ["step"] = state.Step, ["loss"] = Math.Round(lastLoss, 6), ["lr"] = lr, ["grad_norm"] = Math.Round(gradNorm, 6),
                     ["tokens_per_s"] = Math.Round(tokensPerSecond, 1), ["epoch"] = Math.Round(epoch, 4), ["elapsed_s"] = Math.Round(clock.Elapsed.TotalSeconds, 3),
                 };
+                if (unlearned != null)
+                {
+                    line["forget_nll"] = Math.Round(unlearned.ForgetNll, 6);
+                    if (unlearned.RetainNll is double retainNll) line["retain_nll"] = Math.Round(retainNll, 6);
+                }
                 if (model.Routing is { } routing)
                 {
                     // The router losses of this step's micro-batches (before their coefficients), and the routing of
@@ -159,6 +185,19 @@ public static class Trainer
                 }
                 metrics.WriteLine(line.ToJsonString());
                 reporter.Progress(new TrainingProgress(state.Step, totalSteps, lastLoss, lr, gradNorm, tokensPerSecond, clock.Elapsed, remaining, epoch));
+            }
+            if (unlearning != null && o.EvalEvery > 0 && (state.Step % o.EvalEvery == 0 || state.Step == totalSteps))
+            {
+                var nll = unlearning.Evaluate();
+                unlearningNll = nll;
+                metrics.WriteLine(new JsonObject { ["step"] = state.Step, ["forget_nll"] = Math.Round(nll.Forget, 6), ["retain_nll"] = nll.Retain is double r ? Math.Round(r, 6) : null }.ToJsonString());
+                reporter.Info($"step {state.Step}: forget NLL {nll.Forget:F4} per token" + (nll.Retain is double rr ? $", retain NLL {rr:F4}" : ""));
+                if (o.ForgetTargetLoss > 0 && nll.Forget > o.ForgetTargetLoss)
+                {
+                    reporter.Info($"the forget set's NLL {nll.Forget:F4} passed forget_target_loss {o.ForgetTargetLoss:G4}: stopping");
+                    reachedForgetTarget = earlyStopped = true;
+                    break;
+                }
             }
             if (data.Validation != null && o.EvalEvery > 0 && (state.Step % o.EvalEvery == 0 || state.Step == totalSteps))
             {
@@ -186,7 +225,9 @@ public static class Trainer
         else written.AddRange(SaveOutputs(o, checkpoint, model));
         var summary = new TrainingSummary(state.Step, totalSteps, tokensThisRun, clock.Elapsed.TotalSeconds, lastLoss, state.BestValidation, trainable,
             peak, interrupted, earlyStopped, o.Out, written);
-        AtomicFile.WriteAllText(Path.Combine(o.Out, "train_summary.json"), SummaryJson(summary, o).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        var summaryJson = SummaryJson(summary, o);
+        if (unlearning != null) summaryJson["unlearning"] = unlearning.SummaryJson(unlearningNll?.Forget, unlearningNll?.Retain, reachedForgetTarget);
+        AtomicFile.WriteAllText(Path.Combine(o.Out, "train_summary.json"), summaryJson.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return summary;
     }
 

@@ -32,7 +32,7 @@ public static class TrainingDataLoader
         int skipped = 0;
         ChatTemplate? template = null;
         string templateName = "";
-        if (o.Stage == TrainingStage.Sft) (template, templateName) = ChatConversation.ResolveTemplate(tokenizer, o.Template);
+        if (o.Stage != TrainingStage.Cpt) (template, templateName) = ChatConversation.ResolveTemplate(tokenizer, o.Template);
         // The template's tool-call format, found once when the first record with tools comes (null: it renders none).
         ToolCallFormat? toolFormat = null;
         bool toolFormatKnown = false;
@@ -68,6 +68,26 @@ public static class TrainingDataLoader
             }
             return examples;
         }
+        int pad = tokenizer.PaddingId ?? tokenizer.EosId ?? 0;
+        if (o.Stage == TrainingStage.Unlearn)
+        {
+            // Unlearning: one conversation per row (no packing, no validation split); the forget set is the training
+            // stream, the retain set a second one. Both are evaluated whole at the evaluation points.
+            var forget = Read(o.Forget!, TrainingStage.Sft, o.MaxSamples);
+            if (forget.Count == 0) throw new DataFormatException(o.Forget!, 0, "no usable forget examples");
+            var forgetFit = Fit(forget, o.SeqLen, o.Forget!);
+            var retain = o.Retain != null ? Read(o.Retain, TrainingStage.Sft) : null;
+            if (retain is { Count: 0 }) throw new DataFormatException(o.Retain!, 0, "no usable retain examples");
+            var retainFit = retain != null ? Fit(retain, o.SeqLen, o.Retain!) : default;
+            var forgetRows = new TrainingRows(forget, o.SeqLen, false, pad, o.Seed);
+            var retainRows = retain != null ? new TrainingRows(retain, o.SeqLen, false, pad, o.Seed + 1) : null;
+            var text = $"unlearning ({o.UnlearnMethod}): forget {forget.Count} conversations ({forget.Sum(e => (long)e.TargetCount):N0} targets)" +
+                (retain != null ? $", retain {retain.Count} conversations ({retain.Sum(e => (long)e.TargetCount):N0} targets{(o.UnlearnMethod == "grad-ascent" ? "; evaluated, not trained on, by grad-ascent" : "")})" : "") +
+                (forgetFit.Truncated + retainFit.Truncated > 0 ? $"; {forgetFit.Truncated + retainFit.Truncated} longer than {o.SeqLen + 1} tokens truncated" : "") +
+                (forgetFit.Dropped + retainFit.Dropped > 0 ? $"; {forgetFit.Dropped + retainFit.Dropped} dropped (no answer token within the first {o.SeqLen + 1})" : "") +
+                (skipped > 0 ? $"; skipped {skipped} bad records" : "") + $"; template {templateName}";
+            return new TrainingData(forgetRows, null, skipped, text) { Retain = retainRows };
+        }
         bool packing = o.Packing ?? o.Stage == TrainingStage.Cpt;
         var train = Read(o.Data, o.Stage, o.MaxSamples);
         var fit = packing ? default : Fit(train, o.SeqLen, o.Data);
@@ -92,7 +112,6 @@ public static class TrainingDataLoader
         var replay = o.ReplayData != null ? Read(o.ReplayData, TrainingStage.Cpt) : [];
         train.AddRange(replay);
         int replayed = replay.Count;
-        int pad = tokenizer.PaddingId ?? tokenizer.EosId ?? 0;
         var rows = new TrainingRows(train, o.SeqLen, packing, pad, o.Seed);
         var valRows = validation is { Count: > 0 } ? new TrainingRows(validation, o.SeqLen, packing, pad, o.Seed) : null;
         long tokens = train.Sum(e => (long)e.Ids.Length), targets = train.Sum(e => (long)e.TargetCount);

@@ -61,6 +61,30 @@ public sealed class TrainingRows
         return Materialize(_epoch, rows[(int)(index % _rowsPerEpoch % rows.Length)]);
     }
 
+    /// <summary>Without packing: the example row <paramref name="index"/> of the global stream comes from.</summary>
+    public int ExampleOf(long index)
+    {
+        if (_packing) throw new InvalidOperationException("a packed row holds several examples");
+        int epoch = (int)(index / _rowsPerEpoch);
+        if (_epoch == null || _epoch.Number != epoch) _epoch = Layout(epoch, ShuffledOrder(epoch));
+        return (int)_epoch.Rows[(int)(index % _rowsPerEpoch % _epoch.Rows.Length)];
+    }
+
+    /// <summary>Without packing: each example that makes a row (a target within its first T+1 tokens), as its index
+    /// and row, in file order.</summary>
+    public IEnumerable<(int Example, int[] Tokens, int[] Targets, int Length)> ExampleRows()
+    {
+        if (_packing) throw new InvalidOperationException("a packed row holds several examples");
+        var layout = Layout(-1, Enumerable.Range(0, _examples.Count).ToArray());
+        foreach (long row in layout.Rows)
+        {
+            var (tokens, targets, length) = Materialize(layout, row);
+            yield return ((int)row, tokens, targets, length);
+        }
+    }
+
+    public int ExampleCount => _examples.Count;
+
     /// <summary>All rows once, in file order (validation), with how many of their tokens are not padding.</summary>
     public IEnumerable<(int[] Tokens, int[] Targets, int Length)> InOrder()
     {
