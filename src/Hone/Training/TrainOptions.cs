@@ -4,7 +4,9 @@ using Hone.Tensors;
 
 namespace Hone.Training;
 
-public enum TrainingStage { Cpt, Sft }
+/// <summary>cpt: raw text, every token a target; sft: conversations, the assistant's tokens targets; distill: sft's data
+/// and targets with a teacher's distribution mixed into the loss (<see cref="DistillationLoss"/>).</summary>
+public enum TrainingStage { Cpt, Sft, Distill }
 
 /// <summary>
 /// Every option of a training run, as a plain record. Their flags, recipe keys (snake_case, or LLaMA-Factory's names),
@@ -79,6 +81,17 @@ public sealed partial record TrainOptions
     public bool LoraExpertsTrain { get; init; }
     /// <summary>Mixture of experts: 0 = top-k routing; c &gt; 0 = expert-choice routing with capacity factor c.</summary>
     public double ExpertChoiceCapacity { get; init; }
+    /// <summary>distill: the teacher model (a Hugging Face directory or GGUF), sharing the student's tokenizer.</summary>
+    public string? Teacher { get; init; }
+    /// <summary>distill: a PEFT adapter applied to the teacher.</summary>
+    public string? TeacherAdapter { get; init; }
+    /// <summary>distill: weight α of the distillation term: loss = (1 − α)·CE + α·T²·KL.</summary>
+    public double KdRatio { get; init; } = 0.5;
+    /// <summary>distill: temperature T of both distributions in the distillation term.</summary>
+    public double KdTemperature { get; init; } = 2;
+    /// <summary>distill: which KL divergence (forward KL(teacher ‖ student), reverse, or their mean).</summary>
+    public DistillationDivergence KdLoss { get; init; } = DistillationDivergence.Forward;
+    public DistillationSettings DistillationSettings => new((float)KdRatio, (float)KdTemperature, KdLoss);
 
     public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora, AdapterKind);
     public bool UsesAdapters => Setup.UsesAdapters;
@@ -121,6 +134,11 @@ public sealed partial record TrainOptions
             Require(LoraExperts.Count >= 2, $"lora_experts (--lora-experts) names {LoraExperts.Count} adapter; a mixture needs at least 2");
             Require(LoraExpertsTopK <= LoraExperts.Count, $"lora_experts_top_k {LoraExpertsTopK} is more than the {LoraExperts.Count} experts");
         }
+        if (Stage == TrainingStage.Distill)
+            Require(Teacher != null, "stage distill needs a teacher: --teacher MODEL (teacher: in the recipe)");
+        else
+            Require(Teacher == null && TeacherAdapter == null && KdRatio == 0.5 && KdTemperature == 2 && KdLoss == DistillationDivergence.Forward,
+                $"teacher, teacher_adapter and the kd_ settings apply to --stage distill; the stage is {Stage.ToString().ToLowerInvariant()}");
         return this;
     }
 

@@ -79,6 +79,9 @@ public sealed unsafe class TrainableLlama : IDisposable
     /// <summary>When set, every training and validation forward adds its routing of the counted rows here (not the
     /// recomputation of checkpointed layers).</summary>
     public RoutingStatistics? Routing { get; set; }
+    /// <summary>When set, the loss of every loss chunk instead of plain cross-entropy, on the same target positions
+    /// (knowledge distillation: <see cref="DistillationLoss"/>); null: cross-entropy.</summary>
+    public ILogitsLoss? LogitsLoss { get; set; }
 
     /// <summary>The weights of those routes [N, k] ([N, E] under expert-choice routing: 0 where the expert did not take the row).</summary>
     public ReadOnlySpan<float> RoutedWeights(int layer) =>
@@ -468,6 +471,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         var head = _weights.Output;
         var headParam = Find(head.Name);
         double loss = 0;
+        LogitsLoss?.Begin(_tokens, _targets, _batch, _sequence);
         for (int r0 = 0; r0 < n; r0 += TrainingActivations.LossChunk)
         {
             int rows = Math.Min(TrainingActivations.LossChunk, n - r0);
@@ -479,7 +483,9 @@ public sealed unsafe class TrainableLlama : IDisposable
                 continue;
             }
             Linear.Forward(_pool, head, null, hFinal + (long)r0 * d, rows, d, logits, v, false, packedWeights: false);
-            loss += RowParallel.CrossEntropyForwardBackward(_pool, logits, rows, v, _targets.AsSpan(r0, rows), lossScale);
+            loss += LogitsLoss is { } custom
+                ? custom.ForwardBackward(_pool, r0, rows, logits, v, _targets.AsSpan(r0, rows), lossScale)
+                : RowParallel.CrossEntropyForwardBackward(_pool, logits, rows, v, _targets.AsSpan(r0, rows), lossScale);
             if (!backward) continue;
             // dhFinal = dLogits·W; dW += dLogitsᵀ·hFinal
             Gemm.MultiplyByWeights(_pool, rows, d, v, logits, v, head.Type, head.Data, head.RowBytes, gradH + (long)r0 * d, d, false);

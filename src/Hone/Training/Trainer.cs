@@ -48,6 +48,8 @@ public static class Trainer
         o.Validate();
         using var checkpoint = Checkpoint.Open(o.Model);
         o.ValidateFor(checkpoint.Config, checkpoint.Path);
+        int sharedVocabulary = 0;
+        using var teacherCheckpoint = o.Stage == TrainingStage.Distill ? DistillationRun.Check(o, checkpoint, reporter, out sharedVocabulary) : null;
         string? resumeFrom = ResolveResume(o);
         var data = loadData(checkpoint, o);
         reporter.Info(data.Description);
@@ -59,6 +61,8 @@ public static class Trainer
         using var weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(storage));
 
         using var model = new TrainableLlama(weights, pool, o.Setup, o.BatchSize, o.SeqLen);
+        using var teacher = teacherCheckpoint != null ? DistillationRun.Start(o, teacherCheckpoint, model, pool, sharedVocabulary, reporter) : null;
+        var distillation = model.LogitsLoss as DistillationLoss;
         using var optimizer = new AdamW(model.Parameters, new AdamWOptions(WeightDecay: o.WeightDecay), pool);
         long trainable = model.Parameters.Sum(p => p.Count);
         long rowsPerStep = (long)o.BatchSize * o.GradAccum;
@@ -112,6 +116,7 @@ public static class Trainer
             long targetCount = 0;
             for (long r = 0; r < rowsPerStep; r++) targetCount += data.Train.Row(firstRow + r).Targets.Count(t => t >= 0);
             model.ZeroGradients();
+            distillation?.ResetSums();
             double lossSum = 0, balanceSum = 0, zSum = 0;
             for (int micro = 0; micro < o.GradAccum; micro++)
             {
@@ -148,6 +153,12 @@ public static class Trainer
                     ["step"] = state.Step, ["loss"] = Math.Round(lastLoss, 6), ["lr"] = lr, ["grad_norm"] = Math.Round(gradNorm, 6),
                     ["tokens_per_s"] = Math.Round(tokensPerSecond, 1), ["epoch"] = Math.Round(epoch, 4), ["elapsed_s"] = Math.Round(clock.Elapsed.TotalSeconds, 3),
                 };
+                if (distillation != null)
+                {
+                    // Both terms of the distillation loss, per target position, before their weights.
+                    line["ce_loss"] = Math.Round(distillation.Sums.CrossEntropy / Math.Max(1, targetCount), 6);
+                    line["kd_loss"] = Math.Round(distillation.Sums.Divergence / Math.Max(1, targetCount), 6);
+                }
                 if (model.Routing is { } routing)
                 {
                     // The router losses of this step's micro-batches (before their coefficients), and the routing of
@@ -226,6 +237,8 @@ public static class Trainer
         var batch = new List<(int[] Tokens, int[] Targets, int Length)>();
         var routing = model.Routing;
         model.Routing = null; // validation rows stay out of the training telemetry
+        var logitsLoss = model.LogitsLoss;
+        model.LogitsLoss = null; // validation loss is the plain cross-entropy, comparable across stages
         void Flush()
         {
             if (batch.Count == 0) return;
@@ -238,6 +251,7 @@ public static class Trainer
         foreach (var row in rows.InOrder()) { batch.Add(row); if (batch.Count == o.BatchSize) Flush(); }
         Flush();
         model.Routing = routing;
+        model.LogitsLoss = logitsLoss;
         return nll / Math.Max(1, count);
     }
 
@@ -302,7 +316,8 @@ public static class Trainer
         o.UseRslora, o.Seed, o.Lr, o.Schedule, o.WarmupSteps, o.WarmupRatio, o.MaxSteps, o.Epochs, o.WeightDecay, o.MaxGradNorm,
         o.Packing, o.TrainOnPrompt, o.QloraType, o.FreezeTrainableLayers, string.Join(",", o.FreezeTrainableModules), o.RouterAuxLossCoef, o.RouterZLossCoef,
         string.Join(",", o.LoraExperts), o.LoraExpertsTopK, o.LoraExpertsTrain, o.ExpertChoiceCapacity,
-    }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) + (o.AdapterKind is string kind ? "|" + kind : "");
+    }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) + (o.AdapterKind is string kind ? "|" + kind : "")
+        + (o.Stage == TrainingStage.Distill ? FormattableString.Invariant($"|{Path.GetFullPath(o.Teacher!)}|{o.TeacherAdapter}|{o.KdRatio}|{o.KdTemperature}|{o.KdLoss}") : "");
 
     static unsafe string SaveCheckpoint(TrainOptions o, TrainableLlama model, AdamW optimizer, RunState state)
     {

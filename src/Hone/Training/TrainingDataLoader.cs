@@ -26,13 +26,13 @@ public static class TrainingDataLoader
 {
     public static TrainingData Load(Checkpoint checkpoint, TrainOptions o)
     {
-        if (o.ReplayData != null && o.Stage != TrainingStage.Sft)
+        if (o.ReplayData != null && o.Stage == TrainingStage.Cpt)
             throw new ArgumentException("replay data mixes plain documents into sft; for cpt, put them in the data");
         var tokenizer = checkpoint.LoadTokenizer();
         int skipped = 0;
         ChatTemplate? template = null;
         string templateName = "";
-        if (o.Stage == TrainingStage.Sft) (template, templateName) = ChatConversation.ResolveTemplate(tokenizer, o.Template);
+        if (o.Stage != TrainingStage.Cpt) (template, templateName) = ChatConversation.ResolveTemplate(tokenizer, o.Template);
         // The template's tool-call format, found once when the first record with tools comes (null: it renders none).
         ToolCallFormat? toolFormat = null;
         bool toolFormatKnown = false;
