@@ -173,7 +173,10 @@ public static class DistillationVocabulary
         return shared;
     }
 
-    static string Show(string? piece) => piece == null ? "no token" : System.Text.Json.Nodes.JsonValue.Create(piece).ToJsonString();
+    // Pieces quoted as JSON strings, with only what JSON must escape escaped (control characters, quotes, backslashes).
+    static readonly System.Text.Json.JsonSerializerOptions QuotedPiece = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    static string Show(string? piece) => piece == null ? "no token" : System.Text.Json.Nodes.JsonValue.Create(piece).ToJsonString(QuotedPiece);
 }
 
 /// <summary>The trainer's distillation stage: the teacher's checks before any work, then the teacher beside the student.</summary>
