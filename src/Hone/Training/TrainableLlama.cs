@@ -155,7 +155,8 @@ public sealed unsafe class TrainableLlama : IDisposable
 
     /// <summary>
     /// Run the model over <paramref name="batch"/> sequences of <paramref name="sequence"/> tokens and return the summed
-    /// cross-entropy (nats, double) over the targets that are ≥ 0. No gradients (validation).
+    /// cross-entropy (nats, double) over the targets that are ≥ 0 (the <see cref="LogitsLoss"/>'s loss when one is
+    /// set). No gradients (validation).
     /// </summary>
     /// <param name="tokens">[B·T] input ids</param>
     /// <param name="targets">[B·T] the id each position should predict, or −1 to ignore the position</param>
@@ -170,7 +171,7 @@ public sealed unsafe class TrainableLlama : IDisposable
     }
 
     /// <summary>
-    /// Forward and backward: returns the summed NLL and accumulates into every trainable parameter's gradient
+    /// Forward and backward: returns the summed NLL (the <see cref="LogitsLoss"/>'s loss when one is set) and accumulates into every trainable parameter's gradient
     /// ∂(lossScale·Σ NLL + auxScale·(aux_coef·balance + z_coef·z))/∂θ, the router losses over the rows that are not
     /// padding (as Hugging Face masks them with the attention mask) for a mixture of experts (call
     /// <see cref="ZeroGradients"/> between optimizer steps).
