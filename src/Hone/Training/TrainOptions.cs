@@ -4,7 +4,10 @@ using Hone.Tensors;
 
 namespace Hone.Training;
 
-public enum TrainingStage { Cpt, Sft, Unlearn }
+/// <summary>cpt: raw text, every token a target; sft: conversations, the assistant's tokens targets; distill: sft's data
+/// and targets with a teacher's distribution mixed into the loss (<see cref="DistillationLoss"/>); unlearn: push the
+/// forget set's answers down (<see cref="UnlearningObjective"/>).</summary>
+public enum TrainingStage { Cpt, Sft, Distill, Unlearn }
 
 /// <summary>
 /// Every option of a training run, as a plain record. Their flags, recipe keys (snake_case, or LLaMA-Factory's names),
@@ -91,6 +94,17 @@ public sealed partial record TrainOptions
     public double RetainWeight { get; init; } = 1.0;
     /// <summary>Unlearning: stop at an evaluation point once the forget set's mean per-token NLL exceeds this (0 = off).</summary>
     public double ForgetTargetLoss { get; init; }
+    /// <summary>distill: the teacher model (a Hugging Face directory or GGUF), sharing the student's tokenizer.</summary>
+    public string? Teacher { get; init; }
+    /// <summary>distill: a PEFT adapter applied to the teacher.</summary>
+    public string? TeacherAdapter { get; init; }
+    /// <summary>distill: weight α of the distillation term: loss = (1 − α)·CE + α·T²·KL.</summary>
+    public double KdRatio { get; init; } = 0.5;
+    /// <summary>distill: temperature T of both distributions in the distillation term.</summary>
+    public double KdTemperature { get; init; } = 2;
+    /// <summary>distill: which KL divergence (forward KL(teacher ‖ student), reverse, or their mean).</summary>
+    public DistillationDivergence KdLoss { get; init; } = DistillationDivergence.Forward;
+    public DistillationSettings DistillationSettings => new((float)KdRatio, (float)KdTemperature, KdLoss);
 
     public AdapterSettings AdapterSettings => new(LoraR, LoraAlpha, LoraDropout, LoraTargets, UseRslora, AdapterKind);
     public bool UsesAdapters => Setup.UsesAdapters;
@@ -138,6 +152,11 @@ public sealed partial record TrainOptions
             Require(LoraExperts.Count >= 2, $"lora_experts (--lora-experts) names {LoraExperts.Count} adapter; a mixture needs at least 2");
             Require(LoraExpertsTopK <= LoraExperts.Count, $"lora_experts_top_k {LoraExpertsTopK} is more than the {LoraExperts.Count} experts");
         }
+        if (Stage == TrainingStage.Distill)
+            Require(Teacher != null, "stage distill needs a teacher: --teacher MODEL (teacher: in the recipe)");
+        else
+            Require(Teacher == null && TeacherAdapter == null && KdRatio == 0.5 && KdTemperature == 2 && KdLoss == DistillationDivergence.Forward,
+                $"teacher, teacher_adapter and the kd_ settings apply to --stage distill; the stage is {Stage.ToString().ToLowerInvariant()}");
         return this;
     }
 

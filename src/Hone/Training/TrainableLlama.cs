@@ -79,6 +79,9 @@ public sealed unsafe class TrainableLlama : IDisposable
     /// <summary>When set, every training and validation forward adds its routing of the counted rows here (not the
     /// recomputation of checkpointed layers).</summary>
     public RoutingStatistics? Routing { get; set; }
+    /// <summary>When set, the loss of every loss chunk instead of plain cross-entropy, on the same target positions
+    /// (knowledge distillation: <see cref="DistillationLoss"/>); null: cross-entropy.</summary>
+    public ILogitsLoss? LogitsLoss { get; set; }
 
     /// <summary>
     /// Unlearning (<see cref="UnlearningObjective"/>): signed weights on each sequence's loss, applied in
@@ -160,7 +163,8 @@ public sealed unsafe class TrainableLlama : IDisposable
 
     /// <summary>
     /// Run the model over <paramref name="batch"/> sequences of <paramref name="sequence"/> tokens and return the summed
-    /// cross-entropy (nats, double) over the targets that are ≥ 0. No gradients (validation).
+    /// cross-entropy (nats, double) over the targets that are ≥ 0 (the <see cref="LogitsLoss"/>'s loss when one is
+    /// set). No gradients (validation).
     /// </summary>
     /// <param name="tokens">[B·T] input ids</param>
     /// <param name="targets">[B·T] the id each position should predict, or −1 to ignore the position</param>
@@ -175,7 +179,7 @@ public sealed unsafe class TrainableLlama : IDisposable
     }
 
     /// <summary>
-    /// Forward and backward: returns the summed NLL and accumulates into every trainable parameter's gradient
+    /// Forward and backward: returns the summed NLL (the <see cref="LogitsLoss"/>'s loss when one is set) and accumulates into every trainable parameter's gradient
     /// ∂(lossScale·Σ NLL + auxScale·(aux_coef·balance + z_coef·z))/∂θ, the router losses over the rows that are not
     /// padding (as Hugging Face masks them with the attention mask) for a mixture of experts (call
     /// <see cref="ZeroGradients"/> between optimizer steps).
@@ -477,6 +481,7 @@ public sealed unsafe class TrainableLlama : IDisposable
         var headParam = Find(head.Name);
         double loss = 0;
         float[]? sequenceWeights = backward && SequenceLossWeights is { } weighting ? weighting(SequenceNll(hFinal)) : null;
+        LogitsLoss?.Begin(_tokens, _targets, _batch, _sequence);
         for (int r0 = 0; r0 < n; r0 += TrainingActivations.LossChunk)
         {
             int rows = Math.Min(TrainingActivations.LossChunk, n - r0);
@@ -488,9 +493,9 @@ public sealed unsafe class TrainableLlama : IDisposable
                 continue;
             }
             Linear.Forward(_pool, head, null, hFinal + (long)r0 * d, rows, d, logits, v, false, packedWeights: false);
-            loss += sequenceWeights == null
-                ? RowParallel.CrossEntropyForwardBackward(_pool, logits, rows, v, _targets.AsSpan(r0, rows), lossScale)
-                : SequenceCrossEntropy(logits, r0, rows, lossScale, sequenceWeights);
+            loss += sequenceWeights != null ? SequenceCrossEntropy(logits, r0, rows, lossScale, sequenceWeights)
+                : LogitsLoss is { } custom ? custom.ForwardBackward(_pool, r0, rows, logits, v, _targets.AsSpan(r0, rows), lossScale)
+                : RowParallel.CrossEntropyForwardBackward(_pool, logits, rows, v, _targets.AsSpan(r0, rows), lossScale);
             if (!backward) continue;
             // dhFinal = dLogits·W; dW += dLogitsᵀ·hFinal
             Gemm.MultiplyByWeights(_pool, rows, d, v, logits, v, head.Type, head.Data, head.RowBytes, gradH + (long)r0 * d, d, false);

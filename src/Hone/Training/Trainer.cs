@@ -52,6 +52,8 @@ public static class Trainer
         o.Validate();
         using var checkpoint = Checkpoint.Open(o.Model);
         o.ValidateFor(checkpoint.Config, checkpoint.Path);
+        int sharedVocabulary = 0;
+        using var teacherCheckpoint = o.Stage == TrainingStage.Distill ? DistillationRun.Check(o, checkpoint, reporter, out sharedVocabulary) : null;
         string? resumeFrom = ResolveResume(o);
         var data = loadData(checkpoint, o);
         reporter.Info(data.Description);
@@ -63,6 +65,8 @@ public static class Trainer
         using var weights = LlamaWeights.Load(checkpoint, new WeightLoadOptions(storage));
 
         using var model = new TrainableLlama(weights, pool, o.Setup, o.BatchSize, o.SeqLen);
+        using var teacher = teacherCheckpoint != null ? DistillationRun.Start(o, teacherCheckpoint, model, pool, sharedVocabulary, reporter) : null;
+        var distillation = model.LogitsLoss as DistillationLoss;
         using var optimizer = new AdamW(model.Parameters, new AdamWOptions(WeightDecay: o.WeightDecay), pool);
         long trainable = model.Parameters.Sum(p => p.Count);
         long rowsPerStep = (long)o.BatchSize * o.GradAccum;
@@ -130,6 +134,7 @@ public static class Trainer
             long firstRow = state.RowsConsumed;
             long targetCount = 0;
             model.ZeroGradients();
+            distillation?.ResetSums();
             double lossSum = 0, balanceSum = 0, zSum = 0;
             UnlearningStep? unlearned = unlearning?.Step(state.Step, firstRow);
             if (unlearned != null) lossSum = unlearned.Objective;
@@ -173,6 +178,12 @@ public static class Trainer
                 {
                     line["forget_nll"] = Math.Round(unlearned.ForgetNll, 6);
                     if (unlearned.RetainNll is double retainNll) line["retain_nll"] = Math.Round(retainNll, 6);
+                }
+                if (distillation != null)
+                {
+                    // Both terms of the distillation loss, per target position, before their weights.
+                    line["ce_loss"] = Math.Round(distillation.Sums.CrossEntropy / Math.Max(1, targetCount), 6);
+                    line["kd_loss"] = Math.Round(distillation.Sums.Divergence / Math.Max(1, targetCount), 6);
                 }
                 if (model.Routing is { } routing)
                 {
@@ -267,6 +278,8 @@ public static class Trainer
         var batch = new List<(int[] Tokens, int[] Targets, int Length)>();
         var routing = model.Routing;
         model.Routing = null; // validation rows stay out of the training telemetry
+        var logitsLoss = model.LogitsLoss;
+        model.LogitsLoss = null; // validation loss is the plain cross-entropy, comparable across stages
         void Flush()
         {
             if (batch.Count == 0) return;
@@ -279,6 +292,7 @@ public static class Trainer
         foreach (var row in rows.InOrder()) { batch.Add(row); if (batch.Count == o.BatchSize) Flush(); }
         Flush();
         model.Routing = routing;
+        model.LogitsLoss = logitsLoss;
         return nll / Math.Max(1, count);
     }
 
@@ -343,7 +357,8 @@ public static class Trainer
         o.UseRslora, o.Seed, o.Lr, o.Schedule, o.WarmupSteps, o.WarmupRatio, o.MaxSteps, o.Epochs, o.WeightDecay, o.MaxGradNorm,
         o.Packing, o.TrainOnPrompt, o.QloraType, o.FreezeTrainableLayers, string.Join(",", o.FreezeTrainableModules), o.RouterAuxLossCoef, o.RouterZLossCoef,
         string.Join(",", o.LoraExperts), o.LoraExpertsTopK, o.LoraExpertsTrain, o.ExpertChoiceCapacity,
-    }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) + (o.AdapterKind is string kind ? "|" + kind : "");
+    }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) + (o.AdapterKind is string kind ? "|" + kind : "")
+        + (o.Stage == TrainingStage.Distill ? FormattableString.Invariant($"|{Path.GetFullPath(o.Teacher!)}|{o.TeacherAdapter}|{o.KdRatio}|{o.KdTemperature}|{o.KdLoss}") : "");
 
     static unsafe string SaveCheckpoint(TrainOptions o, TrainableLlama model, AdamW optimizer, RunState state)
     {

@@ -26,7 +26,7 @@ public static class TrainingDataLoader
 {
     public static TrainingData Load(Checkpoint checkpoint, TrainOptions o)
     {
-        if (o.ReplayData != null && o.Stage != TrainingStage.Sft)
+        if (o.ReplayData != null && o.Stage == TrainingStage.Cpt)
             throw new ArgumentException("replay data mixes plain documents into sft; for cpt, put them in the data");
         var tokenizer = checkpoint.LoadTokenizer();
         int skipped = 0;

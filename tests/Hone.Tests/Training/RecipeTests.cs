@@ -157,7 +157,7 @@ public class RecipeTests
         Assert.Equal(16f, Apply("lora_r: 4").Options.LoraAlpha); // Hone's own keys keep Hone's defaults
         Assert.Equal("auto", Apply("resume_from_checkpoint: true").Options.Resume);
 
-        Assert.Contains("expected one of cpt, sft, unlearn, found 'dpo'", Refused("stage: dpo").Message);
+        Assert.Contains("expected one of cpt, sft, distill, unlearn, found 'dpo'", Refused("stage: dpo").Message);
         Assert.Contains("found 'oft'", Refused("finetuning_type: oft").Message);
         Assert.Contains("do_train: false", Refused("do_train: false").Message);
         Assert.Contains("use_dora applies to LoRA", Refused("finetuning_type: full\nuse_dora: true").Message);
