@@ -467,7 +467,7 @@ public static unsafe class ModelConverter
             if (importance == null) return;
             notes.Add($"importance matrix {importanceFile}: {_weighted.Count} tensors quantized with importance weights");
             if (WeightedError is { With: var with, Without: var without })
-                notes.Add($"importance-weighted rounding error of those tensors, Σ imp·(w−q)² / Σ imp·w²: {with:G4} (unweighted quantization of the same rows: {without:G4}, {(1 - with / without) * 100:F1}% lower)");
+                notes.Add($"importance-weighted rounding error of those tensors{(Gptq != null ? " as written (GPTQ's error feedback trades it for a lower proxy loss)" : "")}, Σ imp·(w−q)² / Σ imp·w²: {with:G4} (unweighted quantization of the same rows: {without:G4}, {(with <= without ? $"{(1 - with / without) * 100:F1}% lower" : $"{(with / without - 1) * 100:F1}% higher")})");
             if (_unweighted.Count > 0)
                 notes.Add($"importance matrix has no entry for {_unweighted.Count} quantized tensors, quantized unweighted as llama-quantize does: {string.Join(", ", _unweighted)}");
             if (_copied.Count > 0)
