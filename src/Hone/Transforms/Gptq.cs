@@ -199,18 +199,25 @@ public static class Gptq
                 a[ri + j] = s / pivot;
             }
         }
-        // V[i, j] = L[n−1−i, n−1−j] (upper); U = V⁻¹, upper, solved column by column
-        double V(int i, int j) => a[(long)(n - 1 - i) * n + (n - 1 - j)];
+        // V[i, j] = L[n−1−i, n−1−j] (upper); U = V⁻¹, upper, solved a row at a time from the bottom:
+        // U[i, j] = −(Σ_{k=i+1..j} V[i,k]·U[k,j]) / V[i,i], reading rows of U (contiguous).
         var u = new double[(long)n * n];
-        for (int j = 0; j < n; j++)
+        var partial = new double[n];
+        for (int i = n - 1; i >= 0; i--)
         {
-            u[(long)j * n + j] = 1 / V(j, j);
-            for (int i = j - 1; i >= 0; i--)
+            long vRow = (long)(n - 1 - i) * n; // V[i, k] = a[vRow + n−1−k]
+            Array.Clear(partial);
+            for (int k = i + 1; k < n; k++)
             {
-                double s = 0;
-                for (int k = i + 1; k <= j; k++) s += V(i, k) * u[(long)k * n + j];
-                u[(long)i * n + j] = -s / V(i, i);
+                double v = a[vRow + (n - 1 - k)];
+                if (v == 0) continue;
+                long uRow = (long)k * n;
+                for (int j = k; j < n; j++) partial[j] += v * u[uRow + j];
             }
+            double pivot = a[vRow + (n - 1 - i)];
+            long row = (long)i * n;
+            u[row + i] = 1 / pivot;
+            for (int j = i + 1; j < n; j++) u[row + j] = -partial[j] / pivot;
         }
         return u;
     }
