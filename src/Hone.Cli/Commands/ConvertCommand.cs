@@ -47,15 +47,15 @@ internal static class ConvertCommand
                           "projections of a layer input and are quantized as usual; mixture-of-experts models are refused. The output reports the proxy " +
                           "loss tr((W−Q)·H·(W−Q)ᵀ) relative to tr(W·H·Wᵀ), with and without GPTQ",
         };
-        var gptqDamp = new Option<double>("--gptq-damp") { Description = "GPTQ's dampening: λ = DAMP·mean(diag H) is added to H's diagonal before inverting it (default 0.01)", DefaultValueFactory = _ => 0.01 };
-        var gptqBlock = new Option<int>("--gptq-block") { Description = "GPTQ's lazy batch: columns whose updates to later columns are applied together (default 128; the result is the same up to rounding)", DefaultValueFactory = _ => 128 };
+        var gptqDamp = new Option<double>("--gptq-damp") { Description = "GPTQ's dampening: λ = DAMP·mean(diag H) is added to H's diagonal before inverting it", DefaultValueFactory = _ => 0.01 };
+        var gptqBlock = new Option<int>("--gptq-block") { Description = "GPTQ's lazy batch: columns whose updates to later columns are applied together (the result is the same up to rounding)", DefaultValueFactory = _ => 128 };
         var gptqActOrder = new Option<bool>("--gptq-act-order")
         {
             Description = "GPTQ walks the columns in descending diag H (most active inputs first). The stored tensor keeps its column order; since a block's " +
                           "columns are then no longer reached together, every block's scales are fitted to the unchanged weights before the walk (static groups)",
         };
-        var gptqTokens = new Option<int>("--gptq-tokens") { Description = "calibration tokens taken from the start of the --gptq text (default 4096)", DefaultValueFactory = _ => 4096 };
-        var gptqCtx = new Option<int>("--gptq-ctx") { Description = "tokens per calibration window, each run from an empty cache (default 512, capped at the model's context)", DefaultValueFactory = _ => 512 };
+        var gptqTokens = new Option<int>("--gptq-tokens") { Description = "calibration tokens taken from the start of the --gptq text", DefaultValueFactory = _ => 4096 };
+        var gptqCtx = new Option<int>("--gptq-ctx") { Description = "tokens per calibration window, each run from an empty cache (capped at the model's context)", DefaultValueFactory = _ => 512 };
         var noVerify = new Option<bool>("--no-verify") { Description = "skip reloading the output and comparing its logits with the source" };
         var baseModel = new Option<string?>("--base") { Description = "converting a PEFT adapter directory to a llama.cpp LoRA .gguf: the base model it was trained on (" +
             string.Join("; ", Hone.Model.AdapterKinds.All.Where(k => k.LlamaCppType == null).Select(k => $"{k} adapters have no llama.cpp form")) + ")" };
