@@ -44,42 +44,61 @@ public static class WeightedQuantization
 
     static void QuantizeQ4_0(ReadOnlySpan<float> x, ReadOnlySpan<float> qw, Span<byte> y, int blocks)
     {
-        Span<float> weight = stackalloc float[32];
-        Span<byte> L = stackalloc byte[32];
+        float sigma2 = RowSigma2(x);
+        for (int b = 0; b < blocks; b++)
+            QuantizeQ4_0Block(x.Slice(32 * b, 32), qw.Slice(32 * b, 32), sigma2, y.Slice(Q4_0Block.Bytes * b, Q4_0Block.Bytes), out _);
+    }
+
+    /// <summary>Weighted Q4_0's row statistic σ² = Σx²/n over the whole row (each element's weight is qw·√(σ² + x²)).</summary>
+    internal static float RowSigma2(ReadOnlySpan<float> x)
+    {
         float sumX2 = 0;
         for (int j = 0; j < x.Length; j++) sumX2 += x[j] * x[j];
-        float sigma2 = sumX2 / x.Length;
-        for (int b = 0; b < blocks; b++)
-        {
-            var xb = x.Slice(32 * b, 32);
-            var wb = qw.Slice(32 * b, 32);
-            for (int j = 0; j < 32; j++) weight[j] = wb[j] * MathF.Sqrt(sigma2 + xb[j] * xb[j]);
-            float d = MakeQxQuants(32, 8, xb, L, weight);
-            var block = y.Slice(Q4_0Block.Bytes * b, Q4_0Block.Bytes);
-            WriteHalf(block, Q4_0Block.D, d);
-            for (int j = 0; j < 16; j++) block[Q4_0Block.Qs + j] = (byte)(L[j] | (L[j + 16] << 4));
-        }
+        return sumX2 / x.Length;
+    }
+
+    /// <summary>One weighted Q4_0 block given its row's σ²; <paramref name="iscale"/> is the inverse scale its quants
+    /// were rounded with (code = 8 + clamp(nearest(iscale·x), −8, 7)), 0 for an all-zero block (codes 0).</summary>
+    internal static void QuantizeQ4_0Block(ReadOnlySpan<float> xb, ReadOnlySpan<float> wb, float sigma2, Span<byte> block, out float iscale)
+    {
+        Span<float> weight = stackalloc float[32];
+        Span<byte> L = stackalloc byte[32];
+        for (int j = 0; j < 32; j++) weight[j] = wb[j] * MathF.Sqrt(sigma2 + xb[j] * xb[j]);
+        float d = MakeQxQuants(32, 8, xb, L, weight, out iscale);
+        WriteHalf(block, Q4_0Block.D, d);
+        for (int j = 0; j < 16; j++) block[Q4_0Block.Qs + j] = (byte)(L[j] | (L[j + 16] << 4));
     }
 
     // ------------------------------------------------------------------ Q6_K
 
     static void QuantizeQ6_K(ReadOnlySpan<float> source, ReadOnlySpan<float> importance, Span<byte> destination, int blocks)
     {
+        for (int b = 0; b < blocks; b++)
+            QuantizeQ6_KBlock(source.Slice(Q6_KBlock.Elements * b, Q6_KBlock.Elements), importance.Slice(Q6_KBlock.Elements * b, Q6_KBlock.Elements),
+                destination.Slice(Q6_KBlock.Bytes * b, Q6_KBlock.Bytes));
+    }
+
+    /// <summary>One weighted Q6_K block: x[256], qw[256].</summary>
+    internal static void QuantizeQ6_KBlock(ReadOnlySpan<float> x, ReadOnlySpan<float> qw, Span<byte> y)
+    {
         Span<byte> L = stackalloc byte[Q6_KBlock.Elements];
         Span<float> scales = stackalloc float[Q6_KBlock.Groups];
-        for (int b = 0; b < blocks; b++)
-        {
-            var x = source.Slice(Q6_KBlock.Elements * b, Q6_KBlock.Elements);
-            var qw = importance.Slice(Q6_KBlock.Elements * b, Q6_KBlock.Elements);
-            for (int g = 0; g < Q6_KBlock.Groups; g++)
-                scales[g] = MakeQxQuants(16, 32, x.Slice(16 * g, 16), L.Slice(16 * g, 16), qw.Slice(16 * g, 16));
-            BlockQuantizationReference.PackQ6_KBlock(x, scales, L, destination.Slice(Q6_KBlock.Bytes * b, Q6_KBlock.Bytes));
-        }
+        for (int g = 0; g < Q6_KBlock.Groups; g++)
+            scales[g] = MakeQxQuants(16, 32, x.Slice(16 * g, 16), L.Slice(16 * g, 16), qw.Slice(16 * g, 16));
+        BlockQuantizationReference.PackQ6_KBlock(x, scales, L, y);
     }
 
     // ------------------------------------------------------------------ Q4_K
 
     static void QuantizeQ4_K(ReadOnlySpan<float> source, ReadOnlySpan<float> importance, Span<byte> destination, int blocks)
+    {
+        for (int b = 0; b < blocks; b++)
+            QuantizeQ4_KBlock(source.Slice(Q4_KBlock.Elements * b, Q4_KBlock.Elements), importance.Slice(Q4_KBlock.Elements * b, Q4_KBlock.Elements),
+                destination.Slice(Q4_KBlock.Bytes * b, Q4_KBlock.Bytes));
+    }
+
+    /// <summary>One weighted Q4_K block: x[256], qw[256].</summary>
+    internal static void QuantizeQ4_KBlock(ReadOnlySpan<float> x, ReadOnlySpan<float> qw, Span<byte> y)
     {
         Span<byte> L = stackalloc byte[Q4_KBlock.Elements];
         Span<byte> laux = stackalloc byte[32];
@@ -89,64 +108,63 @@ public static class WeightedQuantization
         Span<float> sw = stackalloc float[Q4_KBlock.SubBlocks];
         Span<float> mins = stackalloc float[Q4_KBlock.SubBlocks];
         Span<float> scales = stackalloc float[Q4_KBlock.SubBlocks];
-        for (int b = 0; b < blocks; b++)
+        float sumX2 = 0;
+        for (int l = 0; l < Q4_KBlock.Elements; l++) sumX2 += x[l] * x[l];
+        float sigma2 = 2 * sumX2 / Q4_KBlock.Elements;
+        for (int j = 0; j < Q4_KBlock.SubBlocks; j++)
         {
-            var x = source.Slice(Q4_KBlock.Elements * b, Q4_KBlock.Elements);
-            var qw = importance.Slice(Q4_KBlock.Elements * b, Q4_KBlock.Elements);
-            var y = destination.Slice(Q4_KBlock.Bytes * b, Q4_KBlock.Bytes);
-            float sumX2 = 0;
-            for (int l = 0; l < Q4_KBlock.Elements; l++) sumX2 += x[l] * x[l];
-            float sigma2 = 2 * sumX2 / Q4_KBlock.Elements;
-            for (int j = 0; j < Q4_KBlock.SubBlocks; j++)
-            {
-                for (int l = 0; l < 32; l++) weights[l] = qw[32 * j + l] * MathF.Sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
-                float sumW = 0;
-                for (int l = 0; l < 32; l++) sumW += weights[l];
-                sw[j] = sumW;
-                scales[j] = MakeQkx3Quants(32, 15, x.Slice(32 * j, 32), weights, L.Slice(32 * j, 32), out mins[j], laux, -0.9f, 0.05f, 36);
-            }
-            float dBlock = MakeQpQuants(Q4_KBlock.SubBlocks, 63, scales, ls, sw);
-            float mBlock = MakeQpQuants(Q4_KBlock.SubBlocks, 63, mins, lm, sw);
-            var packed = y.Slice(Q4_KBlock.Scales, 12);
-            packed.Clear();
-            for (int j = 0; j < Q4_KBlock.SubBlocks; j++)
-            {
-                if (j < 4)
-                {
-                    packed[j] = ls[j];
-                    packed[j + 4] = lm[j];
-                }
-                else
-                {
-                    packed[j + 4] = (byte)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-                    packed[j - 4] |= (byte)((ls[j] >> 4) << 6);
-                    packed[j] |= (byte)((lm[j] >> 4) << 6);
-                }
-            }
-            WriteHalf(y, Q4_KBlock.D, dBlock);
-            WriteHalf(y, Q4_KBlock.DMin, mBlock);
-            float dAll = Half(y, Q4_KBlock.D), dMinAll = Half(y, Q4_KBlock.DMin);
-            for (int j = 0; j < Q4_KBlock.SubBlocks; j++)
-            {
-                var (sc, m) = BlockQuantizationReference.ScaleMinK4(j, packed);
-                float d = dAll * sc;
-                if (d == 0) continue;
-                float dm = dMinAll * m;
-                for (int i = 0; i < 32; i++)
-                    L[32 * j + i] = (byte)Math.Max(0, Math.Min(15, NearestInt((x[32 * j + i] + dm) / d)));
-            }
-            var qs = y.Slice(Q4_KBlock.Qs, 128);
-            for (int c = 0; c < 4; c++)
-                for (int l = 0; l < 32; l++)
-                    qs[32 * c + l] = (byte)(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+            for (int l = 0; l < 32; l++) weights[l] = qw[32 * j + l] * MathF.Sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+            float sumW = 0;
+            for (int l = 0; l < 32; l++) sumW += weights[l];
+            sw[j] = sumW;
+            scales[j] = MakeQkx3Quants(32, 15, x.Slice(32 * j, 32), weights, L.Slice(32 * j, 32), out mins[j], laux, -0.9f, 0.05f, 36);
         }
+        float dBlock = MakeQpQuants(Q4_KBlock.SubBlocks, 63, scales, ls, sw);
+        float mBlock = MakeQpQuants(Q4_KBlock.SubBlocks, 63, mins, lm, sw);
+        var packed = y.Slice(Q4_KBlock.Scales, 12);
+        packed.Clear();
+        for (int j = 0; j < Q4_KBlock.SubBlocks; j++)
+        {
+            if (j < 4)
+            {
+                packed[j] = ls[j];
+                packed[j + 4] = lm[j];
+            }
+            else
+            {
+                packed[j + 4] = (byte)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+                packed[j - 4] |= (byte)((ls[j] >> 4) << 6);
+                packed[j] |= (byte)((lm[j] >> 4) << 6);
+            }
+        }
+        WriteHalf(y, Q4_KBlock.D, dBlock);
+        WriteHalf(y, Q4_KBlock.DMin, mBlock);
+        float dAll = Half(y, Q4_KBlock.D), dMinAll = Half(y, Q4_KBlock.DMin);
+        for (int j = 0; j < Q4_KBlock.SubBlocks; j++)
+        {
+            var (sc, m) = BlockQuantizationReference.ScaleMinK4(j, packed);
+            float d = dAll * sc;
+            if (d == 0) continue;
+            float dm = dMinAll * m;
+            for (int i = 0; i < 32; i++)
+                L[32 * j + i] = (byte)Math.Max(0, Math.Min(15, NearestInt((x[32 * j + i] + dm) / d)));
+        }
+        var qs = y.Slice(Q4_KBlock.Qs, 128);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++)
+                qs[32 * c + l] = (byte)(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
     }
 
     // ------------------------------------------------------------------ ggml's search helpers, weighted
 
     /// <summary>ggml's make_qx_quants with rmse_type 1 and importance weights <paramref name="w"/>: a symmetric fit
     /// x ≈ scale·(L − nmax), trying inverse scales −(nmax + 0.1·i)/max for i in −9..9.</summary>
-    internal static float MakeQxQuants(int n, int nmax, ReadOnlySpan<float> x, Span<byte> L, ReadOnlySpan<float> w)
+    internal static float MakeQxQuants(int n, int nmax, ReadOnlySpan<float> x, Span<byte> L, ReadOnlySpan<float> w) =>
+        MakeQxQuants(n, nmax, x, L, w, out _);
+
+    /// <param name="bestIscale">the inverse scale the returned quants were rounded with: L = nmax + clamp(nearest(bestIscale·x),
+    /// −nmax, nmax−1); 0 for an all-zero group (L all 0)</param>
+    internal static float MakeQxQuants(int n, int nmax, ReadOnlySpan<float> x, Span<byte> L, ReadOnlySpan<float> w, out float bestIscale)
     {
         float max = 0, amax = 0;
         for (int i = 0; i < n; i++)
@@ -157,9 +175,11 @@ public static class WeightedQuantization
         if (amax < GroupMaxEps)
         {
             L.Slice(0, n).Clear();
+            bestIscale = 0;
             return 0;
         }
         float iscale = -nmax / max;
+        bestIscale = iscale;
         float sumLX = 0, sumL2 = 0;
         for (int i = 0; i < n; i++)
         {
@@ -185,6 +205,7 @@ public static class WeightedQuantization
             {
                 for (int i = 0; i < n; i++)
                     L[i] = (byte)(nmax + Math.Max(-nmax, Math.Min(nmax - 1, NearestInt(iscale * x[i]))));
+                bestIscale = iscale;
                 scale = sumLX / sumL2;
                 best = scale * sumLX;
             }

@@ -17,8 +17,16 @@ namespace Hone.Transforms;
 /// tensor name; a stacked expert tensor is "blk.N.ffn_down_exps.weight") matches a 2D weight sets its type, before
 /// <paramref name="Recipe"/> and <paramref name="Type"/>; a rule that matches nothing is refused</param>
 /// <param name="Recipe">a llama.cpp mixture of types (<see cref="QuantRecipe"/>), overriding <paramref name="Type"/></param>
+/// <param name="Gptq">quantize the layers' projections with GPTQ error feedback (<see cref="Transforms.Gptq"/>) using
+/// Hessians from a calibration pass over this text</param>
 public sealed record ConvertOptions(string Input, string Output, TensorType? Type = null, bool Verify = true, int Threads = 0,
-    string? Imatrix = null, IReadOnlyList<TypeRule>? TypeFor = null, QuantRecipe? Recipe = null);
+    string? Imatrix = null, IReadOnlyList<TypeRule>? TypeFor = null, QuantRecipe? Recipe = null, GptqCalibration? Gptq = null);
+
+/// <param name="Text">calibration text (UTF-8), run through the source model at full precision</param>
+/// <param name="Tokens">tokens of the text used (from its start)</param>
+/// <param name="Context">tokens per window (each from an empty cache; capped at the model's context)</param>
+/// <param name="MemoryBudget">bytes of float64 Hessians held at once; layers are calibrated in groups that fit</param>
+public sealed record GptqCalibration(string Text, GptqOptions Options, int Tokens = 4096, int Context = 512, long MemoryBudget = 4L << 30);
 
 /// <summary>A per-tensor type: tensors whose GGUF name matches <paramref name="Pattern"/> (a regular expression, searched)
 /// are stored as <paramref name="Type"/>.</summary>
@@ -47,8 +55,10 @@ public enum QuantRecipe
 /// <param name="MaxLogitDifference">largest |logit difference| between source and output on the check sequence</param>
 /// <param name="ImportanceWeightedError">with an importance matrix: the relative importance-weighted rounding error of
 /// the weighted tensors (Σ imp·(w−q)² / Σ imp·w²) as written, and as the unweighted quantizer would have written them</param>
+/// <param name="GptqProxyLoss">with GPTQ: the relative proxy loss tr((W−Q)·H·(W−Q)ᵀ) / tr(W·H·Wᵀ) of the tensors GPTQ
+/// quantized, as written and as the type's quantizer alone (with the importance matrix when given) would have written them</param>
 public sealed record ConvertReport(string Output, string Format, int Tensors, long Bytes, IReadOnlyList<string> Notes, double? MaxLogitDifference,
-    ImportanceError? ImportanceWeightedError = null);
+    ImportanceError? ImportanceWeightedError = null, ImportanceError? GptqProxyLoss = null);
 
 /// <param name="With">Σ imp·(w−q)² / Σ imp·w² of the tensors as quantized with the importance matrix</param>
 /// <param name="Without">the same measure for the unweighted quantizer on the same rows</param>
@@ -100,9 +110,19 @@ public static unsafe class ModelConverter
         if (importance != null) log($"importance matrix {o.Imatrix}: {importance.Entries.Count} entries, {importance.ChunkCount} chunks of {importance.ChunkSize}");
         var choice = new TypeChoice(o.TypeFor ?? [], o.Recipe, importance, o.Imatrix);
         choice.CheckRules(weights.Config);
-        var (format, tensors, bytes) = Write(weights.Config, weights, null, source, o.Output, o.Recipe != null ? TensorType.Q4_K : o.Type, notes, log, cancel, verify, choice);
-        choice.Finish(notes);
-        return new ConvertReport(o.Output, format, tensors, bytes, notes, diff, choice.WeightedError);
+        if (o.Gptq != null)
+        {
+            o.Gptq.Options.Check();
+            if (!o.Output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) throw new ArgumentException("--gptq quantizes: write a .gguf file");
+            choice.Gptq = new GptqState(o.Gptq, new HessianSource(o.Input, weights.Config, o.Gptq.Text, o.Gptq.Context, o.Gptq.Tokens, o.Threads, o.Gptq.MemoryBudget, log), o.Threads);
+        }
+        try
+        {
+            var (format, tensors, bytes) = Write(weights.Config, weights, null, source, o.Output, o.Recipe != null ? TensorType.Q4_K : o.Type, notes, log, cancel, verify, choice);
+            choice.Finish(notes);
+            return new ConvertReport(o.Output, format, tensors, bytes, notes, diff, choice.WeightedError, choice.Gptq?.ProxyLoss);
+        }
+        finally { choice.Gptq?.Hessians.Dispose(); }
     }
 
     /// <summary>
@@ -234,6 +254,8 @@ public static unsafe class ModelConverter
                 var plainBytes = importance != null ? new byte[outRow] : null;
                 if (computed != null && computed.LongLength < (long)p.Rows * p.Cols)
                     throw new InvalidOperationException($"{p.Name}: {computed.LongLength} values computed for [{p.Rows}, {p.Cols}]");
+                // GPTQ quantizes the whole matrix at once (rows in source order), then rows are written from it.
+                byte[]? gptq = computed == null && p.Rows > 1 && p.SourceType != p.Type ? choice?.Gptq?.Quantize(p.Name, p.Rows, p.Cols, p.Type, p.SourceType, p.Row, importance, log) : null;
                 fixed (float* c = computed)
                 fixed (float* r = row)
                 fixed (byte* b = buffer)
@@ -244,10 +266,11 @@ public static unsafe class ModelConverter
                         else
                         {
                             WeightRows.DequantizeSegment(p.SourceType, src, 0, p.Cols, r);
+                            if (gptq != null) gptq.AsSpan((int)(p.RowOrder(i) * outRow), (int)outRow).CopyTo(new Span<byte>(b, (int)outRow));
                             if (importance != null)
                             {
                                 var written = new Span<byte>(b, (int)outRow);
-                                WeightedQuantization.QuantizeRow(p.Type, row, importance, written);
+                                if (gptq == null) WeightedQuantization.QuantizeRow(p.Type, row, importance, written);
                                 // What the importance bought: the weighted rounding error of this row, and of the unweighted encoding.
                                 BlockQuantization.DequantizeRow(p.Type, written, check);
                                 double withImportance = 0, norm = 0;
@@ -258,7 +281,7 @@ public static unsafe class ModelConverter
                                 for (int j = 0; j < p.Cols; j++) { double d = row[j] - check![j]; without += importance[j] * d * d; }
                                 choice!.AddError(withImportance, without, norm);
                             }
-                            else LlamaWeights.StoreRow(row, p.Type, b);
+                            else if (gptq == null) LlamaWeights.StoreRow(row, p.Type, b);
                         }
                         s.Write(buffer);
                         if ((i & 4095) == 4095) cancel.ThrowIfCancellationRequested();
@@ -410,6 +433,9 @@ public static unsafe class ModelConverter
         /// <summary>llama-quant.cpp's use_more_bits: the first and last eighth of the layers, and every third between.</summary>
         static bool UseMoreBits(int layer, int layers) => layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
 
+        /// <summary>GPTQ's Hessians and tallies, when converting with --gptq.</summary>
+        public GptqState? Gptq { get; set; }
+
         public float[]? Importance(string name, int expert, int cols, TensorType target, TensorType source)
         {
             if (importance == null || target is not (TensorType.Q4_0 or TensorType.Q4_K or TensorType.Q6_K or TensorType.Q8_0 or TensorType.HQ3_O or TensorType.HQ4_O)) return null;
@@ -443,10 +469,11 @@ public static unsafe class ModelConverter
         public void Finish(List<string> notes)
         {
             for (int i = 0; i < rules.Count; i++) notes.Add($"--type-for {rules[i].Pattern}={rules[i].Type.Name()}: {_matches[i].Count} tensors");
+            Gptq?.Finish(notes, importance != null);
             if (importance == null) return;
             notes.Add($"importance matrix {importanceFile}: {_weighted.Count} tensors quantized with importance weights");
             if (WeightedError is { With: var with, Without: var without })
-                notes.Add($"importance-weighted rounding error of those tensors, Σ imp·(w−q)² / Σ imp·w²: {with:G4} (unweighted quantization of the same rows: {without:G4}, {(1 - with / without) * 100:F1}% lower)");
+                notes.Add($"importance-weighted rounding error of those tensors{(Gptq != null ? " as written (GPTQ's error feedback trades it for a lower proxy loss)" : "")}, Σ imp·(w−q)² / Σ imp·w²: {with:G4} (unweighted quantization of the same rows: {without:G4}, {(with <= without ? $"{(1 - with / without) * 100:F1}% lower" : $"{(with / without - 1) * 100:F1}% higher")})");
             if (_unweighted.Count > 0)
                 notes.Add($"importance matrix has no entry for {_unweighted.Count} quantized tensors, quantized unweighted as llama-quantize does: {string.Join(", ", _unweighted)}");
             if (_copied.Count > 0)

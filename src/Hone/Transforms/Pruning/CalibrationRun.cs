@@ -56,5 +56,21 @@ internal sealed class CalibrationRun : IDisposable
         finally { _loaded.Model.ResidualObserver = null; }
     }
 
+    /// <summary>Runs every window with <paramref name="observer"/> seeing every projection's input rows.</summary>
+    public void Run(IActivationObserver observer)
+    {
+        _loaded.Model.ActivationObserver = observer;
+        try
+        {
+            var logits = new float[Config.VocabSize];
+            for (int start = 0; start < Tokens; start += _window)
+            {
+                _loaded.Model.Reset();
+                _loaded.Model.Forward(_tokens.AsSpan(start, Math.Min(_window, Tokens - start)), logits, promptRows: true);
+            }
+        }
+        finally { _loaded.Model.ActivationObserver = null; }
+    }
+
     public void Dispose() => _loaded.Dispose();
 }
