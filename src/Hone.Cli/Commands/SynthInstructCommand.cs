@@ -31,7 +31,7 @@ internal static class SynthInstructCommand
         var answerTokens = new Option<int>("--answer-tokens") { Description = "most tokens of an answer", DefaultValueFactory = _ => 128 }.Within(1, 100_000);
         var verify = new Option<string[]>("--verify")
         {
-            Description = "a check every kept example passes (repeatable; all must pass): facts (the facts checker: every \"contains\" string verbatim, " +
+            Description = "a check every kept example passes (repeatable; run in order, the first failure drops the example): facts (the facts checker: every \"contains\" string verbatim, " +
                           "\"regex\" matches, no \"forbidden\" pattern, with the target from the seed the example derives from), regex:PATTERN (the answer matches), " +
                           "json-schema:FILE (the answer is JSON the schema allows), command:FILE (an eval command checker, JSON as in a task's checker; " +
                           "templates see the seed's fields, {instruction}, {answer}), judge:RUBRIC or judge:@FILE (a model answers PASS or FAIL)",
