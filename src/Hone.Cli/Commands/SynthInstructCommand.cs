@@ -57,7 +57,8 @@ internal static class SynthInstructCommand
             "under the seed's system message. A judge gets the system message \"" + SynthPrompts.JudgeSystem + "\" and \"" +
             SynthPrompts.JudgeRequest.Replace("\n", "\\n", StringComparison.Ordinal) + "\"; a reply starting with PASS passes.\n" +
             "Dropped, for the first reason met: " + string.Join(", ", InstructSynthesis.DropReasons) + ", failed_VERIFIER. " +
-            "The report (stdout, --report) counts generated = kept + dropped. An interrupted run writes nothing; rerun it (same seed, same output).")
+            "The report (stdout, --report) counts generated = kept + dropped. A teacher that fails on each of the first " +
+            $"{InstructSynthesis.FailFastErrors} examples stops the run. An interrupted run writes nothing; rerun it (same seed, same output).")
         {
             teacher, teacherAdapter, teacherEndpoint, teacherModel, judge, judgeAdapter, judgeEndpoint, judgeModel, apiKey, seeds, output, count, mode,
             operations, examples, temperature, topP, instructionTokens, answerTokens, verify, decontaminate, decontaminateNgram, dedup, near, seed, report,

@@ -83,6 +83,10 @@ public static class InstructSynthesis
 
     const int MaxDropExamples = 3;
 
+    /// <summary>When the teacher has failed on each of the first this many examples, the run stops with its error: an
+    /// unreachable endpoint or a prompt too long for the model is a setup problem, not data to count.</summary>
+    public const int FailFastErrors = 5;
+
     public static InstructSynthesisReport Run(InstructSynthesisOptions o, SynthChat teacher, SynthChat? judge = null, Action<string>? progress = null,
         CancellationToken cancel = default)
     {
@@ -142,6 +146,8 @@ public static class InstructSynthesis
 
                 void Drop(string reason, string detail)
                 {
+                    if (reason == "teacher_error" && dropped[reason] + 1 == i + 1 && i + 1 == FailFastErrors)
+                        throw new InvalidOperationException($"the teacher failed on each of the first {FailFastErrors} examples; the last error: {detail}");
                     dropped[reason]++;
                     if (perReasonExamples.GetValueOrDefault(reason) < MaxDropExamples)
                     {

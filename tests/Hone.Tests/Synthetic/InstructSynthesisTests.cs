@@ -328,6 +328,20 @@ public class InstructSynthesisTests
     }
 
     [Fact]
+    public void A_teacher_that_fails_from_the_start_stops_the_run_with_its_error()
+    {
+        using var dir = new TempDirectory();
+        var teacher = new ScriptedChat();
+        teacher.Instructions.AddRange(Enumerable.Repeat<string?>(null, 10));
+        string output = dir.File("out.jsonl");
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            InstructSynthesis.Run(new InstructSynthesisOptions(Seeds(dir, """{"question": "Q?", "answer": "A."}"""), output, Count: 10), Chat(teacher)));
+        Assert.Contains("the teacher is down", e.Message);
+        Assert.Equal(InstructSynthesis.FailFastErrors, teacher.Requests.Count);
+        Assert.False(File.Exists(output));
+    }
+
+    [Fact]
     public void An_interrupted_run_leaves_no_output()
     {
         using var dir = new TempDirectory();
