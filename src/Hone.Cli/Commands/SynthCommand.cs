@@ -16,10 +16,12 @@ internal static class SynthCommand
     public static Command Create()
     {
         var cmd = new Command("synth", "Generate the quickstart's data: a general-English corpus, an e-commerce customer-service dataset " +
-                                       "with verified answers and its evaluation task, and a byte-level BPE tokenizer. Deterministic per seed.");
+                                       "with verified answers and its evaluation task, and a byte-level BPE tokenizer; or (instruct) new instruction data " +
+                                       "from a teacher model, filtered by verifiers. Deterministic per seed.");
         cmd.Subcommands.Add(General());
         cmd.Subcommands.Add(Ecommerce());
         cmd.Subcommands.Add(TokenizerVerb());
+        cmd.Subcommands.Add(SynthInstructCommand.Create());
         cmd.Subcommands.Add(PolicyUnlearningVerb());
         return cmd;
     }

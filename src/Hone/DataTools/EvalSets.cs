@@ -35,7 +35,8 @@ public sealed class EvalNgrams
         _seed = seed;
     }
 
-    public void Add(string path)
+    /// <param name="segment">called with each segment and its line (for callers that also match whole texts)</param>
+    public void Add(string path, Action<string, long>? segment = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such evaluation file", path);
         string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
@@ -47,6 +48,7 @@ public sealed class EvalNgrams
         void Segment(string text, long line)
         {
             segments++;
+            segment?.Invoke(text, line);
             int added = 0;
             foreach (var (hash, _) in Ngrams(text, scratch))
             {

@@ -7,7 +7,7 @@ namespace Hone.Tests.Infrastructure;
 /// The library's folders use only folders below them: tensors/kernels → formats → tokenization and chat templates →
 /// experts (routing and router losses of mixtures of experts: math the model uses) → model → inference → batching (the batched engine) → transforms → training → evaluation → data tools → agents (the
 /// agent benchmark) → synthetic
-/// data → workflows → clients (in-process chat clients) → server (HTTP); the CLI may use all. The assemblies enforce
+/// data → synthesis (teacher-made instruction data) → workflows → clients (in-process chat clients) → server (HTTP); the CLI may use all. The assemblies enforce
 /// part of it (Hone.Kernels and Hone.Templates reference nothing of Hone; Hone.Workflows, Hone.Clients and Hone.Server
 /// sit above Hone.Core); inside each this test reads the sources: a `using Hone.X` or a qualified `X.Name` of a folder
 /// above is a violation.
@@ -16,7 +16,7 @@ public sealed class LayeringTests
 {
     static readonly string[] Order =
         ["Tensors", "Formats", "Templates", "Tokenization", "Grammars", "ToolCalls", "Experts", "Model", "Inference", "Batching", "Transforms", "Training", "Evaluation", "DataTools", "Agents",
-         "Clients", "Synthetic", "Workflows", "Server"];
+         "Clients", "Synthetic", "Synthesis", "Workflows", "Server"];
 
     static string RepositoryRoot()
     {
