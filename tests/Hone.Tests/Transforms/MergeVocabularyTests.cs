@@ -156,7 +156,9 @@ public unsafe class MergeVocabularyTests
             merge_method: linear
             models:
               - model: {a}
+                parameters: {"{"}weight: 1{"}"}
               - model: {b}
+                parameters: {"{"}weight: 1{"}"}
             tokenizer_source: {b}
             """, "to-b");
         using var toB = Checkpoint.Open(dir.File("to-b"));
@@ -173,7 +175,9 @@ public unsafe class MergeVocabularyTests
             merge_method: linear
             models:
               - model: {a}
+                parameters: {"{"}weight: 1{"}"}
               - model: {c}
+                parameters: {"{"}weight: 1{"}"}
             tokenizer_source: union
             """));
         Assert.Contains("merges differ", union.Message);
@@ -185,7 +189,9 @@ public unsafe class MergeVocabularyTests
             merge_method: linear
             models:
               - model: {a}
+                parameters: {"{"}weight: 1{"}"}
               - model: {b}
+                parameters: {"{"}weight: 1{"}"}
             """));
         Assert.Contains("tokenizer_source", plain.Message);
     }

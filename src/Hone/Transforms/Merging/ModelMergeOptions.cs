@@ -73,7 +73,7 @@ public sealed record ModelMergeOptions(string Method, IReadOnlyList<MergeModel> 
         if (top.TryGetValue("tokenizer_source", out var tokenizerNode) && !tokenizerNode.IsNull)
         {
             if (tokenizerNode.Entries != null || tokenizerNode.Items != null)
-                throw tokenizerNode.Error("tokenizer_source must be base or a model's path (mergekit's tokenizer mappings are not supported)");
+                throw tokenizerNode.Error("tokenizer_source must be base, a model's path or union (mergekit's tokenizer mappings are not supported)");
             tokenizer = tokenizerNode.Text("tokenizer_source") switch
             {
                 "base" => baseModel ?? throw tokenizerNode.Error("tokenizer_source: base, but the configuration has no base_model"),

@@ -234,7 +234,9 @@ public static unsafe class ModelMerger
             bool sameShape = e.Rows == 1 ? t.ElementCount == e.Cols && (t.Shape.Length == 1 || (t.Shape.Length == 2 && t.Shape[0] == 1))
                                          : t.Shape.Length == 2 && (t.Shape[0] == e.Rows || anyRows) && t.Shape[1] == e.Cols;
             if (!sameShape)
-                throw new ArgumentException($"{input.Path}: tensor {shown} has shape {t.ShapeText}, expected {want} (as in {reference.Path})");
+                throw new ArgumentException($"{input.Path}: tensor {shown} has shape {t.ShapeText}, expected {want} (as in {reference.Path})" +
+                    (e.Role is TensorRole.TokenEmbedding or TensorRole.Output && t.Shape.Length == 2 && t.Shape[1] == e.Cols
+                        ? "; models of different vocabularies merge only with tokenizer_source (base, a model's path, or union), which matches their rows by token" : ""));
             if (t.Type == null)
                 throw new ArgumentException($"{input.Path}: tensor {shown} is stored as {t.TypeName}, which cannot be read for merging");
         }

@@ -87,42 +87,43 @@ internal sealed class VocabularyReconciler
                 throw new ArgumentException($"tokenizer_source: union: {path}'s merges differ from {referencePath}'s, so the same text would be cut into different tokens; only tokenizers that differ in added tokens or a vocabulary tail can be united");
         }
 
-        // The model vocabularies, id → piece: each must agree with the longest on every id it has.
-        List<string> Pieces(JsonObject model, string path)
+        // The model vocabularies, id → piece (ids need not start at 0: added tokens may hold the first ones); each must
+        // agree with the longest on every id they share, and the longest runs on where the others stop.
+        SortedDictionary<int, string> Pieces(JsonObject model, string path)
         {
             if (model["vocab"] is not JsonObject vocab)
                 throw new ArgumentException($"tokenizer_source: union: {path}'s tokenizer.json has no vocab mapping (a {(string?)model["type"]} model); only BPE vocabularies can be united");
             var byId = new SortedDictionary<int, string>();
             foreach (var (piece, id) in vocab)
-                if (id is JsonValue v && v.TryGetValue(out int i) && i >= 0) byId[i] = piece;
-                else throw new ArgumentException($"{path}: tokenizer.json vocab entry '{piece}' has no valid id");
-            if (byId.Count > 0 && byId.Keys.Last() != byId.Count - 1) throw new ArgumentException($"{path}: tokenizer.json vocab ids are not 0..{byId.Count - 1}");
-            return byId.Values.ToList();
+                if (id is JsonValue v && v.TryGetValue(out int i) && i >= 0 && byId.TryAdd(i, piece)) { }
+                else throw new ArgumentException($"{path}: tokenizer.json vocab entry '{piece}' has no valid id of its own");
+            return byId;
         }
         var longest = Pieces(baseModel, referencePath);
         string longestFrom = referencePath;
+        int End(SortedDictionary<int, string> v) => v.Count == 0 ? 0 : v.Keys.Last() + 1;
         foreach (var (path, json) in files)
         {
             var pieces = Pieces((JsonObject)json["model"]!, path);
-            int shared = Math.Min(pieces.Count, longest.Count);
-            for (int id = 0; id < shared; id++)
-                if (pieces[id] != longest[id])
-                    throw new ArgumentException($"tokenizer_source: union: token {id} is '{pieces[id]}' in {path} but '{longest[id]}' in {longestFrom}; the vocabularies disagree (not just in added tokens or a tail), so they cannot be united");
-            if (pieces.Count > longest.Count) { longest = pieces; longestFrom = path; }
+            var (shorter, longer) = End(pieces) > End(longest) ? (longest, pieces) : (pieces, longest);
+            foreach (var (id, piece) in shorter)
+                if (!longer.TryGetValue(id, out var other) || other != piece)
+                    throw new ArgumentException($"tokenizer_source: union: token {id} is '{pieces.GetValueOrDefault(id) ?? "absent"}' in {path} but '{longest.GetValueOrDefault(id) ?? "absent"}' in {longestFrom}; the vocabularies disagree (not just in added tokens or a tail), so they cannot be united");
+            if (End(pieces) > End(longest)) { longest = pieces; longestFrom = path; }
         }
 
-        // Added tokens: the reference's keep their ids (they must lie past the united model vocabulary); every other
-        // model's missing ones follow, in model order.
+        // Added tokens: the reference's keep their ids (an id the united model vocabulary uses must hold the same token);
+        // every other model's missing ones follow, in model order.
         var added = (baseJson["added_tokens"] as JsonArray ?? []).Select(n => (JsonObject)n!.DeepClone()).ToList();
         var pieceToId = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (int id = 0; id < longest.Count; id++) pieceToId.TryAdd(longest[id], id);
-        int next = longest.Count;
+        foreach (var (id, piece) in longest) pieceToId.TryAdd(piece, id);
+        int next = End(longest);
         foreach (var token in added)
         {
             int id = (int)token["id"]!;
             string content = (string)token["content"]!;
-            if (id < longest.Count && longest[id] != content)
-                throw new ArgumentException($"tokenizer_source: union: {referencePath}'s added token '{content}' has id {id}, which {longestFrom}'s longer vocabulary gives to '{longest[id]}'; these cannot be united");
+            if (longest.TryGetValue(id, out var held) && held != content)
+                throw new ArgumentException($"tokenizer_source: union: {referencePath}'s added token '{content}' has id {id}, which {longestFrom}'s longer vocabulary gives to '{held}'; these cannot be united");
             pieceToId[content] = id;
             next = Math.Max(next, id + 1);
         }
@@ -143,7 +144,7 @@ internal sealed class VocabularyReconciler
         Directory.CreateDirectory(scratch);
         var united = (JsonObject)baseJson.DeepClone();
         var vocabulary = new JsonObject();
-        for (int id = 0; id < longest.Count; id++) vocabulary[longest[id]] = id;
+        foreach (var (id, piece) in longest) vocabulary[piece] = id;
         ((JsonObject)united["model"]!)["vocab"] = vocabulary;
         var addedArray = new JsonArray(added.Concat(newTokens).Select(t => (JsonNode)t.DeepClone()).ToArray());
         united["added_tokens"] = addedArray;
@@ -171,7 +172,7 @@ internal sealed class VocabularyReconciler
         var outputPieces = Enumerable.Range(0, output.VocabSize).Select(output.TokenText).ToArray();
         var rowOf = inputs.Select(i => Map(outputPieces, output.VocabSize, LoadTokenizer(i.Checkpoint, i.Path), i.Checkpoint.Config.VocabSize)).ToList();
         return new VocabularyReconciler(output.VocabSize, rowOf, scratch,
-            $"the union of the models' vocabularies ({output.VocabSize} tokens: {referencePath}'s{(longestFrom != referencePath ? $", its vocabulary extended to {longestFrom}'s {longest.Count}" : "")}, and {newTokens.Count} added token{(newTokens.Count == 1 ? "" : "s")} from the others)");
+            $"the union of the models' vocabularies ({output.VocabSize} tokens: {referencePath}'s{(longestFrom != referencePath ? $", its vocabulary extended to {longestFrom}'s {End(longest)}" : "")}, and {newTokens.Count} added token{(newTokens.Count == 1 ? "" : "s")} from the others)");
     }
 
     static JsonObject TokenizerJson(Checkpoint c, string path)
