@@ -1,7 +1,7 @@
 #!/bin/bash
 # Depth and width pruning of the quickstart's base model: 25% of the layers removed (hone prune layers, block
-# influence) and 25% of the residual stream's dimensions sliced (hone prune width), calibrated on the general training
-# text. Prints a Markdown table: layers, width, parameters, perplexity of held-out general and domain text (protocol full,
+# influence) and 25% of the residual stream's dimensions sliced (hone prune width, one rotation and per-layer rotations
+# with residual shortcuts), calibrated on the general training text. Prints a Markdown table: layers, width, parameters, perplexity of held-out general and domain text (protocol full,
 # exact), and decode speed (hone bench tg128, rounds interleaved; ranges over rounds).
 #   tools/experiments/prune_quickstart.sh QUICKSTART_RUN [WORK] [THREADS] [ROUNDS]
 set -euo pipefail
@@ -25,8 +25,11 @@ base = f"{run}/base"
 layers = json.loads(call("prune", "layers", base, "--data", f"{work}/calibration.txt", "--remove", str(max(1, round(json.load(open(f"{base}/config.json"))["num_hidden_layers"] / 4))),
                          "--out", f"{work}/depth", "--threads", threads, "--json"))
 width = json.loads(call("prune", "width", base, "--data", f"{work}/calibration.txt", "--fraction", "0.25", "--out", f"{work}/width", "--threads", threads, "--json"))
+perlayer = json.loads(call("prune", "width", base, "--data", f"{work}/calibration.txt", "--fraction", "0.25", "--rotation", "per-layer",
+                           "--out", f"{work}/width-per-layer", "--threads", threads, "--json"))
 models = [("base", base), (f"{layers['layers_after']} of {layers['layers_before']} layers (removed {layers['removed']})", f"{work}/depth"),
-          (f"width {width['width_after']} of {width['width_before']}", f"{work}/width")]
+          (f"width {width['width_after']} of {width['width_before']}, one rotation", f"{work}/width"),
+          (f"width {perlayer['width_after']} of {perlayer['width_before']}, per-layer rotations + shortcuts", f"{work}/width-per-layer")]
 ppl = {}
 for label, path in models:
     for text in ("general", "domain"):
@@ -40,9 +43,10 @@ def params(path):
     return cfg
 print("| model | parameters | general ppl | domain ppl | tg128 tokens/s |")
 print("|---|---:|---:|---:|---:|")
-counts = {"base": layers["parameters_before"], models[1][0]: layers["parameters_after"], models[2][0]: width["parameters_after"]}
+counts = {"base": layers["parameters_before"], models[1][0]: layers["parameters_after"], models[2][0]: width["parameters_after"], models[3][0]: perlayer["parameters_after"]}
 for label, _ in models:
     print(f"| {label} | {counts[label]:,} | {ppl[(label, 'general')]:.2f} | {ppl[(label, 'domain')]:.1f} | {min(tg[label]):.0f}–{max(tg[label]):.0f} |")
 print()
-print(f"block influence per layer: {', '.join(f'{x:.3f}' for x in layers['block_influence'])}; width: {width['energy_kept']:.1%} of the residual energy kept")
+print(f"block influence per layer: {', '.join(f'{x:.3f}' for x in layers['block_influence'])}; width: {width['energy_kept']:.1%} of the residual energy kept "
+      f"(one rotation), {perlayer['energy_kept']:.1%} on average over the boundaries (per-layer)")
 PY

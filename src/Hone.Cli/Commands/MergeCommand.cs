@@ -12,7 +12,10 @@ internal static class MergeCommand
     {
         var config = new Argument<string?>("config")
         {
-            Description = "a mergekit YAML configuration: merge_method, models (model: PATH, parameters: …), base_model, parameters, dtype, tokenizer_source",
+            Description = "a mergekit YAML configuration: merge_method, models (model: PATH, parameters: …), base_model, parameters, dtype, tokenizer_source " +
+                          "(base, a model's path, or union: the vocabulary the output takes when the models' differ; embedding and head rows are matched by token, " +
+                          "a row a model lacks filled from the only model that has it, else the base's, else the mean of those that have it; union only for tokenizers " +
+                          "that differ in added tokens or a vocabulary tail)",
             Arity = ArgumentArity.ZeroOrOne,
         };
         var output = new Option<string>("--out", "-o") { Description = "a directory (Hugging Face safetensors, or a PEFT adapter with --adapter) or a .gguf file", Required = true };

@@ -111,15 +111,24 @@ internal static class PruneCommand
         var ctx = new Option<int>("--ctx") { Description = "window length for calibration and --eval (at most the model's context)", DefaultValueFactory = _ => 512 }.Within(2, int.MaxValue);
         var tokens = new Option<int>("--tokens") { Description = "use at most this many tokens of the calibration text", DefaultValueFactory = _ => 16384 }.Within(1, int.MaxValue);
         var type = CliSupport.MatrixType("weight type of the output (default f32)");
+        var rotation = new Option<string>("--rotation")
+        {
+            Description = "single (default): one rotation for all layers, an ordinary checkpoint that llama.cpp loads too; per-layer: SliceGPT proper, " +
+                          "a rotation at every block boundary found in order on the already-sliced model's stream, with a shortcut matrix [D', D'] " +
+                          "on every residual connection (more accurate; the output carries Hone's shortcut tensors, so only Hone runs it: llama.cpp " +
+                          "cannot load it, and Hone cannot train it; calibration runs the text once per boundary, 2L + 1 times)",
+            DefaultValueFactory = _ => "single",
+        }.AcceptOnlyFromAmong("single", "per-layer");
         var threads = CliSupport.Threads();
         var json = CliSupport.Json();
         var cmd = new Command("width",
-            "Width pruning (SliceGPT with one rotation for all layers): fold every RMSNorm's scale into the projections that read it, rotate the " +
-            "residual stream onto the principal directions of its calibration rows, and delete the --fraction least used, so the hidden size " +
-            "shrinks. Writes an ordinary checkpoint of the smaller width (llama.cpp loads a GGUF output; the head is untied from the embedding). " +
+            "Width pruning (SliceGPT): fold every RMSNorm's scale into the projections that read it, rotate the residual stream onto the " +
+            "principal directions of its calibration rows, and delete the --fraction least used, so the hidden size shrinks. With the default " +
+            "--rotation single, writes an ordinary checkpoint of the smaller width (llama.cpp loads a GGUF output; the head is untied from the " +
+            "embedding); --rotation per-layer writes a model with residual shortcut tensors that only Hone runs. " +
             "With --eval, prints the perplexity of a held-out text before and after.")
         {
-            data, fraction, multiple, output, eval, ctx, tokens, type, threads, json,
+            data, fraction, multiple, output, eval, ctx, tokens, type, rotation, threads, json,
         };
         model.AddTo(cmd);
         cmd.SetAction(r => CliSupport.Guard(() =>
@@ -127,20 +136,22 @@ internal static class PruneCommand
             string input = model.Read(r)!;
             var scored = HeldOut.From(r, eval);
             var report = WidthSlicer.Slice(new WidthSliceOptions(input, r.GetValue(data)!, r.GetValue(output)!, r.GetValue(fraction), r.GetValue(multiple),
-                r.GetValue(ctx), r.GetValue(tokens), CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads)), m => Console.Error.WriteLine(m));
+                r.GetValue(ctx), r.GetValue(tokens), CliSupport.ParseType(r.GetValue(type)), r.GetValue(threads),
+                r.GetValue(rotation) == "per-layer" ? WidthRotation.PerLayer : WidthRotation.Single), m => Console.Error.WriteLine(m));
             scored.Score(input, report.Output, r.GetValue(ctx), r.GetValue(threads));
             if (r.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new
                 {
                     output = report.Output, width_before = report.WidthBefore, width_after = report.WidthAfter, parameters_before = report.ParametersBefore,
-                    parameters_after = report.ParametersAfter, energy_kept = report.Kept, calibration_tokens = report.CalibrationTokens,
+                    parameters_after = report.ParametersAfter, energy_kept = report.Kept, rotation = report.Rotation == WidthRotation.PerLayer ? "per-layer" : "single",
+                    calibration_tokens = report.CalibrationTokens,
                     perplexity_before = scored.Before, perplexity_after = scored.After, protocol = report.Protocol, notes = report.Notes,
                 }, CliSupport.JsonOptions));
                 return 0;
             }
             Console.WriteLine($"wrote {report.Output}: width {report.WidthAfter} of {report.WidthBefore}, {report.ParametersAfter:N0} of {report.ParametersBefore:N0} parameters " +
-                              $"({1 - (double)report.ParametersAfter / report.ParametersBefore:P1} removed), {report.Kept:P2} of the residual energy kept");
+                              $"({1 - (double)report.ParametersAfter / report.ParametersBefore:P1} removed), {report.Kept:P2} of the residual energy kept ({report.KeptMeaning})");
             scored.Print();
             foreach (var n in report.Notes) Console.WriteLine($"  {n}");
             Console.WriteLine(report.Protocol);

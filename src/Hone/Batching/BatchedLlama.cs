@@ -224,15 +224,18 @@ public sealed unsafe class BatchedLlama : IDisposable
             }
             WriteDecodeRows(queries);
             Attention.ForwardDecodeBatch(Pool, _queries.AsSpan(0, queries), Kd, c.Heads, c.KvHeads, c.HeadDim, scale, CacheType);
+            if (w.AttentionShortcut != null) Shortcut(w.AttentionShortcut, x, h, D, decodeRows, R, rowGroups);
             Linear.ForwardRows(Pool, w.AttentionOutput, null, att, Qd, x, D, true, decodeRows, R, rowGroups, scratch, Precision);
 
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, R, D, c.RmsNormEps);
             if (w.IsSparse)
             {
+                if (w.FeedForwardShortcut != null) Shortcut(w.FeedForwardShortcut, x, _expertOutput!.AsFloats, D, decodeRows, R, rowGroups);
                 MixtureOfExperts(w, l, h, x, decodeRows, R, rowGroups);
                 continue;
             }
             Linear.ForwardGatedRows(Pool, h, D, w.Gate, w.Up, gate, up, decodeRows, R, rowGroups, Precision);
+            if (w.FeedForwardShortcut != null) Shortcut(w.FeedForwardShortcut, x, h, D, decodeRows, R, rowGroups);
             Linear.ForwardRows(Pool, w.Down, null, gate, F, x, D, true, decodeRows, R, rowGroups, scratch, Precision);
         }
 
@@ -259,6 +262,14 @@ public sealed unsafe class BatchedLlama : IDisposable
         fixed (float* output = logits)
             Linear.ForwardRows(Pool, Weights.Output, null, headInput, D, output, V, false, logitRows, logitRows,
                 new ReadOnlySpan<RowGroup>(_headGroups, 0, headGroups), null, Precision);
+    }
+
+    /// <summary>The residual x [R, D] turned in place by a shortcut S [D, D] (x ← x·Sᵀ through <paramref name="free"/>
+    /// [R, D]), each row by the kernel <see cref="LlamaModel"/> gives it alone (decode rows, prompt rows).</summary>
+    void Shortcut(WeightMatrix shortcut, float* x, float* free, int D, int decodeRows, int R, ReadOnlySpan<RowGroup> rowGroups)
+    {
+        Linear.ForwardRows(Pool, shortcut, null, x, D, free, D, false, decodeRows, R, rowGroups, null, Precision);
+        Buffer.MemoryCopy(free, x, (long)R * D * 4, (long)R * D * 4);
     }
 
     /// <summary>

@@ -205,6 +205,12 @@ public sealed unsafe class LlamaModel : IDisposable
     /// statistics such as block influence use it).</summary>
     public ResidualObserver? ResidualObserver { get; set; }
 
+    /// <summary>Sees, and may change in place, the residual stream x [rows, D] at every block boundary: 2l before layer
+    /// l's attention norm, 2l + 1 before its feed-forward norm, 2L after the last layer. Returning false ends the step
+    /// there (no logits; the position still advances, and the layers passed keep their KV cache): per-layer SliceGPT
+    /// runs the calibration text once per boundary, projecting the stream at the boundaries already sliced.</summary>
+    public BlockBoundaryObserver? BlockBoundaryObserver { get; set; }
+
     double* _layerCapture;   // [L, D] while ForwardLayerInputs runs
     bool _captureAverage;
 
@@ -237,6 +243,7 @@ public sealed unsafe class LlamaModel : IDisposable
             var w = Weights.Layers[l];
             if (_layerCapture != null) CaptureLayerInput(l, x, T, D);
             ResidualObserver?.Invoke(l, x, T, D);
+            if (BlockBoundaryObserver is { } before && !before(2 * l, x, T, D)) { Position += T; return; }
             long layerOffset = (long)l * MaxContext * Kd * CacheType.ElementBytes(), positionOffset = (long)Position * Kd * CacheType.ElementBytes();
             byte* kCache = _keys.Pointer + layerOffset, vCache = _values.Pointer + layerOffset;
             // F32: the projections write straight into the cache; BF16: into fp32 rows, rounded into the cache after RoPE.
@@ -273,24 +280,31 @@ public sealed unsafe class LlamaModel : IDisposable
             }
             Attention.Forward(Pool, q, Qd, kCache, vCache, Kd, att, Qd, T, c.Heads, c.KvHeads, c.HeadDim, Position, scale, promptRows, CacheType);
             if (diagnose) CheckFinite(att, (long)T * Qd, l, "attention", w.Query, w.Key, w.Value);
+            if (w.AttentionShortcut != null) Shortcut(w.AttentionShortcut, x, h, T, D, promptRows);
             Project(w.AttentionOutput, null, att, T, Qd, x, D, true, scratch, promptRows);
             if (diagnose) CheckFinite(x, (long)T * D, l, "attention output projection", w.AttentionOutput);
 
+            if (BlockBoundaryObserver is { } between && !between(2 * l + 1, x, T, D)) { Position += T; return; }
             RowParallel.RmsNormForward(Pool, x, w.FeedForwardNorm, h, T, D, c.RmsNormEps);
             if (diagnose) CheckFinite(h, (long)T * D, l, "feed-forward norm");
             if (w.IsSparse)
             {
+                // The experts read h (the normed stream): the shortcut turns x after the router has read it, so h is
+                // kept and the turned residual goes through the expert output buffer.
+                if (w.FeedForwardShortcut != null) Shortcut(w.FeedForwardShortcut, x, _expertOutput!.AsFloats, T, D, promptRows);
                 MixtureOfExperts(w, h, T, x, l, diagnose, promptRows);
                 continue;
             }
             ObserveGated(w.Gate, w.Up, h, T, D);
             Linear.ForwardGated(Pool, h, T, D, w.Gate, AdapterOf(w.Gate), w.Up, AdapterOf(w.Up), gate, up, Precision, promptRows);
             if (diagnose) CheckFinite(gate, (long)T * F, l, "gate and up projections", w.Gate, w.Up);
+            if (w.FeedForwardShortcut != null) Shortcut(w.FeedForwardShortcut, x, h, T, D, promptRows);
             Project(w.Down, null, gate, T, F, x, D, true, scratch, promptRows);
             if (diagnose) CheckFinite(x, (long)T * D, l, "down projection", w.Down);
         }
         Position += T;
         ResidualObserver?.Invoke(c.Layers, x, T, D);
+        BlockBoundaryObserver?.Invoke(2 * c.Layers, x, T, D);
         if (hiddenSum != null)
         {
             RowParallel.RmsNormForward(Pool, x, Weights.OutputNorm, h, T, D, c.RmsNormEps);
@@ -361,6 +375,14 @@ public sealed unsafe class LlamaModel : IDisposable
             }
         }
         if (diagnose) CheckFinite(x, (long)T * D, layer, "mixture of experts");
+    }
+
+    /// <summary>The residual x [T, D] turned by a shortcut S [D, D] in place (x ← x·Sᵀ, through <paramref name="free"/>
+    /// [T, D], a buffer the layer no longer needs), before the block adds its output.</summary>
+    void Shortcut(WeightMatrix shortcut, float* x, float* free, int T, int D, bool promptRows)
+    {
+        Project(shortcut, null, x, T, D, free, D, false, null, promptRows);
+        Buffer.MemoryCopy(free, x, (long)T * D * 4, (long)T * D * 4);
     }
 
     /// <summary>A LoRA mixture's router of layer <paramref name="layer"/> (if its adapters are attached) routes the
@@ -469,6 +491,10 @@ public sealed unsafe class LlamaModel : IDisposable
 
 /// <summary>Sees the residual stream x [rows, width] at a layer boundary (<see cref="LlamaModel.ResidualObserver"/>).</summary>
 public unsafe delegate void ResidualObserver(int layer, float* x, int rows, int width);
+
+/// <summary>Sees (and may change) the residual stream x [rows, width] at block boundary <paramref name="boundary"/>
+/// (<see cref="LlamaModel.BlockBoundaryObserver"/>); false ends the step.</summary>
+public unsafe delegate bool BlockBoundaryObserver(int boundary, float* x, int rows, int width);
 
 /// <summary>
 /// A forward pass produced NaN or infinity. <see cref="Layer"/> is the layer where they first appeared (the layer count for

@@ -21,6 +21,9 @@ public sealed unsafe class LayerWeights
     public WeightMatrix[]? ExpertGate, ExpertUp, ExpertDown;
     public WeightMatrix? SharedGate, SharedUp, SharedDown;
     public float* SharedRouter;
+    /// <summary>Residual shortcuts S [D, D] around the attention and the MLP block (residual' = residual·Sᵀ + block),
+    /// or null: the plain residual (<see cref="ModelConfig.ResidualShortcuts"/>).</summary>
+    public WeightMatrix? AttentionShortcut, FeedForwardShortcut;
     public bool IsSparse => Router != null;
 
     /// <summary>The shared expert's gate logit h·g of one normed row h [D] (its output is scaled by the logit's sigmoid).</summary>
@@ -162,6 +165,7 @@ public sealed unsafe class LlamaWeights : IDisposable
                 ExpertDown = sparse ? Experts(TensorRole.ExpertDown, l) : null,
                 SharedGate = Optional(TensorRole.SharedExpertGate, l), SharedUp = Optional(TensorRole.SharedExpertUp, l),
                 SharedDown = Optional(TensorRole.SharedExpertDown, l), SharedRouter = Vector(TensorRole.SharedExpertRouter, l),
+                AttentionShortcut = Optional(TensorRole.AttentionShortcut, l), FeedForwardShortcut = Optional(TensorRole.FeedForwardShortcut, l),
             };
         }
     }
@@ -214,6 +218,11 @@ public sealed unsafe class LlamaWeights : IDisposable
             }
             yield return (TensorRole.AttentionOutput, l, false, c.HiddenSize, c.QueryDim);
             yield return (TensorRole.FeedForwardNorm, l, false, 1, c.HiddenSize);
+            if (c.ResidualShortcuts)
+            {
+                yield return (TensorRole.AttentionShortcut, l, false, c.HiddenSize, c.HiddenSize);
+                yield return (TensorRole.FeedForwardShortcut, l, false, c.HiddenSize, c.HiddenSize);
+            }
             if (c.IsSparseLayer(l)) continue;
             yield return (TensorRole.FeedForwardGate, l, false, c.IntermediateSize, c.HiddenSize);
             yield return (TensorRole.FeedForwardUp, l, false, c.IntermediateSize, c.HiddenSize);
@@ -396,6 +405,7 @@ public sealed unsafe class LlamaWeights : IDisposable
         foreach (var l in Layers)
         {
             yield return l.Query; yield return l.Key; yield return l.Value; yield return l.AttentionOutput;
+            if (l.AttentionShortcut != null) { yield return l.AttentionShortcut; yield return l.FeedForwardShortcut!; }
             if (!l.IsSparse) { yield return l.Gate; yield return l.Up; yield return l.Down; continue; }
             yield return l.Router!;
             foreach (var experts in new[] { l.ExpertGate!, l.ExpertUp!, l.ExpertDown! })

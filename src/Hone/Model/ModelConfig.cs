@@ -45,6 +45,22 @@ public sealed record ModelConfig
     public RopeLayout RopeLayout { get; init; } = RopeLayout.Halves;
     /// <summary>RMSNorm of the queries and keys after their projection, before RoPE (Qwen3: per head; OLMoE: whole).</summary>
     public QkNorm QkNorm { get; init; }
+    /// <summary>Every layer carries two residual shortcut matrices [D, D] (attention and MLP: residual' = residual·Sᵀ +
+    /// block(x)), written by per-layer SliceGPT (<c>hone prune width --rotation per-layer</c>). Hone's own extension,
+    /// declared by config.json's "hone_residual_shortcuts" and GGUF's "hone.residual_shortcuts" (the value is the
+    /// format's version, <see cref="ResidualShortcutsVersion"/>); llama.cpp and transformers cannot run such a model.</summary>
+    public bool ResidualShortcuts { get; init; }
+    public const int ResidualShortcutsVersion = 1;
+    public const string ResidualShortcutsKey = "hone_residual_shortcuts", ResidualShortcutsGgufKey = "hone.residual_shortcuts";
+
+    /// <summary>The declared version of the residual shortcuts, checked: false when absent, true for a version this
+    /// Hone reads, else a one-line error naming the key.</summary>
+    static bool ReadShortcutsVersion(long? version, string path, string key) => version switch
+    {
+        null => false,
+        ResidualShortcutsVersion => true,
+        _ => throw new ModelFormatException(path, $"residual shortcuts of version {version}: this Hone reads version {ResidualShortcutsVersion}", key),
+    };
 
     /// <summary>Experts in each mixture-of-experts layer (E); 0 for a dense model.</summary>
     public int Experts { get; init; }
@@ -167,6 +183,7 @@ public sealed record ModelConfig
             {
                 long d = HiddenSize, perLayer = d * QueryDim + 2 * d * KvDim + QueryDim * d + 2 * d;
                 if (AttentionBias) perLayer += QueryDim + 2 * KvDim;
+                if (ResidualShortcuts) perLayer += 2 * d * d;
                 long total = (long)VocabSize * d * (TiedEmbeddings ? 1 : 2) + Layers * perLayer + d;
                 for (int l = 0; l < Layers; l++) total += FeedForwardParameters(l, active: false);
                 return total;
@@ -193,7 +210,7 @@ public sealed record ModelConfig
     /// experts and the shared expert): the FLOPs of a token in that layer are twice this.</summary>
     public long LayerMatrixParameters(int layer, bool active = true)
     {
-        checked { return 2L * HiddenSize * QueryDim + 2L * HiddenSize * KvDim + FeedForwardParameters(layer, active); }
+        checked { return 2L * HiddenSize * QueryDim + 2L * HiddenSize * KvDim + FeedForwardParameters(layer, active) + (ResidualShortcuts ? 2L * HiddenSize * HiddenSize : 0); }
     }
 
     long FeedForwardParameters(int layer, bool active)
@@ -327,6 +344,7 @@ public sealed record ModelConfig
             RopeLayout = RopeLayout.Halves,
             Experts = experts, ExpertsPerToken = perToken, ExpertFeedForwardSize = expertSize, SharedExpertFeedForwardSize = sharedSize,
             NormalizeTopK = normalizeTopK, SparseStep = sparseStep, DenseLayers = denseLayers, RouterAuxLossCoef = auxLoss,
+            ResidualShortcuts = ReadShortcutsVersion(o[ResidualShortcutsKey] is null ? null : Int(o, ResidualShortcutsKey, path), path, ResidualShortcutsKey),
         }.Validate(path);
     }
 
@@ -366,6 +384,7 @@ public sealed record ModelConfig
             };
         else if (RopeLinearFactor != 1) o["rope_scaling"] = new JsonObject { ["rope_type"] = "linear", ["factor"] = RopeLinearFactor };
         if (SlidingWindow is int w) o["sliding_window"] = w;
+        if (ResidualShortcuts) o[ResidualShortcutsKey] = ResidualShortcutsVersion;
         if (BosTokenId is int b) o["bos_token_id"] = b;
         if (EosTokenId is int e) o["eos_token_id"] = e;
         if (Architecture == "mixtral")
@@ -487,6 +506,7 @@ public sealed record ModelConfig
             // llama GGUFs store q/k permuted for llama.cpp's "normal" rope; qwen2 and qwen2moe use neox (halves) unpermuted.
             RopeLayout = arch == "llama" ? RopeLayout.AdjacentPairs : RopeLayout.Halves,
             AttentionBias = hasQueryBias,
+            ResidualShortcuts = ReadShortcutsVersion(gguf.GetInteger(ResidualShortcutsGgufKey), path, ResidualShortcutsGgufKey),
         }.Validate(path, names);
     }
 
@@ -521,6 +541,7 @@ public sealed record ModelConfig
                 w.Set($"{a}.expert_shared_feed_forward_length", GgufValue.Of((uint)SharedExpertFeedForwardSize));
             }
         }
+        if (ResidualShortcuts) w.Set(ResidualShortcutsGgufKey, GgufValue.Of((uint)ResidualShortcutsVersion));
         if (RopeLinearFactor != 1)
         {
             w.Set($"{a}.rope.scaling.type", GgufValue.Of("linear"));

@@ -17,6 +17,10 @@ public enum TensorRole
     /// <summary>QK-norm: RMSNorm weights of the queries and keys after their projection — per head [Dh] (Qwen3) or
     /// over the whole projection [H·Dh], [Hkv·Dh] (OLMoE).</summary>
     AttentionQueryNorm, AttentionKeyNorm,
+    /// <summary>Hone's residual shortcuts (per-layer SliceGPT, <see cref="ModelConfig.ResidualShortcuts"/>): [D, D]
+    /// matrices S that carry the residual stream from one basis into the next around the attention and the MLP block,
+    /// residual' = residual·Sᵀ + block(x). No other runtime knows them.</summary>
+    AttentionShortcut, FeedForwardShortcut,
 }
 
 /// <summary>
@@ -51,6 +55,8 @@ public static class TensorNames
         new(TensorRole.FeedForwardGate, true, "model.layers.{0}.mlp.gate_proj", "blk.{0}.ffn_gate", "gate_proj"),
         new(TensorRole.FeedForwardUp, true, "model.layers.{0}.mlp.up_proj", "blk.{0}.ffn_up", "up_proj"),
         new(TensorRole.FeedForwardDown, true, "model.layers.{0}.mlp.down_proj", "blk.{0}.ffn_down", "down_proj"),
+        new(TensorRole.AttentionShortcut, true, "model.layers.{0}.attn_shortcut", "blk.{0}.attn_shortcut", null),
+        new(TensorRole.FeedForwardShortcut, true, "model.layers.{0}.mlp_shortcut", "blk.{0}.ffn_shortcut", null),
         // Mixtral: block_sparse_moe with experts' w1 (gate), w3 (up), w2 (down).
         new(TensorRole.ExpertRouter, true, "model.layers.{0}.block_sparse_moe.gate", "blk.{0}.ffn_gate_inp", null, "mixtral"),
         new(TensorRole.ExpertGate, true, "model.layers.{0}.block_sparse_moe.experts.{1}.w1", "blk.{0}.ffn_gate_exps", null, "mixtral"),

@@ -105,6 +105,8 @@ public sealed unsafe class TrainableLlama : IDisposable
         var c = Config;
         _maxSequence = maxSequence;
         _maxRows = maxBatch * maxSequence;
+        if (c.ResidualShortcuts)
+            throw new NotSupportedException("this model has residual shortcut matrices (hone prune width --rotation per-layer): Hone cannot train it; train the model before slicing it, or slice with the single rotation");
         if (maxSequence > c.MaxPositions) throw new ArgumentException($"sequence length {maxSequence} exceeds the model's context {c.MaxPositions}");
         var plan = new TrainingPlan(weights, setup);
         _adapters = plan.Adapters;

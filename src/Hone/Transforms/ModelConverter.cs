@@ -149,12 +149,16 @@ public static unsafe class ModelConverter
     /// <paramref name="config"/> describes, [rows, cols] row-major; the array may be reused for the next call and may be
     /// longer than the tensor. Staged, verified and committed like any other output.
     /// </summary>
+    /// <param name="tokenizerDirectory">a folder of Hugging Face tokenizer files (a merge's united vocabulary) that
+    /// replaces <paramref name="source"/>'s tokenizer in the output</param>
     internal static (string Format, int Tensors, long Bytes) WriteComputed(ModelConfig config, Func<string, float[]> compute, Checkpoint? source,
-        string output, TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify) =>
-        Write(config, null, compute, source, output, type, notes, log, cancel, verify, null);
+        string output, TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify,
+        string? tokenizerDirectory = null) =>
+        Write(config, null, compute, source, output, type, notes, log, cancel, verify, null, tokenizerDirectory);
 
     static (string Format, int Tensors, long Bytes) Write(ModelConfig config, LlamaWeights? weights, Func<string, float[]>? compute, Checkpoint? source,
-        string output, TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify, TypeChoice? choice)
+        string output, TensorType? type, List<string> notes, Action<string>? log, CancellationToken cancel, Action<string>? verify, TypeChoice? choice,
+        string? tokenizerDirectory = null)
     {
         log ??= _ => { };
         var o = new { Output = output, Type = type, Input = source?.Path ?? "(in memory)" };
@@ -308,7 +312,13 @@ public static unsafe class ModelConverter
                         OutlierFormat.AddNotes(matrixTypes, notes);
                     }
                     w.Set("general.quantization_version", GgufValue.Of(2u));
-                    if (source?.Gguf != null)
+                    if (tokenizerDirectory != null)
+                    {
+                        var tokenizer = Tokenization.Tokenizer.FromHuggingFaceDirectory(tokenizerDirectory);
+                        tokenizer.WriteGgufMetadata(w);
+                        notes.Add($"tokenizer: {tokenizer.VocabSize} tokens written as GGUF metadata");
+                    }
+                    else if (source?.Gguf != null)
                     {
                         // Keep the source's tokenizer and descriptive metadata; architecture keys were rewritten above.
                         foreach (var (key, value) in source.Gguf.MetadataInOrder)
@@ -360,7 +370,9 @@ public static unsafe class ModelConverter
                     string dtype = mainType switch { TensorType.BF16 => "bfloat16", TensorType.F16 => "float16", _ => "float32" };
                     var hfConfig = (config with { RopeLayout = RopeLayout.Halves }).ToHuggingFaceJson(dtype);
                     AtomicFile.WriteAllText(Path.Combine(staged, "config.json"), hfConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-                    if (source != null) TokenizerBridge.CopyHuggingFaceFiles(source, staged, notes);
+                    if (tokenizerDirectory != null)
+                        foreach (var file in Directory.GetFiles(tokenizerDirectory)) File.Copy(file, Path.Combine(staged, Path.GetFileName(file)), overwrite: true);
+                    else if (source != null) TokenizerBridge.CopyHuggingFaceFiles(source, staged, notes);
                 }
                 cancel.ThrowIfCancellationRequested();
                 verify?.Invoke(staged);

@@ -206,7 +206,7 @@ public unsafe class ModelMergeTests(ITestOutputHelper output)
         Refused("merge_method: average\nmodels:\n  - model: a\n", "merge_method 'average'", "linear");
         Refused("merge_method: ties\nmodels:\n  - model: a\n", "needs a base_model");
         Refused("merge_method: linear\nslices:\n  - sources: []\n", "slices");
-        Refused("merge_method: linear\nmodels:\n  - model: a\ntokenizer_source: union\n", "union");
+        Refused("merge_method: linear\nmodels:\n  - model: a\ntokenizer_source:\n  source: union\n", "tokenizer mappings");
         Refused("merge_method: linear\nmodels:\n  - model: a\ndtype: float8\n", "dtype 'float8'");
         Refused("merge_method: linear\nmodels:\n  - model: a\n    parameters:\n      weight:\n        - filter: mlp\n          valeu: 1\n", "unknown key 'valeu'");
     }

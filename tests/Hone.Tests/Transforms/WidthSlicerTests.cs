@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using Hone.Batching;
+using Hone.Formats;
 using Hone.Inference;
 using Hone.Model;
 using Hone.Tensors;
@@ -47,15 +49,22 @@ public class WidthSlicerTests
     }
 
     [Theory]
-    [InlineData("dense")]
-    [InlineData("qwen-moe")]
-    public void Rotating_without_deleting_changes_no_logit(string kind)
+    [InlineData("dense", WidthRotation.Single)]
+    [InlineData("qwen-moe", WidthRotation.Single)]
+    [InlineData("dense", WidthRotation.PerLayer)]
+    [InlineData("qwen-moe", WidthRotation.PerLayer)]
+    public void Rotating_without_deleting_changes_no_logit(string kind, WidthRotation rotation)
     {
         using var dir = new TempDirectory();
         string model = WithNorms(dir, kind == "dense" ? TinyChatModel.Path : TinyMoeModel.QwenPath, "m"), text = Text(dir);
-        var report = WidthSlicer.Slice(new WidthSliceOptions(model, text, dir.File("rotated"), Fraction: 0, Context: 64));
+        var report = WidthSlicer.Slice(new WidthSliceOptions(model, text, dir.File("rotated"), Fraction: 0, Context: 64, Rotation: rotation));
         Assert.Equal(report.WidthBefore, report.WidthAfter);
         Assert.Equal(1.0, report.Kept, 9);
+        using (var rotated = Checkpoint.Open(dir.File("rotated")))
+        {
+            Assert.Equal(rotation == WidthRotation.PerLayer, rotated.Config.ResidualShortcuts);
+            Assert.Equal(rotation == WidthRotation.PerLayer, rotated.TryGet("blk.1.ffn_shortcut.weight", out _));
+        }
         var expected = Logits(model, "Order 7 ships in 3 days.");
         var actual = Logits(dir.File("rotated"), "Order 7 ships in 3 days.");
         float scale = expected.Max(MathF.Abs);
@@ -86,5 +95,149 @@ public class WidthSlicerTests
         var bad = HoneCli.Run("prune", "width", model, "--data", text, "--fraction", "0.99", "--out", dir.File("x"));
         Assert.NotEqual(0, bad.ExitCode);
         Assert.Contains("leaves 0 dimensions", bad.Stderr);
+    }
+
+    /// <summary>A model sliced with per-layer rotations (25%), written as a Hugging Face directory.</summary>
+    static string PerLayerSliced(TempDirectory dir, out string text)
+    {
+        string model = WithNorms(dir, TinyChatModel.Path, "m");
+        text = Text(dir);
+        var report = WidthSlicer.Slice(new WidthSliceOptions(model, text, dir.File("pl"), Fraction: 0.25, Multiple: 8, Context: 64, Rotation: WidthRotation.PerLayer));
+        Assert.Equal(24, report.WidthAfter);
+        return dir.File("pl");
+    }
+
+    [Fact]
+    public unsafe void Shortcuts_survive_a_round_trip_through_gguf_and_back_and_the_config_declares_them()
+    {
+        using var dir = new TempDirectory();
+        string sliced = PerLayerSliced(dir, out _);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(sliced, "config.json")))!;
+        Assert.Equal(ModelConfig.ResidualShortcutsVersion, (int)config[ModelConfig.ResidualShortcutsKey]!);
+        Assert.Equal(0, HoneCli.Run("convert", sliced, "--out", dir.File("pl.gguf")).ExitCode);
+        Assert.Equal(0, HoneCli.Run("convert", dir.File("pl.gguf"), "--out", dir.File("back")).ExitCode);
+        using (var gguf = GgufFile.Open(dir.File("pl.gguf")))
+        {
+            Assert.Equal(ModelConfig.ResidualShortcutsVersion, gguf.GetInteger(ModelConfig.ResidualShortcutsGgufKey));
+            Assert.Contains(gguf.Tensors, t => t.Name == "blk.0.attn_shortcut.weight" && t.Shape.SequenceEqual(new long[] { 24, 24 }));
+        }
+        using var original = Checkpoint.Open(sliced);
+        using var originalWeights = LlamaWeights.Load(original);
+        foreach (var path in new[] { dir.File("pl.gguf"), dir.File("back") })
+        {
+            using var c = Checkpoint.Open(path);
+            Assert.True(c.Config.ResidualShortcuts);
+            using var w = LlamaWeights.Load(c);
+            for (int l = 0; l < c.Config.Layers; l++)
+                foreach (var (a, b) in new[] { (originalWeights.Layers[l].AttentionShortcut!, w.Layers[l].AttentionShortcut!), (originalWeights.Layers[l].FeedForwardShortcut!, w.Layers[l].FeedForwardShortcut!) })
+                {
+                    Assert.Equal((24, 24), (b.Rows, b.Cols));
+                    Assert.Equal(new ReadOnlySpan<float>(a.Data, 24 * 24).ToArray(), new ReadOnlySpan<float>(b.Data, 24 * 24).ToArray());
+                }
+            int[] tokens = [1, 57, 60, 9, 33, 101, 7];
+            var expected = ModelLogits.Of(sliced, tokens);
+            var actual = ModelLogits.Of(path, tokens);
+            for (int i = 0; i < expected.Length; i++) Assert.True(MathF.Abs(expected[i] - actual[i]) <= 1e-4f, $"{path}: logit {i}: {expected[i]} vs {actual[i]}");
+        }
+    }
+
+    [Fact]
+    public void Per_layer_shortcuts_change_the_basis_and_one_rotation_slices_to_the_same_width()
+    {
+        using var dir = new TempDirectory();
+        string sliced = PerLayerSliced(dir, out string text);
+        var single = WidthSlicer.Slice(new WidthSliceOptions(dir.File("m"), text, dir.File("single"), Fraction: 0.25, Multiple: 8, Context: 64));
+        Assert.Equal(24, single.WidthAfter);
+        // The shortcuts are not identities: a sliced model's bases differ from boundary to boundary.
+        using var c = Checkpoint.Open(sliced);
+        using var w = LlamaWeights.Load(c);
+        unsafe
+        {
+            float* s = (float*)w.Layers[0].AttentionShortcut!.Data;
+            double offIdentity = 0;
+            for (int i = 0; i < 24; i++)
+                for (int j = 0; j < 24; j++) offIdentity += Math.Abs(s[i * 24 + j] - (i == j ? 1 : 0));
+            Assert.True(offIdentity > 0.1, $"shortcut within {offIdentity} of the identity");
+        }
+    }
+
+    [Fact]
+    public async Task The_batched_engine_applies_the_shortcuts_as_generation_does()
+    {
+        using var dir = new TempDirectory();
+        string sliced = PerLayerSliced(dir, out _);
+        int[] prompt;
+        GenerationResult expected;
+        using (var loaded = LoadedModel.Open(sliced))
+        {
+            prompt = loaded.Tokenizer.Encode("Order 3 ships in", addSpecialTokens: true, parseSpecialTokens: true);
+            expected = new Generator(loaded.Model, loaded.Tokenizer).Generate(prompt, new GenerationOptions(12, SamplerOptions.Greedy, null, StopAtEndOfTurn: false));
+        }
+        using var engine = BatchEngine.Open(sliced, [], new EngineOptions { Parallel = 2, StepTokens = 8 });
+        var request = new SequenceRequest { Prompt = prompt, MaxTokens = 12, StopAtEndOfTurn = false, Sampler = SamplerOptions.Greedy };
+        var other = engine.Submit(request with { Prompt = prompt[..^1] });
+        var got = await engine.Submit(request).CompleteAsync();
+        await other.CompleteAsync();
+        Assert.Equal(expected.Ids, got.Ids);
+    }
+
+    [Theory]
+    [InlineData("model.layers.1.attn_shortcut.weight", new long[] { 24, 16 })]
+    [InlineData("model.layers.0.mlp_shortcut.weight", new long[] { 24 * 24 })]
+    public unsafe void A_damaged_shortcut_gives_one_line_naming_the_tensor(string tensor, long[] shape)
+    {
+        using var dir = new TempDirectory();
+        string sliced = PerLayerSliced(dir, out _);
+        string damaged = dir.File("damaged");
+        Directory.CreateDirectory(damaged);
+        File.Copy(Path.Combine(sliced, "config.json"), Path.Combine(damaged, "config.json"));
+        using (var st = SafetensorsFile.Open(Path.Combine(sliced, "model.safetensors")))
+        {
+            var writer = new SafetensorsWriter();
+            foreach (var t in st.Tensors)
+            {
+                var bytes = new ReadOnlySpan<byte>(st.TensorData(t), (int)(t.End - t.Begin)).ToArray();
+                long[] written = t.Shape;
+                if (t.Name == tensor)
+                {
+                    written = shape;
+                    bytes = bytes[..(int)(shape.Aggregate(1L, (a, b) => a * b) * 4)];
+                }
+                writer.Add(new SafetensorsWriter.Tensor(t.Name, t.Type!.Value, written, s => s.Write(bytes)));
+            }
+            writer.Write(Path.Combine(damaged, "model.safetensors"));
+        }
+        using var c = Checkpoint.Open(damaged);
+        var e = Assert.Throws<ModelFormatException>(() => LlamaWeights.Load(c).Dispose());
+        Assert.Contains(tensor, e.Message);
+        Assert.Contains("expected [24, 24]", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+
+        // The config that declares no shortcuts (or an unknown version) over weights that have them is refused too.
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(sliced, "config.json")))!.AsObject();
+        config[ModelConfig.ResidualShortcutsKey] = 2;
+        File.WriteAllText(Path.Combine(damaged, "config.json"), config.ToJsonString());
+        var version = Assert.Throws<ModelFormatException>(() => Checkpoint.Open(damaged).Dispose());
+        Assert.Contains("hone_residual_shortcuts", version.Message);
+        config.Remove(ModelConfig.ResidualShortcutsKey);
+        File.WriteAllText(Path.Combine(sliced, "config.json"), config.ToJsonString());
+        using var plain = Checkpoint.Open(sliced);
+        var unexpected = Assert.Throws<ModelFormatException>(() => LlamaWeights.Load(plain).Dispose());
+        Assert.Contains("shortcut", unexpected.Message);
+    }
+
+    [Fact]
+    public void Training_and_layer_pruning_refuse_a_model_with_shortcuts()
+    {
+        using var dir = new TempDirectory();
+        string sliced = PerLayerSliced(dir, out string text);
+        var layers = HoneCli.Run("prune", "layers", sliced, "--data", text, "--remove", "1", "--out", dir.File("x"));
+        Assert.NotEqual(0, layers.ExitCode);
+        Assert.Contains("residual shortcuts", layers.Stderr);
+        using var c = Checkpoint.Open(sliced);
+        using var w = LlamaWeights.Load(c, new WeightLoadOptions(TensorType.F32));
+        using var pool = new WorkerPool(1);
+        var e = Assert.Throws<NotSupportedException>(() => new Hone.Training.TrainableLlama(w, pool, new Hone.Training.TrainingSetup(Hone.Training.TrainingMethod.Full), 1, 16));
+        Assert.Contains("cannot train", e.Message);
     }
 }

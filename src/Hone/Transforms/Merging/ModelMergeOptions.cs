@@ -11,11 +11,14 @@ public sealed record MergeModel(string Path, IReadOnlyDictionary<string, MergeSe
 /// <param name="Parameters">the merge's parameters; numeric model parameters given here apply to every model that does
 /// not set its own</param>
 /// <param name="Type">weight type of the output (null: the first input's when f32, f16 or bf16, else f32)</param>
-/// <param name="TokenizerSource">the model whose tokenizer the output takes (null: the base model, else the first)</param>
+/// <param name="TokenizerSource">the model whose tokenizer the output takes (null: the base model, else the first); when
+/// the models' vocabularies differ, every model's embedding and head rows are re-indexed to it by token</param>
+/// <param name="TokenizerUnion">tokenizer_source: union: the output's vocabulary unites the models' compatible
+/// vocabularies (<see cref="VocabularyReconciler.Union"/>)</param>
 /// <param name="Seed">seed of the random methods (DARE)</param>
 public sealed record ModelMergeOptions(string Method, IReadOnlyList<MergeModel> Models, string Output, string? BaseModel = null,
     IReadOnlyDictionary<string, MergeSetting>? Parameters = null, TensorType? Type = null, string? TokenizerSource = null, ulong Seed = 0,
-    int Threads = 0)
+    int Threads = 0, bool TokenizerUnion = false)
 {
     /// <summary>mergekit's configuration keys this reader knows (slices is recognized to be refused clearly).</summary>
     public static readonly string[] Keys = ["models", "merge_method", "base_model", "parameters", "dtype", "out_dtype", "tokenizer_source", "slices"];
@@ -23,9 +26,9 @@ public sealed record ModelMergeOptions(string Method, IReadOnlyList<MergeModel> 
 
     /// <summary>
     /// Options from a mergekit YAML configuration: merge_method, models (model, parameters), base_model, parameters,
-    /// dtype (float32, float16, bfloat16; out_dtype, when given, is the output's), tokenizer_source (base or a model).
-    /// Relative paths are relative to the configuration's folder. Unknown keys, unknown parameters of the method, slices
-    /// and tokenizer_source: union are refused naming the key and the file.
+    /// dtype (float32, float16, bfloat16; out_dtype, when given, is the output's), tokenizer_source (base, a model, or
+    /// union). Relative paths are relative to the configuration's folder. Unknown keys, unknown parameters of the method,
+    /// slices and tokenizer mappings are refused naming the key and the file.
     /// </summary>
     public static ModelMergeOptions FromConfig(ConfigNode root, string output)
     {
@@ -66,18 +69,20 @@ public sealed record ModelMergeOptions(string Method, IReadOnlyList<MergeModel> 
                     var other => throw dtype.Error($"{key} '{other}' is not one of float32, float16, bfloat16"),
                 };
         string? tokenizer = null;
+        bool union = false;
         if (top.TryGetValue("tokenizer_source", out var tokenizerNode) && !tokenizerNode.IsNull)
         {
             if (tokenizerNode.Entries != null || tokenizerNode.Items != null)
-                throw tokenizerNode.Error("tokenizer_source must be base or a model's path (mergekit's tokenizer mappings are not supported)");
+                throw tokenizerNode.Error("tokenizer_source must be base, a model's path or union (mergekit's tokenizer mappings are not supported)");
             tokenizer = tokenizerNode.Text("tokenizer_source") switch
             {
                 "base" => baseModel ?? throw tokenizerNode.Error("tokenizer_source: base, but the configuration has no base_model"),
-                "union" => throw tokenizerNode.Error("tokenizer_source: union (a vocabulary made of every model's) is not supported: the models must share one vocabulary; name base or one model"),
+                "union" => null,
                 var m => Resolve(m),
             };
+            union = tokenizer == null;
         }
-        return new ModelMergeOptions(method.Name, models, output, baseModel, global, type, tokenizer);
+        return new ModelMergeOptions(method.Name, models, output, baseModel, global, type, tokenizer, TokenizerUnion: union);
     }
 
     static Dictionary<string, MergeSetting> ReadParameters(ConfigNode node, string what, IReadOnlyCollection<string> known, MergeMethod method)

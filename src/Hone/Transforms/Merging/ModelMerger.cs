@@ -37,6 +37,7 @@ public static unsafe class ModelMerger
             if (Full(m.Path) == Full(o.Output)) throw new ArgumentException($"the output {o.Output} would overwrite the input {m.Path}");
 
         var opened = new List<Checkpoint>();
+        string? unionFolder = null;
         try
         {
             Checkpoint Open(string path)
@@ -51,17 +52,42 @@ public static unsafe class ModelMerger
             var config = reference.Checkpoint.Config;
             var expected = LlamaWeights.Expected(config).ToList();
             var all = (baseInput != null ? [baseInput] : new List<Input>()).Concat(inputs).ToList();
-            foreach (var input in all) RequireSameShape(reference, input, expected);
+            // tokenizer_source (base, a model, union) lets the vocabularies differ: embedding and head rows are matched by token.
+            bool reconcile = o.TokenizerUnion || o.TokenizerSource != null;
+            foreach (var input in all) RequireSameShape(reference, input, expected, reconcile);
 
             string? tokenizerPath = o.TokenizerSource ?? reference.Path;
-            var tokenizerSource = all.FirstOrDefault(i => Full(i.Path) == Full(tokenizerPath))?.Checkpoint;
-            if (tokenizerSource == null)
+            var tokenizerSource = all.FirstOrDefault(i => Full(i.Path) == Full(tokenizerPath))?.Checkpoint ?? Open(tokenizerPath);
+            VocabularyReconciler? vocabulary = null;
+            if (!reconcile) RequireSameVocabulary(all, notes);
+            else if (SameVocabulary(all.Select(i => (i.Path, i.Checkpoint)).Append((tokenizerPath, tokenizerSource)).ToList()))
             {
-                tokenizerSource = Open(tokenizerPath);
-                if (tokenizerSource.Config.VocabSize != config.VocabSize)
-                    throw new ArgumentException($"tokenizer_source {tokenizerPath} has a vocabulary of {tokenizerSource.Config.VocabSize} tokens, the merged models {config.VocabSize}");
+                if (o.TokenizerUnion) notes.Add("tokenizer_source: union: the models share one vocabulary; there is nothing to unite");
             }
-            RequireSameVocabulary(all, notes);
+            else
+            {
+                var listed = all.Select(i => (i.Path, i.Checkpoint)).ToList();
+                if (o.TokenizerUnion)
+                {
+                    unionFolder = Directory.CreateTempSubdirectory("hone-merge-union-").FullName;
+                    vocabulary = VocabularyReconciler.Union(reference.Path, reference.Checkpoint, listed, unionFolder);
+                }
+                else vocabulary = VocabularyReconciler.ToSource(tokenizerSource, tokenizerPath, listed);
+                config = config with
+                {
+                    VocabSize = vocabulary.Rows,
+                    BosTokenId = o.TokenizerUnion ? config.BosTokenId : tokenizerSource.Config.BosTokenId,
+                    EosTokenId = o.TokenizerUnion ? config.EosTokenId : tokenizerSource.Config.EosTokenId,
+                };
+                expected = LlamaWeights.Expected(config).ToList();
+                notes.Add($"vocabulary: {vocabulary.Description}; every model's embedding and head rows are matched to it by token, and a row a model " +
+                          "lacks is filled as mergekit does (from the only model that has the token, else the base model's, else the mean of those that have it; zero if none)");
+                for (int i = 0; i < all.Count; i++)
+                {
+                    int missing = vocabulary.RowOf[i].Count(r => r < 0);
+                    if (missing > 0) notes.Add($"{all[i].Path} lacks {missing} of the {vocabulary.Rows} tokens");
+                }
+            }
 
             // Every parameter of every tensor, resolved before anything is written: a missing or unmatched one fails now.
             var names = expected.Select(e => TensorNames.Gguf(e.Role, e.Layer, e.Bias, e.Expert)).ToList();
@@ -83,6 +109,9 @@ public static unsafe class ModelMerger
             var modelBuffers = inputs.Select(_ => new float[largest]).ToList();
             var output = new float[largest];
             float[]? scratch = null;
+            // Re-indexed tensors: each input's own rows [its vocabulary, D], read before its rows are matched to the output's.
+            var raw = vocabulary != null ? all.Select(i => new float[checked((long)i.Checkpoint.Config.VocabSize * config.HiddenSize)]).ToList() : null;
+            var reindexed = (baseInput != null ? [baseBuffer!] : new List<float[]>()).Concat(modelBuffers).ToList();
             int done = 0, total = expected.Count;
             log($"{method.Name}: {inputs.Count} model{(inputs.Count > 1 ? "s" : "")}{(baseInput != null ? $" on the base {baseInput.Path}" : "")}, {total} tensors, written as {type.Name()}");
             progress?.Invoke(0, total);
@@ -91,8 +120,16 @@ public static unsafe class ModelMerger
             {
                 cancel.ThrowIfCancellationRequested();
                 var p = plans[name];
-                if (baseInput != null) Read(baseInput, config, p, name, baseBuffer!);
-                for (int i = 0; i < inputs.Count; i++) Read(inputs[i], config, p, name, modelBuffers[i]);
+                if (vocabulary != null && p.Role is TensorRole.TokenEmbedding or TensorRole.Output)
+                {
+                    for (int i = 0; i < all.Count; i++) Read(all[i], config, p with { Rows = all[i].Checkpoint.Config.VocabSize }, name, raw![i]);
+                    vocabulary.Reindex(raw!, reindexed, p.Cols, baseInput != null ? 0 : -1);
+                }
+                else
+                {
+                    if (baseInput != null) Read(baseInput, config, p, name, baseBuffer!);
+                    for (int i = 0; i < inputs.Count; i++) Read(inputs[i], config, p, name, modelBuffers[i]);
+                }
                 var tensor = new TensorMerge
                 {
                     Name = p.HuggingFaceName, Rows = p.Rows, Cols = p.Cols, IsEmbedding = p.Role is TensorRole.TokenEmbedding or TensorRole.Output,
@@ -109,10 +146,33 @@ public static unsafe class ModelMerger
             }
 
             var (format, tensors, bytes) = ModelConverter.WriteComputed(config, Compute, tokenizerSource, o.Output, type, notes, log, cancel,
-                staged => Verify(staged, config, expected));
+                staged => Verify(staged, config, expected), vocabulary?.UnionDirectory);
             return new ModelMergeReport(o.Output, format, method.Name, inputs.Count + (baseInput != null ? 1 : 0), tensors, bytes, notes);
         }
-        finally { foreach (var c in opened) c.Dispose(); }
+        finally
+        {
+            foreach (var c in opened) c.Dispose();
+            if (unionFolder != null) try { Directory.Delete(unionFolder, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>Whether the models' vocabularies are one: the same embedding rows, and the same token under every id in
+    /// those that have a tokenizer.</summary>
+    static bool SameVocabulary(List<(string Path, Checkpoint Checkpoint)> models)
+    {
+        if (models.Select(m => m.Checkpoint.Config.VocabSize).Distinct().Count() > 1) return false;
+        Tokenization.Tokenizer? first = null;
+        foreach (var (_, c) in models)
+        {
+            Tokenization.Tokenizer tokenizer;
+            try { tokenizer = c.LoadTokenizer(); }
+            catch (ModelFormatException) { continue; }
+            if (first == null) { first = tokenizer; continue; }
+            if (tokenizer.VocabSize != first.VocabSize) return false;
+            for (int id = 0; id < first.VocabSize; id++)
+                if (tokenizer.TokenText(id) != first.TokenText(id)) return false;
+        }
+        return true;
     }
 
     sealed record TensorPlan(TensorRole Role, int Layer, bool Bias, int Rows, int Cols, string HuggingFaceName,
@@ -155,7 +215,9 @@ public static unsafe class ModelMerger
 
     /// <summary>Same architecture and the same tensors of the same shapes as the reference, or an error naming the model,
     /// the tensor, what was expected and what was found.</summary>
-    static void RequireSameShape(Input reference, Input input, List<(TensorRole Role, int Layer, bool Bias, int Rows, int Cols, int Expert)> expected)
+    /// <param name="vocabularyMayDiffer">the embedding's and head's rows may differ (their vocabularies are reconciled)</param>
+    static void RequireSameShape(Input reference, Input input, List<(TensorRole Role, int Layer, bool Bias, int Rows, int Cols, int Expert)> expected,
+        bool vocabularyMayDiffer)
     {
         var a = reference.Checkpoint.Config;
         var b = input.Checkpoint.Config;
@@ -168,10 +230,13 @@ public static unsafe class ModelMerger
             string want = e.Rows == 1 ? $"[{e.Cols}]" : $"[{e.Rows}, {e.Cols}]";
             if (!input.Checkpoint.TryGet(name, out var t))
                 throw new ArgumentException($"{input.Path}: tensor {shown} is missing (expected shape {want}, as in {reference.Path})");
+            bool anyRows = vocabularyMayDiffer && e.Role is TensorRole.TokenEmbedding or TensorRole.Output;
             bool sameShape = e.Rows == 1 ? t.ElementCount == e.Cols && (t.Shape.Length == 1 || (t.Shape.Length == 2 && t.Shape[0] == 1))
-                                         : t.Shape.Length == 2 && t.Shape[0] == e.Rows && t.Shape[1] == e.Cols;
+                                         : t.Shape.Length == 2 && (t.Shape[0] == e.Rows || anyRows) && t.Shape[1] == e.Cols;
             if (!sameShape)
-                throw new ArgumentException($"{input.Path}: tensor {shown} has shape {t.ShapeText}, expected {want} (as in {reference.Path})");
+                throw new ArgumentException($"{input.Path}: tensor {shown} has shape {t.ShapeText}, expected {want} (as in {reference.Path})" +
+                    (e.Role is TensorRole.TokenEmbedding or TensorRole.Output && t.Shape.Length == 2 && t.Shape[1] == e.Cols
+                        ? "; models of different vocabularies merge only with tokenizer_source (base, a model's path, or union), which matches their rows by token" : ""));
             if (t.Type == null)
                 throw new ArgumentException($"{input.Path}: tensor {shown} is stored as {t.TypeName}, which cannot be read for merging");
         }
@@ -195,11 +260,11 @@ public static unsafe class ModelMerger
             catch (ModelFormatException) { notes.Add($"{input.Path} has no tokenizer; its vocabulary was not compared"); continue; }
             if (first == null) { first = tokenizer; firstPath = input.Path; continue; }
             if (tokenizer.VocabSize != first.VocabSize)
-                throw new ArgumentException($"{input.Path}: a vocabulary of {tokenizer.VocabSize} tokens, {firstPath} has {first.VocabSize}; models of different vocabularies do not merge");
+                throw new ArgumentException($"{input.Path}: a vocabulary of {tokenizer.VocabSize} tokens, {firstPath} has {first.VocabSize}; models of different vocabularies merge only with tokenizer_source (base, a model's path, or union)");
             for (int id = 0; id < first.VocabSize; id++)
                 if (tokenizer.TokenText(id) != first.TokenText(id))
                     throw new ArgumentException($"{input.Path}: token {id} is '{tokenizer.TokenText(id)}', in {firstPath} '{first.TokenText(id)}'; " +
-                                                "models of different vocabularies do not merge (mergekit's tokenizer_source union is not supported)");
+                                                "models of different vocabularies merge only with tokenizer_source (base, a model's path, or union), which matches their rows by token");
         }
     }
 

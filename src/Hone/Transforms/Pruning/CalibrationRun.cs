@@ -44,15 +44,7 @@ internal sealed class CalibrationRun : IDisposable
     public void Run(ResidualObserver observer)
     {
         _loaded.Model.ResidualObserver = observer;
-        try
-        {
-            var logits = new float[Config.VocabSize];
-            for (int start = 0; start < Tokens; start += _window)
-            {
-                _loaded.Model.Reset();
-                _loaded.Model.Forward(_tokens.AsSpan(start, Math.Min(_window, Tokens - start)), logits, promptRows: true);
-            }
-        }
+        try { RunWindows(); }
         finally { _loaded.Model.ResidualObserver = null; }
     }
 
@@ -60,16 +52,27 @@ internal sealed class CalibrationRun : IDisposable
     public void Run(IActivationObserver observer)
     {
         _loaded.Model.ActivationObserver = observer;
-        try
-        {
-            var logits = new float[Config.VocabSize];
-            for (int start = 0; start < Tokens; start += _window)
-            {
-                _loaded.Model.Reset();
-                _loaded.Model.Forward(_tokens.AsSpan(start, Math.Min(_window, Tokens - start)), logits, promptRows: true);
-            }
-        }
+        try { RunWindows(); }
         finally { _loaded.Model.ActivationObserver = null; }
+    }
+
+    /// <summary>Runs every window with <paramref name="observer"/> attached at every block boundary (it may change the
+    /// stream, and end each step early).</summary>
+    public void Run(BlockBoundaryObserver observer)
+    {
+        _loaded.Model.BlockBoundaryObserver = observer;
+        try { RunWindows(); }
+        finally { _loaded.Model.BlockBoundaryObserver = null; }
+    }
+
+    void RunWindows()
+    {
+        var logits = new float[Config.VocabSize];
+        for (int start = 0; start < Tokens; start += _window)
+        {
+            _loaded.Model.Reset();
+            _loaded.Model.Forward(_tokens.AsSpan(start, Math.Min(_window, Tokens - start)), logits, promptRows: true);
+        }
     }
 
     public void Dispose() => _loaded.Dispose();

@@ -66,6 +66,8 @@ public static unsafe class LayerPruner
         log ??= _ => { };
         ModelConfig c;
         using (var probe = Checkpoint.Open(o.Model)) c = probe.Config;
+        if (c.ResidualShortcuts)
+            throw new NotSupportedException($"{o.Model} has residual shortcuts (per-layer SliceGPT): removing a layer would break the chain of bases; prune layers before slicing");
         log($"ranking the {c.Layers} layers of {o.Model} by block influence on {o.Calibration}...");
         var (influence, tokens) = Influence(o.Model, o.Calibration, o.Context, o.MaxTokens, o.Threads);
         int[] removed;

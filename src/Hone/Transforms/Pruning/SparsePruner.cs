@@ -45,6 +45,7 @@ public static unsafe class SparsePruner
         {
             if (m.Name == weights.TokenEmbedding.Name || m.Name == weights.Output.Name) continue;
             if (!TensorNames.TryParseGguf(m.Name, out var parsed)) throw new InvalidOperationException(m.Name);
+            if (parsed.Role is TensorRole.AttentionShortcut or TensorRole.FeedForwardShortcut) continue; // a change of basis, not a projection: kept whole
             if (structured && m.Cols % o.Group != 0)
                 throw new ArgumentException($"{m.Name} has {m.Cols} inputs, not a multiple of the pattern's group of {o.Group}");
             string stacked = TensorNames.Gguf(parsed.Role, parsed.Layer, parsed.Bias);
