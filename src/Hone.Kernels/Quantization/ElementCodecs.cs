@@ -64,6 +64,8 @@ public static class ElementCodecs
         [TensorType.Q4_0] = new Q4_0Codec(),
         [TensorType.Q4_K] = new Q4_KCodec(),
         [TensorType.Q6_K] = new Q6_KCodec(),
+        [TensorType.HQ3_O] = new OutlierCodec(TensorType.HQ3_O),
+        [TensorType.HQ4_O] = new OutlierCodec(TensorType.HQ4_O),
     };
 
     public static IReadOnlyCollection<TensorType> Types => Table.Keys;
@@ -218,5 +220,62 @@ sealed class Q6_KCodec : ElementCodec
         low = (byte)((low & ~(0xF << shift)) | ((code & 0xF) << shift));
         ref byte high = ref fit.Bytes[Q6_KBlock.Qh + 32 * h + l];
         high = (byte)((high & ~(3 << (2 * k))) | ((code >> 4) << (2 * k)));
+    }
+}
+
+/// <summary>hq3_o / hq4_o: <see cref="Fit"/> runs the type's quantizer on the block (its group scales and mins, and the
+/// two outlier slots it picks by imp·(w − q)² from the values at that moment); an element in an outlier slot is then
+/// stored as the fp16 of its value when its turn comes (the feedback moves it, so the fitted copy would be stale), the
+/// others round against their group's fixed scale and min. The code carries the fp16 bits above the quant.</summary>
+sealed class OutlierCodec(TensorType type) : ElementCodec
+{
+    const int N = OutlierBlock.Elements, G = OutlierBlock.GroupSize;
+    static readonly float[] Unit = Enumerable.Repeat(1f, N).ToArray();
+
+    public override TensorType Type => type;
+
+    public override void Fit(ReadOnlySpan<float> values, ReadOnlySpan<float> importance, float rowStatistic, BlockFit fit) =>
+        OutlierQuantization.QuantizeBlock(type, values, importance.IsEmpty ? Unit : importance, fit.Bytes);
+
+    int Slot(BlockFit fit, int index)
+    {
+        int at = OutlierBlock.Index(type);
+        for (int s = 0; s < OutlierBlock.Slots; s++) if (fit.Bytes[at + s] == index) return s;
+        return -1;
+    }
+
+    public override int Quantize(BlockFit fit, int index, float value, out float dequantized)
+    {
+        var b = fit.Bytes;
+        int nmax = (1 << OutlierBlock.Bits(type)) - 1, stats = b[OutlierBlock.Stats + index / G];
+        float dd = Half(b, OutlierBlock.D) * (stats & 0xF), dm = Half(b, OutlierBlock.DMin) * (stats >> 4);
+        int q = dd > 0 ? Math.Clamp(NearestInt((value + dm) / dd), 0, nmax) : 0;
+        if (Slot(fit, index) < 0)
+        {
+            dequantized = dd * q - dm;
+            return q;
+        }
+        ushort half = Fp16.FromSingle(Math.Clamp(value, -65504f, 65504f));
+        dequantized = Fp16.ToSingle(half);
+        return q | half << 8;
+    }
+
+    public override void Store(BlockFit fit, int index, int code)
+    {
+        var b = fit.Bytes;
+        int q = code & 0xFF;
+        if (type == TensorType.HQ4_O)
+        {
+            int at = OutlierBlock.Qs + index % 32, shift = 4 * (index / 32);
+            b[at] = (byte)(b[at] & ~(0xF << shift) | q << shift);
+        }
+        else
+        {
+            int low = OutlierBlock.Qs + index % 16, lowShift = 2 * (index / 16), high = OutlierBlock.Qs + 16 + index % 8, highShift = index / 8;
+            b[low] = (byte)(b[low] & ~(3 << lowShift) | (q & 3) << lowShift);
+            b[high] = (byte)(b[high] & ~(1 << highShift) | (q >> 2) << highShift);
+        }
+        int slot = Slot(fit, index);
+        if (slot >= 0) BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(OutlierBlock.Value(type) + 2 * slot), (ushort)(code >> 8));
     }
 }
