@@ -89,8 +89,8 @@ public static unsafe class Gemm
     /// <param name="y">Y[M, N] row stride ldy</param>
     /// <param name="precision">Exact: X stays fp32 (typed weights are widened or dequantized to fp32 while B is
     /// packed, so the result is bit-identical to this GEMM on the widened weights as F32); Fast: BF16 / Q8_0 / Q4_0
-    /// weights may take the reduced-precision kernels of <see cref="Emitted.WeightGemm"/>, and Q4_K / Q6_K weights meet
-    /// X quantized to Q8_K row by row (<see cref="MatVec.MultiplyRows"/>, llama.cpp's numerics)</param>
+    /// weights may take the reduced-precision kernels of <see cref="Emitted.WeightGemm"/> (Q4_K / Q6_K weights keep fp32
+    /// X here, where llama.cpp quantizes it to Q8_K: its int8 row kernels ran prompts 3× slower than this GEMM)</param>
     public static void MultiplyWeights(WorkerPool pool, int m, int n, int k, float* x, int ldx,
         TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate, ComputePrecision precision = ComputePrecision.Fast) =>
         MultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate, null, precision);
@@ -108,13 +108,6 @@ public static unsafe class Gemm
             && Emitted.WeightGemm.TryMultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate))
             return;
         // ---- end helper/emit
-        // K-quant weights meet Q8_K-quantized rows, as in decode and in llama.cpp: through the multi-row dot kernels,
-        // so that a row's result does not depend on how many rows share the call.
-        if (precision == ComputePrecision.Fast && lowRank == null && type is TensorType.Q4_K or TensorType.Q6_K)
-        {
-            MatVec.MultiplyRows(pool, type, weights, rowBytes, n, k, x, ldx, m, y, ldy, accumulate, precision);
-            return;
-        }
         var job = new Job
         {
             M = m, N = n, K = k, A = x, Lda = ldx, B = weights, BLayout = GemmBLayout.NByK, BType = type,

@@ -212,33 +212,6 @@ public unsafe class GemmNarrowAndLowRankTests
             }
     }
 
-    /// <summary>Under fast precision K-quant weights meet Q8_K rows (llama.cpp's numerics): every row of a many-row
-    /// product is bit-identical to the matrix-vector product of that row alone, accumulating or not.</summary>
-    [Theory]
-    [InlineData(TensorType.Q4_K)] [InlineData(TensorType.Q6_K)]
-    public void Fast_k_quant_products_equal_the_row_by_row_dot_products(TensorType type)
-    {
-        const int n = 70, k = 512;
-        foreach (int m in new[] { 2, 13, 40 })
-            foreach (bool accumulate in new[] { false, true })
-            {
-                long rowBytes = type.Traits().BytesFor(k);
-                var w = TestData.Random(n * k, k + m);
-                var wBytes = new byte[n * rowBytes];
-                for (int j = 0; j < n; j++)
-                    Hone.Tensors.Quantization.BlockQuantization.QuantizeRow(type, w.AsSpan(j * k, k), wBytes.AsSpan((int)(j * rowBytes), (int)rowBytes));
-                var x = TestData.Random(m * k, 3);
-                var y = TestData.Random(m * n, 4);
-                var want = (float[])y.Clone();
-                fixed (byte* pw = wBytes) fixed (float* px = x, py = y, pe = want)
-                {
-                    Gemm.MultiplyWeights(Two, m, n, k, px, k, type, pw, rowBytes, py, n, accumulate, ComputePrecision.Fast);
-                    for (int r = 0; r < m; r++) MatVec.Multiply(Two, type, pw, rowBytes, n, k, px + r * k, pe + r * n, accumulate, ComputePrecision.Fast);
-                }
-                Assert.Equal(want, y);
-            }
-    }
-
     [Theory]
     [InlineData(TensorType.F32)] [InlineData(TensorType.BF16)]
     public void Low_rank_term_is_added_in_the_same_pass(TensorType type)
