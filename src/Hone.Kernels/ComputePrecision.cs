@@ -13,7 +13,7 @@ public enum ComputePrecision
     /// <summary>
     /// The fastest kernels, with llama.cpp's numerics: in a step of two or more tokens, BF16 weights multiply
     /// activations rounded to bf16 (vdpbf16ps, or its managed twin; 2⁻⁹ relative per element) and Q8_0/Q4_0 weights
-    /// multiply activations quantized to Q8_0 (Q4_K/Q6_K weights keep fp32 activations there, unlike llama.cpp's Q8_K);
+    /// multiply activations quantized to Q8_0, and Q4_K/Q6_K weights activations rounded to Q8_K (then an fp32 GEMM);
     /// matrix-vector products (one token) with quantized weights quantize the
     /// activations to Q8_0/Q8_K. Products with f32, f16 and bf16 weights in a one-token step are the same as Exact.
     /// </summary>

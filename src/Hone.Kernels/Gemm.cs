@@ -89,8 +89,8 @@ public static unsafe class Gemm
     /// <param name="y">Y[M, N] row stride ldy</param>
     /// <param name="precision">Exact: X stays fp32 (typed weights are widened or dequantized to fp32 while B is
     /// packed, so the result is bit-identical to this GEMM on the widened weights as F32); Fast: BF16 / Q8_0 / Q4_0
-    /// weights may take the reduced-precision kernels of <see cref="Emitted.WeightGemm"/> (Q4_K / Q6_K weights keep fp32
-    /// X here, where llama.cpp quantizes it to Q8_K: its int8 row kernels ran prompts 3× slower than this GEMM)</param>
+    /// weights may take the reduced-precision kernels of <see cref="Emitted.WeightGemm"/>, and X meets Q4_K / Q6_K weights
+    /// rounded to Q8_K as in llama.cpp (<see cref="RoundRowsToQ8_K"/>)</param>
     public static void MultiplyWeights(WorkerPool pool, int m, int n, int k, float* x, int ldx,
         TensorType type, byte* weights, long rowBytes, float* y, int ldy, bool accumulate, ComputePrecision precision = ComputePrecision.Fast) =>
         MultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate, null, precision);
@@ -108,6 +108,11 @@ public static unsafe class Gemm
             && Emitted.WeightGemm.TryMultiplyWeights(pool, m, n, k, x, ldx, type, weights, rowBytes, y, ldy, accumulate))
             return;
         // ---- end helper/emit
+        if (precision == ComputePrecision.Fast && lowRank == null && type is TensorType.Q4_K or TensorType.Q6_K)
+        {
+            x = RoundRowsToQ8_K(x, ldx, m, k);
+            ldx = k;
+        }
         var job = new Job
         {
             M = m, N = n, K = k, A = x, Lda = ldx, B = weights, BLayout = GemmBLayout.NByK, BType = type,
@@ -115,6 +120,31 @@ public static unsafe class Gemm
         };
         SetLowRank(ref job, lowRank);
         Run(pool, ref job);
+    }
+
+    [ThreadStatic] static float* _roundedRows;
+    [ThreadStatic] static long _roundedCapacity;
+
+    /// <summary>X[m, k] rounded to Q8_K and back, into a per-thread buffer [m, k]: llama.cpp quantizes activations to
+    /// Q8_K for K-quant weights, and the fp32 GEMM on these rounded values and the dequantized weights computes its
+    /// int8 dot products' values up to fp32 summation order, at the GEMM's speed (the int8 row kernels ran 3× slower).</summary>
+    static float* RoundRowsToQ8_K(float* x, int ldx, int m, int k)
+    {
+        long floats = checked((long)m * k);
+        if (_roundedCapacity < floats)
+        {
+            if (_roundedRows != null) NativeMemory.AlignedFree(_roundedRows);
+            _roundedRows = (float*)NativeMemory.AlignedAlloc(checked((nuint)(floats * sizeof(float))), 64);
+            _roundedCapacity = floats;
+        }
+        int bytes = checked((int)TensorType.Q8_K.Traits().BytesFor(k));
+        Span<byte> blocks = bytes <= 32768 ? stackalloc byte[bytes] : new byte[bytes]; // [k/256] Q8_K blocks, one row
+        for (int r = 0; r < m; r++)
+        {
+            Quantization.BlockQuantization.QuantizeRow(TensorType.Q8_K, new ReadOnlySpan<float>(x + (long)r * ldx, k), blocks);
+            Quantization.BlockQuantization.DequantizeRow(TensorType.Q8_K, blocks, new Span<float>(_roundedRows + (long)r * k, k));
+        }
+        return _roundedRows;
     }
 
     /// <summary>C[M, W.Cols] = (accumulate ? C : 0) + A[M, W.Rows] · W for a weight of any supported type

@@ -107,7 +107,7 @@ internal static class CliSupport
                       "exact = fp32 activations in every weight product (bf16/f16 weights widen exactly, quantized blocks dequantize to fp32; " +
                       "the result is the F32 model's of the same weights up to fp32 summation order); " +
                       "fast = llama.cpp's kernels: in prompt processing bf16 weights multiply bf16-rounded activations (about 1e-3 relative " +
-                      "on perplexity) and q8_0/q4_0 weights Q8_0-quantized activations (q4_k/q6_k keep fp32 activations there, where llama.cpp rounds them to Q8_K), and one-token steps with quantized weights quantize " +
+                      "on perplexity) and q8_0/q4_0 weights Q8_0-quantized activations and q4_k/q6_k weights Q8_K-rounded ones, and one-token steps with quantized weights quantize " +
                       "the activations to 8 bits; faster, most of all for bf16 models. " +
                       (measuring ? "Default exact here (a measurement); the choice is recorded with the result."
                                  : "Default fast here (generation); use exact to match evaluation numerics."),

@@ -212,6 +212,38 @@ public unsafe class GemmNarrowAndLowRankTests
             }
     }
 
+    /// <summary>Under fast precision X meets K-quant weights rounded to Q8_K, as in llama.cpp and in the one-row
+    /// (int8 dot) path: every row of a many-row product equals the matrix-vector product of that row alone up to fp32
+    /// summation order, accumulating or not.</summary>
+    [Theory]
+    [InlineData(TensorType.Q4_K)] [InlineData(TensorType.Q6_K)]
+    public void Fast_k_quant_products_round_the_rows_to_q8_k_as_the_dot_products_do(TensorType type)
+    {
+        const int n = 70, k = 512;
+        foreach (int m in new[] { 2, 13, 40 })
+            foreach (bool accumulate in new[] { false, true })
+            {
+                long rowBytes = type.Traits().BytesFor(k);
+                var w = TestData.Random(n * k, k + m);
+                var wBytes = new byte[n * rowBytes];
+                for (int j = 0; j < n; j++)
+                    Hone.Tensors.Quantization.BlockQuantization.QuantizeRow(type, w.AsSpan(j * k, k), wBytes.AsSpan((int)(j * rowBytes), (int)rowBytes));
+                var x = TestData.Random(m * k, 3);
+                var y = TestData.Random(m * n, 4);
+                var rowByRow = (float[])y.Clone();
+                var exact = (float[])y.Clone();
+                fixed (byte* pw = wBytes) fixed (float* px = x, py = y, pr = rowByRow, pe = exact)
+                {
+                    Gemm.MultiplyWeights(Two, m, n, k, px, k, type, pw, rowBytes, py, n, accumulate, ComputePrecision.Fast);
+                    for (int r = 0; r < m; r++) MatVec.Multiply(Two, type, pw, rowBytes, n, k, px + r * k, pr + r * n, accumulate, ComputePrecision.Fast);
+                    Gemm.MultiplyWeights(Two, m, n, k, px, k, type, pw, rowBytes, pe, n, accumulate, ComputePrecision.Exact);
+                }
+                TestData.AssertClose(rowByRow, y, 2e-6 * Math.Sqrt(k), $"{type} m={m} accumulate={accumulate}");
+                // and the rounding is really there: the exact product differs from both by more than summation order
+                Assert.True(rowByRow.Zip(exact).Max(p => Math.Abs(p.First - p.Second)) > 1e-4, $"{type} m={m}: Q8_K rounding not visible");
+            }
+    }
+
     [Theory]
     [InlineData(TensorType.F32)] [InlineData(TensorType.BF16)]
     public void Low_rank_term_is_added_in_the_same_pass(TensorType type)
