@@ -183,6 +183,17 @@ public unsafe class GemmNarrowAndLowRankTests
 
     /// <summary>Typed weights W[n, k] through the packed path at depths that take one, several and unequal deep blocks
     /// (k = 2304 is four blocks of 576, cut to whole 256-element quantization blocks for the K-quants).</summary>
+    /// <summary>Random W[n, k] quantized row by row to <paramref name="type"/>.</summary>
+    static byte[] QuantizedWeights(TensorType type, int n, int k, int seed, out long rowBytes)
+    {
+        rowBytes = type.Traits().BytesFor(k);
+        var w = TestData.Random(n * k, seed);
+        var bytes = new byte[n * rowBytes];
+        for (int j = 0; j < n; j++)
+            Hone.Tensors.Quantization.BlockQuantization.QuantizeRow(type, w.AsSpan(j * k, k), bytes.AsSpan((int)(j * rowBytes), (int)rowBytes));
+        return bytes;
+    }
+
     [Theory]
     [InlineData(TensorType.Q4_0)] [InlineData(TensorType.Q4_K)] [InlineData(TensorType.Q6_K)] [InlineData(TensorType.Q8_0)]
     [InlineData(TensorType.HQ3_O)] [InlineData(TensorType.HQ4_O)]
@@ -193,11 +204,7 @@ public unsafe class GemmNarrowAndLowRankTests
             {
                 const int n = 70;
                 if (type is TensorType.Q8_0 or TensorType.Q4_0 && m >= Hone.Tensors.Emitted.WeightGemm.MinimumRows) continue; // the emitted GEMM's
-                long rowBytes = type.Traits().BytesFor(k);
-                var w = TestData.Random(n * k, k + m);
-                var wBytes = new byte[n * rowBytes];
-                for (int j = 0; j < n; j++)
-                    Hone.Tensors.Quantization.BlockQuantization.QuantizeRow(type, w.AsSpan(j * k, k), wBytes.AsSpan((int)(j * rowBytes), (int)rowBytes));
+                var wBytes = QuantizedWeights(type, n, k, k + m, out long rowBytes);
                 var x = TestData.Random(m * k, 3);
                 var y = TestData.Random(m * n, 4);
                 var want = (float[])y.Clone();
@@ -223,11 +230,7 @@ public unsafe class GemmNarrowAndLowRankTests
         foreach (int m in new[] { 2, 13, 40 })
             foreach (bool accumulate in new[] { false, true })
             {
-                long rowBytes = type.Traits().BytesFor(k);
-                var w = TestData.Random(n * k, k + m);
-                var wBytes = new byte[n * rowBytes];
-                for (int j = 0; j < n; j++)
-                    Hone.Tensors.Quantization.BlockQuantization.QuantizeRow(type, w.AsSpan(j * k, k), wBytes.AsSpan((int)(j * rowBytes), (int)rowBytes));
+                var wBytes = QuantizedWeights(type, n, k, k + m, out long rowBytes);
                 var x = TestData.Random(m * k, 3);
                 var y = TestData.Random(m * n, 4);
                 var rowByRow = (float[])y.Clone();
