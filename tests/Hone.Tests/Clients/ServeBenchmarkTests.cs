@@ -15,48 +15,16 @@ public class ServeBenchmarkTests
 {
     /// <summary>A minimal OpenAI-compatible streaming server on HttpListener: each request gets <see cref="Chunks"/> text
     /// chunks of two "tokens" each, so a client that counts chunks is off by half, then a usage chunk and [DONE].</summary>
-    sealed class FakeServer : IDisposable
+    sealed class FakeServer : LoopbackHttpServer
     {
-        readonly HttpListener _listener = new();
-        readonly Task _loop;
         public readonly ConcurrentQueue<(string Path, string? Authorization, string? Connection, JsonObject Body)> Requests = new();
         public int Chunks = 5;
         public bool SendUsage = true;
         public bool CrLf;
         public int InFlight, MaxInFlight;
-        public Uri Address { get; }
+        public Uri Address => Root;
 
-        public FakeServer()
-        {
-            for (int attempt = 0; ; attempt++)
-            {
-                var probe = new TcpListener(IPAddress.Loopback, 0);
-                probe.Start();
-                int port = ((IPEndPoint)probe.LocalEndpoint).Port;
-                probe.Stop();
-                try
-                {
-                    _listener.Prefixes.Clear();
-                    _listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-                    _listener.Start();
-                    Address = new Uri($"http://127.0.0.1:{port}");
-                    break;
-                }
-                catch (HttpListenerException) when (attempt < 5) { }
-            }
-            _loop = Task.Run(async () =>
-            {
-                while (_listener.IsListening)
-                {
-                    HttpListenerContext context;
-                    try { context = await _listener.GetContextAsync(); }
-                    catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException) { return; }
-                    _ = Task.Run(() => Serve(context));
-                }
-            });
-        }
-
-        async Task Serve(HttpListenerContext context)
+        protected override async Task Serve(HttpListenerContext context)
         {
             var response = context.Response;
             try
@@ -118,13 +86,6 @@ public class ServeBenchmarkTests
             response.ContentLength64 = bytes.Length;
             await response.OutputStream.WriteAsync(bytes);
             response.Close();
-        }
-
-        public void Dispose()
-        {
-            _listener.Stop();
-            _listener.Close();
-            _loop.Wait(TimeSpan.FromSeconds(10));
         }
     }
 

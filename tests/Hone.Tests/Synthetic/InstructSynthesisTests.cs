@@ -385,44 +385,12 @@ public class InstructSynthesisTests
 
     /// <summary>An OpenAI-compatible chat endpoint on loopback (non-streaming): a rewrite request gets a new question, any
     /// other message an answer stating the fact for questions about hours and not otherwise.</summary>
-    sealed class FakeEndpoint : IDisposable
+    sealed class FakeEndpoint : LoopbackHttpServer
     {
-        readonly HttpListener _listener = new();
-        readonly Task _loop;
         public readonly ConcurrentQueue<JsonObject> Requests = new();
-        public Uri Address { get; }
+        public Uri Address => new Uri(Root, "v1");
 
-        public FakeEndpoint()
-        {
-            for (int attempt = 0; ; attempt++)
-            {
-                var probe = new TcpListener(IPAddress.Loopback, 0);
-                probe.Start();
-                int port = ((IPEndPoint)probe.LocalEndpoint).Port;
-                probe.Stop();
-                try
-                {
-                    _listener.Prefixes.Clear();
-                    _listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-                    _listener.Start();
-                    Address = new Uri($"http://127.0.0.1:{port}/v1");
-                    break;
-                }
-                catch (HttpListenerException) when (attempt < 5) { }
-            }
-            _loop = Task.Run(async () =>
-            {
-                while (_listener.IsListening)
-                {
-                    HttpListenerContext context;
-                    try { context = await _listener.GetContextAsync(); }
-                    catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException) { return; }
-                    _ = Task.Run(() => Serve(context));
-                }
-            });
-        }
-
-        async Task Serve(HttpListenerContext context)
+        protected override async Task Serve(HttpListenerContext context)
         {
             try
             {
@@ -450,13 +418,6 @@ public class InstructSynthesisTests
                 context.Response.Close();
             }
             catch (Exception e) when (e is HttpListenerException or IOException or ObjectDisposedException) { }
-        }
-
-        public void Dispose()
-        {
-            _listener.Stop();
-            _listener.Close();
-            _loop.Wait(TimeSpan.FromSeconds(10));
         }
     }
 
