@@ -21,6 +21,8 @@ internal static class SynthInstructCommand
                                                                  "an \"id\" names a seed, a \"facts\" (or \"target\", \"expected\") field is its facts target", Required = true };
         var output = new Option<string>("--out", "-o") { Description = "kept examples, JSONL {\"messages\", \"provenance\"} (written under a temporary name, renamed when complete)", Required = true };
         var count = new Option<int>("--count", "-n") { Description = "examples to generate, kept and dropped together; example i derives from seed i mod seeds", DefaultValueFactory = _ => 100 }.Within(1, 10_000_000);
+        var keptPerSeed = new Option<int?>("--kept-per-seed") { Description = "stop deriving from a seed once this many of its examples are kept, so the seeds the teacher finds easy do not crowd out the others; the run ends when every seed has its share (default: no limit)" }.Within(1, 10_000_000);
+        var answerSamples = new Option<int>("--answer-samples") { Description = "answer each new instruction this many times (self-consistency) and keep the example, with its first answer, only when every answer passes every verifier: catches instructions that drifted from their seed's meaning but got one answer stating the seed's fact", DefaultValueFactory = _ => 1 }.Within(1, 100);
         var mode = new Option<string>("--mode") { Description = "self-instruct: ask for a new request after k seed requests; evol: rewrite one seed request by an operation", DefaultValueFactory = _ => "evol" }
             .AcceptOnlyFromAmong("self-instruct", "evol");
         var operations = new Option<string[]>("--operations") { Description = "evol: the operations drawn from, comma-separated or repeated: " + string.Join(", ", SynthPrompts.Operations.Select(o => o.Name)) + " (default: all)" };
@@ -56,13 +58,13 @@ internal static class SynthInstructCommand
             "Its reply (trimmed, a leading number or \"Request:\" label and quotes removed) is the new instruction; the teacher then answers it " +
             "under the seed's system message. A judge gets the system message \"" + SynthPrompts.JudgeSystem + "\" and \"" +
             SynthPrompts.JudgeRequest.Replace("\n", "\\n", StringComparison.Ordinal) + "\"; a reply starting with PASS passes.\n" +
-            "Dropped, for the first reason met: " + string.Join(", ", InstructSynthesis.DropReasons) + ", failed_VERIFIER. " +
-            "The report (stdout, --report) counts generated = kept + dropped. A teacher that fails on each of the first " +
+            "Dropped, for the first reason met: " + string.Join(", ", InstructSynthesis.DropReasons) + ", failed_VERIFIER, " + InstructSynthesis.InconsistentAnswers + " (--answer-samples). " +
+            "The report (stdout, --report) counts generated = kept + dropped, and kept per seed. A teacher that fails on each of the first " +
             $"{InstructSynthesis.FailFastErrors} examples stops the run. An interrupted run writes nothing; rerun it (same seed, same output).")
         {
             teacher, teacherAdapter, teacherEndpoint, teacherModel, judge, judgeAdapter, judgeEndpoint, judgeModel, apiKey, seeds, output, count, mode,
             operations, examples, temperature, topP, instructionTokens, answerTokens, verify, decontaminate, decontaminateNgram, dedup, near, seed, report,
-            allowNetwork, allowUnsandboxed, threads, context, json,
+            allowNetwork, allowUnsandboxed, keptPerSeed, answerSamples, threads, context, json,
         };
         cmd.SetAction(r => CliSupport.GuardInterruptible(cancel =>
         {
@@ -72,7 +74,7 @@ internal static class SynthInstructCommand
                 r.GetValue(examples), r.GetValue(temperature), r.GetValue(topP), r.GetValue(instructionTokens), r.GetValue(answerTokens),
                 (r.GetValue(verify) ?? []).Select(SynthVerifierSpec.Parse).ToList(), r.GetValue(decontaminate) ?? [], r.GetValue(decontaminateNgram),
                 Enum.Parse<SynthDedup>(r.GetValue(dedup)!, ignoreCase: true), r.GetValue(near), r.GetValue(seed), r.GetValue(report),
-                r.GetValue(allowNetwork), r.GetValue(allowUnsandboxed));
+                r.GetValue(allowNetwork), r.GetValue(allowUnsandboxed), r.GetValue(keptPerSeed), r.GetValue(answerSamples));
             foreach (var op in options.Operations!) SynthPrompts.Operation(op);
             if (!File.Exists(options.Seeds)) throw new FileNotFoundException($"--seeds {options.Seeds}: file not found", options.Seeds);
             bool wantsJudge = options.Verify!.Any(v => v.Kind == "judge");

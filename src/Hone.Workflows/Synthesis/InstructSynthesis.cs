@@ -22,17 +22,24 @@ public enum SynthDedup { Instruction, Example, Off }
 /// <param name="NearThreshold">near-duplicate MinHash Jaccard threshold (character 5-grams); 1 = exact duplicates only</param>
 /// <param name="DecontaminateNgram">the word n-gram decontamination matches (13 is GPT-3's; short evaluation prompts need fewer)</param>
 /// <param name="Report">also write the report here (JSON)</param>
+/// <param name="AnswerSamples">answer each new instruction this many times (self-consistency): the example is kept, with
+/// its first answer, only when every answer passes every verifier. An instruction that drifted from its seed's meaning
+/// can still get one answer stating the seed's fact; it rarely gets several.</param>
+/// <param name="KeptPerSeed">stop deriving from a seed once this many of its examples are kept (null: no limit), so the
+/// seeds the teacher finds easy do not crowd out the rest; the run ends early when every seed has its share</param>
 public sealed record InstructSynthesisOptions(string Seeds, string Output, int Count = 100, SynthMode Mode = SynthMode.Evol,
     IReadOnlyList<string>? Operations = null, int Examples = 3, float Temperature = 0.7f, float TopP = 0.95f, int InstructionTokens = 64,
     int AnswerTokens = 128, IReadOnlyList<SynthVerifierSpec>? Verify = null, IReadOnlyList<string>? Decontaminate = null, int DecontaminateNgram = 13,
     SynthDedup Dedup = SynthDedup.Instruction, double NearThreshold = 0.8, ulong Seed = 1, string? Report = null,
-    bool AllowNetwork = false, bool AllowUnsandboxed = false);
+    bool AllowNetwork = false, bool AllowUnsandboxed = false, int? KeptPerSeed = null, int AnswerSamples = 1);
 
 /// <summary>The counts of a run: every generated example is kept or dropped for exactly one reason (the first met, in
-/// the order of <see cref="InstructSynthesis.DropReasons"/>), so kept + Σ dropped = generated.</summary>
+/// the order of <see cref="InstructSynthesis.DropReasons"/>), so kept + Σ dropped = generated. With a per-seed quota,
+/// the examples of a seed that already had its share are not generated (SkippedSeedFull, no teacher call), so
+/// generated + skipped ≤ count, and KeptPerSeed (in seed order) sums to kept.</summary>
 public sealed record InstructSynthesisReport(int Seeds, int Generated, int Kept, IReadOnlyDictionary<string, int> Dropped,
     IReadOnlyDictionary<string, IReadOnlyDictionary<string, int>> VerifierOutcomes, IReadOnlyList<string> DropExamples, string Teacher, string Mode,
-    string Output, double Seconds)
+    string Output, double Seconds, int SkippedSeedFull = 0, IReadOnlyDictionary<string, int>? KeptPerSeed = null)
 {
     public int DroppedTotal => Dropped.Values.Sum();
 
@@ -40,6 +47,8 @@ public sealed record InstructSynthesisReport(int Seeds, int Generated, int Kept,
     {
         var dropped = new JsonObject();
         foreach (var (k, v) in Dropped) dropped[k] = v;
+        var perSeed = new JsonObject();
+        foreach (var (k, v) in KeptPerSeed ?? new Dictionary<string, int>()) perSeed[k] = v;
         var verifiers = new JsonObject();
         foreach (var (name, outcomes) in VerifierOutcomes)
         {
@@ -51,7 +60,7 @@ public sealed record InstructSynthesisReport(int Seeds, int Generated, int Kept,
         {
             ["seeds"] = Seeds, ["generated"] = Generated, ["kept"] = Kept, ["dropped_total"] = DroppedTotal, ["dropped"] = dropped,
             ["verifier_outcomes"] = verifiers, ["drop_examples"] = DataJson.Strings(DropExamples), ["teacher"] = Teacher, ["mode"] = Mode,
-            ["output"] = Output, ["seconds"] = Math.Round(Seconds, 2),
+            ["output"] = Output, ["seconds"] = Math.Round(Seconds, 2), ["skipped_seed_full"] = SkippedSeedFull, ["kept_per_seed"] = perSeed,
         };
     }
 
@@ -59,6 +68,9 @@ public sealed record InstructSynthesisReport(int Seeds, int Generated, int Kept,
     {
         var b = new StringBuilder();
         b.AppendLine($"{Generated:N0} generated from {Seeds:N0} seeds ({Mode}, teacher {Teacher}) in {Seconds:F1} s: {Kept:N0} kept → {Output}, {DroppedTotal:N0} dropped");
+        if (SkippedSeedFull > 0) b.AppendLine($"  {SkippedSeedFull:N0} not generated: their seed already had its share of kept examples");
+        if (KeptPerSeed is { Count: > 0 } perSeed)
+            b.AppendLine($"  kept per seed: {perSeed.Values.Min()} to {perSeed.Values.Max()}, {perSeed.Values.Count(v => v == 0)} seeds with none");
         foreach (var (reason, n) in Dropped.Where(d => d.Value > 0)) b.AppendLine($"  {reason,-28} {n,6:N0}");
         foreach (var (name, outcomes) in VerifierOutcomes)
             b.AppendLine($"  verifier {name}: " + string.Join(", ", outcomes.Select(o => $"{o.Key} {o.Value:N0}")));
@@ -81,6 +93,10 @@ public static class InstructSynthesis
         ["teacher_error", "empty_instruction", "duplicate_exact_seed", "duplicate_near_seed", "duplicate_exact_generated", "duplicate_near_generated",
          "empty_answer", "contaminated"];
 
+    /// <summary>With more than one answer sample: a later answer failed a verifier the first passed (tested after every
+    /// failed_VERIFIER).</summary>
+    public const string InconsistentAnswers = "inconsistent_answers";
+
     const int MaxDropExamples = 3;
 
     /// <summary>When the teacher has failed on each of the first this many examples, the run stops with its error: an
@@ -93,6 +109,8 @@ public static class InstructSynthesis
         if (o.Count < 1) throw new ArgumentException($"--count must be at least 1, found {o.Count}");
         if (o.Examples < 1) throw new ArgumentException($"--examples must be at least 1, found {o.Examples}");
         if (o.InstructionTokens < 1 || o.AnswerTokens < 1) throw new ArgumentException("--instruction-tokens and --answer-tokens must be at least 1");
+        if (o.AnswerSamples < 1) throw new ArgumentException($"--answer-samples must be at least 1, found {o.AnswerSamples}");
+        if (o.KeptPerSeed is < 1) throw new ArgumentException($"--kept-per-seed must be at least 1, found {o.KeptPerSeed}");
         var clock = Stopwatch.StartNew();
         var seeds = SynthSeeds.Read(o.Seeds);
         var operations = (o.Operations is { Count: > 0 } names ? names.Distinct() : SynthPrompts.Operations.Select(x => x.Name)).Select(SynthPrompts.Operation).ToList();
@@ -105,10 +123,12 @@ public static class InstructSynthesis
         var dropped = new Dictionary<string, int>();
         foreach (var r in DropReasons) dropped[r] = 0;
         foreach (var v in verifiers) dropped[$"failed_{v.Name}"] = 0;
+        if (o.AnswerSamples > 1) dropped[InconsistentAnswers] = 0;
         var outcomes = verifiers.ToDictionary(v => v.Name, _ => new SortedDictionary<string, int>(StringComparer.Ordinal));
         var examples = new List<string>();
         var perReasonExamples = new Dictionary<string, int>();
-        int kept = 0;
+        int kept = 0, generated = 0, skipped = 0;
+        var keptPerSeed = new int[seeds.Count];
         string mode = o.Mode == SynthMode.Evol ? "evol" : "self-instruct";
 
         using var pending = AtomicFile.Begin(o.Output);
@@ -117,7 +137,13 @@ public static class InstructSynthesis
             for (int i = 0; i < o.Count; i++)
             {
                 cancel.ThrowIfCancellationRequested();
-                if (i > 0 && i % 10 == 0) progress?.Invoke($"{i}/{o.Count} generated, {kept} kept");
+                if (o.KeptPerSeed is { } quota)
+                {
+                    if (keptPerSeed.All(k => k >= quota)) break;
+                    if (keptPerSeed[i % seeds.Count] >= quota) { skipped++; continue; }
+                }
+                generated++;
+                if (i > 0 && i % 10 == 0) progress?.Invoke($"{i}/{o.Count} considered, {generated} generated, {kept} kept");
                 var random = new Xoshiro256(Xoshiro256.SplitMix64(o.Seed ^ Xoshiro256.SplitMix64(0x5E7A_11CE_0000UL + (ulong)i)));
                 var seed = seeds[i % seeds.Count];
                 string operation, request;
@@ -146,7 +172,7 @@ public static class InstructSynthesis
 
                 void Drop(string reason, string detail)
                 {
-                    if (reason == "teacher_error" && dropped[reason] + 1 == i + 1 && i + 1 == FailFastErrors)
+                    if (reason == "teacher_error" && dropped[reason] + 1 == generated && generated == FailFastErrors)
                         throw new InvalidOperationException($"the teacher failed on each of the first {FailFastErrors} examples; the last error: {detail}");
                     dropped[reason]++;
                     if (perReasonExamples.GetValueOrDefault(reason) < MaxDropExamples)
@@ -185,14 +211,37 @@ public static class InstructSynthesis
                 }
                 if (failed != null) { Drop($"failed_{failed}", $"{instruction} → {answer} ({results[failed]})"); continue; }
 
+                // Self-consistency: the later answers are checked by the same verifiers but not counted in their
+                // outcomes, which stay one per example that reached them.
+                string? inconsistent = null;
+                bool teacherFailed = false;
+                for (int k = 1; k < o.AnswerSamples && inconsistent == null; k++)
+                {
+                    string again;
+                    try { again = teacher.AskAsync(seed.System, instruction, Sampling(o, o.AnswerTokens, random), cancel).GetAwaiter().GetResult().Trim(); }
+                    catch (Exception e) when (e is not OperationCanceledException || !cancel.IsCancellationRequested) { Drop("teacher_error", e.Message); teacherFailed = true; break; }
+                    var check = candidate with { Answer = again };
+                    foreach (var v in verifiers)
+                    {
+                        var r = v.CheckAsync(check, cancel).GetAwaiter().GetResult();
+                        if (!r.Passed) { inconsistent = $"{instruction} → answer {k + 1}: {again} ({v.Name}: {r.Outcome})"; break; }
+                    }
+                }
+                if (teacherFailed) continue;
+                if (inconsistent != null) { Drop(InconsistentAnswers, inconsistent); continue; }
+
                 dedup?.Add(DedupText(o.Dedup, instruction, answer), false, $"example {i}");
                 kept++;
+                keptPerSeed[i % seeds.Count]++;
                 writer.WriteLine(Record(seed, instruction, answer, mode, operation, i, teacher.Name, results).ToJsonString(new JsonSerializerOptions { Encoder = DataJson.Readable.Encoder }));
             }
         }
-        var report = new InstructSynthesisReport(seeds.Count, o.Count, kept, dropped,
-            outcomes.ToDictionary(p => p.Key, p => (IReadOnlyDictionary<string, int>)p.Value), examples, teacher.Name, mode, o.Output, clock.Elapsed.TotalSeconds);
-        if (kept + report.DroppedTotal != o.Count) throw new InvalidOperationException($"the counts do not add up: {kept} kept + {report.DroppedTotal} dropped ≠ {o.Count}");
+        var perSeed = new Dictionary<string, int>();
+        for (int s = 0; s < seeds.Count; s++) perSeed[seeds[s].Id] = keptPerSeed[s];
+        var report = new InstructSynthesisReport(seeds.Count, generated, kept, dropped,
+            outcomes.ToDictionary(p => p.Key, p => (IReadOnlyDictionary<string, int>)p.Value), examples, teacher.Name, mode, o.Output, clock.Elapsed.TotalSeconds,
+            skipped, perSeed);
+        if (kept + report.DroppedTotal != generated) throw new InvalidOperationException($"the counts do not add up: {kept} kept + {report.DroppedTotal} dropped ≠ {generated} generated");
         if (o.Report != null)
         {
             using var reportFile = AtomicFile.Begin(o.Report);

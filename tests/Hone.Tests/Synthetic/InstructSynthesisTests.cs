@@ -23,6 +23,8 @@ public class InstructSynthesisTests
     {
         public readonly List<string?> Instructions = [];
         public readonly Dictionary<string, string> Answers = new(StringComparer.Ordinal);
+        /// <summary>Answers given in turn to repeated requests for the same instruction (before <see cref="Answers"/>).</summary>
+        public readonly Dictionary<string, Queue<string>> AnswersInTurn = new(StringComparer.Ordinal);
         public Func<string, string>? Judge;
         public readonly ConcurrentQueue<(IReadOnlyList<ChatMessage> Messages, ChatOptions? Options)> Requests = new();
         public Action<int>? OnRequest;
@@ -42,6 +44,7 @@ public class InstructSynthesisTests
                 int n = _instructionRequests++;
                 reply = n < Instructions.Count ? Instructions[n] ?? throw new HttpRequestException("the teacher is down") : $"Generated request number {n} about delivery times?";
             }
+            else if (AnswersInTurn.TryGetValue(user, out var inTurn) && inTurn.Count > 0) reply = inTurn.Dequeue();
             else reply = Answers.TryGetValue(user, out var a) ? a : "I do not know.";
             return Task.FromResult(new ChatResponse(new ChatMessage(ChatRole.Assistant, reply)));
         }
@@ -78,6 +81,71 @@ public class InstructSynthesisTests
     }
 
     static SynthChat Chat(IChatClient client) => new(client, null, "scripted");
+
+    [Fact]
+    public void With_several_answer_samples_an_example_is_kept_only_when_every_answer_passes()
+    {
+        using var dir = new TempDirectory();
+        var teacher = new ScriptedChat();
+        string[] instructions = ["When can I phone your help desk on Sundays?", "Is delivery free for big orders?", "Do you accept American Express cards?"];
+        teacher.Instructions.AddRange(instructions);
+        teacher.AnswersInTurn[instructions[0]] = new(["From 8:00 to 20:00 every day.", "We are there from 8:00 to 20:00.", "8:00 to 20:00, weekends too."]);
+        // Drifted from seed b's express shipping to free delivery: one answer in three states b's fact.
+        teacher.AnswersInTurn[instructions[1]] = new(["Express is 9.90 euros.", "Free on orders over 50 euros.", "Orders over 50 euros ship free."]);
+        teacher.AnswersInTurn[instructions[2]] = new(["Only Mastercard.", "Visa and Mastercard.", "Visa."]);
+        var o = new InstructSynthesisOptions(ThreeSeeds(dir), dir.File("out.jsonl"), Count: 3, Operations: ["reword"], Verify: [SynthVerifierSpec.Parse("facts")],
+            AnswerSamples: 3);
+        var report = InstructSynthesis.Run(o, Chat(teacher));
+
+        Assert.Equal(3, report.Generated);
+        Assert.Equal(1, report.Kept);
+        Assert.Equal(1, report.Dropped[InstructSynthesis.InconsistentAnswers]);
+        Assert.Equal(1, report.Dropped["failed_facts"]); // c's first answer already failed: no more samples asked
+        Assert.Equal(report.Generated, report.Kept + report.DroppedTotal);
+        // Outcomes count each example's first answer only.
+        Assert.Equal(new Dictionary<string, int> { ["missing_fact"] = 1, ["pass"] = 2 }, report.VerifierOutcomes["facts"]);
+        Assert.Equal(3 + 3 + 2 + 1, teacher.Requests.Count); // 3 instructions; answers: 3 for a, 2 for b (the second failed), 1 for c
+        var kept = JsonNode.Parse(File.ReadAllLines(o.Output).Single())!;
+        Assert.Equal("From 8:00 to 20:00 every day.", kept["messages"]!.AsArray()[^1]!["content"]!.GetValue<string>());
+        Assert.DoesNotContain(InstructSynthesis.InconsistentAnswers, InstructSynthesis.Run(o with { AnswerSamples = 1, Output = dir.File("one.jsonl") },
+            Chat(new ScriptedChat())).Dropped.Keys);
+    }
+
+    [Fact]
+    public void A_seed_with_its_share_of_kept_examples_is_not_asked_again_and_the_run_ends_when_every_seed_has_its_share()
+    {
+        using var dir = new TempDirectory();
+        var teacher = new ScriptedChat();
+        string[] instructions =
+        [
+            /* 0 a */ "When can I phone your help desk on Sundays?",
+            /* 1 b */ "What does next-day delivery to Vienna cost?",
+            /* 2 c */ "Do you accept American Express cards?",
+            /* 5 c */ "Can I pay for my order using a debit card instead?",
+        ];
+        teacher.Instructions.AddRange(instructions);
+        teacher.Answers[instructions[0]] = "From 8:00 to 20:00 on every day of the week.";
+        teacher.Answers[instructions[1]] = "It costs 9.90 euros.";
+        teacher.Answers[instructions[2]] = "We take Mastercard.";
+        teacher.Answers[instructions[3]] = "Yes: Visa debit and credit cards both work.";
+        var o = new InstructSynthesisOptions(ThreeSeeds(dir), dir.File("out.jsonl"), Count: 30, Operations: ["reword"], Verify: [SynthVerifierSpec.Parse("facts")],
+            KeptPerSeed: 1, Report: dir.File("report.json"));
+        var report = InstructSynthesis.Run(o, Chat(teacher));
+
+        // 0 a kept, 1 b kept, 2 c failed, 3 a and 4 b skipped, 5 c kept, then every seed has its one: the run ends at 6 of 30.
+        Assert.Equal(4, report.Generated);
+        Assert.Equal(3, report.Kept);
+        Assert.Equal(1, report.Dropped["failed_facts"]);
+        Assert.Equal(report.Generated, report.Kept + report.DroppedTotal);
+        Assert.Equal(2, report.SkippedSeedFull);
+        Assert.Equal(new Dictionary<string, int> { ["a"] = 1, ["b"] = 1, ["c"] = 1 }, report.KeptPerSeed);
+        Assert.Equal(4 * 2, teacher.Requests.Count); // an instruction and an answer per generated example, none for the skipped
+        Assert.Equal([0, 1, 5], File.ReadAllLines(o.Output).Select(l => JsonNode.Parse(l)!["provenance"]!["index"]!.GetValue<int>()));
+        var json = (JsonObject)JsonNode.Parse(File.ReadAllText(o.Report!))!;
+        Assert.Equal(2, json["skipped_seed_full"]!.GetValue<int>());
+        Assert.Equal(3, json["kept_per_seed"]!.AsObject().Sum(p => p.Value!.GetValue<int>()));
+        Assert.Throws<ArgumentException>(() => InstructSynthesis.Run(o with { KeptPerSeed = 0 }, Chat(new ScriptedChat())));
+    }
 
     [Fact]
     public void Every_example_is_kept_or_dropped_for_one_reason_and_the_counts_add_up()
