@@ -235,7 +235,8 @@ internal static class AgentCommand
         var json = CliSupport.Json();
         var cmd = new Command("trajectories",
             "Write the oracle's conversations with the simulated customer as training conversations (system policy, customer, agent tool calls, " +
-            "tool results, agent replies), for hone train. Each is graded like any agent's and all must pass (else the folder is inconsistent). " +
+            "tool results, agent replies), for hone train. Each is graded like any agent's and all must pass (else the folder is inconsistent); " +
+            "one identical to a conversation already written (tool call ids aside) is dropped. " +
             "For a model or an endpoint as the teacher, with only the conversations the grader passes kept, see hone synth trajectories " +
             "(this command is its --teacher oracle case).")
         {
