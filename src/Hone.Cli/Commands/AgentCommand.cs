@@ -117,6 +117,7 @@ internal static class AgentCommand
             "  hone agent data --out DIR --seed S          generate the store, policy and tasks\n" +
             "  hone agent run DIR --agent oracle --out r.json   run and grade\n" +
             "  hone agent trajectories DIR --out sft.jsonl  the oracle's conversations as training data\n" +
+            "  hone synth trajectories DIR --teacher MODEL --out sft.jsonl   a teacher's conversations the grader passes, as training data\n" +
             "See docs/agent-benchmark.md.");
         cmd.Subcommands.Add(Data());
         cmd.Subcommands.Add(Run());
@@ -222,43 +223,45 @@ internal static class AgentCommand
     static Command Trajectories()
     {
         var dir = new Argument<string>("dir") { Description = "a benchmark folder (hone agent data)" };
-        var split = new Option<string>("--split") { Description = "train (default) or test", DefaultValueFactory = _ => "train" };
+        var split = new Option<string>("--split") { Description = "train (default) or test (the held-out set: needs --allow-test-split)", DefaultValueFactory = _ => "train" };
         split.AcceptOnlyFromAmong("train", "test");
+        var allowTest = new Option<bool>("--allow-test-split") { Description = "write conversations of the test split anyway (only where it holds nothing out)" };
         var trials = new Option<int>("--trials", "-n") { Description = "conversations per task, each with another customer persona", DefaultValueFactory = _ => 1 }.Within(1, 100);
         var seed = new Option<ulong>("--seed", "-s") { Description = "seed of the customers' personas and wording", DefaultValueFactory = _ => 1234UL };
         var limit = new Option<int?>("--limit") { Description = "only the first N tasks" }.Within(1, int.MaxValue);
         var noTools = new Option<bool>("--no-tools") { Description = "leave out the tool schemas (each record's \"tools\"), for small contexts" };
         var output = new Option<string>("--out", "-o") { Description = "the training file (JSONL, OpenAI messages with tool_calls and role \"tool\")", Required = true };
+        var report = new Option<string?>("--report") { Description = "also write the report as JSON here (as hone synth trajectories writes it)" };
         var json = CliSupport.Json();
         var cmd = new Command("trajectories",
             "Write the oracle's conversations with the simulated customer as training conversations (system policy, customer, agent tool calls, " +
-            "tool results, agent replies), for hone train.")
+            "tool results, agent replies), for hone train. Each is graded like any agent's and all must pass (else the folder is inconsistent); " +
+            "one identical to a conversation already written (tool call ids aside) is dropped. " +
+            "For a model or an endpoint as the teacher, with only the conversations the grader passes kept, see hone synth trajectories " +
+            "(this command is its --teacher oracle case).")
         {
-            dir, split, trials, seed, limit, noTools, output, json,
+            dir, split, allowTest, trials, seed, limit, noTools, output, report, json,
         };
         cmd.SetAction(r => CliSupport.GuardInterruptible(cancel =>
         {
             using var data = AgentBenchmarkData.Load(r.GetValue(dir)!);
             string outPath = r.GetValue(output)!;
-            var stats = AgentTrajectories.WriteAsync(data, new TrajectoryOptions(r.GetValue(split)!, r.GetValue(trials), r.GetValue(seed), r.GetValue(limit), !r.GetValue(noTools)),
-                outPath, CliSupport.Progress("conversations"), cancel).GetAwaiter().GetResult();
-            if (stats.Failed > 0) throw new InvalidOperationException($"{stats.Failed} oracle conversations failed their grade; the benchmark folder is inconsistent");
-            var sorted = stats.Characters.Order().ToList();
-            var sortedBody = stats.CharactersWithoutSystem.Order().ToList();
-            int Q(List<int> xs, double q) => xs.Count == 0 ? 0 : xs[Math.Min(xs.Count - 1, (int)(q * xs.Count))];
+            var options = new TrajectoryOptions(r.GetValue(split)!, r.GetValue(trials), r.GetValue(seed), r.GetValue(limit), !r.GetValue(noTools),
+                AllowTestSplit: r.GetValue(allowTest), Report: r.GetValue(report));
+            var stats = AgentTrajectories.WriteAsync(data, options, outPath, CliSupport.Progress("conversations"), cancel).GetAwaiter().GetResult();
+            if (stats.FailedGrade > 0) throw new InvalidOperationException($"{stats.FailedGrade} oracle conversations failed their grade; the benchmark folder is inconsistent");
+            int Q(IReadOnlyList<int> xs, double q) => TrajectoryReport.Quantile(xs, q);
             if (r.GetValue(json))
             {
-                Console.WriteLine(new System.Text.Json.Nodes.JsonObject
-                {
-                    ["records"] = stats.Records, ["out"] = outPath,
-                    ["characters"] = new System.Text.Json.Nodes.JsonObject { ["median"] = Q(sorted, 0.5), ["p90"] = Q(sorted, 0.9), ["max"] = sorted.LastOrDefault() },
-                    ["characters_without_system"] = new System.Text.Json.Nodes.JsonObject { ["median"] = Q(sortedBody, 0.5), ["p90"] = Q(sortedBody, 0.9), ["max"] = sortedBody.LastOrDefault() },
-                }.ToJsonString());
+                var document = stats.ToJson();
+                document["records"] = stats.Kept;
+                document["out"] = outPath;
+                Console.WriteLine(document.ToJsonString());
                 return 0;
             }
-            Console.WriteLine($"{stats.Records} conversations written to {outPath}");
-            Console.WriteLine($"characters (messages): median {Q(sorted, 0.5)}, p90 {Q(sorted, 0.9)}, max {sorted.LastOrDefault()}; " +
-                              $"without the system policy: median {Q(sortedBody, 0.5)}, p90 {Q(sortedBody, 0.9)}, max {sortedBody.LastOrDefault()}");
+            Console.WriteLine($"{stats.Kept} conversations written to {outPath}" + (stats.DroppedTotal > 0 ? $" ({stats.DroppedTotal} duplicates dropped)" : ""));
+            Console.WriteLine($"characters (messages): median {Q(stats.Characters, 0.5)}, p90 {Q(stats.Characters, 0.9)}, max {stats.Characters.DefaultIfEmpty().Max()}; " +
+                              $"without the system policy: median {Q(stats.CharactersWithoutSystem, 0.5)}, p90 {Q(stats.CharactersWithoutSystem, 0.9)}, max {stats.CharactersWithoutSystem.DefaultIfEmpty().Max()}");
             return 0;
         }));
         return cmd;

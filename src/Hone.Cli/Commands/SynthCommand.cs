@@ -17,11 +17,13 @@ internal static class SynthCommand
     {
         var cmd = new Command("synth", "Generate the quickstart's data: a general-English corpus, an e-commerce customer-service dataset " +
                                        "with verified answers and its evaluation task, and a byte-level BPE tokenizer; or (instruct) new instruction data " +
-                                       "from a teacher model, filtered by verifiers. Deterministic per seed.");
+                                       "from a teacher model, filtered by verifiers; or (trajectories) a teacher agent's conversations on the agent benchmark, kept when its " +
+                                       "grader passes them. Deterministic per seed.");
         cmd.Subcommands.Add(General());
         cmd.Subcommands.Add(Ecommerce());
         cmd.Subcommands.Add(TokenizerVerb());
         cmd.Subcommands.Add(SynthInstructCommand.Create());
+        cmd.Subcommands.Add(SynthTrajectoriesCommand.Create());
         cmd.Subcommands.Add(PolicyUnlearningVerb());
         return cmd;
     }

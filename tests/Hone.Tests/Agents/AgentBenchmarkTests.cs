@@ -185,8 +185,8 @@ public sealed class AgentBenchmarkTests(AgentFixture fixture) : IClassFixture<Ag
     {
         string path = Path.Combine(fixture.Directory, "sft.jsonl");
         var stats = await AgentTrajectories.WriteAsync(fixture.Data, new TrajectoryOptions("train", 1, 5), path, null, CancellationToken.None);
-        Assert.Equal(0, stats.Failed);
-        Assert.Equal(fixture.Data.TrainTasks.Count, stats.Records);
+        Assert.Equal(0, stats.FailedGrade);
+        Assert.Equal(fixture.Data.TrainTasks.Count, stats.Kept);
         long line = 0;
         bool sawToolRole = false;
         foreach (var text in File.ReadLines(path))
