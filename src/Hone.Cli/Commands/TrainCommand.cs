@@ -80,7 +80,7 @@ internal static class TrainCommand
 
     /// <summary>The command-line option of one setting: a switch for booleans, otherwise a value read and range-checked
     /// by the setting itself at parse time (so `--lora-r 300` fails before anything loads, naming the flag).</summary>
-    static Option Generate(SettingSpec<TrainOptions> setting, TrainOptions defaults)
+    internal static Option Generate(SettingSpec<TrainOptions> setting, TrainOptions defaults)
     {
         string description = setting.Description;
         if (setting.RangeText is string range && setting.Kind is SettingKind.Integer or SettingKind.Real) description += $"; {range}";

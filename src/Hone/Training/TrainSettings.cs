@@ -139,6 +139,10 @@ public sealed partial record TrainOptions
             "distill: the teacher model (Hugging Face directory or .gguf) run without gradients over every micro-batch; it must have the student's tokenizer (if only the vocabulary size differs and the shared ids' tokens agree, the logits are sliced to the shared ids)",
             nullable: true),
         PathSetting("teacher_adapter", o => o.TeacherAdapter, (o, v) => o with { TeacherAdapter = v }, "distill: a PEFT adapter applied to the teacher", nullable: true),
+        PathSetting("teacher_cache", o => o.TeacherCache, (o, v) => o with { TeacherCache = v },
+            "distill: instead of --teacher, the teacher's top-K tokens per target position from a file made by `hone distill cache` with this run's data settings; " +
+            "the divergence is then taken over the K ids plus one bucket for the rest of the vocabulary, and kd_temperature must be the cache's",
+            nullable: true),
         RealSetting("kd_ratio", o => o.KdRatio, (o, v) => o with { KdRatio = v },
             "distill: weight α of the distillation term; loss per target position = (1 − α)·cross-entropy + α·T²·KL (1 = the teacher only)", 0, 1),
         RealSetting("kd_temperature", o => o.KdTemperature, (o, v) => o with { KdTemperature = v },
