@@ -62,7 +62,7 @@ public static unsafe class DistillationCacheBuilder
             json[key] = value switch
             {
                 null => null,
-                string s when setting.Kind == SettingKind.Path => Path.GetFullPath(s),
+                string s when setting.Kind == SettingKind.Path && s.Length > 0 => Path.GetFullPath(s),
                 string s => s,
                 bool b => b,
                 int i => i,
