@@ -22,7 +22,7 @@ internal static class TrainCommand
         };
         var json = CliSupport.Json();
         var cmd = new Command("train",
-            "Fine-tune a model: continued pretraining (cpt), supervised fine-tuning (sft) or knowledge distillation from a --teacher (distill) with full, freeze, LoRA, DoRA or QLoRA. " +
+            "Fine-tune a model: continued pretraining (cpt), supervised fine-tuning (sft) or knowledge distillation from a --teacher or a --teacher-cache (distill) with full, freeze, LoRA, DoRA or QLoRA. " +
             "Shows a live progress bar (loss, learning rate, tokens/s, ETA), appends metrics to OUT/metrics.jsonl, checkpoints every " +
             "--save-every steps and on Ctrl-C or SIGTERM (resume with --resume), and writes a PEFT adapter or a Hugging Face model to OUT. " +
             "Every limit is checked before the model loads.");

@@ -26,7 +26,7 @@ public sealed partial record TrainOptions
             lf: "output_dir", aliases: ["-o"]),
         ChoiceSetting("method", o => o.Method, (o, v) => o with { Method = v }, "full | freeze | lora | dora | qlora", lf: "finetuning_type"),
         ChoiceSetting("stage", o => o.Stage, (o, v) => o with { Stage = v },
-            "cpt (raw text, packed) | sft (conversations, loss on assistant tokens) | distill (sft's data and targets; the loss mixes in a --teacher's distribution: see --kd-ratio) | unlearn (make the model forget --forget's answers, see unlearn_method)",
+            "cpt (raw text, packed) | sft (conversations, loss on assistant tokens) | distill (sft's data and targets; the loss mixes in a --teacher's distribution, or a --teacher-cache's: see --kd-ratio) | unlearn (make the model forget --forget's answers, see unlearn_method)",
             lf: "stage", lfValues: new() { ["pt"] = "cpt" }),
         RealSetting("epochs", o => o.Epochs, (o, v) => o with { Epochs = v }, "passes over the data", 0, 1e6, lf: "num_train_epochs"),
         IntSetting("max_steps", o => o.MaxSteps, (o, v) => o with { MaxSteps = v }, "optimizer steps (0 = from epochs; overrides epochs)", 0, int.MaxValue,
