@@ -148,7 +148,8 @@ public static class CachedDistillationRun
         long rowsPerStep = (long)o.BatchSize * o.GradAccum;
         throw new DataFormatException(cache.Path, 0,
             $"{missing:N0} of the {needed:N0} rows this run draws are not in the teacher cache (the first: row {first}, in step {first / rowsPerStep + 1}); " +
-            (differences.Count > 0 ? "settings that differ: " + string.Join(", ", differences) : $"the cache covers {h.Options["rows"]?.ToJsonString() ?? "?"} rows of the same settings") +
+            (differences.Count > 0 ? "settings that differ: " + string.Join(", ", differences)
+                : "the data settings are the cache's, so the rows' tokens differ: the data files changed since, or the teacher's chat template renders them otherwise than the student's (give both the same --template)") +
             $"; rebuild with {DistillationCacheBuilder.RebuildCommand(o, Teacher(h), Adapter(h), h.TopK, h.Temperature, cache.Path)}");
     }
 

@@ -548,6 +548,35 @@ public unsafe class DistillationCacheTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_resumed_run_from_a_cache_ends_bit_identical()
+    {
+        using var straight = new TempDirectory();
+        using var resumed = new TempDirectory();
+        using var caches = new TempDirectory();
+        var o = Options(straight.Path) with { Packing = true, MaxSteps = 8, SaveEvery = 3, Method = TrainingMethod.Lora, LoraR = 8, LoraAlpha = 16 };
+        BuildCache(o, caches.File("c.kdc"), 6, 2);
+        o = o with { Teacher = null, TeacherCache = caches.File("c.kdc") };
+        Trainer.Run(o, Data, new Recorder());
+        using var cts = new CancellationTokenSource();
+        Assert.True(Trainer.Run(o with { Out = resumed.Path }, Data, new CancellingRecorder(5, cts), cts.Token).Interrupted);
+        Trainer.Run(o with { Out = resumed.Path, Resume = "auto" }, Data, new Recorder());
+        Assert.Equal(File.ReadAllBytes(Path.Combine(straight.Path, "adapter_model.safetensors")), File.ReadAllBytes(Path.Combine(resumed.Path, "adapter_model.safetensors")));
+        // Data that changed under the same settings: the rows are missing and the message says why that can be.
+        var e = Assert.Throws<DataFormatException>(() => Trainer.Run(o with { Out = resumed.Path + "-2" },
+            (c, x) => { var d = Data(c, x with { Seed = 9 }); return d; }, new Recorder()));
+        output.WriteLine(e.Message);
+        Assert.Contains("the data settings are the cache's, so the rows' tokens differ", e.Message);
+    }
+
+    sealed class CancellingRecorder(int step, CancellationTokenSource cts) : ITrainingReporter
+    {
+        public void Info(string message) { }
+        public void Progress(TrainingProgress p) { if (p.Step == step) cts.Cancel(); }
+        public void Validation(long s, double loss, bool improved) { }
+        public void Checkpoint(string path) { }
+    }
+
+    [Fact]
     public void A_cache_of_a_teacher_with_another_tokenizer_is_refused()
     {
         using var run = new TempDirectory();
