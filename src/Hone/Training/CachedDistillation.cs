@@ -159,6 +159,9 @@ public static class CachedDistillationRun
     public static CachedDistillationLoss Start(TrainOptions o, DistillationCacheFile cache, TrainableLlama student, ITrainingReporter reporter)
     {
         var s = o.DistillationSettings;
+        // A micro-batch's records: ids and log-probs [B·T, K], rests [B·T].
+        MemoryBudget.Require(checked((long)o.BatchSize * o.SeqLen * (8L * cache.Header.TopK + 4)),
+            $"the teacher cache's records of a micro-batch ({o.BatchSize}×{o.SeqLen} positions × {cache.Header.TopK} ids)");
         var loss = new CachedDistillationLoss(cache, s, o.BatchSize, o.SeqLen);
         student.LogitsLoss = loss;
         var h = cache.Header;
