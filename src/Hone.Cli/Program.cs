@@ -19,6 +19,7 @@ public static class Program
         root.Subcommands.Add(PerplexityCommand.Create());
         root.Subcommands.Add(ImatrixCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(DistillCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(MergeAdapterCommand.Create());
         root.Subcommands.Add(MoeCommand.Create());

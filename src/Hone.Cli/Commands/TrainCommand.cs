@@ -22,7 +22,7 @@ internal static class TrainCommand
         };
         var json = CliSupport.Json();
         var cmd = new Command("train",
-            "Fine-tune a model: continued pretraining (cpt), supervised fine-tuning (sft) or knowledge distillation from a --teacher (distill) with full, freeze, LoRA, DoRA or QLoRA. " +
+            "Fine-tune a model: continued pretraining (cpt), supervised fine-tuning (sft) or knowledge distillation from a --teacher or a --teacher-cache (distill) with full, freeze, LoRA, DoRA or QLoRA. " +
             "Shows a live progress bar (loss, learning rate, tokens/s, ETA), appends metrics to OUT/metrics.jsonl, checkpoints every " +
             "--save-every steps and on Ctrl-C or SIGTERM (resume with --resume), and writes a PEFT adapter or a Hugging Face model to OUT. " +
             "Every limit is checked before the model loads.");
@@ -80,7 +80,7 @@ internal static class TrainCommand
 
     /// <summary>The command-line option of one setting: a switch for booleans, otherwise a value read and range-checked
     /// by the setting itself at parse time (so `--lora-r 300` fails before anything loads, naming the flag).</summary>
-    static Option Generate(SettingSpec<TrainOptions> setting, TrainOptions defaults)
+    internal static Option Generate(SettingSpec<TrainOptions> setting, TrainOptions defaults)
     {
         string description = setting.Description;
         if (setting.RangeText is string range && setting.Kind is SettingKind.Integer or SettingKind.Real) description += $"; {range}";

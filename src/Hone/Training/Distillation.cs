@@ -34,6 +34,14 @@ public unsafe interface IDistillationTeacher : IDisposable
     float* Logits { get; }
 }
 
+/// <summary>A distillation loss (live teacher or cached one) and the sums of its two terms for the log.</summary>
+public interface IDistillationLoss : ILogitsLoss
+{
+    /// <summary>Cross-entropy and T²·divergence summed over the target positions since the last <see cref="ResetSums"/>.</summary>
+    DistillationSums Sums { get; }
+    void ResetSums();
+}
+
 /// <summary>How a distillation run mixes the teacher in: loss = (1 − Ratio)·CE + Ratio·T²·divergence(T).</summary>
 public sealed record DistillationSettings(float Ratio = 0.5f, float Temperature = 2f, DistillationDivergence Divergence = DistillationDivergence.Forward);
 
@@ -42,7 +50,7 @@ public sealed record DistillationSettings(float Ratio = 0.5f, float Temperature 
 /// tokens (no gradients) and every target position's loss becomes (1 − α)·CE + α·T²·KL between the tempered
 /// distributions over the first <see cref="SharedVocabulary"/> ids. Keeps the sums of both terms for the log.
 /// </summary>
-public sealed unsafe class DistillationLoss(IDistillationTeacher teacher, DistillationSettings settings, int sharedVocabulary) : ILogitsLoss
+public sealed unsafe class DistillationLoss(IDistillationTeacher teacher, DistillationSettings settings, int sharedVocabulary) : IDistillationLoss
 {
     public IDistillationTeacher Teacher { get; } = teacher;
     public DistillationSettings Settings { get; } = settings;
@@ -210,15 +218,17 @@ public static class DistillationRun
         var teacher = ModelTeacher.Open(teacherCheckpoint, o.TeacherAdapter, pool, o.BatchSize, o.SeqLen);
         var s = o.DistillationSettings;
         student.LogitsLoss = new DistillationLoss(teacher, s, sharedVocabulary);
-        string divergence = s.Divergence switch
-        {
-            DistillationDivergence.Forward => "KL(teacher ‖ student)",
-            DistillationDivergence.Reverse => "KL(student ‖ teacher)",
-            _ => "½(KL(teacher ‖ student) + KL(student ‖ teacher))",
-        };
+        string divergence = DivergenceText(s.Divergence);
         reporter.Info($"distill: teacher {teacherCheckpoint.Path}{(o.TeacherAdapter != null ? " + adapter " + o.TeacherAdapter : "")} " +
                       $"({teacherCheckpoint.Config.ParameterCount:N0} parameters, {teacherCheckpoint.Config.Layers} layers); loss = {1 - s.Ratio:G3}·CE + {s.Ratio:G3}·T²·{divergence} at T = {s.Temperature:G3}, " +
                       $"over the {sharedVocabulary} shared ids; validation loss is the plain cross-entropy");
         return teacher;
     }
+
+    public static string DivergenceText(DistillationDivergence divergence) => divergence switch
+    {
+        DistillationDivergence.Forward => "KL(teacher ‖ student)",
+        DistillationDivergence.Reverse => "KL(student ‖ teacher)",
+        _ => "½(KL(teacher ‖ student) + KL(student ‖ teacher))",
+    };
 }

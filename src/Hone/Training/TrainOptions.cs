@@ -98,6 +98,8 @@ public sealed partial record TrainOptions
     public string? Teacher { get; init; }
     /// <summary>distill: a PEFT adapter applied to the teacher.</summary>
     public string? TeacherAdapter { get; init; }
+    /// <summary>distill: a teacher cache (hone distill cache) instead of a live --teacher: its top-K ids and log-probs per target position.</summary>
+    public string? TeacherCache { get; init; }
     /// <summary>distill: weight α of the distillation term: loss = (1 − α)·CE + α·T²·KL.</summary>
     public double KdRatio { get; init; } = 0.5;
     /// <summary>distill: temperature T of both distributions in the distillation term.</summary>
@@ -153,10 +155,15 @@ public sealed partial record TrainOptions
             Require(LoraExpertsTopK <= LoraExperts.Count, $"lora_experts_top_k {LoraExpertsTopK} is more than the {LoraExperts.Count} experts");
         }
         if (Stage == TrainingStage.Distill)
-            Require(Teacher != null, "stage distill needs a teacher: --teacher MODEL (teacher: in the recipe)");
+        {
+            Require(Teacher != null || TeacherCache != null,
+                "stage distill needs a teacher: --teacher MODEL (teacher: in the recipe), or a cache of one: --teacher-cache FILE (made by hone distill cache)");
+            Require(Teacher == null || TeacherCache == null, "give --teacher or --teacher-cache, not both");
+            Require(TeacherAdapter == null || Teacher != null, "teacher_adapter (--teacher-adapter) applies to --teacher; a --teacher-cache was built with its adapter (hone distill cache --adapter)");
+        }
         else
-            Require(Teacher == null && TeacherAdapter == null && KdRatio == 0.5 && KdTemperature == 2 && KdLoss == DistillationDivergence.Forward,
-                $"teacher, teacher_adapter and the kd_ settings apply to --stage distill; the stage is {Stage.ToString().ToLowerInvariant()}");
+            Require(Teacher == null && TeacherAdapter == null && TeacherCache == null && KdRatio == 0.5 && KdTemperature == 2 && KdLoss == DistillationDivergence.Forward,
+                $"teacher, teacher_adapter, teacher_cache and the kd_ settings apply to --stage distill; the stage is {Stage.ToString().ToLowerInvariant()}");
         return this;
     }
 

@@ -53,10 +53,12 @@ public static class Trainer
         using var checkpoint = Checkpoint.Open(o.Model);
         o.ValidateFor(checkpoint.Config, checkpoint.Path);
         int sharedVocabulary = 0;
-        using var teacherCheckpoint = o.Stage == TrainingStage.Distill ? DistillationRun.Check(o, checkpoint, reporter, out sharedVocabulary) : null;
+        using var teacherCheckpoint = o.Stage == TrainingStage.Distill && o.Teacher != null ? DistillationRun.Check(o, checkpoint, reporter, out sharedVocabulary) : null;
+        using var teacherCache = o.Stage == TrainingStage.Distill && o.TeacherCache != null ? CachedDistillationRun.Check(o, checkpoint, reporter) : null;
         string? resumeFrom = ResolveResume(o);
         var data = loadData(checkpoint, o);
         reporter.Info(data.Description);
+        if (teacherCache != null) CachedDistillationRun.CheckCoverage(teacherCache, o, data.Train);
         Directory.CreateDirectory(o.Out);
         using var pool = new WorkerPool(WorkerPool.ResolveThreadCount(o.Threads));
         var storage = o.Method == TrainingMethod.QLora ? TensorTypes.Parse(o.QloraType) : o.UsesAdapters ? (TensorType?)null : TensorType.F32;
@@ -66,11 +68,12 @@ public static class Trainer
 
         using var model = new TrainableLlama(weights, pool, o.Setup, o.BatchSize, o.SeqLen);
         using var teacher = teacherCheckpoint != null ? DistillationRun.Start(o, teacherCheckpoint, model, pool, sharedVocabulary, reporter) : null;
-        var distillation = model.LogitsLoss as DistillationLoss;
+        using var cachedTeacher = teacherCache != null ? CachedDistillationRun.Start(o, teacherCache, model, reporter) : null;
+        var distillation = model.LogitsLoss as IDistillationLoss;
         using var optimizer = new AdamW(model.Parameters, new AdamWOptions(WeightDecay: o.WeightDecay), pool);
         long trainable = model.Parameters.Sum(p => p.Count);
         long rowsPerStep = (long)o.BatchSize * o.GradAccum;
-        long totalSteps = o.MaxSteps > 0 ? o.MaxSteps : Math.Max(1, (long)Math.Ceiling(o.Epochs * data.Train.RowsPerEpoch / rowsPerStep));
+        long totalSteps = TotalSteps(o, data.Train.RowsPerEpoch);
         long warmup = o.WarmupSteps >= 0 ? o.WarmupSteps : (long)Math.Ceiling(o.WarmupRatio * totalSteps);
         reporter.Info($"{o.Method} training of {trainable:N0} parameters ({100.0 * trainable / checkpoint.Config.ParameterCount:F2}%), " +
                       $"{totalSteps} steps of {o.BatchSize}×{o.SeqLen} tokens ×{o.GradAccum}, {data.Train.RowsPerEpoch} rows per epoch, " +
@@ -242,6 +245,10 @@ public static class Trainer
         return summary;
     }
 
+    /// <summary>The optimizer steps of a run: max_steps, or the epochs over rows of batch_size × grad_accum rows.</summary>
+    public static long TotalSteps(TrainOptions o, long rowsPerEpoch) =>
+        o.MaxSteps > 0 ? o.MaxSteps : Math.Max(1, (long)Math.Ceiling(o.Epochs * rowsPerEpoch / ((long)o.BatchSize * o.GradAccum)));
+
     /// <param name="o">the run's options: its stage and method are recorded, so a report can tell pretraining from
     /// fine-tuning and plot their losses apart</param>
     public static JsonObject SummaryJson(TrainingSummary s, TrainOptions o)
@@ -358,7 +365,8 @@ public static class Trainer
         o.Packing, o.TrainOnPrompt, o.QloraType, o.FreezeTrainableLayers, string.Join(",", o.FreezeTrainableModules), o.RouterAuxLossCoef, o.RouterZLossCoef,
         string.Join(",", o.LoraExperts), o.LoraExpertsTopK, o.LoraExpertsTrain, o.ExpertChoiceCapacity,
     }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) + (o.AdapterKind is string kind ? "|" + kind : "")
-        + (o.Stage == TrainingStage.Distill ? FormattableString.Invariant($"|{Path.GetFullPath(o.Teacher!)}|{o.TeacherAdapter}|{o.KdRatio}|{o.KdTemperature}|{o.KdLoss}") : "");
+        + (o.Stage == TrainingStage.Distill ? FormattableString.Invariant($"|{(o.Teacher != null ? Path.GetFullPath(o.Teacher) : "")}|{o.TeacherAdapter}|{o.KdRatio}|{o.KdTemperature}|{o.KdLoss}") : "")
+        + (o.TeacherCache != null ? "|cache:" + Path.GetFullPath(o.TeacherCache) : "");
 
     static unsafe string SaveCheckpoint(TrainOptions o, TrainableLlama model, AdamW optimizer, RunState state)
     {

@@ -43,6 +43,8 @@ public sealed class TrainingRows
 
     public int RowsPerEpoch => _rowsPerEpoch;
     public int Sequence => _sequence;
+    /// <summary>Whether rows are packed windows (a new set each epoch) rather than one example each (the same set every epoch).</summary>
+    public bool Packing => _packing;
 
     /// <summary>Row <paramref name="index"/> of the global stream (fresh arrays of [T] each).</summary>
     public (int[] Tokens, int[] Targets) Row(long index)
