@@ -54,7 +54,8 @@ public sealed class StageLedger
         }
         log($"== {name}");
         var clock = Stopwatch.StartNew();
-        var result = body();
+        // Through its text, so that a stage's result reads the same run or skipped (numbers convert to any numeric type).
+        var result = body() is JsonNode produced ? JsonNode.Parse(produced.ToJsonString()) : null;
         // A training stopped by Ctrl-C returns normally with its checkpoint: it is not finished.
         cancel.ThrowIfCancellationRequested();
         stages[name] = new JsonObject { ["key"] = key, ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1), ["result"] = result?.DeepClone() };

@@ -38,6 +38,12 @@ internal static class QuickstartCommand
         var distillSteps = new Option<int>("--distill-steps") { Description = "steps of each student's training (4 × 512 packed tokens each; scaled by --scale)", DefaultValueFactory = _ => recipe.Steps };
         var kdRatio = new Option<double>("--kd-ratio") { Description = "α of the distilled student: (1 − α)·cross-entropy + α·T²·divergence", DefaultValueFactory = _ => recipe.KdRatio };
         var kdTemperature = new Option<double>("--kd-temperature") { Description = "T of the distilled student: both distributions softmax(logits / T)", DefaultValueFactory = _ => recipe.KdTemperature };
+        var unlearnArms = new Option<string>("--unlearn-arms")
+        {
+            Description = "the unlearning runs of --unlearn, as METHOD:LR pairs separated by commas (grad-ascent, grad-diff or npo; each its own stage, " +
+                          "report row and quickstart.json entry)",
+            DefaultValueFactory = _ => string.Join(",", UnlearningRecipe.Default.ArmsOrDefault.Select(a => $"{a.Method}:{a.Lr.ToString("0.#####", CultureInfo.InvariantCulture)}")),
+        };
         var kdLoss = new Option<string>("--kd-loss") { Description = "the distilled student's divergence: forward (KL(teacher ‖ student)), reverse, symmetric", DefaultValueFactory = _ => recipe.KdLossName };
         var cmd = new Command("quickstart",
             "The whole loop on an embedded default: generate a general corpus and an e-commerce customer-service dataset (answers checked " +
@@ -50,7 +56,7 @@ internal static class QuickstartCommand
             "With --model and --data it runs the same loop on real inputs, replaying general text (the generated corpus, or --general) against " +
             "forgetting; the agent benchmark then runs separately (hone agent).")
         {
-            output, model, data, generalText, seed, scale, baseCache, noBaseCache, threads, distill, unlearn, distillSteps, kdRatio, kdTemperature, kdLoss,
+            output, model, data, generalText, seed, scale, baseCache, noBaseCache, threads, distill, unlearn, distillSteps, kdRatio, kdTemperature, kdLoss, unlearnArms,
         };
         cmd.SetAction(r => CliSupport.Guard(() =>
         {
@@ -68,12 +74,23 @@ internal static class QuickstartCommand
                 var other => throw new ArgumentException($"--kd-loss '{other}': expected forward, reverse or symmetric"),
             };
             var distillation = recipe with { Steps = r.GetValue(distillSteps), KdRatio = r.GetValue(kdRatio), KdTemperature = r.GetValue(kdTemperature), KdLoss = loss };
+            var arms = r.GetValue(unlearnArms)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(arm =>
+            {
+                var parts = arm.Split(':');
+                if (parts.Length != 2 || parts[0] is not ("grad-ascent" or "grad-diff" or "npo")
+                    || !float.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out float lr) || !(lr > 0) || float.IsInfinity(lr))
+                    throw new ArgumentException($"--unlearn-arms: '{arm}' is not METHOD:LR (METHOD grad-ascent, grad-diff or npo; LR a positive number)");
+                return new UnlearningArm(parts[0], lr);
+            }).ToList();
+            if (arms.Count == 0) throw new ArgumentException("--unlearn-arms names no run");
+            if (arms.Select(a => a.Name).Distinct().Count() != arms.Count) throw new ArgumentException("--unlearn-arms names a run twice");
+            var unlearning = UnlearningRecipe.Default with { Arms = arms };
             using var cancel = CliSupport.CancelOnCtrlC(terminateToo: true);
             QuickstartResult result;
             try
             {
                 result = Quickstart.Run(new QuickstartOptions(r.GetValue(output)!, r.GetValue(model), r.GetValue(data), r.GetValue(threads), r.GetValue(seed), r.GetValue(scale), r.GetValue(generalText), cache,
-                    r.GetValue(distill), r.GetValue(unlearn), distillation),
+                    r.GetValue(distill), r.GetValue(unlearn), distillation, unlearning),
                     line => Console.Error.WriteLine(line), cancel.Token);
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
