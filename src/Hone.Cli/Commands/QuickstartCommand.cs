@@ -24,14 +24,16 @@ internal static class QuickstartCommand
             Description = "after the usual stages, distil the LoRA specialist (base + adapter) into a student: the base with half its layers removed " +
                           "(block influence), trained in all its weights twice at equal steps, on the hard labels and distilled from the teacher; " +
                           "teacher and both students evaluated on domain perplexity, the policy questions and general perplexity (report section " +
-                          "\"Distillation\", quickstart.json \"distillation\"). About 12 minutes on 2 busy cores at the defaults",
+                          "\"Distillation\", quickstart.json \"distillation\"). Adds about 10 minutes at the defaults (measured on 2 cores shared with other jobs, " +
+                          "load average 12–22; less on idle cores)",
         };
         var unlearn = new Option<bool>("--unlearn")
         {
             Description = "after the usual stages, unlearn a quarter of the store policies (support_hours, warranty, invoice) from the specialist with " +
                           "NPO (β 0.1, lr 1e-3, the retain term, LoRA r 16, at most 150 steps) and train a model that never saw them (the specialist's " +
                           "recipe without them) to measure against: forget and retain pass@1 and perplexity, general perplexity, truth ratio and " +
-                          "forget quality (report section \"Unlearning\", quickstart.json \"unlearning\"). About 6 minutes on 2 busy cores at the defaults. " +
+                          "forget quality (report section \"Unlearning\", quickstart.json \"unlearning\"). Adds about 27 minutes at the defaults (measured on 2 " +
+                          "cores shared with other jobs, load average 12–22, where the quickstart's own LoRA stage ran 5.6 times slower than on idle cores). " +
                           "With --distill or --unlearn, a folder that already holds a finished quickstart is reused as it is, and stages of the " +
                           "extension that finished earlier with the same settings (extended/stages.json) are skipped",
         };
