@@ -25,8 +25,15 @@ namespace Hone.Workflows;
 /// general-English corpus (stories, facts, dialogues, reports), which also pretrains the generated base model.</param>
 /// <param name="BaseCache">where generated base models are kept and reused (<see cref="BaseModelCache"/>); null builds the
 /// base every run</param>
+/// <param name="Distill">after the usual stages, distil the LoRA specialist into the base with half its layers, against the
+/// same student trained on the hard labels (<see cref="QuickstartExtension"/>; generated default only)</param>
+/// <param name="Unlearn">after the usual stages, unlearn a quarter of the store policies from the specialist and measure it
+/// against a model that never saw them (<see cref="PolicyUnlearningExperiment"/>; generated default only)</param>
+/// <param name="Distillation">the distillation's settings; null: <see cref="DistillationRecipe.Default"/></param>
+/// <param name="Unlearning">the unlearning's settings; null: <see cref="UnlearningRecipe.Default"/></param>
 public sealed record QuickstartOptions(string Out = "runs/quickstart", string? Model = null, string? Data = null, int Threads = 0,
-    ulong Seed = 7, double Scale = 1.0, string? General = null, string? BaseCache = null);
+    ulong Seed = 7, double Scale = 1.0, string? General = null, string? BaseCache = null, bool Distill = false, bool Unlearn = false,
+    DistillationRecipe? Distillation = null, UnlearningRecipe? Unlearning = null);
 
 /// <summary>The headline numbers of a quickstart run, before and after fine-tuning.</summary>
 public sealed record QuickstartResult(string Report, string Markdown, IReadOnlyDictionary<string, (double? Before, double? After)> Metrics,
@@ -133,6 +140,15 @@ public static class Quickstart
             return result;
         }
         var trainReporter = new LogReporter(log);
+        bool extend = o.Distill || o.Unlearn;
+        if (extend && (o.Model != null || o.Data != null))
+            throw new ArgumentException("distillation and unlearning (--distill, --unlearn) run on the generated default: leave out --model and --data");
+        // The extension reads a finished quickstart: one already in the folder is used as it is (its stages are not run again).
+        if (extend && QuickstartExtension.Finished(root))
+        {
+            log($"== the quickstart's stages: finished earlier in {root} (quickstart.json), reused");
+            return Extend(o, root, S, trainReporter, total, stages, log, cancel);
+        }
 
         // ---- data -------------------------------------------------------------------------------
         string dataDir = Path.Combine(root, "data");
@@ -314,15 +330,8 @@ public static class Quickstart
             string replay = Path.Combine(dataDir, "general", "replay.jsonl");
             AtomicFile.WriteAllText(replay, string.Concat(File.ReadLines(general.Train).Take(S(400, 8)).Select(l => l + "\n")));
             log($"   replaying {Math.Min(S(400, 8), general.TrainDocuments)} documents of {generalSource} against forgetting");
-            var options = new TrainOptions
-            {
-                ReplayData = replay,
-                Model = baseModel, Data = filtered, ValData = domain.HeldOut, Out = sftRun, Method = TrainingMethod.Lora, Stage = TrainingStage.Sft,
-                MaxSteps = S(domain.SftSteps, 6), BatchSize = 4, SeqLen = 512, Lr = domain.LearningRate, LoraR = 16, LoraAlpha = 32,
-                LoraTargets = ["all-linear"], WarmupSteps = S(10, 1), Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f,
-                EvalEvery = S(domain.SftSteps / 4, 3), SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = S(10, 1), Packing = true,
-            };
-            return Trainer.Run(options, TrainingDataLoader.Load, trainReporter, cancel);
+            return Trainer.Run(SpecialistTraining(o, S, baseModel, filtered, domain.HeldOut, replay, sftRun, domain.SftSteps, domain.LearningRate),
+                TrainingDataLoader.Load, trainReporter, cancel);
         });
 
         // ---- evaluation after and report --------------------------------------------------------
@@ -351,15 +360,9 @@ public static class Quickstart
                 return 0;
             });
         }
-        string reportPath = Path.Combine(root, "report.html");
-        var report = Stage("report", () => RunReport.Write(new ReportOptions(
-            o.Model == null ? agent != null ? [baseRun, sftRun, agentRun] : [baseRun, sftRun] : [sftRun], reportPath, o.Model == null ? "Hone quickstart: a customer-service specialist" : $"Hone quickstart: {Path.GetFileName(o.Model.TrimEnd('/'))}")));
+        var report = Stage("report", () => RunReport.Write(ReportFor(o, root, null)));
 
-        var before = EvalResults.Read(Path.Combine(sftRun, "eval-before.json"));
-        var after = EvalResults.Read(Path.Combine(sftRun, "eval-after.json"));
-        var metrics = new Dictionary<string, (double?, double?)>();
-        foreach (var row in ResultsComparison.Compare([before, after]))
-            metrics[$"{row.Task} {row.Metric}"] = (row.Values[0]?.Value, row.Values[1]?.Value);
+        var metrics = Metrics(sftRun);
         var summary = new JsonObject
         {
             ["report"] = report.HtmlPath, ["elapsed_seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1), ["general_text"] = generalSource,
@@ -367,7 +370,61 @@ public static class Quickstart
             ["metrics"] = new JsonObject(metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)new JsonObject { ["before"] = m.Value.Item1, ["after"] = m.Value.Item2 }))),
         };
         AtomicFile.WriteAllText(Path.Combine(root, "quickstart.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        if (extend) return Extend(o, root, S, trainReporter, total, stages, log, cancel);
         return new QuickstartResult(report.HtmlPath, report.MarkdownPath, metrics, total.Elapsed, stages);
+    }
+
+    /// <summary>The LoRA specialist's fine-tuning (and the never-saw model's of unlearning, on other data).</summary>
+    static TrainOptions SpecialistTraining(QuickstartOptions o, Func<int, int, int> s, string baseModel, string data, string valData, string replay, string outDir,
+        int steps, float lr) => new()
+    {
+        ReplayData = replay,
+        Model = baseModel, Data = data, ValData = valData, Out = outDir, Method = TrainingMethod.Lora, Stage = TrainingStage.Sft,
+        MaxSteps = s(steps, 6), BatchSize = 4, SeqLen = 512, Lr = lr, LoraR = 16, LoraAlpha = 32,
+        LoraTargets = ["all-linear"], WarmupSteps = s(10, 1), Schedule = LearningRateSchedule.Cosine, MinLrRatio = 0.1f,
+        EvalEvery = s(steps / 4, 3), SaveEvery = 0, Threads = o.Threads, Seed = o.Seed, LogEvery = s(10, 1), Packing = true,
+    };
+
+    /// <summary>The generated default's fine-tuning length and learning rate.</summary>
+    const int GeneratedSftSteps = 500;
+    const float GeneratedSftLr = 2e-3f;
+
+    static ReportOptions ReportFor(QuickstartOptions o, string root, IReadOnlyList<ReportTable>? tables)
+    {
+        string baseRun = Path.Combine(root, "base"), sftRun = Path.Combine(root, "sft"), agentRun = Path.Combine(root, "agent-sft");
+        bool agent = o.Model == null && o.Data == null;
+        return new ReportOptions(o.Model == null ? agent ? [baseRun, sftRun, agentRun] : [baseRun, sftRun] : [sftRun], Path.Combine(root, "report.html"),
+            o.Model == null ? "Hone quickstart: a customer-service specialist" : $"Hone quickstart: {Path.GetFileName(o.Model.TrimEnd('/'))}", Tables: tables);
+    }
+
+    static Dictionary<string, (double? Before, double? After)> Metrics(string sftRun)
+    {
+        var before = EvalResults.Read(Path.Combine(sftRun, "eval-before.json"));
+        var after = EvalResults.Read(Path.Combine(sftRun, "eval-after.json"));
+        var metrics = new Dictionary<string, (double? Before, double? After)>();
+        foreach (var row in ResultsComparison.Compare([before, after]))
+            metrics[$"{row.Task} {row.Metric}"] = (row.Values[0]?.Value, row.Values[1]?.Value);
+        return metrics;
+    }
+
+    /// <summary>The optional stages on a finished quickstart: their results join quickstart.json and the report.</summary>
+    static QuickstartResult Extend(QuickstartOptions o, string root, Func<int, int, int> s, ITrainingReporter reporter, Stopwatch total,
+        List<(string, TimeSpan)> stages, Action<string> log, CancellationToken cancel)
+    {
+        string dataDir = Path.Combine(root, "data");
+        var specialist = SpecialistTraining(o, s, Path.Combine(root, "base"), Path.Combine(dataDir, "domain", "train.filtered.jsonl"),
+            Path.Combine(dataDir, "domain", "heldout.jsonl"), Path.Combine(dataDir, "general", "replay.jsonl"), Path.Combine(root, "sft"), GeneratedSftSteps, GeneratedSftLr);
+        var extension = QuickstartExtension.Run(o, root, s, specialist, reporter, log, cancel);
+        stages.AddRange(extension.Ledger.Stages.Select(x => (x.Stage, x.Time)));
+        log("== report");
+        var report = RunReport.Write(ReportFor(o, root, extension.Tables));
+        string summaryPath = Path.Combine(root, "quickstart.json");
+        var summary = JsonNode.Parse(File.ReadAllText(summaryPath)) as JsonObject ?? throw new FormatException($"{summaryPath}: not a JSON object");
+        foreach (var (key, value) in extension.Json) summary[key] = value?.DeepClone();
+        summary["report"] = report.HtmlPath;
+        summary["extension_stages"] = new JsonObject(extension.Ledger.Stages.Select(x => KeyValuePair.Create(x.Stage, (JsonNode?)Math.Round(x.Time.TotalSeconds, 1))));
+        AtomicFile.WriteAllText(summaryPath, summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        return new QuickstartResult(report.HtmlPath, report.MarkdownPath, Metrics(Path.Combine(root, "sft")), total.Elapsed, stages);
     }
 
     /// <summary>One phase of copying practice: its mix written fresh (shuffled, kinds interleaved) and trained on at a
@@ -420,7 +477,7 @@ public static class Quickstart
     /// agent's conversations, which fine-tuning teaches it); a given model in its own context.</summary>
     static int EvalContext(QuickstartOptions o) => o.Model == null ? DefaultBase.SeqLen : 0;
 
-    static string Summary(TaskResult r) => $"{r.Task}: " + string.Join(", ", r.Metrics.Select(m =>
+    internal static string Summary(TaskResult r) => $"{r.Task}: " + string.Join(", ", r.Metrics.Select(m =>
         $"{m.Name} {m.Value.ToString("0.####", CultureInfo.InvariantCulture)}{(m.StandardError is double se ? " ± " + se.ToString("0.####", CultureInfo.InvariantCulture) : "")}"));
 
     // ---- domain data ----------------------------------------------------------------------------
@@ -465,7 +522,7 @@ public static class Quickstart
         [
             new("domain_task_policies", policyItems, "answer held-out questions about the store's policies (the policy's fact must appear verbatim)", 48),
             new("domain_task_orders", orderItems, "answer held-out customers from their order record (every fact verbatim, the right claim, no contradiction)", 100),
-        ], 500, 2e-3f, records);
+        ], GeneratedSftSteps, GeneratedSftLr, records);
     }
 
     static DomainData ImportedDomain(QuickstartOptions o, string path, string dir, Action<string> log)

@@ -43,6 +43,10 @@ public partial class QuickstartTests
         Assert.NotNull(summary["metrics"]!["general_perplexity perplexity"]!["after"]);
         Assert.NotNull(summary["metrics"]!["domain_text_perplexity perplexity"]!["after"]);
         Assert.NotNull(summary["metrics"]!["copy_probe acc"]!["before"]);
+        // Distillation and unlearning are opt-in (--distill, --unlearn).
+        Assert.Null(summary["distillation"]);
+        Assert.Null(summary["unlearning"]);
+        Assert.False(Directory.Exists(Path.Combine(dir.Path, "extended")));
         foreach (var task in new[] { "domain_task_policies", "domain_task_orders" })
         {
             Assert.NotNull(summary["metrics"]![$"{task} pass@1"]!["after"]);

@@ -11,8 +11,22 @@ namespace Hone.Evaluation.Report;
 /// or built from a scored JSONL).</summary>
 public sealed record CorpusScores(string Name, IReadOnlyList<double> Values, double? KeptLow, double? KeptHigh, string? Protocol);
 
+/// <param name="Tables">sections of their own after the evaluation: models against metrics, each with its protocol (the
+/// quickstart's distillation and unlearning comparisons)</param>
 public sealed record ReportOptions(IReadOnlyList<string> RunDirectories, string Output, string Title = "Hone report",
-    IReadOnlyList<string>? ExtraResults = null, IReadOnlyList<CorpusScores>? Corpora = null);
+    IReadOnlyList<string>? ExtraResults = null, IReadOnlyList<CorpusScores>? Corpora = null, IReadOnlyList<ReportTable>? Tables = null);
+
+/// <summary>A section of models (rows) against metrics (columns), the protocol in <paramref name="Note"/> above the table
+/// and <paramref name="Finding"/> (what the numbers say, if anything) below it.</summary>
+public sealed record ReportTable(string Title, string Note, IReadOnlyList<string> Columns, IReadOnlyList<ReportTableRow> Rows, string? Finding = null);
+
+/// <param name="Cells">one per column: a value with its standard error, or text</param>
+public sealed record ReportTableRow(string Label, IReadOnlyList<ReportCell> Cells);
+
+public sealed record ReportCell(double? Value, double? StandardError = null, string? Text = null)
+{
+    public static ReportCell Of(string text) => new(null, null, text);
+}
 
 /// <summary>What went into a report, for the caller's summary.</summary>
 public sealed record ReportSummary(string HtmlPath, string MarkdownPath, int Runs, int ResultFiles, int Charts);
@@ -172,6 +186,8 @@ public static class RunReport
             html.Append("</details></section>");
         }
 
+        foreach (var table in o.Tables ?? []) TableSection(html, md, table);
+
         // Agent benchmark: pass^k by k, failure reasons and pass rates per task kind.
         var agentRuns = resultFiles.SelectMany(f => f.Records.Where(r => (string?)r["kind"] == "agent").Select(r => (f.Label, Record: r))).ToList();
         if (agentRuns.Count > 0) charts += AgentSection(html, md, agentRuns);
@@ -195,13 +211,35 @@ public static class RunReport
             html.Append("</div></section>");
             md.AppendLine();
         }
-        if (charts == 0 && resultFiles.Count == 0)
+        if (charts == 0 && resultFiles.Count == 0 && (o.Tables ?? []).Count == 0)
             throw new ArgumentException("nothing to report: the run directories hold no metrics.jsonl, eval results or corpus_ppl.json");
         html.Append("</main></body></html>");
         string mdPath = Path.ChangeExtension(o.Output, ".md");
         AtomicFile.WriteAllText(o.Output, html.ToString());
         AtomicFile.WriteAllText(mdPath, md.ToString());
         return new ReportSummary(o.Output, mdPath, runs.Count, resultFiles.Count, charts);
+    }
+
+    static void TableSection(StringBuilder html, StringBuilder md, ReportTable t)
+    {
+        static string Cell(ReportCell c) => c.Text ?? (c.Value is double v ? Num(v) + (c.StandardError is double se && se > 0 ? " ± " + Num(se) : "") : "–");
+        html.Append($"<section><h2>{E(t.Title)}</h2><p class=\"note\">{E(t.Note)}</p><table><tr><th>model</th>");
+        html.Append(string.Concat(t.Columns.Select(c => $"<th>{E(c)}</th>"))).Append("</tr>");
+        md.AppendLine($"## {t.Title}").AppendLine().AppendLine(t.Note).AppendLine()
+          .AppendLine("| model |" + string.Concat(t.Columns.Select(c => $" {c} |"))).AppendLine("| --- |" + string.Concat(t.Columns.Select(_ => " --- |")));
+        foreach (var row in t.Rows)
+        {
+            html.Append($"<tr><td>{E(row.Label)}</td>{string.Concat(row.Cells.Select(c => $"<td>{E(Cell(c))}</td>"))}</tr>");
+            md.AppendLine($"| {row.Label} |" + string.Concat(row.Cells.Select(c => $" {Cell(c)} |")));
+        }
+        html.Append("</table>");
+        md.AppendLine();
+        if (t.Finding != null)
+        {
+            html.Append($"<p>{E(t.Finding)}</p>");
+            md.AppendLine(t.Finding).AppendLine();
+        }
+        html.Append("</section>");
     }
 
     /// <summary>The agent benchmark's page: pass^k against k per result, then per result its failures by reason and its
