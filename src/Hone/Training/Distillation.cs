@@ -85,6 +85,7 @@ public sealed unsafe class ModelTeacher : IDistillationTeacher
     readonly LlamaModel _model;
     readonly NativeBuffer _logits;   // [B·T, V]
     readonly int _maxRows, _maxSequence;
+    WorkerPool? _ownPool;
 
     public int VocabSize { get; }
     public float* Logits => _logits.AsFloats;
@@ -148,12 +149,19 @@ public sealed unsafe class ModelTeacher : IDistillationTeacher
         }
     }
 
+    /// <summary>Hand the teacher a pool of its own, disposed with it.</summary>
+    internal void Own(WorkerPool pool) => _ownPool = pool;
+
+    /// <summary>Worker threads of the pool the teacher runs on.</summary>
+    public int Threads => _model.Pool.Threads;
+
     public void Dispose()
     {
         _logits.Dispose();
         _model.Dispose();
         foreach (var a in _adapters.Values) a.Dispose();
         _weights.Dispose();
+        _ownPool?.Dispose();
     }
 }
 
@@ -215,13 +223,21 @@ public static class DistillationRun
     /// <summary>Load the teacher on the trainer's pool and hook the distillation loss into the student.</summary>
     public static IDistillationTeacher Start(TrainOptions o, Checkpoint teacherCheckpoint, TrainableLlama student, WorkerPool pool, int sharedVocabulary, ITrainingReporter reporter)
     {
-        var teacher = ModelTeacher.Open(teacherCheckpoint, o.TeacherAdapter, pool, o.BatchSize, o.SeqLen);
+        ModelTeacher teacher;
+        if (o.TeacherThreads > 0)
+        {
+            var own = new WorkerPool(o.TeacherThreads);
+            try { teacher = ModelTeacher.Open(teacherCheckpoint, o.TeacherAdapter, own, o.BatchSize, o.SeqLen); }
+            catch { own.Dispose(); throw; }
+            teacher.Own(own);
+        }
+        else teacher = ModelTeacher.Open(teacherCheckpoint, o.TeacherAdapter, pool, o.BatchSize, o.SeqLen);
         var s = o.DistillationSettings;
         student.LogitsLoss = new DistillationLoss(teacher, s, sharedVocabulary);
         string divergence = DivergenceText(s.Divergence);
         reporter.Info($"distill: teacher {teacherCheckpoint.Path}{(o.TeacherAdapter != null ? " + adapter " + o.TeacherAdapter : "")} " +
                       $"({teacherCheckpoint.Config.ParameterCount:N0} parameters, {teacherCheckpoint.Config.Layers} layers); loss = {1 - s.Ratio:G3}·CE + {s.Ratio:G3}·T²·{divergence} at T = {s.Temperature:G3}, " +
-                      $"over the {sharedVocabulary} shared ids; validation loss is the plain cross-entropy");
+                      $"over the {sharedVocabulary} shared ids, on {(o.TeacherThreads > 0 ? $"a pool of its own ({o.TeacherThreads} threads)" : "the trainer's threads")}; validation loss is the plain cross-entropy");
         return teacher;
     }
 

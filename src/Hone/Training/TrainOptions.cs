@@ -98,6 +98,8 @@ public sealed partial record TrainOptions
     public string? Teacher { get; init; }
     /// <summary>distill: a PEFT adapter applied to the teacher.</summary>
     public string? TeacherAdapter { get; init; }
+    /// <summary>distill: worker threads of the live teacher's own pool (0 = it shares the trainer's threads).</summary>
+    public int TeacherThreads { get; init; }
     /// <summary>distill: a teacher cache (hone distill cache) instead of a live --teacher: its top-K ids and log-probs per target position.</summary>
     public string? TeacherCache { get; init; }
     /// <summary>distill: weight α of the distillation term: loss = (1 − α)·CE + α·T²·KL.</summary>
@@ -160,10 +162,11 @@ public sealed partial record TrainOptions
                 "stage distill needs a teacher: --teacher MODEL (teacher: in the recipe), or a cache of one: --teacher-cache FILE (made by hone distill cache)");
             Require(Teacher == null || TeacherCache == null, "give --teacher or --teacher-cache, not both");
             Require(TeacherAdapter == null || Teacher != null, "teacher_adapter (--teacher-adapter) applies to --teacher; a --teacher-cache was built with its adapter (hone distill cache --adapter)");
+            Require(TeacherThreads == 0 || Teacher != null, "teacher_threads (--teacher-threads) applies to a live --teacher; a --teacher-cache runs no teacher");
         }
         else
-            Require(Teacher == null && TeacherAdapter == null && TeacherCache == null && KdRatio == 0.5 && KdTemperature == 2 && KdLoss == DistillationDivergence.Forward,
-                $"teacher, teacher_adapter, teacher_cache and the kd_ settings apply to --stage distill; the stage is {Stage.ToString().ToLowerInvariant()}");
+            Require(Teacher == null && TeacherAdapter == null && TeacherCache == null && TeacherThreads == 0 && KdRatio == 0.5 && KdTemperature == 2 && KdLoss == DistillationDivergence.Forward,
+                $"teacher, teacher_adapter, teacher_threads, teacher_cache and the kd_ settings apply to --stage distill; the stage is {Stage.ToString().ToLowerInvariant()}");
         return this;
     }
 

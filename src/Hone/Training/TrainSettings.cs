@@ -139,6 +139,8 @@ public sealed partial record TrainOptions
             "distill: the teacher model (Hugging Face directory or .gguf) run without gradients over every micro-batch; it must have the student's tokenizer (if only the vocabulary size differs and the shared ids' tokens agree, the logits are sliced to the shared ids)",
             nullable: true),
         PathSetting("teacher_adapter", o => o.TeacherAdapter, (o, v) => o with { TeacherAdapter = v }, "distill: a PEFT adapter applied to the teacher", nullable: true),
+        IntSetting("teacher_threads", o => o.TeacherThreads, (o, v) => o with { TeacherThreads = v },
+            "distill: worker threads of the live teacher's own pool (0 = it shares the trainer's threads); the teacher runs before the student's forward in each step, so this bounds its share of the machine", 0, MaxThreads),
         PathSetting("teacher_cache", o => o.TeacherCache, (o, v) => o with { TeacherCache = v },
             "distill: instead of --teacher, the teacher's top-K tokens per target position from a file made by `hone distill cache` with this run's data settings; " +
             "the divergence is then taken over the K ids plus one bucket for the rest of the vocabulary, and kd_temperature must be the cache's",

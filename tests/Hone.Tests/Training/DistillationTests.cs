@@ -291,6 +291,23 @@ public unsafe class DistillationTests(ITestOutputHelper output)
         Assert.Contains("different training options", e.Message);
     }
 
+    [Fact]
+    public void A_teacher_on_its_own_threads_teaches_the_same()
+    {
+        using var shared = new TempDirectory();
+        using var own = new TempDirectory();
+        var o = Options(shared.Path, TrainingMethod.Full) with { MaxSteps = 6 };
+        Trainer.Run(o, Data, new Recorder());
+        var reporter = new Recorder();
+        Trainer.Run(o with { Out = own.Path, TeacherThreads = 1 }, Data, reporter);
+        Assert.Contains(reporter.Lines, l => l.StartsWith("distill: teacher") && l.Contains("a pool of its own (1 threads)"));
+        // The teacher runs at exact precision, whose results do not depend on the thread count: the same losses.
+        var a = File.ReadAllLines(Path.Combine(shared.Path, "metrics.jsonl")).Select(l => (double)JsonNode.Parse(l)!["kd_loss"]!).ToList();
+        var b = File.ReadAllLines(Path.Combine(own.Path, "metrics.jsonl")).Select(l => (double)JsonNode.Parse(l)!["kd_loss"]!).ToList();
+        Assert.Equal(6, a.Count);
+        for (int i = 0; i < a.Count; i++) Assert.Equal(a[i], b[i], 6);
+    }
+
     sealed class CancellingRecorder(int step, CancellationTokenSource cts) : ITrainingReporter
     {
         public void Info(string message) { }
@@ -309,13 +326,16 @@ public unsafe class DistillationTests(ITestOutputHelper output)
         Assert.Throws<ArgumentException>(() => (o with { Teacher = "t", KdRatio = 1.5 }).Validate());
         Assert.Throws<ArgumentException>(() => (o with { Teacher = "t", KdTemperature = 0 }).Validate());
         (o with { Teacher = "t", KdRatio = 1, KdTemperature = 4, KdLoss = DistillationDivergence.Reverse }).Validate();
+        Assert.Contains("applies to a live --teacher", Assert.Throws<ArgumentException>(() => (o with { TeacherCache = "c", TeacherThreads = 2 }).Validate()).Message);
+        Assert.Contains("apply to --stage distill", Assert.Throws<ArgumentException>(() => (o with { Stage = TrainingStage.Sft, TeacherThreads = 2 }).Validate()).Message);
+        (o with { Teacher = "t", TeacherThreads = 2 }).Validate();
     }
 
     [Fact]
     public void Recipe_keys_set_the_distillation()
     {
         var r = TrainRecipe.Apply(YamlRecipe.Parse("recipe.yaml",
-            "stage: distill\nteacher: big\nteacher_adapter: big-sft\nkd_ratio: 0.7\nkd_temperature: 3\nkd_loss: symmetric\n"), new TrainOptions());
+            "stage: distill\nteacher: big\nteacher_adapter: big-sft\nkd_ratio: 0.7\nkd_temperature: 3\nkd_loss: symmetric\nteacher_threads: 3\n"), new TrainOptions());
         var o = r.Options;
         Assert.Equal(TrainingStage.Distill, o.Stage);
         Assert.Equal("big", o.Teacher);
@@ -323,6 +343,7 @@ public unsafe class DistillationTests(ITestOutputHelper output)
         Assert.Equal(0.7, o.KdRatio);
         Assert.Equal(3, o.KdTemperature);
         Assert.Equal(DistillationDivergence.Symmetric, o.KdLoss);
+        Assert.Equal(3, o.TeacherThreads);
         Assert.Throws<DataFormatException>(() => TrainRecipe.Apply(YamlRecipe.Parse("recipe.yaml", "kd_loss: jensen\n"), new TrainOptions()));
     }
 
