@@ -12,9 +12,10 @@ using Hone.Transforms.Pruning;
 
 namespace Hone.Workflows;
 
-/// <summary>The distillation comparison's settings at full scale; the defaults are README's measured protocol ("Distillation:
-/// a small model taught by a larger one"): each student trains all its weights for 200 steps of 4 × 512 packed tokens,
-/// lr 1e-3 cosine to a tenth after 10 warm-up steps; the distilled one with α 0.5, T 1, forward KL.</summary>
+/// <summary>The distillation comparison's settings at full scale: each student trains all its weights for 200 steps of
+/// 4 × 512 packed tokens, lr 1e-3 cosine to a tenth after 10 warm-up steps; the distilled one with α 0.5, T 1, forward
+/// KL, the best of the 200-step runs with the LoRA specialist as teacher (docs/performance.md). With that teacher the
+/// students end level; README's "Distillation" section shows the win needs a teacher ahead of the labels and more steps.</summary>
 /// <param name="CalibrationDocuments">general training documents whose hidden states rank the layers to remove</param>
 public sealed record DistillationRecipe(int Steps = 200, double KdRatio = 0.5, double KdTemperature = 1, DistillationDivergence KdLoss = DistillationDivergence.Forward,
     float Lr = 1e-3f, int BatchSize = 4, int SeqLen = 512, int WarmupSteps = 10, int CalibrationDocuments = 2000)
