@@ -356,22 +356,8 @@ public unsafe class DistillationCacheTests(ITestOutputHelper output)
         student.ZeroGradients();
         student.ForwardBackward(tokens, targets, batch, sequence, 1f);
         Assert.True(loss.Sums.Divergence > 0);
-        var rng = new Random(11);
-        int probes = 0;
-        foreach (var p in student.Parameters)
-            for (int probe = 0; probe < 2; probe++)
-            {
-                long i = rng.NextInt64(p.Count);
-                float original = p.Value[i];
-                const float h = 1e-2f;
-                p.Value[i] = original + h; double plus = student.Forward(tokens, targets, batch, sequence);
-                p.Value[i] = original - h; double minus = student.Forward(tokens, targets, batch, sequence);
-                p.Value[i] = original;
-                double numeric = (plus - minus) / (2 * h), analytic = p.Gradient[i];
-                Assert.True(Math.Abs(numeric - analytic) <= 2e-3 + 2e-2 * Math.Abs(analytic),
-                    $"{divergence} T={temperature} α={ratio} K={k} {p.Name}[{i}]: finite difference {numeric:G6}, backward {analytic:G6}");
-                probes++;
-            }
+        int probes = FiniteDifferences.CheckParameters(student.Parameters, () => student.Forward(tokens, targets, batch, sequence),
+            $"{divergence} T={temperature} α={ratio} K={k}", seed: 11, probesPerParameter: 2);
         Assert.True(probes >= 2 * 15);
     }
 

@@ -130,21 +130,8 @@ public unsafe class UnlearningTests(ITestOutputHelper output)
         var step = UnlearningObjective.ForwardBackward(model, method, forget, retain, beta, retainWeight);
         double value = UnlearningObjective.Value(model, method, forget, retain, beta, retainWeight);
         Assert.Equal(value, step.Objective, 5);
-        int checkedCount = 0;
-        var probe = new Random(9);
-        foreach (var p in model.Parameters)
-            for (int k = 0; k < 3; k++)
-            {
-                long i = probe.NextInt64(p.Count);
-                float original = p.Value[i];
-                const float h = 1e-2f;
-                p.Value[i] = original + h; double plus = UnlearningObjective.Value(model, method, forget, retain, beta, retainWeight);
-                p.Value[i] = original - h; double minus = UnlearningObjective.Value(model, method, forget, retain, beta, retainWeight);
-                p.Value[i] = original;
-                double numeric = (plus - minus) / (2 * h), analytic = p.Gradient[i];
-                Assert.True(Math.Abs(numeric - analytic) <= 2e-3 + 2e-2 * Math.Abs(analytic), $"{method} {p.Name}[{i}]: finite difference {numeric:G6}, backward {analytic:G6}");
-                checkedCount++;
-            }
+        int checkedCount = FiniteDifferences.CheckParameters(model.Parameters, () => UnlearningObjective.Value(model, method, forget, retain, beta, retainWeight),
+            $"{method}", seed: 9, probesPerParameter: 3);
         output.WriteLine($"{method} β {beta} retain {retainWeight}: objective {step.Objective:F6}, {checkedCount} probes over {model.Parameters.Count} parameters");
         Assert.True(checkedCount >= 3 * model.Parameters.Count);
     }
