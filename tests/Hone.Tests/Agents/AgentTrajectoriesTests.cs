@@ -176,18 +176,7 @@ public sealed class AgentTrajectoriesTests(AgentFixture fixture) : IClassFixture
                         ["id"] = c.CallId, ["type"] = "function",
                         ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = ConversationView.ToJson(c.Arguments).ToJsonString() },
                     }).ToArray());
-                var response = new JsonObject
-                {
-                    ["id"] = "chatcmpl-1", ["object"] = "chat.completion", ["created"] = 1, ["model"] = body["model"]!.GetValue<string>(),
-                    ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["message"] = message, ["finish_reason"] = calls.Count > 0 ? "tool_calls" : "stop" }),
-                    ["usage"] = new JsonObject { ["prompt_tokens"] = 5, ["completion_tokens"] = 5, ["total_tokens"] = 10 },
-                };
-                var bytes = Encoding.UTF8.GetBytes(response.ToJsonString());
-                context.Response.StatusCode = 200;
-                context.Response.ContentType = "application/json";
-                context.Response.ContentLength64 = bytes.Length;
-                await context.Response.OutputStream.WriteAsync(bytes);
-                context.Response.Close();
+                await WriteChatCompletionAsync(context, body["model"]!.GetValue<string>(), message, calls.Count > 0 ? "tool_calls" : "stop");
             }
             catch (Exception e) when (e is HttpListenerException or IOException or ObjectDisposedException) { }
             catch (Exception e)

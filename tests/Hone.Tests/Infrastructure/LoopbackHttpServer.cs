@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
 
 namespace Hone.Tests.Infrastructure;
 
@@ -44,6 +46,23 @@ public abstract class LoopbackHttpServer : IDisposable
     }
 
     protected abstract Task Serve(HttpListenerContext context);
+
+    /// <summary>Answer with a non-streaming OpenAI chat completion of one choice carrying <paramref name="message"/>.</summary>
+    protected static async Task WriteChatCompletionAsync(HttpListenerContext context, string model, JsonObject message, string finishReason)
+    {
+        var response = new JsonObject
+        {
+            ["id"] = "chatcmpl-1", ["object"] = "chat.completion", ["created"] = 1, ["model"] = model,
+            ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["message"] = message, ["finish_reason"] = finishReason }),
+            ["usage"] = new JsonObject { ["prompt_tokens"] = 5, ["completion_tokens"] = 5, ["total_tokens"] = 10 },
+        };
+        var bytes = Encoding.UTF8.GetBytes(response.ToJsonString());
+        context.Response.StatusCode = 200;
+        context.Response.ContentType = "application/json";
+        context.Response.ContentLength64 = bytes.Length;
+        await context.Response.OutputStream.WriteAsync(bytes);
+        context.Response.Close();
+    }
 
     public void Dispose()
     {

@@ -469,21 +469,7 @@ public class InstructSynthesisTests
                 string reply = user.StartsWith("Rewrite", StringComparison.Ordinal)
                     ? (seed % 2 == 0 ? "When does support open in the morning" : "How late can I call support on a Sunday evening") + (user.Contains("hours", StringComparison.Ordinal) ? "?" : " about shipping?")
                     : user.Contains("support", StringComparison.Ordinal) && !user.Contains("shipping", StringComparison.Ordinal) ? "Support is open from 8:00 to 20:00." : "Please ask again.";
-                var response = new JsonObject
-                {
-                    ["id"] = "chatcmpl-1", ["object"] = "chat.completion", ["created"] = 1, ["model"] = body["model"]!.GetValue<string>(),
-                    ["choices"] = new JsonArray(new JsonObject
-                    {
-                        ["index"] = 0, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = reply }, ["finish_reason"] = "stop",
-                    }),
-                    ["usage"] = new JsonObject { ["prompt_tokens"] = 5, ["completion_tokens"] = 5, ["total_tokens"] = 10 },
-                };
-                var bytes = Encoding.UTF8.GetBytes(response.ToJsonString());
-                context.Response.StatusCode = 200;
-                context.Response.ContentType = "application/json";
-                context.Response.ContentLength64 = bytes.Length;
-                await context.Response.OutputStream.WriteAsync(bytes);
-                context.Response.Close();
+                await WriteChatCompletionAsync(context, body["model"]!.GetValue<string>(), new JsonObject { ["role"] = "assistant", ["content"] = reply }, "stop");
             }
             catch (Exception e) when (e is HttpListenerException or IOException or ObjectDisposedException) { }
         }
